@@ -1,0 +1,142 @@
+//! The ECDH seam: one trait-free enum so a faster implementation can sit beside the reference
+//! one and be differential-tested against it.
+
+use zeroize::Zeroizing;
+
+use super::{CryptoError, PUBLIC_KEY_LEN, keys::EphemeralSecret, keys::PeerPublicKey};
+
+/// Which implementation computes P-256 scalar multiplications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// RustCrypto `p256` (pure Rust, the reference).
+    RustCrypto,
+    /// `aws-lc-rs` (assembly-optimized; available with the `aws-lc` feature).
+    #[cfg(feature = "aws-lc")]
+    AwsLc,
+    /// The fastest backend compiled in.
+    #[default]
+    Fastest,
+}
+
+impl Backend {
+    fn resolve(self) -> Self {
+        match self {
+            #[cfg(feature = "aws-lc")]
+            Self::Fastest => Self::AwsLc,
+            #[cfg(not(feature = "aws-lc"))]
+            Self::Fastest => Self::RustCrypto,
+            other => other,
+        }
+    }
+
+    /// The uncompressed public key of `secret`.
+    #[must_use]
+    pub fn public_key(self, secret: &EphemeralSecret) -> [u8; PUBLIC_KEY_LEN] {
+        match self.resolve() {
+            #[cfg(feature = "aws-lc")]
+            Self::AwsLc => {
+                if let Some(pk) = awslc::public_key(secret) {
+                    return pk;
+                }
+                rustcrypto::public_key(secret)
+            }
+            _ => rustcrypto::public_key(secret),
+        }
+    }
+
+    /// The ECDH shared secret: the x-coordinate of `secret * peer` (32 bytes).
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidPublicKey`] if the backend rejects the point.
+    pub fn agree(
+        self,
+        secret: &EphemeralSecret,
+        peer: &PeerPublicKey,
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        match self.resolve() {
+            #[cfg(feature = "aws-lc")]
+            Self::AwsLc => awslc::agree(secret, peer),
+            _ => rustcrypto::agree(secret, peer),
+        }
+    }
+}
+
+mod rustcrypto {
+    use super::*;
+    use p256::elliptic_curve::sec1::ToSec1Point as _;
+
+    pub(super) fn public_key(secret: &EphemeralSecret) -> [u8; PUBLIC_KEY_LEN] {
+        let mut out = [0u8; PUBLIC_KEY_LEN];
+        // The scalar was validated when the secret was built.
+        if let Ok(sk) = p256::SecretKey::from_slice(secret.scalar()) {
+            let pt = sk.public_key().to_sec1_point(false);
+            out.copy_from_slice(pt.as_bytes());
+        }
+        out
+    }
+
+    pub(super) fn agree(
+        secret: &EphemeralSecret,
+        peer: &PeerPublicKey,
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        let sk =
+            p256::SecretKey::from_slice(secret.scalar()).map_err(|_| CryptoError::InvalidPublicKey)?;
+        let pk = p256::PublicKey::from_sec1_bytes(peer.as_bytes())
+            .map_err(|_| CryptoError::InvalidPublicKey)?;
+        let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(shared.raw_secret_bytes());
+        Ok(out)
+    }
+}
+
+#[cfg(feature = "aws-lc")]
+mod awslc {
+    use super::*;
+    use aws_lc_rs::agreement::{ECDH_P256, PrivateKey, UnparsedPublicKey, agree as lc_agree};
+
+    pub(super) fn public_key(secret: &EphemeralSecret) -> Option<[u8; PUBLIC_KEY_LEN]> {
+        let sk = PrivateKey::from_private_key(&ECDH_P256, secret.scalar()).ok()?;
+        let pk = sk.compute_public_key().ok()?;
+        pk.as_ref().try_into().ok()
+    }
+
+    pub(super) fn agree(
+        secret: &EphemeralSecret,
+        peer: &PeerPublicKey,
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        let sk = PrivateKey::from_private_key(&ECDH_P256, secret.scalar())
+            .map_err(|_| CryptoError::InvalidPublicKey)?;
+        let peer = UnparsedPublicKey::new(&ECDH_P256, peer.as_bytes());
+        lc_agree(&sk, peer, CryptoError::InvalidPublicKey, |x| {
+            let mut out = Zeroizing::new([0u8; 32]);
+            if x.len() != 32 {
+                return Err(CryptoError::InvalidPublicKey);
+            }
+            out.copy_from_slice(x);
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_agree_byte_for_byte() {
+        let a = EphemeralSecret::from_bytes(&[0x11; 32]).expect("a");
+        let b = EphemeralSecret::from_bytes(&[0x22; 32]).expect("b");
+        let pa = Backend::RustCrypto.public_key(&a);
+        let pb = Backend::RustCrypto.public_key(&b);
+        assert_eq!(pa, Backend::Fastest.public_key(&a));
+        let peer_b = PeerPublicKey::from_bytes(&pb).expect("pb");
+        let peer_a = PeerPublicKey::from_bytes(&pa).expect("pa");
+        let s1 = Backend::RustCrypto.agree(&a, &peer_b).expect("s1");
+        let s2 = Backend::Fastest.agree(&a, &peer_b).expect("s2");
+        let s3 = Backend::RustCrypto.agree(&b, &peer_a).expect("s3");
+        assert_eq!(*s1, *s2);
+        assert_eq!(*s1, *s3);
+    }
+}

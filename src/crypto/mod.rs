@@ -1,0 +1,59 @@
+//! Cryptography: P-256 ECDH, HKDF-SHA256 and AES-256-GCM sessions.
+//!
+//! Pure code: no I/O, no async, no clock. Randomness is injected (`rand_core::CryptoRng`) so
+//! that every derivation can be reproduced from fixed inputs in known-answer tests.
+//!
+//! - [`keys`]: strict parsing of peer public keys and our ephemeral secrets.
+//! - [`backend`]: the ECDH seam (pure-Rust `p256`, or `aws-lc-rs` behind the `aws-lc` feature).
+//! - [`kdf`]: HKDF-SHA256.
+//! - [`session`]: an established AES-256-GCM session that seals and opens `encrypted` frames.
+//! - [`handshake`]: the server and client halves of the handshake inside `authenticate`.
+//!
+//! # Security
+//! Secret-bearing types have no `Clone`, `Serialize` or derived `Debug`, and wipe their bytes on
+//! drop. Errors are deliberately uninformative: a wrong key, a flipped bit and a truncated frame
+//! all produce the same [`CryptoError::Decrypt`].
+
+pub mod backend;
+pub mod handshake;
+pub mod kdf;
+pub mod keys;
+pub mod session;
+
+pub use backend::Backend;
+pub use handshake::{ClientHandshake, HandshakeConfig, ServerHello, server_handshake};
+pub use keys::{EphemeralSecret, PeerPublicKey};
+pub use session::Session;
+
+/// The IGNIS compatibility profile's HKDF info string.
+pub const IGNIS_INFO: &str = "ignis-ecdh-p256-aes-256-gcm-v1";
+/// Length of an uncompressed SEC1 P-256 public key.
+pub const PUBLIC_KEY_LEN: usize = 65;
+/// Length of the HKDF salt the server picks per client.
+pub const SALT_LEN: usize = 32;
+/// AES-GCM nonce length.
+pub const NONCE_LEN: usize = 12;
+/// AES-GCM tag length.
+pub const TAG_LEN: usize = 16;
+
+/// A cryptographic failure. Deliberately coarse: callers map it to one protocol error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The peer's public key is not base64 of a valid uncompressed P-256 point.
+    #[error("invalid public key")]
+    InvalidPublicKey,
+    /// A field is not valid base64 or has the wrong length (salt, nonce).
+    #[error("invalid encoding")]
+    Encoding,
+    /// Authentication of a ciphertext failed (wrong key, tampering, truncation, replay).
+    #[error("decryption failed")]
+    Decrypt,
+    /// Encryption failed (message too large for AES-GCM, or a nonce limit was reached).
+    #[error("encryption failed")]
+    Encrypt,
+}
+
+pub(crate) fn b64() -> &'static base64::engine::GeneralPurpose {
+    &base64::engine::general_purpose::STANDARD
+}

@@ -1,0 +1,3 @@
+//! sealwire (building)
+pub mod crypto;
+pub mod protocol;

@@ -1,0 +1,224 @@
+//! The client <-> server JSON envelope and the payloads of the system events.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Names of the system events (IGNIS-compatible).
+pub mod event {
+    /// C->S: credentials (and the client's public key for the handshake).
+    pub const AUTHENTICATE: &str = "authenticate";
+    /// S->C: authentication succeeded; carries the server's handshake reply.
+    pub const CONNECTED: &str = "connected";
+    /// Both: the connection is closing.
+    pub const DISCONNECT: &str = "disconnect";
+    /// C->S: join rooms.
+    pub const JOIN: &str = "join";
+    /// C->S: leave rooms.
+    pub const LEAVE: &str = "leave";
+    /// S->C: an error notification.
+    pub const ERROR: &str = "error";
+    /// C->S: keep-alive; only refreshes activity.
+    pub const HEARTBEAT: &str = "heartbeat";
+    /// Both: an encrypted message whose plaintext is another envelope.
+    pub const ENCRYPTED: &str = "encrypted";
+
+    /// Events an application may not send itself: they would impersonate the protocol.
+    pub const RESERVED_OUTBOUND: [&str; 3] = [AUTHENTICATE, CONNECTED, ENCRYPTED];
+}
+
+/// The exact error strings of the protocol (IGNIS-compatible where IGNIS has one).
+pub mod error_message {
+    /// Not JSON, or not a JSON object.
+    pub const INVALID_FORMAT: &str = "Invalid message format";
+    /// `authenticate` on an authenticated connection.
+    pub const ALREADY_AUTHENTICATED: &str = "Already authenticated";
+    /// Any event but `authenticate`/`heartbeat` before authentication.
+    pub const NOT_AUTHENTICATED: &str = "Not authenticated";
+    /// The authenticate hook rejected the credentials (close 4003 follows).
+    pub const AUTH_FAILED: &str = "Authentication failed";
+    /// The authenticate hook failed (close 4003 follows).
+    pub const AUTH_ERROR: &str = "Authentication error";
+    /// No session could be established while encryption is required (close 4004 follows).
+    pub const HANDSHAKE_FAILED: &str = "Encryption handshake failed";
+    /// An `encrypted` frame that did not decrypt, or whose plaintext was not an envelope.
+    pub const DECRYPT_FAILED: &str = "Invalid encrypted message";
+    /// A plaintext application event from an encrypted client while encryption is required.
+    pub const ENCRYPTION_REQUIRED: &str = "Encrypted message required";
+    /// `join`/`leave` payload that is not `{rooms:[string..]}`.
+    pub const INVALID_ROOMS: &str = "Invalid rooms";
+}
+
+/// An inbound frame as parsed from the wire: `{event, data?, id?}`.
+///
+/// `event` is optional here so that a frame without one can be told apart from invalid JSON:
+/// the protocol drops the former silently and answers the latter with an error.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Inbound {
+    /// Event name.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// Payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// Application-defined message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl Inbound {
+    /// Parses a text frame.
+    ///
+    /// # Errors
+    /// Returns an error when the text is not a JSON object of the envelope's shape.
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// `authenticate` payload: `{type?, token, publicKey?, profile?}`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticatePayload {
+    /// Token type, e.g. `Bearer` (informational).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The credential handed to the authenticate hook.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Base64 of the client's uncompressed SEC1 P-256 public key (65 bytes, 0x04 prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Crypto profile the client asks for; absent means the IGNIS compatibility profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+/// `connected` payload: `{id, userId, time, serverPublicKey?, salt?, ...}`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectedPayload {
+    /// The client id the server assigned.
+    pub id: String,
+    /// The user id the authenticate hook returned.
+    pub user_id: String,
+    /// Server time, ISO-8601 UTC (`...Z`).
+    pub time: String,
+    /// Base64 of the server's ephemeral uncompressed P-256 public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_public_key: Option<String>,
+    /// Base64 of the 32-byte HKDF salt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Crypto profile in force (absent for the compatibility profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Profile-specific handshake fields (key confirmation, server signature, ...).
+    #[serde(default, flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// `encrypted` payload: `{iv, ct}` (base64), plus the sequence number in the hardened profile.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct EncryptedPayload {
+    /// Base64 of the 12-byte nonce.
+    pub iv: String,
+    /// Base64 of ciphertext || 16-byte tag.
+    pub ct: String,
+    /// Sequence number (hardened profile only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// `join` / `leave` payload.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct RoomsPayload {
+    /// Room names.
+    pub rooms: Vec<String>,
+}
+
+/// `error` payload.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ErrorPayload {
+    /// One of [`error_message`].
+    pub message: String,
+}
+
+/// Serializes `{"event":<event>,"data":<data>}` where `data` is already JSON text.
+///
+/// This is the one place an outbound envelope is built: the same bytes are the plaintext frame
+/// for plaintext clients and the AEAD plaintext for encrypted clients.
+#[must_use]
+pub fn frame_json(event: &str, data_json: &str) -> String {
+    let mut out = String::with_capacity(event.len() + data_json.len() + 24);
+    out.push_str("{\"event\":");
+    // Serializing a &str to JSON cannot fail.
+    out.push_str(&serde_json::to_string(event).unwrap_or_else(|_| "\"\"".to_owned()));
+    out.push_str(",\"data\":");
+    out.push_str(data_json);
+    out.push('}');
+    out
+}
+
+/// Current time as ISO-8601 / RFC 3339 in UTC with a `Z` offset and millisecond precision.
+#[must_use]
+pub fn now_iso8601() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let ms = now.millisecond();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        ms
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_json_is_valid_json() {
+        let f = frame_json("a\"b", r#"{"x":1}"#);
+        let v: Value = serde_json::from_str(&f).expect("valid");
+        assert_eq!(v["event"], "a\"b");
+        assert_eq!(v["data"]["x"], 1);
+    }
+
+    #[test]
+    fn inbound_without_event_parses() {
+        let m = Inbound::parse(r#"{"data":1}"#).expect("parses");
+        assert!(m.event.is_none());
+        assert!(Inbound::parse("[1,2]").is_err());
+        assert!(Inbound::parse("nope").is_err());
+        assert!(Inbound::parse(r#"{"event":5}"#).is_err());
+    }
+
+    #[test]
+    fn time_is_utc_iso() {
+        let t = now_iso8601();
+        assert!(t.ends_with('Z'), "{t}");
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).is_ok());
+    }
+
+    #[test]
+    fn connected_serializes_camel_case() {
+        let c = ConnectedPayload {
+            id: "c".into(),
+            user_id: "u".into(),
+            time: "t".into(),
+            server_public_key: Some("k".into()),
+            salt: None,
+            profile: None,
+            extra: Default::default(),
+        };
+        let v = serde_json::to_value(&c).expect("ser");
+        assert_eq!(v["userId"], "u");
+        assert_eq!(v["serverPublicKey"], "k");
+        assert!(v.get("salt").is_none());
+    }
+}
