@@ -1,3 +1,4 @@
 //! sealwire (building)
 pub mod crypto;
 pub mod protocol;
+pub mod server;

@@ -11,8 +11,7 @@ use super::{CryptoError, PUBLIC_KEY_LEN, keys::EphemeralSecret, keys::PeerPublic
 pub enum Backend {
     /// RustCrypto `p256` (pure Rust, the reference).
     RustCrypto,
-    /// `aws-lc-rs` (assembly-optimized; available with the `aws-lc` feature).
-    #[cfg(feature = "aws-lc")]
+    /// `aws-lc-rs` (assembly-optimized).
     AwsLc,
     /// The fastest backend compiled in.
     #[default]
@@ -22,10 +21,7 @@ pub enum Backend {
 impl Backend {
     fn resolve(self) -> Self {
         match self {
-            #[cfg(feature = "aws-lc")]
             Self::Fastest => Self::AwsLc,
-            #[cfg(not(feature = "aws-lc"))]
-            Self::Fastest => Self::RustCrypto,
             other => other,
         }
     }
@@ -34,7 +30,6 @@ impl Backend {
     #[must_use]
     pub fn public_key(self, secret: &EphemeralSecret) -> [u8; PUBLIC_KEY_LEN] {
         match self.resolve() {
-            #[cfg(feature = "aws-lc")]
             Self::AwsLc => {
                 if let Some(pk) = awslc::public_key(secret) {
                     return pk;
@@ -55,7 +50,6 @@ impl Backend {
         peer: &PeerPublicKey,
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         match self.resolve() {
-            #[cfg(feature = "aws-lc")]
             Self::AwsLc => awslc::agree(secret, peer),
             _ => rustcrypto::agree(secret, peer),
         }
@@ -91,7 +85,6 @@ mod rustcrypto {
     }
 }
 
-#[cfg(feature = "aws-lc")]
 mod awslc {
     use super::*;
     use aws_lc_rs::agreement::{ECDH_P256, PrivateKey, UnparsedPublicKey, agree as lc_agree};

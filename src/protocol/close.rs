@@ -2,7 +2,7 @@
 
 /// Why the server closed a connection. The numeric codes are part of the wire protocol.
 ///
-/// 1001 and 4001..=4004 are IGNIS-compatible; 4005 and 4006 are sealwire additions that an
+/// 1001 and 4001..=4004 are IGNIS-compatible; 4005 is a sealwire addition that an
 /// IGNIS client sees as ordinary application close codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -11,6 +11,9 @@ pub enum CloseCode {
     Normal,
     /// 1001: the server is shutting down.
     GoingAway,
+    /// 1006: the connection dropped without a close frame (never sent on the wire; reported
+    /// to hooks and clients).
+    Abnormal,
     /// 1009: a message exceeded the configured maximum size.
     MessageTooBig,
     /// 4001: no `authenticate` in time, or authentication did not finish in time.
@@ -23,8 +26,6 @@ pub enum CloseCode {
     EncryptionRequired,
     /// 4005: the client did not read its messages fast enough (outbound queue full).
     SlowConsumer,
-    /// 4006: the connection limit of the server was reached.
-    ServerFull,
 }
 
 impl CloseCode {
@@ -34,13 +35,13 @@ impl CloseCode {
         match self {
             Self::Normal => 1000,
             Self::GoingAway => 1001,
+            Self::Abnormal => 1006,
             Self::MessageTooBig => 1009,
             Self::AuthTimeout => 4001,
             Self::HeartbeatTimeout => 4002,
             Self::AuthFailed => 4003,
             Self::EncryptionRequired => 4004,
             Self::SlowConsumer => 4005,
-            Self::ServerFull => 4006,
         }
     }
 
@@ -50,13 +51,13 @@ impl CloseCode {
         match self {
             Self::Normal => "Normal closure",
             Self::GoingAway => "Server shutting down",
+            Self::Abnormal => "Connection lost",
             Self::MessageTooBig => "Message too big",
             Self::AuthTimeout => "Authentication timeout",
             Self::HeartbeatTimeout => "Heartbeat timeout",
             Self::AuthFailed => "Authentication failed",
             Self::EncryptionRequired => "Encryption required",
             Self::SlowConsumer => "Slow consumer",
-            Self::ServerFull => "Server full",
         }
     }
 
@@ -66,13 +67,13 @@ impl CloseCode {
         Some(match code {
             1000 => Self::Normal,
             1001 => Self::GoingAway,
+            1006 => Self::Abnormal,
             1009 => Self::MessageTooBig,
             4001 => Self::AuthTimeout,
             4002 => Self::HeartbeatTimeout,
             4003 => Self::AuthFailed,
             4004 => Self::EncryptionRequired,
             4005 => Self::SlowConsumer,
-            4006 => Self::ServerFull,
             _ => return None,
         })
     }
@@ -93,7 +94,6 @@ mod tests {
             CloseCode::AuthFailed,
             CloseCode::EncryptionRequired,
             CloseCode::SlowConsumer,
-            CloseCode::ServerFull,
         ] {
             assert_eq!(CloseCode::from_code(c.code()), Some(c));
         }

@@ -1,0 +1,133 @@
+//! [`ServerBuilder`]: hooks and configuration in, a [`Server`] out.
+
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::hooks::{
+    Authenticator, ConnectedHook, DisconnectedHook, EcdhHandshake, Handshake, Hooks,
+    MessageHandler, OutboundTransformer, RoomValidator,
+};
+use super::{Bus, ConfigError, LocalBus, Server, ServerConfig, Shared};
+
+/// Builds a [`Server`]. Only the authenticate hook is required.
+#[derive(Default)]
+#[must_use]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    hooks: Hooks,
+    custom_handshake: bool,
+    bus: Option<Arc<dyn Bus>>,
+    server_id: Option<String>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Edits the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Sets the authenticate hook (required).
+    pub fn authenticate(mut self, hook: impl Authenticator) -> Self {
+        self.hooks.authenticator = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets the room-validation hook; without one, clients cannot join rooms themselves.
+    pub fn validate_rooms(mut self, hook: impl RoomValidator) -> Self {
+        self.hooks.room_validator = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets the client-connected hook.
+    pub fn on_connected(mut self, hook: impl ConnectedHook) -> Self {
+        self.hooks.connected = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets the client-disconnected hook.
+    pub fn on_disconnected(mut self, hook: impl DisconnectedHook) -> Self {
+        self.hooks.disconnected = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets the handler for custom events.
+    pub fn on_message(mut self, hook: impl MessageHandler) -> Self {
+        self.hooks.message = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets a per-client outbound transformer (runs before the built-in encryptor).
+    pub fn outbound_transformer(mut self, hook: impl OutboundTransformer) -> Self {
+        self.hooks.transformer = Some(Arc::new(hook));
+        self
+    }
+
+    /// Replaces the built-in ECDH handshake.
+    pub fn handshake(mut self, hook: impl Handshake) -> Self {
+        self.hooks.handshake = Some(Arc::new(hook));
+        self.custom_handshake = true;
+        self
+    }
+
+    /// Sets the bus (defaults to a private [`LocalBus`]).
+    pub fn bus(mut self, bus: impl Bus) -> Self {
+        self.bus = Some(Arc::new(bus));
+        self
+    }
+
+    /// Sets the bus from a shared pointer.
+    pub fn bus_arc(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Fixes the server id (defaults to a random UUID).
+    pub fn server_id(mut self, id: impl Into<String>) -> Self {
+        self.server_id = Some(id.into());
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a missing authenticate hook or an invalid configuration.
+    pub fn build(mut self) -> Result<Server, ConfigError> {
+        self.config.validate()?;
+        if self.hooks.authenticator.is_none() {
+            return Err(ConfigError::MissingAuthenticator);
+        }
+        if !self.custom_handshake {
+            self.hooks.handshake = self
+                .config
+                .handshake
+                .clone()
+                .map(|c| Arc::new(EcdhHandshake::new(c)) as Arc<dyn Handshake>);
+        }
+        Ok(Server(Arc::new(Shared {
+            server_id: self.server_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            config: self.config,
+            hooks: self.hooks,
+            registry: Mutex::default(),
+            bus: self.bus.unwrap_or_else(|| Arc::new(LocalBus::new())),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            epoch: std::time::Instant::now(),
+            started: std::sync::atomic::AtomicBool::new(false),
+        })))
+    }
+}

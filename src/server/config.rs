@@ -1,0 +1,123 @@
+//! Server configuration: a plain struct with documented defaults.
+
+use std::time::Duration;
+
+use crate::crypto::HandshakeConfig;
+
+/// Everything tunable about a [`Server`](super::Server). Every abuse-relevant limit is here.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// WebSocket path. Defaults to `/ws`.
+    pub path: String,
+    /// Refuse clients that do not complete the encryption handshake (close 4004).
+    /// Defaults to `false` (clients that send a public key are still encrypted).
+    pub require_encryption: bool,
+    /// Time a new connection has to send `authenticate`; authentication plus handshake must
+    /// then finish within three times this. Defaults to 5 s.
+    pub auth_timeout: Duration,
+    /// How often idle connections are swept and pinged. Defaults to 30 s.
+    pub heartbeat_interval: Duration,
+    /// A connection that sent no message for this long is closed with 4002. Defaults to 90 s.
+    pub heartbeat_timeout: Duration,
+    /// Largest inbound WebSocket message (and frame) in bytes. Defaults to 128 KiB.
+    pub max_message_bytes: usize,
+    /// Rooms every authenticated client joins. Defaults to `ws-default`, `ws-notification`.
+    pub default_rooms: Vec<String>,
+    /// Most rooms one client may be in (own-id and default rooms included). Defaults to 256.
+    pub max_rooms_per_client: usize,
+    /// Most messages queued for one client before it is closed as a slow consumer (4005).
+    /// Defaults to 4096.
+    pub outbox_messages: usize,
+    /// Most plaintext bytes queued for one client before it is closed as a slow consumer
+    /// (4005). Defaults to 4 MiB.
+    pub outbox_bytes: usize,
+    /// Most concurrent WebSocket connections; further upgrades get HTTP 503. Defaults to
+    /// `None` (limited only by file descriptors).
+    pub max_connections: Option<usize>,
+    /// WebSocket read buffer per connection, in bytes. Defaults to 4 KiB.
+    pub read_buffer_bytes: usize,
+    /// Bytes buffered before a write reaches the socket (flushes write everything anyway).
+    /// Defaults to 8 KiB.
+    pub write_buffer_bytes: usize,
+    /// Time each socket gets to receive its close frame at shutdown. Defaults to 2 s.
+    pub shutdown_timeout: Duration,
+    /// Built-in ECDH handshake parameters; `None` disables the handshake (then clients that
+    /// send a public key, and every client when encryption is required, are closed with 4004).
+    /// Defaults to the IGNIS-compatible profile.
+    pub handshake: Option<HandshakeConfig>,
+    /// Bearer token for the admin REST API; `None` disables every admin call but health.
+    /// Defaults to `None`.
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            path: "/ws".to_owned(),
+            require_encryption: false,
+            auth_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(90),
+            max_message_bytes: 128 * 1024,
+            default_rooms: vec!["ws-default".to_owned(), "ws-notification".to_owned()],
+            max_rooms_per_client: 256,
+            outbox_messages: 4096,
+            outbox_bytes: 4 * 1024 * 1024,
+            max_connections: None,
+            read_buffer_bytes: 4 * 1024,
+            write_buffer_bytes: 8 * 1024,
+            shutdown_timeout: Duration::from_secs(2),
+            handshake: Some(HandshakeConfig::default()),
+            admin_token: None,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No authenticate hook was given.
+    #[error("an authenticate hook is required")]
+    MissingAuthenticator,
+    /// The WebSocket path does not start with `/`.
+    #[error("path must start with '/': {0:?}")]
+    InvalidPath(String),
+    /// A limit is zero or out of range.
+    #[error("invalid limit: {0}")]
+    InvalidLimit(&'static str),
+    /// A default room name is not a valid room name.
+    #[error("invalid default room name: {0:?}")]
+    InvalidRoom(String),
+}
+
+impl ServerConfig {
+    /// Checks the values for consistency.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.path.starts_with('/') {
+            return Err(ConfigError::InvalidPath(self.path.clone()));
+        }
+        let limits = [
+            (self.auth_timeout.is_zero(), "auth_timeout"),
+            (self.heartbeat_interval.is_zero(), "heartbeat_interval"),
+            (self.heartbeat_timeout.is_zero(), "heartbeat_timeout"),
+            (self.max_message_bytes < 64, "max_message_bytes (at least 64)"),
+            (self.outbox_messages == 0, "outbox_messages"),
+            (self.outbox_bytes == 0, "outbox_bytes"),
+            (self.max_rooms_per_client == 0, "max_rooms_per_client"),
+            (self.read_buffer_bytes < 256, "read_buffer_bytes (at least 256)"),
+            (self.max_connections == Some(0), "max_connections"),
+        ];
+        if let Some((_, name)) = limits.iter().find(|(bad, _)| *bad) {
+            return Err(ConfigError::InvalidLimit(name));
+        }
+        if let Some(bad) = self.default_rooms.iter().find(|r| !super::registry::valid_room_name(r)) {
+            return Err(ConfigError::InvalidRoom(bad.clone()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! The delivery API: local fan-out first, then publish to the bus.
+//!
+//! Every method serializes the payload once. Plaintext recipients all get the same bytes
+//! (refcounted); each encrypted recipient's connection task seals its own copy, so a large room
+//! costs the sender O(recipients) queue pushes and no crypto.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::Server;
+use super::outbox::Frame;
+use crate::protocol::{BusEnvelope, BusTarget, event};
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The event name is empty or longer than 256 characters.
+    #[error("invalid event name")]
+    InvalidEvent,
+    /// The event name is a protocol event (`authenticate`, `connected`, `encrypted`).
+    #[error("event name {0:?} is reserved by the protocol")]
+    ReservedEvent(String),
+    /// The payload does not serialize to JSON.
+    #[error("payload is not serializable: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+fn check_event(name: &str) -> Result<(), SendError> {
+    if name.is_empty() || name.chars().count() > 256 {
+        return Err(SendError::InvalidEvent);
+    }
+    if event::RESERVED_OUTBOUND.contains(&name) {
+        return Err(SendError::ReservedEvent(name.to_owned()));
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Sends to one client (on whichever instance it is). Returns local recipients queued.
+    ///
+    /// # Errors
+    /// [`SendError`] for an invalid event name or a payload that does not serialize.
+    pub fn send_to_client(&self, client_id: &str, event: &str, data: &impl Serialize) -> Result<usize, SendError> {
+        self.route(BusTarget::Client(client_id.to_owned()), event, data, &[], true)
+    }
+
+    /// Sends to every session of a user, on every instance.
+    ///
+    /// # Errors
+    /// As [`Server::send_to_client`].
+    pub fn send_to_user(&self, user_id: &str, event: &str, data: &impl Serialize) -> Result<usize, SendError> {
+        self.route(BusTarget::User(user_id.to_owned()), event, data, &[], true)
+    }
+
+    /// Sends to every member of a room, on every instance, except `exclude` (client ids).
+    ///
+    /// # Errors
+    /// As [`Server::send_to_client`].
+    pub fn send_to_room(&self, room: &str, event: &str, data: &impl Serialize, exclude: &[String]) -> Result<usize, SendError> {
+        self.route(BusTarget::Room(room.to_owned()), event, data, exclude, true)
+    }
+
+    /// Sends to every authenticated client, on every instance, except `exclude`.
+    ///
+    /// # Errors
+    /// As [`Server::send_to_client`].
+    pub fn broadcast(&self, event: &str, data: &impl Serialize, exclude: &[String]) -> Result<usize, SendError> {
+        self.route(BusTarget::Broadcast, event, data, exclude, true)
+    }
+
+    /// IGNIS `send()` routing: no destination broadcasts; a local client id sends to that
+    /// client; a local room sends to the room; anything else is published as a room for the
+    /// other instances. Always publishes to the bus as well.
+    ///
+    /// # Errors
+    /// As [`Server::send_to_client`].
+    pub fn send(&self, destination: Option<&str>, event: &str, data: &impl Serialize) -> Result<usize, SendError> {
+        let target = self.resolve_destination(destination);
+        self.route(target, event, data, &[], true)
+    }
+
+    /// Where `send()` would route `destination` from this instance.
+    #[must_use]
+    pub fn resolve_destination(&self, destination: Option<&str>) -> BusTarget {
+        match destination {
+            None => BusTarget::Broadcast,
+            Some(d) => {
+                let reg = self.0.registry();
+                if reg.has_client(d) {
+                    BusTarget::Client(d.to_owned())
+                } else {
+                    BusTarget::Room(d.to_owned())
+                }
+            }
+        }
+    }
+
+    /// Sends to `target` (local delivery, then publish unless `publish` is false).
+    ///
+    /// # Errors
+    /// As [`Server::send_to_client`].
+    pub fn route(
+        &self,
+        target: BusTarget,
+        event: &str,
+        data: &impl Serialize,
+        exclude: &[String],
+        publish: bool,
+    ) -> Result<usize, SendError> {
+        check_event(event)?;
+        let raw = serde_json::value::to_raw_value(data)?;
+        Ok(self.route_raw(target, event, raw, exclude, publish))
+    }
+
+    /// As [`Server::route`] with an already-serialized payload.
+    pub(crate) fn route_raw(
+        &self,
+        target: BusTarget,
+        event: &str,
+        data: Box<RawValue>,
+        exclude: &[String],
+        publish: bool,
+    ) -> usize {
+        let envelope = publish.then(|| BusEnvelope {
+            server_id: self.0.server_id.clone(),
+            target: target.clone(),
+            event: event.to_owned(),
+            data: data.clone(),
+            exclude: exclude.to_vec(),
+        });
+        let frame = Frame::new(event, data);
+        let n = self.deliver_local(&target, &frame, exclude);
+        if let Some(env) = envelope {
+            self.0.bus.publish(env);
+        }
+        n
+    }
+
+    /// Queues `frame` for every local recipient of `target`; returns how many were queued.
+    fn deliver_local(&self, target: &BusTarget, frame: &Arc<Frame>, exclude: &[String]) -> usize {
+        let recipients = self.0.registry().recipients(target, exclude);
+        recipients.iter().filter(|r| r.push(frame)).count()
+    }
+
+    /// Delivers an envelope that arrived from the bus (ignores this server's own).
+    pub(crate) fn deliver_remote(&self, env: BusEnvelope) {
+        if env.server_id == self.0.server_id {
+            return;
+        }
+        if check_event(&env.event).is_err() {
+            tracing::debug!(event = %env.event, "dropping bus message with an invalid event name");
+            return;
+        }
+        let frame = Frame::new(&env.event, env.data);
+        self.deliver_local(&env.target, &frame, &env.exclude);
+    }
+
+    /// Joins a client to rooms on behalf of the application (no validation hook; name rules
+    /// and the per-client room limit still apply). Returns the rooms newly joined, or `None`
+    /// for an unknown client.
+    #[must_use]
+    pub fn join(&self, client_id: &str, rooms: &[String]) -> Option<Vec<String>> {
+        let valid: Vec<String> = rooms.iter().filter(|r| super::valid_room_name(r)).cloned().collect();
+        let mut changes = Vec::new();
+        let joined = {
+            let mut reg = self.0.registry();
+            if !reg.has_client(client_id) {
+                return None;
+            }
+            reg.join(client_id, valid, self.0.config.max_rooms_per_client, &mut changes)
+        };
+        self.0.apply_interest(&changes);
+        Some(joined)
+    }
+
+    /// Removes a client from rooms. Returns the rooms left, or `None` for an unknown client.
+    #[must_use]
+    pub fn leave(&self, client_id: &str, rooms: &[String]) -> Option<Vec<String>> {
+        let mut changes = Vec::new();
+        let left = {
+            let mut reg = self.0.registry();
+            if !reg.has_client(client_id) {
+                return None;
+            }
+            let rooms = rooms.iter().filter(|r| r.as_str() != client_id).cloned();
+            reg.leave(client_id, rooms, &mut changes)
+        };
+        self.0.apply_interest(&changes);
+        Some(left)
+    }
+}

@@ -1,0 +1,232 @@
+//! The server core: the cheap-clone [`Server`] handle, its builder, the connection actor and
+//! fan-out. Transport-agnostic: it speaks to any `Sink + Stream` of tungstenite messages.
+
+mod builder;
+mod bus;
+mod config;
+mod connection;
+mod delivery;
+mod dispatch;
+mod hooks;
+mod outbox;
+mod registry;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use builder::ServerBuilder;
+pub use bus::{Bus, BusError, BusInbox, BusStatus, LocalBus};
+pub use config::{ConfigError, ServerConfig};
+pub use delivery::SendError;
+pub use hooks::{
+    AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
+    EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
+    OutboundTransformer, RoomValidator,
+};
+pub use registry::{ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, valid_room_name};
+
+use hooks::Hooks;
+use registry::Registry;
+
+/// A running sealwire server. Cheap to clone: every clone is the same server.
+///
+/// Build one with [`Server::builder`], mount it with [`crate::transport::router`], and use it
+/// anywhere to send messages.
+#[derive(Clone)]
+pub struct Server(Arc<Shared>);
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("id", &self.0.server_id).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) server_id: String,
+    pub(crate) config: ServerConfig,
+    pub(crate) hooks: Hooks,
+    registry: Mutex<Registry>,
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) epoch: Instant,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Server {
+    /// Starts building a server.
+    #[must_use]
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// This instance's random id (the `serverId` on the bus).
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.0.server_id
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+
+    /// Connects the bus and starts the heartbeat sweeper. Called by the transport's `serve`;
+    /// call it yourself when mounting the router into your own app. Idempotent.
+    ///
+    /// # Errors
+    /// [`BusError`] when the bus cannot start.
+    pub async fn start(&self) -> Result<(), BusError> {
+        if self.0.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
+        let weak = Arc::downgrade(&self.0);
+        let weak2 = weak.clone();
+        let inbox = BusInbox::new(
+            move |env| {
+                if let Some(shared) = weak.upgrade() {
+                    Server(shared).deliver_remote(env);
+                }
+            },
+            move || {
+                weak2
+                    .upgrade()
+                    .map(|s| s.registry().interests())
+                    .unwrap_or_default()
+            },
+        );
+        self.0.bus.start(inbox).await?;
+        let me = self.clone();
+        self.0.tracker.spawn(async move { me.sweep_loop().await });
+        Ok(())
+    }
+
+    /// Whether the server is accepting connections (started and not shutting down).
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.0.started.load(std::sync::atomic::Ordering::Acquire) && !self.0.shutdown.is_cancelled()
+    }
+
+    /// Bus health.
+    #[must_use]
+    pub fn bus_status(&self) -> BusStatus {
+        self.0.bus.status()
+    }
+
+    /// Runs one WebSocket connection to completion. The transport calls this after the
+    /// upgrade; tests can hand it any `Sink + Stream` of tungstenite messages.
+    pub async fn serve_socket<S>(&self, socket: S, remote_addr: Option<SocketAddr>)
+    where
+        S: futures_util::Stream<
+                Item = Result<
+                    tokio_tungstenite::tungstenite::Message,
+                    tokio_tungstenite::tungstenite::Error,
+                >,
+            > + futures_util::Sink<
+                tokio_tungstenite::tungstenite::Message,
+                Error = tokio_tungstenite::tungstenite::Error,
+            > + Unpin
+            + Send,
+    {
+        connection::run(self.clone(), socket, remote_addr).await;
+    }
+
+    /// Spawns a task the shutdown waits for (connection tasks use this).
+    pub fn spawn_tracked<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.0.tracker.spawn(fut);
+    }
+
+    /// Counts of clients, users and rooms on this instance.
+    #[must_use]
+    pub fn counts(&self) -> Counts {
+        self.0.registry().counts()
+    }
+
+    /// Every client on this instance.
+    #[must_use]
+    pub fn clients(&self) -> Vec<ClientSnapshot> {
+        self.0.registry().snapshot()
+    }
+
+    /// Rooms of one client (`None` for an unknown client).
+    #[must_use]
+    pub fn client_rooms(&self, client_id: &str) -> Option<Vec<String>> {
+        self.0.registry().rooms_of(client_id)
+    }
+
+    /// Info of an authenticated client.
+    #[must_use]
+    pub fn client_info(&self, client_id: &str) -> Option<Arc<ClientInfo>> {
+        self.0.registry().info(client_id)
+    }
+
+    /// A future that resolves once shutdown has begun.
+    pub fn shutdown_started(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.0.shutdown.clone().cancelled_owned()
+    }
+
+    /// Closes every socket with 1001 (each within `shutdown_timeout`), waits for the
+    /// connection tasks and their disconnect hooks, then stops the bus.
+    pub async fn shutdown(&self) {
+        self.0.shutdown.cancel();
+        self.0.tracker.close();
+        let grace = self.0.config.shutdown_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(grace, self.0.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                remaining = self.0.tracker.len(),
+                "connection tasks still running after the shutdown timeout"
+            );
+        }
+        self.0.bus.shutdown().await;
+    }
+
+    async fn sweep_loop(&self) {
+        let mut tick = tokio::time::interval(self.0.config.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let timeout_ms = u64::try_from(self.0.config.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::select! {
+                () = self.0.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let handles = self.0.registry().handles();
+            let mut expired = 0usize;
+            for h in handles {
+                if h.idle_ms() > timeout_ms {
+                    h.close(crate::protocol::CloseCode::HeartbeatTimeout);
+                    expired += 1;
+                } else {
+                    h.ping();
+                }
+            }
+            if expired > 0 {
+                tracing::debug!(expired, "heartbeat sweep closed idle connections");
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Locks the indexes. Never hold the guard across an `.await`.
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the indexes half-updated in a way that
+        // matters more than losing the server, so poisoning is ignored.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forwards interest changes to the bus (after the registry lock is released).
+    pub(crate) fn apply_interest(&self, changes: &[Interest]) {
+        for c in changes {
+            self.bus.interest(c);
+        }
+    }
+}
