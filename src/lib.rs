@@ -1,4 +1,46 @@
-//! sealwire (building)
+//! # sealwire
+//!
+//! An end-to-end encrypted realtime WebSocket server. Every connection authenticates; clients
+//! that send a P-256 public key with their credentials get their own AES-256-GCM session, and
+//! every frame the server sends them afterwards is sealed with it. Plaintext clients still get
+//! the shared-frame fast path. Wire-compatible with the IGNIS `WebSocketServerHelper` protocol.
+//!
+//! ```no_run
+//! use sealwire::server::{Identity, Server};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let server = Server::builder()
+//!     .authenticate(|req: sealwire::server::AuthRequest| async move {
+//!         // Check req.token against your identity provider here.
+//!         Ok(req.token.map(Identity::new))
+//!     })
+//!     .build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let handle = server.clone();
+//! tokio::spawn(sealwire::transport::serve(listener, server));
+//! handle.send_to_user("alice", "payment:settled", &serde_json::json!({"amount": 42}))?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! Dependencies point one way: `protocol` <- `crypto` <- `server` <- `transport`.
+//!
+//! - [`protocol`]: the wire: JSON envelope, system events, error strings, close codes, the bus
+//!   envelope and Redis channel names. Pure data.
+//! - [`crypto`]: P-256 ECDH, HKDF-SHA256, AES-256-GCM sessions and the handshake. Pure
+//!   functions with injected randomness.
+//! - [`server`]: the [`Server`](server::Server) handle, configuration, hooks, the client/user/room
+//!   registry, the per-connection actor (which owns the socket and the crypto session), fan-out
+//!   and the [`Bus`](server::Bus) trait with its in-process implementation.
+//! - [`transport`]: the axum router (WebSocket upgrade and admin REST API) and an accept loop.
+//!
+//! See `docs/PROTOCOL.md` for the wire format and `SECURITY.md` for the threat model.
+
 pub mod crypto;
 pub mod protocol;
 pub mod server;
+pub mod transport;
+
+pub use protocol::CloseCode;
+pub use server::{Server, ServerConfig};

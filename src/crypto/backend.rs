@@ -74,8 +74,8 @@ mod rustcrypto {
         secret: &EphemeralSecret,
         peer: &PeerPublicKey,
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        let sk =
-            p256::SecretKey::from_slice(secret.scalar()).map_err(|_| CryptoError::InvalidPublicKey)?;
+        let sk = p256::SecretKey::from_slice(secret.scalar())
+            .map_err(|_| CryptoError::InvalidPublicKey)?;
         let pk = p256::PublicKey::from_sec1_bytes(peer.as_bytes())
             .map_err(|_| CryptoError::InvalidPublicKey)?;
         let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());

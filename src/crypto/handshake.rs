@@ -157,7 +157,9 @@ mod tests {
         };
         let (hello, mut server) =
             server_handshake(&other, &client.public_key_base64(), &mut rng).expect("server");
-        let mut client = client.finish(&hello.server_public_key, &hello.salt).expect("c");
+        let mut client = client
+            .finish(&hello.server_public_key, &hello.salt)
+            .expect("c");
         let sealed = server.seal(b"x").expect("seal");
         assert!(client.open(&sealed).is_err());
     }
@@ -168,7 +170,9 @@ mod tests {
         let cfg = HandshakeConfig::default();
         let client = ClientHandshake::new(cfg.clone(), &mut rng);
         let (hello, _) = server_handshake(&cfg, &client.public_key_base64(), &mut rng).expect("s");
-        let err = client.finish(&hello.server_public_key, "AAAA").expect_err("short salt");
+        let err = client
+            .finish(&hello.server_public_key, "AAAA")
+            .expect_err("short salt");
         assert_eq!(err, CryptoError::Encoding);
     }
 }

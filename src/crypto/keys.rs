@@ -130,7 +130,10 @@ mod tests {
         // Compressed encoding of the same point.
         let mut compressed = vec![0x02 | (p[64] & 1)];
         compressed.extend_from_slice(&p[1..33]);
-        assert!(p256::PublicKey::from_sec1_bytes(&compressed).is_ok(), "p256 itself accepts it");
+        assert!(
+            p256::PublicKey::from_sec1_bytes(&compressed).is_ok(),
+            "p256 itself accepts it"
+        );
         assert!(PeerPublicKey::from_bytes(&compressed).is_err());
         // Other prefixes with a valid body.
         for prefix in [0x00, 0x02, 0x03, 0x05, 0x06, 0x07] {

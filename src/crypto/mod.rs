@@ -3,11 +3,12 @@
 //! Pure code: no I/O, no async, no clock. Randomness is injected (`rand_core::CryptoRng`) so
 //! that every derivation can be reproduced from fixed inputs in known-answer tests.
 //!
-//! - [`keys`]: strict parsing of peer public keys and our ephemeral secrets.
-//! - [`backend`]: the ECDH seam (pure-Rust `p256`, or `aws-lc-rs` behind the `aws-lc` feature).
-//! - [`kdf`]: HKDF-SHA256.
-//! - [`session`]: an established AES-256-GCM session that seals and opens `encrypted` frames.
-//! - [`handshake`]: the server and client halves of the handshake inside `authenticate`.
+//! - [`keys`] parses peer public keys strictly and holds our ephemeral secrets.
+//! - [`backend`] is the ECDH seam: `aws-lc-rs` (fast, the default) or RustCrypto `p256` (the
+//!   reference, kept for differential tests).
+//! - [`kdf`] derives keys with HKDF-SHA256.
+//! - [`session`] is an established AES-256-GCM session that seals and opens `encrypted` frames.
+//! - [`handshake`] has the server and client halves of the handshake inside `authenticate`.
 //!
 //! # Security
 //! Secret-bearing types have no `Clone`, `Serialize` or derived `Debug`, and wipe their bytes on

@@ -52,7 +52,7 @@ impl Session {
     pub fn compat(key: &Zeroizing<[u8; 32]>) -> Self {
         Self {
             profile: Profile::Compat,
-            cipher: Aes256Gcm::new(<&[u8; 32]>::from(&**key).into()),
+            cipher: Aes256Gcm::new((&**key).into()),
         }
     }
 
@@ -174,12 +174,21 @@ mod tests {
         for i in 0..ct.len() {
             let mut t = ct.clone();
             t[i] ^= 0x01;
-            let bad = EncryptedPayload { ct: b64().encode(&t), ..p.clone() };
+            let bad = EncryptedPayload {
+                ct: b64().encode(&t),
+                ..p.clone()
+            };
             assert_eq!(b.open(&bad), Err(CryptoError::Decrypt), "byte {i}");
         }
-        let short = EncryptedPayload { ct: b64().encode(&ct[..TAG_LEN - 1]), ..p.clone() };
+        let short = EncryptedPayload {
+            ct: b64().encode(&ct[..TAG_LEN - 1]),
+            ..p.clone()
+        };
         assert_eq!(b.open(&short), Err(CryptoError::Decrypt));
-        let bad_iv = EncryptedPayload { iv: b64().encode([0u8; 8]), ..p.clone() };
+        let bad_iv = EncryptedPayload {
+            iv: b64().encode([0u8; 8]),
+            ..p.clone()
+        };
         assert_eq!(b.open(&bad_iv), Err(CryptoError::Decrypt));
         let wrong_key = Session::compat(&Zeroizing::new([8u8; 32])).open(&p);
         assert_eq!(wrong_key, Err(CryptoError::Decrypt));

@@ -167,7 +167,6 @@ impl BusEnvelope {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,9 +194,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_type() {
-        assert!(BusEnvelope::from_json(r#"{"serverId":"x","type":"room","event":"e","data":1}"#).is_err());
-        assert!(BusEnvelope::from_json(r#"{"serverId":"x","type":"nope","target":"a","event":"e"}"#).is_err());
-        let b = BusEnvelope::from_json(r#"{"serverId":"x","type":"broadcast","event":"e"}"#).expect("ok");
+        assert!(
+            BusEnvelope::from_json(r#"{"serverId":"x","type":"room","event":"e","data":1}"#)
+                .is_err()
+        );
+        assert!(
+            BusEnvelope::from_json(r#"{"serverId":"x","type":"nope","target":"a","event":"e"}"#)
+                .is_err()
+        );
+        let b = BusEnvelope::from_json(r#"{"serverId":"x","type":"broadcast","event":"e"}"#)
+            .expect("ok");
         assert_eq!(b.data.get(), "null");
     }
 

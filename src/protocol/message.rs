@@ -202,7 +202,9 @@ mod tests {
         let t = now_iso8601();
         assert!(t.ends_with('Z'), "{t}");
         assert_eq!(t.len(), 24, "{t}");
-        assert!(time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).is_ok());
+        assert!(
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).is_ok()
+        );
     }
 
     #[test]

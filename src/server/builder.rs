@@ -24,7 +24,9 @@ pub struct ServerBuilder {
 
 impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,7 +121,9 @@ impl ServerBuilder {
                 .map(|c| Arc::new(EcdhHandshake::new(c)) as Arc<dyn Handshake>);
         }
         Ok(Server(Arc::new(Shared {
-            server_id: self.server_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            server_id: self
+                .server_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             config: self.config,
             hooks: self.hooks,
             registry: Mutex::default(),

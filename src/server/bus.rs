@@ -139,7 +139,11 @@ impl Bus for LocalBus {
         let me = lock(&self.me).clone();
         let others: Vec<Arc<BusInbox>> = lock(&self.hub.members)
             .iter()
-            .filter(|m| me.as_ref().and_then(Weak::upgrade).is_none_or(|me| !Arc::ptr_eq(&me, m)))
+            .filter(|m| {
+                me.as_ref()
+                    .and_then(Weak::upgrade)
+                    .is_none_or(|me| !Arc::ptr_eq(&me, m))
+            })
             .cloned()
             .collect();
         for other in others {

@@ -105,17 +105,27 @@ impl ServerConfig {
             (self.auth_timeout.is_zero(), "auth_timeout"),
             (self.heartbeat_interval.is_zero(), "heartbeat_interval"),
             (self.heartbeat_timeout.is_zero(), "heartbeat_timeout"),
-            (self.max_message_bytes < 64, "max_message_bytes (at least 64)"),
+            (
+                self.max_message_bytes < 64,
+                "max_message_bytes (at least 64)",
+            ),
             (self.outbox_messages == 0, "outbox_messages"),
             (self.outbox_bytes == 0, "outbox_bytes"),
             (self.max_rooms_per_client == 0, "max_rooms_per_client"),
-            (self.read_buffer_bytes < 256, "read_buffer_bytes (at least 256)"),
+            (
+                self.read_buffer_bytes < 256,
+                "read_buffer_bytes (at least 256)",
+            ),
             (self.max_connections == Some(0), "max_connections"),
         ];
         if let Some((_, name)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(ConfigError::InvalidLimit(name));
         }
-        if let Some(bad) = self.default_rooms.iter().find(|r| !super::registry::valid_room_name(r)) {
+        if let Some(bad) = self
+            .default_rooms
+            .iter()
+            .find(|r| !super::registry::valid_room_name(r))
+        {
             return Err(ConfigError::InvalidRoom(bad.clone()));
         }
         Ok(())

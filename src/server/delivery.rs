@@ -28,7 +28,11 @@ pub enum SendError {
     Serialize(#[from] serde_json::Error),
 }
 
-fn check_event(name: &str) -> Result<(), SendError> {
+/// Checks an outbound event name: 1..=256 characters and not a protocol event.
+///
+/// # Errors
+/// [`SendError::InvalidEvent`] or [`SendError::ReservedEvent`].
+pub fn check_event(name: &str) -> Result<(), SendError> {
     if name.is_empty() || name.chars().count() > 256 {
         return Err(SendError::InvalidEvent);
     }
@@ -43,15 +47,31 @@ impl Server {
     ///
     /// # Errors
     /// [`SendError`] for an invalid event name or a payload that does not serialize.
-    pub fn send_to_client(&self, client_id: &str, event: &str, data: &impl Serialize) -> Result<usize, SendError> {
-        self.route(BusTarget::Client(client_id.to_owned()), event, data, &[], true)
+    pub fn send_to_client(
+        &self,
+        client_id: &str,
+        event: &str,
+        data: &impl Serialize,
+    ) -> Result<usize, SendError> {
+        self.route(
+            BusTarget::Client(client_id.to_owned()),
+            event,
+            data,
+            &[],
+            true,
+        )
     }
 
     /// Sends to every session of a user, on every instance.
     ///
     /// # Errors
     /// As [`Server::send_to_client`].
-    pub fn send_to_user(&self, user_id: &str, event: &str, data: &impl Serialize) -> Result<usize, SendError> {
+    pub fn send_to_user(
+        &self,
+        user_id: &str,
+        event: &str,
+        data: &impl Serialize,
+    ) -> Result<usize, SendError> {
         self.route(BusTarget::User(user_id.to_owned()), event, data, &[], true)
     }
 
@@ -59,7 +79,13 @@ impl Server {
     ///
     /// # Errors
     /// As [`Server::send_to_client`].
-    pub fn send_to_room(&self, room: &str, event: &str, data: &impl Serialize, exclude: &[String]) -> Result<usize, SendError> {
+    pub fn send_to_room(
+        &self,
+        room: &str,
+        event: &str,
+        data: &impl Serialize,
+        exclude: &[String],
+    ) -> Result<usize, SendError> {
         self.route(BusTarget::Room(room.to_owned()), event, data, exclude, true)
     }
 
@@ -67,7 +93,12 @@ impl Server {
     ///
     /// # Errors
     /// As [`Server::send_to_client`].
-    pub fn broadcast(&self, event: &str, data: &impl Serialize, exclude: &[String]) -> Result<usize, SendError> {
+    pub fn broadcast(
+        &self,
+        event: &str,
+        data: &impl Serialize,
+        exclude: &[String],
+    ) -> Result<usize, SendError> {
         self.route(BusTarget::Broadcast, event, data, exclude, true)
     }
 
@@ -77,7 +108,12 @@ impl Server {
     ///
     /// # Errors
     /// As [`Server::send_to_client`].
-    pub fn send(&self, destination: Option<&str>, event: &str, data: &impl Serialize) -> Result<usize, SendError> {
+    pub fn send(
+        &self,
+        destination: Option<&str>,
+        event: &str,
+        data: &impl Serialize,
+    ) -> Result<usize, SendError> {
         let target = self.resolve_destination(destination);
         self.route(target, event, data, &[], true)
     }
@@ -163,14 +199,23 @@ impl Server {
     /// for an unknown client.
     #[must_use]
     pub fn join(&self, client_id: &str, rooms: &[String]) -> Option<Vec<String>> {
-        let valid: Vec<String> = rooms.iter().filter(|r| super::valid_room_name(r)).cloned().collect();
+        let valid: Vec<String> = rooms
+            .iter()
+            .filter(|r| super::valid_room_name(r))
+            .cloned()
+            .collect();
         let mut changes = Vec::new();
         let joined = {
             let mut reg = self.0.registry();
             if !reg.has_client(client_id) {
                 return None;
             }
-            reg.join(client_id, valid, self.0.config.max_rooms_per_client, &mut changes)
+            reg.join(
+                client_id,
+                valid,
+                self.0.config.max_rooms_per_client,
+                &mut changes,
+            )
         };
         self.0.apply_interest(&changes);
         Some(joined)

@@ -32,9 +32,9 @@ where
                 self.send_error(err::INVALID_FORMAT).await;
                 None
             }
-            Message::Close(frame) => Some(Exit::PeerClosed(
-                frame.map_or(1000, |f| u16::from(f.code)),
-            )),
+            Message::Close(frame) => {
+                Some(Exit::PeerClosed(frame.map_or(1000, |f| u16::from(f.code))))
+            }
             // Pings are answered by tungstenite; pongs only prove the TCP path is alive and,
             // as in IGNIS, do not count as activity.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
@@ -82,9 +82,7 @@ where
             self.send_error(err::DECRYPT_FAILED).await;
             return None;
         };
-        let Some(name) = inner.event else {
-            return None;
-        };
+        let name = inner.event?;
         match name.as_str() {
             event::AUTHENTICATE => {
                 self.send_error(err::ALREADY_AUTHENTICATED).await;
@@ -122,7 +120,9 @@ where
             event::JOIN => self.on_join(data).await,
             event::LEAVE => self.on_leave(data).await,
             _ => {
-                let (Some(handler), Some(client)) = (self.server.0.hooks.message.clone(), self.info.clone()) else {
+                let (Some(handler), Some(client)) =
+                    (self.server.0.hooks.message.clone(), self.info.clone())
+                else {
                     tracing::debug!(client = %self.handle.id, event = %name, "no handler for event");
                     return None;
                 };
@@ -157,7 +157,10 @@ where
         };
         let max = self.server.0.config.max_rooms_per_client;
         requested.truncate(max);
-        let (Some(validator), Some(info)) = (self.server.0.hooks.room_validator.clone(), self.info.clone()) else {
+        let (Some(validator), Some(info)) = (
+            self.server.0.hooks.room_validator.clone(),
+            self.info.clone(),
+        ) else {
             tracing::debug!(client = %self.handle.id, "join refused: no room validator");
             return;
         };
@@ -165,9 +168,16 @@ where
             return;
         }
         let allowed = validator.validate(info, requested.clone()).await;
-        let allowed: Vec<String> = allowed.into_iter().filter(|r| requested.contains(r)).collect();
+        let allowed: Vec<String> = allowed
+            .into_iter()
+            .filter(|r| requested.contains(r))
+            .collect();
         let mut changes = Vec::new();
-        let joined = self.server.0.registry().join(&self.handle.id, allowed, max, &mut changes);
+        let joined = self
+            .server
+            .0
+            .registry()
+            .join(&self.handle.id, allowed, max, &mut changes);
         self.server.0.apply_interest(&changes);
         tracing::debug!(client = %self.handle.id, ?joined, "joined rooms");
     }
@@ -178,7 +188,11 @@ where
             return;
         };
         let mut changes = Vec::new();
-        let left = self.server.0.registry().leave(&self.handle.id, rooms, &mut changes);
+        let left = self
+            .server
+            .0
+            .registry()
+            .leave(&self.handle.id, rooms, &mut changes);
         self.server.0.apply_interest(&changes);
         tracing::debug!(client = %self.handle.id, ?left, "left rooms");
     }
@@ -186,7 +200,10 @@ where
     /// `authenticate`: hook, then handshake, then indexes, then `connected`.
     async fn authenticate(&mut self, data: Option<Value>) -> Option<Exit> {
         self.state = ClientState::Authenticating;
-        self.server.0.registry().set_state(&self.handle.id, self.state);
+        self.server
+            .0
+            .registry()
+            .set_state(&self.handle.id, self.state);
         let budget = self.server.0.config.auth_timeout * 3;
         match tokio::time::timeout(budget, self.run_auth(data)).await {
             Err(_) => Some(Exit::Close(CloseCode::AuthTimeout)),
@@ -231,10 +248,16 @@ where
         let established = match outcome {
             Ok(Some(pair)) => Some(pair),
             Ok(None) if !self.server.0.config.require_encryption => None,
-            Ok(None) => return Err(self.fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired).await),
+            Ok(None) => {
+                return Err(self
+                    .fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
+                    .await);
+            }
             Err(e) => {
                 tracing::debug!(client = %self.handle.id, error = %e, "handshake failed");
-                return Err(self.fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired).await);
+                return Err(self
+                    .fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
+                    .await);
             }
         };
         let (hello, session) = match established {
@@ -257,7 +280,12 @@ where
         let mut rooms = vec![self.handle.id.to_string()];
         rooms.extend(self.server.0.config.default_rooms.iter().cloned());
         let mut changes = Vec::new();
-        self.server.0.registry().authenticate(&self.handle.id, Arc::clone(&info), &rooms, &mut changes);
+        self.server.0.registry().authenticate(
+            &self.handle.id,
+            Arc::clone(&info),
+            &rooms,
+            &mut changes,
+        );
         self.server.0.apply_interest(&changes);
         self.state = ClientState::Authenticated;
 
@@ -272,7 +300,11 @@ where
         };
         let data = serde_json::to_string(&connected).unwrap_or_default();
         // `connected` goes out in plaintext: it carries what the client needs to derive its key.
-        if self.send_plain(frame_json(event::CONNECTED, &data)).await.is_err() {
+        if self
+            .send_plain(frame_json(event::CONNECTED, &data))
+            .await
+            .is_err()
+        {
             return Err(Exit::Gone);
         }
         tracing::debug!(client = %info.id, user = %info.user_id, encrypted = info.encrypted, "authenticated");

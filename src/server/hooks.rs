@@ -82,7 +82,10 @@ pub struct ClientInfo {
 /// `Err` closes 4003 "Authentication error".
 pub trait Authenticator: Send + Sync + 'static {
     /// Checks the credentials.
-    fn authenticate(&self, request: AuthRequest) -> BoxFuture<'static, Result<Option<Identity>, HookError>>;
+    fn authenticate(
+        &self,
+        request: AuthRequest,
+    ) -> BoxFuture<'static, Result<Option<Identity>, HookError>>;
 }
 
 impl<F, Fut> Authenticator for F
@@ -90,7 +93,10 @@ where
     F: Fn(AuthRequest) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Option<Identity>, HookError>> + Send + 'static,
 {
-    fn authenticate(&self, request: AuthRequest) -> BoxFuture<'static, Result<Option<Identity>, HookError>> {
+    fn authenticate(
+        &self,
+        request: AuthRequest,
+    ) -> BoxFuture<'static, Result<Option<Identity>, HookError>> {
         Box::pin(self(request))
     }
 }
@@ -99,7 +105,11 @@ where
 /// Without this hook clients cannot join rooms themselves.
 pub trait RoomValidator: Send + Sync + 'static {
     /// Filters `rooms` (already checked for length and the reserved `ws:` prefix).
-    fn validate(&self, client: Arc<ClientInfo>, rooms: Vec<String>) -> BoxFuture<'static, Vec<String>>;
+    fn validate(
+        &self,
+        client: Arc<ClientInfo>,
+        rooms: Vec<String>,
+    ) -> BoxFuture<'static, Vec<String>>;
 }
 
 impl<F, Fut> RoomValidator for F
@@ -107,7 +117,11 @@ where
     F: Fn(Arc<ClientInfo>, Vec<String>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Vec<String>> + Send + 'static,
 {
-    fn validate(&self, client: Arc<ClientInfo>, rooms: Vec<String>) -> BoxFuture<'static, Vec<String>> {
+    fn validate(
+        &self,
+        client: Arc<ClientInfo>,
+        rooms: Vec<String>,
+    ) -> BoxFuture<'static, Vec<String>> {
         Box::pin(self(client, rooms))
     }
 }
@@ -143,7 +157,11 @@ impl GlobRooms {
 }
 
 impl RoomValidator for GlobRooms {
-    fn validate(&self, _client: Arc<ClientInfo>, rooms: Vec<String>) -> BoxFuture<'static, Vec<String>> {
+    fn validate(
+        &self,
+        _client: Arc<ClientInfo>,
+        rooms: Vec<String>,
+    ) -> BoxFuture<'static, Vec<String>> {
         let allowed = rooms.into_iter().filter(|r| self.allows(r)).collect();
         Box::pin(std::future::ready(allowed))
     }
@@ -218,14 +236,24 @@ where
 /// never cause plaintext to reach one).
 pub trait OutboundTransformer: Send + Sync + 'static {
     /// Returns `Some((event, data_json))` to replace the message, `None` to keep it.
-    fn transform(&self, client: &ClientInfo, event: &str, data: &RawValue) -> Option<(String, Box<RawValue>)>;
+    fn transform(
+        &self,
+        client: &ClientInfo,
+        event: &str,
+        data: &RawValue,
+    ) -> Option<(String, Box<RawValue>)>;
 }
 
 impl<F> OutboundTransformer for F
 where
     F: Fn(&ClientInfo, &str, &RawValue) -> Option<(String, Box<RawValue>)> + Send + Sync + 'static,
 {
-    fn transform(&self, client: &ClientInfo, event: &str, data: &RawValue) -> Option<(String, Box<RawValue>)> {
+    fn transform(
+        &self,
+        client: &ClientInfo,
+        event: &str,
+        data: &RawValue,
+    ) -> Option<(String, Box<RawValue>)> {
         self(client, event, data)
     }
 }
@@ -237,7 +265,11 @@ pub trait Handshake: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`HookError`] when the client's handshake material is invalid.
-    fn handshake(&self, client_id: &str, payload: &AuthenticatePayload) -> Result<Option<(ServerHello, Session)>, HookError>;
+    fn handshake(
+        &self,
+        client_id: &str,
+        payload: &AuthenticatePayload,
+    ) -> Result<Option<(ServerHello, Session)>, HookError>;
 }
 
 /// The built-in handshake: ECDH P-256 + HKDF-SHA256 + AES-256-GCM.
@@ -255,7 +287,11 @@ impl EcdhHandshake {
 }
 
 impl Handshake for EcdhHandshake {
-    fn handshake(&self, _client_id: &str, payload: &AuthenticatePayload) -> Result<Option<(ServerHello, Session)>, HookError> {
+    fn handshake(
+        &self,
+        _client_id: &str,
+        payload: &AuthenticatePayload,
+    ) -> Result<Option<(ServerHello, Session)>, HookError> {
         let Some(key) = payload.public_key.as_deref() else {
             return Ok(None);
         };

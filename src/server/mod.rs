@@ -1,6 +1,7 @@
 //! The server core: the cheap-clone [`Server`] handle, its builder, the connection actor and
 //! fan-out. Transport-agnostic: it speaks to any `Sink + Stream` of tungstenite messages.
 
+mod auth;
 mod builder;
 mod bus;
 mod config;
@@ -18,10 +19,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use auth::{DevAuth, JwtAuth};
 pub use builder::ServerBuilder;
 pub use bus::{Bus, BusError, BusInbox, BusStatus, LocalBus};
 pub use config::{ConfigError, ServerConfig};
-pub use delivery::SendError;
+pub use delivery::{SendError, check_event};
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
     EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
@@ -41,7 +43,9 @@ pub struct Server(Arc<Shared>);
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("id", &self.0.server_id).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("id", &self.0.server_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,7 +63,6 @@ pub(crate) struct Shared {
 
 impl Server {
     /// Starts building a server.
-    #[must_use]
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
@@ -82,7 +85,11 @@ impl Server {
     /// # Errors
     /// [`BusError`] when the bus cannot start.
     pub async fn start(&self) -> Result<(), BusError> {
-        if self.0.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if self
+            .0
+            .started
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             return Ok(());
         }
         let weak = Arc::downgrade(&self.0);
@@ -179,7 +186,10 @@ impl Server {
         self.0.shutdown.cancel();
         self.0.tracker.close();
         let grace = self.0.config.shutdown_timeout + Duration::from_secs(1);
-        if tokio::time::timeout(grace, self.0.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.0.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 remaining = self.0.tracker.len(),
                 "connection tasks still running after the shutdown timeout"
@@ -192,7 +202,8 @@ impl Server {
         let mut tick = tokio::time::interval(self.0.config.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        let timeout_ms = u64::try_from(self.0.config.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX);
+        let timeout_ms =
+            u64::try_from(self.0.config.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
             tokio::select! {
                 () = self.0.shutdown.cancelled() => return,

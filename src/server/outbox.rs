@@ -112,14 +112,15 @@ impl ClientHandle {
 
     /// Called by the connection task once a message has left the queue.
     pub(crate) fn dequeued(&self, frame: &Frame) {
-        self.queued_bytes.fetch_sub(frame.json.len(), Ordering::Relaxed);
+        self.queued_bytes
+            .fetch_sub(frame.json.len(), Ordering::Relaxed);
     }
 
     /// Asks the connection task to close with `code` (the first code asked for wins).
     pub(crate) fn close(&self, code: CloseCode) {
-        let _ = self
-            .close_code
-            .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            self.close_code
+                .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire);
         self.kill.cancel();
     }
 
@@ -148,7 +149,10 @@ mod tests {
     use super::*;
 
     fn frame(n: usize) -> Arc<Frame> {
-        Frame::new("e", RawValue::from_string(format!("\"{}\"", "x".repeat(n))).expect("raw"))
+        Frame::new(
+            "e",
+            RawValue::from_string(format!("\"{}\"", "x".repeat(n))).expect("raw"),
+        )
     }
 
     #[tokio::test]

@@ -224,7 +224,11 @@ impl Registry {
     }
 
     /// Authenticated recipients of `target`, minus `exclude`.
-    pub(crate) fn recipients(&self, target: &BusTarget, exclude: &[String]) -> Vec<Arc<ClientHandle>> {
+    pub(crate) fn recipients(
+        &self,
+        target: &BusTarget,
+        exclude: &[String],
+    ) -> Vec<Arc<ClientHandle>> {
         let excluded = |id: &str| exclude.iter().any(|e| e == id);
         let pick = |ids: Option<&HashSet<Arc<str>>>| -> Vec<Arc<ClientHandle>> {
             ids.into_iter()
@@ -275,7 +279,10 @@ impl Registry {
     }
 
     pub(crate) fn handles(&self) -> Vec<Arc<ClientHandle>> {
-        self.clients.values().map(|e| Arc::clone(&e.handle)).collect()
+        self.clients
+            .values()
+            .map(|e| Arc::clone(&e.handle))
+            .collect()
     }
 
     pub(crate) fn snapshot(&self) -> Vec<ClientSnapshot> {
@@ -352,7 +359,10 @@ mod tests {
         })
     }
 
-    fn add(reg: &mut Registry, id: &str) -> tokio::sync::mpsc::Receiver<super::super::outbox::Outbound> {
+    fn add(
+        reg: &mut Registry,
+        id: &str,
+    ) -> tokio::sync::mpsc::Receiver<super::super::outbox::Outbound> {
         let (h, rx) = ClientHandle::new(id.into(), 8, 1 << 20, Instant::now());
         reg.insert(h);
         rx
@@ -368,7 +378,11 @@ mod tests {
         reg.authenticate("b", info("b", "u"), &["r".into()], &mut out);
         assert_eq!(reg.counts().users, 1);
         assert_eq!(reg.recipients(&BusTarget::Room("r".into()), &[]).len(), 2);
-        assert_eq!(reg.recipients(&BusTarget::Room("r".into()), &["a".into()]).len(), 1);
+        assert_eq!(
+            reg.recipients(&BusTarget::Room("r".into()), &["a".into()])
+                .len(),
+            1
+        );
         assert_eq!(reg.recipients(&BusTarget::User("u".into()), &[]).len(), 2);
         out.clear();
         reg.remove("a", &mut out);
@@ -385,7 +399,10 @@ mod tests {
         let mut reg = Registry::default();
         let _a = add(&mut reg, "a");
         assert!(reg.recipients(&BusTarget::Broadcast, &[]).is_empty());
-        assert!(reg.recipients(&BusTarget::Client("a".into()), &[]).is_empty());
+        assert!(
+            reg.recipients(&BusTarget::Client("a".into()), &[])
+                .is_empty()
+        );
     }
 
     #[test]

@@ -1,0 +1,178 @@
+//! The `sealwire` command: `serve` runs the server, `emit` publishes through Redis.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sealwire::server::{DevAuth, GlobRooms, JwtAuth, Server, ServerConfig};
+use sealwire::transport::{HttpConfig, serve_with_shutdown};
+
+#[derive(Parser)]
+#[command(
+    name = "sealwire",
+    version,
+    about = "End-to-end encrypted realtime WebSocket server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SEALWIRE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// WebSocket path.
+    #[arg(long, env = "SEALWIRE_PATH", default_value = "/ws")]
+    path: String,
+    /// Close clients that do not complete the encryption handshake (4004).
+    #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTION")]
+    require_encryption: bool,
+    /// Time to send `authenticate`, in milliseconds.
+    #[arg(long, env = "SEALWIRE_AUTH_TIMEOUT_MS", default_value_t = 5_000)]
+    auth_timeout_ms: u64,
+    /// Heartbeat sweep interval, in milliseconds.
+    #[arg(long, env = "SEALWIRE_HEARTBEAT_INTERVAL_MS", default_value_t = 30_000)]
+    heartbeat_interval_ms: u64,
+    /// Close after this long without a message, in milliseconds.
+    #[arg(long, env = "SEALWIRE_HEARTBEAT_TIMEOUT_MS", default_value_t = 90_000)]
+    heartbeat_timeout_ms: u64,
+    /// Largest inbound message, in bytes.
+    #[arg(long, env = "SEALWIRE_MAX_MESSAGE_BYTES", default_value_t = 128 * 1024)]
+    max_message_bytes: usize,
+    /// Rooms every client joins after authentication (comma-separated).
+    #[arg(
+        long,
+        env = "SEALWIRE_DEFAULT_ROOMS",
+        value_delimiter = ',',
+        default_value = "ws-default,ws-notification"
+    )]
+    default_rooms: Vec<String>,
+    /// Glob patterns of rooms clients may join themselves (comma-separated); none: no joins.
+    #[arg(long, env = "SEALWIRE_ALLOW_ROOMS", value_delimiter = ',')]
+    allow_rooms: Vec<String>,
+    /// Most concurrent WebSocket connections.
+    #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Bearer token for the admin REST API under /socket.
+    #[arg(long, env = "SEALWIRE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// HS256 secret: clients authenticate with JWTs whose `sub` is the user id.
+    #[arg(long, env = "SEALWIRE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Development mode: any non-empty token is the user id (loopback addresses only).
+    #[arg(long)]
+    dev: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+fn random_token() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 24];
+    rand::fill(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.dev == args.jwt_secret.is_some() {
+        bail!(
+            "choose exactly one auth mode: --jwt-secret <secret> (or SEALWIRE_JWT_SECRET) or --dev"
+        );
+    }
+    if args.dev && !args.listen.ip().is_loopback() {
+        bail!(
+            "--dev accepts any token and is only allowed on a loopback address, not {}",
+            args.listen
+        );
+    }
+    let mut admin_token = args.admin_token.filter(|t| !t.is_empty());
+    if args.dev && admin_token.is_none() {
+        let token = random_token();
+        println!("dev admin token: {token}");
+        admin_token = Some(token);
+    }
+    let mut config = ServerConfig::default();
+    config.path = args.path;
+    config.require_encryption = args.require_encryption;
+    config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
+    config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
+    config.max_message_bytes = args.max_message_bytes;
+    config.default_rooms = args
+        .default_rooms
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .collect();
+    config.max_connections = args.max_connections;
+    config.admin_token = admin_token;
+
+    let mut builder = Server::builder().config(config);
+    builder = match args.jwt_secret {
+        Some(secret) if secret.len() < 32 => bail!("--jwt-secret must be at least 32 bytes"),
+        Some(secret) => builder.authenticate(JwtAuth::hs256(secret.as_bytes())),
+        None => builder.authenticate(DevAuth),
+    };
+    let allow: Vec<String> = args
+        .allow_rooms
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .collect();
+    if !allow.is_empty() {
+        builder = builder
+            .validate_rooms(GlobRooms::new(&allow).context("invalid --allow-rooms pattern")?);
+    }
+    let server = builder.build().context("invalid configuration")?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    println!("sealwire listening on ws://{local}{}", server.config().path);
+    tracing::info!(%local, server_id = server.id(), "serving");
+    serve_with_shutdown(listener, server, HttpConfig::default(), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,281 @@
+//! The admin REST API under `/socket`. Every route but health needs
+//! `Authorization: Bearer <admin token>`; errors are `{"error": ".."}` with a 4xx status.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::protocol::BusTarget;
+use crate::server::{SendError, Server, check_event, valid_room_name};
+
+/// Largest batch accepted by `POST /socket/batch`.
+pub(crate) const MAX_BATCH: usize = 1000;
+
+pub(crate) fn routes(server: Server) -> Router<Server> {
+    let protected = Router::new()
+        .route("/socket/info", get(info))
+        .route("/socket/clients", get(clients))
+        .route("/socket/client/{client_id}/rooms", get(client_rooms))
+        .route("/socket/broadcast", post(broadcast))
+        .route("/socket/room/{room}/send", post(room_send))
+        .route("/socket/client/{client_id}/send", post(client_send))
+        .route("/socket/user/{user_id}/send", post(user_send))
+        .route("/socket/client/{client_id}/join", post(client_join))
+        .route("/socket/client/{client_id}/leave", post(client_leave))
+        .route("/socket/batch", post(batch))
+        .route_layer(middleware::from_fn_with_state(server, require_token));
+    Router::new()
+        .route("/socket/health", get(health))
+        .merge(protected)
+}
+
+/// An admin API error: a status and a message rendered as `{"error": message}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> Self {
+        Self(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+}
+
+async fn require_token(State(server): State<Server>, req: Request, next: Next) -> Response {
+    let Some(expected) = server.config().admin_token.as_deref() else {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "admin API disabled: no admin token configured".into(),
+        )
+        .into_response();
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), expected.as_bytes())
+        .is_err()
+    {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid admin token".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn health(State(server): State<Server>) -> Response {
+    let bus = server.bus_status();
+    let ready = server.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ok" } else { "unavailable" },
+        "serverId": server.id(),
+        "bus": bus,
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn info(State(server): State<Server>) -> Json<Value> {
+    let c = server.counts();
+    Json(json!({
+        "serverId": server.id(),
+        "clients": c.clients,
+        "authenticated": c.authenticated,
+        "encrypted": c.encrypted,
+        "users": c.users,
+        "rooms": c.rooms,
+        "requireEncryption": server.config().require_encryption,
+        "bus": server.bus_status(),
+    }))
+}
+
+async fn clients(State(server): State<Server>) -> Json<Value> {
+    let list: Vec<Value> = server
+        .clients()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "userId": c.user_id,
+                "state": c.state.as_str(),
+                "encrypted": c.encrypted,
+                "rooms": c.rooms,
+            })
+        })
+        .collect();
+    let count = list.len();
+    Json(json!({ "clients": list, "count": count }))
+}
+
+async fn client_rooms(
+    State(server): State<Server>,
+    Path(client_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    server
+        .client_rooms(&client_id)
+        .map(|rooms| Json(json!({ "rooms": rooms })))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("client {client_id} not found"),
+            )
+        })
+}
+
+#[derive(Deserialize)]
+struct TopicBody {
+    topic: String,
+    #[serde(default)]
+    data: Value,
+}
+
+fn sent(local: usize) -> Json<Value> {
+    Json(json!({ "ok": true, "localRecipients": local }))
+}
+
+async fn send_to(
+    server: &Server,
+    target: BusTarget,
+    body: &Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: TopicBody = parse(body)?;
+    Ok(sent(server.route(target, &b.topic, &b.data, &[], true)?))
+}
+
+async fn broadcast(State(server): State<Server>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    send_to(&server, BusTarget::Broadcast, &body).await
+}
+
+async fn room_send(
+    State(server): State<Server>,
+    Path(room): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    send_to(&server, BusTarget::Room(room), &body).await
+}
+
+async fn client_send(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    send_to(&server, BusTarget::Client(id), &body).await
+}
+
+async fn user_send(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    send_to(&server, BusTarget::User(id), &body).await
+}
+
+#[derive(Deserialize)]
+struct RoomsBody {
+    rooms: Vec<String>,
+}
+
+fn rooms_body(body: &Bytes) -> Result<Vec<String>, ApiError> {
+    let b: RoomsBody = parse(body)?;
+    if let Some(bad) = b.rooms.iter().find(|r| !valid_room_name(r)) {
+        return Err(bad_request(format!(
+            "invalid room name {bad:?}: 1..=256 characters, not starting with \"ws:\""
+        )));
+    }
+    Ok(b.rooms)
+}
+
+async fn client_join(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let rooms = rooms_body(&body)?;
+    let joined = server
+        .join(&id, &rooms)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("client {id} not found")))?;
+    Ok(Json(
+        json!({ "ok": true, "joined": joined, "rooms": server.client_rooms(&id).unwrap_or_default() }),
+    ))
+}
+
+async fn client_leave(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let rooms = rooms_body(&body)?;
+    let left = server
+        .leave(&id, &rooms)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("client {id} not found")))?;
+    Ok(Json(
+        json!({ "ok": true, "left": left, "rooms": server.client_rooms(&id).unwrap_or_default() }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct BatchItem {
+    #[serde(default)]
+    destination: Option<String>,
+    topic: String,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    messages: Vec<BatchItem>,
+}
+
+/// Many sends in one request, routed like `send()` and delivered in order. The whole batch is
+/// validated before the first message goes out, so a bad item sends nothing.
+async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: BatchBody = parse(&body)?;
+    if b.messages.len() > MAX_BATCH {
+        return Err(bad_request(format!(
+            "batch too large: {} messages (max {MAX_BATCH})",
+            b.messages.len()
+        )));
+    }
+    let mut prepared = Vec::with_capacity(b.messages.len());
+    for (i, m) in b.messages.into_iter().enumerate() {
+        let raw = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
+        check_event(&m.topic).map_err(|e| bad_request(format!("message {i}: {e}")))?;
+        prepared.push((m.destination, m.topic, raw));
+    }
+    let mut local = 0;
+    let count = prepared.len();
+    for (destination, topic, raw) in prepared {
+        let target = server.resolve_destination(destination.as_deref());
+        local += server.route_raw(target, &topic, raw, &[], true);
+    }
+    Ok(Json(
+        json!({ "ok": true, "count": count, "localRecipients": local }),
+    ))
+}

@@ -1,0 +1,24 @@
+//! HTTP transport: the axum router (WebSocket upgrade + admin REST API) and an accept loop
+//! with the timeouts `axum::serve` lacks.
+
+mod admin;
+mod listener;
+mod upgrade;
+
+pub use listener::{HttpConfig, serve, serve_with_shutdown};
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::server::Server;
+
+/// Builds the router: the WebSocket endpoint at `config().path` and the admin API under
+/// `/socket`. Mount it into an existing app with `Router::merge`; call
+/// [`Server::start`] yourself in that case.
+pub fn router(server: Server) -> Router {
+    let path = server.config().path.clone();
+    Router::new()
+        .route(&path, get(upgrade::handle))
+        .merge(admin::routes(server.clone()))
+        .with_state(server)
+}

@@ -1,0 +1,110 @@
+//! The WebSocket upgrade: RFC 6455 handshake on hyper, then tokio-tungstenite with the
+//! server's size and buffer limits.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::server::Server;
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn reject(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The tungstenite configuration derived from the server's limits.
+pub(crate) fn ws_config(server: &Server) -> WebSocketConfig {
+    let cfg = server.config();
+    WebSocketConfig::default()
+        .read_buffer_size(cfg.read_buffer_bytes)
+        .write_buffer_size(cfg.write_buffer_bytes)
+        .max_write_buffer_size(
+            cfg.write_buffer_bytes + cfg.outbox_bytes.max(cfg.max_message_bytes) * 2,
+        )
+        .max_message_size(Some(cfg.max_message_bytes))
+        .max_frame_size(Some(cfg.max_message_bytes))
+}
+
+pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Response {
+    let headers = req.headers();
+    if !header_has_token(headers, header::CONNECTION, "upgrade")
+        || !header_has_token(headers, header::UPGRADE, "websocket")
+    {
+        return reject(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut r = reject(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported WebSocket version",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return r;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return reject(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    if !server.is_ready() {
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server is not accepting connections",
+        );
+    }
+    if let Some(max) = server.config().max_connections
+        && server.counts().clients >= max
+    {
+        return reject(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let remote = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let config = ws_config(&server);
+    let task_server = server.clone();
+    server.spawn_tracked(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                task_server.serve_socket(ws, remote).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    response
+}
