@@ -34,9 +34,13 @@
 //!   registry, the per-connection actor (which owns the socket and the crypto session), fan-out
 //!   and the [`Bus`](server::Bus) trait with its in-process implementation.
 //! - [`transport`]: the axum router (WebSocket upgrade and admin REST API) and an accept loop.
+//! - `client` (feature `client`, on by default): the Rust client SDK. It depends on
+//!   `protocol` and `crypto` only, never on `server`.
 //!
 //! See `docs/PROTOCOL.md` for the wire format and `SECURITY.md` for the threat model.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod crypto;
 pub mod protocol;
 pub mod server;

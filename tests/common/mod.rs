@@ -280,3 +280,4 @@ impl WsClient {
         self.id.clone().expect("authenticated")
     }
 }
+pub mod sdk;

@@ -1,0 +1,154 @@
+//! A sealwire server for load tests, with the same control endpoints as the IGNIS anchor.
+//!
+//! WebSockets on `--listen` (path `/ws`, any non-empty token is the user id, every room may
+//! be joined); on `--control` an HTTP API for the load tool:
+//! - `POST /burst {count, size, room?, event?}` sends `count` messages whose plaintext
+//!   envelope `{"event":..,"data":{"s":seq,"t":epochMs,"p":"xx.."}}` is `size` bytes, in one
+//!   tight loop inside the server: to `room` when given (IGNIS `send()` routing), else to
+//!   everyone.
+//! - `GET /stats` client counts, pid and resident memory.
+//!
+//! ```text
+//! cargo build --release --example bench_server --example loadgen
+//! ulimit -n $(ulimit -Hn)
+//! target/release/examples/bench_server --listen 127.0.0.1:8090 --control 127.0.0.1:8091 \
+//!     [--require-encryption] [--backend aws-lc|p256]
+//! ```
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use axum::{Json, Router, extract::State, routing::get, routing::post};
+use sealwire::server::{AuthRequest, ClientInfo, Identity, Server, ServerConfig};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+struct Burst {
+    #[serde(default = "default_count")]
+    count: u64,
+    #[serde(default = "default_size")]
+    size: usize,
+    room: Option<String>,
+    event: Option<String>,
+}
+
+fn default_count() -> u64 {
+    1000
+}
+
+fn default_size() -> usize {
+    200
+}
+
+fn now_ms() -> f64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    d.as_micros() as f64 / 1000.0
+}
+
+#[derive(serde::Serialize)]
+struct BenchData<'a> {
+    s: u64,
+    t: f64,
+    p: &'a str,
+}
+
+async fn burst(State(server): State<Server>, Json(b): Json<Burst>) -> Json<Value> {
+    let event = b.event.unwrap_or_else(|| "bench".to_owned());
+    let pad_for = |s: u64, t: f64| {
+        let base =
+            serde_json::to_string(&json!({"event": event, "data": {"s": s, "t": t, "p": ""}}))
+                .map(|j| j.len())
+                .unwrap_or(0);
+        "x".repeat(b.size.saturating_sub(base))
+    };
+    let t0 = now_ms();
+    let mut recipients = 0usize;
+    for s in 0..b.count {
+        let t = now_ms();
+        let pad = pad_for(s, t);
+        let data = BenchData { s, t, p: &pad };
+        recipients += server
+            .send(b.room.as_deref(), &event, &data)
+            .unwrap_or_default();
+    }
+    let t1 = now_ms();
+    Json(json!({
+        "ok": true, "count": b.count, "size": b.size, "room": b.room,
+        "t0": t0, "loop_ms": t1 - t0, "local_recipients": recipients,
+    }))
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn stats(State(server): State<Server>) -> Json<Value> {
+    let c = server.counts();
+    Json(json!({
+        "pid": std::process::id(),
+        "clients": c.clients,
+        "authenticated": c.authenticated,
+        "encrypted": c.encrypted,
+        "rss": rss_bytes(),
+    }))
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:8090".to_owned());
+    let control = arg("--control").unwrap_or_else(|| "127.0.0.1:8091".to_owned());
+    let mut config = ServerConfig::default();
+    config.require_encryption = std::env::args().any(|a| a == "--require-encryption");
+    if arg("--backend").as_deref() == Some("p256")
+        && let Some(h) = config.handshake.as_mut()
+    {
+        h.backend = sealwire::crypto::Backend::RustCrypto;
+    }
+    // Long enough for tens of thousands of clients to connect before any sweep matters.
+    config.auth_timeout = Duration::from_secs(60);
+    let server = Server::builder()
+        .config(config)
+        .authenticate(|req: AuthRequest| async move {
+            Ok(req.token.filter(|t| !t.is_empty()).map(Identity::new))
+        })
+        .validate_rooms(|_: std::sync::Arc<ClientInfo>, rooms: Vec<String>| async move { rooms })
+        .build()?;
+    let ws = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    let ctl = tokio::net::TcpListener::bind(&control)
+        .await
+        .with_context(|| format!("bind {control}"))?;
+    let app = Router::new()
+        .route("/burst", post(burst))
+        .route("/stats", get(stats))
+        .with_state(server.clone());
+    tokio::spawn(async move { axum::serve(ctl, app).await });
+    println!(
+        "BENCH SERVER READY pid={} ws=ws://{listen}/ws control=http://{control}",
+        std::process::id()
+    );
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    sealwire::transport::serve_with_shutdown(ws, server, Default::default(), stop).await?;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Client configuration: a plain struct with documented defaults and a consuming builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::connection::Task;
+use super::{Client, ClientError, Events, SharedState};
+use crate::crypto::HandshakeConfig;
+
+/// Whether and how the client encrypts its session.
+///
+/// Marked `#[non_exhaustive]`: further profiles (e.g. a hardened profile with pinned server
+/// keys) are added as new variants without breaking existing code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Encryption {
+    /// No handshake: the session is plaintext.
+    Off,
+    /// The IGNIS compatibility profile: P-256 ECDH inside `authenticate`, HKDF-SHA256,
+    /// AES-256-GCM with random 96-bit IVs. The server is not authenticated by the handshake
+    /// itself (use `wss://` for that).
+    #[default]
+    Compat,
+}
+
+/// How the client reconnects after a retryable disconnect.
+///
+/// The delay before attempt `n` (from 1) is `initial_delay * multiplier^(n-1)`, capped at
+/// `max_delay`, then scaled by a random factor in `[1 - jitter, 1]` so that many clients
+/// dropped at once do not come back in lockstep.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ReconnectPolicy {
+    /// Reconnect at all. Defaults to `true`.
+    pub enabled: bool,
+    /// Delay before the first attempt. Defaults to 250 ms.
+    pub initial_delay: Duration,
+    /// Longest delay. Defaults to 30 s.
+    pub max_delay: Duration,
+    /// Growth factor per failed attempt. Defaults to 2.
+    pub multiplier: f64,
+    /// Fraction of the delay that is randomized, 0..=1. Defaults to 0.5.
+    pub jitter: f64,
+    /// Give up after this many consecutive failed attempts. Defaults to `None` (never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: 0.5,
+            max_attempts: None,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Never reconnect.
+    #[must_use]
+    pub fn never() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// Sets `initial_delay`.
+    #[must_use]
+    pub fn initial_delay(mut self, d: Duration) -> Self {
+        self.initial_delay = d;
+        self
+    }
+
+    /// Sets `max_delay`.
+    #[must_use]
+    pub fn max_delay(mut self, d: Duration) -> Self {
+        self.max_delay = d;
+        self
+    }
+
+    /// Sets `max_attempts`.
+    #[must_use]
+    pub fn max_attempts(mut self, n: Option<u32>) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The jittered delay before attempt `attempt` (1-based); `None` when the policy gives up.
+    #[must_use]
+    pub fn delay(&self, attempt: u32) -> Option<Duration> {
+        if !self.enabled || self.max_attempts.is_some_and(|m| attempt > m) {
+            return None;
+        }
+        let exp = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let base = self.initial_delay.as_secs_f64() * self.multiplier.max(1.0).powi(exp);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let factor = 1.0 - jitter * rand::random::<f64>();
+        Some(Duration::from_secs_f64((capped * factor).max(0.0)))
+    }
+}
+
+/// Everything tunable about a [`Client`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Server URL, `ws://` or `wss://`, path included.
+    pub url: String,
+    /// Token sent in `authenticate`. Defaults to empty.
+    pub token: String,
+    /// Token type sent as `type`. Defaults to `Bearer`.
+    pub token_type: String,
+    /// Encryption profile. Defaults to [`Encryption::Compat`].
+    pub encryption: Encryption,
+    /// Handshake parameters (HKDF info string, ECDH backend). Defaults to the IGNIS profile.
+    pub handshake: HandshakeConfig,
+    /// How often a `heartbeat` is sent. Defaults to 25 s (below the server's default sweep).
+    pub heartbeat_interval: Duration,
+    /// Time to open the socket and finish authentication. Defaults to 10 s.
+    pub connect_timeout: Duration,
+    /// Reconnect policy. Defaults to [`ReconnectPolicy::default`].
+    pub reconnect: ReconnectPolicy,
+    /// Events buffered for the application. Defaults to 1024.
+    pub event_queue: usize,
+    /// Commands (sends, joins) buffered for the connection task. Defaults to 256.
+    pub send_queue: usize,
+    /// Attach the raw wire frame to every [`Message`](super::Message). Defaults to `false`.
+    pub capture_raw_frames: bool,
+    /// Largest message accepted from the server. Defaults to 16 MiB.
+    pub max_message_bytes: usize,
+}
+
+impl ClientConfig {
+    /// Defaults for `url`.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: String::new(),
+            token_type: "Bearer".to_owned(),
+            encryption: Encryption::default(),
+            handshake: HandshakeConfig::default(),
+            heartbeat_interval: Duration::from_secs(25),
+            connect_timeout: Duration::from_secs(10),
+            reconnect: ReconnectPolicy::default(),
+            event_queue: 1024,
+            send_queue: 256,
+            capture_raw_frames: false,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ClientError> {
+        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
+            return Err(ClientError::Config(format!(
+                "url must start with ws:// or wss://: {:?}",
+                self.url
+            )));
+        }
+        if self.event_queue == 0 || self.send_queue == 0 {
+            return Err(ClientError::Config("queue sizes must be at least 1".into()));
+        }
+        if self.heartbeat_interval.is_zero() || self.connect_timeout.is_zero() {
+            return Err(ClientError::Config(
+                "heartbeat_interval and connect_timeout must be non-zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Client`]. Obtain one from [`Client::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    config: ClientConfig,
+}
+
+impl ClientBuilder {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            config: ClientConfig::new(url),
+        }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the token sent in `authenticate`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.config.token = token.into();
+        self
+    }
+
+    /// Sets the encryption profile.
+    pub fn encryption(mut self, encryption: Encryption) -> Self {
+        self.config.encryption = encryption;
+        self
+    }
+
+    /// Sets the handshake parameters.
+    pub fn handshake(mut self, handshake: HandshakeConfig) -> Self {
+        self.config.handshake = handshake;
+        self
+    }
+
+    /// Sets how often a heartbeat is sent.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self
+    }
+
+    /// Sets the time allowed to connect and authenticate.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the reconnect policy.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.config.reconnect = policy;
+        self
+    }
+
+    /// Sets the event queue size.
+    pub fn event_queue(mut self, n: usize) -> Self {
+        self.config.event_queue = n;
+        self
+    }
+
+    /// Sets the command (send) queue size.
+    pub fn send_queue(mut self, n: usize) -> Self {
+        self.config.send_queue = n;
+        self
+    }
+
+    /// Attaches the raw wire frame to every message event.
+    pub fn capture_raw_frames(mut self, on: bool) -> Self {
+        self.config.capture_raw_frames = on;
+        self
+    }
+
+    /// Connects, authenticates and (when encryption is on) completes the handshake, then
+    /// hands the connection to its task. The first [`Event`](super::Event) is
+    /// [`Event::Connected`](super::Event::Connected).
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] for a bad configuration, [`ClientError::Connect`] when the
+    /// socket cannot be opened, [`ClientError::Disconnected`] when the server refuses the
+    /// client (e.g. 4003, 4004) or the handshake fails. The first connection is not retried.
+    pub async fn connect(self) -> Result<(Client, Events), ClientError> {
+        let config = self.config;
+        config.validate()?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(config.send_queue);
+        let (ev_tx, ev_rx) = mpsc::channel(config.event_queue);
+        let (info_tx, info_rx) = watch::channel(None);
+        let shared = Arc::new(SharedState::default());
+        let stop = CancellationToken::new();
+        let mut task = Task::new(
+            config,
+            Arc::clone(&shared),
+            cmd_rx,
+            ev_tx,
+            info_tx,
+            stop.clone(),
+        );
+        let live = task.first_connect().await?;
+        tokio::spawn(task.run(live));
+        Ok((
+            Client {
+                commands: cmd_tx,
+                shared,
+                info: info_rx,
+                stop,
+            },
+            Events { rx: ev_rx },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let p = ReconnectPolicy::default()
+            .initial_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(1));
+        for attempt in 1..=10 {
+            let d = p.delay(attempt).expect("retries forever");
+            let full = (0.1 * 2f64.powi(attempt as i32 - 1)).min(1.0);
+            assert!(d.as_secs_f64() <= full + 1e-9, "{attempt}: {d:?}");
+            assert!(d.as_secs_f64() >= full * 0.5 - 1e-9, "{attempt}: {d:?}");
+        }
+        assert_eq!(ReconnectPolicy::never().delay(1), None);
+        let limited = ReconnectPolicy::default().max_attempts(Some(2));
+        assert!(limited.delay(2).is_some());
+        assert!(limited.delay(3).is_none());
+    }
+
+    #[tokio::test]
+    async fn bad_url_is_a_config_error() {
+        let err = Client::builder("http://x")
+            .connect()
+            .await
+            .expect_err("bad url");
+        assert!(matches!(err, ClientError::Config(_)));
+    }
+}

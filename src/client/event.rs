@@ -1,0 +1,192 @@
+//! What the connection task reports to the application.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::ConnectionInfo;
+use crate::protocol::CloseCode;
+
+/// One thing that happened on a client connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// Authenticated (and, when encryption is on, the session key derived). Sent after the
+    /// first connection and after every reconnect.
+    Connected {
+        /// The new connection's identity.
+        info: ConnectionInfo,
+        /// `false` for the first connection, `true` after a reconnect.
+        reconnected: bool,
+    },
+    /// An application message (decrypted when it arrived encrypted).
+    Message(Message),
+    /// The server sent `{"event":"error","data":{"message":..}}`.
+    ServerError {
+        /// The server's error string.
+        message: String,
+    },
+    /// An `encrypted` frame that did not decrypt (or whose plaintext was not an envelope).
+    /// The frame is dropped, but never silently.
+    DecryptFailed {
+        /// Length of the raw frame, for diagnostics (the frame itself is not kept).
+        frame_len: usize,
+    },
+    /// A plaintext application frame arrived on an encrypted session. The client refuses it
+    /// (an attacker on the path could have injected it).
+    PlaintextRejected {
+        /// The event name the frame claimed.
+        event: String,
+    },
+    /// The connection ended.
+    Disconnected {
+        /// Why.
+        reason: DisconnectReason,
+        /// When the next attempt starts; `None` means the client stopped for good and the
+        /// event stream ends.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// An application message.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Message {
+    /// Event name.
+    pub event: String,
+    /// Payload (`null` when absent).
+    pub data: Value,
+    /// Whether it arrived inside an `encrypted` frame.
+    pub encrypted: bool,
+    /// The frame exactly as it arrived on the wire, when
+    /// [`ClientBuilder::capture_raw_frames`](super::ClientBuilder::capture_raw_frames) is on.
+    pub raw: Option<String>,
+}
+
+/// Why a connection ended. The numeric close codes are those of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// 4001: authentication did not happen (or finish) in time. Retried.
+    AuthTimeout,
+    /// 4002: the server saw no message within its heartbeat timeout. Retried.
+    HeartbeatTimeout,
+    /// 4003: the credentials were refused (or the server's auth hook failed). Final.
+    AuthFailed {
+        /// The server's error string, if it sent one.
+        message: Option<String>,
+    },
+    /// 4004: encryption is required and no session could be established. Final.
+    EncryptionRequired,
+    /// 4005: this client read too slowly and the server dropped it. Retried.
+    SlowConsumer,
+    /// 1001: the server is shutting down. Retried.
+    ServerShutdown,
+    /// Another close code from the server. Retried.
+    Closed {
+        /// The close code.
+        code: u16,
+        /// The close reason text.
+        reason: String,
+    },
+    /// The connection broke or could not be opened (no close frame). Retried.
+    Network(String),
+    /// The server broke the protocol (e.g. no handshake reply although encryption was asked
+    /// for). Final when it happens during the handshake.
+    Protocol(String),
+    /// [`Client::close`](super::Client::close) was called. Final.
+    ClientClosed,
+}
+
+impl DisconnectReason {
+    /// Maps a close frame.
+    #[must_use]
+    pub fn from_close(code: u16, reason: &str, last_error: Option<String>) -> Self {
+        match CloseCode::from_code(code) {
+            Some(CloseCode::AuthTimeout) => Self::AuthTimeout,
+            Some(CloseCode::HeartbeatTimeout) => Self::HeartbeatTimeout,
+            Some(CloseCode::AuthFailed) => Self::AuthFailed {
+                message: last_error,
+            },
+            Some(CloseCode::EncryptionRequired) => Self::EncryptionRequired,
+            Some(CloseCode::SlowConsumer) => Self::SlowConsumer,
+            Some(CloseCode::GoingAway) => Self::ServerShutdown,
+            _ => Self::Closed {
+                code,
+                reason: reason.to_owned(),
+            },
+        }
+    }
+
+    /// The close code, when the server sent one.
+    #[must_use]
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::AuthTimeout => Some(4001),
+            Self::HeartbeatTimeout => Some(4002),
+            Self::AuthFailed { .. } => Some(4003),
+            Self::EncryptionRequired => Some(4004),
+            Self::SlowConsumer => Some(4005),
+            Self::ServerShutdown => Some(1001),
+            Self::Closed { code, .. } => Some(*code),
+            Self::Network(_) | Self::Protocol(_) | Self::ClientClosed => None,
+        }
+    }
+
+    /// Whether reconnecting with the same credentials can help. 4003, 4004, protocol
+    /// violations and [`DisconnectReason::ClientClosed`] are final.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Self::AuthFailed { .. }
+                | Self::EncryptionRequired
+                | Self::Protocol(_)
+                | Self::ClientClosed
+        )
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AuthTimeout => f.write_str("4001 authentication timeout"),
+            Self::HeartbeatTimeout => f.write_str("4002 heartbeat timeout"),
+            Self::AuthFailed { message: Some(m) } => write!(f, "4003 {m}"),
+            Self::AuthFailed { message: None } => f.write_str("4003 authentication failed"),
+            Self::EncryptionRequired => f.write_str("4004 encryption required"),
+            Self::SlowConsumer => f.write_str("4005 slow consumer"),
+            Self::ServerShutdown => f.write_str("1001 server shutting down"),
+            Self::Closed { code, reason } => write!(f, "{code} {reason}"),
+            Self::Network(e) => write!(f, "network: {e}"),
+            Self::Protocol(e) => write!(f, "protocol: {e}"),
+            Self::ClientClosed => f.write_str("closed by the client"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_map_to_reasons() {
+        assert_eq!(
+            DisconnectReason::from_close(4003, "", Some("Authentication failed".into())),
+            DisconnectReason::AuthFailed {
+                message: Some("Authentication failed".into())
+            }
+        );
+        assert_eq!(
+            DisconnectReason::from_close(4005, "", None),
+            DisconnectReason::SlowConsumer
+        );
+        assert_eq!(
+            DisconnectReason::from_close(1001, "", None).code(),
+            Some(1001)
+        );
+        assert!(!DisconnectReason::from_close(4004, "", None).is_retryable());
+        assert!(DisconnectReason::from_close(4001, "", None).is_retryable());
+        assert!(DisconnectReason::Network("reset".into()).is_retryable());
+    }
+}

@@ -1,0 +1,270 @@
+//! The Rust client SDK: connect, authenticate, handshake, then a typed stream of events.
+//!
+//! ```no_run
+//! use sealwire::client::{Client, Encryption, Event};
+//!
+//! # async fn run() -> Result<(), sealwire::client::ClientError> {
+//! let (client, mut events) = Client::builder("ws://127.0.0.1:8080/ws")
+//!     .token("alice")
+//!     .encryption(Encryption::Compat)
+//!     .connect()
+//!     .await?;
+//! client.join(["chat:lobby"]).await?;
+//! client.send("chat:message", &serde_json::json!({"text": "hi"})).await?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::Message(m) => println!("{}: {}", m.event, m.data),
+//!         Event::Disconnected { reason, retry_in } => {
+//!             println!("disconnected: {reason} (retry in {retry_in:?})");
+//!         }
+//!         other => println!("{other:?}"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//! One connection task owns the WebSocket and the crypto [`Session`](crate::crypto::Session).
+//! The [`Client`] handle talks to it through a bounded command queue; the task hands the
+//! application [`Event`]s through a bounded event queue. When the application stops reading
+//! events the task stops reading the socket, and the server eventually closes the connection
+//! as a slow consumer (4005), which is reported like every other disconnect.
+//!
+//! After a disconnect the task reconnects with jittered exponential backoff
+//! ([`ReconnectPolicy`]): a new WebSocket, a new handshake (fresh keys), authentication with
+//! the same token, then every room the application joined is joined again. Messages sent
+//! meanwhile wait in the command queue. Authentication failures (4003) and encryption
+//! failures (4004) are final: retrying them with the same credentials cannot succeed.
+
+mod builder;
+mod connection;
+mod event;
+
+pub use builder::{ClientBuilder, ClientConfig, Encryption, ReconnectPolicy};
+pub use event::{DisconnectReason, Event, Message};
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL is not a `ws://` or `wss://` URL, or a setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The WebSocket could not be opened.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The server ended the first connection before it was established.
+    #[error("disconnected: {0}")]
+    Disconnected(DisconnectReason),
+    /// The event name is empty, too long, or a protocol event.
+    #[error("invalid event name {0:?}")]
+    InvalidEvent(String),
+    /// The payload does not serialize to JSON.
+    #[error("payload is not serializable: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The client was closed (or gave up reconnecting); nothing more can be sent.
+    #[error("client is closed")]
+    Closed,
+    /// The command queue is full ([`Client::try_send`] only).
+    #[error("send queue is full")]
+    QueueFull,
+}
+
+/// What the application asks the connection task to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Send an application event (the frame is the inner plaintext envelope).
+    Send(String),
+    /// Join rooms.
+    Join(Vec<String>),
+    /// Leave rooms.
+    Leave(Vec<String>),
+}
+
+/// State shared between the handle and the connection task.
+#[derive(Debug, Default)]
+pub(crate) struct SharedState {
+    /// Rooms the application asked to be in; joined again after every reconnect.
+    pub(crate) rooms: Mutex<BTreeSet<String>>,
+}
+
+impl SharedState {
+    pub(crate) fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Identity of the current connection, as announced by `connected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Client id the server assigned (changes on every reconnect).
+    pub client_id: String,
+    /// User id the server's authenticate hook returned.
+    pub user_id: String,
+    /// Whether the session is encrypted.
+    pub encrypted: bool,
+}
+
+/// A handle to a connected client. Cheap to clone; every clone drives the same connection.
+///
+/// Dropping every handle closes the connection (as [`Client::close`] does).
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<SharedState>,
+    info: watch::Receiver<Option<ConnectionInfo>>,
+    stop: CancellationToken,
+}
+
+/// The events of one client, in the order they happened. Also a [`futures_util::Stream`].
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the client is closed for good.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_util::Stream for Events {
+    type Item = Event;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Longest event name the server accepts.
+const MAX_EVENT_CHARS: usize = 256;
+
+fn outbound_frame(event: &str, data: &impl Serialize) -> Result<String, ClientError> {
+    if event.is_empty()
+        || event.chars().count() > MAX_EVENT_CHARS
+        || crate::protocol::event::RESERVED_OUTBOUND.contains(&event)
+        || [
+            crate::protocol::event::JOIN,
+            crate::protocol::event::LEAVE,
+            crate::protocol::event::HEARTBEAT,
+            crate::protocol::event::DISCONNECT,
+        ]
+        .contains(&event)
+    {
+        return Err(ClientError::InvalidEvent(event.to_owned()));
+    }
+    let data = serde_json::to_string(data)?;
+    Ok(crate::protocol::frame_json(event, &data))
+}
+
+impl Client {
+    /// Starts configuring a client for `url` (e.g. `ws://127.0.0.1:8080/ws`).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    /// Sends an application event: sealed when the session is encrypted, plain otherwise.
+    /// Waits for room in the command queue; while reconnecting the message waits there and
+    /// goes out on the new connection.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidEvent`] for an empty, over-long or protocol event name
+    /// (`join`/`leave` have their own methods), [`ClientError::Serialize`], or
+    /// [`ClientError::Closed`] once the client is closed.
+    pub async fn send(&self, event: &str, data: &impl Serialize) -> Result<(), ClientError> {
+        let frame = outbound_frame(event, data)?;
+        self.commands
+            .send(Command::Send(frame))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// As [`Client::send`] without waiting.
+    ///
+    /// # Errors
+    /// As [`Client::send`], plus [`ClientError::QueueFull`].
+    pub fn try_send(&self, event: &str, data: &impl Serialize) -> Result<(), ClientError> {
+        let frame = outbound_frame(event, data)?;
+        self.commands
+            .try_send(Command::Send(frame))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ClientError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
+            })
+    }
+
+    /// Joins rooms (the server's room validator decides which). Remembered, and joined again
+    /// after every reconnect.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] once the client is closed.
+    pub async fn join<I, S>(&self, rooms: I) -> Result<(), ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let rooms: Vec<String> = rooms.into_iter().map(Into::into).collect();
+        self.shared.rooms().extend(rooms.iter().cloned());
+        self.commands
+            .send(Command::Join(rooms))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Leaves rooms and forgets them for reconnects.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] once the client is closed.
+    pub async fn leave<I, S>(&self, rooms: I) -> Result<(), ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let rooms: Vec<String> = rooms.into_iter().map(Into::into).collect();
+        {
+            let mut joined = self.shared.rooms();
+            for r in &rooms {
+                joined.remove(r);
+            }
+        }
+        self.commands
+            .send(Command::Leave(rooms))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Rooms the client asked to join (and has not left).
+    #[must_use]
+    pub fn rooms(&self) -> Vec<String> {
+        self.shared.rooms().iter().cloned().collect()
+    }
+
+    /// The current connection, `None` while disconnected.
+    #[must_use]
+    pub fn connection(&self) -> Option<ConnectionInfo> {
+        self.info.borrow().clone()
+    }
+
+    /// Closes the connection (close code 1000) and stops reconnecting. The event stream ends
+    /// after a final [`Event::Disconnected`] with [`DisconnectReason::ClientClosed`].
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+
+    /// Whether the client is closed for good.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+}

@@ -1,0 +1,306 @@
+//! The Rust client SDK against a real in-process server over loopback WebSockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::sdk::{event_where, next_event, next_message, start_on};
+use common::{Received, base_config, start_with, test_auth, wait_for};
+use sealwire::client::{Client, DisconnectReason, Encryption, Event, ReconnectPolicy};
+use sealwire::server::{ClientInfo, InboundMessage, Server, ServerBuilder};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Echoes every `echo` event back to its sender (as `echoed`, with `encrypted` noted) and
+/// allows every room.
+fn echo_builder() -> ServerBuilder {
+    Server::builder()
+        .config(base_config())
+        .authenticate(test_auth())
+        .validate_rooms(|_: Arc<ClientInfo>, rooms: Vec<String>| async move { rooms })
+        .on_message(|server: Server, m: InboundMessage| async move {
+            if m.event == "echo" {
+                let data = json!({"got": m.data, "wasEncrypted": m.was_encrypted});
+                server
+                    .send_to_client(&m.client.id, "echoed", &data)
+                    .expect("send");
+            }
+        })
+}
+
+fn fast_reconnect() -> ReconnectPolicy {
+    ReconnectPolicy::default()
+        .initial_delay(Duration::from_millis(20))
+        .max_delay(Duration::from_millis(200))
+}
+
+#[tokio::test]
+async fn encrypted_round_trip_and_ciphertext_on_the_wire() {
+    let ts = start_with(echo_builder()).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("alice")
+        .encryption(Encryption::Compat)
+        .capture_raw_frames(true)
+        .connect()
+        .await
+        .expect("connect");
+    match next_event(&mut events).await {
+        Event::Connected { info, reconnected } => {
+            assert!(info.encrypted);
+            assert_eq!(info.user_id, "alice");
+            assert!(!reconnected);
+        }
+        other => panic!("expected Connected, got {other:?}"),
+    }
+    assert!(client.connection().expect("connected").encrypted);
+
+    client.send("echo", &json!({"n": 1})).await.expect("send");
+    let m = next_message(&mut events).await;
+    assert_eq!(m.event, "echoed");
+    assert!(m.encrypted);
+    assert_eq!(m.data, json!({"got": {"n": 1}, "wasEncrypted": true}));
+    let raw: serde_json::Value = serde_json::from_str(m.raw.as_deref().expect("raw")).expect("j");
+    assert_eq!(raw["event"], "encrypted", "{raw}");
+    assert!(!m.raw.expect("raw").contains("echoed"));
+
+    ts.server
+        .send_to_user("alice", "note", &json!("to-user"))
+        .expect("send");
+    ts.server
+        .broadcast("news", &json!("to-all"), &[])
+        .expect("broadcast");
+    let a = next_message(&mut events).await;
+    let b = next_message(&mut events).await;
+    assert_eq!((a.event.as_str(), a.data), ("note", json!("to-user")));
+    assert_eq!((b.event.as_str(), b.data), ("news", json!("to-all")));
+    client.close();
+    let last = event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    assert!(matches!(
+        last,
+        Event::Disconnected {
+            reason: DisconnectReason::ClientClosed,
+            retry_in: None
+        }
+    ));
+    assert!(
+        events.recv().await.is_none(),
+        "stream ends after a final disconnect"
+    );
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn plaintext_round_trip_and_rooms() {
+    let ts = start_with(echo_builder()).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("bob")
+        .encryption(Encryption::Off)
+        .connect()
+        .await
+        .expect("connect");
+    let Event::Connected { info, .. } = next_event(&mut events).await else {
+        panic!("expected Connected");
+    };
+    assert!(!info.encrypted);
+    client.send("echo", &json!([1, 2])).await.expect("send");
+    let m = next_message(&mut events).await;
+    assert!(!m.encrypted);
+    assert_eq!(m.data, json!({"got": [1, 2], "wasEncrypted": false}));
+
+    client.join(["chat:1"]).await.expect("join");
+    wait_for(|| {
+        ts.server
+            .client_rooms(&info.client_id)
+            .is_some_and(|r| r.contains(&"chat:1".to_owned()))
+    })
+    .await;
+    ts.server
+        .send_to_room("chat:1", "said", &json!("hi"), &[])
+        .expect("room");
+    assert_eq!(next_message(&mut events).await.data, json!("hi"));
+    client.leave(["chat:1"]).await.expect("leave");
+    wait_for(|| {
+        ts.server
+            .client_rooms(&info.client_id)
+            .is_some_and(|r| !r.contains(&"chat:1".to_owned()))
+    })
+    .await;
+    assert!(client.rooms().is_empty());
+    assert!(matches!(
+        client.send("join", &json!({})).await,
+        Err(sealwire::client::ClientError::InvalidEvent(_))
+    ));
+    client.close();
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_server_restart_and_rejoins_rooms() {
+    let ts = start_with(echo_builder()).await;
+    let addr = ts.addr;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("carol")
+        .encryption(Encryption::Compat)
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .expect("connect");
+    let Event::Connected { info: first, .. } = next_event(&mut events).await else {
+        panic!("expected Connected");
+    };
+    client.join(["ops", "alerts"]).await.expect("join");
+    wait_for(|| {
+        ts.server
+            .client_rooms(&first.client_id)
+            .is_some_and(|r| r.len() == 5)
+    })
+    .await;
+
+    ts.stop().await;
+    let ev = event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected { reason, retry_in } = ev else {
+        unreachable!()
+    };
+    assert_eq!(reason, DisconnectReason::ServerShutdown);
+    assert!(retry_in.is_some(), "1001 is retried");
+
+    let ts2 = start_on(addr, echo_builder()).await;
+    let ev = event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    let Event::Connected { info, reconnected } = ev else {
+        unreachable!()
+    };
+    assert!(reconnected);
+    assert!(info.encrypted, "a new handshake happened");
+    assert_ne!(info.client_id, first.client_id);
+    wait_for(|| {
+        ts2.server
+            .client_rooms(&info.client_id)
+            .is_some_and(|r| r.contains(&"ops".to_owned()) && r.contains(&"alerts".to_owned()))
+    })
+    .await;
+    ts2.server
+        .send_to_room("alerts", "alert", &json!({"sev": 1}), &[])
+        .expect("room");
+    let m = next_message(&mut events).await;
+    assert_eq!((m.event.as_str(), m.encrypted), ("alert", true));
+    client.send("echo", &json!("again")).await.expect("send");
+    assert_eq!(next_message(&mut events).await.data["got"], "again");
+    client.close();
+    ts2.stop().await;
+}
+
+#[tokio::test]
+async fn auth_failure_is_final_and_not_retried() {
+    let ts = start_with(echo_builder()).await;
+    let err = Client::builder(ts.ws_url())
+        .token("reject-me")
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .expect_err("refused");
+    match err {
+        sealwire::client::ClientError::Disconnected(DisconnectReason::AuthFailed { message }) => {
+            assert_eq!(message.as_deref(), Some("Authentication failed"));
+        }
+        other => panic!("expected 4003, got {other:?}"),
+    }
+    // Exactly one connection attempt reached the server.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ts.server.counts().clients, 0);
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn disconnect_reasons_are_typed() {
+    // 4004: encryption required, client without encryption.
+    let mut cfg = base_config();
+    cfg.require_encryption = true;
+    let ts = start_with(Server::builder().config(cfg).authenticate(test_auth())).await;
+    let err = Client::builder(ts.ws_url())
+        .token("dave")
+        .encryption(Encryption::Off)
+        .connect()
+        .await
+        .expect_err("4004");
+    assert!(
+        matches!(
+            err,
+            sealwire::client::ClientError::Disconnected(DisconnectReason::EncryptionRequired)
+        ),
+        "{err:?}"
+    );
+    ts.stop().await;
+
+    // 4002 heartbeat timeout (retried), then 4003 on the reconnect (final, stream ends).
+    let mut cfg = base_config();
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.heartbeat_timeout = Duration::from_millis(150);
+    let ts = start_with(echo_builder().config(cfg)).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("erin")
+        .heartbeat_interval(Duration::from_secs(60))
+        .reconnect(ReconnectPolicy::never())
+        .connect()
+        .await
+        .expect("connect");
+    let ev = event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected { reason, retry_in } = ev else {
+        unreachable!()
+    };
+    assert_eq!(reason, DisconnectReason::HeartbeatTimeout);
+    assert_eq!(reason.code(), Some(4002));
+    assert_eq!(retry_in, None, "policy says never");
+    assert!(client.is_closed() || events.recv().await.is_none());
+
+    // Heartbeats keep a client alive past the server's timeout.
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("frank")
+        .heartbeat_interval(Duration::from_millis(40))
+        .connect()
+        .await
+        .expect("connect");
+    let _ = next_event(&mut events).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ts.server
+        .send_to_user("frank", "still", &json!(true))
+        .expect("send");
+    assert_eq!(next_message(&mut events).await.event, "still");
+    client.close();
+    ts.stop().await;
+
+    // 4001: a raw socket that never authenticates (the SDK always does), for the mapping.
+    assert_eq!(
+        DisconnectReason::from_close(4001, "", None),
+        DisconnectReason::AuthTimeout
+    );
+    let _ = Received::Close(None);
+}
+
+#[tokio::test]
+async fn slow_consumer_is_reported() {
+    let mut cfg = base_config();
+    cfg.outbox_messages = 8;
+    let ts = start_with(echo_builder().config(cfg)).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("gina")
+        .event_queue(1)
+        .reconnect(ReconnectPolicy::never())
+        .connect()
+        .await
+        .expect("connect");
+    let big = "x".repeat(64 * 1024);
+    // The application reads nothing: the socket backs up and the server's outbox fills.
+    let mut sent = 0;
+    while ts.server.counts().clients > 0 && sent < 20_000 {
+        let _ = ts.server.send_to_user("gina", "flood", &big);
+        sent += 1;
+        tokio::task::yield_now().await;
+    }
+    let ev = event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected { reason, .. } = ev else {
+        unreachable!()
+    };
+    assert_eq!(reason, DisconnectReason::SlowConsumer);
+    client.close();
+    ts.stop().await;
+}
