@@ -12,7 +12,7 @@
 //! cargo build --release --example bench_server --example loadgen
 //! ulimit -n $(ulimit -Hn)
 //! target/release/examples/bench_server --listen 127.0.0.1:8090 --control 127.0.0.1:8091 \
-//!     [--require-encryption] [--backend aws-lc|p256]
+//!     [--require-encryption] [--backend aws-lc|p256] [--read-buffer BYTES] [--write-buffer BYTES]
 //! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -121,6 +121,12 @@ async fn main() -> anyhow::Result<()> {
         && let Some(h) = config.handshake.as_mut()
     {
         h.backend = sealwire::crypto::Backend::RustCrypto;
+    }
+    if let Some(n) = arg("--read-buffer").and_then(|v| v.parse().ok()) {
+        config.read_buffer_bytes = n;
+    }
+    if let Some(n) = arg("--write-buffer").and_then(|v| v.parse().ok()) {
+        config.write_buffer_bytes = n;
     }
     // Long enough for tens of thousands of clients to connect before any sweep matters.
     config.auth_timeout = Duration::from_secs(60);

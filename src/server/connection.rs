@@ -74,7 +74,7 @@ where
         info: None,
     };
     let exit = conn.event_loop().await;
-    conn.finish(exit).await;
+    Box::pin(conn.finish(exit)).await;
 }
 
 impl<S> Connection<S>
@@ -104,7 +104,9 @@ where
                 }
                 msg = self.socket.next() => match msg {
                     None => Some(Exit::Gone),
-                    Some(Ok(msg)) => self.on_frame(msg).await,
+                    // Boxed: inbound handling (authentication above all) is rare but its future is
+                    // large; inline it would grow every idle connection's task by kilobytes.
+                    Some(Ok(msg)) => Box::pin(self.on_frame(msg)).await,
                     Some(Err(WsError::Capacity(e))) => {
                         tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
                         Some(Exit::Close(CloseCode::MessageTooBig))
