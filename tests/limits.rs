@@ -1,0 +1,219 @@
+//! Limits: inbound message size, binary frames, slow consumers, connection cap, and many
+//! concurrent clients.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use sealwire::CloseCode;
+use sealwire::server::ClientInfo;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+type Closed = Arc<Mutex<Vec<(String, u16)>>>;
+
+/// A builder whose disconnected hook records `(user id, close code)`.
+fn recording(cfg: sealwire::ServerConfig) -> (sealwire::server::ServerBuilder, Closed) {
+    let closed: Closed = Arc::default();
+    let sink = Arc::clone(&closed);
+    let b = builder(cfg).on_disconnected(move |info: Arc<ClientInfo>, code: CloseCode| {
+        sink.lock()
+            .expect("lock")
+            .push((info.user_id.clone(), code.code()));
+        std::future::ready(())
+    });
+    (b, closed)
+}
+
+fn closed_code(closed: &Closed, user: &str) -> Option<u16> {
+    closed
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|(u, _)| u == user)
+        .map(|(_, c)| *c)
+}
+
+#[tokio::test]
+async fn oversized_message_closes_1009_and_spares_others() {
+    let mut cfg = base_config();
+    cfg.max_message_bytes = 1024;
+    let (b, closed) = recording(cfg);
+    let s = start_with(b).await;
+    let (mut big, _) = s.plain("big").await;
+    let (mut other, _) = s.encrypted("other").await;
+    // Just under the limit is fine.
+    let ok = json!({"event": "fits", "data": "x".repeat(900)});
+    big.send_json(&ok).await;
+    assert_eq!(big.recv_msg().await["data"]["event"], "fits");
+    big.send_text(&format!(
+        r#"{{"event":"huge","data":"{}"}}"#,
+        "x".repeat(4096)
+    ))
+    .await;
+    assert_eq!(big.expect_close().await, Some(1009));
+    wait_for(|| closed_code(&closed, "big") == Some(1009)).await;
+    s.server.broadcast("still", &json!(1), &[]).expect("send");
+    assert_eq!(other.recv_msg().await, json!({"event": "still", "data": 1}));
+    let (mut fresh, _) = s.plain("fresh").await;
+    fresh.emit("hello", json!(null)).await;
+    assert_eq!(fresh.recv_msg().await["data"]["event"], "hello");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_message_before_authentication_closes_1009() {
+    let mut cfg = base_config();
+    cfg.max_message_bytes = 1024;
+    let s = start(cfg).await;
+    let mut c = s.client().await;
+    c.send_text(&"y".repeat(2048)).await;
+    assert_eq!(c.expect_close().await, Some(1009));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn binary_frames_are_an_invalid_format() {
+    let s = start(base_config()).await;
+    let mut c = s.client().await;
+    c.ws.send(Message::binary(b"{\"event\":\"authenticate\"}".to_vec()))
+        .await
+        .expect("send");
+    assert_eq!(
+        c.recv_json().await,
+        json!({"event": "error", "data": {"message": "Invalid message format"}})
+    );
+    c.authenticate("bin").await;
+    c.ws.send(Message::binary(vec![0u8, 159, 146, 150]))
+        .await
+        .expect("send");
+    assert_eq!(
+        c.recv_json().await["data"]["message"],
+        "Invalid message format"
+    );
+    // An encrypted client's error is sealed.
+    let (mut e, _) = s.encrypted("bin-enc").await;
+    e.ws.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(
+        e.recv_msg().await,
+        json!({"event": "error", "data": {"message": "Invalid message format"}})
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
+    let mut cfg = base_config();
+    cfg.outbox_messages = 32;
+    cfg.outbox_bytes = 64 * 1024;
+    cfg.shutdown_timeout = Duration::from_secs(1);
+    let (b, closed) = recording(cfg);
+    let s = start_with(b).await;
+    let (mut slow, _) = s.plain("slow").await;
+    let (mut fine, _) = s.encrypted("fine").await;
+    let payload = json!({"blob": "z".repeat(8 * 1024)});
+    let mut sent = 0usize;
+    let mut refused = false;
+    // Bounded: ~1.6 GB would be needed to get here without a limit.
+    for _ in 0..200_000 {
+        if s.server
+            .send_to_client(&slow.id(), "flood", &payload)
+            .expect("send")
+            == 0
+        {
+            refused = true;
+            break;
+        }
+        sent += 1;
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "the outbox never filled after {sent} messages");
+    // The client now reads: everything before the close is the flood, then the connection
+    // ends (with 4005 if the close frame fits through the backed-up socket in time).
+    let code = loop {
+        match slow.recv().await {
+            Received::Text(t) => assert!(t.starts_with(r#"{"event":"flood""#)),
+            Received::Close(code) => break code,
+        }
+    };
+    assert!(code.is_none() || code == Some(4005), "closed with {code:?}");
+    wait_for(|| closed_code(&closed, "slow").is_some()).await;
+    assert_eq!(closed_code(&closed, "slow"), Some(4005));
+    // Everyone else is served as before.
+    s.server.broadcast("after", &json!(sent), &[]).expect("send");
+    assert_eq!(fine.recv_msg().await["event"], "after");
+    assert_eq!(s.server.counts().authenticated, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_http_503() {
+    let mut cfg = base_config();
+    cfg.max_connections = Some(2);
+    let s = start(cfg).await;
+    let (_a, _) = s.plain("a").await;
+    let _b = s.client().await;
+    wait_for(|| s.server.counts().clients == 2).await;
+    match tokio_tungstenite::connect_async(s.ws_url()).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("third connection accepted"),
+    }
+    drop(_b);
+    wait_for(|| s.server.counts().clients == 1).await;
+    let (_c, _) = s.plain("c").await;
+    s.stop().await;
+}
+
+async fn client_task(url: String, i: usize) -> WsClient {
+    let mut c = WsClient::connect(&url).await;
+    if i % 2 == 0 {
+        c.authenticate(&format!("plain-{i}")).await;
+    } else {
+        c.authenticate_encrypted(&format!("enc-{i}")).await;
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_mixed_clients_each_get_a_broadcast_exactly_once() {
+    const N: usize = 300;
+    let s = start(base_config()).await;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        tasks.push(tokio::spawn(client_task(s.ws_url(), i)));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.expect("connect task"));
+    }
+    s.wait_authenticated(N).await;
+    assert_eq!(s.server.counts().encrypted, N / 2);
+    assert_eq!(
+        s.server
+            .broadcast("once", &json!({"hello": "all"}), &[])
+            .expect("send"),
+        N
+    );
+    s.server.broadcast("end", &json!(null), &[]).expect("send");
+    let mut readers = Vec::new();
+    for mut c in clients {
+        readers.push(tokio::spawn(async move {
+            assert_eq!(
+                c.recv_msg().await,
+                json!({"event": "once", "data": {"hello": "all"}})
+            );
+            assert_eq!(c.recv_msg().await["event"], "end");
+            c
+        }));
+    }
+    for r in readers {
+        r.await.expect("reader");
+    }
+    s.stop().await;
+}
