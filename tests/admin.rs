@@ -76,7 +76,11 @@ async fn every_call_but_health_needs_the_admin_token() {
                 req = req.bearer_auth(t);
             }
             let r = req.send().await.expect("request");
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path} {token:?}");
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}"
+            );
             let body: Value = r.json().await.expect("JSON error");
             assert!(body["error"].is_string(), "{body}");
         }
@@ -104,7 +108,9 @@ async fn admin_api_is_disabled_without_a_token() {
         .await
         .expect("request");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = reqwest::get(s.http("/socket/health")).await.expect("health");
+    let r = reqwest::get(s.http("/socket/health"))
+        .await
+        .expect("health");
     assert_eq!(r.status(), StatusCode::OK);
     s.stop().await;
 }
@@ -112,7 +118,9 @@ async fn admin_api_is_disabled_without_a_token() {
 #[tokio::test]
 async fn health_is_open_and_reports_the_bus() {
     let s = start(base_config()).await;
-    let r = reqwest::get(s.http("/socket/health")).await.expect("health");
+    let r = reqwest::get(s.http("/socket/health"))
+        .await
+        .expect("health");
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["status"], "ok");
@@ -193,16 +201,25 @@ async fn send_endpoints_reach_the_right_clients() {
     let (mut e2, _) = s.encrypted("bob").await;
 
     let (status, body) = admin
-        .post("/socket/broadcast", &json!({"topic": "all", "data": {"x": 1}}))
+        .post(
+            "/socket/broadcast",
+            &json!({"topic": "all", "data": {"x": 1}}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["localRecipients"], 3);
     for c in [&mut p, &mut e, &mut e2] {
-        assert_eq!(c.recv_msg().await, json!({"event": "all", "data": {"x": 1}}));
+        assert_eq!(
+            c.recv_msg().await,
+            json!({"event": "all", "data": {"x": 1}})
+        );
     }
     // Encrypted clients get ciphertext from the admin path too.
     admin
-        .post(&format!("/socket/client/{}/send", e.id()), &json!({"topic": "one", "data": "secret"}))
+        .post(
+            &format!("/socket/client/{}/send", e.id()),
+            &json!({"topic": "one", "data": "secret"}),
+        )
         .await;
     let raw = e.recv_json().await;
     assert_eq!(raw["event"], "encrypted");
@@ -217,7 +234,10 @@ async fn send_endpoints_reach_the_right_clients() {
     assert_eq!(e2.recv_msg().await["event"], "dm");
 
     let (_, body) = admin
-        .post(&format!("/socket/room/{}/send", p.id()), &json!({"topic": "room", "data": null}))
+        .post(
+            &format!("/socket/room/{}/send", p.id()),
+            &json!({"topic": "room", "data": null}),
+        )
         .await;
     assert_eq!(body["localRecipients"], 1);
     assert_eq!(p.recv_msg().await, json!({"event": "room", "data": null}));
@@ -229,7 +249,10 @@ async fn send_endpoints_reach_the_right_clients() {
     }
     // Reserved topics are refused.
     let (status, body) = admin
-        .post("/socket/broadcast", &json!({"topic": "connected", "data": 1}))
+        .post(
+            "/socket/broadcast",
+            &json!({"topic": "connected", "data": 1}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].is_string());
@@ -245,8 +268,15 @@ async fn join_and_leave_endpoints() {
     let (status, body) = admin.post(&path, &json!({"rooms": ["vip", "news"]})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["joined"], json!(["vip", "news"]));
-    assert!(body["rooms"].as_array().expect("rooms").contains(&json!("vip")));
-    s.server.send_to_room("vip", "vip", &json!(1), &[]).expect("send");
+    assert!(
+        body["rooms"]
+            .as_array()
+            .expect("rooms")
+            .contains(&json!("vip"))
+    );
+    s.server
+        .send_to_room("vip", "vip", &json!(1), &[])
+        .expect("send");
     assert_eq!(c.recv_msg().await, json!({"event": "vip", "data": 1}));
 
     let (status, body) = admin.post(&path, &json!({"rooms": ["ws:nope"]})).await;
@@ -254,11 +284,15 @@ async fn join_and_leave_endpoints() {
     assert!(body["error"].is_string());
 
     let leave = format!("/socket/client/{}/leave", c.id());
-    let (status, body) = admin.post(&leave, &json!({"rooms": ["vip", "never"]})).await;
+    let (status, body) = admin
+        .post(&leave, &json!({"rooms": ["vip", "never"]}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["left"], json!(["vip"]));
     assert_eq!(
-        s.server.send_to_room("vip", "vip", &json!(2), &[]).expect("send"),
+        s.server
+            .send_to_room("vip", "vip", &json!(2), &[])
+            .expect("send"),
         0
     );
     let (status, _) = admin
@@ -306,10 +340,18 @@ async fn batch_delivers_in_order_and_is_all_or_nothing() {
     ]});
     let (status, body) = admin.post("/socket/batch", &bad).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().expect("error").contains("message 1"), "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("message 1"),
+        "{body}"
+    );
     let reserved = json!({"messages": [{"topic": "ok"}, {"topic": "authenticate"}]});
-    assert_eq!(admin.post("/socket/batch", &reserved).await.0, StatusCode::BAD_REQUEST);
-    s.server.broadcast("marker", &json!(null), &[]).expect("send");
+    assert_eq!(
+        admin.post("/socket/batch", &reserved).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    s.server
+        .broadcast("marker", &json!(null), &[])
+        .expect("send");
     assert_eq!(p.recv_msg().await["event"], "marker");
     assert_eq!(e.recv_msg().await["event"], "marker");
     s.stop().await;

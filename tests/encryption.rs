@@ -361,9 +361,9 @@ async fn a_thousand_messages_arrive_in_order() {
     let id = c.id();
     let sender = s.server.clone();
     let producer = tokio::spawn(async move {
-        for i in 0..1000 {
+        for i in 0..1000u32 {
             sender.send_to_client(&id, "seq", &json!(i)).expect("send");
-            if i % 50 == 0 {
+            if i.is_multiple_of(50) {
                 tokio::task::yield_now().await;
             }
         }

@@ -56,8 +56,14 @@ async fn connected_and_disconnected_hooks_see_the_client() {
     let s = start_with(b).await;
     let (mut plain, _) = s.plain("alice").await;
     let (mut enc, _) = s.encrypted("bob").await;
-    assert_eq!(plain.recv_msg().await, json!({"event": "welcome", "data": "alice"}));
-    assert_eq!(enc.recv_msg().await, json!({"event": "welcome", "data": "bob"}));
+    assert_eq!(
+        plain.recv_msg().await,
+        json!({"event": "welcome", "data": "alice"})
+    );
+    assert_eq!(
+        enc.recv_msg().await,
+        json!({"event": "welcome", "data": "bob"})
+    );
     let (pid, eid) = (plain.id(), enc.id());
     {
         let log = log.lock().expect("lock");
@@ -91,8 +97,8 @@ async fn connected_and_disconnected_hooks_see_the_client() {
     assert_eq!(plain.expect_close().await, Some(1000));
     drop(enc);
     wait_for(|| log.lock().expect("lock").len() == 4).await;
-    let log = log.lock().expect("lock");
-    let mut closed: Vec<(String, bool, u16)> = log[2..]
+    let seen = log.lock().expect("lock").clone();
+    let mut closed: Vec<(String, bool, u16)> = seen[2..]
         .iter()
         .map(|s| match s {
             Seen::Disconnected(i, c) => (i.user_id.clone(), i.encrypted, c.code()),
@@ -104,7 +110,6 @@ async fn connected_and_disconnected_hooks_see_the_client() {
         closed,
         vec![("alice".into(), false, 1000), ("bob".into(), true, 1006)]
     );
-    drop(log);
     s.stop().await;
 }
 
@@ -127,7 +132,9 @@ async fn outbound_transformer_rewrites_per_client_and_stays_encrypted() {
     let s = start_with(builder(base_config()).outbound_transformer(per_client)).await;
     let (mut plain, _) = s.plain("alice").await;
     let (mut enc, _) = s.encrypted("bob").await;
-    s.server.broadcast("news", &json!({"n": 1}), &[]).expect("send");
+    s.server
+        .broadcast("news", &json!({"n": 1}), &[])
+        .expect("send");
     assert_eq!(
         plain.recv_json().await,
         json!({"event": "news", "data": {"for": "alice", "original": {"n": 1}}})
@@ -138,10 +145,14 @@ async fn outbound_transformer_rewrites_per_client_and_stays_encrypted() {
         enc.open(raw),
         json!({"event": "news", "data": {"for": "bob", "original": {"n": 1}}})
     );
-    s.server.send_to_room("ws-default", "secret", &json!(2), &[]).expect("send");
+    s.server
+        .send_to_room("ws-default", "secret", &json!(2), &[])
+        .expect("send");
     assert_eq!(plain.recv_json().await["event"], "redacted");
     assert_eq!(enc.recv_msg().await["event"], "redacted");
-    s.server.broadcast("untouched", &json!(3), &[]).expect("send");
+    s.server
+        .broadcast("untouched", &json!(3), &[])
+        .expect("send");
     assert_eq!(
         plain.recv_json().await,
         json!({"event": "untouched", "data": 3})

@@ -145,7 +145,9 @@ async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
     wait_for(|| closed_code(&closed, "slow").is_some()).await;
     assert_eq!(closed_code(&closed, "slow"), Some(4005));
     // Everyone else is served as before.
-    s.server.broadcast("after", &json!(sent), &[]).expect("send");
+    s.server
+        .broadcast("after", &json!(sent), &[])
+        .expect("send");
     assert_eq!(fine.recv_msg().await["event"], "after");
     assert_eq!(s.server.counts().authenticated, 1);
     s.stop().await;
@@ -164,15 +166,31 @@ async fn connections_over_the_limit_get_http_503() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("third connection accepted"),
     }
+    // A freed place can be taken again (once the closed connection's task has ended).
     drop(_b);
-    wait_for(|| s.server.counts().clients == 1).await;
-    let (_c, _) = s.plain("c").await;
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    let mut c = loop {
+        match tokio_tungstenite::connect_async(s.ws_url()).await {
+            Ok((ws, _)) => break ws,
+            Err(tungstenite::Error::Http(resp)) if resp.status() == 503 => {
+                assert!(tokio::time::Instant::now() < deadline, "place never freed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    };
+    c.send(Message::text(
+        json!({"event": "authenticate", "data": {"token": "c"}}).to_string(),
+    ))
+    .await
+    .expect("send");
+    s.wait_authenticated(2).await;
     s.stop().await;
 }
 
 async fn client_task(url: String, i: usize) -> WsClient {
     let mut c = WsClient::connect(&url).await;
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         c.authenticate(&format!("plain-{i}")).await;
     } else {
         c.authenticate_encrypted(&format!("enc-{i}")).await;
@@ -215,5 +233,26 @@ async fn three_hundred_mixed_clients_each_get_a_broadcast_exactly_once() {
     for r in readers {
         r.await.expect("reader");
     }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_upgrades_cannot_exceed_the_connection_limit() {
+    let mut cfg = base_config();
+    cfg.max_connections = Some(3);
+    let s = start(cfg).await;
+    let attempts: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(tokio_tungstenite::connect_async(s.ws_url())))
+        .collect();
+    let mut open = Vec::new();
+    for a in attempts {
+        match a.await.expect("task") {
+            Ok((ws, _)) => open.push(ws),
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(open.len() <= 3, "{} connections accepted", open.len());
+    wait_for(|| s.server.counts().clients == open.len()).await;
     s.stop().await;
 }

@@ -49,8 +49,11 @@ async fn authenticated_clients_join_their_own_room_and_the_default_rooms() {
 async fn joins_go_through_the_glob_validator() {
     let s = start_with(builder(base_config()).validate_rooms(globs(&["chat-*", "news"]))).await;
     let (mut c, _) = s.plain("alice").await;
-    c.emit("join", json!({"rooms": ["chat-1", "secret", "news", "chat-2"]}))
-        .await;
+    c.emit(
+        "join",
+        json!({"rooms": ["chat-1", "secret", "news", "chat-2"]}),
+    )
+    .await;
     c.sync().await;
     let rooms = rooms_of(&s, &c);
     for r in ["chat-1", "chat-2", "news"] {
@@ -97,8 +100,11 @@ async fn room_names_are_checked_before_the_validator() {
     let (mut c, _) = s.plain("alice").await;
     let before = rooms_of(&s, &c);
     let long = "r".repeat(257);
-    c.emit("join", json!({"rooms": ["", long, "ws:internal", "ws:broadcast"]}))
-        .await;
+    c.emit(
+        "join",
+        json!({"rooms": ["", long, "ws:internal", "ws:broadcast"]}),
+    )
+    .await;
     c.sync().await;
     assert_eq!(rooms_of(&s, &c), before);
     let max = "é".repeat(256);
@@ -134,7 +140,12 @@ async fn leave_only_affects_joined_rooms() {
     assert!(rooms_of(&s, &other).contains(&other.id()));
     assert!(!rooms.contains(&"never-joined".to_owned()));
     // The emptied room is pruned from the index.
-    assert_eq!(s.server.send_to_room("a", "x", &json!(1), &[]).expect("send"), 0);
+    assert_eq!(
+        s.server
+            .send_to_room("a", "x", &json!(1), &[])
+            .expect("send"),
+        0
+    );
     s.stop().await;
 }
 
@@ -216,7 +227,10 @@ async fn send_to_user_reaches_every_session() {
     let (mut u2, _) = s.encrypted("u").await;
     let (mut v, _) = s.plain("v").await;
     assert_eq!(s.server.counts().users, 2);
-    let n = s.server.send_to_user("u", "dm", &json!("hi")).expect("send");
+    let n = s
+        .server
+        .send_to_user("u", "dm", &json!("hi"))
+        .expect("send");
     assert_eq!(n, 2);
     assert_eq!(u1.recv_msg().await, json!({"event": "dm", "data": "hi"}));
     assert_eq!(u2.recv_msg().await, json!({"event": "dm", "data": "hi"}));
@@ -224,7 +238,12 @@ async fn send_to_user_reaches_every_session() {
         .send_to_client(&v.id(), "marker", &json!(null))
         .expect("send");
     assert_eq!(v.recv_msg().await["event"], "marker");
-    assert_eq!(s.server.send_to_user("nobody", "dm", &json!(1)).expect("send"), 0);
+    assert_eq!(
+        s.server
+            .send_to_user("nobody", "dm", &json!(1))
+            .expect("send"),
+        0
+    );
     s.stop().await;
 }
 
@@ -249,11 +268,16 @@ async fn send_routes_by_destination() {
     );
     assert_eq!(a.recv_msg().await["data"], 1);
     // A local room: its members.
-    assert_eq!(s.server.send(Some("team"), "e", &json!(2)).expect("send"), 1);
+    assert_eq!(
+        s.server.send(Some("team"), "e", &json!(2)).expect("send"),
+        1
+    );
     assert_eq!(b.recv_msg().await["data"], 2);
     // Anything else: nobody locally (it is published for other instances).
     assert_eq!(
-        s.server.send(Some("unknown"), "e", &json!(3)).expect("send"),
+        s.server
+            .send(Some("unknown"), "e", &json!(3))
+            .expect("send"),
         0
     );
     s.server.broadcast("end", &json!(null), &[]).expect("send");
@@ -268,12 +292,11 @@ async fn send_routes_by_destination() {
 
 #[tokio::test]
 async fn indexes_are_cleaned_up_on_disconnect() {
-    let s = start_with(builder(base_config()).validate_rooms(globs(&["*"])))
-        .await;
+    let s = start_with(builder(base_config()).validate_rooms(globs(&["*"]))).await;
     let mut clients = Vec::new();
-    for i in 0..6 {
+    for i in 0..6u32 {
         let user = format!("user-{}", i % 3);
-        let (mut c, _) = if i % 2 == 0 {
+        let (mut c, _) = if i.is_multiple_of(2) {
             s.plain(&user).await
         } else {
             s.encrypted(&user).await
@@ -292,13 +315,23 @@ async fn indexes_are_cleaned_up_on_disconnect() {
     assert_eq!(counts.rooms, 15);
     // Close some politely, drop the rest abruptly.
     for (i, mut c) in clients.into_iter().enumerate() {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             c.ws.close(None).await.expect("close");
         }
     }
     wait_for(|| s.server.counts() == sealwire::server::Counts::default()).await;
     assert!(s.server.clients().is_empty());
-    assert_eq!(s.server.send_to_user("user-0", "x", &json!(1)).expect("send"), 0);
-    assert_eq!(s.server.send_to_room("shared", "x", &json!(1), &[]).expect("send"), 0);
+    assert_eq!(
+        s.server
+            .send_to_user("user-0", "x", &json!(1))
+            .expect("send"),
+        0
+    );
+    assert_eq!(
+        s.server
+            .send_to_room("shared", "x", &json!(1), &[])
+            .expect("send"),
+        0
+    );
     s.stop().await;
 }

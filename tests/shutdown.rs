@@ -20,15 +20,17 @@ async fn shutdown_closes_every_socket_with_1001_and_runs_the_hooks() {
             async move {
                 // An async hook that takes a moment still completes before shutdown returns.
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                sink.lock().expect("lock").push((info.user_id.clone(), code));
+                sink.lock()
+                    .expect("lock")
+                    .push((info.user_id.clone(), code));
             }
         },
     ))
     .await;
     let mut clients = Vec::new();
-    for i in 0..10 {
+    for i in 0..10u32 {
         let user = format!("user-{i}");
-        let (c, _) = if i % 2 == 0 {
+        let (c, _) = if i.is_multiple_of(2) {
             s.plain(&user).await
         } else {
             s.encrypted(&user).await

@@ -111,15 +111,14 @@ pub fn builder(config: ServerConfig) -> ServerBuilder {
 /// Message handler that answers every custom event to its sender with
 /// `echo {event, data, wasEncrypted}`. Because a connection handles its frames in order,
 /// an echo also proves every earlier frame of that client has been processed.
-pub fn echo_handler() -> impl Fn(
-    Server,
-    sealwire::server::InboundMessage,
-) -> futures_util::future::Ready<()>
+pub fn echo_handler()
+-> impl Fn(Server, sealwire::server::InboundMessage) -> futures_util::future::Ready<()>
 + Send
 + Sync
 + 'static {
     |server, msg| {
-        let reply = json!({"event": msg.event, "data": msg.data, "wasEncrypted": msg.was_encrypted});
+        let reply =
+            json!({"event": msg.event, "data": msg.data, "wasEncrypted": msg.was_encrypted});
         let _ = server.send_to_client(&msg.client.id, "echo", &reply);
         futures_util::future::ready(())
     }
