@@ -102,3 +102,62 @@ async fn upgrades_are_refused_with_503_once_shutdown_began() {
     app_task.abort();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_slow_authentication() {
+    let gone: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&gone);
+    let s = start_with(builder(base_config()).on_disconnected(
+        move |info: Arc<ClientInfo>, _code: CloseCode| {
+            sink.lock().expect("lock").push(info.user_id.clone());
+            std::future::ready(())
+        },
+    ))
+    .await;
+    let mut c = s.client().await;
+    // The authenticate hook sleeps 10 s: far longer than the shutdown timeout.
+    c.send_json(&serde_json::json!({"event": "authenticate", "data": {"token": "slow:10000"}}))
+        .await;
+    wait_for(|| {
+        s.server
+            .clients()
+            .iter()
+            .any(|c| c.state == sealwire::server::ClientState::Authenticating)
+    })
+    .await;
+    let server = s.server.clone();
+    let stopping = tokio::spawn(async move { server.shutdown().await });
+    // The first thing the client sees is the close, not a late `connected`.
+    match c.recv().await {
+        Received::Close(code) => assert_eq!(code, Some(1001)),
+        Received::Text(t) => panic!("expected close 1001, got {t}"),
+    }
+    stopping.await.expect("shutdown");
+    assert!(gone.lock().expect("lock").is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_slow_message_handler() {
+    let s = start_with(
+        sealwire::Server::builder()
+            .config(base_config())
+            .authenticate(test_auth())
+            .on_message(|_server, _msg| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }),
+    )
+    .await;
+    let (mut c, _) = s.plain("busy").await;
+    c.emit("work", serde_json::json!(null)).await;
+    // Give the handler a chance to start (not required for the assertion).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let server = s.server.clone();
+    let stopping = tokio::spawn(async move { server.shutdown().await });
+    match c.recv().await {
+        Received::Close(code) => assert_eq!(code, Some(1001)),
+        Received::Text(t) => panic!("expected close 1001, got {t}"),
+    }
+    stopping.await.expect("shutdown");
+    s.stop().await;
+}

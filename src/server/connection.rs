@@ -104,7 +104,14 @@ where
                 }
                 msg = self.socket.next() => match msg {
                     None => Some(Exit::Gone),
-                    Some(Ok(msg)) => self.on_frame(msg).await,
+                    // Hooks run inside `on_frame` (authenticate, message handler, room
+                    // validator, connected); a slow one must not hold the connection open
+                    // past shutdown, so handling is abandoned when shutdown begins.
+                    Some(Ok(msg)) => tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => Some(Exit::Close(CloseCode::GoingAway)),
+                        r = self.on_frame(msg) => r,
+                    },
                     Some(Err(WsError::Capacity(e))) => {
                         tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
                         Some(Exit::Close(CloseCode::MessageTooBig))
