@@ -71,8 +71,9 @@ async fn serve(args: &[&str]) -> Running {
 impl Running {
     fn terminate(&self) {
         let pid = self.child.id().expect("running");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+        // The shell's built-in `kill`: no extra package needed.
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
             .status()
             .expect("run kill");
         assert!(status.success());

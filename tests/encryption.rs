@@ -435,3 +435,36 @@ async fn no_plaintext_reaches_clients_that_connect_during_a_broadcast_storm() {
     drop(clients);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn encrypted_system_events_follow_the_protocol() {
+    let s =
+        start_with(builder(required()).validate_rooms(GlobRooms::new(["*"]).expect("glob"))).await;
+    let (mut c, _) = s.encrypted("sys").await;
+    // A plaintext join is refused like any plaintext application event.
+    c.send_json(&json!({"event": "join", "data": {"rooms": ["plain-room"]}}))
+        .await;
+    assert_eq!(
+        c.recv_msg().await["data"]["message"],
+        "Encrypted message required"
+    );
+    // authenticate inside an encrypted frame: already authenticated (sealed).
+    c.emit("authenticate", json!({"token": "someone-else"}))
+        .await;
+    assert_eq!(
+        c.recv_msg().await,
+        json!({"event": "error", "data": {"message": "Already authenticated"}})
+    );
+    c.sync().await;
+    assert!(
+        !s.server
+            .client_rooms(&c.id())
+            .expect("rooms")
+            .contains(&"plain-room".to_owned())
+    );
+    assert_eq!(s.server.client_info(&c.id()).expect("info").user_id, "sys");
+    // An encrypted disconnect closes normally.
+    c.emit("disconnect", Value::Null).await;
+    assert_eq!(c.expect_close().await, Some(1000));
+    s.stop().await;
+}
