@@ -349,6 +349,14 @@ async fn batch_delivers_in_order_and_is_all_or_nothing() {
         admin.post("/socket/batch", &reserved).await.0,
         StatusCode::BAD_REQUEST
     );
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"topic": "t", "data": i}))
+        .collect();
+    let (status, body) = admin
+        .post("/socket/batch", &json!({"messages": too_many}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string());
     s.server
         .broadcast("marker", &json!(null), &[])
         .expect("send");

@@ -99,6 +99,13 @@ async fn upgrades_are_refused_with_503_once_shutdown_began() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("upgrade accepted after shutdown"),
     }
+    // Health tells load balancers to stop sending traffic.
+    let r = reqwest::get(format!("http://{addr}/socket/health"))
+        .await
+        .expect("health");
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["status"], "unavailable");
     app_task.abort();
     s.stop().await;
 }
