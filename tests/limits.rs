@@ -256,3 +256,43 @@ async fn a_burst_of_upgrades_cannot_exceed_the_connection_limit() {
     wait_for(|| s.server.counts().clients == open.len()).await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_input_never_takes_a_connection_or_the_server_down() {
+    let s = start_with(builder(base_config())).await;
+    let (mut plain, _) = s.plain("p").await;
+    let (mut enc, _) = s.encrypted("e").await;
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let nested_event = format!(
+        r#"{{"event":"x","data":{}{}}}"#,
+        "{\"a\":".repeat(2000),
+        "1".to_owned() + &"}".repeat(2000)
+    );
+    let inputs: Vec<String> = vec![
+        deep,
+        nested_event,
+        r#"{"event":"join"}"#.into(),
+        r#"{"event":"join","data":null}"#.into(),
+        r#"{"event":"leave","data":{"rooms":[1,2]}}"#.into(),
+        r#"{"event":"join","data":{"rooms":[null]}}"#.into(),
+        r#"{"event":"encrypted"}"#.into(),
+        r#"{"event":"encrypted","data":{"iv":null,"ct":7}}"#.into(),
+        r#"{"event":"x","id":5}"#.into(),
+        r#"{"event":"x","data":1e999}"#.into(),
+        r#"{"event":"\u0000\ud800"}"#.into(),
+        r#"{"event":"authenticate","data":"not an object"}"#.into(),
+        "\u{feff}{}".into(),
+        String::new(),
+    ];
+    for c in [&mut plain, &mut enc] {
+        for input in &inputs {
+            c.send_text(input).await;
+        }
+        // Whatever errors came back, the connection still works and every reply decrypts.
+        for m in c.sync().await {
+            assert_eq!(m["event"], "error", "{m}");
+        }
+    }
+    assert_eq!(s.server.counts().authenticated, 2);
+    s.stop().await;
+}
