@@ -296,3 +296,36 @@ async fn malformed_input_never_takes_a_connection_or_the_server_down() {
     assert_eq!(s.server.counts().authenticated, 2);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_larger_than_the_outbox_is_refused_without_closing_anyone() {
+    let mut cfg = base_config();
+    cfg.outbox_bytes = 64 * 1024;
+    let s = start_with(builder(cfg)).await;
+    let (mut plain, _) = s.plain("p").await;
+    let (mut enc, _) = s.encrypted("e").await;
+    // Just under the budget: delivered to both, the encrypted copy included.
+    let fits = "f".repeat(60 * 1024);
+    assert_eq!(s.server.broadcast("fits", &fits, &[]).expect("send"), 2);
+    assert_eq!(plain.recv_msg().await["data"], fits.as_str());
+    assert_eq!(enc.recv_msg().await["data"], fits.as_str());
+    // Over the budget: an error for the sender, and nobody is disconnected.
+    let huge = "h".repeat(100 * 1024);
+    assert!(matches!(
+        s.server.broadcast("huge", &huge, &[]),
+        Err(sealwire::server::SendError::TooLarge { .. })
+    ));
+    let admin = reqwest::Client::new()
+        .post(s.http("/socket/broadcast"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"topic": "huge", "data": huge}))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(admin.status(), 400);
+    s.server.broadcast("after", &json!(1), &[]).expect("send");
+    assert_eq!(plain.recv_msg().await["event"], "after");
+    assert_eq!(enc.recv_msg().await["event"], "after");
+    assert_eq!(s.server.counts().authenticated, 2);
+    s.stop().await;
+}
