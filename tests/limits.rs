@@ -329,3 +329,86 @@ async fn a_message_larger_than_the_outbox_is_refused_without_closing_anyone() {
     assert_eq!(s.server.counts().authenticated, 2);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_frames_are_handled_while_outbound_traffic_never_stops() {
+    let mut cfg = base_config();
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.heartbeat_timeout = Duration::from_millis(400);
+    let s = start_with(builder(cfg)).await;
+    let (mut c, _) = s.plain("busy").await;
+    let id = c.id();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let server = s.server.clone();
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..16 {
+                    server.send_to_client(&id, "tick", &json!(0)).expect("send");
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    // Heartbeats and custom events keep flowing in while ticks flow out; the client must
+    // neither time out (4002) nor miss its echoes.
+    for round in 0..20u32 {
+        c.send_json(&json!({"event": "heartbeat"})).await;
+        c.emit("round", json!(round)).await;
+        loop {
+            let m = c.recv_msg().await;
+            if m["event"] == "echo" {
+                assert_eq!(m["data"]["data"], round);
+                break;
+            }
+            assert_eq!(m["event"], "tick", "{m}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.await.expect("flood");
+    assert_eq!(s.server.counts().authenticated, 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outbound_backlog_does_not_starve_inbound_heartbeats() {
+    const TICKS: u32 = 100_000;
+    let mut cfg = base_config();
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.heartbeat_timeout = Duration::from_millis(300);
+    cfg.outbox_messages = 200_000;
+    cfg.outbox_bytes = 64 * 1024 * 1024;
+    let s = start(cfg).await;
+    let (mut c, _) = s.plain("reader").await;
+    let producer = {
+        let server = s.server.clone();
+        let id = c.id();
+        tokio::spawn(async move {
+            for i in 0..TICKS {
+                server.send_to_client(&id, "t", &i).expect("send");
+                if i.is_multiple_of(1000) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            server
+                .send_to_client(&id, "end", &json!(null))
+                .expect("send");
+        })
+    };
+    // The client reads the whole backlog, sending a heartbeat every 500 messages; the
+    // server must read those while it still has messages queued for the client.
+    for i in 0..TICKS {
+        if i.is_multiple_of(500) {
+            c.send_json(&json!({"event": "heartbeat"})).await;
+        }
+        match c.recv().await {
+            Received::Text(t) => assert_eq!(t, format!(r#"{{"event":"t","data":{i}}}"#)),
+            Received::Close(code) => panic!("closed with {code:?} after {i} messages"),
+        }
+    }
+    producer.await.expect("producer");
+    assert_eq!(c.recv_msg().await["event"], "end");
+    s.stop().await;
+}
