@@ -180,3 +180,37 @@ async fn a_transformer_cannot_make_an_encrypted_client_receive_plaintext() {
     assert_eq!(inner["data"], json!({"iv": "AAAA", "ct": "BBBB"}));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_panicking_hook_does_not_leak_the_client() {
+    let s = start_with(
+        Server::builder()
+            .config(base_config())
+            .authenticate(test_auth())
+            .validate_rooms(sealwire::server::GlobRooms::new(["*"]).expect("glob"))
+            .on_message(
+                |_server: Server, msg: sealwire::server::InboundMessage| async move {
+                    assert_ne!(msg.event, "boom", "application bug");
+                },
+            ),
+    )
+    .await;
+    let (mut doomed, _) = s.plain("doomed").await;
+    let (mut other, _) = s.plain("other").await;
+    doomed.emit("join", json!({"rooms": ["private"]})).await;
+    doomed.emit("boom", Value::Null).await;
+    // The connection is gone and so is every trace of it in the indexes.
+    doomed.expect_close().await;
+    wait_for(|| s.server.counts().clients == 1).await;
+    let counts = s.server.counts();
+    assert_eq!((counts.authenticated, counts.users), (1, 1));
+    assert_eq!(
+        s.server
+            .send_to_room("private", "x", &json!(1), &[])
+            .expect("send"),
+        0
+    );
+    s.server.broadcast("still", &json!(1), &[]).expect("send");
+    assert_eq!(other.recv_msg().await["event"], "still");
+    s.stop().await;
+}
