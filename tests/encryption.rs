@@ -455,6 +455,15 @@ async fn encrypted_system_events_follow_the_protocol() {
         c.recv_msg().await,
         json!({"event": "error", "data": {"message": "Already authenticated"}})
     );
+    // Protocol envelopes nested inside `encrypted` are refused.
+    for nested in ["encrypted", "connected"] {
+        c.emit(nested, json!({"iv": "AAAA", "ct": "AAAA"})).await;
+        assert_eq!(
+            c.recv_msg().await,
+            json!({"event": "error", "data": {"message": "Invalid message format"}}),
+            "{nested}"
+        );
+    }
     c.sync().await;
     assert!(
         !s.server
