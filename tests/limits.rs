@@ -412,3 +412,36 @@ async fn a_long_outbound_backlog_does_not_starve_inbound_heartbeats() {
     assert_eq!(c.recv_msg().await["event"], "end");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_headers_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = builder(base_config()).build().expect("server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut http = sealwire::transport::HttpConfig::default();
+    http.header_read_timeout = Duration::from_millis(200);
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        sealwire::transport::serve_with_shutdown(listener, s, http, std::future::pending()).await
+    });
+    wait_for(|| server.is_ready()).await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // The server gives up on the request: the read ends (EOF or an error response).
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(RECV_TIMEOUT, tcp.read_to_end(&mut buf))
+        .await
+        .expect("server closed the idle request");
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(!answer.contains(" 101 "), "upgraded anyway: {answer}");
+    // A well-behaved client is still served.
+    let mut c = WsClient::connect(&format!("ws://{addr}/ws")).await;
+    c.authenticate("after-slowloris").await;
+    server.shutdown().await;
+    let _ = task.await;
+}
