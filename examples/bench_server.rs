@@ -137,9 +137,19 @@ async fn main() -> anyhow::Result<()> {
         })
         .validate_rooms(|_: std::sync::Arc<ClientInfo>, rooms: Vec<String>| async move { rooms })
         .build()?;
-    let ws = tokio::net::TcpListener::bind(&listen)
-        .await
+    // A deep accept queue: `TcpListener::bind` uses a backlog of 128 here, which a connect
+    // storm overflows (dropped SYNs are retried only after a 1 s timeout).
+    let addr: std::net::SocketAddr = listen.parse().context("--listen must be IP:port")?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
         .with_context(|| format!("bind {listen}"))?;
+    let ws = socket.listen(8192)?;
     let ctl = tokio::net::TcpListener::bind(&control)
         .await
         .with_context(|| format!("bind {control}"))?;

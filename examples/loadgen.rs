@@ -172,7 +172,12 @@ async fn connect_one(
         1 + (i % usize::from(args.sources.max(1))) as u8,
     ));
     let sock = TcpSocket::new_v4()?;
-    sock.bind(SocketAddr::new(src, 0))?;
+    // Zero linger: closing resets the connection, so runs leave no TIME_WAIT sockets behind
+    // (thousands of them make every later bind-to-port-0 slow).
+    sock.set_zero_linger()?;
+    if args.sources > 1 {
+        sock.bind(SocketAddr::new(src, 0))?;
+    }
     let stream = sock.connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut ws, _) =
