@@ -24,7 +24,8 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way: `protocol` <- `crypto` <- `server` <- `transport`.
+//! Dependencies point one way: `protocol` <- `crypto` <- `server` <- {`transport`, `bus`},
+//! and `bus` <- `emitter` <- `events`.
 //!
 //! - [`protocol`]: the wire: JSON envelope, system events, error strings, close codes, the bus
 //!   envelope and Redis channel names. Pure data.
@@ -34,10 +35,19 @@
 //!   registry, the per-connection actor (which owns the socket and the crypto session), fan-out
 //!   and the [`Bus`](server::Bus) trait with its in-process implementation.
 //! - [`transport`]: the axum router (WebSocket upgrade and admin REST API) and an accept loop.
+//! - `bus` (feature `redis`): the Redis pub/sub [`Bus`](server::Bus), plugged in from outside
+//!   the core, with optional backplane encryption ([`crypto::backplane`]).
+//! - `emitter` (feature `redis`): a Redis-only publisher for processes that run no server.
+//! - [`events`]: the base for domain event services, over a server handle or an emitter.
 //!
 //! See `docs/PROTOCOL.md` for the wire format and `SECURITY.md` for the threat model.
 
+#[cfg(feature = "redis")]
+pub mod bus;
 pub mod crypto;
+#[cfg(feature = "redis")]
+pub mod emitter;
+pub mod events;
 pub mod protocol;
 pub mod server;
 pub mod transport;

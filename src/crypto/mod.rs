@@ -16,6 +16,7 @@
 //! all produce the same [`CryptoError::Decrypt`].
 
 pub mod backend;
+pub mod backplane;
 pub mod handshake;
 pub mod kdf;
 pub mod keys;

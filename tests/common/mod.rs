@@ -2,6 +2,9 @@
 //! with receive timeouts, and the client half of the handshake.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
