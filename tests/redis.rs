@@ -405,7 +405,13 @@ async fn redis_restart_mid_test_resumes_delivery() {
     b.server
         .send_to_user("al", "after-user", &json!(4))
         .unwrap();
-    assert_eq!(b1.recv_msg().await["event"], "after");
+    // "local" was queued by A's publisher during the outage: it may reach B late (Redis came
+    // back within `publish_max_age` and B had resubscribed) or be lost, never duplicated.
+    let before_after = events_until(&mut b1, "after").await;
+    assert!(
+        before_after.is_empty() || before_after == vec![json!({"event": "local", "data": 2})],
+        "{before_after:?}"
+    );
     let mut a_events = vec![];
     for _ in 0..2 {
         a_events.push(a1.recv_msg().await["event"].clone());
