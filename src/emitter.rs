@@ -115,7 +115,7 @@ impl Emitter {
     /// [`EmitError::Redis`] for an invalid URL or an unreachable Redis.
     pub async fn connect(config: EmitterConfig) -> Result<Self, EmitError> {
         let url_redacted = redact_url(&config.url);
-        let client = redis::Client::open(config.url.as_str())
+        let client = crate::bus::open_client(&config.url)
             .map_err(|e| EmitError::Redis(format!("invalid Redis URL {url_redacted}: {e}")))?;
         let conn = connect_publisher(&client, config.connect_timeout, config.response_timeout)
             .await

@@ -12,4 +12,4 @@ mod redis;
 
 pub use config::{RedisBusConfig, StartupPolicy, SubscriptionMode};
 pub use redis::RedisBus;
-pub(crate) use redis::{connect_publisher, redact_url};
+pub(crate) use redis::{connect_publisher, open_client, redact_url};

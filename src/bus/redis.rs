@@ -129,6 +129,15 @@ fn conn_config(connect: Duration, response: Duration) -> AsyncConnectionConfig {
         .set_response_timeout(Some(response))
 }
 
+/// Opens a Redis client for `url`, making sure rustls has a crypto provider for `rediss://`.
+pub(crate) fn open_client(url: &str) -> redis::RedisResult<redis::Client> {
+    if url.starts_with("rediss://") {
+        // Fails only when a provider is already installed, which is what we need anyway.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    redis::Client::open(url)
+}
+
 /// Opens a multiplexed connection for publishing (also used by the emitter).
 pub(crate) async fn connect_publisher(
     client: &redis::Client,
@@ -177,7 +186,7 @@ impl RedisBus {
     /// [`BusError`] for a URL the Redis client does not accept.
     pub fn new(config: RedisBusConfig) -> Result<Self, BusError> {
         let url_redacted = redact_url(&config.url);
-        let client = redis::Client::open(config.url.as_str())
+        let client = open_client(&config.url)
             .map_err(|e| BusError(format!("invalid Redis URL {url_redacted}: {e}")))?;
         let (queue_tx, queue_rx) = mpsc::channel(config.publish_queue.max(1));
         let encrypted = config.bus_key.is_some();
