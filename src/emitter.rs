@@ -35,7 +35,7 @@ pub enum EmitError {
     #[error(transparent)]
     Message(#[from] SendError),
     /// Redis could not be reached or refused the command; the message was not published.
-    #[error("Redis publish failed: {0}")]
+    #[error("{0}")]
     Redis(String),
     /// The payload could not be sealed with the bus key.
     #[error("backplane encryption failed")]
@@ -51,6 +51,9 @@ pub enum EmitError {
 pub struct EmitterConfig {
     /// Redis URL (`redis://`, `rediss://`, ACL credentials in the URL).
     pub url: String,
+    /// PEM CA certificate(s) to trust for `rediss://` instead of the bundled web roots.
+    /// Defaults to `None`.
+    pub tls_ca_pem: Option<Vec<u8>>,
     /// Time allowed to connect. Defaults to 5 s.
     pub connect_timeout: Duration,
     /// Time allowed for a `PUBLISH` reply. Defaults to 5 s.
@@ -65,10 +68,18 @@ impl EmitterConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls_ca_pem: None,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
             bus_key: None,
         }
+    }
+
+    /// Sets [`EmitterConfig::tls_ca_pem`].
+    #[must_use]
+    pub fn tls_ca_pem(mut self, pem: Option<Vec<u8>>) -> Self {
+        self.tls_ca_pem = pem;
+        self
     }
 
     /// Sets [`EmitterConfig::bus_key`].
@@ -115,7 +126,7 @@ impl Emitter {
     /// [`EmitError::Redis`] for an invalid URL or an unreachable Redis.
     pub async fn connect(config: EmitterConfig) -> Result<Self, EmitError> {
         let url_redacted = redact_url(&config.url);
-        let client = crate::bus::open_client(&config.url)
+        let client = crate::bus::open_client(&config.url, config.tls_ca_pem.as_deref())
             .map_err(|e| EmitError::Redis(format!("invalid Redis URL {url_redacted}: {e}")))?;
         let conn = connect_publisher(&client, config.connect_timeout, config.response_timeout)
             .await
@@ -242,8 +253,8 @@ impl Emitter {
         let publish = cmd.query_async::<usize>(&mut conn);
         let result = match tokio::time::timeout(self.response_timeout, publish).await {
             Ok(Ok(n)) => return Ok(n),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timed out".to_owned(),
+            Ok(Err(e)) => format!("PUBLISH to {channel} failed: {e}"),
+            Err(_) => format!("PUBLISH to {channel} timed out"),
         };
         // Replace the connection on the next call; this message is not retried, since it may
         // have reached Redis already.

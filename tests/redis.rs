@@ -550,3 +550,49 @@ async fn emit_command_publishes() {
     );
     a.stop().await;
 }
+
+#[tokio::test]
+async fn tls_and_acl_credentials_in_the_url() {
+    let redis = RedisServer::start_tls_acl("sealwire", "s3cret-pass").await;
+    let url = redis.url();
+    assert!(url.starts_with("rediss://sealwire:s3cret-pass@"));
+    let cfg = bus_config(&redis, SubscriptionMode::Interest).tls_ca_pem(redis.tls_ca.clone());
+    let a = node_with(cfg).await;
+    assert!(a.server.bus_status().connected);
+    let (mut c, _) = a.plain("tia").await;
+    redis.wait_numsub("ws:user:tia", 1).await;
+    let emitter =
+        Emitter::connect(EmitterConfig::new(url.clone()).tls_ca_pem(redis.tls_ca.clone()))
+            .await
+            .expect("emitter over TLS");
+    emitter.to_user("tia", "over-tls", &json!(1)).await.unwrap();
+    assert_eq!(c.recv_msg().await, json!({"event": "over-tls", "data": 1}));
+
+    // A wrong password fails clearly, without printing the password.
+    let wrong = url.replace("s3cret-pass", "wrong-pass");
+    let bus = RedisBus::new(
+        RedisBusConfig::new(wrong)
+            .tls_ca_pem(redis.tls_ca.clone())
+            .startup(StartupPolicy::FailFast),
+    )
+    .unwrap();
+    let server = Server::builder()
+        .config(base_config())
+        .authenticate(test_auth())
+        .bus(bus)
+        .build()
+        .unwrap();
+    let err = server
+        .start()
+        .await
+        .expect_err("bad credentials")
+        .to_string();
+    assert!(
+        err.contains("cannot reach Redis at rediss://***@127.0.0.1"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-pass"), "{err}");
+    // Without the private CA the certificate is refused.
+    assert!(Emitter::connect(EmitterConfig::new(url)).await.is_err());
+    a.stop().await;
+}

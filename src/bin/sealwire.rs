@@ -38,6 +38,9 @@ struct RedisArgs {
     /// URL). Without it the server runs single-instance.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// PEM file of the CA(s) to trust for rediss:// instead of the bundled web roots.
+    #[arg(long, env = "SEALWIRE_REDIS_CA_FILE")]
+    redis_ca_file: Option<std::path::PathBuf>,
     /// Backplane key: base64 of 32 bytes. Seals every envelope's data on Redis with
     /// AES-256-GCM (not IGNIS-compatible; every server and emitter needs the same key).
     #[arg(long, env = "SEALWIRE_BUS_KEY", hide_env_values = true)]
@@ -216,8 +219,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             StartupPolicy::Wait
         };
+        let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
         let bus = RedisBus::new(
             RedisBusConfig::new(url)
+                .tls_ca_pem(ca)
                 .mode(args.redis_mode)
                 .startup(startup)
                 .bus_key(bus_key),
@@ -273,6 +278,14 @@ fn parse_bus_key(
 }
 
 #[cfg(feature = "redis")]
+fn read_ca(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    path.map(|p| {
+        std::fs::read(p).with_context(|| format!("cannot read --redis-ca-file {}", p.display()))
+    })
+    .transpose()
+}
+
+#[cfg(feature = "redis")]
 async fn emit(args: EmitArgs) -> anyhow::Result<()> {
     use sealwire::emitter::{Emitter, EmitterConfig};
     use sealwire::protocol::BusTarget;
@@ -292,7 +305,8 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
         bail!("--exclude applies to --room and --broadcast only");
     }
     let key = parse_bus_key(args.redis.bus_key.as_deref())?;
-    let emitter = Emitter::connect(EmitterConfig::new(url).bus_key(key)).await?;
+    let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
+    let emitter = Emitter::connect(EmitterConfig::new(url).bus_key(key).tls_ca_pem(ca)).await?;
     let result = emitter
         .emit_raw(target.clone(), &args.event, data, &args.exclude)
         .await;

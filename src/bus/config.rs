@@ -66,6 +66,9 @@ pub struct RedisBusConfig {
     /// Redis URL: `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. ACL
     /// credentials go in the URL. Defaults to `redis://127.0.0.1:6379`.
     pub url: String,
+    /// PEM CA certificate(s) to trust for `rediss://` instead of the bundled web roots (a
+    /// private CA). Defaults to `None`.
+    pub tls_ca_pem: Option<Vec<u8>>,
     /// Subscription strategy. Defaults to [`SubscriptionMode::Interest`].
     pub mode: SubscriptionMode,
     /// Behaviour when Redis is unreachable at start. Defaults to [`StartupPolicy::Wait`].
@@ -97,6 +100,7 @@ impl Default for RedisBusConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".to_owned(),
+            tls_ca_pem: None,
             mode: SubscriptionMode::default(),
             startup: StartupPolicy::default(),
             backoff_initial: Duration::from_millis(100),
@@ -119,6 +123,13 @@ impl RedisBusConfig {
             url: url.into(),
             ..Self::default()
         }
+    }
+
+    /// Sets [`RedisBusConfig::tls_ca_pem`].
+    #[must_use]
+    pub fn tls_ca_pem(mut self, pem: Option<Vec<u8>>) -> Self {
+        self.tls_ca_pem = pem;
+        self
     }
 
     /// Sets [`RedisBusConfig::mode`].

@@ -130,12 +130,22 @@ fn conn_config(connect: Duration, response: Duration) -> AsyncConnectionConfig {
 }
 
 /// Opens a Redis client for `url`, making sure rustls has a crypto provider for `rediss://`.
-pub(crate) fn open_client(url: &str) -> redis::RedisResult<redis::Client> {
+/// `ca_pem`, when given, replaces the bundled web roots as the trusted CA(s).
+pub(crate) fn open_client(url: &str, ca_pem: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
     if url.starts_with("rediss://") {
         // Fails only when a provider is already installed, which is what we need anyway.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
-    redis::Client::open(url)
+    match ca_pem {
+        Some(pem) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+        _ => redis::Client::open(url),
+    }
 }
 
 /// Opens a multiplexed connection for publishing (also used by the emitter).
@@ -186,7 +196,7 @@ impl RedisBus {
     /// [`BusError`] for a URL the Redis client does not accept.
     pub fn new(config: RedisBusConfig) -> Result<Self, BusError> {
         let url_redacted = redact_url(&config.url);
-        let client = open_client(&config.url)
+        let client = open_client(&config.url, config.tls_ca_pem.as_deref())
             .map_err(|e| BusError(format!("invalid Redis URL {url_redacted}: {e}")))?;
         let (queue_tx, queue_rx) = mpsc::channel(config.publish_queue.max(1));
         let encrypted = config.bus_key.is_some();

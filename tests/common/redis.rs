@@ -10,6 +10,12 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Extra `redis-server` arguments (TLS, ACL users).
+    args: Vec<String>,
+    /// PEM of the CA that signed the TLS certificate, when TLS is on.
+    pub tls_ca: Option<Vec<u8>>,
+    /// `user:password@` for the URL, when an ACL user is configured.
+    creds: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -30,16 +36,139 @@ impl RedisServer {
             port: free_port(),
             child: None,
             dir,
+            args: Vec::new(),
+            tls_ca: None,
+            creds: None,
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// TLS only (a fresh CA and a certificate for 127.0.0.1 made with `openssl`) and an ACL
+    /// user `user` with `password`; the default user is disabled.
+    pub async fn start_tls_acl(user: &str, password: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+        std::fs::write(p("ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let steps: Vec<Vec<String>> = vec![
+            [
+                &["req", "-x509"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    &p("ca.key"),
+                    "-out",
+                    &p("ca.crt"),
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=sealwire-test-ca",
+                ][..],
+            ]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            [
+                &["req"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    &p("server.key"),
+                    "-out",
+                    &p("server.csr"),
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ][..],
+            ]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            [
+                "x509",
+                "-req",
+                "-in",
+                &p("server.csr"),
+                "-CA",
+                &p("ca.crt"),
+                "-CAkey",
+                &p("ca.key"),
+                "-CAcreateserial",
+                "-out",
+                &p("server.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                &p("ext"),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ];
+        for args in steps {
+            let ok = Command::new("openssl")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl must be installed for the TLS test");
+            assert!(ok.success(), "openssl {args:?} failed");
+        }
+        let port = free_port();
+        let args = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            p("server.crt"),
+            "--tls-key-file".into(),
+            p("server.key"),
+            "--tls-ca-cert-file".into(),
+            p("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+            "--user".into(),
+            user.into(),
+            "on".into(),
+            format!(">{password}"),
+            "~*".into(),
+            "&*".into(),
+            "+@all".into(),
+        ];
+        let mut s = Self {
+            port,
+            child: None,
+            tls_ca: Some(std::fs::read(p("ca.crt")).expect("ca")),
+            creds: Some(format!("{user}:{password}@")),
+            dir,
+            args,
         };
         s.spawn().await;
         s
     }
 
     async fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let base: Vec<&str> = if self.args.is_empty() {
+            vec!["--port", &port]
+        } else {
+            self.args.iter().map(String::as_str).collect()
+        };
         let child = Command::new("redis-server")
+            .args(&base)
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -71,11 +200,30 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let creds = self.creds.as_deref().unwrap_or("");
+        format!("{scheme}://{creds}127.0.0.1:{}", self.port)
     }
 
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("client")
+        match &self.tls_ca {
+            None => redis::Client::open(self.url()).expect("client"),
+            Some(ca) => {
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                redis::Client::build_with_tls(
+                    self.url(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca.clone()),
+                    },
+                )
+                .expect("tls client")
+            }
+        }
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.
