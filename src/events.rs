@@ -82,8 +82,9 @@ impl Publisher for Server {
         exclude: &'a [String],
     ) -> BoxFuture<'a, Result<(), PublishError>> {
         let result = crate::server::check_event(event)
-            .map(|()| {
-                self.route_raw(target, event, data, exclude, true);
+            .and_then(|()| self.frame(event, data))
+            .map(|frame| {
+                self.route_frame(target, &frame, exclude, true);
             })
             .map_err(PublishError::from);
         Box::pin(std::future::ready(result))

@@ -558,7 +558,7 @@ async fn tls_and_acl_credentials_in_the_url() {
     assert!(url.starts_with("rediss://sealwire:s3cret-pass@"));
     let cfg = bus_config(&redis, SubscriptionMode::Interest).tls_ca_pem(redis.tls_ca.clone());
     let a = node_with(cfg).await;
-    assert!(a.server.bus_status().connected);
+    wait_for(|| a.server.bus_status().connected).await;
     let (mut c, _) = a.plain("tia").await;
     redis.wait_numsub("ws:user:tia", 1).await;
     let emitter =
