@@ -440,6 +440,9 @@ impl Bus for RedisBus {
                 + i.stats.dropped_failed.load(Ordering::Relaxed),
             i.stats.reconnects.load(Ordering::Relaxed),
         );
+        if i.mode == SubscriptionMode::Interest {
+            detail.push_str(&format!("; subscriptions={}", self.interest_count() + 1));
+        }
         if i.stats.rejected.load(Ordering::Relaxed) > 0 {
             detail.push_str(&format!(
                 "; rejected={}",
@@ -825,6 +828,35 @@ mod tests {
         assert_eq!(redact_url("redis://u:p@h:1/0"), "redis://***@h:1/0");
         assert_eq!(redact_url("rediss://:p@h"), "rediss://***@h");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn interest_counts_are_order_independent() {
+        let bus = RedisBus::new(RedisBusConfig::new("redis://127.0.0.1:1")).expect("bus");
+        let room = |n: &str| BusTarget::Room(n.to_owned());
+        // Two threads report gained/lost for the same room in the "wrong" order.
+        bus.interest(&Interest::Gained(room("a")));
+        bus.interest(&Interest::Gained(room("a")));
+        bus.interest(&Interest::Lost(room("a")));
+        assert_eq!(bus.interest_count(), 1);
+        bus.interest(&Interest::Lost(room("a")));
+        assert_eq!(bus.interest_count(), 0);
+        // A loss reported before its gain never leaves a stale subscription behind.
+        bus.interest(&Interest::Lost(room("b")));
+        bus.interest(&Interest::Gained(room("b")));
+        assert_eq!(bus.interest_count(), 0);
+        bus.interest(&Interest::Gained(room("b")));
+        assert_eq!(bus.interest_count(), 1);
+        // Broadcast is always subscribed and never counted; pattern mode ignores interests.
+        bus.interest(&Interest::Gained(BusTarget::Broadcast));
+        assert_eq!(bus.interest_count(), 1);
+        let pattern = RedisBus::new(
+            RedisBusConfig::new("redis://127.0.0.1:1").mode(SubscriptionMode::Pattern),
+        )
+        .expect("bus");
+        pattern.interest(&Interest::Gained(room("a")));
+        assert_eq!(pattern.interest_count(), 0);
+        assert!(!bus.status().connected);
     }
 
     #[test]
