@@ -49,6 +49,11 @@ impl PeerPublicKey {
         Self::from_bytes(&raw)
     }
 
+    /// Wraps bytes this crate computed itself from a valid scalar.
+    pub(crate) fn from_trusted(bytes: [u8; PUBLIC_KEY_LEN]) -> Self {
+        Self { bytes }
+    }
+
     /// The 65 raw bytes.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
