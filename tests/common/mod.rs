@@ -2,6 +2,8 @@
 //! with receive timeouts, and the client half of the handshake.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod hardened;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
