@@ -72,3 +72,50 @@ impl WsClient {
         ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng()).public_key_base64()
     }
 }
+
+/// A pure (no network) hardened handshake: `(connected, server session, client handshake)`.
+pub fn hardened_hello(
+    server_cfg: &HandshakeConfig,
+    client_cfg: HandshakeConfig,
+) -> (ConnectedPayload, sealwire::crypto::Session, ClientHandshake) {
+    let client = ClientHandshake::new(client_cfg, &mut rand::rng());
+    let (hello, server) = sealwire::crypto::server_handshake(
+        server_cfg,
+        "client-1",
+        &client.public_key_base64(),
+        client.profile_id(),
+        &mut rand::rng(),
+    )
+    .expect("server handshake");
+    let mut connected = ConnectedPayload {
+        id: "client-1".into(),
+        user_id: "u".into(),
+        time: "t".into(),
+        server_public_key: None,
+        salt: None,
+        profile: None,
+        extra: serde_json::Map::new(),
+    };
+    hello.apply_to(&mut connected);
+    (connected, server, client)
+}
+
+/// A confirmed hardened pair `(server, client)` with `rekey_after`.
+pub fn hardened_pair(rekey_after: u32) -> (sealwire::crypto::Session, sealwire::crypto::Session) {
+    let server_cfg = HandshakeConfig {
+        rekey_after,
+        ..HandshakeConfig::default()
+    };
+    let (connected, mut server, client) =
+        hardened_hello(&server_cfg, HandshakeConfig::hardened(vec![]));
+    let done = client.finish_connected(&connected).expect("client finish");
+    let frame: Value =
+        serde_json::from_str(&done.confirmation.expect("confirmation")).expect("json");
+    let payload = serde_json::from_value(frame["data"].clone()).expect("payload");
+    let inner: Value =
+        serde_json::from_slice(&server.open(&payload).expect("open")).expect("inner");
+    server
+        .confirm_client(inner["data"]["mac"].as_str().expect("mac"))
+        .expect("confirm");
+    (server, done.session)
+}
