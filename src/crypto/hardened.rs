@@ -454,6 +454,37 @@ mod tests {
         assert_eq!(tx.seal(b"x").map(|_| ()), Err(CryptoError::Encrypt));
     }
 
+    /// Observes, soundly, that dropping a `Zeroizing` wrapper runs `Zeroize` on its contents:
+    /// the probe's bytes live in a shared cell the test keeps a handle to after the drop.
+    #[test]
+    fn dropping_a_zeroizing_wrapper_wipes_its_contents() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        struct Probe(Rc<RefCell<[u8; 32]>>);
+        impl Zeroize for Probe {
+            fn zeroize(&mut self) {
+                self.0.borrow_mut().zeroize();
+            }
+        }
+        let cell = Rc::new(RefCell::new(
+            *KeySchedule::derive(&[1; 32], &[2; 32], &[3; 32]).c2s,
+        ));
+        assert_ne!(*cell.borrow(), [0u8; 32]);
+        let wrapped = Zeroizing::new(Probe(Rc::clone(&cell)));
+        drop(wrapped);
+        assert_eq!(*cell.borrow(), [0u8; 32], "drop wiped the key bytes");
+    }
+
+    #[test]
+    fn ratcheting_replaces_the_retired_secret() {
+        let (mut tx, _) = pair(1);
+        let first = *tx.secret();
+        tx.seal(b"a").expect("seal");
+        tx.seal(b"b").expect("seal");
+        assert_ne!(tx.secret(), &first, "epoch 1 secret differs from epoch 0");
+        assert_eq!(tx.epoch, 1);
+    }
+
     #[test]
     fn zeroize_wipes_the_epoch_secret() {
         let (mut tx, _) = pair(10);

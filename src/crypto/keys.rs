@@ -159,6 +159,14 @@ mod tests {
     }
 
     #[test]
+    fn explicit_zeroize_wipes_the_scalar() {
+        let mut s = EphemeralSecret::from_bytes(&[7u8; 32]).expect("scalar");
+        assert_eq!(s.scalar(), &[7u8; 32]);
+        s.zeroize();
+        assert_eq!(s.scalar(), &[0u8; 32]);
+    }
+
+    #[test]
     fn secret_rejects_zero_and_order() {
         assert!(EphemeralSecret::from_bytes(&[0u8; 32]).is_err());
         assert!(EphemeralSecret::from_bytes(&[0xff; 32]).is_err());
