@@ -362,10 +362,12 @@ fn unpinned_or_substituted_server_keys_are_rejected() {
     );
 }
 
+type Tamper = Box<dyn Fn(&mut ConnectedPayload)>;
+
 #[test]
 fn tampered_handshakes_and_downgrades_are_rejected() {
     let cfg = HandshakeConfig::default();
-    let tamper: Vec<(&str, Box<dyn Fn(&mut ConnectedPayload)>)> = vec![
+    let tamper: Vec<(&str, Tamper)> = vec![
         ("downgrade: no profile", Box::new(|c| c.profile = None)),
         (
             "unknown profile",

@@ -25,10 +25,11 @@ fn config_with(
     rekey_after: u32,
 ) -> sealwire::server::ServerConfig {
     let mut c = base_config();
-    let mut hs = HandshakeConfig::default();
-    hs.identity = identity;
-    hs.rekey_after = rekey_after;
-    c.handshake = Some(hs);
+    c.handshake = Some(HandshakeConfig {
+        identity,
+        rekey_after,
+        ..HandshakeConfig::default()
+    });
     c
 }
 

@@ -2,7 +2,7 @@
 //! what the code produces today, and an independent WebCrypto implementation (Node) must
 //! reproduce every value byte for byte.
 
-#[allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../examples/gen_vectors.rs"]
 mod gen_vectors;
 
