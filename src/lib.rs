@@ -44,3 +44,8 @@ pub mod transport;
 
 pub use protocol::CloseCode;
 pub use server::{Server, ServerConfig};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -132,6 +132,7 @@ impl ServerBuilder {
             tracker: TaskTracker::new(),
             epoch: std::time::Instant::now(),
             started: std::sync::atomic::AtomicBool::new(false),
+            sockets: std::sync::atomic::AtomicUsize::new(0),
         })))
     }
 }

@@ -30,7 +30,8 @@ pub struct ServerConfig {
     /// Defaults to 4096.
     pub outbox_messages: usize,
     /// Most plaintext bytes queued for one client before it is closed as a slow consumer
-    /// (4005). Defaults to 4 MiB.
+    /// (4005). Also the largest message that can be sent: a bigger one is refused with
+    /// `SendError::TooLarge` (the admin API answers 400). Defaults to 4 MiB.
     pub outbox_bytes: usize,
     /// Most concurrent WebSocket connections; further upgrades get HTTP 503. Defaults to
     /// `None` (limited only by file descriptors).

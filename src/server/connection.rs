@@ -61,6 +61,10 @@ where
         server.0.epoch,
     );
     server.0.registry().insert(Arc::clone(&handle));
+    let _deregister = Deregister {
+        server: server.clone(),
+        id: Arc::clone(&id),
+    };
     tracing::debug!(client = %id, ?remote, "connection opened");
     let mut conn = Connection {
         server,
@@ -75,6 +79,30 @@ where
     };
     let exit = conn.event_loop().await;
     conn.finish(exit).await;
+}
+
+/// Removes a connection from the indexes when its task ends, even by a panic in a hook.
+/// On the normal path [`Connection::finish`] has already removed it and this is a no-op.
+struct Deregister {
+    server: Server,
+    id: Arc<str>,
+}
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        let mut changes = Vec::new();
+        {
+            // Any registry guard of the same task was dropped earlier in the unwind, so this
+            // cannot deadlock.
+            let mut registry = self.server.0.registry();
+            if !registry.has_client(&self.id) {
+                return;
+            }
+            let _ = registry.remove(&self.id, &mut changes);
+        }
+        tracing::warn!(client = %self.id, "connection task ended abnormally; client removed");
+        self.server.0.apply_interest(&changes);
+    }
 }
 
 impl<S> Connection<S>
@@ -104,7 +132,14 @@ where
                 }
                 msg = self.socket.next() => match msg {
                     None => Some(Exit::Gone),
-                    Some(Ok(msg)) => self.on_frame(msg).await,
+                    // Hooks run inside `on_frame` (authenticate, message handler, room
+                    // validator, connected); a slow one must not hold the connection open
+                    // past shutdown, so handling is abandoned when shutdown begins.
+                    Some(Ok(msg)) => tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => Some(Exit::Close(CloseCode::GoingAway)),
+                        r = self.on_frame(msg) => r,
+                    },
                     Some(Err(WsError::Capacity(e))) => {
                         tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
                         Some(Exit::Close(CloseCode::MessageTooBig))

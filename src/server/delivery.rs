@@ -26,6 +26,15 @@ pub enum SendError {
     /// The payload does not serialize to JSON.
     #[error("payload is not serializable: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// The serialized message is larger than `ServerConfig::outbox_bytes`: no client could
+    /// ever queue it, so it is refused instead of closing every recipient as a slow consumer.
+    #[error("message of {size} bytes exceeds the per-client outbox limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the serialized `{event, data}` frame.
+        size: usize,
+        /// The configured `outbox_bytes`.
+        limit: usize,
+    },
 }
 
 /// Checks an outbound event name: 1..=256 characters and not a protocol event.
@@ -46,7 +55,8 @@ impl Server {
     /// Sends to one client (on whichever instance it is). Returns local recipients queued.
     ///
     /// # Errors
-    /// [`SendError`] for an invalid event name or a payload that does not serialize.
+    /// [`SendError`] for an invalid event name, a payload that does not serialize, or a
+    /// message larger than `outbox_bytes`.
     pub fn send_to_client(
         &self,
         client_id: &str,
@@ -148,27 +158,39 @@ impl Server {
     ) -> Result<usize, SendError> {
         check_event(event)?;
         let raw = serde_json::value::to_raw_value(data)?;
-        Ok(self.route_raw(target, event, raw, exclude, publish))
+        let frame = self.frame(event, raw)?;
+        Ok(self.route_frame(target, &frame, exclude, publish))
     }
 
-    /// As [`Server::route`] with an already-serialized payload.
-    pub(crate) fn route_raw(
+    /// Serializes a message once, refusing one that no client's outbox could hold.
+    pub(crate) fn frame(&self, event: &str, data: Box<RawValue>) -> Result<Arc<Frame>, SendError> {
+        let frame = Frame::new(event, data);
+        let limit = self.0.config.outbox_bytes;
+        if frame.json.len() > limit {
+            return Err(SendError::TooLarge {
+                size: frame.json.len(),
+                limit,
+            });
+        }
+        Ok(frame)
+    }
+
+    /// As [`Server::route`] with a frame from [`Server::frame`].
+    pub(crate) fn route_frame(
         &self,
         target: BusTarget,
-        event: &str,
-        data: Box<RawValue>,
+        frame: &Arc<Frame>,
         exclude: &[String],
         publish: bool,
     ) -> usize {
         let envelope = publish.then(|| BusEnvelope {
             server_id: self.0.server_id.clone(),
             target: target.clone(),
-            event: event.to_owned(),
-            data: data.clone(),
+            event: frame.event.to_string(),
+            data: frame.data.clone(),
             exclude: exclude.to_vec(),
         });
-        let frame = Frame::new(event, data);
-        let n = self.deliver_local(&target, &frame, exclude);
+        let n = self.deliver_local(&target, frame, exclude);
         if let Some(env) = envelope {
             self.0.bus.publish(env);
         }
@@ -190,8 +212,12 @@ impl Server {
             tracing::debug!(event = %env.event, "dropping bus message with an invalid event name");
             return;
         }
-        let frame = Frame::new(&env.event, env.data);
-        self.deliver_local(&env.target, &frame, &env.exclude);
+        match self.frame(&env.event, env.data) {
+            Ok(frame) => {
+                self.deliver_local(&env.target, &frame, &env.exclude);
+            }
+            Err(e) => tracing::debug!(event = %env.event, error = %e, "dropping bus message"),
+        }
     }
 
     /// Joins a client to rooms on behalf of the application (no validation hook; name rules

@@ -215,7 +215,8 @@ pub struct InboundMessage {
 }
 
 /// Handles custom events. Runs on the sender's connection task, in arrival order: spawn if
-/// the work is long.
+/// the work is long. When the server shuts down, a handler still running is dropped at its
+/// next `.await` so the connection can close with 1001 in time.
 pub trait MessageHandler: Send + Sync + 'static {
     /// Handles one message.
     fn handle(&self, server: Server, message: InboundMessage) -> BoxFuture<'static, ()>;

@@ -59,6 +59,21 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     pub(crate) epoch: Instant,
     started: std::sync::atomic::AtomicBool,
+    /// WebSocket connections accepted by the transport and not yet finished, counted from
+    /// the upgrade on (the registry only sees them once the upgrade completes).
+    sockets: std::sync::atomic::AtomicUsize,
+}
+
+/// A reserved place under `ServerConfig::max_connections`, held by a connection from its
+/// upgrade until its task ends.
+pub(crate) struct ConnectionSlot(Arc<Shared>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0
+            .sockets
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Server {
@@ -117,6 +132,21 @@ impl Server {
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.0.started.load(std::sync::atomic::Ordering::Acquire) && !self.0.shutdown.is_cancelled()
+    }
+
+    /// Reserves a place for one more WebSocket, or `None` at `max_connections`. Checking
+    /// and counting in one atomic step keeps a burst of concurrent upgrades under the limit.
+    pub(crate) fn try_reserve_slot(&self) -> Option<ConnectionSlot> {
+        let max = self.0.config.max_connections.unwrap_or(usize::MAX);
+        self.0
+            .sockets
+            .fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |n| (n < max).then_some(n + 1),
+            )
+            .ok()
+            .map(|_| ConnectionSlot(Arc::clone(&self.0)))
     }
 
     /// Bus health.

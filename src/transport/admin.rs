@@ -267,13 +267,16 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
     for (i, m) in b.messages.into_iter().enumerate() {
         let raw = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
         check_event(&m.topic).map_err(|e| bad_request(format!("message {i}: {e}")))?;
-        prepared.push((m.destination, m.topic, raw));
+        let frame = server
+            .frame(&m.topic, raw)
+            .map_err(|e| bad_request(format!("message {i}: {e}")))?;
+        prepared.push((m.destination, frame));
     }
     let mut local = 0;
     let count = prepared.len();
-    for (destination, topic, raw) in prepared {
+    for (destination, frame) in prepared {
         let target = server.resolve_destination(destination.as_deref());
-        local += server.route_raw(target, &topic, raw, &[], true);
+        local += server.route_frame(target, &frame, &[], true);
     }
     Ok(Json(
         json!({ "ok": true, "count": count, "localRecipients": local }),

@@ -71,11 +71,9 @@ pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Re
             "server is not accepting connections",
         );
     }
-    if let Some(max) = server.config().max_connections
-        && server.counts().clients >= max
-    {
+    let Some(slot) = server.try_reserve_slot() else {
         return reject(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
-    }
+    };
     let accept = derive_accept_key(key.as_bytes());
     let remote = req
         .extensions()
@@ -85,6 +83,8 @@ pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Re
     let config = ws_config(&server);
     let task_server = server.clone();
     server.spawn_tracked(async move {
+        // Held until the connection ends.
+        let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(

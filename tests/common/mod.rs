@@ -102,7 +102,31 @@ pub fn base_config() -> ServerConfig {
     c
 }
 
-/// Starts a server built from `builder` (the authenticate hook is added if missing).
+/// A builder with `config`, the test authenticator and the echo message handler.
+pub fn builder(config: ServerConfig) -> ServerBuilder {
+    Server::builder()
+        .config(config)
+        .authenticate(test_auth())
+        .on_message(echo_handler())
+}
+
+/// Message handler that answers every custom event to its sender with
+/// `echo {event, data, wasEncrypted}`. Because a connection handles its frames in order,
+/// an echo also proves every earlier frame of that client has been processed.
+pub fn echo_handler()
+-> impl Fn(Server, sealwire::server::InboundMessage) -> futures_util::future::Ready<()>
++ Send
++ Sync
++ 'static {
+    |server, msg| {
+        let reply =
+            json!({"event": msg.event, "data": msg.data, "wasEncrypted": msg.was_encrypted});
+        let _ = server.send_to_client(&msg.client.id, "echo", &reply);
+        futures_util::future::ready(())
+    }
+}
+
+/// Starts a server built from `builder` (which must have an authenticate hook).
 pub async fn start_with(builder: ServerBuilder) -> TestServer {
     let server = builder.build().expect("valid server config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -201,6 +225,30 @@ impl WsClient {
         match self.recv().await {
             Received::Text(t) => serde_json::from_str(&t).expect("server sent JSON"),
             Received::Close(c) => panic!("expected a frame, got close {c:?}"),
+        }
+    }
+
+    /// Asserts that no text frame or close arrives within `limit` (a failure guard, not a
+    /// timing assertion: the caller has already synchronised with the server).
+    pub async fn expect_silence(&mut self, limit: Duration) {
+        if let Some(r) = self.recv_within(limit).await {
+            panic!("expected nothing, got {r:?}");
+        }
+    }
+
+    /// Sends a custom `sync` event and waits for its echo (needs [`echo_handler`]): every
+    /// frame sent before it has then been handled. Returns the application messages that
+    /// arrived in between, decrypted.
+    pub async fn sync(&mut self) -> Vec<Value> {
+        let tag = uuid::Uuid::new_v4().to_string();
+        self.emit("sync", json!(tag)).await;
+        let mut before = Vec::new();
+        loop {
+            let m = self.recv_msg().await;
+            if m["event"] == "echo" && m["data"]["event"] == "sync" && m["data"]["data"] == tag {
+                return before;
+            }
+            before.push(m);
         }
     }
 

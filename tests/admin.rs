@@ -1,0 +1,391 @@
+//! The admin REST API: token check, health, info, client listing, sends, joins and batches.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Admin {
+    fn new(s: &TestServer) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: s.http(""),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        (r.status(), r.json().await.expect("JSON body"))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    async fn post_raw(&self, path: &str, body: String) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        (r.status(), r.json().await.expect("JSON body"))
+    }
+}
+
+#[tokio::test]
+async fn every_call_but_health_needs_the_admin_token() {
+    let s = start(base_config()).await;
+    let http = reqwest::Client::new();
+    let calls = [
+        ("GET", "/socket/info"),
+        ("GET", "/socket/clients"),
+        ("GET", "/socket/client/x/rooms"),
+        ("POST", "/socket/broadcast"),
+        ("POST", "/socket/room/r/send"),
+        ("POST", "/socket/client/x/send"),
+        ("POST", "/socket/user/u/send"),
+        ("POST", "/socket/client/x/join"),
+        ("POST", "/socket/client/x/leave"),
+        ("POST", "/socket/batch"),
+    ];
+    for (method, path) in calls {
+        for token in [None, Some("wrong-token"), Some("")] {
+            let mut req = match method {
+                "GET" => http.get(s.http(path)),
+                _ => http
+                    .post(s.http(path))
+                    .body(r#"{"topic":"t","data":1,"rooms":["a"],"messages":[]}"#),
+            };
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.expect("request");
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}"
+            );
+            let body: Value = r.json().await.expect("JSON error");
+            assert!(body["error"].is_string(), "{body}");
+        }
+    }
+    // A token in another scheme is not accepted either.
+    let r = http
+        .get(s.http("/socket/info"))
+        .header("authorization", format!("Basic {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn admin_api_is_disabled_without_a_token() {
+    let mut cfg = base_config();
+    cfg.admin_token = None;
+    let s = start(cfg).await;
+    let r = reqwest::Client::new()
+        .get(s.http("/socket/info"))
+        .bearer_auth("")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = reqwest::get(s.http("/socket/health"))
+        .await
+        .expect("health");
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn health_is_open_and_reports_the_bus() {
+    let s = start(base_config()).await;
+    let r = reqwest::get(s.http("/socket/health"))
+        .await
+        .expect("health");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["serverId"], s.server.id());
+    assert_eq!(body["bus"]["kind"], "local");
+    assert_eq!(body["bus"]["connected"], true);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn info_counts_clients_users_and_rooms() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let (_a1, _) = s.plain("a").await;
+    let (_a2, _) = s.encrypted("a").await;
+    let (_b, _) = s.encrypted("b").await;
+    let _pending = s.client().await;
+    wait_for(|| s.server.counts().clients == 4).await;
+    let (status, info) = admin.get("/socket/info").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["serverId"], s.server.id());
+    assert_eq!(info["clients"], 4);
+    assert_eq!(info["authenticated"], 3);
+    assert_eq!(info["encrypted"], 2);
+    assert_eq!(info["users"], 2);
+    // Three own-id rooms and the two default rooms.
+    assert_eq!(info["rooms"], 5);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn clients_list_and_client_rooms() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let (p, _) = s.plain("alice").await;
+    let (e, _) = s.encrypted("bob").await;
+    let pending = s.client().await;
+    wait_for(|| s.server.counts().clients == 3).await;
+    let (status, body) = admin.get("/socket/clients").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["count"], 3);
+    let list = body["clients"].as_array().expect("clients");
+    let find = |id: &str| {
+        list.iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} listed"))
+            .clone()
+    };
+    let pc = find(&p.id());
+    assert_eq!(pc["userId"], "alice");
+    assert_eq!(pc["state"], "authenticated");
+    assert_eq!(pc["encrypted"], false);
+    let mut rooms = vec![p.id(), "ws-default".into(), "ws-notification".into()];
+    rooms.sort();
+    assert_eq!(pc["rooms"], json!(rooms));
+    assert_eq!(find(&e.id())["encrypted"], true);
+    let unauth: Vec<&Value> = list.iter().filter(|c| c["userId"].is_null()).collect();
+    assert_eq!(unauth.len(), 1);
+    assert_eq!(unauth[0]["state"], "unauthorized");
+    assert_eq!(unauth[0]["rooms"], json!([]));
+    drop(pending);
+
+    let (status, body) = admin.get(&format!("/socket/client/{}/rooms", p.id())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"rooms": rooms}));
+    let (status, body) = admin.get("/socket/client/no-such-client/rooms").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn send_endpoints_reach_the_right_clients() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let (mut p, _) = s.plain("alice").await;
+    let (mut e, _) = s.encrypted("bob").await;
+    let (mut e2, _) = s.encrypted("bob").await;
+
+    let (status, body) = admin
+        .post(
+            "/socket/broadcast",
+            &json!({"topic": "all", "data": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["localRecipients"], 3);
+    for c in [&mut p, &mut e, &mut e2] {
+        assert_eq!(
+            c.recv_msg().await,
+            json!({"event": "all", "data": {"x": 1}})
+        );
+    }
+    // Encrypted clients get ciphertext from the admin path too.
+    admin
+        .post(
+            &format!("/socket/client/{}/send", e.id()),
+            &json!({"topic": "one", "data": "secret"}),
+        )
+        .await;
+    let raw = e.recv_json().await;
+    assert_eq!(raw["event"], "encrypted");
+    assert!(!raw.to_string().contains("secret"));
+    assert_eq!(e.open(raw), json!({"event": "one", "data": "secret"}));
+
+    let (_, body) = admin
+        .post("/socket/user/bob/send", &json!({"topic": "dm", "data": 2}))
+        .await;
+    assert_eq!(body["localRecipients"], 2);
+    assert_eq!(e.recv_msg().await["event"], "dm");
+    assert_eq!(e2.recv_msg().await["event"], "dm");
+
+    let (_, body) = admin
+        .post(
+            &format!("/socket/room/{}/send", p.id()),
+            &json!({"topic": "room", "data": null}),
+        )
+        .await;
+    assert_eq!(body["localRecipients"], 1);
+    assert_eq!(p.recv_msg().await, json!({"event": "room", "data": null}));
+
+    // Nobody got anything else.
+    s.server.broadcast("end", &json!(0), &[]).expect("send");
+    for c in [&mut p, &mut e, &mut e2] {
+        assert_eq!(c.recv_msg().await["event"], "end");
+    }
+    // Reserved topics are refused.
+    let (status, body) = admin
+        .post(
+            "/socket/broadcast",
+            &json!({"topic": "connected", "data": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn join_and_leave_endpoints() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let (mut c, _) = s.encrypted("alice").await;
+    let path = format!("/socket/client/{}/join", c.id());
+    let (status, body) = admin.post(&path, &json!({"rooms": ["vip", "news"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["joined"], json!(["vip", "news"]));
+    assert!(
+        body["rooms"]
+            .as_array()
+            .expect("rooms")
+            .contains(&json!("vip"))
+    );
+    s.server
+        .send_to_room("vip", "vip", &json!(1), &[])
+        .expect("send");
+    assert_eq!(c.recv_msg().await, json!({"event": "vip", "data": 1}));
+
+    let (status, body) = admin.post(&path, &json!({"rooms": ["ws:nope"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string());
+
+    let leave = format!("/socket/client/{}/leave", c.id());
+    let (status, body) = admin
+        .post(&leave, &json!({"rooms": ["vip", "never"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["left"], json!(["vip"]));
+    assert_eq!(
+        s.server
+            .send_to_room("vip", "vip", &json!(2), &[])
+            .expect("send"),
+        0
+    );
+    let (status, _) = admin
+        .post("/socket/client/unknown/join", &json!({"rooms": ["a"]}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin
+        .post("/socket/client/unknown/leave", &json!({"rooms": ["a"]}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn batch_delivers_in_order_and_is_all_or_nothing() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let (mut p, _) = s.plain("alice").await;
+    let (mut e, _) = s.encrypted("bob").await;
+    let mut messages = Vec::new();
+    for i in 0..60 {
+        let destination = match i % 3 {
+            0 => Value::Null,
+            1 => json!(e.id()),
+            _ => json!("ws-default"),
+        };
+        messages.push(json!({"destination": destination, "topic": "b", "data": i}));
+    }
+    let (status, body) = admin
+        .post("/socket/batch", &json!({"messages": messages}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["count"], 60);
+    for i in 0..60 {
+        if i % 3 != 1 {
+            assert_eq!(p.recv_msg().await, json!({"event": "b", "data": i}));
+        }
+        assert_eq!(e.recv_msg().await, json!({"event": "b", "data": i}));
+    }
+
+    // One bad item: nothing at all is sent.
+    let bad = json!({"messages": [
+        {"topic": "ok", "data": 1},
+        {"topic": "", "data": 2},
+    ]});
+    let (status, body) = admin.post("/socket/batch", &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().expect("error").contains("message 1"),
+        "{body}"
+    );
+    let reserved = json!({"messages": [{"topic": "ok"}, {"topic": "authenticate"}]});
+    assert_eq!(
+        admin.post("/socket/batch", &reserved).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"topic": "t", "data": i}))
+        .collect();
+    let (status, body) = admin
+        .post("/socket/batch", &json!({"messages": too_many}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string());
+    s.server
+        .broadcast("marker", &json!(null), &[])
+        .expect("send");
+    assert_eq!(p.recv_msg().await["event"], "marker");
+    assert_eq!(e.recv_msg().await["event"], "marker");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_json_bodies_get_400_with_an_error() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let (c, _) = s.plain("alice").await;
+    let join = format!("/socket/client/{}/join", c.id());
+    let cases: Vec<(&str, String)> = vec![
+        ("/socket/broadcast", "not json".into()),
+        ("/socket/broadcast", "{}".into()),
+        ("/socket/broadcast", r#"{"topic": 5}"#.into()),
+        ("/socket/room/r/send", "[".into()),
+        ("/socket/user/u/send", String::new()),
+        ("/socket/batch", r#"{"messages": "nope"}"#.into()),
+        ("/socket/batch", r#"{"messages": [{"data": 1}]}"#.into()),
+        (join.as_str(), r#"{"rooms": "a"}"#.into()),
+        (join.as_str(), r#"{"rooms": [""]}"#.into()),
+    ];
+    for (path, body) in cases {
+        let (status, reply) = admin.post_raw(path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert!(reply["error"].is_string(), "{path} {body}: {reply}");
+    }
+    s.stop().await;
+}

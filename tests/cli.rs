@@ -1,0 +1,229 @@
+//! The `sealwire` binary: `serve` in dev and JWT modes, auth-mode errors, SIGTERM shutdown.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+
+fn sealwire() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealwire"));
+    for var in [
+        "SEALWIRE_LISTEN",
+        "SEALWIRE_PATH",
+        "SEALWIRE_ADMIN_TOKEN",
+        "SEALWIRE_JWT_SECRET",
+        "SEALWIRE_REQUIRE_ENCRYPTION",
+        "SEALWIRE_DEFAULT_ROOMS",
+        "SEALWIRE_ALLOW_ROOMS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "warn").kill_on_drop(true);
+    cmd
+}
+
+struct Running {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    url: String,
+    admin_token: Option<String>,
+}
+
+/// Spawns `sealwire serve <args>` and reads stdout up to the "listening" line.
+async fn serve(args: &[&str]) -> Running {
+    let mut child = sealwire()
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sealwire");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut admin_token = None;
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("sealwire printed its address in time")
+            .expect("read stdout")
+            .expect("sealwire exited before listening");
+        if let Some(t) = line.strip_prefix("dev admin token: ") {
+            admin_token = Some(t.trim().to_owned());
+        }
+        if let Some(url) = line.strip_prefix("sealwire listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    Running {
+        child,
+        lines,
+        url,
+        admin_token,
+    }
+}
+
+impl Running {
+    fn terminate(&self) {
+        let pid = self.child.id().expect("running");
+        // The shell's built-in `kill`: no extra package needed.
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    async fn wait(mut self) -> std::process::ExitStatus {
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("exited in time")
+            .expect("wait");
+        drop(self.lines);
+        status
+    }
+}
+
+/// Runs `sealwire serve <args>` expecting a quick failure; returns stderr.
+async fn serve_fails(args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        sealwire()
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("exited in time")
+    .expect("run sealwire");
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn jwt(claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encode JWT")
+}
+
+#[tokio::test]
+async fn dev_mode_serves_and_sigterm_closes_clients_with_1001() {
+    let run = serve(&["--dev", "--listen", "127.0.0.1:0"]).await;
+    assert!(run.url.starts_with("ws://127.0.0.1:"), "{}", run.url);
+    assert!(run.url.ends_with("/ws"), "{}", run.url);
+    let token = run.admin_token.clone().expect("dev admin token printed");
+    assert!(token.len() >= 24);
+
+    let mut plain = WsClient::connect(&run.url).await;
+    let connected = plain.authenticate("any-user").await;
+    assert_eq!(connected["data"]["userId"], "any-user");
+    let mut enc = WsClient::connect(&run.url).await;
+    enc.authenticate_encrypted("other-user").await;
+
+    // The printed admin token works against the same listener.
+    let http = run.url.replacen("ws://", "http://", 1).replace("/ws", "");
+    let info: serde_json::Value = reqwest::Client::new()
+        .get(format!("{http}/socket/info"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("info")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["authenticated"], 2);
+    assert_eq!(info["encrypted"], 1);
+    let r = reqwest::Client::new()
+        .post(format!("{http}/socket/broadcast"))
+        .bearer_auth(&token)
+        .json(&json!({"topic": "hi", "data": 1}))
+        .send()
+        .await
+        .expect("broadcast");
+    assert_eq!(r.status(), 200);
+    assert_eq!(plain.recv_msg().await, json!({"event": "hi", "data": 1}));
+    assert_eq!(enc.recv_msg().await, json!({"event": "hi", "data": 1}));
+
+    // An empty token is refused even in dev mode.
+    let mut empty = WsClient::connect(&run.url).await;
+    empty
+        .send_json(&json!({"event": "authenticate", "data": {"token": ""}}))
+        .await;
+    assert_eq!(empty.expect_close().await, Some(4003));
+
+    run.terminate();
+    assert_eq!(plain.expect_close().await, Some(1001));
+    assert_eq!(enc.expect_close().await, Some(1001));
+    let status = run.wait().await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_auth_mode_is_required_and_exclusive() {
+    let none = serve_fails(&["--listen", "127.0.0.1:0"]).await;
+    assert!(none.contains("exactly one auth mode"), "{none}");
+    let both = serve_fails(&["--dev", "--jwt-secret", SECRET, "--listen", "127.0.0.1:0"]).await;
+    assert!(both.contains("exactly one auth mode"), "{both}");
+    let short = serve_fails(&["--jwt-secret", "short", "--listen", "127.0.0.1:0"]).await;
+    assert!(short.contains("at least 32 bytes"), "{short}");
+}
+
+#[tokio::test]
+async fn dev_mode_refuses_non_loopback_addresses() {
+    let err = serve_fails(&["--dev", "--listen", "0.0.0.0:0"]).await;
+    assert!(err.contains("loopback"), "{err}");
+}
+
+#[tokio::test]
+async fn jwt_mode_accepts_valid_tokens_and_rejects_expired_ones() {
+    let run = serve(&["--jwt-secret", SECRET, "--listen", "127.0.0.1:0"]).await;
+    assert!(run.admin_token.is_none());
+
+    let mut good = WsClient::connect(&run.url).await;
+    let token = jwt(&json!({"sub": "user-42", "exp": now() + 600}));
+    let connected = good.authenticate_encrypted(&token).await;
+    assert_eq!(connected["data"]["userId"], "user-42");
+
+    let mut expired = WsClient::connect(&run.url).await;
+    let token = jwt(&json!({"sub": "user-42", "exp": now() - 3600}));
+    expired
+        .send_json(&json!({"event": "authenticate", "data": {"type": "Bearer", "token": token}}))
+        .await;
+    assert_eq!(
+        expired.recv_json().await,
+        json!({"event": "error", "data": {"message": "Authentication failed"}})
+    );
+    assert_eq!(expired.expect_close().await, Some(4003));
+
+    let mut forged = WsClient::connect(&run.url).await;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "admin", "exp": now() + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(b"some-other-secret-that-is-long-enough"),
+    )
+    .expect("encode");
+    forged
+        .send_json(&json!({"event": "authenticate", "data": {"token": token}}))
+        .await;
+    assert_eq!(forged.expect_close().await, Some(4003));
+
+    run.terminate();
+    assert_eq!(good.expect_close().await, Some(1001));
+    assert!(run.wait().await.success());
+}

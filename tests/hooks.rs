@@ -1,0 +1,216 @@
+//! Hooks: connected/disconnected see the right client, authenticate metadata flows through,
+//! and the outbound transformer rewrites per client (still encrypted for encrypted clients).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use sealwire::CloseCode;
+use sealwire::server::{AuthRequest, ClientInfo, HookError, Identity, Server};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+enum Seen {
+    Connected(ClientInfo),
+    Disconnected(ClientInfo, CloseCode),
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+fn auth_with_metadata(req: AuthRequest) -> std::future::Ready<Result<Option<Identity>, HookError>> {
+    let token = req.token.unwrap_or_default();
+    std::future::ready(Ok(Some(Identity {
+        user_id: token.clone(),
+        metadata: json!({"plan": "pro", "token": token, "sawClient": req.client_id}),
+    })))
+}
+
+fn logged() -> (sealwire::server::ServerBuilder, Log) {
+    let log: Log = Arc::default();
+    let (l1, l2) = (Arc::clone(&log), Arc::clone(&log));
+    let b = Server::builder()
+        .config(base_config())
+        .authenticate(auth_with_metadata)
+        .on_connected(move |server: Server, info: Arc<ClientInfo>| {
+            l1.lock()
+                .expect("lock")
+                .push(Seen::Connected((*info).clone()));
+            // Hooks may use the handle: greet the new client.
+            let _ = server.send_to_client(&info.id, "welcome", &json!(info.user_id));
+            std::future::ready(())
+        })
+        .on_disconnected(move |info: Arc<ClientInfo>, code: CloseCode| {
+            l2.lock()
+                .expect("lock")
+                .push(Seen::Disconnected((*info).clone(), code));
+            std::future::ready(())
+        });
+    (b, log)
+}
+
+#[tokio::test]
+async fn connected_and_disconnected_hooks_see_the_client() {
+    let (b, log) = logged();
+    let s = start_with(b).await;
+    let (mut plain, _) = s.plain("alice").await;
+    let (mut enc, _) = s.encrypted("bob").await;
+    assert_eq!(
+        plain.recv_msg().await,
+        json!({"event": "welcome", "data": "alice"})
+    );
+    assert_eq!(
+        enc.recv_msg().await,
+        json!({"event": "welcome", "data": "bob"})
+    );
+    let (pid, eid) = (plain.id(), enc.id());
+    {
+        let log = log.lock().expect("lock");
+        assert_eq!(log.len(), 2);
+        for seen in log.iter() {
+            let Seen::Connected(info) = seen else {
+                panic!("unexpected {seen:?}")
+            };
+            let (id, encrypted) = if info.user_id == "alice" {
+                (&pid, false)
+            } else {
+                (&eid, true)
+            };
+            assert_eq!(&info.id, id);
+            assert_eq!(info.encrypted, encrypted);
+            assert_eq!(info.metadata["plan"], "pro");
+            assert_eq!(info.metadata["token"], info.user_id.as_str());
+            assert_eq!(info.metadata["sawClient"], info.id.as_str());
+            let addr = info.remote_addr.expect("remote address");
+            assert!(addr.ip().is_loopback());
+        }
+    }
+    // A client that fails authentication never reaches either hook.
+    let mut nobody = s.client().await;
+    nobody
+        .send_json(&json!({"event": "authenticate", "data": {}}))
+        .await;
+    nobody.expect_close().await;
+
+    plain.emit("disconnect", Value::Null).await;
+    assert_eq!(plain.expect_close().await, Some(1000));
+    drop(enc);
+    wait_for(|| log.lock().expect("lock").len() == 4).await;
+    let seen = log.lock().expect("lock").clone();
+    let mut closed: Vec<(String, bool, u16)> = seen[2..]
+        .iter()
+        .map(|s| match s {
+            Seen::Disconnected(i, c) => (i.user_id.clone(), i.encrypted, c.code()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    closed.sort();
+    assert_eq!(
+        closed,
+        vec![("alice".into(), false, 1000), ("bob".into(), true, 1006)]
+    );
+    s.stop().await;
+}
+
+/// Wraps every message as `{"for": <user>, "original": <data>}` and renames `secret` events.
+fn per_client(info: &ClientInfo, event: &str, data: &RawValue) -> Option<(String, Box<RawValue>)> {
+    if event == "untouched" {
+        return None;
+    }
+    let original: Value = serde_json::from_str(data.get()).ok()?;
+    let rewritten = json!({"for": info.user_id, "original": original});
+    let event = if event == "secret" { "redacted" } else { event };
+    Some((
+        event.to_owned(),
+        RawValue::from_string(rewritten.to_string()).ok()?,
+    ))
+}
+
+#[tokio::test]
+async fn outbound_transformer_rewrites_per_client_and_stays_encrypted() {
+    let s = start_with(builder(base_config()).outbound_transformer(per_client)).await;
+    let (mut plain, _) = s.plain("alice").await;
+    let (mut enc, _) = s.encrypted("bob").await;
+    s.server
+        .broadcast("news", &json!({"n": 1}), &[])
+        .expect("send");
+    assert_eq!(
+        plain.recv_json().await,
+        json!({"event": "news", "data": {"for": "alice", "original": {"n": 1}}})
+    );
+    let raw = enc.recv_json().await;
+    assert_eq!(raw["event"], "encrypted");
+    assert_eq!(
+        enc.open(raw),
+        json!({"event": "news", "data": {"for": "bob", "original": {"n": 1}}})
+    );
+    s.server
+        .send_to_room("ws-default", "secret", &json!(2), &[])
+        .expect("send");
+    assert_eq!(plain.recv_json().await["event"], "redacted");
+    assert_eq!(enc.recv_msg().await["event"], "redacted");
+    s.server
+        .broadcast("untouched", &json!(3), &[])
+        .expect("send");
+    assert_eq!(
+        plain.recv_json().await,
+        json!({"event": "untouched", "data": 3})
+    );
+    assert_eq!(
+        enc.recv_msg().await,
+        json!({"event": "untouched", "data": 3})
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_transformer_cannot_make_an_encrypted_client_receive_plaintext() {
+    // A transformer that tries to emit an `encrypted`-looking frame is still sealed.
+    let sneaky = |_: &ClientInfo, _: &str, _: &RawValue| {
+        Some((
+            "encrypted".to_owned(),
+            RawValue::from_string(r#"{"iv":"AAAA","ct":"BBBB"}"#.to_owned()).ok()?,
+        ))
+    };
+    let s = start_with(builder(base_config()).outbound_transformer(sneaky)).await;
+    let (mut enc, _) = s.encrypted("e").await;
+    s.server.broadcast("x", &json!(1), &[]).expect("send");
+    let inner = enc.recv_msg().await;
+    assert_eq!(inner["data"], json!({"iv": "AAAA", "ct": "BBBB"}));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_panicking_hook_does_not_leak_the_client() {
+    let s = start_with(
+        Server::builder()
+            .config(base_config())
+            .authenticate(test_auth())
+            .validate_rooms(sealwire::server::GlobRooms::new(["*"]).expect("glob"))
+            .on_message(
+                |_server: Server, msg: sealwire::server::InboundMessage| async move {
+                    assert_ne!(msg.event, "boom", "application bug");
+                },
+            ),
+    )
+    .await;
+    let (mut doomed, _) = s.plain("doomed").await;
+    let (mut other, _) = s.plain("other").await;
+    doomed.emit("join", json!({"rooms": ["private"]})).await;
+    doomed.emit("boom", Value::Null).await;
+    // The connection is gone and so is every trace of it in the indexes.
+    doomed.expect_close().await;
+    wait_for(|| s.server.counts().clients == 1).await;
+    let counts = s.server.counts();
+    assert_eq!((counts.authenticated, counts.users), (1, 1));
+    assert_eq!(
+        s.server
+            .send_to_room("private", "x", &json!(1), &[])
+            .expect("send"),
+        0
+    );
+    s.server.broadcast("still", &json!(1), &[]).expect("send");
+    assert_eq!(other.recv_msg().await["event"], "still");
+    s.stop().await;
+}

@@ -1,0 +1,447 @@
+//! Limits: inbound message size, binary frames, slow consumers, connection cap, and many
+//! concurrent clients.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use sealwire::CloseCode;
+use sealwire::server::ClientInfo;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+type Closed = Arc<Mutex<Vec<(String, u16)>>>;
+
+/// A builder whose disconnected hook records `(user id, close code)`.
+fn recording(cfg: sealwire::ServerConfig) -> (sealwire::server::ServerBuilder, Closed) {
+    let closed: Closed = Arc::default();
+    let sink = Arc::clone(&closed);
+    let b = builder(cfg).on_disconnected(move |info: Arc<ClientInfo>, code: CloseCode| {
+        sink.lock()
+            .expect("lock")
+            .push((info.user_id.clone(), code.code()));
+        std::future::ready(())
+    });
+    (b, closed)
+}
+
+fn closed_code(closed: &Closed, user: &str) -> Option<u16> {
+    closed
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|(u, _)| u == user)
+        .map(|(_, c)| *c)
+}
+
+#[tokio::test]
+async fn oversized_message_closes_1009_and_spares_others() {
+    let mut cfg = base_config();
+    cfg.max_message_bytes = 1024;
+    let (b, closed) = recording(cfg);
+    let s = start_with(b).await;
+    let (mut big, _) = s.plain("big").await;
+    let (mut other, _) = s.encrypted("other").await;
+    // Just under the limit is fine.
+    let ok = json!({"event": "fits", "data": "x".repeat(900)});
+    big.send_json(&ok).await;
+    assert_eq!(big.recv_msg().await["data"]["event"], "fits");
+    big.send_text(&format!(
+        r#"{{"event":"huge","data":"{}"}}"#,
+        "x".repeat(4096)
+    ))
+    .await;
+    assert_eq!(big.expect_close().await, Some(1009));
+    wait_for(|| closed_code(&closed, "big") == Some(1009)).await;
+    s.server.broadcast("still", &json!(1), &[]).expect("send");
+    assert_eq!(other.recv_msg().await, json!({"event": "still", "data": 1}));
+    let (mut fresh, _) = s.plain("fresh").await;
+    fresh.emit("hello", json!(null)).await;
+    assert_eq!(fresh.recv_msg().await["data"]["event"], "hello");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_message_before_authentication_closes_1009() {
+    let mut cfg = base_config();
+    cfg.max_message_bytes = 1024;
+    let s = start(cfg).await;
+    let mut c = s.client().await;
+    c.send_text(&"y".repeat(2048)).await;
+    assert_eq!(c.expect_close().await, Some(1009));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn binary_frames_are_an_invalid_format() {
+    let s = start(base_config()).await;
+    let mut c = s.client().await;
+    c.ws.send(Message::binary(b"{\"event\":\"authenticate\"}".to_vec()))
+        .await
+        .expect("send");
+    assert_eq!(
+        c.recv_json().await,
+        json!({"event": "error", "data": {"message": "Invalid message format"}})
+    );
+    c.authenticate("bin").await;
+    c.ws.send(Message::binary(vec![0u8, 159, 146, 150]))
+        .await
+        .expect("send");
+    assert_eq!(
+        c.recv_json().await["data"]["message"],
+        "Invalid message format"
+    );
+    // An encrypted client's error is sealed.
+    let (mut e, _) = s.encrypted("bin-enc").await;
+    e.ws.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(
+        e.recv_msg().await,
+        json!({"event": "error", "data": {"message": "Invalid message format"}})
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
+    let mut cfg = base_config();
+    cfg.outbox_messages = 32;
+    cfg.outbox_bytes = 64 * 1024;
+    cfg.shutdown_timeout = Duration::from_secs(1);
+    let (b, closed) = recording(cfg);
+    let s = start_with(b).await;
+    let (mut slow, _) = s.plain("slow").await;
+    let (mut fine, _) = s.encrypted("fine").await;
+    let payload = json!({"blob": "z".repeat(8 * 1024)});
+    let mut sent = 0usize;
+    let mut refused = false;
+    // Bounded: ~1.6 GB would be needed to get here without a limit.
+    for _ in 0..200_000 {
+        if s.server
+            .send_to_client(&slow.id(), "flood", &payload)
+            .expect("send")
+            == 0
+        {
+            refused = true;
+            break;
+        }
+        sent += 1;
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "the outbox never filled after {sent} messages");
+    // The client now reads: everything before the close is the flood, then the connection
+    // ends (with 4005 if the close frame fits through the backed-up socket in time).
+    let code = loop {
+        match slow.recv().await {
+            Received::Text(t) => assert!(t.starts_with(r#"{"event":"flood""#)),
+            Received::Close(code) => break code,
+        }
+    };
+    assert!(code.is_none() || code == Some(4005), "closed with {code:?}");
+    wait_for(|| closed_code(&closed, "slow").is_some()).await;
+    assert_eq!(closed_code(&closed, "slow"), Some(4005));
+    // Everyone else is served as before.
+    s.server
+        .broadcast("after", &json!(sent), &[])
+        .expect("send");
+    assert_eq!(fine.recv_msg().await["event"], "after");
+    assert_eq!(s.server.counts().authenticated, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_http_503() {
+    let mut cfg = base_config();
+    cfg.max_connections = Some(2);
+    let s = start(cfg).await;
+    let (_a, _) = s.plain("a").await;
+    let _b = s.client().await;
+    wait_for(|| s.server.counts().clients == 2).await;
+    match tokio_tungstenite::connect_async(s.ws_url()).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("third connection accepted"),
+    }
+    // A freed place can be taken again (once the closed connection's task has ended).
+    drop(_b);
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    let mut c = loop {
+        match tokio_tungstenite::connect_async(s.ws_url()).await {
+            Ok((ws, _)) => break ws,
+            Err(tungstenite::Error::Http(resp)) if resp.status() == 503 => {
+                assert!(tokio::time::Instant::now() < deadline, "place never freed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    };
+    c.send(Message::text(
+        json!({"event": "authenticate", "data": {"token": "c"}}).to_string(),
+    ))
+    .await
+    .expect("send");
+    s.wait_authenticated(2).await;
+    s.stop().await;
+}
+
+async fn client_task(url: String, i: usize) -> WsClient {
+    let mut c = WsClient::connect(&url).await;
+    if i.is_multiple_of(2) {
+        c.authenticate(&format!("plain-{i}")).await;
+    } else {
+        c.authenticate_encrypted(&format!("enc-{i}")).await;
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_mixed_clients_each_get_a_broadcast_exactly_once() {
+    const N: usize = 300;
+    let s = start(base_config()).await;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        tasks.push(tokio::spawn(client_task(s.ws_url(), i)));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.expect("connect task"));
+    }
+    s.wait_authenticated(N).await;
+    assert_eq!(s.server.counts().encrypted, N / 2);
+    assert_eq!(
+        s.server
+            .broadcast("once", &json!({"hello": "all"}), &[])
+            .expect("send"),
+        N
+    );
+    s.server.broadcast("end", &json!(null), &[]).expect("send");
+    let mut readers = Vec::new();
+    for mut c in clients {
+        readers.push(tokio::spawn(async move {
+            assert_eq!(
+                c.recv_msg().await,
+                json!({"event": "once", "data": {"hello": "all"}})
+            );
+            assert_eq!(c.recv_msg().await["event"], "end");
+            c
+        }));
+    }
+    for r in readers {
+        r.await.expect("reader");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_upgrades_cannot_exceed_the_connection_limit() {
+    let mut cfg = base_config();
+    cfg.max_connections = Some(3);
+    let s = start(cfg).await;
+    let attempts: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(tokio_tungstenite::connect_async(s.ws_url())))
+        .collect();
+    let mut open = Vec::new();
+    for a in attempts {
+        match a.await.expect("task") {
+            Ok((ws, _)) => open.push(ws),
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(open.len() <= 3, "{} connections accepted", open.len());
+    wait_for(|| s.server.counts().clients == open.len()).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_input_never_takes_a_connection_or_the_server_down() {
+    let s = start_with(builder(base_config())).await;
+    let (mut plain, _) = s.plain("p").await;
+    let (mut enc, _) = s.encrypted("e").await;
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let nested_event = format!(
+        r#"{{"event":"x","data":{}{}}}"#,
+        "{\"a\":".repeat(2000),
+        "1".to_owned() + &"}".repeat(2000)
+    );
+    let inputs: Vec<String> = vec![
+        deep,
+        nested_event,
+        r#"{"event":"join"}"#.into(),
+        r#"{"event":"join","data":null}"#.into(),
+        r#"{"event":"leave","data":{"rooms":[1,2]}}"#.into(),
+        r#"{"event":"join","data":{"rooms":[null]}}"#.into(),
+        r#"{"event":"encrypted"}"#.into(),
+        r#"{"event":"encrypted","data":{"iv":null,"ct":7}}"#.into(),
+        r#"{"event":"x","id":5}"#.into(),
+        r#"{"event":"x","data":1e999}"#.into(),
+        r#"{"event":"\u0000\ud800"}"#.into(),
+        r#"{"event":"authenticate","data":"not an object"}"#.into(),
+        "\u{feff}{}".into(),
+        String::new(),
+    ];
+    for c in [&mut plain, &mut enc] {
+        for input in &inputs {
+            c.send_text(input).await;
+        }
+        // Whatever errors came back, the connection still works and every reply decrypts.
+        for m in c.sync().await {
+            assert_eq!(m["event"], "error", "{m}");
+        }
+    }
+    assert_eq!(s.server.counts().authenticated, 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_larger_than_the_outbox_is_refused_without_closing_anyone() {
+    let mut cfg = base_config();
+    cfg.outbox_bytes = 64 * 1024;
+    let s = start_with(builder(cfg)).await;
+    let (mut plain, _) = s.plain("p").await;
+    let (mut enc, _) = s.encrypted("e").await;
+    // Just under the budget: delivered to both, the encrypted copy included.
+    let fits = "f".repeat(60 * 1024);
+    assert_eq!(s.server.broadcast("fits", &fits, &[]).expect("send"), 2);
+    assert_eq!(plain.recv_msg().await["data"], fits.as_str());
+    assert_eq!(enc.recv_msg().await["data"], fits.as_str());
+    // Over the budget: an error for the sender, and nobody is disconnected.
+    let huge = "h".repeat(100 * 1024);
+    assert!(matches!(
+        s.server.broadcast("huge", &huge, &[]),
+        Err(sealwire::server::SendError::TooLarge { .. })
+    ));
+    let admin = reqwest::Client::new()
+        .post(s.http("/socket/broadcast"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"topic": "huge", "data": huge}))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(admin.status(), 400);
+    s.server.broadcast("after", &json!(1), &[]).expect("send");
+    assert_eq!(plain.recv_msg().await["event"], "after");
+    assert_eq!(enc.recv_msg().await["event"], "after");
+    assert_eq!(s.server.counts().authenticated, 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_frames_are_handled_while_outbound_traffic_never_stops() {
+    let mut cfg = base_config();
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.heartbeat_timeout = Duration::from_millis(400);
+    let s = start_with(builder(cfg)).await;
+    let (mut c, _) = s.plain("busy").await;
+    let id = c.id();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let server = s.server.clone();
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..16 {
+                    server.send_to_client(&id, "tick", &json!(0)).expect("send");
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    // Heartbeats and custom events keep flowing in while ticks flow out; the client must
+    // neither time out (4002) nor miss its echoes.
+    for round in 0..20u32 {
+        c.send_json(&json!({"event": "heartbeat"})).await;
+        c.emit("round", json!(round)).await;
+        loop {
+            let m = c.recv_msg().await;
+            if m["event"] == "echo" {
+                assert_eq!(m["data"]["data"], round);
+                break;
+            }
+            assert_eq!(m["event"], "tick", "{m}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.await.expect("flood");
+    assert_eq!(s.server.counts().authenticated, 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outbound_backlog_does_not_starve_inbound_heartbeats() {
+    const TICKS: u32 = 100_000;
+    let mut cfg = base_config();
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.heartbeat_timeout = Duration::from_millis(300);
+    cfg.outbox_messages = 200_000;
+    cfg.outbox_bytes = 64 * 1024 * 1024;
+    let s = start(cfg).await;
+    let (mut c, _) = s.plain("reader").await;
+    let producer = {
+        let server = s.server.clone();
+        let id = c.id();
+        tokio::spawn(async move {
+            for i in 0..TICKS {
+                server.send_to_client(&id, "t", &i).expect("send");
+                if i.is_multiple_of(1000) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            server
+                .send_to_client(&id, "end", &json!(null))
+                .expect("send");
+        })
+    };
+    // The client reads the whole backlog, sending a heartbeat every 500 messages; the
+    // server must read those while it still has messages queued for the client.
+    for i in 0..TICKS {
+        if i.is_multiple_of(500) {
+            c.send_json(&json!({"event": "heartbeat"})).await;
+        }
+        match c.recv().await {
+            Received::Text(t) => assert_eq!(t, format!(r#"{{"event":"t","data":{i}}}"#)),
+            Received::Close(code) => panic!("closed with {code:?} after {i} messages"),
+        }
+    }
+    producer.await.expect("producer");
+    assert_eq!(c.recv_msg().await["event"], "end");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_headers_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = builder(base_config()).build().expect("server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut http = sealwire::transport::HttpConfig::default();
+    http.header_read_timeout = Duration::from_millis(200);
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        sealwire::transport::serve_with_shutdown(listener, s, http, std::future::pending()).await
+    });
+    wait_for(|| server.is_ready()).await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // The server gives up on the request: the read ends (EOF or an error response).
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(RECV_TIMEOUT, tcp.read_to_end(&mut buf))
+        .await
+        .expect("server closed the idle request");
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(!answer.contains(" 101 "), "upgraded anyway: {answer}");
+    // A well-behaved client is still served.
+    let mut c = WsClient::connect(&format!("ws://{addr}/ws")).await;
+    c.authenticate("after-slowloris").await;
+    server.shutdown().await;
+    let _ = task.await;
+}

@@ -1,0 +1,170 @@
+//! Graceful shutdown: every socket gets 1001, the disconnected hook runs for every
+//! authenticated client, and no new connection is accepted afterwards.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use sealwire::CloseCode;
+use sealwire::server::ClientInfo;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_socket_with_1001_and_runs_the_hooks() {
+    let gone: Arc<Mutex<Vec<(String, CloseCode)>>> = Arc::default();
+    let sink = Arc::clone(&gone);
+    let s = start_with(builder(base_config()).on_disconnected(
+        move |info: Arc<ClientInfo>, code: CloseCode| {
+            let sink = Arc::clone(&sink);
+            async move {
+                // An async hook that takes a moment still completes before shutdown returns.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                sink.lock()
+                    .expect("lock")
+                    .push((info.user_id.clone(), code));
+            }
+        },
+    ))
+    .await;
+    let mut clients = Vec::new();
+    for i in 0..10u32 {
+        let user = format!("user-{i}");
+        let (c, _) = if i.is_multiple_of(2) {
+            s.plain(&user).await
+        } else {
+            s.encrypted(&user).await
+        };
+        clients.push(c);
+    }
+    // Two connections that never authenticate.
+    clients.push(s.client().await);
+    clients.push(s.client().await);
+    wait_for(|| s.server.counts().clients == 12).await;
+
+    let server = s.server.clone();
+    let stopping = tokio::spawn(async move { server.shutdown().await });
+    for c in &mut clients {
+        assert_eq!(c.expect_close().await, Some(1001));
+    }
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("shutdown finished in time")
+        .expect("shutdown task");
+
+    let mut gone = gone.lock().expect("lock").clone();
+    gone.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected: Vec<(String, CloseCode)> = (0..10)
+        .map(|i| (format!("user-{i}"), CloseCode::GoingAway))
+        .collect();
+    assert_eq!(gone, expected);
+    assert_eq!(s.server.counts(), sealwire::server::Counts::default());
+    assert!(!s.server.is_ready());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_new_connections_after_shutdown() {
+    let s = start(base_config()).await;
+    let url = s.ws_url();
+    let health = s.http("/socket/health");
+    s.server.shutdown().await;
+    // The accept loop has stopped: the upgrade is refused one way or another.
+    let r = tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("refused promptly");
+    assert!(r.is_err(), "connected after shutdown");
+    let r = tokio::time::timeout(RECV_TIMEOUT, reqwest::get(health))
+        .await
+        .expect("refused promptly");
+    assert!(r.map(|r| r.status() != 200).unwrap_or(true));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn upgrades_are_refused_with_503_once_shutdown_began() {
+    // Mounted in an application's own router, the upgrade handler itself refuses.
+    let s = start(base_config()).await;
+    let app = sealwire::transport::router(s.server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app_task = tokio::spawn(async move { axum::serve(listener, app).await });
+    s.server.shutdown().await;
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("upgrade accepted after shutdown"),
+    }
+    // Health tells load balancers to stop sending traffic.
+    let r = reqwest::get(format!("http://{addr}/socket/health"))
+        .await
+        .expect("health");
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["status"], "unavailable");
+    app_task.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_slow_authentication() {
+    let gone: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&gone);
+    let s = start_with(builder(base_config()).on_disconnected(
+        move |info: Arc<ClientInfo>, _code: CloseCode| {
+            sink.lock().expect("lock").push(info.user_id.clone());
+            std::future::ready(())
+        },
+    ))
+    .await;
+    let mut c = s.client().await;
+    // The authenticate hook sleeps 10 s: far longer than the shutdown timeout.
+    c.send_json(&serde_json::json!({"event": "authenticate", "data": {"token": "slow:10000"}}))
+        .await;
+    wait_for(|| {
+        s.server
+            .clients()
+            .iter()
+            .any(|c| c.state == sealwire::server::ClientState::Authenticating)
+    })
+    .await;
+    let server = s.server.clone();
+    let stopping = tokio::spawn(async move { server.shutdown().await });
+    // The first thing the client sees is the close, not a late `connected`.
+    match c.recv().await {
+        Received::Close(code) => assert_eq!(code, Some(1001)),
+        Received::Text(t) => panic!("expected close 1001, got {t}"),
+    }
+    stopping.await.expect("shutdown");
+    assert!(gone.lock().expect("lock").is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_slow_message_handler() {
+    let s = start_with(
+        sealwire::Server::builder()
+            .config(base_config())
+            .authenticate(test_auth())
+            .on_message(|_server, _msg| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }),
+    )
+    .await;
+    let (mut c, _) = s.plain("busy").await;
+    c.emit("work", serde_json::json!(null)).await;
+    // Give the handler a chance to start (not required for the assertion).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let server = s.server.clone();
+    let stopping = tokio::spawn(async move { server.shutdown().await });
+    match c.recv().await {
+        Received::Close(code) => assert_eq!(code, Some(1001)),
+        Received::Text(t) => panic!("expected close 1001, got {t}"),
+    }
+    stopping.await.expect("shutdown");
+    s.stop().await;
+}
