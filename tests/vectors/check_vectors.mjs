@@ -9,7 +9,8 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const subtle = globalThis.crypto?.subtle;
+// Node >= 19 exposes WebCrypto as globalThis.crypto; Node 16-18 as node:crypto's webcrypto.
+const subtle = globalThis.crypto?.subtle ?? (await import("node:crypto")).webcrypto?.subtle;
 if (!subtle) {
   console.error("WebCrypto (globalThis.crypto.subtle) is not available");
   process.exit(2);
