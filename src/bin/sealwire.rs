@@ -95,6 +95,13 @@ struct ServeArgs {
     /// Close clients that do not complete the encryption handshake (4004).
     #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTION")]
     require_encryption: bool,
+    /// Refuse the IGNIS compatibility crypto profile: clients must ask for `sealwire-v1` (4004).
+    #[arg(long, env = "SEALWIRE_REFUSE_COMPAT")]
+    refuse_compat: bool,
+    /// File holding the server identity key (64 hex characters: a P-256 scalar) that signs
+    /// hardened-profile handshakes; its public key is logged at start for clients to pin.
+    #[arg(long, env = "SEALWIRE_IDENTITY_KEY_FILE")]
+    identity_key_file: Option<std::path::PathBuf>,
     /// Time to send `authenticate`, in milliseconds.
     #[arg(long, env = "SEALWIRE_AUTH_TIMEOUT_MS", default_value_t = 5_000)]
     auth_timeout_ms: u64,
@@ -199,6 +206,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::default();
     config.path = args.path;
     config.require_encryption = args.require_encryption;
+    config.allow_compat_profile = !args.refuse_compat;
+    if let Some(path) = &args.identity_key_file {
+        let identity = load_identity(path)?;
+        tracing::info!(public_key = %identity.public_key().to_base64(), "server identity key loaded");
+        if let Some(hs) = config.handshake.as_mut() {
+            hs.identity = Some(std::sync::Arc::new(identity));
+        }
+    }
     config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
@@ -342,4 +357,21 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+/// Reads a server identity key: 64 hex characters (surrounding whitespace ignored).
+fn load_identity(path: &std::path::Path) -> anyhow::Result<sealwire::crypto::ServerIdentity> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+    let hex = text.trim();
+    anyhow::ensure!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{}: expected 64 hex characters",
+        path.display()
+    );
+    let mut scalar = zeroize::Zeroizing::new([0u8; 32]);
+    for (i, byte) in scalar.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    sealwire::crypto::ServerIdentity::from_bytes(&scalar)
+        .map_err(|_| anyhow::anyhow!("{}: not a valid P-256 private key", path.display()))
 }
