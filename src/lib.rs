@@ -24,24 +24,35 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way: `protocol` <- `crypto` <- `server` <- `transport`.
+//! Dependencies point one way: `protocol` <- `crypto` <- `server` <- {`transport`, `bus`},
+//! and `bus` <- `emitter` <- `events`.
 //!
 //! - [`protocol`]: the wire: JSON envelope, system events, error strings, close codes, the bus
 //!   envelope and Redis channel names. Pure data.
-//! - [`crypto`]: P-256 ECDH, HKDF-SHA256, AES-256-GCM sessions and the handshake. Pure
-//!   functions with injected randomness.
+//! - [`crypto`]: P-256 ECDH, HKDF-SHA256, AES-256-GCM sessions and the handshake in two
+//!   profiles (IGNIS compatibility and the hardened `sealwire-v1`), with the client half for
+//!   SDKs. Pure functions with injected randomness.
 //! - [`server`]: the [`Server`](server::Server) handle, configuration, hooks, the client/user/room
 //!   registry, the per-connection actor (which owns the socket and the crypto session), fan-out
 //!   and the [`Bus`](server::Bus) trait with its in-process implementation.
 //! - [`transport`]: the axum router (WebSocket upgrade and admin REST API) and an accept loop.
+//! - `bus` (feature `redis`): the Redis pub/sub [`Bus`](server::Bus), plugged in from outside
+//!   the core, with optional backplane encryption ([`crypto::backplane`]).
+//! - `emitter` (feature `redis`): a Redis-only publisher for processes that run no server.
+//! - [`events`]: the base for domain event services, over a server handle or an emitter.
 //! - `client` (feature `client`, on by default): the Rust client SDK. It depends on
 //!   `protocol` and `crypto` only, never on `server`.
 //!
 //! See `docs/PROTOCOL.md` for the wire format and `SECURITY.md` for the threat model.
 
+#[cfg(feature = "redis")]
+pub mod bus;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod crypto;
+#[cfg(feature = "redis")]
+pub mod emitter;
+pub mod events;
 pub mod protocol;
 pub mod server;
 pub mod transport;

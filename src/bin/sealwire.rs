@@ -24,6 +24,64 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Publish one message to the clients of every server through Redis.
+    #[cfg(feature = "redis")]
+    Emit(EmitArgs),
+    /// Print a new random backplane key (base64 of 32 bytes) for --bus-key.
+    #[cfg(feature = "redis")]
+    GenBusKey,
+}
+
+#[cfg(feature = "redis")]
+#[derive(Args)]
+struct RedisArgs {
+    /// Redis URL for multi-instance scale-out (redis:// or rediss://, ACL user:password in the
+    /// URL). Without it the server runs single-instance.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// PEM file of the CA(s) to trust for rediss:// instead of the bundled web roots.
+    #[arg(long, env = "SEALWIRE_REDIS_CA_FILE")]
+    redis_ca_file: Option<std::path::PathBuf>,
+    /// Backplane key: base64 of 32 bytes. Seals every envelope's data on Redis with
+    /// AES-256-GCM (not IGNIS-compatible; every server and emitter needs the same key).
+    #[arg(long, env = "SEALWIRE_BUS_KEY", hide_env_values = true)]
+    bus_key: Option<String>,
+}
+
+#[cfg(feature = "redis")]
+#[derive(Args)]
+#[group(required = true, multiple = false, id = "target")]
+struct EmitTarget {
+    /// Send to one client id.
+    #[arg(long)]
+    client: Option<String>,
+    /// Send to every session of a user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Send to every member of a room.
+    #[arg(long)]
+    room: Option<String>,
+    /// Send to every authenticated client.
+    #[arg(long)]
+    broadcast: bool,
+}
+
+#[cfg(feature = "redis")]
+#[derive(Args)]
+struct EmitArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    target: EmitTarget,
+    /// Client ids to skip (room and broadcast only; comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Event name clients receive.
+    #[arg(long)]
+    event: String,
+    /// Payload as JSON.
+    #[arg(long, default_value = "null")]
+    data: String,
 }
 
 #[derive(Args)]
@@ -37,6 +95,13 @@ struct ServeArgs {
     /// Close clients that do not complete the encryption handshake (4004).
     #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTION")]
     require_encryption: bool,
+    /// Refuse the IGNIS compatibility crypto profile: clients must ask for `sealwire-v1` (4004).
+    #[arg(long, env = "SEALWIRE_REFUSE_COMPAT")]
+    refuse_compat: bool,
+    /// File holding the server identity key (64 hex characters: a P-256 scalar) that signs
+    /// hardened-profile handshakes; its public key is logged at start for clients to pin.
+    #[arg(long, env = "SEALWIRE_IDENTITY_KEY_FILE")]
+    identity_key_file: Option<std::path::PathBuf>,
     /// Time to send `authenticate`, in milliseconds.
     #[arg(long, env = "SEALWIRE_AUTH_TIMEOUT_MS", default_value_t = 5_000)]
     auth_timeout_ms: u64,
@@ -72,6 +137,17 @@ struct ServeArgs {
     /// Development mode: any non-empty token is the user id (loopback addresses only).
     #[arg(long)]
     dev: bool,
+    #[cfg(feature = "redis")]
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Redis subscription mode: interest (per-target channels, the default) or pattern (IGNIS).
+    #[cfg(feature = "redis")]
+    #[arg(long, env = "SEALWIRE_REDIS_MODE", default_value = "interest")]
+    redis_mode: sealwire::bus::SubscriptionMode,
+    /// Exit with an error if Redis is unreachable at start instead of retrying with backoff.
+    #[cfg(feature = "redis")]
+    #[arg(long, env = "SEALWIRE_REDIS_FAIL_FAST")]
+    redis_fail_fast: bool,
 }
 
 #[tokio::main]
@@ -86,6 +162,19 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        #[cfg(feature = "redis")]
+        Command::Emit(args) => emit(args).await,
+        #[cfg(feature = "redis")]
+        Command::GenBusKey => {
+            use base64::Engine as _;
+            let mut bytes = [0u8; 32];
+            rand::fill(&mut bytes);
+            println!(
+                "{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            );
+            Ok(())
+        }
     }
 }
 
@@ -117,6 +206,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::default();
     config.path = args.path;
     config.require_encryption = args.require_encryption;
+    config.allow_compat_profile = !args.refuse_compat;
+    if let Some(path) = &args.identity_key_file {
+        let identity = load_identity(path)?;
+        tracing::info!(public_key = %identity.public_key().to_base64(), "server identity key loaded");
+        if let Some(hs) = config.handshake.as_mut() {
+            hs.identity = Some(std::sync::Arc::new(identity));
+        }
+    }
     config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
@@ -130,6 +227,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.admin_token = admin_token;
 
     let mut builder = Server::builder().config(config);
+    #[cfg(feature = "redis")]
+    if let Some(url) = args.redis.redis_url.filter(|u| !u.is_empty()) {
+        use sealwire::bus::{RedisBus, RedisBusConfig, StartupPolicy};
+        let bus_key = parse_bus_key(args.redis.bus_key.as_deref())?;
+        let startup = if args.redis_fail_fast {
+            StartupPolicy::FailFast
+        } else {
+            StartupPolicy::Wait
+        };
+        let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
+        let bus = RedisBus::new(
+            RedisBusConfig::new(url)
+                .tls_ca_pem(ca)
+                .mode(args.redis_mode)
+                .startup(startup)
+                .bus_key(bus_key),
+        )
+        .context("invalid --redis-url")?;
+        builder = builder.bus(bus);
+    } else if args.redis.bus_key.is_some_and(|k| !k.is_empty()) {
+        bail!("--bus-key needs --redis-url");
+    }
     builder = match args.jwt_secret {
         Some(secret) if secret.len() < 32 => bail!("--jwt-secret must be at least 32 bytes"),
         Some(secret) => builder.authenticate(JwtAuth::hs256(secret.as_bytes())),
@@ -152,8 +271,69 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     println!("sealwire listening on ws://{local}{}", server.config().path);
     tracing::info!(%local, server_id = server.id(), "serving");
-    serve_with_shutdown(listener, server, HttpConfig::default(), shutdown_signal()).await?;
+    serve_with_shutdown(listener, server, HttpConfig::default(), shutdown_signal())
+        .await
+        .context("server failed")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(feature = "redis")]
+fn parse_bus_key(
+    text: Option<&str>,
+) -> anyhow::Result<Option<sealwire::crypto::backplane::BusKey>> {
+    match text.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => sealwire::crypto::backplane::BusKey::from_base64(t)
+            .map(Some)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--bus-key must be base64 of exactly 32 bytes (try `sealwire gen-bus-key`)"
+                )
+            }),
+    }
+}
+
+#[cfg(feature = "redis")]
+fn read_ca(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    path.map(|p| {
+        std::fs::read(p).with_context(|| format!("cannot read --redis-ca-file {}", p.display()))
+    })
+    .transpose()
+}
+
+#[cfg(feature = "redis")]
+async fn emit(args: EmitArgs) -> anyhow::Result<()> {
+    use sealwire::emitter::{Emitter, EmitterConfig};
+    use sealwire::protocol::BusTarget;
+    let Some(url) = args.redis.redis_url.filter(|u| !u.is_empty()) else {
+        bail!("--redis-url (or REDIS_URL) is required");
+    };
+    let data =
+        serde_json::value::RawValue::from_string(args.data).context("--data must be valid JSON")?;
+    let t = args.target;
+    let target = match (t.client, t.user, t.room, t.broadcast) {
+        (Some(c), _, _, _) => BusTarget::Client(c),
+        (_, Some(u), _, _) => BusTarget::User(u),
+        (_, _, Some(r), _) => BusTarget::Room(r),
+        _ => BusTarget::Broadcast,
+    };
+    if !args.exclude.is_empty() && matches!(target, BusTarget::Client(_) | BusTarget::User(_)) {
+        bail!("--exclude applies to --room and --broadcast only");
+    }
+    let key = parse_bus_key(args.redis.bus_key.as_deref())?;
+    let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
+    let emitter = Emitter::connect(EmitterConfig::new(url).bus_key(key).tls_ca_pem(ca)).await?;
+    let result = emitter
+        .emit_raw(target.clone(), &args.event, data, &args.exclude)
+        .await;
+    emitter.shutdown().await;
+    let receivers = result.context("publish failed")?;
+    println!(
+        "published {} to {} ({receivers} Redis subscriber(s))",
+        args.event,
+        target.channel()
+    );
     Ok(())
 }
 
@@ -177,4 +357,21 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+/// Reads a server identity key: 64 hex characters (surrounding whitespace ignored).
+fn load_identity(path: &std::path::Path) -> anyhow::Result<sealwire::crypto::ServerIdentity> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+    let hex = text.trim();
+    anyhow::ensure!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{}: expected 64 hex characters",
+        path.display()
+    );
+    let mut scalar = zeroize::Zeroizing::new([0u8; 32]);
+    for (i, byte) in scalar.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    sealwire::crypto::ServerIdentity::from_bytes(&scalar)
+        .map_err(|_| anyhow::anyhow!("{}: not a valid P-256 private key", path.display()))
 }

@@ -1,4 +1,6 @@
-//! The ECDH handshake that runs inside `authenticate` (compatibility profile).
+//! The ECDH handshake that runs inside `authenticate`, in both profiles.
+//!
+//! Compatibility profile:
 //!
 //! ```text
 //! client                                   server
@@ -10,22 +12,47 @@
 //!   <- connected {.., serverPublicKey: b64(S), salt: b64(salt)}
 //!   x = ECDH(c, S).x, key = HKDF-SHA256(salt, x, info)
 //! ```
+//!
+//! Hardened profile (`profile: "sealwire-v1"` in `authenticate`): the same exchange, but the
+//! keys are bound to the transcript (see [`super::hardened`]), `connected` also carries
+//! `rekeyAfter`, the server's key confirmation `confirm` and, with a server identity,
+//! `identityKey` and `signature`; the client's first `encrypted` record is its own
+//! confirmation `{"event":"confirm","data":{"mac":..}}`.
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use rand::CryptoRng;
+use serde_json::Value;
 
+use super::hardened::{self, KeySchedule, TranscriptInput};
+use super::identity::{ServerIdentity, verify_transcript};
+use super::session::{Profile, Role};
 use super::{
     Backend, CryptoError, IGNIS_INFO, PUBLIC_KEY_LEN, SALT_LEN, b64, kdf, keys::EphemeralSecret,
     keys::PeerPublicKey, session::Session,
 };
+use crate::protocol::{ConnectedPayload, event, frame_json};
 
-/// Parameters of the handshake.
+/// Parameters of the handshake. One type serves both ends; each field says which end reads it.
 #[derive(Debug, Clone)]
 pub struct HandshakeConfig {
-    /// HKDF info string. Defaults to the IGNIS value `ignis-ecdh-p256-aes-256-gcm-v1`.
+    /// Compatibility profile: HKDF info string (both ends). Defaults to the IGNIS value
+    /// `ignis-ecdh-p256-aes-256-gcm-v1`.
     pub info: String,
-    /// ECDH implementation. Defaults to the fastest compiled in.
+    /// ECDH implementation (both ends). Defaults to the fastest compiled in.
     pub backend: Backend,
+    /// Client: the profile to ask for. Defaults to [`Profile::Compat`]; SDKs should use
+    /// [`HandshakeConfig::hardened`]. The server follows what each client asks for.
+    pub profile: Profile,
+    /// Server, hardened profile: messages per direction under one key before rekeying,
+    /// announced in `connected.rekeyAfter`. Defaults to 2^20.
+    pub rekey_after: u32,
+    /// Server, hardened profile: long-term key that signs every transcript. Defaults to `None`.
+    pub identity: Option<Arc<ServerIdentity>>,
+    /// Client, hardened profile: accepted server identity keys (current and next, for
+    /// rotation). Non-empty means the server MUST sign with one of them. Defaults to empty.
+    pub pinned_server_keys: Vec<PeerPublicKey>,
 }
 
 impl Default for HandshakeConfig {
@@ -33,6 +60,22 @@ impl Default for HandshakeConfig {
         Self {
             info: IGNIS_INFO.to_owned(),
             backend: Backend::default(),
+            profile: Profile::Compat,
+            rekey_after: hardened::DEFAULT_REKEY_AFTER,
+            identity: None,
+            pinned_server_keys: Vec::new(),
+        }
+    }
+}
+
+impl HandshakeConfig {
+    /// A client configuration for the hardened profile pinning `pins` (may be empty).
+    #[must_use]
+    pub fn hardened(pins: Vec<PeerPublicKey>) -> Self {
+        Self {
+            profile: Profile::HardenedV1,
+            pinned_server_keys: pins,
+            ..Self::default()
         }
     }
 }
@@ -44,36 +87,125 @@ pub struct ServerHello {
     pub server_public_key: String,
     /// Base64 of the 32-byte salt.
     pub salt: String,
+    /// The profile in force (`None` for the compatibility profile).
+    pub profile: Option<&'static str>,
+    /// Hardened: messages per epoch (`rekeyAfter`).
+    pub rekey_after: Option<u32>,
+    /// Hardened: base64 of the server's key-confirmation MAC (`confirm`).
+    pub confirm: Option<String>,
+    /// Hardened with identity: base64 of the long-term public key (`identityKey`).
+    pub identity_key: Option<String>,
+    /// Hardened with identity: base64 of the `r || s` transcript signature (`signature`).
+    pub signature: Option<String>,
+}
+
+impl ServerHello {
+    /// Writes the handshake fields into a `connected` payload.
+    pub fn apply_to(&self, connected: &mut ConnectedPayload) {
+        connected.server_public_key = Some(self.server_public_key.clone());
+        connected.salt = Some(self.salt.clone());
+        connected.profile = self.profile.map(str::to_owned);
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                connected.extra.insert(k.to_owned(), v);
+            }
+        };
+        put("rekeyAfter", self.rekey_after.map(Value::from));
+        put("confirm", self.confirm.clone().map(Value::from));
+        put("identityKey", self.identity_key.clone().map(Value::from));
+        put("signature", self.signature.clone().map(Value::from));
+    }
 }
 
 /// Runs the server half: validates the client's key, makes a fresh ephemeral key and salt,
-/// and derives the session.
+/// and derives the session in the profile the client asked for (`None`: compatibility).
 ///
 /// # Errors
 /// [`CryptoError::InvalidPublicKey`] when `client_public_key` is not base64 of a 65-byte
-/// uncompressed P-256 point on the curve.
+/// uncompressed P-256 point on the curve; [`CryptoError::Handshake`] for an unknown profile.
 pub fn server_handshake<R: CryptoRng + ?Sized>(
     config: &HandshakeConfig,
+    client_id: &str,
     client_public_key: &str,
+    profile: Option<&str>,
     rng: &mut R,
 ) -> Result<(ServerHello, Session), CryptoError> {
-    let peer = PeerPublicKey::from_base64(client_public_key)?;
     let secret = EphemeralSecret::generate(rng);
     let mut salt = [0u8; SALT_LEN];
     rng.fill_bytes(&mut salt);
+    server_handshake_with(config, client_id, client_public_key, profile, secret, salt)
+}
+
+/// The deterministic core of [`server_handshake`]: fixed ephemeral secret and salt
+/// (known-answer tests and published vectors).
+///
+/// # Errors
+/// As [`server_handshake`].
+pub fn server_handshake_with(
+    config: &HandshakeConfig,
+    client_id: &str,
+    client_public_key: &str,
+    profile: Option<&str>,
+    secret: EphemeralSecret,
+    salt: [u8; SALT_LEN],
+) -> Result<(ServerHello, Session), CryptoError> {
+    let profile = Profile::from_wire(profile)?;
+    let peer = PeerPublicKey::from_base64(client_public_key)?;
     let public = config.backend.public_key(&secret);
     let shared = config.backend.agree(&secret, &peer)?;
-    let key = kdf::derive_key(&salt, shared.as_ref(), config.info.as_bytes());
-    Ok((
-        ServerHello {
-            server_public_key: b64().encode(public),
-            salt: b64().encode(salt),
-        },
-        Session::compat(&key),
-    ))
+    drop(secret);
+    let mut hello = ServerHello {
+        server_public_key: b64().encode(public),
+        salt: b64().encode(salt),
+        profile: profile.wire_id(),
+        rekey_after: None,
+        confirm: None,
+        identity_key: None,
+        signature: None,
+    };
+    match profile {
+        Profile::Compat => {
+            let key = kdf::derive_key(&salt, shared.as_ref(), config.info.as_bytes());
+            Ok((hello, Session::compat(&key)))
+        }
+        Profile::HardenedV1 => {
+            let rekey_after = config.rekey_after.clamp(1, hardened::MAX_REKEY_AFTER);
+            let identity = config
+                .identity
+                .as_ref()
+                .map(|id| *id.public_key().as_bytes());
+            let th = hardened::transcript_hash(&TranscriptInput {
+                client_id,
+                client_public: peer.as_bytes(),
+                server_public: &public,
+                salt: &salt,
+                rekey_after,
+                identity: identity.as_ref(),
+            })?;
+            let schedule = KeySchedule::derive(&salt, &shared, &th);
+            let mac =
+                hardened::finished_mac(&schedule.confirm, hardened::label::SERVER_FINISHED, &th);
+            hello.rekey_after = Some(rekey_after);
+            hello.confirm = Some(b64().encode(mac));
+            if let Some(id) = &config.identity {
+                hello.identity_key = Some(id.public_key().to_base64());
+                hello.signature = Some(b64().encode(id.sign_transcript(&th)));
+            }
+            let session = Session::hardened(Role::Server, &schedule, rekey_after, Some(th));
+            Ok((hello, session))
+        }
+    }
 }
 
 /// The client half of the handshake: holds the ephemeral secret until `connected` arrives.
+///
+/// ```text
+/// let hs = ClientHandshake::new(HandshakeConfig::hardened(pins), &mut rng);
+/// send authenticate {token, publicKey: hs.public_key_base64(), profile: hs.profile_id()}
+/// let done = hs.finish_connected(&connected_payload)?;   // verifies confirm / signature
+/// if let Some(frame) = done.confirmation { send frame }  // hardened: must be the first frame
+/// use done.session to open every `encrypted` frame and seal outbound events
+/// ```
 pub struct ClientHandshake {
     secret: EphemeralSecret,
     public: [u8; PUBLIC_KEY_LEN],
@@ -82,8 +214,21 @@ pub struct ClientHandshake {
 
 impl std::fmt::Debug for ClientHandshake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientHandshake").finish_non_exhaustive()
+        f.debug_struct("ClientHandshake")
+            .field("profile", &self.config.profile)
+            .finish_non_exhaustive()
     }
+}
+
+/// A finished client handshake.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ClientFinished {
+    /// The session: seals outbound, opens inbound.
+    pub session: Session,
+    /// Hardened profile: the `encrypted` frame carrying the client's key confirmation. Send
+    /// it before anything else; the server closes with 4004 if the first record is not it.
+    pub confirmation: Option<String>,
 }
 
 impl ClientHandshake {
@@ -110,21 +255,124 @@ impl ClientHandshake {
         b64().encode(self.public)
     }
 
-    /// Derives the session from the server's `serverPublicKey` and `salt`.
+    /// The `profile` field to send in `authenticate` (`None`: omit it).
+    #[must_use]
+    pub fn profile_id(&self) -> Option<&'static str> {
+        self.config.profile.wire_id()
+    }
+
+    /// Compatibility profile only: derives the session from `serverPublicKey` and `salt`.
     ///
     /// # Errors
     /// [`CryptoError::InvalidPublicKey`] for a bad server key, [`CryptoError::Encoding`] for a
-    /// salt that is not base64 of 32 bytes.
+    /// salt that is not base64 of 32 bytes, [`CryptoError::Handshake`] if this handshake asked
+    /// for the hardened profile (use [`ClientHandshake::finish_connected`]).
     pub fn finish(self, server_public_key: &str, salt: &str) -> Result<Session, CryptoError> {
-        let peer = PeerPublicKey::from_base64(server_public_key)?;
-        let salt = b64().decode(salt).map_err(|_| CryptoError::Encoding)?;
-        if salt.len() != SALT_LEN {
-            return Err(CryptoError::Encoding);
+        if self.config.profile != Profile::Compat {
+            return Err(CryptoError::Handshake);
         }
+        let peer = PeerPublicKey::from_base64(server_public_key)?;
+        let salt = decode_salt(salt)?;
         let shared = self.config.backend.agree(&self.secret, &peer)?;
         let key = kdf::derive_key(&salt, shared.as_ref(), self.config.info.as_bytes());
         Ok(Session::compat(&key))
     }
+
+    /// Finishes from the whole `connected` payload, in either profile. In the hardened
+    /// profile it checks that the server answered in that profile (no downgrade), verifies
+    /// the server's key confirmation and, when keys are pinned, that `identityKey` is one of
+    /// them and `signature` verifies.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidPublicKey`] / [`CryptoError::Encoding`] for malformed fields,
+    /// [`CryptoError::Handshake`] for a profile mismatch, missing field or wrong confirmation,
+    /// [`CryptoError::UntrustedServer`] for a missing, unpinned or invalid signature.
+    pub fn finish_connected(
+        self,
+        connected: &ConnectedPayload,
+    ) -> Result<ClientFinished, CryptoError> {
+        let spk = connected
+            .server_public_key
+            .as_deref()
+            .ok_or(CryptoError::Handshake)?;
+        let salt = connected.salt.as_deref().ok_or(CryptoError::Handshake)?;
+        let answered = Profile::from_wire(connected.profile.as_deref())?;
+        if answered != self.config.profile {
+            return Err(CryptoError::Handshake);
+        }
+        if answered == Profile::Compat {
+            return Ok(ClientFinished {
+                session: self.finish(spk, salt)?,
+                confirmation: None,
+            });
+        }
+        let peer = PeerPublicKey::from_base64(spk)?;
+        let salt = decode_salt(salt)?;
+        let field = |k: &str| connected.extra.get(k);
+        let rekey_after = field("rekeyAfter")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=hardened::MAX_REKEY_AFTER).contains(n))
+            .ok_or(CryptoError::Handshake)?;
+        let identity = match field("identityKey") {
+            None => None,
+            Some(v) => Some(PeerPublicKey::from_base64(
+                v.as_str().ok_or(CryptoError::UntrustedServer)?,
+            )?),
+        };
+        let pins = &self.config.pinned_server_keys;
+        if !pins.is_empty() && !identity.as_ref().is_some_and(|k| pins.contains(k)) {
+            return Err(CryptoError::UntrustedServer);
+        }
+        let th = hardened::transcript_hash(&TranscriptInput {
+            client_id: &connected.id,
+            client_public: &self.public,
+            server_public: peer.as_bytes(),
+            salt: &salt,
+            rekey_after,
+            identity: identity.as_ref().map(PeerPublicKey::as_bytes),
+        })?;
+        if let Some(key) = &identity {
+            let sig = field("signature")
+                .and_then(Value::as_str)
+                .and_then(|s| b64().decode(s).ok())
+                .ok_or(CryptoError::UntrustedServer)?;
+            verify_transcript(key, &th, &sig)?;
+        }
+        let shared = self.config.backend.agree(&self.secret, &peer)?;
+        let schedule = KeySchedule::derive(&salt, &shared, &th);
+        let confirm = field("confirm")
+            .and_then(Value::as_str)
+            .and_then(|s| b64().decode(s).ok())
+            .ok_or(CryptoError::Handshake)?;
+        hardened::verify_finished(
+            &schedule.confirm,
+            hardened::label::SERVER_FINISHED,
+            &th,
+            &confirm,
+        )?;
+        let mine = hardened::finished_mac(&schedule.confirm, hardened::label::CLIENT_FINISHED, &th);
+        let mut session = Session::hardened(Role::Client, &schedule, rekey_after, None);
+        let inner = confirmation_json(&mine);
+        let confirmation = session.seal_frame(inner.as_bytes())?;
+        Ok(ClientFinished {
+            session,
+            confirmation: Some(confirmation),
+        })
+    }
+}
+
+/// The plaintext of the client's key confirmation record:
+/// `{"event":"confirm","data":{"mac":"<base64>"}}`.
+#[must_use]
+pub fn confirmation_json(mac: &[u8; 32]) -> String {
+    let data = serde_json::json!({ "mac": b64().encode(mac) }).to_string();
+    frame_json(event::CONFIRM, &data)
+}
+
+fn decode_salt(salt: &str) -> Result<[u8; SALT_LEN], CryptoError> {
+    let raw = b64().decode(salt).map_err(|_| CryptoError::Encoding)?;
+    raw.as_slice().try_into().map_err(|_| CryptoError::Encoding)
 }
 
 #[cfg(test)]
@@ -137,7 +385,8 @@ mod tests {
         let mut rng = rand::rng();
         let client = ClientHandshake::new(cfg.clone(), &mut rng);
         let (hello, mut server) =
-            server_handshake(&cfg, &client.public_key_base64(), &mut rng).expect("server");
+            server_handshake(&cfg, "c1", &client.public_key_base64(), None, &mut rng)
+                .expect("server");
         let mut client = client
             .finish(&hello.server_public_key, &hello.salt)
             .expect("client");
@@ -156,7 +405,8 @@ mod tests {
             ..HandshakeConfig::default()
         };
         let (hello, mut server) =
-            server_handshake(&other, &client.public_key_base64(), &mut rng).expect("server");
+            server_handshake(&other, "c1", &client.public_key_base64(), None, &mut rng)
+                .expect("server");
         let mut client = client
             .finish(&hello.server_public_key, &hello.salt)
             .expect("c");
@@ -169,7 +419,8 @@ mod tests {
         let mut rng = rand::rng();
         let cfg = HandshakeConfig::default();
         let client = ClientHandshake::new(cfg.clone(), &mut rng);
-        let (hello, _) = server_handshake(&cfg, &client.public_key_base64(), &mut rng).expect("s");
+        let (hello, _) =
+            server_handshake(&cfg, "c1", &client.public_key_base64(), None, &mut rng).expect("s");
         let err = client
             .finish(&hello.server_public_key, "AAAA")
             .expect_err("short salt");

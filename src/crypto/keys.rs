@@ -49,6 +49,11 @@ impl PeerPublicKey {
         Self::from_bytes(&raw)
     }
 
+    /// Wraps bytes this crate computed itself from a valid scalar.
+    pub(crate) fn from_trusted(bytes: [u8; PUBLIC_KEY_LEN]) -> Self {
+        Self { bytes }
+    }
+
     /// The 65 raw bytes.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
@@ -151,6 +156,14 @@ mod tests {
         assert!(PeerPublicKey::from_bytes(&zero).is_err());
         // Not base64.
         assert!(PeerPublicKey::from_base64("!!!not base64").is_err());
+    }
+
+    #[test]
+    fn explicit_zeroize_wipes_the_scalar() {
+        let mut s = EphemeralSecret::from_bytes(&[7u8; 32]).expect("scalar");
+        assert_eq!(s.scalar(), &[7u8; 32]);
+        s.zeroize();
+        assert_eq!(s.scalar(), &[0u8; 32]);
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!   reference, kept for differential tests).
 //! - [`kdf`] derives keys with HKDF-SHA256.
 //! - [`session`] is an established AES-256-GCM session that seals and opens `encrypted` frames.
-//! - [`handshake`] has the server and client halves of the handshake inside `authenticate`.
+//! - [`hardened`] is the `sealwire-v1` key schedule, transcript and record layer.
+//! - [`identity`] is the optional long-term server key that signs hardened transcripts.
+//! - [`handshake`] has the server and client halves of the handshake inside `authenticate`,
+//!   for both profiles.
 //!
 //! # Security
 //! Secret-bearing types have no `Clone`, `Serialize` or derived `Debug`, and wipe their bytes on
@@ -16,15 +19,22 @@
 //! all produce the same [`CryptoError::Decrypt`].
 
 pub mod backend;
+pub mod backplane;
 pub mod handshake;
+pub mod hardened;
+pub mod identity;
 pub mod kdf;
 pub mod keys;
 pub mod session;
 
 pub use backend::Backend;
-pub use handshake::{ClientHandshake, HandshakeConfig, ServerHello, server_handshake};
+pub use handshake::{
+    ClientFinished, ClientHandshake, HandshakeConfig, ServerHello, server_handshake,
+    server_handshake_with,
+};
+pub use identity::ServerIdentity;
 pub use keys::{EphemeralSecret, PeerPublicKey};
-pub use session::Session;
+pub use session::{Profile, Session};
 
 /// The IGNIS compatibility profile's HKDF info string.
 pub const IGNIS_INFO: &str = "ignis-ecdh-p256-aes-256-gcm-v1";
@@ -53,6 +63,14 @@ pub enum CryptoError {
     /// Encryption failed (message too large for AES-GCM, or a nonce limit was reached).
     #[error("encryption failed")]
     Encrypt,
+    /// The handshake cannot complete: unknown or mismatched profile, missing field, or a key
+    /// confirmation that does not match.
+    #[error("handshake failed")]
+    Handshake,
+    /// Hardened profile: the server's identity is not pinned, or its signature is missing or
+    /// invalid.
+    #[error("untrusted server")]
+    UntrustedServer,
 }
 
 pub(crate) fn b64() -> &'static base64::engine::GeneralPurpose {

@@ -1,4 +1,5 @@
-//! An established AES-256-GCM session: seals outbound and opens inbound `encrypted` frames.
+//! An established AES-256-GCM session (either profile): seals outbound and opens inbound
+//! `encrypted` frames.
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -6,15 +7,20 @@ use base64::Engine as _;
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::{CryptoError, NONCE_LEN, TAG_LEN, b64};
+use super::hardened::{Direction, KeySchedule, Record};
+use super::{CryptoError, NONCE_LEN, TAG_LEN, b64, hardened};
 use crate::protocol::EncryptedPayload;
 
 /// Which crypto profile a session speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Profile {
     /// IGNIS compatibility profile: one key for both directions, random 96-bit IVs, no AAD.
+    #[default]
     Compat,
+    /// Hardened profile `sealwire-v1`: transcript-bound keys per direction, counter nonces,
+    /// strict in-order records, rekeying, key confirmation, optional server signature.
+    HardenedV1,
 }
 
 impl Profile {
@@ -24,24 +30,63 @@ impl Profile {
     pub const fn wire_id(self) -> Option<&'static str> {
         match self {
             Self::Compat => None,
+            Self::HardenedV1 => Some(hardened::PROFILE_ID),
+        }
+    }
+
+    /// Parses the `profile` field of `authenticate` (absent means compatibility).
+    ///
+    /// # Errors
+    /// [`CryptoError::Handshake`] for an unknown profile id.
+    pub fn from_wire(id: Option<&str>) -> Result<Self, CryptoError> {
+        match id {
+            None => Ok(Self::Compat),
+            Some(hardened::PROFILE_ID) => Ok(Self::HardenedV1),
+            Some(_) => Err(CryptoError::Handshake),
         }
     }
 }
 
-/// An AES-256-GCM session bound to one connection.
+/// Which end of the connection a session sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Server,
+    Client,
+}
+
+// The compatibility cipher stays inline (the common case needs no extra allocation); the
+// hardened state, two ciphers plus chain state, is boxed.
+#[allow(clippy::large_enum_variant)]
+enum Inner {
+    Compat(Aes256Gcm),
+    Hardened(Box<Hardened>),
+}
+
+struct Hardened {
+    send: Record,
+    recv: Record,
+    /// Server side: the confirmation key and transcript hash the client's `finished` MAC is
+    /// checked against, until it has been.
+    expect_client_finished: Option<(Zeroizing<[u8; 32]>, [u8; 32])>,
+}
+
+/// An established session bound to one connection, in either profile. The server and the
+/// client use the same type; only the direction of each key differs.
 ///
 /// # Security
-/// Owned by exactly one connection task; never cloned, never logged. The AES key schedule is
-/// wiped on drop (`aes-gcm`'s `zeroize` feature).
+/// Owned by exactly one connection task; never cloned, never logged. Key material (AES key
+/// schedules, epoch secrets) is wiped on drop.
+///
+/// In the hardened profile every failure of [`Session::open`] is final for the connection:
+/// the receive sequence cannot resynchronise, so callers close it (the server uses 4004).
 pub struct Session {
-    profile: Profile,
-    cipher: Aes256Gcm,
+    inner: Inner,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("profile", &self.profile)
+            .field("profile", &self.profile())
             .finish_non_exhaustive()
     }
 }
@@ -51,39 +96,105 @@ impl Session {
     #[must_use]
     pub fn compat(key: &Zeroizing<[u8; 32]>) -> Self {
         Self {
-            profile: Profile::Compat,
-            cipher: Aes256Gcm::new((&**key).into()),
+            inner: Inner::Compat(Aes256Gcm::new((&**key).into())),
+        }
+    }
+
+    /// Builds a hardened session from a key schedule.
+    pub(crate) fn hardened(
+        role: Role,
+        schedule: &KeySchedule,
+        rekey_after: u32,
+        expect_client_finished_th: Option<[u8; 32]>,
+    ) -> Self {
+        let expect_client_finished =
+            expect_client_finished_th.map(|th| (Zeroizing::new(*schedule.confirm), th));
+        let c2s = Record::new(Direction::ClientToServer, &schedule.c2s, rekey_after);
+        let s2c = Record::new(Direction::ServerToClient, &schedule.s2c, rekey_after);
+        let (send, recv) = match role {
+            Role::Server => (s2c, c2s),
+            Role::Client => (c2s, s2c),
+        };
+        Self {
+            inner: Inner::Hardened(Box::new(Hardened {
+                send,
+                recv,
+                expect_client_finished,
+            })),
         }
     }
 
     /// The profile this session speaks.
     #[must_use]
     pub fn profile(&self) -> Profile {
-        self.profile
+        match self.inner {
+            Inner::Compat(_) => Profile::Compat,
+            Inner::Hardened(_) => Profile::HardenedV1,
+        }
     }
 
-    /// Seals `plaintext` with a fresh random nonce from the thread-local CSPRNG.
+    /// Whether a failed [`Session::open`] must end the connection (hardened profile).
+    #[must_use]
+    pub fn open_failure_is_fatal(&self) -> bool {
+        matches!(self.inner, Inner::Hardened(_))
+    }
+
+    /// Server side of the hardened profile: `true` until the client's key confirmation has
+    /// been checked with [`Session::confirm_client`]. The client's first record must carry it.
+    #[must_use]
+    pub fn awaiting_client_confirmation(&self) -> bool {
+        matches!(&self.inner, Inner::Hardened(h) if h.expect_client_finished.is_some())
+    }
+
+    /// Checks the client's key confirmation (base64 of its `finished` MAC), in constant time.
     ///
     /// # Errors
-    /// [`CryptoError::Encrypt`] if AES-GCM refuses the input (over its length limit).
+    /// [`CryptoError::Handshake`] when it does not match, is not base64, or none is expected.
+    pub fn confirm_client(&mut self, mac_b64: &str) -> Result<(), CryptoError> {
+        let Inner::Hardened(h) = &mut self.inner else {
+            return Err(CryptoError::Handshake);
+        };
+        let Some((confirm, th)) = h.expect_client_finished.as_ref() else {
+            return Err(CryptoError::Handshake);
+        };
+        let got = b64().decode(mac_b64).map_err(|_| CryptoError::Handshake)?;
+        hardened::verify_finished(confirm, hardened::label::CLIENT_FINISHED, th, &got)?;
+        h.expect_client_finished = None;
+        Ok(())
+    }
+
+    /// Seals `plaintext`: a fresh random nonce from the thread-local CSPRNG (compatibility),
+    /// or the next counter nonce (hardened).
+    ///
+    /// # Errors
+    /// [`CryptoError::Encrypt`] if AES-GCM refuses the input (over its length limit) or the
+    /// hardened sequence reached its hard limit.
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<EncryptedPayload, CryptoError> {
-        self.seal_with_rng(&mut rand::rng(), plaintext)
+        match &mut self.inner {
+            Inner::Compat(_) => self.seal_with_rng(&mut rand::rng(), plaintext),
+            Inner::Hardened(h) => seal_hardened(h, plaintext),
+        }
     }
 
-    /// Seals with nonces drawn from `rng` (deterministic in tests).
+    /// Seals with compatibility-profile nonces drawn from `rng` (deterministic in tests).
+    /// The hardened profile uses counter nonces and ignores `rng`.
     ///
     /// # Errors
-    /// [`CryptoError::Encrypt`] if AES-GCM refuses the input.
+    /// As [`Session::seal`].
     pub fn seal_with_rng<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         plaintext: &[u8],
     ) -> Result<EncryptedPayload, CryptoError> {
+        let cipher = match &mut self.inner {
+            Inner::Compat(c) => c,
+            Inner::Hardened(h) => return seal_hardened(h, plaintext),
+        };
         let mut iv = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut iv);
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
         buf.extend_from_slice(plaintext);
-        self.cipher
+        cipher
             .encrypt_in_place(&Nonce::from(iv), b"", &mut buf)
             .map_err(|_| CryptoError::Encrypt)?;
         Ok(EncryptedPayload {
@@ -94,7 +205,7 @@ impl Session {
     }
 
     /// Seals `plaintext` and returns the complete outbound frame
-    /// `{"event":"encrypted","data":{"iv":..,"ct":..}}`.
+    /// `{"event":"encrypted","data":{"iv":..,"ct":..[,"seq":..]}}`.
     ///
     /// # Errors
     /// As [`Session::seal`].
@@ -103,11 +214,14 @@ impl Session {
         Ok(encrypted_frame(&p))
     }
 
-    /// Opens an inbound payload.
+    /// Opens an inbound payload. In the hardened profile it must be exactly the next record
+    /// (`seq` equal to the expected sequence number, `iv` equal to its counter nonce); on
+    /// failure nothing changes.
     ///
     /// # Errors
-    /// [`CryptoError::Decrypt`] for any failure: bad base64, wrong nonce length, truncated
-    /// ciphertext, wrong key, or a flipped bit. The causes are not distinguished.
+    /// [`CryptoError::Decrypt`] for any failure: bad base64, wrong nonce, missing, replayed or
+    /// reordered sequence number, truncated ciphertext, wrong key or direction, or a flipped
+    /// bit. The causes are not distinguished.
     pub fn open(&mut self, payload: &EncryptedPayload) -> Result<Vec<u8>, CryptoError> {
         let iv = b64()
             .decode(&payload.iv)
@@ -119,11 +233,40 @@ impl Session {
         if buf.len() < TAG_LEN {
             return Err(CryptoError::Decrypt);
         }
-        self.cipher
-            .decrypt_in_place(&Nonce::from(iv), b"", &mut buf)
-            .map_err(|_| CryptoError::Decrypt)?;
-        Ok(buf)
+        match &mut self.inner {
+            Inner::Compat(cipher) => {
+                if payload.seq.is_some() {
+                    return Err(CryptoError::Decrypt);
+                }
+                cipher
+                    .decrypt_in_place(&Nonce::from(iv), b"", &mut buf)
+                    .map_err(|_| CryptoError::Decrypt)?;
+                Ok(buf)
+            }
+            Inner::Hardened(h) => {
+                let seq = payload.seq.ok_or(CryptoError::Decrypt)?;
+                h.recv.open(seq, &iv, buf)
+            }
+        }
     }
+
+    /// Sequence number the next sealed record will carry (hardened), `None` otherwise.
+    #[must_use]
+    pub fn next_send_seq(&self) -> Option<u64> {
+        match &self.inner {
+            Inner::Compat(_) => None,
+            Inner::Hardened(h) => Some(h.send.next_seq()),
+        }
+    }
+}
+
+fn seal_hardened(h: &mut Hardened, plaintext: &[u8]) -> Result<EncryptedPayload, CryptoError> {
+    let (seq, iv, ct) = h.send.seal(plaintext)?;
+    Ok(EncryptedPayload {
+        iv: b64().encode(iv),
+        ct: b64().encode(ct),
+        seq: Some(seq),
+    })
 }
 
 /// Renders an `encrypted` frame around a payload.

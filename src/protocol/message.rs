@@ -21,6 +21,9 @@ pub mod event {
     pub const HEARTBEAT: &str = "heartbeat";
     /// Both: an encrypted message whose plaintext is another envelope.
     pub const ENCRYPTED: &str = "encrypted";
+    /// C->S, hardened profile, inside the first `encrypted` record: the client's key
+    /// confirmation `{mac}`.
+    pub const CONFIRM: &str = "confirm";
 
     /// Events an application may not send itself: they would impersonate the protocol.
     pub const RESERVED_OUTBOUND: [&str; 3] = [AUTHENTICATE, CONNECTED, ENCRYPTED];

@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// send a public key, and every client when encryption is required, are closed with 4004).
     /// Defaults to the IGNIS-compatible profile.
     pub handshake: Option<HandshakeConfig>,
+    /// Accept the IGNIS compatibility profile. With `false`, a client that sends a public key
+    /// without `profile: "sealwire-v1"` gets "Encryption handshake failed" and close 4004.
+    /// Defaults to `true`.
+    pub allow_compat_profile: bool,
     /// Bearer token for the admin REST API; `None` disables every admin call but health.
     /// Defaults to `None`.
     pub admin_token: Option<String>,
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             write_buffer_bytes: 8 * 1024,
             shutdown_timeout: Duration::from_secs(2),
             handshake: Some(HandshakeConfig::default()),
+            allow_compat_profile: true,
             admin_token: None,
         }
     }

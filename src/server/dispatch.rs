@@ -67,8 +67,18 @@ where
     }
 
     /// Decrypts an `encrypted` frame and handles the envelope inside it.
+    ///
+    /// Compatibility profile: a frame that does not open gets "Invalid encrypted message" and
+    /// the connection stays up. Hardened profile: the receive sequence cannot recover from a
+    /// bad record (replayed, reordered, reflected, tampered), so the client gets the same
+    /// error and close 4004; its first record must be the key confirmation (`confirm`), or
+    /// it gets "Encryption handshake failed" and close 4004.
     async fn on_encrypted(&mut self, data: Option<Value>) -> Option<Exit> {
         let payload = data.and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok());
+        let fatal = self
+            .session
+            .as_ref()
+            .is_some_and(crate::crypto::Session::open_failure_is_fatal);
         let plaintext = match (&mut self.session, payload) {
             (Some(session), Some(p)) => session.open(&p).ok(),
             _ => None,
@@ -78,10 +88,34 @@ where
             .and_then(|pt| std::str::from_utf8(pt).ok())
             .and_then(|s| Inbound::parse(s).ok());
         let Some(inner) = inner else {
-            tracing::debug!(client = %self.handle.id, "undecryptable encrypted frame");
+            tracing::debug!(client = %self.handle.id, fatal, "undecryptable encrypted frame");
+            if fatal {
+                return Some(
+                    self.fail(err::DECRYPT_FAILED, CloseCode::EncryptionRequired)
+                        .await,
+                );
+            }
             self.send_error(err::DECRYPT_FAILED).await;
             return None;
         };
+        if let Some(session) = self
+            .session
+            .as_mut()
+            .filter(|s| s.awaiting_client_confirmation())
+        {
+            let mac = (inner.event.as_deref() == Some(event::CONFIRM))
+                .then(|| inner.data.as_ref()?.get("mac")?.as_str())
+                .flatten();
+            if mac.is_some_and(|m| session.confirm_client(m).is_ok()) {
+                tracing::debug!(client = %self.handle.id, "client key confirmation verified");
+                return None;
+            }
+            tracing::debug!(client = %self.handle.id, "bad or missing client key confirmation");
+            return Some(
+                self.fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
+                    .await,
+            );
+        }
         let name = inner.event?;
         match name.as_str() {
             event::AUTHENTICATE => {
@@ -110,9 +144,15 @@ where
         if name == event::DISCONNECT {
             return Some(Exit::Close(CloseCode::Normal));
         }
-        // Policy: with encryption required, an encrypted client's application events must
-        // arrive encrypted too; plaintext ones are refused (heartbeat/disconnect excepted).
-        if self.session.is_some() && !was_encrypted && self.server.0.config.require_encryption {
+        // Policy: with encryption required, or in the hardened profile, an encrypted client's
+        // application events must arrive encrypted too; plaintext ones are refused
+        // (heartbeat/disconnect excepted).
+        let strict = self.server.0.config.require_encryption
+            || self
+                .session
+                .as_ref()
+                .is_some_and(crate::crypto::Session::open_failure_is_fatal);
+        if self.session.is_some() && !was_encrypted && strict {
             self.send_error(err::ENCRYPTION_REQUIRED).await;
             return None;
         }
@@ -240,6 +280,15 @@ where
 
         // Fail closed: a client that sent a public key gets an encrypted session or nothing.
         let wants_encryption = payload.public_key.is_some();
+        if wants_encryption
+            && payload.profile.is_none()
+            && !self.server.0.config.allow_compat_profile
+        {
+            tracing::debug!(client = %self.handle.id, "compatibility profile refused");
+            return Err(self
+                .fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
+                .await);
+        }
         let outcome = match &self.server.0.hooks.handshake {
             Some(h) => h.handshake(&self.handle.id, &payload),
             None if wants_encryption => Err(HookError("handshake disabled".into())),
@@ -289,15 +338,18 @@ where
         self.server.0.apply_interest(&changes);
         self.state = ClientState::Authenticated;
 
-        let connected = ConnectedPayload {
+        let mut connected = ConnectedPayload {
             id: info.id.clone(),
             user_id: info.user_id.clone(),
             time: now_iso8601(),
-            server_public_key: hello.as_ref().map(|h| h.server_public_key.clone()),
-            salt: hello.map(|h| h.salt),
+            server_public_key: None,
+            salt: None,
             profile: None,
             extra: serde_json::Map::new(),
         };
+        if let Some(hello) = &hello {
+            hello.apply_to(&mut connected);
+        }
         let data = serde_json::to_string(&connected).unwrap_or_default();
         // `connected` goes out in plaintext: it carries what the client needs to derive its key.
         if self

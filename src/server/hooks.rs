@@ -273,7 +273,8 @@ pub trait Handshake: Send + Sync + 'static {
     ) -> Result<Option<(ServerHello, Session)>, HookError>;
 }
 
-/// The built-in handshake: ECDH P-256 + HKDF-SHA256 + AES-256-GCM.
+/// The built-in handshake: ECDH P-256 + HKDF-SHA256 + AES-256-GCM, in the profile the client
+/// names in `authenticate.profile` (absent: compatibility; `sealwire-v1`: hardened).
 #[derive(Debug, Clone, Default)]
 pub struct EcdhHandshake {
     config: HandshakeConfig,
@@ -290,13 +291,14 @@ impl EcdhHandshake {
 impl Handshake for EcdhHandshake {
     fn handshake(
         &self,
-        _client_id: &str,
+        client_id: &str,
         payload: &AuthenticatePayload,
     ) -> Result<Option<(ServerHello, Session)>, HookError> {
         let Some(key) = payload.public_key.as_deref() else {
             return Ok(None);
         };
-        server_handshake(&self.config, key, &mut rand::rng())
+        let profile = payload.profile.as_deref();
+        server_handshake(&self.config, client_id, key, profile, &mut rand::rng())
             .map(Some)
             .map_err(HookError::new)
     }

@@ -2,6 +2,10 @@
 //! with receive timeouts, and the client half of the handshake.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod hardened;
+#[cfg(feature = "redis")]
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

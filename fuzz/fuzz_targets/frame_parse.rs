@@ -1,0 +1,39 @@
+//! Everything the server and the client parse from the network before any key is used:
+//! the envelope, `authenticate`, `connected`, `encrypted` payloads, public keys, and the
+//! client's finishing of a hardened handshake from an arbitrary `connected` payload.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sealwire::crypto::{ClientHandshake, EphemeralSecret, HandshakeConfig, PeerPublicKey};
+use sealwire::protocol::{AuthenticatePayload, ConnectedPayload, EncryptedPayload, Inbound};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = PeerPublicKey::from_bytes(data);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = PeerPublicKey::from_base64(text);
+    let Ok(msg) = Inbound::parse(text) else {
+        return;
+    };
+    let Some(value) = msg.data else {
+        return;
+    };
+    let _ = serde_json::from_value::<AuthenticatePayload>(value.clone());
+    let _ = serde_json::from_value::<EncryptedPayload>(value.clone());
+    if let Ok(connected) = serde_json::from_value::<ConnectedPayload>(value) {
+        let Ok(secret) = EphemeralSecret::from_bytes(&[0x11; 32]) else {
+            return;
+        };
+        for cfg in [
+            HandshakeConfig::default(),
+            HandshakeConfig::hardened(vec![]),
+        ] {
+            let Ok(secret) = EphemeralSecret::from_bytes(&[0x11; 32]) else {
+                return;
+            };
+            let _ = ClientHandshake::from_secret(cfg, secret).finish_connected(&connected);
+        }
+        drop(secret);
+    }
+});

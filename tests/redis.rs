@@ -1,0 +1,598 @@
+//! Scale-out over a real `redis-server` (spawned per test on a free port): several server
+//! instances on one Redis, the emitter, IGNIS interop, Redis outages and backplane encryption.
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::{RedisServer, dead_port, next_message};
+use common::{TestServer, WsClient, base_config, start_with, test_auth, wait_for};
+use sealwire::bus::{RedisBus, RedisBusConfig, StartupPolicy, SubscriptionMode};
+use sealwire::crypto::backplane::BusKey;
+use sealwire::emitter::{Emitter, EmitterConfig};
+use sealwire::server::Server;
+use serde_json::{Value, json};
+
+const KEY: [u8; 32] = [42; 32];
+
+fn bus_config(redis: &RedisServer, mode: SubscriptionMode) -> RedisBusConfig {
+    RedisBusConfig::new(redis.url())
+        .mode(mode)
+        .backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .ping_interval(Duration::from_millis(300))
+        .response_timeout(Duration::from_secs(2))
+}
+
+async fn node_with(config: RedisBusConfig) -> TestServer {
+    let bus = RedisBus::new(config).expect("bus");
+    start_with(
+        Server::builder()
+            .config(base_config())
+            .authenticate(test_auth())
+            .bus(bus),
+    )
+    .await
+}
+
+async fn node(redis: &RedisServer, mode: SubscriptionMode) -> TestServer {
+    node_with(bus_config(redis, mode)).await
+}
+
+/// Waits until every instance is subscribed to what it needs for `targets` (channel,
+/// instances), in either mode.
+async fn settle(
+    redis: &RedisServer,
+    mode: SubscriptionMode,
+    servers: usize,
+    targets: &[(&str, usize)],
+) {
+    match mode {
+        SubscriptionMode::Interest => {
+            for (ch, n) in targets {
+                redis.wait_numsub(ch, *n).await;
+            }
+        }
+        _ => wait_until_async(|| async { redis.numpat().await == 3 }).await,
+    }
+    redis.wait_numsub("ws:broadcast", servers).await;
+}
+
+async fn wait_until_async<F, Fut>(mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + common::RECV_TIMEOUT;
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Receives application messages until `marker` arrives; returns the events before it.
+async fn events_until(c: &mut WsClient, marker: &str) -> Vec<Value> {
+    let mut got = Vec::new();
+    loop {
+        let m = c.recv_msg().await;
+        if m["event"] == marker {
+            return got;
+        }
+        got.push(json!({"event": m["event"], "data": m["data"]}));
+    }
+}
+
+fn ev(name: &str, n: u64) -> Value {
+    json!({"event": name, "data": {"n": n}})
+}
+
+async fn exactly_once(mode: SubscriptionMode) {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, mode).await;
+    let b = node(&redis, mode).await;
+    let c = node(&redis, mode).await;
+    let (mut a1, _) = a.plain("u1").await;
+    let (mut b1, _) = b.plain("u1").await;
+    let (mut c1, _) = c.encrypted("u3").await;
+    let room = vec!["r".to_owned()];
+    for (s, cl) in [(&a, &a1), (&b, &b1), (&c, &c1)] {
+        assert!(s.server.join(&cl.id(), &room).is_some());
+    }
+    settle(
+        &redis,
+        mode,
+        3,
+        &[
+            ("ws:room:r", 3),
+            ("ws:user:u1", 2),
+            (&format!("ws:client:{}", c1.id()), 1),
+        ],
+    )
+    .await;
+
+    let s = &a.server;
+    s.send_to_room("r", "room", &json!({"n": 1}), &[]).unwrap();
+    s.send_to_user("u1", "user", &json!({"n": 2})).unwrap();
+    s.send_to_client(&c1.id(), "client", &json!({"n": 3}))
+        .unwrap();
+    s.broadcast("all", &json!({"n": 4}), &[]).unwrap();
+    s.send_to_room("r", "room-ex", &json!({"n": 5}), &[b1.id(), c1.id()])
+        .unwrap();
+    s.broadcast("all-ex", &json!({"n": 6}), &[a1.id()]).unwrap();
+    // Routed like IGNIS send(): a room unknown locally is published for the others.
+    s.send(Some("r"), "send", &json!({"n": 7})).unwrap();
+    s.broadcast("end", &json!(null), &[]).unwrap();
+
+    assert_eq!(
+        events_until(&mut a1, "end").await,
+        vec![
+            ev("room", 1),
+            ev("user", 2),
+            ev("all", 4),
+            ev("room-ex", 5),
+            ev("send", 7)
+        ]
+    );
+    assert_eq!(
+        events_until(&mut b1, "end").await,
+        vec![
+            ev("room", 1),
+            ev("user", 2),
+            ev("all", 4),
+            ev("all-ex", 6),
+            ev("send", 7)
+        ]
+    );
+    assert_eq!(
+        events_until(&mut c1, "end").await,
+        vec![
+            ev("room", 1),
+            ev("client", 3),
+            ev("all", 4),
+            ev("all-ex", 6),
+            ev("send", 7)
+        ]
+    );
+    // Nothing else arrives afterwards (no late duplicates).
+    for cl in [&mut a1, &mut b1, &mut c1] {
+        assert!(cl.recv_within(Duration::from_millis(200)).await.is_none());
+    }
+
+    if mode == SubscriptionMode::Interest {
+        // Leaving the room drops the instance's subscription.
+        assert!(c.server.leave(&c1.id(), &room).is_some());
+        redis.wait_numsub("ws:room:r", 2).await;
+        drop(c1);
+        redis.wait_numsub("ws:user:u3", 0).await;
+    }
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn every_delivery_type_crosses_instances_exactly_once_interest() {
+    exactly_once(SubscriptionMode::Interest).await;
+}
+
+#[tokio::test]
+async fn every_delivery_type_crosses_instances_exactly_once_pattern() {
+    exactly_once(SubscriptionMode::Pattern).await;
+}
+
+#[tokio::test]
+async fn encrypted_client_on_b_gets_ciphertext_of_message_sent_on_a() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, SubscriptionMode::Interest).await;
+    let b = node(&redis, SubscriptionMode::Interest).await;
+    let (mut enc, _) = b.encrypted("eve").await;
+    redis.wait_numsub("ws:user:eve", 1).await;
+    a.server
+        .send_to_user("eve", "secret", &json!({"pin": "1234"}))
+        .unwrap();
+    let raw = enc.recv_json().await;
+    assert_eq!(raw["event"], "encrypted", "{raw}");
+    assert!(!raw.to_string().contains("1234"));
+    let inner = enc.open(raw);
+    assert_eq!(inner, json!({"event": "secret", "data": {"pin": "1234"}}));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn emitter_reaches_clients_on_every_instance() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, SubscriptionMode::Interest).await;
+    let b = node(&redis, SubscriptionMode::Pattern).await;
+    let (mut a1, _) = a.plain("ann").await;
+    let (mut b1, _) = b.encrypted("bob").await;
+    for (s, cl) in [(&a, &a1), (&b, &b1)] {
+        let _ = s.server.join(&cl.id(), &["news".to_owned()]);
+    }
+    redis.wait_numsub("ws:room:news", 1).await; // a subscribes; b listens by pattern
+    redis
+        .wait_numsub(&format!("ws:client:{}", a1.id()), 1)
+        .await;
+    redis.wait_numsub("ws:user:ann", 1).await;
+    let emitter = Emitter::connect(EmitterConfig::new(redis.url()))
+        .await
+        .expect("emitter");
+    emitter
+        .to_room("news", "headline", &json!({"n": 1}), &[])
+        .await
+        .unwrap();
+    emitter
+        .to_room("news", "headline", &json!({"n": 2}), &[a1.id()])
+        .await
+        .unwrap();
+    emitter
+        .to_user("ann", "dm", &json!({"n": 3}))
+        .await
+        .unwrap();
+    emitter
+        .to_client(&b1.id(), "direct", &json!({"n": 4}))
+        .await
+        .unwrap();
+    let n = emitter.broadcast("end", &json!(null), &[]).await.unwrap();
+    assert_eq!(n, 2, "both instances listen on ws:broadcast");
+    assert_eq!(
+        events_until(&mut a1, "end").await,
+        vec![ev("headline", 1), ev("dm", 3)]
+    );
+    assert_eq!(
+        events_until(&mut b1, "end").await,
+        vec![ev("headline", 1), ev("headline", 2), ev("direct", 4)]
+    );
+    // Invalid events are refused before anything is published.
+    assert!(
+        emitter
+            .broadcast("connected", &json!(1), &[])
+            .await
+            .is_err()
+    );
+    emitter.shutdown().await;
+    assert!(matches!(
+        emitter.broadcast("x", &json!(1), &[]).await,
+        Err(sealwire::emitter::EmitError::Closed)
+    ));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn emitter_reports_a_failed_publish() {
+    let mut redis = RedisServer::start().await;
+    let emitter = Emitter::connect(
+        EmitterConfig::new(redis.url())
+            .timeouts(Duration::from_millis(500), Duration::from_secs(1)),
+    )
+    .await
+    .expect("emitter");
+    assert_eq!(emitter.broadcast("e", &json!(1), &[]).await.unwrap(), 0);
+    redis.kill();
+    let err = emitter.broadcast("e", &json!(2), &[]).await;
+    assert!(err.is_err(), "a publish to a dead Redis must fail");
+    // And keeps failing (no silent success) until Redis is back; then it reconnects.
+    assert!(emitter.broadcast("e", &json!(3), &[]).await.is_err());
+    redis.restart().await;
+    assert_eq!(emitter.broadcast("e", &json!(4), &[]).await.unwrap(), 0);
+    assert!(
+        Emitter::connect(EmitterConfig::new(format!(
+            "redis://127.0.0.1:{}",
+            dead_port()
+        )))
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn ignis_interop_on_the_wire() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, SubscriptionMode::Interest).await;
+    let (mut c, _) = a.plain("ian").await;
+    let _ = a.server.join(&c.id(), &["lobby".to_owned()]);
+    redis.wait_numsub("ws:room:lobby", 1).await;
+
+    // An IGNIS server (or emitter) publishes: delivered.
+    let n = redis
+        .publish(
+            "ws:room:lobby",
+            r#"{"serverId":"6f1c1a52-ignis","type":"room","target":"lobby","event":"chat","data":{"text":"hi"},"exclude":[]}"#,
+        )
+        .await;
+    assert_eq!(n, 1);
+    assert_eq!(
+        c.recv_msg().await,
+        json!({"event": "chat", "data": {"text": "hi"}})
+    );
+    // Malformed and mismatched envelopes are dropped, the connection survives.
+    redis.publish("ws:room:lobby", "not json").await;
+    redis
+        .publish(
+            "ws:room:lobby",
+            r#"{"serverId":"x","type":"room","target":"elsewhere","event":"chat","data":1}"#,
+        )
+        .await;
+    redis
+        .publish(
+            "ws:broadcast",
+            r#"{"serverId":"emitter","type":"broadcast","event":"tick","data":[1,2]}"#,
+        )
+        .await;
+    assert_eq!(c.recv_msg().await, json!({"event": "tick", "data": [1, 2]}));
+
+    // This server publishes: an IGNIS subscriber sees the exact IGNIS shape.
+    let mut raw = redis.subscribe(&["ws:room:lobby", "ws:user:ian"]).await;
+    a.server
+        .send_to_room("lobby", "note", &json!({"k": [1]}), &["c9".to_owned()])
+        .unwrap();
+    a.server.send_to_user("ian", "dm", &json!("x")).unwrap();
+    let (ch, payload) = next_message(&mut raw).await;
+    assert_eq!(ch, "ws:room:lobby");
+    let v: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(
+        v,
+        json!({"serverId": a.server.id(), "type": "room", "target": "lobby", "event": "note", "data": {"k": [1]}, "exclude": ["c9"]})
+    );
+    let (ch, payload) = next_message(&mut raw).await;
+    assert_eq!(ch, "ws:user:ian");
+    let v: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(
+        v,
+        json!({"serverId": a.server.id(), "type": "user", "target": "ian", "event": "dm", "data": "x"})
+    );
+    // The server ignores its own messages: the client got each one once (locally).
+    assert_eq!(c.recv_msg().await["event"], "note");
+    assert_eq!(c.recv_msg().await["event"], "dm");
+    assert!(c.recv_within(Duration::from_millis(200)).await.is_none());
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn redis_restart_mid_test_resumes_delivery() {
+    let mut redis = RedisServer::start().await;
+    let a = node(&redis, SubscriptionMode::Interest).await;
+    let b = node(&redis, SubscriptionMode::Interest).await;
+    let (mut a1, _) = a.plain("al").await;
+    let (mut b1, _) = b.plain("bo").await;
+    for (s, cl) in [(&a, &a1), (&b, &b1)] {
+        let _ = s.server.join(&cl.id(), &["ops".to_owned()]);
+    }
+    redis.wait_numsub("ws:room:ops", 2).await;
+    a.server
+        .send_to_room("ops", "before", &json!(1), &[])
+        .unwrap();
+    assert_eq!(b1.recv_msg().await["event"], "before");
+    assert_eq!(a1.recv_msg().await["event"], "before");
+
+    redis.kill();
+    wait_for(|| !a.server.bus_status().connected && !b.server.bus_status().connected).await;
+    let status = a.server.bus_status();
+    assert!(
+        status
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("last error"),
+        "{status:?}"
+    );
+    // Health shows the outage while local clients keep being served.
+    let health: Value = reqwest::get(a.http("/socket/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["bus"]["connected"], false, "{health}");
+    a.server
+        .send_to_room("ops", "local", &json!(2), &[])
+        .unwrap();
+    assert_eq!(a1.recv_msg().await["event"], "local");
+
+    redis.restart().await;
+    wait_for(|| a.server.bus_status().connected && b.server.bus_status().connected).await;
+    // Both instances resubscribed what they need, without a restart.
+    redis.wait_numsub("ws:room:ops", 2).await;
+    redis.wait_numsub("ws:user:bo", 1).await;
+    a.server
+        .send_to_room("ops", "after", &json!(3), &[])
+        .unwrap();
+    b.server
+        .send_to_user("al", "after-user", &json!(4))
+        .unwrap();
+    // "local" was queued by A's publisher during the outage: it may reach B late (Redis came
+    // back within `publish_max_age` and B had resubscribed) or be lost, never duplicated.
+    let before_after = events_until(&mut b1, "after").await;
+    assert!(
+        before_after.is_empty() || before_after == vec![json!({"event": "local", "data": 2})],
+        "{before_after:?}"
+    );
+    let mut a_events = vec![];
+    for _ in 0..2 {
+        a_events.push(a1.recv_msg().await["event"].clone());
+    }
+    assert_eq!(a_events, vec![json!("after"), json!("after-user")]);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn fail_fast_start_against_a_dead_port_errors_clearly() {
+    let url = format!("redis://127.0.0.1:{}", dead_port());
+    let bus = RedisBus::new(
+        RedisBusConfig::new(url.clone())
+            .startup(StartupPolicy::FailFast)
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let server = Server::builder()
+        .config(base_config())
+        .authenticate(test_auth())
+        .bus(bus)
+        .build()
+        .unwrap();
+    let err = server
+        .start()
+        .await
+        .expect_err("must fail fast")
+        .to_string();
+    assert!(err.contains("cannot reach Redis at"), "{err}");
+    assert!(err.contains(&url), "{err}");
+
+    // The binary exits non-zero with the same message.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-fail-fast",
+            "--redis-url",
+        ])
+        .arg(&url)
+        .env_remove("REDIS_URL")
+        .env_remove("SEALWIRE_BUS_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach Redis at"), "{stderr}");
+}
+
+#[tokio::test]
+async fn backplane_encryption_hides_payloads_from_redis() {
+    let redis = RedisServer::start().await;
+    let cfg = |mode| bus_config(&redis, mode).bus_key(Some(BusKey::from_bytes(KEY)));
+    let a = node_with(cfg(SubscriptionMode::Interest)).await;
+    let b = node_with(cfg(SubscriptionMode::Pattern)).await;
+    let (mut b1, _) = b.plain("bea").await;
+    let _ = b.server.join(&b1.id(), &["vault".to_owned()]);
+    let mut raw = redis.subscribe(&["ws:room:vault"]).await;
+
+    a.server
+        .send_to_room("vault", "deposit", &json!({"card": "4111-SECRET"}), &[])
+        .unwrap();
+    let (_, payload) = next_message(&mut raw).await;
+    assert!(!payload.contains("4111-SECRET"), "{payload}");
+    let v: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(v["event"], "deposit");
+    assert_eq!(v["data"]["sealed"], "sw-bus-1");
+    assert_eq!(
+        b1.recv_msg().await,
+        json!({"event": "deposit", "data": {"card": "4111-SECRET"}})
+    );
+
+    // A forged plaintext envelope is refused; a sealed emitter message gets through.
+    redis
+        .publish(
+            "ws:room:vault",
+            r#"{"serverId":"evil","type":"room","target":"vault","event":"deposit","data":{"card":"forged"}}"#,
+        )
+        .await;
+    let emitter =
+        Emitter::connect(EmitterConfig::new(redis.url()).bus_key(Some(BusKey::from_bytes(KEY))))
+            .await
+            .unwrap();
+    emitter
+        .to_room("vault", "notice", &json!({"text": "TOPSECRET"}), &[])
+        .await
+        .unwrap();
+    let (_, payload) = next_message(&mut raw).await;
+    assert!(payload.contains("forged"));
+    let (_, payload) = next_message(&mut raw).await;
+    assert!(!payload.contains("TOPSECRET"), "{payload}");
+    assert_eq!(
+        b1.recv_msg().await,
+        json!({"event": "notice", "data": {"text": "TOPSECRET"}})
+    );
+    assert!(b.server.bus_status().detail.unwrap().contains("rejected=1"));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn emit_command_publishes() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, SubscriptionMode::Interest).await;
+    let (mut c, _) = a.plain("cli").await;
+    let _ = a.server.join(&c.id(), &["jobs".to_owned()]);
+    redis.wait_numsub("ws:room:jobs", 1).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
+        .args([
+            "emit",
+            "--room",
+            "jobs",
+            "--event",
+            "job:done",
+            "--data",
+            r#"{"id":9}"#,
+        ])
+        .arg("--redis-url")
+        .arg(redis.url())
+        .env_remove("SEALWIRE_BUS_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.recv_msg().await,
+        json!({"event": "job:done", "data": {"id": 9}})
+    );
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn tls_and_acl_credentials_in_the_url() {
+    let redis = RedisServer::start_tls_acl("sealwire", "s3cret-pass").await;
+    let url = redis.url();
+    assert!(url.starts_with("rediss://sealwire:s3cret-pass@"));
+    let cfg = bus_config(&redis, SubscriptionMode::Interest).tls_ca_pem(redis.tls_ca.clone());
+    let a = node_with(cfg).await;
+    wait_for(|| a.server.bus_status().connected).await;
+    let (mut c, _) = a.plain("tia").await;
+    redis.wait_numsub("ws:user:tia", 1).await;
+    let emitter =
+        Emitter::connect(EmitterConfig::new(url.clone()).tls_ca_pem(redis.tls_ca.clone()))
+            .await
+            .expect("emitter over TLS");
+    emitter.to_user("tia", "over-tls", &json!(1)).await.unwrap();
+    assert_eq!(c.recv_msg().await, json!({"event": "over-tls", "data": 1}));
+
+    // A wrong password fails clearly, without printing the password.
+    let wrong = url.replace("s3cret-pass", "wrong-pass");
+    let bus = RedisBus::new(
+        RedisBusConfig::new(wrong)
+            .tls_ca_pem(redis.tls_ca.clone())
+            .startup(StartupPolicy::FailFast),
+    )
+    .unwrap();
+    let server = Server::builder()
+        .config(base_config())
+        .authenticate(test_auth())
+        .bus(bus)
+        .build()
+        .unwrap();
+    let err = server
+        .start()
+        .await
+        .expect_err("bad credentials")
+        .to_string();
+    assert!(
+        err.contains("cannot reach Redis at rediss://***@127.0.0.1"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-pass"), "{err}");
+    // Without the private CA the certificate is refused.
+    assert!(Emitter::connect(EmitterConfig::new(url)).await.is_err());
+    a.stop().await;
+}
