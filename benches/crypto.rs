@@ -19,7 +19,9 @@ fn handshake(c: &mut Criterion) {
         };
         group.bench_function(name, |b| {
             let mut rng = rand::rng();
-            b.iter(|| server_handshake(&cfg, black_box(&pk), &mut rng).expect("handshake"));
+            b.iter(|| {
+                server_handshake(&cfg, "client", black_box(&pk), None, &mut rng).expect("handshake")
+            });
         });
     }
     group.finish();
@@ -28,8 +30,14 @@ fn handshake(c: &mut Criterion) {
 fn seal_open(c: &mut Criterion) {
     let cfg = HandshakeConfig::default();
     let client = ClientHandshake::new(cfg.clone(), &mut rand::rng());
-    let (hello, mut server) =
-        server_handshake(&cfg, &client.public_key_base64(), &mut rand::rng()).expect("server");
+    let (hello, mut server) = server_handshake(
+        &cfg,
+        "client",
+        &client.public_key_base64(),
+        None,
+        &mut rand::rng(),
+    )
+    .expect("server");
     let mut client = client
         .finish(&hello.server_public_key, &hello.salt)
         .expect("client");

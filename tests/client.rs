@@ -304,3 +304,57 @@ async fn slow_consumer_is_reported() {
     client.close();
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn hardened_profile_with_pinned_server_key() {
+    let identity = Arc::new(sealwire::crypto::ServerIdentity::generate(&mut rand::rng()));
+    let pin = identity.public_key();
+    let mut cfg = base_config();
+    if let Some(h) = cfg.handshake.as_mut() {
+        h.identity = Some(Arc::clone(&identity));
+    }
+    let ts = start_with(echo_builder().config(cfg)).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("hana")
+        .encryption(Encryption::Hardened {
+            pinned_server_keys: vec![pin],
+        })
+        .capture_raw_frames(true)
+        .connect()
+        .await
+        .expect("connect");
+    let Event::Connected { info, .. } = next_event(&mut events).await else {
+        panic!("expected Connected");
+    };
+    assert!(info.encrypted);
+    for n in 0..5 {
+        client.send("echo", &json!(n)).await.expect("send");
+    }
+    for n in 0..5 {
+        let m = next_message(&mut events).await;
+        assert!(m.encrypted);
+        assert_eq!(m.data, json!({"got": n, "wasEncrypted": true}));
+        assert!(m.raw.expect("raw").starts_with(r#"{"event":"encrypted""#));
+    }
+    client.close();
+
+    // A different pinned key: the server's signature is not trusted, and that is final.
+    let other = sealwire::crypto::ServerIdentity::generate(&mut rand::rng()).public_key();
+    let err = Client::builder(ts.ws_url())
+        .token("hana")
+        .encryption(Encryption::Hardened {
+            pinned_server_keys: vec![other],
+        })
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .expect_err("untrusted");
+    assert!(
+        matches!(
+            err,
+            sealwire::client::ClientError::Disconnected(DisconnectReason::Protocol(_))
+        ),
+        "{err:?}"
+    );
+    ts.stop().await;
+}

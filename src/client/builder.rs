@@ -12,8 +12,8 @@ use crate::crypto::HandshakeConfig;
 
 /// Whether and how the client encrypts its session.
 ///
-/// Marked `#[non_exhaustive]`: further profiles (e.g. a hardened profile with pinned server
-/// keys) are added as new variants without breaking existing code.
+/// Marked `#[non_exhaustive]`: further profiles are added as new variants without breaking
+/// existing code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Encryption {
@@ -24,6 +24,15 @@ pub enum Encryption {
     /// itself (use `wss://` for that).
     #[default]
     Compat,
+    /// The hardened `sealwire-v1` profile: directional keys, strict in-order records with
+    /// rekeying, key confirmation, and, when `pinned_server_keys` is not empty, a server
+    /// signature over the handshake by one of those identity keys (otherwise the connection
+    /// is refused with [`DisconnectReason::Protocol`](super::DisconnectReason::Protocol)).
+    Hardened {
+        /// Accepted server identity keys (current and next, for rotation). Empty: the
+        /// server is not authenticated by the handshake (use `wss://`).
+        pinned_server_keys: Vec<crate::crypto::PeerPublicKey>,
+    },
 }
 
 /// How the client reconnects after a retryable disconnect.
@@ -119,7 +128,8 @@ pub struct ClientConfig {
     pub token_type: String,
     /// Encryption profile. Defaults to [`Encryption::Compat`].
     pub encryption: Encryption,
-    /// Handshake parameters (HKDF info string, ECDH backend). Defaults to the IGNIS profile.
+    /// Handshake parameters (compatibility HKDF info string, ECDH backend). Its `profile` and
+    /// `pinned_server_keys` are taken from `encryption`. Defaults to the IGNIS values.
     pub handshake: HandshakeConfig,
     /// How often a `heartbeat` is sent. Defaults to 25 s (below the server's default sweep).
     pub heartbeat_interval: Duration,

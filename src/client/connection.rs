@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::builder::{ClientConfig, Encryption};
 use super::event::{DisconnectReason, Event, Message};
 use super::{ClientError, Command, ConnectionInfo, SharedState};
-use crate::crypto::{ClientHandshake, Session};
+use crate::crypto::{ClientHandshake, CryptoError, HandshakeConfig, Profile, Session};
 use crate::protocol::{
     AuthenticatePayload, ConnectedPayload, EncryptedPayload, Inbound, RoomsPayload, event,
     frame_json,
@@ -96,10 +96,21 @@ impl Task {
             )
             .await
             .map_err(|e| DisconnectReason::Network(e.to_string()))?;
-            let handshake = match self.config.encryption {
+            let handshake = match &self.config.encryption {
                 Encryption::Off => None,
                 Encryption::Compat => Some(ClientHandshake::new(
-                    self.config.handshake.clone(),
+                    HandshakeConfig {
+                        profile: Profile::Compat,
+                        ..self.config.handshake.clone()
+                    },
+                    &mut rand::rng(),
+                )),
+                Encryption::Hardened { pinned_server_keys } => Some(ClientHandshake::new(
+                    HandshakeConfig {
+                        profile: Profile::HardenedV1,
+                        pinned_server_keys: pinned_server_keys.clone(),
+                        ..self.config.handshake.clone()
+                    },
                     &mut rand::rng(),
                 )),
             };
@@ -107,7 +118,10 @@ impl Task {
                 kind: Some(self.config.token_type.clone()),
                 token: Some(self.config.token.clone()),
                 public_key: handshake.as_ref().map(ClientHandshake::public_key_base64),
-                profile: None,
+                profile: handshake
+                    .as_ref()
+                    .and_then(ClientHandshake::profile_id)
+                    .map(str::to_owned),
             };
             let data = serde_json::to_string(&payload)
                 .map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
@@ -145,17 +159,24 @@ impl Task {
                         let session = match handshake {
                             None => None,
                             Some(hs) => {
-                                let (Some(key), Some(salt)) =
-                                    (&connected.server_public_key, &connected.salt)
-                                else {
-                                    let _ = ws.close(None).await;
-                                    return Err(DisconnectReason::Protocol(
-                                        "server did not complete the encryption handshake".into(),
-                                    ));
+                                let finished = match hs.finish_connected(&connected) {
+                                    Ok(f) => f,
+                                    Err(e) => {
+                                        let _ = ws.close(None).await;
+                                        return Err(DisconnectReason::Protocol(match e {
+                                            CryptoError::UntrustedServer => {
+                                                "server identity not trusted".into()
+                                            }
+                                            _ => "encryption handshake failed".into(),
+                                        }));
+                                    }
                                 };
-                                Some(hs.finish(key, salt).map_err(|_| {
-                                    DisconnectReason::Protocol("invalid handshake reply".into())
-                                })?)
+                                if let Some(confirmation) = finished.confirmation {
+                                    ws.send(WsMessage::text(confirmation))
+                                        .await
+                                        .map_err(|e| DisconnectReason::Network(e.to_string()))?;
+                                }
+                                Some(finished.session)
                             }
                         };
                         let info = ConnectionInfo {
@@ -261,9 +282,16 @@ impl Task {
                             if let Event::ServerError { message } = &ev {
                                 last_error = Some(message.clone());
                             }
+                            let fatal = matches!(ev, Event::DecryptFailed { .. })
+                                && session.as_ref().is_some_and(Session::open_failure_is_fatal);
                             if self.events.send(ev).await.is_err() {
                                 // The application dropped the event stream: nothing to report to.
                                 tracing::trace!("event dropped: no receiver");
+                            }
+                            if fatal {
+                                // A hardened session cannot skip a record: start over.
+                                let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+                                return DisconnectReason::Crypto("undecryptable record".into());
                             }
                         }
                     }

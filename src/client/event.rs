@@ -94,6 +94,9 @@ pub enum DisconnectReason {
     /// The server broke the protocol (e.g. no handshake reply although encryption was asked
     /// for). Final when it happens during the handshake.
     Protocol(String),
+    /// A hardened session received a record it could not open (sessions in that profile
+    /// cannot skip records). Retried with a fresh handshake.
+    Crypto(String),
     /// [`Client::close`](super::Client::close) was called. Final.
     ClientClosed,
 }
@@ -129,7 +132,7 @@ impl DisconnectReason {
             Self::SlowConsumer => Some(4005),
             Self::ServerShutdown => Some(1001),
             Self::Closed { code, .. } => Some(*code),
-            Self::Network(_) | Self::Protocol(_) | Self::ClientClosed => None,
+            Self::Network(_) | Self::Protocol(_) | Self::Crypto(_) | Self::ClientClosed => None,
         }
     }
 
@@ -160,6 +163,7 @@ impl std::fmt::Display for DisconnectReason {
             Self::Closed { code, reason } => write!(f, "{code} {reason}"),
             Self::Network(e) => write!(f, "network: {e}"),
             Self::Protocol(e) => write!(f, "protocol: {e}"),
+            Self::Crypto(e) => write!(f, "crypto: {e}"),
             Self::ClientClosed => f.write_str("closed by the client"),
         }
     }

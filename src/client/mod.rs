@@ -23,6 +23,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Encryption::Hardened`] selects the hardened `sealwire-v1` profile (key confirmation,
+//! strict record order, rekeying) and, with `pinned_server_keys`, authenticates the server by
+//! its identity key; [`Encryption::Compat`] speaks the IGNIS-compatible profile.
+//!
 //! # Design
 //! One connection task owns the WebSocket and the crypto [`Session`](crate::crypto::Session).
 //! The [`Client`] handle talks to it through a bounded command queue; the task hands the
