@@ -26,6 +26,7 @@
 //! # IGNIS anchor (MODE=encrypted LOG=off ./run.sh in a copy under /tmp)
 //! target/release/examples/loadgen --url ws://127.0.0.1:3100/ws --control http://127.0.0.1:3100 \
 //!     --server-pid $(pgrep -f 'bun run server.ts') --scenario fanout --clients 1000 --encrypted 1
+//! # hardened-profile clients (sealwire only): add --profile hardened
 //! # connect storm / idle memory
 //! target/release/examples/loadgen ... --scenario connect --clients 10000 --encrypted 1
 //! target/release/examples/loadgen ... --scenario idle --clients 19000 --encrypted 1 --sources 4
@@ -40,7 +41,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use sealwire::crypto::{ClientHandshake, HandshakeConfig, Session};
-use sealwire::protocol::EncryptedPayload;
+use sealwire::protocol::{ConnectedPayload, EncryptedPayload};
 use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
 use tokio::net::{TcpSocket, TcpStream};
@@ -99,6 +100,9 @@ struct Args {
     /// Give up waiting for deliveries after this many seconds without progress.
     #[arg(long, default_value_t = 15)]
     stall_secs: u64,
+    /// Crypto profile of the encrypted clients: `compat` (IGNIS) or `hardened` (sealwire-v1).
+    #[arg(long, default_value = "compat")]
+    profile: String,
     /// Free-form label copied into the result.
     #[arg(long, default_value = "")]
     label: String,
@@ -183,10 +187,18 @@ async fn connect_one(
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(args.url.as_str(), stream, Some(ws_config()))
             .await?;
-    let hs = encrypted.then(|| ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng()));
+    let hs_config = if args.profile == "hardened" {
+        HandshakeConfig::hardened(Vec::new())
+    } else {
+        HandshakeConfig::default()
+    };
+    let hs = encrypted.then(|| ClientHandshake::new(hs_config, &mut rand::rng()));
     let mut auth = json!({"type": "Bearer", "token": format!("u{i}")});
     if let Some(hs) = &hs {
         auth["publicKey"] = json!(hs.public_key_base64());
+        if let Some(p) = hs.profile_id() {
+            auth["profile"] = json!(p);
+        }
     }
     ws.send(Message::text(
         json!({"event": "authenticate", "data": auth}).to_string(),
@@ -211,15 +223,12 @@ async fn connect_one(
     let session = match hs {
         None => None,
         Some(hs) => {
-            let d = &connected["data"];
-            Some(
-                hs.finish(
-                    d["serverPublicKey"]
-                        .as_str()
-                        .context("no serverPublicKey")?,
-                    d["salt"].as_str().context("no salt")?,
-                )?,
-            )
+            let payload: ConnectedPayload = serde_json::from_value(connected["data"].clone())?;
+            let done = hs.finish_connected(&payload)?;
+            if let Some(confirmation) = done.confirmation {
+                ws.send(Message::text(confirmation)).await?;
+            }
+            Some(done.session)
         }
     };
     let mut conn = Conn { ws, session };
