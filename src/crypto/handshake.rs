@@ -151,8 +151,7 @@ pub fn server_handshake_with(
 ) -> Result<(ServerHello, Session), CryptoError> {
     let profile = Profile::from_wire(profile)?;
     let peer = PeerPublicKey::from_base64(client_public_key)?;
-    let public = config.backend.public_key(&secret);
-    let shared = config.backend.agree(&secret, &peer)?;
+    let (public, shared) = config.backend.public_key_and_agree(&secret, &peer)?;
     drop(secret);
     let mut hello = ServerHello {
         server_public_key: b64().encode(public),

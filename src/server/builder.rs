@@ -131,7 +131,7 @@ impl ServerBuilder {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             epoch: std::time::Instant::now(),
-            started: std::sync::atomic::AtomicBool::new(false),
+            started: tokio::sync::OnceCell::new(),
             sockets: std::sync::atomic::AtomicUsize::new(0),
         })))
     }

@@ -58,7 +58,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) epoch: Instant,
-    started: std::sync::atomic::AtomicBool,
+    /// Set once the bus has started and the sweeper runs.
+    started: tokio::sync::OnceCell<()>,
     /// WebSocket connections accepted by the transport and not yet finished, counted from
     /// the upgrade on (the registry only sees them once the upgrade completes).
     sockets: std::sync::atomic::AtomicUsize,
@@ -99,14 +100,14 @@ impl Server {
     ///
     /// # Errors
     /// [`BusError`] when the bus cannot start.
+    ///
+    /// The server reports ready only once the bus has started; a failed start can be retried.
     pub async fn start(&self) -> Result<(), BusError> {
-        if self
-            .0
-            .started
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            return Ok(());
-        }
+        self.0.started.get_or_try_init(|| self.start_once()).await?;
+        Ok(())
+    }
+
+    async fn start_once(&self) -> Result<(), BusError> {
         let weak = Arc::downgrade(&self.0);
         let weak2 = weak.clone();
         let inbox = BusInbox::new(
@@ -131,7 +132,7 @@ impl Server {
     /// Whether the server is accepting connections (started and not shutting down).
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.0.started.load(std::sync::atomic::Ordering::Acquire) && !self.0.shutdown.is_cancelled()
+        self.0.started.initialized() && !self.0.shutdown.is_cancelled()
     }
 
     /// Reserves a place for one more WebSocket, or `None` at `max_connections`. Checking
