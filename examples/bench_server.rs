@@ -137,19 +137,8 @@ async fn main() -> anyhow::Result<()> {
         })
         .validate_rooms(|_: std::sync::Arc<ClientInfo>, rooms: Vec<String>| async move { rooms })
         .build()?;
-    // A deep accept queue: `TcpListener::bind` uses a backlog of 128 here, which a connect
-    // storm overflows (dropped SYNs are retried only after a 1 s timeout).
     let addr: std::net::SocketAddr = listen.parse().context("--listen must be IP:port")?;
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket
-        .bind(addr)
-        .with_context(|| format!("bind {listen}"))?;
-    let ws = socket.listen(8192)?;
+    let ws = sealwire::transport::bind(addr).with_context(|| format!("bind {listen}"))?;
     let ctl = tokio::net::TcpListener::bind(&control)
         .await
         .with_context(|| format!("bind {control}"))?;

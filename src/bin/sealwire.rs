@@ -265,8 +265,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let server = builder.build().context("invalid configuration")?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = sealwire::transport::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     println!("sealwire listening on ws://{local}{}", server.config().path);
