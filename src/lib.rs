@@ -32,7 +32,7 @@
 //! - [`crypto`]: P-256 ECDH, HKDF-SHA256, AES-256-GCM sessions and the handshake in two
 //!   profiles (IGNIS compatibility and the hardened `sealwire-v1`), with the client half for
 //!   SDKs. Pure functions with injected randomness.
-//! - [`server`]: the [`Server`](server::Server) handle, configuration, hooks, the client/user/room
+//! - [`server`]: the [`server::Server`] handle, configuration, hooks, the client/user/room
 //!   registry, the per-connection actor (which owns the socket and the crypto session), fan-out
 //!   and the [`Bus`](server::Bus) trait with its in-process implementation.
 //! - [`transport`]: the axum router (WebSocket upgrade and admin REST API) and an accept loop.

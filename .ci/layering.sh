@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Keeps the dependency arrows of the layout honest:
+#   protocol <- crypto <- server <- {transport, bus},  protocol <- crypto <- client
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+check() { # check <dir-or-file> <forbidden regex> <why>
+  # Code lines only: doc comments may mention other layers.
+  if grep -rnE "$2" $1 --include=*.rs | grep -vE '^[^:]+:[0-9]+:[[:space:]]*//'; then
+    echo "layering violation in $1: $3" >&2
+    fail=1
+  fi
+}
+check src/protocol 'crate::(crypto|server|transport|bus|client|emitter|events)' "protocol is pure wire types"
+check src/crypto   'crate::(server|transport|bus|client|emitter|events)' "crypto imports only protocol"
+check src/crypto   'tokio|std::net|std::fs' "crypto does no I/O"
+check src/server   'crate::(transport|bus|client|emitter)|redis::' "the core never names transports, Redis or the client"
+check src/client   'crate::(server|transport|bus|emitter|events)' "the client SDK never imports the server"
+[ "$fail" -eq 0 ] && echo "layering ok"
+exit "$fail"
