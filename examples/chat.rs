@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let encryption = if args.any(|a| a == "--plain") {
         Encryption::Off
     } else {
-        Encryption::Compat
+        Encryption::default()
     };
     let (client, mut events) = Client::builder(&url)
         .token(&token)

@@ -14,15 +14,14 @@ use crate::crypto::HandshakeConfig;
 ///
 /// Marked `#[non_exhaustive]`: further profiles are added as new variants without breaking
 /// existing code.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Encryption {
     /// No handshake: the session is plaintext.
     Off,
     /// The IGNIS compatibility profile: P-256 ECDH inside `authenticate`, HKDF-SHA256,
     /// AES-256-GCM with random 96-bit IVs. The server is not authenticated by the handshake
-    /// itself (use `wss://` for that).
-    #[default]
+    /// itself (use `wss://` for that). For servers that speak only the IGNIS protocol.
     Compat,
     /// The hardened `sealwire-v1` profile: directional keys, strict in-order records with
     /// rekeying, key confirmation, and, when `pinned_server_keys` is not empty, a server
@@ -33,6 +32,17 @@ pub enum Encryption {
         /// server is not authenticated by the handshake (use `wss://`).
         pinned_server_keys: Vec<crate::crypto::PeerPublicKey>,
     },
+}
+
+/// The default is the hardened profile without pinned keys: every sealwire server speaks it.
+/// Add pins ([`Encryption::Hardened`]) to authenticate the server, or choose
+/// [`Encryption::Compat`] for an IGNIS server.
+impl Default for Encryption {
+    fn default() -> Self {
+        Self::Hardened {
+            pinned_server_keys: Vec::new(),
+        }
+    }
 }
 
 /// How the client reconnects after a retryable disconnect.
@@ -126,7 +136,7 @@ pub struct ClientConfig {
     pub token: String,
     /// Token type sent as `type`. Defaults to `Bearer`.
     pub token_type: String,
-    /// Encryption profile. Defaults to [`Encryption::Compat`].
+    /// Encryption profile. Defaults to [`Encryption::Hardened`] without pinned keys.
     pub encryption: Encryption,
     /// Handshake parameters (compatibility HKDF info string, ECDH backend). Its `profile` and
     /// `pinned_server_keys` are taken from `encryption`. Defaults to the IGNIS values.

@@ -6,7 +6,7 @@
 //! # async fn run() -> Result<(), sealwire::client::ClientError> {
 //! let (client, mut events) = Client::builder("ws://127.0.0.1:8080/ws")
 //!     .token("alice")
-//!     .encryption(Encryption::Compat)
+//!     .encryption(Encryption::default()) // hardened `sealwire-v1`, no pinned keys
 //!     .connect()
 //!     .await?;
 //! client.join(["chat:lobby"]).await?;
