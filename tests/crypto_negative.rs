@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use common::hardened::{hardened_hello, hardened_pair};
+use common::hardened::{compat_pair, hardened_hello, hardened_pair};
 use sealwire::crypto::{
     Backend, ClientHandshake, CryptoError, EphemeralSecret, HandshakeConfig, PeerPublicKey,
     ServerIdentity, Session, server_handshake,
@@ -108,23 +108,6 @@ fn every_malformed_public_key_class_is_rejected_everywhere() {
     for text in ["", "!!!", "BA==", " ", "base64url-_"] {
         assert!(PeerPublicKey::from_base64(text).is_err(), "{text:?}");
     }
-}
-
-fn compat_pair() -> (Session, Session) {
-    let cfg = HandshakeConfig::default();
-    let client = ClientHandshake::new(cfg.clone(), &mut rand::rng());
-    let (hello, server) = server_handshake(
-        &cfg,
-        "c",
-        &client.public_key_base64(),
-        None,
-        &mut rand::rng(),
-    )
-    .expect("server");
-    let client = client
-        .finish(&hello.server_public_key, &hello.salt)
-        .expect("client");
-    (server, client)
 }
 
 const FLIP_PT: &[u8] = br#"{"event":"x","data":"some payload"}"#;

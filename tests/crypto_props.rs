@@ -5,30 +5,13 @@
 mod common;
 
 use base64::Engine as _;
-use common::hardened::hardened_pair;
+use common::hardened::{compat_pair, hardened_pair};
 use proptest::prelude::*;
-use sealwire::crypto::{ClientHandshake, CryptoError, HandshakeConfig, Session, server_handshake};
+use sealwire::crypto::CryptoError;
 use sealwire::protocol::EncryptedPayload;
 
 fn b64() -> &'static base64::engine::GeneralPurpose {
     &base64::engine::general_purpose::STANDARD
-}
-
-fn compat_pair() -> (Session, Session) {
-    let cfg = HandshakeConfig::default();
-    let client = ClientHandshake::new(cfg.clone(), &mut rand::rng());
-    let (hello, server) = server_handshake(
-        &cfg,
-        "c",
-        &client.public_key_base64(),
-        None,
-        &mut rand::rng(),
-    )
-    .expect("server");
-    let client = client
-        .finish(&hello.server_public_key, &hello.salt)
-        .expect("client");
-    (server, client)
 }
 
 fn mutate(p: &EncryptedPayload, in_iv: bool, bit: usize) -> EncryptedPayload {

@@ -119,3 +119,22 @@ pub fn hardened_pair(rekey_after: u32) -> (sealwire::crypto::Session, sealwire::
         .expect("confirm");
     (server, done.session)
 }
+
+/// A server and a client session of the compatibility profile, from a real handshake.
+pub fn compat_pair() -> (sealwire::crypto::Session, sealwire::crypto::Session) {
+    use sealwire::crypto::{ClientHandshake, HandshakeConfig, server_handshake};
+    let cfg = HandshakeConfig::default();
+    let client = ClientHandshake::new(cfg.clone(), &mut rand::rng());
+    let (hello, server) = server_handshake(
+        &cfg,
+        "c",
+        &client.public_key_base64(),
+        None,
+        &mut rand::rng(),
+    )
+    .expect("server");
+    let client = client
+        .finish(&hello.server_public_key, &hello.salt)
+        .expect("client");
+    (server, client)
+}
