@@ -183,16 +183,15 @@ impl Server {
         exclude: &[String],
         publish: bool,
     ) -> usize {
-        let envelope = publish.then(|| BusEnvelope {
-            server_id: self.0.server_id.clone(),
-            target: target.clone(),
-            event: frame.event.to_string(),
-            data: frame.data.clone(),
-            exclude: exclude.to_vec(),
-        });
         let n = self.deliver_local(&target, frame, exclude);
-        if let Some(env) = envelope {
-            self.0.bus.publish(env);
+        if publish {
+            self.0.bus.publish(BusEnvelope {
+                server_id: self.0.server_id.clone(),
+                target,
+                event: frame.event.to_string(),
+                data: frame.data.clone(),
+                exclude: exclude.to_vec(),
+            });
         }
         n
     }
