@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use futures_util::{Sink, Stream};
+use serde::Deserialize as _;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -259,7 +260,8 @@ where
 
     async fn run_auth(&mut self, data: Option<Value>) -> Result<Arc<ClientInfo>, Exit> {
         let raw = data.unwrap_or(Value::Null);
-        let payload: AuthenticatePayload = serde_json::from_value(raw.clone()).unwrap_or_default();
+        // Deserialized from a borrow: `from_value` would need a clone of the whole payload.
+        let payload = AuthenticatePayload::deserialize(&raw).unwrap_or_default();
         let Some(authenticator) = self.server.0.hooks.authenticator.clone() else {
             return Err(self.fail(err::AUTH_ERROR, CloseCode::AuthFailed).await);
         };
