@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use futures_util::future::Either;
+use http::Method;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -125,6 +127,7 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let app = super::router(server.clone());
+    let ws_path: Arc<str> = server.config().path.as_str().into();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -160,9 +163,17 @@ async fn accept_loop(
             let _ = stream.set_nodelay(true);
         }
         let app = app.clone();
+        let ws_path = Arc::clone(&ws_path);
+        let ws_server = server.clone();
         let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // The WebSocket upgrade, nearly every request this loop sees, skips the router
+            // (routing, extensions, body boxing); it would reach the same handler.
+            if req.method() == Method::GET && req.uri().path() == &*ws_path {
+                let response = super::upgrade::upgrade(&ws_server, &mut req, Some(addr));
+                return Either::Left(std::future::ready(Ok(response)));
+            }
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            Either::Right(app.clone().oneshot(req.map(axum::body::Body::new)))
         });
         let builder = Arc::clone(&builder);
         let stop = server.shutdown_started();
@@ -184,5 +195,20 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_bind() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        assert!(accepted.nodelay().expect("getsockopt"));
     }
 }
