@@ -266,7 +266,7 @@ where
             return Err(self.fail(err::AUTH_ERROR, CloseCode::AuthFailed).await);
         };
         let request = AuthRequest {
-            client_id: self.handle.id.to_string(),
+            client_id: String::from(&*self.handle.id),
             remote_addr: self.remote,
             token: payload.token.clone(),
             payload: raw,
@@ -317,7 +317,7 @@ where
         };
 
         let info = Arc::new(ClientInfo {
-            id: self.handle.id.to_string(),
+            id: String::from(&*self.handle.id),
             user_id: identity.user_id,
             metadata: identity.metadata,
             encrypted: session.is_some(),
@@ -328,8 +328,10 @@ where
         // unencrypted.
         self.session = session;
         self.info = Some(Arc::clone(&info));
-        let mut rooms = vec![self.handle.id.to_string()];
-        rooms.extend(self.server.0.config.default_rooms.iter().cloned());
+        let defaults = &self.server.0.config.default_rooms;
+        let mut rooms = Vec::with_capacity(1 + defaults.len());
+        rooms.push(String::from(&*self.handle.id));
+        rooms.extend(defaults.iter().cloned());
         let mut changes = Vec::new();
         self.server.0.registry().authenticate(
             &self.handle.id,
