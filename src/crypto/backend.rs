@@ -41,9 +41,11 @@ impl Backend {
         }
     }
 
-    /// Our public key and the shared secret with `peer`, in one go: the server half of a
-    /// handshake. On the aws-lc path the secret is imported once, so this costs two scalar
-    /// multiplications instead of three.
+    /// Our public key and the shared secret with `peer`, in one go, for a fixed secret
+    /// (known-answer tests, vectors). On the aws-lc path the secret is imported once; the
+    /// import derives the public key and checks the pair, so this costs two base-point
+    /// multiplications and one variable-point multiplication. Fresh handshakes use
+    /// [`Backend::generate_and_agree`], which saves one of the base-point multiplications.
     ///
     /// # Errors
     /// [`CryptoError::InvalidPublicKey`] if the backend rejects the point.
