@@ -27,6 +27,15 @@ impl Backend {
         }
     }
 
+    /// Runs the backend's one-time initialisation now rather than in the first handshake:
+    /// aws-lc seeds its random generator from CPU-jitter entropy the first time a key is
+    /// generated in the process, tens of milliseconds of CPU. Cheap after the first call.
+    pub fn warm_up(self) {
+        if self.resolve() == Self::AwsLc {
+            awslc::warm_up();
+        }
+    }
+
     /// The uncompressed public key of `secret`.
     #[must_use]
     pub fn public_key(self, secret: &EphemeralSecret) -> [u8; PUBLIC_KEY_LEN] {
@@ -153,6 +162,10 @@ mod awslc {
         let sk = PrivateKey::from_private_key(&ECDH_P256, secret.scalar())
             .map_err(|_| CryptoError::InvalidPublicKey)?;
         public_and_agree_with(&sk, peer)
+    }
+
+    pub(super) fn warm_up() {
+        let _ = PrivateKey::generate(&ECDH_P256);
     }
 
     pub(super) fn generate_and_agree(
