@@ -1,6 +1,8 @@
 //! The accept loop. Unlike `axum::serve` it bounds how long a client may take to send its
 //! request headers (slowloris), caps concurrent HTTP connections, and shuts down in order:
 //! stop accepting, close every WebSocket with 1001, then wait for HTTP connections.
+//! WebSocket upgrades are answered straight off the socket ([`super::direct`]); everything
+//! else goes through hyper and the router.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,12 +15,13 @@ use http::Method;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::direct;
 use crate::server::Server;
 
 /// HTTP-level limits of the accept loop.
@@ -126,13 +129,16 @@ async fn accept_loop(
     connections: TaskTracker,
     stop: CancellationToken,
 ) {
-    let app = super::router(server.clone());
-    let ws_path: Arc<str> = server.config().path.as_str().into();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout);
-    let builder = Arc::new(builder);
+    let shared = Arc::new(Shared {
+        app: super::router(server.clone()),
+        ws_path: server.config().path.as_str().into(),
+        builder,
+        header_read_timeout: http.header_read_timeout,
+    });
     let permits = Arc::new(Semaphore::new(http.max_tcp_connections));
     // Whether accepted sockets come with TCP_NODELAY already set (inherited from a listener
     // that has it, as `bind` sets it), learned from the first one; until then, and if they
@@ -162,39 +168,93 @@ async fn accept_loop(
         if !inherited {
             let _ = stream.set_nodelay(true);
         }
-        let app = app.clone();
-        let ws_path = Arc::clone(&ws_path);
-        let ws_server = server.clone();
-        let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
-            // The WebSocket upgrade, nearly every request this loop sees, skips the router
-            // (routing, extensions, body boxing); it would reach the same handler.
-            if req.method() == Method::GET && req.uri().path() == &*ws_path {
-                let response = super::upgrade::upgrade(&ws_server, &mut req, Some(addr));
-                return Either::Left(std::future::ready(Ok(response)));
-            }
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-            Either::Right(app.clone().oneshot(req.map(axum::body::Body::new)))
-        });
-        let builder = Arc::clone(&builder);
+        connections.spawn(connection(
+            stream,
+            addr,
+            permit,
+            server.clone(),
+            Arc::clone(&shared),
+        ));
+    }
+}
+
+/// What every connection task of one accept loop shares.
+struct Shared {
+    app: axum::Router,
+    ws_path: Arc<str>,
+    builder: hyper::server::conn::http1::Builder,
+    header_read_timeout: Duration,
+}
+
+/// One accepted connection: a WebSocket upgrade is answered here and handed to a task of its
+/// own; anything else is served over HTTP.
+async fn connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    server: Server,
+    shared: Arc<Shared>,
+) {
+    let head = {
+        let read = direct::read(stream, &server, &shared.ws_path, shared.header_read_timeout);
         let stop = server.shutdown_started();
-        connections.spawn(async move {
-            let _permit = permit;
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "http connection error");
-                    }
-                }
-                () = stop => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-                }
+        tokio::select! {
+            head = read => head,
+            () = stop => return,
+        }
+    };
+    match head {
+        direct::Head::Upgraded(socket) => {
+            // No longer an HTTP connection: `max_connections` bounds it from now on.
+            // A task of its own, so that this one, with what only HTTP needs, ends here.
+            drop(permit);
+            server.spawn_tracked(direct::run(socket, server.clone(), addr));
+        }
+        // Boxed: rare, and inline it would make the task of every WebSocket larger.
+        direct::Head::Http(io) => Box::pin(serve_http(io, addr, permit, server, shared)).await,
+        direct::Head::Gone => {}
+    }
+}
+
+/// Serves one HTTP/1.1 connection (admin API, refused or unusual upgrades) until it ends or
+/// the server shuts down.
+async fn serve_http(
+    io: direct::Prefixed,
+    addr: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    server: Server,
+    shared: Arc<Shared>,
+) {
+    let _permit = permit;
+    let app = shared.app.clone();
+    let ws_path = Arc::clone(&shared.ws_path);
+    let ws_server = server.clone();
+    let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+        // An upgrade that `direct` left to HTTP still skips the router (routing, extensions,
+        // body boxing); it would reach the same handler.
+        if req.method() == Method::GET && req.uri().path() == &*ws_path {
+            let response = super::upgrade::upgrade(&ws_server, &mut req, Some(addr));
+            return Either::Left(std::future::ready(Ok(response)));
+        }
+        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+        Either::Right(app.clone().oneshot(req.map(axum::body::Body::new)))
+    });
+    let conn = shared
+        .builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(conn);
+    let stop = server.shutdown_started();
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "http connection error");
             }
-        });
+        }
+        () = stop => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
     }
 }
 

@@ -50,8 +50,8 @@ pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Re
 }
 
 /// Checks an upgrade request, spawns the WebSocket task and returns the response (101 or an
-/// error). The accept loop calls it directly for `GET` on the WebSocket path, without the
-/// router.
+/// error). The accept loop also calls it, without the router, for a `GET` on the WebSocket
+/// path that it left to HTTP.
 pub(crate) fn upgrade<B>(
     server: &Server,
     req: &mut http::Request<B>,
