@@ -145,6 +145,11 @@ pub struct ClientConfig {
     pub heartbeat_interval: Duration,
     /// Time to open the socket and finish authentication. Defaults to 10 s.
     pub connect_timeout: Duration,
+    /// Longest silence from the server before the connection counts as dead and a reconnect
+    /// starts (reported as [`DisconnectReason::Network`](super::DisconnectReason::Network)).
+    /// Every heartbeat also carries a WebSocket ping, which a live server answers at once, so
+    /// this only has to exceed `heartbeat_interval` plus a round trip. Defaults to 60 s.
+    pub server_timeout: Duration,
     /// Reconnect policy. Defaults to [`ReconnectPolicy::default`].
     pub reconnect: ReconnectPolicy,
     /// Events buffered for the application. Defaults to 1024.
@@ -169,6 +174,7 @@ impl ClientConfig {
             handshake: HandshakeConfig::default(),
             heartbeat_interval: Duration::from_secs(25),
             connect_timeout: Duration::from_secs(10),
+            server_timeout: Duration::from_secs(60),
             reconnect: ReconnectPolicy::default(),
             event_queue: 1024,
             send_queue: 256,
@@ -190,6 +196,11 @@ impl ClientConfig {
         if self.heartbeat_interval.is_zero() || self.connect_timeout.is_zero() {
             return Err(ClientError::Config(
                 "heartbeat_interval and connect_timeout must be non-zero".into(),
+            ));
+        }
+        if self.server_timeout <= self.heartbeat_interval {
+            return Err(ClientError::Config(
+                "server_timeout must be longer than heartbeat_interval".into(),
             ));
         }
         Ok(())
@@ -244,6 +255,13 @@ impl ClientBuilder {
     /// Sets the time allowed to connect and authenticate.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest silence from the server before reconnecting (see
+    /// [`ClientConfig::server_timeout`]).
+    pub fn server_timeout(mut self, timeout: Duration) -> Self {
+        self.config.server_timeout = timeout;
         self
     }
 
