@@ -148,8 +148,9 @@ pub struct ClientConfig {
     /// Longest silence from the server before the connection counts as dead and a reconnect
     /// starts (reported as [`DisconnectReason::Network`](super::DisconnectReason::Network)).
     /// Every heartbeat also carries a WebSocket ping, which a live server answers at once, so
-    /// this only has to exceed `heartbeat_interval` plus a round trip. Defaults to 60 s.
-    pub server_timeout: Duration,
+    /// this only has to exceed `heartbeat_interval` plus a round trip. `None` (the default)
+    /// means twice `heartbeat_interval` plus 10 s: 60 s with the default interval.
+    pub server_timeout: Option<Duration>,
     /// Reconnect policy. Defaults to [`ReconnectPolicy::default`].
     pub reconnect: ReconnectPolicy,
     /// Events buffered for the application. Defaults to 1024.
@@ -174,13 +175,22 @@ impl ClientConfig {
             handshake: HandshakeConfig::default(),
             heartbeat_interval: Duration::from_secs(25),
             connect_timeout: Duration::from_secs(10),
-            server_timeout: Duration::from_secs(60),
+            server_timeout: None,
             reconnect: ReconnectPolicy::default(),
             event_queue: 1024,
             send_queue: 256,
             capture_raw_frames: false,
             max_message_bytes: 16 * 1024 * 1024,
         }
+    }
+
+    /// The server silence after which the connection counts as dead.
+    pub(crate) fn effective_server_timeout(&self) -> Duration {
+        self.server_timeout.unwrap_or_else(|| {
+            self.heartbeat_interval
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(10))
+        })
     }
 
     fn validate(&self) -> Result<(), ClientError> {
@@ -198,7 +208,10 @@ impl ClientConfig {
                 "heartbeat_interval and connect_timeout must be non-zero".into(),
             ));
         }
-        if self.server_timeout <= self.heartbeat_interval {
+        if self
+            .server_timeout
+            .is_some_and(|t| t <= self.heartbeat_interval)
+        {
             return Err(ClientError::Config(
                 "server_timeout must be longer than heartbeat_interval".into(),
             ));
@@ -261,7 +274,7 @@ impl ClientBuilder {
     /// Sets the longest silence from the server before reconnecting (see
     /// [`ClientConfig::server_timeout`]).
     pub fn server_timeout(mut self, timeout: Duration) -> Self {
-        self.config.server_timeout = timeout;
+        self.config.server_timeout = Some(timeout);
         self
     }
 
@@ -330,6 +343,20 @@ impl ClientBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_timeout_follows_the_heartbeat_unless_set() {
+        let mut c = ClientConfig::new("ws://127.0.0.1:1/ws");
+        assert_eq!(c.effective_server_timeout(), Duration::from_secs(60));
+        c.heartbeat_interval = Duration::from_secs(60);
+        assert_eq!(c.effective_server_timeout(), Duration::from_secs(130));
+        assert!(c.validate().is_ok());
+        c.server_timeout = Some(Duration::from_secs(60));
+        assert!(matches!(c.validate(), Err(ClientError::Config(_))));
+        c.server_timeout = Some(Duration::from_secs(61));
+        assert_eq!(c.effective_server_timeout(), Duration::from_secs(61));
+        assert!(c.validate().is_ok());
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

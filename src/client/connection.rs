@@ -260,7 +260,7 @@ impl Task {
         let mut heartbeat = tokio::time::interval_at(start, self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error: Option<String> = None;
-        let server_timeout = self.config.server_timeout;
+        let server_timeout = self.config.effective_server_timeout();
         let mut last_inbound = tokio::time::Instant::now();
         loop {
             tokio::select! {

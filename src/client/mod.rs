@@ -36,7 +36,7 @@
 //!
 //! Every heartbeat (default 25 s) is a `heartbeat` event plus a WebSocket ping. The server's
 //! WebSocket layer answers the ping, so a server that sends nothing for `server_timeout`
-//! (default 60 s) is dead or unreachable even if the TCP connection never reports an error:
+//! (by default twice the heartbeat interval plus 10 s) is dead or unreachable even if the TCP connection never reports an error:
 //! the task drops the connection ([`DisconnectReason::Network`]) and reconnects.
 //!
 //! After a disconnect the task reconnects with jittered exponential backoff
