@@ -49,7 +49,7 @@ pub(super) struct Connection<S> {
     pub(super) session: Option<Session>,
     pub(super) info: Option<Arc<ClientInfo>>,
     /// Dropped with the connection, wherever its task ends.
-    _deregister: Deregister,
+    pub(super) guard: Deregister,
 }
 
 /// Registers a new connection and returns the future that runs it to completion.
@@ -81,9 +81,10 @@ where
     }
     tracing::debug!(client = %id, ?remote, "connection opened");
     let conn = Connection {
-        _deregister: Deregister {
+        guard: Deregister {
             server: server.clone(),
             id,
+            announced: false,
         },
         server,
         socket,
@@ -97,27 +98,40 @@ where
     conn.serve()
 }
 
-/// Removes a connection from the indexes when its task ends, even by a panic in a hook.
-/// On the normal path [`Connection::finish`] has already removed it and this is a no-op.
-struct Deregister {
+/// Removes a connection from the indexes when its task ends, even by a panic in a hook, and
+/// then still runs the disconnected hook (code 1006) for a client that was announced.
+/// On the normal path [`Connection::finish`] has already done both and this is a no-op.
+pub(super) struct Deregister {
     server: Server,
     id: Arc<str>,
+    /// The client was announced (its connected hook was started): the disconnected hook must
+    /// run for it exactly once. Hooks come in pairs.
+    pub(super) announced: bool,
 }
 
 impl Drop for Deregister {
     fn drop(&mut self) {
         let mut changes = Vec::new();
-        {
+        let info = {
             // Any registry guard of the same task was dropped earlier in the unwind, so this
             // cannot deadlock.
             let mut registry = self.server.0.registry();
             if !registry.has_client(&self.id) {
                 return;
             }
-            let _ = registry.remove(&self.id, &mut changes);
-        }
+            registry.remove(&self.id, &mut changes)
+        };
         tracing::warn!(client = %self.id, "connection task ended abnormally; client removed");
         self.server.0.apply_interest(&changes);
+        if let (true, Some(info), Some(hook)) = (
+            self.announced,
+            info,
+            self.server.0.hooks.disconnected.clone(),
+        ) && tokio::runtime::Handle::try_current().is_ok()
+        {
+            self.server
+                .spawn_tracked(hook.on_disconnected(info, CloseCode::Abnormal));
+        }
     }
 }
 
@@ -290,7 +304,13 @@ where
         };
         self.session = None;
         tracing::debug!(client = %id, code = code.code(), "connection closed");
-        if let (Some(info), Some(hook)) = (info, self.server.0.hooks.disconnected.clone()) {
+        // Only for a client whose connected hook was started: hooks come in pairs, also when
+        // shutdown interrupts an authentication after the client entered the indexes.
+        if let (true, Some(info), Some(hook)) = (
+            self.guard.announced,
+            info,
+            self.server.0.hooks.disconnected.clone(),
+        ) {
             hook.on_disconnected(info, code).await;
         }
     }
