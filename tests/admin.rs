@@ -389,3 +389,29 @@ async fn bad_json_bodies_get_400_with_an_error() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn websocket_path_answers_plain_http_requests() {
+    let s = start(base_config()).await;
+    let http = reqwest::Client::new();
+    let url = s.http("/ws");
+    let r = http.get(&url).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.expect("JSON body");
+    assert!(body["error"].is_string(), "{body}");
+    let r = http
+        .get(&url)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(r.headers()["sec-websocket-version"], "13");
+    // Other methods go through the router, which only routes GET (and HEAD) here.
+    let r = http.post(&url).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    s.stop().await;
+}

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use rand::CryptoRng;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use super::hardened::{self, KeySchedule, TranscriptInput};
 use super::identity::{ServerIdentity, verify_transcript};
@@ -120,6 +121,11 @@ impl ServerHello {
 /// Runs the server half: validates the client's key, makes a fresh ephemeral key and salt,
 /// and derives the session in the profile the client asked for (`None`: compatibility).
 ///
+/// The salt comes from `rng`. The ephemeral key comes from the backend
+/// ([`Backend::generate_and_agree`]): aws-lc generates it with its own DRBG, which saves a
+/// key-pair consistency check on import; RustCrypto draws it from `rng`. For fixed inputs
+/// use [`server_handshake_with`].
+///
 /// # Errors
 /// [`CryptoError::InvalidPublicKey`] when `client_public_key` is not base64 of a 65-byte
 /// uncompressed P-256 point on the curve; [`CryptoError::Handshake`] for an unknown profile.
@@ -130,10 +136,12 @@ pub fn server_handshake<R: CryptoRng + ?Sized>(
     profile: Option<&str>,
     rng: &mut R,
 ) -> Result<(ServerHello, Session), CryptoError> {
-    let secret = EphemeralSecret::generate(rng);
+    let profile = Profile::from_wire(profile)?;
+    let peer = PeerPublicKey::from_base64(client_public_key)?;
+    let (public, shared) = config.backend.generate_and_agree(&peer, rng)?;
     let mut salt = [0u8; SALT_LEN];
     rng.fill_bytes(&mut salt);
-    server_handshake_with(config, client_id, client_public_key, profile, secret, salt)
+    finish_server(config, client_id, profile, &peer, &public, &shared, salt)
 }
 
 /// The deterministic core of [`server_handshake`]: fixed ephemeral secret and salt
@@ -153,6 +161,19 @@ pub fn server_handshake_with(
     let peer = PeerPublicKey::from_base64(client_public_key)?;
     let (public, shared) = config.backend.public_key_and_agree(&secret, &peer)?;
     drop(secret);
+    finish_server(config, client_id, profile, &peer, &public, &shared, salt)
+}
+
+/// Everything after the key agreement: the hello and the session of `profile`.
+fn finish_server(
+    config: &HandshakeConfig,
+    client_id: &str,
+    profile: Profile,
+    peer: &PeerPublicKey,
+    public: &[u8; PUBLIC_KEY_LEN],
+    shared: &Zeroizing<[u8; 32]>,
+    salt: [u8; SALT_LEN],
+) -> Result<(ServerHello, Session), CryptoError> {
     let mut hello = ServerHello {
         server_public_key: b64().encode(public),
         salt: b64().encode(salt),
@@ -176,12 +197,12 @@ pub fn server_handshake_with(
             let th = hardened::transcript_hash(&TranscriptInput {
                 client_id,
                 client_public: peer.as_bytes(),
-                server_public: &public,
+                server_public: public,
                 salt: &salt,
                 rekey_after,
                 identity: identity.as_ref(),
             })?;
-            let schedule = KeySchedule::derive(&salt, &shared, &th);
+            let schedule = KeySchedule::derive(&salt, shared, &th);
             let mac =
                 hardened::finished_mac(&schedule.confirm, hardened::label::SERVER_FINISHED, &th);
             hello.rekey_after = Some(rekey_after);

@@ -65,7 +65,14 @@ pub(super) fn run<S>(
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
 {
-    let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+    // A v4 UUID from the thread-local CSPRNG: `Uuid::new_v4` would ask the OS for 16 bytes
+    // with a system call on every connection.
+    let uuid = uuid::Builder::from_random_bytes(rand::RngExt::random(&mut rand::rng())).into_uuid();
+    let id: Arc<str> = Arc::from(
+        &*uuid
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
     let cfg = &server.0.config;
     let handle = ClientHandle::new(
         Arc::clone(&id),

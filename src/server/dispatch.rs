@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use futures_util::{Sink, Stream};
+use serde::Deserialize as _;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -260,12 +261,13 @@ where
 
     async fn run_auth(&mut self, data: Option<Value>) -> Result<Arc<ClientInfo>, Exit> {
         let raw = data.unwrap_or(Value::Null);
-        let payload: AuthenticatePayload = serde_json::from_value(raw.clone()).unwrap_or_default();
+        // Deserialized from a borrow: `from_value` would need a clone of the whole payload.
+        let payload = AuthenticatePayload::deserialize(&raw).unwrap_or_default();
         let Some(authenticator) = self.server.0.hooks.authenticator.clone() else {
             return Err(self.fail(err::AUTH_ERROR, CloseCode::AuthFailed).await);
         };
         let request = AuthRequest {
-            client_id: self.handle.id.to_string(),
+            client_id: String::from(&*self.handle.id),
             remote_addr: self.remote,
             token: payload.token.clone(),
             payload: raw,
@@ -316,7 +318,7 @@ where
         };
 
         let info = Arc::new(ClientInfo {
-            id: self.handle.id.to_string(),
+            id: String::from(&*self.handle.id),
             user_id: identity.user_id,
             metadata: identity.metadata,
             encrypted: session.is_some(),
@@ -327,8 +329,10 @@ where
         // unencrypted.
         self.session = session;
         self.info = Some(Arc::clone(&info));
-        let mut rooms = vec![self.handle.id.to_string()];
-        rooms.extend(self.server.0.config.default_rooms.iter().cloned());
+        let defaults = &self.server.0.config.default_rooms;
+        let mut rooms = Vec::with_capacity(1 + defaults.len());
+        rooms.push(String::from(&*self.handle.id));
+        rooms.extend(defaults.iter().cloned());
         let mut changes = Vec::new();
         self.server.0.registry().authenticate(
             &self.handle.id,

@@ -108,6 +108,10 @@ impl Server {
     }
 
     async fn start_once(&self) -> Result<(), BusError> {
+        if let Some(backend) = self.0.config.handshake.as_ref().map(|h| h.backend) {
+            // The first handshake would otherwise pay for the backend's one-time setup.
+            let _ = tokio::task::spawn_blocking(move || backend.warm_up()).await;
+        }
         let weak = Arc::downgrade(&self.0);
         let weak2 = weak.clone();
         let inbox = BusInbox::new(

@@ -145,7 +145,7 @@ impl Registry {
             out.push(Interest::Gained(BusTarget::User(info.user_id.clone())));
         }
         user.insert(Arc::clone(&key));
-        out.push(Interest::Gained(BusTarget::Client(key.to_string())));
+        out.push(Interest::Gained(BusTarget::Client(String::from(&*key))));
         entry.info = Some(info);
         self.join(id, rooms.iter().cloned(), usize::MAX, out);
     }

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use futures_util::future::Either;
+use http::Method;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -43,6 +46,8 @@ pub const LISTEN_BACKLOG: u32 = 8192;
 
 /// Binds a listener with a deep accept queue. `TcpListener::bind` asks for a backlog of 128,
 /// which a connect storm overflows; every dropped SYN then costs the client a 1 s retransmit.
+/// The listener also has `TCP_NODELAY` set, which accepted sockets inherit (Linux, the BSDs),
+/// so the accept loop need not set it on each.
 ///
 /// # Errors
 /// The I/O error of creating, binding or listening on the socket.
@@ -70,6 +75,8 @@ fn bind_inner(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener
     if reuse_port {
         socket.set_reuseport(true)?;
     }
+    // Only an optimisation: the accept loop sets it per socket when it is not inherited.
+    let _ = socket.set_nodelay(true);
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -100,29 +107,64 @@ pub async fn serve_with_shutdown(
     signal: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     server.start().await.map_err(std::io::Error::other)?;
+    let connections = TaskTracker::new();
+    let stop_accepting = CancellationToken::new();
+    // The accept loop is a task of its own so that it runs on a runtime worker: the connection
+    // tasks it spawns then start from that worker's local queue. Run inline on the caller's
+    // thread (the main thread under `#[tokio::main]`), every accepted connection would be
+    // handed over to a worker through the shared queue, and that worker woken up.
+    let mut accepting = tokio::spawn(accept_loop(
+        listener,
+        server.clone(),
+        http,
+        connections.clone(),
+        stop_accepting.clone(),
+    ));
+    let stopping = server.shutdown_started();
+    tokio::select! {
+        () = signal => {}
+        () = stopping => {}
+        _ = &mut accepting => {}
+    }
+    stop_accepting.cancel();
+    // The listener is closed once the loop has returned.
+    let _ = accepting.await;
+    server.shutdown().await;
+    connections.close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
+    Ok(())
+}
+
+/// Accepts connections until `stop` is cancelled, one tracked task per HTTP connection.
+async fn accept_loop(
+    listener: TcpListener,
+    server: Server,
+    http: HttpConfig,
+    connections: TaskTracker,
+    stop: CancellationToken,
+) {
     let app = super::router(server.clone());
+    let ws_path: Arc<str> = server.config().path.as_str().into();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout);
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(http.max_tcp_connections));
-    let connections = TaskTracker::new();
-    let stopping = server.shutdown_started();
-    tokio::pin!(signal);
-    tokio::pin!(stopping);
+    // Whether accepted sockets come with TCP_NODELAY already set (inherited from a listener
+    // that has it, as `bind` sets it), learned from the first one; until then, and if they
+    // do not, it is set on each, which costs a system call per connection.
+    let mut nodelay_inherited = None;
     loop {
         let permit = tokio::select! {
-            () = &mut signal => break,
-            () = &mut stopping => break,
+            () = stop.cancelled() => break,
             p = Arc::clone(&permits).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let (stream, addr) = tokio::select! {
-            () = &mut signal => break,
-            () = &mut stopping => break,
+            () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -133,11 +175,22 @@ pub async fn serve_with_shutdown(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
+        let inherited = *nodelay_inherited.get_or_insert_with(|| stream.nodelay().unwrap_or(false));
+        if !inherited {
+            let _ = stream.set_nodelay(true);
+        }
         let app = app.clone();
+        let ws_path = Arc::clone(&ws_path);
+        let ws_server = server.clone();
         let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // The WebSocket upgrade, nearly every request this loop sees, skips the router
+            // (routing, extensions, body boxing); it would reach the same handler.
+            if req.method() == Method::GET && req.uri().path() == &*ws_path {
+                let response = super::upgrade::upgrade(&ws_server, &mut req, Some(addr));
+                return Either::Left(std::future::ready(Ok(response)));
+            }
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            Either::Right(app.clone().oneshot(req.map(axum::body::Body::new)))
         });
         let builder = Arc::clone(&builder);
         let stop = server.shutdown_started();
@@ -160,9 +213,19 @@ pub async fn serve_with_shutdown(
             }
         });
     }
-    drop(listener);
-    server.shutdown().await;
-    connections.close();
-    let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_bind() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        assert!(accepted.nodelay().expect("getsockopt"));
+    }
 }

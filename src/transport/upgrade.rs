@@ -41,7 +41,23 @@ pub(crate) fn ws_config(server: &Server) -> WebSocketConfig {
         .max_frame_size(Some(cfg.max_message_bytes))
 }
 
+/// The WebSocket route of [`super::router`].
 pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Response {
+    let remote = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    upgrade(&server, &mut req, remote)
+}
+
+/// Checks an upgrade request, spawns the WebSocket task and returns the response (101 or an
+/// error). The accept loop calls it directly for `GET` on the WebSocket path, without the
+/// router.
+pub(crate) fn upgrade<B>(
+    server: &Server,
+    req: &mut http::Request<B>,
+    remote: Option<SocketAddr>,
+) -> Response {
     let headers = req.headers();
     if !header_has_token(headers, header::CONNECTION, "upgrade")
         || !header_has_token(headers, header::UPGRADE, "websocket")
@@ -76,12 +92,8 @@ pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Re
         return reject(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let remote = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let config = ws_config(&server);
+    let on_upgrade = hyper::upgrade::on(req);
+    let config = ws_config(server);
     let task_server = server.clone();
     server.spawn_tracked(async move {
         // Held until the connection ends.
