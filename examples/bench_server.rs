@@ -13,6 +13,7 @@
 //! ulimit -n $(ulimit -Hn)
 //! target/release/examples/bench_server --listen 127.0.0.1:8090 --control 127.0.0.1:8091 \
 //!     [--require-encryption] [--backend aws-lc|p256] [--read-buffer BYTES] [--write-buffer BYTES]
+//!     [--reuse-port]
 //! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -138,7 +139,12 @@ async fn main() -> anyhow::Result<()> {
         .validate_rooms(|_: std::sync::Arc<ClientInfo>, rooms: Vec<String>| async move { rooms })
         .build()?;
     let addr: std::net::SocketAddr = listen.parse().context("--listen must be IP:port")?;
-    let ws = sealwire::transport::bind(addr).with_context(|| format!("bind {listen}"))?;
+    let ws = if std::env::args().any(|a| a == "--reuse-port") {
+        sealwire::transport::bind_shared(addr)
+    } else {
+        sealwire::transport::bind(addr)
+    }
+    .with_context(|| format!("bind {listen}"))?;
     let ctl = tokio::net::TcpListener::bind(&control)
         .await
         .with_context(|| format!("bind {control}"))?;

@@ -1,4 +1,5 @@
-//! The `sealwire` binary: `serve` in dev and JWT modes, auth-mode errors, SIGTERM shutdown.
+//! The `sealwire` binary: `serve` in dev and JWT modes, auth-mode errors, SIGTERM shutdown,
+//! and several processes sharing one port.
 
 mod common;
 
@@ -22,6 +23,8 @@ fn sealwire() -> Command {
         "SEALWIRE_REQUIRE_ENCRYPTION",
         "SEALWIRE_DEFAULT_ROOMS",
         "SEALWIRE_ALLOW_ROOMS",
+        "SEALWIRE_REUSE_PORT",
+        "REDIS_URL",
     ] {
         cmd.env_remove(var);
     }
@@ -226,4 +229,90 @@ async fn jwt_mode_accepts_valid_tokens_and_rejects_expired_ones() {
     run.terminate();
     assert_eq!(good.expect_close().await, Some(1001));
     assert!(run.wait().await.success());
+}
+
+/// Two processes share one port with `--reuse-port` and one Redis bus: the kernel spreads
+/// clients across them, and a broadcast asked of either (the admin API is on the same port)
+/// reaches every client. A third process without the flag cannot bind the port.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn processes_share_a_port_with_reuse_port_and_a_redis_bus() {
+    let redis = common::redis::RedisServer::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let token = "shared-admin-token-of-some-length";
+    let args = [
+        "--dev",
+        "--reuse-port",
+        "--listen",
+        &listen,
+        "--redis-url",
+        &redis.url(),
+        "--admin-token",
+        token,
+    ];
+    let a = serve(&args).await;
+    let b = serve(&args).await;
+    assert_eq!(a.url, b.url);
+    let err = serve_fails(&["--dev", "--listen", &listen]).await;
+    assert!(err.contains("cannot listen"), "{err}");
+
+    let http = a.url.replacen("ws://", "http://", 1).replace("/ws", "");
+    // A new TCP connection per request, so requests reach both processes.
+    let api = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client");
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        let mut c = WsClient::connect(&a.url).await;
+        if i % 2 == 0 {
+            c.authenticate(&format!("user-{i}")).await;
+        } else {
+            c.authenticate_encrypted(&format!("user-{i}")).await;
+        }
+        clients.push(c);
+    }
+    // Each process reports only its own clients; together they hold all of them, and the
+    // kernel gave each some (24 clients all on one process would be a 1 in 8 million event).
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        let info: serde_json::Value = api
+            .get(format!("{http}/socket/info"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("info")
+            .json()
+            .await
+            .expect("json");
+        if let (Some(id), Some(n)) = (info["serverId"].as_str(), info["authenticated"].as_u64()) {
+            seen.insert(id.to_owned(), n);
+        }
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "both processes answered: {seen:?}");
+    assert_eq!(seen.values().sum::<u64>(), 24, "{seen:?}");
+    assert!(seen.values().all(|&n| n > 0), "{seen:?}");
+
+    let r = api
+        .post(format!("{http}/socket/broadcast"))
+        .bearer_auth(token)
+        .json(&json!({"topic": "everyone", "data": 7}))
+        .send()
+        .await
+        .expect("broadcast");
+    assert_eq!(r.status(), 200);
+    for c in &mut clients {
+        assert_eq!(c.recv_msg().await, json!({"event": "everyone", "data": 7}));
+    }
+    a.terminate();
+    b.terminate();
+    assert!(a.wait().await.success());
+    assert!(b.wait().await.success());
 }

@@ -358,3 +358,116 @@ async fn hardened_profile_with_pinned_server_key() {
     );
     ts.stop().await;
 }
+
+/// A server that accepts and authenticates, then goes silent without closing the TCP
+/// connection (a hung process, a dropped path): the client notices within `server_timeout`,
+/// reports a network disconnect and reconnects.
+#[tokio::test]
+async fn a_silent_server_is_detected_and_the_client_reconnects() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for n in 0.. {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+            // Read `authenticate`, answer `connected`, then never read or write again: no
+            // pong ever goes back.
+            let auth = ws.next().await.expect("frame").expect("ok");
+            assert!(auth.to_text().expect("text").contains("authenticate"));
+            let connected = json!({"event": "connected", "data": {
+                "id": format!("c{n}"), "userId": "u", "time": "2026-01-01T00:00:00Z"}});
+            ws.send(WsMessage::text(connected.to_string()))
+                .await
+                .expect("send");
+            held.push(ws);
+            let _ = accepted_tx.send(n);
+        }
+    });
+
+    let (client, mut events) = Client::builder(url)
+        .token("u")
+        .encryption(Encryption::Off)
+        .heartbeat_interval(Duration::from_millis(100))
+        .server_timeout(Duration::from_millis(400))
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .expect("connect");
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected {
+            reconnected: false,
+            ..
+        }
+    ));
+    let started = tokio::time::Instant::now();
+    let ev = event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected {
+        reason: DisconnectReason::Network(why),
+        retry_in: Some(_),
+    } = ev
+    else {
+        panic!("expected a retried network disconnect, got {ev:?}");
+    };
+    assert!(why.contains("no traffic from the server"), "{why}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "not before the timeout"
+    );
+    assert!(matches!(
+        event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await,
+        Event::Connected {
+            reconnected: true,
+            ..
+        }
+    ));
+    assert_eq!(accepted.recv().await, Some(0));
+    assert_eq!(accepted.recv().await, Some(1));
+    client.close();
+    silent.abort();
+}
+
+/// Against a live server the same short timeout never fires: each heartbeat's ping is answered,
+/// although the server itself sends nothing for far longer than the timeout.
+#[tokio::test]
+async fn a_live_server_is_never_silent_for_the_timeout() {
+    let ts = start_with(echo_builder()).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("carol")
+        .encryption(Encryption::Off)
+        .heartbeat_interval(Duration::from_millis(100))
+        .server_timeout(Duration::from_millis(400))
+        .connect()
+        .await
+        .expect("connect");
+    let Event::Connected { .. } = next_event(&mut events).await else {
+        panic!("expected Connected");
+    };
+    // Eight timeouts' worth of quiet from the application's side, with no disconnect.
+    let disconnect = tokio::time::timeout(Duration::from_millis(3200), async {
+        loop {
+            match events.recv().await {
+                Some(ev @ Event::Disconnected { .. }) | Some(ev @ Event::Connected { .. }) => {
+                    return Some(ev);
+                }
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    })
+    .await;
+    assert!(disconnect.is_err(), "{disconnect:?}");
+    client.send("echo", &json!(1)).await.expect("send");
+    assert_eq!(next_message(&mut events).await.data["got"], json!(1));
+    client.close();
+    ts.stop().await;
+}

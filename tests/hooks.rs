@@ -183,11 +183,19 @@ async fn a_transformer_cannot_make_an_encrypted_client_receive_plaintext() {
 
 #[tokio::test]
 async fn a_panicking_hook_does_not_leak_the_client() {
+    let gone: Arc<Mutex<Vec<(String, CloseCode)>>> = Arc::default();
+    let sink = Arc::clone(&gone);
     let s = start_with(
         Server::builder()
             .config(base_config())
             .authenticate(test_auth())
             .validate_rooms(sealwire::server::GlobRooms::new(["*"]).expect("glob"))
+            .on_disconnected(move |info: Arc<ClientInfo>, code: CloseCode| {
+                sink.lock()
+                    .expect("lock")
+                    .push((info.user_id.clone(), code));
+                std::future::ready(())
+            })
             .on_message(
                 |_server: Server, msg: sealwire::server::InboundMessage| async move {
                     assert_ne!(msg.event, "boom", "application bug");
@@ -212,5 +220,11 @@ async fn a_panicking_hook_does_not_leak_the_client() {
     );
     s.server.broadcast("still", &json!(1), &[]).expect("send");
     assert_eq!(other.recv_msg().await["event"], "still");
+    // Its connected hook ran, so its disconnected hook runs too, with 1006.
+    wait_for(|| !gone.lock().expect("lock").is_empty()).await;
+    assert_eq!(
+        *gone.lock().expect("lock"),
+        vec![("doomed".to_owned(), CloseCode::Abnormal)]
+    );
     s.stop().await;
 }

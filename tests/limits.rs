@@ -445,3 +445,28 @@ async fn a_client_that_never_finishes_its_request_headers_is_dropped() {
     server.shutdown().await;
     let _ = task.await;
 }
+
+/// Every connection keeps its task's future for its whole life, so its size is memory per
+/// idle connection. It holds the socket, the connection state and the wait; a layout
+/// regression (a future stored twice, a large state kept inline) costs kilobytes per
+/// connection and fails here.
+#[tokio::test]
+async fn the_per_connection_future_stays_small() {
+    let server = builder(base_config()).build().expect("server");
+    let (io, _peer) = tokio::io::duplex(64);
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        io,
+        tungstenite::protocol::Role::Server,
+        None,
+    )
+    .await;
+    let socket = std::mem::size_of_val(&ws);
+    let fut = server.serve_socket(ws, None);
+    let size = std::mem::size_of_val(&fut);
+    assert!(
+        size <= socket + 640,
+        "connection future is {size} bytes for a {socket}-byte socket"
+    );
+    drop(fut);
+    assert_eq!(server.counts().clients, 0, "dropping it deregisters");
+}

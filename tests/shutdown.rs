@@ -168,3 +168,47 @@ async fn shutdown_does_not_wait_for_a_slow_message_handler() {
     stopping.await.expect("shutdown");
     s.stop().await;
 }
+
+/// Shutdown in the middle of a slow connected hook: the client was announced, so its
+/// disconnected hook runs, once, with 1001. Hooks come in pairs.
+#[tokio::test]
+async fn shutdown_during_the_connected_hook_still_pairs_the_hooks() {
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (on_connect, on_gone) = (Arc::clone(&events), Arc::clone(&events));
+    let s = start_with(
+        builder(base_config())
+            .on_connected(move |_server: sealwire::Server, info: Arc<ClientInfo>| {
+                let log = Arc::clone(&on_connect);
+                async move {
+                    log.lock()
+                        .expect("lock")
+                        .push(format!("connected {}", info.user_id));
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            })
+            .on_disconnected(move |info: Arc<ClientInfo>, code: CloseCode| {
+                on_gone.lock().expect("lock").push(format!(
+                    "disconnected {} {}",
+                    info.user_id,
+                    code.code()
+                ));
+                std::future::ready(())
+            }),
+    )
+    .await;
+    let (mut c, _) = s.plain("dora").await;
+    wait_for(|| events.lock().expect("lock").len() == 1).await;
+    let server = s.server.clone();
+    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("shutdown did not wait for the hook");
+    assert_eq!(c.expect_close().await, Some(1001));
+    assert_eq!(
+        *events.lock().expect("lock"),
+        vec![
+            "connected dora".to_owned(),
+            "disconnected dora 1001".to_owned()
+        ]
+    );
+    s.stop().await;
+}

@@ -89,6 +89,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SEALWIRE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Share the listen address with other sealwire processes on this host (SO_REUSEPORT);
+    /// give them all the same Redis bus.
+    #[arg(long, env = "SEALWIRE_REUSE_PORT")]
+    reuse_port: bool,
     /// WebSocket path.
     #[arg(long, env = "SEALWIRE_PATH", default_value = "/ws")]
     path: String,
@@ -265,8 +269,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let server = builder.build().context("invalid configuration")?;
 
-    let listener = sealwire::transport::bind(args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bind = if args.reuse_port {
+        sealwire::transport::bind_shared
+    } else {
+        sealwire::transport::bind
+    };
+    let listener =
+        bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     println!("sealwire listening on ws://{local}{}", server.config().path);
     tracing::info!(%local, server_id = server.id(), "serving");

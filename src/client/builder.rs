@@ -145,6 +145,12 @@ pub struct ClientConfig {
     pub heartbeat_interval: Duration,
     /// Time to open the socket and finish authentication. Defaults to 10 s.
     pub connect_timeout: Duration,
+    /// Longest silence from the server before the connection counts as dead and a reconnect
+    /// starts (reported as [`DisconnectReason::Network`](super::DisconnectReason::Network)).
+    /// Every heartbeat also carries a WebSocket ping, which a live server answers at once, so
+    /// this only has to exceed `heartbeat_interval` plus a round trip. `None` (the default)
+    /// means twice `heartbeat_interval` plus 10 s: 60 s with the default interval.
+    pub server_timeout: Option<Duration>,
     /// Reconnect policy. Defaults to [`ReconnectPolicy::default`].
     pub reconnect: ReconnectPolicy,
     /// Events buffered for the application. Defaults to 1024.
@@ -169,12 +175,22 @@ impl ClientConfig {
             handshake: HandshakeConfig::default(),
             heartbeat_interval: Duration::from_secs(25),
             connect_timeout: Duration::from_secs(10),
+            server_timeout: None,
             reconnect: ReconnectPolicy::default(),
             event_queue: 1024,
             send_queue: 256,
             capture_raw_frames: false,
             max_message_bytes: 16 * 1024 * 1024,
         }
+    }
+
+    /// The server silence after which the connection counts as dead.
+    pub(crate) fn effective_server_timeout(&self) -> Duration {
+        self.server_timeout.unwrap_or_else(|| {
+            self.heartbeat_interval
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(10))
+        })
     }
 
     fn validate(&self) -> Result<(), ClientError> {
@@ -190,6 +206,14 @@ impl ClientConfig {
         if self.heartbeat_interval.is_zero() || self.connect_timeout.is_zero() {
             return Err(ClientError::Config(
                 "heartbeat_interval and connect_timeout must be non-zero".into(),
+            ));
+        }
+        if self
+            .server_timeout
+            .is_some_and(|t| t <= self.heartbeat_interval)
+        {
+            return Err(ClientError::Config(
+                "server_timeout must be longer than heartbeat_interval".into(),
             ));
         }
         Ok(())
@@ -244,6 +268,13 @@ impl ClientBuilder {
     /// Sets the time allowed to connect and authenticate.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest silence from the server before reconnecting (see
+    /// [`ClientConfig::server_timeout`]).
+    pub fn server_timeout(mut self, timeout: Duration) -> Self {
+        self.config.server_timeout = Some(timeout);
         self
     }
 
@@ -312,6 +343,20 @@ impl ClientBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_timeout_follows_the_heartbeat_unless_set() {
+        let mut c = ClientConfig::new("ws://127.0.0.1:1/ws");
+        assert_eq!(c.effective_server_timeout(), Duration::from_secs(60));
+        c.heartbeat_interval = Duration::from_secs(60);
+        assert_eq!(c.effective_server_timeout(), Duration::from_secs(130));
+        assert!(c.validate().is_ok());
+        c.server_timeout = Some(Duration::from_secs(60));
+        assert!(matches!(c.validate(), Err(ClientError::Config(_))));
+        c.server_timeout = Some(Duration::from_secs(61));
+        assert_eq!(c.effective_server_timeout(), Duration::from_secs(61));
+        assert!(c.validate().is_ok());
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

@@ -260,43 +260,58 @@ impl Task {
         let mut heartbeat = tokio::time::interval_at(start, self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error: Option<String> = None;
+        let server_timeout = self.config.effective_server_timeout();
+        let mut last_inbound = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = stop.cancelled() => {
                     let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
                     return DisconnectReason::ClientClosed;
                 }
-                msg = ws.next() => match msg {
-                    None => return DisconnectReason::Network("connection closed without a close frame".into()),
-                    Some(Err(e)) => return DisconnectReason::Network(e.to_string()),
-                    Some(Ok(WsMessage::Close(frame))) => {
-                        let (code, reason) = frame
-                            .map(|f| (u16::from(f.code), f.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
-                        // Flush the automatic close reply.
-                        let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
-                        return DisconnectReason::from_close(code, &reason, last_error);
+                // A dead server (or path) that never resets the connection: every heartbeat
+                // carries a ping, so a live server is never silent this long.
+                () = tokio::time::sleep_until(last_inbound + server_timeout) => {
+                    return DisconnectReason::Network(format!(
+                        "no traffic from the server for {} ms",
+                        server_timeout.as_millis()
+                    ));
+                }
+                msg = ws.next() => {
+                    if let Some(Ok(_)) = &msg {
+                        last_inbound = tokio::time::Instant::now();
                     }
-                    Some(Ok(WsMessage::Text(text))) => {
-                        if let Some(ev) = self.on_text(text.as_str(), &mut session) {
-                            if let Event::ServerError { message } = &ev {
-                                last_error = Some(message.clone());
-                            }
-                            let fatal = matches!(ev, Event::DecryptFailed { .. })
-                                && session.as_ref().is_some_and(Session::open_failure_is_fatal);
-                            if self.events.send(ev).await.is_err() {
-                                // The application dropped the event stream: nothing to report to.
-                                tracing::trace!("event dropped: no receiver");
-                            }
-                            if fatal {
-                                // A hardened session cannot skip a record: start over.
-                                let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
-                                return DisconnectReason::Crypto("undecryptable record".into());
+                    match msg {
+                        None => return DisconnectReason::Network("connection closed without a close frame".into()),
+                        Some(Err(e)) => return DisconnectReason::Network(e.to_string()),
+                        Some(Ok(WsMessage::Close(frame))) => {
+                            let (code, reason) = frame
+                                .map(|f| (u16::from(f.code), f.reason.to_string()))
+                                .unwrap_or((1005, String::new()));
+                            // Flush the automatic close reply.
+                            let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
+                            return DisconnectReason::from_close(code, &reason, last_error);
+                        }
+                        Some(Ok(WsMessage::Text(text))) => {
+                            if let Some(ev) = self.on_text(text.as_str(), &mut session) {
+                                if let Event::ServerError { message } = &ev {
+                                    last_error = Some(message.clone());
+                                }
+                                let fatal = matches!(ev, Event::DecryptFailed { .. })
+                                    && session.as_ref().is_some_and(Session::open_failure_is_fatal);
+                                if self.events.send(ev).await.is_err() {
+                                    // The application dropped the event stream: nothing to report to.
+                                    tracing::trace!("event dropped: no receiver");
+                                }
+                                if fatal {
+                                    // A hardened session cannot skip a record: start over.
+                                    let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+                                    return DisconnectReason::Crypto("undecryptable record".into());
+                                }
                             }
                         }
+                        Some(Ok(_)) => {}
                     }
-                    Some(Ok(_)) => {}
-                },
+                }
                 cmd = self.commands.recv() => {
                     let result = match cmd {
                         None => {
@@ -312,8 +327,15 @@ impl Task {
                     }
                 }
                 _ = heartbeat.tick() => {
+                    // The heartbeat keeps the server's idle timer fresh; the ping makes a live
+                    // server answer (its WebSocket layer sends the pong), which keeps ours fresh.
                     let frame = frame_json(event::HEARTBEAT, "{}");
-                    if let Err(e) = ws.send(WsMessage::text(frame)).await {
+                    let sent = async {
+                        ws.feed(WsMessage::text(frame)).await?;
+                        ws.feed(WsMessage::Ping(Default::default())).await?;
+                        ws.flush().await
+                    };
+                    if let Err(e) = sent.await {
                         return DisconnectReason::Network(e.to_string());
                     }
                 }

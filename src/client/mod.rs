@@ -34,6 +34,11 @@
 //! events the task stops reading the socket, and the server eventually closes the connection
 //! as a slow consumer (4005), which is reported like every other disconnect.
 //!
+//! Every heartbeat (default 25 s) is a `heartbeat` event plus a WebSocket ping. The server's
+//! WebSocket layer answers the ping, so a server that sends nothing for `server_timeout`
+//! (by default twice the heartbeat interval plus 10 s) is dead or unreachable even if the TCP connection never reports an error:
+//! the task drops the connection ([`DisconnectReason::Network`]) and reconnects.
+//!
 //! After a disconnect the task reconnects with jittered exponential backoff
 //! ([`ReconnectPolicy`]): a new WebSocket, a new handshake (fresh keys), authentication with
 //! the same token, then every room the application joined is joined again. Messages sent

@@ -24,14 +24,12 @@
 //!
 //! All integers are big-endian.
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::Nonce;
-use aes_gcm::aead::{AeadInOut, KeyInit};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::aead::SessionKey;
 use super::{CryptoError, NONCE_LEN, PUBLIC_KEY_LEN, SALT_LEN, TAG_LEN};
 
 /// Wire id of the hardened profile (the `profile` field of `authenticate` and `connected`).
@@ -280,13 +278,13 @@ pub fn epoch_of(seq: u64, rekey_after: u32) -> u32 {
     u32::try_from(seq / u64::from(rekey_after.max(1))).unwrap_or(u32::MAX)
 }
 
-/// One direction's state: current epoch secret, cipher, prefix and next sequence number.
+/// One direction's state: current epoch secret, key, prefix and next sequence number.
 pub(crate) struct Record {
     dir: Direction,
     rekey_after: u32,
     epoch: u32,
     secret: Zeroizing<[u8; 32]>,
-    cipher: Aes256Gcm,
+    key: SessionKey,
     prefix: [u8; NONCE_PREFIX_LEN],
     next_seq: u64,
 }
@@ -299,7 +297,7 @@ impl Record {
             rekey_after: rekey_after.max(1),
             epoch: 0,
             secret: Zeroizing::new(*secret0),
-            cipher: Aes256Gcm::new((&*keys.key).into()),
+            key: SessionKey::new(&keys.key),
             prefix: keys.prefix,
             next_seq: 0,
         }
@@ -315,7 +313,7 @@ impl Record {
             let cur = EpochKeys::derive(&self.secret);
             let next = EpochKeys::derive(&cur.next);
             self.secret = cur.next;
-            self.cipher = Aes256Gcm::new((&*next.key).into());
+            self.key = SessionKey::new(&next.key);
             self.prefix = next.prefix;
             self.epoch += 1;
         }
@@ -336,9 +334,7 @@ impl Record {
         let a = aad(self.dir, epoch, seq);
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
         buf.extend_from_slice(plaintext);
-        self.cipher
-            .encrypt_in_place(&Nonce::from(n), &a, &mut buf)
-            .map_err(|_| CryptoError::Encrypt)?;
+        self.key.seal_in_place(&n, &a, &mut buf)?;
         self.next_seq = seq + 1;
         Ok((seq, n, buf))
     }
@@ -355,34 +351,35 @@ impl Record {
         }
         let epoch = epoch_of(seq, self.rekey_after);
         let crossing = epoch != self.epoch;
-        let (cipher, prefix, secret) = if crossing {
-            // Only ever one step: records arrive strictly in order.
+        // Only ever one step: records arrive strictly in order.
+        let next = crossing.then(|| {
             let cur = EpochKeys::derive(&self.secret);
             let next = EpochKeys::derive(&cur.next);
-            (
-                Aes256Gcm::new((&*next.key).into()),
-                next.prefix,
-                Some(cur.next),
-            )
-        } else {
-            (self.cipher.clone(), self.prefix, None)
-        };
+            (cur.next, SessionKey::new(&next.key), next.prefix)
+        });
+        let prefix = next.as_ref().map_or(self.prefix, |n| n.2);
         let n = nonce(&prefix, seq);
         if iv != n {
             return Err(CryptoError::Decrypt);
         }
         let a = aad(self.dir, epoch, seq);
-        cipher
-            .decrypt_in_place(&Nonce::from(n), &a, &mut ct)
-            .map_err(|_| CryptoError::Decrypt)?;
-        if let Some(secret) = secret {
-            self.secret = secret;
-            self.cipher = cipher;
-            self.prefix = prefix;
-            self.epoch = epoch;
+        match next {
+            Some((secret, mut key, prefix)) => {
+                key.open_in_place(&n, &a, &mut ct)?;
+                self.secret = secret;
+                self.key = key;
+                self.prefix = prefix;
+                self.epoch = epoch;
+            }
+            None => self.key.open_in_place(&n, &a, &mut ct)?,
         }
         self.next_seq = seq + 1;
         Ok(ct)
+    }
+
+    /// Drops the expanded key schedule until the next seal or open.
+    pub(crate) fn compact(&mut self) {
+        self.key.compact();
     }
 
     /// The current epoch secret (wipe checks in tests).

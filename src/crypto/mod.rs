@@ -7,7 +7,8 @@
 //! - [`backend`] is the ECDH seam: `aws-lc-rs` (fast, the default) or RustCrypto `p256` (the
 //!   reference, kept for differential tests).
 //! - [`kdf`] derives keys with HKDF-SHA256.
-//! - [`session`] is an established AES-256-GCM session that seals and opens `encrypted` frames.
+//! - [`session`] is an established AES-256-GCM session that seals and opens `encrypted` frames;
+//!   its keys (`aead`) are expanded only while in use.
 //! - [`hardened`] is the `sealwire-v1` key schedule, transcript and record layer.
 //! - [`identity`] is the optional long-term server key that signs hardened transcripts.
 //! - [`handshake`] has the server and client halves of the handshake inside `authenticate`,
@@ -18,6 +19,7 @@
 //! drop. Errors are deliberately uninformative: a wrong key, a flipped bit and a truncated frame
 //! all produce the same [`CryptoError::Decrypt`].
 
+mod aead;
 pub mod backend;
 pub mod backplane;
 pub mod handshake;

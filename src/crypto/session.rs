@@ -1,12 +1,11 @@
 //! An established AES-256-GCM session (either profile): seals outbound and opens inbound
 //! `encrypted` frames.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
+use super::aead::SessionKey;
 use super::hardened::{Direction, KeySchedule, Record};
 use super::{CryptoError, NONCE_LEN, TAG_LEN, b64, hardened};
 use crate::protocol::EncryptedPayload;
@@ -54,11 +53,10 @@ pub(crate) enum Role {
     Client,
 }
 
-// The compatibility cipher stays inline (the common case needs no extra allocation); the
-// hardened state, two ciphers plus chain state, is boxed.
-#[allow(clippy::large_enum_variant)]
+// The compatibility key stays inline (the common case needs no extra allocation); the
+// hardened state, two keys plus chain state, is boxed.
 enum Inner {
-    Compat(Aes256Gcm),
+    Compat(SessionKey),
     Hardened(Box<Hardened>),
 }
 
@@ -74,8 +72,9 @@ struct Hardened {
 /// client use the same type; only the direction of each key differs.
 ///
 /// # Security
-/// Owned by exactly one connection task; never cloned, never logged. Key material (AES key
-/// schedules, epoch secrets) is wiped on drop.
+/// Owned by exactly one connection task; never cloned, never logged. Key material (keys, AES
+/// key schedules, epoch secrets) is wiped on drop and when [`Session::compact`] drops the
+/// expanded schedules.
 ///
 /// In the hardened profile every failure of [`Session::open`] is final for the connection:
 /// the receive sequence cannot resynchronise, so callers close it (the server uses 4004).
@@ -96,7 +95,7 @@ impl Session {
     #[must_use]
     pub fn compat(key: &Zeroizing<[u8; 32]>) -> Self {
         Self {
-            inner: Inner::Compat(Aes256Gcm::new((&**key).into())),
+            inner: Inner::Compat(SessionKey::new(key)),
         }
     }
 
@@ -121,6 +120,19 @@ impl Session {
                 recv,
                 expect_client_finished,
             })),
+        }
+    }
+
+    /// Drops the expanded AES key schedules (about 1 KiB per key); the next seal or open
+    /// expands them again from the stored keys. The server calls this whenever a connection's
+    /// outbox drains, so an idle encrypted connection holds only its 32-byte keys.
+    pub fn compact(&mut self) {
+        match &mut self.inner {
+            Inner::Compat(key) => key.compact(),
+            Inner::Hardened(h) => {
+                h.send.compact();
+                h.recv.compact();
+            }
         }
     }
 
@@ -186,17 +198,15 @@ impl Session {
         rng: &mut R,
         plaintext: &[u8],
     ) -> Result<EncryptedPayload, CryptoError> {
-        let cipher = match &mut self.inner {
-            Inner::Compat(c) => c,
+        let key = match &mut self.inner {
+            Inner::Compat(k) => k,
             Inner::Hardened(h) => return seal_hardened(h, plaintext),
         };
         let mut iv = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut iv);
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
         buf.extend_from_slice(plaintext);
-        cipher
-            .encrypt_in_place(&Nonce::from(iv), b"", &mut buf)
-            .map_err(|_| CryptoError::Encrypt)?;
+        key.seal_in_place(&iv, b"", &mut buf)?;
         Ok(EncryptedPayload {
             iv: b64().encode(iv),
             ct: b64().encode(&buf),
@@ -234,13 +244,11 @@ impl Session {
             return Err(CryptoError::Decrypt);
         }
         match &mut self.inner {
-            Inner::Compat(cipher) => {
+            Inner::Compat(key) => {
                 if payload.seq.is_some() {
                     return Err(CryptoError::Decrypt);
                 }
-                cipher
-                    .decrypt_in_place(&Nonce::from(iv), b"", &mut buf)
-                    .map_err(|_| CryptoError::Decrypt)?;
+                key.open_in_place(&iv, b"", &mut buf)?;
                 Ok(buf)
             }
             Inner::Hardened(h) => {

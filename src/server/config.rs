@@ -36,8 +36,10 @@ pub struct ServerConfig {
     /// Most concurrent WebSocket connections; further upgrades get HTTP 503. Defaults to
     /// `None` (limited only by file descriptors).
     pub max_connections: Option<usize>,
-    /// WebSocket read buffer per connection, in bytes (allocated up front for every socket;
-    /// larger inbound messages grow it as needed). Defaults to 1 KiB.
+    /// WebSocket read buffer per connection, in bytes: allocated up front for every socket and
+    /// also the most read from the socket per call (a larger inbound message grows the buffer
+    /// to fit, but is read in steps of this size). Inbound traffic here is small (authenticate,
+    /// join, heartbeat), so the default of 512 bytes favours idle memory.
     pub read_buffer_bytes: usize,
     /// Bytes buffered before a write reaches the socket (flushes write everything anyway).
     /// Defaults to 8 KiB.
@@ -71,7 +73,7 @@ impl Default for ServerConfig {
             outbox_messages: 4096,
             outbox_bytes: 4 * 1024 * 1024,
             max_connections: None,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 512,
             write_buffer_bytes: 8 * 1024,
             shutdown_timeout: Duration::from_secs(2),
             handshake: Some(HandshakeConfig::default()),

@@ -1,23 +1,26 @@
 //! The connection actor: one task per WebSocket that owns the socket and the crypto session.
 //!
 //! Everyone else reaches a connection through its bounded outbox ([`super::outbox`]). The loop
-//! waits on, in priority order: server shutdown, the kill switch (slow consumer, heartbeat
-//! timeout), the authentication deadline, queued outbound messages, and inbound frames.
+//! waits on, in priority order: the outbox (a requested close, such as shutdown, a slow
+//! consumer or a heartbeat timeout, before queued messages), the authentication deadline, and
+//! inbound frames.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Server;
 use super::hooks::ClientInfo;
-use super::outbox::{ClientHandle, Frame, Outbound};
+use super::outbox::{ClientHandle, Frame, Outbound, Wake};
 use super::registry::ClientState;
 use crate::crypto::Session;
 use crate::protocol::{CloseCode, frame_json};
@@ -40,15 +43,25 @@ pub(super) struct Connection<S> {
     pub(super) server: Server,
     pub(super) socket: S,
     pub(super) handle: Arc<ClientHandle>,
-    rx: mpsc::Receiver<Outbound>,
     pub(super) remote: Option<SocketAddr>,
     pub(super) connected_at: SystemTime,
     pub(super) state: ClientState,
     pub(super) session: Option<Session>,
     pub(super) info: Option<Arc<ClientInfo>>,
+    /// Dropped with the connection, wherever its task ends.
+    pub(super) guard: Deregister,
 }
 
-pub(super) async fn run<S>(server: Server, socket: S, remote: Option<SocketAddr>)
+/// Registers a new connection and returns the future that runs it to completion.
+///
+/// A plain function rather than an `async fn`: the connection is built before the future
+/// exists, so the socket is stored once in the task instead of once as an argument and again
+/// as a field (the task is allocated for every connection for its whole life).
+pub(super) fn run<S>(
+    server: Server,
+    socket: S,
+    remote: Option<SocketAddr>,
+) -> impl Future<Output = ()> + Send
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
 {
@@ -61,54 +74,71 @@ where
             .encode_lower(&mut uuid::Uuid::encode_buffer()),
     );
     let cfg = &server.0.config;
-    let (handle, rx) = ClientHandle::new(
+    let handle = ClientHandle::new(
         Arc::clone(&id),
         cfg.outbox_messages,
         cfg.outbox_bytes,
         server.0.epoch,
     );
     server.0.registry().insert(Arc::clone(&handle));
-    let _deregister = Deregister {
-        server: server.clone(),
-        id: Arc::clone(&id),
-    };
+    // `Server::shutdown` cancels first and then asks every registered connection to close;
+    // one registered after that sweep sees the cancellation here.
+    if server.0.shutdown.is_cancelled() {
+        handle.close(CloseCode::GoingAway);
+    }
     tracing::debug!(client = %id, ?remote, "connection opened");
-    let mut conn = Connection {
+    let conn = Connection {
+        guard: Deregister {
+            server: server.clone(),
+            id,
+            announced: false,
+        },
         server,
         socket,
         handle,
-        rx,
         remote,
         connected_at: SystemTime::now(),
         state: ClientState::Unauthorized,
         session: None,
         info: None,
     };
-    let exit = conn.event_loop().await;
-    Box::pin(conn.finish(exit)).await;
+    conn.serve()
 }
 
-/// Removes a connection from the indexes when its task ends, even by a panic in a hook.
-/// On the normal path [`Connection::finish`] has already removed it and this is a no-op.
-struct Deregister {
+/// Removes a connection from the indexes when its task ends, even by a panic in a hook, and
+/// then still runs the disconnected hook (code 1006) for a client that was announced.
+/// On the normal path [`Connection::finish`] has already done both and this is a no-op.
+pub(super) struct Deregister {
     server: Server,
     id: Arc<str>,
+    /// The client was announced (its connected hook was started): the disconnected hook must
+    /// run for it exactly once. Hooks come in pairs.
+    pub(super) announced: bool,
 }
 
 impl Drop for Deregister {
     fn drop(&mut self) {
         let mut changes = Vec::new();
-        {
+        let info = {
             // Any registry guard of the same task was dropped earlier in the unwind, so this
             // cannot deadlock.
             let mut registry = self.server.0.registry();
             if !registry.has_client(&self.id) {
                 return;
             }
-            let _ = registry.remove(&self.id, &mut changes);
-        }
+            registry.remove(&self.id, &mut changes)
+        };
         tracing::warn!(client = %self.id, "connection task ended abnormally; client removed");
         self.server.0.apply_interest(&changes);
+        if let (true, Some(info), Some(hook)) = (
+            self.announced,
+            info,
+            self.server.0.hooks.disconnected.clone(),
+        ) && tokio::runtime::Handle::try_current().is_ok()
+        {
+            self.server
+                .spawn_tracked(hook.on_disconnected(info, CloseCode::Abnormal));
+        }
     }
 }
 
@@ -116,62 +146,83 @@ impl<S> Connection<S>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
 {
-    async fn event_loop(&mut self) -> Exit {
-        let shutdown = self.server.0.shutdown.clone();
-        let kill = self.handle.kill_token().clone();
-        let auth_deadline = tokio::time::sleep(self.server.0.config.auth_timeout);
-        tokio::pin!(auth_deadline);
-        loop {
-            let exit = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => Some(Exit::Close(CloseCode::GoingAway)),
-                () = kill.cancelled() => Some(Exit::Close(self.handle.close_code())),
-                () = &mut auth_deadline, if self.state != ClientState::Authenticated => {
-                    Some(Exit::Close(CloseCode::AuthTimeout))
+    // This future is allocated for every connection for its whole life, so it is laid out
+    // by hand: the loop lives directly in it (awaiting a nested `async fn` would hold that
+    // future twice: as a value and as the pinned future being polled), and it is an `async
+    // move` block over `self` rather than an `async fn(mut self)`, which would store the
+    // connection twice (as the argument and as the `mut` binding).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "`async fn serve(mut self)` stores the connection twice"
+    )]
+    fn serve(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let handle = Arc::clone(&self.handle);
+            // Boxed so that it can be dropped (with its timer entry) once authenticated.
+            let mut auth_deadline = Some(Box::pin(tokio::time::sleep(
+                self.server.0.config.auth_timeout,
+            )));
+            let exit = loop {
+                if self.state == ClientState::Authenticated {
+                    auth_deadline = None;
                 }
-                Some(out) = self.rx.recv() => {
-                    tokio::select! {
-                        biased;
-                        () = shutdown.cancelled() => Some(Exit::Close(CloseCode::GoingAway)),
-                        () = kill.cancelled() => Some(Exit::Close(self.handle.close_code())),
-                        r = self.write_batch(out) => r.err().map(|_| Exit::Gone),
-                    }
+                // Between bursts an encrypted connection keeps only its 32-byte keys: the expanded
+                // AES schedules (about 1 KiB each) are rebuilt on the next seal or open.
+                if let Some(session) = &mut self.session
+                    && !handle.has_pending()
+                {
+                    session.compact();
                 }
-                msg = self.socket.next() => match msg {
-                    None => Some(Exit::Gone),
-                    // Hooks run inside `on_frame` (authenticate, message handler, room
-                    // validator, connected); a slow one must not hold the connection open
-                    // past shutdown, so handling is abandoned when shutdown begins.
-                    // Boxed: inbound handling (authentication above all) is rare but its
-                    // future is large; inline it would grow every idle connection's task by
-                    // kilobytes.
-                    Some(Ok(msg)) => tokio::select! {
-                        biased;
-                        () = shutdown.cancelled() => Some(Exit::Close(CloseCode::GoingAway)),
-                        r = Box::pin(self.on_frame(msg)) => r,
+                // Shutdown reaches the loop as a close request (1001) through the outbox.
+                let exit = tokio::select! {
+                    biased;
+                    wake = poll_fn(|cx| handle.poll_wake(cx)) => match wake {
+                        Wake::Close(code) => Some(Exit::Close(code)),
+                        Wake::Ready => tokio::select! {
+                            biased;
+                            code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
+                            r = self.write_batch() => r.err().map(|_| Exit::Gone),
+                        },
                     },
-                    Some(Err(WsError::Capacity(e))) => {
-                        tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
-                        Some(Exit::Close(CloseCode::MessageTooBig))
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(client = %self.handle.id, error = %e, "socket error");
-                        Some(Exit::Gone)
-                    }
-                },
+                    () = expired(&mut auth_deadline) => Some(Exit::Close(CloseCode::AuthTimeout)),
+                    msg = self.socket.next() => match msg {
+                        None => Some(Exit::Gone),
+                        // Hooks run inside `on_frame` (authenticate, message handler, room
+                        // validator, connected); a slow one must not hold the connection open
+                        // past shutdown or any other close request, so handling is abandoned
+                        // when one arrives.
+                        // Boxed: inbound handling (authentication above all) is rare but its
+                        // future is large; inline it would grow every idle connection's task by
+                        // kilobytes.
+                        Some(Ok(msg)) => tokio::select! {
+                            biased;
+                            code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
+                            r = Box::pin(self.on_frame(msg)) => r,
+                        },
+                        Some(Err(WsError::Capacity(e))) => {
+                            tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
+                            Some(Exit::Close(CloseCode::MessageTooBig))
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(client = %self.handle.id, error = %e, "socket error");
+                            Some(Exit::Gone)
+                        }
+                    },
+                };
+                if let Some(exit) = exit {
+                    break exit;
+                }
             };
-            if let Some(exit) = exit {
-                return exit;
-            }
+            // Boxed: the close path runs once; inline it would grow every idle connection's task.
+            Box::pin(self.finish(exit)).await;
         }
     }
 
-    async fn write_batch(&mut self, first: Outbound) -> Result<(), WsError> {
-        self.feed(first).await?;
+    async fn write_batch(&mut self) -> Result<(), WsError> {
         for _ in 0..MAX_BATCH {
-            match self.rx.try_recv() {
-                Ok(next) => self.feed(next).await?,
-                Err(_) => break,
+            match self.handle.pop() {
+                Some(out) => self.feed(out).await?,
+                None => break,
             }
         }
         self.socket.flush().await
@@ -180,13 +231,10 @@ where
     async fn feed(&mut self, out: Outbound) -> Result<(), WsError> {
         match out {
             Outbound::Ping => self.socket.feed(Message::Ping(Bytes::new())).await,
-            Outbound::Message(frame) => {
-                self.handle.dequeued(&frame);
-                match self.render(&frame) {
-                    Some(msg) => self.socket.feed(msg).await,
-                    None => Ok(()),
-                }
-            }
+            Outbound::Message(frame) => match self.render(&frame) {
+                Some(msg) => self.socket.feed(msg).await,
+                None => Ok(()),
+            },
         }
     }
 
@@ -246,6 +294,7 @@ where
         let id = Arc::clone(&self.handle.id);
         let mut changes = Vec::new();
         let info = self.server.0.registry().remove(&id, &mut changes);
+        self.handle.detach();
         self.server.0.apply_interest(&changes);
         let code = match exit {
             Exit::Close(code) => {
@@ -262,7 +311,13 @@ where
         };
         self.session = None;
         tracing::debug!(client = %id, code = code.code(), "connection closed");
-        if let (Some(info), Some(hook)) = (info, self.server.0.hooks.disconnected.clone()) {
+        // Only for a client whose connected hook was started: hooks come in pairs, also when
+        // shutdown interrupts an authentication after the client entered the indexes.
+        if let (true, Some(info), Some(hook)) = (
+            self.guard.announced,
+            info,
+            self.server.0.hooks.disconnected.clone(),
+        ) {
             hook.on_disconnected(info, code).await;
         }
     }
@@ -286,5 +341,13 @@ where
             }
         })
         .await;
+    }
+}
+
+/// Completes when the authentication deadline passes; never once it has been dropped.
+async fn expired(deadline: &mut Option<Pin<Box<Sleep>>>) {
+    match deadline {
+        Some(d) => d.as_mut().await,
+        None => std::future::pending().await,
     }
 }

@@ -250,6 +250,7 @@ where
             Err(_) => Some(Exit::Close(CloseCode::AuthTimeout)),
             Ok(Err(exit)) => Some(exit),
             Ok(Ok(info)) => {
+                self.guard.announced = true;
                 if let Some(hook) = self.server.0.hooks.connected.clone() {
                     hook.on_connected(self.server.clone(), info).await;
                 }

@@ -184,6 +184,11 @@ where
 }
 
 /// Called once an authenticated client is gone, with the close code that ended it.
+///
+/// Hooks come in pairs: it runs exactly once for every client whose [`ConnectedHook`] was
+/// started (or, without one, that finished authenticating), and never for any other. When the
+/// connection's task ended by a panic (in another hook, say), it still runs, on a task of its
+/// own, with 1006.
 pub trait DisconnectedHook: Send + Sync + 'static {
     /// Runs on the connection's task after it left every index.
     fn on_disconnected(&self, client: Arc<ClientInfo>, code: CloseCode) -> BoxFuture<'static, ()>;

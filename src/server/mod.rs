@@ -162,7 +162,11 @@ impl Server {
 
     /// Runs one WebSocket connection to completion. The transport calls this after the
     /// upgrade; tests can hand it any `Sink + Stream` of tungstenite messages.
-    pub async fn serve_socket<S>(&self, socket: S, remote_addr: Option<SocketAddr>)
+    pub fn serve_socket<S>(
+        &self,
+        socket: S,
+        remote_addr: Option<SocketAddr>,
+    ) -> impl Future<Output = ()> + Send + 'static
     where
         S: futures_util::Stream<
                 Item = Result<
@@ -173,9 +177,10 @@ impl Server {
                 tokio_tungstenite::tungstenite::Message,
                 Error = tokio_tungstenite::tungstenite::Error,
             > + Unpin
-            + Send,
+            + Send
+            + 'static,
     {
-        connection::run(self.clone(), socket, remote_addr).await;
+        connection::run(self.clone(), socket, remote_addr)
     }
 
     /// Spawns a task the shutdown waits for (connection tasks use this).
@@ -219,6 +224,12 @@ impl Server {
     /// connection tasks and their disconnect hooks, then stops the bus.
     pub async fn shutdown(&self) {
         self.0.shutdown.cancel();
+        // Connection tasks learn of the shutdown through their outbox; one registered after
+        // this sweep checks the cancellation itself (`connection::run`).
+        let handles = self.0.registry().handles();
+        for h in handles {
+            h.close(crate::protocol::CloseCode::GoingAway);
+        }
         self.0.tracker.close();
         let grace = self.0.config.shutdown_timeout + Duration::from_secs(1);
         if tokio::time::timeout(grace, self.0.tracker.wait())

@@ -1,20 +1,29 @@
-//! The per-connection outbox: a bounded queue of shared frames plus the kill switch.
+//! The per-connection outbox: a bounded queue of shared frames plus the close signal.
 //!
 //! Fan-out hands every recipient the same `Arc<Frame>`; the connection task decides per client
 //! whether to send the shared bytes (plaintext) or seal its own copy (encrypted). The queue is
 //! bounded in messages and bytes; a client over either bound is a slow consumer and is closed
 //! with 4005 rather than allowed to grow memory.
+//!
+//! The queue is a `VecDeque` behind a mutex with one stored waker, not a channel: an idle
+//! connection holds no queue storage at all (a bounded tokio channel pre-allocates a block and
+//! cache-padded state, about 800 bytes per connection), and the close signal shares the same
+//! waker instead of needing a cancellation token of its own. Every critical section is a few
+//! pointer moves, and the lock is never held across an `.await`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{CloseCode, frame_json};
+
+/// Queue storage kept after a burst drains; anything larger is released.
+const RETAINED_SLOTS: usize = 16;
 
 /// One outbound message, serialized once and shared by every recipient.
 #[derive(Debug)]
@@ -38,7 +47,7 @@ impl Frame {
     }
 }
 
-/// What a connection task can be asked to do.
+/// What a connection task is asked to do next.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// Deliver a message.
@@ -47,14 +56,34 @@ pub(crate) enum Outbound {
     Ping,
 }
 
+/// Why the connection task was woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The connection must close with this code.
+    Close(CloseCode),
+    /// There is something to send: take it with [`ClientHandle::pop`].
+    Ready,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Arc<Frame>>,
+    bytes: usize,
+    ping: bool,
+    /// The connection task, while it waits.
+    waker: Option<Waker>,
+    /// The connection task has finished: nothing more is accepted.
+    detached: bool,
+}
+
 /// The shared half of a connection: what the registry holds and fan-out talks to.
 #[derive(Debug)]
 pub(crate) struct ClientHandle {
     pub(crate) id: Arc<str>,
-    tx: mpsc::Sender<Outbound>,
-    queued_bytes: AtomicUsize,
+    queue: Mutex<Queue>,
+    max_messages: usize,
     max_bytes: usize,
-    kill: CancellationToken,
+    /// Non-zero once a close was asked for (the first code asked for wins).
     close_code: AtomicU16,
     /// Milliseconds since `epoch` of the last inbound message.
     last_activity_ms: AtomicU64,
@@ -67,53 +96,119 @@ impl ClientHandle {
         capacity: usize,
         max_bytes: usize,
         epoch: Instant,
-    ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    ) -> Arc<Self> {
         let handle = Arc::new(Self {
             id,
-            tx,
-            queued_bytes: AtomicUsize::new(0),
+            queue: Mutex::new(Queue::default()),
+            max_messages: capacity.max(1),
             max_bytes,
-            kill: CancellationToken::new(),
             close_code: AtomicU16::new(0),
             last_activity_ms: AtomicU64::new(0),
             epoch,
         });
         handle.touch();
-        (handle, rx)
+        handle
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // No code panics while holding this lock; recover the data if that ever changes.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues a message; a full queue closes the client as a slow consumer.
     /// Returns whether the message was queued.
     pub(crate) fn push(&self, frame: &Arc<Frame>) -> bool {
         let size = frame.json.len();
-        let before = self.queued_bytes.fetch_add(size, Ordering::Relaxed);
-        if before + size > self.max_bytes {
-            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.close(CloseCode::SlowConsumer);
-            return false;
-        }
-        match self.tx.try_send(Outbound::Message(Arc::clone(frame))) {
-            Ok(()) => true,
-            Err(err) => {
-                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-                if matches!(err, mpsc::error::TrySendError::Full(_)) {
-                    self.close(CloseCode::SlowConsumer);
-                }
-                false
+        let waker = {
+            let mut q = self.lock();
+            if q.detached || self.is_closing() {
+                return false;
             }
+            if q.frames.len() >= self.max_messages || q.bytes + size > self.max_bytes {
+                drop(q);
+                self.close(CloseCode::SlowConsumer);
+                return false;
+            }
+            q.frames.push_back(Arc::clone(frame));
+            q.bytes += size;
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Asks for a ping; coalesced with one already pending.
+    pub(crate) fn ping(&self) {
+        let waker = {
+            let mut q = self.lock();
+            if q.detached {
+                return;
+            }
+            q.ping = true;
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
-    /// Asks for a ping; silently skipped when the queue is full (the client is behind anyway).
-    pub(crate) fn ping(&self) {
-        let _ = self.tx.try_send(Outbound::Ping);
+    /// Takes the next thing to send: a pending ping first, then messages in order.
+    pub(crate) fn pop(&self) -> Option<Outbound> {
+        let mut q = self.lock();
+        if std::mem::take(&mut q.ping) {
+            return Some(Outbound::Ping);
+        }
+        let frame = q.frames.pop_front()?;
+        q.bytes -= frame.json.len();
+        if q.frames.is_empty() && q.frames.capacity() > RETAINED_SLOTS {
+            q.frames = VecDeque::new();
+        }
+        Some(Outbound::Message(frame))
     }
 
-    /// Called by the connection task once a message has left the queue.
-    pub(crate) fn dequeued(&self, frame: &Frame) {
-        self.queued_bytes
-            .fetch_sub(frame.json.len(), Ordering::Relaxed);
+    /// Whether anything is queued (messages or a ping).
+    pub(crate) fn has_pending(&self) -> bool {
+        let q = self.lock();
+        q.ping || !q.frames.is_empty()
+    }
+
+    /// Waits until the connection must close or has something to send; a close wins.
+    pub(crate) fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<Wake> {
+        let mut q = self.lock();
+        // Read under the lock: `close` stores the code before it takes the lock to wake us.
+        if let Some(code) = self.requested_close() {
+            return Poll::Ready(Wake::Close(code));
+        }
+        if q.ping || !q.frames.is_empty() {
+            return Poll::Ready(Wake::Ready);
+        }
+        register(&mut q.waker, cx);
+        Poll::Pending
+    }
+
+    /// Waits until the connection must close (used while a write is in progress).
+    pub(crate) fn poll_close(&self, cx: &mut Context<'_>) -> Poll<CloseCode> {
+        let mut q = self.lock();
+        if let Some(code) = self.requested_close() {
+            return Poll::Ready(code);
+        }
+        register(&mut q.waker, cx);
+        Poll::Pending
+    }
+
+    /// Called once the connection task is done: later pushes are refused and queued messages
+    /// are released.
+    pub(crate) fn detach(&self) {
+        let mut q = self.lock();
+        q.detached = true;
+        q.frames = VecDeque::new();
+        q.bytes = 0;
+        q.ping = false;
+        q.waker = None;
     }
 
     /// Asks the connection task to close with `code` (the first code asked for wins).
@@ -121,15 +216,28 @@ impl ClientHandle {
         let _ =
             self.close_code
                 .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire);
-        self.kill.cancel();
+        let waker = self.lock().waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
-    pub(crate) fn kill_token(&self) -> &CancellationToken {
-        &self.kill
+    fn requested_close(&self) -> Option<CloseCode> {
+        match self.close_code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(CloseCode::from_code(code).unwrap_or(CloseCode::Normal)),
+        }
     }
 
+    /// Whether a close has been asked for.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.close_code.load(Ordering::Acquire) != 0
+    }
+
+    /// The close code asked for (`Normal` when none was).
+    #[cfg(test)]
     pub(crate) fn close_code(&self) -> CloseCode {
-        CloseCode::from_code(self.close_code.load(Ordering::Acquire)).unwrap_or(CloseCode::Normal)
+        self.requested_close().unwrap_or(CloseCode::Normal)
     }
 
     pub(crate) fn touch(&self) {
@@ -144,8 +252,18 @@ impl ClientHandle {
     }
 }
 
+/// Stores the task's waker unless the stored one already wakes the same task.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
+
     use super::*;
 
     fn frame(n: usize) -> Arc<Frame> {
@@ -155,22 +273,31 @@ mod tests {
         )
     }
 
+    fn message(out: Option<Outbound>) -> Arc<Frame> {
+        match out {
+            Some(Outbound::Message(f)) => f,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn full_queue_closes_as_slow_consumer() {
-        let (h, mut rx) = ClientHandle::new("c".into(), 2, 1 << 20, Instant::now());
+        let h = ClientHandle::new("c".into(), 2, 1 << 20, Instant::now());
         let f = frame(1);
         assert!(h.push(&f));
         assert!(h.push(&f));
-        assert!(!h.kill_token().is_cancelled());
+        assert!(!h.is_closing());
         assert!(!h.push(&f));
-        assert!(h.kill_token().is_cancelled());
+        assert!(h.is_closing());
         assert_eq!(h.close_code(), CloseCode::SlowConsumer);
-        assert!(matches!(rx.recv().await, Some(Outbound::Message(_))));
+        // The close wins over the queued messages.
+        let wake = poll_fn(|cx| h.poll_wake(cx)).await;
+        assert_eq!(wake, Wake::Close(CloseCode::SlowConsumer));
     }
 
     #[test]
     fn byte_budget_closes_as_slow_consumer() {
-        let (h, _rx) = ClientHandle::new("c".into(), 100, 100, Instant::now());
+        let h = ClientHandle::new("c".into(), 100, 100, Instant::now());
         let f = frame(60);
         assert!(h.push(&f));
         assert!(!h.push(&f));
@@ -178,10 +305,82 @@ mod tests {
     }
 
     #[test]
+    fn byte_budget_is_returned_when_messages_leave() {
+        let h = ClientHandle::new("c".into(), 100, 100, Instant::now());
+        let f = frame(60);
+        for _ in 0..5 {
+            assert!(h.push(&f));
+            message(h.pop());
+        }
+        assert!(!h.is_closing());
+    }
+
+    #[test]
     fn first_close_code_wins() {
-        let (h, _rx) = ClientHandle::new("c".into(), 1, 100, Instant::now());
+        let h = ClientHandle::new("c".into(), 1, 100, Instant::now());
         h.close(CloseCode::HeartbeatTimeout);
         h.close(CloseCode::SlowConsumer);
         assert_eq!(h.close_code(), CloseCode::HeartbeatTimeout);
+    }
+
+    #[tokio::test]
+    async fn messages_keep_their_order_and_a_ping_goes_first() {
+        let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
+        let (a, b) = (frame(1), frame(2));
+        assert!(h.push(&a));
+        assert!(h.push(&b));
+        h.ping();
+        h.ping();
+        assert_eq!(poll_fn(|cx| h.poll_wake(cx)).await, Wake::Ready);
+        assert!(matches!(h.pop(), Some(Outbound::Ping)));
+        assert!(Arc::ptr_eq(&message(h.pop()), &a));
+        assert!(Arc::ptr_eq(&message(h.pop()), &b));
+        assert!(h.pop().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_waiting_task() {
+        let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
+        let waiter = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { poll_fn(|cx| h.poll_wake(cx)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(h.push(&frame(3)));
+        assert_eq!(waiter.await.expect("join"), Wake::Ready);
+    }
+
+    #[tokio::test]
+    async fn a_close_wakes_a_task_waiting_on_a_write() {
+        let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
+        let waiter = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { poll_fn(|cx| h.poll_close(cx)).await })
+        };
+        tokio::task::yield_now().await;
+        h.close(CloseCode::HeartbeatTimeout);
+        assert_eq!(waiter.await.expect("join"), CloseCode::HeartbeatTimeout);
+    }
+
+    #[test]
+    fn a_detached_handle_refuses_messages_and_frees_its_queue() {
+        let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
+        let f = frame(1);
+        assert!(h.push(&f));
+        h.detach();
+        assert_eq!(Arc::strong_count(&f), 1);
+        assert!(!h.push(&f));
+        assert!(h.pop().is_none());
+    }
+
+    #[test]
+    fn drained_burst_storage_is_released() {
+        let h = ClientHandle::new("c".into(), 1000, 1 << 20, Instant::now());
+        let f = frame(1);
+        for _ in 0..200 {
+            assert!(h.push(&f));
+        }
+        while h.pop().is_some() {}
+        assert!(h.lock().frames.capacity() <= RETAINED_SLOTS);
     }
 }

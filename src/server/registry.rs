@@ -359,13 +359,10 @@ mod tests {
         })
     }
 
-    fn add(
-        reg: &mut Registry,
-        id: &str,
-    ) -> tokio::sync::mpsc::Receiver<super::super::outbox::Outbound> {
-        let (h, rx) = ClientHandle::new(id.into(), 8, 1 << 20, Instant::now());
-        reg.insert(h);
-        rx
+    fn add(reg: &mut Registry, id: &str) -> Arc<ClientHandle> {
+        let h = ClientHandle::new(id.into(), 8, 1 << 20, Instant::now());
+        reg.insert(Arc::clone(&h));
+        h
     }
 
     #[test]

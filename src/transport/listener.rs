@@ -55,12 +55,29 @@ pub const LISTEN_BACKLOG: u32 = 8192;
 /// # Errors
 /// The I/O error of creating, binding or listening on the socket.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_inner(addr, false)
+}
+
+/// Like [`bind`], with `SO_REUSEPORT`: several server processes on one host can listen on the
+/// same address and the kernel spreads new connections across them. Each process holds its
+/// own clients, so they must share a bus (Redis) for messages to reach every client.
+///
+/// # Errors
+/// As [`bind`].
+pub fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_inner(addr, true)
+}
+
+fn bind_inner(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     // Only an optimisation: the accept loop sets it per socket when it is not inherited.
     let _ = socket.set_nodelay(true);
     socket.bind(addr)?;

@@ -6,7 +6,7 @@ mod direct;
 mod listener;
 mod upgrade;
 
-pub use listener::{HttpConfig, LISTEN_BACKLOG, bind, serve, serve_with_shutdown};
+pub use listener::{HttpConfig, LISTEN_BACKLOG, bind, bind_shared, serve, serve_with_shutdown};
 
 use axum::Router;
 use axum::routing::get;

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -97,18 +98,24 @@ pub(crate) fn upgrade<B>(
     server.spawn_tracked(async move {
         // Held until the connection ends.
         let _slot = slot;
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                task_server.serve_socket(ws, remote).await;
+        // The connection runs in its own allocation, built in its own statement: awaiting an
+        // unboxed future here would make this task reserve room for it twice (once as the
+        // value, once as the pinned future being polled) for the connection's whole life.
+        // The WebSocket is built without an `.await` for the same reason.
+        let conn = match on_upgrade.await {
+            Ok(upgraded) => match websocket(upgraded, config) {
+                Some(ws) => Box::pin(task_server.serve_socket(ws, remote)),
+                None => {
+                    tracing::error!("WebSocket setup did not complete synchronously");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
             }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-        }
+        };
+        conn.await;
     });
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -119,4 +126,15 @@ pub(crate) fn upgrade<B>(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     response
+}
+
+/// Wraps an upgraded connection in tungstenite with the server's limits. Skipping the HTTP
+/// handshake (hyper already did it) performs no I/O, so the future tokio-tungstenite returns
+/// for it is ready on its first poll.
+fn websocket(
+    upgraded: hyper::upgrade::Upgraded,
+    config: WebSocketConfig,
+) -> Option<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>> {
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+        .now_or_never()
 }
