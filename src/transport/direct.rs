@@ -15,11 +15,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::upgrade::ws_config;
+use super::upgrade::{websocket, ws_config};
 use crate::server::Server;
 
 /// Longest request head read here; a longer one is left to hyper.
@@ -83,13 +81,16 @@ pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
     let Socket { stream, rest, slot } = socket;
     // Held until the connection ends.
     let _slot = slot;
-    let config = ws_config(&server);
-    let ws = if rest.is_empty() {
-        WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
-    } else {
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await
+    // Built without an `.await` and boxed, as in `upgrade`: this task then does not reserve
+    // room for the connection twice for its whole life.
+    let conn = match websocket(stream, rest, ws_config(&server)) {
+        Some(ws) => Box::pin(server.serve_socket(ws, Some(remote))),
+        None => {
+            tracing::error!("WebSocket setup did not complete synchronously");
+            return;
+        }
     };
-    server.serve_socket(ws, Some(remote)).await;
+    conn.await;
 }
 
 /// Reads until the request head is complete; for an acceptable upgrade also returns the

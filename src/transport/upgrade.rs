@@ -103,7 +103,7 @@ pub(crate) fn upgrade<B>(
         // value, once as the pinned future being polled) for the connection's whole life.
         // The WebSocket is built without an `.await` for the same reason.
         let conn = match on_upgrade.await {
-            Ok(upgraded) => match websocket(upgraded, config) {
+            Ok(upgraded) => match websocket(TokioIo::new(upgraded), Vec::new(), config) {
                 Some(ws) => Box::pin(task_server.serve_socket(ws, remote)),
                 None => {
                     tracing::error!("WebSocket setup did not complete synchronously");
@@ -128,13 +128,20 @@ pub(crate) fn upgrade<B>(
     response
 }
 
-/// Wraps an upgraded connection in tungstenite with the server's limits. Skipping the HTTP
-/// handshake (hyper already did it) performs no I/O, so the future tokio-tungstenite returns
-/// for it is ready on its first poll.
-fn websocket(
-    upgraded: hyper::upgrade::Upgraded,
+/// Wraps an upgraded connection in tungstenite with the server's limits; `rest` are bytes
+/// the client sent after its request head. Skipping the HTTP handshake (it is done already)
+/// performs no I/O, so the future tokio-tungstenite returns for it is ready on its first poll.
+pub(super) fn websocket<S>(
+    io: S,
+    rest: Vec<u8>,
     config: WebSocketConfig,
-) -> Option<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>> {
-    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-        .now_or_never()
+) -> Option<WebSocketStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if rest.is_empty() {
+        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).now_or_never()
+    } else {
+        WebSocketStream::from_partially_read(io, rest, Role::Server, Some(config)).now_or_never()
+    }
 }
