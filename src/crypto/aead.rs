@@ -3,9 +3,9 @@
 //! An expanded `Aes256Gcm` is about a kilobyte (round keys for the hardware path and the
 //! bitsliced fallback, plus the GHASH key). A server holds one or two per encrypted connection,
 //! and most connections are idle most of the time, so sessions keep the 32-byte key and expand
-//! it on first use; the connection drops the expansion again with [`SessionKey::compact`] when
-//! its outbox drains. Expanding costs well under a microsecond and is paid at most once per
-//! batch of outbound messages.
+//! it on first use; the connection drops the expansion again with [`SessionKey::compact`] once
+//! per heartbeat interval. Expanding costs well under a microsecond, so a busy connection pays
+//! it once per interval and an idle one never.
 //!
 //! # Security
 //! The key and every expansion are wiped on drop (`Zeroizing`, and `aes-gcm`'s `zeroize`

@@ -124,8 +124,8 @@ impl Session {
     }
 
     /// Drops the expanded AES key schedules (about 1 KiB per key); the next seal or open
-    /// expands them again from the stored keys. The server calls this whenever a connection's
-    /// outbox drains, so an idle encrypted connection holds only its 32-byte keys.
+    /// expands them again from the stored keys. The server calls this once per heartbeat
+    /// interval, so an encrypted connection that has gone quiet holds only its 32-byte keys.
     pub fn compact(&mut self) {
         match &mut self.inner {
             Inner::Compat(key) => key.compact(),

@@ -166,13 +166,6 @@ where
                 if self.state == ClientState::Authenticated {
                     auth_deadline = None;
                 }
-                // Between bursts an encrypted connection keeps only its 32-byte keys: the expanded
-                // AES schedules (about 1 KiB each) are rebuilt on the next seal or open.
-                if let Some(session) = &mut self.session
-                    && !handle.has_pending()
-                {
-                    session.compact();
-                }
                 // Shutdown reaches the loop as a close request (1001) through the outbox.
                 let exit = tokio::select! {
                     biased;
@@ -230,7 +223,16 @@ where
 
     async fn feed(&mut self, out: Outbound) -> Result<(), WsError> {
         match out {
-            Outbound::Ping => self.socket.feed(Message::Ping(Bytes::new())).await,
+            Outbound::Ping => {
+                // Once per heartbeat interval an encrypted connection drops its expanded AES
+                // key schedules (about 1 KiB each), so one that has gone quiet holds only its
+                // 32-byte keys; a busy one rebuilds them once per interval. (Dropping them
+                // whenever the outbox drains cost a rebuild per message under fan-out.)
+                if let Some(session) = &mut self.session {
+                    session.compact();
+                }
+                self.socket.feed(Message::Ping(Bytes::new())).await
+            }
             Outbound::Message(frame) => match self.render(&frame) {
                 Some(msg) => self.socket.feed(msg).await,
                 None => Ok(()),

@@ -170,12 +170,6 @@ impl ClientHandle {
         Some(Outbound::Message(frame))
     }
 
-    /// Whether anything is queued (messages or a ping).
-    pub(crate) fn has_pending(&self) -> bool {
-        let q = self.lock();
-        q.ping || !q.frames.is_empty()
-    }
-
     /// Waits until the connection must close or has something to send; a close wins.
     pub(crate) fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<Wake> {
         let mut q = self.lock();
