@@ -174,12 +174,13 @@ fn parse(buf: &[u8], server: &Server, ws_path: &str) -> Parsed {
 }
 
 fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    super::upgrade::lists_token(
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .filter_map(|h| std::str::from_utf8(h.value).ok()),
+        token,
+    )
 }
 
 /// The value of a header that must appear exactly once.

@@ -15,13 +15,18 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::server::Server;
 
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+/// Whether comma-separated header values (`Connection`, `Upgrade`) list `token`, in any case.
+pub(super) fn lists_token<'a>(values: impl Iterator<Item = &'a str>, token: &str) -> bool {
+    values
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    lists_token(
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()),
+        token,
+    )
 }
 
 fn reject(status: StatusCode, message: &str) -> Response {
