@@ -1,0 +1,153 @@
+// Types of the sealwire browser SDK.
+
+/** `off`: plaintext; `compat`: IGNIS-compatible profile; `hardened`: `sealwire-v1` (default). */
+export type Encryption = "off" | "compat" | "hardened";
+
+export interface ReconnectPolicy {
+  /** Default true. */
+  enabled?: boolean;
+  /** First delay in ms (default 250). */
+  initialDelay?: number;
+  /** Largest delay in ms (default 30000). */
+  maxDelay?: number;
+  /** Growth per attempt (default 2). */
+  multiplier?: number;
+  /** Fraction of the delay removed at random, 0..1 (default 0.5). */
+  jitter?: number;
+  /** Attempts before giving up (default Infinity). */
+  maxAttempts?: number;
+}
+
+export interface ClientOptions {
+  /** `ws://` or `wss://` URL of the server's WebSocket path. */
+  url: string;
+  /** Sent as `authenticate.token`. */
+  token?: string;
+  encryption?: Encryption;
+  /** Hardened profile: base64 identity keys the server must sign with (current and next). */
+  pinnedServerKeys?: string[];
+  /** Compatibility profile: HKDF info (default `ignis-ecdh-p256-aes-256-gcm-v1`). */
+  info?: string;
+  /** Milliseconds between `heartbeat` events (default 25000). */
+  heartbeatInterval?: number;
+  /** Milliseconds for one attempt to reach `connected` (default 10000). */
+  connectTimeout?: number;
+  /** Messages that may wait while disconnected (default 1024). */
+  sendQueue?: number;
+  /** Put the frame as received on each message (`raw`). Default false. */
+  captureRawFrames?: boolean;
+  reconnect?: ReconnectPolicy;
+  /** WebSocket constructor (default `globalThis.WebSocket`). */
+  WebSocket?: typeof WebSocket;
+  /** WebCrypto (default `globalThis.crypto.subtle`). */
+  subtle?: SubtleCrypto;
+}
+
+export interface ConnectionInfo {
+  id: string;
+  userId: string;
+  profile: "off" | "compat" | "sealwire-v1";
+  encrypted: boolean;
+}
+
+export type DisconnectKind =
+  | "auth-timeout"
+  | "heartbeat-timeout"
+  | "auth-failed"
+  | "encryption-required"
+  | "slow-consumer"
+  | "server-shutdown"
+  | "closed"
+  | "network"
+  | "handshake"
+  | "protocol"
+  | "crypto"
+  | "client-closed";
+
+export interface DisconnectReason {
+  kind: DisconnectKind;
+  /** The close code, when the server sent one (4001..4005, 1001, ...). */
+  code: number | null;
+  message: string;
+  /** False for `auth-failed`, `encryption-required`, `handshake`, `protocol`, `client-closed`. */
+  retryable: boolean;
+}
+
+export interface Message {
+  event: string;
+  data: unknown;
+  /** Whether it arrived inside an `encrypted` record. */
+  encrypted: boolean;
+  /** The frame as received, with `captureRawFrames`. */
+  raw?: string;
+}
+
+export interface ClientEvents {
+  connected: ConnectionInfo & { reconnected: boolean };
+  message: Message;
+  serverError: { message: string };
+  /** An `encrypted` frame that did not open; hardened sessions then reconnect. */
+  decryptFailed: { frameLength: number };
+  /** A plaintext application frame on an encrypted session: refused, not delivered. */
+  plaintextRejected: { event: string };
+  /** `retryIn` is the delay before the next attempt in ms, or null when the client stopped. */
+  disconnected: { reason: DisconnectReason; retryIn: number | null };
+}
+
+export class SealwireError extends Error {
+  kind: "config" | "invalid-event" | "queue-full" | "closed" | "disconnected";
+  reason?: DisconnectReason;
+}
+
+export class SealwireClient {
+  constructor(options: ClientOptions);
+  on<K extends keyof ClientEvents>(type: K, listener: (payload: ClientEvents[K]) => void): () => void;
+  off<K extends keyof ClientEvents>(type: K, listener: (payload: ClientEvents[K]) => void): void;
+  connect(): Promise<ConnectionInfo>;
+  readonly connection: ConnectionInfo | null;
+  joinedRooms(): string[];
+  send(event: string, data?: unknown): Promise<void>;
+  join(rooms: string | Iterable<string>): Promise<void>;
+  leave(rooms: string | Iterable<string>): Promise<void>;
+  close(): void;
+}
+
+export function backoffDelay(policy: Required<ReconnectPolicy>, attempt: number, random?: () => number): number | null;
+
+export class CryptoError extends Error {
+  kind: "invalid-public-key" | "encoding" | "handshake" | "untrusted-server" | "decrypt" | "exhausted";
+}
+
+export interface Session {
+  readonly profile: "compat" | "sealwire-v1";
+  sealFrame(plaintext: string): Promise<string>;
+  open(data: unknown): Promise<string>;
+}
+export class CompatSession implements Session {
+  readonly profile: "compat";
+  sealFrame(plaintext: string): Promise<string>;
+  open(data: unknown): Promise<string>;
+}
+export class HardenedSession implements Session {
+  readonly profile: "sealwire-v1";
+  sealFrame(plaintext: string): Promise<string>;
+  open(data: unknown): Promise<string>;
+}
+
+export class ClientHandshake {
+  static create(options?: {
+    profile?: "compat" | "hardened";
+    pinnedServerKeys?: string[];
+    info?: string;
+    subtle?: SubtleCrypto;
+  }): Promise<ClientHandshake>;
+  static fromKeyPair(privateKey: Uint8Array, publicKey: Uint8Array, options?: object): Promise<ClientHandshake>;
+  readonly publicKeyBase64: string;
+  readonly profileId: "sealwire-v1" | undefined;
+  finish(connected: object): Promise<{ session: Session; confirmation: string | null }>;
+}
+
+export const HARDENED_PROFILE: "sealwire-v1";
+export const COMPAT_INFO: string;
+export function reason(kind: DisconnectKind, message?: string, code?: number | null): DisconnectReason;
+export function fromClose(code: number, reason: string, lastError: string | null): DisconnectReason;

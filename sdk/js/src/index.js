@@ -1,0 +1,11 @@
+// sealwire client SDK for browsers and other WebSocket + WebCrypto runtimes.
+export { SealwireClient, SealwireError, backoffDelay } from "./client.js";
+export {
+  ClientHandshake,
+  CompatSession,
+  HardenedSession,
+  CryptoError,
+  HARDENED_PROFILE,
+  COMPAT_INFO,
+} from "./crypto.js";
+export { fromClose, reason } from "./reason.js";

@@ -1,0 +1,41 @@
+// Why a connection ended, as the application sees it. Mirrors the Rust SDK's
+// `DisconnectReason` and the close codes of docs/PROTOCOL.md section 7.
+
+/**
+ * @typedef {object} DisconnectReason
+ * @property {string} kind `auth-timeout` (4001), `heartbeat-timeout` (4002), `auth-failed`
+ *   (4003), `encryption-required` (4004), `slow-consumer` (4005), `server-shutdown` (1001),
+ *   `closed` (any other close code), `network` (no close frame), `handshake` (the server's
+ *   handshake reply did not check out), `protocol` (the server broke the protocol), `crypto`
+ *   (a record did not open), `client-closed` (`close()` was called)
+ * @property {number|null} code the close code, when the server sent one
+ * @property {string} message human-readable detail
+ * @property {boolean} retryable whether reconnecting with the same credentials can help
+ */
+
+const byCode = {
+  4001: "auth-timeout",
+  4002: "heartbeat-timeout",
+  4003: "auth-failed",
+  4004: "encryption-required",
+  4005: "slow-consumer",
+  1001: "server-shutdown",
+};
+
+/** Kinds that reconnecting with the same token and settings cannot fix. */
+const FINAL = new Set(["auth-failed", "encryption-required", "handshake", "protocol", "client-closed"]);
+
+/** A reason of `kind`. */
+export function reason(kind, message = kind, code = null) {
+  return { kind, code, message, retryable: !FINAL.has(kind) };
+}
+
+/**
+ * Maps a WebSocket close. 1006 (closed without a close frame) is a network failure;
+ * `lastError` is the server's last `error` message, which explains a 4003/4004.
+ */
+export function fromClose(code, closeReason, lastError) {
+  if (code === 1006) return reason("network", closeReason || "connection lost");
+  const kind = byCode[code] ?? "closed";
+  return reason(kind, lastError ?? (closeReason || kind), code);
+}

@@ -1,0 +1,226 @@
+// The SDK against a real sealwire server over real WebSockets. Run by `cargo test --test
+// js_sdk`, which starts the servers and passes their addresses:
+//   SEALWIRE_URL, SEALWIRE_ADMIN        echo server: identity key, rooms `chat:*`, admin API
+//   SEALWIRE_ADMIN_TOKEN, SEALWIRE_IDENTITY_KEY
+//   SEALWIRE_STRICT_URL                 require-encryption server
+//   SEALWIRE_IDLE_URL, SEALWIRE_IDLE_ADMIN   heartbeat timeout of 1.5 s
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { ClientHandshake, SealwireClient } from "../../src/index.js";
+
+function env(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run these tests with \`cargo test --test js_sdk\``);
+  return value;
+}
+
+const URL = env("SEALWIRE_URL");
+const ADMIN = env("SEALWIRE_ADMIN");
+const TOKEN = env("SEALWIRE_ADMIN_TOKEN");
+const PIN = env("SEALWIRE_IDENTITY_KEY");
+const STRICT_URL = env("SEALWIRE_STRICT_URL");
+const IDLE_URL = env("SEALWIRE_IDLE_URL");
+const IDLE_ADMIN = env("SEALWIRE_IDLE_ADMIN");
+const WAIT_MS = 10_000;
+
+async function admin(base, method, path, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** Collects a client's events and waits for the ones a test expects. */
+function recorder(client) {
+  const seen = [];
+  const waiters = [];
+  const record = (type) => (payload) => {
+    seen.push({ type, ...payload });
+    for (const w of [...waiters]) {
+      if (w.match({ type, ...payload })) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve({ type, ...payload });
+      }
+    }
+  };
+  for (const type of ["connected", "message", "serverError", "decryptFailed", "plaintextRejected", "disconnected"]) {
+    client.on(type, record(type));
+  }
+  return {
+    seen,
+    next(match, what = "event") {
+      const found = seen.find(match);
+      if (found) {
+        seen.splice(seen.indexOf(found), 1);
+        return Promise.resolve(found);
+      }
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT_MS);
+        waiters.push({
+          match,
+          resolve: (e) => {
+            clearTimeout(timer);
+            seen.splice(seen.indexOf(e), 1);
+            resolve(e);
+          },
+        });
+      });
+    },
+  };
+}
+
+const isMessage = (event) => (e) => e.type === "message" && e.event === event;
+
+/** Round trip through the echo handler: everything sent before it has been processed. */
+async function sync(client, rec, tag) {
+  await client.send("sync", { tag });
+  return rec.next((e) => isMessage("echo")(e) && e.data.event === "sync" && e.data.data.tag === tag, `echo ${tag}`);
+}
+
+/** A client that is closed when the test ends, passed or failed (open sockets and retry
+ * timers would keep the test process alive). */
+function open(t, options) {
+  const client = new SealwireClient({ url: URL, reconnect: { initialDelay: 50, maxDelay: 200 }, ...options });
+  t.after(() => client.close());
+  return { client, rec: recorder(client) };
+}
+
+const LIMIT = { timeout: 30_000 };
+
+test("hardened client with a pinned identity: user, room and broadcast messages arrive decrypted", LIMIT, async (t) => {
+  const { client, rec } = open(t, { token: "alice-js", pinnedServerKeys: [PIN], captureRawFrames: true });
+  const info = await client.connect();
+  assert.equal(info.userId, "alice-js");
+  assert.equal(info.profile, "sealwire-v1");
+  assert.equal(info.encrypted, true);
+  await client.join(["chat:lobby", "forbidden"]);
+  await sync(client, rec, "joined");
+  const rooms = await admin(ADMIN, "GET", `/socket/client/${info.id}/rooms`);
+  assert.ok(rooms.body.rooms.includes("chat:lobby"), JSON.stringify(rooms.body));
+  assert.ok(!rooms.body.rooms.includes("forbidden"));
+
+  assert.equal((await admin(ADMIN, "POST", "/socket/user/alice-js/send", { topic: "to-user", data: { n: 1 } })).status, 200);
+  assert.equal((await admin(ADMIN, "POST", "/socket/room/chat:lobby/send", { topic: "to-room", data: { n: 2 } })).status, 200);
+  assert.equal((await admin(ADMIN, "POST", "/socket/broadcast", { topic: "to-all", data: { n: 3 } })).status, 200);
+  for (const [event, n] of [["to-user", 1], ["to-room", 2], ["to-all", 3]]) {
+    const m = await rec.next(isMessage(event), event);
+    assert.deepEqual(m.data, { n });
+    assert.equal(m.encrypted, true);
+    // On the wire it was an `encrypted` record with a sequence number, not the plaintext.
+    const wire = JSON.parse(m.raw);
+    assert.equal(wire.event, "encrypted");
+    assert.ok(Number.isInteger(wire.data.seq));
+    assert.ok(!m.raw.includes(event));
+  }
+  assert.deepEqual(rec.seen.filter((e) => e.type === "decryptFailed" || e.type === "plaintextRejected"), []);
+  client.close();
+  const gone = await rec.next((e) => e.type === "disconnected", "disconnected");
+  assert.equal(gone.reason.kind, "client-closed");
+  assert.equal(gone.retryIn, null);
+});
+
+test("what the client sends reaches the server encrypted, in order, queued before connect", LIMIT, async (t) => {
+  const { client, rec } = open(t, { token: "bob-js" });
+  // Sent before the connection exists: queued, then sealed in order once it is up.
+  const sends = [1, 2, 3].map((i) => client.send("note", { i }));
+  await client.connect();
+  await Promise.all(sends);
+  for (const i of [1, 2, 3]) {
+    const echo = await rec.next(isMessage("echo"), `echo ${i}`);
+    assert.deepEqual(echo.data, { event: "note", data: { i }, wasEncrypted: true });
+  }
+  await assert.rejects(client.send("encrypted", {}), { kind: "invalid-event" });
+  await assert.rejects(client.send("", {}), { kind: "invalid-event" });
+  await assert.rejects(client.send("x".repeat(257), {}), { kind: "invalid-event" });
+  client.close();
+});
+
+test("compatibility profile interoperates with the server both ways", LIMIT, async (t) => {
+  const { client, rec } = open(t, { token: "carol-js", encryption: "compat", captureRawFrames: true });
+  const info = await client.connect();
+  assert.equal(info.profile, "compat");
+  await client.send("note", { hello: "compat" });
+  const echo = await rec.next(isMessage("echo"), "echo");
+  assert.deepEqual(echo.data, { event: "note", data: { hello: "compat" }, wasEncrypted: true });
+  assert.equal(JSON.parse(echo.raw).event, "encrypted");
+  client.close();
+});
+
+test("a plaintext client works where encryption is optional", LIMIT, async (t) => {
+  const { client, rec } = open(t, { token: "dave-js", encryption: "off" });
+  const info = await client.connect();
+  assert.deepEqual([info.encrypted, info.profile], [false, "off"]);
+  await client.send("note", { plain: true });
+  const echo = await rec.next(isMessage("echo"), "echo");
+  assert.deepEqual(echo.data, { event: "note", data: { plain: true }, wasEncrypted: false });
+  assert.equal(echo.encrypted, false);
+  client.close();
+});
+
+test("an unpinned server identity is refused and not retried", LIMIT, async (t) => {
+  const other = await ClientHandshake.create();
+  const { client, rec } = open(t, { token: "erin-js", pinnedServerKeys: [other.publicKeyBase64] });
+  await assert.rejects(client.connect(), (err) => {
+    assert.equal(err.kind, "disconnected");
+    assert.equal(err.reason.kind, "handshake");
+    assert.match(err.reason.message, /untrusted-server/);
+    return true;
+  });
+  const d = await rec.next((e) => e.type === "disconnected", "disconnected");
+  assert.equal(d.retryIn, null);
+  assert.equal(rec.seen.filter((e) => e.type === "connected").length, 0);
+});
+
+test("4003: refused credentials are final", LIMIT, async (t) => {
+  const { client, rec } = open(t, { token: "reject-me" });
+  await assert.rejects(client.connect(), (err) => {
+    assert.equal(err.reason.kind, "auth-failed");
+    assert.equal(err.reason.code, 4003);
+    assert.equal(err.reason.message, "Authentication failed");
+    assert.equal(err.reason.retryable, false);
+    return true;
+  });
+  assert.equal((await rec.next((e) => e.type === "disconnected")).retryIn, null);
+});
+
+test("4004: a plaintext client is refused by a require-encryption server, and not retried", LIMIT, async (t) => {
+  const { client, rec } = open(t, { url: STRICT_URL, token: "frank-js", encryption: "off" });
+  await assert.rejects(client.connect(), (err) => {
+    assert.equal(err.reason.kind, "encryption-required");
+    assert.equal(err.reason.code, 4004);
+    assert.equal(err.reason.message, "Encryption handshake failed");
+    return true;
+  });
+  assert.equal((await rec.next((e) => e.type === "disconnected")).retryIn, null);
+  // The same server accepts an encrypting client.
+  const ok = open(t, { url: STRICT_URL, token: "frank-js" });
+  assert.equal((await ok.client.connect()).encrypted, true);
+  ok.client.close();
+});
+
+test("4002: after a server-side disconnect the client re-handshakes and re-joins its rooms", LIMIT, async (t) => {
+  // Heartbeats far apart: the idle server (1.5 s timeout) drops the client.
+  const { client, rec } = open(t, { url: IDLE_URL, token: "gina-js", heartbeatInterval: 60_000 });
+  const first = await client.connect();
+  await client.join(["chat:again"]);
+  const dropped = await rec.next((e) => e.type === "disconnected", "the 4002 close");
+  assert.equal(dropped.reason.kind, "heartbeat-timeout");
+  assert.equal(dropped.reason.code, 4002);
+  assert.ok(dropped.retryIn !== null && dropped.retryIn <= 200);
+  const again = await rec.next((e) => e.type === "connected" && e.reconnected, "the reconnect");
+  assert.notEqual(again.id, first.id);
+  assert.equal(again.encrypted, true);
+  // The new connection joined the room again (a new handshake, so new keys too).
+  let rooms = [];
+  for (let i = 0; i < 50 && !rooms.includes("chat:again"); i++) {
+    const res = await admin(IDLE_ADMIN, "GET", `/socket/client/${again.id}/rooms`);
+    rooms = res.body.rooms ?? [];
+    if (!rooms.includes("chat:again")) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(rooms.includes("chat:again"), JSON.stringify(rooms));
+  assert.deepEqual(client.joinedRooms(), ["chat:again"]);
+  client.close();
+});
