@@ -1,4 +1,5 @@
-//! Server-side handshake (both ECDH backends) and seal/open by payload size.
+//! Server-side handshake (both ECDH backends), the ECDH step alone, and seal/open by payload
+//! size.
 //!
 //! ```text
 //! cargo bench --bench crypto
@@ -24,6 +25,33 @@ fn handshake(c: &mut Criterion) {
             });
         });
     }
+    group.finish();
+}
+
+/// The one P-256 operation no server can skip: ECDH with the client's fresh public key (a
+/// variable-base scalar multiplication, plus parsing and validating the point). Even a server
+/// that reused its own key pair for every client would pay this per handshake.
+fn ecdh_only(c: &mut Criterion) {
+    use aws_lc_rs::agreement::{ECDH_P256, PrivateKey, UnparsedPublicKey, agree};
+    let mut group = c.benchmark_group("ecdh_agree_only");
+    let peer = PrivateKey::generate(&ECDH_P256).expect("peer key");
+    let peer_public = peer.compute_public_key().expect("peer public key");
+    let peer_public = peer_public.as_ref().to_vec();
+    let ours = PrivateKey::generate(&ECDH_P256).expect("our key");
+    group.bench_function("aws-lc", |b| {
+        b.iter(|| {
+            let peer = UnparsedPublicKey::new(&ECDH_P256, black_box(&peer_public));
+            agree(&ours, peer, (), |x| Ok(x[0])).expect("agree")
+        });
+    });
+    let ours = p256::SecretKey::from_slice(&[0x5a; 32]).expect("scalar");
+    group.bench_function("p256", |b| {
+        b.iter(|| {
+            let pk = p256::PublicKey::from_sec1_bytes(black_box(&peer_public)).expect("point");
+            p256::ecdh::diffie_hellman(ours.to_nonzero_scalar(), pk.as_affine()).raw_secret_bytes()
+                [0]
+        });
+    });
     group.finish();
 }
 
@@ -61,5 +89,5 @@ fn seal_open(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, handshake, seal_open);
+criterion_group!(benches, handshake, ecdh_only, seal_open);
 criterion_main!(benches);
