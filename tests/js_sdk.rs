@@ -14,8 +14,8 @@ use common::*;
 use sealwire::crypto::{HandshakeConfig, ServerIdentity};
 use sealwire::server::{GlobRooms, ServerConfig};
 
-/// How many tests the two files hold; fewer passing means some did not run.
-const EXPECTED_TESTS: usize = 16;
+/// How many tests the three files hold; fewer passing means some did not run.
+const EXPECTED_TESTS: usize = 19;
 
 fn sdk_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/js"))
@@ -67,6 +67,7 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
             "--test",
             "--test-reporter=tap",
             "test/crypto.test.mjs",
+            "test/reconnect.test.mjs",
             "test/e2e/client.e2e.mjs",
         ])
         .current_dir(sdk_dir())

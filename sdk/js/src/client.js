@@ -159,7 +159,8 @@ export class SealwireClient {
     return this.info;
   }
 
-  /** The rooms the application joined (re-joined after every reconnect). */
+  /** The rooms the application asked to join and has not left (asked again after every
+   * reconnect; the server's room validator decides which it gets). */
   joinedRooms() {
     return [...this.rooms];
   }
@@ -178,6 +179,7 @@ export class SealwireClient {
   /** Asks to join `rooms` (the server's room validator decides); remembered for reconnects. */
   join(rooms) {
     const list = roomList(rooms);
+    if (!list) return Promise.reject(new SealwireError("config", "room names must be non-empty strings"));
     for (const r of list) this.rooms.add(r);
     return this.enqueue(JSON.stringify({ event: "join", data: { rooms: list } }));
   }
@@ -185,6 +187,7 @@ export class SealwireClient {
   /** Leaves `rooms`. */
   leave(rooms) {
     const list = roomList(rooms);
+    if (!list) return Promise.reject(new SealwireError("config", "room names must be non-empty strings"));
     for (const r of list) this.rooms.delete(r);
     return this.enqueue(JSON.stringify({ event: "leave", data: { rooms: list } }));
   }
@@ -456,10 +459,13 @@ export class SealwireClient {
   }
 }
 
+/** The room names of a string or an iterable of strings, or `null` if any is not a non-empty string. */
 function roomList(rooms) {
-  const list = typeof rooms === "string" ? [rooms] : [...rooms];
-  if (list.some((r) => typeof r !== "string" || r.length === 0)) {
-    throw new SealwireError("config", "room names must be non-empty strings");
+  let list;
+  try {
+    list = typeof rooms === "string" ? [rooms] : [...rooms];
+  } catch {
+    return null;
   }
-  return list;
+  return list.length > 0 && list.every((r) => typeof r === "string" && r.length > 0) ? list : null;
 }

@@ -134,6 +134,9 @@ test("what the client sends reaches the server encrypted, in order, queued befor
   }
   await assert.rejects(client.send("encrypted", {}), { kind: "invalid-event" });
   await assert.rejects(client.send("", {}), { kind: "invalid-event" });
+  await assert.rejects(client.join([""]), { kind: "config" });
+  await assert.rejects(client.join([]), { kind: "config" });
+  await assert.rejects(client.leave(42), { kind: "config" });
   await assert.rejects(client.send("x".repeat(257), {}), { kind: "invalid-event" });
   client.close();
 });

@@ -1,0 +1,51 @@
+// Reconnect policy and close-code mapping, without a server.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { SealwireClient, backoffDelay, fromClose } from "../src/index.js";
+
+const policy = { enabled: true, initialDelay: 100, maxDelay: 1000, multiplier: 2, jitter: 0.5, maxAttempts: 5 };
+
+test("backoff grows exponentially, is capped, jittered downwards, and stops", () => {
+  const top = (attempt) => backoffDelay(policy, attempt, () => 0);
+  const bottom = (attempt) => backoffDelay(policy, attempt, () => 0.999999);
+  assert.deepEqual([1, 2, 3, 4, 5].map(top), [100, 200, 400, 800, 1000]);
+  assert.deepEqual([1, 2, 3, 4, 5].map(bottom), [50, 100, 200, 400, 500]);
+  for (let i = 0; i < 100; i++) {
+    const d = backoffDelay(policy, 3);
+    assert.ok(d >= 200 && d <= 400, `${d}`);
+  }
+  assert.equal(backoffDelay(policy, 6), null);
+  assert.equal(backoffDelay({ ...policy, enabled: false }, 1), null);
+  assert.equal(backoffDelay({ ...policy, maxAttempts: Infinity }, 1000, () => 0), 1000);
+});
+
+test("close codes map to typed reasons; 4003, 4004 and protocol failures are final", () => {
+  const cases = [
+    [4001, "auth-timeout", true],
+    [4002, "heartbeat-timeout", true],
+    [4003, "auth-failed", false],
+    [4004, "encryption-required", false],
+    [4005, "slow-consumer", true],
+    [1001, "server-shutdown", true],
+    [1000, "closed", true],
+    [4999, "closed", true],
+  ];
+  for (const [code, kind, retryable] of cases) {
+    const r = fromClose(code, "", null);
+    assert.deepEqual([r.kind, r.code, r.retryable], [kind, code, retryable], `${code}`);
+  }
+  const lost = fromClose(1006, "", null);
+  assert.deepEqual([lost.kind, lost.code, lost.retryable], ["network", null, true]);
+  // The server's last error explains the close.
+  assert.equal(fromClose(4003, "Authentication failed", "Authentication error").message, "Authentication error");
+});
+
+test("bad options are refused up front", () => {
+  const ws = function FakeWebSocket() {};
+  assert.throws(() => new SealwireClient({ url: "http://x/ws", WebSocket: ws }), { kind: "config" });
+  assert.throws(() => new SealwireClient({}), { kind: "config" });
+  assert.throws(() => new SealwireClient({ url: "ws://x/ws", encryption: "maybe", WebSocket: ws }), {
+    kind: "config",
+  });
+});
