@@ -280,6 +280,11 @@ async fn disconnect_reasons_are_typed() {
 async fn slow_consumer_is_reported() {
     let mut cfg = base_config();
     cfg.outbox_messages = 8;
+    // The outbox overflows only once the socket is full, so the 4005 close frame waits behind
+    // megabytes the client has not read yet; it reads them only after this test stops
+    // flooding. Give it time to get there even on a loaded machine (the server's bound on
+    // that wait is `shutdown_timeout`; past it the client would see a plain disconnect).
+    cfg.shutdown_timeout = Duration::from_secs(15);
     let ts = start_with(echo_builder().config(cfg)).await;
     let (client, mut events) = Client::builder(ts.ws_url())
         .token("gina")
