@@ -490,6 +490,15 @@ async fn main() -> anyhow::Result<()> {
             }
             let c1 = cpu_secs(args.server_pid, tck);
             let s1 = cpu_secs(None, tck);
+            // What the connections keep after the burst, while they stay open and idle.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let rss_after = args.server_pid.and_then(rss);
+            result["server_rss_before"] = json!(rss0);
+            result["server_rss_after_burst"] = json!(rss_after);
+            result["server_rss_bytes_per_conn_after_burst"] = json!(
+                rss0.zip(rss_after)
+                    .map(|(a, b)| (b.saturating_sub(a)) as f64 / connected.max(1) as f64)
+            );
             stop.cancel();
             let mut lat = Vec::with_capacity(expected as usize);
             for r in readers {

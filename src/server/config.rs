@@ -42,6 +42,7 @@ pub struct ServerConfig {
     /// join, heartbeat), so the default of 512 bytes favours idle memory.
     pub read_buffer_bytes: usize,
     /// Bytes buffered before a write reaches the socket (flushes write everything anyway).
+    /// The buffer is freed each time it has been written out, so idle connections hold none.
     /// Defaults to 8 KiB.
     pub write_buffer_bytes: usize,
     /// Time each socket gets to receive its close frame at shutdown. Defaults to 2 s.

@@ -83,7 +83,12 @@ pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
     let _slot = slot;
     // Built without an `.await` and boxed, as in `upgrade`: this task then does not reserve
     // room for the connection twice for its whole life.
-    let conn = match websocket(stream, rest, ws_config(&server)) {
+    let conn = match websocket(
+        stream,
+        rest,
+        ws_config(&server),
+        server.config().write_buffer_bytes,
+    ) {
         Some(ws) => Box::pin(server.serve_socket(ws, Some(remote))),
         None => {
             tracing::error!("WebSocket setup did not complete synchronously");

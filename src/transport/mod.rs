@@ -2,6 +2,7 @@
 //! with the timeouts `axum::serve` lacks.
 
 mod admin;
+mod coalesce;
 mod direct;
 mod listener;
 mod upgrade;

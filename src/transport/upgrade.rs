@@ -13,6 +13,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::coalesce::Coalesce;
 use crate::server::Server;
 
 /// Whether comma-separated header values (`Connection`, `Upgrade`) list `token`, in any case.
@@ -38,7 +39,9 @@ pub(crate) fn ws_config(server: &Server) -> WebSocketConfig {
     let cfg = server.config();
     WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_bytes)
-        .write_buffer_size(cfg.write_buffer_bytes)
+        // Coalescing happens in `Coalesce`, whose buffer is freed when it drains;
+        // tungstenite's own write buffer never shrinks (see `super::coalesce`).
+        .write_buffer_size(0)
         .max_write_buffer_size(
             cfg.write_buffer_bytes + cfg.outbox_bytes.max(cfg.max_message_bytes) * 2,
         )
@@ -99,6 +102,7 @@ pub(crate) fn upgrade<B>(
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(req);
     let config = ws_config(server);
+    let write_buffer = server.config().write_buffer_bytes;
     let task_server = server.clone();
     server.spawn_tracked(async move {
         // Held until the connection ends.
@@ -108,13 +112,15 @@ pub(crate) fn upgrade<B>(
         // value, once as the pinned future being polled) for the connection's whole life.
         // The WebSocket is built without an `.await` for the same reason.
         let conn = match on_upgrade.await {
-            Ok(upgraded) => match websocket(TokioIo::new(upgraded), Vec::new(), config) {
-                Some(ws) => Box::pin(task_server.serve_socket(ws, remote)),
-                None => {
-                    tracing::error!("WebSocket setup did not complete synchronously");
-                    return;
+            Ok(upgraded) => {
+                match websocket(TokioIo::new(upgraded), Vec::new(), config, write_buffer) {
+                    Some(ws) => Box::pin(task_server.serve_socket(ws, remote)),
+                    None => {
+                        tracing::error!("WebSocket setup did not complete synchronously");
+                        return;
+                    }
                 }
-            },
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
                 return;
@@ -133,17 +139,20 @@ pub(crate) fn upgrade<B>(
     response
 }
 
-/// Wraps an upgraded connection in tungstenite with the server's limits; `rest` are bytes
-/// the client sent after its request head. Skipping the HTTP handshake (it is done already)
-/// performs no I/O, so the future tokio-tungstenite returns for it is ready on its first poll.
+/// Wraps an upgraded connection in tungstenite with the server's limits, writes coalesced
+/// up to `write_buffer` bytes ([`Coalesce`]); `rest` are bytes the client sent after its
+/// request head. Skipping the HTTP handshake (it is done already) performs no I/O, so the
+/// future tokio-tungstenite returns for it is ready on its first poll.
 pub(super) fn websocket<S>(
     io: S,
     rest: Vec<u8>,
     config: WebSocketConfig,
-) -> Option<WebSocketStream<S>>
+    write_buffer: usize,
+) -> Option<WebSocketStream<Coalesce<S>>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let io = Coalesce::new(io, write_buffer);
     if rest.is_empty() {
         WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).now_or_never()
     } else {
