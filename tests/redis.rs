@@ -482,7 +482,7 @@ async fn backplane_encryption_hides_payloads_from_redis() {
     assert!(!payload.contains("4111-SECRET"), "{payload}");
     let v: Value = serde_json::from_str(&payload).unwrap();
     assert_eq!(v["event"], "deposit");
-    assert_eq!(v["data"]["sealed"], "sw-bus-1");
+    assert_eq!(v["data"]["sealed"], "sw-bus-2");
     assert_eq!(
         b1.recv_msg().await,
         json!({"event": "deposit", "data": {"card": "4111-SECRET"}})
@@ -512,6 +512,46 @@ async fn backplane_encryption_hides_payloads_from_redis() {
         json!({"event": "notice", "data": {"text": "TOPSECRET"}})
     );
     assert!(b.server.bus_status().detail.unwrap().contains("rejected=1"));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Someone who can publish on Redis captures a sealed envelope and publishes it again: the
+/// receiving instance delivers it once and counts the copies as rejected.
+#[tokio::test]
+async fn a_replayed_sealed_envelope_is_delivered_once() {
+    let redis = RedisServer::start().await;
+    let cfg =
+        || bus_config(&redis, SubscriptionMode::Interest).bus_key(Some(BusKey::from_bytes(KEY)));
+    let a = node_with(cfg()).await;
+    let b = node_with(cfg()).await;
+    let (mut b1, _) = b.plain("bea").await;
+    let _ = b.server.join(&b1.id(), &["vault".to_owned()]);
+    let mut raw = redis.subscribe(&["ws:room:vault"]).await;
+    redis.wait_numsub("ws:room:vault", 2).await;
+
+    a.server
+        .send_to_room("vault", "payout", &json!({"amount": 100}), &[])
+        .unwrap();
+    let (_, captured) = next_message(&mut raw).await;
+    assert_eq!(
+        b1.recv_msg().await,
+        json!({"event": "payout", "data": {"amount": 100}})
+    );
+    // The copies reach Redis (and b) before a's next message does.
+    for _ in 0..2 {
+        assert_eq!(redis.publish("ws:room:vault", &captured).await, 2);
+    }
+    a.server
+        .send_to_room("vault", "payout", &json!({"amount": 7}), &[])
+        .unwrap();
+    assert_eq!(
+        b1.recv_msg().await,
+        json!({"event": "payout", "data": {"amount": 7}}),
+        "the replayed payout must not be delivered again"
+    );
+    let detail = b.server.bus_status().detail.unwrap_or_default();
+    assert!(detail.contains("rejected=2"), "{detail}");
     a.stop().await;
     b.stop().await;
 }

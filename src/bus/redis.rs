@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{Backoff, RedisBusConfig, StartupPolicy, SubscriptionMode};
+use crate::crypto::CryptoError;
 use crate::crypto::backplane::{Opener, Sealer, is_sealed};
 use crate::protocol::{BusEnvelope, BusTarget, channel};
 use crate::server::{BoxFuture, Bus, BusError, BusInbox, BusStatus, Interest};
@@ -660,11 +661,11 @@ impl Inner {
             return reject("envelope target does not match its channel");
         }
         match opener {
-            Some(opener) => {
-                if opener.open(&mut env).is_err() {
-                    return reject("not sealed with this bus key");
-                }
-            }
+            Some(opener) => match opener.open(&mut env) {
+                Ok(()) => {}
+                Err(CryptoError::Replay) => return reject("replayed or stale sealed envelope"),
+                Err(_) => return reject("not sealed with this bus key"),
+            },
             None => {
                 if is_sealed(&env.data) {
                     return reject("sealed envelope but no bus key configured");

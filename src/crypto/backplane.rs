@@ -1,29 +1,42 @@
-//! Backplane encryption: AES-256-GCM over the `data` of a bus envelope.
+//! Backplane encryption: AES-256-GCM over the `data` of a bus envelope, with replay protection.
 //!
 //! Off by default (an IGNIS server or emitter on the same Redis cannot read sealed envelopes).
 //! With a shared 32-byte bus key, every publisher replaces the envelope's `data` with
 //!
 //! ```json
-//! {"sealed":"sw-bus-1","kid":"<b64, 16 bytes>","iv":"<b64, 12 bytes>","ct":"<b64, ct||tag>"}
+//! {"sealed":"sw-bus-2","kid":"<b64, 16 bytes>","iv":"<b64, 12 bytes>","ct":"<b64, ct||tag>","ts":1700000000000}
 //! ```
 //!
 //! - `kid` is a random 16-byte id the publisher picks when it starts (and again after 2^32
 //!   messages). The AES-256-GCM key is `HKDF-SHA256(salt = kid, ikm = bus key,
-//!   info = "sealwire-bus-v1")`, so publishers never share a (key, nonce) space.
+//!   info = "sealwire-bus-v2")`, so publishers never share a (key, nonce) space.
 //! - `iv` is 4 zero bytes followed by a 64-bit big-endian message counter: nonces never repeat
 //!   under one derived key.
+//! - `ts` is the publisher's clock when it sealed the envelope, in milliseconds since the Unix
+//!   epoch.
 //! - `ct` is the ciphertext of the original `data` JSON text followed by the 16-byte tag.
 //! - The rest of the envelope is the additional authenticated data, so `serverId`, `type`,
-//!   `target`, `event` and `exclude` cannot be changed or swapped between messages. The AAD is
-//!   `"sealwire-bus-v1"` followed by each of `serverId`, `type`, `target` (empty when absent),
-//!   `event` and then every `exclude` entry, each as a 4-byte big-endian length and its UTF-8
-//!   bytes; the `exclude` entries are preceded by their count (4-byte big-endian).
+//!   `target`, `event`, `exclude` and `ts` cannot be changed or swapped between messages. The
+//!   AAD is `"sealwire-bus-v2"`, `ts` as 8 bytes big-endian, then each of `serverId`, `type`,
+//!   `target` (empty when absent), `event` and every `exclude` entry as a 4-byte big-endian
+//!   length and its UTF-8 bytes; the `exclude` entries are preceded by their count (4-byte
+//!   big-endian).
+//!
+//! Replays: an opener accepts each (`kid`, counter) at most once. Per `kid` it keeps the highest
+//! counter seen and which of the [`REPLAY_WINDOW`] counters below it have arrived, so envelopes
+//! that overtake each other on the way (an emitter's concurrent publishes) still get through,
+//! while a copy of an earlier envelope does not. An opener that has no state for a `kid` (it
+//! just started, or evicted the `kid` as the least recently seen of [`OPENER_CACHE`]) relies on
+//! `ts`: it refuses envelopes more than [`MAX_AGE_MS`] old or more than [`MAX_SKEW_MS`] in its
+//! future, so hosts' clocks must agree to within a minute (NTP).
 //!
 //! # Security
 //! Redis (and anyone who can read its traffic) sees only ciphertext of payloads; channel names,
-//! event names, targets and excluded client ids stay visible. Anyone who can publish on Redis can
-//! still replay an earlier sealed envelope verbatim: there is no replay window. Receivers with a
-//! key refuse envelopes that are not sealed.
+//! event names, targets and excluded client ids stay visible. Without the key nobody can inject,
+//! alter or re-target a message. Replaying a captured envelope is refused, with one residue: an
+//! opener that restarted may accept, once, an envelope captured less than [`MAX_AGE_MS`] earlier
+//! from a publisher it has not heard from since. Receivers with a key refuse envelopes that are
+//! not sealed.
 
 use std::collections::HashMap;
 
@@ -41,17 +54,31 @@ use super::{CryptoError, NONCE_LEN, TAG_LEN, b64};
 use crate::protocol::{BusEnvelope, BusTarget};
 
 /// Version tag in the sealed `data` object.
-pub const SEALED_TAG: &str = "sw-bus-1";
+pub const SEALED_TAG: &str = "sw-bus-2";
 /// HKDF info and AAD prefix.
-pub const BUS_INFO: &str = "sealwire-bus-v1";
+pub const BUS_INFO: &str = "sealwire-bus-v2";
 /// Length of a bus key.
 pub const BUS_KEY_LEN: usize = 32;
 /// Length of a publisher key id.
 pub const KID_LEN: usize = 16;
 /// Messages sealed under one derived key before the sealer picks a new key id.
 pub const REKEY_AFTER: u64 = 1 << 32;
-/// Derived keys an opener keeps (one per live publisher); older ones are dropped.
-const OPENER_CACHE: usize = 256;
+/// Publishers an opener keeps state for (derived key and replay window); the least recently
+/// seen is dropped first.
+pub const OPENER_CACHE: usize = 256;
+/// Counters below the highest seen (per publisher key) that may still arrive late.
+pub const REPLAY_WINDOW: u64 = 1024;
+/// Oldest envelope (by its `ts`) an opener accepts, in milliseconds.
+pub const MAX_AGE_MS: u64 = 60_000;
+/// Furthest an envelope's `ts` may be ahead of the opener's clock, in milliseconds.
+pub const MAX_SKEW_MS: u64 = 60_000;
+
+/// Milliseconds since the Unix epoch by the system clock (0 if it is before 1970).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// The shared 32-byte backplane key.
 ///
@@ -119,6 +146,7 @@ struct Sealed<'a> {
     kid: String,
     iv: String,
     ct: String,
+    ts: u64,
 }
 
 fn kind(target: &BusTarget) -> (&'static str, &str) {
@@ -137,12 +165,13 @@ fn put(aad: &mut Vec<u8>, field: &[u8]) {
     aad.extend_from_slice(field);
 }
 
-/// The additional authenticated data of an envelope (everything but `data`).
+/// The additional authenticated data of an envelope sealed at `ts` (everything but `data`).
 #[must_use]
-pub fn envelope_aad(env: &BusEnvelope) -> Vec<u8> {
+pub fn envelope_aad(env: &BusEnvelope, ts: u64) -> Vec<u8> {
     let (kind, target) = kind(&env.target);
-    let mut aad = Vec::with_capacity(64 + env.event.len() + target.len());
+    let mut aad = Vec::with_capacity(72 + env.event.len() + target.len());
     aad.extend_from_slice(BUS_INFO.as_bytes());
+    aad.extend_from_slice(&ts.to_be_bytes());
     put(&mut aad, env.server_id.as_bytes());
     put(&mut aad, kind.as_bytes());
     put(&mut aad, target.as_bytes());
@@ -189,10 +218,11 @@ impl Sealer {
     /// # Errors
     /// [`CryptoError::Encrypt`] if AES-GCM refuses the input (over its length limit).
     pub fn seal(&mut self, env: &mut BusEnvelope) -> Result<(), CryptoError> {
-        self.seal_with_rng(&mut rand::rng(), env)
+        self.seal_with_rng(&mut rand::rng(), env, now_ms())
     }
 
-    /// As [`Sealer::seal`], drawing a new key id from `rng` when the counter runs out.
+    /// As [`Sealer::seal`], stamped `ts` (milliseconds since the Unix epoch) instead of the
+    /// system clock's time, drawing a new key id from `rng` when the counter runs out.
     ///
     /// # Errors
     /// As [`Sealer::seal`].
@@ -200,6 +230,7 @@ impl Sealer {
         &mut self,
         rng: &mut R,
         env: &mut BusEnvelope,
+        ts: u64,
     ) -> Result<(), CryptoError> {
         if self.counter >= REKEY_AFTER {
             rng.fill_bytes(&mut self.kid);
@@ -209,7 +240,7 @@ impl Sealer {
         let mut iv = [0u8; NONCE_LEN];
         iv[4..].copy_from_slice(&self.counter.to_be_bytes());
         self.counter += 1;
-        let aad = envelope_aad(env);
+        let aad = envelope_aad(env, ts);
         let mut buf = Vec::with_capacity(env.data.get().len() + TAG_LEN);
         buf.extend_from_slice(env.data.get().as_bytes());
         self.cipher
@@ -220,22 +251,96 @@ impl Sealer {
             kid: b64().encode(self.kid),
             iv: b64().encode(iv),
             ct: b64().encode(&buf),
+            ts,
         };
         env.data = serde_json::value::to_raw_value(&sealed).map_err(|_| CryptoError::Encrypt)?;
         Ok(())
     }
 }
 
-/// Opens sealed envelopes, caching the key derived for each publisher's key id.
+/// Which counters of one publisher key an opener has accepted: the highest, and a bitmap of
+/// the [`REPLAY_WINDOW`] counters below it (bit `i` is counter `highest - i`).
+#[derive(Debug, Default)]
+struct ReplayWindow {
+    highest: Option<u64>,
+    seen: [u64; WINDOW_WORDS],
+}
+
+const WINDOW_WORDS: usize = (REPLAY_WINDOW / 64) as usize;
+
+impl ReplayWindow {
+    fn bit(&self, i: u64) -> bool {
+        // i < REPLAY_WINDOW, so the word index is below WINDOW_WORDS.
+        self.seen[(i / 64) as usize] >> (i % 64) & 1 == 1
+    }
+
+    /// Whether `counter` is new: above the highest, or within the window and not seen.
+    fn is_fresh(&self, counter: u64) -> bool {
+        match self.highest {
+            None => true,
+            Some(h) if counter > h => true,
+            Some(h) => h - counter < REPLAY_WINDOW && !self.bit(h - counter),
+        }
+    }
+
+    /// Records `counter` (which [`Self::is_fresh`] accepted).
+    fn record(&mut self, counter: u64) {
+        let h = match self.highest {
+            Some(h) if counter <= h => {
+                let i = h - counter;
+                self.seen[(i / 64) as usize] |= 1 << (i % 64);
+                return;
+            }
+            Some(h) => h,
+            None => counter,
+        };
+        self.shift(counter - h);
+        self.highest = Some(counter);
+        self.seen[0] |= 1;
+    }
+
+    /// Moves every bit `by` places up (towards older counters).
+    fn shift(&mut self, by: u64) {
+        if by == 0 {
+            return;
+        }
+        if by >= REPLAY_WINDOW {
+            self.seen = [0; WINDOW_WORDS];
+            return;
+        }
+        let words = (by / 64) as usize;
+        let bits = (by % 64) as u32;
+        for w in (0..WINDOW_WORDS).rev() {
+            let mut v = 0;
+            if let Some(src) = w.checked_sub(words) {
+                v = self.seen[src] << bits;
+                if bits > 0 && src > 0 {
+                    v |= self.seen[src - 1] >> (64 - bits);
+                }
+            }
+            self.seen[w] = v;
+        }
+    }
+}
+
+/// What an opener keeps per publisher key id.
+struct Publisher {
+    cipher: Aes256Gcm,
+    window: ReplayWindow,
+    last_seen_ms: u64,
+}
+
+/// Opens sealed envelopes: derives (and caches) each publisher's key and refuses replays and
+/// stale envelopes (see the module docs).
 pub struct Opener {
     key: BusKey,
-    cache: HashMap<[u8; KID_LEN], Aes256Gcm>,
+    publishers: HashMap<[u8; KID_LEN], Publisher>,
 }
 
 impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opener")
-            .field("cached_keys", &self.cache.len())
+            .field("publishers", &self.publishers.len())
             .finish_non_exhaustive()
     }
 }
@@ -246,7 +351,7 @@ impl Opener {
     pub fn new(key: BusKey) -> Self {
         Self {
             key,
-            cache: HashMap::new(),
+            publishers: HashMap::new(),
         }
     }
 
@@ -255,7 +360,17 @@ impl Opener {
     /// # Errors
     /// [`CryptoError::Decrypt`] for anything but an authentic sealed payload: plaintext data,
     /// bad base64, wrong lengths, a wrong key, or any change to the envelope.
+    /// [`CryptoError::Replay`] for an authentic envelope already accepted, too far behind its
+    /// publisher's newest, or stamped outside the accepted age.
     pub fn open(&mut self, env: &mut BusEnvelope) -> Result<(), CryptoError> {
+        self.open_at(env, now_ms())
+    }
+
+    /// As [`Opener::open`], with `now` (milliseconds since the Unix epoch) as the time.
+    ///
+    /// # Errors
+    /// As [`Opener::open`].
+    pub fn open_at(&mut self, env: &mut BusEnvelope, now: u64) -> Result<(), CryptoError> {
         let sealed: Sealed<'_> =
             serde_json::from_str(env.data.get()).map_err(|_| CryptoError::Decrypt)?;
         if sealed.sealed != SEALED_TAG {
@@ -271,22 +386,64 @@ impl Opener {
             .ok()
             .and_then(|k| k.as_slice().try_into().ok())
             .ok_or(CryptoError::Decrypt)?;
+        let (zeros, counter) = iv.split_at(4);
+        if zeros != [0u8; 4] {
+            return Err(CryptoError::Decrypt);
+        }
+        let counter = u64::from_be_bytes(counter.try_into().map_err(|_| CryptoError::Decrypt)?);
         let mut buf = b64().decode(&sealed.ct).map_err(|_| CryptoError::Decrypt)?;
         if buf.len() < TAG_LEN {
             return Err(CryptoError::Decrypt);
         }
-        if !self.cache.contains_key(&kid) && self.cache.len() >= OPENER_CACHE {
-            self.cache.clear();
-        }
-        let key = &self.key;
-        let cipher = self.cache.entry(kid).or_insert_with(|| key.derive(&kid));
-        let aad = envelope_aad(env);
+        let ts = sealed.ts;
+        // Authenticate first: only the key holder's envelopes may create or change replay
+        // state (forged key ids must not evict real publishers).
+        let known = self.publishers.get(&kid);
+        let derived = known.is_none().then(|| self.key.derive(&kid));
+        let cipher = known
+            .map(|p| &p.cipher)
+            .or(derived.as_ref())
+            .ok_or(CryptoError::Decrypt)?;
         cipher
-            .decrypt_in_place(&Nonce::from(iv), &aad, &mut buf)
+            .decrypt_in_place(&Nonce::from(iv), &envelope_aad(env, ts), &mut buf)
             .map_err(|_| CryptoError::Decrypt)?;
+        let too_old = now.saturating_sub(ts) > MAX_AGE_MS;
+        let too_new = ts.saturating_sub(now) > MAX_SKEW_MS;
+        let seen = known.is_some_and(|p| !p.window.is_fresh(counter));
+        if too_old || too_new || seen {
+            return Err(CryptoError::Replay);
+        }
         let text = String::from_utf8(buf).map_err(|_| CryptoError::Decrypt)?;
         env.data = RawValue::from_string(text).map_err(|_| CryptoError::Decrypt)?;
+        if let Some(cipher) = derived {
+            if self.publishers.len() >= OPENER_CACHE {
+                self.evict_least_recent();
+            }
+            self.publishers.insert(
+                kid,
+                Publisher {
+                    cipher,
+                    window: ReplayWindow::default(),
+                    last_seen_ms: now,
+                },
+            );
+        }
+        if let Some(publisher) = self.publishers.get_mut(&kid) {
+            publisher.window.record(counter);
+            publisher.last_seen_ms = now;
+        }
         Ok(())
+    }
+
+    fn evict_least_recent(&mut self) {
+        if let Some(kid) = self
+            .publishers
+            .iter()
+            .min_by_key(|(_, p)| p.last_seen_ms)
+            .map(|(kid, _)| *kid)
+        {
+            self.publishers.remove(&kid);
+        }
     }
 }
 
@@ -397,6 +554,188 @@ mod tests {
                 Err(CryptoError::Decrypt),
                 "{i}"
             );
+        }
+    }
+
+    fn sealed_at(sealer: &mut Sealer, ts: u64) -> BusEnvelope {
+        let mut e = env();
+        sealer
+            .seal_with_rng(&mut rand::rng(), &mut e, ts)
+            .expect("seal");
+        e
+    }
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_replayed_envelope_is_refused() {
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let mut opener = Opener::new(key());
+        let e = sealed_at(&mut sealer, NOW);
+        opener.open_at(&mut e.clone(), NOW).expect("first copy");
+        assert_eq!(
+            opener.open_at(&mut e.clone(), NOW),
+            Err(CryptoError::Replay)
+        );
+        assert_eq!(
+            opener.open_at(&mut e.clone(), NOW + 1_000),
+            Err(CryptoError::Replay)
+        );
+        // The next envelope of the same publisher is fine.
+        opener
+            .open_at(&mut sealed_at(&mut sealer, NOW), NOW)
+            .expect("next");
+    }
+
+    #[test]
+    fn late_envelopes_within_the_window_arrive_once() {
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let mut opener = Opener::new(key());
+        let all: Vec<_> = (0..20).map(|_| sealed_at(&mut sealer, NOW)).collect();
+        for e in all.iter().rev() {
+            opener.open_at(&mut e.clone(), NOW).expect("out of order");
+        }
+        for e in &all {
+            assert_eq!(
+                opener.open_at(&mut e.clone(), NOW),
+                Err(CryptoError::Replay)
+            );
+        }
+    }
+
+    #[test]
+    fn envelopes_further_behind_than_the_window_are_refused() {
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let mut opener = Opener::new(key());
+        let n = usize::try_from(REPLAY_WINDOW).expect("small") + 10;
+        let all: Vec<_> = (0..n).map(|_| sealed_at(&mut sealer, NOW)).collect();
+        opener
+            .open_at(&mut all[n - 1].clone(), NOW)
+            .expect("newest");
+        // Counter n-1-REPLAY_WINDOW and below are out of the window; the ones after it are in.
+        let edge = n - 1 - usize::try_from(REPLAY_WINDOW).expect("small");
+        for e in &all[..=edge] {
+            assert_eq!(
+                opener.open_at(&mut e.clone(), NOW),
+                Err(CryptoError::Replay)
+            );
+        }
+        for e in &all[edge + 1..n - 1] {
+            opener
+                .open_at(&mut e.clone(), NOW)
+                .expect("inside the window");
+        }
+    }
+
+    #[test]
+    fn stale_and_future_envelopes_are_refused_even_by_a_fresh_opener() {
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let old = sealed_at(&mut sealer, NOW - MAX_AGE_MS - 1);
+        let future = sealed_at(&mut sealer, NOW + MAX_SKEW_MS + 1);
+        let recent = sealed_at(&mut sealer, NOW - MAX_AGE_MS + 1_000);
+        let ahead = sealed_at(&mut sealer, NOW + MAX_SKEW_MS - 1_000);
+        let mut opener = Opener::new(key());
+        assert_eq!(
+            opener.open_at(&mut old.clone(), NOW),
+            Err(CryptoError::Replay)
+        );
+        assert_eq!(
+            opener.open_at(&mut future.clone(), NOW),
+            Err(CryptoError::Replay)
+        );
+        opener.open_at(&mut recent.clone(), NOW).expect("recent");
+        opener
+            .open_at(&mut ahead.clone(), NOW)
+            .expect("slightly ahead");
+    }
+
+    #[test]
+    fn the_timestamp_is_authenticated() {
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let e = sealed_at(&mut sealer, NOW - MAX_AGE_MS - 5_000);
+        let mut v: serde_json::Value = serde_json::from_str(e.data.get()).expect("json");
+        v["ts"] = NOW.into();
+        let mut moved = e.clone();
+        moved.data = serde_json::value::to_raw_value(&v).expect("raw");
+        assert_eq!(
+            Opener::new(key()).open_at(&mut moved, NOW),
+            Err(CryptoError::Decrypt)
+        );
+    }
+
+    #[test]
+    fn forged_key_ids_do_not_evict_real_publishers() {
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let mut opener = Opener::new(key());
+        let real = sealed_at(&mut sealer, NOW);
+        opener.open_at(&mut real.clone(), NOW).expect("real");
+        let mut forger = Sealer::new(BusKey::from_bytes([9u8; 32]), &mut rand::rng());
+        for _ in 0..OPENER_CACHE * 2 {
+            let mut f = sealed_at(
+                &mut Sealer::new(BusKey::from_bytes([9u8; 32]), &mut rand::rng()),
+                NOW,
+            );
+            assert_eq!(opener.open_at(&mut f, NOW), Err(CryptoError::Decrypt));
+            let mut g = sealed_at(&mut forger, NOW);
+            assert_eq!(opener.open_at(&mut g, NOW), Err(CryptoError::Decrypt));
+        }
+        assert_eq!(opener.publishers.len(), 1);
+        assert_eq!(
+            opener.open_at(&mut real.clone(), NOW),
+            Err(CryptoError::Replay)
+        );
+    }
+
+    #[test]
+    fn the_least_recently_seen_publisher_is_evicted_first() {
+        let mut opener = Opener::new(key());
+        let mut first = Sealer::new(key(), &mut rand::rng());
+        let kept = sealed_at(&mut first, NOW);
+        opener
+            .open_at(&mut kept.clone(), NOW + 10_000)
+            .expect("first");
+        for i in 0..OPENER_CACHE {
+            let mut s = Sealer::new(key(), &mut rand::rng());
+            let t = NOW + u64::try_from(i).expect("small");
+            opener.open_at(&mut sealed_at(&mut s, t), t).expect("other");
+        }
+        assert_eq!(opener.publishers.len(), OPENER_CACHE);
+        // The first publisher was seen last (NOW + 10 s), so it kept its replay state.
+        assert_eq!(
+            opener.open_at(&mut kept.clone(), NOW + 10_000),
+            Err(CryptoError::Replay)
+        );
+    }
+
+    #[test]
+    fn the_window_matches_a_set_of_seen_counters() {
+        use rand::RngExt as _;
+        let mut rng = rand::rng();
+        let mut window = ReplayWindow::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut highest: Option<u64> = None;
+        let mut base = 0u64;
+        for _ in 0..20_000 {
+            // Mostly near the top, sometimes far ahead (shifts of every size).
+            let jump: u64 = if rng.random_bool(0.05) {
+                rng.random_range(0..3 * REPLAY_WINDOW)
+            } else {
+                rng.random_range(0..8)
+            };
+            base += jump;
+            let back: u64 = rng.random_range(0..REPLAY_WINDOW + 64);
+            let counter = base.saturating_sub(back);
+            let expected = match highest {
+                None => true,
+                Some(h) if counter > h => true,
+                Some(h) => h - counter < REPLAY_WINDOW && !seen.contains(&counter),
+            };
+            assert_eq!(window.is_fresh(counter), expected, "counter {counter}");
+            if expected {
+                window.record(counter);
+                seen.insert(counter);
+                highest = Some(highest.map_or(counter, |h| h.max(counter)));
+            }
         }
     }
 

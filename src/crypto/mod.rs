@@ -73,6 +73,10 @@ pub enum CryptoError {
     /// invalid.
     #[error("untrusted server")]
     UntrustedServer,
+    /// Bus: an authentic sealed envelope that was already accepted, or is too old or too far
+    /// in the future to be checked for that.
+    #[error("replayed or stale")]
+    Replay,
 }
 
 pub(crate) fn b64() -> &'static base64::engine::GeneralPurpose {
