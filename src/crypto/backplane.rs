@@ -447,10 +447,16 @@ impl Opener {
     }
 }
 
-/// Whether `data` looks like a sealed backplane payload (for diagnostics).
+/// Whether `data` looks like a sealed backplane payload of any version (`"sealed":"sw-bus-…"`),
+/// so that an instance without the key drops it instead of delivering ciphertext.
 #[must_use]
 pub fn is_sealed(data: &RawValue) -> bool {
-    serde_json::from_str::<Sealed<'_>>(data.get()).is_ok_and(|s| s.sealed == SEALED_TAG)
+    #[derive(Deserialize)]
+    struct Tag<'a> {
+        #[serde(borrow)]
+        sealed: &'a str,
+    }
+    serde_json::from_str::<Tag<'_>>(data.get()).is_ok_and(|t| t.sealed.starts_with("sw-bus-"))
 }
 
 #[cfg(test)]
@@ -737,6 +743,22 @@ mod tests {
                 highest = Some(highest.map_or(counter, |h| h.max(counter)));
             }
         }
+    }
+
+    #[test]
+    fn sealed_payloads_of_any_version_are_recognised() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).expect("raw");
+        let mut e = env();
+        Sealer::new(key(), &mut rand::rng())
+            .seal(&mut e)
+            .expect("seal");
+        assert!(is_sealed(&e.data));
+        assert!(is_sealed(&raw(
+            r#"{"sealed":"sw-bus-1","kid":"a","iv":"b","ct":"c"}"#
+        )));
+        assert!(!is_sealed(&raw(r#"{"card":"4111"}"#)));
+        assert!(!is_sealed(&raw(r#"{"sealed":true}"#)));
+        assert!(!is_sealed(&raw(r#""sw-bus-2""#)));
     }
 
     #[test]
