@@ -611,7 +611,7 @@ async fn tls_and_acl_credentials_in_the_url() {
     // A wrong password fails clearly, without printing the password.
     let wrong = url.replace("s3cret-pass", "wrong-pass");
     let bus = RedisBus::new(
-        RedisBusConfig::new(wrong)
+        RedisBusConfig::new(wrong.clone())
             .tls_ca_pem(redis.tls_ca.clone())
             .startup(StartupPolicy::FailFast),
     )
@@ -632,6 +632,30 @@ async fn tls_and_acl_credentials_in_the_url() {
         "{err}"
     );
     assert!(!err.contains("wrong-pass"), "{err}");
+    // Refused credentials fail the start at once under the default (waiting) policy too,
+    // wrong and missing passwords alike: retrying cannot fix them.
+    let without = url.replace("sealwire:s3cret-pass@", "");
+    for bad in [wrong.clone(), without] {
+        let bus = RedisBus::new(
+            RedisBusConfig::new(bad)
+                .tls_ca_pem(redis.tls_ca.clone())
+                .startup(StartupPolicy::Wait),
+        )
+        .unwrap();
+        let server = Server::builder()
+            .config(base_config())
+            .authenticate(test_auth())
+            .bus(bus)
+            .build()
+            .unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(10), server.start())
+            .await
+            .expect("a refused login does not make the start wait")
+            .expect_err("bad credentials")
+            .to_string();
+        assert!(err.contains("refused the credentials"), "{err}");
+        assert!(!err.contains("wrong-pass"), "{err}");
+    }
     // Without the private CA the certificate is refused.
     assert!(Emitter::connect(EmitterConfig::new(url)).await.is_err());
     a.stop().await;

@@ -46,7 +46,9 @@ impl SubscriptionMode {
     }
 }
 
-/// What [`Bus::start`](crate::server::Bus::start) does when Redis cannot be reached.
+/// What [`Bus::start`](crate::server::Bus::start) does when Redis cannot be reached. Either
+/// way, start fails at once when Redis refuses the URL's credentials (wrong or missing
+/// password, or an ACL user lacking `SUBSCRIBE`/`PUBLISH`): waiting cannot fix that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum StartupPolicy {

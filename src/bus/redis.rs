@@ -279,6 +279,13 @@ impl RedisBus {
     }
 }
 
+/// Whether Redis refused the URL's credentials (wrong or missing password, or an ACL user
+/// without the commands the bus needs): an error that retrying with the same URL cannot fix.
+fn refused_credentials(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+}
+
 impl Inner {
     fn set_down(&self, which: &AtomicBool, error: String) {
         let was_up = which.swap(false, Ordering::AcqRel);
@@ -345,12 +352,15 @@ impl Bus for RedisBus {
             let (sub, publ) = loop {
                 let attempt = async {
                     let s = connect_subscriber(&inner.client, inner.connect_timeout).await?;
-                    let p = connect_publisher(
+                    let mut p = connect_publisher(
                         &inner.client,
                         inner.connect_timeout,
                         inner.response_timeout,
                     )
                     .await?;
+                    // Connecting is not logging in: without a password Redis accepts the
+                    // connection and refuses the first command (NOAUTH).
+                    redis::cmd("PING").query_async::<()>(&mut p).await?;
                     Ok::<_, redis::RedisError>((s, p))
                 };
                 match attempt.await {
@@ -358,6 +368,12 @@ impl Bus for RedisBus {
                     Err(e) => {
                         let msg = format!("cannot reach Redis at {}: {e}", inner.url_redacted);
                         inner.set_down(&inner.sub_up, msg.clone());
+                        if refused_credentials(&e) {
+                            // Waiting cannot fix a configuration error: say so at once.
+                            return Err(BusError(format!(
+                                "{msg} (Redis refused the credentials in the URL; retrying cannot help)"
+                            )));
+                        }
                         if inner.startup == StartupPolicy::FailFast {
                             return Err(BusError(msg));
                         }
