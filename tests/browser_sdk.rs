@@ -8,7 +8,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,8 +15,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use common::hardened::{config_with, identity};
 use common::*;
-use sealwire::crypto::{HandshakeConfig, ServerIdentity};
+use sealwire::crypto::HandshakeConfig;
 use sealwire::server::GlobRooms;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -77,12 +77,11 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Value>, seen: &mut Vec<Value>, st
 
 #[tokio::test]
 async fn browser_sdk_runs_in_headless_chromium() {
-    let identity = Arc::new(ServerIdentity::from_bytes(&[0x24; 32]).expect("identity"));
-    let mut config = base_config();
-    config.handshake = Some(HandshakeConfig {
-        identity: Some(identity.clone()),
-        ..HandshakeConfig::default()
-    });
+    let identity = identity(0x24);
+    let config = config_with(
+        Some(identity.clone()),
+        HandshakeConfig::default().rekey_after,
+    );
     let rooms = GlobRooms::new(["chat:*"]).expect("glob");
     let server = start_with(builder(config).validate_rooms(rooms)).await;
 

@@ -6,31 +6,14 @@ mod common;
 
 use std::sync::Arc;
 
-use common::hardened::start_echo;
-use common::{Received, base_config};
+use common::Received;
+use common::hardened::{config_with, identity, start_echo};
 use sealwire::crypto::{CryptoError, HandshakeConfig, PeerPublicKey, ServerIdentity};
 use sealwire::protocol::{ConnectedPayload, EncryptedPayload};
 use serde_json::{Value, json};
 
-fn identity(byte: u8) -> Arc<ServerIdentity> {
-    Arc::new(ServerIdentity::from_bytes(&[byte; 32]).expect("identity key"))
-}
-
 fn pin(id: &ServerIdentity) -> PeerPublicKey {
     id.public_key()
-}
-
-fn config_with(
-    identity: Option<Arc<ServerIdentity>>,
-    rekey_after: u32,
-) -> sealwire::server::ServerConfig {
-    let mut c = base_config();
-    c.handshake = Some(HandshakeConfig {
-        identity,
-        rekey_after,
-        ..HandshakeConfig::default()
-    });
-    c
 }
 
 /// Expects an `error` frame with `message` (sealed or not), then a close with `code`.

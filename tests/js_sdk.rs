@@ -7,11 +7,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::hardened::{config_with, identity};
 use common::*;
-use sealwire::crypto::{HandshakeConfig, ServerIdentity};
+use sealwire::crypto::HandshakeConfig;
 use sealwire::server::{GlobRooms, ServerConfig};
 
 /// How many tests the three files hold; fewer passing means some did not run.
@@ -44,12 +44,11 @@ async fn node_flags() -> Vec<&'static str> {
 
 #[tokio::test]
 async fn browser_sdk_passes_its_tests_against_a_real_server() {
-    let identity = Arc::new(ServerIdentity::from_bytes(&[0x42; 32]).expect("identity"));
-    let mut config = base_config();
-    config.handshake = Some(HandshakeConfig {
-        identity: Some(identity.clone()),
-        ..HandshakeConfig::default()
-    });
+    let identity = identity(0x42);
+    let config = config_with(
+        Some(identity.clone()),
+        HandshakeConfig::default().rekey_after,
+    );
     let main = start_with(builder(config).validate_rooms(rooms())).await;
 
     let mut strict: ServerConfig = base_config();

@@ -1,11 +1,32 @@
 //! Hardened-profile helpers: an echo server and the client half of `sealwire-v1`.
 
-use sealwire::crypto::{ClientFinished, ClientHandshake, CryptoError, HandshakeConfig};
+use std::sync::Arc;
+
+use sealwire::crypto::{
+    ClientFinished, ClientHandshake, CryptoError, HandshakeConfig, ServerIdentity,
+};
 use sealwire::protocol::ConnectedPayload;
 use sealwire::server::{InboundMessage, Server, ServerConfig};
 use serde_json::{Value, json};
 
-use super::{TestServer, WsClient, start_with, test_auth};
+use super::{TestServer, WsClient, base_config, start_with, test_auth};
+
+/// A server identity key made from one repeated byte (tests only).
+pub fn identity(byte: u8) -> Arc<ServerIdentity> {
+    Arc::new(ServerIdentity::from_bytes(&[byte; 32]).expect("identity key"))
+}
+
+/// The test base configuration with a handshake signed by `identity` (if any) and rekeying
+/// every `rekey_after` records.
+pub fn config_with(identity: Option<Arc<ServerIdentity>>, rekey_after: u32) -> ServerConfig {
+    let mut c = base_config();
+    c.handshake = Some(HandshakeConfig {
+        identity,
+        rekey_after,
+        ..HandshakeConfig::default()
+    });
+    c
+}
 
 /// A server whose message handler echoes every custom event back to its sender as `echo`,
 /// with `{event, data, encrypted}`.
