@@ -591,6 +591,28 @@ async fn emit_command_publishes() {
     a.stop().await;
 }
 
+/// Starts a server whose bus connects to `url` (trusting the test CA) under `policy`, expects
+/// the start to fail within 10 s, and returns the error text.
+async fn start_error(url: &str, ca: &Option<Vec<u8>>, policy: StartupPolicy) -> String {
+    let bus = RedisBus::new(
+        RedisBusConfig::new(url)
+            .tls_ca_pem(ca.clone())
+            .startup(policy),
+    )
+    .unwrap();
+    let server = Server::builder()
+        .config(base_config())
+        .authenticate(test_auth())
+        .bus(bus)
+        .build()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server.start())
+        .await
+        .expect("a refused login does not make the start wait")
+        .expect_err("bad credentials")
+        .to_string()
+}
+
 #[tokio::test]
 async fn tls_and_acl_credentials_in_the_url() {
     let redis = RedisServer::start_tls_acl("sealwire", "s3cret-pass").await;
@@ -610,23 +632,7 @@ async fn tls_and_acl_credentials_in_the_url() {
 
     // A wrong password fails clearly, without printing the password.
     let wrong = url.replace("s3cret-pass", "wrong-pass");
-    let bus = RedisBus::new(
-        RedisBusConfig::new(wrong.clone())
-            .tls_ca_pem(redis.tls_ca.clone())
-            .startup(StartupPolicy::FailFast),
-    )
-    .unwrap();
-    let server = Server::builder()
-        .config(base_config())
-        .authenticate(test_auth())
-        .bus(bus)
-        .build()
-        .unwrap();
-    let err = server
-        .start()
-        .await
-        .expect_err("bad credentials")
-        .to_string();
+    let err = start_error(&wrong, &redis.tls_ca, StartupPolicy::FailFast).await;
     assert!(
         err.contains("cannot reach Redis at rediss://***@127.0.0.1"),
         "{err}"
@@ -635,24 +641,8 @@ async fn tls_and_acl_credentials_in_the_url() {
     // Refused credentials fail the start at once under the default (waiting) policy too,
     // wrong and missing passwords alike: retrying cannot fix them.
     let without = url.replace("sealwire:s3cret-pass@", "");
-    for bad in [wrong.clone(), without] {
-        let bus = RedisBus::new(
-            RedisBusConfig::new(bad)
-                .tls_ca_pem(redis.tls_ca.clone())
-                .startup(StartupPolicy::Wait),
-        )
-        .unwrap();
-        let server = Server::builder()
-            .config(base_config())
-            .authenticate(test_auth())
-            .bus(bus)
-            .build()
-            .unwrap();
-        let err = tokio::time::timeout(Duration::from_secs(10), server.start())
-            .await
-            .expect("a refused login does not make the start wait")
-            .expect_err("bad credentials")
-            .to_string();
+    for bad in [&wrong, &without] {
+        let err = start_error(bad, &redis.tls_ca, StartupPolicy::Wait).await;
         assert!(err.contains("refused the credentials"), "{err}");
         assert!(!err.contains("wrong-pass"), "{err}");
     }
