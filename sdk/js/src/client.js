@@ -1,9 +1,16 @@
 // The sealwire client for browsers (and any runtime with WebSocket and WebCrypto): connect,
-// authenticate, handshake, then events in, events out, with reconnects.
+// handshake, authenticate, then events in, events out, with session refreshes and reconnects.
 //
 // One connection at a time. Everything the client does on a connection runs through two
 // promise chains, one outbound and one inbound, so records are sealed and opened strictly in
 // order although WebCrypto is asynchronous.
+//
+// Hardened profile (`sealwire-v2`, docs/PROTOCOL.md section 10): the client sends a plaintext
+// `hello` with its public key only, checks the server's `hello` (profile, pins, signature,
+// key confirmation) and only then sends its token, sealed (c2s record 1, after the
+// confirmation at record 0). The server's `connected` arrives sealed and must repeat the
+// hello's client id. A plaintext `connected`, or a `hello` without the profile, is a downgrade
+// and ends the attempt.
 
 import { ClientHandshake, CryptoError, defaultSubtle } from "./crypto.js";
 import { fromClose, reason } from "./reason.js";
@@ -14,13 +21,24 @@ const RESERVED = new Set([
   "authenticate",
   "connected",
   "encrypted",
+  "hello",
+  "refresh",
+  "refreshed",
   "join",
   "leave",
   "heartbeat",
   "disconnect",
 ]);
+/** The server's answer to a refused `refresh` (docs/PROTOCOL.md section 11). */
+const REFRESH_FAILED = "Refresh failed";
+/** After a failed automatic refresh, try again only if at least this much lifetime is left. */
+const MIN_RETRY_LIFETIME_MS = 1_000;
 
-/** A failure of a client call: `kind` is `config`, `invalid-event`, `queue-full`, `closed` or `disconnected`. */
+/**
+ * A failure of a client call: `kind` is `config`, `invalid-event`, `queue-full`, `closed`,
+ * `disconnected`, `token` (the token provider failed) or `refresh-failed` (the server refused
+ * a refresh).
+ */
 export class SealwireError extends Error {
   constructor(kind, message, reason) {
     super(message);
@@ -38,6 +56,8 @@ const DEFAULTS = {
   connectTimeout: 10_000,
   sendQueue: 1024,
   captureRawFrames: false,
+  autoRefresh: true,
+  refreshAt: 0.8,
   reconnect: {
     enabled: true,
     initialDelay: 250,
@@ -58,10 +78,30 @@ export function backoffDelay(policy, attempt, random = Math.random) {
 }
 
 /**
+ * A session's remaining lifetime in ms, `expiresAt − time`, both ISO-8601 strings from the
+ * server's clock (so the client's clock skew does not matter); `null` when the session has no
+ * lifetime or either is unreadable.
+ */
+export function sessionLifetime(time, expiresAt) {
+  if (typeof expiresAt !== "string" || typeof time !== "string") return null;
+  const end = Date.parse(expiresAt);
+  const now = Date.parse(time);
+  if (!Number.isFinite(end) || !Number.isFinite(now)) return null;
+  return Math.max(0, end - now);
+}
+
+/** When to refresh, in ms from now: `ratio` (default 0.8) of `expiresAt − time`, or `null`. */
+export function refreshDelay(time, expiresAt, ratio = DEFAULTS.refreshAt) {
+  const lifetime = sessionLifetime(time, expiresAt);
+  if (lifetime === null) return null;
+  return Math.floor(lifetime * Math.min(Math.max(ratio, 0), 1));
+}
+
+/**
  * A sealwire client.
  *
  * ```js
- * const client = new SealwireClient({ url: "wss://rt.example.com/ws", token });
+ * const client = new SealwireClient({ url: "wss://rt.example.com/ws", token: () => getJwt() });
  * client.on("message", (m) => console.log(m.event, m.data));
  * client.on("disconnected", ({ reason, retryIn }) => console.log(reason.kind, retryIn));
  * await client.connect();
@@ -82,9 +122,15 @@ export class SealwireClient {
       ...options,
       reconnect: { ...DEFAULTS.reconnect, ...(options.reconnect ?? {}) },
     };
-    const { encryption } = this.options;
+    const { encryption, token, refreshAt } = this.options;
     if (!["off", "compat", "hardened"].includes(encryption)) {
       throw new SealwireError("config", `encryption must be off, compat or hardened, not ${encryption}`);
+    }
+    if (token !== undefined && typeof token !== "string" && typeof token !== "function") {
+      throw new SealwireError("config", "token must be a string or a function returning one");
+    }
+    if (typeof refreshAt !== "number" || !(refreshAt > 0 && refreshAt < 1)) {
+      throw new SealwireError("config", "refreshAt must be a fraction between 0 and 1");
     }
     this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.WebSocket !== "function") {
@@ -106,7 +152,8 @@ export class SealwireClient {
 
   /**
    * Subscribes to `connected`, `message`, `serverError`, `decryptFailed`,
-   * `plaintextRejected` or `disconnected`. Returns the unsubscribe function.
+   * `plaintextRejected`, `refreshed`, `refreshFailed` or `disconnected`. Returns the
+   * unsubscribe function.
    */
   on(type, listener) {
     if (!this.listeners.has(type)) this.listeners.set(type, new Set());
@@ -154,7 +201,8 @@ export class SealwireClient {
     return this.firstConnect.promise;
   }
 
-  /** The current connection's `{id, userId, profile, encrypted}`, or `null` between connections. */
+  /** The current connection's `{id, userId, profile, encrypted, expiresAt}`, or `null`
+   * between connections. */
   get connection() {
     return this.info;
   }
@@ -190,6 +238,20 @@ export class SealwireClient {
     if (!list) return Promise.reject(new SealwireError("config", "room names must be non-empty strings"));
     for (const r of list) this.rooms.delete(r);
     return this.enqueue(JSON.stringify({ event: "leave", data: { rooms: list } }));
+  }
+
+  /**
+   * Refreshes the session now with a new token from the token provider (sealed on an
+   * encrypted session). Resolves with the server's `refreshed` payload
+   * `{userId, time, expiresAt}`; rejects with `SealwireError("refresh-failed")` when the
+   * server refuses it (the session then keeps its current expiry), `token` when the provider
+   * fails, `disconnected` when there is no connection. The client also does this on its own
+   * at `refreshAt` of each session's lifetime when `token` is a function.
+   */
+  refresh() {
+    const conn = this.conn;
+    if (!conn?.ready) return Promise.reject(new SealwireError("disconnected", "not connected"));
+    return this.refreshOn(conn);
   }
 
   /** Closes the connection for good (sends `disconnect` first when connected). */
@@ -244,25 +306,56 @@ export class SealwireClient {
     }
   }
 
+  /** The token for `purpose` (`connect` or `refresh`): the `token` option, or its result. */
+  async token(purpose) {
+    const source = this.options.token;
+    const value = typeof source === "function" ? await source({ purpose }) : (source ?? "");
+    if (typeof value !== "string") {
+      throw new SealwireError("token", "the token provider returned no string");
+    }
+    return value;
+  }
+
   async open() {
     if (this.stopped) return;
     const encryption = this.options.encryption;
-    let handshake = null;
     const conn = {
       ws: null,
+      // hello (hardened: waiting for the server's hello), sealed (hardened: waiting for the
+      // sealed connected), connected (compat/off: waiting for connected), ready.
+      phase: encryption === "hardened" ? "hello" : "connected",
       ready: false,
       closed: false,
+      handshake: null,
       session: null,
+      token: null,
+      helloId: null,
       lastError: null,
       sendChain: Promise.resolve(),
       recvChain: Promise.resolve(),
       timers: [],
+      refreshTimer: null,
+      refreshWaiters: [],
+      deadline: null,
       outbound: async (envelope) => (conn.session ? conn.session.sealFrame(envelope) : envelope),
     };
     this.conn = conn;
+    // One deadline for every step: the token, the key pair, the socket, both hellos and the
+    // sealed `connected`.
+    conn.timers.push(
+      setTimeout(() => {
+        if (!conn.ready) this.endConnection(conn, reason("network", "connect timeout"));
+      }, this.options.connectTimeout),
+    );
+    try {
+      conn.token = await this.token("connect");
+    } catch (err) {
+      this.endConnection(conn, reason("token", `token provider: ${err?.message ?? err}`));
+      return;
+    }
     try {
       if (encryption !== "off") {
-        handshake = await ClientHandshake.create({
+        conn.handshake = await ClientHandshake.create({
           profile: encryption,
           pinnedServerKeys: this.options.pinnedServerKeys,
           subtle: this.subtle,
@@ -277,21 +370,20 @@ export class SealwireClient {
       return;
     }
     const ws = conn.ws;
-    conn.timers.push(
-      setTimeout(() => {
-        if (!conn.ready) this.endConnection(conn, reason("network", "connect timeout"));
-      }, this.options.connectTimeout),
-    );
     ws.onopen = () => {
-      const data = { token: this.options.token ?? "" };
-      if (handshake) {
-        data.publicKey = handshake.publicKeyBase64;
-        if (handshake.profileId) data.profile = handshake.profileId;
+      if (conn.closed) return;
+      if (conn.phase === "hello") {
+        // No credential in the hello: the token waits until the server checks out.
+        ws.send(conn.handshake.helloFrame());
+        return;
       }
+      const data = { token: conn.token };
+      if (conn.handshake) data.publicKey = conn.handshake.publicKeyBase64;
+      conn.token = null;
       ws.send(JSON.stringify({ event: "authenticate", data }));
     };
     ws.onmessage = (msg) => {
-      conn.recvChain = conn.recvChain.then(() => this.receive(conn, handshake, msg.data));
+      conn.recvChain = conn.recvChain.then(() => this.receive(conn, msg.data));
     };
     ws.onclose = (ev) => {
       // Frames that arrived before the close are handled first.
@@ -304,7 +396,7 @@ export class SealwireClient {
     };
   }
 
-  async receive(conn, handshake, raw) {
+  async receive(conn, raw) {
     if (conn.closed) return;
     if (typeof raw !== "string") {
       this.endConnection(conn, reason("protocol", "binary frame from the server"));
@@ -320,10 +412,8 @@ export class SealwireClient {
       this.emit("serverError", { message: "unparseable frame from the server" });
       return;
     }
-    if (!conn.ready) {
-      await this.beforeConnected(conn, handshake, frame);
-      return;
-    }
+    if (conn.phase === "hello") return this.onServerHello(conn, frame);
+    if (conn.phase === "connected") return this.onPlainConnected(conn, frame);
     if (frame.event === "encrypted" && conn.session) {
       let inner;
       try {
@@ -331,17 +421,24 @@ export class SealwireClient {
       } catch {
         inner = null;
       }
+      if (conn.closed) return;
       if (typeof inner !== "object" || inner === null || typeof inner.event !== "string") {
-        if (conn.session.profile === "compat") {
-          this.emit("decryptFailed", { frameLength: raw.length });
-        } else {
+        this.emit("decryptFailed", { frameLength: raw.length });
+        if (conn.session.profile !== "compat") {
           // A hardened receive sequence cannot skip a record: start over with a new handshake.
-          this.emit("decryptFailed", { frameLength: raw.length });
           this.endConnection(conn, reason("crypto", "a record did not open"));
         }
         return;
       }
+      if (conn.phase === "sealed") return this.onSealedConnected(conn, inner);
       this.deliver(conn, inner, true, raw);
+      return;
+    }
+    if (conn.phase === "sealed" && frame.event === "connected") {
+      this.endConnection(
+        conn,
+        reason("handshake", "downgrade: a plaintext connected on a hardened connection"),
+      );
       return;
     }
     if (conn.session) {
@@ -352,22 +449,67 @@ export class SealwireClient {
     this.deliver(conn, frame, false, raw);
   }
 
-  deliver(conn, frame, encrypted, raw) {
+  /** Hardened: the server's plaintext `hello`. Everything is checked before the token goes out. */
+  async onServerHello(conn, frame) {
     if (frame.event === "error") {
-      const message = typeof frame.data?.message === "string" ? frame.data.message : "error";
-      conn.lastError = message;
-      this.emit("serverError", { message });
+      // E.g. `Encryption handshake failed` before the 4004 close.
+      this.serverErrorBeforeConnected(conn, frame.data);
       return;
     }
-    const message = { event: frame.event, data: frame.data ?? null, encrypted };
-    if (this.options.captureRawFrames) message.raw = raw;
-    this.emit("message", message);
+    if (frame.event === "connected") {
+      this.endConnection(conn, reason("handshake", "downgrade: the server answered hello with a plaintext connected"));
+      return;
+    }
+    if (frame.event !== "hello") {
+      this.endConnection(conn, reason("protocol", `expected hello, got ${frame.event}`));
+      return;
+    }
+    let done;
+    try {
+      done = await conn.handshake.finishHello(frame.data);
+    } catch (err) {
+      const kind = err instanceof CryptoError ? "handshake" : "protocol";
+      this.endConnection(conn, reason(kind, `${err?.kind ?? "error"}: ${err?.message ?? err}`));
+      return;
+    }
+    if (conn.closed) return;
+    conn.session = done.session;
+    conn.helloId = done.id;
+    conn.phase = "sealed";
+    const token = conn.token;
+    conn.token = null;
+    try {
+      // c2s record 0: the key confirmation; record 1: the credentials, sealed.
+      conn.ws.send(done.confirmation);
+      conn.ws.send(await conn.session.sealFrame(JSON.stringify({ event: "authenticate", data: { token } })));
+    } catch (err) {
+      this.endConnection(conn, reason("network", `send failed: ${err?.message ?? err}`));
+    }
   }
 
-  async beforeConnected(conn, handshake, frame) {
+  /** Hardened: the first record from the server, a sealed `connected` (or the sealed error
+   * before a 4003/4004). */
+  onSealedConnected(conn, inner) {
+    if (inner.event === "error") {
+      this.serverErrorBeforeConnected(conn, inner.data);
+      return;
+    }
+    if (inner.event !== "connected") {
+      this.endConnection(conn, reason("protocol", `expected connected, got ${inner.event}`));
+      return;
+    }
+    const data = inner.data ?? {};
+    if (data.id !== conn.helloId) {
+      this.endConnection(conn, reason("handshake", "connected names another client id than the hello"));
+      return;
+    }
+    this.established(conn, data);
+  }
+
+  /** Compatibility profile and plaintext clients: the plaintext `connected`. */
+  async onPlainConnected(conn, frame) {
     if (frame.event === "error") {
-      conn.lastError = typeof frame.data?.message === "string" ? frame.data.message : "error";
-      this.emit("serverError", { message: conn.lastError });
+      this.serverErrorBeforeConnected(conn, frame.data);
       return;
     }
     if (frame.event !== "connected") {
@@ -375,12 +517,9 @@ export class SealwireClient {
       return;
     }
     const data = frame.data ?? {};
-    let confirmation = null;
-    if (handshake) {
+    if (conn.handshake) {
       try {
-        const done = await handshake.finish(data);
-        conn.session = done.session;
-        confirmation = done.confirmation;
+        conn.session = (await conn.handshake.finish(data)).session;
       } catch (err) {
         const kind = err instanceof CryptoError ? "handshake" : "protocol";
         this.endConnection(conn, reason(kind, `${err?.kind ?? "error"}: ${err?.message ?? err}`));
@@ -388,10 +527,19 @@ export class SealwireClient {
       }
     }
     if (conn.closed) return;
+    this.established(conn, data);
+  }
+
+  serverErrorBeforeConnected(conn, data) {
+    conn.lastError = typeof data?.message === "string" ? data.message : "error";
+    this.emit("serverError", { message: conn.lastError });
+  }
+
+  established(conn, data) {
     conn.ready = true;
+    conn.phase = "ready";
     this.attempt = 0;
-    // The hardened confirmation must be the first record; re-joins come next, then the queue.
-    if (confirmation) conn.ws.send(confirmation);
+    // Re-joins first, then the queue, in order behind them.
     if (this.rooms.size > 0) {
       this.transmit(conn, JSON.stringify({ event: "join", data: { rooms: [...this.rooms] } })).catch(() => {});
     }
@@ -408,19 +556,108 @@ export class SealwireClient {
       userId: data.userId,
       profile: conn.session?.profile ?? "off",
       encrypted: conn.session !== null,
+      expiresAt: typeof data.expiresAt === "string" ? data.expiresAt : null,
     };
+    this.scheduleRefresh(conn, data.time, data.expiresAt);
     this.emit("connected", { ...this.info, reconnected });
     this.firstConnect?.resolve(this.info);
+  }
+
+  /** Arms the automatic refresh at `refreshAt` of `expiresAt − time` (server clock). */
+  scheduleRefresh(conn, time, expiresAt) {
+    clearTimeout(conn.refreshTimer);
+    conn.refreshTimer = null;
+    const lifetime = sessionLifetime(time, expiresAt);
+    conn.deadline = lifetime === null ? null : Date.now() + lifetime;
+    // A fixed token cannot renew anything: only a provider gives fresh ones.
+    if (lifetime === null || !this.options.autoRefresh || typeof this.options.token !== "function") return;
+    conn.refreshTimer = setTimeout(() => this.autoRefresh(conn), Math.floor(lifetime * this.options.refreshAt));
+  }
+
+  async autoRefresh(conn) {
+    conn.refreshTimer = null;
+    try {
+      await this.refreshOn(conn);
+    } catch {
+      // Reported as `refreshFailed`. One more try while enough lifetime is left, e.g. for a
+      // token service that failed for a moment.
+      if (conn.closed || conn.refreshTimer !== null || conn.deadline === null) return;
+      const left = conn.deadline - Date.now();
+      if (left >= MIN_RETRY_LIFETIME_MS) {
+        conn.refreshTimer = setTimeout(() => this.autoRefresh(conn), Math.floor(left / 2));
+      }
+    }
+  }
+
+  async refreshOn(conn) {
+    let token;
+    try {
+      token = await this.token("refresh");
+    } catch (err) {
+      const message = `token provider: ${err?.message ?? err}`;
+      if (!conn.closed) this.emit("refreshFailed", { message, expiresAt: this.info?.expiresAt ?? null });
+      throw new SealwireError("token", message);
+    }
+    if (conn.closed) throw new SealwireError("disconnected", "connection closed before the refresh");
+    const answer = new Promise((resolve, reject) => conn.refreshWaiters.push({ resolve, reject }));
+    try {
+      await this.transmit(conn, JSON.stringify({ event: "refresh", data: { token } }));
+    } catch (err) {
+      conn.refreshWaiters.pop()?.reject(err);
+    }
+    return answer;
+  }
+
+  onRefreshed(conn, data) {
+    const payload = {
+      userId: data?.userId,
+      time: data?.time,
+      expiresAt: typeof data?.expiresAt === "string" ? data.expiresAt : null,
+    };
+    if (this.info && payload.userId !== this.info.userId) {
+      this.endConnection(conn, reason("protocol", "refreshed names another user"));
+      return;
+    }
+    if (this.info) this.info = { ...this.info, expiresAt: payload.expiresAt };
+    this.scheduleRefresh(conn, payload.time, payload.expiresAt);
+    this.emit("refreshed", payload);
+    conn.refreshWaiters.shift()?.resolve(payload);
+  }
+
+  onRefreshFailed(conn, message) {
+    this.emit("refreshFailed", { message, expiresAt: this.info?.expiresAt ?? null });
+    conn.refreshWaiters.shift()?.reject(new SealwireError("refresh-failed", message));
+  }
+
+  deliver(conn, frame, encrypted, raw) {
+    if (frame.event === "error") {
+      const message = typeof frame.data?.message === "string" ? frame.data.message : "error";
+      conn.lastError = message;
+      this.emit("serverError", { message });
+      if (message === REFRESH_FAILED) this.onRefreshFailed(conn, message);
+      return;
+    }
+    if (frame.event === "refreshed") {
+      this.onRefreshed(conn, frame.data);
+      return;
+    }
+    const message = { event: frame.event, data: frame.data ?? null, encrypted };
+    if (this.options.captureRawFrames) message.raw = raw;
+    this.emit("message", message);
   }
 
   endConnection(conn, why, closeCode = 1000) {
     if (conn.closed) return;
     conn.closed = true;
     conn.ready = false;
+    conn.token = null;
     for (const t of conn.timers) {
       clearTimeout(t);
       clearInterval(t);
     }
+    clearTimeout(conn.refreshTimer);
+    const gone = new SealwireError("disconnected", `connection ended: ${why.kind}`, why);
+    for (const w of conn.refreshWaiters.splice(0)) w.reject(gone);
     if (closeCode !== null && conn.ws && conn.ws.readyState <= 1) {
       try {
         conn.ws.close(closeCode);

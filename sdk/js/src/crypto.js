@@ -1,5 +1,6 @@
 // The client half of the sealwire handshake and the two record formats, on WebCrypto only.
-// Follows docs/PROTOCOL.md sections 5 (compatibility profile) and 10 (hardened `sealwire-v1`).
+// Follows docs/PROTOCOL.md sections 5 (compatibility profile) and 10 (hardened `sealwire-v2`:
+// the key exchange comes first, the credentials travel sealed).
 //
 // Keys never leave WebCrypto when they need not: the ECDH private key, every AES-GCM key and
 // every HMAC key are non-extractable CryptoKeys. The per-direction chain secrets of the
@@ -18,8 +19,8 @@ import {
   utf8,
 } from "./encoding.js";
 
-/** Profile id of the hardened profile, sent as `authenticate.profile`. */
-export const HARDENED_PROFILE = "sealwire-v1";
+/** Profile id of the hardened profile, sent in the client `hello`. */
+export const HARDENED_PROFILE = "sealwire-v2";
 /** HKDF info of the compatibility profile (the IGNIS default). */
 export const COMPAT_INFO = "ignis-ecdh-p256-aes-256-gcm-v1";
 /** Largest `rekeyAfter` a client accepts. */
@@ -35,17 +36,17 @@ const DIR_C2S = 1;
 const DIR_S2C = 2;
 
 const label = {
-  transcript: utf8("sealwire-v1 transcript"),
-  c2s: utf8("sealwire-v1 c2s"),
-  s2c: utf8("sealwire-v1 s2c"),
-  confirm: utf8("sealwire-v1 confirm"),
-  key: utf8("sealwire-v1 key"),
-  iv: utf8("sealwire-v1 iv"),
-  next: utf8("sealwire-v1 next"),
-  serverFinished: utf8("sealwire-v1 server finished"),
-  clientFinished: utf8("sealwire-v1 client finished"),
-  serverSignature: utf8("sealwire-v1 server signature"),
-  aad: utf8("sealwire-v1"),
+  transcript: utf8("sealwire-v2 transcript"),
+  c2s: utf8("sealwire-v2 c2s"),
+  s2c: utf8("sealwire-v2 s2c"),
+  confirm: utf8("sealwire-v2 confirm"),
+  key: utf8("sealwire-v2 key"),
+  iv: utf8("sealwire-v2 iv"),
+  next: utf8("sealwire-v2 next"),
+  serverFinished: utf8("sealwire-v2 server finished"),
+  clientFinished: utf8("sealwire-v2 client finished"),
+  serverSignature: utf8("sealwire-v2 server signature"),
+  aad: utf8("sealwire-v2"),
 };
 
 /**
@@ -120,8 +121,15 @@ const aesKey = (subtle, bytes) =>
 
 /**
  * The client half of a handshake. Make one per connection attempt (a fresh key pair each
- * time), send `publicKey` and `profile` in `authenticate`, then pass the `connected` payload
- * to `finish`.
+ * time).
+ *
+ * Hardened (`sealwire-v2`, the default): send `{"event":"hello","data": helloData()}` first,
+ * pass the server's `hello` payload to `finishHello`, which checks everything before any
+ * credential leaves the client; then send the returned `confirmation` (c2s record 0) and the
+ * sealed `authenticate` (`session.sealFrame`, c2s record 1).
+ *
+ * Compatibility: send `publicKeyBase64` inside a plaintext `authenticate`, then pass the
+ * `connected` payload to `finish`.
  */
 export class ClientHandshake {
   /**
@@ -171,16 +179,30 @@ export class ClientHandshake {
     this.pins = (options.pinnedServerKeys ?? []).map((k) =>
       decodeField(k, PUBLIC_KEY_LEN, "invalid-public-key"),
     );
+    this.used = false;
   }
 
-  /** Base64 of our public key, for `authenticate.publicKey`. */
+  /** Base64 of our public key (`hello.publicKey`, or `authenticate.publicKey` in compat). */
   get publicKeyBase64() {
     return toBase64(this.publicKey);
   }
 
-  /** The `authenticate.profile` field (`undefined`: omit it). */
+  /** The hardened profile id (`undefined` in the compatibility profile). */
   get profileId() {
     return this.profile === "hardened" ? HARDENED_PROFILE : undefined;
+  }
+
+  /** The payload of the client `hello` (hardened only): `{profile, publicKey}`, no credential. */
+  helloData() {
+    if (this.profile !== "hardened") {
+      throw new CryptoError("handshake", "the compatibility profile has no hello");
+    }
+    return { profile: HARDENED_PROFILE, publicKey: this.publicKeyBase64 };
+  }
+
+  /** The client `hello` frame as JSON text. */
+  helloFrame() {
+    return JSON.stringify({ event: "hello", data: this.helloData() });
   }
 
   async sharedX(serverKey) {
@@ -189,55 +211,101 @@ export class ClientHandshake {
     );
   }
 
+  /** A handshake derives one session: a second finish would reuse its key pair. */
+  claim() {
+    if (this.used) throw new CryptoError("handshake", "this handshake is already finished");
+    this.used = true;
+  }
+
   /**
-   * Derives the session from the `connected` payload. Hardened: refuses a downgrade,
-   * verifies the server's key confirmation and, with pins, its identity signature; returns
-   * the confirmation frame to send before anything else.
+   * Hardened: derives the session from the server's `hello` payload. Refuses a hello without
+   * `profile: "sealwire-v2"` (downgrade), checks `rekeyAfter`, the identity pins and
+   * signature, and the server's key confirmation, all before the caller sends any
+   * credential. Returns the session, the confirmation record (c2s `seq` 0, to send first)
+   * and the client id the server announced (the sealed `connected` must repeat it).
    *
-   * @returns {Promise<{session: CompatSession|HardenedSession, confirmation: string|null}>}
+   * @returns {Promise<{session: HardenedSession, confirmation: string, id: string}>}
    */
-  async finish(connected) {
-    const subtle = this.subtle;
-    if (typeof connected !== "object" || connected === null) {
-      throw new CryptoError("handshake", "connected carries no payload");
+  async finishHello(hello) {
+    if (this.profile !== "hardened") {
+      throw new CryptoError("handshake", "the compatibility profile has no hello");
     }
-    const { serverPublicKey, salt: saltB64 } = connected;
-    if (typeof serverPublicKey !== "string" || typeof saltB64 !== "string") {
-      throw new CryptoError("handshake", "connected carries no serverPublicKey/salt");
+    if (typeof hello !== "object" || hello === null) {
+      throw new CryptoError("handshake", "hello carries no payload");
     }
-    const answered = connected.profile ?? undefined;
-    if (answered !== this.profileId) {
-      throw new CryptoError("handshake", `asked for ${this.profileId ?? "compat"}, got ${answered ?? "compat"}`);
+    if (hello.profile !== HARDENED_PROFILE) {
+      throw new CryptoError(
+        "handshake",
+        `asked for ${HARDENED_PROFILE}, the server's hello says ${hello.profile ?? "nothing"}`,
+      );
     }
-    const server = await importPeerKey(subtle, serverPublicKey, "ECDH");
-    const salt = decodeField(saltB64, SALT_LEN, "encoding");
+    const { server, salt } = await this.serverKeyAndSalt(hello, "hello");
+    this.claim();
     const x = await this.sharedX(server.key);
     try {
-      if (this.profile === "compat") {
-        const key = await hkdf32(subtle, salt, x, utf8(this.info));
-        const session = new CompatSession(subtle, await aesKey(subtle, key));
-        key.fill(0);
-        return { session, confirmation: null };
-      }
-      return await this.finishHardened(connected, server.raw, salt, x);
+      return await this.finishHardened(hello, server.raw, salt, x);
     } finally {
       x.fill(0);
     }
   }
 
-  async finishHardened(connected, serverPublic, salt, x) {
+  /**
+   * Compatibility profile: derives the session from the plaintext `connected` payload
+   * (`serverPublicKey`, `salt`). Refuses a `connected` that names a profile.
+   *
+   * @returns {Promise<{session: CompatSession, confirmation: null}>}
+   */
+  async finish(connected) {
+    if (this.profile !== "compat") {
+      throw new CryptoError(
+        "handshake",
+        "a hardened session comes from the server's hello (finishHello), never from connected",
+      );
+    }
+    if (typeof connected !== "object" || connected === null) {
+      throw new CryptoError("handshake", "connected carries no payload");
+    }
+    if (connected.profile !== undefined && connected.profile !== null) {
+      throw new CryptoError("handshake", `asked for compat, got ${connected.profile}`);
+    }
+    const { server, salt } = await this.serverKeyAndSalt(connected, "connected");
+    this.claim();
     const subtle = this.subtle;
-    const rekeyAfter = connected.rekeyAfter;
+    const x = await this.sharedX(server.key);
+    try {
+      const key = await hkdf32(subtle, salt, x, utf8(this.info));
+      const session = new CompatSession(subtle, await aesKey(subtle, key));
+      key.fill(0);
+      return { session, confirmation: null };
+    } finally {
+      x.fill(0);
+    }
+  }
+
+  async serverKeyAndSalt(payload, what) {
+    const { serverPublicKey, salt } = payload;
+    if (typeof serverPublicKey !== "string" || typeof salt !== "string") {
+      throw new CryptoError("handshake", `${what} carries no serverPublicKey/salt`);
+    }
+    const server = await importPeerKey(this.subtle, serverPublicKey, "ECDH");
+    return { server, salt: decodeField(salt, SALT_LEN, "encoding") };
+  }
+
+  async finishHardened(hello, serverPublic, salt, x) {
+    const subtle = this.subtle;
+    const rekeyAfter = hello.rekeyAfter;
     if (!Number.isInteger(rekeyAfter) || rekeyAfter < 1 || rekeyAfter > MAX_REKEY_AFTER) {
       throw new CryptoError("handshake", "rekeyAfter missing or out of range");
     }
-    if (typeof connected.id !== "string") throw new CryptoError("handshake", "connected has no id");
+    if (typeof hello.id !== "string" || hello.id.length === 0) {
+      throw new CryptoError("handshake", "hello has no client id");
+    }
     let identity = new Uint8Array(0);
-    if (connected.identityKey !== undefined) {
-      if (typeof connected.identityKey !== "string") {
+    if (hello.identityKey !== undefined && hello.identityKey !== null) {
+      if (typeof hello.identityKey !== "string") {
         throw new CryptoError("untrusted-server", "identityKey is not a string");
       }
-      identity = decodeField(connected.identityKey, PUBLIC_KEY_LEN, "untrusted-server");
+      identity = decodeField(hello.identityKey, PUBLIC_KEY_LEN, "untrusted-server");
     }
     if (this.pins.length > 0 && !this.pins.some((p) => bytesEqual(p, identity))) {
       throw new CryptoError("untrusted-server", "the server's identity key is not pinned");
@@ -245,7 +313,7 @@ export class ClientHandshake {
     const transcript = concat(
       label.transcript,
       lengthPrefixed(utf8(HARDENED_PROFILE)),
-      lengthPrefixed(utf8(connected.id)),
+      lengthPrefixed(utf8(hello.id)),
       this.publicKey,
       serverPublic,
       salt,
@@ -254,10 +322,10 @@ export class ClientHandshake {
     );
     const th = new Uint8Array(await subtle.digest("SHA-256", transcript));
     if (identity.length > 0) {
-      const { key } = await importPeerKey(subtle, connected.identityKey, "ECDSA");
+      const { key } = await importPeerKey(subtle, hello.identityKey, "ECDSA");
       let signature;
       try {
-        signature = fromBase64(connected.signature);
+        signature = fromBase64(hello.signature);
       } catch {
         throw new CryptoError("untrusted-server", "signature missing or not base64");
       }
@@ -276,8 +344,10 @@ export class ClientHandshake {
     confirmBytes.fill(0);
     let serverFinished;
     try {
-      serverFinished = fromBase64(connected.confirm);
+      serverFinished = fromBase64(hello.confirm);
     } catch {
+      c2s.fill(0);
+      s2c.fill(0);
       throw new CryptoError("handshake", "confirm missing or not base64");
     }
     // subtle.verify compares in constant time.
@@ -287,14 +357,18 @@ export class ClientHandshake {
       serverFinished,
       concat(label.serverFinished, th),
     );
-    if (!confirmed) throw new CryptoError("handshake", "the server's key confirmation is wrong");
+    if (!confirmed) {
+      c2s.fill(0);
+      s2c.fill(0);
+      throw new CryptoError("handshake", "the server's key confirmation is wrong");
+    }
     const mine = await hmac(subtle, confirmKey, concat(label.clientFinished, th));
     const session = new HardenedSession(subtle, rekeyAfter);
     await session.init(c2s, s2c);
     const confirmation = await session.sealFrame(
       JSON.stringify({ event: "confirm", data: { mac: toBase64(mine) } }),
     );
-    return { session, confirmation };
+    return { session, confirmation, id: hello.id };
   }
 }
 
@@ -368,7 +442,7 @@ async function nextEpoch(subtle, material) {
 }
 
 /**
- * `sealwire-v1` session: a key chain per direction, counter nonces, AAD binding direction,
+ * `sealwire-v2` session: a key chain per direction, counter nonces, AAD binding direction,
  * epoch and sequence; a record opens only if it is exactly the next one expected.
  */
 export class HardenedSession {

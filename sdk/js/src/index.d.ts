@@ -1,6 +1,6 @@
 // Types of the sealwire browser SDK.
 
-/** `off`: plaintext; `compat`: IGNIS-compatible profile; `hardened`: `sealwire-v1` (default). */
+/** `off`: plaintext; `compat`: IGNIS-compatible profile; `hardened`: `sealwire-v2` (default). */
 export type Encryption = "off" | "compat" | "hardened";
 
 export interface ReconnectPolicy {
@@ -21,8 +21,12 @@ export interface ReconnectPolicy {
 export interface ClientOptions {
   /** `ws://` or `wss://` URL of the server's WebSocket path. */
   url: string;
-  /** Sent as `authenticate.token`. */
-  token?: string;
+  /**
+   * The credential: a string, or a token provider called (and awaited) on every connection
+   * attempt (`purpose: "connect"`) and for every refresh (`purpose: "refresh"`). Hardened: it
+   * travels only sealed, after the server's hello checked out.
+   */
+  token?: string | TokenProvider;
   encryption?: Encryption;
   /** Hardened profile: base64 identity keys the server must sign with (current and next). */
   pinnedServerKeys?: string[];
@@ -30,8 +34,15 @@ export interface ClientOptions {
   info?: string;
   /** Milliseconds between `heartbeat` events (default 25000). */
   heartbeatInterval?: number;
-  /** Milliseconds for one attempt to reach `connected` (default 10000). */
+  /** Milliseconds for one attempt to reach `connected`, every step included (default 10000). */
   connectTimeout?: number;
+  /**
+   * Refresh sessions that have an `expiresAt` on their own, with a token from the provider
+   * (default true; only when `token` is a function).
+   */
+  autoRefresh?: boolean;
+  /** When to refresh, as a fraction of `expiresAt − time` (server clock), 0..1 exclusive (default 0.8). */
+  refreshAt?: number;
   /** Messages that may wait while disconnected (default 1024). */
   sendQueue?: number;
   /** Put the frame as received on each message (`raw`). Default false. */
@@ -43,11 +54,24 @@ export interface ClientOptions {
   subtle?: SubtleCrypto;
 }
 
+/** Returns the token to send; `purpose` says whether for a new connection or a refresh. */
+export type TokenProvider = (context: { purpose: "connect" | "refresh" }) => string | Promise<string>;
+
 export interface ConnectionInfo {
   id: string;
   userId: string;
-  profile: "off" | "compat" | "sealwire-v1";
+  profile: "off" | "compat" | "sealwire-v2";
   encrypted: boolean;
+  /** When the server ends the session (4006) unless it is refreshed; null without a lifetime. */
+  expiresAt: string | null;
+}
+
+/** The server's `refreshed` payload. */
+export interface RefreshResult {
+  userId: string;
+  time: string;
+  /** The new expiry; null when the new token gives the session no lifetime. */
+  expiresAt: string | null;
 }
 
 export type DisconnectKind =
@@ -56,9 +80,11 @@ export type DisconnectKind =
   | "auth-failed"
   | "encryption-required"
   | "slow-consumer"
+  | "session-expired"
   | "server-shutdown"
   | "closed"
   | "network"
+  | "token"
   | "handshake"
   | "protocol"
   | "crypto"
@@ -66,7 +92,7 @@ export type DisconnectKind =
 
 export interface DisconnectReason {
   kind: DisconnectKind;
-  /** The close code, when the server sent one (4001..4005, 1001, ...). */
+  /** The close code, when the server sent one (4001..4006, 1001, ...). */
   code: number | null;
   message: string;
   /** False for `auth-failed`, `encryption-required`, `handshake`, `protocol`, `client-closed`. */
@@ -90,12 +116,17 @@ export interface ClientEvents {
   decryptFailed: { frameLength: number };
   /** A plaintext application frame on an encrypted session: refused, not delivered. */
   plaintextRejected: { event: string };
+  /** The server accepted a refresh: the session now ends at `expiresAt` (null: never). */
+  refreshed: RefreshResult;
+  /** A refresh was refused (`Refresh failed`) or the token provider failed; the session keeps
+   * `expiresAt` and closes with 4006 then unless a later refresh succeeds. */
+  refreshFailed: { message: string; expiresAt: string | null };
   /** `retryIn` is the delay before the next attempt in ms, or null when the client stopped. */
   disconnected: { reason: DisconnectReason; retryIn: number | null };
 }
 
 export class SealwireError extends Error {
-  kind: "config" | "invalid-event" | "queue-full" | "closed" | "disconnected";
+  kind: "config" | "invalid-event" | "queue-full" | "closed" | "disconnected" | "token" | "refresh-failed";
   reason?: DisconnectReason;
 }
 
@@ -109,17 +140,23 @@ export class SealwireClient {
   send(event: string, data?: unknown): Promise<void>;
   join(rooms: string | Iterable<string>): Promise<void>;
   leave(rooms: string | Iterable<string>): Promise<void>;
+  /** Refreshes the session now with a token from the provider. */
+  refresh(): Promise<RefreshResult>;
   close(): void;
 }
 
 export function backoffDelay(policy: Required<ReconnectPolicy>, attempt: number, random?: () => number): number | null;
+/** `expiresAt − time` in ms (both server-clock ISO strings), or null without a lifetime. */
+export function sessionLifetime(time: string, expiresAt: string | null | undefined): number | null;
+/** `ratio` (default 0.8) of `sessionLifetime`, or null. */
+export function refreshDelay(time: string, expiresAt: string | null | undefined, ratio?: number): number | null;
 
 export class CryptoError extends Error {
   kind: "invalid-public-key" | "encoding" | "handshake" | "untrusted-server" | "decrypt" | "exhausted";
 }
 
 export interface Session {
-  readonly profile: "compat" | "sealwire-v1";
+  readonly profile: "compat" | "sealwire-v2";
   sealFrame(plaintext: string): Promise<string>;
   open(data: unknown): Promise<string>;
 }
@@ -129,7 +166,7 @@ export class CompatSession implements Session {
   open(data: unknown): Promise<string>;
 }
 export class HardenedSession implements Session {
-  readonly profile: "sealwire-v1";
+  readonly profile: "sealwire-v2";
   sealFrame(plaintext: string): Promise<string>;
   open(data: unknown): Promise<string>;
 }
@@ -143,11 +180,22 @@ export class ClientHandshake {
   }): Promise<ClientHandshake>;
   static fromKeyPair(privateKey: Uint8Array, publicKey: Uint8Array, options?: object): Promise<ClientHandshake>;
   readonly publicKeyBase64: string;
-  readonly profileId: "sealwire-v1" | undefined;
-  finish(connected: object): Promise<{ session: Session; confirmation: string | null }>;
+  readonly profileId: "sealwire-v2" | undefined;
+  /** Hardened: the client `hello` payload (no credential). */
+  helloData(): { profile: "sealwire-v2"; publicKey: string };
+  /** Hardened: `{"event":"hello","data":helloData()}` as JSON text. */
+  helloFrame(): string;
+  /**
+   * Hardened: checks the server's `hello` (profile, rekeyAfter, pins, signature, key
+   * confirmation) and derives the session. Send `confirmation` first, then the sealed
+   * `authenticate`; the sealed `connected` must carry `id`.
+   */
+  finishHello(hello: object): Promise<{ session: HardenedSession; confirmation: string; id: string }>;
+  /** Compatibility profile: derives the session from the plaintext `connected`. */
+  finish(connected: object): Promise<{ session: CompatSession; confirmation: null }>;
 }
 
-export const HARDENED_PROFILE: "sealwire-v1";
+export const HARDENED_PROFILE: "sealwire-v2";
 export const COMPAT_INFO: string;
 export function reason(kind: DisconnectKind, message?: string, code?: number | null): DisconnectReason;
 export function fromClose(code: number, reason: string, lastError: string | null): DisconnectReason;

@@ -1,5 +1,5 @@
 // sealwire client SDK for browsers and other WebSocket + WebCrypto runtimes.
-export { SealwireClient, SealwireError, backoffDelay } from "./client.js";
+export { SealwireClient, SealwireError, backoffDelay, refreshDelay, sessionLifetime } from "./client.js";
 export {
   ClientHandshake,
   CompatSession,

@@ -4,13 +4,17 @@
 /**
  * @typedef {object} DisconnectReason
  * @property {string} kind `auth-timeout` (4001), `heartbeat-timeout` (4002), `auth-failed`
- *   (4003), `encryption-required` (4004), `slow-consumer` (4005), `server-shutdown` (1001),
- *   `closed` (any other close code), `network` (no close frame), `handshake` (the server's
- *   handshake reply did not check out), `protocol` (the server broke the protocol), `crypto`
+ *   (4003), `encryption-required` (4004), `slow-consumer` (4005), `session-expired` (4006:
+ *   the session reached its `expiresAt` without a refresh; the reconnect asks the token
+ *   provider for a fresh token), `server-shutdown` (1001),
+ *   `closed` (any other close code), `network` (no close frame or the connect timeout),
+ *   `token` (the token provider failed), `handshake` (the server's handshake reply did not
+ *   check out, or was a downgrade), `protocol` (the server broke the protocol), `crypto`
  *   (a record did not open), `client-closed` (`close()` was called)
  * @property {number|null} code the close code, when the server sent one
  * @property {string} message human-readable detail
- * @property {boolean} retryable whether reconnecting with the same credentials can help
+ * @property {boolean} retryable whether reconnecting (with the same settings and a token from
+ *   the same provider) can help
  */
 
 const byCode = {
@@ -19,6 +23,7 @@ const byCode = {
   4003: "auth-failed",
   4004: "encryption-required",
   4005: "slow-consumer",
+  4006: "session-expired",
   1001: "server-shutdown",
 };
 

@@ -20,13 +20,14 @@ test("backoff grows exponentially, is capped, jittered downwards, and stops", ()
   assert.equal(backoffDelay({ ...policy, maxAttempts: Infinity }, 1000, () => 0), 1000);
 });
 
-test("close codes map to typed reasons; 4003, 4004 and protocol failures are final", () => {
+test("close codes map to typed reasons; 4003, 4004 and protocol failures are final, 4006 is retried", () => {
   const cases = [
     [4001, "auth-timeout", true],
     [4002, "heartbeat-timeout", true],
     [4003, "auth-failed", false],
     [4004, "encryption-required", false],
     [4005, "slow-consumer", true],
+    [4006, "session-expired", true],
     [1001, "server-shutdown", true],
     [1000, "closed", true],
     [4999, "closed", true],

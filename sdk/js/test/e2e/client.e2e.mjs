@@ -4,6 +4,8 @@
 //   SEALWIRE_ADMIN_TOKEN, SEALWIRE_IDENTITY_KEY
 //   SEALWIRE_STRICT_URL                 require-encryption server
 //   SEALWIRE_IDLE_URL, SEALWIRE_IDLE_ADMIN   heartbeat timeout of 1.5 s
+// The test authenticator maps a token to the user id of the same name (`reject*` is refused)
+// and `ttl:<ms>:<user>` to `<user>` with a session that expires <ms> after authentication.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
@@ -46,7 +48,7 @@ function recorder(client) {
       }
     }
   };
-  for (const type of ["connected", "message", "serverError", "decryptFailed", "plaintextRejected", "disconnected"]) {
+  for (const type of ["connected", "message", "serverError", "decryptFailed", "plaintextRejected", "refreshed", "refreshFailed", "disconnected"]) {
     client.on(type, record(type));
   }
   return {
@@ -94,8 +96,9 @@ test("hardened client with a pinned identity: user, room and broadcast messages 
   const { client, rec } = open(t, { token: "alice-js", pinnedServerKeys: [PIN], captureRawFrames: true });
   const info = await client.connect();
   assert.equal(info.userId, "alice-js");
-  assert.equal(info.profile, "sealwire-v1");
+  assert.equal(info.profile, "sealwire-v2");
   assert.equal(info.encrypted, true);
+  assert.equal(info.expiresAt, null);
   await client.join(["chat:lobby", "forbidden"]);
   await sync(client, rec, "joined");
   const rooms = await admin(ADMIN, "GET", `/socket/client/${info.id}/rooms`);
@@ -226,4 +229,122 @@ test("4002: after a server-side disconnect the client re-handshakes and re-joins
   assert.ok(rooms.includes("chat:again"), JSON.stringify(rooms));
   assert.deepEqual(client.joinedRooms(), ["chat:again"]);
   client.close();
+});
+
+/** A WebSocket that records every frame in both directions as it crosses the wire: what a
+ * passive relay (a TLS-terminating proxy, say) would see. */
+function tapped(wire) {
+  return class TappedWebSocket extends WebSocket {
+    constructor(url) {
+      super(url);
+      this.addEventListener("message", (e) => wire.push({ dir: "in", data: String(e.data) }));
+    }
+
+    send(data) {
+      wire.push({ dir: "out", data: String(data) });
+      super.send(data);
+    }
+  };
+}
+
+test("a passive observer of the wire never sees the token, the user id or the rooms", LIMIT, async (t) => {
+  // The test authenticator makes the token the user id, so it must not show up either way.
+  const secret = `tap-secret-${Math.random().toString(36).slice(2)}`;
+  const room = `chat:${secret}`;
+  const wire = [];
+  const { client, rec } = open(t, { token: secret, pinnedServerKeys: [PIN], WebSocket: tapped(wire) });
+  const info = await client.connect();
+  assert.equal(info.userId, secret);
+  await client.join([room]);
+  await sync(client, rec, "tapped");
+  assert.equal((await admin(ADMIN, "POST", `/socket/user/${secret}/send`, { topic: "to-user", data: { secret } })).status, 200);
+  assert.deepEqual((await rec.next(isMessage("to-user"), "to-user")).data, { secret });
+  // The handshake: a plaintext hello each way, then records only.
+  const [hello, serverHello] = [wire.find((f) => f.dir === "out"), wire.find((f) => f.dir === "in")];
+  assert.deepEqual(Object.keys(JSON.parse(hello.data).data).sort(), ["profile", "publicKey"]);
+  assert.equal(JSON.parse(serverHello.data).event, "hello");
+  assert.equal(JSON.parse(serverHello.data).data.id, info.id);
+  const rest = wire.filter((f) => f !== hello && f !== serverHello);
+  assert.ok(rest.length >= 6, `${rest.length} frames`);
+  for (const f of rest) assert.equal(JSON.parse(f.data).event, "encrypted", f.data);
+  for (const f of wire) assert.ok(!f.data.includes(secret), `${f.dir}: ${f.data}`);
+  client.close();
+
+  // The same tap on a compatibility-profile client sees its token: the tap works.
+  const compatWire = [];
+  const compat = open(t, { token: `${secret}-compat`, encryption: "compat", WebSocket: tapped(compatWire) });
+  await compat.client.connect();
+  assert.ok(compatWire.some((f) => f.dir === "out" && f.data.includes(`${secret}-compat`)));
+  compat.client.close();
+});
+
+test("token provider: refreshes keep a short-lived session alive past its first expiry", LIMIT, async (t) => {
+  const purposes = [];
+  const token = async ({ purpose }) => {
+    purposes.push(purpose);
+    return "ttl:1500:rita-js";
+  };
+  const { client, rec } = open(t, { token, pinnedServerKeys: [PIN] });
+  const startedAt = Date.now();
+  const info = await client.connect();
+  assert.equal(info.userId, "rita-js");
+  assert.ok(info.expiresAt, "connected carries expiresAt");
+  const firstExpiry = Date.parse(info.expiresAt);
+  const first = await rec.next((e) => e.type === "refreshed", "first refresh");
+  assert.equal(first.userId, "rita-js");
+  assert.ok(Date.parse(first.expiresAt) > firstExpiry, `${first.expiresAt} after ${info.expiresAt}`);
+  const second = await rec.next((e) => e.type === "refreshed", "second refresh");
+  assert.ok(Date.parse(second.expiresAt) > Date.parse(first.expiresAt));
+  // Well past the first expiry (1.5 s): the same connection still works.
+  while (Date.now() - startedAt < 3_200) await new Promise((r) => setTimeout(r, 100));
+  await sync(client, rec, "still-alive");
+  assert.equal(client.connection.id, info.id);
+  assert.ok(Date.parse(client.connection.expiresAt) >= Date.parse(second.expiresAt));
+  assert.deepEqual(rec.seen.filter((e) => ["disconnected", "refreshFailed", "serverError"].includes(e.type)), []);
+  assert.equal(purposes[0], "connect");
+  assert.ok(purposes.slice(1).every((p) => p === "refresh") && purposes.length >= 3, JSON.stringify(purposes));
+  client.close();
+});
+
+test("a refresh for another user is refused, and the session then expires with 4006", LIMIT, async (t) => {
+  const tokens = ["ttl:1500:sam-js"];
+  const token = () => tokens.shift() ?? "ttl:60000:not-sam-js";
+  const { client, rec } = open(t, { token, pinnedServerKeys: [PIN] });
+  const info = await client.connect();
+  assert.equal(info.userId, "sam-js");
+  const failed = await rec.next((e) => e.type === "refreshFailed", "refreshFailed");
+  assert.equal(failed.message, "Refresh failed");
+  assert.equal(failed.expiresAt, info.expiresAt);
+  assert.ok(rec.seen.some((e) => e.type === "serverError" && e.message === "Refresh failed"));
+  const expired = await rec.next((e) => e.type === "disconnected", "the 4006 close");
+  assert.equal(expired.reason.kind, "session-expired");
+  assert.equal(expired.reason.code, 4006);
+  assert.equal(expired.reason.retryable, true);
+  assert.notEqual(expired.retryIn, null);
+  // Not before the original expiry (a little slack for clock granularity).
+  assert.ok(Date.now() >= Date.parse(info.expiresAt) - 50, `closed at ${new Date().toISOString()}, expiry ${info.expiresAt}`);
+  assert.equal(rec.seen.filter((e) => e.type === "refreshed").length, 0);
+  // The reconnect asks the provider again and authenticates with what it returns.
+  const again = await rec.next((e) => e.type === "connected" && e.reconnected, "the reconnect");
+  assert.equal(again.userId, "not-sam-js");
+  client.close();
+});
+
+test("compatibility and plaintext sessions refresh too; refresh() resolves with the new expiry", LIMIT, async (t) => {
+  for (const encryption of ["compat", "off"]) {
+    const user = `una-${encryption}-js`;
+    const { client, rec } = open(t, { token: () => `ttl:1500:${user}`, encryption, autoRefresh: false, captureRawFrames: true });
+    const info = await client.connect();
+    assert.equal(info.userId, user);
+    assert.ok(info.expiresAt);
+    const result = await client.refresh();
+    assert.equal(result.userId, user);
+    assert.ok(Date.parse(result.expiresAt) >= Date.parse(info.expiresAt), `${result.expiresAt} vs ${info.expiresAt}`);
+    assert.equal(client.connection.expiresAt, result.expiresAt);
+    assert.equal((await rec.next((e) => e.type === "refreshed", "refreshed")).expiresAt, result.expiresAt);
+    // Without automatic refreshes the session ends at its expiry: 4006.
+    const expired = await rec.next((e) => e.type === "disconnected", `${encryption} 4006`);
+    assert.deepEqual([expired.reason.kind, expired.reason.code], ["session-expired", 4006]);
+    client.close();
+  }
 });

@@ -1,0 +1,306 @@
+// SealwireClient against a scripted in-memory server (test/support/fake-server.mjs): the
+// sealed authentication flow, every refusal before the token leaves (tampered or unpinned
+// hellos, downgrades), connected id checks, refresh scheduling from expiresAt − time, and the
+// 4006 close.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { ClientHandshake, SealwireClient, refreshDelay, sessionLifetime } from "../src/index.js";
+import { acceptHello, fakeNetwork, makeIdentity, serverHandshake, until } from "./support/fake-server.mjs";
+
+const TOKEN = "secret-token-1b7e9c";
+const T0 = "2026-11-22T03:04:05.000Z";
+const plus = (iso, ms) => new Date(Date.parse(iso) + ms).toISOString();
+
+/** A client on `net` with no reconnects unless asked, closed when the test ends. */
+function client(t, net, options = {}) {
+  const c = new SealwireClient({
+    url: "ws://fake/ws",
+    token: TOKEN,
+    WebSocket: net.WebSocket,
+    reconnect: { enabled: false },
+    ...options,
+  });
+  const events = [];
+  for (const type of ["connected", "message", "serverError", "decryptFailed", "plaintextRejected", "refreshed", "refreshFailed", "disconnected"]) {
+    c.on(type, (payload) => events.push({ type, ...payload }));
+  }
+  t.after(() => c.close());
+  return { c, events };
+}
+
+/** No frame the client ever sent contains `secret` (the hello and every record included). */
+function assertNeverSent(net, secret) {
+  for (const frame of net.sent) assert.ok(!frame.includes(secret), `sent in clear: ${frame}`);
+}
+
+const stoppedWith = async (promise, kind, pattern) =>
+  assert.rejects(promise, (err) => {
+    assert.equal(err.kind, "disconnected");
+    assert.equal(err.reason.kind, kind, err.reason.message);
+    if (pattern) assert.match(err.reason.message, pattern);
+    return true;
+  });
+
+test("hardened flow: plaintext hello without credential, confirmation, sealed authenticate, sealed connected", async (t) => {
+  const identity = await makeIdentity();
+  let seen = null;
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth, clientHello } = await acceptHello(sock, { id: "c-42", identity });
+    seen = { auth, clientHello };
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-42", userId: "alice", time: T0, expiresAt: plus(T0, 60_000) } }));
+    const m = await hs.open(JSON.parse(await sock.recv()).data);
+    sock.push(await hs.seal({ event: "echo", data: m }));
+  });
+  const { c, events } = client(t, net, { pinnedServerKeys: [identity.publicKeyBase64], captureRawFrames: true });
+  const info = await c.connect();
+  assert.deepEqual(info, { id: "c-42", userId: "alice", profile: "sealwire-v2", encrypted: true, expiresAt: plus(T0, 60_000) });
+  // The hello is exactly {profile, publicKey}; the token went only inside record 1.
+  assert.deepEqual(Object.keys(seen.clientHello).sort(), ["profile", "publicKey"]);
+  assert.equal(seen.clientHello.profile, "sealwire-v2");
+  assert.deepEqual(seen.auth, { token: TOKEN });
+  const [hello, confirm, authenticate] = net.sent.map((f) => JSON.parse(f));
+  assert.equal(hello.event, "hello");
+  assert.deepEqual([confirm.event, confirm.data.seq], ["encrypted", 0]);
+  assert.deepEqual([authenticate.event, authenticate.data.seq], ["encrypted", 1]);
+  assertNeverSent(net, TOKEN);
+  await c.send("note", { n: 1 });
+  await until(() => events.some((e) => e.type === "message"), "echo");
+  const echo = events.find((e) => e.type === "message");
+  assert.deepEqual(echo.data, { event: "note", data: { n: 1 } });
+  assert.equal(echo.encrypted, true);
+  assert.equal(JSON.parse(echo.raw).data.seq, 1);
+  assert.deepEqual(net.errors, []);
+});
+
+test("an unpinned or forged identity is refused before the token is sent", async (t) => {
+  const identity = await makeIdentity();
+  const other = await makeIdentity();
+  const cases = [
+    // Pinned to another key.
+    { pins: [other.publicKeyBase64], identity, pattern: /untrusted-server/ },
+    // Pins set, the server offers no identity.
+    { pins: [identity.publicKeyBase64], identity: null, pattern: /untrusted-server/ },
+    // The pinned key, but the signature is another key's.
+    { pins: [identity.publicKeyBase64], identity: { ...other, raw: identity.raw, publicKeyBase64: identity.publicKeyBase64 }, pattern: /untrusted-server/ },
+  ];
+  for (const { pins, identity: id, pattern } of cases) {
+    const net = fakeNetwork(async (sock) => {
+      const hello = JSON.parse(await sock.recv());
+      const hs = await serverHandshake(hello.data, { identity: id });
+      sock.push({ event: "hello", data: hs.hello });
+    });
+    const { c } = client(t, net, { pinnedServerKeys: pins });
+    await stoppedWith(c.connect(), "handshake", pattern);
+    assert.equal(net.sent.length, 1, "only the hello went out");
+    assert.equal(JSON.parse(net.sent[0]).event, "hello");
+    assertNeverSent(net, TOKEN);
+  }
+});
+
+test("a tampered server hello is refused before the token is sent", async (t) => {
+  const tamper = {
+    id: (h) => ({ ...h, id: "someone-else" }),
+    salt: (h) => ({ ...h, salt: Buffer.alloc(32, 7).toString("base64") }),
+    serverPublicKey: async (h) => ({ ...h, serverPublicKey: (await ClientHandshake.create()).publicKeyBase64 }),
+    rekeyAfter: (h) => ({ ...h, rekeyAfter: h.rekeyAfter - 1 }),
+    rekeyAfterRange: (h) => ({ ...h, rekeyAfter: 2 ** 24 + 1 }),
+    confirm: (h) => ({ ...h, confirm: Buffer.alloc(32).toString("base64") }),
+    noConfirm: (h) => ({ ...h, confirm: undefined }),
+    noProfile: (h) => ({ ...h, profile: undefined }),
+    retiredProfile: (h) => ({ ...h, profile: "sealwire-v1" }),
+    notAnObject: () => "hello",
+  };
+  for (const [name, change] of Object.entries(tamper)) {
+    const net = fakeNetwork(async (sock) => {
+      const hello = JSON.parse(await sock.recv());
+      const hs = await serverHandshake(hello.data, { id: "c-1" });
+      sock.push({ event: "hello", data: await change(hs.hello) });
+    });
+    const { c } = client(t, net);
+    await stoppedWith(c.connect(), "handshake");
+    assert.equal(net.sent.length, 1, `${name}: only the hello went out`);
+    assertNeverSent(net, TOKEN);
+  }
+});
+
+test("downgrades are refused: plaintext connected instead of hello, or after it", async (t) => {
+  // The server skips the hello and answers as the compatibility profile would.
+  let net = fakeNetwork(async (sock) => {
+    await sock.recv();
+    sock.push({ event: "connected", data: { id: "c-1", userId: "mallory", time: T0 } });
+  });
+  let { c } = client(t, net);
+  await stoppedWith(c.connect(), "handshake", /downgrade/);
+  assertNeverSent(net, TOKEN);
+
+  // A valid hello, then a plaintext connected where the sealed one belongs.
+  net = fakeNetwork(async (sock) => {
+    await acceptHello(sock, { id: "c-1" });
+    sock.push({ event: "connected", data: { id: "c-1", userId: "mallory", time: T0 } });
+  });
+  ({ c } = client(t, net, { reconnect: { enabled: true, initialDelay: 1 } }));
+  await stoppedWith(c.connect(), "handshake", /plaintext connected/);
+  assert.equal(net.sockets.length, 1, "a downgrade is not retried");
+  assertNeverSent(net, TOKEN);
+});
+
+test("a sealed connected must repeat the hello's client id", async (t) => {
+  const net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-2", userId: "alice", time: T0 } }));
+  });
+  const { c, events } = client(t, net);
+  await stoppedWith(c.connect(), "handshake", /client id/);
+  assert.equal(events.filter((e) => e.type === "connected").length, 0);
+});
+
+test("before connected: plaintext frames are ignored, a sealed error explains the 4003", async (t) => {
+  const net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push({ event: "error", data: { message: "injected" } });
+    sock.push(await hs.seal({ event: "error", data: { message: "Authentication failed" } }));
+    sock.close(4003, "Authentication failed");
+  });
+  const { c, events } = client(t, net);
+  await assert.rejects(c.connect(), (err) => {
+    assert.deepEqual([err.reason.kind, err.reason.code, err.reason.message, err.reason.retryable], ["auth-failed", 4003, "Authentication failed", false]);
+    return true;
+  });
+  assert.deepEqual(events.filter((e) => e.type === "plaintextRejected").map((e) => e.event), ["error"]);
+  assert.deepEqual(events.filter((e) => e.type === "serverError").map((e) => e.message), ["Authentication failed"]);
+});
+
+test("a record that does not open before connected ends the attempt", async (t) => {
+  const net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    const frame = JSON.parse(await hs.seal({ event: "connected", data: { id: "c-1", userId: "a", time: T0 } }));
+    frame.data.seq = 1;
+    sock.push(frame);
+  });
+  const { c, events } = client(t, net);
+  await assert.rejects(c.connect(), (err) => err.reason.kind === "crypto");
+  assert.equal(events.filter((e) => e.type === "decryptFailed").length, 1);
+});
+
+test("the connect timeout covers the whole handshake, including a server that never answers hello", async (t) => {
+  const net = fakeNetwork(async (sock) => {
+    await sock.recv(); // the hello, never answered
+  });
+  const { c } = client(t, net, { connectTimeout: 50 });
+  await stoppedWith(c.connect(), "network", /connect timeout/);
+});
+
+test("refresh: scheduled at 80% of expiresAt − time from the server's clock, sealed, rescheduled", async (t) => {
+  // The client's own clock is far off the server's: only the difference matters.
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.parse("2001-01-01T00:00:00Z") });
+  const calls = [];
+  let n = 0;
+  const provider = async ({ purpose }) => {
+    calls.push(purpose);
+    n += 1;
+    return `token-${n}`;
+  };
+  const refreshes = [];
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    assert.equal(auth.token, "token-1");
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0, expiresAt: plus(T0, 10_000) } }));
+    for (;;) {
+      const m = await hs.open(JSON.parse(await sock.recv()).data);
+      if (m.event !== "refresh") continue;
+      refreshes.push(m.data.token);
+      const now = plus(T0, 3_600_000);
+      sock.push(await hs.seal({ event: "refreshed", data: { userId: "u", time: now, expiresAt: plus(now, 20_000) } }));
+    }
+  });
+  const { c, events } = client(t, net, { token: provider, heartbeatInterval: 1e9 });
+  const info = await c.connect();
+  assert.equal(info.expiresAt, plus(T0, 10_000));
+  assert.deepEqual(calls, ["connect"]);
+  t.mock.timers.tick(7_999);
+  await until(() => true);
+  assert.deepEqual(refreshes, []);
+  t.mock.timers.tick(1);
+  await until(() => events.some((e) => e.type === "refreshed"), "refreshed");
+  assert.deepEqual(refreshes, ["token-2"]);
+  assert.deepEqual(calls, ["connect", "refresh"]);
+  const refreshed = events.find((e) => e.type === "refreshed");
+  assert.equal(refreshed.expiresAt, plus(plus(T0, 3_600_000), 20_000));
+  assert.equal(c.connection.expiresAt, refreshed.expiresAt);
+  // The next one comes 80% of the new lifetime later.
+  t.mock.timers.tick(15_999);
+  await until(() => true);
+  assert.equal(refreshes.length, 1);
+  t.mock.timers.tick(1);
+  await until(() => refreshes.length === 2, "second refresh");
+  assert.deepEqual(refreshes, ["token-2", "token-3"]);
+  assertNeverSent(net, "token-");
+  c.close();
+});
+
+test("refresh refused, then 4006: refreshFailed, session-expired, reconnect with a fresh token", async (t) => {
+  const tokens = [];
+  let n = 0;
+  const provider = ({ purpose }) => {
+    n += 1;
+    tokens.push([purpose, n]);
+    return `t${n}`;
+  };
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: `c-${net.sockets.length}` });
+    sock.push(await hs.seal({ event: "connected", data: { id: `c-${net.sockets.length}`, userId: "u", time: T0, ...(auth.token === "t1" ? { expiresAt: plus(T0, 60_000) } : {}) } }));
+    if (auth.token !== "t1") return;
+    const m = await hs.open(JSON.parse(await sock.recv()).data);
+    assert.equal(m.event, "refresh");
+    sock.push(await hs.seal({ event: "error", data: { message: "Refresh failed" } }));
+    await new Promise((r) => setImmediate(r));
+    sock.close(4006, "Session expired");
+  });
+  const { c, events } = client(t, net, { token: provider, reconnect: { enabled: true, initialDelay: 1, maxDelay: 1, jitter: 0 } });
+  await c.connect();
+  await assert.rejects(c.refresh(), { kind: "refresh-failed" });
+  assert.equal(events.filter((e) => e.type === "refreshFailed").length, 1);
+  assert.equal(events.find((e) => e.type === "refreshFailed").expiresAt, plus(T0, 60_000));
+  await until(() => events.some((e) => e.type === "disconnected"), "the 4006 close");
+  const d = events.find((e) => e.type === "disconnected");
+  assert.deepEqual([d.reason.kind, d.reason.code, d.reason.retryable], ["session-expired", 4006, true]);
+  assert.notEqual(d.retryIn, null);
+  await until(() => events.some((e) => e.type === "connected" && e.reconnected), "reconnect");
+  assert.deepEqual(tokens, [["connect", 1], ["refresh", 2], ["connect", 3]]);
+  // A session without expiresAt has no lifetime and no automatic refresh.
+  assert.equal(c.connection.expiresAt, null);
+});
+
+test("a failing token provider is a retryable `token` disconnect", async (t) => {
+  let calls = 0;
+  const net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0 } }));
+  });
+  const { c, events } = client(t, net, {
+    token: async () => {
+      calls += 1;
+      if (calls === 1) throw new Error("token service down");
+      return "fine";
+    },
+    reconnect: { enabled: true, initialDelay: 1, maxDelay: 1 },
+  });
+  const info = await c.connect();
+  assert.equal(info.userId, "u");
+  const d = events.find((e) => e.type === "disconnected");
+  assert.equal(d.reason.kind, "token");
+  assert.match(d.reason.message, /token service down/);
+  assert.equal(net.sockets.length, 1, "no socket without a token");
+});
+
+test("refresh timing helpers read the server's clock only", () => {
+  assert.equal(sessionLifetime(T0, plus(T0, 1500)), 1500);
+  assert.equal(refreshDelay(T0, plus(T0, 1500)), 1200);
+  assert.equal(refreshDelay(T0, plus(T0, 10_000), 0.5), 5000);
+  assert.equal(refreshDelay(T0, plus(T0, -5)), 0);
+  assert.equal(refreshDelay(T0, undefined), null);
+  assert.equal(refreshDelay("not a time", plus(T0, 1)), null);
+  assert.throws(() => new SealwireClient({ url: "ws://x/ws", token: 42, WebSocket: function W() {} }), { kind: "config" });
+  assert.throws(() => new SealwireClient({ url: "ws://x/ws", refreshAt: 1.5, WebSocket: function W() {} }), { kind: "config" });
+});
