@@ -1,7 +1,10 @@
 //! The browser SDK in a real browser: headless Chromium loads a page from localhost (a secure
-//! context, so WebCrypto is there) that connects with the hardened profile and a pinned server
-//! identity, joins a room and sends an event; the server then pushes a user and a room message.
-//! Everything the page sees is reported back over HTTP and checked here. Fails, never skips,
+//! context, so WebCrypto is there) that connects with the hardened profile (`sealwire-v2`,
+//! sealed authentication) and a pinned server identity, with a token provider that hands out
+//! short-lived tokens; it joins a room and sends an event; the server then pushes a user and a
+//! room message. The page refreshes its session on its own and is still served after the first
+//! token's expiry; a tap on its WebSocket shows that neither the token nor the user id crossed
+//! the wire in plaintext. Everything the page sees is reported back over HTTP and checked here. Fails, never skips,
 //! when Chromium is missing: CI installs it (`SEALWIRE_CHROMIUM` names another binary).
 
 mod common;
@@ -23,6 +26,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 const USER: &str = "browser-user";
+/// Lifetime of each token the page's provider hands out (`ttl:<ms>:<user>`).
+const TTL_MS: u64 = 2000;
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn sdk_dir() -> PathBuf {
@@ -59,18 +64,49 @@ async fn report(State(tx): State<mpsc::UnboundedSender<Value>>, body: String) ->
     StatusCode::NO_CONTENT
 }
 
-/// Waits for the next report of `step`, failing on a page error.
-async fn next(rx: &mut mpsc::UnboundedReceiver<Value>, seen: &mut Vec<Value>, step: &str) -> Value {
+/// The page's reports: everything seen (for failure messages) and those not consumed yet.
+#[derive(Default)]
+struct Reports {
+    seen: Vec<Value>,
+    pending: Vec<Value>,
+}
+
+/// The first report of `step` not consumed yet (waiting for it if need be), failing on a page
+/// error.
+async fn next(rx: &mut mpsc::UnboundedReceiver<Value>, reports: &mut Reports, step: &str) -> Value {
+    if let Some(i) = reports.pending.iter().position(|r| r["step"] == step) {
+        return reports.pending.remove(i);
+    }
     let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
     loop {
         let report = tokio::time::timeout_at(deadline, rx.recv())
             .await
-            .unwrap_or_else(|_| panic!("no `{step}` report from the browser; saw {seen:?}"))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no `{step}` report from the browser; saw {:?}",
+                    reports.seen
+                )
+            })
             .expect("report channel open");
         assert_ne!(report["step"], "page-error", "{report}");
-        seen.push(report.clone());
+        reports.seen.push(report.clone());
         if report["step"] == step {
             return report;
+        }
+        reports.pending.push(report);
+    }
+}
+
+/// The next `message` report whose event is `event`.
+async fn message(
+    rx: &mut mpsc::UnboundedReceiver<Value>,
+    reports: &mut Reports,
+    event: &str,
+) -> Value {
+    loop {
+        let m = next(rx, reports, "message").await;
+        if m["event"] == event {
+            return m;
         }
     }
 }
@@ -98,7 +134,7 @@ async fn browser_sdk_runs_in_headless_chromium() {
     let web = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let page_url = format!(
-        "http://{http}/?ws={}&user={USER}&pin={}",
+        "http://{http}/?ws={}&user={USER}&ttl={TTL_MS}&pin={}",
         server.ws_url(),
         urlencode(&identity.public_key().to_base64())
     );
@@ -124,11 +160,13 @@ async fn browser_sdk_runs_in_headless_chromium() {
         .spawn()
         .unwrap_or_else(|e| panic!("`{chromium}` must be installed for the browser test: {e}"));
 
-    let mut seen = Vec::new();
-    let ready = next(&mut rx, &mut seen, "ready").await;
+    let mut reports = Reports::default();
+    let rx = &mut rx;
+    let ready = next(rx, &mut reports, "ready").await;
     assert_eq!(ready["userId"], USER);
-    assert_eq!(ready["profile"], "sealwire-v1");
+    assert_eq!(ready["profile"], "sealwire-v2");
     assert_eq!(ready["encrypted"], true);
+    let first_expiry = ready["expiresAt"].as_str().expect("expiresAt").to_owned();
     assert!(
         ready["userAgent"]
             .as_str()
@@ -139,8 +177,8 @@ async fn browser_sdk_runs_in_headless_chromium() {
 
     // What the page sent arrived encrypted, from a secure context.
     let echo = loop {
-        let m = next(&mut rx, &mut seen, "message").await;
-        if m["event"] == "echo" && m["data"]["event"] == "note" {
+        let m = message(rx, &mut reports, "echo").await;
+        if m["data"]["event"] == "note" {
             break m;
         }
     };
@@ -164,22 +202,64 @@ async fn browser_sdk_runs_in_headless_chromium() {
         .send_to_room("chat:browser", "to-room", &json!({"n": 2}), &[])
         .expect("send to room");
     for (event, n) in [("to-user", 1), ("to-room", 2)] {
-        let m = loop {
-            let m = next(&mut rx, &mut seen, "message").await;
-            if m["event"] == event {
-                break m;
-            }
-        };
+        let m = message(rx, &mut reports, event).await;
         assert_eq!(m["data"]["n"], n);
         assert_eq!(m["encrypted"], true);
         let raw: Value = serde_json::from_str(m["raw"].as_str().expect("raw")).expect("json");
         assert_eq!(raw["event"], "encrypted");
         assert!(raw["data"]["seq"].is_u64());
     }
-    for bad in ["decryptFailed", "plaintextRejected", "disconnected"] {
+
+    // The page refreshed on its own, with a new token from its provider, sealed.
+    let refreshed = next(rx, &mut reports, "refreshed").await;
+    assert_eq!(refreshed["userId"], USER, "{refreshed}");
+    let new_expiry = refreshed["expiresAt"].as_str().expect("new expiresAt");
+    assert!(
+        new_expiry > first_expiry.as_str(),
+        "{new_expiry} after {first_expiry}"
+    );
+    assert_eq!(
+        refreshed["purposes"],
+        json!(["connect", "refresh"]),
+        "{refreshed}"
+    );
+    // On the wire: a plaintext hello each way, records otherwise; neither the token nor the
+    // user id in any frame.
+    assert_eq!(
+        refreshed["plaintext"],
+        json!(["hello", "hello"]),
+        "{refreshed}"
+    );
+    assert_eq!(refreshed["leaked"], json!([]), "{refreshed}");
+    assert!(
+        refreshed["framesOut"].as_u64().expect("count") >= 6,
+        "{refreshed}"
+    );
+
+    // Past the first token's lifetime the same session is still served.
+    tokio::time::sleep(Duration::from_millis(TTL_MS + 300)).await;
+    assert!(
+        server.server.client_rooms(&id).is_some(),
+        "session {id} ended"
+    );
+    server
+        .server
+        .send_to_user(USER, "after-expiry", &json!({"n": 3}))
+        .expect("send to user");
+    let late = message(rx, &mut reports, "after-expiry").await;
+    assert_eq!(late["data"]["n"], 3);
+
+    for bad in [
+        "decryptFailed",
+        "plaintextRejected",
+        "disconnected",
+        "refreshFailed",
+        "serverError",
+    ] {
         assert!(
-            !seen.iter().any(|r| r["step"] == bad),
-            "{bad} reported: {seen:?}"
+            !reports.seen.iter().any(|r| r["step"] == bad),
+            "{bad} reported: {:?}",
+            reports.seen
         );
     }
     web.abort();

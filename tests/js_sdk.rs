@@ -1,7 +1,9 @@
 //! The browser SDK (`sdk/js`) against real servers: its crypto tests (the published vectors
-//! and every refusal) and its end-to-end tests (real WebSockets, WebCrypto in Node, the admin
-//! API pushing user, room and broadcast messages). Fails, never skips, when `node` is
-//! missing: CI installs it.
+//! and every refusal), its client tests against a scripted in-memory server, and its
+//! end-to-end tests (real WebSockets, WebCrypto in Node, the admin API pushing user, room and
+//! broadcast messages, sealed authentication seen from a wire tap, session refresh and the
+//! 4006 expiry with `ttl:<ms>:<user>` tokens). Fails, never skips, when `node` is missing: CI
+//! installs it.
 
 mod common;
 
@@ -14,8 +16,8 @@ use common::*;
 use sealwire::crypto::HandshakeConfig;
 use sealwire::server::{GlobRooms, ServerConfig};
 
-/// How many tests the three files hold; fewer passing means some did not run.
-const EXPECTED_TESTS: usize = 19;
+/// How many tests the four files hold; fewer passing means some did not run.
+const EXPECTED_TESTS: usize = 37;
 
 fn sdk_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/js"))
@@ -66,6 +68,7 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
             "--test",
             "--test-reporter=tap",
             "test/crypto.test.mjs",
+            "test/client.test.mjs",
             "test/reconnect.test.mjs",
             "test/e2e/client.e2e.mjs",
         ])

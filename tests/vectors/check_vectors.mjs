@@ -3,7 +3,8 @@
 //   node tests/vectors/check_vectors.mjs [dir]
 //
 // Recomputes every derived value of compat.json and hardened.json from their inputs,
-// following docs/PROTOCOL.md, and compares byte for byte. Shares no code with the Rust
+// following docs/PROTOCOL.md (hardened: `sealwire-v2`, the hello exchange and the sealed
+// authenticate/connected records of section 10.1), and compares byte for byte. Shares no code with the Rust
 // implementation. Exits 1 on the first mismatch; prints the number of checked values.
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -95,14 +96,16 @@ async function gcm(key, iv, aad, pt) {
   return ct;
 }
 
-async function checkHandshakeCommon(v) {
+/** The payload that carries the server's key: `connected` (compat) or the server `hello`
+ * (hardened, section 10.1). */
+async function checkHandshakeCommon(v, name, payload) {
   const d = v.derived;
   const cPriv = unhex(v.inputs.client_private);
   const sPriv = unhex(v.inputs.server_private);
   const cPub = unhex(d.client_public);
   const sPub = unhex(d.server_public);
-  eq("connected.serverPublicKey", unb64(v.connected.serverPublicKey), d.server_public);
-  eq("connected.salt", unb64(v.connected.salt), v.inputs.salt);
+  eq(`${name}.serverPublicKey`, unb64(payload.serverPublicKey), d.server_public);
+  eq(`${name}.salt`, unb64(payload.salt), v.inputs.salt);
   // ECDH from both sides.
   eq("ecdh_x (client side)", await ecdhX(cPriv, cPub, sPub), d.ecdh_x);
   eq("ecdh_x (server side)", await ecdhX(sPriv, sPub, cPub), d.ecdh_x);
@@ -116,7 +119,7 @@ function checkFrame(r) {
 }
 
 async function checkCompat(v) {
-  await checkHandshakeCommon(v);
+  await checkHandshakeCommon(v, "connected", v.connected);
   const d = v.derived;
   const key = await hkdf(unhex(v.inputs.salt), unhex(d.ecdh_x), enc.encode(v.inputs.info));
   eq("compat key", key, d.key);
@@ -127,18 +130,41 @@ async function checkCompat(v) {
   }
 }
 
+const sameJson = (name, got, want) => eq(name, JSON.stringify(sortKeys(got)), JSON.stringify(sortKeys(want)));
+function sortKeys(x) {
+  if (Array.isArray(x)) return x.map(sortKeys);
+  if (x && typeof x === "object") {
+    return Object.fromEntries(Object.keys(x).sort().map((k) => [k, sortKeys(x[k])]));
+  }
+  return x;
+}
+
 async function checkHardened(v) {
-  await checkHandshakeCommon(v);
   const d = v.derived;
   const i = v.inputs;
+  eq("profile id", v.profile, "sealwire-v2");
+  // Section 10.1: the client hello carries the profile and the public key, nothing else (no
+  // credential); the server hello carries the id and every handshake field.
+  const flow = v.flow;
+  if (!flow || typeof flow !== "object") throw new Error("hardened.json has no flow");
+  const clientHello = flow.client_hello;
+  eq("client hello event", clientHello.event, "hello");
+  sameJson("client hello fields", Object.keys(clientHello.data).sort(), ["profile", "publicKey"]);
+  eq("client hello profile", clientHello.data.profile, "sealwire-v2");
+  eq("client hello publicKey", unb64(clientHello.data.publicKey), d.client_public);
+  const serverHello = flow.server_hello;
+  eq("server hello event", serverHello.event, "hello");
+  const hello = serverHello.data;
+  if (v.hello !== undefined) sameJson("hello = flow.server_hello.data", v.hello, hello);
+  await checkHandshakeCommon(v, "hello", hello);
+  eq("hello.id", hello.id, i.client_id);
   const salt = unhex(i.salt);
   const profile = enc.encode(v.profile);
-  eq("profile id", v.profile, "sealwire-v1");
   const identity = unhex(d.identity_public);
   const transcript = concat(
-    enc.encode("sealwire-v1 transcript"),
+    enc.encode("sealwire-v2 transcript"),
     len16(profile),
-    len16(enc.encode(i.client_id)),
+    len16(enc.encode(hello.id)),
     unhex(d.client_public),
     unhex(d.server_public),
     salt,
@@ -150,24 +176,24 @@ async function checkHardened(v) {
   eq("transcript_hash", th, d.transcript_hash);
   const x = unhex(d.ecdh_x);
   eq("prk", await hmac(salt, x), d.prk);
-  const c2s0 = await hkdf(salt, x, concat(enc.encode("sealwire-v1 c2s"), th));
-  const s2c0 = await hkdf(salt, x, concat(enc.encode("sealwire-v1 s2c"), th));
-  const confirm = await hkdf(salt, x, concat(enc.encode("sealwire-v1 confirm"), th));
+  const c2s0 = await hkdf(salt, x, concat(enc.encode("sealwire-v2 c2s"), th));
+  const s2c0 = await hkdf(salt, x, concat(enc.encode("sealwire-v2 s2c"), th));
+  const confirm = await hkdf(salt, x, concat(enc.encode("sealwire-v2 confirm"), th));
   eq("c2s_secret0", c2s0, d.c2s_secret0);
   eq("s2c_secret0", s2c0, d.s2c_secret0);
   eq("confirm_key", confirm, d.confirm_key);
-  const sf = await hmac(confirm, concat(enc.encode("sealwire-v1 server finished"), th));
-  const cf = await hmac(confirm, concat(enc.encode("sealwire-v1 client finished"), th));
+  const sf = await hmac(confirm, concat(enc.encode("sealwire-v2 server finished"), th));
+  const cf = await hmac(confirm, concat(enc.encode("sealwire-v2 client finished"), th));
   eq("server_finished", sf, d.server_finished);
   eq("client_finished", cf, d.client_finished);
-  eq("connected.confirm", unb64(v.connected.confirm), d.server_finished);
-  eq("connected.profile", v.connected.profile, "sealwire-v1");
-  eq("connected.rekeyAfter", String(v.connected.rekeyAfter), String(i.rekey_after));
-  eq("connected.identityKey", unb64(v.connected.identityKey), d.identity_public);
+  eq("hello.confirm", unb64(hello.confirm), d.server_finished);
+  eq("hello.profile", hello.profile, "sealwire-v2");
+  eq("hello.rekeyAfter", String(hello.rekeyAfter), String(i.rekey_after));
+  eq("hello.identityKey", unb64(hello.identityKey), d.identity_public);
   // Server identity: ECDSA P-256 / SHA-256 over label || th, r || s.
-  const sigInput = concat(enc.encode("sealwire-v1 server signature"), th);
+  const sigInput = concat(enc.encode("sealwire-v2 server signature"), th);
   eq("signature_input", sigInput, d.signature_input);
-  eq("connected.signature", unb64(v.connected.signature), d.signature);
+  eq("hello.signature", unb64(hello.signature), d.signature);
   const vk = await subtle.importKey("raw", identity, { name: "ECDSA", namedCurve: "P-256" }, false, [
     "verify",
   ]);
@@ -178,22 +204,27 @@ async function checkHardened(v) {
   bad[0] ^= 1;
   const notOk = await subtle.verify({ name: "ECDSA", hash: "SHA-256" }, vk, bad, sigInput);
   eq("tampered signature rejected", String(notOk), "false");
-  // Epoch chains.
+  // Epoch chains, as far as the records need (checked against every published epoch).
   const chains = {};
   for (const [dirName, secret0] of [
     ["c2s", c2s0],
     ["s2c", s2c0],
   ]) {
+    const lastSeq = Math.max(-1, ...v.records.filter((r) => r.direction === dirName).map((r) => r.seq));
+    const epochs = Math.max(d.epochs[dirName].length, Math.floor(lastSeq / i.rekey_after) + 1);
     let s = secret0;
     chains[dirName] = [];
-    for (const e of d.epochs[dirName]) {
-      eq(`${dirName} epoch ${e.epoch} secret`, s, e.secret);
-      const key = await expand(s, enc.encode("sealwire-v1 key"), 32);
-      const prefix = await expand(s, enc.encode("sealwire-v1 iv"), 4);
-      eq(`${dirName} epoch ${e.epoch} key`, key, e.key);
-      eq(`${dirName} epoch ${e.epoch} nonce_prefix`, prefix, e.nonce_prefix);
+    for (let e = 0; e < epochs; e++) {
+      const key = await expand(s, enc.encode("sealwire-v2 key"), 32);
+      const prefix = await expand(s, enc.encode("sealwire-v2 iv"), 4);
+      const published = d.epochs[dirName].find((p) => p.epoch === e);
+      if (published) {
+        eq(`${dirName} epoch ${e} secret`, s, published.secret);
+        eq(`${dirName} epoch ${e} key`, key, published.key);
+        eq(`${dirName} epoch ${e} nonce_prefix`, prefix, published.nonce_prefix);
+      }
       chains[dirName].push({ key, prefix });
-      s = await expand(s, enc.encode("sealwire-v1 next"), 32);
+      s = await expand(s, enc.encode("sealwire-v2 next"), 32);
     }
   }
   // Records: nonce, AAD and ciphertext from the spec.
@@ -207,17 +238,53 @@ async function checkHardened(v) {
     const nonce = concat(prefix, be(seq, 8));
     eq(`${r.direction} ${seq} nonce`, nonce, r.nonce);
     const dirByte = r.direction === "c2s" ? 1 : 2;
-    const aad = concat(enc.encode("sealwire-v1"), new Uint8Array([dirByte]), be(epoch, 4), be(seq, 8));
+    const aad = concat(enc.encode("sealwire-v2"), new Uint8Array([dirByte]), be(epoch, 4), be(seq, 8));
     eq(`${r.direction} ${seq} aad`, aad, r.aad);
     const ct = await gcm(key, nonce, aad, enc.encode(r.plaintext));
     eq(`${r.direction} ${seq} ct||tag`, ct, r.ciphertext + r.tag);
     checkFrame(r);
   }
-  // The first client record is the key confirmation.
-  const first = v.records.find((r) => r.direction === "c2s");
-  const conf = JSON.parse(first.plaintext);
-  eq("confirmation event", conf.event, "confirm");
-  eq("confirmation mac", unb64(conf.data.mac), d.client_finished);
+  // Any record repeated under `flow` is one of `records`, byte for byte.
+  for (const [name, value] of Object.entries(flow)) {
+    for (const r of Array.isArray(value) ? value : [value]) {
+      if (!r || typeof r !== "object" || r.direction === undefined) continue;
+      const same = v.records.find((x) => x.direction === r.direction && x.seq === r.seq);
+      if (!same) throw new Error(`flow.${name}: no record ${r.direction} ${r.seq}`);
+      sameJson(`flow.${name}`, r, same);
+    }
+  }
+  // The flow of section 10.1 in the records: c2s 0 the key confirmation, c2s 1 the sealed
+  // authenticate (the token, no public key or profile), s2c 0 the sealed connected naming the
+  // hello's id; later a sealed refresh and its refreshed (section 11).
+  const rec = (dir, seq) => {
+    const r = v.records.find((x) => x.direction === dir && x.seq === seq);
+    if (!r) throw new Error(`no ${dir} record ${seq}`);
+    return JSON.parse(r.plaintext);
+  };
+  const conf = rec("c2s", 0);
+  eq("c2s 0 event", conf.event, "confirm");
+  eq("c2s 0 mac", unb64(conf.data.mac), d.client_finished);
+  const auth = rec("c2s", 1);
+  eq("c2s 1 event", auth.event, "authenticate");
+  eq("c2s 1 token", typeof auth.data.token, "string");
+  eq("c2s 1 no publicKey/profile", String("publicKey" in auth.data || "profile" in auth.data), "false");
+  const connected = rec("s2c", 0);
+  eq("s2c 0 event", connected.event, "connected");
+  eq("s2c 0 connected.id", connected.data.id, hello.id);
+  eq("s2c 0 userId", typeof connected.data.userId, "string");
+  for (const [name, value] of [
+    ["client hello", clientHello],
+    ["server hello", serverHello],
+  ]) {
+    eq(`${name} holds no token`, String(JSON.stringify(value).includes(auth.data.token)), "false");
+    eq(`${name} holds no user id`, String(JSON.stringify(value).includes(connected.data.userId)), "false");
+  }
+  const plain = v.records.map((r) => ({ r, m: r.plaintext ? JSON.parse(r.plaintext) : null }));
+  const refresh = plain.find(({ r, m }) => r.direction === "c2s" && m?.event === "refresh");
+  if (!refresh) throw new Error("no c2s refresh record");
+  eq("refresh token", typeof refresh.m.data.token, "string");
+  const refreshed = plain.find(({ r, m }) => r.direction === "s2c" && m?.event === "refreshed");
+  if (refreshed) eq("refreshed userId", refreshed.m.data.userId, connected.data.userId);
 }
 
 const compat = JSON.parse(readFileSync(join(dir, "compat.json"), "utf8"));

@@ -322,7 +322,12 @@ export class ClientHandshake {
     );
     const th = new Uint8Array(await subtle.digest("SHA-256", transcript));
     if (identity.length > 0) {
-      const { key } = await importPeerKey(subtle, hello.identityKey, "ECDSA");
+      let key;
+      try {
+        ({ key } = await importPeerKey(subtle, hello.identityKey, "ECDSA"));
+      } catch {
+        throw new CryptoError("untrusted-server", "identityKey is not a P-256 public key");
+      }
       let signature;
       try {
         signature = fromBase64(hello.signature);

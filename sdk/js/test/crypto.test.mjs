@@ -1,5 +1,7 @@
 // The SDK's crypto against the published vectors (tests/vectors), and its refusals:
 // tampering, replay, reordering, reflection, downgrade, unpinned or forged identities.
+// Hardened: the `sealwire-v2` flow of the vector (client hello, server hello, confirmation,
+// sealed authenticate and connected, traffic across epochs, a refresh) reproduced byte for byte.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -21,8 +23,8 @@ async function vectorHandshake(v, options) {
   );
 }
 
-/** The hardened vector's `connected` payload with the client id it was made for. */
-const hardenedConnected = (v, patch = {}) => ({ id: v.inputs.client_id, ...v.connected, ...patch });
+/** The hardened vector's server `hello` payload, optionally patched. */
+const serverHello = (v, patch = {}) => ({ ...v.flow.server_hello.data, ...patch });
 
 async function rejects(promise, kind) {
   await assert.rejects(promise, (err) => {
@@ -66,22 +68,45 @@ test("compat: tampered, truncated or malformed records fail as decrypt errors", 
   assert.equal(await session.open(good), v.records[0].plaintext);
 });
 
-test("hardened vector: confirmation and every c2s record byte for byte, s2c records open", async () => {
+test("hardened vector: hello, confirmation, sealed authenticate and every c2s record byte for byte", async () => {
   const v = load("hardened.json");
-  const pin = v.connected.identityKey;
+  const pin = serverHello(v).identityKey;
   const hs = await vectorHandshake(v, { profile: "hardened", pinnedServerKeys: [pin] });
   assert.equal(hs.profileId, HARDENED_PROFILE);
-  const { session, confirmation } = await hs.finish(hardenedConnected(v));
+  assert.equal(HARDENED_PROFILE, "sealwire-v2");
+  // The client hello: profile and public key, nothing else.
+  assert.deepEqual(JSON.parse(hs.helloFrame()), v.flow.client_hello);
+  assert.deepEqual(hs.helloData(), v.flow.client_hello.data);
+  const { session, confirmation, id } = await hs.finishHello(serverHello(v));
+  assert.equal(id, v.inputs.client_id);
   const c2s = v.records.filter((r) => r.direction === "c2s");
-  const s2c = v.records.filter((r) => r.direction === "s2c");
-  // Counter nonces make the client's records deterministic: the confirmation is c2s seq 0.
+  // Counter nonces make the client's records deterministic: the confirmation is c2s seq 0,
+  // the sealed authenticate c2s seq 1, a refresh later.
   assert.deepEqual(JSON.parse(confirmation), c2s[0].frame);
+  assert.equal(JSON.parse(c2s[1].plaintext).event, "authenticate");
+  assert.ok(c2s.some((r) => r.plaintext && JSON.parse(r.plaintext).event === "refresh"));
   for (const r of c2s.slice(1)) {
     assert.deepEqual(JSON.parse(await session.sealFrame(r.plaintext)), r.frame);
   }
-  // rekey_after = 2: these cross epochs 0, 1 and 2.
-  assert.ok(s2c.some((r) => r.epoch === 2));
-  for (const r of s2c) {
+  // The token is on the wire only inside record 1.
+  const token = JSON.parse(c2s[1].plaintext).data.token;
+  assert.ok(!JSON.stringify(v.flow.client_hello).includes(token));
+  assert.ok(!JSON.stringify(c2s[1].frame).includes(token));
+});
+
+test("hardened vector: the sealed connected names the hello's id; every s2c record opens", async () => {
+  const v = load("hardened.json");
+  const hs = await vectorHandshake(v, { profile: "hardened", pinnedServerKeys: [serverHello(v).identityKey] });
+  const { session, id } = await hs.finishHello(serverHello(v));
+  const s2c = v.records.filter((r) => r.direction === "s2c");
+  const connected = JSON.parse(await session.open(s2c[0].frame.data));
+  assert.equal(connected.event, "connected");
+  assert.equal(connected.data.id, id);
+  assert.equal(typeof connected.data.userId, "string");
+  assert.ok(!JSON.stringify(v.flow.server_hello).includes(connected.data.userId));
+  // rekey_after = 2: these cross several epochs.
+  assert.ok(s2c.some((r) => r.epoch >= 2));
+  for (const r of s2c.slice(1)) {
     assert.equal(await session.open(r.frame.data), r.plaintext);
   }
 });
@@ -89,7 +114,7 @@ test("hardened vector: confirmation and every c2s record byte for byte, s2c reco
 test("hardened: replay, reordering, gaps, a wrong iv and reflection are refused", async () => {
   const v = load("hardened.json");
   const finish = async () =>
-    (await (await vectorHandshake(v, { profile: "hardened" })).finish(hardenedConnected(v))).session;
+    (await (await vectorHandshake(v, { profile: "hardened" })).finishHello(serverHello(v))).session;
   const s2c = v.records.filter((r) => r.direction === "s2c").map((r) => r.frame.data);
   const c2s = v.records.filter((r) => r.direction === "c2s").map((r) => r.frame.data);
 
@@ -114,47 +139,59 @@ test("hardened: replay, reordering, gaps, a wrong iv and reflection are refused"
 test("hardened: downgrade, wrong confirmation, bad rekeyAfter are handshake errors", async () => {
   const v = load("hardened.json");
   const hs = () => vectorHandshake(v, { profile: "hardened" });
-  // A server that answers in the compatibility profile (no `profile`).
-  await rejects((await hs()).finish(hardenedConnected(v, { profile: undefined })), "handshake");
-  await rejects((await hs()).finish(hardenedConnected(v, { profile: "sealwire-v0" })), "handshake");
-  const confirm = fromBase64(v.connected.confirm);
-  confirm[0] ^= 1;
-  await rejects((await hs()).finish(hardenedConnected(v, { confirm: toBase64(confirm) })), "handshake");
-  await rejects((await hs()).finish(hardenedConnected(v, { confirm: undefined })), "handshake");
-  for (const rekeyAfter of [0, 2 ** 24 + 1, 1.5, "2", undefined]) {
-    await rejects((await hs()).finish(hardenedConnected(v, { rekeyAfter })), "handshake");
+  // A server hello without the profile, or with the retired or an unknown one.
+  for (const profile of [undefined, null, "sealwire-v1", "sealwire-v3", "compat"]) {
+    await rejects((await hs()).finishHello(serverHello(v, { profile })), "handshake");
   }
+  const confirm = fromBase64(serverHello(v).confirm);
+  confirm[0] ^= 1;
+  await rejects((await hs()).finishHello(serverHello(v, { confirm: toBase64(confirm) })), "handshake");
+  await rejects((await hs()).finishHello(serverHello(v, { confirm: undefined })), "handshake");
+  for (const rekeyAfter of [0, 2 ** 24 + 1, 1.5, "2", undefined]) {
+    await rejects((await hs()).finishHello(serverHello(v, { rekeyAfter })), "handshake");
+  }
+  await rejects((await hs()).finishHello(serverHello(v, { id: undefined })), "handshake");
+  await rejects((await hs()).finishHello(null), "handshake");
   // A different client id changes the transcript: the signature (checked first) and the
   // confirmation no longer match.
-  await rejects((await hs()).finish(hardenedConnected(v, { id: "someone-else" })), "untrusted-server");
+  await rejects((await hs()).finishHello(serverHello(v, { id: "someone-else" })), "untrusted-server");
   const unsigned = { identityKey: undefined, signature: undefined };
-  await rejects((await hs()).finish(hardenedConnected(v, unsigned)), "handshake");
-  // And a compat client refuses a hardened answer.
+  await rejects((await hs()).finishHello(serverHello(v, unsigned)), "handshake");
+  // A hardened handshake never takes its keys from a (plaintext) connected.
+  await rejects((await hs()).finish({ ...serverHello(v), userId: "u", time: "t" }), "handshake");
+  // A handshake finishes once.
+  const once = await hs();
+  await once.finishHello(serverHello(v));
+  await rejects(once.finishHello(serverHello(v)), "handshake");
+  // And a compat client has no hello and refuses a connected that names a profile.
   const compat = await vectorHandshake(v, { profile: "compat" });
-  await rejects(compat.finish(hardenedConnected(v)), "handshake");
+  assert.throws(() => compat.helloData(), (err) => err instanceof CryptoError && err.kind === "handshake");
+  await rejects(compat.finishHello(serverHello(v)), "handshake");
+  await rejects(compat.finish(serverHello(v)), "handshake");
 });
 
 test("hardened: pins are enforced and signatures must verify", async () => {
   const v = load("hardened.json");
   const other = await ClientHandshake.create({ profile: "hardened" }); // any other valid point
   const hs = (pins) => vectorHandshake(v, { profile: "hardened", pinnedServerKeys: pins });
+  const identityKey = serverHello(v).identityKey;
   // Pinned to another key: refused even though everything else is right.
-  await rejects((await hs([other.publicKeyBase64])).finish(hardenedConnected(v)), "untrusted-server");
+  await rejects((await hs([other.publicKeyBase64])).finishHello(serverHello(v)), "untrusted-server");
   // Pins set, no identity offered.
   await rejects(
-    (await hs([v.connected.identityKey])).finish(
-      hardenedConnected(v, { identityKey: undefined, signature: undefined }),
-    ),
+    (await hs([identityKey])).finishHello(serverHello(v, { identityKey: undefined, signature: undefined })),
     "untrusted-server",
   );
   // Current and next pin: either works.
-  const ok = await (await hs([other.publicKeyBase64, v.connected.identityKey])).finish(hardenedConnected(v));
+  const ok = await (await hs([other.publicKeyBase64, identityKey])).finishHello(serverHello(v));
   assert.ok(ok.confirmation);
   // A forged signature, or none, is refused even without pins.
-  const sig = fromBase64(v.connected.signature);
+  const sig = fromBase64(serverHello(v).signature);
   sig[10] ^= 1;
-  await rejects((await hs([])).finish(hardenedConnected(v, { signature: toBase64(sig) })), "untrusted-server");
-  await rejects((await hs([])).finish(hardenedConnected(v, { signature: undefined })), "untrusted-server");
+  await rejects((await hs([])).finishHello(serverHello(v, { signature: toBase64(sig) })), "untrusted-server");
+  await rejects((await hs([])).finishHello(serverHello(v, { signature: undefined })), "untrusted-server");
+  // An identity key that is not a P-256 point.
+  await rejects((await hs([])).finishHello(serverHello(v, { identityKey: toBase64(new Uint8Array(65)) })), "untrusted-server");
 });
 
 test("invalid server keys and salts are refused before any key is derived", async () => {
@@ -174,6 +211,18 @@ test("invalid server keys and salts are refused before any key is derived", asyn
   await rejects((await hs()).finish(null), "handshake");
 });
 
+test("hardened: an invalid server key or salt in the hello is refused", async () => {
+  const v = load("hardened.json");
+  const hs = () => vectorHandshake(v, { profile: "hardened" });
+  const spk = fromBase64(serverHello(v).serverPublicKey);
+  const offCurve = spk.slice();
+  offCurve[64] ^= 1;
+  for (const bad of ["", "!!!", toBase64(spk.slice(0, 64)), toBase64(offCurve), 42]) {
+    await rejects((await hs()).finishHello(serverHello(v, { serverPublicKey: bad })), typeof bad === "string" ? "invalid-public-key" : "handshake");
+  }
+  await rejects((await hs()).finishHello(serverHello(v, { salt: toBase64(new Uint8Array(31)) })), "encoding");
+});
+
 test("fresh handshakes use fresh keys", async () => {
   const a = await ClientHandshake.create();
   const b = await ClientHandshake.create();
@@ -181,4 +230,5 @@ test("fresh handshakes use fresh keys", async () => {
   assert.equal(fromBase64(a.publicKeyBase64).length, 65);
   assert.equal(fromBase64(a.publicKeyBase64)[0], 4);
   assert.equal(a.profileId, HARDENED_PROFILE);
+  assert.deepEqual(a.helloData(), { profile: "sealwire-v2", publicKey: a.publicKeyBase64 });
 });
