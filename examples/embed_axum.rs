@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(user.map(|u| Identity {
                 metadata: json!({ "plan": if u == "alice" { "pro" } else { "free" } }),
                 user_id: u,
+                expires_at: None,
             }))
         })
         .validate_rooms(|client: Arc<ClientInfo>, rooms: Vec<String>| async move {

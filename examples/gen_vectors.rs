@@ -104,6 +104,7 @@ fn connected_from(hello: &sealwire::crypto::ServerHello) -> ConnectedPayload {
         id: CLIENT_ID.to_owned(),
         user_id: "vector-user".to_owned(),
         time: "2026-01-01T00:00:00.000Z".to_owned(),
+        expires_at: None,
         server_public_key: None,
         salt: None,
         profile: None,
@@ -234,8 +235,10 @@ pub fn hardened_doc() -> Value {
         SALT,
     )
     .unwrap();
-    let connected = connected_from(&hello);
-    let finished = client.finish_connected(&connected).unwrap();
+    let hello_payload = hello.hello_payload(CLIENT_ID);
+    let client_hello: Value = serde_json::from_str(&client.hello_json()).unwrap();
+    let server_hello = json!({"event": "hello", "data": hello_payload});
+    let finished = client.finish_hello(&hello_payload).unwrap();
     let mut client = finished.session;
     let confirmation = finished.confirmation.unwrap();
 
@@ -283,7 +286,16 @@ pub fn hardened_doc() -> Value {
         0,
         &hardened::aad(Direction::ClientToServer, 0, 0),
     ));
+    // Then the sealed login, and traffic that crosses epochs, and a refresh.
     let plan = [
+        (
+            "c2s",
+            r#"{"event":"authenticate","data":{"type":"Bearer","token":"vector-token"}}"#,
+        ),
+        (
+            "s2c",
+            r#"{"event":"connected","data":{"id":"3f2b8c1e-9d4a-4e6b-8f00-1a2b3c4d5e6f","userId":"vector-user","time":"2026-01-01T00:00:00.000Z","expiresAt":"2026-01-01T01:00:00.000Z"}}"#,
+        ),
         ("s2c", r#"{"event":"chat","data":{"text":"hello"}}"#),
         ("s2c", r#"{"event":"chat","data":{"text":"hello"}}"#),
         ("s2c", r#"{"event":"news","data":[1,2,3]}"#),
@@ -291,6 +303,14 @@ pub fn hardened_doc() -> Value {
         ("s2c", ""),
         ("c2s", r#"{"event":"ping","data":null}"#),
         ("s2c", r#"{"event":"bye"}"#),
+        (
+            "c2s",
+            r#"{"event":"refresh","data":{"token":"vector-token-2"}}"#,
+        ),
+        (
+            "s2c",
+            r#"{"event":"refreshed","data":{"userId":"vector-user","time":"2026-01-01T00:48:00.000Z","expiresAt":"2026-01-01T02:00:00.000Z"}}"#,
+        ),
     ];
     for (dir, pt) in plan {
         let (tx, rx, d) = if dir == "s2c" {
@@ -313,7 +333,7 @@ pub fn hardened_doc() -> Value {
     json!({
         "source": SOURCE,
         "profile": hardened::PROFILE_ID,
-        "description": "Hardened profile sealwire-v1 with a server identity signature; rekey_after = 2 so that records cross epochs",
+        "description": "Hardened profile sealwire-v2 with a server identity signature: the hello exchange, the key confirmation (c2s 0), the sealed authenticate (c2s 1) and connected (s2c 0), then traffic with rekey_after = 2 so that records cross epochs, and a refresh",
         "inputs": {
             "client_private": hex(&CLIENT_SECRET),
             "server_private": hex(&SERVER_SECRET),
@@ -342,14 +362,19 @@ pub fn hardened_doc() -> Value {
                 "s2c": epochs(&schedule.s2c, 3),
             },
         },
-        "connected": {
-            "serverPublicKey": connected.server_public_key,
-            "salt": connected.salt,
-            "profile": connected.profile,
+        "hello": {
+            "id": CLIENT_ID,
+            "serverPublicKey": hello.server_public_key,
+            "salt": hello.salt,
+            "profile": hello.profile,
             "rekeyAfter": REKEY_AFTER,
             "confirm": hello.confirm,
             "identityKey": hello.identity_key,
             "signature": hello.signature,
+        },
+        "flow": {
+            "client_hello": client_hello,
+            "server_hello": server_hello,
         },
         "records": records,
     })

@@ -30,7 +30,7 @@
 //! - [`protocol`]: the wire: JSON envelope, system events, error strings, close codes, the bus
 //!   envelope and Redis channel names. Pure data.
 //! - [`crypto`]: P-256 ECDH, HKDF-SHA256, AES-256-GCM sessions and the handshake in two
-//!   profiles (IGNIS compatibility and the hardened `sealwire-v1`), with the client half for
+//!   profiles (IGNIS compatibility and the hardened `sealwire-v2`), with the client half for
 //!   SDKs. Pure functions with injected randomness.
 //! - [`server`]: the [`server::Server`] handle, configuration, hooks, the client/user/room
 //!   registry, the per-connection actor (which owns the socket and the crypto session), fan-out

@@ -12,7 +12,7 @@ use sealwire::crypto::{
     Backend, ClientHandshake, CryptoError, EphemeralSecret, HandshakeConfig, PeerPublicKey,
     ServerIdentity, Session, server_handshake,
 };
-use sealwire::protocol::{ConnectedPayload, EncryptedPayload};
+use sealwire::protocol::{ConnectedPayload, EncryptedPayload, HelloPayload};
 use serde_json::json;
 
 fn b64() -> &'static base64::engine::GeneralPurpose {
@@ -80,7 +80,7 @@ fn every_malformed_public_key_class_is_rejected_everywhere() {
     for (name, raw) in &keys {
         assert!(PeerPublicKey::from_bytes(raw).is_err(), "parser: {name}");
         let text = b64().encode(raw);
-        for profile in [None, Some("sealwire-v1")] {
+        for profile in [None, Some("sealwire-v2")] {
             let r = server_handshake(&cfg, "c", &text, profile, &mut rand::rng());
             assert_eq!(
                 r.map(|_| ()),
@@ -88,22 +88,28 @@ fn every_malformed_public_key_class_is_rejected_everywhere() {
                 "server: {name}"
             );
         }
-        // As the server's key in `connected`, for both client profiles.
-        for client_cfg in [
-            HandshakeConfig::default(),
+        // As the server's key in the hardened `hello` and in a compatibility `connected`.
+        let (mut hello, _, client) = hardened_hello(
+            &HandshakeConfig::default(),
             HandshakeConfig::hardened(vec![]),
-        ] {
-            let (mut connected, _, client) =
-                hardened_hello(&HandshakeConfig::default(), client_cfg.clone());
-            if client_cfg.profile == sealwire::crypto::Profile::Compat {
-                connected.profile = None;
-            }
-            connected.server_public_key = Some(text.clone());
-            assert!(
-                client.finish_connected(&connected).is_err(),
-                "client: {name}"
-            );
-        }
+        );
+        hello.server_public_key = text.clone();
+        assert!(client.finish_hello(&hello).is_err(), "client: {name}");
+        let client = ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng());
+        let connected = ConnectedPayload {
+            id: "c".into(),
+            user_id: "u".into(),
+            time: "t".into(),
+            expires_at: None,
+            server_public_key: Some(text.clone()),
+            salt: Some(b64().encode([7u8; 32])),
+            profile: None,
+            extra: serde_json::Map::new(),
+        };
+        assert!(
+            client.finish_connected(&connected).is_err(),
+            "compat client: {name}"
+        );
     }
     for text in ["", "!!!", "BA==", " ", "base64url-_"] {
         assert!(PeerPublicKey::from_base64(text).is_err(), "{text:?}");
@@ -246,7 +252,7 @@ fn identity(b: u8) -> Arc<ServerIdentity> {
 fn signed_hello(
     id: &Arc<ServerIdentity>,
     pins: Vec<PeerPublicKey>,
-) -> (ConnectedPayload, ClientHandshake) {
+) -> (HelloPayload, ClientHandshake) {
     let server_cfg = HandshakeConfig {
         identity: Some(Arc::clone(id)),
         ..HandshakeConfig::default()
@@ -289,7 +295,7 @@ fn bad_signatures_are_rejected() {
         connected.extra.insert("signature".into(), bad);
         assert_eq!(
             client
-                .finish_connected(&connected)
+                .finish_hello(&connected)
                 .map(|_| ())
                 .expect_err(&name),
             CryptoError::UntrustedServer,
@@ -300,7 +306,7 @@ fn bad_signatures_are_rejected() {
     let (mut connected, client) = signed_hello(&id, pins);
     connected.extra.remove("signature");
     assert_eq!(
-        client.finish_connected(&connected).map(|_| ()),
+        client.finish_hello(&connected).map(|_| ()),
         Err(CryptoError::UntrustedServer)
     );
 }
@@ -312,7 +318,7 @@ fn unpinned_or_substituted_server_keys_are_rejected() {
     // Server signs with a key the client does not pin.
     let (connected, client) = signed_hello(&id, vec![attacker.public_key()]);
     assert_eq!(
-        client.finish_connected(&connected).map(|_| ()),
+        client.finish_hello(&connected).map(|_| ()),
         Err(CryptoError::UntrustedServer)
     );
     // A middlebox swaps in its own identity and a valid signature over *its* transcript view:
@@ -323,7 +329,7 @@ fn unpinned_or_substituted_server_keys_are_rejected() {
         json!(attacker.public_key().to_base64()),
     );
     assert_eq!(
-        client.finish_connected(&connected).map(|_| ()),
+        client.finish_hello(&connected).map(|_| ()),
         Err(CryptoError::UntrustedServer)
     );
     // Pins set but the server does not sign at all.
@@ -331,7 +337,7 @@ fn unpinned_or_substituted_server_keys_are_rejected() {
     connected.extra.remove("identityKey");
     connected.extra.remove("signature");
     assert_eq!(
-        client.finish_connected(&connected).map(|_| ()),
+        client.finish_hello(&connected).map(|_| ()),
         Err(CryptoError::UntrustedServer)
     );
     // No pins: the signature is still verified, and a wrong one is refused.
@@ -340,33 +346,36 @@ fn unpinned_or_substituted_server_keys_are_rejected() {
         .extra
         .insert("signature".into(), json!(b64().encode([1u8; 64])));
     assert_eq!(
-        client.finish_connected(&connected).map(|_| ()),
+        client.finish_hello(&connected).map(|_| ()),
         Err(CryptoError::UntrustedServer)
     );
 }
 
-type Tamper = Box<dyn Fn(&mut ConnectedPayload)>;
+type Tamper = Box<dyn Fn(&mut HelloPayload)>;
 
 #[test]
 fn tampered_handshakes_and_downgrades_are_rejected() {
     let cfg = HandshakeConfig::default();
     let tamper: Vec<(&str, Tamper)> = vec![
-        ("downgrade: no profile", Box::new(|c| c.profile = None)),
+        (
+            "downgrade: no profile",
+            Box::new(|c| c.profile = String::new()),
+        ),
         (
             "unknown profile",
-            Box::new(|c| c.profile = Some("sealwire-v0".into())),
+            Box::new(|c| c.profile = "sealwire-v0".into()),
         ),
         ("client id", Box::new(|c| c.id.push('x'))),
-        ("salt", Box::new(|c| c.salt = Some(b64().encode([9u8; 32])))),
+        ("salt", Box::new(|c| c.salt = b64().encode([9u8; 32]))),
+        ("short salt", Box::new(|c| c.salt = b64().encode([9u8; 31]))),
+        ("no salt", Box::new(|c| c.salt = String::new())),
         (
-            "short salt",
-            Box::new(|c| c.salt = Some(b64().encode([9u8; 31]))),
+            "no server key",
+            Box::new(|c| c.server_public_key = String::new()),
         ),
-        ("no salt", Box::new(|c| c.salt = None)),
-        ("no server key", Box::new(|c| c.server_public_key = None)),
         (
             "other server key",
-            Box::new(|c| c.server_public_key = Some(b64().encode(valid_point()))),
+            Box::new(|c| c.server_public_key = b64().encode(valid_point())),
         ),
         (
             "rekeyAfter",
@@ -409,14 +418,14 @@ fn tampered_handshakes_and_downgrades_are_rejected() {
     for (name, f) in &tamper {
         let (mut connected, _, client) = hardened_hello(&cfg, HandshakeConfig::hardened(vec![]));
         f(&mut connected);
-        assert!(client.finish_connected(&connected).is_err(), "{name}");
+        assert!(client.finish_hello(&connected).is_err(), "{name}");
     }
     // A compat client refuses a hardened answer too (no silent upgrade it cannot check).
     let (connected, _, client) = hardened_hello(&cfg, HandshakeConfig::hardened(vec![]));
     let compat_client = ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng());
     drop(client);
     assert_eq!(
-        compat_client.finish_connected(&connected).map(|_| ()),
+        compat_client.finish_hello(&connected).map(|_| ()),
         Err(CryptoError::Handshake)
     );
     // The server refuses a wrong client confirmation and a replayed server MAC.

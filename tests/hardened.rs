@@ -1,4 +1,4 @@
-//! The hardened profile `sealwire-v1` over real WebSockets: negotiation, key confirmation,
+//! The hardened profile `sealwire-v2` over real WebSockets: negotiation, key confirmation,
 //! server identity pinning and rotation, refusing the compatibility profile, and rejection of
 //! replayed, reordered and reflected records.
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::Received;
 use common::hardened::{config_with, identity, start_echo};
 use sealwire::crypto::{CryptoError, HandshakeConfig, PeerPublicKey, ServerIdentity};
-use sealwire::protocol::{ConnectedPayload, EncryptedPayload};
+use sealwire::protocol::{EncryptedPayload, HelloPayload};
 use serde_json::{Value, json};
 
 fn pin(id: &ServerIdentity) -> PeerPublicKey {
@@ -34,7 +34,7 @@ async fn handshake_confirms_keys_and_echoes_both_ways() {
         .await
         .expect("hardened handshake");
     let d = &connected["data"];
-    assert_eq!(d["profile"], "sealwire-v1");
+    assert_eq!(d["profile"], "sealwire-v2");
     assert_eq!(d["rekeyAfter"], 1 << 20);
     assert!(d["confirm"].is_string());
     assert!(d.get("signature").is_none());
@@ -42,7 +42,11 @@ async fn handshake_confirms_keys_and_echoes_both_ways() {
         c.emit("ping", json!({ "n": i })).await;
         let raw = c.recv_json().await;
         assert_eq!(raw["event"], "encrypted");
-        assert_eq!(raw["data"]["seq"], i, "server records count from 0: {raw}");
+        assert_eq!(
+            raw["data"]["seq"],
+            i + 1,
+            "server records count from 0, and 0 was the sealed connected: {raw}"
+        );
         let msg = c.open(raw);
         assert_eq!(msg["event"], "echo");
         assert_eq!(
@@ -67,10 +71,11 @@ async fn rekeying_keeps_both_sides_in_lockstep() {
         ivs.push(raw["data"]["iv"].as_str().expect("iv").to_owned());
         assert_eq!(c.open(raw)["data"]["data"], json!(i));
     }
+    // s2c record 0 was `connected`: the echoes are records 1..=7, epochs change at 2, 4, 6.
     let prefixes: Vec<Vec<u8>> = ivs.iter().map(|iv| b64_decode(iv)[..4].to_vec()).collect();
-    assert_eq!(prefixes[0], prefixes[1], "same epoch, same prefix");
-    assert_ne!(prefixes[1], prefixes[2], "epoch 1 has a new prefix");
-    assert_ne!(prefixes[3], prefixes[4], "epoch 2 has a new prefix");
+    assert_ne!(prefixes[0], prefixes[1], "epoch 1 has a new prefix");
+    assert_eq!(prefixes[1], prefixes[2], "same epoch, same prefix");
+    assert_ne!(prefixes[2], prefixes[3], "epoch 2 has a new prefix");
     assert_eq!(server.server.counts().authenticated, 1, "still connected");
     server.stop().await;
 }
@@ -79,15 +84,12 @@ async fn rekeying_keeps_both_sides_in_lockstep() {
 async fn skipped_client_confirmation_closes_4004() {
     let server = start_echo(config_with(None, 1 << 20)).await;
     let mut c = server.client().await;
-    let (connected, hs) = c
-        .hardened_hello("carol", HandshakeConfig::hardened(vec![]))
-        .await;
-    let payload: ConnectedPayload =
-        serde_json::from_value(connected["data"].clone()).expect("payload");
-    let done = hs.finish_connected(&payload).expect("finish");
+    let (hello, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
+    let payload: HelloPayload = serde_json::from_value(hello["data"].clone()).expect("payload");
+    let done = hs.finish_hello(&payload).expect("finish");
     c.session = Some(done.session);
     // Drop the confirmation record: the next record (seq 1) is out of order for the server.
-    c.emit("ping", json!(1)).await;
+    c.emit("authenticate", json!({"token": "carol"})).await;
     expect_error_then_close(&mut c, "Invalid encrypted message", 4004).await;
     server.stop().await;
 }
@@ -96,7 +98,7 @@ async fn skipped_client_confirmation_closes_4004() {
 /// path through the spec, not through `Session`).
 fn manual_c2s_record(
     client_secret: [u8; 32],
-    connected: &ConnectedPayload,
+    connected: &HelloPayload,
     seq: u64,
     plaintext: &[u8],
 ) -> Value {
@@ -106,11 +108,8 @@ fn manual_c2s_record(
     let secret = EphemeralSecret::from_bytes(&client_secret).expect("secret");
     let client_public = Backend::RustCrypto.public_key(&secret);
     let server_public =
-        PeerPublicKey::from_base64(connected.server_public_key.as_deref().expect("spk"))
-            .expect("server key");
-    let salt: [u8; 32] = b64_decode(connected.salt.as_deref().expect("salt"))
-        .try_into()
-        .expect("salt len");
+        PeerPublicKey::from_base64(&connected.server_public_key).expect("server key");
+    let salt: [u8; 32] = b64_decode(&connected.salt).try_into().expect("salt len");
     let rekey_after =
         u32::try_from(connected.extra["rekeyAfter"].as_u64().expect("rekeyAfter")).expect("u32");
     let th = hardened::transcript_hash(&TranscriptInput {
@@ -144,15 +143,16 @@ fn b64_decode(s: &str) -> Vec<u8> {
         .expect("base64")
 }
 
-/// Authenticates with a fixed client secret, returning `connected` without finishing.
-async fn fixed_secret_hello(c: &mut common::WsClient, secret: [u8; 32]) -> ConnectedPayload {
+/// Sends a `hello` with a fixed client secret, returning the server's `hello` unfinished.
+async fn fixed_secret_hello(c: &mut common::WsClient, secret: [u8; 32]) -> HelloPayload {
     use sealwire::crypto::{Backend, EphemeralSecret};
     let public = Backend::RustCrypto.public_key(&EphemeralSecret::from_bytes(&secret).expect("s"));
-    c.send_json(&json!({"event": "authenticate", "data": {
-        "token": "fixed", "publicKey": sealwire_b64(&public), "profile": "sealwire-v1"}}))
+    c.send_json(&json!({"event": "hello", "data": {
+        "publicKey": sealwire_b64(&public), "profile": "sealwire-v2"}}))
         .await;
-    let connected = c.recv_json().await;
-    serde_json::from_value(connected["data"].clone()).expect("payload")
+    let hello = c.recv_json().await;
+    assert_eq!(hello["event"], "hello", "{hello}");
+    serde_json::from_value(hello["data"].clone()).expect("payload")
 }
 
 #[tokio::test]
@@ -195,26 +195,24 @@ async fn first_record_must_be_a_valid_confirmation() {
         secret,
         &connected,
         1,
-        br#"{"event":"ping","data":7}"#,
+        br#"{"event":"authenticate","data":{"token":"fixed"}}"#,
     ))
     .await;
     let raw = c.recv_json().await;
-    assert_eq!(raw["event"], "encrypted");
+    assert_eq!(raw["event"], "encrypted", "connected is sealed: {raw}");
     assert_eq!(raw["data"]["seq"], 0);
+    assert_eq!(server.server.counts().authenticated, 1);
     server.stop().await;
 }
 
-fn client_finished(secret: [u8; 32], connected: &ConnectedPayload) -> [u8; 32] {
+fn client_finished(secret: [u8; 32], connected: &HelloPayload) -> [u8; 32] {
     use sealwire::crypto::hardened::{self, KeySchedule, TranscriptInput};
     use sealwire::crypto::{Backend, EphemeralSecret};
     let secret = EphemeralSecret::from_bytes(&secret).expect("secret");
     let client_public = Backend::RustCrypto.public_key(&secret);
     let server_public =
-        PeerPublicKey::from_base64(connected.server_public_key.as_deref().expect("spk"))
-            .expect("server key");
-    let salt: [u8; 32] = b64_decode(connected.salt.as_deref().expect("salt"))
-        .try_into()
-        .expect("salt len");
+        PeerPublicKey::from_base64(&connected.server_public_key).expect("server key");
+    let salt: [u8; 32] = b64_decode(&connected.salt).try_into().expect("salt len");
     let th = hardened::transcript_hash(&TranscriptInput {
         client_id: &connected.id,
         client_public: &client_public,
@@ -286,16 +284,13 @@ async fn unsigned_or_wrongly_signed_server_is_refused_by_pinning_client() {
     let id = identity(0x42);
     let server = start_echo(config_with(Some(Arc::clone(&id)), 1 << 20)).await;
     let mut c = server.client().await;
-    let (connected, hs) = c
-        .hardened_hello("g", HandshakeConfig::hardened(vec![pin(&id)]))
+    let (hello, hs) = c
+        .hardened_hello(HandshakeConfig::hardened(vec![pin(&id)]))
         .await;
-    let mut payload: ConnectedPayload =
-        serde_json::from_value(connected["data"].clone()).expect("payload");
-    payload.salt = Some(sealwire_b64(&[7u8; 32]));
+    let mut payload: HelloPayload = serde_json::from_value(hello["data"].clone()).expect("payload");
+    payload.salt = sealwire_b64(&[7u8; 32]);
     assert_eq!(
-        hs.finish_connected(&payload)
-            .map(|_| ())
-            .expect_err("tampered"),
+        hs.finish_hello(&payload).map(|_| ()).expect_err("tampered"),
         CryptoError::UntrustedServer
     );
     server.stop().await;
@@ -312,7 +307,11 @@ async fn refusing_compat_closes_4004_but_accepts_hardened() {
     config.allow_compat_profile = false;
     let server = start_echo(config).await;
     let mut compat = server.client().await;
-    let (reply, _) = compat.hardened_hello("h", HandshakeConfig::default()).await;
+    compat
+        .send_json(&json!({"event": "authenticate", "data": {
+            "token": "h", "publicKey": common::WsClient::any_public_key()}}))
+        .await;
+    let reply = compat.recv_json().await;
     assert_eq!(reply["event"], "error");
     assert_eq!(reply["data"]["message"], "Encryption handshake failed");
     assert_eq!(compat.expect_close().await, Some(4004));
@@ -384,10 +383,11 @@ async fn reflected_server_record_closes_4004() {
     c.emit("ping", json!(1)).await;
     let raw = c.recv_json().await;
     assert_eq!(c.open(raw.clone())["event"], "echo");
-    // Send the server's own record (seq 0 of s2c) back: the client's next seq is 1 anyway,
-    // so also rewrite seq to 1 to make sure the direction, not the counter, rejects it.
+    // Send the server's own record (s2c 1) back with the seq the server expects next (c2s 3:
+    // after the confirmation, `authenticate` and the ping), so that the direction, not the
+    // counter, rejects it.
     let mut data: EncryptedPayload = serde_json::from_value(raw["data"].clone()).expect("payload");
-    data.seq = Some(1);
+    data.seq = Some(3);
     c.send_json(&json!({"event": "encrypted", "data": data}))
         .await;
     // The reply is sealed with the server's keys; our session still opens it.

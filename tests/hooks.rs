@@ -24,6 +24,7 @@ fn auth_with_metadata(req: AuthRequest) -> std::future::Ready<Result<Option<Iden
     std::future::ready(Ok(Some(Identity {
         user_id: token.clone(),
         metadata: json!({"plan": "pro", "token": token, "sawClient": req.client_id}),
+        expires_at: None,
     })))
 }
 

@@ -99,7 +99,7 @@ struct ServeArgs {
     /// Close clients that do not complete the encryption handshake (4004).
     #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTION")]
     require_encryption: bool,
-    /// Refuse the IGNIS compatibility crypto profile: clients must ask for `sealwire-v1` (4004).
+    /// Refuse the IGNIS compatibility crypto profile: clients must ask for `sealwire-v2` (4004).
     #[arg(long, env = "SEALWIRE_REFUSE_COMPAT")]
     refuse_compat: bool,
     /// File holding the server identity key (64 hex characters: a P-256 scalar) that signs
@@ -138,6 +138,15 @@ struct ServeArgs {
     /// HS256 secret: clients authenticate with JWTs whose `sub` is the user id.
     #[arg(long, env = "SEALWIRE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Required `iss` claim of client JWTs (unset: not checked).
+    #[arg(long, env = "SEALWIRE_JWT_ISSUER", requires = "jwt_secret")]
+    jwt_issuer: Option<String>,
+    /// Required `aud` claim of client JWTs (unset: not checked).
+    #[arg(long, env = "SEALWIRE_JWT_AUDIENCE", requires = "jwt_secret")]
+    jwt_audience: Option<String>,
+    /// Clock leeway for JWT `exp`/`nbf`, in seconds; a session lasts until `exp` plus this.
+    #[arg(long, env = "SEALWIRE_JWT_LEEWAY_SECS", default_value_t = JwtAuth::DEFAULT_LEEWAY_SECS)]
+    jwt_leeway_secs: u64,
     /// Development mode: any non-empty token is the user id (loopback addresses only).
     #[arg(long)]
     dev: bool,
@@ -255,7 +264,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     builder = match args.jwt_secret {
         Some(secret) if secret.len() < 32 => bail!("--jwt-secret must be at least 32 bytes"),
-        Some(secret) => builder.authenticate(JwtAuth::hs256(secret.as_bytes())),
+        Some(secret) => {
+            let mut jwt = JwtAuth::hs256(secret.as_bytes()).leeway(args.jwt_leeway_secs);
+            if let Some(iss) = args.jwt_issuer.as_deref().filter(|s| !s.is_empty()) {
+                jwt = jwt.issuer(iss);
+            }
+            if let Some(aud) = args.jwt_audience.as_deref().filter(|s| !s.is_empty()) {
+                jwt = jwt.audience(aud);
+            }
+            builder.authenticate(jwt)
+        }
         None => builder.authenticate(DevAuth),
     };
     let allow: Vec<String> = args

@@ -1,5 +1,7 @@
 //! Client configuration: a plain struct with documented defaults and a consuming builder.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ pub enum Encryption {
     /// AES-256-GCM with random 96-bit IVs. The server is not authenticated by the handshake
     /// itself (use `wss://` for that). For servers that speak only the IGNIS protocol.
     Compat,
-    /// The hardened `sealwire-v1` profile: directional keys, strict in-order records with
+    /// The hardened `sealwire-v2` profile: directional keys, strict in-order records with
     /// rekeying, key confirmation, and, when `pinned_server_keys` is not empty, a server
     /// signature over the handshake by one of those identity keys (otherwise the connection
     /// is refused with [`DisconnectReason::Protocol`](super::DisconnectReason::Protocol)).
@@ -126,6 +128,38 @@ impl ReconnectPolicy {
     }
 }
 
+/// Supplies credentials: called on every (re)connect and before the session expires. Return
+/// the token, or an error message (a failed refresh is reported as
+/// [`Event::RefreshFailed`](super::Event::RefreshFailed); a failed connect is retried like a
+/// network failure).
+#[derive(Clone)]
+pub struct TokenProvider(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+/// What a [`TokenProvider`] returns.
+type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+impl TokenProvider {
+    /// Wraps an async function returning a token.
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        Self(Arc::new(move || Box::pin(f())))
+    }
+
+    /// Asks for a token.
+    pub(crate) async fn token(&self) -> Result<String, String> {
+        (self.0)().await
+    }
+}
+
+impl std::fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenProvider(..)")
+    }
+}
+
 /// Everything tunable about a [`Client`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -136,6 +170,8 @@ pub struct ClientConfig {
     pub token: String,
     /// Token type sent as `type`. Defaults to `Bearer`.
     pub token_type: String,
+    /// Where tokens come from; when set, `token` is not used. Defaults to `None`.
+    pub token_provider: Option<TokenProvider>,
     /// Encryption profile. Defaults to [`Encryption::Hardened`] without pinned keys.
     pub encryption: Encryption,
     /// Handshake parameters (compatibility HKDF info string, ECDH backend). Its `profile` and
@@ -171,6 +207,7 @@ impl ClientConfig {
             url: url.into(),
             token: String::new(),
             token_type: "Bearer".to_owned(),
+            token_provider: None,
             encryption: Encryption::default(),
             handshake: HandshakeConfig::default(),
             heartbeat_interval: Duration::from_secs(25),
@@ -238,6 +275,16 @@ impl ClientBuilder {
     /// Replaces the whole configuration.
     pub fn config(mut self, config: ClientConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Sets a token provider, asked for a token on every (re)connect and for every refresh.
+    pub fn token_provider<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        self.config.token_provider = Some(TokenProvider::new(f));
         self
     }
 

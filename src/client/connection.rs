@@ -17,8 +17,8 @@ use super::event::{DisconnectReason, Event, Message};
 use super::{ClientError, Command, ConnectionInfo, SharedState};
 use crate::crypto::{ClientHandshake, CryptoError, HandshakeConfig, Profile, Session};
 use crate::protocol::{
-    AuthenticatePayload, ConnectedPayload, EncryptedPayload, Inbound, RoomsPayload, event,
-    frame_json,
+    AuthenticatePayload, ConnectedPayload, EncryptedPayload, HelloPayload, Inbound, RefreshPayload,
+    RoomsPayload, error_message as err, event, frame_json, parse_iso8601,
 };
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -31,7 +31,12 @@ pub(crate) struct Live {
     ws: Ws,
     session: Option<Session>,
     info: ConnectionInfo,
+    /// When to ask the token provider for a `refresh`, if the session expires.
+    refresh_in: Option<Duration>,
 }
+
+/// Fraction of the remaining session lifetime after which the client refreshes.
+const REFRESH_AT: f64 = 0.8;
 
 pub(crate) struct Task {
     config: ClientConfig,
@@ -86,108 +91,57 @@ impl Task {
             .max_frame_size(Some(max))
     }
 
+    /// A token: from the provider when there is one, else the configured one.
+    async fn token(&self) -> Result<String, String> {
+        match &self.config.token_provider {
+            Some(provider) => provider.token().await,
+            None => Ok(self.config.token.clone()),
+        }
+    }
+
     /// Opens the socket, authenticates and derives the session key.
     async fn establish(&self) -> Result<Live, DisconnectReason> {
         let attempt = async {
-            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+            let token = self
+                .token()
+                .await
+                .map_err(|e| DisconnectReason::Network(format!("token provider: {e}")))?;
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(
                 self.config.url.as_str(),
                 Some(self.ws_config()),
                 true,
             )
             .await
             .map_err(|e| DisconnectReason::Network(e.to_string()))?;
-            let handshake = match &self.config.encryption {
-                Encryption::Off => None,
-                Encryption::Compat => Some(ClientHandshake::new(
-                    HandshakeConfig {
-                        profile: Profile::Compat,
-                        ..self.config.handshake.clone()
-                    },
-                    &mut rand::rng(),
-                )),
-                Encryption::Hardened { pinned_server_keys } => Some(ClientHandshake::new(
-                    HandshakeConfig {
-                        profile: Profile::HardenedV1,
-                        pinned_server_keys: pinned_server_keys.clone(),
-                        ..self.config.handshake.clone()
-                    },
-                    &mut rand::rng(),
-                )),
-            };
-            let payload = AuthenticatePayload {
+            let authenticate = AuthenticatePayload {
                 kind: Some(self.config.token_type.clone()),
-                token: Some(self.config.token.clone()),
-                public_key: handshake.as_ref().map(ClientHandshake::public_key_base64),
-                profile: handshake
-                    .as_ref()
-                    .and_then(ClientHandshake::profile_id)
-                    .map(str::to_owned),
+                token: Some(token),
+                public_key: None,
+                profile: None,
             };
-            let data = serde_json::to_string(&payload)
-                .map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
-            ws.send(WsMessage::text(frame_json(event::AUTHENTICATE, &data)))
-                .await
-                .map_err(|e| DisconnectReason::Network(e.to_string()))?;
-            let mut last_error = None;
-            loop {
-                let text = match ws.next().await {
-                    None => {
-                        return Err(DisconnectReason::Network(
-                            "connection ended during authentication".into(),
-                        ));
-                    }
-                    Some(Err(e)) => return Err(DisconnectReason::Network(e.to_string())),
-                    Some(Ok(WsMessage::Close(frame))) => {
-                        let (code, reason) = frame
-                            .map(|f| (u16::from(f.code), f.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
-                        return Err(DisconnectReason::from_close(code, &reason, last_error));
-                    }
-                    Some(Ok(WsMessage::Text(t))) => t,
-                    Some(Ok(_)) => continue,
-                };
-                let Ok(msg) = Inbound::parse(text.as_str()) else {
-                    continue;
-                };
-                match msg.event.as_deref() {
-                    Some(event::ERROR) => last_error = error_message(msg.data.as_ref()),
-                    Some(event::CONNECTED) => {
-                        let connected: ConnectedPayload = serde_json::from_value(
-                            msg.data.unwrap_or(Value::Null),
-                        )
-                        .map_err(|_| DisconnectReason::Protocol("malformed connected".into()))?;
-                        let session = match handshake {
-                            None => None,
-                            Some(hs) => {
-                                let finished = match hs.finish_connected(&connected) {
-                                    Ok(f) => f,
-                                    Err(e) => {
-                                        let _ = ws.close(None).await;
-                                        return Err(DisconnectReason::Protocol(match e {
-                                            CryptoError::UntrustedServer => {
-                                                "server identity not trusted".into()
-                                            }
-                                            _ => "encryption handshake failed".into(),
-                                        }));
-                                    }
-                                };
-                                if let Some(confirmation) = finished.confirmation {
-                                    ws.send(WsMessage::text(confirmation))
-                                        .await
-                                        .map_err(|e| DisconnectReason::Network(e.to_string()))?;
-                                }
-                                Some(finished.session)
-                            }
-                        };
-                        let info = ConnectionInfo {
-                            client_id: connected.id,
-                            user_id: connected.user_id,
-                            encrypted: session.is_some(),
-                        };
-                        return Ok(Live { ws, session, info });
-                    }
-                    _ => {}
+            match &self.config.encryption {
+                Encryption::Hardened { pinned_server_keys } => {
+                    let handshake = ClientHandshake::new(
+                        HandshakeConfig {
+                            profile: Profile::Hardened,
+                            pinned_server_keys: pinned_server_keys.clone(),
+                            ..self.config.handshake.clone()
+                        },
+                        &mut rand::rng(),
+                    );
+                    sealed_login(ws, handshake, authenticate).await
                 }
+                Encryption::Compat => {
+                    let handshake = ClientHandshake::new(
+                        HandshakeConfig {
+                            profile: Profile::Compat,
+                            ..self.config.handshake.clone()
+                        },
+                        &mut rand::rng(),
+                    );
+                    plain_login(ws, Some(handshake), authenticate).await
+                }
+                Encryption::Off => plain_login(ws, None, authenticate).await,
             }
         };
         tokio::select! {
@@ -247,7 +201,9 @@ impl Task {
             mut ws,
             mut session,
             info,
+            refresh_in,
         } = live;
+        let mut refresh_at = refresh_in.map(|d| tokio::time::Instant::now() + d);
         let _ = self.info.send(Some(info));
         let rooms: Vec<String> = self.shared.rooms().iter().cloned().collect();
         if !rooms.is_empty()
@@ -276,6 +232,23 @@ impl Task {
                         server_timeout.as_millis()
                     ));
                 }
+                () = sleep_until_some(refresh_at) => {
+                    refresh_at = None;
+                    let sent = match self.token().await {
+                        Ok(token) => {
+                            let data = serde_json::to_string(&RefreshPayload { token: Some(token) })
+                                .unwrap_or_default();
+                            send_app(&mut ws, &mut session, &frame_json(event::REFRESH, &data)).await
+                        }
+                        Err(message) => {
+                            let _ = self.events.send(Event::RefreshFailed { message }).await;
+                            Ok(())
+                        }
+                    };
+                    if let Err(reason) = sent {
+                        return reason;
+                    }
+                }
                 msg = ws.next() => {
                     if let Some(Ok(_)) = &msg {
                         last_inbound = tokio::time::Instant::now();
@@ -292,7 +265,7 @@ impl Task {
                             return DisconnectReason::from_close(code, &reason, last_error);
                         }
                         Some(Ok(WsMessage::Text(text))) => {
-                            if let Some(ev) = self.on_text(text.as_str(), &mut session) {
+                            if let Some(ev) = self.on_text(text.as_str(), &mut session, &mut refresh_at) {
                                 if let Event::ServerError { message } = &ev {
                                     last_error = Some(message.clone());
                                 }
@@ -345,7 +318,12 @@ impl Task {
 
     /// Turns an inbound text frame into an event; `None` for frames that carry nothing for the
     /// application (no event name).
-    fn on_text(&self, text: &str, session: &mut Option<Session>) -> Option<Event> {
+    fn on_text(
+        &self,
+        text: &str,
+        session: &mut Option<Session>,
+        refresh_at: &mut Option<tokio::time::Instant>,
+    ) -> Option<Event> {
         let raw = self.config.capture_raw_frames.then(|| text.to_owned());
         let Ok(msg) = Inbound::parse(text) else {
             return Some(Event::ServerError {
@@ -362,7 +340,10 @@ impl Task {
                     .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok())
                     .and_then(|i| i.event.map(|e| (e, i.data)));
                 match inner {
-                    Some((event, data)) => Some(app_event(event, data, true, raw)),
+                    Some((event, data)) => Some(
+                        lifecycle_event(&event, data.as_ref(), refresh_at)
+                            .unwrap_or_else(|| app_event(event, data, true, raw)),
+                    ),
                     None => Some(Event::DecryptFailed {
                         frame_len: text.len(),
                     }),
@@ -372,8 +353,254 @@ impl Task {
                 frame_len: text.len(),
             }),
             (_, Some(_)) => Some(Event::PlaintextRejected { event: name }),
-            (_, None) => Some(app_event(name, msg.data, false, raw)),
+            (_, None) => Some(
+                lifecycle_event(&name, msg.data.as_ref(), refresh_at)
+                    .unwrap_or_else(|| app_event(name, msg.data, false, raw)),
+            ),
         }
+    }
+}
+
+/// The next text frame during login, parsed; a close frame or a broken socket ends the login.
+async fn next_inbound(
+    ws: &mut Ws,
+    last_error: &Option<String>,
+) -> Result<Inbound, DisconnectReason> {
+    loop {
+        let text = match ws.next().await {
+            None => {
+                return Err(DisconnectReason::Network(
+                    "connection ended during authentication".into(),
+                ));
+            }
+            Some(Err(e)) => return Err(DisconnectReason::Network(e.to_string())),
+            Some(Ok(WsMessage::Close(frame))) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                return Err(DisconnectReason::from_close(
+                    code,
+                    &reason,
+                    last_error.clone(),
+                ));
+            }
+            Some(Ok(WsMessage::Text(t))) => t,
+            Some(Ok(_)) => continue,
+        };
+        if let Ok(msg) = Inbound::parse(text.as_str()) {
+            return Ok(msg);
+        }
+    }
+}
+
+/// Ends a login that must not go on: closes the socket and reports `reason`.
+async fn abort(ws: &mut Ws, reason: DisconnectReason) -> DisconnectReason {
+    let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+    reason
+}
+
+fn handshake_refused(e: CryptoError) -> DisconnectReason {
+    DisconnectReason::Protocol(match e {
+        CryptoError::UntrustedServer => "server identity not trusted".into(),
+        _ => "encryption handshake failed".into(),
+    })
+}
+
+fn connection_info(
+    connected: ConnectedPayload,
+    encrypted: bool,
+) -> (ConnectionInfo, Option<Duration>) {
+    let expires_at = connected.expires_at.as_deref().and_then(parse_iso8601);
+    let refresh_in = refresh_delay(connected.time.as_str(), connected.expires_at.as_deref());
+    let info = ConnectionInfo {
+        client_id: connected.id,
+        user_id: connected.user_id,
+        encrypted,
+        expires_at,
+    };
+    (info, refresh_in)
+}
+
+/// When to refresh: at 80% of the lifetime left, measured between two timestamps of the
+/// server's own clock (`time` and `expiresAt`), so the client's clock does not matter.
+fn refresh_delay(time: &str, expires_at: Option<&str>) -> Option<Duration> {
+    let now = parse_iso8601(time)?;
+    let end = parse_iso8601(expires_at?)?;
+    let left = end.duration_since(now).unwrap_or_default();
+    Some(left.mul_f64(REFRESH_AT))
+}
+
+/// Compatibility profile or no encryption: plaintext `authenticate` (with the public key when
+/// encrypting), plaintext `connected`.
+async fn plain_login(
+    mut ws: Ws,
+    handshake: Option<ClientHandshake>,
+    mut authenticate: AuthenticatePayload,
+) -> Result<Live, DisconnectReason> {
+    authenticate.public_key = handshake.as_ref().map(ClientHandshake::public_key_base64);
+    let data = serde_json::to_string(&authenticate)
+        .map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
+    ws.send(WsMessage::text(frame_json(event::AUTHENTICATE, &data)))
+        .await
+        .map_err(|e| DisconnectReason::Network(e.to_string()))?;
+    let mut last_error = None;
+    loop {
+        let msg = next_inbound(&mut ws, &last_error).await?;
+        match msg.event.as_deref() {
+            Some(event::ERROR) => last_error = error_message(msg.data.as_ref()),
+            Some(event::CONNECTED) => {
+                let connected: ConnectedPayload =
+                    serde_json::from_value(msg.data.unwrap_or(Value::Null))
+                        .map_err(|_| DisconnectReason::Protocol("malformed connected".into()))?;
+                let session = match handshake {
+                    None => None,
+                    Some(hs) => match hs.finish_connected(&connected) {
+                        Ok(finished) => Some(finished.session),
+                        Err(e) => return Err(abort(&mut ws, handshake_refused(e)).await),
+                    },
+                };
+                let (info, refresh_in) = connection_info(connected, session.is_some());
+                return Ok(Live {
+                    ws,
+                    session,
+                    info,
+                    refresh_in,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Hardened profile: the key exchange first, the credentials sealed after the server has
+/// proven (by its confirmation, and its signature when keys are pinned) that it holds the
+/// session keys, then a sealed `connected`.
+async fn sealed_login(
+    mut ws: Ws,
+    handshake: ClientHandshake,
+    authenticate: AuthenticatePayload,
+) -> Result<Live, DisconnectReason> {
+    ws.send(WsMessage::text(handshake.hello_json()))
+        .await
+        .map_err(|e| DisconnectReason::Network(e.to_string()))?;
+    let mut last_error = None;
+    let hello = loop {
+        let msg = next_inbound(&mut ws, &last_error).await?;
+        match msg.event.as_deref() {
+            Some(event::ERROR) => last_error = error_message(msg.data.as_ref()),
+            Some(event::HELLO) => {
+                match serde_json::from_value::<HelloPayload>(msg.data.unwrap_or(Value::Null)) {
+                    Ok(hello) => break hello,
+                    Err(_) => {
+                        let reason = DisconnectReason::Protocol("malformed hello".into());
+                        return Err(abort(&mut ws, reason).await);
+                    }
+                }
+            }
+            Some(event::CONNECTED) => {
+                // A plaintext `connected` would skip the key exchange: a downgrade.
+                let reason = DisconnectReason::Protocol("plaintext connected refused".into());
+                return Err(abort(&mut ws, reason).await);
+            }
+            _ => {}
+        }
+    };
+    let finished = match handshake.finish_hello(&hello) {
+        Ok(f) => f,
+        Err(e) => return Err(abort(&mut ws, handshake_refused(e)).await),
+    };
+    let mut session = finished.session;
+    let Some(confirmation) = finished.confirmation else {
+        let reason = DisconnectReason::Protocol("no key confirmation".into());
+        return Err(abort(&mut ws, reason).await);
+    };
+    let data = serde_json::to_string(&authenticate)
+        .map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
+    let sealed = session
+        .seal_frame(frame_json(event::AUTHENTICATE, &data).as_bytes())
+        .map_err(|_| DisconnectReason::Crypto("could not seal the credentials".into()))?;
+    let sent = async {
+        ws.feed(WsMessage::text(confirmation)).await?;
+        ws.feed(WsMessage::text(sealed)).await?;
+        ws.flush().await
+    };
+    sent.await
+        .map_err(|e| DisconnectReason::Network(e.to_string()))?;
+    loop {
+        let msg = next_inbound(&mut ws, &last_error).await?;
+        if msg.event.as_deref() != Some(event::ENCRYPTED) {
+            // Nothing but sealed records may follow the key exchange.
+            if msg.event.as_deref() == Some(event::CONNECTED) {
+                let reason = DisconnectReason::Protocol("plaintext connected refused".into());
+                return Err(abort(&mut ws, reason).await);
+            }
+            continue;
+        }
+        let inner = msg
+            .data
+            .and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok())
+            .and_then(|p| session.open(&p).ok())
+            .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok());
+        let Some(inner) = inner else {
+            let reason = DisconnectReason::Crypto("undecryptable record during login".into());
+            return Err(abort(&mut ws, reason).await);
+        };
+        match inner.event.as_deref() {
+            Some(event::ERROR) => last_error = error_message(inner.data.as_ref()),
+            Some(event::CONNECTED) => {
+                let connected: ConnectedPayload =
+                    serde_json::from_value(inner.data.unwrap_or(Value::Null))
+                        .map_err(|_| DisconnectReason::Protocol("malformed connected".into()))?;
+                if connected.id != hello.id {
+                    let reason =
+                        DisconnectReason::Protocol("connected for another client id".into());
+                    return Err(abort(&mut ws, reason).await);
+                }
+                let (info, refresh_in) = connection_info(connected, true);
+                return Ok(Live {
+                    ws,
+                    session: Some(session),
+                    info,
+                    refresh_in,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `refreshed` and `Refresh failed` become their own events (and move the refresh timer);
+/// `None` for anything else.
+fn lifecycle_event(
+    name: &str,
+    data: Option<&Value>,
+    refresh_at: &mut Option<tokio::time::Instant>,
+) -> Option<Event> {
+    match name {
+        event::REFRESHED => {
+            let field = |k: &str| data.and_then(|d| d.get(k)).and_then(Value::as_str);
+            let expires_at = field("expiresAt");
+            *refresh_at = field("time")
+                .and_then(|t| refresh_delay(t, expires_at))
+                .map(|d| tokio::time::Instant::now() + d);
+            Some(Event::Refreshed {
+                expires_at: expires_at.and_then(parse_iso8601),
+            })
+        }
+        event::ERROR if error_message(data).as_deref() == Some(err::REFRESH_FAILED) => {
+            Some(Event::RefreshFailed {
+                message: err::REFRESH_FAILED.to_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Completes at `at`; never when there is none.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

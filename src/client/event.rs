@@ -1,6 +1,6 @@
 //! What the connection task reports to the application.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -37,6 +37,18 @@ pub enum Event {
     PlaintextRejected {
         /// The event name the frame claimed.
         event: String,
+    },
+    /// The server accepted a `refresh`: the session now ends at `expires_at` (`None`: never).
+    Refreshed {
+        /// The new expiry.
+        expires_at: Option<SystemTime>,
+    },
+    /// A refresh could not be made: the token provider failed, or the server answered
+    /// `Refresh failed`. The session ends at its current expiry (then 4006 and a reconnect
+    /// with a fresh token) unless a later refresh succeeds.
+    RefreshFailed {
+        /// What went wrong.
+        message: String,
     },
     /// The connection ended.
     Disconnected {
@@ -80,6 +92,9 @@ pub enum DisconnectReason {
     EncryptionRequired,
     /// 4005: this client read too slowly and the server dropped it. Retried.
     SlowConsumer,
+    /// 4006: the session reached its expiry without a refresh. Retried (with a fresh token
+    /// from the token provider, when one is configured).
+    SessionExpired,
     /// 1001: the server is shutting down. Retried.
     ServerShutdown,
     /// Another close code from the server. Retried.
@@ -113,6 +128,7 @@ impl DisconnectReason {
             },
             Some(CloseCode::EncryptionRequired) => Self::EncryptionRequired,
             Some(CloseCode::SlowConsumer) => Self::SlowConsumer,
+            Some(CloseCode::SessionExpired) => Self::SessionExpired,
             Some(CloseCode::GoingAway) => Self::ServerShutdown,
             _ => Self::Closed {
                 code,
@@ -130,6 +146,7 @@ impl DisconnectReason {
             Self::AuthFailed { .. } => Some(4003),
             Self::EncryptionRequired => Some(4004),
             Self::SlowConsumer => Some(4005),
+            Self::SessionExpired => Some(4006),
             Self::ServerShutdown => Some(1001),
             Self::Closed { code, .. } => Some(*code),
             Self::Network(_) | Self::Protocol(_) | Self::Crypto(_) | Self::ClientClosed => None,
@@ -159,6 +176,7 @@ impl std::fmt::Display for DisconnectReason {
             Self::AuthFailed { message: None } => f.write_str("4003 authentication failed"),
             Self::EncryptionRequired => f.write_str("4004 encryption required"),
             Self::SlowConsumer => f.write_str("4005 slow consumer"),
+            Self::SessionExpired => f.write_str("4006 session expired"),
             Self::ServerShutdown => f.write_str("1001 server shutting down"),
             Self::Closed { code, reason } => write!(f, "{code} {reason}"),
             Self::Network(e) => write!(f, "network: {e}"),
@@ -191,6 +209,11 @@ mod tests {
         );
         assert!(!DisconnectReason::from_close(4004, "", None).is_retryable());
         assert!(DisconnectReason::from_close(4001, "", None).is_retryable());
+        assert_eq!(
+            DisconnectReason::from_close(4006, "", None),
+            DisconnectReason::SessionExpired
+        );
+        assert!(DisconnectReason::SessionExpired.is_retryable());
         assert!(DisconnectReason::Network("reset".into()).is_retryable());
     }
 }

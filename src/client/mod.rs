@@ -6,7 +6,7 @@
 //! # async fn run() -> Result<(), sealwire::client::ClientError> {
 //! let (client, mut events) = Client::builder("ws://127.0.0.1:8080/ws")
 //!     .token("alice")
-//!     .encryption(Encryption::default()) // hardened `sealwire-v1`, no pinned keys
+//!     .encryption(Encryption::default()) // hardened `sealwire-v2`, no pinned keys
 //!     .connect()
 //!     .await?;
 //! client.join(["chat:lobby"]).await?;
@@ -23,7 +23,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`Encryption::Hardened`] selects the hardened `sealwire-v1` profile (key confirmation,
+//! [`Encryption::Hardened`] selects the hardened `sealwire-v2` profile (key confirmation,
 //! strict record order, rekeying) and, with `pinned_server_keys`, authenticates the server by
 //! its identity key; [`Encryption::Compat`] speaks the IGNIS-compatible profile.
 //!
@@ -39,9 +39,18 @@
 //! (by default twice the heartbeat interval plus 10 s) is dead or unreachable even if the TCP connection never reports an error:
 //! the task drops the connection ([`DisconnectReason::Network`]) and reconnects.
 //!
+//! In the hardened profile the key exchange (`hello`) comes first and the token is sent only
+//! sealed, after the server's identity (when pinned) and key confirmation have been checked;
+//! the `connected` that tells the client its user id is sealed too.
+//!
+//! Credentials can come from a [`TokenProvider`] instead of a fixed token: it is asked on
+//! every (re)connect, and, when the server announces an expiry, again at about 80% of the
+//! session's remaining lifetime, whose answer is sent as a `refresh` ([`Event::Refreshed`]).
+//!
 //! After a disconnect the task reconnects with jittered exponential backoff
 //! ([`ReconnectPolicy`]): a new WebSocket, a new handshake (fresh keys), authentication with
-//! the same token, then every room the application joined is joined again. Messages sent
+//! the same token (or a fresh one from the provider), then every room the application joined
+//! is joined again. Messages sent
 //! meanwhile wait in the command queue. Authentication failures (4003) and encryption
 //! failures (4004) are final: retrying them with the same credentials cannot succeed.
 
@@ -49,7 +58,7 @@ mod builder;
 mod connection;
 mod event;
 
-pub use builder::{ClientBuilder, ClientConfig, Encryption, ReconnectPolicy};
+pub use builder::{ClientBuilder, ClientConfig, Encryption, ReconnectPolicy, TokenProvider};
 pub use event::{DisconnectReason, Event, Message};
 
 use std::collections::BTreeSet;
@@ -119,6 +128,8 @@ pub struct ConnectionInfo {
     pub user_id: String,
     /// Whether the session is encrypted.
     pub encrypted: bool,
+    /// When the server ends the session (4006) unless it is refreshed; `None`: never.
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 /// A handle to a connected client. Cheap to clone; every clone drives the same connection.

@@ -13,11 +13,18 @@
 //!   x = ECDH(c, S).x, key = HKDF-SHA256(salt, x, info)
 //! ```
 //!
-//! Hardened profile (`profile: "sealwire-v1"` in `authenticate`): the same exchange, but the
-//! keys are bound to the transcript (see [`super::hardened`]), `connected` also carries
-//! `rekeyAfter`, the server's key confirmation `confirm` and, with a server identity,
-//! `identityKey` and `signature`; the client's first `encrypted` record is its own
-//! confirmation `{"event":"confirm","data":{"mac":..}}`.
+//! Hardened profile (`sealwire-v2`): the key exchange comes first, in `hello` events, and the
+//! credentials follow sealed:
+//!
+//! ```text
+//!   hello {profile, publicKey: b64(C)} ->
+//!                                          s, S, salt, th, keys (see [`super::hardened`])
+//!   <- hello {id, profile, serverPublicKey, salt, rekeyAfter, confirm, identityKey?, signature?}
+//!   verify pins, signature, confirm
+//!   encrypted seq 0 {"event":"confirm","data":{"mac":..}} ->
+//!   encrypted seq 1 {"event":"authenticate","data":{"token":..}} ->
+//!   <- encrypted seq 0 {"event":"connected","data":{id, userId, time, expiresAt?}}
+//! ```
 
 use std::sync::Arc;
 
@@ -33,7 +40,7 @@ use super::{
     Backend, CryptoError, IGNIS_INFO, PUBLIC_KEY_LEN, SALT_LEN, b64, kdf, keys::EphemeralSecret,
     keys::PeerPublicKey, session::Session,
 };
-use crate::protocol::{ConnectedPayload, event, frame_json};
+use crate::protocol::{ConnectedPayload, HelloPayload, event, frame_json};
 
 /// Parameters of the handshake. One type serves both ends; each field says which end reads it.
 #[derive(Debug, Clone)]
@@ -74,7 +81,7 @@ impl HandshakeConfig {
     #[must_use]
     pub fn hardened(pins: Vec<PeerPublicKey>) -> Self {
         Self {
-            profile: Profile::HardenedV1,
+            profile: Profile::Hardened,
             pinned_server_keys: pins,
             ..Self::default()
         }
@@ -101,7 +108,29 @@ pub struct ServerHello {
 }
 
 impl ServerHello {
-    /// Writes the handshake fields into a `connected` payload.
+    /// The hardened profile's server `hello` payload for `client_id`.
+    #[must_use]
+    pub fn hello_payload(&self, client_id: &str) -> HelloPayload {
+        let mut extra = serde_json::Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                extra.insert(k.to_owned(), v);
+            }
+        };
+        put("rekeyAfter", self.rekey_after.map(Value::from));
+        put("confirm", self.confirm.clone().map(Value::from));
+        put("identityKey", self.identity_key.clone().map(Value::from));
+        put("signature", self.signature.clone().map(Value::from));
+        HelloPayload {
+            id: client_id.to_owned(),
+            profile: self.profile.unwrap_or_default().to_owned(),
+            server_public_key: self.server_public_key.clone(),
+            salt: self.salt.clone(),
+            extra,
+        }
+    }
+
+    /// Writes the handshake fields into a compatibility-profile `connected` payload.
     pub fn apply_to(&self, connected: &mut ConnectedPayload) {
         connected.server_public_key = Some(self.server_public_key.clone());
         connected.salt = Some(self.salt.clone());
@@ -188,7 +217,7 @@ fn finish_server(
             let key = kdf::derive_key(&salt, shared.as_ref(), config.info.as_bytes());
             Ok((hello, Session::compat(&key)))
         }
-        Profile::HardenedV1 => {
+        Profile::Hardened => {
             let rekey_after = config.rekey_after.clamp(1, hardened::MAX_REKEY_AFTER);
             let identity = config
                 .identity
@@ -217,14 +246,19 @@ fn finish_server(
     }
 }
 
-/// The client half of the handshake: holds the ephemeral secret until `connected` arrives.
+/// The client half of the handshake: holds the ephemeral secret until the server answers.
 ///
 /// ```text
-/// let hs = ClientHandshake::new(HandshakeConfig::hardened(pins), &mut rng);
-/// send authenticate {token, publicKey: hs.public_key_base64(), profile: hs.profile_id()}
-/// let done = hs.finish_connected(&connected_payload)?;   // verifies confirm / signature
-/// if let Some(frame) = done.confirmation { send frame }  // hardened: must be the first frame
-/// use done.session to open every `encrypted` frame and seal outbound events
+/// hardened:
+///   let hs = ClientHandshake::new(HandshakeConfig::hardened(pins), &mut rng);
+///   send hs.hello_json()
+///   let done = hs.finish_hello(&server_hello)?;      // verifies pins, signature, confirm
+///   send done.confirmation                           // c2s record 0
+///   send done.session.seal_frame(authenticate)       // c2s record 1: the token, sealed
+///   open the sealed `connected` with done.session
+/// compatibility:
+///   send authenticate {token, publicKey: hs.public_key_base64()}
+///   let done = hs.finish_connected(&connected)?;
 /// ```
 pub struct ClientHandshake {
     secret: EphemeralSecret,
@@ -246,8 +280,9 @@ impl std::fmt::Debug for ClientHandshake {
 pub struct ClientFinished {
     /// The session: seals outbound, opens inbound.
     pub session: Session,
-    /// Hardened profile: the `encrypted` frame carrying the client's key confirmation. Send
-    /// it before anything else; the server closes with 4004 if the first record is not it.
+    /// Hardened profile: the `encrypted` frame carrying the client's key confirmation (c2s
+    /// record 0). Send it first, then the sealed `authenticate`; the server closes with 4004
+    /// if the first record is not it.
     pub confirmation: Option<String>,
 }
 
@@ -275,10 +310,21 @@ impl ClientHandshake {
         b64().encode(self.public)
     }
 
-    /// The `profile` field to send in `authenticate` (`None`: omit it).
+    /// The profile id (`None` for the compatibility profile).
     #[must_use]
     pub fn profile_id(&self) -> Option<&'static str> {
         self.config.profile.wire_id()
+    }
+
+    /// The hardened profile's client `hello` frame: `{"event":"hello","data":{profile,
+    /// publicKey}}`. It carries no credential.
+    #[must_use]
+    pub fn hello_json(&self) -> String {
+        let data = serde_json::json!({
+            "profile": self.profile_id().unwrap_or_default(),
+            "publicKey": self.public_key_base64(),
+        });
+        frame_json(event::HELLO, &data.to_string())
     }
 
     /// Compatibility profile only: derives the session from `serverPublicKey` and `salt`.
@@ -298,37 +344,49 @@ impl ClientHandshake {
         Ok(Session::compat(&key))
     }
 
-    /// Finishes from the whole `connected` payload, in either profile. In the hardened
-    /// profile it checks that the server answered in that profile (no downgrade), verifies
-    /// the server's key confirmation and, when keys are pinned, that `identityKey` is one of
-    /// them and `signature` verifies.
+    /// Finishes the compatibility profile from the whole `connected` payload.
     ///
     /// # Errors
-    /// [`CryptoError::InvalidPublicKey`] / [`CryptoError::Encoding`] for malformed fields,
-    /// [`CryptoError::Handshake`] for a profile mismatch, missing field or wrong confirmation,
-    /// [`CryptoError::UntrustedServer`] for a missing, unpinned or invalid signature.
+    /// [`CryptoError::InvalidPublicKey`] / [`CryptoError::Encoding`] for malformed fields;
+    /// [`CryptoError::Handshake`] when a field is missing, `connected` names a profile, or this
+    /// handshake is hardened: a hardened client never takes its keys from a plaintext
+    /// `connected` (that would be a downgrade), it uses [`ClientHandshake::finish_hello`].
     pub fn finish_connected(
         self,
         connected: &ConnectedPayload,
     ) -> Result<ClientFinished, CryptoError> {
+        if self.config.profile != Profile::Compat || connected.profile.is_some() {
+            return Err(CryptoError::Handshake);
+        }
         let spk = connected
             .server_public_key
             .as_deref()
             .ok_or(CryptoError::Handshake)?;
         let salt = connected.salt.as_deref().ok_or(CryptoError::Handshake)?;
-        let answered = Profile::from_wire(connected.profile.as_deref())?;
-        if answered != self.config.profile {
+        Ok(ClientFinished {
+            session: self.finish(spk, salt)?,
+            confirmation: None,
+        })
+    }
+
+    /// Hardened profile: finishes from the server's `hello`. Checks that the server answered
+    /// in this profile (no downgrade), that `identityKey` is pinned and `signature` verifies
+    /// (when keys are pinned; a present signature is always verified), and the server's key
+    /// confirmation. Only then may the client send its credentials, sealed.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidPublicKey`] / [`CryptoError::Encoding`] for malformed fields,
+    /// [`CryptoError::Handshake`] for a profile mismatch, missing field or wrong confirmation,
+    /// [`CryptoError::UntrustedServer`] for a missing, unpinned or invalid signature.
+    pub fn finish_hello(self, hello: &HelloPayload) -> Result<ClientFinished, CryptoError> {
+        if self.config.profile != Profile::Hardened
+            || Profile::from_wire(Some(&hello.profile))? != Profile::Hardened
+        {
             return Err(CryptoError::Handshake);
         }
-        if answered == Profile::Compat {
-            return Ok(ClientFinished {
-                session: self.finish(spk, salt)?,
-                confirmation: None,
-            });
-        }
-        let peer = PeerPublicKey::from_base64(spk)?;
-        let salt = decode_salt(salt)?;
-        let field = |k: &str| connected.extra.get(k);
+        let peer = PeerPublicKey::from_base64(&hello.server_public_key)?;
+        let salt = decode_salt(&hello.salt)?;
+        let field = |k: &str| hello.extra.get(k);
         let rekey_after = field("rekeyAfter")
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
@@ -345,7 +403,7 @@ impl ClientHandshake {
             return Err(CryptoError::UntrustedServer);
         }
         let th = hardened::transcript_hash(&TranscriptInput {
-            client_id: &connected.id,
+            client_id: &hello.id,
             client_public: &self.public,
             server_public: peer.as_bytes(),
             salt: &salt,

@@ -1,25 +1,25 @@
-//! The hardened profile `sealwire-v1`: transcript, key schedule and per-direction record state.
+//! The hardened profile `sealwire-v2`: transcript, key schedule and per-direction record state.
 //!
 //! Every byte is specified in `docs/PROTOCOL.md` ("Hardened profile"). In short:
 //!
 //! ```text
-//! transcript = "sealwire-v1 transcript"
-//!            || u16(len(profile)) || profile          ("sealwire-v1")
+//! transcript = "sealwire-v2 transcript"
+//!            || u16(len(profile)) || profile          ("sealwire-v2")
 //!            || u16(len(client_id)) || client_id      (UTF-8, as sent in `connected.id`)
 //!            || client_public (65) || server_public (65) || salt (32)
 //!            || u32(rekey_after)
 //!            || u16(len(identity)) || identity        (0 or 65 bytes)
 //! th         = SHA-256(transcript)
 //! prk        = HKDF-Extract(salt, ecdh_x)
-//! c2s_0      = HKDF-Expand(prk, "sealwire-v1 c2s" || th, 32)
-//! s2c_0      = HKDF-Expand(prk, "sealwire-v1 s2c" || th, 32)
-//! confirm    = HKDF-Expand(prk, "sealwire-v1 confirm" || th, 32)
+//! c2s_0      = HKDF-Expand(prk, "sealwire-v2 c2s" || th, 32)
+//! s2c_0      = HKDF-Expand(prk, "sealwire-v2 s2c" || th, 32)
+//! confirm    = HKDF-Expand(prk, "sealwire-v2 confirm" || th, 32)
 //! per direction and epoch e (secret_e):
-//!   key_e    = HKDF-Expand(secret_e, "sealwire-v1 key", 32)
-//!   prefix_e = HKDF-Expand(secret_e, "sealwire-v1 iv", 4)
-//!   secret_{e+1} = HKDF-Expand(secret_e, "sealwire-v1 next", 32)
+//!   key_e    = HKDF-Expand(secret_e, "sealwire-v2 key", 32)
+//!   prefix_e = HKDF-Expand(secret_e, "sealwire-v2 iv", 4)
+//!   secret_{e+1} = HKDF-Expand(secret_e, "sealwire-v2 next", 32)
 //! nonce(seq) = prefix_e || u64(seq)          epoch e = seq / rekey_after
-//! aad(seq)   = "sealwire-v1" || dir || u32(e) || u64(seq)   dir: 0x01 c2s, 0x02 s2c
+//! aad(seq)   = "sealwire-v2" || dir || u32(e) || u64(seq)   dir: 0x01 c2s, 0x02 s2c
 //! ```
 //!
 //! All integers are big-endian.
@@ -33,7 +33,7 @@ use super::aead::SessionKey;
 use super::{CryptoError, NONCE_LEN, PUBLIC_KEY_LEN, SALT_LEN, TAG_LEN};
 
 /// Wire id of the hardened profile (the `profile` field of `authenticate` and `connected`).
-pub const PROFILE_ID: &str = "sealwire-v1";
+pub const PROFILE_ID: &str = "sealwire-v2";
 /// Messages per direction sealed under one key before both sides move to the next epoch.
 pub const DEFAULT_REKEY_AFTER: u32 = 1 << 20;
 /// Largest `rekeyAfter` a client accepts.
@@ -49,27 +49,27 @@ pub const AAD_LEN: usize = 24;
 /// Labels (ASCII, no terminator).
 pub mod label {
     /// Opens the transcript.
-    pub const TRANSCRIPT: &[u8] = b"sealwire-v1 transcript";
+    pub const TRANSCRIPT: &[u8] = b"sealwire-v2 transcript";
     /// Client-to-server traffic secret of epoch 0.
-    pub const C2S: &[u8] = b"sealwire-v1 c2s";
+    pub const C2S: &[u8] = b"sealwire-v2 c2s";
     /// Server-to-client traffic secret of epoch 0.
-    pub const S2C: &[u8] = b"sealwire-v1 s2c";
+    pub const S2C: &[u8] = b"sealwire-v2 s2c";
     /// Key-confirmation key.
-    pub const CONFIRM: &[u8] = b"sealwire-v1 confirm";
+    pub const CONFIRM: &[u8] = b"sealwire-v2 confirm";
     /// AES-256-GCM key of an epoch.
-    pub const KEY: &[u8] = b"sealwire-v1 key";
+    pub const KEY: &[u8] = b"sealwire-v2 key";
     /// Nonce prefix of an epoch.
-    pub const IV: &[u8] = b"sealwire-v1 iv";
+    pub const IV: &[u8] = b"sealwire-v2 iv";
     /// Next epoch's secret.
-    pub const NEXT: &[u8] = b"sealwire-v1 next";
+    pub const NEXT: &[u8] = b"sealwire-v2 next";
     /// Server key-confirmation MAC input prefix.
-    pub const SERVER_FINISHED: &[u8] = b"sealwire-v1 server finished";
+    pub const SERVER_FINISHED: &[u8] = b"sealwire-v2 server finished";
     /// Client key-confirmation MAC input prefix.
-    pub const CLIENT_FINISHED: &[u8] = b"sealwire-v1 client finished";
+    pub const CLIENT_FINISHED: &[u8] = b"sealwire-v2 client finished";
     /// Server identity signature input prefix.
-    pub const SIGNATURE: &[u8] = b"sealwire-v1 server signature";
+    pub const SIGNATURE: &[u8] = b"sealwire-v2 server signature";
     /// AAD prefix of every record.
-    pub const AAD: &[u8] = b"sealwire-v1";
+    pub const AAD: &[u8] = b"sealwire-v2";
 }
 
 /// Direction of a record; part of the AAD and of the key schedule.
@@ -244,7 +244,7 @@ pub fn verify_finished(
         .map_err(|_| CryptoError::Handshake)
 }
 
-/// The signed message: `"sealwire-v1 server signature" || th`.
+/// The signed message: `"sealwire-v2 server signature" || th`.
 #[must_use]
 pub fn signature_input(th: &[u8; 32]) -> Vec<u8> {
     [label::SIGNATURE, th].concat()
@@ -259,7 +259,7 @@ pub fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], seq: u64) -> [u8; NONCE_LEN] {
     n
 }
 
-/// `"sealwire-v1" || dir || u32(epoch) || u64(seq)`.
+/// `"sealwire-v2" || dir || u32(epoch) || u64(seq)`.
 #[must_use]
 pub fn aad(dir: Direction, epoch: u32, seq: u64) -> [u8; AAD_LEN] {
     let mut a = [0u8; AAD_LEN];

@@ -63,7 +63,7 @@ impl ServerIdentity {
         PeerPublicKey::from_trusted(self.public)
     }
 
-    /// Signs `"sealwire-v1 server signature" || th` (ECDSA P-256 with SHA-256, RFC 6979
+    /// Signs `"sealwire-v2 server signature" || th` (ECDSA P-256 with SHA-256, RFC 6979
     /// deterministic nonces), returning `r || s`.
     #[must_use]
     pub fn sign_transcript(&self, th: &[u8; 32]) -> [u8; SIGNATURE_LEN] {

@@ -9,7 +9,7 @@
 //! - [`kdf`] derives keys with HKDF-SHA256.
 //! - [`session`] is an established AES-256-GCM session that seals and opens `encrypted` frames;
 //!   its keys (`aead`) are expanded only while in use.
-//! - [`hardened`] is the `sealwire-v1` key schedule, transcript and record layer.
+//! - [`hardened`] is the `sealwire-v2` key schedule, transcript and record layer.
 //! - [`identity`] is the optional long-term server key that signs hardened transcripts.
 //! - [`handshake`] has the server and client halves of the handshake inside `authenticate`,
 //!   for both profiles.

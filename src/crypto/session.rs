@@ -17,9 +17,9 @@ pub enum Profile {
     /// IGNIS compatibility profile: one key for both directions, random 96-bit IVs, no AAD.
     #[default]
     Compat,
-    /// Hardened profile `sealwire-v1`: transcript-bound keys per direction, counter nonces,
+    /// Hardened profile `sealwire-v2`: credentials sealed after the key exchange, transcript-bound keys per direction, counter nonces,
     /// strict in-order records, rekeying, key confirmation, optional server signature.
-    HardenedV1,
+    Hardened,
 }
 
 impl Profile {
@@ -29,7 +29,7 @@ impl Profile {
     pub const fn wire_id(self) -> Option<&'static str> {
         match self {
             Self::Compat => None,
-            Self::HardenedV1 => Some(hardened::PROFILE_ID),
+            Self::Hardened => Some(hardened::PROFILE_ID),
         }
     }
 
@@ -40,7 +40,7 @@ impl Profile {
     pub fn from_wire(id: Option<&str>) -> Result<Self, CryptoError> {
         match id {
             None => Ok(Self::Compat),
-            Some(hardened::PROFILE_ID) => Ok(Self::HardenedV1),
+            Some(hardened::PROFILE_ID) => Ok(Self::Hardened),
             Some(_) => Err(CryptoError::Handshake),
         }
     }
@@ -141,7 +141,7 @@ impl Session {
     pub fn profile(&self) -> Profile {
         match self.inner {
             Inner::Compat(_) => Profile::Compat,
-            Inner::Hardened(_) => Profile::HardenedV1,
+            Inner::Hardened(_) => Profile::Hardened,
         }
     }
 

@@ -2,7 +2,7 @@
 
 /// Why the server closed a connection. The numeric codes are part of the wire protocol.
 ///
-/// 1001 and 4001..=4004 are IGNIS-compatible; 4005 is a sealwire addition that an
+/// 1001 and 4001..=4004 are IGNIS-compatible; 4005 and 4006 are sealwire additions that an
 /// IGNIS client sees as ordinary application close codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -26,6 +26,8 @@ pub enum CloseCode {
     EncryptionRequired,
     /// 4005: the client did not read its messages fast enough (outbound queue full).
     SlowConsumer,
+    /// 4006: the session reached the expiry its credentials gave it, without a `refresh`.
+    SessionExpired,
 }
 
 impl CloseCode {
@@ -42,6 +44,7 @@ impl CloseCode {
             Self::AuthFailed => 4003,
             Self::EncryptionRequired => 4004,
             Self::SlowConsumer => 4005,
+            Self::SessionExpired => 4006,
         }
     }
 
@@ -58,6 +61,7 @@ impl CloseCode {
             Self::AuthFailed => "Authentication failed",
             Self::EncryptionRequired => "Encryption required",
             Self::SlowConsumer => "Slow consumer",
+            Self::SessionExpired => "Session expired",
         }
     }
 
@@ -74,6 +78,7 @@ impl CloseCode {
             4003 => Self::AuthFailed,
             4004 => Self::EncryptionRequired,
             4005 => Self::SlowConsumer,
+            4006 => Self::SessionExpired,
             _ => return None,
         })
     }
@@ -94,6 +99,7 @@ mod tests {
             CloseCode::AuthFailed,
             CloseCode::EncryptionRequired,
             CloseCode::SlowConsumer,
+            CloseCode::SessionExpired,
         ] {
             assert_eq!(CloseCode::from_code(c.code()), Some(c));
         }

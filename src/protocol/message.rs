@@ -24,9 +24,18 @@ pub mod event {
     /// C->S, hardened profile, inside the first `encrypted` record: the client's key
     /// confirmation `{mac}`.
     pub const CONFIRM: &str = "confirm";
+    /// Both, hardened profile: the key exchange that comes before any credential. C->S
+    /// `{profile, publicKey}`, S->C [`super::HelloPayload`].
+    pub const HELLO: &str = "hello";
+    /// C->S: a new token for the same user, before the session expires (`{token}`).
+    pub const REFRESH: &str = "refresh";
+    /// S->C: the refresh was accepted (`{userId, time, expiresAt?}`).
+    pub const REFRESHED: &str = "refreshed";
 
     /// Events an application may not send itself: they would impersonate the protocol.
-    pub const RESERVED_OUTBOUND: [&str; 3] = [AUTHENTICATE, CONNECTED, ENCRYPTED];
+    /// (`hello` is not among them: it only has a meaning before `connected`, when no
+    /// application message can reach a client.)
+    pub const RESERVED_OUTBOUND: [&str; 4] = [AUTHENTICATE, CONNECTED, ENCRYPTED, REFRESHED];
 }
 
 /// The exact error strings of the protocol (IGNIS-compatible where IGNIS has one).
@@ -49,6 +58,8 @@ pub mod error_message {
     pub const ENCRYPTION_REQUIRED: &str = "Encrypted message required";
     /// `join`/`leave` payload that is not `{rooms:[string..]}`.
     pub const INVALID_ROOMS: &str = "Invalid rooms";
+    /// `refresh` rejected, failed, or naming another user; the session keeps its expiry.
+    pub const REFRESH_FAILED: &str = "Refresh failed";
 }
 
 /// An inbound frame as parsed from the wire: `{event, data?, id?}`.
@@ -96,7 +107,46 @@ pub struct AuthenticatePayload {
     pub profile: Option<String>,
 }
 
-/// `connected` payload: `{id, userId, time, serverPublicKey?, salt?, ...}`.
+/// Server `hello` payload (hardened profile): the client id and every handshake field, sent
+/// before the client's credentials.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloPayload {
+    /// The client id the server assigned (bound into the transcript).
+    pub id: String,
+    /// Crypto profile in force.
+    pub profile: String,
+    /// Base64 of the server's ephemeral uncompressed P-256 public key.
+    pub server_public_key: String,
+    /// Base64 of the 32-byte HKDF salt.
+    pub salt: String,
+    /// Profile-specific fields (`rekeyAfter`, `confirm`, `identityKey`, `signature`).
+    #[serde(default, flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// `refresh` payload: `{token}`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct RefreshPayload {
+    /// The new credential.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// `refreshed` payload: `{userId, time, expiresAt?}`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshedPayload {
+    /// The (unchanged) user id.
+    pub user_id: String,
+    /// Server time, ISO-8601 UTC.
+    pub time: String,
+    /// The session's new expiry, ISO-8601 UTC; absent when it no longer expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// `connected` payload: `{id, userId, time, expiresAt?, serverPublicKey?, salt?, ...}`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectedPayload {
@@ -106,6 +156,10 @@ pub struct ConnectedPayload {
     pub user_id: String,
     /// Server time, ISO-8601 UTC (`...Z`).
     pub time: String,
+    /// When the session ends (close 4006) unless refreshed, ISO-8601 UTC; absent when the
+    /// credentials gave it no lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// Base64 of the server's ephemeral uncompressed P-256 public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_public_key: Option<String>,
@@ -168,6 +222,20 @@ pub fn now_iso8601() -> String {
     iso8601_millis(time::OffsetDateTime::now_utc())
 }
 
+/// `t` as ISO-8601 / RFC 3339 in UTC with a `Z` offset and millisecond precision.
+#[must_use]
+pub fn iso8601(t: std::time::SystemTime) -> String {
+    iso8601_millis(time::OffsetDateTime::from(t))
+}
+
+/// Parses an RFC 3339 timestamp (as in `time` and `expiresAt`).
+#[must_use]
+pub fn parse_iso8601(s: &str) -> Option<std::time::SystemTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(std::time::SystemTime::from)
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of `t` (taken as UTC). Written digit by digit: this runs for
 /// every `connected` frame, and `format!` with seven padded fields costs several times more.
 fn iso8601_millis(t: time::OffsetDateTime) -> String {
@@ -199,6 +267,15 @@ fn iso8601_millis(t: time::OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_round_trip_to_the_millisecond() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_123);
+        let s = iso8601(t);
+        assert!(s.ends_with(".123Z"), "{s}");
+        assert_eq!(parse_iso8601(&s), Some(t));
+        assert_eq!(parse_iso8601("yesterday"), None);
+    }
 
     #[test]
     fn frame_json_is_valid_json() {
@@ -245,6 +322,7 @@ mod tests {
             id: "c".into(),
             user_id: "u".into(),
             time: "t".into(),
+            expires_at: None,
             server_public_key: Some("k".into()),
             salt: None,
             profile: None,

@@ -10,6 +10,7 @@ mod message;
 pub use bus::{BusEnvelope, BusEnvelopeError, BusTarget, channel};
 pub use close::CloseCode;
 pub use message::{
-    AuthenticatePayload, ConnectedPayload, EncryptedPayload, ErrorPayload, Inbound, RoomsPayload,
-    error_message, event, frame_json, now_iso8601,
+    AuthenticatePayload, ConnectedPayload, EncryptedPayload, ErrorPayload, HelloPayload, Inbound,
+    RefreshPayload, RefreshedPayload, RoomsPayload, error_message, event, frame_json, iso8601,
+    now_iso8601, parse_iso8601,
 };

@@ -1,12 +1,20 @@
 //! Ready-made authenticate hooks: HS256 JWTs for production, any-token for development.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::hooks::{AuthRequest, Authenticator, BoxFuture, HookError, Identity};
 
-/// Verifies HS256 JWTs: signature, `exp` (required, 30 s leeway) and `nbf` when present.
-/// The user id is `sub`; the other claims become the client's metadata.
+/// Verifies HS256 JWTs: signature, `exp` (required), `nbf` when present, and `iss` / `aud`
+/// when configured ([`JwtAuth::issuer`], [`JwtAuth::audience`]). The user id is `sub`; the
+/// other claims become the client's metadata.
+///
+/// The session a token opens ends at `exp` plus the leeway (close 4006), unless the client
+/// sends a `refresh` with a newer token for the same user first. The leeway (default
+/// [`JwtAuth::DEFAULT_LEEWAY_SECS`]) absorbs clock differences between the token issuer and
+/// this server, for `exp` and `nbf` alike.
 #[derive(Clone)]
 pub struct JwtAuth {
     key: jsonwebtoken::DecodingKey,
@@ -22,22 +30,58 @@ impl std::fmt::Debug for JwtAuth {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     #[serde(flatten)]
     rest: serde_json::Map<String, Value>,
 }
 
 impl JwtAuth {
+    /// Leeway, in seconds, applied to `exp` and `nbf` unless set with [`JwtAuth::leeway`].
+    pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+
     /// An authenticator for tokens signed with `secret`.
     #[must_use]
     pub fn hs256(secret: &[u8]) -> Self {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.validate_aud = false;
+        validation.leeway = Self::DEFAULT_LEEWAY_SECS;
         Self {
             key: jsonwebtoken::DecodingKey::from_secret(secret),
             validation,
         }
+    }
+
+    /// Requires the `iss` claim to equal `issuer`. Tokens minted by another issuer sharing
+    /// the secret are refused.
+    #[must_use]
+    pub fn issuer(mut self, issuer: &str) -> Self {
+        self.validation.set_issuer(&[issuer]);
+        self.validation
+            .required_spec_claims
+            .insert("iss".to_owned());
+        self
+    }
+
+    /// Requires the `aud` claim (a string or an array) to contain `audience`. Tokens minted
+    /// for another service sharing the secret are refused.
+    #[must_use]
+    pub fn audience(mut self, audience: &str) -> Self {
+        self.validation.set_audience(&[audience]);
+        self.validation.validate_aud = true;
+        self.validation
+            .required_spec_claims
+            .insert("aud".to_owned());
+        self
+    }
+
+    /// Clock leeway in seconds for `exp` and `nbf`; the session also lasts until `exp` plus
+    /// this much.
+    #[must_use]
+    pub fn leeway(mut self, secs: u64) -> Self {
+        self.validation.leeway = secs;
+        self
     }
 
     /// Verifies one token; `None` when it is invalid or expired.
@@ -47,9 +91,11 @@ impl JwtAuth {
         if data.claims.sub.is_empty() {
             return None;
         }
+        let end = data.claims.exp.saturating_add(self.validation.leeway);
         Some(Identity {
             user_id: data.claims.sub,
             metadata: Value::Object(data.claims.rest),
+            expires_at: UNIX_EPOCH.checked_add(Duration::from_secs(end)),
         })
     }
 }
@@ -131,5 +177,45 @@ mod tests {
         // alg=none must never pass.
         let none = format!("{}.{}.", "eyJhbGciOiJub25lIn0", "eyJzdWIiOiJ1MSJ9");
         assert!(auth.verify(&none).is_none());
+    }
+
+    #[test]
+    fn the_session_ends_at_exp_plus_the_leeway() {
+        let exp = now() + 600;
+        let t = token(b"k", &serde_json::json!({"sub": "u1", "exp": exp}));
+        let id = JwtAuth::hs256(b"k").leeway(7).verify(&t).expect("valid");
+        assert_eq!(
+            id.expires_at,
+            Some(UNIX_EPOCH + Duration::from_secs(exp + 7))
+        );
+        // Expired by 20 s: inside the default leeway, outside a zero one.
+        let late = token(b"k", &serde_json::json!({"sub": "u1", "exp": now() - 20}));
+        assert!(JwtAuth::hs256(b"k").verify(&late).is_some());
+        assert!(JwtAuth::hs256(b"k").leeway(0).verify(&late).is_none());
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let exp = now() + 600;
+        let auth = JwtAuth::hs256(b"k").issuer("idp").audience("sealwire");
+        let good = token(
+            b"k",
+            &serde_json::json!({"sub": "u", "exp": exp, "iss": "idp", "aud": ["x", "sealwire"]}),
+        );
+        assert!(auth.verify(&good).is_some());
+        for claims in [
+            serde_json::json!({"sub": "u", "exp": exp, "iss": "other", "aud": "sealwire"}),
+            serde_json::json!({"sub": "u", "exp": exp, "iss": "idp", "aud": "billing"}),
+            serde_json::json!({"sub": "u", "exp": exp, "aud": "sealwire"}),
+            serde_json::json!({"sub": "u", "exp": exp, "iss": "idp"}),
+        ] {
+            assert!(auth.verify(&token(b"k", &claims)).is_none(), "{claims}");
+        }
+        // Without the settings, neither claim is required.
+        let bare = token(
+            b"k",
+            &serde_json::json!({"sub": "u", "exp": exp, "aud": "billing"}),
+        );
+        assert!(JwtAuth::hs256(b"k").verify(&bare).is_some());
     }
 }

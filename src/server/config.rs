@@ -52,7 +52,7 @@ pub struct ServerConfig {
     /// Defaults to the IGNIS-compatible profile.
     pub handshake: Option<HandshakeConfig>,
     /// Accept the IGNIS compatibility profile. With `false`, a client that sends a public key
-    /// without `profile: "sealwire-v1"` gets "Encryption handshake failed" and close 4004.
+    /// without `profile: "sealwire-v2"` gets "Encryption handshake failed" and close 4004.
     /// Defaults to `true`.
     pub allow_compat_profile: bool,
     /// Bearer token for the admin REST API; `None` disables every admin call but health.

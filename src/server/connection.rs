@@ -158,14 +158,14 @@ where
     fn serve(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let handle = Arc::clone(&self.handle);
-            // Boxed so that it can be dropped (with its timer entry) once authenticated.
-            let mut auth_deadline = Some(Box::pin(tokio::time::sleep(
-                self.server.0.config.auth_timeout,
-            )));
+            handle.set_deadline(Some(
+                std::time::Instant::now() + self.server.0.config.auth_timeout,
+            ));
+            // The timer behind the connection's deadline (authentication, then the session's
+            // expiry). Boxed, and dropped with its timer entry while there is no deadline,
+            // so an idle authenticated connection without an expiry carries none.
+            let mut timer: Option<Pin<Box<Sleep>>> = None;
             let exit = loop {
-                if self.state == ClientState::Authenticated {
-                    auth_deadline = None;
-                }
                 // Shutdown reaches the loop as a close request (1001) through the outbox.
                 let exit = tokio::select! {
                     biased;
@@ -177,7 +177,7 @@ where
                             r = self.write_batch() => r.err().map(|_| Exit::Gone),
                         },
                     },
-                    () = expired(&mut auth_deadline) => Some(Exit::Close(CloseCode::AuthTimeout)),
+                    () = deadline(&handle, &mut timer) => Some(Exit::Close(self.deadline_code())),
                     msg = self.socket.next() => match msg {
                         None => Some(Exit::Gone),
                         // Hooks run inside `on_frame` (authenticate, message handler, room
@@ -186,12 +186,21 @@ where
                         // when one arrives.
                         // Boxed: inbound handling (authentication above all) is rare but its
                         // future is large; inline it would grow every idle connection's task by
-                        // kilobytes.
-                        Some(Ok(msg)) => tokio::select! {
-                            biased;
-                            code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
-                            r = Box::pin(self.on_frame(msg)) => r,
-                        },
+                        // kilobytes. The deadline is raced too: neither a slow hook nor a
+                        // client that does not read its replies can hold authentication open.
+                        Some(Ok(msg)) => {
+                            let authenticated = self.state == ClientState::Authenticated;
+                            tokio::select! {
+                                biased;
+                                code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
+                                () = deadline(&handle, &mut timer) => Some(Exit::Close(if authenticated {
+                                    CloseCode::SessionExpired
+                                } else {
+                                    CloseCode::AuthTimeout
+                                })),
+                                r = Box::pin(self.on_frame(msg)) => r,
+                            }
+                        }
                         Some(Err(WsError::Capacity(e))) => {
                             tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
                             Some(Exit::Close(CloseCode::MessageTooBig))
@@ -263,6 +272,15 @@ where
             }
             (None, Some(t)) => Some(Message::text(t)),
             (None, None) => Some(Message::Text(frame.json.clone())),
+        }
+    }
+
+    /// The close code for a deadline that passed: 4001 before authentication, 4006 after.
+    fn deadline_code(&self) -> CloseCode {
+        if self.state == ClientState::Authenticated {
+            CloseCode::SessionExpired
+        } else {
+            CloseCode::AuthTimeout
         }
     }
 
@@ -346,10 +364,26 @@ where
     }
 }
 
-/// Completes when the authentication deadline passes; never once it has been dropped.
-async fn expired(deadline: &mut Option<Pin<Box<Sleep>>>) {
-    match deadline {
-        Some(d) => d.as_mut().await,
-        None => std::future::pending().await,
+/// Completes when the connection's deadline ([`ClientHandle::deadline`]) passes; pending while
+/// there is none. A deadline moved while this waits (authentication extends it, a refresh
+/// extends the session) is picked up when the old one fires, or at the next loop turn.
+async fn deadline(handle: &ClientHandle, timer: &mut Option<Pin<Box<Sleep>>>) {
+    loop {
+        let Some(at) = handle.deadline() else {
+            *timer = None;
+            return std::future::pending().await;
+        };
+        let at = tokio::time::Instant::from_std(at);
+        match timer {
+            Some(t) if t.deadline() == at => {}
+            Some(t) => t.as_mut().reset(at),
+            None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        if let Some(t) = timer {
+            t.as_mut().await;
+        }
+        if handle.deadline().map(tokio::time::Instant::from_std) == Some(at) {
+            return;
+        }
     }
 }

@@ -2,19 +2,15 @@
 //!
 //! Mapping of failures to protocol errors and close codes happens here and nowhere else.
 
-use std::sync::Arc;
-
 use futures_util::{Sink, Stream};
-use serde::Deserialize as _;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::connection::{Connection, Exit};
-use super::hooks::{AuthRequest, ClientInfo, HookError, InboundMessage};
+use super::hooks::InboundMessage;
 use super::registry::{ClientState, valid_room_name};
 use crate::protocol::{
-    AuthenticatePayload, CloseCode, ConnectedPayload, EncryptedPayload, Inbound, RoomsPayload,
-    error_message as err, event, frame_json, now_iso8601,
+    CloseCode, EncryptedPayload, Inbound, RoomsPayload, error_message as err, event,
 };
 
 impl<S> Connection<S>
@@ -51,18 +47,30 @@ where
             tracing::debug!(client = %self.handle.id, "dropping message without event");
             return None;
         };
+        let authenticated = self.state == ClientState::Authenticated;
         match name.as_str() {
             event::HEARTBEAT => None,
-            event::AUTHENTICATE if self.state == ClientState::Authenticated => {
+            event::AUTHENTICATE if authenticated => {
                 self.send_error(err::ALREADY_AUTHENTICATED).await;
                 None
             }
+            // After authentication `hello` is an ordinary application event name.
+            event::HELLO if authenticated => self.on_app_event(name, msg.data, msg.id, false).await,
+            // After the hardened hello exchange, a plaintext `authenticate` would expose the
+            // token (or is a relay trying to swap one in), and a second hello has no meaning.
+            event::AUTHENTICATE | event::HELLO if self.awaiting_sealed_credentials() => Some(
+                self.fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
+                    .await,
+            ),
             event::AUTHENTICATE => self.authenticate(msg.data).await,
-            _ if self.state != ClientState::Authenticated => {
+            event::HELLO => self.hello(msg.data).await,
+            event::ENCRYPTED if authenticated || self.awaiting_sealed_credentials() => {
+                self.on_encrypted(msg.data).await
+            }
+            _ if !authenticated => {
                 self.send_error(err::NOT_AUTHENTICATED).await;
                 None
             }
-            event::ENCRYPTED => self.on_encrypted(msg.data).await,
             _ => self.on_app_event(name, msg.data, msg.id, false).await,
         }
     }
@@ -118,6 +126,17 @@ where
             );
         }
         let name = inner.event?;
+        if self.awaiting_sealed_credentials() {
+            // Hardened: the record after the confirmation must be the sealed `authenticate`.
+            return match name.as_str() {
+                event::AUTHENTICATE => self.sealed_authenticate(inner.data).await,
+                event::HEARTBEAT => None,
+                _ => {
+                    self.send_error(err::NOT_AUTHENTICATED).await;
+                    None
+                }
+            };
+        }
         match name.as_str() {
             event::AUTHENTICATE => {
                 self.send_error(err::ALREADY_AUTHENTICATED).await;
@@ -160,6 +179,7 @@ where
         match name.as_str() {
             event::JOIN => self.on_join(data).await,
             event::LEAVE => self.on_leave(data).await,
+            event::REFRESH => self.refresh(data).await,
             _ => {
                 let (Some(handler), Some(client)) =
                     (self.server.0.hooks.message.clone(), self.info.clone())
@@ -236,141 +256,5 @@ where
             .leave(&self.handle.id, rooms, &mut changes);
         self.server.0.apply_interest(&changes);
         tracing::debug!(client = %self.handle.id, ?left, "left rooms");
-    }
-
-    /// `authenticate`: hook, then handshake, then indexes, then `connected`.
-    async fn authenticate(&mut self, data: Option<Value>) -> Option<Exit> {
-        self.state = ClientState::Authenticating;
-        self.server
-            .0
-            .registry()
-            .set_state(&self.handle.id, self.state);
-        let budget = self.server.0.config.auth_timeout * 3;
-        match tokio::time::timeout(budget, self.run_auth(data)).await {
-            Err(_) => Some(Exit::Close(CloseCode::AuthTimeout)),
-            Ok(Err(exit)) => Some(exit),
-            Ok(Ok(info)) => {
-                self.guard.announced = true;
-                if let Some(hook) = self.server.0.hooks.connected.clone() {
-                    hook.on_connected(self.server.clone(), info).await;
-                }
-                None
-            }
-        }
-    }
-
-    async fn run_auth(&mut self, data: Option<Value>) -> Result<Arc<ClientInfo>, Exit> {
-        let raw = data.unwrap_or(Value::Null);
-        // Deserialized from a borrow: `from_value` would need a clone of the whole payload.
-        let payload = AuthenticatePayload::deserialize(&raw).unwrap_or_default();
-        let Some(authenticator) = self.server.0.hooks.authenticator.clone() else {
-            return Err(self.fail(err::AUTH_ERROR, CloseCode::AuthFailed).await);
-        };
-        let request = AuthRequest {
-            client_id: String::from(&*self.handle.id),
-            remote_addr: self.remote,
-            token: payload.token.clone(),
-            payload: raw,
-        };
-        let identity = match authenticator.authenticate(request).await {
-            Ok(Some(identity)) if !identity.user_id.is_empty() => identity,
-            Ok(_) => return Err(self.fail(err::AUTH_FAILED, CloseCode::AuthFailed).await),
-            Err(e) => {
-                tracing::debug!(client = %self.handle.id, error = %e, "authenticate hook failed");
-                return Err(self.fail(err::AUTH_ERROR, CloseCode::AuthFailed).await);
-            }
-        };
-
-        // Fail closed: a client that sent a public key gets an encrypted session or nothing.
-        let wants_encryption = payload.public_key.is_some();
-        if wants_encryption
-            && payload.profile.is_none()
-            && !self.server.0.config.allow_compat_profile
-        {
-            tracing::debug!(client = %self.handle.id, "compatibility profile refused");
-            return Err(self
-                .fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
-                .await);
-        }
-        let outcome = match &self.server.0.hooks.handshake {
-            Some(h) => h.handshake(&self.handle.id, &payload),
-            None if wants_encryption => Err(HookError("handshake disabled".into())),
-            None => Ok(None),
-        };
-        let established = match outcome {
-            Ok(Some(pair)) => Some(pair),
-            Ok(None) if !self.server.0.config.require_encryption => None,
-            Ok(None) => {
-                return Err(self
-                    .fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
-                    .await);
-            }
-            Err(e) => {
-                tracing::debug!(client = %self.handle.id, error = %e, "handshake failed");
-                return Err(self
-                    .fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
-                    .await);
-            }
-        };
-        let (hello, session) = match established {
-            Some((hello, session)) => (Some(hello), Some(session)),
-            None => (None, None),
-        };
-
-        let info = Arc::new(ClientInfo {
-            id: String::from(&*self.handle.id),
-            user_id: identity.user_id,
-            metadata: identity.metadata,
-            encrypted: session.is_some(),
-            remote_addr: self.remote,
-            connected_at: self.connected_at,
-        });
-        // The session exists before the client enters any index, so no message can reach it
-        // unencrypted.
-        self.session = session;
-        self.info = Some(Arc::clone(&info));
-        let defaults = &self.server.0.config.default_rooms;
-        let mut rooms = Vec::with_capacity(1 + defaults.len());
-        rooms.push(String::from(&*self.handle.id));
-        rooms.extend(defaults.iter().cloned());
-        let mut changes = Vec::new();
-        self.server.0.registry().authenticate(
-            &self.handle.id,
-            Arc::clone(&info),
-            &rooms,
-            &mut changes,
-        );
-        self.server.0.apply_interest(&changes);
-        self.state = ClientState::Authenticated;
-
-        let mut connected = ConnectedPayload {
-            id: info.id.clone(),
-            user_id: info.user_id.clone(),
-            time: now_iso8601(),
-            server_public_key: None,
-            salt: None,
-            profile: None,
-            extra: serde_json::Map::new(),
-        };
-        if let Some(hello) = &hello {
-            hello.apply_to(&mut connected);
-        }
-        let data = serde_json::to_string(&connected).unwrap_or_default();
-        // `connected` goes out in plaintext: it carries what the client needs to derive its key.
-        if self
-            .send_plain(frame_json(event::CONNECTED, &data))
-            .await
-            .is_err()
-        {
-            return Err(Exit::Gone);
-        }
-        tracing::debug!(client = %info.id, user = %info.user_id, encrypted = info.encrypted, "authenticated");
-        Ok(info)
-    }
-
-    /// Sends an error (plaintext: no session exists yet) and returns the close to perform.
-    async fn fail(&mut self, message: &str, code: CloseCode) -> Exit {
-        self.send_error(message).await;
-        Exit::Close(code)
     }
 }

@@ -49,15 +49,27 @@ pub struct Identity {
     pub user_id: String,
     /// Application metadata, visible to later hooks and the admin API.
     pub metadata: Value,
+    /// When the session these credentials open must end (close 4006) unless the client
+    /// refreshes it with new credentials first. `None`: it does not expire. The JWT hook sets
+    /// it to the token's `exp` plus the leeway.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Identity {
-    /// An identity without metadata.
+    /// An identity without metadata or expiry.
     pub fn new(user_id: impl Into<String>) -> Self {
         Self {
             user_id: user_id.into(),
             metadata: Value::Null,
+            expires_at: None,
         }
+    }
+
+    /// The same identity, expiring at `at`.
+    #[must_use]
+    pub fn expiring_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
     }
 }
 
@@ -76,10 +88,13 @@ pub struct ClientInfo {
     pub remote_addr: Option<SocketAddr>,
     /// When the WebSocket was accepted.
     pub connected_at: SystemTime,
+    /// When the session ends unless refreshed (see [`Identity::expires_at`]).
+    pub expires_at: Option<SystemTime>,
 }
 
 /// Decides who a connection is. `Ok(None)` rejects (close 4003 "Authentication failed");
-/// `Err` closes 4003 "Authentication error".
+/// `Err` closes 4003 "Authentication error". It also checks the token of a `refresh`: the
+/// refresh is accepted only for an identity with the session's user id.
 pub trait Authenticator: Send + Sync + 'static {
     /// Checks the credentials.
     fn authenticate(
@@ -264,8 +279,10 @@ where
     }
 }
 
-/// Establishes a session from the `authenticate` payload. `Ok(None)`: the client asked for no
-/// encryption. `Err`: the handshake failed (close 4004).
+/// Establishes a session from the client's key material: the compatibility profile's
+/// `authenticate` payload, or the hardened `hello` (as a payload with `publicKey` and
+/// `profile`). `Ok(None)` or `Err` for a client that sent a key: the handshake failed (close
+/// 4004); a hook cannot turn such a client into a plaintext one.
 pub trait Handshake: Send + Sync + 'static {
     /// Runs the server half of the handshake.
     ///
@@ -279,7 +296,8 @@ pub trait Handshake: Send + Sync + 'static {
 }
 
 /// The built-in handshake: ECDH P-256 + HKDF-SHA256 + AES-256-GCM, in the profile the client
-/// names in `authenticate.profile` (absent: compatibility; `sealwire-v1`: hardened).
+/// asks for (`authenticate` without `profile`: compatibility; `hello` with `sealwire-v2`:
+/// hardened).
 #[derive(Debug, Clone, Default)]
 pub struct EcdhHandshake {
     config: HandshakeConfig,

@@ -9,6 +9,7 @@ mod connection;
 mod delivery;
 mod dispatch;
 mod hooks;
+mod login;
 mod outbox;
 mod registry;
 

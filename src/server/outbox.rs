@@ -87,6 +87,10 @@ pub(crate) struct ClientHandle {
     close_code: AtomicU16,
     /// Milliseconds since `epoch` of the last inbound message.
     last_activity_ms: AtomicU64,
+    /// Milliseconds since `epoch` at which the connection must close (the authentication
+    /// deadline, then the session's expiry); 0 for none. Shared so that the connection loop
+    /// sees a deadline moved while an inbound frame is still being handled.
+    deadline_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -104,6 +108,7 @@ impl ClientHandle {
             max_bytes,
             close_code: AtomicU16::new(0),
             last_activity_ms: AtomicU64::new(0),
+            deadline_ms: AtomicU64::new(0),
             epoch,
         });
         handle.touch();
@@ -237,6 +242,24 @@ impl ClientHandle {
     pub(crate) fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Sets (or, with `None`, clears) the instant at which the connection must close.
+    pub(crate) fn set_deadline(&self, at: Option<Instant>) {
+        let ms = at.map_or(0, |at| {
+            let ms = at.saturating_duration_since(self.epoch).as_millis();
+            // 0 means "none": a deadline at the epoch itself is 1 ms later.
+            u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+        });
+        self.deadline_ms.store(ms, Ordering::Release);
+    }
+
+    /// The instant at which the connection must close, if any.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.deadline_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(self.epoch + std::time::Duration::from_millis(ms)),
+        }
     }
 
     /// Milliseconds since the last inbound message.

@@ -150,6 +150,18 @@ impl Registry {
         self.join(id, rooms.iter().cloned(), usize::MAX, out);
     }
 
+    /// Replaces an authenticated client's info (a refresh: same user, new metadata/expiry).
+    pub(crate) fn update_info(&mut self, id: &str, info: Arc<ClientInfo>) {
+        if let Some(entry) = self.clients.get_mut(id)
+            && entry
+                .info
+                .as_ref()
+                .is_some_and(|old| old.user_id == info.user_id)
+        {
+            entry.info = Some(info);
+        }
+    }
+
     /// Joins rooms, up to `max_rooms` in total; returns the rooms newly joined.
     pub(crate) fn join(
         &mut self,
@@ -356,6 +368,7 @@ mod tests {
             encrypted: false,
             remote_addr: None,
             connected_at: SystemTime::now(),
+            expires_at: None,
         })
     }
 

@@ -1,11 +1,11 @@
-//! Hardened-profile helpers: an echo server and the client half of `sealwire-v1`.
+//! Hardened-profile helpers: an echo server and the client half of `sealwire-v2`.
 
 use std::sync::Arc;
 
 use sealwire::crypto::{
     ClientFinished, ClientHandshake, CryptoError, HandshakeConfig, ServerIdentity,
 };
-use sealwire::protocol::ConnectedPayload;
+use sealwire::protocol::HelloPayload;
 use sealwire::server::{InboundMessage, Server, ServerConfig};
 use serde_json::{Value, json};
 
@@ -44,46 +44,40 @@ pub async fn start_echo(config: ServerConfig) -> TestServer {
 }
 
 impl WsClient {
-    /// Sends `authenticate` for the profile of `config` and returns the `connected` payload
-    /// and the handshake (not finished yet).
-    pub async fn hardened_hello(
-        &mut self,
-        token: &str,
-        config: HandshakeConfig,
-    ) -> (Value, ClientHandshake) {
+    /// Sends the client `hello` for the profile of `config` and returns the server's answer
+    /// (the `hello` frame, or whatever it sent instead) and the handshake (not finished yet).
+    pub async fn hardened_hello(&mut self, config: HandshakeConfig) -> (Value, ClientHandshake) {
         let hs = ClientHandshake::new(config, &mut rand::rng());
-        let mut data = json!({"token": token, "publicKey": hs.public_key_base64()});
-        if let Some(p) = hs.profile_id() {
-            data["profile"] = json!(p);
-        }
-        self.send_json(&json!({"event": "authenticate", "data": data}))
-            .await;
-        let connected = self.recv_json().await;
-        (connected, hs)
+        self.send_text(&hs.hello_json()).await;
+        let hello = self.recv_json().await;
+        (hello, hs)
     }
 
-    /// Full hardened authentication: finishes the handshake, sends the key confirmation,
-    /// installs the session. Returns the `connected` frame or the client-side error.
+    /// Full hardened authentication: the hello exchange, the key confirmation and the sealed
+    /// `authenticate`; installs the session and checks the sealed `connected`. Returns the
+    /// server `hello` frame, or the client-side error (nothing was sent after the hello then).
     pub async fn authenticate_hardened(
         &mut self,
         token: &str,
         config: HandshakeConfig,
     ) -> Result<Value, CryptoError> {
-        let (connected, hs) = self.hardened_hello(token, config).await;
-        assert_eq!(connected["event"], "connected", "{connected}");
-        let payload: ConnectedPayload =
-            serde_json::from_value(connected["data"].clone()).expect("connected payload");
+        let (hello, hs) = self.hardened_hello(config).await;
+        assert_eq!(hello["event"], "hello", "{hello}");
+        let payload: HelloPayload =
+            serde_json::from_value(hello["data"].clone()).expect("hello payload");
         let ClientFinished {
             session,
             confirmation,
             ..
-        } = hs.finish_connected(&payload)?;
-        if let Some(frame) = confirmation {
-            self.send_text(&frame).await;
-        }
+        } = hs.finish_hello(&payload)?;
+        self.send_text(&confirmation.expect("confirmation")).await;
         self.session = Some(session);
+        self.emit("authenticate", json!({ "token": token })).await;
+        let connected = self.recv_msg().await;
+        assert_eq!(connected["event"], "connected", "{connected}");
+        assert_eq!(connected["data"]["id"], payload.id);
         self.id = Some(payload.id);
-        Ok(connected)
+        Ok(hello)
     }
 }
 
@@ -94,11 +88,11 @@ impl WsClient {
     }
 }
 
-/// A pure (no network) hardened handshake: `(connected, server session, client handshake)`.
+/// A pure (no network) hardened handshake: `(server hello, server session, client handshake)`.
 pub fn hardened_hello(
     server_cfg: &HandshakeConfig,
     client_cfg: HandshakeConfig,
-) -> (ConnectedPayload, sealwire::crypto::Session, ClientHandshake) {
+) -> (HelloPayload, sealwire::crypto::Session, ClientHandshake) {
     let client = ClientHandshake::new(client_cfg, &mut rand::rng());
     let (hello, server) = sealwire::crypto::server_handshake(
         server_cfg,
@@ -108,17 +102,7 @@ pub fn hardened_hello(
         &mut rand::rng(),
     )
     .expect("server handshake");
-    let mut connected = ConnectedPayload {
-        id: "client-1".into(),
-        user_id: "u".into(),
-        time: "t".into(),
-        server_public_key: None,
-        salt: None,
-        profile: None,
-        extra: serde_json::Map::new(),
-    };
-    hello.apply_to(&mut connected);
-    (connected, server, client)
+    (hello.hello_payload("client-1"), server, client)
 }
 
 /// A confirmed hardened pair `(server, client)` with `rekey_after`.
@@ -127,9 +111,9 @@ pub fn hardened_pair(rekey_after: u32) -> (sealwire::crypto::Session, sealwire::
         rekey_after,
         ..HandshakeConfig::default()
     };
-    let (connected, mut server, client) =
+    let (hello, mut server, client) =
         hardened_hello(&server_cfg, HandshakeConfig::hardened(vec![]));
-    let done = client.finish_connected(&connected).expect("client finish");
+    let done = client.finish_hello(&hello).expect("client finish");
     let frame: Value =
         serde_json::from_str(&done.confirmation.expect("confirmation")).expect("json");
     let payload = serde_json::from_value(frame["data"].clone()).expect("payload");

@@ -92,6 +92,14 @@ pub fn test_auth() -> impl Fn(
             if token.starts_with("error") {
                 return Err(sealwire::server::HookError("boom".into()));
             }
+            // `ttl:<ms>:<user>`: a session of `<user>` that expires `<ms>` ms from now.
+            if let Some(rest) = token.strip_prefix("ttl:")
+                && let Some((ms, user)) = rest.split_once(':')
+                && let Ok(ms) = ms.parse::<u64>()
+            {
+                let at = std::time::SystemTime::now() + Duration::from_millis(ms);
+                return Ok(Some(Identity::new(user).expiring_at(at)));
+            }
             Ok(Some(Identity::new(token)))
         })
     }
