@@ -348,3 +348,113 @@ test("compatibility and plaintext sessions refresh too; refresh() resolves with 
     client.close();
   }
 });
+
+/** A bare WebSocket speaking the protocol by hand (no SDK client), to check the server. */
+function raw(url) {
+  const ws = new WebSocket(url);
+  const inbox = [];
+  let closed = null;
+  let wake = () => {};
+  ws.onmessage = (e) => {
+    inbox.push(JSON.parse(String(e.data)));
+    wake();
+  };
+  ws.onclose = (e) => {
+    closed = { code: e.code };
+    wake();
+  };
+  const until = async (cond, what) => {
+    const deadline = Date.now() + WAIT_MS;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, 50);
+      });
+    }
+  };
+  const opened = new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  return {
+    async send(value) {
+      await opened;
+      ws.send(typeof value === "string" ? value : JSON.stringify(value));
+    },
+    async frame() {
+      await until(() => inbox.length > 0 || closed, "a frame");
+      if (inbox.length === 0) throw new Error(`closed with ${closed.code} instead of a frame`);
+      return inbox.shift();
+    },
+    async closeCode() {
+      await until(() => closed, "the close");
+      return closed.code;
+    },
+    end: () => ws.close(),
+  };
+}
+
+/** A raw hardened connection up to the verified server hello: `{conn, hello, session, confirmation}`. */
+async function rawHello(t) {
+  const conn = raw(URL);
+  t.after(() => conn.end());
+  const hs = await ClientHandshake.create({ pinnedServerKeys: [PIN] });
+  await conn.send(hs.helloFrame());
+  const serverHello = await conn.frame();
+  assert.equal(serverHello.event, "hello");
+  const { session, confirmation } = await hs.finishHello(serverHello.data);
+  return { conn, hello: serverHello.data, session, confirmation };
+}
+
+test("raw protocol: sealwire-v1, a foreign hello profile and a profile in a plaintext authenticate get 4004", LIMIT, async (t) => {
+  const publicKey = (await ClientHandshake.create()).publicKeyBase64;
+  const attempts = [
+    { event: "authenticate", data: { token: "raw-v1", publicKey, profile: "sealwire-v1" } },
+    { event: "authenticate", data: { token: "raw-v2", publicKey, profile: "sealwire-v2" } },
+    { event: "hello", data: { profile: "sealwire-v1", publicKey } },
+    { event: "hello", data: { publicKey } },
+    { event: "hello", data: { profile: "sealwire-v2", publicKey: 42 } },
+  ];
+  for (const first of attempts) {
+    const conn = raw(URL);
+    t.after(() => conn.end());
+    await conn.send(first);
+    assert.deepEqual(await conn.frame(), { event: "error", data: { message: "Encryption handshake failed" } }, JSON.stringify(first));
+    assert.equal(await conn.closeCode(), 4004, JSON.stringify(first));
+  }
+});
+
+test("raw protocol: the server hello has the handshake fields only; a plaintext authenticate after it is refused sealed", LIMIT, async (t) => {
+  const { conn, hello, session } = await rawHello(t);
+  assert.deepEqual(Object.keys(hello).sort(), ["confirm", "id", "identityKey", "profile", "rekeyAfter", "salt", "serverPublicKey", "signature"]);
+  assert.equal(hello.profile, "sealwire-v2");
+  assert.equal(hello.identityKey, PIN);
+  // A relay swapping in a plaintext authenticate (or a client about to leak its token).
+  await conn.send({ event: "authenticate", data: { token: "raw-swapped" } });
+  const refused = await conn.frame();
+  assert.equal(refused.event, "encrypted");
+  assert.deepEqual(JSON.parse(await session.open(refused.data)), { event: "error", data: { message: "Encryption handshake failed" } });
+  assert.equal(await conn.closeCode(), 4004);
+});
+
+test("raw protocol: sealed connected with expiresAt; a plaintext refresh is refused and not used (4006 at the first expiry)", LIMIT, async (t) => {
+  const { conn, hello, session, confirmation } = await rawHello(t);
+  await conn.send(confirmation);
+  await conn.send(await session.sealFrame(JSON.stringify({ event: "authenticate", data: { token: "ttl:1500:raw-refresh" } })));
+  const frame = await conn.frame();
+  assert.equal(frame.event, "encrypted");
+  assert.equal(frame.data.seq, 0);
+  const connected = JSON.parse(await session.open(frame.data));
+  assert.equal(connected.event, "connected");
+  assert.deepEqual(Object.keys(connected.data).sort(), ["expiresAt", "id", "time", "userId"]);
+  assert.equal(connected.data.id, hello.id);
+  assert.equal(connected.data.userId, "raw-refresh");
+  const lifetime = Date.parse(connected.data.expiresAt) - Date.parse(connected.data.time);
+  assert.ok(lifetime > 1000 && lifetime <= 1500, `${lifetime} ms`);
+  await conn.send({ event: "refresh", data: { token: "ttl:60000:raw-refresh" } });
+  const refused = await conn.frame();
+  assert.deepEqual(JSON.parse(await session.open(refused.data)), { event: "error", data: { message: "Encrypted message required" } });
+  assert.equal(await conn.closeCode(), 4006);
+  assert.ok(Date.now() >= Date.parse(connected.data.expiresAt) - 50);
+});
