@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 const USER: &str = "browser-user";
 /// Lifetime of each token the page's provider hands out (`ttl:<ms>:<user>`).
-const TTL_MS: u64 = 2000;
+const TTL_MS: u64 = 3000;
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn sdk_dir() -> PathBuf {
