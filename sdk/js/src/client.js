@@ -307,7 +307,7 @@ export class SealwireClient {
   }
 
   /** The token for `purpose` (`connect` or `refresh`): the `token` option, or its result. */
-  async token(purpose) {
+  async fetchToken(purpose) {
     const source = this.options.token;
     const value = typeof source === "function" ? await source({ purpose }) : (source ?? "");
     if (typeof value !== "string") {
@@ -348,7 +348,9 @@ export class SealwireClient {
       }, this.options.connectTimeout),
     );
     try {
-      conn.token = await this.token("connect");
+      const token = await this.fetchToken("connect");
+      if (conn.closed) return;
+      conn.token = token;
     } catch (err) {
       this.endConnection(conn, reason("token", `token provider: ${err?.message ?? err}`));
       return;
@@ -592,18 +594,23 @@ export class SealwireClient {
   async refreshOn(conn) {
     let token;
     try {
-      token = await this.token("refresh");
+      token = await this.fetchToken("refresh");
     } catch (err) {
       const message = `token provider: ${err?.message ?? err}`;
       if (!conn.closed) this.emit("refreshFailed", { message, expiresAt: this.info?.expiresAt ?? null });
       throw new SealwireError("token", message);
     }
     if (conn.closed) throw new SealwireError("disconnected", "connection closed before the refresh");
-    const answer = new Promise((resolve, reject) => conn.refreshWaiters.push({ resolve, reject }));
+    // Answers come in the order the refreshes were sent: the oldest waiter takes the next one.
+    const waiter = {};
+    const answer = new Promise((resolve, reject) => Object.assign(waiter, { resolve, reject }));
+    conn.refreshWaiters.push(waiter);
     try {
       await this.transmit(conn, JSON.stringify({ event: "refresh", data: { token } }));
     } catch (err) {
-      conn.refreshWaiters.pop()?.reject(err);
+      const i = conn.refreshWaiters.indexOf(waiter);
+      if (i >= 0) conn.refreshWaiters.splice(i, 1);
+      waiter.reject(err);
     }
     return answer;
   }

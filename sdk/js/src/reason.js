@@ -35,12 +35,17 @@ export function reason(kind, message = kind, code = null) {
   return { kind, code, message, retryable: !FINAL.has(kind) };
 }
 
+/** Close codes the server announces with an `error` first (docs/PROTOCOL.md section 7). */
+const EXPLAINED = new Set([4003, 4004]);
+
 /**
  * Maps a WebSocket close. 1006 (closed without a close frame) is a network failure;
- * `lastError` is the server's last `error` message, which explains a 4003/4004.
+ * `lastError` is the server's last `error` message, which explains a 4003/4004 (and only
+ * those: an earlier `Invalid rooms` or `Refresh failed` says nothing about a later close).
  */
 export function fromClose(code, closeReason, lastError) {
   if (code === 1006) return reason("network", closeReason || "connection lost");
   const kind = byCode[code] ?? "closed";
-  return reason(kind, lastError ?? (closeReason || kind), code);
+  const explained = EXPLAINED.has(code) && lastError ? lastError : null;
+  return reason(kind, explained ?? (closeReason || kind), code);
 }

@@ -239,6 +239,43 @@ test("refresh: scheduled at 80% of expiresAt − time from the server's clock, s
   c.close();
 });
 
+test("a refused automatic refresh is tried once more halfway to the expiry", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: 0 });
+  let n = 0;
+  const answers = [];
+  const net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0, expiresAt: plus(T0, 10_000) } }));
+    for (;;) {
+      const m = await hs.open(JSON.parse(await sock.recv()).data);
+      if (m.event !== "refresh") continue;
+      const ok = m.data.token !== "t2";
+      answers.push(ok);
+      sock.push(
+        await hs.seal(
+          ok
+            ? { event: "refreshed", data: { userId: "u", time: plus(T0, 9_000), expiresAt: plus(T0, 99_000) } }
+            : { event: "error", data: { message: "Refresh failed" } },
+        ),
+      );
+    }
+  });
+  const { c, events } = client(t, net, { token: () => `t${++n}`, heartbeatInterval: 1e9 });
+  await c.connect();
+  t.mock.timers.tick(8_000);
+  await until(() => events.some((e) => e.type === "refreshFailed"), "refreshFailed");
+  assert.deepEqual(answers, [false]);
+  // 2 s left: the retry comes 1 s later.
+  t.mock.timers.tick(999);
+  await until(() => true);
+  assert.deepEqual(answers, [false]);
+  t.mock.timers.tick(1);
+  await until(() => events.some((e) => e.type === "refreshed"), "refreshed");
+  assert.deepEqual(answers, [false, true]);
+  assert.equal(c.connection.expiresAt, plus(T0, 99_000));
+  c.close();
+});
+
 test("refresh refused, then 4006: refreshFailed, session-expired, reconnect with a fresh token", async (t) => {
   const tokens = [];
   let n = 0;

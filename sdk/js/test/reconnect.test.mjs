@@ -40,6 +40,9 @@ test("close codes map to typed reasons; 4003, 4004 and protocol failures are fin
   assert.deepEqual([lost.kind, lost.code, lost.retryable], ["network", null, true]);
   // The server's last error explains the close.
   assert.equal(fromClose(4003, "Authentication failed", "Authentication error").message, "Authentication error");
+  // ... but not a later, unrelated close.
+  assert.equal(fromClose(4006, "Session expired", "Refresh failed").message, "Session expired");
+  assert.equal(fromClose(4002, "", "Invalid rooms").message, "heartbeat-timeout");
 });
 
 test("bad options are refused up front", () => {
