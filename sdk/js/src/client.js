@@ -581,8 +581,8 @@ export class SealwireClient {
     try {
       await this.refreshOn(conn);
     } catch {
-      // Reported as `refreshFailed`. One more try while enough lifetime is left, e.g. for a
-      // token service that failed for a moment.
+      // Reported as `refreshFailed`. Try again halfway to the expiry while at least a second
+      // is left, e.g. for a token service that failed for a moment.
       if (conn.closed || conn.refreshTimer !== null || conn.deadline === null) return;
       const left = conn.deadline - Date.now();
       if (left >= MIN_RETRY_LIFETIME_MS) {
