@@ -203,7 +203,11 @@ impl Task {
             info,
             refresh_in,
         } = live;
-        let mut refresh_at = refresh_in.map(|d| tokio::time::Instant::now() + d);
+        // Only a token provider can renew anything: a fixed token keeps its expiry.
+        let refreshes = self.config.token_provider.is_some();
+        let mut refresh_at = refresh_in
+            .filter(|_| refreshes)
+            .map(|d| tokio::time::Instant::now() + d);
         let _ = self.info.send(Some(info));
         let rooms: Vec<String> = self.shared.rooms().iter().cloned().collect();
         if !rooms.is_empty()
@@ -266,6 +270,9 @@ impl Task {
                         }
                         Some(Ok(WsMessage::Text(text))) => {
                             if let Some(ev) = self.on_text(text.as_str(), &mut session, &mut refresh_at) {
+                                if !refreshes {
+                                    refresh_at = None;
+                                }
                                 if let Event::ServerError { message } = &ev {
                                     last_error = Some(message.clone());
                                 }

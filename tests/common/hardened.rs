@@ -61,6 +61,18 @@ impl WsClient {
         token: &str,
         config: HandshakeConfig,
     ) -> Result<Value, CryptoError> {
+        self.login_hardened(token, config)
+            .await
+            .map(|(hello, _)| hello)
+    }
+
+    /// As [`WsClient::authenticate_hardened`], returning the server `hello` frame and the
+    /// opened `connected` envelope.
+    pub async fn login_hardened(
+        &mut self,
+        token: &str,
+        config: HandshakeConfig,
+    ) -> Result<(Value, Value), CryptoError> {
         let (hello, hs) = self.hardened_hello(config).await;
         assert_eq!(hello["event"], "hello", "{hello}");
         let payload: HelloPayload =
@@ -77,7 +89,7 @@ impl WsClient {
         assert_eq!(connected["event"], "connected", "{connected}");
         assert_eq!(connected["data"]["id"], payload.id);
         self.id = Some(payload.id);
-        Ok(hello)
+        Ok((hello, connected))
     }
 }
 

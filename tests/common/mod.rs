@@ -5,6 +5,7 @@
 pub mod hardened;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,0 +1,638 @@
+//! Credentials never cross in the clear (hardened profile `sealwire-v2`), and sessions end
+//! with their credentials.
+//!
+//! Each audit finding has a test here, run through a real WebSocket relay placed where a
+//! TLS-terminating proxy or an active attacker sits:
+//! - a passive relay never sees the token or the user id;
+//! - a relay that substitutes the server's hello cannot make a pinning client send its token;
+//! - the token-swap relay attack is refused by the server (and a forged `connected` by the
+//!   client);
+//! - a session ends at its token's expiry (4006) unless refreshed, a refresh for another user
+//!   is refused, and the JWT hook checks issuer and audience;
+//! - a client offering key material ends encrypted or is closed with 4004;
+//! - the authentication deadline covers every step of the sealed flow.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::hardened::{config_with, hardened_pair, identity, start_echo};
+use common::relay::{Dir, Relay, Tamper, passive};
+use common::sdk::{event_where, next_event};
+use common::*;
+use sealwire::client::{Client, DisconnectReason, Encryption, Event, ReconnectPolicy};
+use sealwire::crypto::{HandshakeConfig, server_handshake};
+use sealwire::protocol::{AuthenticatePayload, HelloPayload};
+use sealwire::server::{Handshake, HookError, JwtAuth, Server};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "tok-7c2e-secret-bob";
+
+fn pinned_client(
+    url: &str,
+    pin: &Arc<sealwire::crypto::ServerIdentity>,
+) -> sealwire::client::ClientBuilder {
+    Client::builder(url)
+        .token(TOKEN)
+        .encryption(Encryption::Hardened {
+            pinned_server_keys: vec![pin.public_key()],
+        })
+        .reconnect(ReconnectPolicy::never())
+        .connect_timeout(Duration::from_secs(5))
+}
+
+#[tokio::test]
+async fn a_passive_relay_never_sees_the_token_the_user_id_or_any_message() {
+    let id = identity(0x51);
+    let server = start_echo(config_with(Some(Arc::clone(&id)), 1 << 20)).await;
+    let relay = Relay::start(server.ws_url(), passive()).await;
+    let (client, mut events) = pinned_client(&relay.ws_url(), &id)
+        .connect()
+        .await
+        .expect("hardened connect through the relay");
+    let Event::Connected { info, .. } = next_event(&mut events).await else {
+        panic!("connected first");
+    };
+    assert_eq!(
+        info.user_id, TOKEN,
+        "the test hook uses the token as the user id"
+    );
+    server
+        .server
+        .send_to_user(TOKEN, "payout", &json!({"amount": "91.17 EUR"}))
+        .expect("send");
+    let Event::Message(m) = event_where(&mut events, |e| matches!(e, Event::Message(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(m.data["amount"], "91.17 EUR");
+    client.close();
+
+    let wire = relay.transcript();
+    assert!(
+        wire.contains("\"hello\""),
+        "the relay saw the exchange: {wire}"
+    );
+    for secret in [TOKEN, "91.17 EUR", "payout"] {
+        assert!(
+            !wire.contains(secret),
+            "{secret:?} crossed the relay in the clear"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_compatibility_profile_exposes_its_token_as_documented() {
+    let server = start_echo(base_config()).await;
+    let relay = Relay::start(server.ws_url(), passive()).await;
+    let (client, _events) = Client::builder(relay.ws_url())
+        .token(TOKEN)
+        .encryption(Encryption::Compat)
+        .reconnect(ReconnectPolicy::never())
+        .connect()
+        .await
+        .expect("compat connect");
+    client.close();
+    // SECURITY.md: the IGNIS wire carries the token in a plaintext `authenticate`.
+    assert!(relay.transcript().contains(TOKEN));
+    server.stop().await;
+}
+
+/// A relay that answers the client's hello with its own key exchange (signed by its own
+/// identity key, or unsigned) instead of the server's.
+fn substitute_hello(signer: Option<Arc<sealwire::crypto::ServerIdentity>>) -> Tamper {
+    let client_key: Arc<Mutex<Option<String>>> = Arc::default();
+    Arc::new(move |dir, n, text| {
+        let frame: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        match (dir, n) {
+            (Dir::Up, 0) => {
+                *client_key.lock().expect("key") =
+                    frame["data"]["publicKey"].as_str().map(str::to_owned);
+            }
+            (Dir::Down, 0) => {
+                let key = client_key
+                    .lock()
+                    .expect("key")
+                    .clone()
+                    .expect("client hello first");
+                let cfg = HandshakeConfig {
+                    identity: signer.clone(),
+                    ..HandshakeConfig::default()
+                };
+                let id = frame["data"]["id"].as_str().unwrap_or("x").to_owned();
+                let (hello, _) =
+                    server_handshake(&cfg, &id, &key, Some("sealwire-v2"), &mut rand::rng())
+                        .expect("attacker handshake");
+                let forged = json!({"event": "hello", "data": hello.hello_payload(&id)});
+                return vec![forged.to_string()];
+            }
+            _ => {}
+        }
+        vec![text.to_owned()]
+    })
+}
+
+#[tokio::test]
+async fn a_pinning_client_never_sends_its_token_to_a_substituted_server() {
+    let id = identity(0x52);
+    let server = start_echo(config_with(Some(Arc::clone(&id)), 1 << 20)).await;
+    for signer in [None, Some(identity(0x66))] {
+        let relay = Relay::start(server.ws_url(), substitute_hello(signer)).await;
+        let err = pinned_client(&relay.ws_url(), &id)
+            .connect()
+            .await
+            .expect_err("the substituted hello must be refused");
+        assert!(
+            matches!(
+                &err,
+                sealwire::client::ClientError::Disconnected(DisconnectReason::Protocol(m))
+                    if m.contains("not trusted")
+            ),
+            "{err:?}"
+        );
+        let up = relay.frames(Dir::Up);
+        assert_eq!(up.len(), 1, "only the client hello went up: {up:?}");
+        assert!(!relay.transcript().contains(TOKEN));
+    }
+    assert_eq!(server.server.counts().authenticated, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_swap_relay_attack_is_refused_by_the_server() {
+    let id = identity(0x53);
+    let server = start_echo(config_with(Some(Arc::clone(&id)), 1 << 20)).await;
+    // The audit's relay: forward the key exchange, then replace the victim's credentials with
+    // the attacker's. In v2 the only thing a relay can put there is a plaintext
+    // `authenticate`, or a record sealed under another session.
+    let plaintext_swap: Tamper = Arc::new(|dir, n, text| match (dir, n) {
+        (Dir::Up, 2) => {
+            vec![json!({"event": "authenticate", "data": {"token": "mallory"}}).to_string()]
+        }
+        _ => vec![text.to_owned()],
+    });
+    let foreign_record: Tamper = Arc::new(|dir, n, text| match (dir, n) {
+        (Dir::Up, 2) => {
+            // The attacker's own session (as if it had logged in as mallory elsewhere).
+            let (_, mut theirs) = hardened_pair(1 << 20);
+            theirs.seal_frame(b"{}").expect("seal");
+            let sealed = theirs
+                .seal_frame(br#"{"event":"authenticate","data":{"token":"mallory"}}"#)
+                .expect("seal");
+            vec![sealed]
+        }
+        _ => vec![text.to_owned()],
+    });
+    for (name, tamper, message) in [
+        (
+            "plaintext swap",
+            plaintext_swap,
+            "Encryption handshake failed",
+        ),
+        (
+            "foreign record",
+            foreign_record,
+            "Invalid encrypted message",
+        ),
+    ] {
+        let relay = Relay::start(server.ws_url(), tamper).await;
+        let err = pinned_client(&relay.ws_url(), &id)
+            .connect()
+            .await
+            .expect_err(name);
+        assert!(
+            matches!(
+                err,
+                sealwire::client::ClientError::Disconnected(DisconnectReason::EncryptionRequired)
+            ),
+            "{name}: {err:?}"
+        );
+        // The server's refusal was sealed, so only the victim could read it.
+        let down = relay.frames(Dir::Down);
+        assert!(
+            down.iter().skip(1).all(|f| f.contains("\"encrypted\"")),
+            "{name}: {down:?}"
+        );
+        assert!(
+            !relay.transcript().contains(message),
+            "{name}: errors are sealed"
+        );
+    }
+    assert_eq!(
+        server.server.counts().authenticated,
+        0,
+        "mallory never got in"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_forged_connected_is_refused_by_the_client() {
+    let id = identity(0x54);
+    let server = start_echo(config_with(Some(Arc::clone(&id)), 1 << 20)).await;
+    let plaintext: Tamper = Arc::new(|dir, n, text| match (dir, n) {
+        (Dir::Down, 1) => {
+            let frame: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            let _ = frame;
+            vec![
+                json!({"event": "connected", "data": {
+                "id": "x", "userId": "victim", "time": "2026-01-01T00:00:00.000Z"}})
+                .to_string(),
+            ]
+        }
+        _ => vec![text.to_owned()],
+    });
+    let flipped: Tamper = Arc::new(|dir, n, text| match (dir, n) {
+        (Dir::Down, 1) => {
+            let mut frame: Value = serde_json::from_str(text).expect("record");
+            let ct = frame["data"]["ct"].as_str().expect("ct").to_owned();
+            let mut bytes = b64_decode(&ct);
+            bytes[3] ^= 1;
+            frame["data"]["ct"] = json!(b64_encode(&bytes));
+            vec![frame.to_string()]
+        }
+        _ => vec![text.to_owned()],
+    });
+    for (name, tamper) in [("plaintext connected", plaintext), ("flipped bit", flipped)] {
+        let relay = Relay::start(server.ws_url(), tamper).await;
+        let err = pinned_client(&relay.ws_url(), &id)
+            .connect()
+            .await
+            .expect_err(name);
+        assert!(
+            matches!(
+                err,
+                sealwire::client::ClientError::Disconnected(
+                    DisconnectReason::Protocol(_) | DisconnectReason::Crypto(_)
+                )
+            ),
+            "{name}: {err:?}"
+        );
+    }
+    server.stop().await;
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
+}
+
+fn b64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[tokio::test]
+async fn a_plaintext_authenticate_after_hello_closes_4004() {
+    let server = start_echo(config_with(None, 1 << 20)).await;
+    let mut c = server.client().await;
+    let (hello, _hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
+    assert_eq!(hello["event"], "hello");
+    c.send_json(&json!({"event": "authenticate", "data": {"token": "bob"}}))
+        .await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["event"], "encrypted", "sealed refusal: {reply}");
+    assert_eq!(c.expect_close().await, Some(4004));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_retired_profile_and_profiles_in_authenticate_close_4004() {
+    let server = start_echo(config_with(None, 1 << 20)).await;
+    for data in [
+        json!({"token": "a", "publicKey": WsClient::any_public_key(), "profile": "sealwire-v1"}),
+        json!({"token": "a", "publicKey": WsClient::any_public_key(), "profile": "sealwire-v2"}),
+        json!({"token": "a", "profile": "sealwire-v2"}),
+        json!({"token": "a", "publicKey": 123}),
+        json!({"token": "a", "publicKey": {"x": 1}}),
+        json!({"token": "a", "publicKey": null}),
+    ] {
+        let mut c = server.client().await;
+        c.send_json(&json!({"event": "authenticate", "data": data}))
+            .await;
+        let reply = c.recv_json().await;
+        assert_eq!(
+            reply["data"]["message"], "Encryption handshake failed",
+            "{data}: {reply}"
+        );
+        assert_eq!(c.expect_close().await, Some(4004), "{data}");
+    }
+    for data in [
+        json!({"publicKey": WsClient::any_public_key()}),
+        json!({"publicKey": WsClient::any_public_key(), "profile": "sealwire-v1"}),
+        json!({"profile": "sealwire-v2"}),
+        json!({"profile": "sealwire-v2", "publicKey": 7}),
+        json!({"profile": "sealwire-v2", "publicKey": "BAAA"}),
+    ] {
+        let mut c = server.client().await;
+        c.send_json(&json!({"event": "hello", "data": data})).await;
+        let reply = c.recv_json().await;
+        assert_eq!(
+            reply["data"]["message"], "Encryption handshake failed",
+            "hello {data}: {reply}"
+        );
+        assert_eq!(c.expect_close().await, Some(4004), "hello {data}");
+    }
+    assert_eq!(server.server.counts().authenticated, 0);
+    server.stop().await;
+}
+
+/// A handshake hook that declines every client.
+struct Declines;
+
+impl Handshake for Declines {
+    fn handshake(
+        &self,
+        _client_id: &str,
+        _payload: &AuthenticatePayload,
+    ) -> Result<Option<(sealwire::crypto::ServerHello, sealwire::crypto::Session)>, HookError> {
+        Ok(None)
+    }
+}
+
+#[tokio::test]
+async fn a_handshake_hook_cannot_downgrade_a_client_that_sent_a_key() {
+    let server = start_with(builder(base_config()).handshake(Declines)).await;
+    let mut compat = server.client().await;
+    compat
+        .send_json(&json!({"event": "authenticate", "data": {
+            "token": "a", "publicKey": WsClient::any_public_key()}}))
+        .await;
+    assert_eq!(
+        compat.recv_json().await["data"]["message"],
+        "Encryption handshake failed"
+    );
+    assert_eq!(compat.expect_close().await, Some(4004));
+    let mut hardened = server.client().await;
+    let (reply, _) = hardened
+        .hardened_hello(HandshakeConfig::hardened(vec![]))
+        .await;
+    assert_eq!(reply["data"]["message"], "Encryption handshake failed");
+    assert_eq!(hardened.expect_close().await, Some(4004));
+    // A client without a key is still a plaintext client.
+    let (_plain, connected) = server.plain("p").await;
+    assert_eq!(connected["event"], "connected");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_auth_deadline_covers_every_step_of_the_sealed_flow() {
+    let mut config = config_with(None, 1 << 20);
+    config.auth_timeout = Duration::from_millis(200);
+    let server = start_echo(config).await;
+    // Hello, then nothing.
+    let mut c = server.client().await;
+    let (hello, _hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
+    assert_eq!(hello["event"], "hello");
+    assert_eq!(c.expect_close().await, Some(4001));
+    // Hello and the confirmation, but no credentials.
+    let mut c = server.client().await;
+    let (hello, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
+    let payload: HelloPayload = serde_json::from_value(hello["data"].clone()).expect("hello");
+    let done = hs.finish_hello(&payload).expect("finish");
+    c.send_text(&done.confirmation.expect("confirmation")).await;
+    assert_eq!(c.expect_close().await, Some(4001));
+    // Credentials whose check outlasts the budget (the hook sleeps 2 s).
+    let mut c = server.client().await;
+    let (hello, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
+    let payload: HelloPayload = serde_json::from_value(hello["data"].clone()).expect("hello");
+    let done = hs.finish_hello(&payload).expect("finish");
+    c.send_text(&done.confirmation.expect("confirmation")).await;
+    c.session = Some(done.session);
+    c.emit("authenticate", json!({"token": "slow:2000"})).await;
+    assert_eq!(c.expect_close().await, Some(4001));
+    assert_eq!(server.server.counts().authenticated, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_expiry_with_4006() {
+    let server = start_echo(config_with(None, 1 << 20)).await;
+    let mut c = server.client().await;
+    let (_, connected) = c
+        .login_hardened("ttl:600:carol", HandshakeConfig::hardened(vec![]))
+        .await
+        .expect("login");
+    assert_eq!(connected["data"]["userId"], "carol");
+    let expires = connected["data"]["expiresAt"].as_str().expect("expiresAt");
+    let time = connected["data"]["time"].as_str().expect("time");
+    assert!(expires > time, "{expires} after {time}");
+    assert_eq!(c.expect_close().await, Some(4006));
+    wait_for(|| server.server.counts().authenticated == 0).await;
+    // Without an expiry there is no `expiresAt` and no 4006.
+    let mut c = server.client().await;
+    let (_, connected) = c
+        .login_hardened("dave", HandshakeConfig::hardened(vec![]))
+        .await
+        .expect("login");
+    assert!(connected["data"].get("expiresAt").is_none(), "{connected}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_extends_the_session_and_is_refused_for_another_user() {
+    let server = start_echo(config_with(None, 1 << 20)).await;
+    let mut c = server.client().await;
+    let (_, connected) = c
+        .login_hardened("ttl:1000:carol", HandshakeConfig::hardened(vec![]))
+        .await
+        .expect("login");
+    let first = connected["data"]["expiresAt"]
+        .as_str()
+        .expect("expiresAt")
+        .to_owned();
+    c.emit("refresh", json!({"token": "ttl:60000:carol"})).await;
+    let reply = c.recv_msg().await;
+    assert_eq!(reply["event"], "refreshed", "{reply}");
+    assert_eq!(reply["data"]["userId"], "carol");
+    let second = reply["data"]["expiresAt"]
+        .as_str()
+        .expect("expiresAt")
+        .to_owned();
+    assert!(second > first, "{second} after {first}");
+    // Still connected well past the first expiry, and still working.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.emit("ping", json!(1)).await;
+    assert_eq!(c.recv_msg().await["event"], "echo");
+
+    // Another user's token, a rejected token and a plaintext refresh change nothing.
+    let mut c = server.client().await;
+    c.login_hardened("ttl:1500:erin", HandshakeConfig::hardened(vec![]))
+        .await
+        .expect("login");
+    for token in ["ttl:60000:mallory", "reject-me"] {
+        c.emit("refresh", json!({ "token": token })).await;
+        let reply = c.recv_msg().await;
+        assert_eq!(
+            reply["data"]["message"], "Refresh failed",
+            "{token}: {reply}"
+        );
+    }
+    c.send_json(&json!({"event": "refresh", "data": {"token": "ttl:60000:erin"}}))
+        .await;
+    assert_eq!(
+        c.recv_msg().await["data"]["message"],
+        "Encrypted message required"
+    );
+    assert_eq!(
+        c.expect_close().await,
+        Some(4006),
+        "the old expiry still holds"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn compatibility_clients_get_expiry_and_refresh_too() {
+    let server = start_echo(base_config()).await;
+    let (mut c, connected) = server.plain("ttl:800:fay").await;
+    assert!(connected["data"]["expiresAt"].is_string(), "{connected}");
+    c.send_json(&json!({"event": "refresh", "data": {"token": "ttl:60000:fay"}}))
+        .await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["event"], "refreshed", "{reply}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    c.send_json(&json!({"event": "ping", "data": 1})).await;
+    assert_eq!(c.recv_json().await["event"], "echo");
+    let (mut gone, _) = server.encrypted("ttl:500:gus").await;
+    assert_eq!(gone.expect_close().await, Some(4006));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_sdk_token_provider_refreshes_before_expiry() {
+    let server = start_echo(config_with(None, 1 << 20)).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let (client, mut events) = Client::builder(server.ws_url())
+        .token_provider(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok("ttl:1200:hana".to_owned()) }
+        })
+        .reconnect(ReconnectPolicy::never())
+        .connect()
+        .await
+        .expect("connect");
+    let Event::Connected { info, .. } = next_event(&mut events).await else {
+        panic!("connected first");
+    };
+    assert!(info.expires_at.is_some());
+    // Two refreshes in a row: the session outlives two token lifetimes.
+    for _ in 0..2 {
+        let ev = event_where(&mut events, |e| {
+            matches!(e, Event::Refreshed { .. } | Event::Disconnected { .. })
+        })
+        .await;
+        assert!(
+            matches!(
+                ev,
+                Event::Refreshed {
+                    expires_at: Some(_)
+                }
+            ),
+            "{ev:?}"
+        );
+    }
+    assert!(calls.load(Ordering::SeqCst) >= 3, "connect + two refreshes");
+    client.send("ping", &json!(1)).await.expect("send");
+    let ev = event_where(&mut events, |e| matches!(e, Event::Message(_))).await;
+    let Event::Message(m) = ev else {
+        unreachable!()
+    };
+    assert_eq!(m.event, "echo");
+    client.close();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_sdk_reconnects_after_4006_without_a_provider() {
+    let server = start_echo(config_with(None, 1 << 20)).await;
+    let (client, mut events) = Client::builder(server.ws_url())
+        .token("ttl:600:ivy")
+        .reconnect(ReconnectPolicy::default().initial_delay(Duration::from_millis(50)))
+        .connect()
+        .await
+        .expect("connect");
+    let ev = event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected { reason, retry_in } = ev else {
+        unreachable!()
+    };
+    assert_eq!(reason, DisconnectReason::SessionExpired);
+    assert!(retry_in.is_some(), "4006 is retried");
+    let ev = event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    assert!(matches!(
+        ev,
+        Event::Connected {
+            reconnected: true,
+            ..
+        }
+    ));
+    client.close();
+    server.stop().await;
+}
+
+fn jwt(secret: &[u8], claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("encode")
+}
+
+#[tokio::test]
+async fn jwt_sessions_end_at_exp_and_foreign_issuers_or_audiences_are_refused() {
+    let secret = b"an-hs256-secret-of-at-least-32-bytes!";
+    let auth = JwtAuth::hs256(secret)
+        .leeway(0)
+        .issuer("https://idp.example")
+        .audience("sealwire");
+    let server = start_with(
+        Server::builder()
+            .config(config_with(None, 1 << 20))
+            .authenticate(auth),
+    )
+    .await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims =
+        |iss: &str, aud: &str, exp: u64| json!({"sub": "jane", "iss": iss, "aud": aud, "exp": exp});
+    let good = jwt(secret, &claims("https://idp.example", "sealwire", now + 2));
+    let mut c = server.client().await;
+    let (_, connected) = c
+        .login_hardened(&good, HandshakeConfig::hardened(vec![]))
+        .await
+        .expect("login");
+    assert_eq!(connected["data"]["userId"], "jane");
+    assert!(connected["data"]["expiresAt"].is_string());
+    assert_eq!(c.expect_close().await, Some(4006));
+    for (name, token) in [
+        (
+            "issuer",
+            jwt(secret, &claims("https://other", "sealwire", now + 60)),
+        ),
+        (
+            "audience",
+            jwt(secret, &claims("https://idp.example", "billing", now + 60)),
+        ),
+    ] {
+        let mut c = server.client().await;
+        let (hello, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
+        let payload: HelloPayload = serde_json::from_value(hello["data"].clone()).expect("hello");
+        let done = hs.finish_hello(&payload).expect("finish");
+        c.send_text(&done.confirmation.expect("confirmation")).await;
+        c.session = Some(done.session);
+        c.emit("authenticate", json!({ "token": token })).await;
+        let reply = c.recv_msg().await;
+        assert_eq!(reply["data"]["message"], "Authentication failed", "{name}");
+        assert_eq!(c.expect_close().await, Some(4003), "{name}");
+    }
+    server.stop().await;
+}
