@@ -43,7 +43,7 @@
 //! 4. for a `kid` it has state for: `ts >= floor` and the counter is fresh (above the highest,
 //!    or one of the [`REPLAY_WINDOW`] below it not yet seen).
 //!
-//! [`FIRST_CONTACT_SLACK_MS`] lets the envelopes sealed just before the first one seen (and
+//! [`FIRST_CONTACT_SLACK_MS`] lets envelopes sealed up to 1 s before the first one seen (and
 //! overtaken by it) through once. The floor never moves afterwards, and `forgotten` and `start`
 //! lie at or after the stamp of anything the opener may have accepted from that `kid` before,
 //! so nothing is accepted twice (a publisher's stamps are compared with its own clock, except
@@ -56,11 +56,12 @@
 //! opener accepted it before, if it is stamped at or before the opener's start or before the
 //! publisher's floor, or if it is older than [`MAX_AGE_MS`]. Residue: an envelope this opener
 //! never accepted (it was published on a channel the opener was not subscribed to, or while it
-//! was disconnected from Redis) is accepted once if it is stamped no earlier than its
-//! publisher's floor, within [`MAX_AGE_MS`], and its counter is within [`REPLAY_WINDOW`] of the
-//! publisher's highest. If a publisher's clock runs ahead of the opener's by `d`, envelopes
-//! sealed up to `d` before the opener started also count as after its start. Receivers with a
-//! key refuse envelopes that are not sealed.
+//! was disconnected from Redis) is accepted once if it passes rules 1 to 4: less than
+//! [`MAX_AGE_MS`] old, stamped after the start, and either the first of its publisher (then
+//! stamped after `forgotten`) or no earlier than the publisher's floor with a counter within
+//! [`REPLAY_WINDOW`] of the highest seen. If a publisher's clock runs ahead of the opener's by
+//! `d`, envelopes sealed up to `d` before the opener started also count as after its start.
+//! Receivers with a key refuse envelopes that are not sealed.
 
 use std::collections::HashMap;
 
