@@ -21,6 +21,7 @@ fn sealwire() -> Command {
         "SEALWIRE_ADMIN_TOKEN",
         "SEALWIRE_JWT_SECRET",
         "SEALWIRE_REQUIRE_ENCRYPTION",
+        "SEALWIRE_REQUIRE_ENCRYPTED_INBOUND",
         "SEALWIRE_DEFAULT_ROOMS",
         "SEALWIRE_ALLOW_ROOMS",
         "SEALWIRE_REUSE_PORT",
@@ -173,6 +174,31 @@ async fn dev_mode_serves_and_sigterm_closes_clients_with_1001() {
     run.terminate();
     assert_eq!(plain.expect_close().await, Some(1001));
     assert_eq!(enc.expect_close().await, Some(1001));
+    let status = run.wait().await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn require_encrypted_inbound_refuses_plaintext_joins_of_compat_clients() {
+    let run = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--require-encryption",
+        "--require-encrypted-inbound",
+        "--allow-rooms",
+        "*",
+    ])
+    .await;
+    let mut enc = WsClient::connect(&run.url).await;
+    enc.authenticate_encrypted("ignis-user").await;
+    enc.send_json(&json!({"event": "join", "data": {"rooms": ["lobby"]}}))
+        .await;
+    assert_eq!(
+        enc.recv_msg().await,
+        json!({"event": "error", "data": {"message": "Encrypted message required"}})
+    );
+    run.terminate();
     let status = run.wait().await;
     assert!(status.success(), "{status:?}");
 }

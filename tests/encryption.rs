@@ -321,8 +321,9 @@ async fn encrypted_join_and_custom_events_are_handled() {
 }
 
 #[tokio::test]
-async fn plaintext_events_from_an_encrypted_client_are_refused_when_required() {
-    let s = start_with(builder(required())).await;
+async fn plaintext_events_from_an_encrypted_client_are_refused_when_encrypted_inbound_is_required()
+{
+    let s = start_with(builder(required()).require_encrypted_inbound(true)).await;
     let (mut c, _) = s.encrypted("r").await;
     c.send_json(&json!({"event": "chat", "data": "plain"}))
         .await;
@@ -351,6 +352,65 @@ async fn plaintext_events_from_an_encrypted_client_are_accepted_when_optional() 
         echo["data"],
         json!({"event": "chat", "data": "plain", "wasEncrypted": false})
     );
+    s.stop().await;
+}
+
+/// Sends a plaintext custom event and waits for its echo: every earlier frame of `c` has been
+/// handled by then, without `c` ever encrypting inbound (as an IGNIS client).
+async fn plaintext_sync(c: &mut WsClient) -> Value {
+    c.send_json(&json!({"event": "ping-sync", "data": "plain"}))
+        .await;
+    c.recv_msg().await
+}
+
+/// IGNIS compatibility-profile clients never encrypt inbound: with encryption required they
+/// still join, leave and send custom events in plaintext.
+#[tokio::test]
+async fn a_compat_client_joins_in_plaintext_when_encryption_is_required() {
+    let s =
+        start_with(builder(required()).validate_rooms(GlobRooms::new(["*"]).expect("glob"))).await;
+    let (mut c, _) = s.encrypted("ignis").await;
+    c.send_json(&json!({"event": "join", "data": {"rooms": ["plain-room"]}}))
+        .await;
+    assert_eq!(
+        plaintext_sync(&mut c).await["data"],
+        json!({"event": "ping-sync", "data": "plain", "wasEncrypted": false})
+    );
+    let rooms = s.server.client_rooms(&c.id()).expect("rooms");
+    assert!(rooms.contains(&"plain-room".to_owned()), "{rooms:?}");
+    s.server
+        .send_to_room("plain-room", "news", &json!({"n": 1}), &[])
+        .expect("send");
+    let raw = c.recv_json().await;
+    assert_eq!(raw["event"], "encrypted", "outbound stays encrypted");
+    assert_eq!(c.open(raw), json!({"event": "news", "data": {"n": 1}}));
+    c.send_json(&json!({"event": "leave", "data": {"rooms": ["plain-room"]}}))
+        .await;
+    plaintext_sync(&mut c).await;
+    let rooms = s.server.client_rooms(&c.id()).expect("rooms");
+    assert!(!rooms.contains(&"plain-room".to_owned()), "{rooms:?}");
+    s.stop().await;
+}
+
+/// With `require_encrypted_inbound` the same plaintext join is refused.
+#[tokio::test]
+async fn a_compat_clients_plaintext_join_is_refused_when_encrypted_inbound_is_required() {
+    let s = start_with(
+        builder(required())
+            .require_encrypted_inbound(true)
+            .validate_rooms(GlobRooms::new(["*"]).expect("glob")),
+    )
+    .await;
+    let (mut c, _) = s.encrypted("ignis").await;
+    c.send_json(&json!({"event": "join", "data": {"rooms": ["plain-room"]}}))
+        .await;
+    assert_eq!(
+        c.recv_msg().await,
+        json!({"event": "error", "data": {"message": "Encrypted message required"}})
+    );
+    c.sync().await;
+    let rooms = s.server.client_rooms(&c.id()).expect("rooms");
+    assert!(!rooms.contains(&"plain-room".to_owned()), "{rooms:?}");
     s.stop().await;
 }
 
@@ -438,8 +498,12 @@ async fn no_plaintext_reaches_clients_that_connect_during_a_broadcast_storm() {
 
 #[tokio::test]
 async fn encrypted_system_events_follow_the_protocol() {
-    let s =
-        start_with(builder(required()).validate_rooms(GlobRooms::new(["*"]).expect("glob"))).await;
+    let s = start_with(
+        builder(required())
+            .require_encrypted_inbound(true)
+            .validate_rooms(GlobRooms::new(["*"]).expect("glob")),
+    )
+    .await;
     let (mut c, _) = s.encrypted("sys").await;
     // A plaintext join is refused like any plaintext application event.
     c.send_json(&json!({"event": "join", "data": {"rooms": ["plain-room"]}}))

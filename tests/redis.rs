@@ -556,6 +556,53 @@ async fn a_replayed_sealed_envelope_is_delivered_once() {
     b.stop().await;
 }
 
+/// An envelope captured before an instance restarts is refused by the restarted instance,
+/// although it is well within the 60 s age limit and the new instance has no replay state for
+/// its publisher yet.
+#[tokio::test]
+async fn a_restarted_instance_refuses_envelopes_sealed_before_it_started() {
+    let redis = RedisServer::start().await;
+    let cfg =
+        || bus_config(&redis, SubscriptionMode::Interest).bus_key(Some(BusKey::from_bytes(KEY)));
+    let a = node_with(cfg()).await;
+    let b = node_with(cfg()).await;
+    let (mut b1, _) = b.plain("bea").await;
+    let _ = b.server.join(&b1.id(), &["vault".to_owned()]);
+    let mut raw = redis.subscribe(&["ws:room:vault"]).await;
+    redis.wait_numsub("ws:room:vault", 2).await;
+    a.server
+        .send_to_room("vault", "payout", &json!({"amount": 100}), &[])
+        .unwrap();
+    let (_, captured) = next_message(&mut raw).await;
+    assert_eq!(
+        b1.recv_msg().await,
+        json!({"event": "payout", "data": {"amount": 100}})
+    );
+
+    // b restarts: a new server on the same Redis, with the same key and a client in the room.
+    drop(b1);
+    b.stop().await;
+    redis.wait_numsub("ws:room:vault", 1).await;
+    let b = node_with(cfg()).await;
+    let (mut b1, _) = b.plain("bea").await;
+    let _ = b.server.join(&b1.id(), &["vault".to_owned()]);
+    redis.wait_numsub("ws:room:vault", 2).await;
+
+    assert_eq!(redis.publish("ws:room:vault", &captured).await, 2);
+    a.server
+        .send_to_room("vault", "payout", &json!({"amount": 7}), &[])
+        .unwrap();
+    assert_eq!(
+        b1.recv_msg().await,
+        json!({"event": "payout", "data": {"amount": 7}}),
+        "a payout sealed before the restart must not be delivered after it"
+    );
+    let detail = b.server.bus_status().detail.unwrap_or_default();
+    assert!(detail.contains("rejected=1"), "{detail}");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn emit_command_publishes() {
     let redis = RedisServer::start().await;

@@ -99,7 +99,11 @@ struct ServeArgs {
     /// Close clients that do not complete the encryption handshake (4004).
     #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTION")]
     require_encryption: bool,
-    /// Refuse the IGNIS compatibility crypto profile: clients must ask for `sealwire-v2` (4004).
+    /// Refuse plaintext application events from encrypted clients of every profile, not only
+    /// the hardened one (IGNIS compatibility-profile clients then cannot join rooms).
+    #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTED_INBOUND")]
+    require_encrypted_inbound: bool,
+    /// Refuse the IGNIS compatibility crypto profile: clients must use `sealwire-v2` (4004).
     #[arg(long, env = "SEALWIRE_REFUSE_COMPAT")]
     refuse_compat: bool,
     /// File holding the server identity key (64 hex characters: a P-256 scalar) that signs
@@ -219,6 +223,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::default();
     config.path = args.path;
     config.require_encryption = args.require_encryption;
+    config.require_encrypted_inbound = args.require_encrypted_inbound;
     config.allow_compat_profile = !args.refuse_compat;
     if let Some(path) = &args.identity_key_file {
         let identity = load_identity(path)?;

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use super::config::{Backoff, RedisBusConfig, StartupPolicy, SubscriptionMode};
 use crate::crypto::CryptoError;
-use crate::crypto::backplane::{Opener, Sealer, is_sealed};
+use crate::crypto::backplane::{BusKey, Opener, Sealer, is_sealed};
 use crate::protocol::{BusEnvelope, BusTarget, channel};
 use crate::server::{BoxFuture, Bus, BusError, BusInbox, BusStatus, Interest};
 
@@ -79,7 +79,8 @@ struct Inner {
 struct StartParts {
     queue_rx: mpsc::Receiver<Queued>,
     sealer: Option<Sealer>,
-    opener: Option<Opener>,
+    /// The bus key for the opener, which is created when the bus starts.
+    opener_key: Option<BusKey>,
 }
 
 #[derive(Default)]
@@ -201,10 +202,10 @@ impl RedisBus {
             .map_err(|e| BusError(format!("invalid Redis URL {url_redacted}: {e}")))?;
         let (queue_tx, queue_rx) = mpsc::channel(config.publish_queue.max(1));
         let encrypted = config.bus_key.is_some();
-        let (sealer, opener) = match config.bus_key {
+        let (sealer, opener_key) = match config.bus_key {
             Some(key) => {
                 let sealer = Sealer::new(key.duplicate(), &mut rand::rng());
-                (Some(sealer), Some(Opener::new(key)))
+                (Some(sealer), Some(key))
             }
             None => (None, None),
         };
@@ -223,7 +224,7 @@ impl RedisBus {
             parts: Mutex::new(Some(StartParts {
                 queue_rx,
                 sealer,
-                opener,
+                opener_key,
             })),
             health: Mutex::new(Health {
                 last_error: Some("not started".to_owned()),
@@ -390,11 +391,14 @@ impl Bus for RedisBus {
             let StartParts {
                 queue_rx,
                 sealer,
-                opener,
+                opener_key,
             } = parts;
             inner
                 .tasks
                 .spawn(Arc::clone(&me).publisher(publ, queue_rx, sealer));
+            // The opener starts now, before subscribing: it refuses every envelope stamped
+            // before this instant, which an earlier run of this instance may have delivered.
+            let opener = opener_key.map(Opener::new);
             // Subscribe before returning so that nothing published after start is missed.
             let first = me.subscribe_all(sub).await;
             inner.tasks.spawn(me.subscriber(first, inbox, opener));

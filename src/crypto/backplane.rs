@@ -25,18 +25,43 @@
 //! Replays: an opener accepts each (`kid`, counter) at most once. Per `kid` it keeps the highest
 //! counter seen and which of the [`REPLAY_WINDOW`] counters below it have arrived, so envelopes
 //! that overtake each other on the way (an emitter's concurrent publishes) still get through,
-//! while a copy of an earlier envelope does not. An opener that has no state for a `kid` (it
-//! just started, or evicted the `kid` as the least recently seen of [`OPENER_CACHE`]) relies on
-//! `ts`: it refuses envelopes more than [`MAX_AGE_MS`] old or more than [`MAX_SKEW_MS`] in its
-//! future, so hosts' clocks must agree to within a minute (NTP).
+//! while a copy of an earlier envelope does not. Because that state starts empty (the opener
+//! just started, or evicted the `kid` as the least recently seen of [`OPENER_CACHE`]), every
+//! envelope must also be stamped after what the opener cannot vouch for. With `ts` the
+//! envelope's stamp and `now` the opener's clock (both in milliseconds), an authentic envelope
+//! is accepted only if all of these hold:
+//!
+//! 1. `now - MAX_AGE_MS <= ts <= now + MAX_SKEW_MS` ([`MAX_AGE_MS`], [`MAX_SKEW_MS`]);
+//! 2. `ts > start`, the millisecond (the opener's clock, truncated) in which the opener was
+//!    created. With equal clocks, every envelope sealed before that instant is stamped at or
+//!    before `start`, so none gets in; one sealed later within that same millisecond is refused
+//!    too (the bus subscribes only after creating its opener, so it could hardly arrive);
+//! 3. for a `kid` the opener has no state for: `ts > forgotten`, the newest stamp of any
+//!    envelope accepted from a publisher whose state it has since evicted (0 until then). It
+//!    then records the publisher's floor: `max(start, forgotten) + 1` or
+//!    `ts - FIRST_CONTACT_SLACK_MS`, whichever is later;
+//! 4. for a `kid` it has state for: `ts >= floor` and the counter is fresh (above the highest,
+//!    or one of the [`REPLAY_WINDOW`] below it not yet seen).
+//!
+//! [`FIRST_CONTACT_SLACK_MS`] lets envelopes sealed up to 1 s before the first one seen (and
+//! overtaken by it) through once. The floor never moves afterwards, and `forgotten` and `start`
+//! lie at or after the stamp of anything the opener may have accepted from that `kid` before,
+//! so nothing is accepted twice (a publisher's stamps are compared with its own clock, except
+//! that `start` is the opener's: hosts' clocks must agree, NTP).
 //!
 //! # Security
 //! Redis (and anyone who can read its traffic) sees only ciphertext of payloads; channel names,
 //! event names, targets and excluded client ids stay visible. Without the key nobody can inject,
-//! alter or re-target a message. Replaying a captured envelope is refused, with one residue: an
-//! opener that restarted may accept, once, an envelope captured less than [`MAX_AGE_MS`] earlier
-//! from a publisher it has not heard from since. Receivers with a key refuse envelopes that are
-//! not sealed.
+//! alter or re-target a message. A captured envelope replayed to an opener is refused if the
+//! opener accepted it before, if it is stamped at or before the opener's start or before the
+//! publisher's floor, or if it is older than [`MAX_AGE_MS`]. Residue: an envelope this opener
+//! never accepted (it was published on a channel the opener was not subscribed to, or while it
+//! was disconnected from Redis) is accepted once if it passes rules 1 to 4: less than
+//! [`MAX_AGE_MS`] old, stamped after the start, and either the first of its publisher (then
+//! stamped after `forgotten`) or no earlier than the publisher's floor with a counter within
+//! [`REPLAY_WINDOW`] of the highest seen. If a publisher's clock runs ahead of the opener's by
+//! `d`, envelopes sealed up to `d` before the opener started also count as after its start.
+//! Receivers with a key refuse envelopes that are not sealed.
 
 use std::collections::HashMap;
 
@@ -72,6 +97,10 @@ pub const REPLAY_WINDOW: u64 = 1024;
 pub const MAX_AGE_MS: u64 = 60_000;
 /// Furthest an envelope's `ts` may be ahead of the opener's clock, in milliseconds.
 pub const MAX_SKEW_MS: u64 = 60_000;
+/// How far before the first envelope an opener accepts from a publisher key its floor lies, in
+/// milliseconds: envelopes sealed that much earlier and overtaken by it (an emitter's
+/// concurrent publishes) are still accepted once.
+pub const FIRST_CONTACT_SLACK_MS: u64 = 1_000;
 
 /// Milliseconds since the Unix epoch by the system clock (0 if it is before 1970).
 fn now_ms() -> u64 {
@@ -327,6 +356,10 @@ impl ReplayWindow {
 struct Publisher {
     cipher: Aes256Gcm,
     window: ReplayWindow,
+    /// Earliest `ts` accepted from this key (fixed at first contact).
+    floor_ts: u64,
+    /// Latest `ts` accepted from this key.
+    newest_ts: u64,
     last_seen_ms: u64,
 }
 
@@ -335,23 +368,38 @@ struct Publisher {
 pub struct Opener {
     key: BusKey,
     publishers: HashMap<[u8; KID_LEN], Publisher>,
+    /// The millisecond the opener was created in: only later stamps are accepted.
+    start_ms: u64,
+    /// The newest `ts` accepted from any publisher whose state was evicted since.
+    forgotten_ts: u64,
 }
 
 impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opener")
             .field("publishers", &self.publishers.len())
+            .field("start_ms", &self.start_ms)
             .finish_non_exhaustive()
     }
 }
 
 impl Opener {
-    /// An opener for `key`.
+    /// An opener for `key`, started now: it refuses every envelope stamped at or before the
+    /// current millisecond.
     #[must_use]
     pub fn new(key: BusKey) -> Self {
+        Self::starting_at(key, now_ms())
+    }
+
+    /// An opener for `key` that counts as started at `start_ms` (milliseconds since the Unix
+    /// epoch): it refuses every envelope stamped at or before `start_ms`.
+    #[must_use]
+    pub fn starting_at(key: BusKey, start_ms: u64) -> Self {
         Self {
             key,
             publishers: HashMap::new(),
+            start_ms,
+            forgotten_ts: 0,
         }
     }
 
@@ -361,7 +409,9 @@ impl Opener {
     /// [`CryptoError::Decrypt`] for anything but an authentic sealed payload: plaintext data,
     /// bad base64, wrong lengths, a wrong key, or any change to the envelope.
     /// [`CryptoError::Replay`] for an authentic envelope already accepted, too far behind its
-    /// publisher's newest, or stamped outside the accepted age.
+    /// publisher's newest, stamped outside the accepted age, or stamped at or before the
+    /// opener's start, the publisher's floor, or (for a publisher it has no state for) the
+    /// newest envelope of a publisher it evicted.
     pub fn open(&mut self, env: &mut BusEnvelope) -> Result<(), CryptoError> {
         self.open_at(env, now_ms())
     }
@@ -409,13 +459,20 @@ impl Opener {
             .map_err(|_| CryptoError::Decrypt)?;
         let too_old = now.saturating_sub(ts) > MAX_AGE_MS;
         let too_new = ts.saturating_sub(now) > MAX_SKEW_MS;
-        let seen = known.is_some_and(|p| !p.window.is_fresh(counter));
-        if too_old || too_new || seen {
+        let before_start = ts <= self.start_ms;
+        let refused = match known {
+            Some(p) => ts < p.floor_ts || !p.window.is_fresh(counter),
+            None => ts <= self.forgotten_ts,
+        };
+        if too_old || too_new || before_start || refused {
             return Err(CryptoError::Replay);
         }
         let text = String::from_utf8(buf).map_err(|_| CryptoError::Decrypt)?;
         env.data = RawValue::from_string(text).map_err(|_| CryptoError::Decrypt)?;
         if let Some(cipher) = derived {
+            // Nothing this opener accepted from `kid` before (ahead of its start, or ahead of
+            // an eviction) is stamped after `max(start, forgotten)`.
+            let vouched = self.start_ms.max(self.forgotten_ts).saturating_add(1);
             if self.publishers.len() >= OPENER_CACHE {
                 self.evict_least_recent();
             }
@@ -424,25 +481,31 @@ impl Opener {
                 Publisher {
                     cipher,
                     window: ReplayWindow::default(),
+                    floor_ts: vouched.max(ts.saturating_sub(FIRST_CONTACT_SLACK_MS)),
+                    newest_ts: ts,
                     last_seen_ms: now,
                 },
             );
         }
         if let Some(publisher) = self.publishers.get_mut(&kid) {
             publisher.window.record(counter);
+            publisher.newest_ts = publisher.newest_ts.max(ts);
             publisher.last_seen_ms = now;
         }
         Ok(())
     }
 
+    /// Drops the least recently seen publisher; its envelopes can no longer be told apart
+    /// from new ones, so every first contact from now on must be stamped after its newest.
     fn evict_least_recent(&mut self) {
         if let Some(kid) = self
             .publishers
             .iter()
             .min_by_key(|(_, p)| p.last_seen_ms)
             .map(|(kid, _)| *kid)
+            && let Some(evicted) = self.publishers.remove(&kid)
         {
-            self.publishers.remove(&kid);
+            self.forgotten_ts = self.forgotten_ts.max(evicted.newest_ts);
         }
     }
 }
@@ -477,10 +540,15 @@ mod tests {
         BusKey::from_bytes([7u8; 32])
     }
 
+    /// An opener that started long before every stamp the tests use.
+    fn opener() -> Opener {
+        Opener::starting_at(key(), 0)
+    }
+
     #[test]
     fn round_trip_hides_plaintext() {
         let mut sealer = Sealer::new(key(), &mut rand::rng());
-        let mut opener = Opener::new(key());
+        let mut opener = opener();
         let mut e = env();
         sealer.seal(&mut e).expect("seal");
         assert!(!e.data.get().contains("4111"));
@@ -521,23 +589,16 @@ mod tests {
         for (i, change) in tampered.iter().enumerate() {
             let mut e = sealed.clone();
             change(&mut e);
-            assert_eq!(
-                Opener::new(key()).open(&mut e),
-                Err(CryptoError::Decrypt),
-                "{i}"
-            );
+            assert_eq!(opener().open(&mut e), Err(CryptoError::Decrypt), "{i}");
         }
         let mut ok = sealed.clone();
-        Opener::new(key()).open(&mut ok).expect("untouched opens");
+        opener().open(&mut ok).expect("untouched opens");
     }
 
     #[test]
     fn rejects_plaintext_wrong_key_and_flipped_bits() {
         let mut plain = env();
-        assert_eq!(
-            Opener::new(key()).open(&mut plain),
-            Err(CryptoError::Decrypt)
-        );
+        assert_eq!(opener().open(&mut plain), Err(CryptoError::Decrypt));
         let mut sealer = Sealer::new(key(), &mut rand::rng());
         let mut e = env();
         sealer.seal(&mut e).expect("seal");
@@ -555,11 +616,7 @@ mod tests {
             v2["ct"] = b64().encode(&t).into();
             let mut bad = e.clone();
             bad.data = serde_json::value::to_raw_value(&v2).expect("raw");
-            assert_eq!(
-                Opener::new(key()).open(&mut bad),
-                Err(CryptoError::Decrypt),
-                "{i}"
-            );
+            assert_eq!(opener().open(&mut bad), Err(CryptoError::Decrypt), "{i}");
         }
     }
 
@@ -576,7 +633,7 @@ mod tests {
     #[test]
     fn a_replayed_envelope_is_refused() {
         let mut sealer = Sealer::new(key(), &mut rand::rng());
-        let mut opener = Opener::new(key());
+        let mut opener = opener();
         let e = sealed_at(&mut sealer, NOW);
         opener.open_at(&mut e.clone(), NOW).expect("first copy");
         assert_eq!(
@@ -596,7 +653,7 @@ mod tests {
     #[test]
     fn late_envelopes_within_the_window_arrive_once() {
         let mut sealer = Sealer::new(key(), &mut rand::rng());
-        let mut opener = Opener::new(key());
+        let mut opener = opener();
         let all: Vec<_> = (0..20).map(|_| sealed_at(&mut sealer, NOW)).collect();
         for e in all.iter().rev() {
             opener.open_at(&mut e.clone(), NOW).expect("out of order");
@@ -612,7 +669,7 @@ mod tests {
     #[test]
     fn envelopes_further_behind_than_the_window_are_refused() {
         let mut sealer = Sealer::new(key(), &mut rand::rng());
-        let mut opener = Opener::new(key());
+        let mut opener = opener();
         let n = usize::try_from(REPLAY_WINDOW).expect("small") + 10;
         let all: Vec<_> = (0..n).map(|_| sealed_at(&mut sealer, NOW)).collect();
         opener
@@ -640,7 +697,7 @@ mod tests {
         let future = sealed_at(&mut sealer, NOW + MAX_SKEW_MS + 1);
         let recent = sealed_at(&mut sealer, NOW - MAX_AGE_MS + 1_000);
         let ahead = sealed_at(&mut sealer, NOW + MAX_SKEW_MS - 1_000);
-        let mut opener = Opener::new(key());
+        let mut opener = opener();
         assert_eq!(
             opener.open_at(&mut old.clone(), NOW),
             Err(CryptoError::Replay)
@@ -663,16 +720,13 @@ mod tests {
         v["ts"] = NOW.into();
         let mut moved = e.clone();
         moved.data = serde_json::value::to_raw_value(&v).expect("raw");
-        assert_eq!(
-            Opener::new(key()).open_at(&mut moved, NOW),
-            Err(CryptoError::Decrypt)
-        );
+        assert_eq!(opener().open_at(&mut moved, NOW), Err(CryptoError::Decrypt));
     }
 
     #[test]
     fn forged_key_ids_do_not_evict_real_publishers() {
         let mut sealer = Sealer::new(key(), &mut rand::rng());
-        let mut opener = Opener::new(key());
+        let mut opener = opener();
         let real = sealed_at(&mut sealer, NOW);
         opener.open_at(&mut real.clone(), NOW).expect("real");
         let mut forger = Sealer::new(BusKey::from_bytes([9u8; 32]), &mut rand::rng());
@@ -694,7 +748,7 @@ mod tests {
 
     #[test]
     fn the_least_recently_seen_publisher_is_evicted_first() {
-        let mut opener = Opener::new(key());
+        let mut opener = opener();
         let mut first = Sealer::new(key(), &mut rand::rng());
         let kept = sealed_at(&mut first, NOW);
         opener
@@ -711,6 +765,108 @@ mod tests {
             opener.open_at(&mut kept.clone(), NOW + 10_000),
             Err(CryptoError::Replay)
         );
+    }
+
+    #[test]
+    fn a_restarted_opener_refuses_envelopes_stamped_before_its_start() {
+        let start = NOW - 5_000;
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let captured: Vec<_> = (0..20)
+            .map(|i| sealed_at(&mut sealer, start - 20 + i))
+            .collect();
+        let at_start = sealed_at(&mut sealer, start);
+        let after = sealed_at(&mut sealer, start + 1);
+        // The instance before the restart delivered them all.
+        let mut before = opener();
+        for e in captured.iter().chain([&at_start, &after]) {
+            before
+                .open_at(&mut e.clone(), start + 1)
+                .expect("first run");
+        }
+        // After the restart nothing stamped at or before the start gets in, in any order.
+        let mut restarted = Opener::starting_at(key(), start);
+        for e in captured.iter().rev().chain([&at_start]) {
+            assert_eq!(
+                restarted.open_at(&mut e.clone(), NOW),
+                Err(CryptoError::Replay)
+            );
+        }
+        restarted
+            .open_at(&mut after.clone(), NOW)
+            .expect("stamped after the start");
+        restarted
+            .open_at(&mut sealed_at(&mut sealer, NOW), NOW)
+            .expect("the publisher's next envelope");
+        for e in captured.iter().chain([&at_start, &after]) {
+            assert_eq!(
+                restarted.open_at(&mut e.clone(), NOW),
+                Err(CryptoError::Replay)
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_contact_sets_a_floor_just_before_the_first_envelope() {
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let early = sealed_at(&mut sealer, NOW - FIRST_CONTACT_SLACK_MS - 1);
+        let overtaken = sealed_at(&mut sealer, NOW - FIRST_CONTACT_SLACK_MS);
+        let first = sealed_at(&mut sealer, NOW);
+        let mut opener = opener();
+        opener
+            .open_at(&mut first.clone(), NOW)
+            .expect("first contact");
+        opener
+            .open_at(&mut overtaken.clone(), NOW)
+            .expect("overtaken by the first, within the slack");
+        assert_eq!(
+            opener.open_at(&mut early.clone(), NOW),
+            Err(CryptoError::Replay)
+        );
+        for e in [&overtaken, &first] {
+            assert_eq!(
+                opener.open_at(&mut e.clone(), NOW),
+                Err(CryptoError::Replay)
+            );
+        }
+    }
+
+    /// Fills the cache with other publishers seen after `after`, evicting everyone seen before.
+    fn evict_all_seen_before(opener: &mut Opener, after: u64) {
+        for i in 0..OPENER_CACHE {
+            let mut s = Sealer::new(key(), &mut rand::rng());
+            let t = after + u64::try_from(i).expect("small");
+            opener.open_at(&mut sealed_at(&mut s, t), t).expect("other");
+        }
+    }
+
+    #[test]
+    fn an_evicted_publisher_seen_again_refuses_its_earlier_counters() {
+        let mut sealer = Sealer::new(key(), &mut rand::rng());
+        let mut opener = opener();
+        let delivered: Vec<_> = (0..10).map(|i| sealed_at(&mut sealer, NOW + i)).collect();
+        for (i, e) in (0..).zip(&delivered) {
+            opener.open_at(&mut e.clone(), NOW + i).expect("delivered");
+        }
+        let kid = *opener.publishers.keys().next().expect("one publisher");
+        evict_all_seen_before(&mut opener, NOW + 100);
+        assert!(!opener.publishers.contains_key(&kid));
+        // A copy replayed before the publisher is heard from again is refused...
+        for e in delivered.iter().rev() {
+            assert_eq!(
+                opener.open_at(&mut e.clone(), NOW + 1_000),
+                Err(CryptoError::Replay)
+            );
+        }
+        // ...and so is every copy after it is.
+        opener
+            .open_at(&mut sealed_at(&mut sealer, NOW + 1_000), NOW + 1_000)
+            .expect("the publisher's next envelope");
+        for e in &delivered {
+            assert_eq!(
+                opener.open_at(&mut e.clone(), NOW + 1_000),
+                Err(CryptoError::Replay)
+            );
+        }
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub mod error_message {
     pub const HANDSHAKE_FAILED: &str = "Encryption handshake failed";
     /// An `encrypted` frame that did not decrypt, or whose plaintext was not an envelope.
     pub const DECRYPT_FAILED: &str = "Invalid encrypted message";
-    /// A plaintext application event from an encrypted client while encryption is required.
+    /// A plaintext application event from a hardened-profile client, or from any encrypted
+    /// client when encrypted inbound events are required.
     pub const ENCRYPTION_REQUIRED: &str = "Encrypted message required";
     /// `join`/`leave` payload that is not `{rooms:[string..]}`.
     pub const INVALID_ROOMS: &str = "Invalid rooms";

@@ -37,6 +37,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets [`ServerConfig::require_encrypted_inbound`]: refuse plaintext application events
+    /// from encrypted clients of every profile, not only the hardened one.
+    pub fn require_encrypted_inbound(mut self, on: bool) -> Self {
+        self.config.require_encrypted_inbound = on;
+        self
+    }
+
     /// Edits the configuration in place.
     pub fn configure(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
         f(&mut self.config);

@@ -13,6 +13,12 @@ pub struct ServerConfig {
     /// Refuse clients that do not complete the encryption handshake (close 4004).
     /// Defaults to `false` (clients that send a public key are still encrypted).
     pub require_encryption: bool,
+    /// Refuse plaintext application events (`join`, `leave`, custom events) from encrypted
+    /// clients of every profile with `Encrypted message required`; `heartbeat` and `disconnect`
+    /// may still be plaintext. Hardened-profile clients are always held to this; IGNIS
+    /// compatibility-profile clients never encrypt inbound, so turning this on shuts them out
+    /// of rooms and custom events. Defaults to `false`.
+    pub require_encrypted_inbound: bool,
     /// Time a new connection has to send `authenticate`; authentication plus handshake must
     /// then finish within three times this. Defaults to 5 s.
     pub auth_timeout: Duration,
@@ -65,6 +71,7 @@ impl Default for ServerConfig {
         Self {
             path: "/ws".to_owned(),
             require_encryption: false,
+            require_encrypted_inbound: false,
             auth_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(90),

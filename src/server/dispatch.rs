@@ -164,10 +164,11 @@ where
         if name == event::DISCONNECT {
             return Some(Exit::Close(CloseCode::Normal));
         }
-        // Policy: with encryption required, or in the hardened profile, an encrypted client's
-        // application events must arrive encrypted too; plaintext ones are refused
-        // (heartbeat/disconnect excepted).
-        let strict = self.server.0.config.require_encryption
+        // Policy: in the hardened profile, or everywhere with `require_encrypted_inbound`, an
+        // encrypted client's application events must arrive encrypted too; plaintext ones are
+        // refused (heartbeat/disconnect excepted). IGNIS compatibility-profile clients never
+        // encrypt inbound, so `require_encryption` alone does not refuse theirs.
+        let strict = self.server.0.config.require_encrypted_inbound
             || self
                 .session
                 .as_ref()
