@@ -295,6 +295,30 @@ async fn join_and_leave_endpoints() {
             .expect("send"),
         0
     );
+    // Duplicates count once.
+    let (status, body) = admin
+        .post(&path, &json!({"rooms": ["dup", "dup", "dup"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["joined"], json!(["dup"]));
+    let (status, body) = admin.post(&leave, &json!({"rooms": ["dup", "dup"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["left"], json!(["dup"]));
+    // A list longer than a client may be in is refused whole.
+    let many: Vec<String> = (0..=s.server.config().max_rooms_per_client)
+        .map(|i| format!("r{i}"))
+        .collect();
+    for p in [&path, &leave] {
+        let (status, body) = admin.post(p, &json!({ "rooms": many })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .expect("error")
+                .starts_with("Too many rooms"),
+            "{body}"
+        );
+    }
     let (status, _) = admin
         .post("/socket/client/unknown/join", &json!({"rooms": ["a"]}))
         .await;
@@ -413,5 +437,45 @@ async fn websocket_path_answers_plain_http_requests() {
     // Other methods go through the router, which only routes GET (and HEAD) here.
     let r = http.post(&url).send().await.expect("post");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_join_endpoint_refuses_rooms_named_like_a_client_id() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let (mut a, _) = s.plain("alice").await;
+    let (mut b, _) = s.plain("mallory").await;
+    let a_id = a.id();
+    let path = format!("/socket/client/{}/join", b.id());
+    for room in [
+        a_id.clone(),
+        a_id.to_uppercase(),
+        uuid::Uuid::new_v4().to_string(),
+    ] {
+        let (status, body) = admin.post(&path, &json!({ "rooms": [room, "fine"] })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"].as_str().expect("error").contains("client id"),
+            "{body}"
+        );
+    }
+    let rooms = s.server.client_rooms(&b.id()).expect("rooms");
+    assert!(
+        !rooms.contains(&a_id) && !rooms.contains(&"fine".to_owned()),
+        "{rooms:?}"
+    );
+    // A send to alice's id, as a room (how another instance would route it), reaches her only.
+    let (status, body) = admin
+        .post(
+            &format!("/socket/room/{a_id}/send"),
+            &json!({"topic": "t", "data": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["localRecipients"], 1);
+    assert_eq!(a.recv_msg().await, json!({"event": "t", "data": 1}));
+    s.server.broadcast("end", &json!(null), &[]).expect("send");
+    assert_eq!(b.recv_msg().await["event"], "end");
     s.stop().await;
 }

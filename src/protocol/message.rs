@@ -49,6 +49,8 @@ pub mod error_message {
     pub const ENCRYPTION_REQUIRED: &str = "Encrypted message required";
     /// `join`/`leave` payload that is not `{rooms:[string..]}`.
     pub const INVALID_ROOMS: &str = "Invalid rooms";
+    /// `join`/`leave` listing more rooms than a client may be in (`max_rooms_per_client`).
+    pub const TOO_MANY_ROOMS: &str = "Too many rooms";
 }
 
 /// An inbound frame as parsed from the wire: `{event, data?, id?}`.

@@ -134,7 +134,7 @@ impl ServerConfig {
         if let Some(bad) = self
             .default_rooms
             .iter()
-            .find(|r| !super::registry::valid_room_name(r))
+            .find(|r| !super::registry::joinable_room_name(r))
         {
             return Err(ConfigError::InvalidRoom(bad.clone()));
         }

@@ -29,7 +29,10 @@ pub use hooks::{
     EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
     OutboundTransformer, RoomValidator,
 };
-pub use registry::{ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, valid_room_name};
+pub use registry::{
+    ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, is_client_id_shaped,
+    joinable_room_name, valid_room_name,
+};
 
 use hooks::Hooks;
 use registry::Registry;

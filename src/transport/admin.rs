@@ -1,6 +1,8 @@
 //! The admin REST API under `/socket`. Every route but health needs
 //! `Authorization: Bearer <admin token>`; errors are `{"error": ".."}` with a 4xx status.
 
+use std::collections::HashSet;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -13,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::protocol::BusTarget;
-use crate::server::{SendError, Server, check_event, valid_room_name};
+use crate::server::{SendError, Server, check_event, is_client_id_shaped, valid_room_name};
 
 /// Largest batch accepted by `POST /socket/batch`.
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -201,14 +203,33 @@ struct RoomsBody {
     rooms: Vec<String>,
 }
 
-fn rooms_body(body: &Bytes) -> Result<Vec<String>, ApiError> {
+/// The rooms of a join or leave body: at most `max_rooms_per_client` of them (a client can
+/// never be in more), every one a valid room name, each kept once. A join also refuses names
+/// shaped like a client id: those rooms belong to the client whose id they carry.
+fn rooms_body(server: &Server, body: &Bytes, join: bool) -> Result<Vec<String>, ApiError> {
     let b: RoomsBody = parse(body)?;
+    let max = server.config().max_rooms_per_client;
+    if b.rooms.len() > max {
+        return Err(bad_request(format!(
+            "Too many rooms: {} (max {max})",
+            b.rooms.len()
+        )));
+    }
     if let Some(bad) = b.rooms.iter().find(|r| !valid_room_name(r)) {
         return Err(bad_request(format!(
             "invalid room name {bad:?}: 1..=256 characters, not starting with \"ws:\""
         )));
     }
-    Ok(b.rooms)
+    if join && let Some(bad) = b.rooms.iter().find(|r| is_client_id_shaped(r)) {
+        return Err(bad_request(format!(
+            "invalid room name {bad:?}: names shaped like a client id (a UUID) are reserved"
+        )));
+    }
+    let mut seen = HashSet::with_capacity(b.rooms.len());
+    Ok(b.rooms
+        .into_iter()
+        .filter(|r| seen.insert(r.clone()))
+        .collect())
 }
 
 async fn client_join(
@@ -216,7 +237,7 @@ async fn client_join(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = rooms_body(&body)?;
+    let rooms = rooms_body(&server, &body, true)?;
     let joined = server
         .join(&id, &rooms)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("client {id} not found")))?;
@@ -230,7 +251,7 @@ async fn client_leave(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = rooms_body(&body)?;
+    let rooms = rooms_body(&server, &body, false)?;
     let left = server
         .leave(&id, &rooms)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("client {id} not found")))?;
