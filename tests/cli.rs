@@ -188,6 +188,22 @@ async fn an_auth_mode_is_required_and_exclusive() {
 }
 
 #[tokio::test]
+async fn an_empty_admin_token_is_refused() {
+    for token in ["", "  "] {
+        let err = serve_fails(&[
+            "--jwt-secret",
+            SECRET,
+            "--admin-token",
+            token,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .await;
+        assert!(err.contains("must not be empty"), "{token:?}: {err}");
+    }
+}
+
+#[tokio::test]
 async fn dev_mode_refuses_non_loopback_addresses() {
     let err = serve_fails(&["--dev", "--listen", "0.0.0.0:0"]).await;
     assert!(err.contains("loopback"), "{err}");

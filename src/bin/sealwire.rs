@@ -132,7 +132,7 @@ struct ServeArgs {
     /// Most concurrent WebSocket connections.
     #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// Bearer token for the admin REST API under /socket.
+    /// Bearer token for the admin REST API under /socket (must not be empty).
     #[arg(long, env = "SEALWIRE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// HS256 secret: clients authenticate with JWTs whose `sub` is the user id.
@@ -201,7 +201,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let mut admin_token = args.admin_token.filter(|t| !t.is_empty());
+    if args
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        bail!(
+            "--admin-token (or SEALWIRE_ADMIN_TOKEN) must not be empty; leave it unset to disable the admin API"
+        );
+    }
+    let mut admin_token = args.admin_token;
     if args.dev && admin_token.is_none() {
         let token = random_token();
         println!("dev admin token: {token}");

@@ -55,8 +55,9 @@ pub struct ServerConfig {
     /// without `profile: "sealwire-v1"` gets "Encryption handshake failed" and close 4004.
     /// Defaults to `true`.
     pub allow_compat_profile: bool,
-    /// Bearer token for the admin REST API; `None` disables every admin call but health.
-    /// Defaults to `None`.
+    /// Bearer token for the admin REST API; `None` disables every admin call (health then
+    /// answers without details). An empty or whitespace-only token is refused by
+    /// [`ServerConfig::validate`]. Defaults to `None`.
     pub admin_token: Option<String>,
 }
 
@@ -97,9 +98,12 @@ pub enum ConfigError {
     /// A limit is zero or out of range.
     #[error("invalid limit: {0}")]
     InvalidLimit(&'static str),
-    /// A default room name is not a valid room name.
+    /// A default room name is not a valid room name, or is shaped like a client id.
     #[error("invalid default room name: {0:?}")]
     InvalidRoom(String),
+    /// The admin token is empty or only whitespace (it would accept an empty bearer token).
+    #[error("the admin token must not be empty; leave it unset to disable the admin API")]
+    EmptyAdminToken,
 }
 
 impl ServerConfig {
@@ -138,6 +142,46 @@ impl ServerConfig {
         {
             return Err(ConfigError::InvalidRoom(bad.clone()));
         }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::EmptyAdminToken);
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_admin_tokens_are_refused() {
+        for token in ["", " ", "\t\n "] {
+            let c = ServerConfig {
+                admin_token: Some(token.to_owned()),
+                ..ServerConfig::default()
+            };
+            assert_eq!(c.validate(), Err(ConfigError::EmptyAdminToken), "{token:?}");
+        }
+        let mut c = ServerConfig {
+            admin_token: Some("secret".to_owned()),
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        c.admin_token = None;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn client_id_shaped_default_rooms_are_refused() {
+        let id = uuid::Uuid::new_v4().to_string();
+        let c = ServerConfig {
+            default_rooms: vec![id.clone()],
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::InvalidRoom(id)));
     }
 }
