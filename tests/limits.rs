@@ -1,5 +1,5 @@
-//! Limits: inbound message size, binary frames, slow consumers, connection cap, and many
-//! concurrent clients.
+//! Limits: inbound message size, binary frames, slow consumers, connection cap, the
+//! authentication deadline under a flood, and many concurrent clients.
 
 mod common;
 
@@ -185,6 +185,54 @@ async fn connections_over_the_limit_get_http_503() {
     .await
     .expect("send");
     s.wait_authenticated(2).await;
+    s.stop().await;
+}
+
+/// An unauthenticated client that floods invalid frames and never reads the error replies
+/// fills the socket; every reply then waits on it. The authentication deadline must still
+/// end the connection.
+#[tokio::test]
+async fn a_client_that_floods_without_reading_is_dropped_by_the_auth_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let auth_timeout = Duration::from_millis(300);
+    let mut cfg = base_config();
+    cfg.auth_timeout = auth_timeout;
+    let s = start(cfg).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small receive window, so the replies back up at once.
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut tcp = socket.connect(s.addr).await.expect("connect");
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .expect("write upgrade");
+    // The response head, and nothing more is ever read.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.expect("response head");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Empty masked text frames: each is 6 bytes and gets a 60-byte "Invalid message format".
+    let chunk = [0x81u8, 0x80, 1, 2, 3, 4].repeat(10_000);
+    // A liveness bound, generous: the deadline plus the bounded close is 2x the timeout.
+    let flood = async {
+        loop {
+            if let Err(e) = tcp.write_all(&chunk).await {
+                return e;
+            }
+        }
+    };
+    let ended = tokio::time::timeout(auth_timeout * 10, flood).await;
+    assert!(ended.is_ok(), "still connected long past the auth deadline");
+    wait_for(|| s.server.counts().clients == 0).await;
     s.stop().await;
 }
 

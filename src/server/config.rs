@@ -14,7 +14,9 @@ pub struct ServerConfig {
     /// Defaults to `false` (clients that send a public key are still encrypted).
     pub require_encryption: bool,
     /// Time a new connection has to send `authenticate`; authentication plus handshake must
-    /// then finish within three times this. Defaults to 5 s.
+    /// then finish within three times this. Replies to a client that has not sent
+    /// `authenticate` must be written by then too, so a client that floods without reading
+    /// is closed at this deadline (plus `shutdown_timeout` for the close). Defaults to 5 s.
     pub auth_timeout: Duration,
     /// How often idle connections are swept and pinged. Defaults to 30 s.
     pub heartbeat_interval: Duration,
@@ -45,7 +47,10 @@ pub struct ServerConfig {
     /// The buffer is freed each time it has been written out, so idle connections hold none.
     /// Defaults to 8 KiB.
     pub write_buffer_bytes: usize,
-    /// Time each socket gets to receive its close frame at shutdown. Defaults to 2 s.
+    /// Time each socket gets to receive its close frame (at shutdown and at every other
+    /// close), and the most a reply sent straight to an authenticating or authenticated
+    /// client (an error, `connected`) may take to be written: a client that does not read it
+    /// in time is closed with 4005. Defaults to 2 s.
     pub shutdown_timeout: Duration,
     /// Built-in ECDH handshake parameters; `None` disables the handshake (then clients that
     /// send a public key, and every client when encryption is required, are closed with 4004).

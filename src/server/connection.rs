@@ -4,6 +4,11 @@
 //! waits on, in priority order: the outbox (a requested close, such as shutdown, a slow
 //! consumer or a heartbeat timeout, before queued messages), the authentication deadline, and
 //! inbound frames.
+//!
+//! Replies sent straight from the loop (errors, `connected`, the close frame) are bounded in
+//! time, so a client that sends without ever reading cannot hold its connection open: before
+//! `authenticate` a reply must be written by the authentication deadline, otherwise within
+//! `shutdown_timeout`; a reply that is not is a close request (4001 or 4005).
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -50,6 +55,9 @@ pub(super) struct Connection<S> {
     pub(super) info: Option<Arc<ClientInfo>>,
     /// Dropped with the connection, wherever its task ends.
     pub(super) guard: Deregister,
+    /// When the client must have sent `authenticate`; dropped (with its timer entry) once it
+    /// is authenticated. Boxed so that dropping it frees the timer entry.
+    auth_deadline: Option<Pin<Box<Sleep>>>,
 }
 
 /// Registers a new connection and returns the future that runs it to completion.
@@ -87,7 +95,9 @@ where
         handle.close(CloseCode::GoingAway);
     }
     tracing::debug!(client = %id, ?remote, "connection opened");
+    let auth_deadline = Some(Box::pin(tokio::time::sleep(cfg.auth_timeout)));
     let conn = Connection {
+        auth_deadline,
         guard: Deregister {
             server: server.clone(),
             id,
@@ -158,13 +168,9 @@ where
     fn serve(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let handle = Arc::clone(&self.handle);
-            // Boxed so that it can be dropped (with its timer entry) once authenticated.
-            let mut auth_deadline = Some(Box::pin(tokio::time::sleep(
-                self.server.0.config.auth_timeout,
-            )));
             let exit = loop {
                 if self.state == ClientState::Authenticated {
-                    auth_deadline = None;
+                    self.auth_deadline = None;
                 }
                 // Shutdown reaches the loop as a close request (1001) through the outbox.
                 let exit = tokio::select! {
@@ -177,7 +183,7 @@ where
                             r = self.write_batch() => r.err().map(|_| Exit::Gone),
                         },
                     },
-                    () = expired(&mut auth_deadline) => Some(Exit::Close(CloseCode::AuthTimeout)),
+                    () = expired(&mut self.auth_deadline) => Some(Exit::Close(CloseCode::AuthTimeout)),
                     msg = self.socket.next() => match msg {
                         None => Some(Exit::Gone),
                         // Hooks run inside `on_frame` (authenticate, message handler, room
@@ -187,6 +193,9 @@ where
                         // Boxed: inbound handling (authentication above all) is rare but its
                         // future is large; inline it would grow every idle connection's task by
                         // kilobytes.
+                        // Before authentication, handling a frame can only wait on a reply,
+                        // and replies are bounded by the authentication deadline
+                        // (`send_direct`), so the deadline holds however the client floods.
                         Some(Ok(msg)) => tokio::select! {
                             biased;
                             code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
@@ -276,8 +285,31 @@ where
             },
             None => Message::text(json),
         };
-        if let Err(e) = self.socket.send(msg).await {
+        if let Err(e) = self.send_direct(msg).await {
             tracing::debug!(client = %self.handle.id, error = %e, "send failed");
+        }
+    }
+
+    /// Sends one message now, bounded in time: by the authentication deadline while the
+    /// client has not sent `authenticate` (its replies cannot keep it connected past that),
+    /// otherwise by `shutdown_timeout`. A send that does not complete in time (the client is
+    /// not reading) asks the connection to close, with 4001 or 4005 (slow consumer), and
+    /// fails with a timed-out I/O error.
+    async fn send_direct(&mut self, msg: Message) -> Result<(), WsError> {
+        let (deadline, code) = match (&self.auth_deadline, self.state) {
+            (Some(d), ClientState::Unauthorized) => (d.deadline(), CloseCode::AuthTimeout),
+            _ => (
+                tokio::time::Instant::now() + self.server.0.config.shutdown_timeout,
+                CloseCode::SlowConsumer,
+            ),
+        };
+        match tokio::time::timeout_at(deadline, self.socket.send(msg)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                tracing::debug!(client = %self.handle.id, code = code.code(), "client does not read; closing");
+                self.handle.close(code);
+                Err(WsError::Io(std::io::ErrorKind::TimedOut.into()))
+            }
         }
     }
 
@@ -287,9 +319,10 @@ where
         self.send_system(crate::protocol::event::ERROR, &data).await;
     }
 
-    /// Sends a plaintext frame regardless of the session (only `connected` uses this).
+    /// Sends a plaintext frame regardless of the session (only `connected` uses this), bounded
+    /// in time as [`Self::send_direct`].
     pub(super) async fn send_plain(&mut self, json: String) -> Result<(), WsError> {
-        self.socket.send(Message::text(json)).await
+        self.send_direct(Message::text(json)).await
     }
 
     async fn finish(mut self, exit: Exit) {
