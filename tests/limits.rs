@@ -1,5 +1,5 @@
-//! Limits: inbound message size, binary frames, slow consumers, connection cap, the
-//! authentication deadline under a flood, and many concurrent clients.
+//! Limits: inbound message size, binary frames, slow consumers, connection caps (total and per
+//! address), the authentication deadline under a flood, and many concurrent clients.
 
 mod common;
 
@@ -186,6 +186,61 @@ async fn connections_over_the_limit_get_http_503() {
     .expect("send");
     s.wait_authenticated(2).await;
     s.stop().await;
+}
+
+#[tokio::test]
+async fn connections_from_one_address_over_the_per_ip_limit_get_http_429() {
+    let mut cfg = base_config();
+    cfg.max_connections_per_ip = Some(2);
+    let s = start(cfg).await;
+    let (_a, _) = s.plain("a").await;
+    let b = s.client().await;
+    wait_for(|| s.server.counts().clients == 2).await;
+    for _ in 0..2 {
+        match tokio_tungstenite::connect_async(s.ws_url()).await {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("third connection from 127.0.0.1 accepted"),
+        }
+    }
+    // The admin API on the same listener is not counted.
+    let r = reqwest::get(s.http("/socket/health"))
+        .await
+        .expect("health");
+    assert_eq!(r.status(), 200);
+    // Once one closes (and its task has ended), the address may connect again.
+    drop(b);
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    let mut c = loop {
+        match tokio_tungstenite::connect_async(s.ws_url()).await {
+            Ok((ws, _)) => break ws,
+            Err(tungstenite::Error::Http(resp)) if resp.status() == 429 => {
+                assert!(tokio::time::Instant::now() < deadline, "place never freed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    };
+    c.send(Message::text(
+        json!({"event": "authenticate", "data": {"token": "c"}}).to_string(),
+    ))
+    .await
+    .expect("send");
+    s.wait_authenticated(2).await;
+    s.stop().await;
+}
+
+#[test]
+fn the_default_connection_limit_follows_the_descriptor_limit() {
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
+    let expected = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(sealwire::server::RESERVED_FDS)
+        .max(sealwire::server::MIN_MAX_CONNECTIONS);
+    assert_eq!(
+        sealwire::ServerConfig::default().max_connections,
+        Some(expected)
+    );
 }
 
 /// An unauthenticated client that floods invalid frames and never reads the error replies

@@ -35,9 +35,17 @@ pub struct ServerConfig {
     /// (4005). Also the largest message that can be sent: a bigger one is refused with
     /// `SendError::TooLarge` (the admin API answers 400). Defaults to 4 MiB.
     pub outbox_bytes: usize,
-    /// Most concurrent WebSocket connections; further upgrades get HTTP 503. Defaults to
-    /// `None` (limited only by file descriptors).
+    /// Most concurrent WebSocket connections; further upgrades get HTTP 503. `None` means no
+    /// limit but file descriptors. Defaults to [`default_max_connections`]: the process's
+    /// soft `RLIMIT_NOFILE` when the configuration is made, less [`RESERVED_FDS`] for
+    /// everything else (HTTP connections, Redis, logs), and at least [`MIN_MAX_CONNECTIONS`].
     pub max_connections: Option<usize>,
+    /// Most concurrent WebSocket connections from one IP address (IPv4-mapped IPv6 addresses
+    /// count as their IPv4 address); further upgrades from it get HTTP 429. Only enforced where
+    /// the transport knows the peer address (the built-in accept loop; the router mounted in
+    /// an app with `ConnectInfo`). Behind a proxy every client shares the proxy's address, so
+    /// this defaults to `None` (no per-address limit).
+    pub max_connections_per_ip: Option<usize>,
     /// WebSocket read buffer per connection, in bytes: allocated up front for every socket and
     /// also the most read from the socket per call (a larger inbound message grows the buffer
     /// to fit, but is read in steps of this size). Inbound traffic here is small (authenticate,
@@ -79,7 +87,8 @@ impl Default for ServerConfig {
             max_rooms_per_client: 256,
             outbox_messages: 4096,
             outbox_bytes: 4 * 1024 * 1024,
-            max_connections: None,
+            max_connections: Some(default_max_connections()),
+            max_connections_per_ip: None,
             read_buffer_bytes: 512,
             write_buffer_bytes: 8 * 1024,
             shutdown_timeout: Duration::from_secs(2),
@@ -111,6 +120,34 @@ pub enum ConfigError {
     EmptyAdminToken,
 }
 
+/// File descriptors [`default_max_connections`] leaves for everything but WebSockets.
+pub const RESERVED_FDS: usize = 256;
+
+/// The least [`default_max_connections`] returns, however low the descriptor limit.
+pub const MIN_MAX_CONNECTIONS: usize = 64;
+
+/// Used by [`default_max_connections`] where the descriptor limit cannot be read.
+const FALLBACK_MAX_CONNECTIONS: usize = 10_000;
+
+/// The default `max_connections`: the soft `RLIMIT_NOFILE` of the process now, less
+/// [`RESERVED_FDS`], and at least [`MIN_MAX_CONNECTIONS`]; 10,000 where the limit cannot be
+/// read. Each WebSocket holds one descriptor, so past this the server would start failing
+/// `accept` (EMFILE) for everyone, admin API and health included; refusing upgrades with 503
+/// first keeps the rest working. Raise the soft limit (`ulimit -n`, `LimitNOFILE=`) before
+/// the configuration is made to raise this.
+#[must_use]
+pub fn default_max_connections() -> usize {
+    #[cfg(unix)]
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX));
+    #[cfg(not(unix))]
+    let soft: Option<usize> = None;
+    soft.map_or(FALLBACK_MAX_CONNECTIONS, |n| {
+        n.saturating_sub(RESERVED_FDS).max(MIN_MAX_CONNECTIONS)
+    })
+}
+
 impl ServerConfig {
     /// Checks the values for consistency.
     ///
@@ -136,6 +173,10 @@ impl ServerConfig {
                 "read_buffer_bytes (at least 256)",
             ),
             (self.max_connections == Some(0), "max_connections"),
+            (
+                self.max_connections_per_ip == Some(0),
+                "max_connections_per_ip",
+            ),
         ];
         if let Some((_, name)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(ConfigError::InvalidLimit(name));
@@ -178,6 +219,18 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         c.admin_token = None;
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn connection_limits() {
+        let c = ServerConfig::default();
+        assert!(c.max_connections.is_some_and(|n| n >= MIN_MAX_CONNECTIONS));
+        assert_eq!(c.max_connections_per_ip, None);
+        let c = ServerConfig {
+            max_connections_per_ip: Some(0),
+            ..ServerConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::InvalidLimit(_))));
     }
 
     #[test]
