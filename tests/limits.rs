@@ -252,6 +252,9 @@ async fn a_client_that_floods_without_reading_is_dropped_by_the_auth_deadline() 
     let auth_timeout = Duration::from_millis(300);
     let mut cfg = base_config();
     cfg.auth_timeout = auth_timeout;
+    // Pings are queued for every connection at each sweep, also for one not yet
+    // authenticated; writing one to the backed-up socket must not outlast the deadline either.
+    cfg.heartbeat_interval = Duration::from_millis(10);
     let s = start(cfg).await;
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     // A small receive window, so the replies back up at once.
@@ -289,6 +292,33 @@ async fn a_client_that_floods_without_reading_is_dropped_by_the_auth_deadline() 
     assert!(ended.is_ok(), "still connected long past the auth deadline");
     wait_for(|| s.server.counts().clients == 0).await;
     s.stop().await;
+}
+
+/// The heartbeat sweep queues a ping for every connection, also for one not yet
+/// authenticated. Writing pings to a client that never reads backs up the socket; the
+/// authentication deadline must still end the connection (not the heartbeat timeout, 90 s).
+#[tokio::test]
+async fn pings_to_a_client_that_never_reads_do_not_outlast_the_auth_deadline() {
+    let auth_timeout = Duration::from_millis(300);
+    let mut cfg = base_config();
+    cfg.auth_timeout = auth_timeout;
+    cfg.heartbeat_interval = Duration::from_millis(5);
+    let server = builder(cfg).build().expect("server");
+    server.start().await.expect("start");
+    // A pipe of 16 bytes: eight 2-byte pings fill it long before the deadline.
+    let (io, _peer) = tokio::io::duplex(16);
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        io,
+        tungstenite::protocol::Role::Server,
+        None,
+    )
+    .await;
+    let conn = server.serve_socket(ws, None);
+    // A liveness bound: the deadline plus the bounded close is 2x the timeout.
+    let ended = tokio::time::timeout(auth_timeout * 10, conn).await;
+    assert!(ended.is_ok(), "still open long past the auth deadline");
+    assert_eq!(server.counts().clients, 0);
+    server.shutdown().await;
 }
 
 async fn client_task(url: String, i: usize) -> WsClient {

@@ -7,8 +7,9 @@
 //!
 //! Replies sent straight from the loop (errors, `connected`, the close frame) are bounded in
 //! time, so a client that sends without ever reading cannot hold its connection open: before
-//! `authenticate` a reply must be written by the authentication deadline, otherwise within
-//! `shutdown_timeout`; a reply that is not is a close request (4001 or 4005).
+//! `authenticate` a reply (or a ping from the outbox) must be written by the authentication
+//! deadline, otherwise within `shutdown_timeout`; a reply that is not is a close request (4001
+//! or 4005).
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -180,7 +181,7 @@ where
                         Wake::Ready => tokio::select! {
                             biased;
                             code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
-                            r = self.write_batch() => r.err().map(|_| Exit::Gone),
+                            r = self.write_outbox() => r,
                         },
                     },
                     () = expired(&mut self.auth_deadline) => Some(Exit::Close(CloseCode::AuthTimeout)),
@@ -217,6 +218,30 @@ where
             };
             // Boxed: the close path runs once; inline it would grow every idle connection's task.
             Box::pin(self.finish(exit)).await;
+        }
+    }
+
+    /// Writes what the outbox holds. Before authentication that can only be pings, and
+    /// writing them is bounded by the authentication deadline, like every reply
+    /// ([`Self::send_direct`]): a client that does not read cannot outlast the deadline here
+    /// either.
+    async fn write_outbox(&mut self) -> Option<Exit> {
+        let written = match self.pending_auth_deadline() {
+            None => self.write_batch().await,
+            // Boxed: only connections that are not authenticated yet take this path.
+            Some(at) => match Box::pin(tokio::time::timeout_at(at, self.write_batch())).await {
+                Ok(written) => written,
+                Err(_) => return Some(Exit::Close(CloseCode::AuthTimeout)),
+            },
+        };
+        written.err().map(|_| Exit::Gone)
+    }
+
+    /// The authentication deadline, while the client has not sent `authenticate`.
+    fn pending_auth_deadline(&self) -> Option<tokio::time::Instant> {
+        match (&self.auth_deadline, self.state) {
+            (Some(d), ClientState::Unauthorized) => Some(d.deadline()),
+            _ => None,
         }
     }
 
@@ -296,9 +321,9 @@ where
     /// not reading) asks the connection to close, with 4001 or 4005 (slow consumer), and
     /// fails with a timed-out I/O error.
     async fn send_direct(&mut self, msg: Message) -> Result<(), WsError> {
-        let (deadline, code) = match (&self.auth_deadline, self.state) {
-            (Some(d), ClientState::Unauthorized) => (d.deadline(), CloseCode::AuthTimeout),
-            _ => (
+        let (deadline, code) = match self.pending_auth_deadline() {
+            Some(at) => (at, CloseCode::AuthTimeout),
+            None => (
                 tokio::time::Instant::now() + self.server.0.config.shutdown_timeout,
                 CloseCode::SlowConsumer,
             ),
