@@ -116,18 +116,88 @@ async fn admin_api_is_disabled_without_a_token() {
 }
 
 #[tokio::test]
-async fn health_is_open_and_reports_the_bus() {
+async fn health_is_open_but_shows_details_only_with_the_admin_token() {
     let s = start(base_config()).await;
-    let r = reqwest::get(s.http("/socket/health"))
+    let http = reqwest::Client::new();
+    for token in [None, Some("wrong-token"), Some("")] {
+        let mut req = http.get(s.http("/socket/health"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("health");
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["healthy"], true);
+        let ts = body["timestamp"].as_str().expect("timestamp");
+        assert!(
+            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok(),
+            "{ts}"
+        );
+        // Whether the bus is up, and nothing else: no server id, no bus kind or error text.
+        assert_eq!(body["bus"], json!({"connected": true}), "{body}");
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["bus", "healthy", "status", "timestamp"], "{token:?}");
+    }
+    let r = http
+        .get(s.http("/socket/health"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
         .await
         .expect("health");
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["status"], "ok");
+    assert_eq!(body["healthy"], true);
+    assert!(body["timestamp"].is_string());
     assert_eq!(body["serverId"], s.server.id());
     assert_eq!(body["bus"]["kind"], "local");
     assert_eq!(body["bus"]["connected"], true);
     s.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_exact_admin_token_is_accepted() {
+    let s = start(base_config()).await;
+    let http = reqwest::Client::new();
+    let longer = format!("{ADMIN_TOKEN}x");
+    let shorter = &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1];
+    let other_case = ADMIN_TOKEN.to_uppercase();
+    for token in [longer.as_str(), shorter, other_case.as_str(), " "] {
+        let r = http
+            .get(s.http("/socket/info"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+    let r = http
+        .get(s.http("/socket/info"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[test]
+fn an_empty_admin_token_is_a_configuration_error() {
+    for token in ["", "   ", "\t"] {
+        let mut cfg = base_config();
+        cfg.admin_token = Some(token.to_owned());
+        match builder(cfg).build() {
+            Err(e) => assert_eq!(e, sealwire::server::ConfigError::EmptyAdminToken),
+            Ok(_) => panic!("admin token {token:?} accepted"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -295,6 +365,30 @@ async fn join_and_leave_endpoints() {
             .expect("send"),
         0
     );
+    // Duplicates count once.
+    let (status, body) = admin
+        .post(&path, &json!({"rooms": ["dup", "dup", "dup"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["joined"], json!(["dup"]));
+    let (status, body) = admin.post(&leave, &json!({"rooms": ["dup", "dup"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["left"], json!(["dup"]));
+    // A list longer than a client may be in is refused whole.
+    let many: Vec<String> = (0..=s.server.config().max_rooms_per_client)
+        .map(|i| format!("r{i}"))
+        .collect();
+    for p in [&path, &leave] {
+        let (status, body) = admin.post(p, &json!({ "rooms": many })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .expect("error")
+                .starts_with("Too many rooms"),
+            "{body}"
+        );
+    }
     let (status, _) = admin
         .post("/socket/client/unknown/join", &json!({"rooms": ["a"]}))
         .await;
@@ -413,5 +507,45 @@ async fn websocket_path_answers_plain_http_requests() {
     // Other methods go through the router, which only routes GET (and HEAD) here.
     let r = http.post(&url).send().await.expect("post");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_join_endpoint_refuses_rooms_named_like_a_client_id() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let (mut a, _) = s.plain("alice").await;
+    let (mut b, _) = s.plain("mallory").await;
+    let a_id = a.id();
+    let path = format!("/socket/client/{}/join", b.id());
+    for room in [
+        a_id.clone(),
+        a_id.to_uppercase(),
+        uuid::Uuid::new_v4().to_string(),
+    ] {
+        let (status, body) = admin.post(&path, &json!({ "rooms": [room, "fine"] })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"].as_str().expect("error").contains("client id"),
+            "{body}"
+        );
+    }
+    let rooms = s.server.client_rooms(&b.id()).expect("rooms");
+    assert!(
+        !rooms.contains(&a_id) && !rooms.contains(&"fine".to_owned()),
+        "{rooms:?}"
+    );
+    // A send to alice's id, as a room (how another instance would route it), reaches her only.
+    let (status, body) = admin
+        .post(
+            &format!("/socket/room/{a_id}/send"),
+            &json!({"topic": "t", "data": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["localRecipients"], 1);
+    assert_eq!(a.recv_msg().await, json!({"event": "t", "data": 1}));
+    s.server.broadcast("end", &json!(null), &[]).expect("send");
+    assert_eq!(b.recv_msg().await["event"], "end");
     s.stop().await;
 }

@@ -25,6 +25,8 @@ fn sealwire() -> Command {
         "SEALWIRE_DEFAULT_ROOMS",
         "SEALWIRE_ALLOW_ROOMS",
         "SEALWIRE_REUSE_PORT",
+        "SEALWIRE_MAX_CONNECTIONS",
+        "SEALWIRE_MAX_CONNECTIONS_PER_IP",
         "REDIS_URL",
     ] {
         cmd.env_remove(var);
@@ -211,6 +213,47 @@ async fn an_auth_mode_is_required_and_exclusive() {
     assert!(both.contains("exactly one auth mode"), "{both}");
     let short = serve_fails(&["--jwt-secret", "short", "--listen", "127.0.0.1:0"]).await;
     assert!(short.contains("at least 32 bytes"), "{short}");
+}
+
+#[tokio::test]
+async fn an_empty_admin_token_is_refused() {
+    for token in ["", "  "] {
+        let err = serve_fails(&[
+            "--jwt-secret",
+            SECRET,
+            "--admin-token",
+            token,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .await;
+        assert!(err.contains("must not be empty"), "{token:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn max_connections_per_ip_refuses_upgrades_with_429() {
+    let run = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections-per-ip",
+        "1",
+    ])
+    .await;
+    let mut first = WsClient::connect(&run.url).await;
+    first.authenticate("alice").await;
+    match tokio_tungstenite::connect_async(run.url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("second connection from 127.0.0.1 accepted"),
+    }
+    run.terminate();
+    assert_eq!(first.expect_close().await, Some(1001));
+    let status = run.wait().await;
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]

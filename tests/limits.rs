@@ -1,5 +1,5 @@
-//! Limits: inbound message size, binary frames, slow consumers, connection cap, and many
-//! concurrent clients.
+//! Limits: inbound message size, binary frames, slow consumers, connection caps (total and per
+//! address), the authentication deadline under a flood, and many concurrent clients.
 
 mod common;
 
@@ -186,6 +186,139 @@ async fn connections_over_the_limit_get_http_503() {
     .expect("send");
     s.wait_authenticated(2).await;
     s.stop().await;
+}
+
+#[tokio::test]
+async fn connections_from_one_address_over_the_per_ip_limit_get_http_429() {
+    let mut cfg = base_config();
+    cfg.max_connections_per_ip = Some(2);
+    let s = start(cfg).await;
+    let (_a, _) = s.plain("a").await;
+    let b = s.client().await;
+    wait_for(|| s.server.counts().clients == 2).await;
+    for _ in 0..2 {
+        match tokio_tungstenite::connect_async(s.ws_url()).await {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("third connection from 127.0.0.1 accepted"),
+        }
+    }
+    // The admin API on the same listener is not counted.
+    let r = reqwest::get(s.http("/socket/health"))
+        .await
+        .expect("health");
+    assert_eq!(r.status(), 200);
+    // Once one closes (and its task has ended), the address may connect again.
+    drop(b);
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    let mut c = loop {
+        match tokio_tungstenite::connect_async(s.ws_url()).await {
+            Ok((ws, _)) => break ws,
+            Err(tungstenite::Error::Http(resp)) if resp.status() == 429 => {
+                assert!(tokio::time::Instant::now() < deadline, "place never freed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    };
+    c.send(Message::text(
+        json!({"event": "authenticate", "data": {"token": "c"}}).to_string(),
+    ))
+    .await
+    .expect("send");
+    s.wait_authenticated(2).await;
+    s.stop().await;
+}
+
+#[test]
+fn the_default_connection_limit_follows_the_descriptor_limit() {
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
+    let expected = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(sealwire::server::RESERVED_FDS)
+        .max(sealwire::server::MIN_MAX_CONNECTIONS);
+    assert_eq!(
+        sealwire::ServerConfig::default().max_connections,
+        Some(expected)
+    );
+}
+
+/// An unauthenticated client that floods invalid frames and never reads the error replies
+/// fills the socket; every reply then waits on it. The authentication deadline must still
+/// end the connection.
+#[tokio::test]
+async fn a_client_that_floods_without_reading_is_dropped_by_the_auth_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let auth_timeout = Duration::from_millis(300);
+    let mut cfg = base_config();
+    cfg.auth_timeout = auth_timeout;
+    // Pings are queued for every connection at each sweep, also for one not yet
+    // authenticated; writing one to the backed-up socket must not outlast the deadline either.
+    cfg.heartbeat_interval = Duration::from_millis(10);
+    let s = start(cfg).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small receive window, so the replies back up at once.
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut tcp = socket.connect(s.addr).await.expect("connect");
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .expect("write upgrade");
+    // The response head, and nothing more is ever read.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.expect("response head");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Empty masked text frames: each is 6 bytes and gets a 60-byte "Invalid message format".
+    let chunk = [0x81u8, 0x80, 1, 2, 3, 4].repeat(10_000);
+    // A liveness bound, generous: the deadline plus the bounded close is 2x the timeout.
+    let flood = async {
+        loop {
+            if let Err(e) = tcp.write_all(&chunk).await {
+                return e;
+            }
+        }
+    };
+    let ended = tokio::time::timeout(auth_timeout * 10, flood).await;
+    assert!(ended.is_ok(), "still connected long past the auth deadline");
+    wait_for(|| s.server.counts().clients == 0).await;
+    s.stop().await;
+}
+
+/// The heartbeat sweep queues a ping for every connection, also for one not yet
+/// authenticated. Writing pings to a client that never reads backs up the socket; the
+/// authentication deadline must still end the connection (not the heartbeat timeout, 90 s).
+#[tokio::test]
+async fn pings_to_a_client_that_never_reads_do_not_outlast_the_auth_deadline() {
+    let auth_timeout = Duration::from_millis(300);
+    let mut cfg = base_config();
+    cfg.auth_timeout = auth_timeout;
+    cfg.heartbeat_interval = Duration::from_millis(5);
+    let server = builder(cfg).build().expect("server");
+    server.start().await.expect("start");
+    // A pipe of 16 bytes: eight 2-byte pings fill it long before the deadline.
+    let (io, _peer) = tokio::io::duplex(16);
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        io,
+        tungstenite::protocol::Role::Server,
+        None,
+    )
+    .await;
+    let conn = server.serve_socket(ws, None);
+    // A liveness bound: the deadline plus the bounded close is 2x the timeout.
+    let ended = tokio::time::timeout(auth_timeout * 10, conn).await;
+    assert!(ended.is_ok(), "still open long past the auth deadline");
+    assert_eq!(server.counts().clients, 0);
+    server.shutdown().await;
 }
 
 async fn client_task(url: String, i: usize) -> WsClient {

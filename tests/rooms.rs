@@ -335,3 +335,116 @@ async fn indexes_are_cleaned_up_on_disconnect() {
     );
     s.stop().await;
 }
+
+/// Every client is in the room of its own id, and `send(destination)` routes an id that is not
+/// a local client to the room of that name. If another client could join that room, a send to
+/// the id from an instance where the client is not local would reach it too.
+#[tokio::test]
+async fn nobody_can_join_the_room_of_another_client_id() {
+    let hub = sealwire::server::LocalBus::new();
+    let one = start_with(
+        builder(base_config())
+            .validate_rooms(globs(&["*"]))
+            .bus(hub.attach()),
+    )
+    .await;
+    let two = start_with(
+        builder(base_config())
+            .validate_rooms(globs(&["*"]))
+            .bus(hub.attach()),
+    )
+    .await;
+    let (mut a, _) = one.plain("alice").await;
+    let (mut b, _) = two.plain("mallory").await;
+    let a_id = a.id();
+    // Every spelling of a UUID is reserved, also on the instance where alice is not local.
+    b.emit(
+        "join",
+        json!({"rooms": [
+            a_id.clone(),
+            a_id.to_uppercase(),
+            a_id.replace('-', ""),
+            format!("{{{a_id}}}"),
+            "open",
+        ]}),
+    )
+    .await;
+    b.sync().await;
+    let mut expected = vec![
+        b.id(),
+        "open".into(),
+        "ws-default".into(),
+        "ws-notification".into(),
+    ];
+    expected.sort();
+    assert_eq!(rooms_of(&two, &b), expected);
+    // Nor through the application API.
+    assert_eq!(
+        two.server.join(&b.id(), std::slice::from_ref(&a_id)),
+        Some(vec![])
+    );
+    assert_eq!(rooms_of(&two, &b), expected);
+
+    // On instance two, alice's id is not a local client: it resolves to her room, which on
+    // instance one holds her alone.
+    assert_eq!(
+        two.server.resolve_destination(Some(&a_id)),
+        sealwire::protocol::BusTarget::Room(a_id.clone())
+    );
+    assert_eq!(
+        two.server
+            .send(Some(&a_id), "secret", &json!(1))
+            .expect("send"),
+        0
+    );
+    assert_eq!(a.recv_msg().await, json!({"event": "secret", "data": 1}));
+    one.server
+        .send(Some(&a_id), "secret", &json!(2))
+        .expect("send");
+    assert_eq!(a.recv_msg().await, json!({"event": "secret", "data": 2}));
+    // Mallory got neither: the next thing she receives is this broadcast.
+    two.server
+        .broadcast("end", &json!(null), &[])
+        .expect("send");
+    assert_eq!(b.recv_msg().await["event"], "end");
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test]
+async fn room_lists_are_bounded_and_deduplicated() {
+    let mut cfg = base_config();
+    cfg.max_rooms_per_client = 8;
+    let s = start_with(builder(cfg).validate_rooms(globs(&["*"]))).await;
+    let (mut c, _) = s.plain("alice").await;
+    let before = rooms_of(&s, &c);
+    // Longer than a client may ever be in: refused whole, before any other work.
+    let many: Vec<String> = (0..9).map(|i| format!("r{i}")).collect();
+    for event in ["join", "leave"] {
+        c.emit(event, json!({ "rooms": many })).await;
+        assert_eq!(
+            c.recv_json().await,
+            json!({"event": "error", "data": {"message": "Too many rooms"}})
+        );
+    }
+    assert_eq!(rooms_of(&s, &c), before);
+    // A huge list is refused as cheaply (a 16,000-name leave used to be de-duplicated in
+    // quadratic time); the connection stays open.
+    let huge: Vec<String> = (0..16_000).map(|i| format!("{i}")).collect();
+    c.emit("leave", json!({ "rooms": huge })).await;
+    assert_eq!(
+        c.recv_json().await["data"]["message"],
+        json!("Too many rooms")
+    );
+    // Duplicates count once: 3 rooms already, these are 2 distinct ones.
+    c.emit("join", json!({"rooms": ["x", "x", "y", "x", "y"]}))
+        .await;
+    c.sync().await;
+    let rooms = rooms_of(&s, &c);
+    assert_eq!(rooms.len(), before.len() + 2, "{rooms:?}");
+    assert!(rooms.contains(&"x".to_owned()) && rooms.contains(&"y".to_owned()));
+    c.emit("leave", json!({"rooms": ["x", "x", "x"]})).await;
+    c.sync().await;
+    assert_eq!(rooms_of(&s, &c).len(), before.len() + 1);
+    s.stop().await;
+}

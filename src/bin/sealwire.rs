@@ -133,10 +133,15 @@ struct ServeArgs {
     /// Glob patterns of rooms clients may join themselves (comma-separated); none: no joins.
     #[arg(long, env = "SEALWIRE_ALLOW_ROOMS", value_delimiter = ',')]
     allow_rooms: Vec<String>,
-    /// Most concurrent WebSocket connections.
+    /// Most concurrent WebSocket connections; further upgrades get HTTP 503. Defaults to the
+    /// soft RLIMIT_NOFILE less 256 (at least 64).
     #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// Bearer token for the admin REST API under /socket.
+    /// Most concurrent WebSocket connections from one IP address; further upgrades from it
+    /// get HTTP 429. Unlimited by default (behind a proxy every client has its address).
+    #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Bearer token for the admin REST API under /socket (must not be empty).
     #[arg(long, env = "SEALWIRE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// HS256 secret: clients authenticate with JWTs whose `sub` is the user id.
@@ -214,7 +219,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let mut admin_token = args.admin_token.filter(|t| !t.is_empty());
+    if args
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        bail!(
+            "--admin-token (or SEALWIRE_ADMIN_TOKEN) must not be empty; leave it unset to disable the admin API"
+        );
+    }
+    let mut admin_token = args.admin_token;
     if args.dev && admin_token.is_none() {
         let token = random_token();
         println!("dev admin token: {token}");
@@ -241,7 +255,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|r| !r.is_empty())
         .collect();
-    config.max_connections = args.max_connections;
+    if let Some(max) = args.max_connections {
+        config.max_connections = Some(max);
+    }
+    config.max_connections_per_ip = args.max_connections_per_ip;
     config.admin_token = admin_token;
 
     let mut builder = Server::builder().config(config);

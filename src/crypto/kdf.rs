@@ -23,6 +23,30 @@ pub fn derive_key(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
 mod tests {
     use super::*;
 
+    /// Compiles only for types that wipe themselves when dropped.
+    fn assert_zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    #[test]
+    fn keyed_states_are_wiped_on_drop() {
+        use hmac::block_api::HmacCore;
+        use hmac::digest::block_api::{Buffer, EagerHash};
+        // `Hmac<Sha256>` is an `HmacCore` (the inner and outer hash states, each keyed after
+        // its first block) plus a buffer of pending input; `Hkdf<Sha256>` is nothing but an
+        // `Hmac<Sha256>` keyed with the PRK. `hmac` 0.13 does not put the marker trait on
+        // `Hmac` itself, so each part is checked: with the `zeroize` features of `hmac` and
+        // `sha2` every one of them wipes itself on drop, and so the drop glue of `Hmac` and
+        // `Hkdf` wipes them all.
+        assert_zeroize_on_drop::<<Sha256 as EagerHash>::Core>();
+        assert_zeroize_on_drop::<Buffer<HmacCore<Sha256>>>();
+        assert_zeroize_on_drop::<Sha256>();
+        // And those are the parts: an HMAC holds no other state.
+        assert_eq!(
+            size_of::<hmac::Hmac<Sha256>>(),
+            2 * size_of::<<Sha256 as EagerHash>::Core>() + size_of::<Buffer<HmacCore<Sha256>>>()
+        );
+        assert_eq!(size_of::<Hkdf<Sha256>>(), size_of::<hmac::Hmac<Sha256>>());
+    }
+
     #[test]
     fn rfc5869_case_1_prefix() {
         // RFC 5869 A.1 (first 32 bytes of the 42-byte OKM).

@@ -61,6 +61,8 @@ pub mod error_message {
     pub const INVALID_ROOMS: &str = "Invalid rooms";
     /// `refresh` rejected, failed, or naming another user; the session keeps its expiry.
     pub const REFRESH_FAILED: &str = "Refresh failed";
+    /// `join`/`leave` listing more rooms than a client may be in (`max_rooms_per_client`).
+    pub const TOO_MANY_ROOMS: &str = "Too many rooms";
 }
 
 /// An inbound frame as parsed from the wire: `{event, data?, id?}`.

@@ -50,6 +50,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets `ServerConfig::max_connections_per_ip`: upgrades from an address that already
+    /// has `max` WebSockets open are refused with HTTP 429.
+    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
+        self.config.max_connections_per_ip = Some(max);
+        self
+    }
+
     /// Sets the authenticate hook (required).
     pub fn authenticate(mut self, hook: impl Authenticator) -> Self {
         self.hooks.authenticator = Some(Arc::new(hook));
@@ -140,6 +147,7 @@ impl ServerBuilder {
             epoch: std::time::Instant::now(),
             started: tokio::sync::OnceCell::new(),
             sockets: std::sync::atomic::AtomicUsize::new(0),
+            per_ip: Mutex::default(),
         })))
     }
 }

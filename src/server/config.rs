@@ -20,7 +20,9 @@ pub struct ServerConfig {
     /// of rooms and custom events. Defaults to `false`.
     pub require_encrypted_inbound: bool,
     /// Time a new connection has to send `authenticate`; authentication plus handshake must
-    /// then finish within three times this. Defaults to 5 s.
+    /// then finish within three times this. Replies to a client that has not sent
+    /// `authenticate` must be written by then too, so a client that floods without reading
+    /// is closed at this deadline (plus `shutdown_timeout` for the close). Defaults to 5 s.
     pub auth_timeout: Duration,
     /// How often idle connections are swept and pinged. Defaults to 30 s.
     pub heartbeat_interval: Duration,
@@ -39,9 +41,17 @@ pub struct ServerConfig {
     /// (4005). Also the largest message that can be sent: a bigger one is refused with
     /// `SendError::TooLarge` (the admin API answers 400). Defaults to 4 MiB.
     pub outbox_bytes: usize,
-    /// Most concurrent WebSocket connections; further upgrades get HTTP 503. Defaults to
-    /// `None` (limited only by file descriptors).
+    /// Most concurrent WebSocket connections; further upgrades get HTTP 503. `None` means no
+    /// limit but file descriptors. Defaults to [`default_max_connections`]: the process's
+    /// soft `RLIMIT_NOFILE` when the configuration is made, less [`RESERVED_FDS`] for
+    /// everything else (HTTP connections, Redis, logs), and at least [`MIN_MAX_CONNECTIONS`].
     pub max_connections: Option<usize>,
+    /// Most concurrent WebSocket connections from one IP address (IPv4-mapped IPv6 addresses
+    /// count as their IPv4 address); further upgrades from it get HTTP 429. Only enforced where
+    /// the transport knows the peer address (the built-in accept loop; the router mounted in
+    /// an app with `ConnectInfo`). Behind a proxy every client shares the proxy's address, so
+    /// this defaults to `None` (no per-address limit).
+    pub max_connections_per_ip: Option<usize>,
     /// WebSocket read buffer per connection, in bytes: allocated up front for every socket and
     /// also the most read from the socket per call (a larger inbound message grows the buffer
     /// to fit, but is read in steps of this size). Inbound traffic here is small (authenticate,
@@ -51,7 +61,10 @@ pub struct ServerConfig {
     /// The buffer is freed each time it has been written out, so idle connections hold none.
     /// Defaults to 8 KiB.
     pub write_buffer_bytes: usize,
-    /// Time each socket gets to receive its close frame at shutdown. Defaults to 2 s.
+    /// Time each socket gets to receive its close frame (at shutdown and at every other
+    /// close), and the most a reply sent straight to an authenticating or authenticated
+    /// client (an error, `connected`) may take to be written: a client that does not read it
+    /// in time is closed with 4005. Defaults to 2 s.
     pub shutdown_timeout: Duration,
     /// Built-in ECDH handshake parameters; `None` disables the handshake (then clients that
     /// send a public key, and every client when encryption is required, are closed with 4004).
@@ -61,8 +74,9 @@ pub struct ServerConfig {
     /// without `profile: "sealwire-v2"` gets "Encryption handshake failed" and close 4004.
     /// Defaults to `true`.
     pub allow_compat_profile: bool,
-    /// Bearer token for the admin REST API; `None` disables every admin call but health.
-    /// Defaults to `None`.
+    /// Bearer token for the admin REST API; `None` disables every admin call (health then
+    /// answers without details). An empty or whitespace-only token is refused by
+    /// [`ServerConfig::validate`]. Defaults to `None`.
     pub admin_token: Option<String>,
 }
 
@@ -80,7 +94,8 @@ impl Default for ServerConfig {
             max_rooms_per_client: 256,
             outbox_messages: 4096,
             outbox_bytes: 4 * 1024 * 1024,
-            max_connections: None,
+            max_connections: Some(default_max_connections()),
+            max_connections_per_ip: None,
             read_buffer_bytes: 512,
             write_buffer_bytes: 8 * 1024,
             shutdown_timeout: Duration::from_secs(2),
@@ -104,9 +119,40 @@ pub enum ConfigError {
     /// A limit is zero or out of range.
     #[error("invalid limit: {0}")]
     InvalidLimit(&'static str),
-    /// A default room name is not a valid room name.
+    /// A default room name is not a valid room name, or is shaped like a client id.
     #[error("invalid default room name: {0:?}")]
     InvalidRoom(String),
+    /// The admin token is empty or only whitespace (it would accept an empty bearer token).
+    #[error("the admin token must not be empty; leave it unset to disable the admin API")]
+    EmptyAdminToken,
+}
+
+/// File descriptors [`default_max_connections`] leaves for everything but WebSockets.
+pub const RESERVED_FDS: usize = 256;
+
+/// The least [`default_max_connections`] returns, however low the descriptor limit.
+pub const MIN_MAX_CONNECTIONS: usize = 64;
+
+/// Used by [`default_max_connections`] where the descriptor limit cannot be read.
+const FALLBACK_MAX_CONNECTIONS: usize = 10_000;
+
+/// The default `max_connections`: the soft `RLIMIT_NOFILE` of the process now, less
+/// [`RESERVED_FDS`], and at least [`MIN_MAX_CONNECTIONS`]; 10,000 where the limit cannot be
+/// read. Each WebSocket holds one descriptor, so past this the server would start failing
+/// `accept` (EMFILE) for everyone, admin API and health included; refusing upgrades with 503
+/// first keeps the rest working. Raise the soft limit (`ulimit -n`, `LimitNOFILE=`) before
+/// the configuration is made to raise this.
+#[must_use]
+pub fn default_max_connections() -> usize {
+    #[cfg(unix)]
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX));
+    #[cfg(not(unix))]
+    let soft: Option<usize> = None;
+    soft.map_or(FALLBACK_MAX_CONNECTIONS, |n| {
+        n.saturating_sub(RESERVED_FDS).max(MIN_MAX_CONNECTIONS)
+    })
 }
 
 impl ServerConfig {
@@ -134,6 +180,10 @@ impl ServerConfig {
                 "read_buffer_bytes (at least 256)",
             ),
             (self.max_connections == Some(0), "max_connections"),
+            (
+                self.max_connections_per_ip == Some(0),
+                "max_connections_per_ip",
+            ),
         ];
         if let Some((_, name)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(ConfigError::InvalidLimit(name));
@@ -141,10 +191,62 @@ impl ServerConfig {
         if let Some(bad) = self
             .default_rooms
             .iter()
-            .find(|r| !super::registry::valid_room_name(r))
+            .find(|r| !super::registry::joinable_room_name(r))
         {
             return Err(ConfigError::InvalidRoom(bad.clone()));
         }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::EmptyAdminToken);
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_admin_tokens_are_refused() {
+        for token in ["", " ", "\t\n "] {
+            let c = ServerConfig {
+                admin_token: Some(token.to_owned()),
+                ..ServerConfig::default()
+            };
+            assert_eq!(c.validate(), Err(ConfigError::EmptyAdminToken), "{token:?}");
+        }
+        let mut c = ServerConfig {
+            admin_token: Some("secret".to_owned()),
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        c.admin_token = None;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn connection_limits() {
+        let c = ServerConfig::default();
+        assert!(c.max_connections.is_some_and(|n| n >= MIN_MAX_CONNECTIONS));
+        assert_eq!(c.max_connections_per_ip, None);
+        let c = ServerConfig {
+            max_connections_per_ip: Some(0),
+            ..ServerConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::InvalidLimit(_))));
+    }
+
+    #[test]
+    fn client_id_shaped_default_rooms_are_refused() {
+        let id = uuid::Uuid::new_v4().to_string();
+        let c = ServerConfig {
+            default_rooms: vec![id.clone()],
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::InvalidRoom(id)));
     }
 }

@@ -4,6 +4,15 @@
 //! waits on, in priority order: the outbox (a requested close, such as shutdown, a slow
 //! consumer or a heartbeat timeout, before queued messages), the authentication deadline, and
 //! inbound frames.
+//!
+//! The connection's deadline lives in its [`ClientHandle`]: the authentication deadline
+//! (`auth_timeout`, moved to `3 x auth_timeout` by the first `authenticate` or `hello`), then
+//! the session's expiry (4006). Inbound handling is raced against it, so neither a slow hook
+//! nor a client that never reads its replies can outlast it. Replies sent straight from the
+//! loop (errors, `connected`, the close frame) are bounded in time too: before
+//! authentication a reply (or a ping from the outbox) must be written by the deadline,
+//! afterwards within `shutdown_timeout`; a reply that is not is a close request (4001 or
+//! 4005).
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -174,7 +183,7 @@ where
                         Wake::Ready => tokio::select! {
                             biased;
                             code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
-                            r = self.write_batch() => r.err().map(|_| Exit::Gone),
+                            r = self.write_outbox() => r,
                         },
                     },
                     () = deadline(&handle, &mut timer) => Some(Exit::Close(self.deadline_code())),
@@ -218,6 +227,30 @@ where
             // Boxed: the close path runs once; inline it would grow every idle connection's task.
             Box::pin(self.finish(exit)).await;
         }
+    }
+
+    /// Writes what the outbox holds. Before authentication that can only be pings, and
+    /// writing them is bounded by the authentication deadline, like every reply
+    /// ([`Self::send_direct`]): a client that does not read cannot outlast the deadline here
+    /// either.
+    async fn write_outbox(&mut self) -> Option<Exit> {
+        let written = match self.pending_auth_deadline() {
+            None => self.write_batch().await,
+            // Boxed: only connections that are not authenticated yet take this path.
+            Some(at) => match Box::pin(tokio::time::timeout_at(at, self.write_batch())).await {
+                Ok(written) => written,
+                Err(_) => return Some(Exit::Close(CloseCode::AuthTimeout)),
+            },
+        };
+        written.err().map(|_| Exit::Gone)
+    }
+
+    /// The authentication deadline, while the client is not authenticated.
+    fn pending_auth_deadline(&self) -> Option<tokio::time::Instant> {
+        if self.state == ClientState::Authenticated {
+            return None;
+        }
+        self.handle.deadline().map(tokio::time::Instant::from_std)
     }
 
     async fn write_batch(&mut self) -> Result<(), WsError> {
@@ -294,8 +327,31 @@ where
             },
             None => Message::text(json),
         };
-        if let Err(e) = self.socket.send(msg).await {
+        if let Err(e) = self.send_direct(msg).await {
             tracing::debug!(client = %self.handle.id, error = %e, "send failed");
+        }
+    }
+
+    /// Sends one message now, bounded in time: by the authentication deadline while the
+    /// client is not authenticated (its replies cannot keep it connected past that),
+    /// otherwise by `shutdown_timeout`. A send that does not complete in time (the client is
+    /// not reading) asks the connection to close, with 4001 or 4005 (slow consumer), and
+    /// fails with a timed-out I/O error.
+    async fn send_direct(&mut self, msg: Message) -> Result<(), WsError> {
+        let (deadline, code) = match self.pending_auth_deadline() {
+            Some(at) => (at, CloseCode::AuthTimeout),
+            None => (
+                tokio::time::Instant::now() + self.server.0.config.shutdown_timeout,
+                CloseCode::SlowConsumer,
+            ),
+        };
+        match tokio::time::timeout_at(deadline, self.socket.send(msg)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                tracing::debug!(client = %self.handle.id, code = code.code(), "client does not read; closing");
+                self.handle.close(code);
+                Err(WsError::Io(std::io::ErrorKind::TimedOut.into()))
+            }
         }
     }
 
@@ -305,9 +361,10 @@ where
         self.send_system(crate::protocol::event::ERROR, &data).await;
     }
 
-    /// Sends a plaintext frame regardless of the session (only `connected` uses this).
+    /// Sends a plaintext frame regardless of the session (only `connected` uses this), bounded
+    /// in time as [`Self::send_direct`].
     pub(super) async fn send_plain(&mut self, json: String) -> Result<(), WsError> {
-        self.socket.send(Message::text(json)).await
+        self.send_direct(Message::text(json)).await
     }
 
     async fn finish(mut self, exit: Exit) {

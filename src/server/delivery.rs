@@ -116,6 +116,10 @@ impl Server {
     /// client; a local room sends to the room; anything else is published as a room for the
     /// other instances. Always publishes to the bus as well.
     ///
+    /// A client id that is not local thus travels as the room of that name, which on the
+    /// client's own instance holds that client alone: client-id-shaped rooms cannot be joined
+    /// ([`super::joinable_room_name`]).
+    ///
     /// # Errors
     /// As [`Server::send_to_client`].
     pub fn send(
@@ -220,13 +224,14 @@ impl Server {
     }
 
     /// Joins a client to rooms on behalf of the application (no validation hook; name rules
-    /// and the per-client room limit still apply). Returns the rooms newly joined, or `None`
-    /// for an unknown client.
+    /// and the per-client room limit still apply). Names that are not
+    /// [joinable](super::joinable_room_name), client-id-shaped ones included, are skipped.
+    /// Returns the rooms newly joined, or `None` for an unknown client.
     #[must_use]
     pub fn join(&self, client_id: &str, rooms: &[String]) -> Option<Vec<String>> {
         let valid: Vec<String> = rooms
             .iter()
-            .filter(|r| super::valid_room_name(r))
+            .filter(|r| super::joinable_room_name(r))
             .cloned()
             .collect();
         let mut changes = Vec::new();

@@ -2,13 +2,15 @@
 //!
 //! Mapping of failures to protocol errors and close codes happens here and nowhere else.
 
+use std::collections::HashSet;
+
 use futures_util::{Sink, Stream};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::connection::{Connection, Exit};
 use super::hooks::InboundMessage;
-use super::registry::{ClientState, valid_room_name};
+use super::registry::{ClientState, joinable_room_name};
 use crate::protocol::{
     CloseCode, EncryptedPayload, Inbound, RoomsPayload, error_message as err, event,
 };
@@ -201,24 +203,33 @@ where
         None
     }
 
-    fn rooms_from(&self, data: Option<Value>) -> Option<Vec<String>> {
-        let payload: RoomsPayload = serde_json::from_value(data?).ok()?;
-        let mut rooms: Vec<String> = Vec::new();
-        for r in payload.rooms {
-            if valid_room_name(&r) && !rooms.contains(&r) && r != *self.handle.id {
-                rooms.push(r);
-            }
+    /// The rooms of a `join`/`leave` payload: valid, joinable names (the own-id room and every
+    /// other client-id-shaped name are left out), each once, in request order. A list longer
+    /// than `max_rooms_per_client` is refused before any work is done on it.
+    fn rooms_from(&self, data: Option<Value>) -> Result<Vec<String>, &'static str> {
+        let payload: RoomsPayload = data
+            .and_then(|d| serde_json::from_value(d).ok())
+            .ok_or(err::INVALID_ROOMS)?;
+        if payload.rooms.len() > self.server.0.config.max_rooms_per_client {
+            return Err(err::TOO_MANY_ROOMS);
         }
-        Some(rooms)
+        let mut seen = HashSet::with_capacity(payload.rooms.len());
+        Ok(payload
+            .rooms
+            .into_iter()
+            .filter(|r| joinable_room_name(r) && seen.insert(r.clone()))
+            .collect())
     }
 
     async fn on_join(&mut self, data: Option<Value>) {
-        let Some(mut requested) = self.rooms_from(data) else {
-            self.send_error(err::INVALID_ROOMS).await;
-            return;
+        let requested = match self.rooms_from(data) {
+            Ok(rooms) => rooms,
+            Err(message) => {
+                self.send_error(message).await;
+                return;
+            }
         };
         let max = self.server.0.config.max_rooms_per_client;
-        requested.truncate(max);
         let (Some(validator), Some(info)) = (
             self.server.0.hooks.room_validator.clone(),
             self.info.clone(),
@@ -230,10 +241,9 @@ where
             return;
         }
         let allowed = validator.validate(info, requested.clone()).await;
-        let allowed: Vec<String> = allowed
-            .into_iter()
-            .filter(|r| requested.contains(r))
-            .collect();
+        // Only names the client asked for (each once): a validator cannot widen the request.
+        let mut asked: HashSet<String> = requested.into_iter().collect();
+        let allowed: Vec<String> = allowed.into_iter().filter(|r| asked.remove(r)).collect();
         let mut changes = Vec::new();
         let joined = self
             .server
@@ -245,9 +255,12 @@ where
     }
 
     async fn on_leave(&mut self, data: Option<Value>) {
-        let Some(rooms) = self.rooms_from(data) else {
-            self.send_error(err::INVALID_ROOMS).await;
-            return;
+        let rooms = match self.rooms_from(data) {
+            Ok(rooms) => rooms,
+            Err(message) => {
+                self.send_error(message).await;
+                return;
+            }
         };
         let mut changes = Vec::new();
         let left = self

@@ -13,7 +13,8 @@ mod login;
 mod outbox;
 mod registry;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,14 +24,19 @@ use tokio_util::task::TaskTracker;
 pub use auth::{DevAuth, JwtAuth};
 pub use builder::ServerBuilder;
 pub use bus::{Bus, BusError, BusInbox, BusStatus, LocalBus};
-pub use config::{ConfigError, ServerConfig};
+pub use config::{
+    ConfigError, MIN_MAX_CONNECTIONS, RESERVED_FDS, ServerConfig, default_max_connections,
+};
 pub use delivery::{SendError, check_event};
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
     EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
     OutboundTransformer, RoomValidator,
 };
-pub use registry::{ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, valid_room_name};
+pub use registry::{
+    ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, is_client_id_shaped,
+    joinable_room_name, valid_room_name,
+};
 
 use hooks::Hooks;
 use registry::Registry;
@@ -64,15 +70,40 @@ pub(crate) struct Shared {
     /// WebSocket connections accepted by the transport and not yet finished, counted from
     /// the upgrade on (the registry only sees them once the upgrade completes).
     sockets: std::sync::atomic::AtomicUsize,
+    /// Connections counted as `sockets`, by peer address; only kept when
+    /// `max_connections_per_ip` is set. An address leaves the map with its last connection.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// A reserved place under `ServerConfig::max_connections`, held by a connection from its
-/// upgrade until its task ends.
-pub(crate) struct ConnectionSlot(Arc<Shared>);
+/// A reserved place under `ServerConfig::max_connections` (and `max_connections_per_ip`),
+/// held by a connection from its upgrade until its task ends.
+pub(crate) struct ConnectionSlot {
+    shared: Arc<Shared>,
+    /// The address counted under `max_connections_per_ip`, if any.
+    ip: Option<IpAddr>,
+}
+
+/// Why [`Server::try_reserve_slot`] refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotRefused {
+    /// `max_connections` reached.
+    Full,
+    /// `max_connections_per_ip` reached for the peer's address.
+    PerIp,
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.shared.per_ip_counts();
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+        self.shared
             .sockets
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
@@ -140,10 +171,28 @@ impl Server {
         self.0.started.initialized() && !self.0.shutdown.is_cancelled()
     }
 
-    /// Reserves a place for one more WebSocket, or `None` at `max_connections`. Checking
-    /// and counting in one atomic step keeps a burst of concurrent upgrades under the limit.
-    pub(crate) fn try_reserve_slot(&self) -> Option<ConnectionSlot> {
+    /// Reserves a place for one more WebSocket from `remote`, refused at `max_connections`
+    /// or at `max_connections_per_ip` for that address (when both are known). Checking and
+    /// counting in one atomic step keeps a burst of concurrent upgrades under the limits.
+    pub(crate) fn try_reserve_slot(
+        &self,
+        remote: Option<IpAddr>,
+    ) -> Result<ConnectionSlot, SlotRefused> {
         let max = self.0.config.max_connections.unwrap_or(usize::MAX);
+        let ip = self
+            .0
+            .config
+            .max_connections_per_ip
+            .and(remote)
+            .map(|ip| ip.to_canonical());
+        // Held while counting, so the per-address count and the total agree.
+        let mut per_ip = ip.map(|_| self.0.per_ip_counts());
+        if let (Some(ip), Some(counts), Some(cap)) =
+            (ip, per_ip.as_ref(), self.0.config.max_connections_per_ip)
+            && counts.get(&ip).copied().unwrap_or(0) >= cap
+        {
+            return Err(SlotRefused::PerIp);
+        }
         self.0
             .sockets
             .fetch_update(
@@ -151,8 +200,15 @@ impl Server {
                 std::sync::atomic::Ordering::Acquire,
                 |n| (n < max).then_some(n + 1),
             )
-            .ok()
-            .map(|_| ConnectionSlot(Arc::clone(&self.0)))
+            .map_err(|_| SlotRefused::Full)?;
+        if let (Some(ip), Some(counts)) = (ip, per_ip.as_mut()) {
+            *counts.entry(ip).or_insert(0) += 1;
+        }
+        drop(per_ip);
+        Ok(ConnectionSlot {
+            shared: Arc::clone(&self.0),
+            ip,
+        })
     }
 
     /// Bus health.
@@ -279,6 +335,10 @@ impl Shared {
         // A panic while holding the lock cannot leave the indexes half-updated in a way that
         // matters more than losing the server, so poisoning is ignored.
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn per_ip_counts(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_ip.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Forwards interest changes to the bus (after the registry lock is released).

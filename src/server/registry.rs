@@ -22,6 +22,28 @@ pub fn valid_room_name(name: &str) -> bool {
     (1..=MAX_ROOM_NAME).contains(&len) && !name.starts_with("ws:")
 }
 
+/// Whether `name` has the shape of a client id: anything [`uuid::Uuid::try_parse`] accepts
+/// (client ids are lowercase hyphenated v4 UUIDs; the other spellings are reserved as well).
+///
+/// Every client is in the room named after its own id, and `send()` routes a destination
+/// that is not a local client id to the room of that name, so such rooms belong to the
+/// client whose id they carry: nobody can join one ([`joinable_room_name`]).
+#[must_use]
+pub fn is_client_id_shaped(name: &str) -> bool {
+    uuid::Uuid::try_parse(name).is_ok()
+}
+
+/// Whether a client (through its room validator), the application ([`Server::join`]) or the
+/// admin API may join `name`: a [valid room name](valid_room_name) that is not
+/// [shaped like a client id](is_client_id_shaped). Only the server itself puts a client in the
+/// room of its own id, when it authenticates.
+///
+/// [`Server::join`]: super::Server::join
+#[must_use]
+pub fn joinable_room_name(name: &str) -> bool {
+    valid_room_name(name) && !is_client_id_shaped(name)
+}
+
 /// Lifecycle state of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientState {
@@ -434,5 +456,25 @@ mod tests {
         assert!(!valid_room_name(&"a".repeat(257)));
         assert!(!valid_room_name(""));
         assert!(!valid_room_name("ws:internal"));
+    }
+
+    #[test]
+    fn client_id_shaped_rooms_are_not_joinable() {
+        let id = uuid::Uuid::new_v4();
+        let hyphenated = id.hyphenated().to_string();
+        assert!(valid_room_name(&hyphenated));
+        for name in [
+            hyphenated.clone(),
+            hyphenated.to_uppercase(),
+            id.simple().to_string(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+        ] {
+            assert!(is_client_id_shaped(&name), "{name}");
+            assert!(!joinable_room_name(&name), "{name}");
+        }
+        assert!(joinable_room_name("orders:42"));
+        assert!(!joinable_room_name("ws:x"));
+        assert!(joinable_room_name(&format!("{hyphenated}x")));
     }
 }

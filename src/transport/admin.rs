@@ -1,9 +1,13 @@
 //! The admin REST API under `/socket`. Every route but health needs
-//! `Authorization: Bearer <admin token>`; errors are `{"error": ".."}` with a 4xx status.
+//! `Authorization: Bearer <admin token>` (health shows its details only with it); errors are
+//! `{"error": ".."}` with a 4xx status.
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,13 +16,14 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::protocol::BusTarget;
-use crate::server::{SendError, Server, check_event, valid_room_name};
+use crate::protocol::{BusTarget, now_iso8601};
+use crate::server::{SendError, Server, check_event, is_client_id_shaped, valid_room_name};
 
 /// Largest batch accepted by `POST /socket/batch`.
 pub(crate) const MAX_BATCH: usize = 1000;
 
 pub(crate) fn routes(server: Server) -> Router<Server> {
+    let token = AdminToken::new(server.config().admin_token.as_deref());
     let protected = Router::new()
         .route("/socket/info", get(info))
         .route("/socket/clients", get(clients))
@@ -30,10 +35,58 @@ pub(crate) fn routes(server: Server) -> Router<Server> {
         .route("/socket/client/{client_id}/join", post(client_join))
         .route("/socket/client/{client_id}/leave", post(client_leave))
         .route("/socket/batch", post(batch))
-        .route_layer(middleware::from_fn_with_state(server, require_token));
+        .route_layer(middleware::from_fn_with_state(token.clone(), require_token));
     Router::new()
-        .route("/socket/health", get(health))
+        .route(
+            "/socket/health",
+            get(move |State(server): State<Server>, headers: HeaderMap| {
+                std::future::ready(health(&server, &token, &headers))
+            }),
+        )
         .merge(protected)
+}
+
+/// The admin token, kept as its SHA-256 digest.
+///
+/// A presented token is hashed and the two digests are compared in constant time: the
+/// comparison then always covers 32 bytes, so its time says nothing about the token's length
+/// (a constant-time comparison of the raw strings returns at once when the lengths differ),
+/// and the configured token is hashed once, not on every request.
+#[derive(Clone)]
+struct AdminToken(Option<Arc<[u8; 32]>>);
+
+/// Why a request does not carry the admin token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenRefusal {
+    /// No admin token is configured.
+    Disabled,
+    /// The `Authorization: Bearer` token is missing or wrong.
+    Invalid,
+}
+
+impl AdminToken {
+    fn new(token: Option<&str>) -> Self {
+        Self(token.map(|t| Arc::new(digest(t))))
+    }
+
+    /// Checks `Authorization: Bearer <token>`.
+    fn check(&self, headers: &HeaderMap) -> Result<(), TokenRefusal> {
+        let Some(expected) = self.0.as_deref() else {
+            return Err(TokenRefusal::Disabled);
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        aws_lc_rs::constant_time::verify_slices_are_equal(&digest(given), expected)
+            .map_err(|_| TokenRefusal::Invalid)
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 /// An admin API error: a status and a message rendered as `{"error": message}`.
@@ -59,33 +112,26 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
-async fn require_token(State(server): State<Server>, req: Request, next: Next) -> Response {
-    let Some(expected) = server.config().admin_token.as_deref() else {
-        return ApiError(
+async fn require_token(State(token): State<AdminToken>, req: Request, next: Next) -> Response {
+    match token.check(req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(TokenRefusal::Disabled) => ApiError(
             StatusCode::UNAUTHORIZED,
             "admin API disabled: no admin token configured".into(),
         )
-        .into_response();
-    };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), expected.as_bytes())
-        .is_err()
-    {
-        return ApiError(
+        .into_response(),
+        Err(TokenRefusal::Invalid) => ApiError(
             StatusCode::UNAUTHORIZED,
             "missing or invalid admin token".into(),
         )
-        .into_response();
+        .into_response(),
     }
-    next.run(req).await
 }
 
-async fn health(State(server): State<Server>) -> Response {
+/// `GET /socket/health`: open to anyone, for load balancers. Without the admin token it tells
+/// only whether the server is up and whether its bus is connected; with it, also the server id
+/// and the bus details (kind, error text).
+fn health(server: &Server, token: &AdminToken, headers: &HeaderMap) -> Response {
     let bus = server.bus_status();
     let ready = server.is_ready();
     let status = if ready {
@@ -93,11 +139,17 @@ async fn health(State(server): State<Server>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ok" } else { "unavailable" },
-        "serverId": server.id(),
-        "bus": bus,
+        "healthy": ready,
+        "timestamp": now_iso8601(),
     });
+    body["bus"] = if token.check(headers).is_ok() {
+        body["serverId"] = json!(server.id());
+        json!(bus)
+    } else {
+        json!({ "connected": bus.connected })
+    };
     (status, Json(body)).into_response()
 }
 
@@ -201,14 +253,33 @@ struct RoomsBody {
     rooms: Vec<String>,
 }
 
-fn rooms_body(body: &Bytes) -> Result<Vec<String>, ApiError> {
+/// The rooms of a join or leave body: at most `max_rooms_per_client` of them (a client can
+/// never be in more), every one a valid room name, each kept once. A join also refuses names
+/// shaped like a client id: those rooms belong to the client whose id they carry.
+fn rooms_body(server: &Server, body: &Bytes, join: bool) -> Result<Vec<String>, ApiError> {
     let b: RoomsBody = parse(body)?;
+    let max = server.config().max_rooms_per_client;
+    if b.rooms.len() > max {
+        return Err(bad_request(format!(
+            "Too many rooms: {} (max {max})",
+            b.rooms.len()
+        )));
+    }
     if let Some(bad) = b.rooms.iter().find(|r| !valid_room_name(r)) {
         return Err(bad_request(format!(
             "invalid room name {bad:?}: 1..=256 characters, not starting with \"ws:\""
         )));
     }
-    Ok(b.rooms)
+    if join && let Some(bad) = b.rooms.iter().find(|r| is_client_id_shaped(r)) {
+        return Err(bad_request(format!(
+            "invalid room name {bad:?}: names shaped like a client id (a UUID) are reserved"
+        )));
+    }
+    let mut seen = HashSet::with_capacity(b.rooms.len());
+    Ok(b.rooms
+        .into_iter()
+        .filter(|r| seen.insert(r.clone()))
+        .collect())
 }
 
 async fn client_join(
@@ -216,7 +287,7 @@ async fn client_join(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = rooms_body(&body)?;
+    let rooms = rooms_body(&server, &body, true)?;
     let joined = server
         .join(&id, &rooms)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("client {id} not found")))?;
@@ -230,7 +301,7 @@ async fn client_leave(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = rooms_body(&body)?;
+    let rooms = rooms_body(&server, &body, false)?;
     let left = server
         .leave(&id, &rooms)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("client {id} not found")))?;

@@ -44,15 +44,16 @@ pub(super) struct Socket {
 }
 
 /// Reads the request head (within `timeout`, as hyper's header-read timeout) and answers an
-/// acceptable WebSocket upgrade with 101.
+/// acceptable WebSocket upgrade from `peer` with 101.
 pub(super) async fn read(
     stream: TcpStream,
+    peer: SocketAddr,
     server: &Server,
     ws_path: &str,
     timeout: std::time::Duration,
 ) -> Head {
     let (mut stream, rest, upgrade) =
-        match tokio::time::timeout(timeout, read_head(stream, server, ws_path)).await {
+        match tokio::time::timeout(timeout, read_head(stream, peer, server, ws_path)).await {
             Err(_) => return Head::Gone,
             Ok(Err((stream, buf))) if !buf.is_empty() => {
                 return Head::Http(Prefixed::new(buf, stream));
@@ -102,6 +103,7 @@ pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
 /// bytes after the head. `Err` carries what was read before the peer closed or failed.
 async fn read_head(
     mut stream: TcpStream,
+    peer: SocketAddr,
     server: &Server,
     ws_path: &str,
 ) -> Result<(TcpStream, Vec<u8>, Option<Upgrade>), (TcpStream, Vec<u8>)> {
@@ -114,7 +116,7 @@ async fn read_head(
             Ok(0) | Err(_) => return Err((stream, buf)),
             Ok(_) => {}
         }
-        match parse(&buf, server, ws_path) {
+        match parse(&buf, peer, server, ws_path) {
             Parsed::Partial if buf.len() < MAX_HEAD => {}
             Parsed::Upgrade(up, head_len) => {
                 let rest = buf.split_off(head_len);
@@ -140,7 +142,7 @@ enum Parsed {
 /// Checks a request head. Only a complete, unambiguous `GET` upgrade to the WebSocket path
 /// that passes every check of [`super::upgrade::upgrade`] is taken here; everything else,
 /// refusals included, goes to hyper so that the refusal is the router's.
-fn parse(buf: &[u8], server: &Server, ws_path: &str) -> Parsed {
+fn parse(buf: &[u8], peer: SocketAddr, server: &Server, ws_path: &str) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -171,7 +173,8 @@ fn parse(buf: &[u8], server: &Server, ws_path: &str) -> Parsed {
     if !server.is_ready() {
         return Parsed::Other;
     }
-    let Some(slot) = server.try_reserve_slot() else {
+    // A refusal is left to hyper, whose answer (503 or 429) comes from the same check.
+    let Ok(slot) = server.try_reserve_slot(Some(peer.ip())) else {
         return Parsed::Other;
     };
     let accept = derive_accept_key(key);

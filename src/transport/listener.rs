@@ -213,7 +213,13 @@ async fn connection(
     shared: Arc<Shared>,
 ) {
     let head = {
-        let read = direct::read(stream, &server, &shared.ws_path, shared.header_read_timeout);
+        let read = direct::read(
+            stream,
+            addr,
+            &server,
+            &shared.ws_path,
+            shared.header_read_timeout,
+        );
         let stop = server.shutdown_started();
         tokio::select! {
             head = read => head,

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::coalesce::Coalesce;
-use crate::server::Server;
+use crate::server::{Server, SlotRefused};
 
 /// Whether comma-separated header values (`Connection`, `Upgrade`) list `token`, in any case.
 pub(super) fn lists_token<'a>(values: impl Iterator<Item = &'a str>, token: &str) -> bool {
@@ -96,8 +96,17 @@ pub(crate) fn upgrade<B>(
             "server is not accepting connections",
         );
     }
-    let Some(slot) = server.try_reserve_slot() else {
-        return reject(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
+    let slot = match server.try_reserve_slot(remote.map(|a| a.ip())) {
+        Ok(slot) => slot,
+        Err(SlotRefused::Full) => {
+            return reject(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
+        }
+        Err(SlotRefused::PerIp) => {
+            return reject(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this address",
+            );
+        }
     };
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(req);
