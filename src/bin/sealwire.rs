@@ -132,6 +132,10 @@ struct ServeArgs {
     /// Most concurrent WebSocket connections.
     #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Origins WebSocket upgrades may come from, comma-separated (`https://app.example`);
+    /// others, and upgrades without an Origin, get 403. Default: any origin.
+    #[arg(long, env = "SEALWIRE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
     /// Bearer token for the admin REST API under /socket.
     #[arg(long, env = "SEALWIRE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -229,6 +233,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .collect();
     config.max_connections = args.max_connections;
     config.admin_token = admin_token;
+    config.allowed_origins = args
+        .allowed_origins
+        .into_iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
 
     let mut builder = Server::builder().config(config);
     #[cfg(feature = "redis")]

@@ -58,6 +58,12 @@ pub struct ServerConfig {
     /// Bearer token for the admin REST API; `None` disables every admin call but health.
     /// Defaults to `None`.
     pub admin_token: Option<String>,
+    /// Origins (`scheme://host[:port]`, compared ASCII case-insensitively) a WebSocket upgrade
+    /// may come from. A request without an `Origin` header, or with one not listed, is refused
+    /// with HTTP 403. Empty, the default, allows any origin or none: browsers then let any web
+    /// page open a socket to the server with its users' cookies, so set it when the
+    /// authenticate hook relies on cookies.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +86,7 @@ impl Default for ServerConfig {
             handshake: Some(HandshakeConfig::default()),
             allow_compat_profile: true,
             admin_token: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -100,6 +107,9 @@ pub enum ConfigError {
     /// A default room name is not a valid room name.
     #[error("invalid default room name: {0:?}")]
     InvalidRoom(String),
+    /// An allowed origin is not of the form `scheme://host[:port]`.
+    #[error("invalid allowed origin: {0:?}")]
+    InvalidOrigin(String),
 }
 
 impl ServerConfig {
@@ -138,6 +148,53 @@ impl ServerConfig {
         {
             return Err(ConfigError::InvalidRoom(bad.clone()));
         }
+        if let Some(bad) = self.allowed_origins.iter().find(|o| !valid_origin(o)) {
+            return Err(ConfigError::InvalidOrigin(bad.clone()));
+        }
         Ok(())
+    }
+}
+
+/// An origin as browsers serialize it: `scheme://host[:port]`, no path, no whitespace; or
+/// `null` (sandboxed documents, `file:` pages).
+fn valid_origin(origin: &str) -> bool {
+    if origin == "null" {
+        return true;
+    }
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !host.is_empty()
+        && !host.contains('/')
+        && host.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_origins_must_be_serialized_origins() {
+        for good in ["https://app.example", "http://127.0.0.1:8080", "null"] {
+            assert!(valid_origin(good), "{good}");
+        }
+        for bad in [
+            "",
+            "app.example",
+            "https://app.example/",
+            "https://",
+            "https://a b",
+        ] {
+            assert!(!valid_origin(bad), "{bad}");
+        }
+        let c = ServerConfig {
+            allowed_origins: vec!["https://ok.example".into(), "nope".into()],
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::InvalidOrigin("nope".into())));
     }
 }

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Server;
-use super::hooks::ClientInfo;
+use super::hooks::{ClientInfo, UpgradeHead};
 use super::outbox::{ClientHandle, Frame, Outbound, Wake};
 use super::registry::ClientState;
 use crate::crypto::Session;
@@ -44,6 +44,8 @@ pub(super) struct Connection<S> {
     pub(super) socket: S,
     pub(super) handle: Arc<ClientHandle>,
     pub(super) remote: Option<SocketAddr>,
+    /// The upgrade request, until the authenticate hook takes it.
+    pub(super) upgrade: Option<Arc<UpgradeHead>>,
     pub(super) connected_at: SystemTime,
     pub(super) state: ClientState,
     pub(super) session: Option<Session>,
@@ -61,6 +63,7 @@ pub(super) fn run<S>(
     server: Server,
     socket: S,
     remote: Option<SocketAddr>,
+    upgrade: Option<Arc<UpgradeHead>>,
 ) -> impl Future<Output = ()> + Send
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
@@ -97,6 +100,7 @@ where
         socket,
         handle,
         remote,
+        upgrade,
         connected_at: SystemTime::now(),
         state: ClientState::Unauthorized,
         session: None,

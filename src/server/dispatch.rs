@@ -271,6 +271,7 @@ where
             remote_addr: self.remote,
             token: payload.token.clone(),
             payload: raw,
+            upgrade: self.upgrade.take(),
         };
         let identity = match authenticator.authenticate(request).await {
             Ok(Some(identity)) if !identity.user_id.is_empty() => identity,
