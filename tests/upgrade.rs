@@ -136,3 +136,25 @@ async fn a_request_with_two_keys_is_refused() {
     assert!(!has_accept_for_key(&answer), "{answer}");
     s.stop().await;
 }
+
+/// RFC 6455 §5.5.1: a close frame from the client is answered with a close frame before the
+/// server drops the TCP connection, on both upgrade paths.
+#[tokio::test]
+async fn a_close_from_the_client_is_answered_before_the_connection_ends() {
+    let s = start(base_config()).await;
+    let many: String = (0..80).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    // The accept loop's own upgrade, then one left to hyper.
+    for extra in [String::new(), many] {
+        let (head, mut ws) = raw_upgrade(&s, &upgrade_request(&extra), &[]).await;
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        ws.send(Message::Close(None)).await.expect("send close");
+        let reply = tokio::time::timeout(RECV_TIMEOUT, ws.next())
+            .await
+            .expect("reply in time");
+        assert!(
+            matches!(reply, Some(Ok(Message::Close(_)))),
+            "expected a close frame, got {reply:?}"
+        );
+    }
+    s.stop().await;
+}

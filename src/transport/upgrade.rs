@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::coalesce::Coalesce;
+use super::coalesce::{Coalesce, ServerWebSocket};
 use super::front_door::{Refusal, UpgradeRequest, decide};
 use crate::server::{Server, UpgradeHead};
 
@@ -133,14 +133,15 @@ pub(super) fn websocket<S>(
     rest: Vec<u8>,
     config: WebSocketConfig,
     write_buffer: usize,
-) -> Option<WebSocketStream<Coalesce<S>>>
+) -> Option<ServerWebSocket<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let io = Coalesce::new(io, write_buffer);
-    if rest.is_empty() {
+    let ws = if rest.is_empty() {
         WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).now_or_never()
     } else {
         WebSocketStream::from_partially_read(io, rest, Role::Server, Some(config)).now_or_never()
-    }
+    };
+    ws.map(ServerWebSocket::new)
 }
