@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::front_door::{Head as Inspected, MAX_HEADERS, Refusal, inspect_head};
 use super::upgrade::{websocket, ws_config};
@@ -115,6 +116,60 @@ pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
         }
     };
     conn.await;
+}
+
+/// A WebSocket accepted by [`accept_websocket`]. It holds its place under
+/// `ServerConfig::max_connections` until dropped.
+#[non_exhaustive]
+pub struct AcceptedWebSocket<W> {
+    /// The WebSocket (a `Stream` and `Sink` of tungstenite messages), configured like every
+    /// connection of the server. Close it with `SinkExt::close` so that the closing handshake
+    /// is written out.
+    pub socket: W,
+    /// The upgrade request.
+    pub request: Arc<UpgradeHead>,
+    _slot: crate::server::ConnectionSlot,
+}
+
+/// Accepts one WebSocket on `stream` through the accept loop's own path: the same head
+/// parsing and [`super::front_door::decide`], the same 101, the same tungstenite limits and
+/// write coalescing as the connections [`super::serve`] hands to `server`, but the caller runs
+/// the socket instead of the sealwire protocol (conformance testing: `examples/autobahn_echo.rs`).
+/// `server` must be started. Anything but an accepted upgrade to `server`'s path, refusals
+/// included, is closed without an answer and gives `None`; [`super::serve`] answers those.
+pub async fn accept_websocket(
+    stream: TcpStream,
+    server: &Server,
+) -> Option<
+    AcceptedWebSocket<
+        impl futures_util::Stream<Item = Result<Message, WsError>>
+        + futures_util::Sink<Message, Error = WsError>
+        + Unpin
+        + Send
+        + 'static,
+    >,
+> {
+    let timeout = super::HttpConfig::default().header_read_timeout;
+    let Head::Upgraded(Socket {
+        stream,
+        rest,
+        slot,
+        head,
+    }) = read(stream, server, &server.config().path, timeout).await
+    else {
+        return None;
+    };
+    let socket = websocket(
+        stream,
+        rest,
+        ws_config(server),
+        server.config().write_buffer_bytes,
+    )?;
+    Some(AcceptedWebSocket {
+        socket,
+        request: head,
+        _slot: slot,
+    })
 }
 
 /// Reads until the request head is complete; for an accepted upgrade the bytes returned are

@@ -8,6 +8,7 @@ pub mod front_door;
 mod listener;
 mod upgrade;
 
+pub use direct::{AcceptedWebSocket, accept_websocket};
 pub use listener::{HttpConfig, LISTEN_BACKLOG, bind, bind_shared, serve, serve_with_shutdown};
 
 use axum::Router;
