@@ -377,6 +377,8 @@ fn cookie_auth(
                 "query": up.query(),
                 "origin": up.headers.get("origin").and_then(|v| v.to_str().ok()),
                 "loopback": req.remote_addr.is_some_and(|a| a.ip().is_loopback()),
+                // The connection kept no reference: the hook's is the only one.
+                "references": std::sync::Arc::strong_count(up),
             }),
         })
     });
@@ -427,7 +429,7 @@ async fn the_authenticate_hook_sees_the_upgrade_request_on_both_paths() {
         let info = server.client_info(id).expect("authenticated");
         assert_eq!(
             info.metadata,
-            json!({"query": "room=lobby", "origin": ORIGIN, "loopback": true})
+            json!({"query": "room=lobby", "origin": ORIGIN, "loopback": true, "references": 1})
         );
 
         let mut anonymous = connect_with(addr, None).await;
