@@ -13,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 secs="${1:-25}"
 shift || true
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(frame_parse decrypt); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(frame_parse decrypt upgrade_head); fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$here/target}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -24,8 +24,10 @@ for t in "${targets[@]}"; do
   corpus="$here/corpus/$t"
   artifacts="$here/artifacts/$t"
   mkdir -p "$corpus" "$artifacts"
-  # Seed with the published vectors (valid frames and handshake payloads).
+  # Seed with the published vectors (valid frames and handshake payloads), and with the
+  # target's own seeds (fuzz/seeds/<target>/: request heads for upgrade_head).
   cp "$here"/../tests/vectors/*.json "$corpus/" 2>/dev/null || true
+  cp "$here"/seeds/"$t"/* "$corpus/" 2>/dev/null || true
   echo "== fuzzing $t for ${secs}s"
   "$CARGO_TARGET_DIR/$triple/release/$t" "$corpus" \
     -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \

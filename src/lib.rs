@@ -35,7 +35,8 @@
 //! - [`server`]: the [`server::Server`] handle, configuration, hooks, the client/user/room
 //!   registry, the per-connection actor (which owns the socket and the crypto session), fan-out
 //!   and the [`Bus`](server::Bus) trait with its in-process implementation.
-//! - [`transport`]: the axum router (WebSocket upgrade and admin REST API) and an accept loop.
+//! - [`transport`]: the axum router (WebSocket upgrade and admin REST API), an accept loop, and
+//!   [`transport::front_door`], the one decision on every WebSocket upgrade.
 //! - `bus` (feature `redis`): the Redis pub/sub [`Bus`](server::Bus), plugged in from outside
 //!   the core, with optional backplane encryption ([`crypto::backplane`]).
 //! - `emitter` (feature `redis`): a Redis-only publisher for processes that run no server.

@@ -504,8 +504,11 @@ async fn websocket_path_answers_plain_http_requests() {
         .expect("get");
     assert_eq!(r.status(), StatusCode::UPGRADE_REQUIRED);
     assert_eq!(r.headers()["sec-websocket-version"], "13");
-    // Other methods go through the router, which only routes GET (and HEAD) here.
+    // Every other method, HEAD included, is refused by the same decision.
     let r = http.post(&url).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "GET");
+    let r = http.head(&url).send().await.expect("head");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     s.stop().await;
 }

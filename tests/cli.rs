@@ -27,6 +27,7 @@ fn sealwire() -> Command {
         "SEALWIRE_REUSE_PORT",
         "SEALWIRE_MAX_CONNECTIONS",
         "SEALWIRE_MAX_CONNECTIONS_PER_IP",
+        "SEALWIRE_ALLOWED_ORIGINS",
         "REDIS_URL",
     ] {
         cmd.env_remove(var);
@@ -384,4 +385,48 @@ async fn processes_share_a_port_with_reuse_port_and_a_redis_bus() {
     b.terminate();
     assert!(a.wait().await.success());
     assert!(b.wait().await.success());
+}
+
+#[tokio::test]
+async fn allowed_origins_refuse_other_origins_with_403() {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let run = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--allowed-origins",
+        "https://a.example, https://b.example",
+    ])
+    .await;
+    let connect = |origin: Option<&'static str>| {
+        let mut request = run.url.as_str().into_client_request().expect("request");
+        if let Some(o) = origin {
+            request
+                .headers_mut()
+                .insert("origin", o.parse().expect("header value"));
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    let (ws, _) = connect(Some("https://b.example"))
+        .await
+        .expect("listed origin");
+    drop(ws);
+    for origin in [None, Some("https://c.example")] {
+        match connect(origin).await {
+            Err(Error::Http(response)) => assert_eq!(response.status(), 403, "{origin:?}"),
+            other => panic!("{origin:?}: expected 403, got {other:?}"),
+        }
+    }
+    let bad = serve_fails(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--allowed-origins",
+        "a.example",
+    ])
+    .await;
+    assert!(bad.contains("invalid allowed origin"), "{bad}");
+    run.terminate();
+    run.wait().await;
 }

@@ -1,5 +1,6 @@
 //! The WebSocket upgrade at the socket level: requests the accept loop answers itself, bytes
-//! sent right behind the request, and upgrades it leaves to hyper.
+//! sent right behind the request, and upgrades it leaves to hyper. `tests/front_door.rs`
+//! checks that both paths answer a corpus of requests alike.
 
 mod common;
 
@@ -103,7 +104,8 @@ async fn an_upgrade_with_a_frame_right_behind_it_is_served() {
 #[tokio::test]
 async fn an_upgrade_left_to_http_still_works() {
     let s = start(base_config()).await;
-    // A body header and more headers than the accept loop parses itself: hyper answers.
+    // An empty body declared, and more headers than the accept loop parses itself (hyper
+    // answers that one, after the same decision).
     let many: String = (0..80).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
     for extra in ["Content-Length: 0\r\n".to_owned(), many] {
         let (head, mut ws) = raw_upgrade(&s, &upgrade_request(&extra), &[]).await;
@@ -119,12 +121,40 @@ async fn an_upgrade_left_to_http_still_works() {
 }
 
 #[tokio::test]
-async fn a_request_with_two_keys_is_left_to_http() {
+async fn a_request_with_two_keys_is_refused() {
     let s = start(base_config()).await;
-    // Ambiguous for the accept loop; hyper takes the first key, as before.
+    // Ambiguous: hyper used to take the first key and upgrade; both paths now refuse it.
     let request = upgrade_request("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n");
-    let (head, _ws) = raw_upgrade(&s, &request, &[]).await;
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    assert!(has_accept_for_key(&head), "{head}");
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(RECV_TIMEOUT, tcp.read_to_end(&mut answer))
+        .await
+        .expect("the refused connection closes");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(!has_accept_for_key(&answer), "{answer}");
+    s.stop().await;
+}
+
+/// RFC 6455 §5.5.1: a close frame from the client is answered with a close frame before the
+/// server drops the TCP connection, on both upgrade paths.
+#[tokio::test]
+async fn a_close_from_the_client_is_answered_before_the_connection_ends() {
+    let s = start(base_config()).await;
+    let many: String = (0..80).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    // The accept loop's own upgrade, then one left to hyper.
+    for extra in [String::new(), many] {
+        let (head, mut ws) = raw_upgrade(&s, &upgrade_request(&extra), &[]).await;
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        ws.send(Message::Close(None)).await.expect("send close");
+        let reply = tokio::time::timeout(RECV_TIMEOUT, ws.next())
+            .await
+            .expect("reply in time");
+        assert!(
+            matches!(reply, Some(Ok(Message::Close(_)))),
+            "expected a close frame, got {reply:?}"
+        );
+    }
     s.stop().await;
 }

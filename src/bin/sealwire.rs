@@ -137,6 +137,10 @@ struct ServeArgs {
     /// soft RLIMIT_NOFILE less 256 (at least 64).
     #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Origins WebSocket upgrades may come from, comma-separated (`https://app.example`);
+    /// others, and upgrades without an Origin, get 403. Default: any origin.
+    #[arg(long, env = "SEALWIRE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
     /// Most concurrent WebSocket connections from one IP address; further upgrades from it
     /// get HTTP 429. Unlimited by default (behind a proxy every client has its address).
     #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS_PER_IP")]
@@ -260,6 +264,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.max_connections_per_ip = args.max_connections_per_ip;
     config.admin_token = admin_token;
+    config.allowed_origins = args
+        .allowed_origins
+        .into_iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
 
     let mut builder = Server::builder().config(config);
     #[cfg(feature = "redis")]

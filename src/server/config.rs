@@ -78,6 +78,12 @@ pub struct ServerConfig {
     /// answers without details). An empty or whitespace-only token is refused by
     /// [`ServerConfig::validate`]. Defaults to `None`.
     pub admin_token: Option<String>,
+    /// Origins (`scheme://host[:port]`, compared ASCII case-insensitively) a WebSocket upgrade
+    /// may come from. A request without an `Origin` header, or with one not listed, is refused
+    /// with HTTP 403. Empty, the default, allows any origin or none: browsers then let any web
+    /// page open a socket to the server with its users' cookies, so set it when the
+    /// authenticate hook relies on cookies.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +108,7 @@ impl Default for ServerConfig {
             handshake: Some(HandshakeConfig::default()),
             allow_compat_profile: true,
             admin_token: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -125,6 +132,9 @@ pub enum ConfigError {
     /// The admin token is empty or only whitespace (it would accept an empty bearer token).
     #[error("the admin token must not be empty; leave it unset to disable the admin API")]
     EmptyAdminToken,
+    /// An allowed origin is not of the form `scheme://host[:port]`.
+    #[error("invalid allowed origin: {0:?}")]
+    InvalidOrigin(String),
 }
 
 /// File descriptors [`default_max_connections`] leaves for everything but WebSockets.
@@ -202,8 +212,29 @@ impl ServerConfig {
         {
             return Err(ConfigError::EmptyAdminToken);
         }
+        if let Some(bad) = self.allowed_origins.iter().find(|o| !valid_origin(o)) {
+            return Err(ConfigError::InvalidOrigin(bad.clone()));
+        }
         Ok(())
     }
+}
+
+/// An origin as browsers serialize it: `scheme://host[:port]`, no path, no whitespace; or
+/// `null` (sandboxed documents, `file:` pages).
+fn valid_origin(origin: &str) -> bool {
+    if origin == "null" {
+        return true;
+    }
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !host.is_empty()
+        && !host.contains('/')
+        && host.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -248,5 +279,26 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::InvalidRoom(id)));
+    }
+
+    #[test]
+    fn allowed_origins_must_be_serialized_origins() {
+        for good in ["https://app.example", "http://127.0.0.1:8080", "null"] {
+            assert!(valid_origin(good), "{good}");
+        }
+        for bad in [
+            "",
+            "app.example",
+            "https://app.example/",
+            "https://",
+            "https://a b",
+        ] {
+            assert!(!valid_origin(bad), "{bad}");
+        }
+        let c = ServerConfig {
+            allowed_origins: vec!["https://ok.example".into(), "nope".into()],
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::InvalidOrigin("nope".into())));
     }
 }

@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Server;
-use super::hooks::ClientInfo;
+use super::hooks::{ClientInfo, UpgradeHead};
 use super::outbox::{ClientHandle, Frame, Outbound, Wake};
 use super::registry::ClientState;
 use crate::crypto::Session;
@@ -53,6 +53,8 @@ pub(super) struct Connection<S> {
     pub(super) socket: S,
     pub(super) handle: Arc<ClientHandle>,
     pub(super) remote: Option<SocketAddr>,
+    /// The upgrade request, until the authenticate hook takes it.
+    pub(super) upgrade: Option<Arc<UpgradeHead>>,
     pub(super) connected_at: SystemTime,
     pub(super) state: ClientState,
     pub(super) session: Option<Session>,
@@ -70,6 +72,7 @@ pub(super) fn run<S>(
     server: Server,
     socket: S,
     remote: Option<SocketAddr>,
+    upgrade: Option<Arc<UpgradeHead>>,
 ) -> impl Future<Output = ()> + Send
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
@@ -106,6 +109,7 @@ where
         socket,
         handle,
         remote,
+        upgrade,
         connected_at: SystemTime::now(),
         state: ClientState::Unauthorized,
         session: None,

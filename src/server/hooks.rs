@@ -40,6 +40,48 @@ pub struct AuthRequest {
     pub token: Option<String>,
     /// The whole `authenticate` payload, for custom fields.
     pub payload: Value,
+    /// The HTTP request that opened the WebSocket (its URI and headers: cookies, `Origin`,
+    /// `User-Agent`, forwarded addresses), for cookie, origin or address policies. `None` for a
+    /// socket handed to [`Server::serve_socket`](super::Server::serve_socket) without one.
+    pub upgrade: Option<Arc<UpgradeHead>>,
+}
+
+/// The head of the HTTP request that opened a WebSocket connection, as received, on either
+/// upgrade path. The connection keeps it only until authentication: it is moved into the
+/// [`AuthRequest`] of the connection's `authenticate`.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct UpgradeHead {
+    /// The request target: path and query string (`/ws?room=a`).
+    pub uri: http::Uri,
+    /// Every request header, duplicates included, in the order received.
+    pub headers: http::HeaderMap,
+}
+
+impl UpgradeHead {
+    /// A head with `uri` and `headers`.
+    #[must_use]
+    pub fn new(uri: http::Uri, headers: http::HeaderMap) -> Self {
+        Self { uri, headers }
+    }
+
+    /// The query string of the request target, without `?`.
+    #[must_use]
+    pub fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
+    /// The value of cookie `name` from the `Cookie` headers, if present.
+    #[must_use]
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find_map(|(k, v)| (k == name).then_some(v))
+    }
 }
 
 /// A successful authentication.

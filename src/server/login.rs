@@ -206,6 +206,9 @@ where
             remote_addr: self.remote,
             token,
             payload,
+            // The upgrade request goes to the first authentication only; the connection keeps
+            // nothing of it afterwards.
+            upgrade: self.upgrade.take(),
         };
         match authenticator.authenticate(request).await {
             Ok(Some(identity)) if !identity.user_id.is_empty() && !expired(identity.expires_at) => {
@@ -302,6 +305,7 @@ where
             remote_addr: self.remote,
             token,
             payload: raw,
+            upgrade: None,
         };
         let identity = match authenticator.authenticate(request).await {
             Ok(Some(identity))

@@ -31,7 +31,7 @@ pub use delivery::{SendError, check_event};
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
     EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
-    OutboundTransformer, RoomValidator,
+    OutboundTransformer, RoomValidator, UpgradeHead,
 };
 pub use registry::{
     ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, is_client_id_shaped,
@@ -237,7 +237,31 @@ impl Server {
             + Send
             + 'static,
     {
-        connection::run(self.clone(), socket, remote_addr)
+        connection::run(self.clone(), socket, remote_addr, None)
+    }
+
+    /// Like [`Server::serve_socket`], for a socket opened by the HTTP request `upgrade`:
+    /// the authenticate hook gets it in [`AuthRequest::upgrade`]. The transports call this.
+    pub fn serve_upgraded<S>(
+        &self,
+        socket: S,
+        remote_addr: Option<SocketAddr>,
+        upgrade: Arc<UpgradeHead>,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        S: futures_util::Stream<
+                Item = Result<
+                    tokio_tungstenite::tungstenite::Message,
+                    tokio_tungstenite::tungstenite::Error,
+                >,
+            > + futures_util::Sink<
+                tokio_tungstenite::tungstenite::Message,
+                Error = tokio_tungstenite::tungstenite::Error,
+            > + Unpin
+            + Send
+            + 'static,
+    {
+        connection::run(self.clone(), socket, remote_addr, Some(upgrade))
     }
 
     /// Spawns a task the shutdown waits for (connection tasks use this).

@@ -14,7 +14,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// `S` with coalesced writes whose buffer is freed whenever it drains (see the module docs).
 #[derive(Debug)]
@@ -97,6 +100,51 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// A server WebSocket over [`Coalesce`] whose `close` also writes out what `Coalesce` still
+/// holds. tungstenite answers a peer's close frame by writing the reply and then reporting the
+/// connection closed without flushing the stream (it expects writes to reach the socket); the
+/// reply would stay in the buffer and the peer see the connection drop without a closing
+/// handshake (Autobahn|Testsuite: "UNCLEAN" on every case).
+pub(crate) struct ServerWebSocket<S>(WebSocketStream<Coalesce<S>>);
+
+impl<S> ServerWebSocket<S> {
+    pub(crate) fn new(ws: WebSocketStream<Coalesce<S>>) -> Self {
+        Self(ws)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for ServerWebSocket<S> {
+    type Item = Result<Message, WsError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.get_mut().0).poll_next(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for ServerWebSocket<S> {
+    type Error = WsError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Pin::new(&mut self.get_mut().0).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+        Pin::new(&mut self.get_mut().0).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        let ws = &mut self.get_mut().0;
+        // Idempotent: polled again after a pending drain, tungstenite queues nothing twice.
+        let closed = ready!(Pin::new(&mut *ws).poll_close(cx));
+        ready!(Pin::new(ws.get_mut()).poll_flush(cx)).map_err(WsError::Io)?;
+        Poll::Ready(closed)
     }
 }
 

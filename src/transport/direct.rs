@@ -1,29 +1,31 @@
 //! WebSocket upgrades read straight off the TCP socket.
 //!
 //! Nearly every HTTP connection the accept loop sees is a WebSocket upgrade. This module reads
-//! the request head itself and, when it is a complete, well-formed upgrade to the WebSocket
-//! path that the server accepts, answers 101 and hands the bare TCP stream to the WebSocket:
-//! no HTTP connection state, request and response objects, upgrade hand-over between tasks or
-//! boxed I/O layer. Anything else (another path or method, a malformed or unusual request, a
-//! refused upgrade) is handed to hyper and the router together with the bytes already read,
-//! so every answer other than a successful upgrade comes from the same code as before.
+//! the request head itself ([`inspect_head`]: `httparse`, then [`super::front_door::decide`],
+//! the same decision the hyper path makes) and, when it is an upgrade to the WebSocket path
+//! that the server accepts, answers 101 and hands the bare TCP stream to the WebSocket: no HTTP
+//! connection state, request and response objects, upgrade hand-over between tasks or boxed
+//! I/O layer. A refused upgrade to the WebSocket path is answered over HTTP with this
+//! module's refusal ([`Head::Refused`]); anything else (another path, a head `httparse`
+//! cannot parse here, a server at its connection limit) is handed to hyper and the router
+//! together with the bytes already read.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::front_door::{Head as Inspected, MAX_HEADERS, Refusal, inspect_head};
 use super::upgrade::{websocket, ws_config};
-use crate::server::Server;
+use crate::server::{Server, UpgradeHead};
 
 /// Longest request head read here; a longer one is left to hyper.
 const MAX_HEAD: usize = 16 * 1024;
-/// Most request headers parsed here; a request with more is left to hyper.
-const MAX_HEADERS: usize = 64;
 
 /// What the first bytes of a connection turned out to be.
 pub(super) enum Head {
@@ -31,6 +33,10 @@ pub(super) enum Head {
     Upgraded(Socket),
     /// Anything else: serve it over HTTP, starting with the bytes already read.
     Http(Prefixed),
+    /// A refused upgrade to the WebSocket path: serve it over HTTP, answering its first
+    /// request with this refusal (hyper cannot see every reason, such as bare-LF line
+    /// endings, by itself).
+    Refused(Prefixed, Refusal),
     /// Nothing to serve: the peer closed or failed, or was too slow to send its head.
     Gone,
 }
@@ -41,6 +47,8 @@ pub(super) struct Socket {
     /// Bytes the client sent after its request head.
     rest: Vec<u8>,
     slot: crate::server::ConnectionSlot,
+    /// The upgrade request, for the authenticate hook.
+    head: Arc<UpgradeHead>,
 }
 
 /// Reads the request head (within `timeout`, as hyper's header-read timeout) and answers an
@@ -61,8 +69,10 @@ pub(super) async fn read(
             Ok(Err(_)) => return Head::Gone,
             Ok(Ok(read)) => read,
         };
-    let Some(Upgrade { accept, slot }) = upgrade else {
-        return Head::Http(Prefixed::new(rest, stream));
+    let Upgrade { accept, slot, head } = match upgrade {
+        Parsed::Upgrade(upgrade) => upgrade,
+        Parsed::Refused(refusal) => return Head::Refused(Prefixed::new(rest, stream), refusal),
+        Parsed::Partial | Parsed::Other => return Head::Http(Prefixed::new(rest, stream)),
     };
     let mut response = String::with_capacity(160);
     response.push_str("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n");
@@ -72,14 +82,24 @@ pub(super) async fn read(
     if stream.write_all(response.as_bytes()).await.is_err() {
         return Head::Gone;
     }
-    Head::Upgraded(Socket { stream, rest, slot })
+    Head::Upgraded(Socket {
+        stream,
+        rest,
+        slot,
+        head,
+    })
 }
 
 /// Runs an upgraded connection to its end. The caller spawns it with
 /// [`Server::spawn_tracked`], like every WebSocket task, so that [`Server::shutdown`] waits
 /// for it.
 pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
-    let Socket { stream, rest, slot } = socket;
+    let Socket {
+        stream,
+        rest,
+        slot,
+        head,
+    } = socket;
     // Held until the connection ends.
     let _slot = slot;
     // Built without an `.await` and boxed, as in `upgrade`: this task then does not reserve
@@ -90,7 +110,7 @@ pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
         ws_config(&server),
         server.config().write_buffer_bytes,
     ) {
-        Some(ws) => Box::pin(server.serve_socket(ws, Some(remote))),
+        Some(ws) => Box::pin(server.serve_upgraded(ws, Some(remote), head)),
         None => {
             tracing::error!("WebSocket setup did not complete synchronously");
             return;
@@ -99,14 +119,70 @@ pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
     conn.await;
 }
 
-/// Reads until the request head is complete; for an acceptable upgrade also returns the
-/// bytes after the head. `Err` carries what was read before the peer closed or failed.
+/// A WebSocket accepted by [`accept_websocket`]. It holds its place under
+/// `ServerConfig::max_connections` until dropped.
+#[non_exhaustive]
+pub struct AcceptedWebSocket<W> {
+    /// The WebSocket (a `Stream` and `Sink` of tungstenite messages), configured like every
+    /// connection of the server. Close it with `SinkExt::close` so that the closing handshake
+    /// is written out.
+    pub socket: W,
+    /// The upgrade request.
+    pub request: Arc<UpgradeHead>,
+    _slot: crate::server::ConnectionSlot,
+}
+
+/// Accepts one WebSocket on `stream` through the accept loop's own path: the same head
+/// parsing and [`super::front_door::decide`], the same 101, the same tungstenite limits and
+/// write coalescing as the connections [`super::serve`] hands to `server`, but the caller runs
+/// the socket instead of the sealwire protocol (conformance testing: `examples/autobahn_echo.rs`).
+/// `server` must be started. Anything but an accepted upgrade to `server`'s path, refusals
+/// included, is closed without an answer and gives `None`; [`super::serve`] answers those.
+pub async fn accept_websocket(
+    stream: TcpStream,
+    server: &Server,
+) -> Option<
+    AcceptedWebSocket<
+        impl futures_util::Stream<Item = Result<Message, WsError>>
+        + futures_util::Sink<Message, Error = WsError>
+        + Unpin
+        + Send
+        + 'static,
+    >,
+> {
+    let timeout = super::HttpConfig::default().header_read_timeout;
+    let peer = stream.peer_addr().ok()?;
+    let Head::Upgraded(Socket {
+        stream,
+        rest,
+        slot,
+        head,
+    }) = read(stream, peer, server, &server.config().path, timeout).await
+    else {
+        return None;
+    };
+    let socket = websocket(
+        stream,
+        rest,
+        ws_config(server),
+        server.config().write_buffer_bytes,
+    )?;
+    Some(AcceptedWebSocket {
+        socket,
+        request: head,
+        _slot: slot,
+    })
+}
+
+/// Reads until the request head is complete; for an accepted upgrade the bytes returned are
+/// those after the head, otherwise every byte read. `Err` carries what was read before the
+/// peer closed or failed.
 async fn read_head(
     mut stream: TcpStream,
     peer: SocketAddr,
     server: &Server,
     ws_path: &str,
-) -> Result<(TcpStream, Vec<u8>, Option<Upgrade>), (TcpStream, Vec<u8>)> {
+) -> Result<(TcpStream, Vec<u8>, Parsed), (TcpStream, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         if buf.len() == buf.capacity() {
@@ -117,85 +193,91 @@ async fn read_head(
             Ok(_) => {}
         }
         match parse(&buf, peer, server, ws_path) {
-            Parsed::Partial if buf.len() < MAX_HEAD => {}
-            Parsed::Upgrade(up, head_len) => {
+            (Parsed::Partial, _) if buf.len() < MAX_HEAD => {}
+            (Parsed::Upgrade(up), head_len) => {
                 let rest = buf.split_off(head_len);
-                return Ok((stream, rest, Some(up)));
+                return Ok((stream, rest, Parsed::Upgrade(up)));
             }
-            _ => return Ok((stream, buf, None)),
+            (parsed, _) => return Ok((stream, buf, parsed)),
         }
     }
 }
 
-/// An accepted upgrade: the `Sec-WebSocket-Accept` value and the reserved connection slot.
+/// An accepted upgrade: the `Sec-WebSocket-Accept` value, the reserved connection slot and the
+/// request head.
 struct Upgrade {
     accept: String,
     slot: crate::server::ConnectionSlot,
+    head: Arc<UpgradeHead>,
 }
 
 enum Parsed {
     Partial,
-    Upgrade(Upgrade, usize),
+    Upgrade(Upgrade),
+    Refused(Refusal),
     Other,
 }
 
-/// Checks a request head. Only a complete, unambiguous `GET` upgrade to the WebSocket path
-/// that passes every check of [`super::upgrade::upgrade`] is taken here; everything else,
-/// refusals included, goes to hyper so that the refusal is the router's.
-fn parse(buf: &[u8], peer: SocketAddr, server: &Server, ws_path: &str) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Other,
-    };
-    let path = req.path.unwrap_or("");
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
-    if req.method != Some("GET") || req.version != Some(1) || path != ws_path {
-        return Parsed::Other;
-    }
-    let headers = req.headers;
-    let has_body = headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("content-length")
-            || h.name.eq_ignore_ascii_case("transfer-encoding")
-    });
-    if has_body
-        || !has_token(headers, "connection", "upgrade")
-        || !has_token(headers, "upgrade", "websocket")
-        || single(headers, "sec-websocket-version") != Some(b"13")
-    {
-        return Parsed::Other;
-    }
-    let Some(key) = single(headers, "sec-websocket-key") else {
-        return Parsed::Other;
+/// Checks a request head ([`inspect_head`]); returns the verdict and, for an upgrade, the
+/// length of the head. Only an upgrade to the WebSocket path is decided here; other paths go to
+/// hyper and the router, and so does an accepted upgrade that the server cannot take now (not
+/// ready, at `max_connections` or `max_connections_per_ip`), for the router's 503 or 429 from
+/// the same check.
+fn parse(buf: &[u8], peer: SocketAddr, server: &Server, ws_path: &str) -> (Parsed, usize) {
+    let (len, accept) = match inspect_head(buf, &server.config().allowed_origins) {
+        Inspected::Partial => return (Parsed::Partial, 0),
+        Inspected::Complete { path, .. } if path != ws_path => return (Parsed::Other, 0),
+        Inspected::Complete {
+            decision: Err(refusal),
+            ..
+        } => return (Parsed::Refused(refusal), 0),
+        Inspected::Complete {
+            decision: Ok(accept),
+            len,
+            ..
+        } => (len, accept),
+        _ => return (Parsed::Other, 0),
     };
     if !server.is_ready() {
-        return Parsed::Other;
+        return (Parsed::Other, 0);
     }
-    // A refusal is left to hyper, whose answer (503 or 429) comes from the same check.
     let Ok(slot) = server.try_reserve_slot(Some(peer.ip())) else {
-        return Parsed::Other;
+        return (Parsed::Other, 0);
     };
-    let accept = derive_accept_key(key);
-    Parsed::Upgrade(Upgrade { accept, slot }, head_len)
-}
-
-fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool {
-    super::upgrade::lists_token(
-        headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .filter_map(|h| std::str::from_utf8(h.value).ok()),
-        token,
+    let head = Arc::new(upgrade_head(&buf[..len]));
+    (
+        Parsed::Upgrade(Upgrade {
+            accept: accept.accept_key,
+            slot,
+            head,
+        }),
+        len,
     )
 }
 
-/// The value of a header that must appear exactly once.
-fn single<'h>(headers: &[httparse::Header<'h>], name: &str) -> Option<&'h [u8]> {
-    let mut matching = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
-    let first = matching.next()?;
-    matching.next().is_none().then_some(first.value)
+/// The URI and headers of a request head already checked by [`inspect_head`] (parsed again:
+/// cheaper than keeping every header of every request until the decision). A header value
+/// that `http` refuses (control characters) is left out.
+fn upgrade_head(head: &[u8]) -> UpgradeHead {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if req.parse(head).is_err() {
+        return UpgradeHead::default();
+    }
+    let uri = req
+        .path
+        .and_then(|p| http::Uri::try_from(p).ok())
+        .unwrap_or_default();
+    let mut map = http::HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(h.name.as_bytes()),
+            http::HeaderValue::from_bytes(h.value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    UpgradeHead::new(uri, map)
 }
 
 /// A TCP stream whose first reads return bytes that were already read from it.

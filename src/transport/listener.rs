@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use futures_util::future::Either;
-use http::Method;
+use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::direct;
+use super::front_door::Refusal;
 use crate::server::Server;
 
 /// HTTP-level limits of the accept loop.
@@ -234,15 +235,22 @@ async fn connection(
             server.spawn_tracked(direct::run(socket, server.clone(), addr));
         }
         // Boxed: rare, and inline it would make the task of every WebSocket larger.
-        direct::Head::Http(io) => Box::pin(serve_http(io, addr, permit, server, shared)).await,
+        direct::Head::Http(io) => {
+            Box::pin(serve_http(io, None, addr, permit, server, shared)).await;
+        }
+        direct::Head::Refused(io, refusal) => {
+            Box::pin(serve_http(io, Some(refusal), addr, permit, server, shared)).await;
+        }
         direct::Head::Gone => {}
     }
 }
 
 /// Serves one HTTP/1.1 connection (admin API, refused or unusual upgrades) until it ends or
-/// the server shuts down.
+/// the server shuts down. With `refused`, the first request (the upgrade the accept loop
+/// refused) gets that refusal and the connection closes after it.
 async fn serve_http(
     io: direct::Prefixed,
+    refused: Option<Refusal>,
     addr: SocketAddr,
     permit: OwnedSemaphorePermit,
     server: Server,
@@ -252,10 +260,23 @@ async fn serve_http(
     let app = shared.app.clone();
     let ws_path = Arc::clone(&shared.ws_path);
     let ws_server = server.clone();
+    // Shared by the clones hyper makes of the service; taken by the first request.
+    let refused = Arc::new(std::sync::Mutex::new(refused));
     let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
-        // An upgrade that `direct` left to HTTP still skips the router (routing, extensions,
-        // body boxing); it would reach the same handler.
-        if req.method() == Method::GET && req.uri().path() == &*ws_path {
+        let first = refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(refusal) = first {
+            let mut response = super::upgrade::refusal_response(refusal);
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return Either::Left(std::future::ready(Ok(response)));
+        }
+        // A request to the WebSocket path that `direct` left to HTTP still skips the router
+        // (routing, extensions, body boxing); it would reach the same handler.
+        if req.uri().path() == &*ws_path {
             let response = super::upgrade::upgrade(&ws_server, &mut req, Some(addr));
             return Either::Left(std::future::ready(Ok(response)));
         }

@@ -1,37 +1,34 @@
-//! The WebSocket upgrade: RFC 6455 handshake on hyper, then tokio-tungstenite with the
+//! The WebSocket upgrade on hyper: [`decide`] on the request, then tokio-tungstenite with the
 //! server's size and buffer limits.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::coalesce::Coalesce;
-use crate::server::{Server, SlotRefused};
-
-/// Whether comma-separated header values (`Connection`, `Upgrade`) list `token`, in any case.
-pub(super) fn lists_token<'a>(values: impl Iterator<Item = &'a str>, token: &str) -> bool {
-    values
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    lists_token(
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()),
-        token,
-    )
-}
+use super::coalesce::{Coalesce, ServerWebSocket};
+use super::front_door::{Refusal, UpgradeRequest, decide};
+use crate::server::{Server, SlotRefused, UpgradeHead};
 
 fn reject(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The HTTP answer to a refused upgrade: [`Refusal::status`], `{"error": reason}`, and the
+/// header the status calls for (`Allow`, `Sec-WebSocket-Version`).
+pub(super) fn refusal_response(refusal: Refusal) -> Response {
+    let mut r = reject(refusal.status(), refusal.reason());
+    if let Some((name, value)) = refusal.extra_header() {
+        r.headers_mut().insert(name, value);
+    }
+    r
 }
 
 /// The tungstenite configuration derived from the server's limits.
@@ -58,37 +55,21 @@ pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Re
     upgrade(&server, &mut req, remote)
 }
 
-/// Checks an upgrade request, spawns the WebSocket task and returns the response (101 or an
-/// error). The accept loop also calls it, without the router, for a `GET` on the WebSocket
-/// path that it left to HTTP.
+/// Checks an upgrade request with [`decide`], spawns the WebSocket task and returns the
+/// response (101 or a refusal). The accept loop also calls it, without the router, for a
+/// request to the WebSocket path that it left to HTTP.
 pub(crate) fn upgrade<B>(
     server: &Server,
     req: &mut http::Request<B>,
     remote: Option<SocketAddr>,
 ) -> Response {
-    let headers = req.headers();
-    if !header_has_token(headers, header::CONNECTION, "upgrade")
-        || !header_has_token(headers, header::UPGRADE, "websocket")
-    {
-        return reject(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
-        let mut r = reject(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported WebSocket version",
-        );
-        r.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return r;
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return reject(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    let view = UpgradeRequest::from_http(req.method(), req.version(), req.headers());
+    let accept = match decide(&view, &server.config().allowed_origins) {
+        Ok(accept) => accept.accept_key,
+        Err(refusal) => {
+            tracing::debug!(%refusal, ?remote, "upgrade refused");
+            return refusal_response(refusal);
+        }
     };
     if !server.is_ready() {
         return reject(
@@ -108,7 +89,11 @@ pub(crate) fn upgrade<B>(
             );
         }
     };
-    let accept = derive_accept_key(key.as_bytes());
+    // Taken, not cloned: the response needs none of the request's headers.
+    let head = Arc::new(UpgradeHead::new(
+        req.uri().clone(),
+        std::mem::take(req.headers_mut()),
+    ));
     let on_upgrade = hyper::upgrade::on(req);
     let config = ws_config(server);
     let write_buffer = server.config().write_buffer_bytes;
@@ -123,7 +108,7 @@ pub(crate) fn upgrade<B>(
         let conn = match on_upgrade.await {
             Ok(upgraded) => {
                 match websocket(TokioIo::new(upgraded), Vec::new(), config, write_buffer) {
-                    Some(ws) => Box::pin(task_server.serve_socket(ws, remote)),
+                    Some(ws) => Box::pin(task_server.serve_upgraded(ws, remote, head)),
                     None => {
                         tracing::error!("WebSocket setup did not complete synchronously");
                         return;
@@ -157,14 +142,15 @@ pub(super) fn websocket<S>(
     rest: Vec<u8>,
     config: WebSocketConfig,
     write_buffer: usize,
-) -> Option<WebSocketStream<Coalesce<S>>>
+) -> Option<ServerWebSocket<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let io = Coalesce::new(io, write_buffer);
-    if rest.is_empty() {
+    let ws = if rest.is_empty() {
         WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).now_or_never()
     } else {
         WebSocketStream::from_partially_read(io, rest, Role::Server, Some(config)).now_or_never()
-    }
+    };
+    ws.map(ServerWebSocket::new)
 }
