@@ -117,11 +117,11 @@ async fn main() -> anyhow::Result<()> {
     let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:8090".to_owned());
     let control = arg("--control").unwrap_or_else(|| "127.0.0.1:8091".to_owned());
     let mut config = ServerConfig::default();
-    config.require_encryption = std::env::args().any(|a| a == "--require-encryption");
-    if arg("--backend").as_deref() == Some("p256")
-        && let Some(h) = config.handshake.as_mut()
-    {
-        h.backend = sealwire::crypto::Backend::RustCrypto;
+    if std::env::args().any(|a| a == "--require-encryption") {
+        config.encryption = sealwire::server::EncryptionPolicy::Required;
+    }
+    if arg("--backend").as_deref() == Some("p256") {
+        config.handshake.backend = sealwire::crypto::Backend::RustCrypto;
     }
     if let Some(n) = arg("--read-buffer").and_then(|v| v.parse().ok()) {
         config.read_buffer_bytes = n;

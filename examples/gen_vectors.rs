@@ -358,8 +358,8 @@ pub fn hardened_doc() -> Value {
             "signature_input": hex(&hardened::signature_input(&th)),
             "signature": hex(&unb64(hello.signature.as_ref().unwrap())),
             "epochs": {
-                "c2s": epochs(&schedule.c2s, 2),
-                "s2c": epochs(&schedule.s2c, 3),
+                "c2s": epochs(&schedule.c2s, 3),
+                "s2c": epochs(&schedule.s2c, 4),
             },
         },
         "hello": {

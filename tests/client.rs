@@ -214,7 +214,7 @@ async fn auth_failure_is_final_and_not_retried() {
 async fn disconnect_reasons_are_typed() {
     // 4004: encryption required, client without encryption.
     let mut cfg = base_config();
-    cfg.require_encryption = true;
+    cfg.encryption = sealwire::server::EncryptionPolicy::Required;
     let ts = start_with(Server::builder().config(cfg).authenticate(test_auth())).await;
     let err = Client::builder(ts.ws_url())
         .token("dave")
@@ -315,9 +315,7 @@ async fn hardened_profile_with_pinned_server_key() {
     let identity = Arc::new(sealwire::crypto::ServerIdentity::generate(&mut rand::rng()));
     let pin = identity.public_key();
     let mut cfg = base_config();
-    if let Some(h) = cfg.handshake.as_mut() {
-        h.identity = Some(Arc::clone(&identity));
-    }
+    cfg.handshake.identity = Some(Arc::clone(&identity));
     let ts = start_with(echo_builder().config(cfg)).await;
     let (client, mut events) = Client::builder(ts.ws_url())
         .token("hana")

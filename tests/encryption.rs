@@ -12,12 +12,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
 use sealwire::crypto::{ClientHandshake, HandshakeConfig};
-use sealwire::server::{GlobRooms, ServerConfig};
+use sealwire::server::{EncryptionPolicy, GlobRooms, Offer, ServerConfig};
 use serde_json::{Value, json};
 
 fn required() -> ServerConfig {
     let mut c = base_config();
-    c.require_encryption = true;
+    c.encryption = EncryptionPolicy::Required;
     c
 }
 
@@ -90,27 +90,67 @@ async fn required_encryption_without_public_key_closes_4004() {
     s.stop().await;
 }
 
+/// Every encryption policy against every kind of client, over real WebSockets: the table in
+/// `EncryptionPolicy`'s docs, and 4004 (never a plaintext session) wherever it says no.
 #[tokio::test]
-async fn required_encryption_with_handshake_disabled_closes_4004() {
-    let mut cfg = required();
-    cfg.handshake = None;
-    let s = start(cfg).await;
-    let mut c = s.client().await;
-    let key = B64.encode(valid_key());
-    c.send_json(&json!({"event": "authenticate", "data": {"token": "k", "publicKey": key}}))
-        .await;
-    expect_handshake_failure(&mut c).await;
-    let mut c = s.client().await;
-    c.send_json(&json!({"event": "authenticate", "data": {"token": "nokey"}}))
-        .await;
-    expect_handshake_failure(&mut c).await;
-    s.stop().await;
+async fn every_policy_admits_exactly_the_clients_its_table_lists() {
+    for policy in EncryptionPolicy::ALL {
+        let mut cfg = base_config();
+        cfg.encryption = policy;
+        let s = start(cfg).await;
+        for offer in [Offer::Plaintext, Offer::Compat, Offer::Hardened] {
+            let mut c = s.client().await;
+            let admitted = match offer {
+                Offer::Plaintext => {
+                    c.send_json(&json!({"event": "authenticate", "data": {"token": "p"}}))
+                        .await;
+                    let reply = c.recv_json().await;
+                    reply["event"] == "connected"
+                }
+                Offer::Compat => {
+                    let key = B64.encode(valid_key());
+                    c.send_json(
+                        &json!({"event": "authenticate", "data": {"token": "c", "publicKey": key}}),
+                    )
+                    .await;
+                    let reply = c.recv_json().await;
+                    if reply["event"] == "connected" {
+                        assert!(
+                            reply["data"]["serverPublicKey"].is_string(),
+                            "{policy}: {reply}"
+                        );
+                    }
+                    reply["event"] == "connected"
+                }
+                Offer::Hardened => {
+                    let (reply, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
+                    if reply["event"] == "hello" {
+                        let hello = serde_json::from_value(reply["data"].clone()).expect("hello");
+                        let done = hs.finish_hello(&hello).expect("finish");
+                        c.send_text(&done.confirmation.expect("confirmation")).await;
+                        c.session = Some(done.session);
+                        c.emit("authenticate", json!({"token": "h"})).await;
+                        assert_eq!(c.recv_msg().await["event"], "connected", "{policy}");
+                        true
+                    } else {
+                        assert_eq!(reply["data"]["message"], "Encryption handshake failed");
+                        false
+                    }
+                }
+            };
+            assert_eq!(admitted, policy.admits(offer), "{policy} {offer:?}");
+            if !admitted {
+                assert_eq!(c.expect_close().await, Some(4004), "{policy} {offer:?}");
+            }
+        }
+        s.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn handshake_disabled_refuses_a_client_that_sends_a_key() {
     let mut cfg = base_config();
-    cfg.handshake = None;
+    cfg.encryption = EncryptionPolicy::Off;
     let s = start(cfg).await;
     let mut c = s.client().await;
     let key = B64.encode(valid_key());

@@ -304,7 +304,7 @@ fn sealwire_b64(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn refusing_compat_closes_4004_but_accepts_hardened() {
     let mut config = config_with(None, 1 << 20);
-    config.allow_compat_profile = false;
+    config.encryption = sealwire::server::EncryptionPolicy::HardenedOnly;
     let server = start_echo(config).await;
     let mut compat = server.client().await;
     compat

@@ -54,7 +54,7 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
     let main = start_with(builder(config).validate_rooms(rooms())).await;
 
     let mut strict: ServerConfig = base_config();
-    strict.require_encryption = true;
+    strict.encryption = sealwire::server::EncryptionPolicy::Required;
     let strict = start_with(builder(strict)).await;
 
     let mut idle = base_config();

@@ -42,13 +42,47 @@ fn vectors_cover_every_derived_value() {
         serde_json::from_str(&std::fs::read_to_string(dir().join("hardened.json")).expect("file"))
             .expect("json");
     let records = v["records"].as_array().expect("records");
-    assert_eq!(records.len(), 8);
+    assert_eq!(records.len(), 12);
+    // The sealed login comes first: the confirmation, the credentials, then `connected`.
+    let event = |i: usize| -> Value {
+        serde_json::from_str(records[i]["plaintext"].as_str().expect("plaintext")).expect("json")
+    };
+    assert_eq!(
+        (records[0]["direction"].as_str(), records[0]["seq"].as_u64()),
+        (Some("c2s"), Some(0))
+    );
+    assert_eq!(event(0)["event"], "confirm");
+    assert_eq!(
+        (records[1]["direction"].as_str(), records[1]["seq"].as_u64()),
+        (Some("c2s"), Some(1))
+    );
+    assert_eq!(event(1)["event"], "authenticate");
+    assert!(event(1)["data"]["token"].is_string());
+    assert_eq!(
+        (records[2]["direction"].as_str(), records[2]["seq"].as_u64()),
+        (Some("s2c"), Some(0))
+    );
+    assert_eq!(event(2)["event"], "connected");
+    assert!(records.iter().any(|r| {
+        r["plaintext"]
+            .as_str()
+            .is_some_and(|p| p.contains("\"refresh\""))
+    }));
+    // The hello exchange carries no credential.
+    let flow = &v["flow"];
+    assert_eq!(flow["client_hello"]["event"], "hello");
+    assert!(flow["client_hello"]["data"].get("token").is_none());
+    assert_eq!(flow["server_hello"]["data"]["profile"], "sealwire-v2");
     let epochs: Vec<u64> = records
         .iter()
         .filter(|r| r["direction"] == "s2c")
         .map(|r| r["epoch"].as_u64().expect("epoch"))
         .collect();
-    assert_eq!(epochs, [0, 0, 1, 1, 2], "server records cross two rekeys");
+    assert_eq!(
+        epochs,
+        [0, 0, 1, 1, 2, 2, 3],
+        "server records cross three rekeys"
+    );
     for key in [
         "transcript",
         "transcript_hash",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use sealwire::server::{DevAuth, GlobRooms, JwtAuth, Server, ServerConfig};
+use sealwire::server::{DevAuth, EncryptionPolicy, GlobRooms, JwtAuth, Server, ServerConfig};
 use sealwire::transport::{HttpConfig, serve_with_shutdown};
 
 #[derive(Parser)]
@@ -96,14 +96,25 @@ struct ServeArgs {
     /// WebSocket path.
     #[arg(long, env = "SEALWIRE_PATH", default_value = "/ws")]
     path: String,
-    /// Close clients that do not complete the encryption handshake (4004).
-    #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTION")]
+    /// Encryption policy: `off` (no handshake), `optional` (each client chooses), `required`
+    /// (every client encrypts, either profile), `hardened-only` (every client uses
+    /// `sealwire-v2`). Others get 4004.
+    #[arg(long, env = "SEALWIRE_ENCRYPTION", default_value_t = EncryptionPolicy::Optional,
+          conflicts_with_all = ["require_encryption", "refuse_compat"])]
+    encryption: EncryptionPolicy,
+    /// Shorthand for `--encryption required`.
+    #[arg(
+        long,
+        env = "SEALWIRE_REQUIRE_ENCRYPTION",
+        conflicts_with = "refuse_compat"
+    )]
     require_encryption: bool,
     /// Refuse plaintext application events from encrypted clients of every profile, not only
     /// the hardened one (IGNIS compatibility-profile clients then cannot join rooms).
     #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTED_INBOUND")]
     require_encrypted_inbound: bool,
-    /// Refuse the IGNIS compatibility crypto profile: clients must use `sealwire-v2` (4004).
+    /// Shorthand for `--encryption hardened-only`: every client must use `sealwire-v2`, whose
+    /// credentials never cross in the clear (IGNIS compatibility and plaintext clients: 4004).
     #[arg(long, env = "SEALWIRE_REFUSE_COMPAT")]
     refuse_compat: bool,
     /// File holding the server identity key (64 hex characters: a P-256 scalar) that signs
@@ -240,15 +251,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut config = ServerConfig::default();
     config.path = args.path;
-    config.require_encryption = args.require_encryption;
+    config.encryption = if args.refuse_compat {
+        EncryptionPolicy::HardenedOnly
+    } else if args.require_encryption {
+        EncryptionPolicy::Required
+    } else {
+        args.encryption
+    };
     config.require_encrypted_inbound = args.require_encrypted_inbound;
-    config.allow_compat_profile = !args.refuse_compat;
     if let Some(path) = &args.identity_key_file {
         let identity = load_identity(path)?;
         tracing::info!(public_key = %identity.public_key().to_base64(), "server identity key loaded");
-        if let Some(hs) = config.handshake.as_mut() {
-            hs.identity = Some(std::sync::Arc::new(identity));
-        }
+        config.handshake.identity = Some(std::sync::Arc::new(identity));
     }
     config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);

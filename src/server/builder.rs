@@ -104,7 +104,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Replaces the built-in ECDH handshake.
+    /// Replaces the built-in ECDH handshake. It runs only when the encryption policy allows a
+    /// handshake, and cannot downgrade a client that offered key material (see
+    /// [`EncryptionPolicy`](super::EncryptionPolicy)).
     pub fn handshake(mut self, hook: impl Handshake) -> Self {
         self.hooks.handshake = Some(Arc::new(hook));
         self.custom_handshake = true;
@@ -138,12 +140,11 @@ impl ServerBuilder {
         if self.hooks.authenticator.is_none() {
             return Err(ConfigError::MissingAuthenticator);
         }
-        if !self.custom_handshake {
-            self.hooks.handshake = self
-                .config
-                .handshake
-                .clone()
-                .map(|c| Arc::new(EcdhHandshake::new(c)) as Arc<dyn Handshake>);
+        if !self.config.encryption.handshakes() {
+            self.hooks.handshake = None;
+        } else if !self.custom_handshake {
+            let builtin = EcdhHandshake::new(self.config.handshake.clone());
+            self.hooks.handshake = Some(Arc::new(builtin) as Arc<dyn Handshake>);
         }
         Ok(Server(Arc::new(Shared {
             server_id: self

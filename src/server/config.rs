@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::policy::EncryptionPolicy;
 use crate::crypto::HandshakeConfig;
 
 /// Everything tunable about a [`Server`](super::Server). Every abuse-relevant limit is here.
@@ -10,9 +11,9 @@ use crate::crypto::HandshakeConfig;
 pub struct ServerConfig {
     /// WebSocket path. Defaults to `/ws`.
     pub path: String,
-    /// Refuse clients that do not complete the encryption handshake (close 4004).
-    /// Defaults to `false` (clients that send a public key are still encrypted).
-    pub require_encryption: bool,
+    /// Who must encrypt, and in which profile (see [`EncryptionPolicy`] for the table).
+    /// Defaults to [`EncryptionPolicy::Optional`].
+    pub encryption: EncryptionPolicy,
     /// Refuse plaintext application events (`join`, `leave`, custom events) from encrypted
     /// clients of every profile with `Encrypted message required`; `heartbeat` and `disconnect`
     /// may still be plaintext. Hardened-profile clients are always held to this; IGNIS
@@ -66,14 +67,10 @@ pub struct ServerConfig {
     /// client (an error, `connected`) may take to be written: a client that does not read it
     /// in time is closed with 4005. Defaults to 2 s.
     pub shutdown_timeout: Duration,
-    /// Built-in ECDH handshake parameters; `None` disables the handshake (then clients that
-    /// send a public key, and every client when encryption is required, are closed with 4004).
-    /// Defaults to the IGNIS-compatible profile.
-    pub handshake: Option<HandshakeConfig>,
-    /// Accept the IGNIS compatibility profile. With `false`, a client that sends a public key
-    /// without `profile: "sealwire-v2"` gets "Encryption handshake failed" and close 4004.
-    /// Defaults to `true`.
-    pub allow_compat_profile: bool,
+    /// Parameters of the built-in ECDH handshake (compatibility HKDF info, rekey budget,
+    /// server identity key). Whether it runs, and for whom, is `encryption`'s call. Defaults
+    /// to [`HandshakeConfig::default`].
+    pub handshake: HandshakeConfig,
     /// Bearer token for the admin REST API; `None` disables every admin call (health then
     /// answers without details). An empty or whitespace-only token is refused by
     /// [`ServerConfig::validate`]. Defaults to `None`.
@@ -90,7 +87,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             path: "/ws".to_owned(),
-            require_encryption: false,
+            encryption: EncryptionPolicy::Optional,
             require_encrypted_inbound: false,
             auth_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
@@ -105,8 +102,7 @@ impl Default for ServerConfig {
             read_buffer_bytes: 512,
             write_buffer_bytes: 8 * 1024,
             shutdown_timeout: Duration::from_secs(2),
-            handshake: Some(HandshakeConfig::default()),
-            allow_compat_profile: true,
+            handshake: HandshakeConfig::default(),
             admin_token: None,
             allowed_origins: Vec::new(),
         }

@@ -169,7 +169,7 @@ where
         // Policy: in the hardened profile, or everywhere with `require_encrypted_inbound`, an
         // encrypted client's application events must arrive encrypted too; plaintext ones are
         // refused (heartbeat/disconnect excepted). IGNIS compatibility-profile clients never
-        // encrypt inbound, so `require_encryption` alone does not refuse theirs.
+        // encrypt inbound, so the `Required` policy alone does not refuse theirs.
         let strict = self.server.0.config.require_encrypted_inbound
             || self
                 .session

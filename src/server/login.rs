@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::connection::{Connection, Exit};
 use super::hooks::{AuthRequest, ClientInfo, HookError, Identity};
+use super::policy::Offer;
 use super::registry::ClientState;
 use crate::crypto::{Profile, ServerHello, Session, hardened};
 use crate::protocol::{
@@ -69,6 +70,13 @@ where
                     .await,
             );
         };
+        if !self.server.0.config.encryption.admits(Offer::Hardened) {
+            tracing::debug!(client = %self.handle.id, "hardened profile refused by the policy");
+            return Some(
+                self.fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
+                    .await,
+            );
+        }
         let offer = AuthenticatePayload {
             public_key: Some(key.to_owned()),
             profile: Some(hardened::PROFILE_ID.to_owned()),
@@ -117,9 +125,9 @@ where
                     .await,
             );
         }
-        let config = &self.server.0.config;
-        if offers_key && !config.allow_compat_profile {
-            tracing::debug!(client = %self.handle.id, "compatibility profile refused");
+        let policy = self.server.0.config.encryption;
+        if offers_key && !policy.admits(Offer::Compat) {
+            tracing::debug!(client = %self.handle.id, %policy, "compatibility profile refused");
             return Some(
                 self.fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
                     .await,
@@ -139,8 +147,8 @@ where
             Ok(identity) => identity,
             Err(exit) => return Some(exit),
         };
-        if !offers_key && self.server.0.config.require_encryption {
-            tracing::debug!(client = %self.handle.id, "no key while encryption is required");
+        if !offers_key && !policy.admits(Offer::Plaintext) {
+            tracing::debug!(client = %self.handle.id, %policy, "no key while encryption is required");
             return Some(
                 self.fail(err::HANDSHAKE_FAILED, CloseCode::EncryptionRequired)
                     .await,

@@ -11,6 +11,7 @@ mod dispatch;
 mod hooks;
 mod login;
 mod outbox;
+mod policy;
 mod registry;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub use hooks::{
     EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
     OutboundTransformer, RoomValidator, UpgradeHead,
 };
+pub use policy::{EncryptionPolicy, Offer};
 pub use registry::{
     ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, is_client_id_shaped,
     joinable_room_name, valid_room_name,
@@ -140,7 +142,8 @@ impl Server {
     }
 
     async fn start_once(&self) -> Result<(), BusError> {
-        if let Some(backend) = self.0.config.handshake.as_ref().map(|h| h.backend) {
+        if self.0.config.encryption.handshakes() {
+            let backend = self.0.config.handshake.backend;
             // The first handshake would otherwise pay for the backend's one-time setup.
             let _ = tokio::task::spawn_blocking(move || backend.warm_up()).await;
         }

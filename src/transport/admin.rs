@@ -162,7 +162,8 @@ async fn info(State(server): State<Server>) -> Json<Value> {
         "encrypted": c.encrypted,
         "users": c.users,
         "rooms": c.rooms,
-        "requireEncryption": server.config().require_encryption,
+        "requireEncryption": server.config().encryption.requires_encryption(),
+        "encryption": server.config().encryption.as_str(),
         "bus": server.bus_status(),
     }))
 }

@@ -20,11 +20,11 @@ pub fn identity(byte: u8) -> Arc<ServerIdentity> {
 /// every `rekey_after` records.
 pub fn config_with(identity: Option<Arc<ServerIdentity>>, rekey_after: u32) -> ServerConfig {
     let mut c = base_config();
-    c.handshake = Some(HandshakeConfig {
+    c.handshake = HandshakeConfig {
         identity,
         rekey_after,
         ..HandshakeConfig::default()
-    });
+    };
     c
 }
 
