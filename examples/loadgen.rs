@@ -100,7 +100,7 @@ struct Args {
     /// Give up waiting for deliveries after this many seconds without progress.
     #[arg(long, default_value_t = 15)]
     stall_secs: u64,
-    /// Crypto profile of the encrypted clients: `compat` (IGNIS) or `hardened` (sealwire-v1).
+    /// Crypto profile of the encrypted clients: `compat` (IGNIS) or `hardened` (sealwire-v2).
     #[arg(long, default_value = "compat")]
     profile: String,
     /// Free-form label copied into the result.
@@ -187,48 +187,27 @@ async fn connect_one(
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(args.url.as_str(), stream, Some(ws_config()))
             .await?;
-    let hs_config = if args.profile == "hardened" {
-        HandshakeConfig::hardened(Vec::new())
+    let token = format!("u{i}");
+    let session = if encrypted && args.profile == "hardened" {
+        Some(hardened_login(&mut ws, &token).await?)
     } else {
-        HandshakeConfig::default()
-    };
-    let hs = encrypted.then(|| ClientHandshake::new(hs_config, &mut rand::rng()));
-    let mut auth = json!({"type": "Bearer", "token": format!("u{i}")});
-    if let Some(hs) = &hs {
-        auth["publicKey"] = json!(hs.public_key_base64());
-        if let Some(p) = hs.profile_id() {
-            auth["profile"] = json!(p);
+        let hs =
+            encrypted.then(|| ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng()));
+        let mut auth = json!({"type": "Bearer", "token": token});
+        if let Some(hs) = &hs {
+            auth["publicKey"] = json!(hs.public_key_base64());
         }
-    }
-    ws.send(Message::text(
-        json!({"event": "authenticate", "data": auth}).to_string(),
-    ))
-    .await?;
-    let connected = loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(t.as_str())?;
-                match v["event"].as_str() {
-                    Some("connected") => break v,
-                    Some("error") => bail!("server error: {}", v["data"]),
-                    _ => {}
-                }
+        ws.send(Message::text(
+            json!({"event": "authenticate", "data": auth}).to_string(),
+        ))
+        .await?;
+        let connected = next_event(&mut ws, "connected").await?;
+        match hs {
+            None => None,
+            Some(hs) => {
+                let payload: ConnectedPayload = serde_json::from_value(connected["data"].clone())?;
+                Some(hs.finish_connected(&payload)?.session)
             }
-            Some(Ok(Message::Close(f))) => bail!("closed: {f:?}"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("connection ended"),
-        }
-    };
-    let session = match hs {
-        None => None,
-        Some(hs) => {
-            let payload: ConnectedPayload = serde_json::from_value(connected["data"].clone())?;
-            let done = hs.finish_connected(&payload)?;
-            if let Some(confirmation) = done.confirmation {
-                ws.send(Message::text(confirmation)).await?;
-            }
-            Some(done.session)
         }
     };
     let mut conn = Conn { ws, session };
@@ -241,6 +220,61 @@ async fn connect_one(
         conn.ws.send(Message::text(frame)).await?;
     }
     Ok(conn)
+}
+
+/// The next frame whose event is `name` (errors and closes end the attempt).
+async fn next_event<S>(ws: &mut S, name: &str) -> anyhow::Result<Value>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str())?;
+                match v["event"].as_str() {
+                    Some(e) if e == name => return Ok(v),
+                    Some("error") => bail!("server error: {}", v["data"]),
+                    _ => {}
+                }
+            }
+            Some(Ok(Message::Close(f))) => bail!("closed: {f:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("connection ended"),
+        }
+    }
+}
+
+/// The hardened (`sealwire-v2`) login: hello exchange, key confirmation, sealed credentials,
+/// sealed `connected`.
+async fn hardened_login<S>(ws: &mut S, token: &str) -> anyhow::Result<sealwire::crypto::Session>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error>
+        + Unpin,
+{
+    let hs = ClientHandshake::new(HandshakeConfig::hardened(Vec::new()), &mut rand::rng());
+    ws.send(Message::text(hs.hello_json())).await?;
+    let hello = next_event(ws, "hello").await?;
+    let hello: sealwire::protocol::HelloPayload = serde_json::from_value(hello["data"].clone())?;
+    let done = hs.finish_hello(&hello)?;
+    let mut session = done.session;
+    if let Some(confirmation) = done.confirmation {
+        ws.send(Message::text(confirmation)).await?;
+    }
+    let auth = json!({"event": "authenticate", "data": {"type": "Bearer", "token": token}});
+    ws.send(Message::text(
+        session.seal_frame(auth.to_string().as_bytes())?,
+    ))
+    .await?;
+    let sealed = next_event(ws, "encrypted").await?;
+    let payload: sealwire::protocol::EncryptedPayload =
+        serde_json::from_value(sealed["data"].clone())?;
+    let connected: Value = serde_json::from_slice(&session.open(&payload)?)?;
+    if connected["event"] != "connected" {
+        bail!("expected a sealed connected, got {connected}");
+    }
+    Ok(session)
 }
 
 #[derive(Deserialize)]
