@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
             Some((event.to_owned(), RawValue::from_string(stamped).ok()?))
         })
         .build()?;
+    // Optional: `router` starts the server too, but starting here surfaces a bus error now.
     server.start().await?;
 
     let app = axum::Router::new()

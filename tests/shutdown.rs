@@ -212,3 +212,28 @@ async fn shutdown_during_the_connected_hook_still_pairs_the_hooks() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_embedded_router_starts_the_server_without_a_separate_call() {
+    // Built but never started: mounting the router is enough.
+    let server = builder(base_config()).build().expect("server");
+    assert!(!server.is_ready());
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "app" }))
+        .merge(sealwire::transport::router(server.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app_task = tokio::spawn(async move { axum::serve(listener, app).await });
+    wait_for(|| server.is_ready()).await;
+    let mut c = WsClient::connect(&format!("ws://{addr}/ws")).await;
+    let connected = c.authenticate("alice").await;
+    assert_eq!(connected["data"]["userId"], "alice");
+    server
+        .send_to_user("alice", "hi", &serde_json::json!(1))
+        .expect("send");
+    assert_eq!(c.recv_msg().await["event"], "hi");
+    server.shutdown().await;
+    app_task.abort();
+}

@@ -129,8 +129,8 @@ impl Server {
         &self.0.config
     }
 
-    /// Connects the bus and starts the heartbeat sweeper. Called by the transport's `serve`;
-    /// call it yourself when mounting the router into your own app. Idempotent.
+    /// Connects the bus and starts the heartbeat sweeper. Called by the transport's `serve`
+    /// and `router`; call it yourself first to handle a start error. Idempotent.
     ///
     /// # Errors
     /// [`BusError`] when the bus cannot start.

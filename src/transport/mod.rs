@@ -18,9 +18,25 @@ use crate::server::Server;
 
 /// Builds the router: the WebSocket endpoint at `config().path` and the admin API under
 /// `/socket`. Every request to the WebSocket path, whatever its method, is answered by
-/// [`front_door::decide`], as in the accept loop. Mount it into an existing app with `Router::merge`; call
-/// [`Server::start`] yourself in that case.
+/// [`front_door::decide`], as in the accept loop. Mount it into an existing app with
+/// `Router::merge`.
+///
+/// Called inside a Tokio runtime, it starts the server ([`Server::start`]: the bus and the
+/// heartbeat sweeper) if nothing has yet, so embedding needs no separate call; until the
+/// start has finished the WebSocket path answers 503 and health reports `unavailable`. A
+/// start that fails is logged at error level and the server stays unavailable: call
+/// [`Server::start`] yourself first to handle that error (a bus that cannot connect, say).
 pub fn router(server: Server) -> Router {
+    if !server.is_ready()
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        let starting = server.clone();
+        runtime.spawn(async move {
+            if let Err(e) = starting.start().await {
+                tracing::error!(error = %e, "server start failed; WebSocket upgrades get 503");
+            }
+        });
+    }
     let path = server.config().path.clone();
     Router::new()
         .route(&path, any(upgrade::handle))
