@@ -1,9 +1,10 @@
 //! # sealwire
 //!
-//! An end-to-end encrypted realtime WebSocket server. Every connection authenticates; clients
-//! that send a P-256 public key with their credentials get their own AES-256-GCM session, and
-//! every frame the server sends them afterwards is sealed with it. Plaintext clients still get
-//! the shared-frame fast path. Wire-compatible with the IGNIS `WebSocketServerHelper` protocol.
+//! An end-to-end encrypted realtime WebSocket server. Every connection authenticates. Clients
+//! that run a P-256 key exchange get their own AES-256-GCM session, and every frame the server
+//! sends them afterwards is sealed with it; in the hardened profile the exchange comes first
+//! and the credentials themselves travel sealed. Plaintext clients still get the shared-frame
+//! fast path. Wire-compatible with the IGNIS `WebSocketServerHelper` protocol.
 //!
 //! ```no_run
 //! use sealwire::server::{Identity, Server};
@@ -44,7 +45,8 @@
 //! - `client` (feature `client`, on by default): the Rust client SDK. It depends on
 //!   `protocol` and `crypto` only, never on `server`.
 //!
-//! See `docs/PROTOCOL.md` for the wire format and `SECURITY.md` for the threat model.
+//! See `docs/ARCHITECTURE.md` for the module map and the two hot paths, `docs/PROTOCOL.md` for
+//! the wire format and `SECURITY.md` for the threat model.
 
 #[cfg(feature = "redis")]
 pub mod bus;
