@@ -430,3 +430,49 @@ async fn allowed_origins_refuse_other_origins_with_403() {
     run.terminate();
     run.wait().await;
 }
+
+#[tokio::test]
+async fn encryption_hardened_only_admits_only_sealed_logins() {
+    let run = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--encryption",
+        "hardened-only",
+    ])
+    .await;
+    // Plaintext and compatibility-profile clients are refused with 4004.
+    let mut plain = WsClient::connect(&run.url).await;
+    plain
+        .send_json(&json!({"event": "authenticate", "data": {"token": "p"}}))
+        .await;
+    assert_eq!(
+        plain.recv_json().await["data"]["message"],
+        "Encryption handshake failed"
+    );
+    assert_eq!(plain.expect_close().await, Some(4004));
+    let mut compat = WsClient::connect(&run.url).await;
+    compat
+        .send_json(&json!({"event": "authenticate", "data": {
+            "token": "c", "publicKey": WsClient::any_public_key()}}))
+        .await;
+    assert_eq!(compat.expect_close().await, Some(4004));
+    // The hardened SDK logs in, with its credentials sealed.
+    let (client, mut events) = sealwire::client::Client::builder(run.url.as_str())
+        .token("hana")
+        .connect()
+        .await
+        .expect("hardened login");
+    let ev = common::sdk::next_event(&mut events).await;
+    assert!(
+        matches!(&ev, sealwire::client::Event::Connected { info, .. } if info.encrypted && info.user_id == "hana"),
+        "{ev:?}"
+    );
+    client.close();
+    // An unknown policy is a start error.
+    let bad = serve_fails(&["--dev", "--listen", "127.0.0.1:0", "--encryption", "maybe"]).await;
+    assert!(bad.contains("unknown encryption policy"), "{bad}");
+    run.terminate();
+    let status = run.wait().await;
+    assert!(status.success(), "{status:?}");
+}
