@@ -476,3 +476,76 @@ async fn encryption_hardened_only_admits_only_sealed_logins() {
     let status = run.wait().await;
     assert!(status.success(), "{status:?}");
 }
+
+/// `--log-format json`: every log line is one JSON object, and debug logging of a full
+/// session (authentication, refusal, messages) never writes a token.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
+    let mut child = sealwire()
+        .env("RUST_LOG", "sealwire=debug")
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--jwt-secret",
+            SECRET,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sealwire");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), out.next_line())
+            .await
+            .expect("listening in time")
+            .expect("read")
+            .expect("sealwire exited early");
+        if let Some(url) = line.strip_prefix("sealwire listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    let good = jwt(&json!({"sub": "user-7", "exp": now() + 600}));
+    let expired = jwt(&json!({"sub": "user-8", "exp": now() - 3600}));
+    let (client, _events) = sealwire::client::Client::builder(url.as_str())
+        .token(good.as_str())
+        .connect()
+        .await
+        .expect("hardened login");
+    client.close();
+    let mut refused = WsClient::connect(&url).await;
+    refused
+        .send_json(&json!({"event": "authenticate", "data": {"token": expired}}))
+        .await;
+    assert_eq!(refused.expect_close().await, Some(4003));
+    let pid = child.id().expect("running");
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .expect("kill");
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let mut lines = 0;
+    for line in logs.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        lines += 1;
+    }
+    assert!(lines >= 3, "debug logs were written: {logs}");
+    assert!(logs.contains("authenticated"), "{logs}");
+    for token in [&good, &expired] {
+        assert!(!logs.contains(token.as_str()), "a token was logged");
+        // Not even its signature part.
+        let sig = token.rsplit('.').next().expect("signature");
+        assert!(!logs.contains(sig));
+    }
+}

@@ -16,8 +16,27 @@ use sealwire::transport::{HttpConfig, serve_with_shutdown};
     about = "End-to-end encrypted realtime WebSocket server"
 )]
 struct Cli {
+    /// Log format on stderr: `text` (for people) or `json` (one JSON object per line, for log
+    /// pipelines). The level comes from `RUST_LOG` (default `info`).
+    #[arg(
+        long,
+        global = true,
+        env = "SEALWIRE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event: `timestamp`, `level`, `target`, `fields` (with `message`),
+    /// and `span`/`spans` when inside spans.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -189,15 +208,17 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
+    match cli.command {
         Command::Serve(args) => serve(args).await,
         #[cfg(feature = "redis")]
         Command::Emit(args) => emit(args).await,
