@@ -214,6 +214,28 @@ async fn an_auth_mode_is_required_and_exclusive() {
     assert!(both.contains("exactly one auth mode"), "{both}");
     let short = serve_fails(&["--jwt-secret", "short", "--listen", "127.0.0.1:0"]).await;
     assert!(short.contains("at least 32 bytes"), "{short}");
+    let two = serve_fails(&[
+        "--jwt-secret",
+        SECRET,
+        "--jwks-url",
+        "https://idp.example/jwks.json",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    assert!(two.contains("exactly one auth mode"), "{two}");
+    // No key set, no start: the error says why.
+    let jwks = serve_fails(&[
+        "--jwks-url",
+        "http://127.0.0.1:1/jwks.json",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    assert!(
+        jwks.contains("--jwks-url") && jwks.contains("JWKS"),
+        "{jwks}"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use sealwire::server::{DevAuth, EncryptionPolicy, GlobRooms, JwtAuth, Server, ServerConfig};
+use sealwire::server::{
+    DevAuth, EncryptionPolicy, GlobRooms, JwksAuth, JwksOptions, JwtAuth, JwtRules, Server,
+    ServerConfig,
+};
 use sealwire::transport::{HttpConfig, serve_with_shutdown};
 
 #[derive(Parser)]
@@ -181,11 +184,16 @@ struct ServeArgs {
     /// HS256 secret: clients authenticate with JWTs whose `sub` is the user id.
     #[arg(long, env = "SEALWIRE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// JWKS URL of an identity provider: clients authenticate with JWTs signed by one of its
+    /// keys (RS256/384/512, PS256/384/512, ES256/384, EdDSA). https://, or http:// to a
+    /// loopback address. The start fails if the set cannot be loaded.
+    #[arg(long, env = "SEALWIRE_JWKS_URL")]
+    jwks_url: Option<String>,
     /// Required `iss` claim of client JWTs (unset: not checked).
-    #[arg(long, env = "SEALWIRE_JWT_ISSUER", requires = "jwt_secret")]
+    #[arg(long, env = "SEALWIRE_JWT_ISSUER")]
     jwt_issuer: Option<String>,
     /// Required `aud` claim of client JWTs (unset: not checked).
-    #[arg(long, env = "SEALWIRE_JWT_AUDIENCE", requires = "jwt_secret")]
+    #[arg(long, env = "SEALWIRE_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
     /// Clock leeway for JWT `exp`/`nbf`, in seconds; a session lasts until `exp` plus this.
     #[arg(long, env = "SEALWIRE_JWT_LEEWAY_SECS", default_value_t = JwtAuth::DEFAULT_LEEWAY_SECS)]
@@ -244,9 +252,11 @@ fn random_token() -> String {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if args.dev == args.jwt_secret.is_some() {
+    let modes = [args.dev, args.jwt_secret.is_some(), args.jwks_url.is_some()];
+    if modes.iter().filter(|m| **m).count() != 1 {
         bail!(
-            "choose exactly one auth mode: --jwt-secret <secret> (or SEALWIRE_JWT_SECRET) or --dev"
+            "choose exactly one auth mode: --jwt-secret <secret> (or SEALWIRE_JWT_SECRET), \
+             --jwks-url <url> (or SEALWIRE_JWKS_URL) or --dev"
         );
     }
     if args.dev && !args.listen.ip().is_loopback() {
@@ -329,19 +339,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else if args.redis.bus_key.is_some_and(|k| !k.is_empty()) {
         bail!("--bus-key needs --redis-url");
     }
-    builder = match args.jwt_secret {
-        Some(secret) if secret.len() < 32 => bail!("--jwt-secret must be at least 32 bytes"),
-        Some(secret) => {
-            let mut jwt = JwtAuth::hs256(secret.as_bytes()).leeway(args.jwt_leeway_secs);
-            if let Some(iss) = args.jwt_issuer.as_deref().filter(|s| !s.is_empty()) {
-                jwt = jwt.issuer(iss);
-            }
-            if let Some(aud) = args.jwt_audience.as_deref().filter(|s| !s.is_empty()) {
-                jwt = jwt.audience(aud);
-            }
-            builder.authenticate(jwt)
+    let mut rules = JwtRules::default().leeway(args.jwt_leeway_secs);
+    if let Some(iss) = args.jwt_issuer.as_deref().filter(|s| !s.is_empty()) {
+        rules = rules.issuer(iss);
+    }
+    if let Some(aud) = args.jwt_audience.as_deref().filter(|s| !s.is_empty()) {
+        rules = rules.audience(aud);
+    }
+    builder = match (args.jwt_secret, args.jwks_url) {
+        (Some(secret), _) if secret.len() < 32 => bail!("--jwt-secret must be at least 32 bytes"),
+        (Some(secret), _) => builder.authenticate(JwtAuth::hs256(secret.as_bytes()).rules(rules)),
+        (None, Some(url)) => {
+            let jwks = JwksAuth::load(&url, rules, JwksOptions::default())
+                .await
+                .context("--jwks-url")?;
+            tracing::info!(url = %url, keys = ?jwks.key_ids(), "JWKS loaded");
+            builder.authenticate(jwks)
         }
-        None => builder.authenticate(DevAuth),
+        (None, None) => builder.authenticate(DevAuth),
     };
     let allow: Vec<String> = args
         .allow_rooms

@@ -1,4 +1,5 @@
-//! Ready-made authenticate hooks: HS256 JWTs for production, any-token for development.
+//! Ready-made authenticate hooks: HS256 JWTs with a shared secret, the claim rules every JWT
+//! hook shares, and any-token for development. JWKS-backed JWTs are in `jwks.rs`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -7,23 +8,24 @@ use serde_json::Value;
 
 use super::hooks::{AuthRequest, Authenticator, BoxFuture, HookError, Identity};
 
-/// Verifies HS256 JWTs: signature, `exp` (required), `nbf` when present, and `iss` / `aud`
-/// when configured ([`JwtAuth::issuer`], [`JwtAuth::audience`]). The user id is `sub`; the
-/// other claims become the client's metadata.
-///
-/// The session a token opens ends at `exp` plus the leeway (close 4006), unless the client
-/// sends a `refresh` with a newer token for the same user first. The leeway (default
-/// [`JwtAuth::DEFAULT_LEEWAY_SECS`]) absorbs clock differences between the token issuer and
-/// this server, for `exp` and `nbf` alike.
-#[derive(Clone)]
-pub struct JwtAuth {
-    key: jsonwebtoken::DecodingKey,
-    validation: jsonwebtoken::Validation,
+/// The claim checks every JWT authenticator applies: signature algorithm fixed by the key
+/// (never by the token), `exp` and `sub` required, `nbf` when present, `iss` / `aud` when
+/// configured, and a clock leeway. The user id is `sub`; the other claims become the client's
+/// metadata; the session ends at `exp` plus the leeway (close 4006) unless refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtRules {
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: u64,
 }
 
-impl std::fmt::Debug for JwtAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtAuth(..)")
+impl Default for JwtRules {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            leeway: JwtAuth::DEFAULT_LEEWAY_SECS,
+        }
     }
 }
 
@@ -35,6 +37,89 @@ struct Claims {
     rest: serde_json::Map<String, Value>,
 }
 
+impl JwtRules {
+    /// Requires the `iss` claim to equal `issuer`.
+    #[must_use]
+    pub fn issuer(mut self, issuer: &str) -> Self {
+        self.issuer = Some(issuer.to_owned());
+        self
+    }
+
+    /// Requires the `aud` claim (a string or an array) to contain `audience`.
+    #[must_use]
+    pub fn audience(mut self, audience: &str) -> Self {
+        self.audience = Some(audience.to_owned());
+        self
+    }
+
+    /// Clock leeway in seconds for `exp` and `nbf`; the session also lasts until `exp` plus
+    /// this much. Defaults to [`JwtAuth::DEFAULT_LEEWAY_SECS`].
+    #[must_use]
+    pub fn leeway(mut self, secs: u64) -> Self {
+        self.leeway = secs;
+        self
+    }
+
+    fn validation(&self, alg: jsonwebtoken::Algorithm) -> jsonwebtoken::Validation {
+        let mut v = jsonwebtoken::Validation::new(alg);
+        v.set_required_spec_claims(&["exp", "sub"]);
+        v.validate_nbf = true;
+        v.validate_aud = false;
+        v.leeway = self.leeway;
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+            v.required_spec_claims.insert("iss".to_owned());
+        }
+        if let Some(aud) = &self.audience {
+            v.set_audience(&[aud]);
+            v.validate_aud = true;
+            v.required_spec_claims.insert("aud".to_owned());
+        }
+        v
+    }
+
+    /// Verifies `token` with `key` under `alg`; `None` when anything is off.
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        key: &jsonwebtoken::DecodingKey,
+        alg: jsonwebtoken::Algorithm,
+    ) -> Option<Identity> {
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(alg)).ok()?;
+        if data.claims.sub.is_empty() {
+            return None;
+        }
+        let end = data.claims.exp.saturating_add(self.leeway);
+        Some(Identity {
+            user_id: data.claims.sub,
+            metadata: Value::Object(data.claims.rest),
+            expires_at: UNIX_EPOCH.checked_add(Duration::from_secs(end)),
+        })
+    }
+}
+
+/// Verifies HS256 JWTs with a shared secret, under [`JwtRules`] ([`JwtAuth::issuer`],
+/// [`JwtAuth::audience`], [`JwtAuth::leeway`]). For tokens signed by an identity provider
+/// with RS256, ES256 or EdDSA keys, see [`JwksAuth`](super::JwksAuth).
+///
+/// The session a token opens ends at `exp` plus the leeway (close 4006), unless the client
+/// sends a `refresh` with a newer token for the same user first. The leeway (default
+/// [`JwtAuth::DEFAULT_LEEWAY_SECS`]) absorbs clock differences between the token issuer and
+/// this server, for `exp` and `nbf` alike.
+#[derive(Clone)]
+pub struct JwtAuth {
+    key: jsonwebtoken::DecodingKey,
+    rules: JwtRules,
+}
+
+impl std::fmt::Debug for JwtAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
 impl JwtAuth {
     /// Leeway, in seconds, applied to `exp` and `nbf` unless set with [`JwtAuth::leeway`].
     pub const DEFAULT_LEEWAY_SECS: u64 = 30;
@@ -42,14 +127,9 @@ impl JwtAuth {
     /// An authenticator for tokens signed with `secret`.
     #[must_use]
     pub fn hs256(secret: &[u8]) -> Self {
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.leeway = Self::DEFAULT_LEEWAY_SECS;
         Self {
             key: jsonwebtoken::DecodingKey::from_secret(secret),
-            validation,
+            rules: JwtRules::default(),
         }
     }
 
@@ -57,10 +137,7 @@ impl JwtAuth {
     /// the secret are refused.
     #[must_use]
     pub fn issuer(mut self, issuer: &str) -> Self {
-        self.validation.set_issuer(&[issuer]);
-        self.validation
-            .required_spec_claims
-            .insert("iss".to_owned());
+        self.rules = self.rules.issuer(issuer);
         self
     }
 
@@ -68,11 +145,7 @@ impl JwtAuth {
     /// for another service sharing the secret are refused.
     #[must_use]
     pub fn audience(mut self, audience: &str) -> Self {
-        self.validation.set_audience(&[audience]);
-        self.validation.validate_aud = true;
-        self.validation
-            .required_spec_claims
-            .insert("aud".to_owned());
+        self.rules = self.rules.audience(audience);
         self
     }
 
@@ -80,23 +153,22 @@ impl JwtAuth {
     /// this much.
     #[must_use]
     pub fn leeway(mut self, secs: u64) -> Self {
-        self.validation.leeway = secs;
+        self.rules = self.rules.leeway(secs);
+        self
+    }
+
+    /// Sets all claim rules at once.
+    #[must_use]
+    pub fn rules(mut self, rules: JwtRules) -> Self {
+        self.rules = rules;
         self
     }
 
     /// Verifies one token; `None` when it is invalid or expired.
     #[must_use]
     pub fn verify(&self, token: &str) -> Option<Identity> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).ok()?;
-        if data.claims.sub.is_empty() {
-            return None;
-        }
-        let end = data.claims.exp.saturating_add(self.validation.leeway);
-        Some(Identity {
-            user_id: data.claims.sub,
-            metadata: Value::Object(data.claims.rest),
-            expires_at: UNIX_EPOCH.checked_add(Duration::from_secs(end)),
-        })
+        self.rules
+            .verify(token, &self.key, jsonwebtoken::Algorithm::HS256)
     }
 }
 

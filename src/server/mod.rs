@@ -9,6 +9,7 @@ mod connection;
 mod delivery;
 mod dispatch;
 mod hooks;
+mod jwks;
 mod login;
 mod outbox;
 mod policy;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use auth::{DevAuth, JwtAuth};
+pub use auth::{DevAuth, JwtAuth, JwtRules};
 pub use builder::ServerBuilder;
 pub use bus::{Bus, BusError, BusInbox, BusStatus, LocalBus};
 pub use config::{
@@ -34,6 +35,7 @@ pub use hooks::{
     EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
     OutboundTransformer, RoomValidator, UpgradeHead,
 };
+pub use jwks::{JwksAuth, JwksError, JwksOptions};
 pub use policy::{EncryptionPolicy, Offer};
 pub use registry::{
     ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, is_client_id_shaped,
