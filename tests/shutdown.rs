@@ -237,3 +237,98 @@ async fn an_embedded_router_starts_the_server_without_a_separate_call() {
     server.shutdown().await;
     app_task.abort();
 }
+
+/// A rolling deploy: with `drain`, the clients are closed (1001) in slices spread over the
+/// drain time, health turns 503 at once, and every message that was accepted for a client
+/// before its close reaches it, in order.
+#[tokio::test]
+async fn a_drain_spreads_the_closes_and_loses_no_accepted_message() {
+    let mut cfg = base_config();
+    cfg.drain = Duration::from_millis(1200);
+    let s = start(cfg).await;
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let (c, _) = if i % 2 == 0 {
+            s.plain(&format!("u{i}")).await
+        } else {
+            s.encrypted(&format!("u{i}")).await
+        };
+        clients.push(c);
+    }
+    // A publisher keeps sending to every client through the drain, remembering which
+    // messages the server accepted (queued) for whom.
+    let publisher = {
+        let server = s.server.clone();
+        let ids: Vec<String> = clients.iter().map(WsClient::id).collect();
+        tokio::spawn(async move {
+            let mut accepted: Vec<Vec<u64>> = vec![Vec::new(); ids.len()];
+            for seq in 0..400u64 {
+                for (i, id) in ids.iter().enumerate() {
+                    if server
+                        .send_to_client(id, "tick", &serde_json::json!(seq))
+                        .is_ok_and(|n| n == 1)
+                    {
+                        accepted[i].push(seq);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            accepted
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = {
+        let server = s.server.clone();
+        tokio::spawn(async move { server.shutdown().await })
+    };
+    let mut received: Vec<Vec<u64>> = Vec::new();
+    let mut closed_at = Vec::new();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                loop {
+                    match c.recv().await {
+                        Received::Text(t) => {
+                            let frame: serde_json::Value = serde_json::from_str(&t).expect("json");
+                            let msg = c.open(frame);
+                            if msg["event"] == "tick" {
+                                seqs.push(msg["data"].as_u64().expect("seq"));
+                            }
+                        }
+                        Received::Close(code) => {
+                            assert_eq!(code, Some(1001));
+                            return (seqs, tokio::time::Instant::now());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for(|| !s.server.is_ready()).await;
+    for r in readers {
+        let (seqs, at) = r.await.expect("reader");
+        received.push(seqs);
+        closed_at.push(at);
+    }
+    let accepted = publisher.await.expect("publisher");
+    for (i, (got, want)) in received.iter().zip(&accepted).enumerate() {
+        assert_eq!(
+            got, want,
+            "client {i}: every accepted message, in order, before 1001"
+        );
+        assert!(
+            !want.is_empty(),
+            "client {i} received messages during the drain"
+        );
+    }
+    let first = closed_at.iter().min().expect("closes");
+    let last = closed_at.iter().max().expect("closes");
+    assert!(
+        *last - *first >= Duration::from_millis(600),
+        "closes were spread over the drain, not sent at once"
+    );
+    stopping.await.expect("shutdown");
+    s.stop().await;
+}

@@ -152,6 +152,10 @@ struct ServeArgs {
     /// Close after this long without a message, in milliseconds.
     #[arg(long, env = "SEALWIRE_HEARTBEAT_TIMEOUT_MS", default_value_t = 90_000)]
     heartbeat_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, spread the clients' 1001 closes over this many seconds (rolling
+    /// deploys: they reconnect elsewhere gradually); 0 closes everyone at once.
+    #[arg(long, env = "SEALWIRE_DRAIN_SECS", default_value_t = 0)]
+    drain_secs: u64,
     /// Largest inbound message, in bytes.
     #[arg(long, env = "SEALWIRE_MAX_MESSAGE_BYTES", default_value_t = 128 * 1024)]
     max_message_bytes: usize,
@@ -296,6 +300,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.handshake.identity = Some(std::sync::Arc::new(identity));
     }
     config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
+    config.drain = Duration::from_secs(args.drain_secs);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
     config.max_message_bytes = args.max_message_bytes;

@@ -158,6 +158,7 @@ impl ServerBuilder {
             tracker: TaskTracker::new(),
             epoch: std::time::Instant::now(),
             started: tokio::sync::OnceCell::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             sockets: std::sync::atomic::AtomicUsize::new(0),
             per_ip: Mutex::default(),
         })))

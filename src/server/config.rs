@@ -67,6 +67,13 @@ pub struct ServerConfig {
     /// client (an error, `connected`) may take to be written: a client that does not read it
     /// in time is closed with 4005. Defaults to 2 s.
     pub shutdown_timeout: Duration,
+    /// How long a graceful shutdown spends closing clients (1001) before the rest is closed
+    /// at once: the server stops reporting ready (health 503, upgrades 503), then closes its
+    /// clients in slices spread over this time, so that they reconnect to other instances
+    /// gradually rather than all at once. Messages still reach clients not yet closed, and
+    /// each client gets what was queued for it before its close frame. Defaults to zero
+    /// (close everyone at once).
+    pub drain: Duration,
     /// Parameters of the built-in ECDH handshake (compatibility HKDF info, rekey budget,
     /// server identity key). Whether it runs, and for whom, is `encryption`'s call. Defaults
     /// to [`HandshakeConfig::default`].
@@ -102,6 +109,7 @@ impl Default for ServerConfig {
             read_buffer_bytes: 512,
             write_buffer_bytes: 8 * 1024,
             shutdown_timeout: Duration::from_secs(2),
+            drain: Duration::ZERO,
             handshake: HandshakeConfig::default(),
             admin_token: None,
             allowed_origins: Vec::new(),

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     /// Set once the bus has started and the sweeper runs.
     started: tokio::sync::OnceCell<()>,
+    /// A graceful shutdown is closing clients gradually (`ServerConfig::drain`).
+    draining: std::sync::atomic::AtomicBool,
     /// WebSocket connections accepted by the transport and not yet finished, counted from
     /// the upgrade on (the registry only sees them once the upgrade completes).
     sockets: std::sync::atomic::AtomicUsize,
@@ -173,7 +175,9 @@ impl Server {
     /// Whether the server is accepting connections (started and not shutting down).
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.0.started.initialized() && !self.0.shutdown.is_cancelled()
+        self.0.started.initialized()
+            && !self.0.shutdown.is_cancelled()
+            && !self.0.draining.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Reserves a place for one more WebSocket from `remote`, refused at `max_connections`
@@ -309,6 +313,9 @@ impl Server {
     /// Closes every socket with 1001 (each within `shutdown_timeout`), waits for the
     /// connection tasks and their disconnect hooks, then stops the bus.
     pub async fn shutdown(&self) {
+        if !self.0.shutdown.is_cancelled() {
+            self.drain().await;
+        }
         self.0.shutdown.cancel();
         // Connection tasks learn of the shutdown through their outbox; one registered after
         // this sweep checks the cancellation itself (`connection::run`).
@@ -328,6 +335,36 @@ impl Server {
             );
         }
         self.0.bus.shutdown().await;
+    }
+
+    /// The drain phase of a graceful shutdown: stop reporting ready, then close the
+    /// connected clients (1001, after what is queued for them) in slices spread over
+    /// `ServerConfig::drain`. Delivery goes on meanwhile for the clients not yet closed.
+    async fn drain(&self) {
+        let over = self.0.config.drain;
+        if over.is_zero()
+            || self
+                .0
+                .draining
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let handles = self.0.registry().handles();
+        // A slice every 50 ms at most, so that thousands of clients do not mean thousands of
+        // timer wake-ups.
+        let slices = usize::try_from(over.as_millis() / 50)
+            .unwrap_or(usize::MAX)
+            .clamp(1, handles.len().max(1));
+        let per_slice = handles.len().div_ceil(slices).max(1);
+        let pause = over / u32::try_from(slices).unwrap_or(u32::MAX);
+        tracing::info!(clients = handles.len(), ?over, slices, "draining");
+        for slice in handles.chunks(per_slice) {
+            for h in slice {
+                h.close_after_flush(crate::protocol::CloseCode::GoingAway);
+            }
+            tokio::time::sleep(pause).await;
+        }
     }
 
     async fn sweep_loop(&self) {

@@ -85,6 +85,9 @@ pub(crate) struct ClientHandle {
     max_bytes: usize,
     /// Non-zero once a close was asked for (the first code asked for wins).
     close_code: AtomicU16,
+    /// Non-zero once a close after the queued messages was asked for (a drain): nothing more
+    /// is queued, what is queued is still written, then the connection closes with it.
+    close_when_flushed: AtomicU16,
     /// Milliseconds since `epoch` of the last inbound message.
     last_activity_ms: AtomicU64,
     /// Milliseconds since `epoch` at which the connection must close (the authentication
@@ -107,6 +110,7 @@ impl ClientHandle {
             max_messages: capacity.max(1),
             max_bytes,
             close_code: AtomicU16::new(0),
+            close_when_flushed: AtomicU16::new(0),
             last_activity_ms: AtomicU64::new(0),
             deadline_ms: AtomicU64::new(0),
             epoch,
@@ -128,7 +132,7 @@ impl ClientHandle {
         let size = frame.json.len();
         let waker = {
             let mut q = self.lock();
-            if q.detached || self.is_closing() {
+            if q.detached || self.is_closing() || self.flush_close().is_some() {
                 return false;
             }
             if q.frames.len() >= self.max_messages || q.bytes + size > self.max_bytes {
@@ -185,6 +189,9 @@ impl ClientHandle {
         if q.ping || !q.frames.is_empty() {
             return Poll::Ready(Wake::Ready);
         }
+        if let Some(code) = self.flush_close() {
+            return Poll::Ready(Wake::Close(code));
+        }
         register(&mut q.waker, cx);
         Poll::Pending
     }
@@ -218,6 +225,28 @@ impl ClientHandle {
         let waker = self.lock().waker.take();
         if let Some(w) = waker {
             w.wake();
+        }
+    }
+
+    /// Asks the connection task to write what is queued and then close with `code`;
+    /// nothing more is queued meanwhile. A plain [`ClientHandle::close`] still wins.
+    pub(crate) fn close_after_flush(&self, code: CloseCode) {
+        let _ = self.close_when_flushed.compare_exchange(
+            0,
+            code.code(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        let waker = self.lock().waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn flush_close(&self) -> Option<CloseCode> {
+        match self.close_when_flushed.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(CloseCode::from_code(code).unwrap_or(CloseCode::Normal)),
         }
     }
 
