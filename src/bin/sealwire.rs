@@ -43,6 +43,10 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing buys nothing"
+)]
 enum Command {
     /// Run the server.
     Serve(ServeArgs),

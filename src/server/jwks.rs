@@ -107,11 +107,17 @@ struct Cache {
     fetched: Instant,
 }
 
+/// The HTTP(S) client that fetches the set.
+type Http = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
 struct Inner {
     url: String,
     rules: JwtRules,
     options: JwksOptions,
-    http: reqwest::Client,
+    http: Http,
     cache: RwLock<Cache>,
     /// Serializes fetches and remembers when the last one started.
     last_fetch: tokio::sync::Mutex<Instant>,
@@ -139,11 +145,11 @@ impl JwksAuth {
     /// set holds no usable key.
     pub async fn load(url: &str, rules: JwtRules, options: JwksOptions) -> Result<Self, JwksError> {
         check_url(url)?;
-        let http = client(options.timeout).map_err(|reason| JwksError::Fetch {
+        let http = client().map_err(|reason| JwksError::Fetch {
             url: url.to_owned(),
             reason,
         })?;
-        let keys = fetch(&http, url).await?;
+        let keys = fetch(&http, url, options.timeout).await?;
         let now = Instant::now();
         Ok(Self(Arc::new(Inner {
             url: url.to_owned(),
@@ -207,7 +213,7 @@ impl JwksAuth {
             return false;
         }
         *last = Instant::now();
-        match fetch(&self.0.http, &self.0.url).await {
+        match fetch(&self.0.http, &self.0.url, self.0.options.timeout).await {
             Ok(keys) => {
                 let mut cache = self
                     .0
@@ -269,7 +275,7 @@ impl Authenticator for JwksAuth {
 }
 
 fn check_url(url: &str) -> Result<(), JwksError> {
-    let parsed = reqwest::Url::parse(url).map_err(|_| JwksError::InsecureUrl(url.to_owned()))?;
+    let parsed = url::Url::parse(url).map_err(|_| JwksError::InsecureUrl(url.to_owned()))?;
     let loopback = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -283,8 +289,8 @@ fn check_url(url: &str) -> Result<(), JwksError> {
     }
 }
 
-/// An HTTP client whose TLS trusts the Mozilla roots, on the aws-lc provider.
-fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+/// An HTTP(S) client whose TLS trusts the Mozilla roots, on the aws-lc provider.
+fn client() -> Result<Http, String> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -295,35 +301,40 @@ fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     .map_err(|e| e.to_string())?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(timeout)
-        .build()
-        .map_err(|e| e.to_string())
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector),
+    )
 }
 
-async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<Key>, JwksError> {
+async fn fetch(http: &Http, url: &str, timeout: Duration) -> Result<Vec<Key>, JwksError> {
+    use http_body_util::BodyExt as _;
     let fail = |reason: String| JwksError::Fetch {
         url: url.to_owned(),
         reason,
     };
-    let response = http
-        .get(url)
-        .send()
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| fail(e.to_string()))?;
+    let get = async {
+        let response = http.get(uri).await.map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("HTTP {}", response.status())));
+        }
+        let body = http_body_util::Limited::new(response.into_body(), MAX_JWKS_BYTES);
+        body.collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| fail(e.to_string()))
+    };
+    let body = tokio::time::timeout(timeout, get)
         .await
-        .map_err(|e| fail(e.to_string()))?
-        .error_for_status()
-        .map_err(|e| fail(e.to_string()))?;
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-    {
-        return Err(fail("document too large".into()));
-    }
-    let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(fail("document too large".into()));
-    }
+        .map_err(|_| fail("timed out".into()))??;
     let invalid = |reason: String| JwksError::Invalid {
         url: url.to_owned(),
         reason,
