@@ -244,13 +244,11 @@ where
         // Only names the client asked for (each once): a validator cannot widen the request.
         let mut asked: HashSet<String> = requested.into_iter().collect();
         let allowed: Vec<String> = allowed.into_iter().filter(|r| asked.remove(r)).collect();
-        let mut changes = Vec::new();
+        let id = &self.handle.id;
         let joined = self
             .server
             .0
-            .registry()
-            .join(&self.handle.id, allowed, max, &mut changes);
-        self.server.0.apply_interest(&changes);
+            .update_registry(|registry, changes| registry.join(id, allowed, max, changes));
         tracing::debug!(client = %self.handle.id, ?joined, "joined rooms");
     }
 
@@ -262,13 +260,11 @@ where
                 return;
             }
         };
-        let mut changes = Vec::new();
+        let id = &self.handle.id;
         let left = self
             .server
             .0
-            .registry()
-            .leave(&self.handle.id, rooms, &mut changes);
-        self.server.0.apply_interest(&changes);
+            .update_registry(|registry, changes| registry.leave(id, rooms, changes));
         tracing::debug!(client = %self.handle.id, ?left, "left rooms");
     }
 }

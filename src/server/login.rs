@@ -250,14 +250,11 @@ where
         let mut rooms = Vec::with_capacity(1 + defaults.len());
         rooms.push(String::from(&*self.handle.id));
         rooms.extend(defaults.iter().cloned());
-        let mut changes = Vec::new();
-        self.server.0.registry().authenticate(
-            &self.handle.id,
-            Arc::clone(&info),
-            &rooms,
-            &mut changes,
-        );
-        self.server.0.apply_interest(&changes);
+        let id = &self.handle.id;
+        let registered = Arc::clone(&info);
+        self.server.0.update_registry(|registry, changes| {
+            registry.authenticate(id, registered, &rooms, changes);
+        });
         self.state = ClientState::Authenticated;
         self.handle.set_deadline(info.expires_at.map(instant_of));
 
