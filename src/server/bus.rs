@@ -61,10 +61,46 @@ pub struct BusStatus {
     pub detail: Option<String>,
 }
 
-/// A bus failure at start.
+/// A bus failure at start. Addresses in it never carry a password (it is masked as `***`).
 #[derive(Debug, thiserror::Error)]
-#[error("bus error: {0}")]
-pub struct BusError(pub String);
+#[non_exhaustive]
+pub enum BusError {
+    /// The configuration cannot work (an unparsable URL, a bus handle already in use).
+    /// Retrying does not help.
+    #[error("invalid bus configuration: {0}")]
+    Config(String),
+    /// The backend could not be reached (connection refused, timeout, TLS failure).
+    #[error("cannot reach {backend} at {url}: {reason}")]
+    Unreachable {
+        /// Backend name (`Redis`).
+        backend: &'static str,
+        /// The address tried, password masked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The backend refused the credentials. Retrying does not help.
+    #[error(
+        "cannot reach {backend} at {url}: {reason} ({backend} refused the credentials in the URL; retrying cannot help)"
+    )]
+    AuthRefused {
+        /// Backend name (`Redis`).
+        backend: &'static str,
+        /// The address tried, password masked.
+        url: String,
+        /// The backend's refusal.
+        reason: String,
+    },
+    /// The server shut down before the bus finished starting.
+    #[error("shut down while waiting for {backend}")]
+    Closed {
+        /// Backend name (`Redis`).
+        backend: &'static str,
+    },
+    /// Any other failure, for custom [`Bus`] implementations.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// Carries envelopes between server instances.
 pub trait Bus: Send + Sync + 'static {
@@ -156,7 +192,7 @@ impl Bus for LocalBus {
         {
             let mut me = lock(&self.me);
             if me.as_ref().is_some_and(|w| w.strong_count() > 0) {
-                return Box::pin(std::future::ready(Err(BusError(
+                return Box::pin(std::future::ready(Err(BusError::Config(
                     "this LocalBus handle already serves a running server; give each server its own clone".to_owned(),
                 ))));
             }
@@ -267,5 +303,20 @@ mod tests {
         bus.shutdown().await;
         let (inbox3, _) = counting_inbox();
         bus.start(inbox3).await.expect("start after shutdown");
+    }
+
+    #[test]
+    fn bus_errors_name_the_backend_and_address() {
+        let e = BusError::AuthRefused {
+            backend: "Redis",
+            url: "redis://***@db:6379".to_owned(),
+            reason: "WRONGPASS".to_owned(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot reach Redis at redis://***@db:6379: WRONGPASS (Redis refused the credentials in the URL; retrying cannot help)"
+        );
+        let e = BusError::Closed { backend: "Redis" };
+        assert_eq!(e.to_string(), "shut down while waiting for Redis");
     }
 }

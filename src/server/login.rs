@@ -189,7 +189,7 @@ where
     fn establish(&self, offer: &AuthenticatePayload) -> Option<(ServerHello, Session)> {
         let outcome = match &self.server.0.hooks.handshake {
             Some(h) => h.handshake(&self.handle.id, offer),
-            None => Err(HookError("handshake disabled".into())),
+            None => Err(HookError::new("handshake disabled")),
         };
         match outcome {
             Ok(Some(pair)) => Some(pair),
