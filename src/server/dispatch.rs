@@ -184,8 +184,13 @@ where
             event::LEAVE => self.on_leave(data).await,
             event::REFRESH => self.refresh(data).await,
             _ => {
-                let (Some(handler), Some(client)) =
-                    (self.server.0.hooks.message.clone(), self.info.clone())
+                let hooks = &self.server.0.hooks;
+                let typed = hooks.events.get(&name).cloned();
+                let catch_all = hooks.message.clone().filter(|_| typed.is_none());
+                let Some(client) = self
+                    .info
+                    .clone()
+                    .filter(|_| typed.is_some() || catch_all.is_some())
                 else {
                     tracing::debug!(client = %self.handle.id, event = %name, "no handler for event");
                     return None;
@@ -197,7 +202,18 @@ where
                     id,
                     was_encrypted,
                 };
-                handler.handle(self.server.clone(), message).await;
+                if let Some(route) = typed {
+                    let event = message.event.clone();
+                    match route.route(self.server.clone(), message) {
+                        Ok(handled) => handled.await,
+                        Err(e) => {
+                            tracing::debug!(client = %self.handle.id, event = %event, error = %e, "payload does not fit the event's type");
+                            self.send_error(err::INVALID_FORMAT).await;
+                        }
+                    }
+                } else if let Some(handler) = catch_all {
+                    handler.handle(self.server.clone(), message).await;
+                }
             }
         }
         None

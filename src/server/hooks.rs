@@ -359,8 +359,74 @@ pub struct InboundMessage {
     pub was_encrypted: bool,
 }
 
-/// Handles custom events. Runs on the sender's connection task, in arrival order: spawn if
-/// the work is long. When the server shuts down, a handler still running is dropped at its
+/// A custom event whose payload was decoded into `T`, as a handler registered with
+/// [`ServerBuilder::on`](super::ServerBuilder::on) sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Event<T> {
+    /// The sender.
+    pub client: Arc<ClientInfo>,
+    /// Event name.
+    pub event: String,
+    /// The decoded payload (an absent payload is decoded from `null`).
+    pub data: T,
+    /// Application message id, when sent.
+    pub id: Option<String>,
+    /// Whether it arrived inside an `encrypted` frame.
+    pub was_encrypted: bool,
+}
+
+/// A per-event handler with its payload type erased: decodes, then runs the typed handler.
+pub(crate) trait EventRoute: Send + Sync + 'static {
+    /// The handler's future, or the decoding error for a payload that does not fit `T`.
+    fn route(
+        &self,
+        server: Server,
+        message: InboundMessage,
+    ) -> Result<BoxFuture<'static, ()>, serde_json::Error>;
+}
+
+/// A typed handler for one event, as registered by [`ServerBuilder::on`](super::ServerBuilder::on).
+pub(crate) struct Typed<T, F> {
+    handler: F,
+    payload: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T, F> Typed<T, F> {
+    pub(crate) fn new(handler: F) -> Self {
+        Self {
+            handler,
+            payload: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, F, Fut> EventRoute for Typed<T, F>
+where
+    T: serde::de::DeserializeOwned + 'static,
+    F: Fn(Server, Event<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn route(
+        &self,
+        server: Server,
+        message: InboundMessage,
+    ) -> Result<BoxFuture<'static, ()>, serde_json::Error> {
+        let data = serde_json::from_value(message.data)?;
+        let event = Event {
+            client: message.client,
+            event: message.event,
+            data,
+            id: message.id,
+            was_encrypted: message.was_encrypted,
+        };
+        Ok(Box::pin((self.handler)(server, event)))
+    }
+}
+
+/// Handles custom events that have no typed handler
+/// ([`ServerBuilder::on`](super::ServerBuilder::on)). Runs on the sender's connection task,
+/// in arrival order: spawn if the work is long. When the server shuts down, a handler still running is dropped at its
 /// next `.await` so the connection can close with 1001 in time.
 pub trait MessageHandler: Send + Sync + 'static {
     /// Handles one message.
@@ -460,6 +526,8 @@ pub(crate) struct Hooks {
     pub(crate) connected: Option<Arc<dyn ConnectedHook>>,
     pub(crate) disconnected: Option<Arc<dyn DisconnectedHook>>,
     pub(crate) message: Option<Arc<dyn MessageHandler>>,
+    /// Typed handlers by event name; they take precedence over `message`.
+    pub(crate) events: std::collections::HashMap<String, Arc<dyn EventRoute>>,
     pub(crate) transformer: Option<Arc<dyn OutboundTransformer>>,
     pub(crate) handshake: Option<Arc<dyn Handshake>>,
 }

@@ -31,8 +31,8 @@ pub use config::{
 pub use delivery::{SendError, check_event};
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
-    EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
-    OutboundTransformer, RoomValidator, UpgradeHead,
+    EcdhHandshake, Event, GlobRooms, Handshake, HookError, Identity, InboundMessage,
+    MessageHandler, OutboundTransformer, RoomValidator, UpgradeHead,
 };
 pub use policy::{EncryptionPolicy, Offer};
 pub use registry::{
