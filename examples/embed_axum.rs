@@ -11,7 +11,8 @@
 //! - an app router (`/`, `/orders/{id}/pay`) merged with sealwire's router at `/realtime`;
 //! - an authenticate hook mapping `token-<user>` to a user with metadata;
 //! - a room validator letting users join only `orders:*` and their own `user:<id>` room;
-//! - connected/disconnected hooks, a custom-event handler that answers `ping` with `pong`;
+//! - connected/disconnected hooks, a typed handler for `order:note` (`{orderId, text}`) and a
+//!   catch-all handler that answers `ping` with `pong`;
 //! - an outbound transformer that stamps every message with the recipient's user id (encrypted
 //!   clients still get it encrypted: the encryptor always runs last).
 
@@ -20,9 +21,17 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use sealwire::server::{AuthRequest, ClientInfo, Identity, InboundMessage, Server};
+use sealwire::server::{AuthRequest, ClientInfo, Event, Identity, Server};
 use serde_json::json;
 use serde_json::value::RawValue;
+
+/// The payload of the `order:note` event.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderNote {
+    order_id: u64,
+    text: String,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -44,14 +53,22 @@ async fn main() -> anyhow::Result<()> {
             let own = format!("user:{}", client.user_id);
             rooms.into_iter().filter(|r| r.starts_with("orders:") || *r == own).collect()
         })
-        .on_connected(|server: Server, client: Arc<ClientInfo>| async move {
+        .on_connected(|server, client| async move {
             tracing::info!(user = %client.user_id, encrypted = client.encrypted, "client connected");
             let _ = server.send_to_client(&client.id, "welcome", &json!({ "user": client.user_id }));
         })
-        .on_disconnected(|client: Arc<ClientInfo>, code: sealwire::CloseCode| async move {
+        .on_disconnected(|client, code| async move {
             tracing::info!(user = %client.user_id, code = code.code(), "client disconnected");
         })
-        .on_message(|server: Server, msg: InboundMessage| async move {
+        // `data` must decode into `OrderNote`; a client sending anything else gets the error
+        // "Invalid message format".
+        .on("order:note", |server, note: Event<OrderNote>| async move {
+            let room = format!("orders:{}", note.data.order_id);
+            let line = json!({ "from": note.client.user_id, "text": note.data.text });
+            let _ = server.send_to_room(&room, "order:note", &line, &[]);
+        })
+        // Every other custom event.
+        .on_message(|server, msg| async move {
             if msg.event == "ping" {
                 let _ = server.send_to_client(&msg.client.id, "pong", &msg.data);
             }

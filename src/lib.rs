@@ -60,8 +60,11 @@ pub mod protocol;
 pub mod server;
 pub mod transport;
 
+#[cfg(feature = "client")]
+pub use client::ClientError;
+pub use crypto::CryptoError;
 pub use protocol::CloseCode;
-pub use server::{Server, ServerConfig};
+pub use server::{BusError, ConfigError, HookError, SendError, Server, ServerConfig};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -229,3 +229,118 @@ async fn a_panicking_hook_does_not_leak_the_client() {
     );
     s.stop().await;
 }
+
+#[derive(Debug, serde::Deserialize)]
+struct Chat {
+    text: String,
+    #[serde(default)]
+    shout: bool,
+}
+
+/// A server with a typed `chat` handler next to the catch-all echo handler. Every hook closure
+/// here leaves its argument types to inference.
+fn typed_chat_server() -> sealwire::server::ServerBuilder {
+    Server::builder()
+        .config(base_config())
+        .authenticate(test_auth())
+        .on_connected(|server, client| async move {
+            let _ = server.send_to_client(&client.id, "welcome", &json!(client.user_id));
+        })
+        .on_disconnected(|client, code| async move {
+            tracing::debug!(client = %client.id, ?code, "gone");
+        })
+        .on(
+            "chat",
+            |server, chat: sealwire::server::Event<Chat>| async move {
+                let text = if chat.data.shout {
+                    chat.data.text.to_uppercase()
+                } else {
+                    chat.data.text
+                };
+                let reply = json!({
+                    "text": text,
+                    "from": chat.client.user_id,
+                    "id": chat.id,
+                    "wasEncrypted": chat.was_encrypted,
+                });
+                let _ = server.send_to_client(&chat.client.id, "chat-ok", &reply);
+            },
+        )
+        .on_message(|server, msg| async move {
+            let reply =
+                json!({"event": msg.event, "data": msg.data, "wasEncrypted": msg.was_encrypted});
+            let _ = server.send_to_client(&msg.client.id, "echo", &reply);
+        })
+}
+
+#[tokio::test]
+async fn typed_handlers_get_decoded_payloads_and_other_events_reach_the_catch_all() {
+    let s = start_with(typed_chat_server()).await;
+    let (mut plain, _) = s.plain("alice").await;
+    assert_eq!(plain.recv_msg().await["event"], "welcome");
+    plain
+        .send_json(&json!({"event": "chat", "data": {"text": "hi", "shout": true}, "id": "m1"}))
+        .await;
+    assert_eq!(
+        plain.recv_msg().await,
+        json!({"event": "chat-ok", "data": {"text": "HI", "from": "alice", "id": "m1", "wasEncrypted": false}})
+    );
+    // An event without a typed handler goes to the catch-all, payload untouched.
+    plain.emit("ping", json!({"n": 1})).await;
+    assert_eq!(
+        plain.recv_msg().await,
+        json!({"event": "echo", "data": {"event": "ping", "data": {"n": 1}, "wasEncrypted": false}})
+    );
+
+    // Encrypted clients reach the same typed handler.
+    let (mut enc, _) = s.encrypted("bob").await;
+    assert_eq!(enc.recv_msg().await["event"], "welcome");
+    enc.emit("chat", json!({"text": "psst"})).await;
+    assert_eq!(
+        enc.recv_msg().await,
+        json!({"event": "chat-ok", "data": {"text": "psst", "from": "bob", "id": null, "wasEncrypted": true}})
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_payload_that_does_not_fit_the_type_gets_invalid_message_format() {
+    let s = start_with(typed_chat_server()).await;
+    let (mut c, _) = s.plain("alice").await;
+    assert_eq!(c.recv_msg().await["event"], "welcome");
+    for bad in [json!({"text": 5}), json!("hi"), Value::Null] {
+        c.emit("chat", bad).await;
+        assert_eq!(
+            c.recv_msg().await,
+            json!({"event": "error", "data": {"message": "Invalid message format"}})
+        );
+    }
+    // Neither handler ran for them, and the connection is still up.
+    assert!(c.sync().await.is_empty());
+    c.emit("chat", json!({"text": "ok"})).await;
+    assert_eq!(c.recv_msg().await["data"]["text"], "ok");
+    s.stop().await;
+}
+
+#[test]
+fn typed_handlers_cannot_take_system_events() {
+    for name in [
+        "join",
+        "leave",
+        "refresh",
+        "heartbeat",
+        "authenticate",
+        "encrypted",
+        "",
+    ] {
+        let err = Server::builder()
+            .authenticate(test_auth())
+            .on(
+                name,
+                |_server, _event: sealwire::server::Event<Value>| async {},
+            )
+            .build()
+            .expect_err("a system event");
+        assert_eq!(err, sealwire::ConfigError::InvalidEvent(name.to_owned()));
+    }
+}

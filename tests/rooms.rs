@@ -411,6 +411,60 @@ async fn nobody_can_join_the_room_of_another_client_id() {
     two.stop().await;
 }
 
+/// Servers on clones of one `LocalBus` are separate members of its hub: each reaches the
+/// others' clients (room, user, broadcast) but hears nothing back from itself, and one
+/// server's shutdown leaves the others connected to each other.
+#[tokio::test]
+async fn servers_on_clones_of_one_local_bus_are_separate_members() {
+    let hub = sealwire::server::LocalBus::new();
+    let cfg = || builder(base_config()).validate_rooms(globs(&["*"]));
+    let one = start_with(cfg().bus(hub.clone())).await;
+    let two = start_with(cfg().bus(hub.clone())).await;
+    let three = start_with(cfg().bus(hub.clone())).await;
+    let (mut a, _) = one.plain("alice").await;
+    let (mut b, _) = two.plain("bob").await;
+    let (mut c, _) = three.plain("carol").await;
+    for client in [&mut a, &mut b, &mut c] {
+        client.emit("join", json!({"rooms": ["lobby"]})).await;
+        client.sync().await;
+    }
+
+    // Each message reaches every instance's client exactly once: locally on the sender's
+    // instance, over the hub on the others, never echoed back to the sender's instance.
+    one.server
+        .send_to_room("lobby", "room", &json!(1), &[])
+        .expect("send");
+    two.server
+        .send_to_user("alice", "user", &json!(2))
+        .expect("send");
+    three.server.broadcast("all", &json!(3), &[]).expect("send");
+    for client in [&mut a, &mut b, &mut c] {
+        assert_eq!(client.recv_msg().await, json!({"event": "room", "data": 1}));
+    }
+    assert_eq!(a.recv_msg().await, json!({"event": "user", "data": 2}));
+    for client in [&mut a, &mut b, &mut c] {
+        assert_eq!(client.recv_msg().await, json!({"event": "all", "data": 3}));
+        assert!(client.sync().await.is_empty(), "a message arrived twice");
+    }
+
+    // Stopping one leaves the other two exchanging messages.
+    one.stop().await;
+    two.server
+        .send_to_room("lobby", "after", &json!(4), &[])
+        .expect("send");
+    three
+        .server
+        .send_to_user("bob", "after", &json!(5))
+        .expect("send");
+    assert_eq!(b.recv_msg().await, json!({"event": "after", "data": 4}));
+    assert_eq!(b.recv_msg().await, json!({"event": "after", "data": 5}));
+    assert_eq!(c.recv_msg().await, json!({"event": "after", "data": 4}));
+    assert!(b.sync().await.is_empty());
+    assert!(c.sync().await.is_empty());
+    two.stop().await;
+    three.stop().await;
+}
+
 #[tokio::test]
 async fn room_lists_are_bounded_and_deduplicated() {
     let mut cfg = base_config();

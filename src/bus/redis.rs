@@ -199,7 +199,7 @@ impl RedisBus {
     pub fn new(config: RedisBusConfig) -> Result<Self, BusError> {
         let url_redacted = redact_url(&config.url);
         let client = open_client(&config.url, config.tls_ca_pem.as_deref())
-            .map_err(|e| BusError(format!("invalid Redis URL {url_redacted}: {e}")))?;
+            .map_err(|e| BusError::Config(format!("invalid Redis URL {url_redacted}: {e}")))?;
         let (queue_tx, queue_rx) = mpsc::channel(config.publish_queue.max(1));
         let encrypted = config.bus_key.is_some();
         let (sealer, opener_key) = match config.bus_key {
@@ -371,17 +371,23 @@ impl Bus for RedisBus {
                         inner.set_down(&inner.sub_up, msg.clone());
                         if refused_credentials(&e) {
                             // Waiting cannot fix a configuration error: say so at once.
-                            return Err(BusError(format!(
-                                "{msg} (Redis refused the credentials in the URL; retrying cannot help)"
-                            )));
+                            return Err(BusError::AuthRefused {
+                                backend: "Redis",
+                                url: inner.url_redacted.clone(),
+                                reason: e.to_string(),
+                            });
                         }
                         if inner.startup == StartupPolicy::FailFast {
-                            return Err(BusError(msg));
+                            return Err(BusError::Unreachable {
+                                backend: "Redis",
+                                url: inner.url_redacted.clone(),
+                                reason: e.to_string(),
+                            });
                         }
                         let delay = backoff.next_delay();
                         tracing::warn!(error = %msg, retry_ms = delay.as_millis() as u64, "Redis not reachable at start; retrying");
                         if !inner.sleep_or_cancel(delay).await {
-                            return Err(BusError("shut down while waiting for Redis".to_owned()));
+                            return Err(BusError::Closed { backend: "Redis" });
                         }
                     }
                 }

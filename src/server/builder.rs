@@ -6,10 +6,24 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::hooks::{
-    Authenticator, ConnectedHook, DisconnectedHook, EcdhHandshake, Handshake, Hooks,
-    MessageHandler, OutboundTransformer, RoomValidator,
+    Authenticator, ClientInfo, EcdhHandshake, Event, EventRoute, Handshake, Hooks, InboundMessage,
+    OutboundTransformer, RoomValidator, Typed,
 };
 use super::{Bus, ConfigError, LocalBus, Server, ServerConfig, Shared};
+use crate::protocol::{CloseCode, event};
+
+/// Inbound event names the server handles itself: a typed handler for one would never run.
+const SYSTEM_EVENTS: [&str; 9] = [
+    event::AUTHENTICATE,
+    event::CONNECTED,
+    event::DISCONNECT,
+    event::ENCRYPTED,
+    event::HEARTBEAT,
+    event::JOIN,
+    event::LEAVE,
+    event::REFRESH,
+    event::REFRESHED,
+];
 
 /// Builds a [`Server`]. Only the authenticate hook is required.
 #[derive(Default)]
@@ -80,21 +94,82 @@ impl ServerBuilder {
         self
     }
 
-    /// Sets the client-connected hook.
-    pub fn on_connected(mut self, hook: impl ConnectedHook) -> Self {
+    /// Sets the client-connected hook ([`ConnectedHook`](super::ConnectedHook)). The closure's
+    /// argument types are inferred: `.on_connected(|server, client| async move { .. })`.
+    pub fn on_connected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Server, Arc<ClientInfo>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         self.hooks.connected = Some(Arc::new(hook));
         self
     }
 
-    /// Sets the client-disconnected hook.
-    pub fn on_disconnected(mut self, hook: impl DisconnectedHook) -> Self {
+    /// Sets the client-disconnected hook ([`DisconnectedHook`](super::DisconnectedHook)). The
+    /// closure's argument types are inferred: `.on_disconnected(|client, code| async move { .. })`.
+    pub fn on_disconnected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Arc<ClientInfo>, CloseCode) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         self.hooks.disconnected = Some(Arc::new(hook));
         self
     }
 
-    /// Sets the handler for custom events.
-    pub fn on_message(mut self, hook: impl MessageHandler) -> Self {
+    /// Sets the catch-all handler for custom events
+    /// ([`MessageHandler`](super::MessageHandler)): it gets every custom event that has no
+    /// typed handler ([`ServerBuilder::on`]), with its payload as untyped JSON. The closure's
+    /// argument types are inferred: `.on_message(|server, msg| async move { .. })`.
+    pub fn on_message<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Server, InboundMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         self.hooks.message = Some(Arc::new(hook));
+        self
+    }
+
+    /// Handles the custom event `event` with a typed payload: its `data` (`null` when absent)
+    /// is decoded into `T` and the handler gets it as an [`Event<T>`]. Events with a typed
+    /// handler never reach the catch-all [`ServerBuilder::on_message`]; registering the same
+    /// name again replaces the handler.
+    ///
+    /// A payload that does not decode into `T` does not run the handler: the sender gets the
+    /// error `Invalid message format` and the connection stays open (`docs/PROTOCOL.md`, §7).
+    ///
+    /// System event names (`join`, `leave`, `refresh`, `heartbeat`, `disconnect`,
+    /// `authenticate`, `connected`, `encrypted`, `refreshed`) and names that are empty or
+    /// longer than 256 characters make [`ServerBuilder::build`] fail with
+    /// [`ConfigError::InvalidEvent`].
+    ///
+    /// ```
+    /// use sealwire::server::{Event, Server};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Chat {
+    ///     room: String,
+    ///     text: String,
+    /// }
+    ///
+    /// # fn auth(_: sealwire::server::AuthRequest) -> std::future::Ready<Result<Option<sealwire::server::Identity>, sealwire::HookError>> { std::future::ready(Ok(None)) }
+    /// let server = Server::builder()
+    ///     .authenticate(auth)
+    ///     .on("chat", |server, chat: Event<Chat>| async move {
+    ///         let line = serde_json::json!({ "from": chat.client.user_id, "text": chat.data.text });
+    ///         let _ = server.send_to_room(&chat.data.room, "chat", &line, &[]);
+    ///     })
+    ///     .build()?;
+    /// # let _ = server;
+    /// # Ok::<(), sealwire::ConfigError>(())
+    /// ```
+    pub fn on<T, F, Fut>(mut self, event: impl Into<String>, handler: F) -> Self
+    where
+        T: serde::de::DeserializeOwned + 'static,
+        F: Fn(Server, Event<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let route: Arc<dyn EventRoute> = Arc::new(Typed::new(handler));
+        self.hooks.events.insert(event.into(), route);
         self
     }
 
@@ -139,6 +214,11 @@ impl ServerBuilder {
         self.config.validate()?;
         if self.hooks.authenticator.is_none() {
             return Err(ConfigError::MissingAuthenticator);
+        }
+        if let Some(name) = self.hooks.events.keys().find(|name| {
+            name.is_empty() || name.chars().count() > 256 || SYSTEM_EVENTS.contains(&name.as_str())
+        }) {
+            return Err(ConfigError::InvalidEvent(name.clone()));
         }
         if !self.config.encryption.handshakes() {
             self.hooks.handshake = None;

@@ -61,10 +61,46 @@ pub struct BusStatus {
     pub detail: Option<String>,
 }
 
-/// A bus failure at start.
+/// A bus failure at start. Addresses in it never carry a password (it is masked as `***`).
 #[derive(Debug, thiserror::Error)]
-#[error("bus error: {0}")]
-pub struct BusError(pub String);
+#[non_exhaustive]
+pub enum BusError {
+    /// The configuration cannot work (an unparsable URL, a bus handle already in use).
+    /// Retrying does not help.
+    #[error("invalid bus configuration: {0}")]
+    Config(String),
+    /// The backend could not be reached (connection refused, timeout, TLS failure).
+    #[error("cannot reach {backend} at {url}: {reason}")]
+    Unreachable {
+        /// Backend name (`Redis`).
+        backend: &'static str,
+        /// The address tried, password masked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The backend refused the credentials. Retrying does not help.
+    #[error(
+        "cannot reach {backend} at {url}: {reason} ({backend} refused the credentials in the URL; retrying cannot help)"
+    )]
+    AuthRefused {
+        /// Backend name (`Redis`).
+        backend: &'static str,
+        /// The address tried, password masked.
+        url: String,
+        /// The backend's refusal.
+        reason: String,
+    },
+    /// The server shut down before the bus finished starting.
+    #[error("shut down while waiting for {backend}")]
+    Closed {
+        /// Backend name (`Redis`).
+        backend: &'static str,
+    },
+    /// Any other failure, for custom [`Bus`] implementations.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// Carries envelopes between server instances.
 pub trait Bus: Send + Sync + 'static {
@@ -87,9 +123,24 @@ pub trait Bus: Send + Sync + 'static {
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
 
-/// In-process bus: servers sharing one `LocalBus` (clones) exchange envelopes directly.
+/// In-process bus: servers in one process exchange envelopes directly through a shared hub.
 /// A server built without a bus gets a fresh one of its own (single instance).
-#[derive(Clone, Default)]
+///
+/// Give each server its own handle on the hub: a clone (or [`LocalBus::attach`]) is a new
+/// member with an identity of its own, so a message a server publishes reaches every other
+/// member but not itself, and one server's shutdown leaves the others registered. Starting
+/// one handle for a second server while the first still uses it is refused.
+///
+/// ```
+/// use sealwire::server::{LocalBus, Server};
+/// # fn auth(_: sealwire::server::AuthRequest) -> std::future::Ready<Result<Option<sealwire::server::Identity>, sealwire::server::HookError>> { std::future::ready(Ok(None)) }
+/// let hub = LocalBus::new();
+/// let one = Server::builder().authenticate(auth).bus(hub.clone()).build()?;
+/// let two = Server::builder().authenticate(auth).bus(hub.clone()).build()?;
+/// # let _ = (one, two);
+/// # Ok::<(), sealwire::server::ConfigError>(())
+/// ```
+#[derive(Default)]
 pub struct LocalBus {
     hub: Arc<Hub>,
     me: Arc<Mutex<Option<Weak<BusInbox>>>>,
@@ -113,13 +164,21 @@ impl LocalBus {
         Self::default()
     }
 
-    /// Another handle on the same hub, for a second server in this process.
+    /// Another handle on the same hub, for a second server in this process (the same as
+    /// [`Clone::clone`]).
     #[must_use]
     pub fn attach(&self) -> Self {
         Self {
             hub: Arc::clone(&self.hub),
             me: Arc::new(Mutex::new(None)),
         }
+    }
+}
+
+/// A clone is a new member of the same hub, with its own identity (see [`LocalBus`]).
+impl Clone for LocalBus {
+    fn clone(&self) -> Self {
+        self.attach()
     }
 }
 
@@ -130,7 +189,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Bus for LocalBus {
     fn start(&self, inbox: BusInbox) -> BoxFuture<'_, Result<(), BusError>> {
         let inbox = Arc::new(inbox);
-        *lock(&self.me) = Some(Arc::downgrade(&inbox));
+        {
+            let mut me = lock(&self.me);
+            if me.as_ref().is_some_and(|w| w.strong_count() > 0) {
+                return Box::pin(std::future::ready(Err(BusError::Config(
+                    "this LocalBus handle already serves a running server; give each server its own clone".to_owned(),
+                ))));
+            }
+            *me = Some(Arc::downgrade(&inbox));
+        }
         lock(&self.hub.members).push(inbox);
         Box::pin(std::future::ready(Ok(())))
     }
@@ -165,5 +232,91 @@ impl Bus for LocalBus {
             lock(&self.hub.members).retain(|m| !Arc::ptr_eq(m, &me));
         }
         Box::pin(std::future::ready(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::protocol::BusTarget;
+
+    fn envelope(from: &str) -> BusEnvelope {
+        BusEnvelope {
+            server_id: from.to_owned(),
+            target: BusTarget::Broadcast,
+            event: "e".to_owned(),
+            data: serde_json::value::to_raw_value(&1).expect("raw"),
+            exclude: Vec::new(),
+        }
+    }
+
+    fn counting_inbox() -> (BusInbox, Arc<AtomicUsize>) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&n);
+        let inbox = BusInbox::new(
+            move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            },
+            Vec::new,
+        );
+        (inbox, n)
+    }
+
+    #[tokio::test]
+    async fn clones_are_separate_members_of_one_hub() {
+        let hub = LocalBus::new();
+        let (one, two) = (hub.clone(), hub.clone());
+        let (inbox1, got1) = counting_inbox();
+        let (inbox2, got2) = counting_inbox();
+        one.start(inbox1).await.expect("start one");
+        two.start(inbox2).await.expect("start two");
+
+        one.publish(envelope("one"));
+        assert_eq!(
+            (got1.load(Ordering::SeqCst), got2.load(Ordering::SeqCst)),
+            (0, 1)
+        );
+        two.publish(envelope("two"));
+        assert_eq!(
+            (got1.load(Ordering::SeqCst), got2.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+
+        // One member leaving does not unregister the other.
+        one.shutdown().await;
+        hub.publish(envelope("outsider"));
+        assert_eq!(
+            (got1.load(Ordering::SeqCst), got2.load(Ordering::SeqCst)),
+            (1, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn one_handle_cannot_serve_two_running_servers() {
+        let bus = LocalBus::new();
+        let (inbox1, _) = counting_inbox();
+        let (inbox2, _) = counting_inbox();
+        bus.start(inbox1).await.expect("first start");
+        assert!(bus.start(inbox2).await.is_err());
+        bus.shutdown().await;
+        let (inbox3, _) = counting_inbox();
+        bus.start(inbox3).await.expect("start after shutdown");
+    }
+
+    #[test]
+    fn bus_errors_name_the_backend_and_address() {
+        let e = BusError::AuthRefused {
+            backend: "Redis",
+            url: "redis://***@db:6379".to_owned(),
+            reason: "WRONGPASS".to_owned(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot reach Redis at redis://***@db:6379: WRONGPASS (Redis refused the credentials in the URL; retrying cannot help)"
+        );
+        let e = BusError::Closed { backend: "Redis" };
+        assert_eq!(e.to_string(), "shut down while waiting for Redis");
     }
 }

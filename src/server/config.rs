@@ -139,6 +139,10 @@ pub enum ConfigError {
     /// An allowed origin is not of the form `scheme://host[:port]`.
     #[error("invalid allowed origin: {0:?}")]
     InvalidOrigin(String),
+    /// A typed event handler was registered for a system event, or for an empty or overlong
+    /// name (see [`ServerBuilder::on`](super::ServerBuilder::on)).
+    #[error("cannot handle event {0:?}: a system event, or an empty or overlong name")]
+    InvalidEvent(String),
 }
 
 /// File descriptors [`default_max_connections`] leaves for everything but WebSockets.

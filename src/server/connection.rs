@@ -131,18 +131,17 @@ pub(super) struct Deregister {
 
 impl Drop for Deregister {
     fn drop(&mut self) {
-        let mut changes = Vec::new();
-        let info = {
-            // Any registry guard of the same task was dropped earlier in the unwind, so this
-            // cannot deadlock.
-            let mut registry = self.server.0.registry();
-            if !registry.has_client(&self.id) {
-                return;
-            }
-            registry.remove(&self.id, &mut changes)
+        // Any registry guard of the same task was dropped earlier in the unwind, so this
+        // cannot deadlock.
+        let removed = self.server.0.update_registry(|registry, changes| {
+            registry
+                .has_client(&self.id)
+                .then(|| registry.remove(&self.id, changes))
+        });
+        let Some(info) = removed else {
+            return;
         };
         tracing::warn!(client = %self.id, "connection task ended abnormally; client removed");
-        self.server.0.apply_interest(&changes);
         if let (true, Some(info), Some(hook)) = (
             self.announced,
             info,
@@ -373,10 +372,11 @@ where
 
     async fn finish(mut self, exit: Exit) {
         let id = Arc::clone(&self.handle.id);
-        let mut changes = Vec::new();
-        let info = self.server.0.registry().remove(&id, &mut changes);
+        let info = self
+            .server
+            .0
+            .update_registry(|registry, changes| registry.remove(&id, changes));
         self.handle.detach();
-        self.server.0.apply_interest(&changes);
         let code = match exit {
             Exit::Close(code) => {
                 self.close(code).await;

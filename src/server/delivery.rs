@@ -234,36 +234,20 @@ impl Server {
             .filter(|r| super::joinable_room_name(r))
             .cloned()
             .collect();
-        let mut changes = Vec::new();
-        let joined = {
-            let mut reg = self.0.registry();
-            if !reg.has_client(client_id) {
-                return None;
-            }
-            reg.join(
-                client_id,
-                valid,
-                self.0.config.max_rooms_per_client,
-                &mut changes,
-            )
-        };
-        self.0.apply_interest(&changes);
-        Some(joined)
+        let max = self.0.config.max_rooms_per_client;
+        self.0.update_registry(|reg, changes| {
+            reg.has_client(client_id)
+                .then(|| reg.join(client_id, valid, max, changes))
+        })
     }
 
     /// Removes a client from rooms. Returns the rooms left, or `None` for an unknown client.
     #[must_use]
     pub fn leave(&self, client_id: &str, rooms: &[String]) -> Option<Vec<String>> {
-        let mut changes = Vec::new();
-        let left = {
-            let mut reg = self.0.registry();
-            if !reg.has_client(client_id) {
-                return None;
-            }
-            let rooms = rooms.iter().filter(|r| r.as_str() != client_id).cloned();
-            reg.leave(client_id, rooms, &mut changes)
-        };
-        self.0.apply_interest(&changes);
-        Some(left)
+        let rooms = rooms.iter().filter(|r| r.as_str() != client_id).cloned();
+        self.0.update_registry(|reg, changes| {
+            reg.has_client(client_id)
+                .then(|| reg.leave(client_id, rooms, changes))
+        })
     }
 }

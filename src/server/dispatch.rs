@@ -184,8 +184,13 @@ where
             event::LEAVE => self.on_leave(data).await,
             event::REFRESH => self.refresh(data).await,
             _ => {
-                let (Some(handler), Some(client)) =
-                    (self.server.0.hooks.message.clone(), self.info.clone())
+                let hooks = &self.server.0.hooks;
+                let typed = hooks.events.get(&name).cloned();
+                let catch_all = hooks.message.clone().filter(|_| typed.is_none());
+                let Some(client) = self
+                    .info
+                    .clone()
+                    .filter(|_| typed.is_some() || catch_all.is_some())
                 else {
                     tracing::debug!(client = %self.handle.id, event = %name, "no handler for event");
                     return None;
@@ -197,7 +202,18 @@ where
                     id,
                     was_encrypted,
                 };
-                handler.handle(self.server.clone(), message).await;
+                if let Some(route) = typed {
+                    let event = message.event.clone();
+                    match route.route(self.server.clone(), message) {
+                        Ok(handled) => handled.await,
+                        Err(e) => {
+                            tracing::debug!(client = %self.handle.id, event = %event, error = %e, "payload does not fit the event's type");
+                            self.send_error(err::INVALID_FORMAT).await;
+                        }
+                    }
+                } else if let Some(handler) = catch_all {
+                    handler.handle(self.server.clone(), message).await;
+                }
             }
         }
         None
@@ -244,13 +260,11 @@ where
         // Only names the client asked for (each once): a validator cannot widen the request.
         let mut asked: HashSet<String> = requested.into_iter().collect();
         let allowed: Vec<String> = allowed.into_iter().filter(|r| asked.remove(r)).collect();
-        let mut changes = Vec::new();
+        let id = &self.handle.id;
         let joined = self
             .server
             .0
-            .registry()
-            .join(&self.handle.id, allowed, max, &mut changes);
-        self.server.0.apply_interest(&changes);
+            .update_registry(|registry, changes| registry.join(id, allowed, max, changes));
         tracing::debug!(client = %self.handle.id, ?joined, "joined rooms");
     }
 
@@ -262,13 +276,11 @@ where
                 return;
             }
         };
-        let mut changes = Vec::new();
+        let id = &self.handle.id;
         let left = self
             .server
             .0
-            .registry()
-            .leave(&self.handle.id, rooms, &mut changes);
-        self.server.0.apply_interest(&changes);
+            .update_registry(|registry, changes| registry.leave(id, rooms, changes));
         tracing::debug!(client = %self.handle.id, ?left, "left rooms");
     }
 }

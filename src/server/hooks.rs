@@ -18,14 +18,97 @@ use crate::protocol::{AuthenticatePayload, CloseCode};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An error raised by a hook. Its text is logged, never sent to the client.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HookError(pub String);
+///
+/// Build one from a message ([`HookError::new`], or `From<String>`/`From<&str>`), or wrap an
+/// error to keep its source chain ([`HookError::wrap`], [`HookError::context`], or `?` on a
+/// `Box<dyn Error + Send + Sync>`, [`std::io::Error`] or [`serde_json::Error`]).
+#[derive(Debug)]
+pub struct HookError {
+    message: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
 impl HookError {
-    /// Wraps any displayable error.
+    /// An error with the text of `e` (anything displayable) and no source.
     pub fn new(e: impl std::fmt::Display) -> Self {
-        Self(e.to_string())
+        Self {
+            message: Some(e.to_string()),
+            source: None,
+        }
+    }
+
+    /// Wraps an error: it shows as `e` and keeps `e`'s source chain.
+    pub fn wrap(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: None,
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// An error reading `message`, caused by `source`.
+    pub fn context(
+        message: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: Some(message.to_string()),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl std::fmt::Display for HookError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.message, &self.source) {
+            (Some(message), _) => f.write_str(message),
+            (None, Some(source)) => source.fmt(f),
+            (None, None) => f.write_str("hook failed"),
+        }
+    }
+}
+
+impl std::error::Error for HookError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source = self.source.as_deref()?;
+        if self.message.is_some() {
+            Some(source)
+        } else {
+            // A wrapped error shows as itself: its own source comes next.
+            source.source()
+        }
+    }
+}
+
+impl From<String> for HookError {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for HookError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for HookError {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self {
+            message: None,
+            source: Some(e),
+        }
+    }
+}
+
+impl From<std::io::Error> for HookError {
+    fn from(e: std::io::Error) -> Self {
+        Self::wrap(e)
+    }
+}
+
+impl From<serde_json::Error> for HookError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::wrap(e)
     }
 }
 
@@ -276,8 +359,74 @@ pub struct InboundMessage {
     pub was_encrypted: bool,
 }
 
-/// Handles custom events. Runs on the sender's connection task, in arrival order: spawn if
-/// the work is long. When the server shuts down, a handler still running is dropped at its
+/// A custom event whose payload was decoded into `T`, as a handler registered with
+/// [`ServerBuilder::on`](super::ServerBuilder::on) sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Event<T> {
+    /// The sender.
+    pub client: Arc<ClientInfo>,
+    /// Event name.
+    pub event: String,
+    /// The decoded payload (an absent payload is decoded from `null`).
+    pub data: T,
+    /// Application message id, when sent.
+    pub id: Option<String>,
+    /// Whether it arrived inside an `encrypted` frame.
+    pub was_encrypted: bool,
+}
+
+/// A per-event handler with its payload type erased: decodes, then runs the typed handler.
+pub(crate) trait EventRoute: Send + Sync + 'static {
+    /// The handler's future, or the decoding error for a payload that does not fit `T`.
+    fn route(
+        &self,
+        server: Server,
+        message: InboundMessage,
+    ) -> Result<BoxFuture<'static, ()>, serde_json::Error>;
+}
+
+/// A typed handler for one event, as registered by [`ServerBuilder::on`](super::ServerBuilder::on).
+pub(crate) struct Typed<T, F> {
+    handler: F,
+    payload: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T, F> Typed<T, F> {
+    pub(crate) fn new(handler: F) -> Self {
+        Self {
+            handler,
+            payload: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, F, Fut> EventRoute for Typed<T, F>
+where
+    T: serde::de::DeserializeOwned + 'static,
+    F: Fn(Server, Event<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn route(
+        &self,
+        server: Server,
+        message: InboundMessage,
+    ) -> Result<BoxFuture<'static, ()>, serde_json::Error> {
+        let data = serde_json::from_value(message.data)?;
+        let event = Event {
+            client: message.client,
+            event: message.event,
+            data,
+            id: message.id,
+            was_encrypted: message.was_encrypted,
+        };
+        Ok(Box::pin((self.handler)(server, event)))
+    }
+}
+
+/// Handles custom events that have no typed handler
+/// ([`ServerBuilder::on`](super::ServerBuilder::on)). Runs on the sender's connection task,
+/// in arrival order: spawn if the work is long. When the server shuts down, a handler still running is dropped at its
 /// next `.await` so the connection can close with 1001 in time.
 pub trait MessageHandler: Send + Sync + 'static {
     /// Handles one message.
@@ -377,6 +526,33 @@ pub(crate) struct Hooks {
     pub(crate) connected: Option<Arc<dyn ConnectedHook>>,
     pub(crate) disconnected: Option<Arc<dyn DisconnectedHook>>,
     pub(crate) message: Option<Arc<dyn MessageHandler>>,
+    /// Typed handlers by event name; they take precedence over `message`.
+    pub(crate) events: std::collections::HashMap<String, Arc<dyn EventRoute>>,
     pub(crate) transformer: Option<Arc<dyn OutboundTransformer>>,
     pub(crate) handshake: Option<Arc<dyn Handshake>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::HookError;
+
+    #[test]
+    fn hook_errors_show_their_message_and_keep_the_source_chain() {
+        assert_eq!(HookError::new("boom").to_string(), "boom");
+        assert!(HookError::from("boom").source().is_none());
+
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such user");
+        let wrapped = HookError::from(io);
+        assert_eq!(wrapped.to_string(), "no such user");
+
+        let cause = std::io::Error::other("connection reset");
+        let e = HookError::context("user lookup failed", cause);
+        assert_eq!(e.to_string(), "user lookup failed");
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("connection reset")
+        );
+    }
 }

@@ -189,7 +189,7 @@ where
     fn establish(&self, offer: &AuthenticatePayload) -> Option<(ServerHello, Session)> {
         let outcome = match &self.server.0.hooks.handshake {
             Some(h) => h.handshake(&self.handle.id, offer),
-            None => Err(HookError("handshake disabled".into())),
+            None => Err(HookError::new("handshake disabled")),
         };
         match outcome {
             Ok(Some(pair)) => Some(pair),
@@ -250,14 +250,11 @@ where
         let mut rooms = Vec::with_capacity(1 + defaults.len());
         rooms.push(String::from(&*self.handle.id));
         rooms.extend(defaults.iter().cloned());
-        let mut changes = Vec::new();
-        self.server.0.registry().authenticate(
-            &self.handle.id,
-            Arc::clone(&info),
-            &rooms,
-            &mut changes,
-        );
-        self.server.0.apply_interest(&changes);
+        let id = &self.handle.id;
+        let registered = Arc::clone(&info);
+        self.server.0.update_registry(|registry, changes| {
+            registry.authenticate(id, registered, &rooms, changes);
+        });
         self.state = ClientState::Authenticated;
         self.handle.set_deadline(info.expires_at.map(instant_of));
 

@@ -32,8 +32,8 @@ pub use config::{
 pub use delivery::{SendError, check_event};
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
-    EcdhHandshake, GlobRooms, Handshake, HookError, Identity, InboundMessage, MessageHandler,
-    OutboundTransformer, RoomValidator, UpgradeHead,
+    EcdhHandshake, Event, GlobRooms, Handshake, HookError, Identity, InboundMessage,
+    MessageHandler, OutboundTransformer, RoomValidator, UpgradeHead,
 };
 pub use jwks::{JwksAuth, JwksError, JwksOptions};
 pub use policy::{EncryptionPolicy, Offer};
@@ -407,8 +407,22 @@ impl Shared {
         self.per_ip.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs `f` on the indexes under the registry lock, releases the lock, then forwards the
+    /// interest changes `f` recorded to the bus. Every registry mutation that can gain or
+    /// lose a room/user/client goes through here, so no change is forgotten and the bus is
+    /// never called with the lock held.
+    pub(crate) fn update_registry<R>(
+        &self,
+        f: impl FnOnce(&mut Registry, &mut Vec<Interest>) -> R,
+    ) -> R {
+        let mut changes = Vec::new();
+        let out = f(&mut self.registry(), &mut changes);
+        self.apply_interest(&changes);
+        out
+    }
+
     /// Forwards interest changes to the bus (after the registry lock is released).
-    pub(crate) fn apply_interest(&self, changes: &[Interest]) {
+    fn apply_interest(&self, changes: &[Interest]) {
         for c in changes {
             self.bus.interest(c);
         }

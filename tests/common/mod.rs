@@ -91,7 +91,7 @@ pub fn test_auth() -> impl Fn(
                 return Ok(None);
             }
             if token.starts_with("error") {
-                return Err(sealwire::server::HookError("boom".into()));
+                return Err(sealwire::server::HookError::new("boom"));
             }
             // `ttl:<ms>:<user>`: a session of `<user>` that expires `<ms>` ms from now.
             if let Some(rest) = token.strip_prefix("ttl:")
