@@ -317,6 +317,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.max_connections = Some(max);
     }
     config.max_connections_per_ip = args.max_connections_per_ip;
+    // The demo page's link carries the admin token in its fragment (never sent to the server).
+    let demo_token = args.dev.then(|| admin_token.clone()).flatten();
     config.admin_token = admin_token;
     config.allowed_origins = args
         .allowed_origins
@@ -387,8 +389,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     println!("sealwire listening on ws://{local}{}", server.config().path);
+    let mut http = HttpConfig::default();
+    if args.dev {
+        http.routes = Some(sealwire::transport::demo::routes());
+        let fragment = demo_token
+            .map(|t| format!("#admin={t}"))
+            .unwrap_or_default();
+        println!("demo page: http://{local}/{fragment}");
+    }
     tracing::info!(%local, server_id = server.id(), "serving");
-    serve_with_shutdown(listener, server, HttpConfig::default(), shutdown_signal())
+    serve_with_shutdown(listener, server, http, shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("stopped");

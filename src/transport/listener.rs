@@ -34,6 +34,9 @@ pub struct HttpConfig {
     /// Most concurrent HTTP connections still speaking HTTP (upgraded WebSockets are limited by
     /// `ServerConfig::max_connections` instead). Defaults to 200,000.
     pub max_tcp_connections: usize,
+    /// More routes served beside the WebSocket endpoint and the admin API (the demo page of
+    /// `sealwire serve --dev`, an application's own pages). Defaults to none.
+    pub routes: Option<axum::Router>,
 }
 
 impl Default for HttpConfig {
@@ -41,6 +44,7 @@ impl Default for HttpConfig {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_tcp_connections: 200_000,
+            routes: None,
         }
     }
 }
@@ -152,7 +156,10 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout);
     let shared = Arc::new(Shared {
-        app: super::router(server.clone()),
+        app: match http.routes {
+            Some(routes) => super::router(server.clone()).merge(routes),
+            None => super::router(server.clone()),
+        },
         ws_path: server.config().path.as_str().into(),
         builder,
         header_read_timeout: http.header_read_timeout,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod coalesce;
+pub mod demo;
 mod direct;
 pub mod front_door;
 mod listener;

@@ -1,0 +1,44 @@
+//! The demo page (`sealwire serve --dev`): `GET /` serves a page built on the browser SDK, and
+//! `GET /sdk/{file}` the SDK's modules, both compiled into the binary. The page connects as a
+//! user, joins a room and pushes through the admin API (with the token the developer pastes or
+//! passes in the URL fragment), showing each frame as it crossed the wire next to what the SDK
+//! decrypted. Not meant for production: mount it only in development.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+const PAGE: &str = include_str!("demo.html");
+
+/// The SDK's modules, as shipped in `sdk/js/src`.
+const SDK: [(&str, &str); 5] = [
+    ("index.js", include_str!("../../sdk/js/src/index.js")),
+    ("client.js", include_str!("../../sdk/js/src/client.js")),
+    ("crypto.js", include_str!("../../sdk/js/src/crypto.js")),
+    ("encoding.js", include_str!("../../sdk/js/src/encoding.js")),
+    ("reason.js", include_str!("../../sdk/js/src/reason.js")),
+];
+
+/// `GET /` (the page) and `GET /sdk/{file}` (the browser SDK), to merge into the server's
+/// router in development.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/sdk/{file}", get(module))
+}
+
+async fn module(Path(file): Path<String>) -> Response {
+    match SDK.iter().find(|(name, _)| *name == file) {
+        Some((_, source)) => (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *source,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
