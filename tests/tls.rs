@@ -191,12 +191,19 @@ async fn https_get(addr: SocketAddr, connector: &TlsConnector, path: &str) -> St
 
 /// Starts a server with built-in TLS through the library API.
 async fn start_tls(tls: TlsConfig) -> (sealwire::server::Server, SocketAddr) {
+    start_tls_with(tls, HttpConfig::default()).await
+}
+
+/// As [`start_tls`], with the accept loop's limits from `http`.
+async fn start_tls_with(
+    tls: TlsConfig,
+    mut http: HttpConfig,
+) -> (sealwire::server::Server, SocketAddr) {
     let server = builder(base_config()).build().expect("server");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let mut http = HttpConfig::default();
     http.tls = Some(tls);
     let s = server.clone();
     tokio::spawn(
@@ -289,6 +296,30 @@ async fn a_changed_certificate_is_served_to_new_connections_and_a_bad_one_is_ign
 
     still_open(&mut established).await;
     still_open(&mut again).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_holds_a_connection_place_only_until_the_header_timeout() {
+    let ca = Ca::new("CA");
+    let files = Files::new(&ca.server_pair());
+    let tls = TlsConfig::load(&files.cert, &files.key).expect("load TLS");
+    let mut http = HttpConfig::default();
+    http.header_read_timeout = Duration::from_millis(300);
+    http.max_tcp_connections = 1;
+    let (server, addr) = start_tls_with(tls, http).await;
+
+    // Takes the only HTTP connection place and never sends a ClientHello.
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    // Accepted once the stalled handshake has been given up.
+    let mut ws = wss(addr, &ca.connector()).await.expect("wss connect");
+    authenticate(&mut ws, "alice").await;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(RECV_TIMEOUT, stalled.read(&mut buf))
+        .await
+        .expect("stalled connection closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the server answered a client that sent nothing");
     server.shutdown().await;
 }
 
