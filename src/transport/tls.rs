@@ -11,7 +11,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::crypto::CryptoProvider;
@@ -37,7 +37,12 @@ struct Inner {
     key_path: PathBuf,
     provider: Arc<CryptoProvider>,
     resolver: Arc<Reloadable>,
+    /// Modification times of the files when they were last read, taken before reading them.
+    read_at: Mutex<Mtimes>,
 }
+
+/// Modification times of the certificate and key files (`None`: unavailable).
+type Mtimes = (Option<SystemTime>, Option<SystemTime>);
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -64,6 +69,7 @@ impl TlsConfig {
         let cert_path = cert_path.into();
         let key_path = key_path.into();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let read_at = mtimes(&cert_path, &key_path);
         let key = load_pair(&cert_path, &key_path, &provider)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -71,6 +77,7 @@ impl TlsConfig {
                 key_path,
                 provider,
                 resolver: Arc::new(Reloadable(RwLock::new(Arc::new(key)))),
+                read_at: Mutex::new(read_at),
             }),
             reload_interval: Some(DEFAULT_TLS_RELOAD_INTERVAL),
         })
@@ -100,6 +107,12 @@ impl TlsConfig {
     /// # Errors
     /// As [`TlsConfig::load`]; the previous pair then stays in use.
     pub fn reload(&self) -> io::Result<()> {
+        // Before reading: a change while reading is then seen by the next check.
+        *self
+            .inner
+            .read_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.mtimes();
         let key = load_pair(
             &self.inner.cert_path,
             &self.inner.key_path,
@@ -142,27 +155,31 @@ impl TlsConfig {
         let Some(interval) = self.reload_interval else {
             return;
         };
-        let mut seen = self.mtimes();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            let now = self.mtimes();
-            if now != seen {
-                seen = now;
+            let read_at = *self
+                .inner
+                .read_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // A failed reload is not retried until a file changes again.
+            if self.mtimes() != read_at {
                 self.reload_logged();
             }
         }
     }
 
-    fn mtimes(&self) -> (Option<SystemTime>, Option<SystemTime>) {
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        (
-            modified(&self.inner.cert_path),
-            modified(&self.inner.key_path),
-        )
+    fn mtimes(&self) -> Mtimes {
+        mtimes(&self.inner.cert_path, &self.inner.key_path)
     }
+}
+
+fn mtimes(cert_path: &Path, key_path: &Path) -> Mtimes {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (modified(cert_path), modified(key_path))
 }
 
 /// Reads and checks a certificate chain and its key.
@@ -212,20 +229,14 @@ struct Reloadable(RwLock<Arc<CertifiedKey>>);
 
 impl Reloadable {
     fn set(&self, key: Arc<CertifiedKey>) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = key;
     }
 }
 
 impl ResolvesServerCert for Reloadable {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(
-            &self
-                .0
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            &self.0.read().unwrap_or_else(PoisonError::into_inner),
         ))
     }
 }
