@@ -10,7 +10,7 @@ use sealwire::server::{
     DevAuth, EncryptionPolicy, GlobRooms, JwksAuth, JwksOptions, JwtAuth, JwtRules, Server,
     ServerConfig,
 };
-use sealwire::transport::{HttpConfig, serve_with_shutdown};
+use sealwire::transport::{HttpConfig, TlsConfig, serve_with_shutdown};
 
 #[derive(Parser)]
 #[command(
@@ -119,6 +119,14 @@ struct ServeArgs {
     /// give them all the same Redis bus.
     #[arg(long, env = "SEALWIRE_REUSE_PORT")]
     reuse_port: bool,
+    /// PEM certificate chain (server certificate first) for built-in TLS: serve `wss://` and
+    /// `https://` on the listen address. Needs --tls-key. Reloaded on SIGHUP and when the
+    /// file changes.
+    #[arg(long, env = "SEALWIRE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert. Needs --tls-cert.
+    #[arg(long, env = "SEALWIRE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// WebSocket path.
     #[arg(long, env = "SEALWIRE_PATH", default_value = "/ws")]
     path: String,
@@ -379,6 +387,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .validate_rooms(GlobRooms::new(&allow).context("invalid --allow-rooms pattern")?);
     }
     let server = builder.build().context("invalid configuration")?;
+    let mut http = HttpConfig::default();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let tls = TlsConfig::load(cert, key).context("cannot start TLS")?;
+        reload_on_sighup(tls.clone())?;
+        http.tls = Some(tls);
+    }
+    let scheme = if http.tls.is_some() { "wss" } else { "ws" };
 
     let bind = if args.reuse_port {
         sealwire::transport::bind_shared
@@ -388,16 +403,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    println!("sealwire listening on ws://{local}{}", server.config().path);
-    let mut http = HttpConfig::default();
+    println!(
+        "sealwire listening on {scheme}://{local}{}",
+        server.config().path
+    );
     if args.dev {
         http.routes = Some(sealwire::transport::demo::routes());
         let fragment = demo_token
             .map(|t| format!("#admin={t}"))
             .unwrap_or_default();
-        println!("demo page: http://{local}/{fragment}");
+        let web = if http.tls.is_some() { "https" } else { "http" };
+        println!("demo page: {web}://{local}/{fragment}");
     }
-    tracing::info!(%local, server_id = server.id(), "serving");
+    tracing::info!(%local, server_id = server.id(), tls = http.tls.is_some(), "serving");
     serve_with_shutdown(listener, server, http, shutdown_signal())
         .await
         .context("server failed")?;
@@ -461,6 +479,26 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
         args.event,
         target.channel()
     );
+    Ok(())
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP (unix). The handler is installed
+/// before the server announces itself, so a SIGHUP never finds the default action (exit).
+#[cfg(unix)]
+fn reload_on_sighup(tls: TlsConfig) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the TLS certificate");
+            tls.reload_logged();
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_tls: TlsConfig) -> anyhow::Result<()> {
     Ok(())
 }
 

@@ -3,6 +3,13 @@
 //! stop accepting, close every WebSocket with 1001, then wait for HTTP connections.
 //! WebSocket upgrades are answered straight off the socket ([`super::direct`]); everything
 //! else goes through hyper and the router.
+//!
+//! With [`HttpConfig::tls`], each accepted socket first completes a TLS handshake (bounded by
+//! the header-read timeout and holding its place under `max_tcp_connections` like any HTTP
+//! connection), then goes straight to hyper, whose upgrade path serves WebSockets over any
+//! stream. The direct path stays on bare `TcpStream`s, so plaintext connections run exactly
+//! the code they did without TLS; over TLS the encryption costs far more than the HTTP layer
+//! the direct path saves.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +22,7 @@ use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +31,7 @@ use tower::ServiceExt;
 
 use super::direct;
 use super::front_door::Refusal;
+use super::tls::TlsConfig;
 use crate::server::Server;
 
 /// HTTP-level limits of the accept loop.
@@ -37,6 +46,9 @@ pub struct HttpConfig {
     /// More routes served beside the WebSocket endpoint and the admin API (the demo page of
     /// `sealwire serve --dev`, an application's own pages). Defaults to none.
     pub routes: Option<axum::Router>,
+    /// Built-in TLS: serve `wss://` and `https://` on the listener instead of plaintext.
+    /// `None` (the default): plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +57,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             max_tcp_connections: 200_000,
             routes: None,
+            tls: None,
         }
     }
 }
@@ -106,6 +119,9 @@ pub async fn serve(listener: TcpListener, server: Server) -> std::io::Result<()>
 /// Serves until `signal` resolves or [`Server::shutdown`] is called, then shuts down
 /// gracefully (every WebSocket gets close 1001).
 ///
+/// With [`HttpConfig::tls`], the certificate files are also watched for changes while
+/// serving ([`TlsConfig::reload_interval`]).
+///
 /// # Errors
 /// An I/O error if the bus cannot start.
 pub async fn serve_with_shutdown(
@@ -114,9 +130,13 @@ pub async fn serve_with_shutdown(
     http: HttpConfig,
     signal: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let tls = http.tls.as_ref().map(TlsConfig::acceptor).transpose()?;
     server.start().await.map_err(std::io::Error::other)?;
     let connections = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
+    if let Some(config) = http.tls.clone() {
+        tokio::spawn(config.watch(stop_accepting.clone()));
+    }
     // The accept loop is a task of its own so that it runs on a runtime worker: the connection
     // tasks it spawns then start from that worker's local queue. Run inline on the caller's
     // thread (the main thread under `#[tokio::main]`), every accepted connection would be
@@ -125,6 +145,7 @@ pub async fn serve_with_shutdown(
         listener,
         server.clone(),
         http,
+        tls,
         connections.clone(),
         stop_accepting.clone(),
     ));
@@ -148,6 +169,7 @@ async fn accept_loop(
     listener: TcpListener,
     server: Server,
     http: HttpConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     connections: TaskTracker,
     stop: CancellationToken,
 ) {
@@ -193,13 +215,23 @@ async fn accept_loop(
         if !inherited {
             let _ = stream.set_nodelay(true);
         }
-        connections.spawn(connection(
-            stream,
-            addr,
-            permit,
-            server.clone(),
-            Arc::clone(&shared),
-        ));
+        match &tls {
+            None => connections.spawn(connection(
+                stream,
+                addr,
+                permit,
+                server.clone(),
+                Arc::clone(&shared),
+            )),
+            Some(acceptor) => connections.spawn(tls_connection(
+                stream,
+                addr,
+                permit,
+                server.clone(),
+                Arc::clone(&shared),
+                acceptor.clone(),
+            )),
+        };
     }
 }
 
@@ -252,17 +284,48 @@ async fn connection(
     }
 }
 
+/// One accepted connection with built-in TLS: the handshake, within the header-read timeout,
+/// then HTTP (WebSocket upgrades included) through hyper.
+async fn tls_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    server: Server,
+    shared: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    let handshake = tokio::time::timeout(shared.header_read_timeout, acceptor.accept(stream));
+    let stop = server.shutdown_started();
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, remote = %addr, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(remote = %addr, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = stop => return,
+    };
+    Box::pin(serve_http(stream, None, addr, permit, server, shared)).await;
+}
+
 /// Serves one HTTP/1.1 connection (admin API, refused or unusual upgrades) until it ends or
 /// the server shuts down. With `refused`, the first request (the upgrade the accept loop
 /// refused) gets that refusal and the connection closes after it.
-async fn serve_http(
-    io: direct::Prefixed,
+async fn serve_http<I>(
+    io: I,
     refused: Option<Refusal>,
     addr: SocketAddr,
     permit: OwnedSemaphorePermit,
     server: Server,
     shared: Arc<Shared>,
-) {
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let _permit = permit;
     let app = shared.app.clone();
     let ws_path = Arc::clone(&shared.ws_path);

@@ -7,10 +7,12 @@ pub mod demo;
 mod direct;
 pub mod front_door;
 mod listener;
+mod tls;
 mod upgrade;
 
 pub use direct::{AcceptedWebSocket, accept_websocket};
 pub use listener::{HttpConfig, LISTEN_BACKLOG, bind, bind_shared, serve, serve_with_shutdown};
+pub use tls::{DEFAULT_TLS_RELOAD_INTERVAL, TlsConfig};
 
 use axum::Router;
 use axum::routing::any;
