@@ -8,6 +8,7 @@ mod bus;
 mod close;
 mod message;
 mod names;
+mod send;
 
 pub use bus::{BusEnvelope, BusEnvelopeError, BusTarget, channel};
 pub use close::CloseCode;
@@ -20,3 +21,4 @@ pub use names::{
     DEFAULT_ROOM, DEFAULT_ROOMS, EventName, MAX_NAME_CHARS, NOTIFICATION_ROOM, NameError,
     RESERVED_PREFIX, RoomName, is_client_id_shaped,
 };
+pub use send::SendError;
