@@ -27,11 +27,44 @@ pub enum SendError {
     },
 }
 
+/// An event name refused by [`EventName::check`](super::EventName::check): a reserved name
+/// becomes [`SendError::ReservedEvent`], anything else [`SendError::InvalidEvent`].
 impl From<NameError> for SendError {
     fn from(e: NameError) -> Self {
         match e {
             NameError::ReservedEvent(name) => Self::ReservedEvent(name),
             _ => Self::InvalidEvent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::EventName;
+
+    fn check(name: &str) -> Result<(), SendError> {
+        EventName::check(name).map_err(SendError::from)
+    }
+
+    #[test]
+    fn event_name_errors_keep_their_send_errors() {
+        assert!(check("order:paid").is_ok());
+        assert!(matches!(check(""), Err(SendError::InvalidEvent)));
+        assert!(matches!(
+            check(&"é".repeat(257)),
+            Err(SendError::InvalidEvent)
+        ));
+        assert!(matches!(
+            check("connected"),
+            Err(SendError::ReservedEvent(n)) if n == "connected"
+        ));
+        let Err(e) = check("encrypted") else {
+            panic!("reserved")
+        };
+        assert_eq!(
+            e.to_string(),
+            "event name \"encrypted\" is reserved by the protocol"
+        );
     }
 }
