@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Keeps the dependency arrows of the layout honest:
-#   protocol <- crypto <- server <- {transport, bus},  protocol <- crypto <- client
+#   protocol <- crypto <- server <- {transport, bus},  protocol <- crypto <- client,
+#   protocol <- crypto <- bus/emitter.rs (the emitter never needs a server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
@@ -11,10 +12,11 @@ check() { # check <dir-or-file> <forbidden regex> <why>
     fail=1
   fi
 }
-check src/protocol 'crate::(crypto|server|transport|bus|client|emitter|events)' "protocol is pure wire types"
+check src/protocol 'crate::(crypto|server|transport|bus|client|emitter|events)|super::super' "protocol is pure wire types"
 check src/crypto   'crate::(server|transport|bus|client|emitter|events)' "crypto imports only protocol"
 check src/crypto   'tokio|std::net|std::fs' "crypto does no I/O"
 check src/server   'crate::(transport|bus|client|emitter)|redis::' "the core never names transports, Redis or the client"
 check src/client   'crate::(server|transport|bus|emitter|events)' "the client SDK never imports the server"
+check src/bus/emitter.rs 'crate::(server|transport|client|events)|super::super' "the emitter builds on protocol and crypto, never on the server"
 [ "$fail" -eq 0 ] && echo "layering ok"
 exit "$fail"

@@ -38,7 +38,7 @@ use crate::server::{BoxFuture, SendError, Server};
 
 /// The room [`EventService::broadcast`] sends to: every authenticated client joins it by
 /// default (IGNIS `WebSocketDefaults.ROOM`).
-pub const DEFAULT_ROOM: &str = "ws-default";
+pub const DEFAULT_ROOM: &str = crate::protocol::DEFAULT_ROOM;
 
 /// Why a domain event could not be published.
 #[derive(Debug, thiserror::Error)]

@@ -26,10 +26,11 @@
 //! # Layout
 //!
 //! Dependencies point one way: `protocol` <- `crypto` <- `server` <- {`transport`, `bus`},
-//! and `bus` <- `emitter` <- `events`.
+//! `protocol` <- `crypto` <- `bus::emitter` <- `events`, and `protocol` <- `crypto` <- `client`.
 //!
-//! - [`protocol`]: the wire: JSON envelope, system events, error strings, close codes, the bus
-//!   envelope and Redis channel names. Pure data.
+//! - [`protocol`]: the wire: JSON envelope, system events, error strings, close codes, validated
+//!   event and room names ([`protocol::EventName`], [`protocol::RoomName`]) with the reserved
+//!   and default names, the bus envelope and Redis channel names. Pure data.
 //! - [`crypto`]: P-256 ECDH, HKDF-SHA256, AES-256-GCM sessions and the handshake in two
 //!   profiles (IGNIS compatibility and the hardened `sealwire-v2`), with the client half for
 //!   SDKs. Pure functions with injected randomness.
@@ -40,7 +41,8 @@
 //!   [`transport::front_door`], the one decision on every WebSocket upgrade.
 //! - `bus` (feature `redis`): the Redis pub/sub [`Bus`](server::Bus), plugged in from outside
 //!   the core, with optional backplane encryption ([`crypto::backplane`]).
-//! - `emitter` (feature `redis`): a Redis-only publisher for processes that run no server.
+//! - `emitter` (feature `redis`, `bus::emitter` re-exported): a Redis-only publisher for
+//!   processes that run no server; it never imports `server`.
 //! - [`events`]: the base for domain event services, over a server handle or an emitter.
 //! - `client` (feature `client`, on by default): the Rust client SDK. It depends on
 //!   `protocol` and `crypto` only, never on `server`.
@@ -53,8 +55,9 @@ pub mod bus;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod crypto;
+/// The Redis-only publisher ([`bus::emitter`]), at its historical path.
 #[cfg(feature = "redis")]
-pub mod emitter;
+pub use bus::emitter;
 pub mod events;
 pub mod protocol;
 pub mod server;

@@ -172,6 +172,7 @@ struct ServeArgs {
     #[arg(long, env = "SEALWIRE_MAX_MESSAGE_BYTES", default_value_t = 128 * 1024)]
     max_message_bytes: usize,
     /// Rooms every client joins after authentication (comma-separated).
+    // The default is `protocol::DEFAULT_ROOMS` (clap needs a literal; a test keeps them equal).
     #[arg(
         long,
         env = "SEALWIRE_DEFAULT_ROOMS",
@@ -539,4 +540,28 @@ fn load_identity(path: &std::path::Path) -> anyhow::Result<sealwire::crypto::Ser
     }
     sealwire::crypto::ServerIdentity::from_bytes(&scalar)
         .map_err(|_| anyhow::anyhow!("{}: not a valid P-256 private key", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn default_rooms_flag_is_the_protocol_default() {
+        let cli = super::Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve subcommand");
+        let arg = serve
+            .get_arguments()
+            .find(|a| a.get_id() == "default_rooms")
+            .expect("--default-rooms");
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            defaults.join(","),
+            sealwire::protocol::DEFAULT_ROOMS.join(",")
+        );
+    }
 }

@@ -5,9 +5,13 @@
 //!   envelope), with two subscription strategies, reconnection with jittered exponential
 //!   backoff, a bounded non-blocking publish queue and optional backplane encryption.
 //!
+//! - [`emitter`]: a Redis-only publisher for processes that run no server. It builds on
+//!   `protocol` and `crypto` only, never on the server.
+//!
 //! See `docs/OPERATIONS.md` for deployment, failure behaviour and the subscription trade-off.
 
 mod config;
+pub mod emitter;
 mod redis;
 
 pub use config::{RedisBusConfig, StartupPolicy, SubscriptionMode};

@@ -167,21 +167,8 @@ impl futures_util::Stream for Events {
     }
 }
 
-/// Longest event name the server accepts.
-const MAX_EVENT_CHARS: usize = 256;
-
 fn outbound_frame(event: &str, data: &impl Serialize) -> Result<String, ClientError> {
-    if event.is_empty()
-        || event.chars().count() > MAX_EVENT_CHARS
-        || crate::protocol::event::RESERVED_OUTBOUND.contains(&event)
-        || [
-            crate::protocol::event::JOIN,
-            crate::protocol::event::LEAVE,
-            crate::protocol::event::HEARTBEAT,
-            crate::protocol::event::DISCONNECT,
-        ]
-        .contains(&event)
-    {
+    if crate::protocol::EventName::check_client_outbound(event).is_err() {
         return Err(ClientError::InvalidEvent(event.to_owned()));
     }
     let data = serde_json::to_string(data)?;

@@ -36,6 +36,12 @@ pub mod event {
     /// (`hello` is not among them: it only has a meaning before `connected`, when no
     /// application message can reach a client.)
     pub const RESERVED_OUTBOUND: [&str; 4] = [AUTHENTICATE, CONNECTED, ENCRYPTED, REFRESHED];
+
+    /// Client commands the server acts on itself: a client sends them through dedicated
+    /// calls, never as application events ([`EventName::check_client_outbound`]).
+    ///
+    /// [`EventName::check_client_outbound`]: crate::protocol::EventName::check_client_outbound
+    pub const CLIENT_COMMANDS: [&str; 4] = [JOIN, LEAVE, HEARTBEAT, DISCONNECT];
 }
 
 /// The exact error strings of the protocol (IGNIS-compatible where IGNIS has one).

@@ -1,4 +1,5 @@
-//! Wire protocol: the JSON envelope, system events, close codes and the Redis bus envelope.
+//! Wire protocol: the JSON envelope, system events, close codes, validated event and room
+//! names, and the Redis bus envelope.
 //!
 //! Everything here is pure data: no I/O, no crypto, no async. Both the server and the client
 //! SDK build on these types, so a change here is a change to the wire.
@@ -6,6 +7,8 @@
 mod bus;
 mod close;
 mod message;
+mod names;
+mod send;
 
 pub use bus::{BusEnvelope, BusEnvelopeError, BusTarget, channel};
 pub use close::CloseCode;
@@ -14,3 +17,8 @@ pub use message::{
     RefreshPayload, RefreshedPayload, RoomsPayload, error_message, event, frame_json, iso8601,
     now_iso8601, parse_iso8601,
 };
+pub use names::{
+    DEFAULT_ROOM, DEFAULT_ROOMS, EventName, MAX_NAME_CHARS, NOTIFICATION_ROOM, NameError,
+    RESERVED_PREFIX, RoomName, is_client_id_shaped,
+};
+pub use send::SendError;

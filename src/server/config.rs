@@ -31,7 +31,9 @@ pub struct ServerConfig {
     pub heartbeat_timeout: Duration,
     /// Largest inbound WebSocket message (and frame) in bytes. Defaults to 128 KiB.
     pub max_message_bytes: usize,
-    /// Rooms every authenticated client joins. Defaults to `ws-default`, `ws-notification`.
+    /// Rooms every authenticated client joins. Defaults to
+    /// [`protocol::DEFAULT_ROOMS`](crate::protocol::DEFAULT_ROOMS): `ws-default`,
+    /// `ws-notification`.
     pub default_rooms: Vec<String>,
     /// Most rooms one client may be in (own-id and default rooms included). Defaults to 256.
     pub max_rooms_per_client: usize,
@@ -100,7 +102,7 @@ impl Default for ServerConfig {
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(90),
             max_message_bytes: 128 * 1024,
-            default_rooms: vec!["ws-default".to_owned(), "ws-notification".to_owned()],
+            default_rooms: crate::protocol::DEFAULT_ROOMS.map(str::to_owned).to_vec(),
             max_rooms_per_client: 256,
             outbox_messages: 4096,
             outbox_bytes: 4 * 1024 * 1024,

@@ -11,44 +11,17 @@ use serde_json::value::RawValue;
 
 use super::Server;
 use super::outbox::Frame;
-use crate::protocol::{BusEnvelope, BusTarget, event};
+use crate::protocol::{BusEnvelope, BusTarget, EventName};
 
-/// Why a message could not be sent.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// The event name is empty or longer than 256 characters.
-    #[error("invalid event name")]
-    InvalidEvent,
-    /// The event name is a protocol event (`authenticate`, `connected`, `encrypted`).
-    #[error("event name {0:?} is reserved by the protocol")]
-    ReservedEvent(String),
-    /// The payload does not serialize to JSON.
-    #[error("payload is not serializable: {0}")]
-    Serialize(#[from] serde_json::Error),
-    /// The serialized message is larger than `ServerConfig::outbox_bytes`: no client could
-    /// ever queue it, so it is refused instead of closing every recipient as a slow consumer.
-    #[error("message of {size} bytes exceeds the per-client outbox limit of {limit} bytes")]
-    TooLarge {
-        /// Size of the serialized `{event, data}` frame.
-        size: usize,
-        /// The configured `outbox_bytes`.
-        limit: usize,
-    },
-}
+pub use crate::protocol::SendError;
 
-/// Checks an outbound event name: 1..=256 characters and not a protocol event.
+/// Checks an outbound event name: 1..=256 characters and not a protocol event
+/// ([`EventName::check`]).
 ///
 /// # Errors
 /// [`SendError::InvalidEvent`] or [`SendError::ReservedEvent`].
 pub fn check_event(name: &str) -> Result<(), SendError> {
-    if name.is_empty() || name.chars().count() > 256 {
-        return Err(SendError::InvalidEvent);
-    }
-    if event::RESERVED_OUTBOUND.contains(&name) {
-        return Err(SendError::ReservedEvent(name.to_owned()));
-    }
-    Ok(())
+    EventName::check(name).map_err(SendError::from)
 }
 
 impl Server {

@@ -10,16 +10,16 @@ use std::sync::Arc;
 
 use super::hooks::ClientInfo;
 use super::outbox::ClientHandle;
-use crate::protocol::BusTarget;
+use crate::protocol::{BusTarget, RoomName};
 
 /// Longest room name accepted.
-pub const MAX_ROOM_NAME: usize = 256;
+pub const MAX_ROOM_NAME: usize = crate::protocol::MAX_NAME_CHARS;
 
-/// Whether `name` may be used as a room: 1..=256 characters, not starting with `ws:`.
+/// Whether `name` may be used as a room: 1..=256 characters, not starting with `ws:`
+/// ([`RoomName::check`]).
 #[must_use]
 pub fn valid_room_name(name: &str) -> bool {
-    let len = name.chars().count();
-    (1..=MAX_ROOM_NAME).contains(&len) && !name.starts_with("ws:")
+    RoomName::check(name).is_ok()
 }
 
 /// Whether `name` has the shape of a client id: anything [`uuid::Uuid::try_parse`] accepts
@@ -30,18 +30,18 @@ pub fn valid_room_name(name: &str) -> bool {
 /// client whose id they carry: nobody can join one ([`joinable_room_name`]).
 #[must_use]
 pub fn is_client_id_shaped(name: &str) -> bool {
-    uuid::Uuid::try_parse(name).is_ok()
+    crate::protocol::is_client_id_shaped(name)
 }
 
 /// Whether a client (through its room validator), the application ([`Server::join`]) or the
 /// admin API may join `name`: a [valid room name](valid_room_name) that is not
-/// [shaped like a client id](is_client_id_shaped). Only the server itself puts a client in the
-/// room of its own id, when it authenticates.
+/// [shaped like a client id](is_client_id_shaped) ([`RoomName::check_joinable`]). Only the
+/// server itself puts a client in the room of its own id, when it authenticates.
 ///
 /// [`Server::join`]: super::Server::join
 #[must_use]
 pub fn joinable_room_name(name: &str) -> bool {
-    valid_room_name(name) && !is_client_id_shaped(name)
+    RoomName::check_joinable(name).is_ok()
 }
 
 /// Lifecycle state of a connection.

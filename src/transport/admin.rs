@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::protocol::{BusTarget, now_iso8601};
-use crate::server::{SendError, Server, check_event, is_client_id_shaped, valid_room_name};
+use crate::protocol::{BusTarget, EventName, RoomName, SendError, now_iso8601};
+use crate::server::Server;
 
 /// Largest batch accepted by `POST /socket/batch`.
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -266,12 +266,17 @@ fn rooms_body(server: &Server, body: &Bytes, join: bool) -> Result<Vec<String>, 
             b.rooms.len()
         )));
     }
-    if let Some(bad) = b.rooms.iter().find(|r| !valid_room_name(r)) {
+    if let Some(bad) = b.rooms.iter().find(|r| RoomName::check(r).is_err()) {
         return Err(bad_request(format!(
             "invalid room name {bad:?}: 1..=256 characters, not starting with \"ws:\""
         )));
     }
-    if join && let Some(bad) = b.rooms.iter().find(|r| is_client_id_shaped(r)) {
+    if join
+        && let Some(bad) = b
+            .rooms
+            .iter()
+            .find(|r| RoomName::check_joinable(r).is_err())
+    {
         return Err(bad_request(format!(
             "invalid room name {bad:?}: names shaped like a client id (a UUID) are reserved"
         )));
@@ -338,7 +343,8 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
     let mut prepared = Vec::with_capacity(b.messages.len());
     for (i, m) in b.messages.into_iter().enumerate() {
         let raw = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
-        check_event(&m.topic).map_err(|e| bad_request(format!("message {i}: {e}")))?;
+        EventName::check(&m.topic)
+            .map_err(|e| bad_request(format!("message {i}: {}", SendError::from(e))))?;
         let frame = server
             .frame(&m.topic, raw)
             .map_err(|e| bad_request(format!("message {i}: {e}")))?;

@@ -22,10 +22,9 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::bus::{connect_publisher, redact_url};
+use super::{connect_publisher, open_client, redact_url};
 use crate::crypto::backplane::{BusKey, Sealer};
-use crate::protocol::{BusEnvelope, BusTarget, channel};
-use crate::server::{SendError, check_event};
+use crate::protocol::{BusEnvelope, BusTarget, EventName, SendError, channel};
 
 /// Why an emit failed.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +125,7 @@ impl Emitter {
     /// [`EmitError::Redis`] for an invalid URL or an unreachable Redis.
     pub async fn connect(config: EmitterConfig) -> Result<Self, EmitError> {
         let url_redacted = redact_url(&config.url);
-        let client = crate::bus::open_client(&config.url, config.tls_ca_pem.as_deref())
+        let client = open_client(&config.url, config.tls_ca_pem.as_deref())
             .map_err(|e| EmitError::Redis(format!("invalid Redis URL {url_redacted}: {e}")))?;
         let conn = connect_publisher(&client, config.connect_timeout, config.response_timeout)
             .await
@@ -215,7 +214,7 @@ impl Emitter {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(EmitError::Closed);
         }
-        check_event(event)?;
+        EventName::check(event).map_err(SendError::from)?;
         let mut env = BusEnvelope {
             server_id: channel::EMITTER_SERVER_ID.to_owned(),
             target,
