@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::Task;
 use super::{Client, ClientError, Events, SharedState};
+use crate::backoff::ExponentialBackoff;
 use crate::crypto::HandshakeConfig;
 
 /// Whether and how the client encrypts its session.
@@ -119,12 +120,14 @@ impl ReconnectPolicy {
         if !self.enabled || self.max_attempts.is_some_and(|m| attempt > m) {
             return None;
         }
-        let exp = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-        let base = self.initial_delay.as_secs_f64() * self.multiplier.max(1.0).powi(exp);
-        let capped = base.min(self.max_delay.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let factor = 1.0 - jitter * rand::random::<f64>();
-        Some(Duration::from_secs_f64((capped * factor).max(0.0)))
+        let curve = ExponentialBackoff {
+            initial: self.initial_delay,
+            max: self.max_delay,
+            multiplier: self.multiplier,
+            jitter: self.jitter,
+            floor: Duration::ZERO,
+        };
+        Some(curve.delay(attempt.saturating_sub(1), rand::random::<f64>()))
     }
 }
 
