@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use super::builder::{ClientConfig, Encryption};
+use super::config::{ClientConfig, Encryption};
 use super::event::{DisconnectReason, Event, Message};
 use super::{ClientError, Command, ConnectionInfo, SharedState};
 use crate::crypto::{ClientHandshake, CryptoError, HandshakeConfig, Profile, Session};
