@@ -58,6 +58,7 @@ mod builder;
 mod config;
 mod connection;
 mod event;
+mod login;
 
 pub use builder::ClientBuilder;
 pub use config::{ClientConfig, Encryption, ReconnectPolicy, TokenProvider};
