@@ -201,8 +201,8 @@ impl RedisBusConfig {
 }
 
 /// The bus's reconnect backoff: [`ExponentialBackoff`] doubling per failure with full jitter
-/// (a uniform delay in `[0, min(max, base*2^n)]`, never below 10 ms so a tight failure loop
-/// cannot spin), counting the failures since the last [`Backoff::reset`].
+/// (a uniform delay in `[10 ms, min(max, base*2^n)]`: never below 10 ms so a tight failure
+/// loop cannot spin), counting the failures since the last [`Backoff::reset`].
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     curve: ExponentialBackoff,
