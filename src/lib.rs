@@ -46,10 +46,14 @@
 //! - [`events`]: the base for domain event services, over a server handle or an emitter.
 //! - `client` (feature `client`, on by default): the Rust client SDK. It depends on
 //!   `protocol` and `crypto` only, never on `server`.
+//! - `backoff` (internal): the jittered exponential backoff curve that both `bus` and `client`
+//!   reconnect with. Pure, so it depends on nothing.
 //!
 //! See `docs/ARCHITECTURE.md` for the module map and the two hot paths, `docs/PROTOCOL.md` for
 //! the wire format and `SECURITY.md` for the threat model.
 
+#[cfg(any(feature = "redis", feature = "client"))]
+mod backoff;
 #[cfg(feature = "redis")]
 pub mod bus;
 #[cfg(feature = "client")]

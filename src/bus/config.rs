@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::backoff::ExponentialBackoff;
 use crate::crypto::backplane::BusKey;
 
 /// How a server subscribes to the per-target channels.
@@ -199,20 +200,25 @@ impl RedisBusConfig {
     }
 }
 
-/// Jittered exponential backoff ("full jitter": a uniform delay in `[0, min(max, base*2^n)]`,
-/// never below 10 ms so a tight failure loop cannot spin).
+/// The bus's reconnect backoff: [`ExponentialBackoff`] doubling per failure with full jitter
+/// (a uniform delay in `[10 ms, min(max, base*2^n)]`: never below 10 ms so a tight failure
+/// loop cannot spin), counting the failures since the last [`Backoff::reset`].
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
-    initial: Duration,
-    max: Duration,
+    curve: ExponentialBackoff,
     attempt: u32,
 }
 
 impl Backoff {
     pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Self {
-            initial,
-            max: max.max(initial),
+            curve: ExponentialBackoff {
+                initial,
+                max: max.max(initial),
+                multiplier: 2.0,
+                jitter: 1.0,
+                floor: Duration::from_millis(10),
+            },
             attempt: 0,
         }
     }
@@ -222,11 +228,9 @@ impl Backoff {
     }
 
     pub(crate) fn next_delay(&mut self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
+        let retry = self.attempt.min(20);
         self.attempt = self.attempt.saturating_add(1);
-        let cap = self.initial.saturating_mul(factor).min(self.max);
-        let cap_ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(10);
-        Duration::from_millis(rand::random_range(10..=cap_ms))
+        self.curve.delay(retry, rand::random::<f64>())
     }
 }
 

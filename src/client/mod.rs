@@ -55,10 +55,13 @@
 //! failures (4004) are final: retrying them with the same credentials cannot succeed.
 
 mod builder;
+mod config;
 mod connection;
 mod event;
+mod login;
 
-pub use builder::{ClientBuilder, ClientConfig, Encryption, ReconnectPolicy, TokenProvider};
+pub use builder::ClientBuilder;
+pub use config::{ClientConfig, Encryption, ReconnectPolicy, TokenProvider};
 pub use event::{DisconnectReason, Event, Message};
 
 use std::collections::BTreeSet;

@@ -1,0 +1,425 @@
+//! [`RedisBus`]: the core's [`Bus`] over Redis pub/sub.
+//!
+//! Two connections, each owned by one task:
+//! - the **publisher** drains a bounded queue and sends `PUBLISH`es in pipelined batches, so
+//!   [`Bus::publish`] never waits for Redis and one instance's messages keep their order;
+//! - the **subscriber** holds the pub/sub connection, applies subscription changes and hands
+//!   every envelope to the server's [`BusInbox`].
+//!
+//! Either task reconnects on its own with jittered exponential backoff; the subscriber then
+//! resubscribes everything this instance needs. Local clients are served throughout: an outage
+//! only stops cross-instance traffic, and [`Bus::status`] says so.
+//!
+//! This file holds the bus handle, its shared state and the [`Bus`] implementation; the
+//! `connect`, `publisher`, `subscriber` and `interest` submodules hold the rest.
+
+mod connect;
+mod interest;
+mod publisher;
+mod subscriber;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::{Backoff, RedisBusConfig, StartupPolicy, SubscriptionMode};
+use crate::crypto::backplane::{BusKey, Opener, Sealer};
+use crate::protocol::{BusEnvelope, BusTarget};
+use crate::server::{BoxFuture, Bus, BusError, BusInbox, BusStatus, Interest};
+pub(crate) use connect::{connect_publisher, open_client, redact_url};
+use connect::{connect_subscriber, refused_credentials};
+use interest::InterestState;
+use publisher::Queued;
+
+/// Channels per SUBSCRIBE/UNSUBSCRIBE command when many change at once.
+const SUBSCRIBE_CHUNK: usize = 512;
+
+/// Redis pub/sub bus. Cheap to clone; every clone is the same bus. Hand one to
+/// [`ServerBuilder::bus`](crate::server::ServerBuilder::bus).
+#[derive(Clone)]
+pub struct RedisBus(Arc<Inner>);
+
+impl std::fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("url", &self.0.url_redacted)
+            .field("mode", &self.0.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: redis::Client,
+    url_redacted: String,
+    mode: SubscriptionMode,
+    startup: StartupPolicy,
+    backoff: (Duration, Duration),
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    ping_interval: Duration,
+    publish_max_age: Duration,
+    publish_queue: usize,
+    queue_tx: mpsc::Sender<Queued>,
+    /// Taken by `start`.
+    parts: Mutex<Option<StartParts>>,
+    health: Mutex<Health>,
+    sub_up: AtomicBool,
+    pub_up: AtomicBool,
+    stats: Stats,
+    interest: Mutex<InterestState>,
+    interest_changed: Notify,
+    /// Raised by the subscriber when its connection fails: the publisher's connection to the
+    /// same Redis is most likely dead too, so it reconnects before the next publish rather
+    /// than losing that publish on a dead socket.
+    publisher_reset: Notify,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    encrypted: bool,
+}
+
+struct StartParts {
+    queue_rx: mpsc::Receiver<Queued>,
+    sealer: Option<Sealer>,
+    /// The bus key for the opener, which is created when the bus starts.
+    opener_key: Option<BusKey>,
+}
+
+#[derive(Default)]
+struct Health {
+    last_error: Option<String>,
+    down_since: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Stats {
+    published: AtomicU64,
+    dropped_full: AtomicU64,
+    dropped_failed: AtomicU64,
+    received: AtomicU64,
+    rejected: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl RedisBus {
+    /// Validates the configuration. Nothing connects until [`Bus::start`].
+    ///
+    /// # Errors
+    /// [`BusError`] for a URL the Redis client does not accept.
+    pub fn new(config: RedisBusConfig) -> Result<Self, BusError> {
+        let url_redacted = redact_url(&config.url);
+        let client = open_client(&config.url, config.tls_ca_pem.as_deref())
+            .map_err(|e| BusError::Config(format!("invalid Redis URL {url_redacted}: {e}")))?;
+        let (queue_tx, queue_rx) = mpsc::channel(config.publish_queue.max(1));
+        let encrypted = config.bus_key.is_some();
+        let (sealer, opener_key) = match config.bus_key {
+            Some(key) => {
+                let sealer = Sealer::new(key.duplicate(), &mut rand::rng());
+                (Some(sealer), Some(key))
+            }
+            None => (None, None),
+        };
+        Ok(Self(Arc::new(Inner {
+            client,
+            url_redacted,
+            mode: config.mode,
+            startup: config.startup,
+            backoff: (config.backoff_initial, config.backoff_max),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+            ping_interval: config.ping_interval,
+            publish_max_age: config.publish_max_age,
+            publish_queue: config.publish_queue.max(1),
+            queue_tx,
+            parts: Mutex::new(Some(StartParts {
+                queue_rx,
+                sealer,
+                opener_key,
+            })),
+            health: Mutex::new(Health {
+                last_error: Some("not started".to_owned()),
+                down_since: None,
+            }),
+            sub_up: AtomicBool::new(false),
+            pub_up: AtomicBool::new(false),
+            stats: Stats::default(),
+            interest: Mutex::new(InterestState::default()),
+            interest_changed: Notify::new(),
+            publisher_reset: Notify::new(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            encrypted,
+        })))
+    }
+
+    /// The subscription mode in force.
+    #[must_use]
+    pub fn mode(&self) -> SubscriptionMode {
+        self.0.mode
+    }
+
+    /// Envelopes received from Redis so far (including this server's own and rejected ones).
+    #[must_use]
+    pub fn received(&self) -> u64 {
+        self.0.stats.received.load(Ordering::Relaxed)
+    }
+
+    /// Messages published to Redis so far.
+    #[must_use]
+    pub fn published(&self) -> u64 {
+        self.0.stats.published.load(Ordering::Relaxed)
+    }
+
+    /// Messages dropped without being published (queue full, or Redis down for longer than
+    /// `publish_max_age`, or a failed PUBLISH).
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.0.stats.dropped_full.load(Ordering::Relaxed)
+            + self.0.stats.dropped_failed.load(Ordering::Relaxed)
+    }
+
+    /// Channels this instance is subscribed to in interest mode (wanted ones, whether or not
+    /// Redis is currently reachable).
+    #[must_use]
+    pub fn interest_count(&self) -> usize {
+        lock(&self.0.interest)
+            .counts
+            .values()
+            .filter(|c| **c > 0)
+            .count()
+    }
+}
+
+impl Inner {
+    fn set_down(&self, which: &AtomicBool, error: String) {
+        let was_up = which.swap(false, Ordering::AcqRel);
+        let mut h = lock(&self.health);
+        if was_up {
+            tracing::warn!(url = %self.url_redacted, error = %error, "Redis connection lost; cross-instance delivery paused");
+        }
+        h.down_since.get_or_insert_with(Instant::now);
+        h.last_error = Some(error);
+    }
+
+    fn set_up(&self, which: &AtomicBool, what: &str) {
+        which.store(true, Ordering::Release);
+        if self.sub_up.load(Ordering::Acquire) && self.pub_up.load(Ordering::Acquire) {
+            let mut h = lock(&self.health);
+            if let Some(since) = h.down_since.take() {
+                tracing::info!(url = %self.url_redacted, what, outage_ms = since.elapsed().as_millis() as u64, "Redis connected");
+            }
+            h.last_error = None;
+        }
+    }
+
+    async fn sleep_or_cancel(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = self.cancel.cancelled() => false,
+            () = tokio::time::sleep(d) => true,
+        }
+    }
+
+    fn publish_state(&self) -> &'static str {
+        if self.pub_up.load(Ordering::Acquire) {
+            "up"
+        } else {
+            "down"
+        }
+    }
+}
+
+impl Bus for RedisBus {
+    fn start(&self, inbox: BusInbox) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(async move {
+            let Some(parts) = lock(&self.0.parts).take() else {
+                return Ok(());
+            };
+            let inner = &self.0;
+            // Targets the server already has members for (normally none at start).
+            if inner.mode == SubscriptionMode::Interest {
+                let mut st = lock(&inner.interest);
+                for t in inbox.interests() {
+                    *st.counts.entry(t.channel()).or_insert(0) += 1;
+                }
+            }
+            let mut backoff = Backoff::new(inner.backoff.0, inner.backoff.1);
+            let (sub, publ) = loop {
+                let attempt = async {
+                    let s = connect_subscriber(&inner.client, inner.connect_timeout).await?;
+                    let mut p = connect_publisher(
+                        &inner.client,
+                        inner.connect_timeout,
+                        inner.response_timeout,
+                    )
+                    .await?;
+                    // Connecting is not logging in: without a password Redis accepts the
+                    // connection and refuses the first command (NOAUTH).
+                    redis::cmd("PING").query_async::<()>(&mut p).await?;
+                    Ok::<_, redis::RedisError>((s, p))
+                };
+                match attempt.await {
+                    Ok(pair) => break pair,
+                    Err(e) => {
+                        let msg = format!("cannot reach Redis at {}: {e}", inner.url_redacted);
+                        inner.set_down(&inner.sub_up, msg.clone());
+                        if refused_credentials(&e) {
+                            // Waiting cannot fix a configuration error: say so at once.
+                            return Err(BusError::AuthRefused {
+                                backend: "Redis",
+                                url: inner.url_redacted.clone(),
+                                reason: e.to_string(),
+                            });
+                        }
+                        if inner.startup == StartupPolicy::FailFast {
+                            return Err(BusError::Unreachable {
+                                backend: "Redis",
+                                url: inner.url_redacted.clone(),
+                                reason: e.to_string(),
+                            });
+                        }
+                        let delay = backoff.next_delay();
+                        tracing::warn!(error = %msg, retry_ms = delay.as_millis() as u64, "Redis not reachable at start; retrying");
+                        if !inner.sleep_or_cancel(delay).await {
+                            return Err(BusError::Closed { backend: "Redis" });
+                        }
+                    }
+                }
+            };
+            inner.set_up(&inner.pub_up, "publisher");
+            let me = Arc::clone(&self.0);
+            let StartParts {
+                queue_rx,
+                sealer,
+                opener_key,
+            } = parts;
+            inner
+                .tasks
+                .spawn(Arc::clone(&me).publisher(publ, queue_rx, sealer));
+            // The opener starts now, before subscribing: it refuses every envelope stamped
+            // before this instant, which an earlier run of this instance may have delivered.
+            let opener = opener_key.map(Opener::new);
+            // Subscribe before returning so that nothing published after start is missed.
+            let first = me.subscribe_all(sub).await;
+            inner.tasks.spawn(me.subscriber(first, inbox, opener));
+            tracing::info!(url = %inner.url_redacted, mode = inner.mode.as_str(), encrypted = inner.encrypted, "Redis bus started");
+            Ok(())
+        })
+    }
+
+    fn publish(&self, envelope: BusEnvelope) {
+        let queued = Queued {
+            env: envelope,
+            at: Instant::now(),
+        };
+        if self.0.queue_tx.try_send(queued).is_err() {
+            let n = self.0.stats.dropped_full.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "Redis publish queue full; messages dropped");
+            }
+        }
+    }
+
+    fn interest(&self, change: &Interest) {
+        if self.0.mode != SubscriptionMode::Interest {
+            return;
+        }
+        let (target, delta) = match change {
+            Interest::Gained(t) => (t, 1),
+            Interest::Lost(t) => (t, -1),
+        };
+        if *target == BusTarget::Broadcast {
+            return;
+        }
+        let ch = target.channel();
+        let mut st = lock(&self.0.interest);
+        let count = st.counts.entry(ch.clone()).or_insert(0);
+        let before = *count > 0;
+        *count += delta;
+        let after = *count > 0;
+        if *count == 0 {
+            st.counts.remove(&ch);
+        }
+        if before != after {
+            st.dirty.insert(ch);
+            drop(st);
+            self.0.interest_changed.notify_one();
+        }
+    }
+
+    fn status(&self) -> BusStatus {
+        let i = &self.0;
+        let connected = i.sub_up.load(Ordering::Acquire) && i.pub_up.load(Ordering::Acquire);
+        let h = lock(&i.health);
+        let mut detail = format!(
+            "mode={}; encrypted={}; published={}; received={}; dropped={}; reconnects={}",
+            i.mode.as_str(),
+            i.encrypted,
+            i.stats.published.load(Ordering::Relaxed),
+            i.stats.received.load(Ordering::Relaxed),
+            i.stats.dropped_full.load(Ordering::Relaxed)
+                + i.stats.dropped_failed.load(Ordering::Relaxed),
+            i.stats.reconnects.load(Ordering::Relaxed),
+        );
+        if i.mode == SubscriptionMode::Interest {
+            detail.push_str(&format!("; subscriptions={}", self.interest_count() + 1));
+        }
+        if i.stats.rejected.load(Ordering::Relaxed) > 0 {
+            detail.push_str(&format!(
+                "; rejected={}",
+                i.stats.rejected.load(Ordering::Relaxed)
+            ));
+        }
+        if let Some(since) = h.down_since {
+            detail.push_str(&format!(
+                "; down for {} ms (publisher {})",
+                since.elapsed().as_millis(),
+                i.publish_state()
+            ));
+        }
+        if let Some(e) = &h.last_error {
+            detail.push_str("; last error: ");
+            detail.push_str(e);
+        }
+        BusStatus {
+            kind: "redis",
+            connected,
+            detail: Some(detail),
+        }
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.0.cancel.cancel();
+            self.0.tasks.close();
+            if tokio::time::timeout(
+                self.0.response_timeout + Duration::from_secs(1),
+                self.0.tasks.wait(),
+            )
+            .await
+            .is_err()
+            {
+                tracing::warn!("Redis bus tasks did not stop in time");
+            }
+            self.0.sub_up.store(false, Ordering::Release);
+            self.0.pub_up.store(false, Ordering::Release);
+            lock(&self.0.health).last_error = Some("shut down".to_owned());
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_url_is_an_error() {
+        assert!(RedisBus::new(RedisBusConfig::new("http://nope")).is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! The publisher task: drains the bounded publish queue and sends `PUBLISH`es in pipelined
+//! batches (sealing each envelope when the bus is encrypted), reconnects with backoff, and drops
+//! messages that waited too long rather than delivering them late.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+
+use super::Inner;
+use super::connect::{connect_publisher, timed};
+use crate::bus::config::Backoff;
+use crate::crypto::backplane::Sealer;
+use crate::protocol::BusEnvelope;
+
+/// Messages per PUBLISH pipeline.
+const PUBLISH_BATCH: usize = 256;
+
+pub(super) struct Queued {
+    pub(super) env: BusEnvelope,
+    pub(super) at: Instant,
+}
+
+impl Inner {
+    pub(super) async fn publisher(
+        self: Arc<Self>,
+        first: MultiplexedConnection,
+        mut rx: mpsc::Receiver<Queued>,
+        mut sealer: Option<Sealer>,
+    ) {
+        let mut conn = Some(first);
+        let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
+        let mut pending: VecDeque<Queued> = VecDeque::new();
+        let mut closing = false;
+        let mut ping = tokio::time::interval(self.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            let Some(c) = conn.as_mut() else {
+                if closing {
+                    while let Ok(q) = rx.try_recv() {
+                        pending.push_back(q);
+                    }
+                    if !pending.is_empty() {
+                        self.count_failed(pending.len());
+                    }
+                    return;
+                }
+                // Reconnect, keeping what is queued until it gets too old.
+                if !self.sleep_or_cancel(backoff.next_delay()).await {
+                    closing = true;
+                    continue;
+                }
+                self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                match connect_publisher(&self.client, self.connect_timeout, self.response_timeout)
+                    .await
+                {
+                    Ok(c) => {
+                        backoff.reset();
+                        conn = Some(c);
+                        self.set_up(&self.pub_up, "publisher");
+                    }
+                    Err(e) => self.set_down(&self.pub_up, format!("publisher: {e}")),
+                }
+                while let Ok(q) = rx.try_recv() {
+                    pending.push_back(q);
+                }
+                self.drop_stale(&mut pending);
+                continue;
+            };
+            if pending.is_empty() && !closing {
+                tokio::select! {
+                    () = self.cancel.cancelled() => closing = true,
+                    q = rx.recv() => match q {
+                        Some(q) => pending.push_back(q),
+                        None => closing = true,
+                    },
+                    () = self.publisher_reset.notified() => {
+                        self.set_down(&self.pub_up, "publisher: connection lost".to_owned());
+                        conn = None;
+                        continue;
+                    }
+                    _ = ping.tick() => {
+                        let cmd = redis::cmd("PING");
+                        let r = timed(self.response_timeout, cmd.query_async::<String>(c)).await;
+                        if let Err(e) = r {
+                            self.set_down(&self.pub_up, format!("publisher: ping failed: {e}"));
+                            conn = None;
+                        }
+                        continue;
+                    }
+                }
+            }
+            while pending.len() < PUBLISH_BATCH {
+                match rx.try_recv() {
+                    Ok(q) => pending.push_back(q),
+                    Err(_) => break,
+                }
+            }
+            self.drop_stale(&mut pending);
+            if pending.is_empty() {
+                if closing {
+                    return;
+                }
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            let mut n = 0u64;
+            let take = pending.len().min(PUBLISH_BATCH);
+            for mut q in pending.drain(..take) {
+                if let Some(s) = sealer.as_mut()
+                    && s.seal(&mut q.env).is_err()
+                {
+                    self.count_failed(1);
+                    continue;
+                }
+                pipe.cmd("PUBLISH")
+                    .arg(q.env.target.channel())
+                    .arg(q.env.to_json())
+                    .ignore();
+                n += 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            match timed(self.response_timeout, pipe.query_async::<()>(c)).await {
+                Ok(()) => {
+                    self.stats.published.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // The batch may or may not have reached Redis: it is not retried
+                    // (at-most-once, never duplicated).
+                    self.count_failed(usize::try_from(n).unwrap_or(usize::MAX));
+                    self.set_down(&self.pub_up, format!("publisher: {e}"));
+                    conn = None;
+                }
+            }
+        }
+    }
+
+    fn drop_stale(&self, pending: &mut VecDeque<Queued>) {
+        let mut stale = 0;
+        while pending.len() > self.publish_queue
+            || pending
+                .front()
+                .is_some_and(|q| q.at.elapsed() > self.publish_max_age)
+        {
+            pending.pop_front();
+            stale += 1;
+        }
+        if stale > 0 {
+            self.count_failed(stale);
+        }
+    }
+
+    fn count_failed(&self, n: usize) {
+        let total = self
+            .stats
+            .dropped_failed
+            .fetch_add(n as u64, Ordering::Relaxed)
+            + n as u64;
+        tracing::warn!(
+            dropped = n,
+            total,
+            "bus messages not published (Redis unavailable)"
+        );
+    }
+}

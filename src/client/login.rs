@@ -1,0 +1,251 @@
+//! Logging in on a freshly opened socket: plaintext `authenticate` (no encryption or the
+//! compatibility profile) or the hardened key exchange followed by sealed credentials, up to
+//! the `connected` that makes it a [`Live`] connection.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::ConnectionInfo;
+use super::event::DisconnectReason;
+use crate::crypto::{ClientHandshake, CryptoError, Session};
+use crate::protocol::{
+    AuthenticatePayload, ConnectedPayload, EncryptedPayload, HelloPayload, Inbound, event,
+    frame_json, parse_iso8601,
+};
+
+pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Time given to the close handshake when the client closes.
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// An established, authenticated connection.
+pub(crate) struct Live {
+    pub(super) ws: Ws,
+    pub(super) session: Option<Session>,
+    pub(super) info: ConnectionInfo,
+    /// When to ask the token provider for a `refresh`, if the session expires.
+    pub(super) refresh_in: Option<Duration>,
+}
+
+/// Fraction of the remaining session lifetime after which the client refreshes.
+const REFRESH_AT: f64 = 0.8;
+
+/// The next text frame during login, parsed; a close frame or a broken socket ends the login.
+async fn next_inbound(
+    ws: &mut Ws,
+    last_error: &Option<String>,
+) -> Result<Inbound, DisconnectReason> {
+    loop {
+        let text = match ws.next().await {
+            None => {
+                return Err(DisconnectReason::Network(
+                    "connection ended during authentication".into(),
+                ));
+            }
+            Some(Err(e)) => return Err(DisconnectReason::Network(e.to_string())),
+            Some(Ok(WsMessage::Close(frame))) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                return Err(DisconnectReason::from_close(
+                    code,
+                    &reason,
+                    last_error.clone(),
+                ));
+            }
+            Some(Ok(WsMessage::Text(t))) => t,
+            Some(Ok(_)) => continue,
+        };
+        if let Ok(msg) = Inbound::parse(text.as_str()) {
+            return Ok(msg);
+        }
+    }
+}
+
+/// Ends a login that must not go on: closes the socket and reports `reason`.
+async fn abort(ws: &mut Ws, reason: DisconnectReason) -> DisconnectReason {
+    let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+    reason
+}
+
+fn handshake_refused(e: CryptoError) -> DisconnectReason {
+    DisconnectReason::Protocol(match e {
+        CryptoError::UntrustedServer => "server identity not trusted".into(),
+        _ => "encryption handshake failed".into(),
+    })
+}
+
+fn connection_info(
+    connected: ConnectedPayload,
+    encrypted: bool,
+) -> (ConnectionInfo, Option<Duration>) {
+    let expires_at = connected.expires_at.as_deref().and_then(parse_iso8601);
+    let refresh_in = refresh_delay(connected.time.as_str(), connected.expires_at.as_deref());
+    let info = ConnectionInfo {
+        client_id: connected.id,
+        user_id: connected.user_id,
+        encrypted,
+        expires_at,
+    };
+    (info, refresh_in)
+}
+
+/// When to refresh: at 80% of the lifetime left, measured between two timestamps of the
+/// server's own clock (`time` and `expiresAt`), so the client's clock does not matter.
+pub(super) fn refresh_delay(time: &str, expires_at: Option<&str>) -> Option<Duration> {
+    let now = parse_iso8601(time)?;
+    let end = parse_iso8601(expires_at?)?;
+    let left = end.duration_since(now).unwrap_or_default();
+    Some(left.mul_f64(REFRESH_AT))
+}
+
+/// Compatibility profile or no encryption: plaintext `authenticate` (with the public key when
+/// encrypting), plaintext `connected`.
+pub(super) async fn plain_login(
+    mut ws: Ws,
+    handshake: Option<ClientHandshake>,
+    mut authenticate: AuthenticatePayload,
+) -> Result<Live, DisconnectReason> {
+    authenticate.public_key = handshake.as_ref().map(ClientHandshake::public_key_base64);
+    let data = serde_json::to_string(&authenticate)
+        .map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
+    ws.send(WsMessage::text(frame_json(event::AUTHENTICATE, &data)))
+        .await
+        .map_err(|e| DisconnectReason::Network(e.to_string()))?;
+    let mut last_error = None;
+    loop {
+        let msg = next_inbound(&mut ws, &last_error).await?;
+        match msg.event.as_deref() {
+            Some(event::ERROR) => last_error = error_message(msg.data.as_ref()),
+            Some(event::CONNECTED) => {
+                let connected: ConnectedPayload =
+                    serde_json::from_value(msg.data.unwrap_or(Value::Null))
+                        .map_err(|_| DisconnectReason::Protocol("malformed connected".into()))?;
+                let session = match handshake {
+                    None => None,
+                    Some(hs) => match hs.finish_connected(&connected) {
+                        Ok(finished) => Some(finished.session),
+                        Err(e) => return Err(abort(&mut ws, handshake_refused(e)).await),
+                    },
+                };
+                let (info, refresh_in) = connection_info(connected, session.is_some());
+                return Ok(Live {
+                    ws,
+                    session,
+                    info,
+                    refresh_in,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Hardened profile: the key exchange first, the credentials sealed after the server has
+/// proven (by its confirmation, and its signature when keys are pinned) that it holds the
+/// session keys, then a sealed `connected`.
+pub(super) async fn sealed_login(
+    mut ws: Ws,
+    handshake: ClientHandshake,
+    authenticate: AuthenticatePayload,
+) -> Result<Live, DisconnectReason> {
+    ws.send(WsMessage::text(handshake.hello_json()))
+        .await
+        .map_err(|e| DisconnectReason::Network(e.to_string()))?;
+    let mut last_error = None;
+    let hello = loop {
+        let msg = next_inbound(&mut ws, &last_error).await?;
+        match msg.event.as_deref() {
+            Some(event::ERROR) => last_error = error_message(msg.data.as_ref()),
+            Some(event::HELLO) => {
+                match serde_json::from_value::<HelloPayload>(msg.data.unwrap_or(Value::Null)) {
+                    Ok(hello) => break hello,
+                    Err(_) => {
+                        let reason = DisconnectReason::Protocol("malformed hello".into());
+                        return Err(abort(&mut ws, reason).await);
+                    }
+                }
+            }
+            Some(event::CONNECTED) => {
+                // A plaintext `connected` would skip the key exchange: a downgrade.
+                let reason = DisconnectReason::Protocol("plaintext connected refused".into());
+                return Err(abort(&mut ws, reason).await);
+            }
+            _ => {}
+        }
+    };
+    let finished = match handshake.finish_hello(&hello) {
+        Ok(f) => f,
+        Err(e) => return Err(abort(&mut ws, handshake_refused(e)).await),
+    };
+    let mut session = finished.session;
+    let Some(confirmation) = finished.confirmation else {
+        let reason = DisconnectReason::Protocol("no key confirmation".into());
+        return Err(abort(&mut ws, reason).await);
+    };
+    let data = serde_json::to_string(&authenticate)
+        .map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
+    let sealed = session
+        .seal_frame(frame_json(event::AUTHENTICATE, &data).as_bytes())
+        .map_err(|_| DisconnectReason::Crypto("could not seal the credentials".into()))?;
+    let sent = async {
+        ws.feed(WsMessage::text(confirmation)).await?;
+        ws.feed(WsMessage::text(sealed)).await?;
+        ws.flush().await
+    };
+    sent.await
+        .map_err(|e| DisconnectReason::Network(e.to_string()))?;
+    loop {
+        let msg = next_inbound(&mut ws, &last_error).await?;
+        if msg.event.as_deref() != Some(event::ENCRYPTED) {
+            // Nothing but sealed records may follow the key exchange.
+            if msg.event.as_deref() == Some(event::CONNECTED) {
+                let reason = DisconnectReason::Protocol("plaintext connected refused".into());
+                return Err(abort(&mut ws, reason).await);
+            }
+            continue;
+        }
+        let inner = msg
+            .data
+            .and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok())
+            .and_then(|p| session.open(&p).ok())
+            .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok());
+        let Some(inner) = inner else {
+            let reason = DisconnectReason::Crypto("undecryptable record during login".into());
+            return Err(abort(&mut ws, reason).await);
+        };
+        match inner.event.as_deref() {
+            Some(event::ERROR) => last_error = error_message(inner.data.as_ref()),
+            Some(event::CONNECTED) => {
+                let connected: ConnectedPayload =
+                    serde_json::from_value(inner.data.unwrap_or(Value::Null))
+                        .map_err(|_| DisconnectReason::Protocol("malformed connected".into()))?;
+                if connected.id != hello.id {
+                    let reason =
+                        DisconnectReason::Protocol("connected for another client id".into());
+                    return Err(abort(&mut ws, reason).await);
+                }
+                let (info, refresh_in) = connection_info(connected, true);
+                return Ok(Live {
+                    ws,
+                    session: Some(session),
+                    info,
+                    refresh_in,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `message` of an `error` event's data.
+pub(super) fn error_message(data: Option<&Value>) -> Option<String> {
+    data.and_then(|d| d.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}

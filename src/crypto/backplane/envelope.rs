@@ -1,0 +1,64 @@
+//! The sealed payload's wire form (`{"sealed","kid","iv","ct","ts"}`), the additional
+//! authenticated data of an envelope, and recognising sealed payloads.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::BUS_INFO;
+use crate::protocol::{BusEnvelope, BusTarget};
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct Sealed<'a> {
+    pub(super) sealed: &'a str,
+    pub(super) kid: String,
+    pub(super) iv: String,
+    pub(super) ct: String,
+    pub(super) ts: u64,
+}
+
+fn kind(target: &BusTarget) -> (&'static str, &str) {
+    match target {
+        BusTarget::Broadcast => ("broadcast", ""),
+        BusTarget::Room(s) => ("room", s),
+        BusTarget::Client(s) => ("client", s),
+        BusTarget::User(s) => ("user", s),
+    }
+}
+
+fn put(aad: &mut Vec<u8>, field: &[u8]) {
+    // Field lengths are bounded by Redis message sizes (512 MiB), so they fit in u32.
+    let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+    aad.extend_from_slice(&len.to_be_bytes());
+    aad.extend_from_slice(field);
+}
+
+/// The additional authenticated data of an envelope sealed at `ts` (everything but `data`).
+#[must_use]
+pub fn envelope_aad(env: &BusEnvelope, ts: u64) -> Vec<u8> {
+    let (kind, target) = kind(&env.target);
+    let mut aad = Vec::with_capacity(72 + env.event.len() + target.len());
+    aad.extend_from_slice(BUS_INFO.as_bytes());
+    aad.extend_from_slice(&ts.to_be_bytes());
+    put(&mut aad, env.server_id.as_bytes());
+    put(&mut aad, kind.as_bytes());
+    put(&mut aad, target.as_bytes());
+    put(&mut aad, env.event.as_bytes());
+    let count = u32::try_from(env.exclude.len()).unwrap_or(u32::MAX);
+    aad.extend_from_slice(&count.to_be_bytes());
+    for id in &env.exclude {
+        put(&mut aad, id.as_bytes());
+    }
+    aad
+}
+
+/// Whether `data` looks like a sealed backplane payload of any version (`"sealed":"sw-bus-…"`),
+/// so that an instance without the key drops it instead of delivering ciphertext.
+#[must_use]
+pub fn is_sealed(data: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Tag<'a> {
+        #[serde(borrow)]
+        sealed: &'a str,
+    }
+    serde_json::from_str::<Tag<'_>>(data.get()).is_ok_and(|t| t.sealed.starts_with("sw-bus-"))
+}
