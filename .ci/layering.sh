@@ -18,5 +18,13 @@ check src/crypto   'tokio|std::net|std::fs' "crypto does no I/O"
 check src/server   'crate::(transport|bus|client|emitter)|redis::' "the core never names transports, Redis or the client"
 check src/client   'crate::(server|transport|bus|emitter|events)' "the client SDK never imports the server"
 check src/bus/emitter.rs 'crate::(server|transport|client|events)|super::super' "the emitter builds on protocol and crypto, never on the server"
+# One concept per file: none in src/ grows past 500 lines (split it; tests may live beside it).
+while IFS= read -r f; do
+  n=$(wc -l < "$f")
+  if [ "$n" -gt 500 ]; then
+    echo "$f has $n lines; split it (one concept per file, at most 500 lines)" >&2
+    fail=1
+  fi
+done < <(find src -name '*.rs')
 [ "$fail" -eq 0 ] && echo "layering ok"
 exit "$fail"

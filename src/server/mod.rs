@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod delivery;
 mod dispatch;
+mod hook_error;
 mod hooks;
 mod jwks;
 mod login;
