@@ -15,6 +15,7 @@ mod login;
 mod outbox;
 mod policy;
 mod registry;
+mod socket;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +43,7 @@ pub use registry::{
     ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, is_client_id_shaped,
     joinable_room_name, valid_room_name,
 };
+pub(crate) use socket::WebSocket;
 
 use hooks::Hooks;
 use registry::Registry;
@@ -247,7 +249,7 @@ impl Server {
             + Send
             + 'static,
     {
-        connection::run(self.clone(), socket, remote_addr, None)
+        connection::run(self.clone(), socket::Opaque(socket), remote_addr, None)
     }
 
     /// Like [`Server::serve_socket`], for a socket opened by the HTTP request `upgrade`:
@@ -271,7 +273,12 @@ impl Server {
             + Send
             + 'static,
     {
-        connection::run(self.clone(), socket, remote_addr, Some(upgrade))
+        connection::run(
+            self.clone(),
+            socket::Opaque(socket),
+            remote_addr,
+            Some(upgrade),
+        )
     }
 
     /// Spawns a task the shutdown waits for (connection tasks use this).
