@@ -229,8 +229,15 @@ impl Server {
         self.0.bus.status()
     }
 
-    /// Runs one WebSocket connection to completion. The transport calls this after the
-    /// upgrade; tests can hand it any `Sink + Stream` of tungstenite messages.
+    /// Runs one WebSocket connection to completion; it takes any `Sink + Stream` of tungstenite
+    /// messages (tests, embedders with their own transport).
+    ///
+    /// The server cannot reach into the buffers of such a socket. When it closes the client as
+    /// a slow consumer (4005), it drops the messages still queued for it, but its close frame
+    /// then waits behind whatever `socket` buffers, and a client that reads again late may
+    /// see the connection end without it. The connections the built-in transports accept also
+    /// drop the whole messages waiting in their write buffers, so the close frame follows
+    /// right behind what is already on the wire (`docs/PROTOCOL.md`, "Slow consumers").
     pub fn serve_socket<S>(
         &self,
         socket: S,
@@ -253,7 +260,8 @@ impl Server {
     }
 
     /// Like [`Server::serve_socket`], for a socket opened by the HTTP request `upgrade`:
-    /// the authenticate hook gets it in [`AuthRequest::upgrade`]. The transports call this.
+    /// the authenticate hook gets it in [`AuthRequest::upgrade`]. A slow consumer's close
+    /// frame waits behind what `socket` buffers, as with [`Server::serve_socket`].
     pub fn serve_upgraded<S>(
         &self,
         socket: S,
