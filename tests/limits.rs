@@ -138,7 +138,7 @@ async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
         }
         sent += 1;
         // In bursts, so that the connection writes batches of several messages.
-        if sent % 4 == 0 {
+        if sent.is_multiple_of(4) {
             tokio::task::yield_now().await;
         }
     }
