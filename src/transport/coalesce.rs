@@ -318,7 +318,7 @@ mod tests {
                 f.extend_from_slice(&u16::try_from(len).expect("short frame").to_be_bytes());
             }
         }
-        f.extend(std::iter::repeat_n(b'x', len));
+        f.extend(std::iter::repeat_n(b'a', len));
         f
     }
 
@@ -385,6 +385,70 @@ mod tests {
         let mut expected = big;
         expected.extend(close_frame());
         assert_eq!(reader.await.expect("reader"), expected);
+    }
+
+    #[tokio::test]
+    async fn discarding_anywhere_leaves_whole_frames_then_the_close_frame() {
+        use futures_util::FutureExt as _;
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            usize::try_from(seed).expect("u32 fits") % below
+        };
+        for round in 0..200 {
+            let (a, mut b) = tokio::io::duplex(1 + next(3000));
+            let mut w = Coalesce::new(a, 1 + next(2000));
+            let frames: Vec<_> = (0..40).map(|_| wire(1, next(1500))).collect();
+            // As tungstenite: one frame at a time, its unwritten rest kept and handed over
+            // again; a flush now and then. Stop where the peer (not reading) is full.
+            let mut out = Vec::new();
+            let mut queued = frames.iter();
+            'feed: loop {
+                if out.is_empty() {
+                    match queued.next() {
+                        Some(f) => out.extend_from_slice(f),
+                        None => break,
+                    }
+                }
+                while !out.is_empty() {
+                    match Pin::new(&mut w).write(&out).now_or_never() {
+                        Some(n) => drop(out.drain(..n.expect("write"))),
+                        None => break 'feed,
+                    }
+                }
+                if next(4) == 0 && w.flush().now_or_never().is_none() {
+                    break;
+                }
+            }
+            w.discard_unsent();
+            let reader = tokio::spawn(async move {
+                let mut all = Vec::new();
+                b.read_to_end(&mut all).await.expect("read");
+                all
+            });
+            w.write_all(&out).await.expect("write");
+            for f in queued.take(3) {
+                w.write_all(f).await.expect("write");
+            }
+            w.write_all(&close_frame()).await.expect("write");
+            w.shutdown().await.expect("shutdown");
+            drop(w);
+            let got = reader.await.expect("reader");
+            let mut rest = &got[..];
+            for f in &frames {
+                match rest.strip_prefix(&f[..]) {
+                    Some(r) => rest = r,
+                    None => break,
+                }
+            }
+            assert_eq!(
+                rest,
+                close_frame(),
+                "round {round}: whole frames, then the close"
+            );
+        }
     }
 
     #[tokio::test]
