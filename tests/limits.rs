@@ -111,12 +111,19 @@ async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
     let mut cfg = base_config();
     cfg.outbox_messages = 32;
     cfg.outbox_bytes = 64 * 1024;
-    cfg.shutdown_timeout = Duration::from_secs(1);
+    // Room for many messages in the server's write buffer, which a slow consumer's close
+    // drops from (those not started yet).
+    cfg.write_buffer_bytes = 256 * 1024;
+    // The bound on getting the close frame out and its reply back: generous, so that a
+    // loaded machine does not turn the clean close into a plain disconnect. The test does
+    // not wait for it: the client reads as soon as the server has refused a message.
+    cfg.shutdown_timeout = Duration::from_secs(15);
     let (b, closed) = recording(cfg);
     let s = start_with(b).await;
     let (mut slow, _) = s.plain("slow").await;
     let (mut fine, _) = s.encrypted("fine").await;
-    let payload = json!({"blob": "z".repeat(8 * 1024)});
+    let blob = "z".repeat(8 * 1024);
+    let payload = json!({ "blob": blob });
     let mut sent = 0usize;
     let mut refused = false;
     // Bounded: ~1.6 GB would be needed to get here without a limit.
@@ -130,18 +137,33 @@ async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
             break;
         }
         sent += 1;
-        tokio::task::yield_now().await;
+        // In bursts, so that the connection writes batches of several messages.
+        if sent.is_multiple_of(4) {
+            tokio::task::yield_now().await;
+        }
     }
     assert!(refused, "the outbox never filled after {sent} messages");
-    // The client now reads: everything before the close is the flood, then the connection
-    // ends (with 4005 if the close frame fits through the backed-up socket in time).
+    // The client now reads: some prefix of the flood, every message whole (a cut frame would
+    // end the stream with a protocol error, seen here as a close without a code), then the
+    // close frame with 4005. What the server had not written yet was dropped for it.
+    let mut read = 0usize;
     let code = loop {
         match slow.recv().await {
-            Received::Text(t) => assert!(t.starts_with(r#"{"event":"flood""#)),
+            Received::Text(t) => {
+                let msg: serde_json::Value = serde_json::from_str(&t).expect("a whole message");
+                assert_eq!(msg, json!({"event": "flood", "data": payload}));
+                read += 1;
+            }
             Received::Close(code) => break code,
         }
     };
-    assert!(code.is_none() || code == Some(4005), "closed with {code:?}");
+    assert_eq!(
+        code,
+        Some(4005),
+        "closed with {code:?} after {read} of {sent}"
+    );
+    // Reading on sends the reply to the close frame and sees the server hang up.
+    let _ = slow.recv().await;
     wait_for(|| closed_code(&closed, "slow").is_some()).await;
     assert_eq!(closed_code(&closed, "slow"), Some(4005));
     // Everyone else is served as before.
@@ -150,6 +172,9 @@ async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
         .expect("send");
     assert_eq!(fine.recv_msg().await["event"], "after");
     assert_eq!(s.server.counts().authenticated, 1);
+    // Gone before the shutdown, which would otherwise wait `shutdown_timeout` for their
+    // replies to its close frames.
+    drop((slow, fine));
     s.stop().await;
 }
 

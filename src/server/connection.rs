@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
@@ -31,6 +31,7 @@ use super::Server;
 use super::hooks::{ClientInfo, UpgradeHead};
 use super::outbox::{ClientHandle, Frame, Outbound, Wake};
 use super::registry::ClientState;
+use super::socket::WebSocket;
 use crate::crypto::Session;
 use crate::protocol::{CloseCode, frame_json};
 
@@ -75,7 +76,7 @@ pub(super) fn run<S>(
     upgrade: Option<Arc<UpgradeHead>>,
 ) -> impl Future<Output = ()> + Send
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
+    S: WebSocket,
 {
     // A v4 UUID from the thread-local CSPRNG: `Uuid::new_v4` would ask the OS for 16 bytes
     // with a system call on every connection.
@@ -156,7 +157,7 @@ impl Drop for Deregister {
 
 impl<S> Connection<S>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
+    S: WebSocket,
 {
     // This future is allocated for every connection for its whole life, so it is laid out
     // by hand: the loop lives directly in it (awaiting a nested `async fn` would hold that
@@ -403,8 +404,13 @@ where
         }
     }
 
-    /// Sends a close frame and waits (bounded) for the peer's reply.
+    /// Sends a close frame and waits (bounded) for the peer's reply. A slow consumer's close
+    /// frame does not wait behind the messages it has not read: those still in the socket's
+    /// buffers are dropped first ([`WebSocket::discard_unsent`]).
     async fn close(&mut self, code: CloseCode) {
+        if code == CloseCode::SlowConsumer {
+            self.socket.discard_unsent();
+        }
         let frame = CloseFrame {
             code: WsCloseCode::from(code.code()),
             reason: code.reason().into(),

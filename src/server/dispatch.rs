@@ -4,20 +4,20 @@
 
 use std::collections::HashSet;
 
-use futures_util::{Sink, Stream};
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::connection::{Connection, Exit};
 use super::hooks::InboundMessage;
 use super::registry::{ClientState, joinable_room_name};
+use super::socket::WebSocket;
 use crate::protocol::{
     CloseCode, EncryptedPayload, Inbound, RoomsPayload, error_message as err, event,
 };
 
 impl<S> Connection<S>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
+    S: WebSocket,
 {
     /// Handles one inbound WebSocket message; `Some` ends the connection.
     pub(super) async fn on_frame(&mut self, msg: Message) -> Option<Exit> {

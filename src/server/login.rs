@@ -20,15 +20,14 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use futures_util::{Sink, Stream};
 use serde::Deserialize as _;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::connection::{Connection, Exit};
 use super::hooks::{AuthRequest, ClientInfo, HookError, Identity};
 use super::policy::Offer;
 use super::registry::ClientState;
+use super::socket::WebSocket;
 use crate::crypto::{Profile, ServerHello, Session, hardened};
 use crate::protocol::{
     AuthenticatePayload, CloseCode, ConnectedPayload, RefreshedPayload, error_message as err,
@@ -37,7 +36,7 @@ use crate::protocol::{
 
 impl<S> Connection<S>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
+    S: WebSocket,
 {
     /// The first `authenticate` or `hello`: the whole authentication must now finish within
     /// `3 x auth_timeout`.

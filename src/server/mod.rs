@@ -15,6 +15,7 @@ mod login;
 mod outbox;
 mod policy;
 mod registry;
+mod socket;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +43,7 @@ pub use registry::{
     ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, is_client_id_shaped,
     joinable_room_name, valid_room_name,
 };
+pub(crate) use socket::WebSocket;
 
 use hooks::Hooks;
 use registry::Registry;
@@ -227,8 +229,15 @@ impl Server {
         self.0.bus.status()
     }
 
-    /// Runs one WebSocket connection to completion. The transport calls this after the
-    /// upgrade; tests can hand it any `Sink + Stream` of tungstenite messages.
+    /// Runs one WebSocket connection to completion; it takes any `Sink + Stream` of tungstenite
+    /// messages (tests, embedders with their own transport).
+    ///
+    /// The server cannot reach into the buffers of such a socket. When it closes the client as
+    /// a slow consumer (4005), it drops the messages still queued for it, but its close frame
+    /// then waits behind whatever `socket` buffers, and a client that reads again late may
+    /// see the connection end without it. The connections the built-in transports accept also
+    /// drop the whole messages waiting in their write buffers, so the close frame follows
+    /// right behind what is already on the wire (`docs/PROTOCOL.md`, "Slow consumers").
     pub fn serve_socket<S>(
         &self,
         socket: S,
@@ -247,11 +256,12 @@ impl Server {
             + Send
             + 'static,
     {
-        connection::run(self.clone(), socket, remote_addr, None)
+        connection::run(self.clone(), socket::Opaque(socket), remote_addr, None)
     }
 
     /// Like [`Server::serve_socket`], for a socket opened by the HTTP request `upgrade`:
-    /// the authenticate hook gets it in [`AuthRequest::upgrade`]. The transports call this.
+    /// the authenticate hook gets it in [`AuthRequest::upgrade`]. A slow consumer's close
+    /// frame waits behind what `socket` buffers, as with [`Server::serve_socket`].
     pub fn serve_upgraded<S>(
         &self,
         socket: S,
@@ -271,7 +281,12 @@ impl Server {
             + Send
             + 'static,
     {
-        connection::run(self.clone(), socket, remote_addr, Some(upgrade))
+        connection::run(
+            self.clone(),
+            socket::Opaque(socket),
+            remote_addr,
+            Some(upgrade),
+        )
     }
 
     /// Spawns a task the shutdown waits for (connection tasks use this).

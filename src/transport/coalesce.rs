@@ -9,6 +9,14 @@
 //! and coalesces here instead: frames are appended to `buf` and written to the socket when
 //! `buf` reaches `limit` bytes or on flush, exactly the batching tungstenite did, and `buf` is
 //! freed every time it has been written out completely.
+//!
+//! It also keeps track of frame boundaries, so that a connection closed as a slow consumer
+//! can drop what it has not sent yet ([`Coalesce::discard_unsent`]) and get its close frame
+//! through: whole frames are dropped, never part of one. tungstenite hands over whole frames
+//! (with `write_buffer_size = 0` and a `Sink` that flushes before it takes the next message),
+//! except after a partial write straight to the socket, whose remainder comes next; so the
+//! boundaries in `buf` are found by reading the frame headers from its start, or from the end
+//! of such a remainder, and nothing is stored per frame.
 
 use std::io;
 use std::pin::Pin;
@@ -27,6 +35,12 @@ pub(crate) struct Coalesce<S> {
     /// Bytes of `buf` already written to `inner`.
     written: usize,
     limit: usize,
+    /// Bytes finishing a frame whose first bytes were written to `inner` already (a partial
+    /// write that bypassed `buf`): the first `started` bytes of `buf` when it holds any,
+    /// otherwise the first `started` bytes tungstenite hands over next. They are never dropped.
+    started: usize,
+    /// Set by [`Self::discard_unsent`]: whole frames are dropped until a close frame comes.
+    discarding: bool,
 }
 
 impl<S> Coalesce<S> {
@@ -38,13 +52,74 @@ impl<S> Coalesce<S> {
             buf: Vec::new(),
             written: 0,
             limit,
+            started: 0,
+            discarding: false,
         }
     }
+
+    /// Drops every whole frame not written to the socket yet, here and in what tungstenite
+    /// hands over until the next close frame, so that the close frame follows the frame in
+    /// progress. The bytes of a frame already partly written are kept: the stream stays a
+    /// sequence of complete frames. (The socket's kernel buffer is out of reach: what it
+    /// holds is still delivered first.)
+    pub(crate) fn discard_unsent(&mut self) {
+        if !self.buf.is_empty() {
+            // Boundaries from the start of `buf` (after the end of a started frame): keep up
+            // to the first one at or past `written`.
+            let mut keep = self.started.min(self.buf.len());
+            while keep < self.written {
+                match frame_len(&self.buf[keep..]) {
+                    Some(n) => keep += n,
+                    // Not a whole frame (never expected): keep everything.
+                    None => keep = self.buf.len(),
+                }
+            }
+            self.buf.truncate(keep);
+            if self.buf.is_empty() {
+                self.buf = Vec::new();
+                self.written = 0;
+                self.started = 0;
+            }
+        }
+        self.discarding = true;
+    }
+}
+
+/// The length of the WebSocket frame at the start of `data` and whether it is a close frame;
+/// `None` when the frame is not all in `data`.
+fn frame(data: &[u8]) -> Option<(usize, bool)> {
+    let first = *data.first()?;
+    let second = *data.get(1)?;
+    let (len, header) = match second & 0x7f {
+        126 => (
+            u64::from(u16::from_be_bytes([*data.get(2)?, *data.get(3)?])),
+            4,
+        ),
+        127 => (u64::from_be_bytes(data.get(2..10)?.try_into().ok()?), 10),
+        n => (u64::from(n), 2),
+    };
+    // A masked frame (clients send those) carries a 4-byte key.
+    let header = if second & 0x80 != 0 {
+        header + 4
+    } else {
+        header
+    };
+    let total = usize::try_from(len).ok()?.checked_add(header)?;
+    (total <= data.len()).then_some((total, first & 0x0f == 0x8))
+}
+
+/// The length of the whole frame at the start of `data`.
+fn frame_len(data: &[u8]) -> Option<usize> {
+    frame(data).map(|(n, _)| n)
 }
 
 impl<S: AsyncWrite + Unpin> Coalesce<S> {
     /// Writes everything buffered to `inner`, then frees the buffer.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.buf.is_empty() {
+            // `started` may count bytes still to come: keep it.
+            return Poll::Ready(Ok(()));
+        }
         while self.written < self.buf.len() {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.written..]))?;
             if n == 0 {
@@ -56,6 +131,7 @@ impl<S: AsyncWrite + Unpin> Coalesce<S> {
         // connection holds no write buffer. Re-allocating costs far less than the `write`.
         self.buf = Vec::new();
         self.written = 0;
+        self.started = 0;
         Poll::Ready(Ok(()))
     }
 }
@@ -77,14 +153,36 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let mut data = data;
+        if this.discarding {
+            if this.buf.is_empty() && this.started > 0 {
+                // The rest of a started frame goes out; what follows it is looked at next.
+                data = &data[..this.started.min(data.len())];
+            } else {
+                match frame(data) {
+                    // Accepted and dropped.
+                    Some((n, false)) => return Poll::Ready(Ok(n)),
+                    // The close frame, or (never expected) not a whole frame: write from here.
+                    _ => this.discarding = false,
+                }
+            }
+        }
         if !this.buf.is_empty() && this.buf.len() + data.len() > this.limit {
             // Full: write out what is buffered first. Pending here is backpressure; the
             // frame stays with tungstenite, which counts it against its own maximum.
             ready!(this.poll_drain(cx))?;
         }
         if this.buf.is_empty() && data.len() >= this.limit {
-            // A frame at least as large as the buffer: no point in copying it.
-            return Pin::new(&mut this.inner).poll_write(cx, data);
+            // A frame at least as large as the buffer: no point in copying it. What is not
+            // written now comes next and must follow (counted conservatively).
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
+            this.started = data.len() - n.min(data.len());
+            return Poll::Ready(Ok(n));
+        }
+        // Into `buf`: when it is empty, the bytes finishing a started frame (`data` begins
+        // with them) become its first `started` bytes.
+        if this.buf.is_empty() {
+            this.started = this.started.min(data.len());
         }
         this.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
@@ -113,6 +211,12 @@ pub(crate) struct ServerWebSocket<S>(WebSocketStream<Coalesce<S>>);
 impl<S> ServerWebSocket<S> {
     pub(crate) fn new(ws: WebSocketStream<Coalesce<S>>) -> Self {
         Self(ws)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> crate::server::WebSocket for ServerWebSocket<S> {
+    fn discard_unsent(&mut self) {
+        self.0.get_mut().discard_unsent();
     }
 }
 
@@ -202,5 +306,163 @@ mod tests {
         w.shutdown().await.expect("shutdown");
         drop(w);
         assert_eq!(reader.await.expect("reader"), sent);
+    }
+
+    /// An unmasked server frame with `len` payload bytes.
+    fn wire(opcode: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        match u8::try_from(len) {
+            Ok(n) if n < 126 => f.push(n),
+            _ => {
+                f.push(126);
+                f.extend_from_slice(&u16::try_from(len).expect("short frame").to_be_bytes());
+            }
+        }
+        f.extend(std::iter::repeat_n(b'a', len));
+        f
+    }
+
+    fn close_frame() -> Vec<u8> {
+        let mut f = vec![0x88, 2];
+        f.extend_from_slice(&4005u16.to_be_bytes());
+        f
+    }
+
+    #[tokio::test]
+    async fn discarding_keeps_the_frame_in_progress_and_drops_the_rest_of_the_buffer() {
+        use futures_util::FutureExt as _;
+        // The peer takes 10 bytes and then stops reading.
+        let (a, mut b) = tokio::io::duplex(10);
+        let mut w = Coalesce::new(a, 1000);
+        let frames: Vec<_> = (0..3).map(|_| wire(1, 200)).collect();
+        for f in &frames {
+            w.write_all(f).await.expect("write");
+        }
+        assert!(w.flush().now_or_never().is_none(), "the peer is full");
+        assert_eq!(w.written, 10);
+        w.discard_unsent();
+        // The first frame is in progress and stays; the two behind it are gone.
+        assert_eq!(w.buf.len(), frames[0].len());
+        // tungstenite then hands over what it still held (dropped), and the close frame.
+        w.write_all(&wire(1, 300)).await.expect("write");
+        w.write_all(&close_frame()).await.expect("write");
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            b.read_to_end(&mut all).await.expect("read");
+            all
+        });
+        // After the close frame everything goes through again.
+        w.write_all(&wire(10, 3)).await.expect("write");
+        w.shutdown().await.expect("shutdown");
+        drop(w);
+        let mut expected = frames[0].clone();
+        expected.extend(close_frame());
+        expected.extend(wire(10, 3));
+        assert_eq!(reader.await.expect("reader"), expected);
+    }
+
+    #[tokio::test]
+    async fn discarding_completes_a_frame_written_in_part_past_the_buffer() {
+        let (a, mut b) = tokio::io::duplex(10);
+        let mut w = Coalesce::new(a, 16);
+        // At least `limit` bytes: written straight to the peer, which takes 10 of them.
+        let big = wire(2, 300);
+        let n = w.write(&big).await.expect("write");
+        assert_eq!(n, 10);
+        w.discard_unsent();
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            b.read_to_end(&mut all).await.expect("read");
+            all
+        });
+        // tungstenite hands over the rest of the frame, then frames it queued, then the close.
+        w.write_all(&big[n..]).await.expect("write");
+        w.write_all(&wire(1, 5)).await.expect("write");
+        w.write_all(&wire(1, 500)).await.expect("write");
+        w.write_all(&close_frame()).await.expect("write");
+        w.shutdown().await.expect("shutdown");
+        drop(w);
+        let mut expected = big;
+        expected.extend(close_frame());
+        assert_eq!(reader.await.expect("reader"), expected);
+    }
+
+    #[tokio::test]
+    async fn discarding_anywhere_leaves_whole_frames_then_the_close_frame() {
+        use futures_util::FutureExt as _;
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            usize::try_from(seed).expect("u32 fits") % below
+        };
+        for round in 0..200 {
+            let (a, mut b) = tokio::io::duplex(1 + next(3000));
+            let mut w = Coalesce::new(a, 1 + next(2000));
+            let frames: Vec<_> = (0..40).map(|_| wire(1, next(1500))).collect();
+            // As tungstenite: one frame at a time, its unwritten rest kept and handed over
+            // again; a flush now and then. Stop where the peer (not reading) is full.
+            let mut out = Vec::new();
+            let mut queued = frames.iter();
+            'feed: loop {
+                if out.is_empty() {
+                    match queued.next() {
+                        Some(f) => out.extend_from_slice(f),
+                        None => break,
+                    }
+                }
+                while !out.is_empty() {
+                    match Pin::new(&mut w).write(&out).now_or_never() {
+                        Some(n) => drop(out.drain(..n.expect("write"))),
+                        None => break 'feed,
+                    }
+                }
+                if next(4) == 0 && w.flush().now_or_never().is_none() {
+                    break;
+                }
+            }
+            w.discard_unsent();
+            let reader = tokio::spawn(async move {
+                let mut all = Vec::new();
+                b.read_to_end(&mut all).await.expect("read");
+                all
+            });
+            w.write_all(&out).await.expect("write");
+            for f in queued.take(3) {
+                w.write_all(f).await.expect("write");
+            }
+            w.write_all(&close_frame()).await.expect("write");
+            w.shutdown().await.expect("shutdown");
+            drop(w);
+            let got = reader.await.expect("reader");
+            let mut rest = &got[..];
+            for f in &frames {
+                match rest.strip_prefix(&f[..]) {
+                    Some(r) => rest = r,
+                    None => break,
+                }
+            }
+            assert_eq!(
+                rest,
+                close_frame(),
+                "round {round}: whole frames, then the close"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn discarding_an_unstarted_buffer_drops_it_whole() {
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let mut w = Coalesce::new(a, 1000);
+        w.write_all(&wire(1, 100)).await.expect("write");
+        w.discard_unsent();
+        assert_eq!(w.buf.capacity(), 0, "nothing of it was written: freed");
+        w.write_all(&close_frame()).await.expect("write");
+        w.shutdown().await.expect("shutdown");
+        drop(w);
+        let mut all = Vec::new();
+        b.read_to_end(&mut all).await.expect("read");
+        assert_eq!(all, close_frame());
     }
 }

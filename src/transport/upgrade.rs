@@ -108,7 +108,7 @@ pub(crate) fn upgrade<B>(
         let conn = match on_upgrade.await {
             Ok(upgraded) => {
                 match websocket(TokioIo::new(upgraded), Vec::new(), config, write_buffer) {
-                    Some(ws) => Box::pin(task_server.serve_upgraded(ws, remote, head)),
+                    Some(ws) => Box::pin(task_server.serve_websocket(ws, remote, head)),
                     None => {
                         tracing::error!("WebSocket setup did not complete synchronously");
                         return;
