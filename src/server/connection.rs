@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Server;
 use super::hooks::{ClientInfo, UpgradeHead};
+use super::metrics::ConnProfile;
 use super::outbox::{ClientHandle, Frame, Outbound, Wake};
 use super::registry::ClientState;
 use crate::crypto::Session;
@@ -104,6 +105,8 @@ where
             server: server.clone(),
             id,
             announced: false,
+            profile: None,
+            auth_started: None,
         },
         server,
         socket,
@@ -127,10 +130,17 @@ pub(super) struct Deregister {
     /// The client was announced (its connected hook was started): the disconnected hook must
     /// run for it exactly once. Hooks come in pairs.
     pub(super) announced: bool,
+    /// The session profile, once authenticated (counted in the metrics until the end).
+    pub(super) profile: Option<ConnProfile>,
+    /// When the first `hello` or `authenticate` arrived.
+    pub(super) auth_started: Option<std::time::Instant>,
 }
 
 impl Drop for Deregister {
     fn drop(&mut self) {
+        if let Some(profile) = self.profile.take() {
+            self.server.0.metrics.disconnected(profile);
+        }
         // Any registry guard of the same task was dropped earlier in the unwind, so this
         // cannot deadlock.
         let removed = self.server.0.update_registry(|registry, changes| {
@@ -201,6 +211,7 @@ where
                         // kilobytes. The deadline is raced too: neither a slow hook nor a
                         // client that does not read its replies can hold authentication open.
                         Some(Ok(msg)) => {
+                            self.server.0.metrics.inbound(&msg);
                             let authenticated = self.state == ClientState::Authenticated;
                             tokio::select! {
                                 biased;
@@ -279,7 +290,7 @@ where
                 self.socket.feed(Message::Ping(Bytes::new())).await
             }
             Outbound::Message(frame) => match self.render(&frame) {
-                Some(msg) => self.socket.feed(msg).await,
+                Some(msg) => self.socket.feed(self.server.0.metrics.out(msg)).await,
                 None => Ok(()),
             },
         }
@@ -341,6 +352,7 @@ where
     /// not reading) asks the connection to close, with 4001 or 4005 (slow consumer), and
     /// fails with a timed-out I/O error.
     async fn send_direct(&mut self, msg: Message) -> Result<(), WsError> {
+        let msg = self.server.0.metrics.out(msg);
         let (deadline, code) = match self.pending_auth_deadline() {
             Some(at) => (at, CloseCode::AuthTimeout),
             None => (
@@ -379,6 +391,8 @@ where
         self.handle.detach();
         let code = match exit {
             Exit::Close(code) => {
+                let authenticated = self.state == ClientState::Authenticated;
+                self.server.0.metrics.closed(code, authenticated);
                 self.close(code).await;
                 code
             }

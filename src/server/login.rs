@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::connection::{Connection, Exit};
 use super::hooks::{AuthRequest, ClientInfo, HookError, Identity};
+use super::metrics::ConnProfile;
 use super::policy::Offer;
 use super::registry::ClientState;
 use crate::crypto::{Profile, ServerHello, Session, hardened};
@@ -43,6 +44,7 @@ where
     /// `3 x auth_timeout`.
     fn begin_authentication(&mut self) {
         self.state = ClientState::Authenticating;
+        self.guard.auth_started.get_or_insert_with(Instant::now);
         self.server
             .0
             .registry()
@@ -192,7 +194,10 @@ where
             None => Err(HookError::new("handshake disabled")),
         };
         match outcome {
-            Ok(Some(pair)) => Some(pair),
+            Ok(Some(pair)) => {
+                self.server.0.metrics.handshake();
+                Some(pair)
+            }
             Ok(None) => {
                 tracing::debug!(client = %self.handle.id, "handshake hook declined a client that sent a key");
                 None
@@ -257,6 +262,10 @@ where
         });
         self.state = ClientState::Authenticated;
         self.handle.set_deadline(info.expires_at.map(instant_of));
+        let profile = ConnProfile::of(self.session.as_ref().map(Session::profile));
+        let elapsed = self.guard.auth_started.map(|t| t.elapsed());
+        self.server.0.metrics.authenticated(profile, elapsed);
+        self.guard.profile = Some(profile);
 
         let mut connected = ConnectedPayload {
             id: info.id.clone(),
