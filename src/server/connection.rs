@@ -388,6 +388,10 @@ where
             .server
             .0
             .update_registry(|registry, changes| registry.remove(&id, changes));
+        // Counted out with the registry, so the profile gauges agree with the connection counts.
+        if let Some(profile) = self.guard.profile.take() {
+            self.server.0.metrics.disconnected(profile);
+        }
         self.handle.detach();
         let code = match exit {
             Exit::Close(code) => {
