@@ -258,7 +258,7 @@ impl Metrics {
         }
     }
 
-    /// Renders the page in the OpenMetrics text format, after setting the sampled gauges.
+    /// Renders the page in the Prometheus text format, after setting the sampled gauges.
     pub(crate) fn render(&self, sample: &Sample) -> String {
         let _one = self
             .render_lock

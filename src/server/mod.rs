@@ -224,7 +224,7 @@ impl Server {
         })
     }
 
-    /// The metrics page in the OpenMetrics text format (what `GET /metrics` serves), and its
+    /// The metrics page in the Prometheus text format (what `GET /metrics` serves), and its
     /// content type.
     #[must_use]
     pub fn render_metrics(&self) -> (String, &'static str) {

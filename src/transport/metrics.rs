@@ -1,4 +1,4 @@
-//! `GET /metrics`: the server's Prometheus metrics (OpenMetrics text), behind the admin token
+//! `GET /metrics`: the server's Prometheus metrics (text format), behind the admin token
 //! like the admin API (`Authorization: Bearer <admin token>`, 401 otherwise).
 
 use axum::Router;
