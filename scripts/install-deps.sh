@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing sealwire needs on a fresh Debian machine, when missing:
 # a C toolchain and openssl (aws-lc), redis-server (the Redis tests spawn their own), Node.js
-# and Chromium (the browser SDK's tests). Used by scripts/test.sh and .ci/run.
+# and Chromium (the browser SDK's tests), promtool from the `prometheus` package (the metrics
+# test). Used by scripts/test.sh and .ci/run.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -13,6 +14,8 @@ command -v "${SEALWIRE_CHROMIUM:-chromium}" >/dev/null 2>&1 || missing+=(chromiu
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# promtool checks the metrics page (tests/metrics.rs).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

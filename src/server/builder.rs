@@ -241,6 +241,7 @@ impl ServerBuilder {
             draining: std::sync::atomic::AtomicBool::new(false),
             sockets: std::sync::atomic::AtomicUsize::new(0),
             per_ip: Mutex::default(),
+            metrics: super::metrics::Metrics::new(),
         })))
     }
 }

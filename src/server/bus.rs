@@ -61,6 +61,42 @@ pub struct BusStatus {
     pub detail: Option<String>,
 }
 
+/// Counters kept by a bus since it was created, exposed at `GET /metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusStats {
+    /// Envelopes published.
+    pub published: u64,
+    /// Envelopes received from other instances.
+    pub received: u64,
+    /// Envelopes received and rejected (a bad seal or shape).
+    pub rejected: u64,
+    /// Envelopes dropped before publishing (queue full or publish failed).
+    pub dropped: u64,
+    /// Reconnections to the backend.
+    pub reconnects: u64,
+}
+
+impl BusStats {
+    /// Counters with these values.
+    #[must_use]
+    pub fn new(
+        published: u64,
+        received: u64,
+        rejected: u64,
+        dropped: u64,
+        reconnects: u64,
+    ) -> Self {
+        Self {
+            published,
+            received,
+            rejected,
+            dropped,
+            reconnects,
+        }
+    }
+}
+
 /// A bus failure at start. Addresses in it never carry a password (it is masked as `***`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -118,6 +154,12 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Current health.
     fn status(&self) -> BusStatus;
+
+    /// The counters the bus keeps, for the metrics page; `None` (the default) when it keeps
+    /// none.
+    fn stats(&self) -> Option<BusStats> {
+        None
+    }
 
     /// Stops delivering and releases connections.
     fn shutdown(&self) -> BoxFuture<'_, ()>;

@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Server;
 use super::hooks::{ClientInfo, UpgradeHead};
+use super::metrics::ConnProfile;
 use super::outbox::{ClientHandle, Frame, Outbound, Wake};
 use super::registry::ClientState;
 use super::socket::WebSocket;
@@ -105,6 +106,8 @@ where
             server: server.clone(),
             id,
             announced: false,
+            profile: None,
+            auth_started: None,
         },
         server,
         socket,
@@ -128,10 +131,17 @@ pub(super) struct Deregister {
     /// The client was announced (its connected hook was started): the disconnected hook must
     /// run for it exactly once. Hooks come in pairs.
     pub(super) announced: bool,
+    /// The session profile, once authenticated (counted in the metrics until the end).
+    pub(super) profile: Option<ConnProfile>,
+    /// When the first `hello` or `authenticate` arrived.
+    pub(super) auth_started: Option<std::time::Instant>,
 }
 
 impl Drop for Deregister {
     fn drop(&mut self) {
+        if let Some(profile) = self.profile.take() {
+            self.server.0.metrics.disconnected(profile);
+        }
         // Any registry guard of the same task was dropped earlier in the unwind, so this
         // cannot deadlock.
         let removed = self.server.0.update_registry(|registry, changes| {
@@ -202,6 +212,7 @@ where
                         // kilobytes. The deadline is raced too: neither a slow hook nor a
                         // client that does not read its replies can hold authentication open.
                         Some(Ok(msg)) => {
+                            self.server.0.metrics.inbound(&msg);
                             let authenticated = self.state == ClientState::Authenticated;
                             tokio::select! {
                                 biased;
@@ -280,7 +291,7 @@ where
                 self.socket.feed(Message::Ping(Bytes::new())).await
             }
             Outbound::Message(frame) => match self.render(&frame) {
-                Some(msg) => self.socket.feed(msg).await,
+                Some(msg) => self.socket.feed(self.server.0.metrics.out(msg)).await,
                 None => Ok(()),
             },
         }
@@ -342,6 +353,7 @@ where
     /// not reading) asks the connection to close, with 4001 or 4005 (slow consumer), and
     /// fails with a timed-out I/O error.
     async fn send_direct(&mut self, msg: Message) -> Result<(), WsError> {
+        let msg = self.server.0.metrics.out(msg);
         let (deadline, code) = match self.pending_auth_deadline() {
             Some(at) => (at, CloseCode::AuthTimeout),
             None => (
@@ -377,9 +389,15 @@ where
             .server
             .0
             .update_registry(|registry, changes| registry.remove(&id, changes));
+        // Counted out with the registry, so the profile gauges agree with the connection counts.
+        if let Some(profile) = self.guard.profile.take() {
+            self.server.0.metrics.disconnected(profile);
+        }
         self.handle.detach();
         let code = match exit {
             Exit::Close(code) => {
+                let authenticated = self.state == ClientState::Authenticated;
+                self.server.0.metrics.closed(code, authenticated);
                 self.close(code).await;
                 code
             }

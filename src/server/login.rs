@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use super::connection::{Connection, Exit};
 use super::hooks::{AuthRequest, ClientInfo, HookError, Identity};
+use super::metrics::ConnProfile;
 use super::policy::Offer;
 use super::registry::ClientState;
 use super::socket::WebSocket;
@@ -42,6 +43,7 @@ where
     /// `3 x auth_timeout`.
     fn begin_authentication(&mut self) {
         self.state = ClientState::Authenticating;
+        self.guard.auth_started.get_or_insert_with(Instant::now);
         self.server
             .0
             .registry()
@@ -191,7 +193,10 @@ where
             None => Err(HookError::new("handshake disabled")),
         };
         match outcome {
-            Ok(Some(pair)) => Some(pair),
+            Ok(Some(pair)) => {
+                self.server.0.metrics.handshake();
+                Some(pair)
+            }
             Ok(None) => {
                 tracing::debug!(client = %self.handle.id, "handshake hook declined a client that sent a key");
                 None
@@ -256,6 +261,10 @@ where
         });
         self.state = ClientState::Authenticated;
         self.handle.set_deadline(info.expires_at.map(instant_of));
+        let profile = ConnProfile::of(self.session.as_ref().map(Session::profile));
+        let elapsed = self.guard.auth_started.map(|t| t.elapsed());
+        self.server.0.metrics.authenticated(profile, elapsed);
+        self.guard.profile = Some(profile);
 
         let mut connected = ConnectedPayload {
             id: info.id.clone(),

@@ -12,6 +12,7 @@ mod hook_error;
 mod hooks;
 mod jwks;
 mod login;
+mod metrics;
 mod outbox;
 mod policy;
 mod registry;
@@ -27,7 +28,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{DevAuth, JwtAuth, JwtRules};
 pub use builder::ServerBuilder;
-pub use bus::{Bus, BusError, BusInbox, BusStatus, LocalBus};
+pub use bus::{Bus, BusError, BusInbox, BusStats, BusStatus, LocalBus};
 pub use config::{
     ConfigError, MIN_MAX_CONNECTIONS, RESERVED_FDS, ServerConfig, default_max_connections,
 };
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     /// Connections counted as `sockets`, by peer address; only kept when
     /// `max_connections_per_ip` is set. An address leaves the map with its last connection.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// This server's metrics (`GET /metrics`).
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// A reserved place under `ServerConfig::max_connections` (and `max_connections_per_ip`),
@@ -221,6 +224,20 @@ impl Server {
             shared: Arc::clone(&self.0),
             ip,
         })
+    }
+
+    /// The metrics page in the Prometheus text format (what `GET /metrics` serves), and its
+    /// content type.
+    #[must_use]
+    pub fn render_metrics(&self) -> (String, &'static str) {
+        let counts = self.counts();
+        let sample = metrics::Sample {
+            authenticating: counts.clients.saturating_sub(counts.authenticated),
+            authenticated: counts.authenticated,
+            bus: self.0.bus.stats(),
+            bus_connected: self.0.bus.status().connected,
+        };
+        (self.0.metrics.render(&sample), metrics::CONTENT_TYPE)
     }
 
     /// Bus health.

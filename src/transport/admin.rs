@@ -53,7 +53,7 @@ pub(crate) fn routes(server: Server) -> Router<Server> {
 /// (a constant-time comparison of the raw strings returns at once when the lengths differ),
 /// and the configured token is hashed once, not on every request.
 #[derive(Clone)]
-struct AdminToken(Option<Arc<[u8; 32]>>);
+pub(super) struct AdminToken(Option<Arc<[u8; 32]>>);
 
 /// Why a request does not carry the admin token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ enum TokenRefusal {
 }
 
 impl AdminToken {
-    fn new(token: Option<&str>) -> Self {
+    pub(super) fn new(token: Option<&str>) -> Self {
         Self(token.map(|t| Arc::new(digest(t))))
     }
 
@@ -112,7 +112,11 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
-async fn require_token(State(token): State<AdminToken>, req: Request, next: Next) -> Response {
+pub(super) async fn require_token(
+    State(token): State<AdminToken>,
+    req: Request,
+    next: Next,
+) -> Response {
     match token.check(req.headers()) {
         Ok(()) => next.run(req).await,
         Err(TokenRefusal::Disabled) => ApiError(

@@ -7,6 +7,7 @@ pub mod demo;
 mod direct;
 pub mod front_door;
 mod listener;
+mod metrics;
 mod tls;
 mod upgrade;
 
@@ -44,5 +45,6 @@ pub fn router(server: Server) -> Router {
     Router::new()
         .route(&path, any(upgrade::handle))
         .merge(admin::routes(server.clone()))
+        .merge(metrics::routes(&server))
         .with_state(server)
 }

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use super::config::{Backoff, RedisBusConfig, StartupPolicy, SubscriptionMode};
 use crate::crypto::backplane::{BusKey, Opener, Sealer};
 use crate::protocol::{BusEnvelope, BusTarget};
-use crate::server::{BoxFuture, Bus, BusError, BusInbox, BusStatus, Interest};
+use crate::server::{BoxFuture, Bus, BusError, BusInbox, BusStats, BusStatus, Interest};
 pub(crate) use connect::{connect_publisher, open_client, redact_url};
 use connect::{connect_subscriber, refused_credentials};
 use interest::InterestState;
@@ -351,6 +351,18 @@ impl Bus for RedisBus {
             drop(st);
             self.0.interest_changed.notify_one();
         }
+    }
+
+    fn stats(&self) -> Option<BusStats> {
+        let s = &self.0.stats;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Some(BusStats::new(
+            n(&s.published),
+            n(&s.received),
+            n(&s.rejected),
+            n(&s.dropped_full) + n(&s.dropped_failed),
+            n(&s.reconnects),
+        ))
     }
 
     fn status(&self) -> BusStatus {

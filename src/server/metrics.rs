@@ -1,0 +1,367 @@
+//! Prometheus metrics: one registry per [`Server`](super::Server), created by its builder
+//! and rendered by the transport at `GET /metrics`.
+//!
+//! The hot path (frames in and out) only bumps atomic counters; gauges that describe the
+//! whole server (connections by state, the bus) are sampled when the page is rendered.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::crypto::Profile;
+use crate::protocol::CloseCode;
+
+/// The content type of the rendered page (the Prometheus text format).
+pub(super) const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// The session profile of an authenticated connection, as a metrics label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnProfile {
+    /// No encryption.
+    Plaintext,
+    /// The compatibility profile.
+    Compat,
+    /// The hardened profile.
+    Hardened,
+}
+
+impl ConnProfile {
+    /// The profile of a connection with (or without) a session of `profile`.
+    pub(crate) fn of(profile: Option<Profile>) -> Self {
+        match profile {
+            None => Self::Plaintext,
+            Some(Profile::Compat) => Self::Compat,
+            Some(Profile::Hardened) => Self::Hardened,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    const ALL: [Self; 3] = [Self::Plaintext, Self::Compat, Self::Hardened];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Compat => "compat",
+            Self::Hardened => "hardened",
+        }
+    }
+}
+
+/// The numbers sampled when the page is rendered.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sample {
+    /// Open connections not authenticated yet.
+    pub(crate) authenticating: usize,
+    /// Authenticated connections.
+    pub(crate) authenticated: usize,
+    /// The bus's counters, when it keeps any.
+    pub(crate) bus: Option<super::BusStats>,
+    /// Whether the bus reaches other instances.
+    pub(crate) bus_connected: bool,
+}
+
+/// The metrics of one server.
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// One render at a time: the bus counters are mirrored by read-then-add.
+    render_lock: std::sync::Mutex<()>,
+    connections: IntGaugeVec,
+    by_profile: IntGaugeVec,
+    /// Authenticated connections by profile, kept up to date by the connections.
+    profiles: [AtomicI64; 3],
+    handshakes: IntCounter,
+    authentications: IntCounter,
+    auth_failures: IntCounterVec,
+    closes: IntCounterVec,
+    slow_consumer: IntCounter,
+    auth_seconds: Histogram,
+    messages_out: IntCounter,
+    bytes_out: IntCounter,
+    messages_in: IntCounter,
+    bytes_in: IntCounter,
+    bus_connected: IntGauge,
+    bus_published: IntCounter,
+    bus_received: IntCounter,
+    bus_rejected: IntCounter,
+    bus_dropped: IntCounter,
+    bus_reconnects: IntCounter,
+}
+
+/// What the metric definitions below need: the names and buckets are constants, so a failure
+/// is a bug caught by any test that builds a server.
+const VALID: &str = "metric definitions are valid";
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect(VALID);
+    registry.register(Box::new(c.clone())).expect(VALID);
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect(VALID);
+    registry.register(Box::new(c.clone())).expect(VALID);
+    c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), &[label]).expect(VALID);
+    registry.register(Box::new(g.clone())).expect(VALID);
+    g
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let r = Registry::new_custom(Some("sealwire".to_owned()), None).expect(VALID);
+        let auth_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "auth_duration_seconds",
+                "Time from the first hello or authenticate to connected",
+            )
+            // 1 ms .. about 16 s.
+            .buckets(prometheus::exponential_buckets(0.001, 2.0, 15).expect(VALID)),
+        )
+        .expect(VALID);
+        r.register(Box::new(auth_seconds.clone())).expect(VALID);
+        let bus_connected = IntGauge::new(
+            "bus_connected",
+            "Whether the bus reaches other instances (1) or not (0)",
+        )
+        .expect(VALID);
+        r.register(Box::new(bus_connected.clone())).expect(VALID);
+        Self {
+            connections: gauge_vec(
+                &r,
+                "connections",
+                "Open WebSocket connections by state (authenticating: not authenticated yet)",
+                "state",
+            ),
+            by_profile: gauge_vec(
+                &r,
+                "connections_by_profile",
+                "Authenticated connections by session profile",
+                "profile",
+            ),
+            profiles: Default::default(),
+            handshakes: counter(
+                &r,
+                "handshakes_total",
+                "Key exchanges completed (compatibility and hardened profiles)",
+            ),
+            authentications: counter(&r, "authentications_total", "Connections authenticated"),
+            auth_failures: counter_vec(
+                &r,
+                "auth_failures_total",
+                "Connections closed by the server before authentication completed, by close code",
+                "code",
+            ),
+            closes: counter_vec(
+                &r,
+                "server_closes_total",
+                "Connections closed by the server, by close code",
+                "code",
+            ),
+            slow_consumer: counter(
+                &r,
+                "slow_consumer_closes_total",
+                "Connections closed because the client did not read (4005)",
+            ),
+            auth_seconds,
+            messages_out: counter(&r, "messages_out_total", "WebSocket data messages written"),
+            bytes_out: counter(
+                &r,
+                "bytes_out_total",
+                "Payload bytes of the WebSocket data messages written",
+            ),
+            messages_in: counter(&r, "messages_in_total", "WebSocket data messages read"),
+            bytes_in: counter(
+                &r,
+                "bytes_in_total",
+                "Payload bytes of the WebSocket data messages read",
+            ),
+            bus_connected,
+            bus_published: counter(&r, "bus_published_total", "Envelopes published on the bus"),
+            bus_received: counter(&r, "bus_received_total", "Envelopes received from the bus"),
+            bus_rejected: counter(
+                &r,
+                "bus_rejected_total",
+                "Envelopes received from the bus and rejected (bad seal, bad shape)",
+            ),
+            bus_dropped: counter(
+                &r,
+                "bus_dropped_total",
+                "Envelopes dropped before publishing (queue full or publish failed)",
+            ),
+            bus_reconnects: counter(
+                &r,
+                "bus_reconnects_total",
+                "Reconnections of the bus to its backend",
+            ),
+            registry: r,
+            render_lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Counts a data message about to be written and hands it back.
+    #[inline]
+    pub(crate) fn out(&self, msg: Message) -> Message {
+        self.messages_out.inc();
+        self.bytes_out.inc_by(msg.len() as u64);
+        msg
+    }
+
+    /// Counts a message read from a client.
+    #[inline]
+    pub(crate) fn inbound(&self, msg: &Message) {
+        if msg.is_text() || msg.is_binary() {
+            self.messages_in.inc();
+            self.bytes_in.inc_by(msg.len() as u64);
+        }
+    }
+
+    /// A key exchange succeeded.
+    pub(crate) fn handshake(&self) {
+        self.handshakes.inc();
+    }
+
+    /// A connection authenticated in `profile`, `elapsed` after its first hello or
+    /// authenticate.
+    pub(crate) fn authenticated(&self, profile: ConnProfile, elapsed: Option<std::time::Duration>) {
+        self.authentications.inc();
+        self.profiles[profile.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(d) = elapsed {
+            self.auth_seconds.observe(d.as_secs_f64());
+        }
+    }
+
+    /// An authenticated connection of `profile` ended.
+    pub(crate) fn disconnected(&self, profile: ConnProfile) {
+        self.profiles[profile.index()].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The server closed a connection with `code`; `authenticated` tells whether the client
+    /// had authenticated.
+    pub(crate) fn closed(&self, code: CloseCode, authenticated: bool) {
+        let label = code.code().to_string();
+        self.closes.with_label_values(&[&label]).inc();
+        if code == CloseCode::SlowConsumer {
+            self.slow_consumer.inc();
+        }
+        if !authenticated && code != CloseCode::GoingAway {
+            self.auth_failures.with_label_values(&[&label]).inc();
+        }
+    }
+
+    /// Renders the page in the Prometheus text format, after setting the sampled gauges.
+    pub(crate) fn render(&self, sample: &Sample) -> String {
+        let _one = self
+            .render_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.connections
+            .with_label_values(&["authenticating"])
+            .set(gauge(sample.authenticating));
+        self.connections
+            .with_label_values(&["authenticated"])
+            .set(gauge(sample.authenticated));
+        for p in ConnProfile::ALL {
+            self.by_profile
+                .with_label_values(&[p.label()])
+                .set(self.profiles[p.index()].load(Ordering::Relaxed).max(0));
+        }
+        self.bus_connected.set(i64::from(sample.bus_connected));
+        if let Some(b) = sample.bus {
+            raise(&self.bus_published, b.published);
+            raise(&self.bus_received, b.received);
+            raise(&self.bus_rejected, b.rejected);
+            raise(&self.bus_dropped, b.dropped);
+            raise(&self.bus_reconnects, b.reconnects);
+        }
+        let mut page = String::new();
+        // Writing into a `String` cannot fail, and every family is well formed.
+        let _ = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut page);
+        page
+    }
+}
+
+/// Moves a counter mirroring a monotonic count kept elsewhere up to `value`.
+fn raise(counter: &IntCounter, value: u64) {
+    let now = counter.get();
+    if value > now {
+        counter.inc_by(value - now);
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(page: &str, series: &str) -> Option<f64> {
+        page.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn closes_count_by_code_and_failures_only_before_authentication() {
+        let m = Metrics::new();
+        m.closed(CloseCode::AuthFailed, false);
+        m.closed(CloseCode::SlowConsumer, true);
+        m.closed(CloseCode::GoingAway, false);
+        let page = m.render(&Sample::default());
+        assert_eq!(
+            sample(&page, "sealwire_auth_failures_total{code=\"4003\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&page, "sealwire_auth_failures_total{code=\"4005\"}"),
+            None
+        );
+        assert_eq!(
+            sample(&page, "sealwire_auth_failures_total{code=\"1001\"}"),
+            None
+        );
+        assert_eq!(
+            sample(&page, "sealwire_server_closes_total{code=\"1001\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&page, "sealwire_slow_consumer_closes_total"),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn profiles_and_bus_counters_follow_the_samples() {
+        let m = Metrics::new();
+        m.authenticated(ConnProfile::Hardened, None);
+        m.authenticated(ConnProfile::Hardened, None);
+        m.disconnected(ConnProfile::Hardened);
+        let mut s = Sample {
+            bus: Some(super::super::BusStats::new(5, 4, 1, 0, 2)),
+            ..Sample::default()
+        };
+        let page = m.render(&s);
+        let hardened = "sealwire_connections_by_profile{profile=\"hardened\"}";
+        assert_eq!(sample(&page, hardened), Some(1.0));
+        assert_eq!(sample(&page, "sealwire_bus_published_total"), Some(5.0));
+        // Rendering twice does not count the bus twice; later values are mirrored.
+        s.bus = Some(super::super::BusStats::new(7, 4, 1, 0, 2));
+        let page = m.render(&s);
+        assert_eq!(sample(&page, "sealwire_bus_published_total"), Some(7.0));
+        assert_eq!(sample(&page, "sealwire_bus_reconnects_total"), Some(2.0));
+    }
+}
