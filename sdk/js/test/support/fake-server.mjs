@@ -202,12 +202,16 @@ export function fakeNetwork(script) {
   return net;
 }
 
-/** Resolves once `cond()` is true, polling on the event loop (not on timers, which tests may mock). */
-export async function until(cond, what = "condition", rounds = 5000) {
-  for (let i = 0; i < rounds; i++) {
+/** Resolves once `cond()` is true, polling on the event loop (not on timers, which tests may
+ * mock) for up to `ms` of real time (`performance.now()`, which timer mocks leave alone): a
+ * budget in time, not in rounds, so WebCrypto work on a loaded machine has room to finish. */
+export async function until(cond, what = "condition", ms = 10_000) {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
     if (cond()) return;
     await new Promise((resolve) => setImmediate(resolve));
   }
+  if (cond()) return;
   throw new Error(`timed out waiting for ${what}`);
 }
 
