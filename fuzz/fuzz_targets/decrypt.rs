@@ -31,17 +31,24 @@ fn pair(hardened: bool) -> (Session, Session, EncryptedPayload) {
         [7u8; 32],
     )
     .expect("handshake");
-    let mut connected = ConnectedPayload {
-        id: "fuzz".into(),
-        user_id: "u".into(),
-        time: "t".into(),
-        server_public_key: None,
-        salt: None,
-        profile: None,
-        extra: serde_json::Map::new(),
+    let client = if hardened {
+        // sealwire-v2: the keys come from the server's `hello`.
+        let hello = hello.hello_payload("fuzz");
+        client.finish_hello(&hello).expect("finish").session
+    } else {
+        let mut connected = ConnectedPayload {
+            id: "fuzz".into(),
+            user_id: "u".into(),
+            time: "t".into(),
+            expires_at: None,
+            server_public_key: None,
+            salt: None,
+            profile: None,
+            extra: serde_json::Map::new(),
+        };
+        hello.apply_to(&mut connected);
+        client.finish_connected(&connected).expect("finish").session
     };
-    hello.apply_to(&mut connected);
-    let client = client.finish_connected(&connected).expect("finish").session;
     let genuine = server.seal(br#"{"event":"x","data":1}"#).expect("seal");
     (server, client, genuine)
 }

@@ -52,6 +52,11 @@ fuzz_target!(|data: &[u8]| {
             map.append(name, value);
         }
         let view = UpgradeRequest::from_http(&method, version, &map);
-        assert_eq!(decide(&view, origins), decision, "{:?}", String::from_utf8_lossy(data));
+        assert_eq!(
+            decide(&view, origins),
+            decision,
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
     }
 });
