@@ -235,8 +235,6 @@ async fn a_forged_connected_is_refused_by_the_client() {
     let server = start_echo(config_with(Some(Arc::clone(&id)), 1 << 20)).await;
     let plaintext: Tamper = Arc::new(|dir, n, text| match (dir, n) {
         (Dir::Down, 1) => {
-            let frame: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-            let _ = frame;
             vec![
                 json!({"event": "connected", "data": {
                 "id": "x", "userId": "victim", "time": "2026-01-01T00:00:00.000Z"}})
