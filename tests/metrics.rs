@@ -153,6 +153,9 @@ async fn metrics_follow_the_traffic_and_pass_promtool() {
     assert!(value(&page, "sealwire_bytes_in_total") > 0.0);
     assert_eq!(value(&page, "sealwire_slow_consumer_closes_total"), 0.0);
     assert_eq!(value(&page, "sealwire_bus_connected"), 1.0);
+    let queued = value(&page, "sealwire_outbox{measure=\"messages\"}");
+    assert!(value(&page, "sealwire_outbox{measure=\"deepest_messages\"}") <= queued);
+    assert!(value(&page, "sealwire_outbox{measure=\"bytes\"}") >= 0.0);
     promtool_check(&page);
 
     // A client that leaves is no longer counted.

@@ -65,6 +65,19 @@ pub(crate) struct Sample {
     pub(crate) bus: Option<super::BusStats>,
     /// Whether the bus reaches other instances.
     pub(crate) bus_connected: bool,
+    /// Messages waiting in every outbox, their bytes, and the deepest single outbox.
+    pub(crate) outbox: OutboxSample,
+}
+
+/// Outbox depths summed over the connections at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OutboxSample {
+    /// Messages queued, all connections.
+    pub(crate) messages: usize,
+    /// Bytes queued, all connections.
+    pub(crate) bytes: usize,
+    /// Messages queued in the fullest outbox.
+    pub(crate) deepest: usize,
 }
 
 /// The metrics of one server.
@@ -87,6 +100,7 @@ pub(crate) struct Metrics {
     messages_in: IntCounter,
     bytes_in: IntCounter,
     bus_connected: IntGauge,
+    outbox: IntGaugeVec,
     bus_published: IntCounter,
     bus_received: IntCounter,
     bus_rejected: IntCounter,
@@ -136,6 +150,12 @@ impl Metrics {
         .expect(VALID);
         r.register(Box::new(bus_connected.clone())).expect(VALID);
         Self {
+            outbox: gauge_vec(
+                &r,
+                "outbox",
+                "Outbound queues at scrape time: queued messages and bytes over all connections, and the messages in the fullest one",
+                "measure",
+            ),
             connections: gauge_vec(
                 &r,
                 "connections",
@@ -277,6 +297,13 @@ impl Metrics {
                 .set(self.profiles[p.index()].load(Ordering::Relaxed).max(0));
         }
         self.bus_connected.set(i64::from(sample.bus_connected));
+        for (measure, value) in [
+            ("messages", sample.outbox.messages),
+            ("bytes", sample.outbox.bytes),
+            ("deepest_messages", sample.outbox.deepest),
+        ] {
+            self.outbox.with_label_values(&[measure]).set(gauge(value));
+        }
         if let Some(b) = sample.bus {
             raise(&self.bus_published, b.published);
             raise(&self.bus_received, b.received);
@@ -360,8 +387,21 @@ mod tests {
         assert_eq!(sample(&page, "sealwire_bus_published_total"), Some(5.0));
         // Rendering twice does not count the bus twice; later values are mirrored.
         s.bus = Some(super::super::BusStats::new(7, 4, 1, 0, 2));
+        s.outbox = OutboxSample {
+            messages: 7,
+            bytes: 700,
+            deepest: 5,
+        };
         let page = m.render(&s);
         assert_eq!(sample(&page, "sealwire_bus_published_total"), Some(7.0));
+        assert_eq!(
+            sample(&page, "sealwire_outbox{measure=\"deepest_messages\"}"),
+            Some(5.0)
+        );
+        assert_eq!(
+            sample(&page, "sealwire_outbox{measure=\"bytes\"}"),
+            Some(700.0)
+        );
         assert_eq!(sample(&page, "sealwire_bus_reconnects_total"), Some(2.0));
     }
 }

@@ -231,11 +231,21 @@ impl Server {
     #[must_use]
     pub fn render_metrics(&self) -> (String, &'static str) {
         let counts = self.counts();
+        // Each queue is read under its own short lock, after the registry's is released.
+        let mut outbox = metrics::OutboxSample::default();
+        let handles = self.0.registry().handles();
+        for h in handles {
+            let (messages, bytes) = h.queued();
+            outbox.messages += messages;
+            outbox.bytes += bytes;
+            outbox.deepest = outbox.deepest.max(messages);
+        }
         let sample = metrics::Sample {
             authenticating: counts.clients.saturating_sub(counts.authenticated),
             authenticated: counts.authenticated,
             bus: self.0.bus.stats(),
             bus_connected: self.0.bus.status().connected,
+            outbox,
         };
         (self.0.metrics.render(&sample), metrics::CONTENT_TYPE)
     }

@@ -150,6 +150,12 @@ impl ClientHandle {
         true
     }
 
+    /// Messages and bytes waiting in the queue (metrics).
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let q = self.lock();
+        (q.frames.len(), q.bytes)
+    }
+
     /// Asks for a ping; coalesced with one already pending.
     pub(crate) fn ping(&self) {
         let waker = {
