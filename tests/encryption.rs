@@ -125,10 +125,7 @@ async fn every_policy_admits_exactly_the_clients_its_table_lists() {
                 Offer::Hardened => {
                     let (reply, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
                     if reply["event"] == "hello" {
-                        let hello = serde_json::from_value(reply["data"].clone()).expect("hello");
-                        let done = hs.finish_hello(&hello).expect("finish");
-                        c.send_text(&done.confirmation.expect("confirmation")).await;
-                        c.session = Some(done.session);
+                        c.confirm_hello(&reply, hs).await.expect("finish");
                         c.emit("authenticate", json!({"token": "h"})).await;
                         assert_eq!(c.recv_msg().await["event"], "connected", "{policy}");
                         true

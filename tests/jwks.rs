@@ -139,10 +139,7 @@ fn rules() -> JwtRules {
 async fn login(server: &TestServer, token: &str) -> Result<Value, Value> {
     let mut c = server.client().await;
     let (hello, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
-    let payload = serde_json::from_value(hello["data"].clone()).expect("hello");
-    let done = hs.finish_hello(&payload).expect("finish");
-    c.send_text(&done.confirmation.expect("confirmation")).await;
-    c.session = Some(done.session);
+    c.confirm_hello(&hello, hs).await.expect("finish");
     c.emit("authenticate", json!({ "token": token })).await;
     let reply = c.recv_msg().await;
     if reply["event"] == "connected" {

@@ -24,7 +24,7 @@ use common::sdk::{event_where, next_event};
 use common::*;
 use sealwire::client::{Client, DisconnectReason, Encryption, Event, ReconnectPolicy};
 use sealwire::crypto::{HandshakeConfig, server_handshake};
-use sealwire::protocol::{AuthenticatePayload, HelloPayload};
+use sealwire::protocol::AuthenticatePayload;
 use sealwire::server::{Handshake, HookError, JwtAuth, Server};
 use serde_json::{Value, json};
 
@@ -391,17 +391,12 @@ async fn the_auth_deadline_covers_every_step_of_the_sealed_flow() {
     // Hello and the confirmation, but no credentials.
     let mut c = server.client().await;
     let (hello, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
-    let payload: HelloPayload = serde_json::from_value(hello["data"].clone()).expect("hello");
-    let done = hs.finish_hello(&payload).expect("finish");
-    c.send_text(&done.confirmation.expect("confirmation")).await;
+    c.confirm_hello(&hello, hs).await.expect("finish");
     assert_eq!(c.expect_close().await, Some(4001));
     // Credentials whose check outlasts the budget (the hook sleeps 2 s).
     let mut c = server.client().await;
     let (hello, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
-    let payload: HelloPayload = serde_json::from_value(hello["data"].clone()).expect("hello");
-    let done = hs.finish_hello(&payload).expect("finish");
-    c.send_text(&done.confirmation.expect("confirmation")).await;
-    c.session = Some(done.session);
+    c.confirm_hello(&hello, hs).await.expect("finish");
     c.emit("authenticate", json!({"token": "slow:2000"})).await;
     assert_eq!(c.expect_close().await, Some(4001));
     assert_eq!(server.server.counts().authenticated, 0);
@@ -623,10 +618,7 @@ async fn jwt_sessions_end_at_exp_and_foreign_issuers_or_audiences_are_refused() 
     ] {
         let mut c = server.client().await;
         let (hello, hs) = c.hardened_hello(HandshakeConfig::hardened(vec![])).await;
-        let payload: HelloPayload = serde_json::from_value(hello["data"].clone()).expect("hello");
-        let done = hs.finish_hello(&payload).expect("finish");
-        c.send_text(&done.confirmation.expect("confirmation")).await;
-        c.session = Some(done.session);
+        c.confirm_hello(&hello, hs).await.expect("finish");
         c.emit("authenticate", json!({ "token": token })).await;
         let reply = c.recv_msg().await;
         assert_eq!(reply["data"]["message"], "Authentication failed", "{name}");

@@ -276,13 +276,10 @@ where
             profile: None,
             extra: serde_json::Map::new(),
         };
-        let data = match hello {
-            Some(hello) => {
-                hello.apply_to(&mut connected);
-                serde_json::to_string(&connected).unwrap_or_default()
-            }
-            None => serde_json::to_string(&connected).unwrap_or_default(),
-        };
+        if let Some(hello) = hello {
+            hello.apply_to(&mut connected);
+        }
+        let data = serde_json::to_string(&connected).unwrap_or_default();
         if hello.is_some() || self.session.is_none() {
             if self
                 .send_plain(frame_json(event::CONNECTED, &data))

@@ -66,15 +66,14 @@ impl WsClient {
             .map(|(hello, _)| hello)
     }
 
-    /// As [`WsClient::authenticate_hardened`], returning the server `hello` frame and the
-    /// opened `connected` envelope.
-    pub async fn login_hardened(
+    /// Finishes the client side of the server's `hello` frame: checks it, sends the key
+    /// confirmation (c2s record 0) and installs the session, so that the next `emit` is the
+    /// sealed `authenticate`. Returns the hello's payload.
+    pub async fn confirm_hello(
         &mut self,
-        token: &str,
-        config: HandshakeConfig,
-    ) -> Result<(Value, Value), CryptoError> {
-        let (hello, hs) = self.hardened_hello(config).await;
-        assert_eq!(hello["event"], "hello", "{hello}");
+        hello: &Value,
+        hs: ClientHandshake,
+    ) -> Result<HelloPayload, CryptoError> {
         let payload: HelloPayload =
             serde_json::from_value(hello["data"].clone()).expect("hello payload");
         let ClientFinished {
@@ -84,6 +83,19 @@ impl WsClient {
         } = hs.finish_hello(&payload)?;
         self.send_text(&confirmation.expect("confirmation")).await;
         self.session = Some(session);
+        Ok(payload)
+    }
+
+    /// As [`WsClient::authenticate_hardened`], returning the server `hello` frame and the
+    /// opened `connected` envelope.
+    pub async fn login_hardened(
+        &mut self,
+        token: &str,
+        config: HandshakeConfig,
+    ) -> Result<(Value, Value), CryptoError> {
+        let (hello, hs) = self.hardened_hello(config).await;
+        assert_eq!(hello["event"], "hello", "{hello}");
+        let payload = self.confirm_hello(&hello, hs).await?;
         self.emit("authenticate", json!({ "token": token })).await;
         let connected = self.recv_msg().await;
         assert_eq!(connected["event"], "connected", "{connected}");
