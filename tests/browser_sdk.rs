@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use axum::Router;
@@ -139,26 +138,7 @@ async fn browser_sdk_runs_in_headless_chromium() {
         urlencode(&identity.public_key().to_base64())
     );
     let profile = tempfile::tempdir().expect("profile dir");
-    let chromium = std::env::var("SEALWIRE_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
-    let _browser = tokio::process::Command::new(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(&page_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("`{chromium}` must be installed for the browser test: {e}"));
+    let _browser = common::browser::chromium(&page_url, profile.path(), &[]);
 
     let mut reports = Reports::default();
     let rx = &mut rx;

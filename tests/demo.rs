@@ -103,27 +103,11 @@ async fn the_demo_page_shows_ciphertext_on_the_wire_and_the_decrypted_message() 
     assert!(demo_url.contains("#admin="), "{demo_url}");
 
     let profile = tempfile::tempdir().expect("profile dir");
-    let chromium = std::env::var("SEALWIRE_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
-    let _browser = tokio::process::Command::new(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--remote-debugging-port=0",
-            "--window-size=1200,900",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(&demo_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("`{chromium}` must be installed for the demo test: {e}"));
+    let _browser = common::browser::chromium(
+        &demo_url,
+        profile.path(),
+        &["--remote-debugging-port=0", "--window-size=1200,900"],
+    );
 
     // Chromium writes the DevTools port into the profile directory.
     let port_file = profile.path().join("DevToolsActivePort");

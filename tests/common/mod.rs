@@ -2,6 +2,7 @@
 //! with receive timeouts, and the client half of the handshake.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod browser;
 pub mod hardened;
 #[cfg(feature = "redis")]
 pub mod redis;
