@@ -17,6 +17,7 @@ mod outbox;
 mod policy;
 mod registry;
 mod socket;
+pub use socket::MessageSocket;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -271,17 +272,7 @@ impl Server {
         remote_addr: Option<SocketAddr>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        S: futures_util::Stream<
-                Item = Result<
-                    tokio_tungstenite::tungstenite::Message,
-                    tokio_tungstenite::tungstenite::Error,
-                >,
-            > + futures_util::Sink<
-                tokio_tungstenite::tungstenite::Message,
-                Error = tokio_tungstenite::tungstenite::Error,
-            > + Unpin
-            + Send
-            + 'static,
+        S: MessageSocket + 'static,
     {
         connection::run(self.clone(), socket::Opaque(socket), remote_addr, None)
     }
@@ -296,17 +287,7 @@ impl Server {
         upgrade: Arc<UpgradeHead>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        S: futures_util::Stream<
-                Item = Result<
-                    tokio_tungstenite::tungstenite::Message,
-                    tokio_tungstenite::tungstenite::Error,
-                >,
-            > + futures_util::Sink<
-                tokio_tungstenite::tungstenite::Message,
-                Error = tokio_tungstenite::tungstenite::Error,
-            > + Unpin
-            + Send
-            + 'static,
+        S: MessageSocket + 'static,
     {
         connection::run(
             self.clone(),

@@ -10,10 +10,20 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::Server;
 use super::hooks::UpgradeHead;
 
-/// A WebSocket a connection runs on.
-pub(crate) trait WebSocket:
+/// Any WebSocket [`Server::serve_socket`] can run a connection on: a `Stream` and `Sink` of
+/// tungstenite messages. Implemented for every type that is both.
+pub trait MessageSocket:
     Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send
 {
+}
+
+impl<S> MessageSocket for S where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send
+{
+}
+
+/// A WebSocket a connection runs on.
+pub(crate) trait WebSocket: MessageSocket {
     /// Drops whole messages accepted by the `Sink` but not written to the network yet, up to
     /// the next close frame (never part of a message: one partly written is completed), so
     /// that a close frame sent next reaches a client that has stopped reading as soon as it
@@ -26,10 +36,7 @@ pub(crate) trait WebSocket:
 /// waits behind everything it buffers.
 pub(super) struct Opaque<S>(pub(super) S);
 
-impl<S> WebSocket for Opaque<S>
-where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
-{
+impl<S: MessageSocket> WebSocket for Opaque<S> {
     fn discard_unsent(&mut self) {}
 }
 
