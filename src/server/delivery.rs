@@ -1,111 +1,46 @@
-//! The delivery API: local fan-out first, then publish to the bus.
+//! Delivery: the server's [`Publish`] implementation (local fan-out first, then the bus), and
+//! delivery of what arrives from the bus.
 //!
-//! Every method serializes the payload once. Plaintext recipients all get the same bytes
+//! A message is serialized once. Plaintext recipients all get the same bytes
 //! (refcounted); each encrypted recipient's connection task seals its own copy, so a large room
 //! costs the sender O(recipients) queue pushes and no crypto.
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use super::Server;
 use super::outbox::Frame;
 use crate::protocol::{BusEnvelope, BusTarget, EventName};
+use crate::publish::{Publication, Publish, PublishError, Receipt};
 
 pub use crate::protocol::SendError;
 
-/// Checks an outbound event name: 1..=256 characters and not a protocol event
-/// ([`EventName::check`]).
-///
-/// # Errors
-/// [`SendError::InvalidEvent`] or [`SendError::ReservedEvent`].
-pub fn check_event(name: &str) -> Result<(), SendError> {
-    EventName::check(name).map_err(SendError::from)
+impl Publish for Server {
+    /// Delivers to this instance's recipients first, then hands the message to the bus for
+    /// the others. Never waits: the returned future is already complete.
+    fn publish(&self, p: Publication) -> BoxFuture<'_, Result<Receipt, PublishError>> {
+        let result = self
+            .frame(&p.event, p.data)
+            .map(|frame| Receipt::local(self.route_frame(p.target, &frame, &p.exclude, true)))
+            .map_err(PublishError::from);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn is_ready(&self) -> bool {
+        Server::is_ready(self)
+    }
 }
 
 impl Server {
-    /// Sends to one client (on whichever instance it is). Returns local recipients queued.
-    ///
-    /// # Errors
-    /// [`SendError`] for an invalid event name, a payload that does not serialize, or a
-    /// message larger than `outbox_bytes`.
-    pub fn send_to_client(
-        &self,
-        client_id: &str,
-        event: &str,
-        data: &impl Serialize,
-    ) -> Result<usize, SendError> {
-        self.route(
-            BusTarget::Client(client_id.to_owned()),
-            event,
-            data,
-            &[],
-            true,
-        )
-    }
-
-    /// Sends to every session of a user, on every instance.
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn send_to_user(
-        &self,
-        user_id: &str,
-        event: &str,
-        data: &impl Serialize,
-    ) -> Result<usize, SendError> {
-        self.route(BusTarget::User(user_id.to_owned()), event, data, &[], true)
-    }
-
-    /// Sends to every member of a room, on every instance, except `exclude` (client ids).
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn send_to_room(
-        &self,
-        room: &str,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-    ) -> Result<usize, SendError> {
-        self.route(BusTarget::Room(room.to_owned()), event, data, exclude, true)
-    }
-
-    /// Sends to every authenticated client, on every instance, except `exclude`.
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn broadcast(
-        &self,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-    ) -> Result<usize, SendError> {
-        self.route(BusTarget::Broadcast, event, data, exclude, true)
-    }
-
-    /// IGNIS `send()` routing: no destination broadcasts; a local client id sends to that
-    /// client; a local room sends to the room; anything else is published as a room for the
-    /// other instances. Always publishes to the bus as well.
+    /// Where an IGNIS `send(destination, ..)` routes `destination` from this instance: no
+    /// destination broadcasts; a local client id sends to that client; anything else is a
+    /// room (on the other instances too). See [`crate::compat::IgnisSend`].
     ///
     /// A client id that is not local thus travels as the room of that name, which on the
     /// client's own instance holds that client alone: client-id-shaped rooms cannot be joined
     /// ([`super::joinable_room_name`]).
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn send(
-        &self,
-        destination: Option<&str>,
-        event: &str,
-        data: &impl Serialize,
-    ) -> Result<usize, SendError> {
-        let target = self.resolve_destination(destination);
-        self.route(target, event, data, &[], true)
-    }
-
-    /// Where `send()` would route `destination` from this instance.
     #[must_use]
     pub fn resolve_destination(&self, destination: Option<&str>) -> BusTarget {
         match destination {
@@ -119,24 +54,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// Sends to `target` (local delivery, then publish unless `publish` is false).
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn route(
-        &self,
-        target: BusTarget,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-        publish: bool,
-    ) -> Result<usize, SendError> {
-        check_event(event)?;
-        let raw = serde_json::value::to_raw_value(data)?;
-        let frame = self.frame(event, raw)?;
-        Ok(self.route_frame(target, &frame, exclude, publish))
     }
 
     /// Serializes a message once, refusing one that no client's outbox could hold.
@@ -184,7 +101,7 @@ impl Server {
         if env.server_id == self.0.server_id {
             return;
         }
-        if check_event(&env.event).is_err() {
+        if EventName::check(&env.event).is_err() {
             tracing::debug!(event = %env.event, "dropping bus message with an invalid event name");
             return;
         }

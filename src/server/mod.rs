@@ -33,7 +33,7 @@ pub use bus::{Bus, BusError, BusInbox, BusStats, BusStatus, LocalBus};
 pub use config::{
     ConfigError, MIN_MAX_CONNECTIONS, RESERVED_FDS, ServerConfig, default_max_connections,
 };
-pub use delivery::{SendError, check_event};
+pub use delivery::SendError;
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
     EcdhHandshake, Event, GlobRooms, Handshake, HookError, Identity, InboundMessage,

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::protocol::{BusTarget, EventName, RoomName, SendError, now_iso8601};
+use crate::publish::{Publish, PublishError};
 use crate::server::Server;
 
 /// Largest batch accepted by `POST /socket/batch`.
@@ -101,6 +102,15 @@ impl IntoResponse for ApiError {
 impl From<SendError> for ApiError {
     fn from(e: SendError) -> Self {
         Self(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Message(e) => e.into(),
+            e => Self(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
     }
 }
 
@@ -212,17 +222,16 @@ struct TopicBody {
     data: Value,
 }
 
-fn sent(local: usize) -> Json<Value> {
-    Json(json!({ "ok": true, "localRecipients": local }))
-}
-
 async fn send_to(
     server: &Server,
     target: BusTarget,
     body: &Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: TopicBody = parse(body)?;
-    Ok(sent(server.route(target, &b.topic, &b.data, &[], true)?))
+    let receipt = server.to(target).emit(&b.topic, &b.data).await?;
+    Ok(Json(
+        json!({ "ok": true, "localRecipients": receipt.local_recipients }),
+    ))
 }
 
 async fn broadcast(State(server): State<Server>, body: Bytes) -> Result<Json<Value>, ApiError> {
