@@ -227,7 +227,10 @@ impl ServerBuilder {
             let builtin = EcdhHandshake::new(self.config.handshake.clone());
             self.hooks.handshake = Some(Arc::new(builtin) as Arc<dyn Handshake>);
         }
+        let history = super::history::History::new(self.config.history.clone())
+            .map_err(|e| ConfigError::InvalidHistoryPattern(e.to_string()))?;
         Ok(Server(Arc::new(Shared {
+            history,
             server_id: self
                 .server_id
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),

@@ -91,9 +91,21 @@ impl Server {
     }
 
     /// Queues `frame` for every local recipient of `target`; returns how many were queued.
+    /// A target with history appends the frame to its stream first, and queues it positioned.
     fn deliver_local(&self, target: &BusTarget, frame: &Arc<Frame>, exclude: &[String]) -> usize {
-        let recipients = self.0.registry().recipients(target, exclude);
-        recipients.iter().filter(|r| r.push(frame)).count()
+        let push = |frame: &Arc<Frame>| {
+            let recipients = self.0.registry().recipients(target, exclude);
+            recipients.iter().filter(|r| r.push(frame)).count()
+        };
+        match self
+            .0
+            .history
+            .as_ref()
+            .and_then(|h| Some((h, h.stream_for(target)?)))
+        {
+            Some((history, stream)) => history.deliver(stream, frame, push),
+            None => push(frame),
+        }
     }
 
     /// Delivers an envelope that arrived from the bus (ignores this server's own).

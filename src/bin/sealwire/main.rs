@@ -98,6 +98,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
     config.drain = Duration::from_secs(args.drain_secs);
+    config.history.rooms = args.history_rooms.clone();
+    config.history.users = args.history_users;
+    config.history.broadcast = args.history_broadcast;
+    config.history.size = args.history_size;
+    config.history.ttl = Duration::from_secs(args.history_ttl);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
     config.max_message_bytes = args.max_message_bytes;
