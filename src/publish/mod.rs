@@ -74,6 +74,9 @@ pub struct Receipt {
     /// answer (the emitter does). `None` for a server, which hands the message to its bus
     /// without waiting so that sending never blocks on Redis.
     pub instances: Option<usize>,
+    /// The offset the publication got in its stream, when the target keeps history on this
+    /// process (`docs/PROTOCOL.md` §12).
+    pub offset: Option<u64>,
 }
 
 impl Receipt {
@@ -83,6 +86,7 @@ impl Receipt {
         Self {
             local_recipients,
             instances: None,
+            offset: None,
         }
     }
 
@@ -92,6 +96,7 @@ impl Receipt {
         Self {
             local_recipients: 0,
             instances: Some(instances),
+            offset: None,
         }
     }
 }

@@ -91,7 +91,7 @@ pub struct ServerConfig {
     /// page open a socket to the server with its users' cookies, so set it when the
     /// authenticate hook relies on cookies.
     pub allowed_origins: Vec<String>,
-    /// Message history and recovery on reconnect (`docs/PROTOCOL.md`, §10). Defaults to
+    /// Message history and recovery on reconnect (`docs/PROTOCOL.md`, §12). Defaults to
     /// [`HistoryConfig::default`]: off.
     pub history: HistoryConfig,
 }

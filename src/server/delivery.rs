@@ -23,7 +23,7 @@ impl Publish for Server {
     fn publish(&self, p: Publication) -> BoxFuture<'_, Result<Receipt, PublishError>> {
         let result = self
             .frame(&p.event, p.data)
-            .map(|frame| Receipt::local(self.route_frame(p.target, &frame, &p.exclude, true)))
+            .map(|frame| self.route_frame(p.target, &frame, &p.exclude))
             .map_err(PublishError::from);
         Box::pin(std::future::ready(result))
     }
@@ -69,33 +69,40 @@ impl Server {
         Ok(frame)
     }
 
-    /// As [`Server::route`] with a frame from [`Server::frame`].
+    /// Delivers a frame from [`Server::frame`] to this instance's recipients of `target`,
+    /// then publishes it on the bus for the others.
     pub(crate) fn route_frame(
         &self,
         target: BusTarget,
         frame: &Arc<Frame>,
         exclude: &[String],
-        publish: bool,
-    ) -> usize {
-        let n = self.deliver_local(&target, frame, exclude);
-        if publish {
-            self.0.bus.publish(BusEnvelope {
-                server_id: self.0.server_id.clone(),
-                target,
-                event: frame.event.to_string(),
-                data: frame.data.clone(),
-                exclude: exclude.to_vec(),
-            });
-        }
-        n
+    ) -> Receipt {
+        let (local, offset) = self.deliver_local(&target, frame, exclude);
+        self.0.bus.publish(BusEnvelope {
+            server_id: self.0.server_id.clone(),
+            target,
+            event: frame.event.to_string(),
+            data: frame.data.clone(),
+            exclude: exclude.to_vec(),
+        });
+        let mut receipt = Receipt::local(local);
+        receipt.offset = offset;
+        receipt
     }
 
-    /// Queues `frame` for every local recipient of `target`; returns how many were queued.
-    /// A target with history appends the frame to its stream first, and queues it positioned.
-    fn deliver_local(&self, target: &BusTarget, frame: &Arc<Frame>, exclude: &[String]) -> usize {
+    /// Queues `frame` for every local recipient of `target`; returns how many were queued,
+    /// and the offset the frame got when the target keeps history (it is appended to the
+    /// stream first, and queued positioned).
+    fn deliver_local(
+        &self,
+        target: &BusTarget,
+        frame: &Arc<Frame>,
+        exclude: &[String],
+    ) -> (usize, Option<u64>) {
         let push = |frame: &Arc<Frame>| {
             let recipients = self.0.registry().recipients(target, exclude);
-            recipients.iter().filter(|r| r.push(frame)).count()
+            let queued = recipients.iter().filter(|r| r.push(frame)).count();
+            (queued, frame.position.as_ref().map(|p| p.offset))
         };
         match self
             .0
@@ -152,4 +159,48 @@ impl Server {
                 .then(|| reg.leave(client_id, rooms, changes))
         })
     }
+
+    /// Up to `limit` kept publications of `stream` (`room:..`, `user:..`, `broadcast`) after
+    /// offset `since`, oldest first (for support and debugging; the admin API serves it).
+    /// `None` when this server keeps no history for that stream.
+    #[must_use]
+    pub fn history(&self, stream: &str, since: u64, limit: usize) -> Option<HistoryPage> {
+        let (position, entries) = self.0.history.as_ref()?.read(stream, since, limit)?;
+        Some(HistoryPage {
+            epoch: position.epoch,
+            offset: position.offset,
+            messages: entries
+                .into_iter()
+                .map(|(offset, frame)| HistoryEntry {
+                    offset,
+                    event: frame.event.to_string(),
+                    data: frame.data.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A page of a stream's history ([`Server::history`]).
+#[derive(Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistoryPage {
+    /// The stream's epoch.
+    pub epoch: String,
+    /// The stream's last offset.
+    pub offset: u64,
+    /// Kept publications, oldest first.
+    pub messages: Vec<HistoryEntry>,
+}
+
+/// One kept publication.
+#[derive(Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistoryEntry {
+    /// Its offset in the stream.
+    pub offset: u64,
+    /// The event name.
+    pub event: String,
+    /// The payload.
+    pub data: Box<RawValue>,
 }

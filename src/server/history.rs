@@ -112,6 +112,9 @@ impl Stream {
     }
 }
 
+/// A kept publication and its offset.
+pub(crate) type Kept = (u64, Arc<Frame>);
+
 /// The in-memory history of one server.
 pub(crate) struct History {
     config: HistoryConfig,
@@ -237,6 +240,28 @@ impl History {
             .map(|(_, _, f)| Arc::clone(f))
             .collect();
         (Ok(frames), here)
+    }
+
+    /// Up to `limit` kept publications of `stream` after offset `since`, oldest first, and
+    /// where the stream stands; `None` for a stream this server does not hold.
+    pub(crate) fn read(
+        &self,
+        stream: &str,
+        since: u64,
+        limit: usize,
+    ) -> Option<(Position, Vec<Kept>)> {
+        let now = Instant::now();
+        let mut streams = self.lock();
+        let s = streams.get_mut(stream)?;
+        s.expire(now, self.config.ttl);
+        let page = s
+            .entries
+            .iter()
+            .filter(|(o, _, _)| *o > since)
+            .take(limit)
+            .map(|(o, _, f)| (*o, Arc::clone(f)))
+            .collect();
+        Some((s.position(), page))
     }
 
     /// Drops expired publications and forgets streams that are empty and idle for `ttl`.

@@ -35,7 +35,7 @@ pub use bus::{Bus, BusError, BusInbox, BusStats, BusStatus, LocalBus};
 pub use config::{
     ConfigError, MIN_MAX_CONNECTIONS, RESERVED_FDS, ServerConfig, default_max_connections,
 };
-pub use delivery::SendError;
+pub use delivery::{HistoryEntry, HistoryPage, SendError};
 pub use history::HistoryConfig;
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
@@ -264,6 +264,12 @@ impl Server {
     #[must_use]
     pub fn bus_status(&self) -> BusStatus {
         self.0.bus.status()
+    }
+
+    /// The bus's counters (publishes, receipts, rejections, reconnects), when it keeps any.
+    #[must_use]
+    pub fn bus_stats(&self) -> Option<BusStats> {
+        self.0.bus.stats()
     }
 
     /// Runs one WebSocket connection to completion; it takes any `Sink + Stream` of tungstenite
