@@ -283,6 +283,41 @@ async fn emitter_reaches_clients_on_every_instance() {
     b.stop().await;
 }
 
+/// A subscribed connection answers PING with an array (`["pong", ""]`), not a string: the
+/// keep-alive must accept it, or every ping interval drops both connections and loses what
+/// other instances publish meanwhile.
+#[tokio::test]
+async fn keepalive_pings_do_not_reconnect_a_healthy_bus() {
+    let redis = RedisServer::start().await;
+    let config =
+        bus_config(&redis, SubscriptionMode::Interest).ping_interval(Duration::from_millis(50));
+    let a = node_with(config).await;
+    let b = node(&redis, SubscriptionMode::Interest).await;
+    let (mut b1, _) = b.plain("bob").await;
+    redis.wait_numsub("ws:broadcast", 2).await;
+    // Well past several ping intervals, publishing all along: nothing reconnects, nothing
+    // is lost.
+    for n in 0..40 {
+        a.server
+            .to_all()
+            .emit("tick", &json!(n))
+            .await
+            .expect("publish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in 0..40 {
+        let m = b1.recv_msg().await;
+        assert_eq!(
+            (m["event"].clone(), m["data"].clone()),
+            (json!("tick"), json!(n))
+        );
+    }
+    let stats = a.server.bus_stats().expect("the Redis bus keeps stats");
+    assert_eq!(stats.reconnects, 0, "a healthy Redis never reconnects");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Domain code written once against `Publish` runs unchanged on a server handle and on an
 /// emitter, directly or through an `EventService` over `dyn Publish`.
 async fn notify_order(p: &impl Publish, id: u64) -> sealwire::Receipt {
