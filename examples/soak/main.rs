@@ -19,6 +19,7 @@
 mod cluster;
 mod fleet;
 mod ledger;
+mod report;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,148 +30,83 @@ use rand::RngExt as _;
 
 use cluster::{Cluster, Redis};
 use fleet::{Live, Member, Profile, Spec};
-use ledger::{Margins, Publish, PublishLog, Tally, Window};
+use ledger::{Margins, Publish, PublishLog, Window};
+use report::{Report, print_header, print_row, report, sample};
 
 #[derive(Parser, Debug)]
 #[command(about = "sealwire soak driver (run through benches/soak.sh)")]
-struct Args {
+pub(crate) struct Args {
     /// WebSocket URLs of the instances, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
-    urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
     /// Process ids of the instances (same order), for /proc figures.
     #[arg(long, value_delimiter = ',', required = true)]
-    pids: Vec<u32>,
+    pub(crate) pids: Vec<u32>,
     /// Admin token of the instances.
     #[arg(long, env = "SOAK_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: String,
+    pub(crate) admin_token: String,
     /// HS256 secret the instances verify client JWTs with.
     #[arg(long, env = "SOAK_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    pub(crate) jwt_secret: String,
     /// Clients held at once.
     #[arg(long, default_value_t = 5000)]
-    clients: u64,
+    pub(crate) clients: u64,
     /// Seconds of the run after the clients connected.
     #[arg(long, default_value_t = 600)]
-    duration_secs: u64,
+    pub(crate) duration_secs: u64,
     /// Fraction of the clients replaced per minute.
     #[arg(long, default_value_t = 0.10)]
-    churn: f64,
+    pub(crate) churn: f64,
     /// Rooms (each client is in one); at most 999.
     #[arg(long, default_value_t = 50)]
-    rooms: u32,
+    pub(crate) rooms: u32,
     /// Milliseconds between publish ticks.
     #[arg(long, default_value_t = 500)]
-    publish_ms: u64,
+    pub(crate) publish_ms: u64,
     /// Client encryption profile.
     #[arg(long, value_enum, default_value = "mixed")]
-    profile: Profile,
+    pub(crate) profile: Profile,
     /// Connects in flight while the clients are first connected.
     #[arg(long, default_value_t = 100)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Redis restarts, evenly spaced over the run.
     #[arg(long, default_value_t = 2)]
-    redis_restarts: u32,
+    pub(crate) redis_restarts: u32,
     /// Redis configuration file (restarts run `redis-server <conf>`; it must daemonize).
     #[arg(long)]
-    redis_conf: std::path::PathBuf,
+    pub(crate) redis_conf: std::path::PathBuf,
     /// Pid file named in that configuration.
     #[arg(long)]
-    redis_pidfile: std::path::PathBuf,
+    pub(crate) redis_pidfile: std::path::PathBuf,
     /// Redis port.
     #[arg(long)]
-    redis_port: u16,
+    pub(crate) redis_port: u16,
     /// redis-server binary.
     #[arg(long, default_value = "redis-server")]
-    redis_server: String,
+    pub(crate) redis_server: String,
     /// Seconds Redis stays down at each restart.
     #[arg(long, default_value_t = 3)]
-    redis_down_secs: u64,
+    pub(crate) redis_down_secs: u64,
     /// Losses of messages published this long before a kill belong to its window.
     #[arg(long, default_value_t = 2000)]
-    window_before_ms: u64,
+    pub(crate) window_before_ms: u64,
     /// ... and this long after both instances reported their bus connected again.
     #[arg(long, default_value_t = 3000)]
-    window_after_ms: u64,
+    pub(crate) window_after_ms: u64,
     /// A client expects the messages published from this long after it joined its room until
     /// this long before it was closed.
     #[arg(long, default_value_t = 1000)]
-    grace_ms: u64,
+    pub(crate) grace_ms: u64,
     /// Seconds between RSS samples.
     #[arg(long, default_value_t = 30)]
-    sample_secs: u64,
+    pub(crate) sample_secs: u64,
+    /// RSS samples taken this long into the run (at most a third of it) or later make the
+    /// summary's per-connection figures: the first traffic and heartbeat settle before.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) rss_warmup_secs: u64,
     /// Seconds to wait for deliveries after the last publish.
     #[arg(long, default_value_t = 5)]
-    drain_secs: u64,
-}
-
-/// One RSS sample of both instances.
-struct Sample {
-    at: Duration,
-    /// Soak messages delivered to the clients so far.
-    delivered: u64,
-    /// Decryption failures so far.
-    decrypt_failures: u64,
-    /// Per instance: authenticated connections, VmRSS.
-    inst: Vec<(Option<u64>, Option<u64>)>,
-    redis: &'static str,
-}
-
-fn per_conn(rss: Option<u64>, base: Option<u64>, conns: Option<u64>) -> Option<u64> {
-    let (rss, base, conns) = (rss?, base?, conns?);
-    (conns > 0).then(|| rss.saturating_sub(base) / conns)
-}
-
-fn mib(b: Option<u64>) -> String {
-    b.map_or("-".into(), |b| format!("{:.1}", b as f64 / 1_048_576.0))
-}
-
-fn opt(v: Option<u64>) -> String {
-    v.map_or("-".into(), |v| v.to_string())
-}
-
-fn print_header(n: usize) {
-    let mut h = format!("{:>6} {:>10} {:>7}", "t(s)", "delivered", "decfail");
-    for i in 1..=n {
-        h.push_str(&format!(
-            " {:>8} {:>9} {:>9}",
-            format!("conns{i}"),
-            format!("rss{i}MiB"),
-            format!("B/conn{i}")
-        ));
-    }
-    println!("{h} {:>13}", "redis");
-}
-
-fn print_row(s: &Sample, base: &[Option<u64>]) {
-    let mut row = format!(
-        "{:>6.0} {:>10} {:>7}",
-        s.at.as_secs_f64(),
-        s.delivered,
-        s.decrypt_failures
-    );
-    for (i, (conns, rss)) in s.inst.iter().enumerate() {
-        row.push_str(&format!(
-            " {:>8} {:>9} {:>9}",
-            opt(*conns),
-            mib(*rss),
-            opt(per_conn(*rss, base[i], *conns))
-        ));
-    }
-    println!("{row} {:>13}", s.redis);
-}
-
-async fn sample(cluster: &Cluster, at: Duration, live: &Live) -> Sample {
-    let mut inst = Vec::new();
-    for i in 0..cluster.len() {
-        inst.push((cluster.authenticated(i).await, cluster.rss(i)));
-    }
-    Sample {
-        at,
-        delivered: live.delivered.load(Ordering::Relaxed),
-        decrypt_failures: live.decrypt_failures.load(Ordering::Relaxed),
-        inst,
-        redis: cluster::redis_state(),
-    }
+    pub(crate) drain_secs: u64,
 }
 
 #[tokio::main]
@@ -419,115 +355,4 @@ async fn churn(
         churned += 1;
     }
     Ok((members, closed, churned))
-}
-
-struct Report<'a> {
-    args: &'a Args,
-    t0: Instant,
-    tally: &'a Tally,
-    log: &'a PublishLog,
-    windows: &'a [Window],
-    samples: &'a [Sample],
-    base: &'a [Option<u64>],
-    churned: u64,
-    connect_failures: u64,
-    alive: &'a [bool],
-}
-
-/// Prints the findings and the summary line; `true` when the run passed.
-fn report(r: &Report<'_>) -> bool {
-    let t = r.tally;
-    let secs = |i: Instant| (i - r.t0).as_secs_f64();
-    println!();
-    for (i, (w, loss)) in r.windows.iter().zip(&t.windows).enumerate() {
-        println!(
-            "restart {}: killed at {:.1} s, answering at {:.1} s, buses connected at {:.1} s; window [{:.1} s, {:.1} s]: lost {} of {} expected ({} through Redis, {} local)",
-            i + 1,
-            secs(w.kill),
-            secs(w.restarted),
-            secs(w.recovered),
-            secs(w.kill) - r.args.window_before_ms as f64 / 1000.0,
-            secs(w.recovered) + r.args.window_after_ms as f64 / 1000.0,
-            loss.local + loss.cross,
-            loss.expected,
-            loss.cross,
-            loss.local
-        );
-    }
-    for e in &t.outside_examples {
-        println!("lost outside the windows: {e}");
-    }
-    // RSS per connection over the run, per instance: first and last sample, range.
-    let mut rss_summary = Vec::new();
-    for i in 0..r.base.len() {
-        let v: Vec<u64> = r
-            .samples
-            .iter()
-            .filter_map(|s| per_conn(s.inst[i].1, r.base[i], s.inst[i].0))
-            .collect();
-        if let (Some(first), Some(last)) = (v.first(), v.last()) {
-            let (lo, hi) = (
-                v.iter().min().unwrap_or(first),
-                v.iter().max().unwrap_or(last),
-            );
-            let drift = (*last as f64 / (*first).max(1) as f64 - 1.0) * 100.0;
-            rss_summary.push(format!(
-                "rss_per_conn{}={first}->{last}B({drift:+.0}%,range {lo}-{hi})",
-                i + 1
-            ));
-        }
-    }
-    let crashed = r.alive.iter().filter(|a| !**a).count();
-    let failures = [
-        (t.lost_outside > 0, "losses outside the restart windows"),
-        (t.decrypt_failures > 0, "decryption failures"),
-        (t.plaintext > 0, "plaintext frames on encrypted sessions"),
-        (
-            t.duplicates + t.out_of_order > 0,
-            "duplicate or reordered messages",
-        ),
-        (t.misrouted > 0, "misrouted messages"),
-        (r.log.failed() > 0, "failed publish requests"),
-        (
-            r.windows.len() < r.args.redis_restarts as usize,
-            "missing Redis restarts",
-        ),
-        (crashed > 0, "an instance exited"),
-        (t.expected == 0, "nothing was expected"),
-    ];
-    let why: Vec<&str> = failures.iter().filter(|f| f.0).map(|f| f.1).collect();
-    println!(
-        "soak: {} duration={}s clients={} churned={} client_sessions={} ticks={} expected={} delivered={} lost_outside_windows={} lost_in_windows={}[{}] decrypt_failures={} plaintext={} duplicates={} out_of_order={} misrouted={} unexpected_disconnects={} server_errors={} connect_failures={} publish_failures={} {}{}",
-        if why.is_empty() { "PASS" } else { "FAIL" },
-        r.args.duration_secs,
-        r.args.clients,
-        r.churned,
-        t.clients,
-        r.log.ticks(),
-        t.expected,
-        t.delivered,
-        t.lost_outside,
-        t.lost_in_windows(),
-        t.windows
-            .iter()
-            .map(|w| (w.local + w.cross).to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        t.decrypt_failures,
-        t.plaintext,
-        t.duplicates,
-        t.out_of_order,
-        t.misrouted,
-        t.disconnects,
-        t.server_errors,
-        r.connect_failures,
-        r.log.failed(),
-        rss_summary.join(" "),
-        if why.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", why.join("; "))
-        }
-    );
-    why.is_empty()
 }
