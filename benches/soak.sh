@@ -73,6 +73,7 @@ driver=
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    set +e
     [[ -n $driver ]] && kill "$driver" 2>/dev/null
     ((${#pids[@]})) && kill "${pids[@]}" 2>/dev/null
     for _ in $(seq 1 50); do

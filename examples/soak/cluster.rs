@@ -67,6 +67,14 @@ impl Cluster {
             .is_ok_and(|v| v["bus"]["connected"] == true)
     }
 
+    /// The bus status detail of instance `i` (mode, published, dropped, reconnects, ...).
+    pub(crate) async fn bus_detail(&self, i: usize) -> String {
+        match self.get(i, "/socket/health").await {
+            Ok(v) => v["bus"]["detail"].as_str().unwrap_or("-").to_owned(),
+            Err(e) => format!("unavailable: {e}"),
+        }
+    }
+
     /// Authenticated connections of instance `i` (`GET /socket/info`).
     pub(crate) async fn authenticated(&self, i: usize) -> Option<u64> {
         self.get(i, "/socket/info").await.ok()?["authenticated"].as_u64()

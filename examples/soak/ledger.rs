@@ -12,6 +12,7 @@
 //! An expected message that never arrived is a loss; it belongs to a Redis restart's window
 //! when its publish request overlaps `[kill - before, recovered + after]`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -170,8 +171,9 @@ pub(crate) struct Tally {
     pub(crate) expected: u64,
     pub(crate) delivered: u64,
     pub(crate) lost_outside: u64,
-    /// Up to ten lost messages outside the windows, for the report.
-    pub(crate) outside_examples: Vec<String>,
+    /// Messages lost outside the windows: (instance that published it, kind, sequence
+    /// number) -> (clients that lost it, when its publish request started).
+    pub(crate) outside: BTreeMap<(usize, usize, u32), (u64, Instant)>,
     pub(crate) windows: Vec<WindowLoss>,
     pub(crate) duplicates: u64,
     pub(crate) out_of_order: u64,
@@ -231,14 +233,7 @@ pub(crate) fn tally(log: &PublishLog, lives: &[Life], windows: &[Window], m: Mar
                         Some(i) => t.windows[i].cross += 1,
                         None => {
                             t.lost_outside += 1;
-                            if t.outside_examples.len() < 10 {
-                                let kind = if k == 0 { "broadcast" } else { "room" };
-                                t.outside_examples.push(format!(
-                                    "{kind} #{s} via instance {} to a client of instance {}",
-                                    v + 1,
-                                    life.instance + 1
-                                ));
-                            }
+                            t.outside.entry((v, k, s)).or_insert((0, p.start)).0 += 1;
                         }
                     }
                 }

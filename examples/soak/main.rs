@@ -232,6 +232,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     print_row(&s, &base);
     samples.push(s);
     let alive = cluster.alive();
+    let mut buses = Vec::new();
+    for i in 0..cluster.len() {
+        buses.push(cluster.bus_detail(i).await);
+    }
 
     let mut lives = Vec::with_capacity(members.len() + closed.len());
     let closing: Vec<_> = members.into_iter().map(Member::close).collect();
@@ -255,6 +259,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         churned,
         connect_failures: connect_failures.load(Ordering::Relaxed),
         alive: &alive,
+        buses: &buses,
     }))
 }
 

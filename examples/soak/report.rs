@@ -89,6 +89,8 @@ pub(crate) struct Report<'a> {
     pub(crate) churned: u64,
     pub(crate) connect_failures: u64,
     pub(crate) alive: &'a [bool],
+    /// Each instance's bus status detail at the end (reconnects, drops).
+    pub(crate) buses: &'a [String],
 }
 
 /// Prints the findings and the summary line; `true` when the run passed.
@@ -111,8 +113,24 @@ pub(crate) fn report(r: &Report<'_>) -> bool {
             loss.local
         );
     }
-    for e in &t.outside_examples {
-        println!("lost outside the windows: {e}");
+    let mut outside: Vec<_> = t.outside.iter().collect();
+    outside.sort_by_key(|(_, (_, at))| *at);
+    for ((v, k, seq), (clients, at)) in outside.iter().take(20) {
+        println!(
+            "lost outside the windows: {} #{seq} published through instance {} at {:.2} s, by {clients} clients",
+            if *k == 0 { "broadcast" } else { "room message" },
+            v + 1,
+            secs(*at)
+        );
+    }
+    if outside.len() > 20 {
+        println!(
+            "lost outside the windows: ... {} messages in all",
+            outside.len()
+        );
+    }
+    for (i, b) in r.buses.iter().enumerate() {
+        println!("instance {} bus at the end: {b}", i + 1);
     }
     // RSS per connection after the warm-up, per instance: first and last sample, range.
     let warmup = Duration::from_secs(r.args.rss_warmup_secs.min(r.args.duration_secs / 3));
