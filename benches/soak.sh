@@ -17,8 +17,9 @@
 # sequence-numbered messages through both instances' admin APIs and kills and restarts Redis
 # RESTARTS times. It prints the instances' RSS per connection over time and a summary line,
 # and exits non-zero on a loss outside the restart windows, a decryption failure, a
-# duplicate or reordered message, a failed publish or a crashed instance
-# (docs/OPERATIONS.md, "Soak test"). Everything it started is stopped on exit.
+# duplicate or reordered message, a failed publish, a crashed instance or a bus reconnection
+# while Redis was up (docs/OPERATIONS.md, "Soak test"). Everything it started is stopped on
+# exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ SAMPLE=${SAMPLE:-30}
 PROFILE=${PROFILE:-mixed}
 KEEP=${KEEP:-0}
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
     case $1 in
         --duration) DURATION=$2 ;;

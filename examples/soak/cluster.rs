@@ -75,6 +75,22 @@ impl Cluster {
         }
     }
 
+    /// Every instance's bus reconnection count (`reconnects=` in the bus status detail:
+    /// connection attempts of its subscriber and publisher after a connection was lost).
+    pub(crate) async fn bus_reconnects(&self) -> Vec<Option<u64>> {
+        let mut all = Vec::with_capacity(self.len());
+        for i in 0..self.len() {
+            let detail = self.bus_detail(i).await;
+            all.push(
+                detail
+                    .split("; ")
+                    .find_map(|f| f.strip_prefix("reconnects="))
+                    .and_then(|n| n.parse().ok()),
+            );
+        }
+        all
+    }
+
     /// Authenticated connections of instance `i` (`GET /socket/info`).
     pub(crate) async fn authenticated(&self, i: usize) -> Option<u64> {
         self.get(i, "/socket/info").await.ok()?["authenticated"].as_u64()
@@ -185,6 +201,7 @@ impl Redis {
     /// reports its bus connected again.
     pub(crate) async fn restart(&self, cluster: &Cluster) -> anyhow::Result<Window> {
         let pid = self.pid()?;
+        let before = cluster.bus_reconnects().await;
         let kill = Instant::now();
         let status = std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -222,10 +239,17 @@ impl Redis {
         REDIS_STATE.store(2, Ordering::Relaxed);
         cluster.wait_connected(Duration::from_secs(60)).await?;
         REDIS_STATE.store(0, Ordering::Relaxed);
+        let recovered = Instant::now();
+        let after = cluster.bus_reconnects().await;
         Ok(Window {
             kill,
             restarted,
-            recovered: Instant::now(),
+            recovered,
+            reconnects: before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| a.zip(*b).map_or(0, |(a, b)| a.saturating_sub(b)))
+                .collect(),
         })
     }
 }

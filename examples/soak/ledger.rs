@@ -137,11 +137,13 @@ pub(crate) struct Life {
 
 /// A Redis restart: when it was killed, when it answered again, and when both instances
 /// reported their bus connected again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Window {
     pub(crate) kill: Instant,
     pub(crate) restarted: Instant,
     pub(crate) recovered: Instant,
+    /// Per instance, the bus reconnection attempts from the kill to the recovery.
+    pub(crate) reconnects: Vec<u64>,
 }
 
 /// How far around a restart losses are attributed to it.
@@ -297,6 +299,7 @@ mod tests {
             kill: t0 + Duration::from_millis(5000),
             restarted: t0 + Duration::from_millis(5500),
             recovered: t0 + Duration::from_millis(6000),
+            reconnects: vec![],
         };
         let m = Margins {
             grace: Duration::ZERO,

@@ -183,6 +183,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     );
     print_header(cluster.len());
 
+    let reconnects_start = cluster.bus_reconnects().await;
     let publisher = tokio::spawn(publish(
         Arc::clone(&cluster),
         args.rooms,
@@ -232,6 +233,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     print_row(&s, &base);
     samples.push(s);
     let alive = cluster.alive();
+    let reconnects_end = cluster.bus_reconnects().await;
+    // Bus reconnections that no Redis restart explains: the bus lost a healthy Redis.
+    let reconnects_outside: Vec<Option<u64>> = (0..cluster.len())
+        .map(|i| {
+            let (a, b) = (reconnects_start[i]?, reconnects_end[i]?);
+            let during: u64 = windows.iter().map(|w| w.reconnects[i]).sum();
+            Some(b.saturating_sub(a).saturating_sub(during))
+        })
+        .collect();
     let mut buses = Vec::new();
     for i in 0..cluster.len() {
         buses.push(cluster.bus_detail(i).await);
@@ -260,6 +270,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         connect_failures: connect_failures.load(Ordering::Relaxed),
         alive: &alive,
         buses: &buses,
+        reconnects_outside: &reconnects_outside,
     }))
 }
 

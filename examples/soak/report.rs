@@ -91,6 +91,8 @@ pub(crate) struct Report<'a> {
     pub(crate) alive: &'a [bool],
     /// Each instance's bus status detail at the end (reconnects, drops).
     pub(crate) buses: &'a [String],
+    /// Per instance, bus reconnection attempts outside the restarts (`None`: unknown).
+    pub(crate) reconnects_outside: &'a [Option<u64>],
 }
 
 /// Prints the findings and the summary line; `true` when the run passed.
@@ -100,7 +102,7 @@ pub(crate) fn report(r: &Report<'_>) -> bool {
     println!();
     for (i, (w, loss)) in r.windows.iter().zip(&t.windows).enumerate() {
         println!(
-            "restart {}: killed at {:.1} s, answering at {:.1} s, buses connected at {:.1} s; window [{:.1} s, {:.1} s]: lost {} of {} expected ({} through Redis, {} local)",
+            "restart {}: killed at {:.1} s, answering at {:.1} s, buses connected at {:.1} s; window [{:.1} s, {:.1} s]: lost {} of {} expected ({} through Redis, {} local); bus reconnection attempts {:?}",
             i + 1,
             secs(w.kill),
             secs(w.restarted),
@@ -110,7 +112,8 @@ pub(crate) fn report(r: &Report<'_>) -> bool {
             loss.local + loss.cross,
             loss.expected,
             loss.cross,
-            loss.local
+            loss.local,
+            w.reconnects
         );
     }
     let mut outside: Vec<_> = t.outside.iter().collect();
@@ -169,11 +172,17 @@ pub(crate) fn report(r: &Report<'_>) -> bool {
             "missing Redis restarts",
         ),
         (crashed > 0, "an instance exited"),
+        (
+            r.reconnects_outside
+                .iter()
+                .any(|n| n.is_some_and(|n| n > 0)),
+            "bus reconnections while Redis was up",
+        ),
         (t.expected == 0, "nothing was expected"),
     ];
     let why: Vec<&str> = failures.iter().filter(|f| f.0).map(|f| f.1).collect();
     println!(
-        "soak: {} duration={}s clients={} churned={} client_sessions={} ticks={} expected={} delivered={} lost_outside_windows={} lost_in_windows={}[{}] decrypt_failures={} plaintext={} duplicates={} out_of_order={} misrouted={} unexpected_disconnects={} server_errors={} connect_failures={} publish_failures={} {}{}",
+        "soak: {} duration={}s clients={} churned={} client_sessions={} ticks={} expected={} delivered={} lost_outside_windows={} lost_in_windows={}[{}] decrypt_failures={} plaintext={} duplicates={} out_of_order={} misrouted={} unexpected_disconnects={} server_errors={} connect_failures={} publish_failures={} bus_reconnects_outside_windows=[{}] {}{}",
         if why.is_empty() { "PASS" } else { "FAIL" },
         r.args.duration_secs,
         r.args.clients,
@@ -198,6 +207,11 @@ pub(crate) fn report(r: &Report<'_>) -> bool {
         t.server_errors,
         r.connect_failures,
         r.log.failed(),
+        r.reconnects_outside
+            .iter()
+            .map(|n| n.map_or("?".into(), |n| n.to_string()))
+            .collect::<Vec<_>>()
+            .join(","),
         rss_summary.join(" "),
         if why.is_empty() {
             String::new()
