@@ -330,3 +330,89 @@ async fn another_epoch_or_no_history_is_never_trusted() {
     assert_eq!(stream(&streams, "user:erin")["recovered"], false);
     s.stop().await;
 }
+
+/// The Rust SDK tracks positions and recovers on every reconnect by itself: its TCP is cut
+/// mid-stream, messages are published while it is away, and it gets each one once, in order,
+/// sealed (hardened profile), then a typed `Recovered` per stream, then live messages.
+#[tokio::test]
+async fn the_rust_sdk_recovers_on_reconnect() {
+    use common::proxy::TcpProxy;
+    use common::sdk::{event_where, next_message};
+    use sealwire::client::{Client, Event, ReconnectPolicy};
+
+    let s = server(config(1000)).await;
+    let proxy = TcpProxy::start(s.addr).await;
+    let (client, mut events) = Client::builder(proxy.ws_url())
+        .token("frank")
+        .recover(true)
+        .reconnect(
+            ReconnectPolicy::default()
+                .initial_delay(Duration::from_millis(20))
+                .max_delay(Duration::from_millis(200)),
+        )
+        .connect()
+        .await
+        .expect("connect");
+    let recovered = |e: &Event| matches!(e, Event::Recovered { .. });
+    event_where(&mut events, recovered).await; // after connected: the user stream
+    client.join([ROOM]).await.expect("join");
+    let Event::Recovered { streams } = event_where(&mut events, recovered).await else {
+        unreachable!()
+    };
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0].stream, STREAM);
+    for n in 1..=5 {
+        publish(&s, n).await;
+    }
+    for n in 1..=5 {
+        let m = next_message(&mut events).await;
+        assert!(m.encrypted);
+        assert_eq!(m.position, Some((STREAM.to_owned(), n)));
+    }
+
+    proxy.cut();
+    wait_for(|| s.server.counts().authenticated == 0).await;
+    for n in 6..=25 {
+        publish(&s, n).await;
+    }
+    s.server
+        .to_user("frank")
+        .emit("dm", &json!("while away"))
+        .await
+        .expect("dm");
+
+    // Reconnected: the user stream at authentication, the room at the automatic re-join.
+    let mut got = Vec::new();
+    let mut verdicts = Vec::new();
+    while verdicts.len() < 2 {
+        match event_where(&mut events, |e| {
+            matches!(e, Event::Message(_) | Event::Recovered { .. })
+        })
+        .await
+        {
+            Event::Message(m) => {
+                assert!(m.encrypted, "replays are sealed");
+                got.push((m.event, m.position));
+            }
+            Event::Recovered { streams } => verdicts.extend(streams),
+            _ => unreachable!(),
+        }
+    }
+    let dm = ("dm".to_owned(), Some(("user:frank".to_owned(), 1)));
+    let orders: Vec<_> = (6..=25)
+        .map(|n| ("order".to_owned(), Some((STREAM.to_owned(), n))))
+        .collect();
+    assert_eq!(got[0], dm, "the user stream recovers at authentication");
+    assert_eq!(&got[1..], &orders[..], "each missed message once, in order");
+    for v in &verdicts {
+        assert_eq!(v.recovered, Some(true), "{v:?}");
+    }
+    assert_eq!(client.positions()[STREAM].offset, 25);
+    publish(&s, 26).await;
+    assert_eq!(
+        next_message(&mut events).await.position,
+        Some((STREAM.to_owned(), 26))
+    );
+    client.close();
+    s.stop().await;
+}

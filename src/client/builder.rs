@@ -99,6 +99,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Tracks the position of every message on a stream with history, and recovers what was
+    /// missed on every reconnect: the server replays it before live delivery resumes, and
+    /// [`super::Event::Recovered`] says, per stream, whether the gap was filled
+    /// (`docs/PROTOCOL.md` §12).
+    pub fn recover(mut self, on: bool) -> Self {
+        self.config.recover = on;
+        self
+    }
+
     /// Attaches the raw wire frame to every message event.
     pub fn capture_raw_frames(mut self, on: bool) -> Self {
         self.config.capture_raw_frames = on;

@@ -195,6 +195,9 @@ pub struct ClientConfig {
     pub send_queue: usize,
     /// Attach the raw wire frame to every [`Message`](super::Message). Defaults to `false`.
     pub capture_raw_frames: bool,
+    /// Track stream positions and recover missed messages on every reconnect
+    /// (`docs/PROTOCOL.md` §12). Defaults to `false`.
+    pub recover: bool,
     /// Largest message accepted from the server. Defaults to 16 MiB.
     pub max_message_bytes: usize,
 }
@@ -217,6 +220,7 @@ impl ClientConfig {
             event_queue: 1024,
             send_queue: 256,
             capture_raw_frames: false,
+            recover: false,
             max_message_bytes: 16 * 1024 * 1024,
         }
     }

@@ -17,8 +17,9 @@ use super::login::{
 use super::{ClientError, Command, ConnectionInfo, SharedState};
 use crate::crypto::{ClientHandshake, HandshakeConfig, Profile, Session};
 use crate::protocol::{
-    AuthenticatePayload, EncryptedPayload, Inbound, RefreshPayload, RoomsPayload,
-    error_message as err, event, frame_json, parse_iso8601,
+    AuthenticatePayload, EncryptedPayload, Inbound, ROOM_STREAM_PREFIX, RecoverRequest,
+    RecoveredPayload, RefreshPayload, RoomsPayload, error_message as err, event, frame_json,
+    parse_iso8601,
 };
 
 pub(crate) struct Task {
@@ -101,6 +102,7 @@ impl Task {
                 token: Some(token),
                 public_key: None,
                 profile: None,
+                recover: self.config.recover.then(|| self.shared.positions().clone()),
             };
             match &self.config.encryption {
                 Encryption::Hardened { pinned_server_keys } => {
@@ -194,7 +196,14 @@ impl Task {
         let _ = self.info.send(Some(info));
         let rooms: Vec<String> = self.shared.rooms().iter().cloned().collect();
         if !rooms.is_empty()
-            && let Err(e) = send_rooms(&mut ws, &mut session, event::JOIN, rooms).await
+            && let Err(e) = send_rooms(
+                &mut ws,
+                &mut session,
+                event::JOIN,
+                rooms.clone(),
+                self.recover_for(&rooms),
+            )
+            .await
         {
             return e;
         }
@@ -282,8 +291,11 @@ impl Task {
                             return DisconnectReason::ClientClosed;
                         }
                         Some(Command::Send(json)) => send_app(&mut ws, &mut session, &json).await,
-                        Some(Command::Join(rooms)) => send_rooms(&mut ws, &mut session, event::JOIN, rooms).await,
-                        Some(Command::Leave(rooms)) => send_rooms(&mut ws, &mut session, event::LEAVE, rooms).await,
+                        Some(Command::Join(rooms)) => {
+                            let recover = self.recover_for(&rooms);
+                            send_rooms(&mut ws, &mut session, event::JOIN, rooms, recover).await
+                        }
+                        Some(Command::Leave(rooms)) => send_rooms(&mut ws, &mut session, event::LEAVE, rooms, None).await,
                     };
                     if let Err(reason) = result {
                         return reason;
@@ -306,6 +318,52 @@ impl Task {
         }
     }
 
+    /// The `recover` field of a join of `rooms`: the positions held in their streams, when
+    /// recovery is on.
+    fn recover_for(&self, rooms: &[String]) -> Option<RecoverRequest> {
+        if !self.config.recover {
+            return None;
+        }
+        let positions = self.shared.positions();
+        Some(
+            rooms
+                .iter()
+                .filter_map(|r| {
+                    let stream = format!("{ROOM_STREAM_PREFIX}{r}");
+                    positions.get(&stream).map(|p| (stream, p.clone()))
+                })
+                .collect(),
+        )
+    }
+
+    /// Records the position of a positioned message, and turns `recovered` into its event.
+    fn track(&self, inbound: &Inbound) -> Option<Event> {
+        if !self.config.recover {
+            return None;
+        }
+        if let (Some(stream), Some(offset), Some(epoch)) =
+            (&inbound.stream, inbound.offset, &inbound.epoch)
+        {
+            self.shared.advance(stream, offset, epoch);
+        }
+        if inbound.event.as_deref() != Some(event::RECOVERED) {
+            return None;
+        }
+        let payload: RecoveredPayload = inbound
+            .data
+            .clone()
+            .and_then(|d| serde_json::from_value(d).ok())
+            .unwrap_or_default();
+        for s in &payload.streams {
+            if !s.epoch.is_empty() {
+                self.shared.advance(&s.stream, s.offset, &s.epoch);
+            }
+        }
+        Some(Event::Recovered {
+            streams: payload.streams,
+        })
+    }
+
     /// Turns an inbound text frame into an event; `None` for frames that carry nothing for the
     /// application (no event name).
     fn on_text(
@@ -320,7 +378,7 @@ impl Task {
                 message: "unparseable frame from the server".into(),
             });
         };
-        let name = msg.event?;
+        let name = msg.event.clone()?;
         match (name.as_str(), session) {
             (event::ENCRYPTED, Some(session)) => {
                 let inner = msg
@@ -328,11 +386,18 @@ impl Task {
                     .and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok())
                     .and_then(|p| session.open(&p).ok())
                     .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok())
-                    .and_then(|i| i.event.map(|e| (e, i.data)));
+                    .filter(|i| i.event.is_some());
                 match inner {
-                    Some((event, data)) => Some(
-                        lifecycle_event(&event, data.as_ref(), refresh_at)
-                            .unwrap_or_else(|| app_event(event, data, true, raw)),
+                    Some(inner) => Some(
+                        self.track(&inner)
+                            .or_else(|| {
+                                lifecycle_event(
+                                    inner.event.as_deref()?,
+                                    inner.data.as_ref(),
+                                    refresh_at,
+                                )
+                            })
+                            .unwrap_or_else(|| app_event(inner, true, raw)),
                     ),
                     None => Some(Event::DecryptFailed {
                         frame_len: text.len(),
@@ -344,8 +409,9 @@ impl Task {
             }),
             (_, Some(_)) => Some(Event::PlaintextRejected { event: name }),
             (_, None) => Some(
-                lifecycle_event(&name, msg.data.as_ref(), refresh_at)
-                    .unwrap_or_else(|| app_event(name, msg.data, false, raw)),
+                self.track(&msg)
+                    .or_else(|| lifecycle_event(&name, msg.data.as_ref(), refresh_at))
+                    .unwrap_or_else(|| app_event(msg, false, raw)),
             ),
         }
     }
@@ -386,16 +452,18 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn app_event(event: String, data: Option<Value>, encrypted: bool, raw: Option<String>) -> Event {
+fn app_event(inbound: Inbound, encrypted: bool, raw: Option<String>) -> Event {
+    let event = inbound.event.unwrap_or_default();
     if event == event::ERROR {
-        let message = error_message(data.as_ref()).unwrap_or_default();
+        let message = error_message(inbound.data.as_ref()).unwrap_or_default();
         return Event::ServerError { message };
     }
     Event::Message(Message {
         event,
-        data: data.unwrap_or(Value::Null),
+        data: inbound.data.unwrap_or(Value::Null),
         encrypted,
         raw,
+        position: inbound.stream.zip(inbound.offset),
     })
 }
 
@@ -426,8 +494,15 @@ async fn send_rooms(
     session: &mut Option<Session>,
     event: &str,
     rooms: Vec<String>,
+    recover: Option<RecoverRequest>,
 ) -> Result<(), DisconnectReason> {
-    let data = serde_json::to_string(&RoomsPayload { rooms })
+    let mut payload = serde_json::to_value(RoomsPayload { rooms })
         .map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
+    if let (Some(recover), Some(fields)) = (recover, payload.as_object_mut()) {
+        let recover =
+            serde_json::to_value(recover).map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
+        fields.insert("recover".to_owned(), recover);
+    }
+    let data = payload.to_string();
     send_app(ws, session, &frame_json(event, &data)).await
 }

@@ -21,6 +21,14 @@ pub enum Event {
     },
     /// An application message (decrypted when it arrived encrypted).
     Message(Message),
+    /// After connecting (and after a join) with [`ClientBuilder::recover`](super::ClientBuilder::recover)
+    /// on: the missed messages have been delivered as [`Event::Message`]s, and this says where
+    /// each stream stands. `recovered: Some(false)` means the gap could not be filled: refetch
+    /// from the application's own store.
+    Recovered {
+        /// Every stream with history the client receives, with the server's verdict.
+        streams: Vec<crate::protocol::StreamState>,
+    },
     /// The server sent `{"event":"error","data":{"message":..}}`.
     ServerError {
         /// The server's error string.
@@ -73,6 +81,9 @@ pub struct Message {
     /// The frame exactly as it arrived on the wire, when
     /// [`ClientBuilder::capture_raw_frames`](super::ClientBuilder::capture_raw_frames) is on.
     pub raw: Option<String>,
+    /// Its stream and offset, on a stream with history when
+    /// [`ClientBuilder::recover`](super::ClientBuilder::recover) is on.
+    pub position: Option<(String, u64)>,
 }
 
 /// Why a connection ended. The numeric close codes are those of the protocol.

@@ -114,9 +114,38 @@ pub(crate) enum Command {
 pub(crate) struct SharedState {
     /// Rooms the application asked to be in; joined again after every reconnect.
     pub(crate) rooms: Mutex<BTreeSet<String>>,
+    /// The last position received in each stream with history (with `recover` on).
+    pub(crate) positions: Mutex<crate::protocol::RecoverRequest>,
 }
 
 impl SharedState {
+    pub(crate) fn positions(&self) -> std::sync::MutexGuard<'_, crate::protocol::RecoverRequest> {
+        self.positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a position: a later offset, or any offset of another epoch.
+    pub(crate) fn advance(&self, stream: &str, offset: u64, epoch: &str) {
+        let mut positions = self.positions();
+        match positions.get_mut(stream) {
+            Some(p) if p.epoch == epoch && p.offset >= offset => {}
+            Some(p) => {
+                p.offset = offset;
+                epoch.clone_into(&mut p.epoch);
+            }
+            None => {
+                positions.insert(
+                    stream.to_owned(),
+                    crate::protocol::Position {
+                        offset,
+                        epoch: epoch.to_owned(),
+                    },
+                );
+            }
+        }
+    }
+
     pub(crate) fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -258,6 +287,13 @@ impl Client {
     #[must_use]
     pub fn rooms(&self) -> Vec<String> {
         self.shared.rooms().iter().cloned().collect()
+    }
+
+    /// The last position received in each stream with history (with
+    /// [`ClientBuilder::recover`] on), as sent on the next reconnect.
+    #[must_use]
+    pub fn positions(&self) -> crate::protocol::RecoverRequest {
+        self.shared.positions().clone()
     }
 
     /// The current connection, `None` while disconnected.

@@ -90,6 +90,15 @@ pub struct Inbound {
     /// Application-defined message id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// S->C, to a client that asked for positions: the message's stream (§12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Its offset in the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The stream's epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 impl Inbound {
@@ -118,6 +127,9 @@ pub struct AuthenticatePayload {
     /// Crypto profile the client asks for; absent means the IGNIS compatibility profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Positions to recover from, by stream; present (even empty) asks for positions (§12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover: Option<super::RecoverRequest>,
 }
 
 /// Server `hello` payload (hardened profile): the client id and every handshake field, sent

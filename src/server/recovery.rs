@@ -52,6 +52,7 @@ impl<S: WebSocket> Connection<S> {
             None => (
                 request
                     .keys()
+                    .filter(|stream| own != stream.starts_with(ROOM_STREAM_PREFIX))
                     .map(|stream| StreamState {
                         stream: stream.clone(),
                         epoch: String::new(),
@@ -127,9 +128,12 @@ fn plan(
             .collect()
     };
     // Streams the client asks about that it is not in (or that keep no history) are gaps.
+    // At authentication, room streams are left to the joins that follow; a join answers for
+    // rooms only.
     let mut states = Vec::with_capacity(streams.len());
     for stream in request.keys() {
-        if !streams.contains(stream) && (own || stream.starts_with(ROOM_STREAM_PREFIX)) {
+        let room = stream.starts_with(ROOM_STREAM_PREFIX);
+        if !streams.contains(stream) && own != room {
             states.push(StreamState {
                 stream: stream.clone(),
                 epoch: String::new(),

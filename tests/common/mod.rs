@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod hardened;
+pub mod proxy;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod relay;
