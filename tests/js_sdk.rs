@@ -2,7 +2,7 @@
 //! and every refusal), its client tests against a scripted in-memory server, and its
 //! end-to-end tests (real WebSockets, WebCrypto in Node, the admin API pushing user, room and
 //! broadcast messages, sealed authentication seen from a wire tap, session refresh and the
-//! 4006 expiry with `ttl:<ms>:<user>` tokens). Fails, never skips, when `node` is missing: CI
+//! 4006 expiry with `ttl:<ms>:<user>` tokens, recovery of missed messages on reconnect). Fails, never skips, when `node` is missing: CI
 //! installs it.
 
 mod common;
@@ -17,7 +17,7 @@ use sealwire::crypto::HandshakeConfig;
 use sealwire::server::{GlobRooms, ServerConfig};
 
 /// How many tests the four files hold; fewer passing means some did not run.
-const EXPECTED_TESTS: usize = 41;
+const EXPECTED_TESTS: usize = 42;
 
 fn sdk_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/js"))
@@ -51,6 +51,8 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
         Some(identity.clone()),
         HandshakeConfig::default().rekey_after,
     );
+    let mut config = config;
+    config.history.rooms = vec!["chat:hist*".to_owned()];
     let main = start_with(builder(config).validate_rooms(rooms())).await;
 
     let mut strict: ServerConfig = base_config();

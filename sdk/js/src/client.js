@@ -24,6 +24,7 @@ const RESERVED = new Set([
   "hello",
   "refresh",
   "refreshed",
+  "recovered",
   "join",
   "leave",
   "heartbeat",
@@ -56,6 +57,7 @@ const DEFAULTS = {
   connectTimeout: 10_000,
   sendQueue: 1024,
   captureRawFrames: false,
+  recover: false,
   autoRefresh: true,
   refreshAt: 0.8,
   reconnect: {
@@ -139,6 +141,8 @@ export class SealwireClient {
     this.subtle = encryption === "off" ? null : (this.options.subtle ?? defaultSubtle());
     this.listeners = new Map();
     this.rooms = new Set();
+    /** With `recover`: the last position received in each stream, `stream -> {offset, epoch}`. */
+    this.streamPositions = new Map();
     this.queue = [];
     this.conn = null;
     this.info = null;
@@ -151,7 +155,7 @@ export class SealwireClient {
   }
 
   /**
-   * Subscribes to `connected`, `message`, `serverError`, `decryptFailed`,
+   * Subscribes to `connected`, `message`, `recovered`, `serverError`, `decryptFailed`,
    * `plaintextRejected`, `refreshed`, `refreshFailed` or `disconnected`. Returns the
    * unsubscribe function.
    */
@@ -224,12 +228,43 @@ export class SealwireClient {
     return this.enqueue(JSON.stringify({ event, data }));
   }
 
+  /**
+   * With `recover`: the last position received in each stream (`{stream: {offset, epoch}}`),
+   * as sent on the next reconnect.
+   */
+  positions() {
+    return Object.fromEntries([...this.streamPositions].map(([s, p]) => [s, { ...p }]));
+  }
+
+  /** The `recover` field of a join of `rooms` (the positions held in their streams). */
+  recoverFor(rooms) {
+    const recover = {};
+    for (const r of rooms) {
+      const p = this.streamPositions.get(`room:${r}`);
+      if (p) recover[`room:${r}`] = { ...p };
+    }
+    return recover;
+  }
+
+  /** The data of a join of `rooms`, with the positions to recover when `recover` is on. */
+  joinData(rooms) {
+    return this.options.recover ? { rooms, recover: this.recoverFor(rooms) } : { rooms };
+  }
+
+  /** Records a position: a later offset, or any offset of another epoch. */
+  advance(stream, offset, epoch) {
+    if (typeof stream !== "string" || !Number.isSafeInteger(offset) || typeof epoch !== "string") return;
+    const held = this.streamPositions.get(stream);
+    if (held && held.epoch === epoch && held.offset >= offset) return;
+    this.streamPositions.set(stream, { offset, epoch });
+  }
+
   /** Asks to join `rooms` (the server's room validator decides); remembered for reconnects. */
   join(rooms) {
     const list = roomList(rooms);
     if (!list) return Promise.reject(new SealwireError("config", "room names must be non-empty strings"));
     for (const r of list) this.rooms.add(r);
-    return this.enqueue(JSON.stringify({ event: "join", data: { rooms: list } }));
+    return this.enqueue(JSON.stringify({ event: "join", data: this.joinData(list) }));
   }
 
   /** Leaves `rooms`. */
@@ -381,6 +416,7 @@ export class SealwireClient {
       }
       const data = { token: conn.token };
       if (conn.handshake) data.publicKey = conn.handshake.publicKeyBase64;
+      if (this.options.recover) data.recover = this.positions();
       conn.token = null;
       ws.send(JSON.stringify({ event: "authenticate", data }));
     };
@@ -483,7 +519,8 @@ export class SealwireClient {
     try {
       // c2s record 0: the key confirmation; record 1: the credentials, sealed.
       conn.ws.send(done.confirmation);
-      conn.ws.send(await conn.session.sealFrame(JSON.stringify({ event: "authenticate", data: { token } })));
+      const data = this.options.recover ? { token, recover: this.positions() } : { token };
+      conn.ws.send(await conn.session.sealFrame(JSON.stringify({ event: "authenticate", data })));
     } catch (err) {
       this.endConnection(conn, reason("network", `send failed: ${err?.message ?? err}`));
     }
@@ -543,7 +580,8 @@ export class SealwireClient {
     this.attempt = 0;
     // Re-joins first, then the queue, in order behind them.
     if (this.rooms.size > 0) {
-      this.transmit(conn, JSON.stringify({ event: "join", data: { rooms: [...this.rooms] } })).catch(() => {});
+      const data = this.joinData([...this.rooms]);
+      this.transmit(conn, JSON.stringify({ event: "join", data })).catch(() => {});
     }
     this.flushQueue(conn);
     conn.timers.push(
@@ -648,7 +686,19 @@ export class SealwireClient {
       this.onRefreshed(conn, frame.data);
       return;
     }
+    if (this.options.recover && frame.event === "recovered") {
+      const streams = Array.isArray(frame.data?.streams) ? frame.data.streams : [];
+      for (const s of streams) {
+        if (s?.epoch) this.advance(s.stream, s.offset, s.epoch);
+      }
+      this.emit("recovered", { streams });
+      return;
+    }
     const message = { event: frame.event, data: frame.data ?? null, encrypted };
+    if (this.options.recover && typeof frame.stream === "string") {
+      this.advance(frame.stream, frame.offset, frame.epoch);
+      message.position = { stream: frame.stream, offset: frame.offset, epoch: frame.epoch };
+    }
     if (this.options.captureRawFrames) message.raw = raw;
     this.emit("message", message);
   }

@@ -47,6 +47,12 @@ export interface ClientOptions {
   sendQueue?: number;
   /** Put the frame as received on each message (`raw`). Default false. */
   captureRawFrames?: boolean;
+  /**
+   * Track the position of every message on a stream with history and recover what was missed
+   * on every reconnect (docs/PROTOCOL.md section 12): the server replays it before live
+   * delivery, then `recovered` says per stream whether the gap was filled. Default false.
+   */
+  recover?: boolean;
   reconnect?: ReconnectPolicy;
   /** WebSocket constructor (default `globalThis.WebSocket`). */
   WebSocket?: typeof WebSocket;
@@ -106,11 +112,28 @@ export interface Message {
   encrypted: boolean;
   /** The frame as received, with `captureRawFrames`. */
   raw?: string;
+  /** Its place in a stream with history, with `recover`. */
+  position?: { stream: string; offset: number; epoch: string };
+}
+
+/** Where a stream stands after a recovery. */
+export interface StreamState {
+  stream: string;
+  epoch: string;
+  offset: number;
+  /** For a stream a position was sent for: whether every missed message was replayed
+   * (false: refetch from the application's own store). */
+  recovered?: boolean;
+  /** Messages replayed (absent when none). */
+  replayed?: number;
 }
 
 export interface ClientEvents {
   connected: ConnectionInfo & { reconnected: boolean };
   message: Message;
+  /** With `recover`, after connecting and after each join: the missed messages have been
+   * delivered, and each stream's state. */
+  recovered: { streams: StreamState[] };
   serverError: { message: string };
   /** An `encrypted` frame that did not open; hardened sessions then reconnect. */
   decryptFailed: { frameLength: number };

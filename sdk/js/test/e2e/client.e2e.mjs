@@ -48,7 +48,7 @@ function recorder(client) {
       }
     }
   };
-  for (const type of ["connected", "message", "serverError", "decryptFailed", "plaintextRejected", "refreshed", "refreshFailed", "disconnected"]) {
+  for (const type of ["connected", "message", "recovered", "serverError", "decryptFailed", "plaintextRejected", "refreshed", "refreshFailed", "disconnected"]) {
     client.on(type, record(type));
   }
   return {
@@ -458,4 +458,57 @@ test("raw protocol: sealed connected with expiresAt; a plaintext refresh is refu
   assert.deepEqual(JSON.parse(await session.open(refused.data)), { event: "error", data: { message: "Encrypted message required" } });
   assert.equal(await conn.closeCode(), 4006);
   assert.ok(Date.now() >= Date.parse(connected.data.expiresAt) - 50);
+});
+
+/** A WebSocket the test can cut, and keep from reconnecting while `gate.down`. */
+function gated(gate) {
+  return class GatedWebSocket extends WebSocket {
+    constructor(url) {
+      if (gate.down) throw new Error("network down (test gate)");
+      super(url);
+      gate.sockets.push(this);
+    }
+  };
+}
+
+test("recover: a reconnect replays what was missed, once, in order, sealed, then recovered, then live", LIMIT, async (t) => {
+  const gate = { down: false, sockets: [] };
+  const { client, rec } = open(t, { token: "hana-js", recover: true, WebSocket: gated(gate) });
+  const first = await client.connect();
+  await client.join(["chat:hist"]);
+  const joined = await rec.next((e) => e.type === "recovered" && e.streams.some((s) => s.stream === "room:chat:hist"), "join answer");
+  const epoch = joined.streams.find((s) => s.stream === "room:chat:hist").epoch;
+  const send = (n) => admin(ADMIN, "POST", "/socket/room/chat:hist/send", { topic: "hist", data: { n } });
+  for (let n = 1; n <= 3; n++) assert.equal((await send(n)).body.offset, n);
+  for (let n = 1; n <= 3; n++) {
+    const m = await rec.next(isMessage("hist"), `live ${n}`);
+    assert.deepEqual(m.position, { stream: "room:chat:hist", offset: n, epoch });
+  }
+  assert.deepEqual(client.positions()["room:chat:hist"], { offset: 3, epoch });
+
+  // Cut, and keep the network down while 20 messages are published.
+  gate.down = true;
+  gate.sockets.at(-1).close(3000, "cut");
+  await rec.next((e) => e.type === "disconnected", "the cut");
+  for (let i = 0; i < 100; i++) {
+    const clients = (await admin(ADMIN, "GET", "/socket/clients")).body.clients ?? [];
+    if (!clients.some((c) => c.id === first.id)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  for (let n = 4; n <= 23; n++) await send(n);
+  gate.down = false;
+  await rec.next((e) => e.type === "connected" && e.reconnected, "the reconnect");
+  const verdict = await rec.next((e) => e.type === "recovered" && e.streams.some((s) => s.stream === "room:chat:hist"), "recovery");
+  const room = verdict.streams.find((s) => s.stream === "room:chat:hist");
+  assert.equal(room.recovered, true);
+  assert.equal(room.replayed, 20);
+  const replayed = rec.seen.filter(isMessage("hist"));
+  assert.deepEqual(replayed.map((m) => m.data.n), Array.from({ length: 20 }, (_, i) => i + 4));
+  assert.ok(replayed.every((m) => m.encrypted), "replays are sealed");
+  assert.deepEqual(replayed.map((m) => m.position.offset), Array.from({ length: 20 }, (_, i) => i + 4));
+  for (const m of replayed) rec.seen.splice(rec.seen.indexOf(m), 1);
+  await send(24);
+  const live = await rec.next(isMessage("hist"), "live after the replay");
+  assert.equal(live.position.offset, 24);
+  client.close();
 });
