@@ -13,7 +13,7 @@
 //! ulimit -n $(ulimit -Hn)
 //! target/release/examples/bench_server --listen 127.0.0.1:8090 --control 127.0.0.1:8091 \
 //!     [--require-encryption] [--backend aws-lc|p256] [--read-buffer BYTES] [--write-buffer BYTES]
-//!     [--reuse-port]
+//!     [--reuse-port] [--history-rooms GLOBS] [--history-broadcast] [--history-size N]
 //! ```
 
 use sealwire::compat::IgnisSend;
@@ -130,6 +130,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(n) = arg("--write-buffer").and_then(|v| v.parse().ok()) {
         config.write_buffer_bytes = n;
+    }
+    if let Some(globs) = arg("--history-rooms") {
+        config.history.rooms = globs.split(',').map(str::to_owned).collect();
+    }
+    config.history.broadcast = std::env::args().any(|a| a == "--history-broadcast");
+    if let Some(n) = arg("--history-size").and_then(|v| v.parse().ok()) {
+        config.history.size = n;
     }
     // Long enough for tens of thousands of clients to connect before any sweep matters.
     config.auth_timeout = Duration::from_secs(60);
