@@ -6,7 +6,8 @@
 //!   most `--concurrency` in flight: handshakes/s and server CPU per handshake.
 //! - `fanout`: N clients connect (joining `--room` when given), then `POST {control}/burst`
 //!   makes the server send `--count` messages of `--size` bytes to the room (or everyone);
-//!   reports delivered msgs/s, p50/p99/max latency, losses, out-of-order deliveries
+//!   reports delivered msgs/s, p50/p99/max latency (from each message's creation, and from the
+//!   publish request), p50/p99/max over clients of the first delivery, losses, out-of-order deliveries
 //!   (a sequence number not above the previous one the same client saw), decryption
 //!   failures, plaintext frames on encrypted sessions, and server CPU per delivered message.
 //! - `idle`: N clients connect and stay idle for `--hold-secs`: server RSS per connection.
@@ -301,14 +302,16 @@ struct Totals {
     last_delivery_us: AtomicU64,
 }
 
-/// Reads one client's frames until `stop`; returns its latency samples (µs).
+/// Reads one client's frames until `stop`; returns its latency samples (µs, from each
+/// message's creation in the server) and arrival times (µs since `start`).
 async fn receive(
     mut conn: Conn,
     totals: Arc<Totals>,
     start: Instant,
     stop: CancellationToken,
-) -> Vec<u32> {
+) -> (Vec<u32>, Vec<u32>) {
     let mut lat = Vec::new();
+    let mut arrivals = Vec::new();
     let mut prev: i64 = -1;
     let mut hb = tokio::time::interval(Duration::from_secs(20));
     hb.tick().await;
@@ -375,8 +378,9 @@ async fn receive(
         totals.delivered.fetch_add(1, Ordering::Relaxed);
         let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         totals.last_delivery_us.fetch_max(us, Ordering::Relaxed);
+        arrivals.push(u32::try_from(us).unwrap_or(u32::MAX));
     }
-    lat
+    (lat, arrivals)
 }
 
 fn pct(sorted: &[u32], p: f64) -> f64 {
@@ -535,10 +539,22 @@ async fn main() -> anyhow::Result<()> {
             );
             stop.cancel();
             let mut lat = Vec::with_capacity(expected as usize);
+            // From the publish request (the same origin for every server): every message, and
+            // each client's first.
+            let mut from_request = Vec::with_capacity(expected as usize);
+            let mut first = Vec::with_capacity(connected);
+            let origin = u32::try_from(since).unwrap_or(u32::MAX);
             for r in readers {
-                lat.extend(r.await?);
+                let (l, arrivals) = r.await?;
+                lat.extend(l);
+                if let Some(f) = arrivals.iter().min() {
+                    first.push(f.saturating_sub(origin));
+                }
+                from_request.extend(arrivals.iter().map(|a| a.saturating_sub(origin)));
             }
             lat.sort_unstable();
+            from_request.sort_unstable();
+            first.sort_unstable();
             let delivered = totals.delivered.load(Ordering::Relaxed);
             let end_us = totals.last_delivery_us.load(Ordering::Relaxed);
             let secs = (end_us.saturating_sub(since)) as f64 / 1e6;
@@ -558,6 +574,8 @@ async fn main() -> anyhow::Result<()> {
             result["delivered_per_s"] = json!(delivered as f64 / secs.max(1e-9));
             result["latency_ms"] =
                 json!({"p50": pct(&lat, 0.5), "p99": pct(&lat, 0.99), "max": pct(&lat, 1.0)});
+            result["latency_from_request_ms"] = json!({"p50": pct(&from_request, 0.5), "p99": pct(&from_request, 0.99), "max": pct(&from_request, 1.0)});
+            result["first_delivery_ms"] = json!({"p50": pct(&first, 0.5), "p99": pct(&first, 0.99), "max": pct(&first, 1.0)});
             result["server_cpu_secs"] = json!(server_cpu);
             result["server_cpu_us_per_msg"] =
                 json!(server_cpu.map(|c| c * 1e6 / delivered.max(1) as f64));
