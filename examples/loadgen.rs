@@ -575,7 +575,8 @@ async fn main() -> anyhow::Result<()> {
             result["latency_ms"] =
                 json!({"p50": pct(&lat, 0.5), "p99": pct(&lat, 0.99), "max": pct(&lat, 1.0)});
             result["latency_from_request_ms"] = json!({"p50": pct(&from_request, 0.5), "p99": pct(&from_request, 0.99), "max": pct(&from_request, 1.0)});
-            result["first_delivery_ms"] = json!({"p50": pct(&first, 0.5), "p99": pct(&first, 0.99), "max": pct(&first, 1.0)});
+            result["first_delivery_ms"] =
+                json!({"p50": pct(&first, 0.5), "p99": pct(&first, 0.99), "max": pct(&first, 1.0)});
             result["server_cpu_secs"] = json!(server_cpu);
             result["server_cpu_us_per_msg"] =
                 json!(server_cpu.map(|c| c * 1e6 / delivered.max(1) as f64));

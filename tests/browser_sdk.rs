@@ -4,13 +4,16 @@
 //! short-lived tokens; it joins a room and sends an event; the server then pushes a user and a
 //! room message. The page refreshes its session on its own and is still served after the first
 //! token's expiry; a tap on its WebSocket shows that neither the token nor the user id crossed
-//! the wire in plaintext. Everything the page sees is reported back over HTTP and checked here. Fails, never skips,
+//! the wire in plaintext. Then its connection is cut while messages are published, and it
+//! recovers them on reconnect (history). Everything the page sees is reported back over HTTP and checked here. Fails, never skips,
 //! when Chromium is missing: CI installs it (`SEALWIRE_CHROMIUM` names another binary).
 
 mod common;
 
 use sealwire::publish::Publish;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -58,7 +61,23 @@ async fn module(UrlPath(file): UrlPath<String>) -> impl IntoResponse {
     }
 }
 
-async fn report(State(tx): State<mpsc::UnboundedSender<Value>>, body: String) -> StatusCode {
+/// What the page's handlers share: its reports, and whether it may reconnect (`GET /go`).
+#[derive(Clone)]
+struct Shared {
+    reports: mpsc::UnboundedSender<Value>,
+    go: Arc<AtomicBool>,
+}
+
+async fn go(State(shared): State<Shared>) -> StatusCode {
+    if shared.go.load(Ordering::Acquire) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn report(State(shared): State<Shared>, body: String) -> StatusCode {
+    let tx = shared.reports;
     let value = serde_json::from_str(&body).unwrap_or_else(|_| json!({"step": "bad-report"}));
     let _ = tx.send(value);
     StatusCode::NO_CONTENT
@@ -118,15 +137,22 @@ async fn browser_sdk_runs_in_headless_chromium() {
         Some(identity.clone()),
         HandshakeConfig::default().rekey_after,
     );
+    let mut config = config;
+    config.history.rooms = vec!["chat:*".to_owned()];
     let rooms = GlobRooms::new(["chat:*"]).expect("glob");
     let server = start_with(builder(config).validate_rooms(rooms)).await;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let may_reconnect = Arc::new(AtomicBool::new(false));
     let app = Router::new()
         .route("/", get(page))
         .route("/sdk/{file}", get(module))
         .route("/report", post(report))
-        .with_state(tx);
+        .route("/go", get(go))
+        .with_state(Shared {
+            reports: tx,
+            go: Arc::clone(&may_reconnect),
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -249,6 +275,72 @@ async fn browser_sdk_runs_in_headless_chromium() {
             reports.seen
         );
     }
+
+    // Recovery: the page's connection is cut mid-stream and the network kept down while ten
+    // room messages are published; on reconnect the page gets each once, in order, sealed
+    // under its new session, then `recovered`, then live messages.
+    server
+        .server
+        .to_user(USER)
+        .emit("cut-now", &json!(null))
+        .await
+        .expect("send to user");
+    next(rx, &mut reports, "cut").await;
+    wait_for(|| server.server.client_rooms(&id).is_none()).await;
+    for n in 1..=10 {
+        server
+            .server
+            .to_room("chat:browser")
+            .emit("missed", &json!({ "n": n }))
+            .await
+            .expect("publish while away");
+    }
+    may_reconnect.store(true, Ordering::Release);
+    let recovered = loop {
+        let r = next(rx, &mut reports, "recovered").await;
+        let streams = r["streams"].as_array().cloned().unwrap_or_default();
+        // The first join's answer (no position yet) came earlier; this is the re-join's.
+        if let Some(room) = streams
+            .iter()
+            .find(|s| s["stream"] == "room:chat:browser" && !s["recovered"].is_null())
+        {
+            break room.clone();
+        }
+    };
+    assert_eq!(recovered["recovered"], true, "{recovered}");
+    assert_eq!(recovered["replayed"], 10, "{recovered}");
+    let missed: Vec<Value> = reports
+        .seen
+        .iter()
+        .filter(|r| r["step"] == "message" && r["event"] == "missed")
+        .cloned()
+        .collect();
+    let numbers: Vec<u64> = missed
+        .iter()
+        .filter_map(|m| m["data"]["n"].as_u64())
+        .collect();
+    assert_eq!(numbers, (1..=10).collect::<Vec<_>>(), "each once, in order");
+    for m in &missed {
+        assert_eq!(m["encrypted"], true, "{m}");
+        assert_eq!(m["position"]["stream"], "room:chat:browser", "{m}");
+        let raw: Value = serde_json::from_str(m["raw"].as_str().expect("raw")).expect("json");
+        assert_eq!(raw["event"], "encrypted", "sealed on the wire: {m}");
+    }
+    server
+        .server
+        .to_room("chat:browser")
+        .emit("live", &json!({"n": 11}))
+        .await
+        .expect("live");
+    let live = message(rx, &mut reports, "live").await;
+    assert_eq!(
+        live["position"]["offset"].as_u64(),
+        missed
+            .last()
+            .and_then(|m| m["position"]["offset"].as_u64())
+            .map(|o| o + 1),
+        "{live}"
+    );
     web.abort();
     server.stop().await;
 }

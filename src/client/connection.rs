@@ -17,14 +17,13 @@ use super::login::{
 use super::{ClientError, Command, ConnectionInfo, SharedState};
 use crate::crypto::{ClientHandshake, HandshakeConfig, Profile, Session};
 use crate::protocol::{
-    AuthenticatePayload, EncryptedPayload, Inbound, ROOM_STREAM_PREFIX, RecoverRequest,
-    RecoveredPayload, RefreshPayload, RoomsPayload, error_message as err, event, frame_json,
-    parse_iso8601,
+    AuthenticatePayload, EncryptedPayload, Inbound, RecoverRequest, RefreshPayload, RoomsPayload,
+    error_message as err, event, frame_json, parse_iso8601,
 };
 
 pub(crate) struct Task {
-    config: ClientConfig,
-    shared: Arc<SharedState>,
+    pub(super) config: ClientConfig,
+    pub(super) shared: Arc<SharedState>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     info: watch::Sender<Option<ConnectionInfo>>,
@@ -316,52 +315,6 @@ impl Task {
                 }
             }
         }
-    }
-
-    /// The `recover` field of a join of `rooms`: the positions held in their streams, when
-    /// recovery is on.
-    fn recover_for(&self, rooms: &[String]) -> Option<RecoverRequest> {
-        if !self.config.recover {
-            return None;
-        }
-        let positions = self.shared.positions();
-        Some(
-            rooms
-                .iter()
-                .filter_map(|r| {
-                    let stream = format!("{ROOM_STREAM_PREFIX}{r}");
-                    positions.get(&stream).map(|p| (stream, p.clone()))
-                })
-                .collect(),
-        )
-    }
-
-    /// Records the position of a positioned message, and turns `recovered` into its event.
-    fn track(&self, inbound: &Inbound) -> Option<Event> {
-        if !self.config.recover {
-            return None;
-        }
-        if let (Some(stream), Some(offset), Some(epoch)) =
-            (&inbound.stream, inbound.offset, &inbound.epoch)
-        {
-            self.shared.advance(stream, offset, epoch);
-        }
-        if inbound.event.as_deref() != Some(event::RECOVERED) {
-            return None;
-        }
-        let payload: RecoveredPayload = inbound
-            .data
-            .clone()
-            .and_then(|d| serde_json::from_value(d).ok())
-            .unwrap_or_default();
-        for s in &payload.streams {
-            if !s.epoch.is_empty() {
-                self.shared.advance(&s.stream, s.offset, &s.epoch);
-            }
-        }
-        Some(Event::Recovered {
-            streams: payload.streams,
-        })
     }
 
     /// Turns an inbound text frame into an event; `None` for frames that carry nothing for the

@@ -59,6 +59,7 @@ mod config;
 mod connection;
 mod event;
 mod login;
+mod recovery;
 
 pub use builder::ClientBuilder;
 pub use config::{ClientConfig, Encryption, ReconnectPolicy, TokenProvider};
