@@ -192,8 +192,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "sealwire listening on {scheme}://{local}{}",
         server.config().path
     );
+    #[cfg(feature = "socketio")]
+    if args.socketio_path != "off" {
+        if !args.socketio_path.starts_with('/') || args.socketio_path == server.config().path {
+            bail!("--socketio-path must start with / and differ from --path (or be `off`)");
+        }
+        let sio = sealwire::transport::socketio::SocketIoConfig::default()
+            .path(args.socketio_path.clone())
+            .auth_timeout(Duration::from_millis(args.socketio_auth_timeout_ms));
+        let web = if http.tls.is_some() { "https" } else { "http" };
+        println!("socket.io listening on {web}://{local}{}/", sio.path);
+        http.routes = Some(sealwire::transport::socketio::router(server.clone(), sio));
+    }
     if args.dev {
-        http.routes = Some(sealwire::transport::demo::routes());
+        let demo = sealwire::transport::demo::routes();
+        http.routes = Some(match http.routes.take() {
+            Some(routes) => routes.merge(demo),
+            None => demo,
+        });
         let fragment = demo_token
             .map(|t| format!("#admin={t}"))
             .unwrap_or_default();

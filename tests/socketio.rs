@@ -1,0 +1,602 @@
+//! The Socket.IO transport against the real npm `socket.io-client` (tests/sio/harness.mjs,
+//! run by Node; `npm ci` once per run): authentication (success, refusal, timeout), default
+//! rooms, validated join and leave, delivery from the Rust API to Socket.IO and WebSocket
+//! clients alike, encrypted sockets decrypting with WebCrypto (with a plaintext-leak check),
+//! the `--require-encryption` refusal, and the polling transport. Fails, never skips, when
+//! `node` or `npm` is missing: CI installs them.
+#![cfg(feature = "socketio")]
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sealwire::server::{EncryptionPolicy, GlobRooms, ServerBuilder, ServerConfig};
+use sealwire::transport::socketio::{self, SocketIoConfig};
+use sealwire::transport::{HttpConfig, serve_with_shutdown};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn harness_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sio"))
+}
+
+/// `npm ci` in tests/sio once per test binary (when `node_modules` is missing).
+fn install_harness() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if harness_dir().join("node_modules/socket.io-client").exists() {
+            return;
+        }
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(harness_dir())
+            .status()
+            .expect("`npm` must be installed to test the Socket.IO transport");
+        assert!(status.success(), "npm ci in tests/sio failed");
+    });
+}
+
+/// A server serving the Socket.IO endpoint next to `/ws`.
+async fn start_sio(builder: ServerBuilder, sio: SocketIoConfig) -> TestServer {
+    let server = builder.build().expect("valid server config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut http = HttpConfig::default();
+    http.routes = Some(socketio::router(server.clone(), sio));
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        serve_with_shutdown(listener, s, http, std::future::pending()).await
+    });
+    wait_for(|| server.is_ready()).await;
+    TestServer { server, addr, task }
+}
+
+fn public_rooms() -> GlobRooms {
+    GlobRooms::new(["public-*"]).expect("glob")
+}
+
+async fn start_default() -> TestServer {
+    start_sio(
+        builder(base_config()).validate_rooms(public_rooms()),
+        SocketIoConfig::default(),
+    )
+    .await
+}
+
+/// One Node process running socket.io-client sockets, driven line by line.
+struct Harness {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    /// Lines read but not consumed yet, per socket name.
+    queued: HashMap<String, VecDeque<Value>>,
+    /// Every line seen, per socket name.
+    seen: HashMap<String, Vec<Value>>,
+    url: String,
+}
+
+impl Harness {
+    async fn start(server: &TestServer) -> Self {
+        install_harness();
+        let mut child = tokio::process::Command::new("node")
+            .arg("harness.mjs")
+            .current_dir(harness_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("`node` must be installed to test the Socket.IO transport");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut h = Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            queued: HashMap::new(),
+            seen: HashMap::new(),
+            url: server.http(""),
+        };
+        let ready = h.read_line(RECV_TIMEOUT).await.expect("harness ready");
+        assert_eq!(ready["type"], "ready");
+        h
+    }
+
+    async fn send(&mut self, cmd: Value) {
+        let mut line = cmd.to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to harness");
+    }
+
+    /// Connects socket `name` with extra options (`auth`, `transports`, `encrypt`, ...).
+    async fn connect(&mut self, name: &str, options: Value) {
+        let mut cmd = json!({"cmd": "connect", "name": name, "url": self.url, "path": "/io"});
+        if let (Some(cmd), Some(opts)) = (cmd.as_object_mut(), options.as_object()) {
+            for (k, v) in opts {
+                cmd.insert(k.clone(), v.clone());
+            }
+        }
+        self.send(cmd).await;
+        let connected = self.next(name).await;
+        assert_eq!(connected["type"], "connect", "{connected}");
+    }
+
+    async fn emit(&mut self, name: &str, event: &str, args: Value) {
+        self.send(json!({"cmd": "emit", "name": name, "event": event, "args": args}))
+            .await;
+    }
+
+    /// Connects `name` as `token` and authenticates; returns the `authenticated` payload.
+    async fn login(&mut self, name: &str, token: &str) -> Value {
+        self.connect(name, json!({"auth": {"token": token}})).await;
+        self.authenticate(name).await
+    }
+
+    async fn authenticate(&mut self, name: &str) -> Value {
+        self.emit(name, "authenticate", json!([])).await;
+        self.event(name, "authenticated").await
+    }
+
+    async fn read_line(&mut self, limit: Duration) -> Option<Value> {
+        let line = tokio::time::timeout(limit, self.lines.next_line())
+            .await
+            .ok()?
+            .expect("harness output")?;
+        Some(serde_json::from_str(&line).expect("harness prints JSON"))
+    }
+
+    /// The next line for socket `name`, or `None` after `limit`.
+    async fn next_within(&mut self, name: &str, limit: Duration) -> Option<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = self.queued.get_mut(name).and_then(VecDeque::pop_front) {
+                return Some(v);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let v = self.read_line(left).await?;
+            assert_ne!(v["type"], "harness_error", "{v}");
+            let owner = v["name"].as_str().unwrap_or_default().to_owned();
+            self.seen.entry(owner.clone()).or_default().push(v.clone());
+            self.queued.entry(owner).or_default().push_back(v);
+        }
+    }
+
+    async fn next(&mut self, name: &str) -> Value {
+        self.next_within(name, RECV_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("{name}: nothing within {RECV_TIMEOUT:?}"))
+    }
+
+    /// Skips lines of `name` until event `event`; returns its first argument.
+    async fn event(&mut self, name: &str, event: &str) -> Value {
+        loop {
+            let v = self.next(name).await;
+            assert_ne!(
+                v["type"], "disconnect",
+                "{name} disconnected waiting for {event}"
+            );
+            if v["type"] == "event" && v["event"] == event {
+                return v["args"][0].clone();
+            }
+        }
+    }
+
+    /// Skips lines of `name` until a decrypted event `event`; returns its data.
+    async fn decrypted(&mut self, name: &str, event: &str) -> Value {
+        loop {
+            let v = self.next(name).await;
+            assert_ne!(
+                v["type"], "disconnect",
+                "{name} disconnected waiting for {event}"
+            );
+            assert_ne!(v["type"], "decrypt_error", "{v}");
+            if v["type"] == "decrypted" && v["event"] == event {
+                return v["data"].clone();
+            }
+        }
+    }
+
+    /// Skips lines of `name` until its disconnect; returns the reason.
+    async fn disconnected(&mut self, name: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .next_within(name, left)
+                .await
+                .unwrap_or_else(|| panic!("{name} still connected after {limit:?}"));
+            if v["type"] == "disconnect" {
+                return v["reason"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+    }
+
+    /// Sends `sync` and waits for its echo: every earlier event of `name` has been handled.
+    async fn sync(&mut self, name: &str) {
+        let tag = uuid::Uuid::new_v4().to_string();
+        self.emit(name, "sync", json!([tag])).await;
+        loop {
+            let echo = self.event(name, "echo").await;
+            if echo["event"] == "sync" && echo["data"] == tag {
+                return;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `name` within `limit`.
+    async fn silence(&mut self, name: &str, limit: Duration) {
+        if let Some(v) = self.next_within(name, limit).await {
+            panic!("{name}: expected nothing, got {v}");
+        }
+    }
+
+    async fn stop(mut self) {
+        self.send(json!({"cmd": "exit"})).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+    }
+}
+
+fn rooms_of(server: &TestServer, id: &str) -> Vec<String> {
+    let mut rooms = server.server.client_rooms(id).unwrap_or_default();
+    rooms.sort();
+    rooms
+}
+
+#[tokio::test]
+async fn authenticate_answers_ping_then_authenticated_and_joins_the_default_rooms() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.connect("a", json!({"auth": {"token": "alice"}})).await;
+    h.emit("a", "authenticate", json!([])).await;
+    let ping = h.next("a").await;
+    assert_eq!(
+        (&ping["type"], &ping["event"]),
+        (&json!("event"), &json!("ping")),
+        "{ping}"
+    );
+    assert!(ping["args"][0]["time"].is_string());
+    let auth = h.next("a").await;
+    assert_eq!(auth["event"], "authenticated", "{auth}");
+    let payload = &auth["args"][0];
+    let id = payload["id"].as_str().expect("id");
+    assert_eq!(payload["userId"], "alice");
+    assert!(payload["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(payload.get("serverPublicKey").is_none());
+    server.wait_authenticated(1).await;
+    let mut want = vec![id.to_owned(), "io-default".into(), "io-notification".into()];
+    want.sort();
+    assert_eq!(rooms_of(&server, id), want);
+    // A second authenticate is ignored, as IGNIS does.
+    h.emit("a", "authenticate", json!([])).await;
+    h.sync("a").await;
+    let client = server.server.clients().into_iter().find(|c| c.id == id);
+    assert!(client.is_some(), "the socket is a client of the core");
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_come_from_the_bearer_header_or_the_query() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.connect("h", json!({"headers": {"authorization": "Bearer bob"}}))
+        .await;
+    assert_eq!(h.authenticate("h").await["userId"], "bob");
+    h.connect("q", json!({"query": {"token": "carol"}})).await;
+    assert_eq!(h.authenticate("q").await["userId"], "carol");
+    // The event's arguments are ignored: credentials come from the handshake only.
+    h.connect("e", json!({})).await;
+    h.emit("e", "authenticate", json!([{"token": "mallory"}]))
+        .await;
+    let refused = h.event("e", "unauthenticated").await;
+    assert_eq!(refused["message"], "Authentication failed");
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refused_credentials_get_unauthenticated_before_the_disconnect() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    for (name, token, message) in [
+        ("r", "reject-me", "Authentication failed"),
+        ("x", "error-hook", "Authentication error"),
+    ] {
+        h.connect(name, json!({"auth": {"token": token}})).await;
+        h.emit(name, "authenticate", json!([])).await;
+        let refused = h.next(name).await;
+        assert_eq!(refused["event"], "unauthenticated", "{refused}");
+        assert_eq!(refused["args"][0]["message"], message);
+        assert!(refused["args"][0]["time"].is_string());
+        assert_eq!(
+            h.disconnected(name, RECV_TIMEOUT).await,
+            "io server disconnect"
+        );
+    }
+    assert_eq!(server.server.counts().clients, 0);
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_does_not_authenticate_in_time_is_disconnected() {
+    let server = start_sio(
+        builder(base_config()),
+        SocketIoConfig::default().auth_timeout(Duration::from_millis(400)),
+    )
+    .await;
+    let mut h = Harness::start(&server).await;
+    let started = Instant::now();
+    h.connect("idle", json!({"auth": {"token": "alice"}})).await;
+    // Events before authentication are dropped, not answered.
+    h.emit("idle", "join", json!([{"rooms": ["public-a"]}]))
+        .await;
+    assert_eq!(
+        h.disconnected("idle", Duration::from_secs(5)).await,
+        "io server disconnect"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    let lines = h.seen.get("idle").cloned().unwrap_or_default();
+    assert!(
+        lines.iter().all(|l| l["type"] != "event"),
+        "nothing is emitted to an unauthenticated socket: {lines:?}"
+    );
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn join_and_leave_are_validated_and_malformed_payloads_are_ignored() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    h.emit("a", "join", json!([{"rooms": ["public-x", "private-y"]}]))
+        .await;
+    for bad in [
+        json!({"rooms": "public-z"}),
+        json!(5),
+        json!(null),
+        json!({}),
+    ] {
+        h.emit("a", "join", json!([bad])).await;
+        h.emit("a", "leave", json!([bad])).await;
+    }
+    h.emit("a", "join", json!([])).await;
+    h.sync("a").await;
+    let rooms = rooms_of(&server, &id);
+    assert!(rooms.contains(&"public-x".to_owned()), "{rooms:?}");
+    assert!(
+        !rooms.iter().any(|r| r == "private-y" || r == "public-z"),
+        "{rooms:?}"
+    );
+    // A client cannot leave its own id room; it can leave the others.
+    h.emit(
+        "a",
+        "leave",
+        json!([{"rooms": [id, "public-x", "io-default"]}]),
+    )
+    .await;
+    h.sync("a").await;
+    assert_eq!(
+        rooms_of(&server, &id),
+        vec![id.clone(), "io-notification".to_owned()]
+    );
+    server
+        .server
+        .send_to_client(&id, "still", &1)
+        .expect("send");
+    assert_eq!(h.event("a", "still").await, json!(1));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sends_reach_socketio_and_websocket_clients_alike() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    let a = h.login("a", "alice").await;
+    let a_id = a["id"].as_str().expect("id").to_owned();
+    h.emit("a", "join", json!([{"rooms": ["public-r"]}])).await;
+    h.sync("a").await;
+    let (mut ws, _) = server.plain("bob").await;
+    ws.send_json(&json!({"event": "join", "data": {"rooms": ["public-r"]}}))
+        .await;
+    ws.sync().await;
+    let s = &server.server;
+
+    s.send_to_client(&a_id, "direct", &json!({"n": 1}))
+        .expect("send");
+    assert_eq!(h.event("a", "direct").await, json!({"n": 1}));
+    s.send_to_user("alice", "to-user", &json!("hi"))
+        .expect("send");
+    assert_eq!(h.event("a", "to-user").await, json!("hi"));
+    s.send_to_room("public-r", "to-room", &json!([1, 2]), &[])
+        .expect("send");
+    assert_eq!(
+        h.event("a", "to-room").await,
+        json!([1, 2]),
+        "an array is one argument"
+    );
+    let m = ws.recv_json().await;
+    assert_eq!(
+        (&m["event"], &m["data"]),
+        (&json!("to-room"), &json!([1, 2]))
+    );
+    s.broadcast("to-all", &json!({"b": true}), &[])
+        .expect("send");
+    assert_eq!(h.event("a", "to-all").await, json!({"b": true}));
+    let m = ws.recv_json().await;
+    assert_eq!(m["event"], "to-all");
+    s.send_to_room("io-default", "io-only", &json!(7), &[])
+        .expect("send");
+    assert_eq!(h.event("a", "io-only").await, json!(7));
+    // Falsy data is delivered (IGNIS drops it).
+    for falsy in [json!(0), json!(false), json!(""), json!(null)] {
+        s.send_to_client(&a_id, "falsy", &falsy).expect("send");
+        assert_eq!(h.event("a", "falsy").await, falsy);
+    }
+    // The client's own events reach the message hook.
+    h.emit("a", "chat:message", json!([{"text": "hello"}]))
+        .await;
+    let echo = h.event("a", "echo").await;
+    assert_eq!(echo["event"], "chat:message");
+    assert_eq!(echo["data"], json!({"text": "hello"}));
+    assert_eq!(echo["wasEncrypted"], false);
+    // The WebSocket client was in none of the Socket.IO default rooms.
+    ws.expect_silence(Duration::from_millis(200)).await;
+
+    h.send(json!({"cmd": "close", "name": "a"})).await;
+    assert_eq!(
+        h.disconnected("a", RECV_TIMEOUT).await,
+        "io client disconnect"
+    );
+    wait_for(|| server.server.client_rooms(&a_id).is_none()).await;
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_polling_transport_works_end_to_end() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.connect(
+        "p",
+        json!({"auth": {"token": "pat"}, "transports": ["polling"]}),
+    )
+    .await;
+    let auth = h.authenticate("p").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    h.emit("p", "join", json!([{"rooms": ["public-poll"]}]))
+        .await;
+    h.sync("p").await;
+    server
+        .server
+        .send_to_room("public-poll", "polled", &json!({"ok": 1}), &[])
+        .expect("send");
+    assert_eq!(h.event("p", "polled").await, json!({"ok": 1}));
+    h.connect(
+        "r",
+        json!({"auth": {"token": "reject"}, "transports": ["polling"]}),
+    )
+    .await;
+    h.emit("r", "authenticate", json!([])).await;
+    assert_eq!(
+        h.event("r", "unauthenticated").await["message"],
+        "Authentication failed"
+    );
+    assert_eq!(
+        h.disconnected("r", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    assert!(rooms_of(&server, &id).contains(&"public-poll".to_owned()));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn encrypted_sockets_get_only_sealed_frames_and_decrypt_them_with_webcrypto() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.connect("e", json!({"auth": {"token": "eve"}, "encrypt": true}))
+        .await;
+    let auth = h.authenticate("e").await;
+    assert!(
+        auth["serverPublicKey"].is_string() && auth["salt"].is_string(),
+        "{auth}"
+    );
+    let id = auth["id"].as_str().expect("id").to_owned();
+    // The first ping comes sealed.
+    assert!(h.decrypted("e", "ping").await["time"].is_string());
+    const SECRET: &str = "TOP-SECRET-payload-4711";
+    server
+        .server
+        .send_to_client(&id, "secret", &json!({"s": SECRET}))
+        .expect("send");
+    assert_eq!(h.decrypted("e", "secret").await, json!({"s": SECRET}));
+    server
+        .server
+        .broadcast("news", &json!(SECRET), &[])
+        .expect("send");
+    assert_eq!(h.decrypted("e", "news").await, json!(SECRET));
+    // Plaintext inbound events still work (IGNIS compatibility profile); the echo is sealed.
+    h.emit("e", "join", json!([{"rooms": ["public-enc"]}]))
+        .await;
+    h.emit("e", "sync", json!(["tag"])).await;
+    let echo = h.decrypted("e", "echo").await;
+    assert_eq!(echo["event"], "sync");
+    assert!(rooms_of(&server, &id).contains(&"public-enc".to_owned()));
+    server
+        .server
+        .send_to_room("public-enc", "room-secret", &json!(SECRET), &[])
+        .expect("send");
+    assert_eq!(h.decrypted("e", "room-secret").await, json!(SECRET));
+
+    let lines = h.seen.get("e").cloned().unwrap_or_default();
+    for line in &lines {
+        if line["type"] == "event" {
+            let event = line["event"].as_str().unwrap_or_default();
+            assert!(
+                event == "authenticated" || event == "encrypted",
+                "plaintext event to an encrypted socket: {line}"
+            );
+        }
+        if line["type"] == "raw" {
+            let raw = line["data"].as_str().unwrap_or_default();
+            assert!(
+                !raw.contains(SECRET) && !raw.contains("room-secret"),
+                "leak: {raw}"
+            );
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l["type"] == "raw"),
+        "raw frames were recorded"
+    );
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn require_encryption_refuses_sockets_without_a_key() {
+    let mut config: ServerConfig = base_config();
+    config.encryption = EncryptionPolicy::Required;
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    h.connect("plain", json!({"auth": {"token": "alice"}}))
+        .await;
+    h.emit("plain", "authenticate", json!([])).await;
+    let refused = h.next("plain").await;
+    assert_eq!(refused["event"], "unauthenticated", "{refused}");
+    assert_eq!(refused["args"][0]["message"], "Encryption handshake failed");
+    assert_eq!(
+        h.disconnected("plain", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    // A bad key is refused the same way; a good one gets in.
+    h.connect(
+        "bad",
+        json!({"auth": {"token": "alice", "publicKey": "AAAA"}}),
+    )
+    .await;
+    h.emit("bad", "authenticate", json!([])).await;
+    assert_eq!(
+        h.event("bad", "unauthenticated").await["message"],
+        "Encryption handshake failed"
+    );
+    h.connect("enc", json!({"auth": {"token": "alice"}, "encrypt": true}))
+        .await;
+    let auth = h.authenticate("enc").await;
+    assert!(auth["serverPublicKey"].is_string());
+    h.silence("plain", Duration::from_millis(50)).await;
+    h.stop().await;
+    server.stop().await;
+}
