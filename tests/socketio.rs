@@ -83,6 +83,11 @@ struct Harness {
 
 impl Harness {
     async fn start(server: &TestServer) -> Self {
+        Self::start_at(&server.http("")).await
+    }
+
+    /// A harness whose sockets connect to `url` (`http://host:port`).
+    async fn start_at(url: &str) -> Self {
         install_harness();
         let mut child = tokio::process::Command::new("node")
             .arg("harness.mjs")
@@ -100,7 +105,7 @@ impl Harness {
             lines: BufReader::new(stdout).lines(),
             queued: HashMap::new(),
             seen: HashMap::new(),
-            url: server.http(""),
+            url: url.to_owned(),
         };
         let ready = h.read_line(RECV_TIMEOUT).await.expect("harness ready");
         assert_eq!(ready["type"], "ready");
@@ -599,4 +604,177 @@ async fn require_encryption_refuses_sockets_without_a_key() {
     h.silence("plain", Duration::from_millis(50)).await;
     h.stop().await;
     server.stop().await;
+}
+
+#[tokio::test]
+async fn socketio_clients_are_clients_of_the_admin_api() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    let http = reqwest::Client::new();
+    let clients: Value = http
+        .get(server.http("/socket/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("clients")
+        .json()
+        .await
+        .expect("json");
+    let listed = clients["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .cloned()
+        .expect("the socket is listed");
+    assert_eq!(listed["userId"], "alice");
+    let sent = http
+        .post(server.http(&format!("/socket/client/{id}/send")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"topic": "from-admin", "data": {"x": 1}}))
+        .send()
+        .await
+        .expect("send");
+    assert!(sent.status().is_success(), "{}", sent.status());
+    assert_eq!(h.event("a", "from-admin").await, json!({"x": 1}));
+    let joined = http
+        .post(server.http(&format!("/socket/client/{id}/join")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"rooms": ["private-admin"]}))
+        .send()
+        .await
+        .expect("join");
+    assert!(joined.status().is_success());
+    let sent = http
+        .post(server.http("/socket/room/private-admin/send"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"topic": "room-admin", "data": false}))
+        .send()
+        .await
+        .expect("send");
+    assert!(sent.status().is_success());
+    assert_eq!(h.event("a", "room-admin").await, json!(false));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
+    use common::redis::RedisServer;
+    use sealwire::bus::{RedisBus, RedisBusConfig, SubscriptionMode};
+
+    let redis = RedisServer::start().await;
+    let node = |redis: &RedisServer| {
+        let bus = RedisBus::new(
+            RedisBusConfig::new(redis.url())
+                .mode(SubscriptionMode::Pattern)
+                .backoff(Duration::from_millis(20), Duration::from_millis(300)),
+        )
+        .expect("bus");
+        start_sio(
+            builder(base_config())
+                .validate_rooms(public_rooms())
+                .bus(bus),
+            SocketIoConfig::default(),
+        )
+    };
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    let mut h = Harness::start(&b).await;
+    let auth = h.login("b", "bea").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    h.emit("b", "join", json!([{"rooms": ["public-x"]}])).await;
+    h.sync("b").await;
+    // Until both instances are subscribed, a probe may be lost: repeat it until one arrives.
+    let mut ready = false;
+    for _ in 0..50 {
+        a.server.broadcast("probe", &1, &[]).expect("send");
+        if let Some(v) = h.next_within("b", Duration::from_millis(100)).await
+            && v["event"] == "probe"
+        {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "instance B never got a broadcast from A");
+    // Drain probes still in flight.
+    while h
+        .next_within("b", Duration::from_millis(200))
+        .await
+        .is_some()
+    {}
+    a.server
+        .send_to_client(&id, "to-client", &json!("c"))
+        .expect("send");
+    assert_eq!(h.event("b", "to-client").await, json!("c"));
+    a.server
+        .send_to_user("bea", "to-user", &json!("u"))
+        .expect("send");
+    assert_eq!(h.event("b", "to-user").await, json!("u"));
+    a.server
+        .send_to_room("public-x", "to-room", &json!(0), &[])
+        .expect("send");
+    assert_eq!(h.event("b", "to-room").await, json!(0));
+    a.server
+        .broadcast("to-all", &json!(null), &[])
+        .expect("send");
+    assert_eq!(h.event("b", "to-all").await, json!(null));
+    h.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn sealwire_serve_exposes_the_socketio_endpoint_with_its_options() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--socketio-path",
+            "/rt",
+            "--socketio-auth-timeout-ms",
+            "300",
+        ])
+        .env_remove("SEALWIRE_LISTEN")
+        .env_remove("SEALWIRE_SOCKETIO_PATH")
+        .env_remove("SEALWIRE_SOCKETIO_AUTH_TIMEOUT_MS")
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sealwire");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("sealwire printed its address in time")
+            .expect("read stdout")
+            .expect("sealwire exited before listening");
+        if let Some(rest) = line.strip_prefix("socket.io listening on ") {
+            break rest.trim().trim_end_matches("/rt/").to_owned();
+        }
+    };
+    let mut h = Harness::start_at(&url).await;
+    h.send(json!({"cmd": "connect", "name": "a", "url": url, "path": "/rt", "auth": {"token": "dev-user"}}))
+        .await;
+    assert_eq!(h.next("a").await["type"], "connect");
+    assert_eq!(h.authenticate("a").await["userId"], "dev-user");
+    h.send(json!({"cmd": "connect", "name": "idle", "url": url, "path": "/rt"}))
+        .await;
+    assert_eq!(h.next("idle").await["type"], "connect");
+    assert_eq!(
+        h.disconnected("idle", Duration::from_secs(5)).await,
+        "io server disconnect"
+    );
+    h.stop().await;
+    let _ = child.kill().await;
 }

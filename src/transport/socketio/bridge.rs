@@ -108,11 +108,17 @@ pub(super) fn connect(
         on_gone.on_disconnect();
         std::future::ready(())
     });
+    // Until authenticated, the socket has no core connection for a shutdown to close: this
+    // task closes it then, or at the authentication timeout.
     let timer = bridge;
+    let stopping = server.shutdown_started();
     tokio::spawn(async move {
-        tokio::time::sleep(timer.config.auth_timeout).await;
+        tokio::select! {
+            () = tokio::time::sleep(timer.config.auth_timeout) => {}
+            () = stopping => {}
+        }
         if !timer.authenticated.load(Ordering::Acquire) {
-            tracing::debug!(sid = %timer.sid, "socket.io authentication timeout");
+            tracing::debug!(sid = %timer.sid, "socket.io socket not authenticated in time");
             timer.disconnect();
         }
     });
