@@ -24,11 +24,14 @@ fn harness_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sio"))
 }
 
-/// `npm ci` in tests/sio once per test binary (when `node_modules` is missing).
+/// `npm ci` in tests/sio once per test binary (when a package is missing).
 fn install_harness() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if harness_dir().join("node_modules/socket.io-client").exists() {
+        let installed = ["socket.io-client", "@socket.io/redis-emitter", "ioredis"]
+            .iter()
+            .all(|p| harness_dir().join("node_modules").join(p).exists());
+        if installed {
             return;
         }
         let status = std::process::Command::new("npm")
@@ -777,4 +780,136 @@ async fn sealwire_serve_exposes_the_socketio_endpoint_with_its_options() {
     );
     h.stop().await;
     let _ = child.kill().await;
+}
+
+/// Runs tests/sio/emit.mjs: `ops` through the real `@socket.io/redis-emitter`.
+#[cfg(feature = "redis")]
+async fn redis_emit(port: u16, ops: Value) {
+    install_harness();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new("node")
+            .args(["emit.mjs", &port.to_string(), &ops.to_string()])
+            .current_dir(harness_dir())
+            .output(),
+    )
+    .await
+    .expect("emit.mjs finished in time")
+    .expect("run node");
+    assert!(
+        out.status.success(),
+        "emit.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_emitter_messages_reach_socketio_and_websocket_clients_on_every_instance() {
+    use common::redis::RedisServer;
+
+    let redis = RedisServer::start().await;
+    let a = start_default().await;
+    let b = start_default().await;
+    for s in [&a, &b] {
+        socketio::spawn_redis_emitter_bridge(&s.server, &redis.url(), socketio::DEFAULT_KEY)
+            .expect("bridge");
+    }
+    let mut h = Harness::start(&a).await;
+    let auth = h.login("a", "alice").await;
+    let a_id = auth["id"].as_str().expect("id").to_owned();
+    h.url = b.http("");
+    let auth = h.login("b", "bob").await;
+    let b_id = auth["id"].as_str().expect("id").to_owned();
+    let (mut ws, _) = b.plain("walt").await;
+    // Until both bridges are subscribed, a probe may be lost: repeat it until both get one.
+    let (mut got_a, mut got_b) = (false, false);
+    for _ in 0..50 {
+        redis_emit(
+            redis.port,
+            json!([{"op": "emit", "event": "probe", "args": [1]}]),
+        )
+        .await;
+        got_a |= h
+            .next_within("a", Duration::from_millis(100))
+            .await
+            .is_some();
+        got_b |= h
+            .next_within("b", Duration::from_millis(100))
+            .await
+            .is_some();
+        if got_a && got_b {
+            break;
+        }
+    }
+    assert!(got_a && got_b, "the bridges never delivered a probe");
+    for name in ["a", "b"] {
+        while h
+            .next_within(name, Duration::from_millis(200))
+            .await
+            .is_some()
+        {}
+    }
+    while ws.recv_within(Duration::from_millis(100)).await.is_some() {}
+
+    // To one socket (its id is a room), on the other instance.
+    redis_emit(
+        redis.port,
+        json!([{"op": "emit", "to": [b_id], "event": "direct", "args": [{"x": 1}]}]),
+    )
+    .await;
+    assert_eq!(h.event("b", "direct").await, json!({"x": 1}));
+    // A room joined through socketsJoin, with falsy data; WebSocket clients are members too.
+    redis_emit(
+        redis.port,
+        json!([
+            {"op": "join", "in": [a_id], "rooms": ["team"]},
+            {"op": "join", "in": [b_id], "rooms": ["team"]},
+            {"op": "emit", "to": ["team"], "event": "team-msg", "args": [0]},
+        ]),
+    )
+    .await;
+    assert_eq!(h.event("a", "team-msg").await, json!(0));
+    assert_eq!(h.event("b", "team-msg").await, json!(0));
+    assert!(
+        a.server
+            .client_rooms(&a_id)
+            .unwrap_or_default()
+            .contains(&"team".to_owned())
+    );
+    // Broadcast with an exception; several rooms deliver once per client.
+    redis_emit(
+        redis.port,
+        json!([
+            {"op": "emit", "except": [a_id], "event": "all-but-a", "args": ["x"]},
+            {"op": "emit", "to": ["team", "io-default"], "event": "once", "args": [null]},
+        ]),
+    )
+    .await;
+    assert_eq!(h.event("b", "all-but-a").await, json!("x"));
+    let m = ws.recv_json().await;
+    assert_eq!(
+        (&m["event"], &m["data"]),
+        (&json!("all-but-a"), &json!("x"))
+    );
+    assert_eq!(h.event("a", "once").await, json!(null));
+    assert_eq!(h.event("b", "once").await, json!(null));
+    h.silence("a", Duration::from_millis(200)).await;
+    h.silence("b", Duration::from_millis(50)).await;
+    // socketsLeave.
+    redis_emit(
+        redis.port,
+        json!([{"op": "leave", "in": ["team"], "rooms": ["team"]}]),
+    )
+    .await;
+    wait_for(|| {
+        !a.server
+            .client_rooms(&a_id)
+            .unwrap_or_default()
+            .contains(&"team".to_owned())
+    })
+    .await;
+    h.stop().await;
+    a.stop().await;
+    b.stop().await;
 }

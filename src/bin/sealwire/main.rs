@@ -120,6 +120,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|o| !o.is_empty())
         .collect();
 
+    #[cfg(all(feature = "socketio", feature = "redis"))]
+    let sio_redis_url = args.redis.redis_url.clone().filter(|u| !u.is_empty());
     let mut builder = Server::builder().config(config);
     #[cfg(feature = "redis")]
     if let Some(url) = args.redis.redis_url.filter(|u| !u.is_empty()) {
@@ -203,6 +205,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let web = if http.tls.is_some() { "https" } else { "http" };
         println!("socket.io listening on {web}://{local}{}/", sio.path);
         http.routes = Some(sealwire::transport::socketio::router(server.clone(), sio));
+        #[cfg(feature = "redis")]
+        if let Some(url) = sio_redis_url.filter(|_| !args.socketio_redis_key.is_empty()) {
+            sealwire::transport::socketio::spawn_redis_emitter_bridge(
+                &server,
+                &url,
+                &args.socketio_redis_key,
+            )
+            .context("invalid --redis-url")?;
+        }
     }
     if args.dev {
         let demo = sealwire::transport::demo::routes();

@@ -11,10 +11,14 @@
 //! loop as [`super::HttpConfig::routes`]): engine.io's polling requests and WebSocket
 //! upgrades to [`SocketIoConfig::path`] then reach it.
 
+#[cfg(feature = "redis")]
+mod adapter_wire;
 mod bridge;
 mod channel;
 mod config;
 mod credentials;
+#[cfg(feature = "redis")]
+mod redis_emitter;
 mod translate;
 
 use std::sync::Arc;
@@ -25,6 +29,8 @@ use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
 
 pub use config::SocketIoConfig;
+#[cfg(feature = "redis")]
+pub use redis_emitter::{DEFAULT_KEY, spawn_redis_emitter_bridge};
 
 use crate::server::Server;
 
