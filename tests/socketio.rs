@@ -547,6 +547,13 @@ async fn encrypted_sockets_get_only_sealed_frames_and_decrypt_them_with_webcrypt
         .send_to_room("public-enc", "room-secret", &json!(SECRET), &[])
         .expect("send");
     assert_eq!(h.decrypted("e", "room-secret").await, json!(SECRET));
+    // Sealed inbound events are opened by the connection.
+    h.send(json!({"cmd": "emit_sealed", "name": "e", "event": "sealed-chat", "data": {"t": 1}}))
+        .await;
+    let echo = h.decrypted("e", "echo").await;
+    assert_eq!(echo["event"], "sealed-chat");
+    assert_eq!(echo["data"], json!({"t": 1}));
+    assert_eq!(echo["wasEncrypted"], true);
 
     let lines = h.seen.get("e").cloned().unwrap_or_default();
     for line in &lines {
@@ -912,4 +919,57 @@ async fn redis_emitter_messages_reach_socketio_and_websocket_clients_on_every_in
     h.stop().await;
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn connected_sockets_outlive_the_core_heartbeat_timeout() {
+    let mut config = base_config();
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.heartbeat_timeout = Duration::from_millis(600);
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    // The socket sends nothing itself; the bridge's heartbeats keep it from 4002.
+    h.silence("a", Duration::from_millis(1500)).await;
+    server
+        .server
+        .send_to_client(&id, "alive", &1)
+        .expect("send");
+    assert_eq!(h.event("a", "alive").await, json!(1));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn allowed_origins_apply_to_socketio_sockets() {
+    let mut config = base_config();
+    config.allowed_origins = vec!["https://app.example".to_owned()];
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    h.send(
+        json!({"cmd": "connect", "name": "evil", "url": h.url, "path": "/io",
+        "auth": {"token": "alice"}, "headers": {"origin": "https://evil.example"}}),
+    )
+    .await;
+    let mut lines = Vec::new();
+    loop {
+        let v = h.next("evil").await;
+        lines.push(v.clone());
+        if v["type"] == "disconnect" || v["type"] == "connect_error" {
+            break;
+        }
+    }
+    assert!(
+        lines.iter().all(|l| l["type"] != "event"),
+        "nothing is emitted to a refused socket: {lines:?}"
+    );
+    h.connect(
+        "good",
+        json!({"auth": {"token": "alice"}, "headers": {"origin": "https://app.example"}}),
+    )
+    .await;
+    assert_eq!(h.authenticate("good").await["userId"], "alice");
+    h.stop().await;
+    server.stop().await;
 }

@@ -5,6 +5,7 @@
 //   {"cmd":"connect","name":"a","url":"http://127.0.0.1:1234","path":"/io",
 //    "transports":["websocket"],"auth":{"token":"alice"},"query":{},"headers":{},"encrypt":false}
 //   {"cmd":"emit","name":"a","event":"join","args":[{"rooms":["x"]}]}
+//   {"cmd":"emit_sealed","name":"a","event":"chat","data":{...}}   (encrypted sockets)
 //   {"cmd":"close","name":"a"}
 // Output types: connect {id}, connect_error {message}, event {event, args},
 // decrypted {event, data} (an encrypted socket's `encrypted` events opened with WebCrypto),
@@ -32,7 +33,7 @@ async function sessionKey(pair, serverPublicKey, salt) {
   const shared = await subtle.deriveBits({ name: "ECDH", public: serverKey }, pair.privateKey, 256);
   const hkdf = await subtle.importKey("raw", shared, "HKDF", false, ["deriveBits"]);
   const bits = await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: unb64(salt), info: INFO }, hkdf, 256);
-  return subtle.importKey("raw", bits, { name: "AES-GCM" }, false, ["decrypt"]);
+  return subtle.importKey("raw", bits, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
 }
 
 async function connect(cmd) {
@@ -106,6 +107,15 @@ rl.on("line", async (line) => {
     case "emit":
       s?.socket.emit(cmd.event, ...(cmd.args ?? []));
       break;
+    case "emit_sealed": {
+      // Sends {"event","data"} sealed with the session key as `encrypted {iv, ct}`.
+      await s.chain;
+      const iv = globalThis.crypto.getRandomValues(new Uint8Array(12));
+      const pt = new TextEncoder().encode(JSON.stringify({ event: cmd.event, data: cmd.data ?? null }));
+      const ct = new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv, tagLength: 128 }, s.key, pt));
+      s.socket.emit("encrypted", { iv: b64(iv), ct: b64(ct) });
+      break;
+    }
     case "close":
       s?.socket.disconnect();
       break;
