@@ -973,3 +973,50 @@ async fn allowed_origins_apply_to_socketio_sockets() {
     h.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn socketio_sockets_count_under_the_connection_limits() {
+    let mut config = base_config();
+    config.max_connections_per_ip = Some(1);
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    h.connect("first", json!({"auth": {"token": "alice"}}))
+        .await;
+    // The unauthenticated socket already holds the address's only place.
+    h.send(
+        json!({"cmd": "connect", "name": "second", "url": h.url, "path": "/io",
+        "auth": {"token": "bob"}}),
+    )
+    .await;
+    assert_eq!(
+        h.event("second", "unauthenticated").await["message"],
+        "Connection limit reached"
+    );
+    assert_eq!(
+        h.disconnected("second", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    let refused = tokio_tungstenite::connect_async(server.ws_url()).await;
+    assert!(refused.is_err(), "the WebSocket upgrade shares the limit");
+    assert_eq!(h.authenticate("first").await["userId"], "alice");
+    h.send(json!({"cmd": "close", "name": "first"})).await;
+    assert_eq!(
+        h.disconnected("first", RECV_TIMEOUT).await,
+        "io client disconnect"
+    );
+    // The place is free again once the socket is gone.
+    let mut freed = false;
+    for _ in 0..100 {
+        if tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .is_ok()
+        {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the slot was released");
+    h.stop().await;
+    server.stop().await;
+}

@@ -11,8 +11,9 @@
 //! core: {"event":E,"data":D}                 -> emit E with D (encrypted {iv, ct} when sealed)
 //! ```
 //!
-//! The core connection starts only with `authenticate`, so until then the socket holds no
-//! connection slot and is in no index; the bridge's own timer
+//! A socket holds a connection slot (`max_connections`, `max_connections_per_ip`, shared
+//! with `/ws`) from its connect to its disconnect. The core connection starts only with
+//! `authenticate`, so until then the socket is in no index; the bridge's own timer
 //! ([`super::SocketIoConfig::auth_timeout`]) disconnects a socket that has not authenticated
 //! in time, and the core's authentication deadline then bounds the hook.
 
@@ -34,7 +35,7 @@ use super::channel::ChannelSocket;
 use super::credentials;
 use super::translate::{Action, Translator};
 use crate::protocol::{event, now_iso8601};
-use crate::server::{Server, UpgradeHead};
+use crate::server::{ConnectionSlot, Server, UpgradeHead};
 
 /// Messages the core may write ahead of the bridge's emits.
 const OUTBOUND_CHANNEL: usize = 16;
@@ -55,6 +56,8 @@ pub(super) struct Bridge {
     io: SocketIo,
     sid: Sid,
     pending: Mutex<Option<Pending>>,
+    /// Released when the socket disconnects.
+    slot: Mutex<Option<ConnectionSlot>>,
     to_core: Mutex<Option<mpsc::Sender<Message>>>,
     /// The core's client id, once authenticated.
     client_id: OnceLock<String>,
@@ -83,6 +86,18 @@ pub(super) fn connect(
         let _ = socket.clone().disconnect();
         return;
     }
+    let slot = match server.try_reserve_slot(remote.map(|a| a.ip())) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            tracing::debug!(?remote, ?refused, "socket.io connection over the limits");
+            let _ = socket.emit(
+                "unauthenticated",
+                &json!({ "message": "Connection limit reached", "time": now_iso8601() }),
+            );
+            let _ = socket.clone().disconnect();
+            return;
+        }
+    };
     let head = Arc::new(UpgradeHead::new(parts.uri.clone(), parts.headers.clone()));
     let bridge = Arc::new(Bridge {
         server: server.clone(),
@@ -90,6 +105,7 @@ pub(super) fn connect(
         io,
         sid: socket.id,
         pending: Mutex::new(Some(Pending { auth, head, remote })),
+        slot: Mutex::new(Some(slot)),
         to_core: Mutex::new(None),
         client_id: OnceLock::new(),
         authenticated: AtomicBool::new(false),
@@ -193,14 +209,6 @@ impl Bridge {
     /// The first `authenticate`: starts the core connection with the handshake's credentials.
     fn start(self: &Arc<Self>, pending: Pending) {
         let Pending { auth, head, remote } = pending;
-        let slot = match self.server.try_reserve_slot(remote.map(|a| a.ip())) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                tracing::debug!(sid = %self.sid, ?refused, "socket.io connection over the limits");
-                self.refuse("Connection limit reached");
-                return;
-            }
-        };
         let token = credentials::token(auth.as_ref(), &head.headers, head.query());
         let data = credentials::authenticate_data(auth.as_ref(), token);
         let frame = json!({ "event": event::AUTHENTICATE, "data": data }).to_string();
@@ -211,8 +219,6 @@ impl Bridge {
         *self.to_core.lock().unwrap_or_else(PoisonError::into_inner) = Some(to_core);
         let conn = self.server.serve_upgraded(socket, remote, head);
         self.server.spawn_tracked(async move {
-            // Held until the connection ends.
-            let _slot = slot;
             Box::pin(conn).await;
         });
         self.server.spawn_tracked(pump(Arc::clone(self), from_core));
@@ -233,6 +239,10 @@ impl Bridge {
     /// disconnected it): the core connection ends as if the peer had closed.
     fn on_disconnect(&self) {
         self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.slot
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
