@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing sealwire needs on a fresh Debian machine, when missing:
 # a C toolchain and openssl (aws-lc), redis-server (the Redis tests spawn their own), Node.js
-# and npm (the browser SDK's and the Socket.IO tests) and Chromium (the browser SDK's tests), promtool from the `prometheus` package (the metrics
-# test). Used by scripts/test.sh and .ci/run.
+# and Chromium (the browser SDK's tests), npm (the Socket.IO tests' pinned packages), promtool
+# from the `prometheus` package (the metrics test). Used by scripts/test.sh and .ci/run.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
