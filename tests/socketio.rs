@@ -737,24 +737,16 @@ async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
     b.stop().await;
 }
 
-#[tokio::test]
-async fn sealwire_serve_exposes_the_socketio_endpoint_with_its_options() {
-    use tokio::io::AsyncBufReadExt as _;
-
+/// Spawns `sealwire serve --dev --listen 127.0.0.1:0 <args>`; returns the process and the
+/// Socket.IO base URL (`http://host:port`) it printed.
+async fn sealwire_serve(args: &[&str], sio_path: &str) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
-        .args([
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--socketio-path",
-            "/rt",
-            "--socketio-auth-timeout-ms",
-            "300",
-        ])
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env_remove("SEALWIRE_LISTEN")
         .env_remove("SEALWIRE_SOCKETIO_PATH")
         .env_remove("SEALWIRE_SOCKETIO_AUTH_TIMEOUT_MS")
+        .env_remove("SEALWIRE_SOCKETIO_REDIS_KEY")
         .env_remove("REDIS_URL")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -763,6 +755,7 @@ async fn sealwire_serve_exposes_the_socketio_endpoint_with_its_options() {
         .spawn()
         .expect("spawn sealwire");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let suffix = format!("{sio_path}/");
     let url = loop {
         let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
             .await
@@ -770,9 +763,26 @@ async fn sealwire_serve_exposes_the_socketio_endpoint_with_its_options() {
             .expect("read stdout")
             .expect("sealwire exited before listening");
         if let Some(rest) = line.strip_prefix("socket.io listening on ") {
-            break rest.trim().trim_end_matches("/rt/").to_owned();
+            break rest.trim().trim_end_matches(&suffix).to_owned();
         }
     };
+    // Keep reading stdout so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+#[tokio::test]
+async fn sealwire_serve_exposes_the_socketio_endpoint_with_its_options() {
+    let (mut child, url) = sealwire_serve(
+        &[
+            "--socketio-path",
+            "/rt",
+            "--socketio-auth-timeout-ms",
+            "300",
+        ],
+        "/rt",
+    )
+    .await;
     let mut h = Harness::start_at(&url).await;
     h.send(json!({"cmd": "connect", "name": "a", "url": url, "path": "/rt", "auth": {"token": "dev-user"}}))
         .await;
@@ -784,6 +794,35 @@ async fn sealwire_serve_exposes_the_socketio_endpoint_with_its_options() {
     assert_eq!(
         h.disconnected("idle", Duration::from_secs(5)).await,
         "io server disconnect"
+    );
+    h.stop().await;
+    let _ = child.kill().await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn sealwire_serve_with_redis_delivers_redis_emitter_messages() {
+    let redis = common::redis::RedisServer::start().await;
+    let (mut child, url) = sealwire_serve(&["--redis-url", &redis.url()], "/io").await;
+    let mut h = Harness::start_at(&url).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    let mut delivered = None;
+    for _ in 0..50 {
+        redis_emit(
+            redis.port,
+            json!([{"op": "emit", "to": [id], "event": "from-worker", "args": [{"n": 1}]}]),
+        )
+        .await;
+        if let Some(v) = h.next_within("a", Duration::from_millis(200)).await {
+            delivered = Some(v);
+            break;
+        }
+    }
+    let v = delivered.expect("an emitter message arrived");
+    assert_eq!(
+        (&v["event"], &v["args"][0]),
+        (&json!("from-worker"), &json!({"n": 1}))
     );
     h.stop().await;
     let _ = child.kill().await;
