@@ -576,6 +576,35 @@ async fn encrypted_sockets_get_only_sealed_frames_and_decrypt_them_with_webcrypt
         lines.iter().any(|l| l["type"] == "raw"),
         "raw frames were recorded"
     );
+
+    // The polling transport carries sealed frames the same way.
+    h.connect(
+        "ep",
+        json!({"auth": {"token": "eve"}, "encrypt": true, "transports": ["polling"]}),
+    )
+    .await;
+    let auth = h.authenticate("ep").await;
+    assert!(auth["serverPublicKey"].is_string());
+    server
+        .server
+        .send_to_user("eve", "both", &json!(SECRET))
+        .expect("send");
+    assert_eq!(h.decrypted("ep", "both").await, json!(SECRET));
+    assert_eq!(h.decrypted("e", "both").await, json!(SECRET));
+    for line in h.seen.get("ep").into_iter().flatten() {
+        if line["type"] == "event" {
+            assert!(
+                line["event"] == "authenticated" || line["event"] == "encrypted",
+                "{line}"
+            );
+        }
+        if line["type"] == "raw" {
+            assert!(
+                !line["data"].as_str().unwrap_or_default().contains(SECRET),
+                "leak: {line}"
+            );
+        }
+    }
     h.stop().await;
     server.stop().await;
 }
@@ -732,6 +761,22 @@ async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
         .broadcast("to-all", &json!(null), &[])
         .expect("send");
     assert_eq!(h.event("b", "to-all").await, json!(null));
+    // sealwire's own Redis-only emitter reaches Socket.IO clients like any other.
+    let emitter =
+        sealwire::emitter::Emitter::connect(sealwire::emitter::EmitterConfig::new(redis.url()))
+            .await
+            .expect("emitter");
+    emitter
+        .to_user("bea", "from-emitter", &json!({"e": 1}))
+        .await
+        .expect("emit");
+    assert_eq!(h.event("b", "from-emitter").await, json!({"e": 1}));
+    emitter
+        .to_room("public-x", "room-emitter", &json!(""), &[])
+        .await
+        .expect("emit");
+    assert_eq!(h.event("b", "room-emitter").await, json!(""));
+    emitter.shutdown().await;
     h.stop().await;
     a.stop().await;
     b.stop().await;
