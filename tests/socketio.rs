@@ -1104,3 +1104,44 @@ async fn socketio_sockets_count_under_the_connection_limits() {
     h.stop().await;
     server.stop().await;
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_redis_emitter_bridge_resubscribes_after_redis_restarts() {
+    let mut redis = common::redis::RedisServer::start().await;
+    let server = start_default().await;
+    socketio::spawn_redis_emitter_bridge(&server.server, &redis.url(), "app").expect("bridge");
+    redis.wait_numsub("app-request#/#", 1).await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    redis.kill();
+    redis.restart().await;
+    redis.wait_numsub("app-request#/#", 1).await;
+    // The broadcast subscription is a pattern; it was made before the request one.
+    assert_eq!(redis.numpat().await, 1);
+    let out = tokio::process::Command::new("node")
+        .args([
+            "-e",
+            &format!(
+                "import('@socket.io/redis-emitter').then(async ({{ Emitter }}) => {{\
+                 const {{ Redis }} = await import('ioredis');\
+                 const r = new Redis({{ port: {port}, lazyConnect: true }}); await r.connect();\
+                 new Emitter(r, {{ key: 'app' }}).to('{id}').emit('again', 'ok');\
+                 await r.quit(); }})",
+                port = redis.port
+            ),
+        ])
+        .current_dir(harness_dir())
+        .output()
+        .await
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(h.event("a", "again").await, json!("ok"));
+    h.stop().await;
+    server.stop().await;
+}

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use serde_json::value::to_raw_value;
 
 use super::adapter_wire::{self, Broadcast, RoomRequest};
+use crate::backoff::ExponentialBackoff;
 use crate::protocol::{BusEnvelope, BusTarget};
 use crate::server::{ClientSnapshot, Server};
 
@@ -22,6 +23,15 @@ pub const DEFAULT_KEY: &str = "socket.io";
 
 /// The sender id given to delivered messages (never this server's own id).
 const SENDER: &str = "socket.io-emitter";
+
+/// Reconnect delays: doubling from 100 ms to 5 s, full jitter above a 50 ms floor.
+const BACKOFF: ExponentialBackoff = ExponentialBackoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+    multiplier: 2.0,
+    jitter: 1.0,
+    floor: Duration::from_millis(50),
+};
 
 /// Subscribes to the Socket.IO adapter channels of `key` (`{key}#/#*` and
 /// `{key}-request#/#`) on `redis_url` and delivers what arrives to `server`'s clients until
@@ -41,23 +51,24 @@ pub fn spawn_redis_emitter_bridge(
     server.spawn_tracked(async move {
         let stop = task_server.shutdown_started();
         tokio::pin!(stop);
-        let mut backoff = Duration::from_millis(100);
+        let mut retry = 0_u32;
         loop {
             tokio::select! {
                 () = &mut stop => return,
-                r = run(&client, &key, &task_server) => {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "socket.io adapter subscription failed; retrying");
-                    } else {
-                        backoff = Duration::from_millis(100);
+                r = run(&client, &key, &task_server) => match r {
+                    // A subscription that was up and ended: reconnect from the start of the curve.
+                    Ok(()) => retry = 0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry, "socket.io adapter subscription failed; retrying");
                     }
-                }
+                },
             }
+            let delay = BACKOFF.delay(retry, rand::random::<f64>());
+            retry = retry.saturating_add(1);
             tokio::select! {
                 () = &mut stop => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(delay) => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     });
     Ok(())
