@@ -1145,3 +1145,26 @@ async fn the_redis_emitter_bridge_resubscribes_after_redis_restarts() {
     h.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_disconnects_authenticated_and_waiting_sockets() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.login("a", "alice").await;
+    h.connect("idle", json!({"auth": {"token": "bob"}})).await;
+    let started = Instant::now();
+    server.stop().await;
+    assert_eq!(
+        h.disconnected("a", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    assert_eq!(
+        h.disconnected("idle", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not held until the 10 s authentication timeout"
+    );
+    h.stop().await;
+}
