@@ -34,7 +34,7 @@ use super::SocketIoConfig;
 use super::channel::ChannelSocket;
 use super::credentials;
 use super::translate::{Action, Translator};
-use crate::protocol::{event, now_iso8601};
+use crate::protocol::{BusTarget, event, now_iso8601};
 use crate::server::{ConnectionSlot, Server, UpgradeHead};
 
 /// Messages the core may write ahead of the bridge's emits.
@@ -294,7 +294,8 @@ impl Bridge {
         let _ = self.server.join(id, io_rooms);
         self.authenticated.store(true, Ordering::Release);
         if encrypted {
-            // Sealed by the connection like every other frame to this client.
+            // `authenticated` is the handshake reply the client derives its key from, so it is
+            // plaintext (as `connected` on /ws); every later frame is sealed, pings included.
             if !self.emit(socket, "authenticated", payload) {
                 return false;
             }
@@ -310,12 +311,17 @@ impl Bridge {
         self.emit(socket, "ping", &json!({ "time": now_iso8601() }))
     }
 
-    /// The application-level ping, through the core so an encrypted client gets it sealed.
+    /// The application-level ping, through the core so an encrypted client gets it sealed;
+    /// local only (the client is on this instance), never published on the bus.
     fn ping(&self) {
         if let Some(id) = self.client_id.get() {
-            let _ = self
-                .server
-                .send_to_client(id, "ping", &json!({ "time": now_iso8601() }));
+            let _ = self.server.route(
+                BusTarget::Client(id.clone()),
+                "ping",
+                &json!({ "time": now_iso8601() }),
+                &[],
+                false,
+            );
         }
     }
 }
