@@ -36,6 +36,21 @@ use crate::server::Server;
 
 /// The Socket.IO endpoint at [`SocketIoConfig::path`] (and `{path}/`), websocket and polling
 /// transports, for `server`'s clients. Merge it into the app that serves `server`.
+///
+/// ```no_run
+/// # async fn run() -> anyhow::Result<()> {
+/// use sealwire::server::{DevAuth, Server};
+/// use sealwire::transport::socketio::{self, SocketIoConfig};
+/// use sealwire::transport::{HttpConfig, bind, serve_with_shutdown};
+///
+/// let server = Server::builder().authenticate(DevAuth).build()?;
+/// let mut http = HttpConfig::default();
+/// // `/ws` and `/io/` on one port.
+/// http.routes = Some(socketio::router(server.clone(), SocketIoConfig::default()));
+/// let listener = bind("127.0.0.1:8080".parse()?)?;
+/// serve_with_shutdown(listener, server, http, std::future::pending()).await?;
+/// # Ok(()) }
+/// ```
 pub fn router(server: Server, config: SocketIoConfig) -> Router {
     let config = Arc::new(config);
     let path = config.base_path().to_owned();
