@@ -1,5 +1,6 @@
 //! The Socket.IO transport against the real npm `socket.io-client` (tests/sio/harness.mjs,
-//! run by Node; `npm ci` once per run): authentication (success, refusal, timeout), default
+//! run by Node; `npm ci` once per run), the IGNIS `SocketIOClientHelper` and
+//! `@socket.io/redis-emitter`: authentication (success, refusal, timeout), default
 //! rooms, validated join and leave, delivery from the Rust API to Socket.IO and WebSocket
 //! clients alike, encrypted sockets decrypting with WebCrypto (with a plaintext-leak check),
 //! the `--require-encryption` refusal, and the polling transport. Fails, never skips, when
@@ -28,9 +29,14 @@ fn harness_dir() -> &'static Path {
 fn install_harness() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let installed = ["socket.io-client", "@socket.io/redis-emitter", "ioredis"]
-            .iter()
-            .all(|p| harness_dir().join("node_modules").join(p).exists());
+        let installed = [
+            "socket.io-client",
+            "@socket.io/redis-emitter",
+            "ioredis",
+            "@venizia/ignis-helpers",
+        ]
+        .iter()
+        .all(|p| harness_dir().join("node_modules").join(p).exists());
         if installed {
             return;
         }
@@ -1167,4 +1173,82 @@ async fn shutdown_disconnects_authenticated_and_waiting_sockets() {
         "not held until the 10 s authentication timeout"
     );
     h.stop().await;
+}
+
+/// Runs tests/sio/ignis_client.mjs (the IGNIS `SocketIOClientHelper`) as `token`, joining
+/// `room`; `on_echo` runs once the join has been handled. Returns the lines it printed.
+async fn ignis_client(
+    server: &TestServer,
+    token: &str,
+    room: &str,
+    on_echo: impl FnOnce(),
+) -> Vec<Value> {
+    install_harness();
+    // The IGNIS logger writes rotating log files; keep them out of the tree.
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new("node")
+        .args(["ignis_client.mjs", &server.http(""), token, room])
+        .env("APP_ENV_LOGGER_FOLDER_PATH", logs.path())
+        .current_dir(harness_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let mut on_echo = Some(on_echo);
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the IGNIS client printed in time")
+            .expect("read stdout");
+        let Some(line) = line else { break };
+        // The helper's logger may print too; only JSON objects are ours.
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if v["type"] == "echo"
+            && let Some(f) = on_echo.take()
+        {
+            f();
+        }
+        let done = v["type"] == "disconnected";
+        seen.push(v);
+        if done {
+            break;
+        }
+    }
+    let _ = child.wait().await;
+    seen
+}
+
+#[tokio::test]
+async fn the_ignis_client_helper_works_unchanged() {
+    let server = start_default().await;
+    let s = server.server.clone();
+    let lines = ignis_client(&server, "alice", "public-ignis", move || {
+        s.send_to_room("public-ignis", "news", &json!({"n": 1}), &[])
+            .expect("send");
+    })
+    .await;
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["connected", "authenticated", "echo", "news", "disconnected"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[3]["data"], json!({"n": 1}));
+    assert_eq!(lines[4]["reason"], "io client disconnect");
+
+    let lines = ignis_client(&server, "reject-me", "public-ignis", || {}).await;
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["connected", "unauthenticated", "disconnected"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[1]["message"], "Authentication failed");
+    assert_eq!(lines[2]["reason"], "io server disconnect");
+    server.stop().await;
 }
