@@ -1252,3 +1252,67 @@ async fn the_ignis_client_helper_works_unchanged() {
     assert_eq!(lines[2]["reason"], "io server disconnect");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sealwire_serve_checks_the_socketio_path() {
+    for (path, why) in [("io", "no leading slash"), ("/ws", "the WebSocket path")] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
+                .args([
+                    "serve",
+                    "--dev",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--socketio-path",
+                    path,
+                ])
+                .env_remove("SEALWIRE_PATH")
+                .env_remove("REDIS_URL")
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("exited in time")
+        .expect("run sealwire");
+        assert!(!out.status.success(), "{why}: accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--socketio-path"), "{why}: {stderr}");
+    }
+    // `off`: no endpoint.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--socketio-path",
+            "off",
+        ])
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sealwire");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ws_url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("printed in time")
+            .expect("read")
+            .expect("still running");
+        assert!(!line.starts_with("socket.io listening"), "{line}");
+        if let Some(url) = line.strip_prefix("sealwire listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    let base = ws_url.replacen("ws://", "http://", 1).replace("/ws", "");
+    let status = reqwest::get(format!("{base}/io/?EIO=4&transport=polling"))
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    let _ = child.kill().await;
+}
