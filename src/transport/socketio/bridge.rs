@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use serde_json::value::to_raw_value;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
@@ -34,11 +35,14 @@ use super::SocketIoConfig;
 use super::channel::ChannelSocket;
 use super::credentials;
 use super::translate::{Action, Translator};
-use crate::protocol::{BusTarget, event, now_iso8601};
+use crate::protocol::{BusEnvelope, BusTarget, event, now_iso8601};
 use crate::server::{ConnectionSlot, Server, UpgradeHead};
 
 /// Messages the core may write ahead of the bridge's emits.
 const OUTBOUND_CHANNEL: usize = 16;
+
+/// The sender id of the bridge's pings (never a server's id, so they are delivered).
+const PING_SENDER: &str = "socket.io-ping";
 
 /// What the handshake left for the first `authenticate`.
 struct Pending {
@@ -311,18 +315,23 @@ impl Bridge {
         self.emit(socket, "ping", &json!({ "time": now_iso8601() }))
     }
 
-    /// The application-level ping, through the core so an encrypted client gets it sealed;
-    /// local only (the client is on this instance), never published on the bus.
+    /// The application-level ping, through the core so an encrypted client gets it sealed.
+    /// Delivered the way a bus message from another sender is: to this instance's client only,
+    /// never published.
     fn ping(&self) {
-        if let Some(id) = self.client_id.get() {
-            let _ = self.server.route(
-                BusTarget::Client(id.clone()),
-                "ping",
-                &json!({ "time": now_iso8601() }),
-                &[],
-                false,
-            );
-        }
+        let (Some(id), Ok(data)) = (
+            self.client_id.get(),
+            to_raw_value(&json!({ "time": now_iso8601() })),
+        ) else {
+            return;
+        };
+        self.server.deliver_remote(BusEnvelope {
+            server_id: PING_SENDER.to_owned(),
+            target: BusTarget::Client(id.clone()),
+            event: "ping".to_owned(),
+            data,
+            exclude: Vec::new(),
+        });
     }
 }
 
