@@ -21,6 +21,29 @@ use sealwire::transport::{HttpConfig, serve_with_shutdown};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+/// The delivery calls these tests make on a server, in one place.
+trait Deliver {
+    fn deliver_to_client(&self, id: &str, event: &str, data: &impl serde::Serialize);
+    fn deliver_to_user(&self, user: &str, event: &str, data: &impl serde::Serialize);
+    fn deliver_to_room(&self, room: &str, event: &str, data: &impl serde::Serialize);
+    fn deliver_broadcast(&self, event: &str, data: &impl serde::Serialize);
+}
+
+impl Deliver for sealwire::server::Server {
+    fn deliver_to_client(&self, id: &str, event: &str, data: &impl serde::Serialize) {
+        self.send_to_client(id, event, data).expect("send");
+    }
+    fn deliver_to_user(&self, user: &str, event: &str, data: &impl serde::Serialize) {
+        self.send_to_user(user, event, data).expect("send");
+    }
+    fn deliver_to_room(&self, room: &str, event: &str, data: &impl serde::Serialize) {
+        self.send_to_room(room, event, data, &[]).expect("send");
+    }
+    fn deliver_broadcast(&self, event: &str, data: &impl serde::Serialize) {
+        self.broadcast(event, data, &[]).expect("send");
+    }
+}
+
 fn harness_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sio"))
 }
@@ -404,10 +427,7 @@ async fn join_and_leave_are_validated_and_malformed_payloads_are_ignored() {
         rooms_of(&server, &id),
         vec![id.clone(), "io-notification".to_owned()]
     );
-    server
-        .server
-        .send_to_client(&id, "still", &1)
-        .expect("send");
+    server.server.deliver_to_client(&id, "still", &1);
     assert_eq!(h.event("a", "still").await, json!(1));
     h.stop().await;
     server.stop().await;
@@ -427,14 +447,11 @@ async fn sends_reach_socketio_and_websocket_clients_alike() {
     ws.sync().await;
     let s = &server.server;
 
-    s.send_to_client(&a_id, "direct", &json!({"n": 1}))
-        .expect("send");
+    s.deliver_to_client(&a_id, "direct", &json!({"n": 1}));
     assert_eq!(h.event("a", "direct").await, json!({"n": 1}));
-    s.send_to_user("alice", "to-user", &json!("hi"))
-        .expect("send");
+    s.deliver_to_user("alice", "to-user", &json!("hi"));
     assert_eq!(h.event("a", "to-user").await, json!("hi"));
-    s.send_to_room("public-r", "to-room", &json!([1, 2]), &[])
-        .expect("send");
+    s.deliver_to_room("public-r", "to-room", &json!([1, 2]));
     assert_eq!(
         h.event("a", "to-room").await,
         json!([1, 2]),
@@ -445,17 +462,15 @@ async fn sends_reach_socketio_and_websocket_clients_alike() {
         (&m["event"], &m["data"]),
         (&json!("to-room"), &json!([1, 2]))
     );
-    s.broadcast("to-all", &json!({"b": true}), &[])
-        .expect("send");
+    s.deliver_broadcast("to-all", &json!({"b": true}));
     assert_eq!(h.event("a", "to-all").await, json!({"b": true}));
     let m = ws.recv_json().await;
     assert_eq!(m["event"], "to-all");
-    s.send_to_room("io-default", "io-only", &json!(7), &[])
-        .expect("send");
+    s.deliver_to_room("io-default", "io-only", &json!(7));
     assert_eq!(h.event("a", "io-only").await, json!(7));
     // Falsy data is delivered (IGNIS drops it).
     for falsy in [json!(0), json!(false), json!(""), json!(null)] {
-        s.send_to_client(&a_id, "falsy", &falsy).expect("send");
+        s.deliver_to_client(&a_id, "falsy", &falsy);
         assert_eq!(h.event("a", "falsy").await, falsy);
     }
     // The client's own events reach the message hook.
@@ -494,8 +509,7 @@ async fn the_polling_transport_works_end_to_end() {
     h.sync("p").await;
     server
         .server
-        .send_to_room("public-poll", "polled", &json!({"ok": 1}), &[])
-        .expect("send");
+        .deliver_to_room("public-poll", "polled", &json!({"ok": 1}));
     assert_eq!(h.event("p", "polled").await, json!({"ok": 1}));
     h.connect(
         "r",
@@ -533,13 +547,9 @@ async fn encrypted_sockets_get_only_sealed_frames_and_decrypt_them_with_webcrypt
     const SECRET: &str = "TOP-SECRET-payload-4711";
     server
         .server
-        .send_to_client(&id, "secret", &json!({"s": SECRET}))
-        .expect("send");
+        .deliver_to_client(&id, "secret", &json!({"s": SECRET}));
     assert_eq!(h.decrypted("e", "secret").await, json!({"s": SECRET}));
-    server
-        .server
-        .broadcast("news", &json!(SECRET), &[])
-        .expect("send");
+    server.server.deliver_broadcast("news", &json!(SECRET));
     assert_eq!(h.decrypted("e", "news").await, json!(SECRET));
     // Plaintext inbound events still work (IGNIS compatibility profile); the echo is sealed.
     h.emit("e", "join", json!([{"rooms": ["public-enc"]}]))
@@ -550,8 +560,7 @@ async fn encrypted_sockets_get_only_sealed_frames_and_decrypt_them_with_webcrypt
     assert!(rooms_of(&server, &id).contains(&"public-enc".to_owned()));
     server
         .server
-        .send_to_room("public-enc", "room-secret", &json!(SECRET), &[])
-        .expect("send");
+        .deliver_to_room("public-enc", "room-secret", &json!(SECRET));
     assert_eq!(h.decrypted("e", "room-secret").await, json!(SECRET));
     // Sealed inbound events are opened by the connection.
     h.send(json!({"cmd": "emit_sealed", "name": "e", "event": "sealed-chat", "data": {"t": 1}}))
@@ -591,10 +600,7 @@ async fn encrypted_sockets_get_only_sealed_frames_and_decrypt_them_with_webcrypt
     .await;
     let auth = h.authenticate("ep").await;
     assert!(auth["serverPublicKey"].is_string());
-    server
-        .server
-        .send_to_user("eve", "both", &json!(SECRET))
-        .expect("send");
+    server.server.deliver_to_user("eve", "both", &json!(SECRET));
     assert_eq!(h.decrypted("ep", "both").await, json!(SECRET));
     assert_eq!(h.decrypted("e", "both").await, json!(SECRET));
     for line in h.seen.get("ep").into_iter().flatten() {
@@ -736,7 +742,7 @@ async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
     // Until both instances are subscribed, a probe may be lost: repeat it until one arrives.
     let mut ready = false;
     for _ in 0..50 {
-        a.server.broadcast("probe", &1, &[]).expect("send");
+        a.server.deliver_broadcast("probe", &1);
         if let Some(v) = h.next_within("b", Duration::from_millis(100)).await
             && v["event"] == "probe"
         {
@@ -751,21 +757,13 @@ async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
         .await
         .is_some()
     {}
-    a.server
-        .send_to_client(&id, "to-client", &json!("c"))
-        .expect("send");
+    a.server.deliver_to_client(&id, "to-client", &json!("c"));
     assert_eq!(h.event("b", "to-client").await, json!("c"));
-    a.server
-        .send_to_user("bea", "to-user", &json!("u"))
-        .expect("send");
+    a.server.deliver_to_user("bea", "to-user", &json!("u"));
     assert_eq!(h.event("b", "to-user").await, json!("u"));
-    a.server
-        .send_to_room("public-x", "to-room", &json!(0), &[])
-        .expect("send");
+    a.server.deliver_to_room("public-x", "to-room", &json!(0));
     assert_eq!(h.event("b", "to-room").await, json!(0));
-    a.server
-        .broadcast("to-all", &json!(null), &[])
-        .expect("send");
+    a.server.deliver_broadcast("to-all", &json!(null));
     assert_eq!(h.event("b", "to-all").await, json!(null));
     // sealwire's own Redis-only emitter reaches Socket.IO clients like any other.
     let emitter =
@@ -1022,10 +1020,7 @@ async fn connected_sockets_outlive_the_core_heartbeat_timeout() {
     let id = auth["id"].as_str().expect("id").to_owned();
     // The socket sends nothing itself; the bridge's heartbeats keep it from 4002.
     h.silence("a", Duration::from_millis(1500)).await;
-    server
-        .server
-        .send_to_client(&id, "alive", &1)
-        .expect("send");
+    server.server.deliver_to_client(&id, "alive", &1);
     assert_eq!(h.event("a", "alive").await, json!(1));
     h.stop().await;
     server.stop().await;
@@ -1228,8 +1223,7 @@ async fn the_ignis_client_helper_works_unchanged() {
     let server = start_default().await;
     let s = server.server.clone();
     let lines = ignis_client(&server, "alice", "public-ignis", move || {
-        s.send_to_room("public-ignis", "news", &json!({"n": 1}), &[])
-            .expect("send");
+        s.deliver_to_room("public-ignis", "news", &json!({"n": 1}));
     })
     .await;
     let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
