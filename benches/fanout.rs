@@ -9,6 +9,7 @@
 //! cargo bench --bench fanout
 //! ```
 
+use sealwire::publish::Publish;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,7 +134,11 @@ fn fanout(c: &mut Criterion) {
                             let before = s.counter.frames.load(Ordering::Acquire);
                             s.counter.target.store(before + n as u64, Ordering::Release);
                             let notified = s.counter.done.notified();
-                            s.server.broadcast("bench", &payload, &[]).expect("send");
+                            s.server
+                                .to_all()
+                                .emit("bench", &payload)
+                                .await
+                                .expect("send");
                             // Exactly one notification per message: the frame that hits the target.
                             notified.await;
                         }

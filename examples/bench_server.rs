@@ -16,6 +16,7 @@
 //!     [--reuse-port]
 //! ```
 
+use sealwire::compat::IgnisSend;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -73,7 +74,8 @@ async fn burst(State(server): State<Server>, Json(b): Json<Burst>) -> Json<Value
         let data = BenchData { s, t, p: &pad };
         recipients += server
             .send(b.room.as_deref(), &event, &data)
-            .unwrap_or_default();
+            .await
+            .map_or(0, |r| r.local_recipients);
     }
     let t1 = now_ms();
     Json(json!({

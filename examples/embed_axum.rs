@@ -16,6 +16,7 @@
 //! - an outbound transformer that stamps every message with the recipient's user id (encrypted
 //!   clients still get it encrypted: the encryptor always runs last).
 
+use sealwire::publish::Publish;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -55,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .on_connected(|server, client| async move {
             tracing::info!(user = %client.user_id, encrypted = client.encrypted, "client connected");
-            let _ = server.send_to_client(&client.id, "welcome", &json!({ "user": client.user_id }));
+            let _ = server.to_client(&client.id).emit("welcome", &json!({ "user": client.user_id })).await;
         })
         .on_disconnected(|client, code| async move {
             tracing::info!(user = %client.user_id, code = code.code(), "client disconnected");
@@ -65,12 +66,12 @@ async fn main() -> anyhow::Result<()> {
         .on("order:note", |server, note: Event<OrderNote>| async move {
             let room = format!("orders:{}", note.data.order_id);
             let line = json!({ "from": note.client.user_id, "text": note.data.text });
-            let _ = server.send_to_room(&room, "order:note", &line, &[]);
+            let _ = server.to_room(&room).emit("order:note", &line).await;
         })
         // Every other custom event.
         .on_message(|server, msg| async move {
             if msg.event == "ping" {
-                let _ = server.send_to_client(&msg.client.id, "pong", &msg.data);
+                let _ = server.to_client(&msg.client.id).emit("pong", &msg.data).await;
             }
         })
         .outbound_transformer(|client: &ClientInfo, event: &str, data: &RawValue| {
@@ -105,8 +106,15 @@ async fn main() -> anyhow::Result<()> {
 
 async fn pay(State(server): State<Server>, Path(id): Path<u64>) -> String {
     let room = format!("orders:{id}");
-    match server.send_to_room(&room, "order:paid", &json!({ "order": id }), &[]) {
-        Ok(n) => format!("notified {n} local client(s) in {room}\n"),
+    match server
+        .to_room(&room)
+        .emit("order:paid", &json!({ "order": id }))
+        .await
+    {
+        Ok(r) => format!(
+            "notified {} local client(s) in {room}\n",
+            r.local_recipients
+        ),
         Err(e) => format!("error: {e}\n"),
     }
 }

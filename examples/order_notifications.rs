@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sealwire::events::EventService;
+use sealwire::compat::EventService;
 use sealwire::server::{GlobRooms, Identity, Server};
 use serde::Serialize;
 use serde_json::json;

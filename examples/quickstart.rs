@@ -9,6 +9,7 @@
 //! cargo run --example quickstart
 //! ```
 
+use sealwire::publish::Publish;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,9 +65,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 3. Three notifications.
-    server.send_to_user("alice", "payment:settled", &json!({"amount": 42}))?;
-    server.send_to_room("team:blue", "deploy", &json!({"version": "1.4.2"}), &[])?;
-    server.broadcast("maintenance", &json!({"in_minutes": 10}), &[])?;
+    server
+        .to_user("alice")
+        .emit("payment:settled", &json!({"amount": 42}))
+        .await?;
+    server
+        .to_room("team:blue")
+        .emit("deploy", &json!({"version": "1.4.2"}))
+        .await?;
+    server
+        .to_all()
+        .emit("maintenance", &json!({"in_minutes": 10}))
+        .await?;
 
     println!("\nbob (plaintext) received:");
     print_messages(&mut bob_events, 2).await;

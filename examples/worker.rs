@@ -12,6 +12,7 @@
 //! the `job:progress` events; members of `dashboard-viewers` receive `job:done`. When the
 //! servers run with `--bus-key`, the worker needs the same `SEALWIRE_BUS_KEY`.
 
+use sealwire::publish::Publish;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,23 +40,20 @@ async fn main() -> anyhow::Result<()> {
     let job_id = "report-2026-11";
     for progress in [0, 25, 50, 75, 100] {
         // The count is how many server instances are listening for this user right now.
-        let listeners = emitter
-            .to_user(
-                &user,
+        let receipt = emitter
+            .to_user(&user)
+            .emit(
                 "job:progress",
                 &json!({"jobId": job_id, "progress": progress}),
             )
             .await?;
+        let listeners = receipt.instances.unwrap_or(0);
         println!("job:progress {progress}% -> {listeners} instance(s)");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     emitter
-        .to_room(
-            "dashboard-viewers",
-            "job:done",
-            &json!({"jobId": job_id}),
-            &[],
-        )
+        .to_room("dashboard-viewers")
+        .emit("job:done", &json!({"jobId": job_id}))
         .await?;
     emitter.shutdown().await;
     Ok(())

@@ -7,6 +7,7 @@
 //! fast path. Wire-compatible with the IGNIS `WebSocketServerHelper` protocol.
 //!
 //! ```no_run
+//! use sealwire::publish::Publish;
 //! use sealwire::server::{Identity, Server};
 //!
 //! # async fn run() -> anyhow::Result<()> {
@@ -19,14 +20,15 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let handle = server.clone();
 //! tokio::spawn(sealwire::transport::serve(listener, server));
-//! handle.send_to_user("alice", "payment:settled", &serde_json::json!({"amount": 42}))?;
+//! handle.to_user("alice").emit("payment:settled", &serde_json::json!({"amount": 42})).await?;
 //! # Ok(()) }
 //! ```
 //!
 //! # Layout
 //!
-//! Dependencies point one way: `protocol` <- `crypto` <- `server` <- {`transport`, `bus`},
-//! `protocol` <- `crypto` <- `bus::emitter` <- `events`, and `protocol` <- `crypto` <- `client`.
+//! Dependencies point one way: `protocol` <- `publish` <- `crypto` <- `server` <-
+//! {`transport`, `bus`, `compat`}, `protocol` <- `crypto` <- `bus::emitter`, and `protocol` <-
+//! `crypto` <- `client`.
 //!
 //! - [`protocol`]: the wire: JSON envelope, system events, error strings, close codes, validated
 //!   event and room names ([`protocol::EventName`], [`protocol::RoomName`]) with the reserved
@@ -43,7 +45,10 @@
 //!   the core, with optional backplane encryption ([`crypto::backplane`]).
 //! - `emitter` (feature `redis`, `bus::emitter` re-exported): a Redis-only publisher for
 //!   processes that run no server; it never imports `server`.
-//! - [`events`]: the base for domain event services, over a server handle or an emitter.
+//! - [`publish`]: the one way to publish, `to(target).except(id).emit(event, data)`, which the
+//!   server handle and the emitter both implement ([`publish::Publish`]).
+//! - [`compat`]: IGNIS-shaped publishing over [`publish`]: `send(destination, ..)` and the base
+//!   for domain event services.
 //! - `client` (feature `client`, on by default): the Rust client SDK. It depends on
 //!   `protocol` and `crypto` only, never on `server`.
 //! - `backoff` (internal): the jittered exponential backoff curve that both `bus` and `client`
@@ -62,8 +67,9 @@ pub mod crypto;
 /// The Redis-only publisher ([`bus::emitter`]), at its historical path.
 #[cfg(feature = "redis")]
 pub use bus::emitter;
-pub mod events;
+pub mod compat;
 pub mod protocol;
+pub mod publish;
 pub mod server;
 pub mod transport;
 
@@ -71,6 +77,7 @@ pub mod transport;
 pub use client::ClientError;
 pub use crypto::CryptoError;
 pub use protocol::CloseCode;
+pub use publish::{Publish, PublishError, Receipt};
 pub use server::{BusError, ConfigError, HookError, SendError, Server, ServerConfig};
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use reqwest::StatusCode;
+use sealwire::publish::Publish;
 use serde_json::{Value, json};
 
 struct Admin {
@@ -313,7 +314,11 @@ async fn send_endpoints_reach_the_right_clients() {
     assert_eq!(p.recv_msg().await, json!({"event": "room", "data": null}));
 
     // Nobody got anything else.
-    s.server.broadcast("end", &json!(0), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("end", &json!(0))
+        .await
+        .expect("send");
     for c in [&mut p, &mut e, &mut e2] {
         assert_eq!(c.recv_msg().await["event"], "end");
     }
@@ -345,7 +350,9 @@ async fn join_and_leave_endpoints() {
             .contains(&json!("vip"))
     );
     s.server
-        .send_to_room("vip", "vip", &json!(1), &[])
+        .to_room("vip")
+        .emit("vip", &json!(1))
+        .await
         .expect("send");
     assert_eq!(c.recv_msg().await, json!({"event": "vip", "data": 1}));
 
@@ -361,8 +368,11 @@ async fn join_and_leave_endpoints() {
     assert_eq!(body["left"], json!(["vip"]));
     assert_eq!(
         s.server
-            .send_to_room("vip", "vip", &json!(2), &[])
-            .expect("send"),
+            .to_room("vip")
+            .emit("vip", &json!(2))
+            .await
+            .expect("send")
+            .local_recipients,
         0
     );
     // Duplicates count once.
@@ -452,7 +462,9 @@ async fn batch_delivers_in_order_and_is_all_or_nothing() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].is_string());
     s.server
-        .broadcast("marker", &json!(null), &[])
+        .to_all()
+        .emit("marker", &json!(null))
+        .await
         .expect("send");
     assert_eq!(p.recv_msg().await["event"], "marker");
     assert_eq!(e.recv_msg().await["event"], "marker");
@@ -548,7 +560,11 @@ async fn the_join_endpoint_refuses_rooms_named_like_a_client_id() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["localRecipients"], 1);
     assert_eq!(a.recv_msg().await, json!({"event": "t", "data": 1}));
-    s.server.broadcast("end", &json!(null), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("end", &json!(null))
+        .await
+        .expect("send");
     assert_eq!(b.recv_msg().await["event"], "end");
     s.stop().await;
 }

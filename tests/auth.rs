@@ -2,6 +2,7 @@
 
 mod common;
 
+use sealwire::publish::Publish;
 use std::time::Duration;
 
 use common::*;
@@ -100,7 +101,9 @@ async fn second_authenticate_is_refused_without_closing() {
     );
     // Still connected and still bob.
     s.server
-        .send_to_user("bob", "ping", &json!(1))
+        .to_user("bob")
+        .emit("ping", &json!(1))
+        .await
         .expect("send");
     assert_eq!(c.recv_json().await, json!({"event": "ping", "data": 1}));
     s.stop().await;
@@ -136,7 +139,9 @@ async fn invalid_json_gets_an_error_and_the_connection_survives() {
     // A message without `event` is dropped silently: the next frame is our own send.
     c.send_text(r#"{"data": {"x": 1}}"#).await;
     s.server
-        .send_to_user("dave", "after", &json!(null))
+        .to_user("dave")
+        .emit("after", &json!(null))
+        .await
         .expect("send");
     assert_eq!(c.recv_json().await["event"], "after");
     s.stop().await;
@@ -161,7 +166,9 @@ async fn idle_clients_are_closed_4002_and_heartbeats_keep_them() {
     let mut busy = beat.await.expect("heartbeat task");
     // Still alive after 600 ms of heartbeats.
     s.server
-        .send_to_user("busy", "alive", &json!(true))
+        .to_user("busy")
+        .emit("alive", &json!(true))
+        .await
         .expect("send");
     assert_eq!(busy.recv_json().await["event"], "alive");
     s.stop().await;

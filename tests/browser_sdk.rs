@@ -9,6 +9,7 @@
 
 mod common;
 
+use sealwire::publish::Publish;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -175,11 +176,15 @@ async fn browser_sdk_runs_in_headless_chromium() {
     // Server pushes reach the page decrypted; on the wire they were records.
     server
         .server
-        .send_to_user(USER, "to-user", &json!({"n": 1}))
+        .to_user(USER)
+        .emit("to-user", &json!({"n": 1}))
+        .await
         .expect("send to user");
     server
         .server
-        .send_to_room("chat:browser", "to-room", &json!({"n": 2}), &[])
+        .to_room("chat:browser")
+        .emit("to-room", &json!({"n": 2}))
+        .await
         .expect("send to room");
     for (event, n) in [("to-user", 1), ("to-room", 2)] {
         let m = message(rx, &mut reports, event).await;
@@ -224,7 +229,9 @@ async fn browser_sdk_runs_in_headless_chromium() {
     );
     server
         .server
-        .send_to_user(USER, "after-expiry", &json!({"n": 3}))
+        .to_user(USER)
+        .emit("after-expiry", &json!({"n": 3}))
+        .await
         .expect("send to user");
     let late = message(rx, &mut reports, "after-expiry").await;
     assert_eq!(late["data"]["n"], 3);

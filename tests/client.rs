@@ -2,6 +2,7 @@
 
 mod common;
 
+use sealwire::publish::Publish;
 use std::time::Duration;
 
 use common::sdk::{event_where, next_event, next_message, start_on};
@@ -22,7 +23,9 @@ fn echo_builder() -> ServerBuilder {
             if m.event == "echo" {
                 let data = json!({"got": m.data, "wasEncrypted": m.was_encrypted});
                 server
-                    .send_to_client(&m.client.id, "echoed", &data)
+                    .to_client(&m.client.id)
+                    .emit("echoed", &data)
+                    .await
                     .expect("send");
             }
         })
@@ -64,10 +67,14 @@ async fn encrypted_round_trip_and_ciphertext_on_the_wire() {
     assert!(!m.raw.expect("raw").contains("echoed"));
 
     ts.server
-        .send_to_user("alice", "note", &json!("to-user"))
+        .to_user("alice")
+        .emit("note", &json!("to-user"))
+        .await
         .expect("send");
     ts.server
-        .broadcast("news", &json!("to-all"), &[])
+        .to_all()
+        .emit("news", &json!("to-all"))
+        .await
         .expect("broadcast");
     let a = next_message(&mut events).await;
     let b = next_message(&mut events).await;
@@ -115,7 +122,9 @@ async fn plaintext_round_trip_and_rooms() {
     })
     .await;
     ts.server
-        .send_to_room("chat:1", "said", &json!("hi"), &[])
+        .to_room("chat:1")
+        .emit("said", &json!("hi"))
+        .await
         .expect("room");
     assert_eq!(next_message(&mut events).await.data, json!("hi"));
     client.leave(["chat:1"]).await.expect("leave");
@@ -179,7 +188,9 @@ async fn reconnects_after_server_restart_and_rejoins_rooms() {
     })
     .await;
     ts2.server
-        .send_to_room("alerts", "alert", &json!({"sev": 1}), &[])
+        .to_room("alerts")
+        .emit("alert", &json!({"sev": 1}))
+        .await
         .expect("room");
     let m = next_message(&mut events).await;
     assert_eq!((m.event.as_str(), m.encrypted), ("alert", true));
@@ -262,7 +273,9 @@ async fn disconnect_reasons_are_typed() {
     let _ = next_event(&mut events).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     ts.server
-        .send_to_user("frank", "still", &json!(true))
+        .to_user("frank")
+        .emit("still", &json!(true))
+        .await
         .expect("send");
     assert_eq!(next_message(&mut events).await.event, "still");
     client.close();
@@ -297,7 +310,7 @@ async fn slow_consumer_is_reported() {
     // The application reads nothing: the socket backs up and the server's outbox fills.
     let mut sent = 0;
     while ts.server.counts().clients > 0 && sent < 20_000 {
-        let _ = ts.server.send_to_user("gina", "flood", &big);
+        let _ = ts.server.to_user("gina").emit("flood", &big).await;
         sent += 1;
         tokio::task::yield_now().await;
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use sealwire::publish::Publish;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +53,9 @@ async fn handshake_yields_a_working_session() {
     assert_eq!(d["userId"], "alice");
 
     s.server
-        .send_to_client(&c.id(), "hello", &json!({"n": 1}))
+        .to_client(c.id())
+        .emit("hello", &json!({"n": 1}))
+        .await
         .expect("send");
     assert_eq!(
         c.recv_msg().await,
@@ -167,7 +170,11 @@ async fn opportunistic_mode_encrypts_only_clients_that_send_a_key() {
     let (mut plain, cp) = s.plain("plain").await;
     assert!(ce["data"]["serverPublicKey"].is_string());
     assert!(cp["data"].get("serverPublicKey").is_none() && cp["data"].get("salt").is_none());
-    s.server.broadcast("news", &json!("hi"), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("news", &json!("hi"))
+        .await
+        .expect("send");
     assert_eq!(
         plain.recv_json().await,
         json!({"event": "news", "data": "hi"})
@@ -235,10 +242,16 @@ async fn mixed_room_plaintext_and_ciphertext_carry_the_same_message() {
         .collect();
     for m in &messages {
         s.server
-            .send_to_room("ws-default", "room:msg", m, &[])
+            .to_room("ws-default")
+            .emit("room:msg", m)
+            .await
             .expect("send");
     }
-    s.server.broadcast("done", &json!(null), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("done", &json!(null))
+        .await
+        .expect("send");
     for m in &messages {
         let frame = plain.recv_json().await;
         assert_eq!(frame, json!({"event": "room:msg", "data": m}));
@@ -338,7 +351,9 @@ async fn encrypted_join_and_custom_events_are_handled() {
     assert!(rooms.contains(&"team-a".to_owned()), "{rooms:?}");
     assert!(!rooms.contains(&"other".to_owned()));
     s.server
-        .send_to_room("team-a", "team", &json!(1), &[])
+        .to_room("team-a")
+        .emit("team", &json!(1))
+        .await
         .expect("send");
     assert_eq!(c.recv_msg().await, json!({"event": "team", "data": 1}));
     c.emit("leave", json!({"rooms": ["team-a"]})).await;
@@ -416,7 +431,9 @@ async fn a_compat_client_joins_in_plaintext_when_encryption_is_required() {
     let rooms = s.server.client_rooms(&c.id()).expect("rooms");
     assert!(rooms.contains(&"plain-room".to_owned()), "{rooms:?}");
     s.server
-        .send_to_room("plain-room", "news", &json!({"n": 1}), &[])
+        .to_room("plain-room")
+        .emit("news", &json!({"n": 1}))
+        .await
         .expect("send");
     let raw = c.recv_json().await;
     assert_eq!(raw["event"], "encrypted", "outbound stays encrypted");
@@ -459,7 +476,11 @@ async fn a_thousand_messages_arrive_in_order() {
     let sender = s.server.clone();
     let producer = tokio::spawn(async move {
         for i in 0..1000u32 {
-            sender.send_to_client(&id, "seq", &json!(i)).expect("send");
+            sender
+                .to_client(&id)
+                .emit("seq", &json!(i))
+                .await
+                .expect("send");
             if i.is_multiple_of(50) {
                 tokio::task::yield_now().await;
             }
@@ -485,10 +506,14 @@ async fn no_plaintext_reaches_clients_that_connect_during_a_broadcast_storm() {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 server
-                    .broadcast("storm", &json!({"n": n, "secret": "plaintext-marker"}), &[])
+                    .to_all()
+                    .emit("storm", &json!({"n": n, "secret": "plaintext-marker"}))
+                    .await
                     .expect("send");
                 server
-                    .send_to_room("ws-default", "storm", &json!({"n": n}), &[])
+                    .to_room("ws-default")
+                    .emit("storm", &json!({"n": n}))
+                    .await
                     .expect("send");
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(1)).await;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use sealwire::publish::Publish;
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -39,8 +40,12 @@ fn logged() -> (sealwire::server::ServerBuilder, Log) {
                 .expect("lock")
                 .push(Seen::Connected((*info).clone()));
             // Hooks may use the handle: greet the new client.
-            let _ = server.send_to_client(&info.id, "welcome", &json!(info.user_id));
-            std::future::ready(())
+            async move {
+                let _ = server
+                    .to_client(&info.id)
+                    .emit("welcome", &json!(info.user_id))
+                    .await;
+            }
         })
         .on_disconnected(move |info: Arc<ClientInfo>, code: CloseCode| {
             l2.lock()
@@ -134,7 +139,9 @@ async fn outbound_transformer_rewrites_per_client_and_stays_encrypted() {
     let (mut plain, _) = s.plain("alice").await;
     let (mut enc, _) = s.encrypted("bob").await;
     s.server
-        .broadcast("news", &json!({"n": 1}), &[])
+        .to_all()
+        .emit("news", &json!({"n": 1}))
+        .await
         .expect("send");
     assert_eq!(
         plain.recv_json().await,
@@ -147,12 +154,16 @@ async fn outbound_transformer_rewrites_per_client_and_stays_encrypted() {
         json!({"event": "news", "data": {"for": "bob", "original": {"n": 1}}})
     );
     s.server
-        .send_to_room("ws-default", "secret", &json!(2), &[])
+        .to_room("ws-default")
+        .emit("secret", &json!(2))
+        .await
         .expect("send");
     assert_eq!(plain.recv_json().await["event"], "redacted");
     assert_eq!(enc.recv_msg().await["event"], "redacted");
     s.server
-        .broadcast("untouched", &json!(3), &[])
+        .to_all()
+        .emit("untouched", &json!(3))
+        .await
         .expect("send");
     assert_eq!(
         plain.recv_json().await,
@@ -176,7 +187,7 @@ async fn a_transformer_cannot_make_an_encrypted_client_receive_plaintext() {
     };
     let s = start_with(builder(base_config()).outbound_transformer(sneaky)).await;
     let (mut enc, _) = s.encrypted("e").await;
-    s.server.broadcast("x", &json!(1), &[]).expect("send");
+    s.server.to_all().emit("x", &json!(1)).await.expect("send");
     let inner = enc.recv_msg().await;
     assert_eq!(inner["data"], json!({"iv": "AAAA", "ct": "BBBB"}));
     s.stop().await;
@@ -215,11 +226,18 @@ async fn a_panicking_hook_does_not_leak_the_client() {
     assert_eq!((counts.authenticated, counts.users), (1, 1));
     assert_eq!(
         s.server
-            .send_to_room("private", "x", &json!(1), &[])
-            .expect("send"),
+            .to_room("private")
+            .emit("x", &json!(1))
+            .await
+            .expect("send")
+            .local_recipients,
         0
     );
-    s.server.broadcast("still", &json!(1), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("still", &json!(1))
+        .await
+        .expect("send");
     assert_eq!(other.recv_msg().await["event"], "still");
     // Its connected hook ran, so its disconnected hook runs too, with 1006.
     wait_for(|| !gone.lock().expect("lock").is_empty()).await;
@@ -244,7 +262,10 @@ fn typed_chat_server() -> sealwire::server::ServerBuilder {
         .config(base_config())
         .authenticate(test_auth())
         .on_connected(|server, client| async move {
-            let _ = server.send_to_client(&client.id, "welcome", &json!(client.user_id));
+            let _ = server
+                .to_client(&client.id)
+                .emit("welcome", &json!(client.user_id))
+                .await;
         })
         .on_disconnected(|client, code| async move {
             tracing::debug!(client = %client.id, ?code, "gone");
@@ -263,13 +284,16 @@ fn typed_chat_server() -> sealwire::server::ServerBuilder {
                     "id": chat.id,
                     "wasEncrypted": chat.was_encrypted,
                 });
-                let _ = server.send_to_client(&chat.client.id, "chat-ok", &reply);
+                let _ = server
+                    .to_client(&chat.client.id)
+                    .emit("chat-ok", &reply)
+                    .await;
             },
         )
         .on_message(|server, msg| async move {
             let reply =
                 json!({"event": msg.event, "data": msg.data, "wasEncrypted": msg.was_encrypted});
-            let _ = server.send_to_client(&msg.client.id, "echo", &reply);
+            let _ = server.to_client(&msg.client.id).emit("echo", &reply).await;
         })
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use sealwire::publish::Publish;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,7 +57,11 @@ async fn oversized_message_closes_1009_and_spares_others() {
     .await;
     assert_eq!(big.expect_close().await, Some(1009));
     wait_for(|| closed_code(&closed, "big") == Some(1009)).await;
-    s.server.broadcast("still", &json!(1), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("still", &json!(1))
+        .await
+        .expect("send");
     assert_eq!(other.recv_msg().await, json!({"event": "still", "data": 1}));
     let (mut fresh, _) = s.plain("fresh").await;
     fresh.emit("hello", json!(null)).await;
@@ -129,8 +134,11 @@ async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
     // Bounded: ~1.6 GB would be needed to get here without a limit.
     for _ in 0..200_000 {
         if s.server
-            .send_to_client(&slow.id(), "flood", &payload)
+            .to_client(slow.id())
+            .emit("flood", &payload)
+            .await
             .expect("send")
+            .local_recipients
             == 0
         {
             refused = true;
@@ -168,7 +176,9 @@ async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
     assert_eq!(closed_code(&closed, "slow"), Some(4005));
     // Everyone else is served as before.
     s.server
-        .broadcast("after", &json!(sent), &[])
+        .to_all()
+        .emit("after", &json!(sent))
+        .await
         .expect("send");
     assert_eq!(fine.recv_msg().await["event"], "after");
     assert_eq!(s.server.counts().authenticated, 1);
@@ -372,11 +382,18 @@ async fn three_hundred_mixed_clients_each_get_a_broadcast_exactly_once() {
     assert_eq!(s.server.counts().encrypted, N / 2);
     assert_eq!(
         s.server
-            .broadcast("once", &json!({"hello": "all"}), &[])
-            .expect("send"),
+            .to_all()
+            .emit("once", &json!({"hello": "all"}))
+            .await
+            .expect("send")
+            .local_recipients,
         N
     );
-    s.server.broadcast("end", &json!(null), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("end", &json!(null))
+        .await
+        .expect("send");
     let mut readers = Vec::new();
     for mut c in clients {
         readers.push(tokio::spawn(async move {
@@ -464,14 +481,24 @@ async fn a_message_larger_than_the_outbox_is_refused_without_closing_anyone() {
     let (mut enc, _) = s.encrypted("e").await;
     // Just under the budget: delivered to both, the encrypted copy included.
     let fits = "f".repeat(60 * 1024);
-    assert_eq!(s.server.broadcast("fits", &fits, &[]).expect("send"), 2);
+    assert_eq!(
+        s.server
+            .to_all()
+            .emit("fits", &fits)
+            .await
+            .expect("send")
+            .local_recipients,
+        2
+    );
     assert_eq!(plain.recv_msg().await["data"], fits.as_str());
     assert_eq!(enc.recv_msg().await["data"], fits.as_str());
     // Over the budget: an error for the sender, and nobody is disconnected.
     let huge = "h".repeat(100 * 1024);
     assert!(matches!(
-        s.server.broadcast("huge", &huge, &[]),
-        Err(sealwire::server::SendError::TooLarge { .. })
+        s.server.to_all().emit("huge", &huge).await,
+        Err(sealwire::PublishError::Message(
+            sealwire::server::SendError::TooLarge { .. }
+        ))
     ));
     let admin = reqwest::Client::new()
         .post(s.http("/socket/broadcast"))
@@ -481,7 +508,11 @@ async fn a_message_larger_than_the_outbox_is_refused_without_closing_anyone() {
         .await
         .expect("admin");
     assert_eq!(admin.status(), 400);
-    s.server.broadcast("after", &json!(1), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("after", &json!(1))
+        .await
+        .expect("send");
     assert_eq!(plain.recv_msg().await["event"], "after");
     assert_eq!(enc.recv_msg().await["event"], "after");
     assert_eq!(s.server.counts().authenticated, 2);
@@ -503,7 +534,11 @@ async fn inbound_frames_are_handled_while_outbound_traffic_never_stops() {
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for _ in 0..16 {
-                    server.send_to_client(&id, "tick", &json!(0)).expect("send");
+                    server
+                        .to_client(&id)
+                        .emit("tick", &json!(0))
+                        .await
+                        .expect("send");
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -545,13 +580,15 @@ async fn a_long_outbound_backlog_does_not_starve_inbound_heartbeats() {
         let id = c.id();
         tokio::spawn(async move {
             for i in 0..TICKS {
-                server.send_to_client(&id, "t", &i).expect("send");
+                server.to_client(&id).emit("t", &i).await.expect("send");
                 if i.is_multiple_of(1000) {
                     tokio::task::yield_now().await;
                 }
             }
             server
-                .send_to_client(&id, "end", &json!(null))
+                .to_client(&id)
+                .emit("end", &json!(null))
+                .await
                 .expect("send");
         })
     };

@@ -5,6 +5,8 @@
 
 mod common;
 
+use sealwire::compat::IgnisSend;
+use sealwire::publish::Publish;
 use std::time::Duration;
 
 use common::redis::{RedisServer, dead_port, next_message};
@@ -115,17 +117,29 @@ async fn exactly_once(mode: SubscriptionMode) {
     .await;
 
     let s = &a.server;
-    s.send_to_room("r", "room", &json!({"n": 1}), &[]).unwrap();
-    s.send_to_user("u1", "user", &json!({"n": 2})).unwrap();
-    s.send_to_client(&c1.id(), "client", &json!({"n": 3}))
+    s.to_room("r").emit("room", &json!({"n": 1})).await.unwrap();
+    s.to_user("u1")
+        .emit("user", &json!({"n": 2}))
+        .await
         .unwrap();
-    s.broadcast("all", &json!({"n": 4}), &[]).unwrap();
-    s.send_to_room("r", "room-ex", &json!({"n": 5}), &[b1.id(), c1.id()])
+    s.to_client(c1.id())
+        .emit("client", &json!({"n": 3}))
+        .await
         .unwrap();
-    s.broadcast("all-ex", &json!({"n": 6}), &[a1.id()]).unwrap();
+    s.to_all().emit("all", &json!({"n": 4})).await.unwrap();
+    s.to_room("r")
+        .except_all(&[b1.id(), c1.id()])
+        .emit("room-ex", &json!({"n": 5}))
+        .await
+        .unwrap();
+    s.to_all()
+        .except_all(&[a1.id()])
+        .emit("all-ex", &json!({"n": 6}))
+        .await
+        .unwrap();
     // Routed like IGNIS send(): a room unknown locally is published for the others.
-    s.send(Some("r"), "send", &json!({"n": 7})).unwrap();
-    s.broadcast("end", &json!(null), &[]).unwrap();
+    s.send(Some("r"), "send", &json!({"n": 7})).await.unwrap();
+    s.to_all().emit("end", &json!(null)).await.unwrap();
 
     assert_eq!(
         events_until(&mut a1, "end").await,
@@ -192,7 +206,9 @@ async fn encrypted_client_on_b_gets_ciphertext_of_message_sent_on_a() {
     let (mut enc, _) = b.encrypted("eve").await;
     redis.wait_numsub("ws:user:eve", 1).await;
     a.server
-        .send_to_user("eve", "secret", &json!({"pin": "1234"}))
+        .to_user("eve")
+        .emit("secret", &json!({"pin": "1234"}))
+        .await
         .unwrap();
     let raw = enc.recv_json().await;
     assert_eq!(raw["event"], "encrypted", "{raw}");
@@ -222,23 +238,32 @@ async fn emitter_reaches_clients_on_every_instance() {
         .await
         .expect("emitter");
     emitter
-        .to_room("news", "headline", &json!({"n": 1}), &[])
+        .to_room("news")
+        .emit("headline", &json!({"n": 1}))
         .await
         .unwrap();
     emitter
-        .to_room("news", "headline", &json!({"n": 2}), &[a1.id()])
+        .to_room("news")
+        .except_all(&[a1.id()])
+        .emit("headline", &json!({"n": 2}))
         .await
         .unwrap();
     emitter
-        .to_user("ann", "dm", &json!({"n": 3}))
+        .to_user("ann")
+        .emit("dm", &json!({"n": 3}))
         .await
         .unwrap();
     emitter
-        .to_client(&b1.id(), "direct", &json!({"n": 4}))
+        .to_client(b1.id())
+        .emit("direct", &json!({"n": 4}))
         .await
         .unwrap();
-    let n = emitter.broadcast("end", &json!(null), &[]).await.unwrap();
-    assert_eq!(n, 2, "both instances listen on ws:broadcast");
+    let n = emitter.to_all().emit("end", &json!(null)).await.unwrap();
+    assert_eq!(
+        n.instances,
+        Some(2),
+        "both instances listen on ws:broadcast"
+    );
     assert_eq!(
         events_until(&mut a1, "end").await,
         vec![ev("headline", 1), ev("dm", 3)]
@@ -248,17 +273,120 @@ async fn emitter_reaches_clients_on_every_instance() {
         vec![ev("headline", 1), ev("headline", 2), ev("direct", 4)]
     );
     // Invalid events are refused before anything is published.
-    assert!(
-        emitter
-            .broadcast("connected", &json!(1), &[])
-            .await
-            .is_err()
-    );
+    assert!(emitter.to_all().emit("connected", &json!(1)).await.is_err());
     emitter.shutdown().await;
     assert!(matches!(
-        emitter.broadcast("x", &json!(1), &[]).await,
-        Err(sealwire::emitter::EmitError::Closed)
+        emitter.to_all().emit("x", &json!(1)).await,
+        Err(sealwire::PublishError::Closed)
     ));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A subscribed connection answers PING with an array (`["pong", ""]`), not a string: the
+/// keep-alive must accept it, or every ping interval drops both connections and loses what
+/// other instances publish meanwhile.
+#[tokio::test]
+async fn keepalive_pings_do_not_reconnect_a_healthy_bus() {
+    let redis = RedisServer::start().await;
+    let config =
+        bus_config(&redis, SubscriptionMode::Interest).ping_interval(Duration::from_millis(50));
+    let a = node_with(config).await;
+    let b = node(&redis, SubscriptionMode::Interest).await;
+    let (mut b1, _) = b.plain("bob").await;
+    redis.wait_numsub("ws:broadcast", 2).await;
+    // Well past several ping intervals, publishing all along: nothing reconnects, nothing
+    // is lost.
+    for n in 0..40 {
+        a.server
+            .to_all()
+            .emit("tick", &json!(n))
+            .await
+            .expect("publish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in 0..40 {
+        let m = b1.recv_msg().await;
+        assert_eq!(
+            (m["event"].clone(), m["data"].clone()),
+            (json!("tick"), json!(n))
+        );
+    }
+    let stats = a.server.bus_stats().expect("the Redis bus keeps stats");
+    assert_eq!(stats.reconnects, 0, "a healthy Redis never reconnects");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Domain code written once against `Publish` runs unchanged on a server handle and on an
+/// emitter, directly or through an `EventService` over `dyn Publish`.
+async fn notify_order(p: &impl Publish, id: u64) -> sealwire::Receipt {
+    p.to_room("orders")
+        .except("nobody")
+        .emit("order:paid", &json!({ "n": id }))
+        .await
+        .expect("publish")
+}
+
+#[tokio::test]
+async fn one_publish_api_on_a_server_and_an_emitter() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, SubscriptionMode::Interest).await;
+    let b = node(&redis, SubscriptionMode::Interest).await;
+    let (mut a1, _) = a.plain("ann").await;
+    let (mut b1, _) = b.encrypted("bob").await;
+    for (s, cl) in [(&a, &a1), (&b, &b1)] {
+        let _ = s.server.join(&cl.id(), &["orders".to_owned()]);
+    }
+    redis.wait_numsub("ws:room:orders", 2).await;
+    let emitter = Emitter::connect(EmitterConfig::new(redis.url()))
+        .await
+        .expect("emitter");
+
+    // From a server: one local recipient; the bus takes the rest without waiting.
+    let r = notify_order(&a.server, 1).await;
+    assert_eq!((r.local_recipients, r.instances), (1, None));
+    // From an emitter: nobody local; Redis reports both listening instances.
+    let r = notify_order(&emitter, 2).await;
+    assert_eq!((r.local_recipients, r.instances), (0, Some(2)));
+    // The IGNIS-style service over either publisher.
+    let via_server = sealwire::compat::EventService::with_publisher("orders", b.server.clone());
+    via_server
+        .send_to_room("orders", "order:paid", &json!({"n": 3}))
+        .await
+        .expect("service");
+    let via_emitter = sealwire::compat::EventService::new("orders");
+    assert!(!via_emitter.is_ready());
+    assert!(matches!(
+        via_emitter.broadcast("order:paid", &json!({"n": 0})).await,
+        Err(sealwire::PublishError::NotReady)
+    ));
+    assert!(via_emitter.bind(std::sync::Arc::new(emitter)));
+    via_emitter
+        .send_to_room("orders", "order:paid", &json!({"n": 4}))
+        .await
+        .expect("service");
+    // An invalid name fails before anything is published, on either path.
+    assert!(matches!(
+        a.server.to_all().emit("authenticate", &json!(1)).await,
+        Err(sealwire::PublishError::Message(_))
+    ));
+
+    for c in [&mut a1, &mut b1] {
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            let m = c.recv_msg().await;
+            assert_eq!(m["event"], "order:paid");
+            seen.push(m["data"]["n"].as_u64().expect("n"));
+        }
+        // Publishers do not order among themselves; each message arrives once.
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            vec![1, 2, 3, 4],
+            "every publication, once, on both instances"
+        );
+    }
     a.stop().await;
     b.stop().await;
 }
@@ -272,14 +400,30 @@ async fn emitter_reports_a_failed_publish() {
     )
     .await
     .expect("emitter");
-    assert_eq!(emitter.broadcast("e", &json!(1), &[]).await.unwrap(), 0);
+    assert_eq!(
+        emitter
+            .to_all()
+            .emit("e", &json!(1))
+            .await
+            .unwrap()
+            .instances,
+        Some(0)
+    );
     redis.kill();
-    let err = emitter.broadcast("e", &json!(2), &[]).await;
+    let err = emitter.to_all().emit("e", &json!(2)).await;
     assert!(err.is_err(), "a publish to a dead Redis must fail");
     // And keeps failing (no silent success) until Redis is back; then it reconnects.
-    assert!(emitter.broadcast("e", &json!(3), &[]).await.is_err());
+    assert!(emitter.to_all().emit("e", &json!(3)).await.is_err());
     redis.restart().await;
-    assert_eq!(emitter.broadcast("e", &json!(4), &[]).await.unwrap(), 0);
+    assert_eq!(
+        emitter
+            .to_all()
+            .emit("e", &json!(4))
+            .await
+            .unwrap()
+            .instances,
+        Some(0)
+    );
     assert!(
         Emitter::connect(EmitterConfig::new(format!(
             "redis://127.0.0.1:{}",
@@ -329,9 +473,16 @@ async fn ignis_interop_on_the_wire() {
     // This server publishes: an IGNIS subscriber sees the exact IGNIS shape.
     let mut raw = redis.subscribe(&["ws:room:lobby", "ws:user:ian"]).await;
     a.server
-        .send_to_room("lobby", "note", &json!({"k": [1]}), &["c9".to_owned()])
+        .to_room("lobby")
+        .except_all(&["c9".to_owned()])
+        .emit("note", &json!({"k": [1]}))
+        .await
         .unwrap();
-    a.server.send_to_user("ian", "dm", &json!("x")).unwrap();
+    a.server
+        .to_user("ian")
+        .emit("dm", &json!("x"))
+        .await
+        .unwrap();
     let (ch, payload) = next_message(&mut raw).await;
     assert_eq!(ch, "ws:room:lobby");
     let v: Value = serde_json::from_str(&payload).unwrap();
@@ -365,7 +516,9 @@ async fn redis_restart_mid_test_resumes_delivery() {
     }
     redis.wait_numsub("ws:room:ops", 2).await;
     a.server
-        .send_to_room("ops", "before", &json!(1), &[])
+        .to_room("ops")
+        .emit("before", &json!(1))
+        .await
         .unwrap();
     assert_eq!(b1.recv_msg().await["event"], "before");
     assert_eq!(a1.recv_msg().await["event"], "before");
@@ -390,7 +543,9 @@ async fn redis_restart_mid_test_resumes_delivery() {
         .unwrap();
     assert_eq!(health["bus"]["connected"], false, "{health}");
     a.server
-        .send_to_room("ops", "local", &json!(2), &[])
+        .to_room("ops")
+        .emit("local", &json!(2))
+        .await
         .unwrap();
     assert_eq!(a1.recv_msg().await["event"], "local");
 
@@ -400,10 +555,14 @@ async fn redis_restart_mid_test_resumes_delivery() {
     redis.wait_numsub("ws:room:ops", 2).await;
     redis.wait_numsub("ws:user:bo", 1).await;
     a.server
-        .send_to_room("ops", "after", &json!(3), &[])
+        .to_room("ops")
+        .emit("after", &json!(3))
+        .await
         .unwrap();
     b.server
-        .send_to_user("al", "after-user", &json!(4))
+        .to_user("al")
+        .emit("after-user", &json!(4))
+        .await
         .unwrap();
     // "local" was queued by A's publisher during the outage: it may reach B late (Redis came
     // back within `publish_max_age` and B had resubscribed) or be lost, never duplicated.
@@ -476,7 +635,9 @@ async fn backplane_encryption_hides_payloads_from_redis() {
     let mut raw = redis.subscribe(&["ws:room:vault"]).await;
 
     a.server
-        .send_to_room("vault", "deposit", &json!({"card": "4111-SECRET"}), &[])
+        .to_room("vault")
+        .emit("deposit", &json!({"card": "4111-SECRET"}))
+        .await
         .unwrap();
     let (_, payload) = next_message(&mut raw).await;
     assert!(!payload.contains("4111-SECRET"), "{payload}");
@@ -500,7 +661,8 @@ async fn backplane_encryption_hides_payloads_from_redis() {
             .await
             .unwrap();
     emitter
-        .to_room("vault", "notice", &json!({"text": "TOPSECRET"}), &[])
+        .to_room("vault")
+        .emit("notice", &json!({"text": "TOPSECRET"}))
         .await
         .unwrap();
     let (_, payload) = next_message(&mut raw).await;
@@ -531,7 +693,9 @@ async fn a_replayed_sealed_envelope_is_delivered_once() {
     redis.wait_numsub("ws:room:vault", 2).await;
 
     a.server
-        .send_to_room("vault", "payout", &json!({"amount": 100}), &[])
+        .to_room("vault")
+        .emit("payout", &json!({"amount": 100}))
+        .await
         .unwrap();
     let (_, captured) = next_message(&mut raw).await;
     assert_eq!(
@@ -543,7 +707,9 @@ async fn a_replayed_sealed_envelope_is_delivered_once() {
         assert_eq!(redis.publish("ws:room:vault", &captured).await, 2);
     }
     a.server
-        .send_to_room("vault", "payout", &json!({"amount": 7}), &[])
+        .to_room("vault")
+        .emit("payout", &json!({"amount": 7}))
+        .await
         .unwrap();
     assert_eq!(
         b1.recv_msg().await,
@@ -571,7 +737,9 @@ async fn a_restarted_instance_refuses_envelopes_sealed_before_it_started() {
     let mut raw = redis.subscribe(&["ws:room:vault"]).await;
     redis.wait_numsub("ws:room:vault", 2).await;
     a.server
-        .send_to_room("vault", "payout", &json!({"amount": 100}), &[])
+        .to_room("vault")
+        .emit("payout", &json!({"amount": 100}))
+        .await
         .unwrap();
     let (_, captured) = next_message(&mut raw).await;
     assert_eq!(
@@ -590,7 +758,9 @@ async fn a_restarted_instance_refuses_envelopes_sealed_before_it_started() {
 
     assert_eq!(redis.publish("ws:room:vault", &captured).await, 2);
     a.server
-        .send_to_room("vault", "payout", &json!({"amount": 7}), &[])
+        .to_room("vault")
+        .emit("payout", &json!({"amount": 7}))
+        .await
         .unwrap();
     assert_eq!(
         b1.recv_msg().await,
@@ -674,7 +844,11 @@ async fn tls_and_acl_credentials_in_the_url() {
         Emitter::connect(EmitterConfig::new(url.clone()).tls_ca_pem(redis.tls_ca.clone()))
             .await
             .expect("emitter over TLS");
-    emitter.to_user("tia", "over-tls", &json!(1)).await.unwrap();
+    emitter
+        .to_user("tia")
+        .emit("over-tls", &json!(1))
+        .await
+        .unwrap();
     assert_eq!(c.recv_msg().await, json!({"event": "over-tls", "data": 1}));
 
     // A wrong password fails clearly, without printing the password.

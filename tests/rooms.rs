@@ -3,6 +3,8 @@
 
 mod common;
 
+use sealwire::compat::IgnisSend;
+use sealwire::publish::Publish;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +40,9 @@ async fn authenticated_clients_join_their_own_room_and_the_default_rooms() {
     assert_eq!(rooms_of(&s, &c), expected);
     // The own-id room reaches the client.
     s.server
-        .send_to_room(&c.id(), "own", &json!(1), &[])
+        .to_room(c.id())
+        .emit("own", &json!(1))
+        .await
         .expect("send");
     let mut c = c;
     assert_eq!(c.recv_json().await, json!({"event": "own", "data": 1}));
@@ -142,8 +146,11 @@ async fn leave_only_affects_joined_rooms() {
     // The emptied room is pruned from the index.
     assert_eq!(
         s.server
-            .send_to_room("a", "x", &json!(1), &[])
-            .expect("send"),
+            .to_room("a")
+            .emit("x", &json!(1))
+            .await
+            .expect("send")
+            .local_recipients,
         0
     );
     s.stop().await;
@@ -178,14 +185,19 @@ async fn send_to_room_honours_exclude() {
     let (mut c, _) = s.plain("c").await;
     let n = s
         .server
-        .send_to_room("ws-default", "r", &json!("x"), &[c.id()])
+        .to_room("ws-default")
+        .except_all(&[c.id()])
+        .emit("r", &json!("x"))
+        .await
         .expect("send");
-    assert_eq!(n, 2);
+    assert_eq!(n.local_recipients, 2);
     assert_eq!(a.recv_msg().await, json!({"event": "r", "data": "x"}));
     assert_eq!(b.recv_msg().await, json!({"event": "r", "data": "x"}));
     // The next thing c sees is the marker, not the room message.
     s.server
-        .send_to_client(&c.id(), "marker", &json!(null))
+        .to_client(c.id())
+        .emit("marker", &json!(null))
+        .await
         .expect("send");
     assert_eq!(c.recv_msg().await["event"], "marker");
     s.stop().await;
@@ -201,20 +213,27 @@ async fn broadcast_honours_exclude_and_skips_unauthenticated_clients() {
     wait_for(|| s.server.counts().clients == 4).await;
     let n = s
         .server
-        .broadcast("all", &json!(1), &[excluded.id()])
+        .to_all()
+        .except_all(&[excluded.id()])
+        .emit("all", &json!(1))
+        .await
         .expect("send");
-    assert_eq!(n, 2);
+    assert_eq!(n.local_recipients, 2);
     assert_eq!(a.recv_msg().await, json!({"event": "all", "data": 1}));
     assert_eq!(b.recv_msg().await, json!({"event": "all", "data": 1}));
     s.server
-        .send_to_client(&excluded.id(), "marker", &json!(null))
+        .to_client(excluded.id())
+        .emit("marker", &json!(null))
+        .await
         .expect("send");
     assert_eq!(excluded.recv_msg().await["event"], "marker");
     // The unauthenticated client got nothing: its first frame is `connected`.
     pending.expect_silence(QUIET).await;
     pending.authenticate("late").await;
     s.server
-        .send_to_client(&pending.id(), "marker", &json!(null))
+        .to_client(pending.id())
+        .emit("marker", &json!(null))
+        .await
         .expect("send");
     assert_eq!(pending.recv_msg().await["event"], "marker");
     s.stop().await;
@@ -229,19 +248,26 @@ async fn send_to_user_reaches_every_session() {
     assert_eq!(s.server.counts().users, 2);
     let n = s
         .server
-        .send_to_user("u", "dm", &json!("hi"))
+        .to_user("u")
+        .emit("dm", &json!("hi"))
+        .await
         .expect("send");
-    assert_eq!(n, 2);
+    assert_eq!(n.local_recipients, 2);
     assert_eq!(u1.recv_msg().await, json!({"event": "dm", "data": "hi"}));
     assert_eq!(u2.recv_msg().await, json!({"event": "dm", "data": "hi"}));
     s.server
-        .send_to_client(&v.id(), "marker", &json!(null))
+        .to_client(v.id())
+        .emit("marker", &json!(null))
+        .await
         .expect("send");
     assert_eq!(v.recv_msg().await["event"], "marker");
     assert_eq!(
         s.server
-            .send_to_user("nobody", "dm", &json!(1))
-            .expect("send"),
+            .to_user("nobody")
+            .emit("dm", &json!(1))
+            .await
+            .expect("send")
+            .local_recipients,
         0
     );
     s.stop().await;
@@ -258,18 +284,33 @@ async fn send_routes_by_destination() {
     b.sync().await;
 
     // No destination: everyone.
-    assert_eq!(s.server.send(None, "e", &json!(0)).expect("send"), 2);
+    assert_eq!(
+        s.server
+            .send(None, "e", &json!(0))
+            .await
+            .expect("send")
+            .local_recipients,
+        2
+    );
     assert_eq!(a.recv_msg().await["data"], 0);
     assert_eq!(b.recv_msg().await["data"], 0);
     // A local client id: that client only.
     assert_eq!(
-        s.server.send(Some(&a.id()), "e", &json!(1)).expect("send"),
+        s.server
+            .send(Some(&a.id()), "e", &json!(1))
+            .await
+            .expect("send")
+            .local_recipients,
         1
     );
     assert_eq!(a.recv_msg().await["data"], 1);
     // A local room: its members.
     assert_eq!(
-        s.server.send(Some("team"), "e", &json!(2)).expect("send"),
+        s.server
+            .send(Some("team"), "e", &json!(2))
+            .await
+            .expect("send")
+            .local_recipients,
         1
     );
     assert_eq!(b.recv_msg().await["data"], 2);
@@ -277,16 +318,22 @@ async fn send_routes_by_destination() {
     assert_eq!(
         s.server
             .send(Some("unknown"), "e", &json!(3))
-            .expect("send"),
+            .await
+            .expect("send")
+            .local_recipients,
         0
     );
-    s.server.broadcast("end", &json!(null), &[]).expect("send");
+    s.server
+        .to_all()
+        .emit("end", &json!(null))
+        .await
+        .expect("send");
     assert_eq!(a.recv_msg().await["event"], "end");
     assert_eq!(b.recv_msg().await["event"], "end");
     // Reserved and invalid event names are refused.
-    assert!(s.server.send(None, "connected", &json!(1)).is_err());
-    assert!(s.server.send(None, "encrypted", &json!(1)).is_err());
-    assert!(s.server.send(None, "", &json!(1)).is_err());
+    assert!(s.server.send(None, "connected", &json!(1)).await.is_err());
+    assert!(s.server.send(None, "encrypted", &json!(1)).await.is_err());
+    assert!(s.server.send(None, "", &json!(1)).await.is_err());
     s.stop().await;
 }
 
@@ -323,14 +370,20 @@ async fn indexes_are_cleaned_up_on_disconnect() {
     assert!(s.server.clients().is_empty());
     assert_eq!(
         s.server
-            .send_to_user("user-0", "x", &json!(1))
-            .expect("send"),
+            .to_user("user-0")
+            .emit("x", &json!(1))
+            .await
+            .expect("send")
+            .local_recipients,
         0
     );
     assert_eq!(
         s.server
-            .send_to_room("shared", "x", &json!(1), &[])
-            .expect("send"),
+            .to_room("shared")
+            .emit("x", &json!(1))
+            .await
+            .expect("send")
+            .local_recipients,
         0
     );
     s.stop().await;
@@ -394,17 +447,22 @@ async fn nobody_can_join_the_room_of_another_client_id() {
     assert_eq!(
         two.server
             .send(Some(&a_id), "secret", &json!(1))
-            .expect("send"),
+            .await
+            .expect("send")
+            .local_recipients,
         0
     );
     assert_eq!(a.recv_msg().await, json!({"event": "secret", "data": 1}));
     one.server
         .send(Some(&a_id), "secret", &json!(2))
+        .await
         .expect("send");
     assert_eq!(a.recv_msg().await, json!({"event": "secret", "data": 2}));
     // Mallory got neither: the next thing she receives is this broadcast.
     two.server
-        .broadcast("end", &json!(null), &[])
+        .to_all()
+        .emit("end", &json!(null))
+        .await
         .expect("send");
     assert_eq!(b.recv_msg().await["event"], "end");
     one.stop().await;
@@ -432,12 +490,21 @@ async fn servers_on_clones_of_one_local_bus_are_separate_members() {
     // Each message reaches every instance's client exactly once: locally on the sender's
     // instance, over the hub on the others, never echoed back to the sender's instance.
     one.server
-        .send_to_room("lobby", "room", &json!(1), &[])
+        .to_room("lobby")
+        .emit("room", &json!(1))
+        .await
         .expect("send");
     two.server
-        .send_to_user("alice", "user", &json!(2))
+        .to_user("alice")
+        .emit("user", &json!(2))
+        .await
         .expect("send");
-    three.server.broadcast("all", &json!(3), &[]).expect("send");
+    three
+        .server
+        .to_all()
+        .emit("all", &json!(3))
+        .await
+        .expect("send");
     for client in [&mut a, &mut b, &mut c] {
         assert_eq!(client.recv_msg().await, json!({"event": "room", "data": 1}));
     }
@@ -450,11 +517,15 @@ async fn servers_on_clones_of_one_local_bus_are_separate_members() {
     // Stopping one leaves the other two exchanging messages.
     one.stop().await;
     two.server
-        .send_to_room("lobby", "after", &json!(4), &[])
+        .to_room("lobby")
+        .emit("after", &json!(4))
+        .await
         .expect("send");
     three
         .server
-        .send_to_user("bob", "after", &json!(5))
+        .to_user("bob")
+        .emit("after", &json!(5))
+        .await
         .expect("send");
     assert_eq!(b.recv_msg().await, json!({"event": "after", "data": 4}));
     assert_eq!(b.recv_msg().await, json!({"event": "after", "data": 5}));

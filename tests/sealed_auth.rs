@@ -14,6 +14,7 @@
 
 mod common;
 
+use sealwire::publish::Publish;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -61,7 +62,9 @@ async fn a_passive_relay_never_sees_the_token_the_user_id_or_any_message() {
     );
     server
         .server
-        .send_to_user(TOKEN, "payout", &json!({"amount": "91.17 EUR"}))
+        .to_user(TOKEN)
+        .emit("payout", &json!({"amount": "91.17 EUR"}))
+        .await
         .expect("send");
     let Event::Message(m) = event_where(&mut events, |e| matches!(e, Event::Message(_))).await
     else {

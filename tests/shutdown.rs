@@ -3,6 +3,7 @@
 
 mod common;
 
+use sealwire::publish::Publish;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -231,7 +232,9 @@ async fn an_embedded_router_starts_the_server_without_a_separate_call() {
     let connected = c.authenticate("alice").await;
     assert_eq!(connected["data"]["userId"], "alice");
     server
-        .send_to_user("alice", "hi", &serde_json::json!(1))
+        .to_user("alice")
+        .emit("hi", &serde_json::json!(1))
+        .await
         .expect("send");
     assert_eq!(c.recv_msg().await["event"], "hi");
     server.shutdown().await;
@@ -265,8 +268,10 @@ async fn a_drain_spreads_the_closes_and_loses_no_accepted_message() {
             for seq in 0..400u64 {
                 for (i, id) in ids.iter().enumerate() {
                     if server
-                        .send_to_client(id, "tick", &serde_json::json!(seq))
-                        .is_ok_and(|n| n == 1)
+                        .to_client(id)
+                        .emit("tick", &serde_json::json!(seq))
+                        .await
+                        .is_ok_and(|n| n.local_recipients == 1)
                     {
                         accepted[i].push(seq);
                     }

@@ -31,16 +31,31 @@ trait Deliver {
 
 impl Deliver for sealwire::server::Server {
     fn deliver_to_client(&self, id: &str, event: &str, data: &impl serde::Serialize) {
-        self.send_to_client(id, event, data).expect("send");
+        use futures_util::FutureExt as _;
+        use sealwire::publish::Publish as _;
+        let sent = self.to_client(id).emit(event, data).now_or_never();
+        sent.expect("published now").expect("send");
     }
     fn deliver_to_user(&self, user: &str, event: &str, data: &impl serde::Serialize) {
-        self.send_to_user(user, event, data).expect("send");
+        use futures_util::FutureExt as _;
+        use sealwire::publish::Publish as _;
+        let sent = self.to_user(user).emit(event, data).now_or_never();
+        sent.expect("published now").expect("send");
     }
     fn deliver_to_room(&self, room: &str, event: &str, data: &impl serde::Serialize) {
-        self.send_to_room(room, event, data, &[]).expect("send");
+        use futures_util::FutureExt as _;
+        use sealwire::publish::Publish as _;
+        let sent = self.to_room(room).emit(event, data).now_or_never();
+        sent.expect("published now").expect("send");
     }
     fn deliver_broadcast(&self, event: &str, data: &impl serde::Serialize) {
-        self.broadcast(event, data, &[]).expect("send");
+        use futures_util::FutureExt as _;
+        use sealwire::publish::Publish as _;
+        let sent = self
+            .to(sealwire::protocol::BusTarget::Broadcast)
+            .emit(event, data)
+            .now_or_never();
+        sent.expect("published now").expect("send");
     }
 }
 
@@ -770,15 +785,23 @@ async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
         sealwire::emitter::Emitter::connect(sealwire::emitter::EmitterConfig::new(redis.url()))
             .await
             .expect("emitter");
-    emitter
-        .to_user("bea", "from-emitter", &json!({"e": 1}))
-        .await
-        .expect("emit");
+    {
+        use sealwire::publish::Publish as _;
+        emitter
+            .to_user("bea")
+            .emit("from-emitter", &json!({"e": 1}))
+            .await
+            .expect("emit");
+    }
     assert_eq!(h.event("b", "from-emitter").await, json!({"e": 1}));
-    emitter
-        .to_room("public-x", "room-emitter", &json!(""), &[])
-        .await
-        .expect("emit");
+    {
+        use sealwire::publish::Publish as _;
+        emitter
+            .to_room("public-x")
+            .emit("room-emitter", &json!(""))
+            .await
+            .expect("emit");
+    }
     assert_eq!(h.event("b", "room-emitter").await, json!(""));
     emitter.shutdown().await;
     h.stop().await;

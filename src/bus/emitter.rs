@@ -2,46 +2,40 @@
 //! runs no server: workers, cron jobs, other services, the `sealwire emit` command.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), sealwire::emitter::EmitError> {
+//! # async fn run() -> anyhow::Result<()> {
 //! use sealwire::emitter::{Emitter, EmitterConfig};
+//! use sealwire::publish::Publish;
 //!
 //! let emitter = Emitter::connect(EmitterConfig::new("redis://127.0.0.1:6379")).await?;
-//! emitter.to_user("alice", "report:ready", &serde_json::json!({"id": 7})).await?;
+//! let receipt = emitter.to_user("alice").emit("report:ready", &serde_json::json!({"id": 7})).await?;
+//! println!("{:?} instance(s) listening", receipt.instances);
 //! emitter.shutdown().await;
 //! # Ok(()) }
 //! ```
 //!
-//! Every envelope carries `serverId: "emitter"`, so every server delivers it. A call returns
-//! once Redis has accepted the `PUBLISH`; a publish that could not be made is an error, never a
+//! It publishes through [`Publish`], exactly as a server handle does. Every envelope carries
+//! `serverId: "emitter"`, so every server delivers it. A publish returns once Redis has
+//! accepted the `PUBLISH`; a publish that could not be made is an error, never a
 //! silent success. Like all Redis pub/sub traffic, delivery to clients is at-most-once.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
-use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::{connect_publisher, open_client, redact_url};
 use crate::crypto::backplane::{BusKey, Sealer};
-use crate::protocol::{BusEnvelope, BusTarget, EventName, SendError, channel};
+use crate::protocol::{BusEnvelope, channel};
+use crate::publish::{Publication, Publish, PublishError, Receipt};
 
-/// Why an emit failed.
+/// Why an emitter could not be created. Publishing reports [`PublishError`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmitError {
-    /// The event name is invalid or reserved, or the payload does not serialize.
-    #[error(transparent)]
-    Message(#[from] SendError),
-    /// Redis could not be reached or refused the command; the message was not published.
+    /// The URL is invalid or Redis could not be reached.
     #[error("{0}")]
     Redis(String),
-    /// The payload could not be sealed with the bus key.
-    #[error("backplane encryption failed")]
-    Seal,
-    /// [`Emitter::shutdown`] was called.
-    #[error("emitter is shut down")]
-    Closed,
 }
 
 /// Configuration of an [`Emitter`].
@@ -143,91 +137,25 @@ impl Emitter {
         })
     }
 
-    /// Sends to one client, on whichever server holds it. Returns how many Redis subscribers
-    /// received the message (0 means no server currently listens for that target).
-    ///
-    /// # Errors
-    /// [`EmitError`]: invalid event or payload, Redis unreachable, or shut down.
-    pub async fn to_client(
-        &self,
-        client_id: &str,
-        event: &str,
-        data: &impl Serialize,
-    ) -> Result<usize, EmitError> {
-        self.emit(BusTarget::Client(client_id.to_owned()), event, data, &[])
-            .await
-    }
-
-    /// Sends to every session of a user, on every server.
-    ///
-    /// # Errors
-    /// As [`Emitter::to_client`].
-    pub async fn to_user(
-        &self,
-        user_id: &str,
-        event: &str,
-        data: &impl Serialize,
-    ) -> Result<usize, EmitError> {
-        self.emit(BusTarget::User(user_id.to_owned()), event, data, &[])
-            .await
-    }
-
-    /// Sends to every member of a room except the `exclude`d client ids.
-    ///
-    /// # Errors
-    /// As [`Emitter::to_client`].
-    pub async fn to_room(
-        &self,
-        room: &str,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-    ) -> Result<usize, EmitError> {
-        self.emit(BusTarget::Room(room.to_owned()), event, data, exclude)
-            .await
-    }
-
-    /// Sends to every authenticated client on every server, except `exclude`.
-    ///
-    /// # Errors
-    /// As [`Emitter::to_client`].
-    pub async fn broadcast(
-        &self,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-    ) -> Result<usize, EmitError> {
-        self.emit(BusTarget::Broadcast, event, data, exclude).await
-    }
-
-    /// Publishes to any target with already-serialized data.
-    ///
-    /// # Errors
-    /// As [`Emitter::to_client`].
-    pub async fn emit_raw(
-        &self,
-        target: BusTarget,
-        event: &str,
-        data: Box<RawValue>,
-        exclude: &[String],
-    ) -> Result<usize, EmitError> {
+    /// Publishes one message: seals it with the bus key if there is one, then `PUBLISH`es it
+    /// and waits for Redis's answer (how many instances listen on the channel).
+    async fn publish_one(&self, p: Publication) -> Result<Receipt, PublishError> {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(EmitError::Closed);
+            return Err(PublishError::Closed);
         }
-        EventName::check(event).map_err(SendError::from)?;
         let mut env = BusEnvelope {
             server_id: channel::EMITTER_SERVER_ID.to_owned(),
-            target,
-            event: event.to_owned(),
-            data,
-            exclude: exclude.to_vec(),
+            target: p.target,
+            event: p.event.into_string(),
+            data: p.data,
+            exclude: p.exclude,
         };
         if let Some(sealer) = &self.sealer {
             sealer
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .seal(&mut env)
-                .map_err(|_| EmitError::Seal)?;
+                .map_err(|_| PublishError::Seal)?;
         }
         let channel = env.target.channel();
         let payload = env.to_json();
@@ -238,38 +166,27 @@ impl Emitter {
                     connect_publisher(&self.client, self.connect_timeout, self.response_timeout)
                         .await
                         .map_err(|e| {
-                            EmitError::Redis(format!(
+                            PublishError::Unavailable(format!(
                                 "cannot reach Redis at {}: {e}",
                                 self.url_redacted
                             ))
                         })?;
                 *guard = Some(c);
             }
-            guard.clone().ok_or(EmitError::Closed)?
+            guard.clone().ok_or(PublishError::Closed)?
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(&channel).arg(payload);
         let publish = cmd.query_async::<usize>(&mut conn);
         let result = match tokio::time::timeout(self.response_timeout, publish).await {
-            Ok(Ok(n)) => return Ok(n),
+            Ok(Ok(n)) => return Ok(Receipt::remote(n)),
             Ok(Err(e)) => format!("PUBLISH to {channel} failed: {e}"),
             Err(_) => format!("PUBLISH to {channel} timed out"),
         };
         // Replace the connection on the next call; this message is not retried, since it may
         // have reached Redis already.
         *self.conn.lock().await = None;
-        Err(EmitError::Redis(result))
-    }
-
-    async fn emit(
-        &self,
-        target: BusTarget,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-    ) -> Result<usize, EmitError> {
-        let raw = serde_json::value::to_raw_value(data).map_err(SendError::from)?;
-        self.emit_raw(target, event, raw, exclude).await
+        Err(PublishError::Unavailable(result))
     }
 
     /// Whether the emitter can still publish (not shut down).
@@ -278,11 +195,24 @@ impl Emitter {
         !self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Releases the Redis connection; later calls return [`EmitError::Closed`]. Publishes
+    /// Releases the Redis connection; later publishes fail with [`PublishError::Closed`]. Publishes
     /// already acknowledged by Redis are unaffected.
     pub async fn shutdown(&self) {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
         self.conn.lock().await.take();
+    }
+}
+
+/// `PUBLISH`es each message and reports how many instances received it
+/// ([`Receipt::instances`]); a message Redis did not accept is an error, never a silent
+/// success.
+impl Publish for Emitter {
+    fn publish(&self, publication: Publication) -> BoxFuture<'_, Result<Receipt, PublishError>> {
+        Box::pin(self.publish_one(publication))
+    }
+
+    fn is_ready(&self) -> bool {
+        self.is_open()
     }
 }

@@ -31,11 +31,15 @@ pub mod event {
     pub const REFRESH: &str = "refresh";
     /// S->C: the refresh was accepted (`{userId, time, expiresAt?}`).
     pub const REFRESHED: &str = "refreshed";
+    /// S->C, to a client that asked for positions: where it stands in each stream with
+    /// history, after the replay of what it missed ([`super::RecoveredPayload`]).
+    pub const RECOVERED: &str = "recovered";
 
     /// Events an application may not send itself: they would impersonate the protocol.
     /// (`hello` is not among them: it only has a meaning before `connected`, when no
     /// application message can reach a client.)
-    pub const RESERVED_OUTBOUND: [&str; 4] = [AUTHENTICATE, CONNECTED, ENCRYPTED, REFRESHED];
+    pub const RESERVED_OUTBOUND: [&str; 5] =
+        [AUTHENTICATE, CONNECTED, ENCRYPTED, REFRESHED, RECOVERED];
 
     /// Client commands the server acts on itself: a client sends them through dedicated
     /// calls, never as application events ([`EventName::check_client_outbound`]).

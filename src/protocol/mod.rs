@@ -6,12 +6,17 @@
 
 mod bus;
 mod close;
+mod history;
 mod message;
 mod names;
 mod send;
 
 pub use bus::{BusEnvelope, BusEnvelopeError, BusTarget, channel};
 pub use close::CloseCode;
+pub use history::{
+    BROADCAST_STREAM, Position, ROOM_STREAM_PREFIX, RecoverRequest, RecoveredPayload, StreamState,
+    USER_STREAM_PREFIX, stream_of,
+};
 pub use message::{
     AuthenticatePayload, ConnectedPayload, EncryptedPayload, ErrorPayload, HelloPayload, Inbound,
     RefreshPayload, RefreshedPayload, RoomsPayload, error_message, event, frame_json, iso8601,

@@ -143,6 +143,7 @@ impl ServerBuilder {
     /// [`ConfigError::InvalidEvent`].
     ///
     /// ```
+    /// use sealwire::publish::Publish;
     /// use sealwire::server::{Event, Server};
     ///
     /// #[derive(serde::Deserialize)]
@@ -156,7 +157,7 @@ impl ServerBuilder {
     ///     .authenticate(auth)
     ///     .on("chat", |server, chat: Event<Chat>| async move {
     ///         let line = serde_json::json!({ "from": chat.client.user_id, "text": chat.data.text });
-    ///         let _ = server.send_to_room(&chat.data.room, "chat", &line, &[]);
+    ///         let _ = server.to_room(&chat.data.room).emit("chat", &line).await;
     ///     })
     ///     .build()?;
     /// # let _ = server;
@@ -226,7 +227,10 @@ impl ServerBuilder {
             let builtin = EcdhHandshake::new(self.config.handshake.clone());
             self.hooks.handshake = Some(Arc::new(builtin) as Arc<dyn Handshake>);
         }
+        let history = super::history::History::new(self.config.history.clone())
+            .map_err(|e| ConfigError::InvalidHistoryPattern(e.to_string()))?;
         Ok(Server(Arc::new(Shared {
+            history,
             server_id: self
                 .server_id
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::history::HistoryConfig;
 use super::policy::EncryptionPolicy;
 use crate::crypto::HandshakeConfig;
 
@@ -90,6 +91,9 @@ pub struct ServerConfig {
     /// page open a socket to the server with its users' cookies, so set it when the
     /// authenticate hook relies on cookies.
     pub allowed_origins: Vec<String>,
+    /// Message history and recovery on reconnect (`docs/PROTOCOL.md`, §12). Defaults to
+    /// [`HistoryConfig::default`]: off.
+    pub history: HistoryConfig,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +119,7 @@ impl Default for ServerConfig {
             handshake: HandshakeConfig::default(),
             admin_token: None,
             allowed_origins: Vec::new(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -145,6 +150,9 @@ pub enum ConfigError {
     /// name (see [`ServerBuilder::on`](super::ServerBuilder::on)).
     #[error("cannot handle event {0:?}: a system event, or an empty or overlong name")]
     InvalidEvent(String),
+    /// A history room pattern is not a valid glob.
+    #[error("invalid history room pattern: {0}")]
+    InvalidHistoryPattern(String),
 }
 
 /// File descriptors [`default_max_connections`] leaves for everything but WebSockets.

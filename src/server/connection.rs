@@ -36,6 +36,9 @@ use super::socket::WebSocket;
 use crate::crypto::Session;
 use crate::protocol::{CloseCode, frame_json};
 
+/// Per stream, the last offset a recovering client's replay covered.
+pub(super) type Floors = std::collections::HashMap<Arc<str>, u64>;
+
 /// Messages written per flush when the outbox has a backlog.
 const MAX_BATCH: usize = 64;
 
@@ -61,6 +64,10 @@ pub(super) struct Connection<S> {
     pub(super) state: ClientState,
     pub(super) session: Option<Session>,
     pub(super) info: Option<Arc<ClientInfo>>,
+    /// For a client that asked for positions (`recover`): per stream, the last offset the
+    /// replay covered; queued frames at or below it are dropped (they were replayed). Boxed:
+    /// most connections never ask.
+    pub(super) positions: Option<Box<Floors>>,
     /// Dropped with the connection, wherever its task ends.
     pub(super) guard: Deregister,
 }
@@ -118,6 +125,7 @@ where
         state: ClientState::Unauthorized,
         session: None,
         info: None,
+        positions: None,
     };
     conn.serve()
 }
@@ -300,7 +308,19 @@ where
     /// Turns a shared frame into this client's wire message: the shared bytes for a plaintext
     /// client, a fresh ciphertext for an encrypted one. `None` means "do not send" (fail
     /// closed when sealing fails).
-    fn render(&mut self, frame: &Frame) -> Option<Message> {
+    pub(super) fn render(&mut self, frame: &Frame) -> Option<Message> {
+        let json = match (&self.positions, &frame.position) {
+            (Some(floors), Some(p)) => {
+                if floors
+                    .get(&p.stream)
+                    .is_some_and(|floor| p.offset <= *floor)
+                {
+                    return None; // replayed already
+                }
+                &p.json
+            }
+            _ => &frame.json,
+        };
         let transformed = match (&self.server.0.hooks.transformer, &self.info) {
             (Some(t), Some(info)) => t
                 .transform(info, &frame.event, &frame.data)
@@ -309,7 +329,7 @@ where
         };
         match (&mut self.session, transformed) {
             (Some(session), t) => {
-                let plaintext = t.as_deref().unwrap_or(frame.json.as_str());
+                let plaintext = t.as_deref().unwrap_or(json.as_str());
                 match session.seal_frame(plaintext.as_bytes()) {
                     Ok(sealed) => Some(Message::text(sealed)),
                     Err(e) => {
@@ -319,7 +339,7 @@ where
                 }
             }
             (None, Some(t)) => Some(Message::text(t)),
-            (None, None) => Some(Message::Text(frame.json.clone())),
+            (None, None) => Some(Message::Text(json.clone())),
         }
     }
 

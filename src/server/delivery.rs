@@ -1,111 +1,46 @@
-//! The delivery API: local fan-out first, then publish to the bus.
+//! Delivery: the server's [`Publish`] implementation (local fan-out first, then the bus), and
+//! delivery of what arrives from the bus.
 //!
-//! Every method serializes the payload once. Plaintext recipients all get the same bytes
+//! A message is serialized once. Plaintext recipients all get the same bytes
 //! (refcounted); each encrypted recipient's connection task seals its own copy, so a large room
 //! costs the sender O(recipients) queue pushes and no crypto.
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use super::Server;
 use super::outbox::Frame;
 use crate::protocol::{BusEnvelope, BusTarget, EventName};
+use crate::publish::{Publication, Publish, PublishError, Receipt};
 
 pub use crate::protocol::SendError;
 
-/// Checks an outbound event name: 1..=256 characters and not a protocol event
-/// ([`EventName::check`]).
-///
-/// # Errors
-/// [`SendError::InvalidEvent`] or [`SendError::ReservedEvent`].
-pub fn check_event(name: &str) -> Result<(), SendError> {
-    EventName::check(name).map_err(SendError::from)
+impl Publish for Server {
+    /// Delivers to this instance's recipients first, then hands the message to the bus for
+    /// the others. Never waits: the returned future is already complete.
+    fn publish(&self, p: Publication) -> BoxFuture<'_, Result<Receipt, PublishError>> {
+        let result = self
+            .frame(&p.event, p.data)
+            .map(|frame| self.route_frame(p.target, &frame, &p.exclude))
+            .map_err(PublishError::from);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn is_ready(&self) -> bool {
+        Server::is_ready(self)
+    }
 }
 
 impl Server {
-    /// Sends to one client (on whichever instance it is). Returns local recipients queued.
-    ///
-    /// # Errors
-    /// [`SendError`] for an invalid event name, a payload that does not serialize, or a
-    /// message larger than `outbox_bytes`.
-    pub fn send_to_client(
-        &self,
-        client_id: &str,
-        event: &str,
-        data: &impl Serialize,
-    ) -> Result<usize, SendError> {
-        self.route(
-            BusTarget::Client(client_id.to_owned()),
-            event,
-            data,
-            &[],
-            true,
-        )
-    }
-
-    /// Sends to every session of a user, on every instance.
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn send_to_user(
-        &self,
-        user_id: &str,
-        event: &str,
-        data: &impl Serialize,
-    ) -> Result<usize, SendError> {
-        self.route(BusTarget::User(user_id.to_owned()), event, data, &[], true)
-    }
-
-    /// Sends to every member of a room, on every instance, except `exclude` (client ids).
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn send_to_room(
-        &self,
-        room: &str,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-    ) -> Result<usize, SendError> {
-        self.route(BusTarget::Room(room.to_owned()), event, data, exclude, true)
-    }
-
-    /// Sends to every authenticated client, on every instance, except `exclude`.
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn broadcast(
-        &self,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-    ) -> Result<usize, SendError> {
-        self.route(BusTarget::Broadcast, event, data, exclude, true)
-    }
-
-    /// IGNIS `send()` routing: no destination broadcasts; a local client id sends to that
-    /// client; a local room sends to the room; anything else is published as a room for the
-    /// other instances. Always publishes to the bus as well.
+    /// Where an IGNIS `send(destination, ..)` routes `destination` from this instance: no
+    /// destination broadcasts; a local client id sends to that client; anything else is a
+    /// room (on the other instances too). See [`crate::compat::IgnisSend`].
     ///
     /// A client id that is not local thus travels as the room of that name, which on the
     /// client's own instance holds that client alone: client-id-shaped rooms cannot be joined
     /// ([`super::joinable_room_name`]).
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn send(
-        &self,
-        destination: Option<&str>,
-        event: &str,
-        data: &impl Serialize,
-    ) -> Result<usize, SendError> {
-        let target = self.resolve_destination(destination);
-        self.route(target, event, data, &[], true)
-    }
-
-    /// Where `send()` would route `destination` from this instance.
     #[must_use]
     pub fn resolve_destination(&self, destination: Option<&str>) -> BusTarget {
         match destination {
@@ -121,24 +56,6 @@ impl Server {
         }
     }
 
-    /// Sends to `target` (local delivery, then publish unless `publish` is false).
-    ///
-    /// # Errors
-    /// As [`Server::send_to_client`].
-    pub fn route(
-        &self,
-        target: BusTarget,
-        event: &str,
-        data: &impl Serialize,
-        exclude: &[String],
-        publish: bool,
-    ) -> Result<usize, SendError> {
-        check_event(event)?;
-        let raw = serde_json::value::to_raw_value(data)?;
-        let frame = self.frame(event, raw)?;
-        Ok(self.route_frame(target, &frame, exclude, publish))
-    }
-
     /// Serializes a message once, refusing one that no client's outbox could hold.
     pub(crate) fn frame(&self, event: &str, data: Box<RawValue>) -> Result<Arc<Frame>, SendError> {
         let frame = Frame::new(event, data);
@@ -152,31 +69,50 @@ impl Server {
         Ok(frame)
     }
 
-    /// As [`Server::route`] with a frame from [`Server::frame`].
+    /// Delivers a frame from [`Server::frame`] to this instance's recipients of `target`,
+    /// then publishes it on the bus for the others.
     pub(crate) fn route_frame(
         &self,
         target: BusTarget,
         frame: &Arc<Frame>,
         exclude: &[String],
-        publish: bool,
-    ) -> usize {
-        let n = self.deliver_local(&target, frame, exclude);
-        if publish {
-            self.0.bus.publish(BusEnvelope {
-                server_id: self.0.server_id.clone(),
-                target,
-                event: frame.event.to_string(),
-                data: frame.data.clone(),
-                exclude: exclude.to_vec(),
-            });
-        }
-        n
+    ) -> Receipt {
+        let (local, offset) = self.deliver_local(&target, frame, exclude);
+        self.0.bus.publish(BusEnvelope {
+            server_id: self.0.server_id.clone(),
+            target,
+            event: frame.event.to_string(),
+            data: frame.data.clone(),
+            exclude: exclude.to_vec(),
+        });
+        let mut receipt = Receipt::local(local);
+        receipt.offset = offset;
+        receipt
     }
 
-    /// Queues `frame` for every local recipient of `target`; returns how many were queued.
-    fn deliver_local(&self, target: &BusTarget, frame: &Arc<Frame>, exclude: &[String]) -> usize {
-        let recipients = self.0.registry().recipients(target, exclude);
-        recipients.iter().filter(|r| r.push(frame)).count()
+    /// Queues `frame` for every local recipient of `target`; returns how many were queued,
+    /// and the offset the frame got when the target keeps history (it is appended to the
+    /// stream first, and queued positioned).
+    fn deliver_local(
+        &self,
+        target: &BusTarget,
+        frame: &Arc<Frame>,
+        exclude: &[String],
+    ) -> (usize, Option<u64>) {
+        let push = |frame: &Arc<Frame>| {
+            let recipients = self.0.registry().recipients(target, exclude);
+            let queued = recipients.iter().filter(|r| r.push(frame)).count();
+            (queued, frame.position.as_ref().map(|p| p.offset))
+        };
+        match self
+            .0
+            .history
+            .as_ref()
+            .and_then(|h| Some((h, h.stream_for(target)?)))
+        {
+            Some((history, stream)) => history.deliver(stream, frame, push),
+            None => push(frame),
+        }
     }
 
     /// Delivers an envelope that arrived from the bus (ignores this server's own).
@@ -184,7 +120,7 @@ impl Server {
         if env.server_id == self.0.server_id {
             return;
         }
-        if check_event(&env.event).is_err() {
+        if EventName::check(&env.event).is_err() {
             tracing::debug!(event = %env.event, "dropping bus message with an invalid event name");
             return;
         }
@@ -223,4 +159,48 @@ impl Server {
                 .then(|| reg.leave(client_id, rooms, changes))
         })
     }
+
+    /// Up to `limit` kept publications of `stream` (`room:..`, `user:..`, `broadcast`) after
+    /// offset `since`, oldest first (for support and debugging; the admin API serves it).
+    /// `None` when this server keeps no history for that stream.
+    #[must_use]
+    pub fn history(&self, stream: &str, since: u64, limit: usize) -> Option<HistoryPage> {
+        let (position, entries) = self.0.history.as_ref()?.read(stream, since, limit)?;
+        Some(HistoryPage {
+            epoch: position.epoch,
+            offset: position.offset,
+            messages: entries
+                .into_iter()
+                .map(|(offset, frame)| HistoryEntry {
+                    offset,
+                    event: frame.event.to_string(),
+                    data: frame.data.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A page of a stream's history ([`Server::history`]).
+#[derive(Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistoryPage {
+    /// The stream's epoch.
+    pub epoch: String,
+    /// The stream's last offset.
+    pub offset: u64,
+    /// Kept publications, oldest first.
+    pub messages: Vec<HistoryEntry>,
+}
+
+/// One kept publication.
+#[derive(Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistoryEntry {
+    /// Its offset in the stream.
+    pub offset: u64,
+    /// The event name.
+    pub event: String,
+    /// The payload.
+    pub data: Box<RawValue>,
 }

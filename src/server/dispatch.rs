@@ -238,6 +238,7 @@ where
     }
 
     async fn on_join(&mut self, data: Option<Value>) {
+        let recover = data.as_ref().and_then(super::recovery::recover_request);
         let requested = match self.rooms_from(data) {
             Ok(rooms) => rooms,
             Err(message) => {
@@ -266,6 +267,8 @@ where
             .0
             .update_registry(|registry, changes| registry.join(id, allowed, max, changes));
         tracing::debug!(client = %self.handle.id, ?joined, "joined rooms");
+        // A recovery's exit (the client stopped reading) reaches the loop as a close request.
+        let _ = self.recover(recover, &joined, false).await;
     }
 
     async fn on_leave(&mut self, data: Option<Value>) {

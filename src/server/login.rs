@@ -31,8 +31,8 @@ use super::registry::ClientState;
 use super::socket::WebSocket;
 use crate::crypto::{Profile, ServerHello, Session, hardened};
 use crate::protocol::{
-    AuthenticatePayload, CloseCode, ConnectedPayload, RefreshedPayload, error_message as err,
-    event, frame_json, iso8601, now_iso8601,
+    AuthenticatePayload, CloseCode, ConnectedPayload, RecoverRequest, RefreshedPayload,
+    error_message as err, event, frame_json, iso8601, now_iso8601,
 };
 
 impl<S> Connection<S>
@@ -144,6 +144,7 @@ where
             }
             Err(_) => AuthenticatePayload::default(),
         };
+        let recover = super::recovery::recover_request(&raw);
         let identity = match self.identify(payload.token.clone(), raw).await {
             Ok(identity) => identity,
             Err(exit) => return Some(exit),
@@ -171,7 +172,7 @@ where
         } else {
             None
         };
-        self.admit(identity, hello.as_ref()).await
+        self.admit(identity, hello.as_ref(), recover).await
     }
 
     /// Hardened profile, step 2: the sealed `authenticate` (the key confirmation has been
@@ -179,11 +180,12 @@ where
     pub(super) async fn sealed_authenticate(&mut self, data: Option<Value>) -> Option<Exit> {
         let raw = data.unwrap_or(Value::Null);
         let token = raw.get("token").and_then(Value::as_str).map(str::to_owned);
+        let recover = super::recovery::recover_request(&raw);
         let identity = match self.identify(token, raw).await {
             Ok(identity) => identity,
             Err(exit) => return Some(exit),
         };
-        self.admit(identity, None).await
+        self.admit(identity, None, recover).await
     }
 
     /// Runs the handshake hook; `None` when it fails or declines (the caller closes 4004).
@@ -235,9 +237,14 @@ where
     }
 
     /// Indexes the client, sends `connected` (plaintext in the compatibility profile, where
-    /// `hello` carries the handshake reply; sealed in the hardened one) and runs the
-    /// connected hook.
-    async fn admit(&mut self, identity: Identity, hello: Option<&ServerHello>) -> Option<Exit> {
+    /// `hello` carries the handshake reply; sealed in the hardened one), recovers what a
+    /// reconnecting client missed, and runs the connected hook.
+    async fn admit(
+        &mut self,
+        identity: Identity,
+        hello: Option<&ServerHello>,
+        recover: Option<RecoverRequest>,
+    ) -> Option<Exit> {
         let info = Arc::new(ClientInfo {
             id: String::from(&*self.handle.id),
             user_id: identity.user_id,
@@ -293,6 +300,10 @@ where
             self.send_system(event::CONNECTED, &data).await;
         }
         tracing::debug!(client = %info.id, user = %info.user_id, encrypted = info.encrypted, "authenticated");
+        // rooms[0] is the client's own id room, which has no history.
+        if let Some(exit) = self.recover(recover, &rooms[1..], true).await {
+            return Some(exit);
+        }
         self.guard.announced = true;
         if let Some(hook) = self.server.0.hooks.connected.clone() {
             hook.on_connected(self.server.clone(), info).await;

@@ -67,6 +67,8 @@ pub(crate) struct Sample {
     pub(crate) bus_connected: bool,
     /// Messages waiting in every outbox, their bytes, and the deepest single outbox.
     pub(crate) outbox: OutboxSample,
+    /// The history store, when history is on.
+    pub(crate) history: Option<HistorySample>,
 }
 
 /// Outbox depths summed over the connections at scrape time.
@@ -78,6 +80,15 @@ pub(crate) struct OutboxSample {
     pub(crate) bytes: usize,
     /// Messages queued in the fullest outbox.
     pub(crate) deepest: usize,
+}
+
+/// The history store at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HistorySample {
+    /// Streams held.
+    pub(crate) streams: usize,
+    /// Publications kept, all streams.
+    pub(crate) entries: usize,
 }
 
 /// The metrics of one server.
@@ -106,6 +117,9 @@ pub(crate) struct Metrics {
     bus_rejected: IntCounter,
     bus_dropped: IntCounter,
     bus_reconnects: IntCounter,
+    recoveries: IntCounterVec,
+    replayed: IntCounter,
+    history: IntGaugeVec,
 }
 
 /// What the metric definitions below need: the names and buckets are constants, so a failure
@@ -223,6 +237,23 @@ impl Metrics {
                 "bus_reconnects_total",
                 "Reconnections of the bus to its backend",
             ),
+            recoveries: counter_vec(
+                &r,
+                "recoveries_total",
+                "Streams a reconnecting client asked to recover, by result (recovered, gap)",
+                "result",
+            ),
+            replayed: counter(
+                &r,
+                "replayed_messages_total",
+                "Publications replayed to reconnecting clients",
+            ),
+            history: gauge_vec(
+                &r,
+                "history",
+                "The history store at scrape time: streams held and publications kept",
+                "measure",
+            ),
             registry: r,
             render_lock: std::sync::Mutex::new(()),
         }
@@ -265,6 +296,18 @@ impl Metrics {
         self.profiles[profile.index()].fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A recovery replayed `replayed` publications; `asked` streams were asked for and `gaps`
+    /// of them could not be filled.
+    pub(crate) fn recovered(&self, asked: usize, gaps: usize, replayed: usize) {
+        self.recoveries
+            .with_label_values(&["recovered"])
+            .inc_by(asked.saturating_sub(gaps) as u64);
+        self.recoveries
+            .with_label_values(&["gap"])
+            .inc_by(gaps as u64);
+        self.replayed.inc_by(replayed as u64);
+    }
+
     /// The server closed a connection with `code`; `authenticated` tells whether the client
     /// had authenticated.
     pub(crate) fn closed(&self, code: CloseCode, authenticated: bool) {
@@ -303,6 +346,14 @@ impl Metrics {
             ("deepest_messages", sample.outbox.deepest),
         ] {
             self.outbox.with_label_values(&[measure]).set(gauge(value));
+        }
+        if let Some(h) = sample.history {
+            self.history
+                .with_label_values(&["streams"])
+                .set(gauge(h.streams));
+            self.history
+                .with_label_values(&["entries"])
+                .set(gauge(h.entries));
         }
         if let Some(b) = sample.bus {
             raise(&self.bus_published, b.published);

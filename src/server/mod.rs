@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod delivery;
 mod dispatch;
+mod history;
 mod hook_error;
 mod hooks;
 mod jwks;
@@ -15,6 +16,7 @@ mod login;
 mod metrics;
 mod outbox;
 mod policy;
+mod recovery;
 mod registry;
 mod socket;
 pub use socket::MessageSocket;
@@ -33,7 +35,8 @@ pub use bus::{Bus, BusError, BusInbox, BusStats, BusStatus, LocalBus};
 pub use config::{
     ConfigError, MIN_MAX_CONNECTIONS, RESERVED_FDS, ServerConfig, default_max_connections,
 };
-pub use delivery::{SendError, check_event};
+pub use delivery::{HistoryEntry, HistoryPage, SendError};
+pub use history::HistoryConfig;
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
     EcdhHandshake, Event, GlobRooms, Handshake, HookError, Identity, InboundMessage,
@@ -86,6 +89,8 @@ pub(crate) struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// This server's metrics (`GET /metrics`).
     pub(crate) metrics: metrics::Metrics,
+    /// Message history, when any stream keeps it.
+    pub(crate) history: Option<history::History>,
 }
 
 /// A reserved place under `ServerConfig::max_connections` (and `max_connections_per_ip`),
@@ -247,6 +252,10 @@ impl Server {
             bus: self.0.bus.stats(),
             bus_connected: self.0.bus.status().connected,
             outbox,
+            history: self.0.history.as_ref().map(|h| {
+                let (streams, entries) = h.sizes();
+                metrics::HistorySample { streams, entries }
+            }),
         };
         (self.0.metrics.render(&sample), metrics::CONTENT_TYPE)
     }
@@ -255,6 +264,12 @@ impl Server {
     #[must_use]
     pub fn bus_status(&self) -> BusStatus {
         self.0.bus.status()
+    }
+
+    /// The bus's counters (publishes, receipts, rejections, reconnects), when it keeps any.
+    #[must_use]
+    pub fn bus_stats(&self) -> Option<BusStats> {
+        self.0.bus.stats()
     }
 
     /// Runs one WebSocket connection to completion; it takes any `Sink + Stream` of tungstenite
@@ -401,6 +416,9 @@ impl Server {
             tokio::select! {
                 () = self.0.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            if let Some(history) = &self.0.history {
+                history.sweep();
             }
             let handles = self.0.registry().handles();
             let mut expired = 0usize;

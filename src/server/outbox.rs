@@ -34,6 +34,20 @@ pub(crate) struct Frame {
     pub(crate) data: Box<RawValue>,
     /// `{"event":..,"data":..}`: the plaintext frame and the AEAD plaintext.
     pub(crate) json: Utf8Bytes,
+    /// Where this publication sits in its stream, when the stream keeps history.
+    pub(crate) position: Option<FramePosition>,
+}
+
+/// A publication's place in a stream with history ([`super::history`]).
+#[derive(Debug)]
+pub(crate) struct FramePosition {
+    /// The stream (`room:..`, `user:..`, `broadcast`).
+    pub(crate) stream: Arc<str>,
+    /// Its offset in the stream.
+    pub(crate) offset: u64,
+    /// `{"event":..,"data":..,"stream":..,"offset":..,"epoch":..}`: what a client that asked
+    /// for positions receives instead of `json`.
+    pub(crate) json: Utf8Bytes,
 }
 
 impl Frame {
@@ -43,6 +57,31 @@ impl Frame {
             event: event.into(),
             data,
             json: json.into(),
+            position: None,
+        })
+    }
+
+    /// This publication at `offset` of `stream` in `epoch`.
+    pub(crate) fn positioned(&self, stream: Arc<str>, offset: u64, epoch: &str) -> Arc<Self> {
+        let mut json = String::with_capacity(self.json.len() + stream.len() + epoch.len() + 48);
+        // `json` is an object: reopen it before its closing brace.
+        json.push_str(self.json.as_str().strip_suffix('}').unwrap_or("{"));
+        json.push_str(",\"stream\":");
+        json.push_str(&serde_json::Value::from(&*stream).to_string());
+        json.push_str(",\"offset\":");
+        json.push_str(&offset.to_string());
+        json.push_str(",\"epoch\":");
+        json.push_str(&serde_json::Value::from(epoch).to_string());
+        json.push('}');
+        Arc::new(Self {
+            event: self.event.clone(),
+            data: self.data.clone(),
+            json: self.json.clone(),
+            position: Some(FramePosition {
+                stream,
+                offset,
+                json: json.into(),
+            }),
         })
     }
 }

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::protocol::{BusTarget, EventName, RoomName, SendError, now_iso8601};
+use crate::publish::{Publish, PublishError};
 use crate::server::Server;
 
 /// Largest batch accepted by `POST /socket/batch`.
@@ -35,6 +36,7 @@ pub(crate) fn routes(server: Server) -> Router<Server> {
         .route("/socket/client/{client_id}/join", post(client_join))
         .route("/socket/client/{client_id}/leave", post(client_leave))
         .route("/socket/batch", post(batch))
+        .route("/socket/history/{stream}", get(history))
         .route_layer(middleware::from_fn_with_state(token.clone(), require_token));
     Router::new()
         .route(
@@ -101,6 +103,15 @@ impl IntoResponse for ApiError {
 impl From<SendError> for ApiError {
     fn from(e: SendError) -> Self {
         Self(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Message(e) => e.into(),
+            e => Self(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
     }
 }
 
@@ -212,17 +223,18 @@ struct TopicBody {
     data: Value,
 }
 
-fn sent(local: usize) -> Json<Value> {
-    Json(json!({ "ok": true, "localRecipients": local }))
-}
-
 async fn send_to(
     server: &Server,
     target: BusTarget,
     body: &Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: TopicBody = parse(body)?;
-    Ok(sent(server.route(target, &b.topic, &b.data, &[], true)?))
+    let receipt = server.to(target).emit(&b.topic, &b.data).await?;
+    let mut answer = json!({ "ok": true, "localRecipients": receipt.local_recipients });
+    if let Some(offset) = receipt.offset {
+        answer["offset"] = offset.into();
+    }
+    Ok(Json(answer))
 }
 
 async fn broadcast(State(server): State<Server>, body: Bytes) -> Result<Json<Value>, ApiError> {
@@ -358,9 +370,42 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
     let count = prepared.len();
     for (destination, frame) in prepared {
         let target = server.resolve_destination(destination.as_deref());
-        local += server.route_frame(target, &frame, &[], true);
+        local += server.route_frame(target, &frame, &[]).local_recipients;
     }
     Ok(Json(
         json!({ "ok": true, "count": count, "localRecipients": local }),
     ))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Most publications one history page returns.
+const MAX_HISTORY_PAGE: usize = 1000;
+
+/// `GET /socket/history/{stream}?since=&limit=`: kept publications of a stream after `since`.
+async fn history(
+    State(server): State<Server>,
+    Path(stream): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(MAX_HISTORY_PAGE);
+    let page = server.history(&stream, q.since, limit).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no history for stream {stream}"),
+        )
+    })?;
+    Ok(Json(json!({
+        "ok": true,
+        "stream": stream,
+        "epoch": page.epoch,
+        "offset": page.offset,
+        "messages": page.messages,
+    })))
 }

@@ -1,5 +1,6 @@
 //! Hardened-profile helpers: an echo server and the client half of `sealwire-v2`.
 
+use sealwire::publish::Publish;
 use std::sync::Arc;
 
 use sealwire::crypto::{
@@ -37,7 +38,7 @@ pub async fn start_echo(config: ServerConfig) -> TestServer {
             .authenticate(test_auth())
             .on_message(|server: Server, m: InboundMessage| async move {
                 let data = json!({"event": m.event, "data": m.data, "encrypted": m.was_encrypted});
-                let _ = server.send_to_client(&m.client.id, "echo", &data);
+                let _ = server.to_client(&m.client.id).emit("echo", &data).await;
             }),
     )
     .await

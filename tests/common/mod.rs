@@ -8,6 +8,7 @@ pub mod hardened;
 pub mod redis;
 pub mod relay;
 
+use sealwire::publish::Publish;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -126,15 +127,16 @@ pub fn builder(config: ServerConfig) -> ServerBuilder {
 /// `echo {event, data, wasEncrypted}`. Because a connection handles its frames in order,
 /// an echo also proves every earlier frame of that client has been processed.
 pub fn echo_handler()
--> impl Fn(Server, sealwire::server::InboundMessage) -> futures_util::future::Ready<()>
+-> impl Fn(Server, sealwire::server::InboundMessage) -> futures_util::future::BoxFuture<'static, ()>
 + Send
 + Sync
 + 'static {
     |server, msg| {
-        let reply =
-            json!({"event": msg.event, "data": msg.data, "wasEncrypted": msg.was_encrypted});
-        let _ = server.send_to_client(&msg.client.id, "echo", &reply);
-        futures_util::future::ready(())
+        Box::pin(async move {
+            let reply =
+                json!({"event": msg.event, "data": msg.data, "wasEncrypted": msg.was_encrypted});
+            let _ = server.to_client(&msg.client.id).emit("echo", &reply).await;
+        })
     }
 }
 

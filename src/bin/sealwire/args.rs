@@ -207,6 +207,22 @@ pub(crate) struct ServeArgs {
     /// get HTTP 429. Unlimited by default (behind a proxy every client has its address).
     #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS_PER_IP")]
     pub(crate) max_connections_per_ip: Option<usize>,
+    /// Rooms that keep message history for recovery on reconnect, as glob patterns
+    /// (comma-separated, e.g. `orders:*`). None by default: history off.
+    #[arg(long, env = "SEALWIRE_HISTORY_ROOMS", value_delimiter = ',')]
+    pub(crate) history_rooms: Vec<String>,
+    /// Keep message history for every user's stream.
+    #[arg(long, env = "SEALWIRE_HISTORY_USERS")]
+    pub(crate) history_users: bool,
+    /// Keep message history for broadcasts.
+    #[arg(long, env = "SEALWIRE_HISTORY_BROADCAST")]
+    pub(crate) history_broadcast: bool,
+    /// Publications kept per stream with history.
+    #[arg(long, env = "SEALWIRE_HISTORY_SIZE", default_value_t = 1000)]
+    pub(crate) history_size: usize,
+    /// Seconds a publication is kept in history.
+    #[arg(long, env = "SEALWIRE_HISTORY_TTL", default_value_t = 300)]
+    pub(crate) history_ttl: u64,
     /// Bearer token for the admin REST API under /socket (must not be empty).
     #[arg(long, env = "SEALWIRE_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,

@@ -98,6 +98,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
     config.drain = Duration::from_secs(args.drain_secs);
+    config.history.rooms = args.history_rooms.clone();
+    config.history.users = args.history_users;
+    config.history.broadcast = args.history_broadcast;
+    config.history.size = args.history_size;
+    config.history.ttl = Duration::from_secs(args.history_ttl);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
     config.max_message_bytes = args.max_message_bytes;
@@ -263,6 +268,7 @@ fn read_ca(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
 async fn emit(args: EmitArgs) -> anyhow::Result<()> {
     use sealwire::emitter::{Emitter, EmitterConfig};
     use sealwire::protocol::BusTarget;
+    use sealwire::publish::Publish;
     let Some(url) = args.redis.redis_url.filter(|u| !u.is_empty()) else {
         bail!("--redis-url (or REDIS_URL) is required");
     };
@@ -282,14 +288,17 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
     let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
     let emitter = Emitter::connect(EmitterConfig::new(url).bus_key(key).tls_ca_pem(ca)).await?;
     let result = emitter
-        .emit_raw(target.clone(), &args.event, data, &args.exclude)
+        .to(target.clone())
+        .except_all(args.exclude)
+        .emit_raw(&args.event, data)
         .await;
     emitter.shutdown().await;
-    let receivers = result.context("publish failed")?;
+    let receipt = result.context("publish failed")?;
     println!(
-        "published {} to {} ({receivers} Redis subscriber(s))",
+        "published {} to {} ({} Redis subscriber(s))",
         args.event,
-        target.channel()
+        target.channel(),
+        receipt.instances.unwrap_or(0)
     );
     Ok(())
 }

@@ -118,7 +118,7 @@ impl Inner {
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(e) = timed(self.response_timeout, sink.ping::<String>()).await {
+                    if let Err(e) = timed(self.response_timeout, sink.ping::<redis::Value>()).await {
                         return Some(format!("ping failed: {e}"));
                     }
                 }

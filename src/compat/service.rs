@@ -1,13 +1,12 @@
 //! Domain event services: the base that order, payment, identity... notifications build on.
 //!
-//! [`Publisher`] is anything that can put a message on the wire: the in-process [`Server`]
-//! handle (local delivery, then the bus) or the Redis-only [`Emitter`](crate::emitter::Emitter).
-//! [`EventService`] wraps one with the small API domain code needs (`is_ready`, `broadcast`,
+//! [`EventService`] wraps any [`Publish`]er (the in-process [`Server`](crate::Server) handle or
+//! the Redis-only emitter) with the small API domain code needs (`is_ready`, `broadcast`,
 //! `send_to_room`) and can be created before its publisher exists (bind it later), so a service
 //! constructed at start-up simply skips notifications until the socket layer is up.
 //!
 //! ```
-//! use sealwire::events::EventService;
+//! use sealwire::compat::EventService;
 //! use serde::Serialize;
 //!
 //! #[derive(Serialize)]
@@ -31,99 +30,20 @@
 use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
-use crate::protocol::BusTarget;
-use crate::server::{BoxFuture, SendError, Server};
+use crate::protocol::{BusTarget, EventName, SendError};
+use crate::publish::{Publication, Publish, PublishError, Receipt};
 
 /// The room [`EventService::broadcast`] sends to: every authenticated client joins it by
 /// default (IGNIS `WebSocketDefaults.ROOM`).
 pub const DEFAULT_ROOM: &str = crate::protocol::DEFAULT_ROOM;
-
-/// Why a domain event could not be published.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// No publisher is bound yet.
-    #[error("socket event service is not ready")]
-    NotReady,
-    /// The event name or payload is invalid.
-    #[error(transparent)]
-    Message(#[from] SendError),
-    /// The publisher could not deliver (e.g. Redis unreachable for an emitter).
-    #[error("publish failed: {0}")]
-    Failed(String),
-}
-
-/// Something that can publish a message to clients (on every instance).
-pub trait Publisher: Send + Sync + 'static {
-    /// Publishes `data` (already JSON) as `event` to `target`, skipping `exclude`d clients.
-    ///
-    /// # Errors
-    /// [`PublishError`] when the message could not be published.
-    fn publish<'a>(
-        &'a self,
-        target: BusTarget,
-        event: &'a str,
-        data: Box<RawValue>,
-        exclude: &'a [String],
-    ) -> BoxFuture<'a, Result<(), PublishError>>;
-
-    /// Whether publishing can currently work.
-    fn is_ready(&self) -> bool;
-}
-
-impl Publisher for Server {
-    fn publish<'a>(
-        &'a self,
-        target: BusTarget,
-        event: &'a str,
-        data: Box<RawValue>,
-        exclude: &'a [String],
-    ) -> BoxFuture<'a, Result<(), PublishError>> {
-        let result = crate::server::check_event(event)
-            .and_then(|()| self.frame(event, data))
-            .map(|frame| {
-                self.route_frame(target, &frame, exclude, true);
-            })
-            .map_err(PublishError::from);
-        Box::pin(std::future::ready(result))
-    }
-
-    fn is_ready(&self) -> bool {
-        Server::is_ready(self)
-    }
-}
-
-#[cfg(feature = "redis")]
-impl Publisher for crate::emitter::Emitter {
-    fn publish<'a>(
-        &'a self,
-        target: BusTarget,
-        event: &'a str,
-        data: Box<RawValue>,
-        exclude: &'a [String],
-    ) -> BoxFuture<'a, Result<(), PublishError>> {
-        Box::pin(async move {
-            match self.emit_raw(target, event, data, exclude).await {
-                Ok(_) => Ok(()),
-                Err(crate::emitter::EmitError::Message(e)) => Err(PublishError::Message(e)),
-                Err(e) => Err(PublishError::Failed(e.to_string())),
-            }
-        })
-    }
-
-    fn is_ready(&self) -> bool {
-        self.is_open()
-    }
-}
 
 /// The base of a domain event service (the IGNIS `BaseSocketEventService`): a scope for logs
 /// and a publisher that may be bound after construction. Cheap to clone.
 #[derive(Clone)]
 pub struct EventService {
     scope: Arc<str>,
-    publisher: Arc<OnceLock<Arc<dyn Publisher>>>,
+    publisher: Arc<OnceLock<Arc<dyn Publish>>>,
 }
 
 impl std::fmt::Debug for EventService {
@@ -147,7 +67,7 @@ impl EventService {
 
     /// A service bound to `publisher` from the start.
     #[must_use]
-    pub fn with_publisher(scope: &str, publisher: impl Publisher) -> Self {
+    pub fn with_publisher(scope: &str, publisher: impl Publish + 'static) -> Self {
         let s = Self::new(scope);
         s.bind(Arc::new(publisher));
         s
@@ -155,7 +75,7 @@ impl EventService {
 
     /// Binds the publisher (first bind wins; returns whether this one was taken). Clones of
     /// the service share the binding.
-    pub fn bind(&self, publisher: Arc<dyn Publisher>) -> bool {
+    pub fn bind(&self, publisher: Arc<dyn Publish>) -> bool {
         self.publisher.set(publisher).is_ok()
     }
 
@@ -170,7 +90,11 @@ impl EventService {
     ///
     /// # Errors
     /// [`PublishError`]: not bound, invalid message, or the publisher failed.
-    pub async fn broadcast(&self, topic: &str, data: &impl Serialize) -> Result<(), PublishError> {
+    pub async fn broadcast(
+        &self,
+        topic: &str,
+        data: &impl Serialize,
+    ) -> Result<Receipt, PublishError> {
         self.send_to_room(DEFAULT_ROOM, topic, data).await
     }
 
@@ -183,12 +107,12 @@ impl EventService {
         room: &str,
         topic: &str,
         data: &impl Serialize,
-    ) -> Result<(), PublishError> {
+    ) -> Result<Receipt, PublishError> {
         let publisher = self.publisher.get().ok_or(PublishError::NotReady)?;
+        let event = EventName::new(topic).map_err(SendError::from)?;
         let raw = serde_json::value::to_raw_value(data).map_err(SendError::from)?;
-        publisher
-            .publish(BusTarget::Room(room.to_owned()), topic, raw, &[])
-            .await
+        let publication = Publication::new(BusTarget::Room(room.to_owned()), event, raw);
+        publisher.publish(publication).await
     }
 
     /// Sends to several rooms concurrently and logs (rather than returns) failures, like the
@@ -205,7 +129,7 @@ impl EventService {
         let mut ok = 0;
         for (room, r) in rooms.iter().zip(results) {
             match r {
-                Ok(()) => ok += 1,
+                Ok(_) => ok += 1,
                 Err(e) => {
                     tracing::warn!(scope = %self.scope, room = %room, topic, error = %e, "socket event not published");
                 }

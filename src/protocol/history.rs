@@ -1,0 +1,132 @@
+//! Message history on the wire: stream names, positions, and the `recover` request and
+//! `recovered` answer that let a reconnecting client get what it missed.
+//!
+//! A *stream* is the history of one delivery target: `room:<name>`, `user:<id>` or
+//! `broadcast`. Every publication on a stream with history gets the next *offset* (1, 2, ..);
+//! the stream's *epoch* changes whenever the store lost what it held (a restart, an expired
+//! stream), so that an offset from another epoch is never trusted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::BusTarget;
+
+/// Prefix of room streams.
+pub const ROOM_STREAM_PREFIX: &str = "room:";
+/// Prefix of user streams.
+pub const USER_STREAM_PREFIX: &str = "user:";
+/// The broadcast stream.
+pub const BROADCAST_STREAM: &str = "broadcast";
+
+/// The stream a publication to `target` belongs to; `None` for a single client (a client's
+/// own messages have no history: its id does not survive a reconnect).
+#[must_use]
+pub fn stream_of(target: &BusTarget) -> Option<String> {
+    match target {
+        BusTarget::Room(r) => Some(format!("{ROOM_STREAM_PREFIX}{r}")),
+        BusTarget::User(u) => Some(format!("{USER_STREAM_PREFIX}{u}")),
+        BusTarget::Broadcast => Some(BROADCAST_STREAM.to_owned()),
+        BusTarget::Client(_) => None,
+    }
+}
+
+/// Where a client is in a stream: the offset of the last publication it has, in an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Offset of the last publication received (0: none yet).
+    pub offset: u64,
+    /// The stream's epoch that offset belongs to.
+    pub epoch: String,
+}
+
+/// The `recover` field of `authenticate` and `join`: the client's last positions by stream.
+/// Present (even empty) means the client wants positions on its messages.
+pub type RecoverRequest = BTreeMap<String, Position>;
+
+/// One stream in a `recovered` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamState {
+    /// The stream (`room:..`, `user:..`, `broadcast`).
+    pub stream: String,
+    /// Its current epoch.
+    pub epoch: String,
+    /// Its current top offset: the client is now at this position.
+    pub offset: u64,
+    /// For a stream the client asked to recover: whether every missed publication was
+    /// replayed (`false`: trimmed, expired, another epoch, or no history; fetch from the
+    /// application's own store). Absent for a stream the client had no position in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// How many publications were replayed before this answer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replayed: u64,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `recovered` payload: `{streams: [..]}`, sent after `connected` (or after a `join`) to a
+/// client that asked for positions, once the replay is done and before live messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveredPayload {
+    /// Every stream with history the client now receives.
+    pub streams: Vec<StreamState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_follow_targets() {
+        assert_eq!(
+            stream_of(&BusTarget::Room("a".into())).as_deref(),
+            Some("room:a")
+        );
+        assert_eq!(
+            stream_of(&BusTarget::User("u".into())).as_deref(),
+            Some("user:u")
+        );
+        assert_eq!(
+            stream_of(&BusTarget::Broadcast).as_deref(),
+            Some("broadcast")
+        );
+        assert_eq!(stream_of(&BusTarget::Client("c".into())), None);
+    }
+
+    #[test]
+    fn recovered_payload_wire_shape() {
+        let p = RecoveredPayload {
+            streams: vec![
+                StreamState {
+                    stream: "room:a".into(),
+                    epoch: "e1".into(),
+                    offset: 7,
+                    recovered: Some(true),
+                    replayed: 3,
+                },
+                StreamState {
+                    stream: "user:u".into(),
+                    epoch: "e2".into(),
+                    offset: 0,
+                    recovered: None,
+                    replayed: 0,
+                },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_string(&p).expect("serializes"),
+            r#"{"streams":[{"stream":"room:a","epoch":"e1","offset":7,"recovered":true,"replayed":3},{"stream":"user:u","epoch":"e2","offset":0}]}"#
+        );
+        let req: RecoverRequest =
+            serde_json::from_str(r#"{"room:a":{"offset":7,"epoch":"e1"}}"#).expect("parses");
+        assert_eq!(req["room:a"].offset, 7);
+    }
+}

@@ -1,0 +1,285 @@
+//! Message history: a bounded stream per delivery target, in process memory, so that a client
+//! that reconnects gets what it missed ([`crate::protocol::RecoverRequest`]).
+//!
+//! Every publication on a stream with history is appended once, on delivery, and gets the
+//! stream's next offset; the frame delivered to clients that asked for positions carries
+//! `stream`, `offset` and `epoch`. A stream keeps at most `size` publications for at most
+//! `ttl`. Its epoch is random, chosen when the stream is created, so offsets never carry over
+//! a restart or a stream that expired.
+//!
+//! The store is this process's: with several instances, each keeps its own streams and epochs,
+//! and a client recovers from the instance it reconnects to (an offset from another instance's
+//! epoch is answered `recovered: false`).
+//!
+//! Ordering: [`History::deliver`] appends and queues the frame for its recipients under one
+//! lock, and a recovering client reads the stream only after it has joined it, so every
+//! publication reaches it exactly once: from the replay, or from its outbox, where the
+//! connection drops what the replay already covered.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::GlobRooms;
+use super::outbox::Frame;
+use crate::protocol::{
+    BROADCAST_STREAM, BusTarget, Position, ROOM_STREAM_PREFIX, USER_STREAM_PREFIX,
+};
+
+/// What keeps history. Defaults: nothing (history off), 1,000 publications per stream, 5
+/// minutes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HistoryConfig {
+    /// Publications kept per stream. Defaults to 1,000.
+    pub size: usize,
+    /// How long a publication is kept. Defaults to 5 minutes.
+    pub ttl: Duration,
+    /// Rooms with history, as glob patterns (`orders:*`). Defaults to none.
+    pub rooms: Vec<String>,
+    /// Whether every user's stream keeps history. Defaults to `false`.
+    pub users: bool,
+    /// Whether the broadcast stream keeps history. Defaults to `false`.
+    pub broadcast: bool,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            size: 1000,
+            ttl: Duration::from_secs(300),
+            rooms: Vec::new(),
+            users: false,
+            broadcast: false,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// Whether any stream keeps history.
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.size > 0 && (!self.rooms.is_empty() || self.users || self.broadcast)
+    }
+}
+
+/// Why the gap since a position cannot be filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gap {
+    /// The stream's epoch is not the position's.
+    Epoch,
+    /// Publications after the position were trimmed or expired.
+    Trimmed,
+}
+
+struct Stream {
+    epoch: Arc<str>,
+    /// Offset of the last publication.
+    top: u64,
+    /// The publications kept, oldest first, with their offsets and when they were appended.
+    entries: VecDeque<(u64, Instant, Arc<Frame>)>,
+    /// Last append or read; an empty stream idle for `ttl` is forgotten.
+    used: Instant,
+}
+
+impl Stream {
+    fn new(now: Instant) -> Self {
+        let bytes: [u8; 8] = rand::RngExt::random(&mut rand::rng());
+        let epoch: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            epoch: epoch.into(),
+            top: 0,
+            entries: VecDeque::new(),
+            used: now,
+        }
+    }
+
+    fn expire(&mut self, now: Instant, ttl: Duration) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(_, at, _)| now.duration_since(*at) > ttl)
+        {
+            self.entries.pop_front();
+        }
+    }
+
+    fn position(&self) -> Position {
+        Position {
+            offset: self.top,
+            epoch: self.epoch.to_string(),
+        }
+    }
+}
+
+/// A kept publication and its offset.
+pub(crate) type Kept = (u64, Arc<Frame>);
+
+/// The in-memory history of one server.
+pub(crate) struct History {
+    config: HistoryConfig,
+    rooms: GlobRooms,
+    streams: Mutex<HashMap<Arc<str>, Stream>>,
+}
+
+impl History {
+    /// `None` when `config` keeps nothing.
+    ///
+    /// # Errors
+    /// An invalid room pattern.
+    pub(crate) fn new(config: HistoryConfig) -> Result<Option<Self>, glob::PatternError> {
+        if !config.enabled() {
+            return Ok(None);
+        }
+        let rooms = GlobRooms::new(&config.rooms)?;
+        Ok(Some(Self {
+            config,
+            rooms,
+            streams: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Stream>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stream `target` publishes to, if it keeps history.
+    pub(crate) fn stream_for(&self, target: &BusTarget) -> Option<String> {
+        match target {
+            BusTarget::Room(r) if self.rooms.allows(r) => Some(format!("{ROOM_STREAM_PREFIX}{r}")),
+            BusTarget::User(u) if self.config.users => Some(format!("{USER_STREAM_PREFIX}{u}")),
+            BusTarget::Broadcast if self.config.broadcast => Some(BROADCAST_STREAM.to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The streams with history a client in `rooms` as `user` receives.
+    pub(crate) fn streams_of(&self, user: &str, rooms: &[String]) -> Vec<String> {
+        let mut streams = Vec::new();
+        if self.config.broadcast {
+            streams.push(BROADCAST_STREAM.to_owned());
+        }
+        if self.config.users {
+            streams.push(format!("{USER_STREAM_PREFIX}{user}"));
+        }
+        streams.extend(
+            rooms
+                .iter()
+                .filter(|r| self.rooms.allows(r))
+                .map(|r| format!("{ROOM_STREAM_PREFIX}{r}")),
+        );
+        streams
+    }
+
+    /// Appends `frame` to `stream` and runs `deliver` with the positioned frame while the
+    /// stream is locked, so that publications reach every recipient in offset order.
+    pub(crate) fn deliver<R>(
+        &self,
+        stream: String,
+        frame: &Frame,
+        deliver: impl FnOnce(&Arc<Frame>) -> R,
+    ) -> R {
+        let now = Instant::now();
+        let name: Arc<str> = Arc::from(stream);
+        let mut streams = self.lock();
+        let s = streams
+            .entry(Arc::clone(&name))
+            .or_insert_with(|| Stream::new(now));
+        s.top += 1;
+        s.used = now;
+        s.expire(now, self.config.ttl);
+        while s.entries.len() >= self.config.size {
+            s.entries.pop_front();
+        }
+        let positioned = frame.positioned(name, s.top, &s.epoch);
+        s.entries.push_back((s.top, now, Arc::clone(&positioned)));
+        deliver(&positioned)
+    }
+
+    /// Where `stream` stands now (created empty if unknown).
+    pub(crate) fn position(&self, stream: &str) -> Position {
+        let now = Instant::now();
+        let mut streams = self.lock();
+        let s = streams
+            .entry(Arc::from(stream))
+            .or_insert_with(|| Stream::new(now));
+        s.used = now;
+        s.position()
+    }
+
+    /// The publications of `stream` after `since` (at most the stream's size), and where the
+    /// stream stands; or the gap that makes that impossible, and where the stream stands.
+    pub(crate) fn since(
+        &self,
+        stream: &str,
+        since: &Position,
+    ) -> (Result<Vec<Arc<Frame>>, Gap>, Position) {
+        let now = Instant::now();
+        let mut streams = self.lock();
+        let s = streams
+            .entry(Arc::from(stream))
+            .or_insert_with(|| Stream::new(now));
+        s.used = now;
+        s.expire(now, self.config.ttl);
+        let here = s.position();
+        if *s.epoch != *since.epoch || since.offset > s.top {
+            return (Err(Gap::Epoch), here);
+        }
+        if since.offset == s.top {
+            return (Ok(Vec::new()), here);
+        }
+        // Every offset in (since, top] must still be kept.
+        match s.entries.front() {
+            Some((first, _, _)) if *first <= since.offset + 1 => {}
+            _ => return (Err(Gap::Trimmed), here),
+        }
+        let frames = s
+            .entries
+            .iter()
+            .filter(|(o, _, _)| *o > since.offset)
+            .map(|(_, _, f)| Arc::clone(f))
+            .collect();
+        (Ok(frames), here)
+    }
+
+    /// Up to `limit` kept publications of `stream` after offset `since`, oldest first, and
+    /// where the stream stands; `None` for a stream this server does not hold.
+    pub(crate) fn read(
+        &self,
+        stream: &str,
+        since: u64,
+        limit: usize,
+    ) -> Option<(Position, Vec<Kept>)> {
+        let now = Instant::now();
+        let mut streams = self.lock();
+        let s = streams.get_mut(stream)?;
+        s.expire(now, self.config.ttl);
+        let page = s
+            .entries
+            .iter()
+            .filter(|(o, _, _)| *o > since)
+            .take(limit)
+            .map(|(o, _, f)| (*o, Arc::clone(f)))
+            .collect();
+        Some((s.position(), page))
+    }
+
+    /// Drops expired publications and forgets streams that are empty and idle for `ttl`.
+    pub(crate) fn sweep(&self) {
+        let now = Instant::now();
+        let ttl = self.config.ttl;
+        self.lock().retain(|_, s| {
+            s.expire(now, ttl);
+            !(s.entries.is_empty() && now.duration_since(s.used) > ttl)
+        });
+    }
+
+    /// Streams held and publications kept, for the metrics page.
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        let streams = self.lock();
+        (
+            streams.len(),
+            streams.values().map(|s| s.entries.len()).sum(),
+        )
+    }
+}

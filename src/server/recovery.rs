@@ -1,0 +1,175 @@
+//! Recovery on reconnect: after `connected` (or a `join`), a client that asked for positions
+//! gets what it missed on each stream with history, sealed under its new session like any
+//! message, then one `recovered` answer with where it stands; live delivery follows.
+//!
+//! The client is in its rooms before the streams are read, so a publication made meanwhile is
+//! both in the replay and in the outbox; the connection drops the queued copy
+//! ([`Connection::render`] checks the floors set here). See `history.rs` for the ordering.
+
+use std::sync::Arc;
+
+use futures_util::SinkExt;
+use serde_json::Value;
+
+use super::connection::{Connection, Exit};
+use super::history::History;
+use super::outbox::Frame;
+use super::socket::WebSocket;
+use crate::protocol::{
+    CloseCode, ROOM_STREAM_PREFIX, RecoverRequest, RecoveredPayload, StreamState, event,
+};
+
+/// The `recover` field of an `authenticate`/`join` payload: `None` when absent; a malformed
+/// one still asks for positions, with nothing to recover.
+pub(super) fn recover_request(payload: &Value) -> Option<RecoverRequest> {
+    let raw = payload.get("recover")?;
+    Some(serde_json::from_value(raw.clone()).unwrap_or_default())
+}
+
+impl<S: WebSocket> Connection<S> {
+    /// Replays what the client missed on its streams and answers `recovered`. `rooms` are
+    /// the rooms just entered; `own` adds the client's user and broadcast streams (at
+    /// authentication). Does nothing for a client that never asked for positions.
+    pub(super) async fn recover(
+        &mut self,
+        request: Option<RecoverRequest>,
+        rooms: &[String],
+        own: bool,
+    ) -> Option<Exit> {
+        if request.is_none() && self.positions.is_none() {
+            return None;
+        }
+        let request = request.unwrap_or_default();
+        let user = self
+            .info
+            .as_ref()
+            .map(|i| i.user_id.clone())
+            .unwrap_or_default();
+        let server = self.server.clone();
+        let (states, replay, floors) = match &server.0.history {
+            Some(history) => plan(history, &request, &user, rooms, own),
+            // No history here: every stream asked for is a gap.
+            None => (
+                request
+                    .keys()
+                    .map(|stream| StreamState {
+                        stream: stream.clone(),
+                        epoch: String::new(),
+                        offset: 0,
+                        recovered: Some(false),
+                        replayed: 0,
+                    })
+                    .collect(),
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
+        self.positions.get_or_insert_default();
+        if !replay.is_empty() && self.write_replay(&replay).await.is_err() {
+            return Some(Exit::Gone);
+        }
+        if let Some(positions) = &mut self.positions {
+            positions.extend(floors);
+        }
+        let replayed: usize = replay.len();
+        server.0.metrics.recovered(
+            states.iter().filter(|s| s.recovered.is_some()).count(),
+            states.iter().filter(|s| s.recovered == Some(false)).count(),
+            replayed,
+        );
+        let data = serde_json::to_string(&RecoveredPayload { streams: states }).unwrap_or_default();
+        self.send_system(event::RECOVERED, &data).await;
+        None
+    }
+
+    /// Writes the replay in one flush, bounded in time like any reply; a client that does not
+    /// read it is closed as a slow consumer.
+    async fn write_replay(&mut self, frames: &[Arc<Frame>]) -> Result<(), ()> {
+        let limit = self.server.0.config.shutdown_timeout;
+        let write = async {
+            for frame in frames {
+                if let Some(msg) = self.render(frame) {
+                    let msg = self.server.0.metrics.out(msg);
+                    self.socket.feed(msg).await.map_err(drop)?;
+                }
+            }
+            self.socket.flush().await.map_err(drop)
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.handle.close(CloseCode::SlowConsumer);
+                Err(())
+            }
+        }
+    }
+}
+
+/// What a recovery does: the state of each stream, the frames to replay (in stream order),
+/// and the floors that drop their queued copies.
+type Plan = (Vec<StreamState>, Vec<Arc<Frame>>, Vec<(Arc<str>, u64)>);
+
+/// Plans a recovery from `request`.
+fn plan(
+    history: &History,
+    request: &RecoverRequest,
+    user: &str,
+    rooms: &[String],
+    own: bool,
+) -> Plan {
+    let mut streams = if own {
+        history.streams_of(user, rooms)
+    } else {
+        history
+            .streams_of(user, rooms)
+            .into_iter()
+            .filter(|s| s.starts_with(ROOM_STREAM_PREFIX))
+            .collect()
+    };
+    // Streams the client asks about that it is not in (or that keep no history) are gaps.
+    let mut states = Vec::with_capacity(streams.len());
+    for stream in request.keys() {
+        if !streams.contains(stream) && (own || stream.starts_with(ROOM_STREAM_PREFIX)) {
+            states.push(StreamState {
+                stream: stream.clone(),
+                epoch: String::new(),
+                offset: 0,
+                recovered: Some(false),
+                replayed: 0,
+            });
+        }
+    }
+    let mut replay = Vec::new();
+    let mut floors = Vec::new();
+    for stream in streams.drain(..) {
+        let Some(since) = request.get(&stream) else {
+            let here = history.position(&stream);
+            states.push(StreamState {
+                stream,
+                epoch: here.epoch,
+                offset: here.offset,
+                recovered: None,
+                replayed: 0,
+            });
+            continue;
+        };
+        let (frames, here) = history.since(&stream, since);
+        let (recovered, replayed) = match frames {
+            Ok(frames) => {
+                let n = frames.len() as u64;
+                floors.push((Arc::from(stream.as_str()), here.offset));
+                replay.extend(frames);
+                (true, n)
+            }
+            Err(_) => (false, 0),
+        };
+        states.push(StreamState {
+            stream,
+            epoch: here.epoch,
+            offset: here.offset,
+            recovered: Some(recovered),
+            replayed,
+        });
+    }
+    (states, replay, floors)
+}

@@ -1,0 +1,332 @@
+//! Message history and recovery on reconnect, over real WebSockets: positions only for
+//! clients that ask, exactly-once in-order replay sealed under the new session, the switch to
+//! live delivery under concurrent publishing, and honest `recovered: false` answers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sealwire::crypto::{ClientHandshake, HandshakeConfig};
+use sealwire::publish::Publish;
+use sealwire::server::{GlobRooms, ServerConfig};
+use serde_json::{Value, json};
+
+const ROOM: &str = "orders:1";
+const STREAM: &str = "room:orders:1";
+
+fn config(size: usize) -> ServerConfig {
+    let mut c = base_config();
+    c.history.rooms = vec!["orders:*".to_owned()];
+    c.history.users = true;
+    c.history.size = size;
+    c
+}
+
+async fn server(config: ServerConfig) -> TestServer {
+    start_with(builder(config).validate_rooms(GlobRooms::new(["orders:*"]).expect("glob"))).await
+}
+
+/// Connects and authenticates with `recover`, encrypted (compatibility profile) or not.
+/// Returns the client and the `connected` frame; the `recovered` answer is left to read.
+async fn connect(s: &TestServer, user: &str, recover: Value, encrypted: bool) -> WsClient {
+    let mut c = s.client().await;
+    let hs = ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng());
+    let mut data = json!({"token": user, "recover": recover});
+    if encrypted {
+        data["publicKey"] = json!(hs.public_key_base64());
+    }
+    c.send_json(&json!({"event": "authenticate", "data": data}))
+        .await;
+    let connected = c.recv_json().await;
+    assert_eq!(connected["event"], "connected", "{connected}");
+    let d = &connected["data"];
+    c.id = d["id"].as_str().map(str::to_owned);
+    if encrypted {
+        let session = hs
+            .finish(
+                d["serverPublicKey"].as_str().expect("key"),
+                d["salt"].as_str().expect("salt"),
+            )
+            .expect("session");
+        c.session = Some(session);
+    }
+    c
+}
+
+/// Reads application messages until `recovered`; returns them and the answer's streams.
+async fn until_recovered(c: &mut WsClient) -> (Vec<Value>, Vec<Value>) {
+    let mut before = Vec::new();
+    loop {
+        let m = c.recv_msg().await;
+        if m["event"] == "recovered" {
+            let streams = m["data"]["streams"].as_array().cloned().unwrap_or_default();
+            return (before, streams);
+        }
+        before.push(m);
+    }
+}
+
+fn stream<'a>(streams: &'a [Value], name: &str) -> &'a Value {
+    streams
+        .iter()
+        .find(|s| s["stream"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {streams:?}"))
+}
+
+async fn join(c: &mut WsClient, recover: Value) -> Vec<Value> {
+    c.emit("join", json!({"rooms": [ROOM], "recover": recover}))
+        .await;
+    let (before, streams) = until_recovered(c).await;
+    assert!(
+        before.is_empty(),
+        "nothing precedes the join's answer: {before:?}"
+    );
+    streams
+}
+
+async fn publish(s: &TestServer, n: u64) {
+    s.server
+        .to_room(ROOM)
+        .emit("order", &json!({ "n": n }))
+        .await
+        .expect("publish");
+}
+
+#[tokio::test]
+async fn positions_reach_only_clients_that_ask() {
+    let s = server(config(100)).await;
+    let (mut ignis, _) = s.plain("ignis").await;
+    ignis.emit("join", json!({"rooms": [ROOM]})).await;
+    ignis.sync().await;
+    let mut tracked = connect(&s, "tracked", json!({}), false).await;
+    let (_, streams) = until_recovered(&mut tracked).await;
+    // Its own user stream, with no position asked for: where it starts, no verdict.
+    let own = stream(&streams, "user:tracked");
+    assert_eq!(own["offset"], 0);
+    assert!(own.get("recovered").is_none(), "{own}");
+    let streams = join(&mut tracked, json!({})).await;
+    assert_eq!(stream(&streams, STREAM)["offset"], 0);
+
+    publish(&s, 1).await;
+    let plain = ignis.recv_json().await;
+    assert_eq!(
+        plain,
+        json!({"event": "order", "data": {"n": 1}}),
+        "today's frame exactly"
+    );
+    let m = tracked.recv_msg().await;
+    assert_eq!(m["data"]["n"], 1);
+    assert_eq!(m["stream"], STREAM);
+    assert_eq!(m["offset"], 1);
+    assert_eq!(m["epoch"], stream(&streams, STREAM)["epoch"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnect_replays_what_was_missed_in_order_sealed_once() {
+    let s = server(config(1000)).await;
+    let mut c = connect(&s, "alice", json!({}), true).await;
+    until_recovered(&mut c).await;
+    let streams = join(&mut c, json!({})).await;
+    let epoch = stream(&streams, STREAM)["epoch"].clone();
+    for n in 1..=3 {
+        publish(&s, n).await;
+    }
+    for n in 1..=3 {
+        assert_eq!(c.recv_msg().await["offset"], n);
+    }
+    drop(c);
+    // Missed while away: 50 to the room and one to the user.
+    for n in 4..=53 {
+        publish(&s, n).await;
+    }
+    s.server
+        .to_user("alice")
+        .emit("dm", &json!("while away"))
+        .await
+        .expect("dm");
+
+    // Back, encrypted under a new session: the user stream recovers at authentication...
+    let mut c = connect(&s, "alice", json!({}), true).await;
+    let (_, streams) = until_recovered(&mut c).await;
+    let user = stream(&streams, "user:alice");
+    assert_eq!(
+        user["recovered"],
+        json!(null),
+        "no position asked: no verdict"
+    );
+    let user_epoch = user["epoch"].clone();
+    drop(c);
+    s.server
+        .to_user("alice")
+        .emit("dm", &json!("second"))
+        .await
+        .expect("dm");
+    let mut c = connect(
+        &s,
+        "alice",
+        json!({"user:alice": {"offset": 1, "epoch": user_epoch}}),
+        true,
+    )
+    .await;
+    let (replayed, streams) = until_recovered(&mut c).await;
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert_eq!(replayed[0]["data"], "second");
+    let user = stream(&streams, "user:alice");
+    assert_eq!(
+        (user["recovered"].clone(), user["replayed"].clone()),
+        (json!(true), json!(1))
+    );
+
+    // ... and the room at the join, each message once, in order, sealed (recv_msg fails on
+    // any plaintext frame to an encrypted client).
+    c.emit(
+        "join",
+        json!({"rooms": [ROOM], "recover": {STREAM: {"offset": 3, "epoch": epoch}}}),
+    )
+    .await;
+    let (replayed, streams) = until_recovered(&mut c).await;
+    let offsets: Vec<u64> = replayed
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(offsets, (4..=53).collect::<Vec<_>>());
+    let data: Vec<u64> = replayed
+        .iter()
+        .map(|m| m["data"]["n"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(data, (4..=53).collect::<Vec<_>>());
+    let room = stream(&streams, STREAM);
+    assert_eq!(room["recovered"], true);
+    assert_eq!(room["replayed"], 50);
+    assert_eq!(room["offset"], 53);
+    publish(&s, 54).await;
+    assert_eq!(c.recv_msg().await["offset"], 54, "then live");
+    s.stop().await;
+}
+
+/// The switch from replay to live under concurrent publishing: no duplicate, no gap.
+#[tokio::test]
+async fn no_gap_and_no_duplicate_at_the_switch_to_live() {
+    const TOTAL: u64 = 600;
+    let s = server(config(TOTAL as usize)).await;
+    let mut c = connect(&s, "bob", json!({}), false).await;
+    until_recovered(&mut c).await;
+    let streams = join(&mut c, json!({})).await;
+    let epoch = stream(&streams, STREAM)["epoch"].clone();
+    let publisher = s.server.clone();
+    let publishing = tokio::spawn(async move {
+        for n in 1..=TOTAL {
+            publisher
+                .to_room(ROOM)
+                .emit("order", &json!({ "n": n }))
+                .await
+                .expect("publish");
+            if n % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    let mut last = 0;
+    while last < 100 {
+        let m = c.recv_msg().await;
+        let offset = m["offset"].as_u64().expect("offset");
+        assert_eq!(offset, last + 1);
+        last = offset;
+    }
+    drop(c); // cut mid-stream, publishing goes on
+
+    let mut c = connect(&s, "bob", json!({}), false).await;
+    until_recovered(&mut c).await;
+    c.emit(
+        "join",
+        json!({"rooms": [ROOM], "recover": {STREAM: {"offset": last, "epoch": epoch}}}),
+    )
+    .await;
+    let (replayed, streams) = until_recovered(&mut c).await;
+    assert_eq!(stream(&streams, STREAM)["recovered"], true);
+    for m in replayed {
+        assert_eq!(m["offset"].as_u64(), Some(last + 1), "replay in order: {m}");
+        last += 1;
+    }
+    while last < TOTAL {
+        let m = c.recv_msg().await;
+        assert_eq!(
+            m["offset"].as_u64(),
+            Some(last + 1),
+            "live after replay, no gap or duplicate: {m}"
+        );
+        last += 1;
+    }
+    publishing.await.expect("publisher");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_gap_that_cannot_be_filled_is_reported_and_live_delivery_goes_on() {
+    let s = server(config(5)).await;
+    let mut c = connect(&s, "carol", json!({}), false).await;
+    until_recovered(&mut c).await;
+    let streams = join(&mut c, json!({})).await;
+    let epoch = stream(&streams, STREAM)["epoch"].clone();
+    drop(c);
+    for n in 1..=10 {
+        publish(&s, n).await; // only 6..=10 are kept
+    }
+    let mut c = connect(&s, "carol", json!({}), false).await;
+    until_recovered(&mut c).await;
+    // Trimmed below the position.
+    let streams = join(&mut c, json!({STREAM: {"offset": 2, "epoch": epoch}})).await;
+    let room = stream(&streams, STREAM);
+    assert_eq!(
+        (room["recovered"].clone(), room["offset"].clone()),
+        (json!(false), json!(10))
+    );
+    publish(&s, 11).await;
+    assert_eq!(c.recv_msg().await["offset"], 11);
+    // Still within what is kept: recovered.
+    let mut d = connect(&s, "dave", json!({}), false).await;
+    until_recovered(&mut d).await;
+    d.emit(
+        "join",
+        json!({"rooms": [ROOM], "recover": {STREAM: {"offset": 7, "epoch": epoch}}}),
+    )
+    .await;
+    let (replayed, streams) = until_recovered(&mut d).await;
+    let offsets: Vec<_> = replayed.iter().map(|m| m["offset"].clone()).collect();
+    assert_eq!(offsets, vec![json!(8), json!(9), json!(10), json!(11)]);
+    assert_eq!(stream(&streams, STREAM)["recovered"], true);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn another_epoch_or_no_history_is_never_trusted() {
+    let s = server(config(100)).await;
+    publish(&s, 1).await;
+    let mut c = connect(&s, "erin", json!({}), false).await;
+    until_recovered(&mut c).await;
+    let streams = join(
+        &mut c,
+        json!({STREAM: {"offset": 0, "epoch": "from-a-restart"}}),
+    )
+    .await;
+    assert_eq!(stream(&streams, STREAM)["recovered"], false);
+    s.stop().await;
+
+    // A server without history answers every asked stream with a gap.
+    let s = start_with(
+        builder(base_config()).validate_rooms(GlobRooms::new(["orders:*"]).expect("glob")),
+    )
+    .await;
+    let mut c = connect(
+        &s,
+        "erin",
+        json!({"user:erin": {"offset": 4, "epoch": "x"}}),
+        false,
+    )
+    .await;
+    let (_, streams) = until_recovered(&mut c).await;
+    assert_eq!(stream(&streams, "user:erin")["recovered"], false);
+    s.stop().await;
+}
