@@ -424,6 +424,12 @@ async fn join_and_leave_are_validated_and_malformed_payloads_are_ignored() {
     }
     h.emit("a", "join", json!([])).await;
     h.sync("a").await;
+    // As on /ws, each malformed payload is answered with an error event and changes nothing.
+    let errors = h.seen["a"]
+        .iter()
+        .filter(|l| l["event"] == "error" && l["args"][0]["message"] == "Invalid rooms")
+        .count();
+    assert_eq!(errors, 9, "{:?}", h.seen["a"]);
     let rooms = rooms_of(&server, &id);
     assert!(rooms.contains(&"public-x".to_owned()), "{rooms:?}");
     assert!(
