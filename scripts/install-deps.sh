@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing sealwire needs on a fresh Debian machine, when missing:
 # a C toolchain and openssl (aws-lc), redis-server (the Redis tests spawn their own), Node.js
-# and Chromium (the browser SDK's tests), promtool from the `prometheus` package (the metrics
-# test). Used by scripts/test.sh and .ci/run.
+# and Chromium (the browser SDK's tests), npm (the Socket.IO tests' pinned packages), promtool
+# from the `prometheus` package (the metrics test). Used by scripts/test.sh and .ci/run.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+# The Socket.IO tests install their pinned npm packages (tests/sio) with `npm ci`.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The browser SDK's test runs in headless Chromium (tests/browser_sdk.rs).
 command -v "${SEALWIRE_CHROMIUM:-chromium}" >/dev/null 2>&1 || missing+=(chromium)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)

@@ -32,7 +32,7 @@ pub mod event {
     /// S->C: the refresh was accepted (`{userId, time, expiresAt?}`).
     pub const REFRESHED: &str = "refreshed";
     /// S->C, to a client that asked for positions: where it stands in each stream with
-    /// history, after the replay of what it missed ([`RecoveredPayload`](crate::protocol::RecoveredPayload)).
+    /// history, after the replay of what it missed ([`crate::protocol::RecoveredPayload`]).
     pub const RECOVERED: &str = "recovered";
 
     /// Events an application may not send itself: they would impersonate the protocol.

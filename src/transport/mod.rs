@@ -8,6 +8,8 @@ mod direct;
 pub mod front_door;
 mod listener;
 mod metrics;
+#[cfg(feature = "socketio")]
+pub mod socketio;
 mod tls;
 mod upgrade;
 

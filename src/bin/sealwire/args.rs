@@ -151,6 +151,25 @@ pub(crate) struct ServeArgs {
     /// Time to send `authenticate`, in milliseconds.
     #[arg(long, env = "SEALWIRE_AUTH_TIMEOUT_MS", default_value_t = 5_000)]
     pub(crate) auth_timeout_ms: u64,
+    /// Socket.IO endpoint path (IGNIS `SocketIOServerHelper` clients), on the listen
+    /// address next to the WebSocket path; `off` disables it.
+    #[cfg(feature = "socketio")]
+    #[arg(long, env = "SEALWIRE_SOCKETIO_PATH", default_value = "/io")]
+    pub(crate) socketio_path: String,
+    /// Time a Socket.IO socket has to authenticate after connecting, in milliseconds.
+    #[cfg(feature = "socketio")]
+    #[arg(
+        long,
+        env = "SEALWIRE_SOCKETIO_AUTH_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub(crate) socketio_auth_timeout_ms: u64,
+    /// Key of the Socket.IO Redis adapter channels (`{key}#/#...`) on --redis-url whose
+    /// messages (`@socket.io/redis-emitter` workers) are delivered to this server's clients;
+    /// empty disables that.
+    #[cfg(all(feature = "socketio", feature = "redis"))]
+    #[arg(long, env = "SEALWIRE_SOCKETIO_REDIS_KEY", default_value = "socket.io")]
+    pub(crate) socketio_redis_key: String,
     /// Heartbeat sweep interval, in milliseconds.
     #[arg(long, env = "SEALWIRE_HEARTBEAT_INTERVAL_MS", default_value_t = 30_000)]
     pub(crate) heartbeat_interval_ms: u64,

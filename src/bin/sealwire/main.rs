@@ -125,6 +125,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|o| !o.is_empty())
         .collect();
 
+    #[cfg(all(feature = "socketio", feature = "redis"))]
+    let sio_redis_url = args.redis.redis_url.clone().filter(|u| !u.is_empty());
     let mut builder = Server::builder().config(config);
     #[cfg(feature = "redis")]
     if let Some(url) = args.redis.redis_url.filter(|u| !u.is_empty()) {
@@ -197,8 +199,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "sealwire listening on {scheme}://{local}{}",
         server.config().path
     );
+    #[cfg(feature = "socketio")]
+    if args.socketio_path != "off" {
+        if !args.socketio_path.starts_with('/') || args.socketio_path == server.config().path {
+            bail!("--socketio-path must start with / and differ from --path (or be `off`)");
+        }
+        let sio = sealwire::transport::socketio::SocketIoConfig::default()
+            .path(args.socketio_path.clone())
+            .auth_timeout(Duration::from_millis(args.socketio_auth_timeout_ms));
+        let web = if http.tls.is_some() { "https" } else { "http" };
+        println!("socket.io listening on {web}://{local}{}/", sio.path);
+        http.routes = Some(sealwire::transport::socketio::router(server.clone(), sio));
+        #[cfg(feature = "redis")]
+        if let Some(url) = sio_redis_url.filter(|_| !args.socketio_redis_key.is_empty()) {
+            sealwire::transport::socketio::spawn_redis_emitter_bridge(
+                &server,
+                &url,
+                &args.socketio_redis_key,
+            )
+            .context("invalid --redis-url")?;
+        }
+    }
     if args.dev {
-        http.routes = Some(sealwire::transport::demo::routes());
+        let demo = sealwire::transport::demo::routes();
+        http.routes = Some(match http.routes.take() {
+            Some(routes) => routes.merge(demo),
+            None => demo,
+        });
         let fragment = demo_token
             .map(|t| format!("#admin={t}"))
             .unwrap_or_default();

@@ -1,0 +1,405 @@
+//! One Socket.IO socket as a client of the core: its events become the core's inbound frames,
+//! the core's frames become its emits ([`super::translate`]).
+//!
+//! ```text
+//! connect (handshake auth, headers, query)   -> held until `authenticate`, auth timer starts
+//! authenticate                               -> core connection starts with
+//!                                               authenticate {token, publicKey?, ...auth}
+//! core: connected                            -> ping {time} (plaintext), authenticated {id, time, ...}
+//! core: error + close before authentication  -> unauthenticated {message, time}, disconnect
+//! join / leave / other events                -> core frames (dropped before authentication)
+//! core: {"event":E,"data":D}                 -> emit E with D (encrypted {iv, ct} when sealed)
+//! ```
+//!
+//! A socket holds a connection slot (`max_connections`, `max_connections_per_ip`, shared
+//! with `/ws`) from its connect to its disconnect. The core connection starts only with
+//! `authenticate`, so until then the socket is in no index; the bridge's own timer
+//! ([`super::SocketIoConfig::auth_timeout`]) disconnects a socket that has not authenticated
+//! in time, and the core's authentication deadline then bounds the hook.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use serde_json::value::to_raw_value;
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+
+use super::SocketIoConfig;
+use super::channel::ChannelSocket;
+use super::credentials;
+use super::translate::{Action, Translator};
+use crate::protocol::{BusEnvelope, BusTarget, event, now_iso8601};
+use crate::server::{ConnectionSlot, Server, UpgradeHead};
+
+/// Messages the core may write ahead of the bridge's emits.
+const OUTBOUND_CHANNEL: usize = 16;
+
+/// The sender id of the bridge's pings (never a server's id, so they are delivered).
+const PING_SENDER: &str = "socket.io-ping";
+
+/// What the handshake left for the first `authenticate`.
+struct Pending {
+    auth: Option<Value>,
+    head: Arc<UpgradeHead>,
+    remote: Option<SocketAddr>,
+}
+
+/// The glue between one Socket.IO socket and its core connection.
+pub(super) struct Bridge {
+    server: Server,
+    config: Arc<SocketIoConfig>,
+    /// Reached through the `SocketIo` handle rather than held, so that the socket's handlers,
+    /// which hold the bridge, do not keep the socket alive in a cycle.
+    io: SocketIo,
+    sid: Sid,
+    pending: Mutex<Option<Pending>>,
+    /// Released when the socket disconnects.
+    slot: Mutex<Option<ConnectionSlot>>,
+    to_core: Mutex<Option<mpsc::Sender<Message>>>,
+    /// The core's client id, once authenticated.
+    client_id: OnceLock<String>,
+    authenticated: AtomicBool,
+}
+
+/// Sets up a freshly connected socket: checks its origin and the server's readiness,
+/// registers its handlers and starts its authentication timer.
+pub(super) fn connect(
+    server: &Server,
+    config: &Arc<SocketIoConfig>,
+    io: SocketIo,
+    socket: &SocketRef,
+    auth: Option<Value>,
+) {
+    let parts = socket.req_parts();
+    let remote = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if !origin_allowed(&parts.headers, &server.config().allowed_origins) || !server.is_ready() {
+        tracing::debug!(
+            ?remote,
+            "socket.io connection refused (origin or not ready)"
+        );
+        let _ = socket.clone().disconnect();
+        return;
+    }
+    let slot = match server.try_reserve_slot(remote.map(|a| a.ip())) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            tracing::debug!(?remote, ?refused, "socket.io connection over the limits");
+            let _ = socket.emit(
+                "unauthenticated",
+                &json!({ "message": "Connection limit reached", "time": now_iso8601() }),
+            );
+            let _ = socket.clone().disconnect();
+            return;
+        }
+    };
+    let head = Arc::new(UpgradeHead::new(parts.uri.clone(), parts.headers.clone()));
+    let bridge = Arc::new(Bridge {
+        server: server.clone(),
+        config: Arc::clone(config),
+        io,
+        sid: socket.id,
+        pending: Mutex::new(Some(Pending { auth, head, remote })),
+        slot: Mutex::new(Some(slot)),
+        to_core: Mutex::new(None),
+        client_id: OnceLock::new(),
+        authenticated: AtomicBool::new(false),
+    });
+    let on_event = Arc::clone(&bridge);
+    // Handlers run their synchronous part in arrival order: events reach the core in order.
+    socket.on_fallback(
+        move |socketioxide::extract::Event(name): socketioxide::extract::Event,
+              socketioxide::extract::TryData::<Value>(data)| {
+            on_event.on_event(&name, data.ok());
+            std::future::ready(())
+        },
+    );
+    let on_gone = Arc::clone(&bridge);
+    socket.on_disconnect(move || {
+        on_gone.on_disconnect();
+        std::future::ready(())
+    });
+    // Until authenticated, the socket has no core connection for a shutdown to close: this
+    // task closes it then, or at the authentication timeout.
+    let timer = bridge;
+    let stopping = server.shutdown_started();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(timer.config.auth_timeout) => {}
+            () = stopping => {}
+        }
+        if !timer.authenticated.load(Ordering::Acquire) {
+            tracing::debug!(sid = %timer.sid, "socket.io socket not authenticated in time");
+            timer.disconnect();
+        }
+    });
+}
+
+/// The same rule as the WebSocket upgrade: with an allowlist, exactly one `Origin`, listed.
+fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let mut origins = headers.get_all(http::header::ORIGIN).iter();
+    match (origins.next(), origins.next()) {
+        (Some(origin), None) => allowed
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.as_bytes())),
+        _ => false,
+    }
+}
+
+impl Bridge {
+    fn socket(&self) -> Option<SocketRef> {
+        self.io.get_socket(self.sid)
+    }
+
+    fn disconnect(&self) {
+        if let Some(socket) = self.socket() {
+            let _ = socket.disconnect();
+        }
+    }
+
+    /// An event from the client.
+    fn on_event(self: &Arc<Self>, name: &str, data: Option<Value>) {
+        if name == event::AUTHENTICATE {
+            let pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            match pending {
+                Some(p) => self.start(p),
+                // As IGNIS: a second `authenticate` is ignored.
+                None => tracing::debug!(sid = %self.sid, "repeated authenticate ignored"),
+            }
+            return;
+        }
+        if !self.authenticated.load(Ordering::Acquire) {
+            // As IGNIS: events before authentication are dropped, not queued.
+            tracing::debug!(sid = %self.sid, event = %name, "event before authentication dropped");
+            return;
+        }
+        let frame = match data {
+            Some(data) => json!({ "event": name, "data": data }),
+            None => json!({ "event": name }),
+        };
+        self.to_core(Message::text(frame.to_string()));
+    }
+
+    /// Hands a frame to the core connection; dropped (and logged) when its queue is full.
+    fn to_core(&self, msg: Message) {
+        let sender = self
+            .to_core
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(sender) = sender
+            && sender.try_send(msg).is_err()
+        {
+            tracing::debug!(sid = %self.sid, "inbound queue full or closed; event dropped");
+        }
+    }
+
+    /// The first `authenticate`: starts the core connection with the handshake's credentials.
+    fn start(self: &Arc<Self>, pending: Pending) {
+        let Pending { auth, head, remote } = pending;
+        let token = credentials::token(auth.as_ref(), &head.headers, head.query());
+        let data = credentials::authenticate_data(auth.as_ref(), token);
+        let frame = json!({ "event": event::AUTHENTICATE, "data": data }).to_string();
+        let (socket, to_core, from_core) =
+            ChannelSocket::pair(self.config.inbound_queue, OUTBOUND_CHANNEL);
+        // A fresh channel has room for the first frame.
+        let _ = to_core.try_send(Message::text(frame));
+        *self.to_core.lock().unwrap_or_else(PoisonError::into_inner) = Some(to_core);
+        let conn = self.server.serve_upgraded(socket, remote, head);
+        self.server.spawn_tracked(async move {
+            Box::pin(conn).await;
+        });
+        self.server.spawn_tracked(pump(Arc::clone(self), from_core));
+    }
+
+    /// Emits `unauthenticated {message, time}`, then disconnects.
+    fn refuse(&self, message: &str) {
+        if let Some(socket) = self.socket() {
+            let _ = socket.emit(
+                "unauthenticated",
+                &json!({ "message": message, "time": now_iso8601() }),
+            );
+            let _ = socket.disconnect();
+        }
+    }
+
+    /// The socket is gone (the client left, the engine.io heartbeat failed, or the server
+    /// disconnected it): the core connection ends as if the peer had closed.
+    fn on_disconnect(&self) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let sender = self
+            .to_core
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(sender) = sender {
+            let close = CloseFrame {
+                code: WsCloseCode::Normal,
+                reason: "".into(),
+            };
+            // When the queue is full, dropping the sender ends the connection all the same.
+            let _ = sender.try_send(Message::Close(Some(close)));
+        }
+    }
+
+    /// Emits one event; `false` when the socket is gone or cannot take more (a slow
+    /// consumer, disconnected).
+    fn emit(&self, socket: &SocketRef, name: &str, data: &Value) -> bool {
+        match socket.emit(name, data) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(sid = %self.sid, error = %e, "emit failed; disconnecting");
+                let _ = socket.clone().disconnect();
+                false
+            }
+        }
+    }
+
+    /// The core authenticated the client.
+    fn authenticated(&self, socket: &SocketRef, payload: &Value, encrypted: bool) -> bool {
+        let Some(id) = payload.get("id").and_then(Value::as_str) else {
+            return false;
+        };
+        let _ = self.client_id.set(id.to_owned());
+        // The Socket.IO default rooms replace the server's.
+        let io_rooms = &self.config.default_rooms;
+        let ws_rooms: Vec<String> = self
+            .server
+            .config()
+            .default_rooms
+            .iter()
+            .filter(|r| !io_rooms.contains(r))
+            .cloned()
+            .collect();
+        let _ = self.server.leave(id, &ws_rooms);
+        let _ = self.server.join(id, io_rooms);
+        self.authenticated.store(true, Ordering::Release);
+        if encrypted {
+            // `authenticated` is the handshake reply the client derives its key from, so it is
+            // plaintext (as `connected` on /ws); every later frame is sealed, pings included.
+            if !self.emit(socket, "authenticated", payload) {
+                return false;
+            }
+            self.ping();
+            true
+        } else {
+            // As IGNIS: the first ping comes before `authenticated`.
+            self.ping_plain(socket) && self.emit(socket, "authenticated", payload)
+        }
+    }
+
+    fn ping_plain(&self, socket: &SocketRef) -> bool {
+        self.emit(socket, "ping", &json!({ "time": now_iso8601() }))
+    }
+
+    /// The application-level ping, through the core so an encrypted client gets it sealed.
+    /// Delivered the way a bus message from another sender is: to this instance's client only,
+    /// never published.
+    fn ping(&self) {
+        let (Some(id), Ok(data)) = (
+            self.client_id.get(),
+            to_raw_value(&json!({ "time": now_iso8601() })),
+        ) else {
+            return;
+        };
+        self.server.deliver_remote(BusEnvelope {
+            server_id: PING_SENDER.to_owned(),
+            target: BusTarget::Client(id.clone()),
+            event: "ping".to_owned(),
+            data,
+            exclude: Vec::new(),
+        });
+    }
+}
+
+/// Carries the core's frames to the socket until either side ends; sends the periodic
+/// `ping` and, while the socket is connected, the `heartbeat` frames that keep the core from
+/// timing it out (engine.io's own heartbeat is what detects a dead Socket.IO client).
+async fn pump(bridge: Arc<Bridge>, mut from_core: mpsc::Receiver<Message>) {
+    let mut translator = Translator::default();
+    let mut encrypted = false;
+    let ping_every = bridge
+        .config
+        .ping_interval
+        .max(std::time::Duration::from_millis(10));
+    let keepalive_every = (bridge.server.config().heartbeat_timeout / 3)
+        .min(ping_every)
+        .max(std::time::Duration::from_millis(10));
+    let start = tokio::time::Instant::now();
+    let mut ping = tokio::time::interval_at(start + ping_every, ping_every);
+    let mut keepalive = tokio::time::interval_at(start + keepalive_every, keepalive_every);
+    loop {
+        let authenticated = bridge.authenticated.load(Ordering::Acquire);
+        tokio::select! {
+            msg = from_core.recv() => {
+                let Some(msg) = msg else {
+                    bridge.disconnect();
+                    break;
+                };
+                let Some(socket) = bridge.socket() else { break };
+                match translator.translate(&msg) {
+                    Action::Skip => {}
+                    Action::Emit(name, data) => {
+                        if !bridge.emit(&socket, &name, &data) {
+                            break;
+                        }
+                    }
+                    Action::Authenticated { payload, encrypted: sealed } => {
+                        encrypted = sealed;
+                        if !bridge.authenticated(&socket, &payload, sealed) {
+                            let _ = socket.disconnect();
+                            break;
+                        }
+                        ping.reset();
+                    }
+                    Action::Disconnect { unauthenticated } => {
+                        match unauthenticated {
+                            Some(message) => bridge.refuse(&message),
+                            None => {
+                                let _ = socket.disconnect();
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+            _ = ping.tick(), if authenticated => {
+                if encrypted {
+                    bridge.ping();
+                } else if let Some(socket) = bridge.socket() {
+                    if !bridge.ping_plain(&socket) {
+                        break;
+                    }
+                } else {
+                    break;
+                }
+            }
+            _ = keepalive.tick(), if authenticated => {
+                bridge.to_core(Message::text(json!({ "event": event::HEARTBEAT }).to_string()));
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Socket.IO transport: IGNIS `SocketIOServerHelper` clients on the same core as the
+//! WebSocket ones.
+//!
+//! A Socket.IO socket is one more client of the core: it runs the same connection actor over
+//! a channel-backed socket (`channel.rs`), so registry, rooms, users, delivery from every
+//! API, hooks and per-client encryption are those of `/ws`. The bridge (`bridge.rs`) turns
+//! Socket.IO events into the core's frames and back (`translate.rs`); see
+//! `docs/PROTOCOL.md`, "Socket.IO".
+//!
+//! Mount [`router`] next to [`super::router`] (the `sealwire` binary passes it to the accept
+//! loop as [`super::HttpConfig::routes`]): engine.io's polling requests and WebSocket
+//! upgrades to [`SocketIoConfig::path`] then reach it.
+
+#[cfg(feature = "redis")]
+mod adapter_wire;
+mod bridge;
+mod channel;
+mod config;
+mod credentials;
+#[cfg(feature = "redis")]
+mod redis_emitter;
+mod translate;
+
+use std::sync::Arc;
+
+use axum::Router;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::{SocketRef, TryData};
+
+pub use config::SocketIoConfig;
+#[cfg(feature = "redis")]
+pub use redis_emitter::{DEFAULT_KEY, spawn_redis_emitter_bridge};
+
+use crate::server::Server;
+
+/// The Socket.IO endpoint at [`SocketIoConfig::path`] (and `{path}/`), websocket and polling
+/// transports, for `server`'s clients. Merge it into the app that serves `server`.
+///
+/// ```no_run
+/// # async fn run() -> anyhow::Result<()> {
+/// use sealwire::server::{DevAuth, Server};
+/// use sealwire::transport::socketio::{self, SocketIoConfig};
+/// use sealwire::transport::{HttpConfig, bind, serve_with_shutdown};
+///
+/// let server = Server::builder().authenticate(DevAuth).build()?;
+/// let mut http = HttpConfig::default();
+/// // `/ws` and `/io/` on one port.
+/// http.routes = Some(socketio::router(server.clone(), SocketIoConfig::default()));
+/// let listener = bind("127.0.0.1:8080".parse()?)?;
+/// serve_with_shutdown(listener, server, http, std::future::pending()).await?;
+/// # Ok(()) }
+/// ```
+pub fn router(server: Server, config: SocketIoConfig) -> Router {
+    let config = Arc::new(config);
+    let path = config.base_path().to_owned();
+    let max_payload = u64::try_from(server.config().max_message_bytes).unwrap_or(u64::MAX);
+    let (service, io) = SocketIo::builder()
+        .req_path(path.clone())
+        .ping_interval(config.eio_ping_interval)
+        .ping_timeout(config.eio_ping_timeout)
+        .max_buffer_size(config.max_buffer_packets)
+        .max_payload(max_payload)
+        .build_svc();
+    let ns_config = Arc::clone(&config);
+    io.ns(
+        "/",
+        move |socket: SocketRef, io: SocketIo, TryData::<Value>(auth): TryData<Value>| {
+            bridge::connect(&server, &ns_config, io, &socket, auth.ok());
+            std::future::ready(())
+        },
+    );
+    let slash = if path == "/" {
+        path.clone()
+    } else {
+        format!("{path}/")
+    };
+    let router = Router::new().route_service(&slash, service.clone());
+    if slash == path {
+        router
+    } else {
+        router.route_service(&path, service)
+    }
+}

@@ -1,0 +1,1341 @@
+//! The Socket.IO transport against the real npm `socket.io-client` (tests/sio/harness.mjs,
+//! run by Node; `npm ci` once per run), the IGNIS `SocketIOClientHelper` and
+//! `@socket.io/redis-emitter`: authentication (success, refusal, timeout), default
+//! rooms, validated join and leave, delivery from the Rust API to Socket.IO and WebSocket
+//! clients alike, encrypted sockets decrypting with WebCrypto (with a plaintext-leak check),
+//! the `--require-encryption` refusal, and the polling transport. Fails, never skips, when
+//! `node` or `npm` is missing: CI installs them.
+#![cfg(feature = "socketio")]
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sealwire::server::{EncryptionPolicy, GlobRooms, ServerBuilder, ServerConfig};
+use sealwire::transport::socketio::{self, SocketIoConfig};
+use sealwire::transport::{HttpConfig, serve_with_shutdown};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// The delivery calls these tests make on a server, in one place.
+trait Deliver {
+    fn deliver_to_client(&self, id: &str, event: &str, data: &impl serde::Serialize);
+    fn deliver_to_user(&self, user: &str, event: &str, data: &impl serde::Serialize);
+    fn deliver_to_room(&self, room: &str, event: &str, data: &impl serde::Serialize);
+    fn deliver_broadcast(&self, event: &str, data: &impl serde::Serialize);
+}
+
+impl Deliver for sealwire::server::Server {
+    fn deliver_to_client(&self, id: &str, event: &str, data: &impl serde::Serialize) {
+        use futures_util::FutureExt as _;
+        use sealwire::publish::Publish as _;
+        let sent = self.to_client(id).emit(event, data).now_or_never();
+        sent.expect("published now").expect("send");
+    }
+    fn deliver_to_user(&self, user: &str, event: &str, data: &impl serde::Serialize) {
+        use futures_util::FutureExt as _;
+        use sealwire::publish::Publish as _;
+        let sent = self.to_user(user).emit(event, data).now_or_never();
+        sent.expect("published now").expect("send");
+    }
+    fn deliver_to_room(&self, room: &str, event: &str, data: &impl serde::Serialize) {
+        use futures_util::FutureExt as _;
+        use sealwire::publish::Publish as _;
+        let sent = self.to_room(room).emit(event, data).now_or_never();
+        sent.expect("published now").expect("send");
+    }
+    fn deliver_broadcast(&self, event: &str, data: &impl serde::Serialize) {
+        use futures_util::FutureExt as _;
+        use sealwire::publish::Publish as _;
+        let sent = self
+            .to(sealwire::protocol::BusTarget::Broadcast)
+            .emit(event, data)
+            .now_or_never();
+        sent.expect("published now").expect("send");
+    }
+}
+
+fn harness_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sio"))
+}
+
+/// `npm ci` in tests/sio once per test binary (when a package is missing).
+fn install_harness() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let installed = [
+            "socket.io-client",
+            "@socket.io/redis-emitter",
+            "ioredis",
+            "@venizia/ignis-helpers",
+        ]
+        .iter()
+        .all(|p| harness_dir().join("node_modules").join(p).exists());
+        if installed {
+            return;
+        }
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(harness_dir())
+            .status()
+            .expect("`npm` must be installed to test the Socket.IO transport");
+        assert!(status.success(), "npm ci in tests/sio failed");
+    });
+}
+
+/// A server serving the Socket.IO endpoint next to `/ws`.
+async fn start_sio(builder: ServerBuilder, sio: SocketIoConfig) -> TestServer {
+    let server = builder.build().expect("valid server config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut http = HttpConfig::default();
+    http.routes = Some(socketio::router(server.clone(), sio));
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        serve_with_shutdown(listener, s, http, std::future::pending()).await
+    });
+    wait_for(|| server.is_ready()).await;
+    TestServer { server, addr, task }
+}
+
+fn public_rooms() -> GlobRooms {
+    GlobRooms::new(["public-*"]).expect("glob")
+}
+
+async fn start_default() -> TestServer {
+    start_sio(
+        builder(base_config()).validate_rooms(public_rooms()),
+        SocketIoConfig::default(),
+    )
+    .await
+}
+
+/// One Node process running socket.io-client sockets, driven line by line.
+struct Harness {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    /// Lines read but not consumed yet, per socket name.
+    queued: HashMap<String, VecDeque<Value>>,
+    /// Every line seen, per socket name.
+    seen: HashMap<String, Vec<Value>>,
+    url: String,
+}
+
+impl Harness {
+    async fn start(server: &TestServer) -> Self {
+        Self::start_at(&server.http("")).await
+    }
+
+    /// A harness whose sockets connect to `url` (`http://host:port`).
+    async fn start_at(url: &str) -> Self {
+        install_harness();
+        let mut child = tokio::process::Command::new("node")
+            .arg("harness.mjs")
+            .current_dir(harness_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("`node` must be installed to test the Socket.IO transport");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut h = Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            queued: HashMap::new(),
+            seen: HashMap::new(),
+            url: url.to_owned(),
+        };
+        let ready = h.read_line(RECV_TIMEOUT).await.expect("harness ready");
+        assert_eq!(ready["type"], "ready");
+        h
+    }
+
+    async fn send(&mut self, cmd: Value) {
+        let mut line = cmd.to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to harness");
+    }
+
+    /// Connects socket `name` with extra options (`auth`, `transports`, `encrypt`, ...).
+    async fn connect(&mut self, name: &str, options: Value) {
+        let mut cmd = json!({"cmd": "connect", "name": name, "url": self.url, "path": "/io"});
+        if let (Some(cmd), Some(opts)) = (cmd.as_object_mut(), options.as_object()) {
+            for (k, v) in opts {
+                cmd.insert(k.clone(), v.clone());
+            }
+        }
+        self.send(cmd).await;
+        let connected = self.next(name).await;
+        assert_eq!(connected["type"], "connect", "{connected}");
+    }
+
+    async fn emit(&mut self, name: &str, event: &str, args: Value) {
+        self.send(json!({"cmd": "emit", "name": name, "event": event, "args": args}))
+            .await;
+    }
+
+    /// Connects `name` as `token` and authenticates; returns the `authenticated` payload.
+    async fn login(&mut self, name: &str, token: &str) -> Value {
+        self.connect(name, json!({"auth": {"token": token}})).await;
+        self.authenticate(name).await
+    }
+
+    async fn authenticate(&mut self, name: &str) -> Value {
+        self.emit(name, "authenticate", json!([])).await;
+        self.event(name, "authenticated").await
+    }
+
+    async fn read_line(&mut self, limit: Duration) -> Option<Value> {
+        let line = tokio::time::timeout(limit, self.lines.next_line())
+            .await
+            .ok()?
+            .expect("harness output")?;
+        Some(serde_json::from_str(&line).expect("harness prints JSON"))
+    }
+
+    /// The next line for socket `name`, or `None` after `limit`.
+    async fn next_within(&mut self, name: &str, limit: Duration) -> Option<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = self.queued.get_mut(name).and_then(VecDeque::pop_front) {
+                return Some(v);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let v = self.read_line(left).await?;
+            assert_ne!(v["type"], "harness_error", "{v}");
+            let owner = v["name"].as_str().unwrap_or_default().to_owned();
+            self.seen.entry(owner.clone()).or_default().push(v.clone());
+            self.queued.entry(owner).or_default().push_back(v);
+        }
+    }
+
+    async fn next(&mut self, name: &str) -> Value {
+        self.next_within(name, RECV_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("{name}: nothing within {RECV_TIMEOUT:?}"))
+    }
+
+    /// Skips lines of `name` until event `event`; returns its first argument.
+    async fn event(&mut self, name: &str, event: &str) -> Value {
+        loop {
+            let v = self.next(name).await;
+            assert_ne!(
+                v["type"], "disconnect",
+                "{name} disconnected waiting for {event}"
+            );
+            if v["type"] == "event" && v["event"] == event {
+                return v["args"][0].clone();
+            }
+        }
+    }
+
+    /// Skips lines of `name` until a decrypted event `event`; returns its data.
+    async fn decrypted(&mut self, name: &str, event: &str) -> Value {
+        loop {
+            let v = self.next(name).await;
+            assert_ne!(
+                v["type"], "disconnect",
+                "{name} disconnected waiting for {event}"
+            );
+            assert_ne!(v["type"], "decrypt_error", "{v}");
+            if v["type"] == "decrypted" && v["event"] == event {
+                return v["data"].clone();
+            }
+        }
+    }
+
+    /// Skips lines of `name` until its disconnect; returns the reason.
+    async fn disconnected(&mut self, name: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .next_within(name, left)
+                .await
+                .unwrap_or_else(|| panic!("{name} still connected after {limit:?}"));
+            if v["type"] == "disconnect" {
+                return v["reason"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+    }
+
+    /// Sends `sync` and waits for its echo: every earlier event of `name` has been handled.
+    async fn sync(&mut self, name: &str) {
+        let tag = uuid::Uuid::new_v4().to_string();
+        self.emit(name, "sync", json!([tag])).await;
+        loop {
+            let echo = self.event(name, "echo").await;
+            if echo["event"] == "sync" && echo["data"] == tag {
+                return;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `name` within `limit`.
+    async fn silence(&mut self, name: &str, limit: Duration) {
+        if let Some(v) = self.next_within(name, limit).await {
+            panic!("{name}: expected nothing, got {v}");
+        }
+    }
+
+    async fn stop(mut self) {
+        self.send(json!({"cmd": "exit"})).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+    }
+}
+
+fn rooms_of(server: &TestServer, id: &str) -> Vec<String> {
+    let mut rooms = server.server.client_rooms(id).unwrap_or_default();
+    rooms.sort();
+    rooms
+}
+
+#[tokio::test]
+async fn authenticate_answers_ping_then_authenticated_and_joins_the_default_rooms() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.connect("a", json!({"auth": {"token": "alice"}})).await;
+    h.emit("a", "authenticate", json!([])).await;
+    let ping = h.next("a").await;
+    assert_eq!(
+        (&ping["type"], &ping["event"]),
+        (&json!("event"), &json!("ping")),
+        "{ping}"
+    );
+    assert!(ping["args"][0]["time"].is_string());
+    let auth = h.next("a").await;
+    assert_eq!(auth["event"], "authenticated", "{auth}");
+    let payload = &auth["args"][0];
+    let id = payload["id"].as_str().expect("id");
+    assert_eq!(payload["userId"], "alice");
+    assert!(payload["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(payload.get("serverPublicKey").is_none());
+    server.wait_authenticated(1).await;
+    let mut want = vec![id.to_owned(), "io-default".into(), "io-notification".into()];
+    want.sort();
+    assert_eq!(rooms_of(&server, id), want);
+    // A second authenticate is ignored, as IGNIS does.
+    h.emit("a", "authenticate", json!([])).await;
+    h.sync("a").await;
+    let client = server.server.clients().into_iter().find(|c| c.id == id);
+    assert!(client.is_some(), "the socket is a client of the core");
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_come_from_the_bearer_header_or_the_query() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.connect("h", json!({"headers": {"authorization": "Bearer bob"}}))
+        .await;
+    assert_eq!(h.authenticate("h").await["userId"], "bob");
+    h.connect("q", json!({"query": {"token": "carol"}})).await;
+    assert_eq!(h.authenticate("q").await["userId"], "carol");
+    // The event's arguments are ignored: credentials come from the handshake only.
+    h.connect("e", json!({})).await;
+    h.emit("e", "authenticate", json!([{"token": "mallory"}]))
+        .await;
+    let refused = h.event("e", "unauthenticated").await;
+    assert_eq!(refused["message"], "Authentication failed");
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refused_credentials_get_unauthenticated_before_the_disconnect() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    for (name, token, message) in [
+        ("r", "reject-me", "Authentication failed"),
+        ("x", "error-hook", "Authentication error"),
+    ] {
+        h.connect(name, json!({"auth": {"token": token}})).await;
+        h.emit(name, "authenticate", json!([])).await;
+        let refused = h.next(name).await;
+        assert_eq!(refused["event"], "unauthenticated", "{refused}");
+        assert_eq!(refused["args"][0]["message"], message);
+        assert!(refused["args"][0]["time"].is_string());
+        assert_eq!(
+            h.disconnected(name, RECV_TIMEOUT).await,
+            "io server disconnect"
+        );
+    }
+    assert_eq!(server.server.counts().clients, 0);
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_does_not_authenticate_in_time_is_disconnected() {
+    let server = start_sio(
+        builder(base_config()),
+        SocketIoConfig::default().auth_timeout(Duration::from_millis(400)),
+    )
+    .await;
+    let mut h = Harness::start(&server).await;
+    let started = Instant::now();
+    h.connect("idle", json!({"auth": {"token": "alice"}})).await;
+    // Events before authentication are dropped, not answered.
+    h.emit("idle", "join", json!([{"rooms": ["public-a"]}]))
+        .await;
+    assert_eq!(
+        h.disconnected("idle", Duration::from_secs(5)).await,
+        "io server disconnect"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    let lines = h.seen.get("idle").cloned().unwrap_or_default();
+    assert!(
+        lines.iter().all(|l| l["type"] != "event"),
+        "nothing is emitted to an unauthenticated socket: {lines:?}"
+    );
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn join_and_leave_are_validated_and_malformed_payloads_are_ignored() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    h.emit("a", "join", json!([{"rooms": ["public-x", "private-y"]}]))
+        .await;
+    for bad in [
+        json!({"rooms": "public-z"}),
+        json!(5),
+        json!(null),
+        json!({}),
+    ] {
+        h.emit("a", "join", json!([bad])).await;
+        h.emit("a", "leave", json!([bad])).await;
+    }
+    h.emit("a", "join", json!([])).await;
+    h.sync("a").await;
+    // As on /ws, each malformed payload is answered with an error event and changes nothing.
+    let errors = h.seen["a"]
+        .iter()
+        .filter(|l| l["event"] == "error" && l["args"][0]["message"] == "Invalid rooms")
+        .count();
+    assert_eq!(errors, 9, "{:?}", h.seen["a"]);
+    let rooms = rooms_of(&server, &id);
+    assert!(rooms.contains(&"public-x".to_owned()), "{rooms:?}");
+    assert!(
+        !rooms.iter().any(|r| r == "private-y" || r == "public-z"),
+        "{rooms:?}"
+    );
+    // A client cannot leave its own id room; it can leave the others.
+    h.emit(
+        "a",
+        "leave",
+        json!([{"rooms": [id, "public-x", "io-default"]}]),
+    )
+    .await;
+    h.sync("a").await;
+    assert_eq!(
+        rooms_of(&server, &id),
+        vec![id.clone(), "io-notification".to_owned()]
+    );
+    server.server.deliver_to_client(&id, "still", &1);
+    assert_eq!(h.event("a", "still").await, json!(1));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sends_reach_socketio_and_websocket_clients_alike() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    let a = h.login("a", "alice").await;
+    let a_id = a["id"].as_str().expect("id").to_owned();
+    h.emit("a", "join", json!([{"rooms": ["public-r"]}])).await;
+    h.sync("a").await;
+    let (mut ws, _) = server.plain("bob").await;
+    ws.send_json(&json!({"event": "join", "data": {"rooms": ["public-r"]}}))
+        .await;
+    ws.sync().await;
+    let s = &server.server;
+
+    s.deliver_to_client(&a_id, "direct", &json!({"n": 1}));
+    assert_eq!(h.event("a", "direct").await, json!({"n": 1}));
+    s.deliver_to_user("alice", "to-user", &json!("hi"));
+    assert_eq!(h.event("a", "to-user").await, json!("hi"));
+    s.deliver_to_room("public-r", "to-room", &json!([1, 2]));
+    assert_eq!(
+        h.event("a", "to-room").await,
+        json!([1, 2]),
+        "an array is one argument"
+    );
+    let m = ws.recv_json().await;
+    assert_eq!(
+        (&m["event"], &m["data"]),
+        (&json!("to-room"), &json!([1, 2]))
+    );
+    s.deliver_broadcast("to-all", &json!({"b": true}));
+    assert_eq!(h.event("a", "to-all").await, json!({"b": true}));
+    let m = ws.recv_json().await;
+    assert_eq!(m["event"], "to-all");
+    s.deliver_to_room("io-default", "io-only", &json!(7));
+    assert_eq!(h.event("a", "io-only").await, json!(7));
+    // Falsy data is delivered (IGNIS drops it).
+    for falsy in [json!(0), json!(false), json!(""), json!(null)] {
+        s.deliver_to_client(&a_id, "falsy", &falsy);
+        assert_eq!(h.event("a", "falsy").await, falsy);
+    }
+    // The client's own events reach the message hook.
+    h.emit("a", "chat:message", json!([{"text": "hello"}]))
+        .await;
+    let echo = h.event("a", "echo").await;
+    assert_eq!(echo["event"], "chat:message");
+    assert_eq!(echo["data"], json!({"text": "hello"}));
+    assert_eq!(echo["wasEncrypted"], false);
+    // The WebSocket client was in none of the Socket.IO default rooms.
+    ws.expect_silence(Duration::from_millis(200)).await;
+
+    h.send(json!({"cmd": "close", "name": "a"})).await;
+    assert_eq!(
+        h.disconnected("a", RECV_TIMEOUT).await,
+        "io client disconnect"
+    );
+    wait_for(|| server.server.client_rooms(&a_id).is_none()).await;
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_polling_transport_works_end_to_end() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.connect(
+        "p",
+        json!({"auth": {"token": "pat"}, "transports": ["polling"]}),
+    )
+    .await;
+    let auth = h.authenticate("p").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    h.emit("p", "join", json!([{"rooms": ["public-poll"]}]))
+        .await;
+    h.sync("p").await;
+    server
+        .server
+        .deliver_to_room("public-poll", "polled", &json!({"ok": 1}));
+    assert_eq!(h.event("p", "polled").await, json!({"ok": 1}));
+    h.connect(
+        "r",
+        json!({"auth": {"token": "reject"}, "transports": ["polling"]}),
+    )
+    .await;
+    h.emit("r", "authenticate", json!([])).await;
+    assert_eq!(
+        h.event("r", "unauthenticated").await["message"],
+        "Authentication failed"
+    );
+    assert_eq!(
+        h.disconnected("r", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    assert!(rooms_of(&server, &id).contains(&"public-poll".to_owned()));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn encrypted_sockets_get_only_sealed_frames_and_decrypt_them_with_webcrypto() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.connect("e", json!({"auth": {"token": "eve"}, "encrypt": true}))
+        .await;
+    let auth = h.authenticate("e").await;
+    assert!(
+        auth["serverPublicKey"].is_string() && auth["salt"].is_string(),
+        "{auth}"
+    );
+    let id = auth["id"].as_str().expect("id").to_owned();
+    // The first ping comes sealed.
+    assert!(h.decrypted("e", "ping").await["time"].is_string());
+    const SECRET: &str = "TOP-SECRET-payload-4711";
+    server
+        .server
+        .deliver_to_client(&id, "secret", &json!({"s": SECRET}));
+    assert_eq!(h.decrypted("e", "secret").await, json!({"s": SECRET}));
+    server.server.deliver_broadcast("news", &json!(SECRET));
+    assert_eq!(h.decrypted("e", "news").await, json!(SECRET));
+    // Plaintext inbound events still work (IGNIS compatibility profile); the echo is sealed.
+    h.emit("e", "join", json!([{"rooms": ["public-enc"]}]))
+        .await;
+    h.emit("e", "sync", json!(["tag"])).await;
+    let echo = h.decrypted("e", "echo").await;
+    assert_eq!(echo["event"], "sync");
+    assert!(rooms_of(&server, &id).contains(&"public-enc".to_owned()));
+    server
+        .server
+        .deliver_to_room("public-enc", "room-secret", &json!(SECRET));
+    assert_eq!(h.decrypted("e", "room-secret").await, json!(SECRET));
+    // Sealed inbound events are opened by the connection.
+    h.send(json!({"cmd": "emit_sealed", "name": "e", "event": "sealed-chat", "data": {"t": 1}}))
+        .await;
+    let echo = h.decrypted("e", "echo").await;
+    assert_eq!(echo["event"], "sealed-chat");
+    assert_eq!(echo["data"], json!({"t": 1}));
+    assert_eq!(echo["wasEncrypted"], true);
+
+    let lines = h.seen.get("e").cloned().unwrap_or_default();
+    for line in &lines {
+        if line["type"] == "event" {
+            let event = line["event"].as_str().unwrap_or_default();
+            assert!(
+                event == "authenticated" || event == "encrypted",
+                "plaintext event to an encrypted socket: {line}"
+            );
+        }
+        if line["type"] == "raw" {
+            let raw = line["data"].as_str().unwrap_or_default();
+            assert!(
+                !raw.contains(SECRET) && !raw.contains("room-secret"),
+                "leak: {raw}"
+            );
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l["type"] == "raw"),
+        "raw frames were recorded"
+    );
+
+    // The polling transport carries sealed frames the same way.
+    h.connect(
+        "ep",
+        json!({"auth": {"token": "eve"}, "encrypt": true, "transports": ["polling"]}),
+    )
+    .await;
+    let auth = h.authenticate("ep").await;
+    assert!(auth["serverPublicKey"].is_string());
+    server.server.deliver_to_user("eve", "both", &json!(SECRET));
+    assert_eq!(h.decrypted("ep", "both").await, json!(SECRET));
+    assert_eq!(h.decrypted("e", "both").await, json!(SECRET));
+    for line in h.seen.get("ep").into_iter().flatten() {
+        if line["type"] == "event" {
+            assert!(
+                line["event"] == "authenticated" || line["event"] == "encrypted",
+                "{line}"
+            );
+        }
+        if line["type"] == "raw" {
+            assert!(
+                !line["data"].as_str().unwrap_or_default().contains(SECRET),
+                "leak: {line}"
+            );
+        }
+    }
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn require_encryption_refuses_sockets_without_a_key() {
+    let mut config: ServerConfig = base_config();
+    config.encryption = EncryptionPolicy::Required;
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    h.connect("plain", json!({"auth": {"token": "alice"}}))
+        .await;
+    h.emit("plain", "authenticate", json!([])).await;
+    let refused = h.next("plain").await;
+    assert_eq!(refused["event"], "unauthenticated", "{refused}");
+    assert_eq!(refused["args"][0]["message"], "Encryption handshake failed");
+    assert_eq!(
+        h.disconnected("plain", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    // A bad key is refused the same way; a good one gets in.
+    h.connect(
+        "bad",
+        json!({"auth": {"token": "alice", "publicKey": "AAAA"}}),
+    )
+    .await;
+    h.emit("bad", "authenticate", json!([])).await;
+    assert_eq!(
+        h.event("bad", "unauthenticated").await["message"],
+        "Encryption handshake failed"
+    );
+    h.connect("enc", json!({"auth": {"token": "alice"}, "encrypt": true}))
+        .await;
+    let auth = h.authenticate("enc").await;
+    assert!(auth["serverPublicKey"].is_string());
+    h.silence("plain", Duration::from_millis(50)).await;
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketio_clients_are_clients_of_the_admin_api() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    let http = reqwest::Client::new();
+    let clients: Value = http
+        .get(server.http("/socket/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("clients")
+        .json()
+        .await
+        .expect("json");
+    let listed = clients["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .cloned()
+        .expect("the socket is listed");
+    assert_eq!(listed["userId"], "alice");
+    let sent = http
+        .post(server.http(&format!("/socket/client/{id}/send")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"topic": "from-admin", "data": {"x": 1}}))
+        .send()
+        .await
+        .expect("send");
+    assert!(sent.status().is_success(), "{}", sent.status());
+    assert_eq!(h.event("a", "from-admin").await, json!({"x": 1}));
+    let joined = http
+        .post(server.http(&format!("/socket/client/{id}/join")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"rooms": ["private-admin"]}))
+        .send()
+        .await
+        .expect("join");
+    assert!(joined.status().is_success());
+    let sent = http
+        .post(server.http("/socket/room/private-admin/send"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"topic": "room-admin", "data": false}))
+        .send()
+        .await
+        .expect("send");
+    assert!(sent.status().is_success());
+    assert_eq!(h.event("a", "room-admin").await, json!(false));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
+    use common::redis::RedisServer;
+    use sealwire::bus::{RedisBus, RedisBusConfig, SubscriptionMode};
+
+    let redis = RedisServer::start().await;
+    let node = |redis: &RedisServer| {
+        let bus = RedisBus::new(
+            RedisBusConfig::new(redis.url())
+                .mode(SubscriptionMode::Pattern)
+                .backoff(Duration::from_millis(20), Duration::from_millis(300)),
+        )
+        .expect("bus");
+        start_sio(
+            builder(base_config())
+                .validate_rooms(public_rooms())
+                .bus(bus),
+            SocketIoConfig::default(),
+        )
+    };
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    let mut h = Harness::start(&b).await;
+    let auth = h.login("b", "bea").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    h.emit("b", "join", json!([{"rooms": ["public-x"]}])).await;
+    h.sync("b").await;
+    // Until both instances are subscribed, a probe may be lost: repeat it until one arrives.
+    let mut ready = false;
+    for _ in 0..50 {
+        a.server.deliver_broadcast("probe", &1);
+        if let Some(v) = h.next_within("b", Duration::from_millis(100)).await
+            && v["event"] == "probe"
+        {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "instance B never got a broadcast from A");
+    // Drain probes still in flight.
+    while h
+        .next_within("b", Duration::from_millis(200))
+        .await
+        .is_some()
+    {}
+    a.server.deliver_to_client(&id, "to-client", &json!("c"));
+    assert_eq!(h.event("b", "to-client").await, json!("c"));
+    a.server.deliver_to_user("bea", "to-user", &json!("u"));
+    assert_eq!(h.event("b", "to-user").await, json!("u"));
+    a.server.deliver_to_room("public-x", "to-room", &json!(0));
+    assert_eq!(h.event("b", "to-room").await, json!(0));
+    a.server.deliver_broadcast("to-all", &json!(null));
+    assert_eq!(h.event("b", "to-all").await, json!(null));
+    // sealwire's own Redis-only emitter reaches Socket.IO clients like any other.
+    let emitter =
+        sealwire::emitter::Emitter::connect(sealwire::emitter::EmitterConfig::new(redis.url()))
+            .await
+            .expect("emitter");
+    {
+        use sealwire::publish::Publish as _;
+        emitter
+            .to_user("bea")
+            .emit("from-emitter", &json!({"e": 1}))
+            .await
+            .expect("emit");
+    }
+    assert_eq!(h.event("b", "from-emitter").await, json!({"e": 1}));
+    {
+        use sealwire::publish::Publish as _;
+        emitter
+            .to_room("public-x")
+            .emit("room-emitter", &json!(""))
+            .await
+            .expect("emit");
+    }
+    assert_eq!(h.event("b", "room-emitter").await, json!(""));
+    emitter.shutdown().await;
+    h.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Spawns `sealwire serve --dev --listen 127.0.0.1:0 <args>`; returns the process and the
+/// Socket.IO base URL (`http://host:port`) it printed.
+async fn sealwire_serve(args: &[&str], sio_path: &str) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("SEALWIRE_LISTEN")
+        .env_remove("SEALWIRE_SOCKETIO_PATH")
+        .env_remove("SEALWIRE_SOCKETIO_AUTH_TIMEOUT_MS")
+        .env_remove("SEALWIRE_SOCKETIO_REDIS_KEY")
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sealwire");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let suffix = format!("{sio_path}/");
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("sealwire printed its address in time")
+            .expect("read stdout")
+            .expect("sealwire exited before listening");
+        if let Some(rest) = line.strip_prefix("socket.io listening on ") {
+            break rest.trim().trim_end_matches(&suffix).to_owned();
+        }
+    };
+    // Keep reading stdout so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+#[tokio::test]
+async fn sealwire_serve_exposes_the_socketio_endpoint_with_its_options() {
+    let (mut child, url) = sealwire_serve(
+        &[
+            "--socketio-path",
+            "/rt",
+            "--socketio-auth-timeout-ms",
+            "300",
+        ],
+        "/rt",
+    )
+    .await;
+    let mut h = Harness::start_at(&url).await;
+    h.send(json!({"cmd": "connect", "name": "a", "url": url, "path": "/rt", "auth": {"token": "dev-user"}}))
+        .await;
+    assert_eq!(h.next("a").await["type"], "connect");
+    assert_eq!(h.authenticate("a").await["userId"], "dev-user");
+    h.send(json!({"cmd": "connect", "name": "idle", "url": url, "path": "/rt"}))
+        .await;
+    assert_eq!(h.next("idle").await["type"], "connect");
+    assert_eq!(
+        h.disconnected("idle", Duration::from_secs(5)).await,
+        "io server disconnect"
+    );
+    h.stop().await;
+    let _ = child.kill().await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn sealwire_serve_with_redis_delivers_redis_emitter_messages() {
+    let redis = common::redis::RedisServer::start().await;
+    let (mut child, url) = sealwire_serve(&["--redis-url", &redis.url()], "/io").await;
+    let mut h = Harness::start_at(&url).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    let mut delivered = None;
+    for _ in 0..50 {
+        redis_emit(
+            redis.port,
+            json!([{"op": "emit", "to": [id], "event": "from-worker", "args": [{"n": 1}]}]),
+        )
+        .await;
+        if let Some(v) = h.next_within("a", Duration::from_millis(200)).await {
+            delivered = Some(v);
+            break;
+        }
+    }
+    let v = delivered.expect("an emitter message arrived");
+    assert_eq!(
+        (&v["event"], &v["args"][0]),
+        (&json!("from-worker"), &json!({"n": 1}))
+    );
+    h.stop().await;
+    let _ = child.kill().await;
+}
+
+/// Runs tests/sio/emit.mjs: `ops` through the real `@socket.io/redis-emitter`.
+#[cfg(feature = "redis")]
+async fn redis_emit(port: u16, ops: Value) {
+    install_harness();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new("node")
+            .args(["emit.mjs", &port.to_string(), &ops.to_string()])
+            .current_dir(harness_dir())
+            .output(),
+    )
+    .await
+    .expect("emit.mjs finished in time")
+    .expect("run node");
+    assert!(
+        out.status.success(),
+        "emit.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_emitter_messages_reach_socketio_and_websocket_clients_on_every_instance() {
+    use common::redis::RedisServer;
+
+    let redis = RedisServer::start().await;
+    let a = start_default().await;
+    let b = start_default().await;
+    for s in [&a, &b] {
+        socketio::spawn_redis_emitter_bridge(&s.server, &redis.url(), socketio::DEFAULT_KEY)
+            .expect("bridge");
+    }
+    let mut h = Harness::start(&a).await;
+    let auth = h.login("a", "alice").await;
+    let a_id = auth["id"].as_str().expect("id").to_owned();
+    h.url = b.http("");
+    let auth = h.login("b", "bob").await;
+    let b_id = auth["id"].as_str().expect("id").to_owned();
+    let (mut ws, _) = b.plain("walt").await;
+    // Until both bridges are subscribed, a probe may be lost: repeat it until both get one.
+    let (mut got_a, mut got_b) = (false, false);
+    for _ in 0..50 {
+        redis_emit(
+            redis.port,
+            json!([{"op": "emit", "event": "probe", "args": [1]}]),
+        )
+        .await;
+        got_a |= h
+            .next_within("a", Duration::from_millis(100))
+            .await
+            .is_some();
+        got_b |= h
+            .next_within("b", Duration::from_millis(100))
+            .await
+            .is_some();
+        if got_a && got_b {
+            break;
+        }
+    }
+    assert!(got_a && got_b, "the bridges never delivered a probe");
+    for name in ["a", "b"] {
+        while h
+            .next_within(name, Duration::from_millis(200))
+            .await
+            .is_some()
+        {}
+    }
+    while ws.recv_within(Duration::from_millis(100)).await.is_some() {}
+
+    // To one socket (its id is a room), on the other instance.
+    redis_emit(
+        redis.port,
+        json!([{"op": "emit", "to": [b_id], "event": "direct", "args": [{"x": 1}]}]),
+    )
+    .await;
+    assert_eq!(h.event("b", "direct").await, json!({"x": 1}));
+    // A room joined through socketsJoin, with falsy data; WebSocket clients are members too.
+    redis_emit(
+        redis.port,
+        json!([
+            {"op": "join", "in": [a_id], "rooms": ["team"]},
+            {"op": "join", "in": [b_id], "rooms": ["team"]},
+            {"op": "emit", "to": ["team"], "event": "team-msg", "args": [0]},
+        ]),
+    )
+    .await;
+    assert_eq!(h.event("a", "team-msg").await, json!(0));
+    assert_eq!(h.event("b", "team-msg").await, json!(0));
+    assert!(
+        a.server
+            .client_rooms(&a_id)
+            .unwrap_or_default()
+            .contains(&"team".to_owned())
+    );
+    // Broadcast with an exception; several rooms deliver once per client.
+    redis_emit(
+        redis.port,
+        json!([
+            {"op": "emit", "except": [a_id], "event": "all-but-a", "args": ["x"]},
+            {"op": "emit", "to": ["team", "io-default"], "event": "once", "args": [null]},
+        ]),
+    )
+    .await;
+    assert_eq!(h.event("b", "all-but-a").await, json!("x"));
+    let m = ws.recv_json().await;
+    assert_eq!(
+        (&m["event"], &m["data"]),
+        (&json!("all-but-a"), &json!("x"))
+    );
+    assert_eq!(h.event("a", "once").await, json!(null));
+    assert_eq!(h.event("b", "once").await, json!(null));
+    h.silence("a", Duration::from_millis(200)).await;
+    h.silence("b", Duration::from_millis(50)).await;
+    // socketsLeave.
+    redis_emit(
+        redis.port,
+        json!([{"op": "leave", "in": ["team"], "rooms": ["team"]}]),
+    )
+    .await;
+    wait_for(|| {
+        !a.server
+            .client_rooms(&a_id)
+            .unwrap_or_default()
+            .contains(&"team".to_owned())
+    })
+    .await;
+    h.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn connected_sockets_outlive_the_core_heartbeat_timeout() {
+    let mut config = base_config();
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.heartbeat_timeout = Duration::from_millis(600);
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    // The socket sends nothing itself; the bridge's heartbeats keep it from 4002.
+    h.silence("a", Duration::from_millis(1500)).await;
+    server.server.deliver_to_client(&id, "alive", &1);
+    assert_eq!(h.event("a", "alive").await, json!(1));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn allowed_origins_apply_to_socketio_sockets() {
+    let mut config = base_config();
+    config.allowed_origins = vec!["https://app.example".to_owned()];
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    h.send(
+        json!({"cmd": "connect", "name": "evil", "url": h.url, "path": "/io",
+        "auth": {"token": "alice"}, "headers": {"origin": "https://evil.example"}}),
+    )
+    .await;
+    let mut lines = Vec::new();
+    loop {
+        let v = h.next("evil").await;
+        lines.push(v.clone());
+        if v["type"] == "disconnect" || v["type"] == "connect_error" {
+            break;
+        }
+    }
+    assert!(
+        lines.iter().all(|l| l["type"] != "event"),
+        "nothing is emitted to a refused socket: {lines:?}"
+    );
+    h.connect(
+        "good",
+        json!({"auth": {"token": "alice"}, "headers": {"origin": "https://app.example"}}),
+    )
+    .await;
+    assert_eq!(h.authenticate("good").await["userId"], "alice");
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socketio_sockets_count_under_the_connection_limits() {
+    let mut config = base_config();
+    config.max_connections_per_ip = Some(1);
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    h.connect("first", json!({"auth": {"token": "alice"}}))
+        .await;
+    // The unauthenticated socket already holds the address's only place.
+    h.send(
+        json!({"cmd": "connect", "name": "second", "url": h.url, "path": "/io",
+        "auth": {"token": "bob"}}),
+    )
+    .await;
+    assert_eq!(
+        h.event("second", "unauthenticated").await["message"],
+        "Connection limit reached"
+    );
+    assert_eq!(
+        h.disconnected("second", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    let refused = tokio_tungstenite::connect_async(server.ws_url()).await;
+    assert!(refused.is_err(), "the WebSocket upgrade shares the limit");
+    assert_eq!(h.authenticate("first").await["userId"], "alice");
+    h.send(json!({"cmd": "close", "name": "first"})).await;
+    assert_eq!(
+        h.disconnected("first", RECV_TIMEOUT).await,
+        "io client disconnect"
+    );
+    // The place is free again once the socket is gone.
+    let mut freed = false;
+    for _ in 0..100 {
+        if tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .is_ok()
+        {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the slot was released");
+    h.stop().await;
+    server.stop().await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_redis_emitter_bridge_resubscribes_after_redis_restarts() {
+    let mut redis = common::redis::RedisServer::start().await;
+    let server = start_default().await;
+    socketio::spawn_redis_emitter_bridge(&server.server, &redis.url(), "app").expect("bridge");
+    redis.wait_numsub("app-request#/#", 1).await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    redis.kill();
+    redis.restart().await;
+    redis.wait_numsub("app-request#/#", 1).await;
+    // The broadcast subscription is a pattern; it was made before the request one.
+    assert_eq!(redis.numpat().await, 1);
+    let out = tokio::process::Command::new("node")
+        .args([
+            "-e",
+            &format!(
+                "import('@socket.io/redis-emitter').then(async ({{ Emitter }}) => {{\
+                 const {{ Redis }} = await import('ioredis');\
+                 const r = new Redis({{ port: {port}, lazyConnect: true }}); await r.connect();\
+                 new Emitter(r, {{ key: 'app' }}).to('{id}').emit('again', 'ok');\
+                 await r.quit(); }})",
+                port = redis.port
+            ),
+        ])
+        .current_dir(harness_dir())
+        .output()
+        .await
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(h.event("a", "again").await, json!("ok"));
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_disconnects_authenticated_and_waiting_sockets() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    h.login("a", "alice").await;
+    h.connect("idle", json!({"auth": {"token": "bob"}})).await;
+    let started = Instant::now();
+    server.stop().await;
+    assert_eq!(
+        h.disconnected("a", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    assert_eq!(
+        h.disconnected("idle", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not held until the 10 s authentication timeout"
+    );
+    h.stop().await;
+}
+
+/// Runs tests/sio/ignis_client.mjs (the IGNIS `SocketIOClientHelper`) as `token`, joining
+/// `room`; `on_echo` runs once the join has been handled. Returns the lines it printed.
+async fn ignis_client(
+    server: &TestServer,
+    token: &str,
+    room: &str,
+    on_echo: impl FnOnce(),
+) -> Vec<Value> {
+    install_harness();
+    // The IGNIS logger writes rotating log files; keep them out of the tree.
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new("node")
+        .args(["ignis_client.mjs", &server.http(""), token, room])
+        .env("APP_ENV_LOGGER_FOLDER_PATH", logs.path())
+        .current_dir(harness_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let mut on_echo = Some(on_echo);
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the IGNIS client printed in time")
+            .expect("read stdout");
+        let Some(line) = line else { break };
+        // The helper's logger may print too; only JSON objects are ours.
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if v["type"] == "echo"
+            && let Some(f) = on_echo.take()
+        {
+            f();
+        }
+        let done = v["type"] == "disconnected";
+        seen.push(v);
+        if done {
+            break;
+        }
+    }
+    let _ = child.wait().await;
+    seen
+}
+
+#[tokio::test]
+async fn the_ignis_client_helper_works_unchanged() {
+    let server = start_default().await;
+    let s = server.server.clone();
+    let lines = ignis_client(&server, "alice", "public-ignis", move || {
+        s.deliver_to_room("public-ignis", "news", &json!({"n": 1}));
+    })
+    .await;
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["connected", "authenticated", "echo", "news", "disconnected"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[3]["data"], json!({"n": 1}));
+    assert_eq!(lines[4]["reason"], "io client disconnect");
+
+    let lines = ignis_client(&server, "reject-me", "public-ignis", || {}).await;
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["connected", "unauthenticated", "disconnected"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[1]["message"], "Authentication failed");
+    assert_eq!(lines[2]["reason"], "io server disconnect");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sealwire_serve_checks_the_socketio_path() {
+    for (path, why) in [("io", "no leading slash"), ("/ws", "the WebSocket path")] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
+                .args([
+                    "serve",
+                    "--dev",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--socketio-path",
+                    path,
+                ])
+                .env_remove("SEALWIRE_PATH")
+                .env_remove("REDIS_URL")
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("exited in time")
+        .expect("run sealwire");
+        assert!(!out.status.success(), "{why}: accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--socketio-path"), "{why}: {stderr}");
+    }
+    // `off`: no endpoint.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sealwire"))
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--socketio-path",
+            "off",
+        ])
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sealwire");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ws_url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("printed in time")
+            .expect("read")
+            .expect("still running");
+        assert!(!line.starts_with("socket.io listening"), "{line}");
+        if let Some(url) = line.strip_prefix("sealwire listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    let base = ws_url.replacen("ws://", "http://", 1).replace("/ws", "");
+    let status = reqwest::get(format!("{base}/io/?EIO=4&transport=polling"))
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    let _ = child.kill().await;
+}
