@@ -256,10 +256,78 @@ async fn clients_list_and_client_rooms() {
 
     let (status, body) = admin.get(&format!("/socket/client/{}/rooms", p.id())).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"rooms": rooms}));
+    assert_eq!(body, json!({"success": true, "rooms": rooms}));
     let (status, body) = admin.get("/socket/client/no-such-client/rooms").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
+    s.stop().await;
+}
+
+/// Scripts written against either IGNIS example keep working: every answer carries the
+/// fields of both shapes (`ok`, and `success`/`message`; `status`, `connectedClients` and
+/// `clientIds` on info; `success: false` with the message on a failure).
+#[tokio::test]
+async fn answers_are_a_superset_of_the_ignis_shapes() {
+    let s = start_with(
+        builder(base_config())
+            .validate_rooms(sealwire::server::GlobRooms::new(["*"]).expect("glob")),
+    )
+    .await;
+    let admin = Admin::new(&s);
+    let (c, _) = s.plain("ivy").await;
+    let (_, info) = admin.get("/socket/info").await;
+    assert_eq!(info["status"], "running");
+    assert_eq!(info["connectedClients"], 1);
+    assert_eq!(info["clientIds"], json!([c.id()]));
+    for (path, message) in [
+        ("/socket/broadcast".to_owned(), "Broadcast sent".to_owned()),
+        (
+            "/socket/room/ops/send".to_owned(),
+            "Message sent to room: ops".to_owned(),
+        ),
+        (
+            format!("/socket/client/{}/send", c.id()),
+            format!("Message sent to client: {}", c.id()),
+        ),
+        (
+            "/socket/user/ivy/send".to_owned(),
+            "Message sent to user: ivy".to_owned(),
+        ),
+    ] {
+        let (status, body) = admin.post(&path, &json!({"topic": "t", "data": 1})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (body["ok"].clone(), body["success"].clone()),
+            (json!(true), json!(true))
+        );
+        assert_eq!(body["message"], message, "{path}");
+    }
+    let join = format!("/socket/client/{}/join", c.id());
+    let (_, body) = admin.post(&join, &json!({"rooms": ["ops", "dev"]})).await;
+    assert_eq!(body["success"], true);
+    assert_eq!(
+        body["message"],
+        format!("Client {} joined rooms: ops, dev", c.id())
+    );
+    let leave = format!("/socket/client/{}/leave", c.id());
+    let (_, body) = admin.post(&leave, &json!({"rooms": ["dev"]})).await;
+    assert_eq!(
+        body["message"],
+        format!("Client {} left rooms: dev", c.id())
+    );
+    let (status, body) = admin
+        .post("/socket/client/nobody/join", &json!({"rooms": ["ops"]}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["success"], false);
+    assert_eq!(body["message"], "Client not found: nobody");
+    assert_eq!(body["error"], body["message"]);
+    let (_, health) = admin.get("/socket/health").await;
+    assert_eq!(
+        (health["status"].clone(), health["healthy"].clone()),
+        (json!("ok"), json!(true))
+    );
+    assert!(health["timestamp"].is_string());
     s.stop().await;
 }
 

@@ -96,7 +96,9 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        // `error` (sealwire) plus `success`/`message` (the IGNIS examples' failure shape).
+        let body = json!({ "error": self.1, "success": false, "message": self.1 });
+        (self.0, Json(body)).into_response()
     }
 }
 
@@ -170,7 +172,12 @@ fn health(server: &Server, token: &AdminToken, headers: &HeaderMap) -> Response 
 
 async fn info(State(server): State<Server>) -> Json<Value> {
     let c = server.counts();
+    let ids: Vec<String> = server.clients().into_iter().map(|c| c.id).collect();
     Json(json!({
+        // The IGNIS Socket.IO example's fields.
+        "status": "running",
+        "connectedClients": c.clients,
+        "clientIds": ids,
         "serverId": server.id(),
         "clients": c.clients,
         "authenticated": c.authenticated,
@@ -207,13 +214,8 @@ async fn client_rooms(
 ) -> Result<Json<Value>, ApiError> {
     server
         .client_rooms(&client_id)
-        .map(|rooms| Json(json!({ "rooms": rooms })))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                format!("client {client_id} not found"),
-            )
-        })
+        .map(|rooms| Json(json!({ "success": true, "rooms": rooms })))
+        .ok_or_else(|| client_not_found(&client_id))
 }
 
 #[derive(Deserialize)]
@@ -223,14 +225,30 @@ struct TopicBody {
     data: Value,
 }
 
+/// A 404 for an unknown client, worded as the IGNIS examples word it.
+fn client_not_found(id: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("Client not found: {id}"))
+}
+
 async fn send_to(
     server: &Server,
     target: BusTarget,
     body: &Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: TopicBody = parse(body)?;
+    let message = match &target {
+        BusTarget::Broadcast => "Broadcast sent".to_owned(),
+        BusTarget::Room(r) => format!("Message sent to room: {r}"),
+        BusTarget::Client(c) => format!("Message sent to client: {c}"),
+        BusTarget::User(u) => format!("Message sent to user: {u}"),
+    };
     let receipt = server.to(target).emit(&b.topic, &b.data).await?;
-    let mut answer = json!({ "ok": true, "localRecipients": receipt.local_recipients });
+    let mut answer = json!({
+        "ok": true,
+        "success": true,
+        "message": message,
+        "localRecipients": receipt.local_recipients,
+    });
     if let Some(offset) = receipt.offset {
         answer["offset"] = offset.into();
     }
@@ -312,10 +330,15 @@ async fn client_join(
     let rooms = rooms_body(&server, &body, true)?;
     let joined = server
         .join(&id, &rooms)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("client {id} not found")))?;
-    Ok(Json(
-        json!({ "ok": true, "joined": joined, "rooms": server.client_rooms(&id).unwrap_or_default() }),
-    ))
+        .ok_or_else(|| client_not_found(&id))?;
+    let message = format!("Client {id} joined rooms: {}", joined.join(", "));
+    Ok(Json(json!({
+        "ok": true,
+        "success": true,
+        "message": message,
+        "joined": joined,
+        "rooms": server.client_rooms(&id).unwrap_or_default(),
+    })))
 }
 
 async fn client_leave(
@@ -326,10 +349,15 @@ async fn client_leave(
     let rooms = rooms_body(&server, &body, false)?;
     let left = server
         .leave(&id, &rooms)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("client {id} not found")))?;
-    Ok(Json(
-        json!({ "ok": true, "left": left, "rooms": server.client_rooms(&id).unwrap_or_default() }),
-    ))
+        .ok_or_else(|| client_not_found(&id))?;
+    let message = format!("Client {id} left rooms: {}", left.join(", "));
+    Ok(Json(json!({
+        "ok": true,
+        "success": true,
+        "message": message,
+        "left": left,
+        "rooms": server.client_rooms(&id).unwrap_or_default(),
+    })))
 }
 
 #[derive(Deserialize)]
