@@ -416,3 +416,38 @@ async fn the_rust_sdk_recovers_on_reconnect() {
     client.close();
     s.stop().await;
 }
+
+/// A stream that expires and starts again (new epoch, offsets from 1) while a client that
+/// recovered it stays connected is delivered in full: the replay's floor belongs to the old
+/// epoch only.
+#[tokio::test]
+async fn a_stream_that_starts_again_is_delivered_to_a_recovered_client() {
+    let mut c = config(100);
+    c.history.ttl = Duration::from_millis(100);
+    c.heartbeat_interval = Duration::from_millis(50); // the sweep that forgets idle streams
+    c.heartbeat_timeout = Duration::from_secs(60);
+    let s = server(c).await;
+    let mut a = connect(&s, "gus", json!({}), false).await;
+    until_recovered(&mut a).await;
+    let streams = join(&mut a, json!({})).await;
+    let epoch = stream(&streams, STREAM)["epoch"].clone();
+    for n in 1..=3 {
+        publish(&s, n).await;
+        assert_eq!(a.recv_msg().await["offset"], n);
+    }
+    // A second client recovers at offset 3 of this epoch: its floor is (epoch, 3).
+    let mut b = connect(&s, "hal", json!({}), false).await;
+    until_recovered(&mut b).await;
+    let streams = join(&mut b, json!({STREAM: {"offset": 3, "epoch": epoch}})).await;
+    assert_eq!(stream(&streams, STREAM)["recovered"], true);
+    // The stream expires and is forgotten; the next publication starts a new epoch at 1.
+    wait_for(|| s.server.history(STREAM, 0, 1).is_none()).await;
+    publish(&s, 4).await;
+    let m = b.recv_msg().await;
+    assert_eq!(
+        (m["data"]["n"].clone(), m["offset"].clone()),
+        (json!(4), json!(1))
+    );
+    assert_ne!(m["epoch"], epoch, "a new epoch");
+    s.stop().await;
+}

@@ -36,8 +36,10 @@ use super::socket::WebSocket;
 use crate::crypto::Session;
 use crate::protocol::{CloseCode, frame_json};
 
-/// Per stream, the last offset a recovering client's replay covered.
-pub(super) type Floors = std::collections::HashMap<Arc<str>, u64>;
+/// Per stream, the epoch and the last offset a recovering client's replay covered. Only frames
+/// of that epoch are compared: a stream that expired and started again (a new epoch, offsets
+/// from 1) while the client stays connected is delivered in full.
+pub(super) type Floors = std::collections::HashMap<Arc<str>, (Arc<str>, u64)>;
 
 /// Messages written per flush when the outbox has a backlog.
 const MAX_BATCH: usize = 64;
@@ -313,7 +315,7 @@ where
             (Some(floors), Some(p)) => {
                 if floors
                     .get(&p.stream)
-                    .is_some_and(|floor| p.offset <= *floor)
+                    .is_some_and(|(epoch, floor)| *epoch == p.epoch && p.offset <= *floor)
                 {
                     return None; // replayed already
                 }

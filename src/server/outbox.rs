@@ -45,6 +45,8 @@ pub(crate) struct FramePosition {
     pub(crate) stream: Arc<str>,
     /// Its offset in the stream.
     pub(crate) offset: u64,
+    /// The stream's epoch.
+    pub(crate) epoch: Arc<str>,
     /// `{"event":..,"data":..,"stream":..,"offset":..,"epoch":..}`: what a client that asked
     /// for positions receives instead of `json`.
     pub(crate) json: Utf8Bytes,
@@ -62,7 +64,7 @@ impl Frame {
     }
 
     /// This publication at `offset` of `stream` in `epoch`.
-    pub(crate) fn positioned(&self, stream: Arc<str>, offset: u64, epoch: &str) -> Arc<Self> {
+    pub(crate) fn positioned(&self, stream: Arc<str>, offset: u64, epoch: &Arc<str>) -> Arc<Self> {
         let mut json = String::with_capacity(self.json.len() + stream.len() + epoch.len() + 48);
         // `json` is an object: reopen it before its closing brace.
         json.push_str(self.json.as_str().strip_suffix('}').unwrap_or("{"));
@@ -71,7 +73,7 @@ impl Frame {
         json.push_str(",\"offset\":");
         json.push_str(&offset.to_string());
         json.push_str(",\"epoch\":");
-        json.push_str(&serde_json::Value::from(epoch).to_string());
+        json.push_str(&serde_json::Value::from(&**epoch).to_string());
         json.push('}');
         Arc::new(Self {
             event: self.event.clone(),
@@ -80,6 +82,7 @@ impl Frame {
             position: Some(FramePosition {
                 stream,
                 offset,
+                epoch: Arc::clone(epoch),
                 json: json.into(),
             }),
         })

@@ -39,7 +39,10 @@ impl<S: WebSocket> Connection<S> {
         if request.is_none() && self.positions.is_none() {
             return None;
         }
-        let request = request.unwrap_or_default();
+        // A client is in at most `max_rooms_per_client` rooms plus its user and the broadcast
+        // stream: positions beyond that many are ignored (in stream-name order).
+        let most = server_streams_bound(&self.server);
+        let request: RecoverRequest = request.unwrap_or_default().into_iter().take(most).collect();
         let user = self
             .info
             .as_ref()
@@ -106,9 +109,18 @@ impl<S: WebSocket> Connection<S> {
     }
 }
 
+/// The most streams a client can be in: its rooms, its user stream and the broadcast stream.
+fn server_streams_bound(server: &super::Server) -> usize {
+    server.0.config.max_rooms_per_client.saturating_add(2)
+}
+
 /// What a recovery does: the state of each stream, the frames to replay (in stream order),
 /// and the floors that drop their queued copies.
-type Plan = (Vec<StreamState>, Vec<Arc<Frame>>, Vec<(Arc<str>, u64)>);
+type Plan = (
+    Vec<StreamState>,
+    Vec<Arc<Frame>>,
+    Vec<(Arc<str>, (Arc<str>, u64))>,
+);
 
 /// Plans a recovery from `request`.
 fn plan(
@@ -161,7 +173,8 @@ fn plan(
         let (recovered, replayed) = match frames {
             Ok(frames) => {
                 let n = frames.len() as u64;
-                floors.push((Arc::from(stream.as_str()), here.offset));
+                let epoch: Arc<str> = Arc::from(here.epoch.as_str());
+                floors.push((Arc::from(stream.as_str()), (epoch, here.offset)));
                 replay.extend(frames);
                 (true, n)
             }
