@@ -571,3 +571,90 @@ async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
         assert!(!logs.contains(sig));
     }
 }
+
+/// `serve --history-rooms`: the admin API reports each publication's offset and serves the
+/// stream's history, and a client that reconnects with its position gets what it missed.
+#[tokio::test]
+async fn history_flags_serve_recovery_and_the_history_endpoint() {
+    let run = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-rooms",
+        "orders:*",
+        "--history-rooms",
+        "orders:*",
+        "--history-size",
+        "50",
+    ])
+    .await;
+    let token = run.admin_token.clone().expect("dev admin token");
+    let base = run
+        .url
+        .trim_end_matches("/ws")
+        .replacen("ws://", "http://", 1);
+    let http = reqwest::Client::new();
+    let send = |n: u64| {
+        http.post(format!("{base}/socket/room/orders:7/send"))
+            .bearer_auth(&token)
+            .json(&json!({"topic": "order", "data": {"n": n}}))
+            .send()
+    };
+    let mut c = WsClient::connect(&run.url).await;
+    c.send_json(&json!({"event": "authenticate", "data": {"token": "ola", "recover": {}}}))
+        .await;
+    assert_eq!(c.recv_json().await["event"], "connected");
+    recovered(&mut c).await;
+    c.send_json(&json!({"event": "join", "data": {"rooms": ["orders:7"], "recover": {}}}))
+        .await;
+    let streams = recovered(&mut c).await;
+    let epoch = streams[0]["epoch"].clone();
+    let reply: serde_json::Value = send(1).await.expect("send").json().await.expect("json");
+    assert_eq!(reply["offset"], 1, "{reply}");
+    assert_eq!(c.recv_json().await["offset"], 1);
+    drop(c);
+    for n in 2..=4 {
+        assert!(send(n).await.expect("send").status().is_success());
+    }
+    let page: serde_json::Value = http
+        .get(format!("{base}/socket/history/room:orders:7?since=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["offset"], 4, "{page}");
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(3), "{page}");
+
+    let mut c = WsClient::connect(&run.url).await;
+    c.send_json(&json!({"event": "authenticate", "data": {"token": "ola", "recover": {}}}))
+        .await;
+    assert_eq!(c.recv_json().await["event"], "connected");
+    recovered(&mut c).await;
+    c.send_json(&json!({"event": "join", "data": {"rooms": ["orders:7"],
+        "recover": {"room:orders:7": {"offset": 1, "epoch": epoch}}}}))
+        .await;
+    for n in 2..=4 {
+        let m = c.recv_json().await;
+        assert_eq!(
+            (m["data"]["n"].clone(), m["offset"].clone()),
+            (json!(n), json!(n))
+        );
+    }
+    let streams = recovered(&mut c).await;
+    assert_eq!(streams[0]["recovered"], true, "{streams}");
+    run.terminate();
+    assert!(run.wait().await.success());
+}
+
+/// Reads frames until `recovered`; returns its streams.
+async fn recovered(c: &mut WsClient) -> serde_json::Value {
+    loop {
+        let m = c.recv_json().await;
+        if m["event"] == "recovered" {
+            return m["data"]["streams"].clone();
+        }
+    }
+}
