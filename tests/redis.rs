@@ -871,3 +871,100 @@ async fn tls_and_acl_credentials_in_the_url() {
     assert!(Emitter::connect(EmitterConfig::new(url)).await.is_err());
     a.stop().await;
 }
+
+/// History with several instances (each keeps its own streams in memory): what an emitter or
+/// another instance publishes is appended by every instance that delivers it, so a client
+/// that reconnects to the same instance recovers it; one that lands on another instance is
+/// told `recovered: false` (another epoch) and is served live from there.
+#[tokio::test]
+async fn history_on_two_instances_recovers_per_instance_and_says_so_elsewhere() {
+    let redis = RedisServer::start().await;
+    let with_history = || {
+        let mut c = base_config();
+        c.history.rooms = vec!["orders:*".to_owned()];
+        Server::builder()
+            .config(c)
+            .authenticate(test_auth())
+            .validate_rooms(sealwire::server::GlobRooms::new(["orders:*"]).expect("glob"))
+            .bus(RedisBus::new(bus_config(&redis, SubscriptionMode::Interest)).expect("bus"))
+    };
+    let a = start_with(with_history()).await;
+    let b = start_with(with_history()).await;
+    let emitter = Emitter::connect(EmitterConfig::new(redis.url()))
+        .await
+        .expect("emitter");
+
+    // A client of instance a that asks for positions, in the room.
+    let connect = |s: &TestServer| {
+        let url = s.ws_url();
+        async move {
+            let mut c = WsClient::connect(&url).await;
+            c.send_json(&json!({"event": "authenticate", "data": {"token": "pat", "recover": {}}}))
+                .await;
+            let connected = c.recv_json().await;
+            assert_eq!(connected["event"], "connected");
+            c.id = connected["data"]["id"].as_str().map(str::to_owned);
+            assert_eq!(c.recv_json().await["event"], "recovered");
+            c
+        }
+    };
+    let mut c = connect(&a).await;
+    let _ = a.server.join(&c.id(), &["orders:1".to_owned()]);
+    redis.wait_numsub("ws:room:orders:1", 1).await;
+    emitter
+        .to_room("orders:1")
+        .emit("order", &json!({"n": 1}))
+        .await
+        .expect("emit");
+    let m = c.recv_json().await;
+    assert_eq!(
+        (m["data"]["n"].clone(), m["offset"].clone()),
+        (json!(1), json!(1))
+    );
+    let epoch = m["epoch"].clone();
+    drop(c);
+    wait_for(|| a.server.counts().authenticated == 0).await;
+    // While away: one from the emitter, one from instance b (no member there: published only).
+    emitter
+        .to_room("orders:1")
+        .emit("order", &json!({"n": 2}))
+        .await
+        .expect("emit");
+    b.server
+        .to_room("orders:1")
+        .emit("order", &json!({"n": 3}))
+        .await
+        .expect("publish");
+    // Instance a delivered (and kept) both, to nobody.
+    wait_for(|| {
+        a.server
+            .history("room:orders:1", 0, 10)
+            .is_some_and(|p| p.offset == 3)
+    })
+    .await;
+    let position = json!({"room:orders:1": {"offset": 1, "epoch": epoch}});
+    for (s, recovered) in [(&a, true), (&b, false)] {
+        let mut c = connect(s).await;
+        c.send_json(
+            &json!({"event": "join", "data": {"rooms": ["orders:1"], "recover": position}}),
+        )
+        .await;
+        let mut replayed = Vec::new();
+        let streams = loop {
+            let m = c.recv_json().await;
+            if m["event"] == "recovered" {
+                break m["data"]["streams"].clone();
+            }
+            replayed.push(m["data"]["n"].clone());
+        };
+        assert_eq!(streams[0]["recovered"], recovered, "{streams}");
+        if recovered {
+            assert_eq!(replayed, vec![json!(2), json!(3)]);
+        } else {
+            assert!(replayed.is_empty(), "{replayed:?}");
+        }
+    }
+    emitter.shutdown().await;
+    a.stop().await;
+    b.stop().await;
+}

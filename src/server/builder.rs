@@ -227,7 +227,8 @@ impl ServerBuilder {
             let builtin = EcdhHandshake::new(self.config.handshake.clone());
             self.hooks.handshake = Some(Arc::new(builtin) as Arc<dyn Handshake>);
         }
-        let history = super::history::History::new(self.config.history.clone())
+        let bus = self.bus.unwrap_or_else(|| Arc::new(LocalBus::new()));
+        let history = super::history::History::new(self.config.history.clone(), Arc::clone(&bus))
             .map_err(|e| ConfigError::InvalidHistoryPattern(e.to_string()))?;
         Ok(Server(Arc::new(Shared {
             history,
@@ -237,7 +238,7 @@ impl ServerBuilder {
             config: self.config,
             hooks: self.hooks,
             registry: Mutex::default(),
-            bus: self.bus.unwrap_or_else(|| Arc::new(LocalBus::new())),
+            bus,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             epoch: std::time::Instant::now(),

@@ -9,7 +9,10 @@
 //!
 //! The store is this process's: with several instances, each keeps its own streams and epochs,
 //! and a client recovers from the instance it reconnects to (an offset from another instance's
-//! epoch is answered `recovered: false`).
+//! epoch is answered `recovered: false`). A held stream keeps bus interest in its target until
+//! the sweep forgets it, so the instance goes on receiving (and keeping) what others publish
+//! after its last local member left: without that, an interest-mode bus would unsubscribe and
+//! a returning client would be told it missed nothing.
 //!
 //! Ordering: [`History::deliver`] appends and queues the frame for its recipients under one
 //! lock, and a recovering client reads the stream only after it has joined it, so every
@@ -20,8 +23,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::GlobRooms;
 use super::outbox::Frame;
+use super::{Bus, GlobRooms, Interest};
 use crate::protocol::{
     BROADCAST_STREAM, BusTarget, Position, ROOM_STREAM_PREFIX, USER_STREAM_PREFIX,
 };
@@ -120,6 +123,21 @@ pub(crate) struct History {
     config: HistoryConfig,
     rooms: GlobRooms,
     streams: Mutex<HashMap<Arc<str>, Stream>>,
+    /// Told of the interest each held stream keeps in its target.
+    bus: Arc<dyn Bus>,
+}
+
+/// The delivery target of a stream name.
+fn target_of(stream: &str) -> Option<BusTarget> {
+    if stream == BROADCAST_STREAM {
+        return Some(BusTarget::Broadcast);
+    }
+    if let Some(room) = stream.strip_prefix(ROOM_STREAM_PREFIX) {
+        return Some(BusTarget::Room(room.to_owned()));
+    }
+    stream
+        .strip_prefix(USER_STREAM_PREFIX)
+        .map(|u| BusTarget::User(u.to_owned()))
 }
 
 impl History {
@@ -127,7 +145,10 @@ impl History {
     ///
     /// # Errors
     /// An invalid room pattern.
-    pub(crate) fn new(config: HistoryConfig) -> Result<Option<Self>, glob::PatternError> {
+    pub(crate) fn new(
+        config: HistoryConfig,
+        bus: Arc<dyn Bus>,
+    ) -> Result<Option<Self>, glob::PatternError> {
         if !config.enabled() {
             return Ok(None);
         }
@@ -136,7 +157,26 @@ impl History {
             config,
             rooms,
             streams: Mutex::new(HashMap::new()),
+            bus,
         }))
+    }
+
+    /// The stream `name`, created (with a new epoch) if this server does not hold it. A new
+    /// stream holds bus interest in its target until the sweep forgets it: an instance keeps
+    /// receiving (and keeping) what other instances publish to a stream it holds, also after
+    /// its last local member left, so that what it answers a recovering client is complete.
+    fn stream<'a>(
+        &self,
+        streams: &'a mut HashMap<Arc<str>, Stream>,
+        name: &Arc<str>,
+        now: Instant,
+    ) -> &'a mut Stream {
+        streams.entry(Arc::clone(name)).or_insert_with(|| {
+            if let Some(target) = target_of(name) {
+                self.bus.interest(&Interest::Gained(target));
+            }
+            Stream::new(now)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Stream>> {
@@ -182,9 +222,7 @@ impl History {
         let now = Instant::now();
         let name: Arc<str> = Arc::from(stream);
         let mut streams = self.lock();
-        let s = streams
-            .entry(Arc::clone(&name))
-            .or_insert_with(|| Stream::new(now));
+        let s = self.stream(&mut streams, &name, now);
         s.top += 1;
         s.used = now;
         s.expire(now, self.config.ttl);
@@ -200,9 +238,7 @@ impl History {
     pub(crate) fn position(&self, stream: &str) -> Position {
         let now = Instant::now();
         let mut streams = self.lock();
-        let s = streams
-            .entry(Arc::from(stream))
-            .or_insert_with(|| Stream::new(now));
+        let s = self.stream(&mut streams, &Arc::from(stream), now);
         s.used = now;
         s.position()
     }
@@ -216,9 +252,7 @@ impl History {
     ) -> (Result<Vec<Arc<Frame>>, Gap>, Position) {
         let now = Instant::now();
         let mut streams = self.lock();
-        let s = streams
-            .entry(Arc::from(stream))
-            .or_insert_with(|| Stream::new(now));
+        let s = self.stream(&mut streams, &Arc::from(stream), now);
         s.used = now;
         s.expire(now, self.config.ttl);
         let here = s.position();
@@ -265,13 +299,24 @@ impl History {
     }
 
     /// Drops expired publications and forgets streams that are empty and idle for `ttl`.
+    /// Forgotten streams give up their bus interest.
     pub(crate) fn sweep(&self) {
         let now = Instant::now();
         let ttl = self.config.ttl;
-        self.lock().retain(|_, s| {
+        let mut forgotten = Vec::new();
+        self.lock().retain(|name, s| {
             s.expire(now, ttl);
-            !(s.entries.is_empty() && now.duration_since(s.used) > ttl)
+            let keep = !(s.entries.is_empty() && now.duration_since(s.used) > ttl);
+            if !keep {
+                forgotten.push(Arc::clone(name));
+            }
+            keep
         });
+        for name in forgotten {
+            if let Some(target) = target_of(&name) {
+                self.bus.interest(&Interest::Lost(target));
+            }
+        }
     }
 
     /// Streams held and publications kept, for the metrics page.
