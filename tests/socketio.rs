@@ -906,6 +906,52 @@ async fn sealwire_serve_with_redis_delivers_redis_emitter_messages() {
     let _ = child.kill().await;
 }
 
+/// With `--bus-key` only key holders publish to clients: unsealed `@socket.io/redis-emitter`
+/// messages are not accepted, while sealed ones from sealwire's emitter still arrive.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn with_a_bus_key_unsealed_redis_emitter_messages_are_refused() {
+    use sealwire::Publish;
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let redis = common::redis::RedisServer::start().await;
+    let (mut child, url) =
+        sealwire_serve(&["--redis-url", &redis.url(), "--bus-key", KEY], "/io").await;
+    let mut h = Harness::start_at(&url).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    redis.wait_numsub(&format!("ws:client:{id}"), 1).await;
+    for _ in 0..5 {
+        redis_emit(
+            redis.port,
+            json!([{"op": "emit", "to": [id], "event": "unsealed", "args": [1]}]),
+        )
+        .await;
+    }
+    let emitter = sealwire::emitter::Emitter::connect(
+        sealwire::emitter::EmitterConfig::new(redis.url()).bus_key(Some(
+            sealwire::crypto::backplane::BusKey::from_base64(KEY).expect("key"),
+        )),
+    )
+    .await
+    .expect("emitter");
+    emitter
+        .to_client(id.clone())
+        .emit("sealed", &json!(2))
+        .await
+        .expect("emit");
+    // No subscription to the socket.io channels at all (interest mode uses no patterns).
+    assert_eq!(redis.numpat().await, 0, "the emitter bridge is not listening");
+    // The sealed message comes after the unsealed ones on the wire; only it arrives.
+    let v = h
+        .next_within("a", Duration::from_secs(10))
+        .await
+        .expect("the sealed message arrived");
+    assert_eq!((&v["event"], &v["args"][0]), (&json!("sealed"), &json!(2)));
+    emitter.shutdown().await;
+    h.stop().await;
+    let _ = child.kill().await;
+}
+
 /// Runs tests/sio/emit.mjs: `ops` through the real `@socket.io/redis-emitter`.
 #[cfg(feature = "redis")]
 async fn redis_emit(port: u16, ops: Value) {

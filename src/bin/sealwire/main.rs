@@ -125,8 +125,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|o| !o.is_empty())
         .collect();
 
+    // `@socket.io/redis-emitter` messages carry no seal: with a bus key, where only key
+    // holders may publish to clients, they are not accepted.
     #[cfg(all(feature = "socketio", feature = "redis"))]
-    let sio_redis_url = args.redis.redis_url.clone().filter(|u| !u.is_empty());
+    let sio_redis_url = args
+        .redis
+        .redis_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .filter(|_| {
+            let sealed = args.redis.bus_key.as_deref().is_some_and(|k| !k.is_empty());
+            if sealed && !args.socketio_redis_key.is_empty() {
+                tracing::warn!(
+                    "--bus-key is set: unsealed @socket.io/redis-emitter messages are not accepted"
+                );
+            }
+            !sealed
+        });
     let mut builder = Server::builder().config(config);
     #[cfg(feature = "redis")]
     if let Some(url) = args.redis.redis_url.filter(|u| !u.is_empty()) {
