@@ -940,7 +940,11 @@ async fn with_a_bus_key_unsealed_redis_emitter_messages_are_refused() {
         .await
         .expect("emit");
     // No subscription to the socket.io channels at all (interest mode uses no patterns).
-    assert_eq!(redis.numpat().await, 0, "the emitter bridge is not listening");
+    assert_eq!(
+        redis.numpat().await,
+        0,
+        "the emitter bridge is not listening"
+    );
     // The sealed message comes after the unsealed ones on the wire; only it arrives.
     let v = h
         .next_within("a", Duration::from_secs(10))
