@@ -309,12 +309,14 @@ async fn browser_sdk_runs_in_headless_chromium() {
     };
     assert_eq!(recovered["recovered"], true, "{recovered}");
     assert_eq!(recovered["replayed"], 10, "{recovered}");
-    let missed: Vec<Value> = reports
+    // In the order the page saw them (its reports travel as concurrent requests).
+    let mut missed: Vec<Value> = reports
         .seen
         .iter()
         .filter(|r| r["step"] == "message" && r["event"] == "missed")
         .cloned()
         .collect();
+    missed.sort_by_key(|m| m["seq"].as_u64());
     let numbers: Vec<u64> = missed
         .iter()
         .filter_map(|m| m["data"]["n"].as_u64())
