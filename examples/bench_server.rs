@@ -16,6 +16,9 @@
 //!     [--reuse-port] [--history-rooms GLOBS] [--history-broadcast] [--history-size N]
 //! ```
 
+#[path = "common/proc.rs"]
+mod proc;
+
 use sealwire::compat::IgnisSend;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,15 +88,7 @@ async fn burst(State(server): State<Server>, Json(b): Json<Burst>) -> Json<Value
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    proc::rss_bytes("self").unwrap_or(0)
 }
 
 async fn stats(State(server): State<Server>) -> Json<Value> {

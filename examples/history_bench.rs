@@ -13,6 +13,9 @@
 //! message decrypted on the way) is recorded. Memory: the process's RSS before and after
 //! `streams` rooms receive `per-stream` messages each.
 
+#[path = "common/proc.rs"]
+mod proc;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -36,15 +39,7 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    proc::rss_bytes("self").unwrap_or(0)
 }
 
 /// A compatibility-profile encrypted client: authenticate with `recover: {}`, read

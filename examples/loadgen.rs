@@ -33,6 +33,9 @@
 //! target/release/examples/loadgen ... --scenario idle --clients 19000 --encrypted 1 --sources 4
 //! ```
 
+#[path = "common/proc.rs"]
+mod proc;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -142,15 +145,7 @@ fn cpu_secs(pid: Option<u32>, tck: f64) -> Option<f64> {
 
 /// VmRSS in bytes.
 fn rss(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    proc::rss_bytes(&pid.to_string())
 }
 
 struct Conn {

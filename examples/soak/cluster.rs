@@ -135,15 +135,7 @@ impl Cluster {
 
     /// VmRSS of instance `i` in bytes (from /proc).
     pub(crate) fn rss(&self, i: usize) -> Option<u64> {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pids[i])).ok()?;
-        let kb: u64 = s
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        crate::proc::rss_bytes(&self.pids[i].to_string())
     }
 
     /// Whether every instance's process is still there (and not a zombie).

@@ -19,6 +19,8 @@
 mod cluster;
 mod fleet;
 mod ledger;
+#[path = "../common/proc.rs"]
+mod proc;
 mod report;
 
 use std::sync::Arc;

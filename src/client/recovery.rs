@@ -3,7 +3,7 @@
 
 use super::Event;
 use super::connection::Task;
-use crate::protocol::{Inbound, ROOM_STREAM_PREFIX, RecoverRequest, RecoveredPayload, event};
+use crate::protocol::{BusTarget, Inbound, RecoverRequest, RecoveredPayload, event, stream_of};
 
 impl Task {
     /// The `recover` field of a join of `rooms`: the positions held in their streams, when
@@ -17,7 +17,7 @@ impl Task {
             rooms
                 .iter()
                 .filter_map(|r| {
-                    let stream = format!("{ROOM_STREAM_PREFIX}{r}");
+                    let stream = stream_of(&BusTarget::Room(r.clone()))?;
                     positions.get(&stream).map(|p| (stream, p.clone()))
                 })
                 .collect(),

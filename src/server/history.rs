@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::outbox::Frame;
 use super::{Bus, GlobRooms, Interest};
 use crate::protocol::{
-    BROADCAST_STREAM, BusTarget, Position, ROOM_STREAM_PREFIX, USER_STREAM_PREFIX,
+    BROADCAST_STREAM, BusTarget, Position, ROOM_STREAM_PREFIX, USER_STREAM_PREFIX, stream_of,
 };
 
 /// What keeps history. Defaults: nothing (history off), 1,000 publications per stream, 5
@@ -185,30 +185,24 @@ impl History {
 
     /// The stream `target` publishes to, if it keeps history.
     pub(crate) fn stream_for(&self, target: &BusTarget) -> Option<String> {
-        match target {
-            BusTarget::Room(r) if self.rooms.allows(r) => Some(format!("{ROOM_STREAM_PREFIX}{r}")),
-            BusTarget::User(u) if self.config.users => Some(format!("{USER_STREAM_PREFIX}{u}")),
-            BusTarget::Broadcast if self.config.broadcast => Some(BROADCAST_STREAM.to_owned()),
-            _ => None,
-        }
+        let keeps = match target {
+            BusTarget::Room(r) => self.rooms.allows(r),
+            BusTarget::User(_) => self.config.users,
+            BusTarget::Broadcast => self.config.broadcast,
+            BusTarget::Client(_) => false,
+        };
+        if keeps { stream_of(target) } else { None }
     }
 
-    /// The streams with history a client in `rooms` as `user` receives.
-    pub(crate) fn streams_of(&self, user: &str, rooms: &[String]) -> Vec<String> {
-        let mut streams = Vec::new();
-        if self.config.broadcast {
-            streams.push(BROADCAST_STREAM.to_owned());
-        }
-        if self.config.users {
-            streams.push(format!("{USER_STREAM_PREFIX}{user}"));
-        }
-        streams.extend(
-            rooms
-                .iter()
-                .filter(|r| self.rooms.allows(r))
-                .map(|r| format!("{ROOM_STREAM_PREFIX}{r}")),
-        );
-        streams
+    /// The streams with history of `rooms`, and with `user` also of that user's stream and
+    /// the broadcast stream.
+    pub(crate) fn streams_of(&self, user: Option<&str>, rooms: &[String]) -> Vec<String> {
+        let own = user
+            .into_iter()
+            .flat_map(|u| [BusTarget::Broadcast, BusTarget::User(u.to_owned())]);
+        own.chain(rooms.iter().map(|r| BusTarget::Room(r.clone())))
+            .filter_map(|t| self.stream_for(&t))
+            .collect()
     }
 
     /// Appends `frame` to `stream` and runs `deliver` with the positioned frame while the

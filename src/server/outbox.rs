@@ -69,11 +69,11 @@ impl Frame {
         // `json` is an object: reopen it before its closing brace.
         json.push_str(self.json.as_str().strip_suffix('}').unwrap_or("{"));
         json.push_str(",\"stream\":");
-        json.push_str(&serde_json::Value::from(&*stream).to_string());
+        json.push_str(&serde_json::to_string(&*stream).unwrap_or_default());
         json.push_str(",\"offset\":");
         json.push_str(&offset.to_string());
         json.push_str(",\"epoch\":");
-        json.push_str(&serde_json::Value::from(&**epoch).to_string());
+        json.push_str(&serde_json::to_string(&**epoch).unwrap_or_default());
         json.push('}');
         Arc::new(Self {
             event: self.event.clone(),

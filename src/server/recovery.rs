@@ -41,7 +41,7 @@ impl<S: WebSocket> Connection<S> {
         }
         // A client is in at most `max_rooms_per_client` rooms plus its user and the broadcast
         // stream: positions beyond that many are ignored (in stream-name order).
-        let most = server_streams_bound(&self.server);
+        let most = self.server.0.config.max_rooms_per_client.saturating_add(2);
         let request: RecoverRequest = request.unwrap_or_default().into_iter().take(most).collect();
         let user = self
             .info
@@ -56,13 +56,7 @@ impl<S: WebSocket> Connection<S> {
                 request
                     .keys()
                     .filter(|stream| own != stream.starts_with(ROOM_STREAM_PREFIX))
-                    .map(|stream| StreamState {
-                        stream: stream.clone(),
-                        epoch: String::new(),
-                        offset: 0,
-                        recovered: Some(false),
-                        replayed: 0,
-                    })
+                    .map(|stream| gap(stream))
                     .collect(),
                 Vec::new(),
                 Vec::new(),
@@ -109,9 +103,15 @@ impl<S: WebSocket> Connection<S> {
     }
 }
 
-/// The most streams a client can be in: its rooms, its user stream and the broadcast stream.
-fn server_streams_bound(server: &super::Server) -> usize {
-    server.0.config.max_rooms_per_client.saturating_add(2)
+/// A stream that cannot be recovered here (not kept, or not one the client is in).
+fn gap(stream: &str) -> StreamState {
+    StreamState {
+        stream: stream.to_owned(),
+        epoch: String::new(),
+        offset: 0,
+        recovered: Some(false),
+        replayed: 0,
+    }
 }
 
 /// What a recovery does: the state of each stream, the frames to replay (in stream order),
@@ -130,15 +130,7 @@ fn plan(
     rooms: &[String],
     own: bool,
 ) -> Plan {
-    let mut streams = if own {
-        history.streams_of(user, rooms)
-    } else {
-        history
-            .streams_of(user, rooms)
-            .into_iter()
-            .filter(|s| s.starts_with(ROOM_STREAM_PREFIX))
-            .collect()
-    };
+    let mut streams = history.streams_of(own.then_some(user), rooms);
     // Streams the client asks about that it is not in (or that keep no history) are gaps.
     // At authentication, room streams are left to the joins that follow; a join answers for
     // rooms only.
@@ -146,13 +138,7 @@ fn plan(
     for stream in request.keys() {
         let room = stream.starts_with(ROOM_STREAM_PREFIX);
         if !streams.contains(stream) && own != room {
-            states.push(StreamState {
-                stream: stream.clone(),
-                epoch: String::new(),
-                offset: 0,
-                recovered: Some(false),
-                replayed: 0,
-            });
+            states.push(gap(stream));
         }
     }
     let mut replay = Vec::new();
