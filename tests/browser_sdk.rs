@@ -116,6 +116,30 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Value>, reports: &mut Reports, st
     }
 }
 
+/// Waits until every report the page numbered before `report` has arrived: reports travel as
+/// concurrent requests, so one sent earlier can reach the test later.
+async fn settle(rx: &mut mpsc::UnboundedReceiver<Value>, reports: &mut Reports, report: &Value) {
+    let upto = report["seq"].as_u64().expect("numbered report");
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let have = reports
+            .seen
+            .iter()
+            .filter(|r| r["seq"].as_u64().is_some_and(|s| s < upto))
+            .count() as u64;
+        if have >= upto {
+            return;
+        }
+        let late = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("reports before #{upto} never arrived: {:?}", reports.seen))
+            .expect("report channel open");
+        assert_ne!(late["step"], "page-error", "{late}");
+        reports.seen.push(late.clone());
+        reports.pending.push(late);
+    }
+}
+
 /// The next `message` report whose event is `event`.
 async fn message(
     rx: &mut mpsc::UnboundedReceiver<Value>,
@@ -298,6 +322,7 @@ async fn browser_sdk_runs_in_headless_chromium() {
     may_reconnect.store(true, Ordering::Release);
     let recovered = loop {
         let r = next(rx, &mut reports, "recovered").await;
+        settle(rx, &mut reports, &r).await;
         let streams = r["streams"].as_array().cloned().unwrap_or_default();
         // The first join's answer (no position yet) came earlier; this is the re-join's.
         if let Some(room) = streams
