@@ -441,7 +441,7 @@ async fn a_stream_that_starts_again_is_delivered_to_a_recovered_client() {
     let streams = join(&mut b, json!({STREAM: {"offset": 3, "epoch": epoch}})).await;
     assert_eq!(stream(&streams, STREAM)["recovered"], true);
     // The stream expires and is forgotten; the next publication starts a new epoch at 1.
-    wait_for(|| s.server.history(STREAM, 0, 1).is_none()).await;
+    wait_until(|| async { s.server.history(STREAM, 0, 1).await.is_none() }).await;
     publish(&s, 4).await;
     let m = b.recv_msg().await;
     assert_eq!(

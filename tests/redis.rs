@@ -10,7 +10,7 @@ use sealwire::publish::Publish;
 use std::time::Duration;
 
 use common::redis::{RedisServer, dead_port, next_message};
-use common::{TestServer, WsClient, base_config, start_with, test_auth, wait_for};
+use common::{TestServer, WsClient, base_config, start_with, test_auth, wait_for, wait_until};
 use sealwire::bus::{RedisBus, RedisBusConfig, StartupPolicy, SubscriptionMode};
 use sealwire::crypto::backplane::BusKey;
 use sealwire::emitter::{Emitter, EmitterConfig};
@@ -936,9 +936,10 @@ async fn history_on_two_instances_recovers_per_instance_and_says_so_elsewhere() 
         .await
         .expect("publish");
     // Instance a delivered (and kept) both, to nobody.
-    wait_for(|| {
+    wait_until(|| async {
         a.server
             .history("room:orders:1", 0, 10)
+            .await
             .is_some_and(|p| p.offset == 3)
     })
     .await;

@@ -149,6 +149,7 @@ impl Emitter {
             event: p.event.into_string(),
             data: p.data,
             exclude: p.exclude,
+            kept: None,
         };
         if let Some(sealer) = &self.sealer {
             sealer

@@ -15,5 +15,5 @@ pub mod emitter;
 mod redis;
 
 pub use config::{RedisBusConfig, StartupPolicy, SubscriptionMode};
-pub use redis::RedisBus;
+pub use redis::{RedisBus, RedisHistory};
 pub(crate) use redis::{connect_publisher, open_client, redact_url};

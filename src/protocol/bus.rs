@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::Position;
+
 /// Redis channel names (IGNIS-compatible).
 pub mod channel {
     /// Broadcast channel.
@@ -95,6 +97,11 @@ pub struct BusEnvelope {
     pub data: Box<RawValue>,
     /// Client ids to skip.
     pub exclude: Vec<String>,
+    /// Where a publication kept in a shared history store landed (`offset`, `epoch` beside
+    /// the envelope's other fields; the store adds them when it appends, see
+    /// `docs/PROTOCOL.md` §12). `None` for a publication that is not kept, or kept by each
+    /// instance on its own.
+    pub kept: Option<Position>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -110,6 +117,10 @@ struct Wire<'a> {
     data: Option<&'a RawValue>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     exclude: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Why a bus payload could not be decoded.
@@ -135,6 +146,8 @@ impl BusEnvelope {
             event: self.event.as_str().into(),
             data: Some(&self.data),
             exclude: self.exclude.clone(),
+            offset: self.kept.as_ref().map(|k| k.offset),
+            epoch: self.kept.as_ref().map(|k| k.epoch.as_str().into()),
         };
         // A struct of strings and raw JSON always serializes.
         serde_json::to_string(&wire).unwrap_or_default()
@@ -163,6 +176,13 @@ impl BusEnvelope {
             event: wire.event.into_owned(),
             data,
             exclude: wire.exclude,
+            kept: match (wire.offset, wire.epoch) {
+                (Some(offset), Some(epoch)) => Some(Position {
+                    offset,
+                    epoch: epoch.into_owned(),
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -179,6 +199,7 @@ mod tests {
             event: "msg".into(),
             data: RawValue::from_string(r#"{"a":1}"#.into()).expect("raw"),
             exclude: vec!["c9".into()],
+            kept: None,
         };
         let json = env.to_json();
         let v: serde_json::Value = serde_json::from_str(&json).expect("json");
@@ -190,6 +211,21 @@ mod tests {
         let back = BusEnvelope::from_json(&json).expect("parse");
         assert_eq!(back.target, BusTarget::Room("chat".into()));
         assert_eq!(back.data.get(), r#"{"a":1}"#);
+        assert!(v.get("offset").is_none() && back.kept.is_none());
+        // A kept publication carries its position beside the IGNIS fields.
+        let kept = r#"{"serverId":"s1","type":"room","target":"chat","event":"msg","data":1,"offset":7,"epoch":"e1"}"#;
+        let back = BusEnvelope::from_json(kept).expect("parse");
+        assert_eq!(
+            back.kept,
+            Some(Position {
+                offset: 7,
+                epoch: "e1".into()
+            })
+        );
+        assert_eq!(
+            BusEnvelope::from_json(&back.to_json()).expect("again").kept,
+            back.kept
+        );
     }
 
     #[test]

@@ -31,6 +31,20 @@ pub fn stream_of(target: &BusTarget) -> Option<String> {
     }
 }
 
+/// The delivery target of a stream name (the inverse of [`stream_of`]).
+#[must_use]
+pub fn target_of(stream: &str) -> Option<BusTarget> {
+    if stream == BROADCAST_STREAM {
+        return Some(BusTarget::Broadcast);
+    }
+    if let Some(room) = stream.strip_prefix(ROOM_STREAM_PREFIX) {
+        return Some(BusTarget::Room(room.to_owned()));
+    }
+    stream
+        .strip_prefix(USER_STREAM_PREFIX)
+        .map(|u| BusTarget::User(u.to_owned()))
+}
+
 /// Where a client is in a stream: the offset of the last publication it has, in an epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {

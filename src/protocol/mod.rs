@@ -15,7 +15,7 @@ pub use bus::{BusEnvelope, BusEnvelopeError, BusTarget, channel};
 pub use close::CloseCode;
 pub use history::{
     BROADCAST_STREAM, Position, ROOM_STREAM_PREFIX, RecoverRequest, RecoveredPayload, StreamState,
-    USER_STREAM_PREFIX, stream_of,
+    USER_STREAM_PREFIX, stream_of, target_of,
 };
 pub use message::{
     AuthenticatePayload, ConnectedPayload, EncryptedPayload, ErrorPayload, HelloPayload, Inbound,

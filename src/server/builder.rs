@@ -9,7 +9,7 @@ use super::hooks::{
     Authenticator, ClientInfo, EcdhHandshake, Event, EventRoute, Handshake, Hooks, InboundMessage,
     OutboundTransformer, RoomValidator, Typed,
 };
-use super::{Bus, ConfigError, LocalBus, Server, ServerConfig, Shared};
+use super::{Bus, ConfigError, HistoryStore, LocalBus, Server, ServerConfig, Shared};
 use crate::protocol::{CloseCode, event};
 
 /// Inbound event names the server handles itself: a typed handler for one would never run.
@@ -33,6 +33,7 @@ pub struct ServerBuilder {
     hooks: Hooks,
     custom_handshake: bool,
     bus: Option<Arc<dyn Bus>>,
+    history_store: Option<Arc<dyn HistoryStore>>,
     server_id: Option<String>,
 }
 
@@ -201,6 +202,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Keeps history ([`ServerConfig::history`](super::ServerConfig::history)) in `store`,
+    /// shared by every instance, instead of in process memory. The store publishes kept
+    /// publications on the bus itself: give every instance the same store backend and the
+    /// same bus (the Redis bus's [`history_store`](crate::bus::RedisBus::history_store)).
+    pub fn history_store(mut self, store: impl HistoryStore) -> Self {
+        self.history_store = Some(Arc::new(store));
+        self
+    }
+
     /// Fixes the server id (defaults to a random UUID).
     pub fn server_id(mut self, id: impl Into<String>) -> Self {
         self.server_id = Some(id.into());
@@ -228,8 +238,12 @@ impl ServerBuilder {
             self.hooks.handshake = Some(Arc::new(builtin) as Arc<dyn Handshake>);
         }
         let bus = self.bus.unwrap_or_else(|| Arc::new(LocalBus::new()));
-        let history = super::history::History::new(self.config.history.clone(), Arc::clone(&bus))
-            .map_err(|e| ConfigError::InvalidHistoryPattern(e.to_string()))?;
+        let history = super::history::Keeper::new(
+            self.config.history.clone(),
+            Arc::clone(&bus),
+            self.history_store,
+        )
+        .map_err(|e| ConfigError::InvalidHistoryPattern(e.to_string()))?;
         Ok(Server(Arc::new(Shared {
             history,
             server_id: self

@@ -5,10 +5,11 @@
 //! at-most-once.
 
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use super::hooks::BoxFuture;
 use super::registry::Interest;
-use crate::protocol::BusEnvelope;
+use crate::protocol::{BusEnvelope, BusTarget};
 
 /// Receives envelopes from other instances. Handed to the bus by [`Bus::start`].
 #[derive(Clone)]
@@ -152,6 +153,14 @@ pub trait Bus: Send + Sync + 'static {
     /// The server gained or lost local members for a target (interest-based subscriptions).
     fn interest(&self, _change: &Interest) {}
 
+    /// Resolves once publications to `target` reach this instance (the subscription that
+    /// carries them is confirmed by the backend), or after `within`; says which. A recovering
+    /// client's history is read only then, so that nothing published meanwhile falls between
+    /// the replay and live delivery. The default (an in-process bus) is always subscribed.
+    fn subscribed(&self, _target: &BusTarget, _within: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
+
     /// Current health.
     fn status(&self) -> BusStatus;
 
@@ -291,6 +300,7 @@ mod tests {
             event: "e".to_owned(),
             data: serde_json::value::to_raw_value(&1).expect("raw"),
             exclude: Vec::new(),
+            kept: None,
         }
     }
 

@@ -17,19 +17,68 @@ use crate::publish::{Publication, Publish, PublishError, Receipt};
 
 pub use crate::protocol::SendError;
 
+/// How long a recovery waits for the bus to confirm a subscription before reading history.
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Publish for Server {
     /// Delivers to this instance's recipients first, then hands the message to the bus for
-    /// the others. Never waits: the returned future is already complete.
+    /// the others; never waits. A publication to a stream kept in a shared history store
+    /// waits for the store instead, which allocates its offset and publishes it to every
+    /// instance, this one included ([`super::HistoryStore::append`]).
     fn publish(&self, p: Publication) -> BoxFuture<'_, Result<Receipt, PublishError>> {
-        let result = self
-            .frame(&p.event, p.data)
-            .map(|frame| self.route_frame(p.target, &frame, &p.exclude))
-            .map_err(PublishError::from);
-        Box::pin(std::future::ready(result))
+        let frame = match self.frame(&p.event, p.data) {
+            Ok(frame) => frame,
+            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+        };
+        if let Some(history) = &self.0.history
+            && let Some(store) = history.shared()
+            && let Some(stream) = history.stream_for(&p.target)
+        {
+            return Box::pin(self.publish_kept(store, stream, p.target, frame, p.exclude));
+        }
+        let receipt = self.route_frame(p.target, &frame, &p.exclude);
+        Box::pin(std::future::ready(Ok(receipt)))
     }
 
     fn is_ready(&self) -> bool {
         Server::is_ready(self)
+    }
+}
+
+impl Server {
+    /// Appends a publication to its stream in the shared store, which publishes it to every
+    /// instance. If the store cannot be reached, the publication is delivered live only (here
+    /// and over the bus) and its receipt has no offset; the store starts a new epoch for the
+    /// stream, so no client is told it recovered across it.
+    async fn publish_kept(
+        &self,
+        store: &Arc<dyn super::HistoryStore>,
+        stream: String,
+        target: BusTarget,
+        frame: Arc<Frame>,
+        exclude: Vec<String>,
+    ) -> Result<Receipt, PublishError> {
+        let envelope = BusEnvelope {
+            server_id: self.0.server_id.clone(),
+            target: target.clone(),
+            event: frame.event.to_string(),
+            data: frame.data.clone(),
+            exclude: exclude.clone(),
+            kept: None,
+        };
+        match store.append(&stream, envelope).await {
+            Ok(position) => {
+                // They receive it from the bus, with its position.
+                let local = self.0.registry().recipients(&target, &exclude).len();
+                let mut receipt = Receipt::local(local);
+                receipt.offset = Some(position.offset);
+                Ok(receipt)
+            }
+            Err(e) => {
+                tracing::warn!(stream, error = %e, "publication not kept in history; delivered live only");
+                Ok(self.route_frame(target, &frame, &exclude))
+            }
+        }
     }
 }
 
@@ -84,6 +133,7 @@ impl Server {
             event: frame.event.to_string(),
             data: frame.data.clone(),
             exclude: exclude.to_vec(),
+            kept: None,
         });
         let mut receipt = Receipt::local(local);
         receipt.offset = offset;
@@ -108,27 +158,76 @@ impl Server {
             .0
             .history
             .as_ref()
-            .and_then(|h| Some((h, h.stream_for(target)?)))
+            .and_then(|h| Some((h.memory()?, h.stream_for(target)?)))
         {
-            Some((history, stream)) => history.deliver(stream, frame, push),
+            Some((memory, stream)) => memory.deliver(stream, frame, push),
             None => push(frame),
         }
     }
 
     /// Delivers an envelope that arrived from the bus (ignores this server's own).
     pub(crate) fn deliver_remote(&self, env: BusEnvelope) {
-        if env.server_id == self.0.server_id {
+        // Kept in the shared store: it comes back to every instance, this one included.
+        let kept = env.kept.is_some()
+            && self
+                .0
+                .history
+                .as_ref()
+                .is_some_and(|h| h.shared().is_some());
+        if env.server_id == self.0.server_id && !kept {
             return;
         }
         if EventName::check(&env.event).is_err() {
             tracing::debug!(event = %env.event, "dropping bus message with an invalid event name");
             return;
         }
+        if kept {
+            return self.deliver_kept(env);
+        }
         match self.frame(&env.event, env.data) {
             Ok(frame) => {
                 self.deliver_local(&env.target, &frame, &env.exclude);
             }
             Err(e) => tracing::debug!(event = %env.event, error = %e, "dropping bus message"),
+        }
+    }
+
+    /// Delivers a publication the shared store kept, positioned, in the order the bus hands
+    /// them over (the store's offset order). One to a stream without history here (the
+    /// instances disagree on what is kept) is delivered without a position.
+    fn deliver_kept(&self, env: BusEnvelope) {
+        let frame = match self.frame(&env.event, env.data) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return tracing::debug!(event = %env.event, error = %e, "dropping bus message");
+            }
+        };
+        let stream = self
+            .0
+            .history
+            .as_ref()
+            .and_then(|h| h.stream_for(&env.target));
+        let frame = match (stream, env.kept) {
+            (Some(stream), Some(at)) => {
+                frame.positioned(Arc::from(stream), at.offset, &Arc::from(at.epoch))
+            }
+            _ => frame,
+        };
+        for r in self.0.registry().recipients(&env.target, &env.exclude) {
+            r.push(&frame);
+        }
+    }
+
+    /// Waits (at most [`SUBSCRIBE_WAIT`]) until this instance receives live publications of
+    /// `stream` ([`super::Bus::subscribed`]).
+    pub(crate) async fn await_subscription(&self, stream: &str) {
+        if let Some(target) = crate::protocol::target_of(stream)
+            && !self.0.bus.subscribed(&target, SUBSCRIBE_WAIT).await
+        {
+            tracing::warn!(
+                stream,
+                "bus subscription not confirmed in time; recovering anyway"
+            );
         }
     }
 
@@ -162,10 +261,10 @@ impl Server {
 
     /// Up to `limit` kept publications of `stream` (`room:..`, `user:..`, `broadcast`) after
     /// offset `since`, oldest first (for support and debugging; the admin API serves it).
-    /// `None` when this server keeps no history for that stream.
-    #[must_use]
-    pub fn history(&self, stream: &str, since: u64, limit: usize) -> Option<HistoryPage> {
-        let (position, entries) = self.0.history.as_ref()?.read(stream, since, limit)?;
+    /// `None` when this server keeps no history for that stream (or its shared store cannot be
+    /// read).
+    pub async fn history(&self, stream: &str, since: u64, limit: usize) -> Option<HistoryPage> {
+        let (position, entries) = self.0.history.as_ref()?.read(stream, since, limit).await?;
         Some(HistoryPage {
             epoch: position.epoch,
             offset: position.offset,

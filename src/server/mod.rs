@@ -36,7 +36,7 @@ pub use config::{
     ConfigError, MIN_MAX_CONNECTIONS, RESERVED_FDS, ServerConfig, default_max_connections,
 };
 pub use delivery::{HistoryEntry, HistoryPage, SendError};
-pub use history::HistoryConfig;
+pub use history::{HistoryConfig, HistoryError, HistoryStore, KeptPage};
 pub use hooks::{
     AuthRequest, Authenticator, BoxFuture, ClientInfo, ConnectedHook, DisconnectedHook,
     EcdhHandshake, Event, GlobRooms, Handshake, HookError, Identity, InboundMessage,
@@ -90,7 +90,7 @@ pub(crate) struct Shared {
     /// This server's metrics (`GET /metrics`).
     pub(crate) metrics: metrics::Metrics,
     /// Message history, when any stream keeps it.
-    pub(crate) history: Option<history::History>,
+    pub(crate) history: Option<history::Keeper>,
 }
 
 /// A reserved place under `ServerConfig::max_connections` (and `max_connections_per_ip`),
@@ -252,9 +252,9 @@ impl Server {
             bus: self.0.bus.stats(),
             bus_connected: self.0.bus.status().connected,
             outbox,
-            history: self.0.history.as_ref().map(|h| {
-                let (streams, entries) = h.sizes();
-                metrics::HistorySample { streams, entries }
+            history: self.0.history.as_ref().and_then(|h| {
+                let (streams, entries) = h.sizes()?;
+                Some(metrics::HistorySample { streams, entries })
             }),
         };
         (self.0.metrics.render(&sample), metrics::CONTENT_TYPE)

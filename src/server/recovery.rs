@@ -12,7 +12,7 @@ use futures_util::SinkExt;
 use serde_json::Value;
 
 use super::connection::{Connection, Exit};
-use super::history::History;
+use super::history::Keeper;
 use super::outbox::Frame;
 use super::socket::WebSocket;
 use crate::protocol::{
@@ -50,7 +50,7 @@ impl<S: WebSocket> Connection<S> {
             .unwrap_or_default();
         let server = self.server.clone();
         let (states, replay, floors) = match &server.0.history {
-            Some(history) => plan(history, &request, &user, rooms, own),
+            Some(history) => plan(&server, history, &request, &user, rooms, own).await,
             // No history here: every stream asked for is a gap.
             None => (
                 request
@@ -122,9 +122,12 @@ type Plan = (
     Vec<(Arc<str>, (Arc<str>, u64))>,
 );
 
-/// Plans a recovery from `request`.
-fn plan(
-    history: &History,
+/// Plans a recovery from `request`. With a shared store, each stream is read only once this
+/// instance receives its live publications (the bus confirmed the subscription), so nothing
+/// published meanwhile falls between the replay and live delivery.
+async fn plan(
+    server: &super::Server,
+    history: &Keeper,
     request: &RecoverRequest,
     user: &str,
     rooms: &[String],
@@ -144,8 +147,11 @@ fn plan(
     let mut replay = Vec::new();
     let mut floors = Vec::new();
     for stream in streams.drain(..) {
+        if history.shared().is_some() {
+            server.await_subscription(&stream).await;
+        }
         let Some(since) = request.get(&stream) else {
-            let here = history.position(&stream);
+            let here = history.position(&stream).await;
             states.push(StreamState {
                 stream,
                 epoch: here.epoch,
@@ -155,7 +161,7 @@ fn plan(
             });
             continue;
         };
-        let (frames, here) = history.since(&stream, since);
+        let (frames, here) = history.since(&stream, since).await;
         let (recovered, replayed) = match frames {
             Ok(frames) => {
                 let n = frames.len() as u64;

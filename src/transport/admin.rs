@@ -423,12 +423,15 @@ async fn history(
     axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(MAX_HISTORY_PAGE);
-    let page = server.history(&stream, q.since, limit).ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no history for stream {stream}"),
-        )
-    })?;
+    let page = server
+        .history(&stream, q.since, limit)
+        .await
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no history for stream {stream}"),
+            )
+        })?;
     Ok(Json(json!({
         "ok": true,
         "stream": stream,

@@ -172,6 +172,18 @@ pub async fn wait_for(mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// As [`wait_for`], for a condition that has to be awaited.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(mut cond: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub struct WsClient {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub session: Option<Session>,

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 pub struct TcpProxy {
     pub addr: SocketAddr,
+    upstream: Arc<Mutex<SocketAddr>>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -21,8 +22,11 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("addr");
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let held = Arc::clone(&links);
+        let target = Arc::new(Mutex::new(upstream));
+        let current = Arc::clone(&target);
         let accept = tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
+                let upstream = *current.lock().expect("upstream");
                 let link = tokio::spawn(async move {
                     if let Ok(mut up) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
@@ -33,6 +37,7 @@ impl TcpProxy {
         });
         Self {
             addr,
+            upstream: target,
             links,
             accept,
         }
@@ -40,6 +45,11 @@ impl TcpProxy {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// Forwards connections made from now on to `upstream` (open ones are left alone).
+    pub fn retarget(&self, upstream: SocketAddr) {
+        *self.upstream.lock().expect("upstream") = upstream;
     }
 
     /// Drops every open connection at once (both sides see the TCP connection end).

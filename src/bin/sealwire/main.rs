@@ -142,6 +142,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             !sealed
         });
+    #[cfg(feature = "redis")]
+    let history = config.history.clone();
     let mut builder = Server::builder().config(config);
     #[cfg(feature = "redis")]
     if let Some(url) = args.redis.redis_url.filter(|u| !u.is_empty()) {
@@ -161,6 +163,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .bus_key(bus_key),
         )
         .context("invalid --redis-url")?;
+        // With Redis, history lives in Redis Streams: every instance recovers every stream.
+        if history.enabled() {
+            let store = bus
+                .history_store(history.size, history.ttl)
+                .context("history store")?;
+            builder = builder.history_store(store);
+        }
         builder = builder.bus(bus);
     } else if args.redis.bus_key.is_some_and(|k| !k.is_empty()) {
         bail!("--bus-key needs --redis-url");

@@ -14,10 +14,13 @@
 //! `connect`, `publisher`, `subscriber` and `interest` submodules hold the rest.
 
 mod connect;
+mod history;
 mod interest;
 mod publisher;
+pub(crate) mod streams;
 mod subscriber;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -32,6 +35,7 @@ use crate::protocol::{BusEnvelope, BusTarget};
 use crate::server::{BoxFuture, Bus, BusError, BusInbox, BusStats, BusStatus, Interest};
 pub(crate) use connect::{connect_publisher, open_client, redact_url};
 use connect::{connect_subscriber, refused_credentials};
+pub use history::RedisHistory;
 use interest::InterestState;
 use publisher::Queued;
 
@@ -79,6 +83,11 @@ struct Inner {
     cancel: CancellationToken,
     tasks: TaskTracker,
     encrypted: bool,
+    /// The bus key, for history stores made from this bus.
+    history_key: Option<BusKey>,
+    /// Channels the subscriber has confirmed (interest mode), and a signal when they change.
+    confirmed: Mutex<HashSet<String>>,
+    confirmed_changed: Notify,
 }
 
 struct StartParts {
@@ -126,6 +135,7 @@ impl RedisBus {
             }
             None => (None, None),
         };
+        let history_key = opener_key.as_ref().map(BusKey::duplicate);
         Ok(Self(Arc::new(Inner {
             client,
             url_redacted,
@@ -156,6 +166,9 @@ impl RedisBus {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             encrypted,
+            history_key,
+            confirmed: Mutex::new(HashSet::new()),
+            confirmed_changed: Notify::new(),
         })))
     }
 
@@ -183,6 +196,22 @@ impl RedisBus {
     pub fn dropped(&self) -> u64 {
         self.0.stats.dropped_full.load(Ordering::Relaxed)
             + self.0.stats.dropped_failed.load(Ordering::Relaxed)
+    }
+
+    /// A history store in Redis Streams on this bus's Redis, sealed under its bus key when it
+    /// has one, keeping at least `size` publications per stream for `ttl`. Kept publications
+    /// are published on this bus's channels.
+    ///
+    /// # Errors
+    /// [`BusError::Config`] if the Redis client refuses the store's connection settings.
+    pub fn history_store(&self, size: usize, ttl: Duration) -> Result<RedisHistory, BusError> {
+        RedisHistory::new(
+            self.0.client.clone(),
+            (self.0.connect_timeout, self.0.response_timeout),
+            (size, ttl),
+            self.0.history_key.as_ref(),
+        )
+        .map_err(|e| BusError::Config(format!("history store: {e}")))
     }
 
     /// Channels this instance is subscribed to in interest mode (wanted ones, whether or not
@@ -224,6 +253,25 @@ impl Inner {
             () = self.cancel.cancelled() => false,
             () = tokio::time::sleep(d) => true,
         }
+    }
+
+    /// Whether the subscriber receives `channel` now.
+    fn is_confirmed(&self, channel: &str) -> bool {
+        self.sub_up.load(Ordering::Acquire)
+            && (self.mode == SubscriptionMode::Pattern
+                || channel == crate::protocol::channel::BROADCAST
+                || lock(&self.confirmed).contains(channel))
+    }
+
+    /// Records what the subscriber now receives (nothing after a lost connection).
+    fn confirm(&self, actual: Option<&HashSet<String>>) {
+        let mut confirmed = lock(&self.confirmed);
+        confirmed.clear();
+        if let Some(actual) = actual {
+            confirmed.extend(actual.iter().cloned());
+        }
+        drop(confirmed);
+        self.confirmed_changed.notify_waiters();
     }
 
     fn publish_state(&self) -> &'static str {
@@ -324,6 +372,24 @@ impl Bus for RedisBus {
                 tracing::warn!(dropped = n, "Redis publish queue full; messages dropped");
             }
         }
+    }
+
+    fn subscribed(&self, target: &BusTarget, within: Duration) -> BoxFuture<'_, bool> {
+        let channel = target.channel();
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                let changed = self.0.confirmed_changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if self.0.is_confirmed(&channel) {
+                    return true;
+                }
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    return self.0.is_confirmed(&channel);
+                }
+            }
+        })
     }
 
     fn interest(&self, change: &Interest) {

@@ -50,6 +50,7 @@ impl Inner {
             }
         }
         self.set_up(&self.sub_up, "subscriber");
+        self.confirm(Some(&actual));
         Ok((sink, stream, actual))
     }
 
@@ -70,6 +71,7 @@ impl Inner {
                         None => return,
                         Some(e) => {
                             self.set_down(&self.sub_up, format!("subscriber: {e}"));
+                            self.confirm(None);
                             self.publisher_reset.notify_one();
                         }
                     }
@@ -100,10 +102,11 @@ impl Inner {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         // Changes that raced with the initial subscription.
-        if self.mode == SubscriptionMode::Interest
-            && let Err(e) = self.apply_interest(&mut sink, &mut actual).await
-        {
-            return Some(e);
+        if self.mode == SubscriptionMode::Interest {
+            if let Err(e) = self.apply_interest(&mut sink, &mut actual).await {
+                return Some(e);
+            }
+            self.confirm(Some(&actual));
         }
         loop {
             tokio::select! {
@@ -116,6 +119,7 @@ impl Inner {
                     if let Err(e) = self.apply_interest(&mut sink, &mut actual).await {
                         return Some(e);
                     }
+                    self.confirm(Some(&actual));
                 }
                 _ = ping.tick() => {
                     if let Err(e) = timed(self.response_timeout, sink.ping::<redis::Value>()).await {

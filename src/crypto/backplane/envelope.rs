@@ -1,10 +1,12 @@
 //! The sealed payload's wire form (`{"sealed","kid","iv","ct","ts"}`), the additional
 //! authenticated data of an envelope, and recognising sealed payloads.
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::BUS_INFO;
+use super::{BUS_INFO, KID_LEN, SEALED_TAG};
+use crate::crypto::{CryptoError, NONCE_LEN, TAG_LEN, b64};
 use crate::protocol::{BusEnvelope, BusTarget};
 
 #[derive(Serialize, Deserialize)]
@@ -14,6 +16,58 @@ pub(super) struct Sealed<'a> {
     pub(super) iv: String,
     pub(super) ct: String,
     pub(super) ts: u64,
+}
+
+/// A sealed payload taken apart (nothing authenticated yet).
+pub(super) struct Parts {
+    pub(super) kid: [u8; KID_LEN],
+    pub(super) iv: [u8; NONCE_LEN],
+    /// The nonce counter (the last 8 bytes of `iv`).
+    pub(super) counter: u64,
+    /// Ciphertext followed by the tag.
+    pub(super) ct: Vec<u8>,
+    pub(super) ts: u64,
+}
+
+impl Parts {
+    /// Takes a sealed `data` apart.
+    ///
+    /// # Errors
+    /// [`CryptoError::Decrypt`] for anything but the current sealed form with well-formed
+    /// fields (plaintext data, bad base64, wrong lengths, a non-zero nonce prefix).
+    pub(super) fn of(data: &RawValue) -> Result<Self, CryptoError> {
+        let sealed: Sealed<'_> =
+            serde_json::from_str(data.get()).map_err(|_| CryptoError::Decrypt)?;
+        if sealed.sealed != SEALED_TAG {
+            return Err(CryptoError::Decrypt);
+        }
+        let kid: [u8; KID_LEN] = b64()
+            .decode(&sealed.kid)
+            .ok()
+            .and_then(|k| k.as_slice().try_into().ok())
+            .ok_or(CryptoError::Decrypt)?;
+        let iv: [u8; NONCE_LEN] = b64()
+            .decode(&sealed.iv)
+            .ok()
+            .and_then(|k| k.as_slice().try_into().ok())
+            .ok_or(CryptoError::Decrypt)?;
+        let (zeros, counter) = iv.split_at(4);
+        if zeros != [0u8; 4] {
+            return Err(CryptoError::Decrypt);
+        }
+        let counter = u64::from_be_bytes(counter.try_into().map_err(|_| CryptoError::Decrypt)?);
+        let ct = b64().decode(&sealed.ct).map_err(|_| CryptoError::Decrypt)?;
+        if ct.len() < TAG_LEN {
+            return Err(CryptoError::Decrypt);
+        }
+        Ok(Self {
+            kid,
+            iv,
+            counter,
+            ct,
+            ts: sealed.ts,
+        })
+    }
 }
 
 fn kind(target: &BusTarget) -> (&'static str, &str) {

@@ -66,9 +66,10 @@
 //! # Layout
 //! The constants live here; the key and its per-publisher derivation in `key`, the wire form
 //! and AAD in `envelope`, the [`Sealer`] in `sealer`, the [`Opener`] in `opener` with its
-//! replay window in `replay`.
+//! replay window in `replay`; [`KeptOpener`], for envelopes read back from history, in `kept`.
 
 mod envelope;
+mod kept;
 mod key;
 mod opener;
 mod replay;
@@ -77,6 +78,7 @@ mod sealer;
 mod tests;
 
 pub use envelope::{envelope_aad, is_sealed};
+pub use kept::{KeptOpener, KeptRead};
 pub use key::BusKey;
 pub use opener::Opener;
 pub use sealer::Sealer;
@@ -106,7 +108,8 @@ pub const MAX_SKEW_MS: u64 = 60_000;
 pub const FIRST_CONTACT_SLACK_MS: u64 = 1_000;
 
 /// Milliseconds since the Unix epoch by the system clock (0 if it is before 1970).
-fn now_ms() -> u64 {
+#[must_use]
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -6,16 +6,15 @@ use std::collections::HashMap;
 
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine as _;
 use serde_json::value::RawValue;
 
-use super::envelope::Sealed;
+use super::envelope::Parts;
 use super::replay::ReplayWindow;
 use super::{
-    BusKey, FIRST_CONTACT_SLACK_MS, KID_LEN, MAX_AGE_MS, MAX_SKEW_MS, OPENER_CACHE, SEALED_TAG,
-    envelope_aad, now_ms,
+    BusKey, FIRST_CONTACT_SLACK_MS, KID_LEN, MAX_AGE_MS, MAX_SKEW_MS, OPENER_CACHE, envelope_aad,
+    now_ms,
 };
-use crate::crypto::{CryptoError, NONCE_LEN, TAG_LEN, b64};
+use crate::crypto::CryptoError;
 use crate::protocol::BusEnvelope;
 
 /// What an opener keeps per publisher key id.
@@ -87,31 +86,13 @@ impl Opener {
     /// # Errors
     /// As [`Opener::open`].
     pub fn open_at(&mut self, env: &mut BusEnvelope, now: u64) -> Result<(), CryptoError> {
-        let sealed: Sealed<'_> =
-            serde_json::from_str(env.data.get()).map_err(|_| CryptoError::Decrypt)?;
-        if sealed.sealed != SEALED_TAG {
-            return Err(CryptoError::Decrypt);
-        }
-        let kid: [u8; KID_LEN] = b64()
-            .decode(&sealed.kid)
-            .ok()
-            .and_then(|k| k.as_slice().try_into().ok())
-            .ok_or(CryptoError::Decrypt)?;
-        let iv: [u8; NONCE_LEN] = b64()
-            .decode(&sealed.iv)
-            .ok()
-            .and_then(|k| k.as_slice().try_into().ok())
-            .ok_or(CryptoError::Decrypt)?;
-        let (zeros, counter) = iv.split_at(4);
-        if zeros != [0u8; 4] {
-            return Err(CryptoError::Decrypt);
-        }
-        let counter = u64::from_be_bytes(counter.try_into().map_err(|_| CryptoError::Decrypt)?);
-        let mut buf = b64().decode(&sealed.ct).map_err(|_| CryptoError::Decrypt)?;
-        if buf.len() < TAG_LEN {
-            return Err(CryptoError::Decrypt);
-        }
-        let ts = sealed.ts;
+        let Parts {
+            kid,
+            iv,
+            counter,
+            ct: mut buf,
+            ts,
+        } = Parts::of(&env.data)?;
         // Authenticate first: only the key holder's envelopes may create or change replay
         // state (forged key ids must not evict real publishers).
         let known = self.publishers.get(&kid);

@@ -16,6 +16,7 @@ fn env() -> BusEnvelope {
         event: "order:update".into(),
         data: RawValue::from_string(r#"{"card":"4111"}"#.into()).expect("raw"),
         exclude: vec!["c1".into()],
+        kept: None,
     }
 }
 

@@ -331,6 +331,7 @@ impl Bridge {
             event: "ping".to_owned(),
             data,
             exclude: Vec::new(),
+            kept: None,
         });
     }
 }

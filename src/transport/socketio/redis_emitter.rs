@@ -141,6 +141,7 @@ fn deliver(server: &Server, b: Broadcast) {
             event: b.event.clone(),
             data: data.clone(),
             exclude: exclude.clone(),
+            kept: None,
         });
     }
     tracing::debug!(uid = %b.uid, event = %b.event, "socket.io adapter message delivered");

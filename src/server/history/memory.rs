@@ -1,5 +1,4 @@
-//! Message history: a bounded stream per delivery target, in process memory, so that a client
-//! that reconnects gets what it missed ([`crate::protocol::RecoverRequest`]).
+//! The in-memory store: each instance keeps its own streams, the default (no Redis needed).
 //!
 //! Every publication on a stream with history is appended once, on delivery, and gets the
 //! stream's next offset; the frame delivered to clients that asked for positions carries
@@ -7,12 +6,13 @@
 //! `ttl`. Its epoch is random, chosen when the stream is created, so offsets never carry over
 //! a restart or a stream that expired.
 //!
-//! The store is this process's: with several instances, each keeps its own streams and epochs,
-//! and a client recovers from the instance it reconnects to (an offset from another instance's
-//! epoch is answered `recovered: false`). A held stream keeps bus interest in its target until
-//! the sweep forgets it, so the instance goes on receiving (and keeping) what others publish
-//! after its last local member left: without that, an interest-mode bus would unsubscribe and
-//! a returning client would be told it missed nothing.
+//! With several instances, each keeps its own streams and epochs, and a client recovers from
+//! the instance it reconnects to (an offset from another instance's epoch is answered
+//! `recovered: false`); a shared store ([`super::HistoryStore`]) lifts that. A held stream
+//! keeps bus interest in its target until the sweep forgets it, so the instance goes on
+//! receiving (and keeping) what others publish after its last local member left: without
+//! that, an interest-mode bus would unsubscribe and a returning client would be told it
+//! missed nothing.
 //!
 //! Ordering: [`History::deliver`] appends and queues the frame for its recipients under one
 //! lock, and a recovering client reads the stream only after it has joined it, so every
@@ -23,57 +23,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::outbox::Frame;
-use super::{Bus, GlobRooms, Interest};
-use crate::protocol::{
-    BROADCAST_STREAM, BusTarget, Position, ROOM_STREAM_PREFIX, USER_STREAM_PREFIX, stream_of,
-};
-
-/// What keeps history. Defaults: nothing (history off), 1,000 publications per stream, 5
-/// minutes.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct HistoryConfig {
-    /// Publications kept per stream. Defaults to 1,000.
-    pub size: usize,
-    /// How long a publication is kept. Defaults to 5 minutes.
-    pub ttl: Duration,
-    /// Rooms with history, as glob patterns (`orders:*`). Defaults to none.
-    pub rooms: Vec<String>,
-    /// Whether every user's stream keeps history. Defaults to `false`.
-    pub users: bool,
-    /// Whether the broadcast stream keeps history. Defaults to `false`.
-    pub broadcast: bool,
-}
-
-impl Default for HistoryConfig {
-    fn default() -> Self {
-        Self {
-            size: 1000,
-            ttl: Duration::from_secs(300),
-            rooms: Vec::new(),
-            users: false,
-            broadcast: false,
-        }
-    }
-}
-
-impl HistoryConfig {
-    /// Whether any stream keeps history.
-    #[must_use]
-    pub fn enabled(&self) -> bool {
-        self.size > 0 && (!self.rooms.is_empty() || self.users || self.broadcast)
-    }
-}
-
-/// Why the gap since a position cannot be filled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Gap {
-    /// The stream's epoch is not the position's.
-    Epoch,
-    /// Publications after the position were trimmed or expired.
-    Trimmed,
-}
+use super::{Gap, HistoryConfig, Kept};
+use crate::protocol::{Position, target_of};
+use crate::server::outbox::Frame;
+use crate::server::{Bus, Interest};
 
 struct Stream {
     epoch: Arc<str>,
@@ -115,50 +68,23 @@ impl Stream {
     }
 }
 
-/// A kept publication and its offset.
-pub(crate) type Kept = (u64, Arc<Frame>);
-
 /// The in-memory history of one server.
 pub(crate) struct History {
-    config: HistoryConfig,
-    rooms: GlobRooms,
+    size: usize,
+    ttl: Duration,
     streams: Mutex<HashMap<Arc<str>, Stream>>,
     /// Told of the interest each held stream keeps in its target.
     bus: Arc<dyn Bus>,
 }
 
-/// The delivery target of a stream name.
-fn target_of(stream: &str) -> Option<BusTarget> {
-    if stream == BROADCAST_STREAM {
-        return Some(BusTarget::Broadcast);
-    }
-    if let Some(room) = stream.strip_prefix(ROOM_STREAM_PREFIX) {
-        return Some(BusTarget::Room(room.to_owned()));
-    }
-    stream
-        .strip_prefix(USER_STREAM_PREFIX)
-        .map(|u| BusTarget::User(u.to_owned()))
-}
-
 impl History {
-    /// `None` when `config` keeps nothing.
-    ///
-    /// # Errors
-    /// An invalid room pattern.
-    pub(crate) fn new(
-        config: HistoryConfig,
-        bus: Arc<dyn Bus>,
-    ) -> Result<Option<Self>, glob::PatternError> {
-        if !config.enabled() {
-            return Ok(None);
-        }
-        let rooms = GlobRooms::new(&config.rooms)?;
-        Ok(Some(Self {
-            config,
-            rooms,
+    pub(crate) fn new(config: &HistoryConfig, bus: Arc<dyn Bus>) -> Self {
+        Self {
+            size: config.size,
+            ttl: config.ttl,
             streams: Mutex::new(HashMap::new()),
             bus,
-        }))
+        }
     }
 
     /// The stream `name`, created (with a new epoch) if this server does not hold it. A new
@@ -183,28 +109,6 @@ impl History {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The stream `target` publishes to, if it keeps history.
-    pub(crate) fn stream_for(&self, target: &BusTarget) -> Option<String> {
-        let keeps = match target {
-            BusTarget::Room(r) => self.rooms.allows(r),
-            BusTarget::User(_) => self.config.users,
-            BusTarget::Broadcast => self.config.broadcast,
-            BusTarget::Client(_) => false,
-        };
-        if keeps { stream_of(target) } else { None }
-    }
-
-    /// The streams with history of `rooms`, and with `user` also of that user's stream and
-    /// the broadcast stream.
-    pub(crate) fn streams_of(&self, user: Option<&str>, rooms: &[String]) -> Vec<String> {
-        let own = user
-            .into_iter()
-            .flat_map(|u| [BusTarget::Broadcast, BusTarget::User(u.to_owned())]);
-        own.chain(rooms.iter().map(|r| BusTarget::Room(r.clone())))
-            .filter_map(|t| self.stream_for(&t))
-            .collect()
-    }
-
     /// Appends `frame` to `stream` and runs `deliver` with the positioned frame while the
     /// stream is locked, so that publications reach every recipient in offset order.
     pub(crate) fn deliver<R>(
@@ -219,8 +123,8 @@ impl History {
         let s = self.stream(&mut streams, &name, now);
         s.top += 1;
         s.used = now;
-        s.expire(now, self.config.ttl);
-        while s.entries.len() >= self.config.size {
+        s.expire(now, self.ttl);
+        while s.entries.len() >= self.size {
             s.entries.pop_front();
         }
         let positioned = frame.positioned(name, s.top, &s.epoch);
@@ -248,7 +152,7 @@ impl History {
         let mut streams = self.lock();
         let s = self.stream(&mut streams, &Arc::from(stream), now);
         s.used = now;
-        s.expire(now, self.config.ttl);
+        s.expire(now, self.ttl);
         let here = s.position();
         if *s.epoch != *since.epoch || since.offset > s.top {
             return (Err(Gap::Epoch), here);
@@ -281,7 +185,7 @@ impl History {
         let now = Instant::now();
         let mut streams = self.lock();
         let s = streams.get_mut(stream)?;
-        s.expire(now, self.config.ttl);
+        s.expire(now, self.ttl);
         let page = s
             .entries
             .iter()
@@ -296,7 +200,7 @@ impl History {
     /// Forgotten streams give up their bus interest.
     pub(crate) fn sweep(&self) {
         let now = Instant::now();
-        let ttl = self.config.ttl;
+        let ttl = self.ttl;
         let mut forgotten = Vec::new();
         self.lock().retain(|name, s| {
             s.expire(now, ttl);

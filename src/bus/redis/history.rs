@@ -1,0 +1,179 @@
+//! [`RedisHistory`]: the core's [`HistoryStore`] in Redis Streams, shared by every instance
+//! on the same Redis (the layout and scripts are in `streams.rs`).
+//!
+//! Appends go through one multiplexed connection, so concurrent publications are pipelined.
+//! With a bus key, each entry is the sealed envelope: Redis keeps no plaintext, and entries
+//! read back are opened by a [`KeptOpener`] (authentic, within the age bound, each once).
+//! An append that fails may or may not have been kept: the stream is marked, and this
+//! instance's next append to it starts a new epoch, so no client is told it recovered across
+//! what may be missing.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::lock;
+use super::streams::{self, RawPage};
+use crate::crypto::backplane::{BusKey, KeptOpener, MAX_SKEW_MS, Sealer, is_sealed};
+use crate::protocol::{BusEnvelope, Position, target_of};
+use crate::server::{BoxFuture, HistoryError, HistoryStore, KeptPage};
+
+/// History in Redis Streams. Cheap to clone; every clone is the same store. Get one from
+/// [`RedisBus::history_store`](super::RedisBus::history_store) so it shares the bus's Redis
+/// and key, and hand it to
+/// [`ServerBuilder::history_store`](crate::server::ServerBuilder::history_store).
+#[derive(Clone)]
+pub struct RedisHistory(Arc<Inner>);
+
+struct Inner {
+    conn: ConnectionManager,
+    append: redis::Script,
+    read: redis::Script,
+    size: usize,
+    ttl_ms: u64,
+    sealer: Option<Mutex<Sealer>>,
+    opener: Option<KeptOpener>,
+    /// Streams with an append this instance could not confirm.
+    tainted: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for RedisHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisHistory")
+            .field("size", &self.0.size)
+            .field("ttl_ms", &self.0.ttl_ms)
+            .field("sealed", &self.0.sealer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisHistory {
+    /// A store on `client` keeping at least `size` publications per stream for `ttl`, sealed
+    /// under `key` when given. Connects on first use, and again after a failure.
+    ///
+    /// # Errors
+    /// The connection manager refused its configuration.
+    pub(super) fn new(
+        client: redis::Client,
+        timeouts: (Duration, Duration),
+        (size, ttl): (usize, Duration),
+        key: Option<&BusKey>,
+    ) -> redis::RedisResult<Self> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeouts.0))
+            .set_response_timeout(Some(timeouts.1))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self(Arc::new(Inner {
+            conn,
+            append: streams::append_script(),
+            read: streams::read_script(),
+            size,
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            sealer: key.map(|k| Mutex::new(Sealer::new(k.duplicate(), &mut rand::rng()))),
+            opener: key.map(|k| KeptOpener::new(k.duplicate())),
+            tainted: Mutex::new(HashSet::new()),
+        })))
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HistoryError {
+    HistoryError(e.to_string())
+}
+
+impl HistoryStore for RedisHistory {
+    fn append(
+        &self,
+        stream: &str,
+        mut envelope: BusEnvelope,
+    ) -> BoxFuture<'_, Result<Position, HistoryError>> {
+        let stream = stream.to_owned();
+        Box::pin(async move {
+            let inner = &self.0;
+            if let Some(sealer) = &inner.sealer {
+                lock(sealer).seal(&mut envelope).map_err(unavailable)?;
+            }
+            let reset = lock(&inner.tainted).remove(&stream);
+            let mut conn = inner.conn.clone();
+            let r = streams::append(
+                &mut conn,
+                &inner.append,
+                &stream,
+                &envelope,
+                (inner.size, inner.ttl_ms),
+                reset,
+            )
+            .await;
+            r.map_err(|e| {
+                lock(&inner.tainted).insert(stream.clone());
+                unavailable(e)
+            })
+        })
+    }
+
+    fn read(
+        &self,
+        stream: &str,
+        since: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<KeptPage, HistoryError>> {
+        let stream = stream.to_owned();
+        Box::pin(async move {
+            let inner = &self.0;
+            let mut conn = inner.conn.clone();
+            let page = streams::read(
+                &mut conn,
+                &inner.read,
+                &stream,
+                (since, limit),
+                inner.ttl_ms,
+            )
+            .await
+            .map_err(unavailable)?;
+            Ok(self.open(&stream, page))
+        })
+    }
+}
+
+impl RedisHistory {
+    /// The entries of `page` that are this stream's, within the age bound and (with a bus
+    /// key) authentic; the others are left out, which the core reads as a gap.
+    fn open(&self, stream: &str, page: RawPage) -> KeptPage {
+        let inner = &self.0;
+        let cutoff = page.now_ms.saturating_sub(inner.ttl_ms);
+        let target = target_of(stream);
+        let mut opened = inner.opener.as_ref().map(|o| {
+            let now = crate::crypto::backplane::now_ms();
+            o.read(now.saturating_sub(inner.ttl_ms.saturating_add(MAX_SKEW_MS)))
+        });
+        let mut entries = Vec::with_capacity(page.entries.len());
+        for (offset, at, text) in page.entries {
+            if at < cutoff {
+                continue;
+            }
+            let Ok(mut env) = BusEnvelope::from_json(&text) else {
+                continue;
+            };
+            if Some(&env.target) != target.as_ref() {
+                continue;
+            }
+            let authentic = match opened.as_mut() {
+                Some(read) => read.open(&mut env).is_ok(),
+                None => !is_sealed(&env.data),
+            };
+            if !authentic {
+                tracing::warn!(
+                    stream,
+                    offset,
+                    "history entry not sealed with this bus key; left out"
+                );
+                continue;
+            }
+            env.kept = None;
+            entries.push((offset, env));
+        }
+        KeptPage::new(page.position, entries)
+    }
+}

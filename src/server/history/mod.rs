@@ -1,0 +1,275 @@
+//! Message history: a bounded stream per delivery target, so that a client that reconnects
+//! gets what it missed ([`crate::protocol::RecoverRequest`]).
+//!
+//! The rules live here: which targets keep history ([`HistoryConfig`]), and whether the gap
+//! since a client's position can be filled ([`Gap`]). Two stores keep the streams:
+//! - `memory.rs`: in process memory, each instance its own (the default, no Redis needed);
+//! - a [`HistoryStore`] shared by every instance (Redis Streams, from `crate::bus`): offsets
+//!   are allocated where the entries are kept, and a kept publication reaches every instance,
+//!   the publishing one included, through the bus with its position, in offset order.
+
+mod memory;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) use memory::History;
+pub use store::{HistoryError, HistoryStore, KeptPage};
+
+use super::GlobRooms;
+use super::outbox::Frame;
+use crate::protocol::{BusEnvelope, BusTarget, Position, stream_of};
+
+/// What keeps history. Defaults: nothing (history off), 1,000 publications per stream, 5
+/// minutes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HistoryConfig {
+    /// Publications kept per stream. Defaults to 1,000.
+    pub size: usize,
+    /// How long a publication is kept. Defaults to 5 minutes.
+    pub ttl: Duration,
+    /// Rooms with history, as glob patterns (`orders:*`). Defaults to none.
+    pub rooms: Vec<String>,
+    /// Whether every user's stream keeps history. Defaults to `false`.
+    pub users: bool,
+    /// Whether the broadcast stream keeps history. Defaults to `false`.
+    pub broadcast: bool,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            size: 1000,
+            ttl: Duration::from_secs(300),
+            rooms: Vec::new(),
+            users: false,
+            broadcast: false,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// Whether any stream keeps history.
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.size > 0 && (!self.rooms.is_empty() || self.users || self.broadcast)
+    }
+}
+
+/// Why the gap since a position cannot be filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gap {
+    /// The stream's epoch is not the position's.
+    Epoch,
+    /// Publications after the position were trimmed or expired.
+    Trimmed,
+    /// The store could not be read.
+    Unavailable,
+}
+
+/// A kept publication and its offset.
+pub(crate) type Kept = (u64, Arc<Frame>);
+
+/// The publications after a position (or the gap), and where the stream stands.
+pub(crate) type Since = (Result<Vec<Arc<Frame>>, Gap>, Position);
+
+/// Where streams are kept.
+enum Store {
+    Memory(History),
+    Shared(Arc<dyn HistoryStore>),
+}
+
+/// The history of one server: which streams keep history, and the store that keeps them.
+pub(crate) struct Keeper {
+    config: HistoryConfig,
+    rooms: GlobRooms,
+    store: Store,
+}
+
+impl Keeper {
+    /// `None` when `config` keeps nothing. Streams are kept in `shared` when given, else in
+    /// memory (with `bus` told of the interest each held stream keeps).
+    ///
+    /// # Errors
+    /// An invalid room pattern.
+    pub(crate) fn new(
+        config: HistoryConfig,
+        bus: Arc<dyn super::Bus>,
+        shared: Option<Arc<dyn HistoryStore>>,
+    ) -> Result<Option<Self>, glob::PatternError> {
+        if !config.enabled() {
+            return Ok(None);
+        }
+        let rooms = GlobRooms::new(&config.rooms)?;
+        let store = match shared {
+            Some(s) => Store::Shared(s),
+            None => Store::Memory(History::new(&config, bus)),
+        };
+        Ok(Some(Self {
+            config,
+            rooms,
+            store,
+        }))
+    }
+
+    /// The in-memory store, when streams are kept in this process.
+    pub(crate) fn memory(&self) -> Option<&History> {
+        match &self.store {
+            Store::Memory(h) => Some(h),
+            Store::Shared(_) => None,
+        }
+    }
+
+    /// The shared store, when there is one.
+    pub(crate) fn shared(&self) -> Option<&Arc<dyn HistoryStore>> {
+        match &self.store {
+            Store::Shared(s) => Some(s),
+            Store::Memory(_) => None,
+        }
+    }
+
+    /// The stream `target` publishes to, if it keeps history.
+    pub(crate) fn stream_for(&self, target: &BusTarget) -> Option<String> {
+        let keeps = match target {
+            BusTarget::Room(r) => self.rooms.allows(r),
+            BusTarget::User(_) => self.config.users,
+            BusTarget::Broadcast => self.config.broadcast,
+            BusTarget::Client(_) => false,
+        };
+        if keeps { stream_of(target) } else { None }
+    }
+
+    /// The streams with history of `rooms`, and with `user` also of that user's stream and
+    /// the broadcast stream.
+    pub(crate) fn streams_of(&self, user: Option<&str>, rooms: &[String]) -> Vec<String> {
+        let own = user
+            .into_iter()
+            .flat_map(|u| [BusTarget::Broadcast, BusTarget::User(u.to_owned())]);
+        own.chain(rooms.iter().map(|r| BusTarget::Room(r.clone())))
+            .filter_map(|t| self.stream_for(&t))
+            .collect()
+    }
+
+    /// Where `stream` stands now (created empty if unknown; epoch `""` if the shared store
+    /// cannot be reached).
+    pub(crate) async fn position(&self, stream: &str) -> Position {
+        match &self.store {
+            Store::Memory(h) => h.position(stream),
+            Store::Shared(s) => match s.read(stream, u64::MAX, 0).await {
+                Ok(page) => page.position,
+                Err(e) => {
+                    tracing::warn!(stream, error = %e, "cannot read a stream's position");
+                    unknown()
+                }
+            },
+        }
+    }
+
+    /// The publications of `stream` after `since` (at most the stream's size), and where the
+    /// stream stands; or the gap that makes that impossible.
+    pub(crate) async fn since(&self, stream: &str, since: &Position) -> Since {
+        let store = match &self.store {
+            Store::Memory(h) => return h.since(stream, since),
+            Store::Shared(s) => s,
+        };
+        let page = match store.read(stream, since.offset, self.config.size).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(stream, error = %e, "cannot read history to recover");
+                return (Err(Gap::Unavailable), unknown());
+            }
+        };
+        let here = page.position.clone();
+        (fill(stream, since, page, self.config.size), here)
+    }
+
+    /// Up to `limit` kept publications of `stream` after offset `since`, oldest first, and
+    /// where the stream stands; `None` for a stream this server does not hold (or cannot
+    /// read).
+    pub(crate) async fn read(
+        &self,
+        stream: &str,
+        since: u64,
+        limit: usize,
+    ) -> Option<(Position, Vec<Kept>)> {
+        match &self.store {
+            Store::Memory(h) => h.read(stream, since, limit),
+            Store::Shared(s) => {
+                let page = s.read(stream, since, limit).await.ok()?;
+                let name: Arc<str> = Arc::from(stream);
+                let epoch: Arc<str> = Arc::from(page.position.epoch.as_str());
+                let kept = page
+                    .entries
+                    .into_iter()
+                    .map(|(o, env)| (o, positioned(&name, o, &epoch, env)))
+                    .collect();
+                Some((page.position, kept))
+            }
+        }
+    }
+
+    /// Drops what expired from memory (a shared store expires on its own).
+    pub(crate) fn sweep(&self) {
+        if let Store::Memory(h) = &self.store {
+            h.sweep();
+        }
+    }
+
+    /// Streams held and publications kept in memory, for the metrics page.
+    pub(crate) fn sizes(&self) -> Option<(usize, usize)> {
+        self.memory().map(History::sizes)
+    }
+}
+
+/// The position of a stream the shared store could not be asked about.
+fn unknown() -> Position {
+    Position {
+        offset: 0,
+        epoch: String::new(),
+    }
+}
+
+/// A kept envelope as the frame a client receives.
+pub(crate) fn positioned(
+    stream: &Arc<str>,
+    offset: u64,
+    epoch: &Arc<str>,
+    env: BusEnvelope,
+) -> Arc<Frame> {
+    Frame::new(&env.event, env.data).positioned(Arc::clone(stream), offset, epoch)
+}
+
+/// Whether `page` fills the gap since `since`: same epoch, and every offset up to the top
+/// still kept (no more than `size` of them).
+fn fill(
+    stream: &str,
+    since: &Position,
+    page: KeptPage,
+    size: usize,
+) -> Result<Vec<Arc<Frame>>, Gap> {
+    let top = page.position.offset;
+    if page.position.epoch != since.epoch || since.offset > top {
+        return Err(Gap::Epoch);
+    }
+    let missed = top - since.offset;
+    if missed > size as u64 {
+        return Err(Gap::Trimmed);
+    }
+    let contiguous = page
+        .entries
+        .iter()
+        .zip(since.offset + 1..)
+        .all(|((o, _), want)| *o == want);
+    if !contiguous || page.entries.len() as u64 != missed {
+        return Err(Gap::Trimmed);
+    }
+    let name: Arc<str> = Arc::from(stream);
+    let epoch: Arc<str> = Arc::from(page.position.epoch.as_str());
+    Ok(page
+        .entries
+        .into_iter()
+        .map(|(o, env)| positioned(&name, o, &epoch, env))
+        .collect())
+}
