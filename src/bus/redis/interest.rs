@@ -1,13 +1,17 @@
 //! Interest mode's subscription bookkeeping: how many local members want each channel, which
-//! channels changed since the subscriber last looked, and bringing the subscriber's actual
-//! subscriptions in line with them.
+//! channels changed since the subscriber last looked, bringing the subscriber's actual
+//! subscriptions in line with them, and which ones Redis has confirmed (for
+//! [`Bus::subscribed`](crate::server::Bus::subscribed)).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use redis::aio::PubSubSink;
 
 use super::connect::timed;
 use super::{Inner, SUBSCRIBE_CHUNK, lock};
+use crate::bus::config::SubscriptionMode;
 
 /// Desired subscriptions in interest mode. Counts rather than flags: the registry reports
 /// gained/lost after releasing its lock, so two threads' reports may arrive in either order;
@@ -27,6 +31,41 @@ impl Inner {
             .filter(|(_, c)| **c > 0)
             .map(|(ch, _)| ch.clone())
             .collect()
+    }
+
+    /// Whether the subscriber receives `channel` now.
+    pub(super) fn is_confirmed(&self, channel: &str) -> bool {
+        self.sub_up.load(Ordering::Acquire)
+            && (self.mode == SubscriptionMode::Pattern
+                || channel == crate::protocol::channel::BROADCAST
+                || lock(&self.confirmed).contains(channel))
+    }
+
+    /// Records what the subscriber now receives (nothing after a lost connection).
+    pub(super) fn confirm(&self, actual: Option<&HashSet<String>>) {
+        let mut confirmed = lock(&self.confirmed);
+        confirmed.clear();
+        if let Some(actual) = actual {
+            confirmed.extend(actual.iter().cloned());
+        }
+        drop(confirmed);
+        self.confirmed_changed.notify_waiters();
+    }
+
+    /// Waits until the subscriber receives `channel`, or `within` has passed; says which.
+    pub(super) async fn wait_confirmed(&self, channel: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.confirmed_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_confirmed(channel) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.is_confirmed(channel);
+            }
+        }
     }
 
     pub(super) async fn apply_interest(

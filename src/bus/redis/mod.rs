@@ -255,25 +255,6 @@ impl Inner {
         }
     }
 
-    /// Whether the subscriber receives `channel` now.
-    fn is_confirmed(&self, channel: &str) -> bool {
-        self.sub_up.load(Ordering::Acquire)
-            && (self.mode == SubscriptionMode::Pattern
-                || channel == crate::protocol::channel::BROADCAST
-                || lock(&self.confirmed).contains(channel))
-    }
-
-    /// Records what the subscriber now receives (nothing after a lost connection).
-    fn confirm(&self, actual: Option<&HashSet<String>>) {
-        let mut confirmed = lock(&self.confirmed);
-        confirmed.clear();
-        if let Some(actual) = actual {
-            confirmed.extend(actual.iter().cloned());
-        }
-        drop(confirmed);
-        self.confirmed_changed.notify_waiters();
-    }
-
     fn publish_state(&self) -> &'static str {
         if self.pub_up.load(Ordering::Acquire) {
             "up"
@@ -376,20 +357,7 @@ impl Bus for RedisBus {
 
     fn subscribed(&self, target: &BusTarget, within: Duration) -> BoxFuture<'_, bool> {
         let channel = target.channel();
-        Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + within;
-            loop {
-                let changed = self.0.confirmed_changed.notified();
-                tokio::pin!(changed);
-                changed.as_mut().enable();
-                if self.0.is_confirmed(&channel) {
-                    return true;
-                }
-                if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                    return self.0.is_confirmed(&channel);
-                }
-            }
-        })
+        Box::pin(async move { self.0.wait_confirmed(&channel, within).await })
     }
 
     fn interest(&self, change: &Interest) {
