@@ -3,8 +3,13 @@
 //! `@socket.io/redis-emitter`: authentication (success, refusal, timeout), default
 //! rooms, validated join and leave, delivery from the Rust API to Socket.IO and WebSocket
 //! clients alike, encrypted sockets decrypting with WebCrypto (with a plaintext-leak check),
-//! the `--require-encryption` refusal, and the polling transport. Fails, never skips, when
-//! `node` or `npm` is missing: CI installs them.
+//! the `--require-encryption` refusal, and the polling transport. The hardened profile over
+//! Socket.IO with the JS SDK (`transport: "socket.io"`, sdk/js) on the same socket.io-client:
+//! sealed delivery and inbound events over websocket and polling with a leak check on the raw
+//! engine.io packets both ways, refusals (wrong pin, rejected token, tampered record, a first
+//! frame that is not a hello, policy `off`), `hardened-only` admitting it and refusing the
+//! IGNIS path, refresh and recovery, and the SDK's `SocketIOClientHelper`. Fails, never skips,
+//! when `node` or `npm` is missing: CI installs them.
 #![cfg(feature = "socketio")]
 
 mod common;
@@ -1426,12 +1431,24 @@ async fn start_hardened(policy: EncryptionPolicy) -> (TestServer, String) {
 impl Harness {
     /// Starts an SDK client `name` over Socket.IO (`transports`) as `token`, pinning `pins`.
     async fn sdk_start(&mut self, name: &str, token: &str, pins: &[&str], transports: &[&str]) {
-        let url = format!("{}/io", self.url);
-        self.send(
-            json!({"cmd": "sdk_connect", "name": name, "url": url, "token": token,
-            "pins": pins, "transports": transports}),
+        self.sdk_start_with(
+            name,
+            json!({"token": token, "pins": pins, "transports": transports}),
         )
         .await;
+    }
+
+    /// Starts an SDK client `name` with the harness options `options` (`token`, `pins`,
+    /// `transports`, `recover`, `ttl`, `reconnect`).
+    async fn sdk_start_with(&mut self, name: &str, options: Value) {
+        let url = format!("{}/io", self.url);
+        let mut cmd = json!({"cmd": "sdk_connect", "name": name, "url": url});
+        if let (Some(cmd), Some(opts)) = (cmd.as_object_mut(), options.as_object()) {
+            for (k, v) in opts {
+                cmd.insert(k.clone(), v.clone());
+            }
+        }
+        self.send(cmd).await;
     }
 
     /// [`Harness::sdk_start`], then waits for `connected`; returns the connection info.
@@ -1456,6 +1473,16 @@ impl Harness {
             }
             assert_ne!(v["type"], "sdk_disconnected", "waiting for {ty}: {v}");
             assert_ne!(v["type"], "sdk_error", "waiting for {ty}: {v}");
+        }
+    }
+
+    /// Skips lines of `name` until its `sdk_disconnected` line; returns it.
+    async fn sdk_disconnected(&mut self, name: &str) -> Value {
+        loop {
+            let v = self.next(name).await;
+            if v["type"] == "sdk_disconnected" {
+                return v;
+            }
         }
     }
 
@@ -1773,5 +1800,78 @@ async fn the_sdk_socketio_helper_speaks_the_ignis_helper_api() {
         "{lines:?}"
     );
     assert_eq!(lines[1]["message"], "Authentication failed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_sdk_over_socketio_refreshes_and_recovers_what_it_missed() {
+    let identity = common::hardened::identity(0x42);
+    let pin = identity.public_key().to_base64();
+    let mut config = common::hardened::config_with(
+        Some(identity),
+        sealwire::crypto::HandshakeConfig::default().rekey_after,
+    );
+    config.history.rooms = vec!["public-hist*".to_owned()];
+    let server = start_sio(
+        builder(config).validate_rooms(public_rooms()),
+        SocketIoConfig::default(),
+    )
+    .await;
+    let mut h = Harness::start(&server).await;
+    // Sessions of 1.5 s, refreshed by the token provider at 80 %.
+    h.sdk_start_with(
+        "r",
+        json!({"token": "recovering-user", "pins": [pin], "transports": ["websocket"],
+            "recover": true, "ttl": 1500, "reconnect": true}),
+    )
+    .await;
+    let info = h.sdk_line("r", "sdk_connected").await["info"].clone();
+    let first_id = info["id"].as_str().expect("id").to_owned();
+    h.send(json!({"cmd": "sdk_join", "name": "r", "rooms": ["public-hist-1"]}))
+        .await;
+    h.sdk_sync("r").await;
+    let refreshed = h.sdk_line("r", "refreshed").await;
+    assert!(refreshed["expiresAt"].is_string(), "{refreshed}");
+    let s = &server.server;
+    s.deliver_to_room("public-hist-1", "m", &json!(1));
+    let m1 = h.sdk_message("r", "m").await;
+    assert_eq!(m1["position"]["stream"], "room:public-hist-1", "{m1}");
+    assert_eq!(m1["position"]["offset"], 1);
+
+    // The connection drops; what is published while the client is away is replayed, sealed,
+    // on its next connection.
+    h.send(json!({"cmd": "sdk_gate", "name": "r"})).await;
+    h.send(json!({"cmd": "sdk_drop", "name": "r"})).await;
+    let gone = h.sdk_disconnected("r").await;
+    assert_eq!(gone["reason"]["kind"], "network", "{gone}");
+    assert!(gone["retryIn"].is_number(), "{gone}");
+    wait_for(|| s.client_info(&first_id).is_none()).await;
+    s.deliver_to_room("public-hist-1", "m", &json!(2));
+    s.deliver_to_room("public-hist-1", "m", &json!(3));
+    h.send(json!({"cmd": "sdk_go", "name": "r"})).await;
+    let again = h.sdk_line("r", "sdk_connected").await["info"].clone();
+    assert_ne!(again["id"], first_id.as_str());
+    for n in [2, 3] {
+        let m = h.sdk_message("r", "m").await;
+        assert_eq!(m["data"], json!(n), "{m}");
+        assert_eq!(m["position"]["offset"], n);
+        assert_eq!(m["encrypted"], true);
+    }
+    loop {
+        let rec = h.sdk_line("r", "recovered").await;
+        let streams = rec["streams"].as_array().cloned().unwrap_or_default();
+        if let Some(room) = streams.iter().find(|s| s["stream"] == "room:public-hist-1") {
+            assert_eq!(room["recovered"], true, "{rec}");
+            assert_eq!(room["replayed"], 2, "{rec}");
+            break;
+        }
+    }
+    let raw = h.raw("r");
+    assert!(
+        raw.iter()
+            .all(|(_, d)| !d.contains("recovering-user") && !d.contains("public-hist")),
+        "token, user id and room stay sealed"
+    );
+    h.stop().await;
     server.stop().await;
 }

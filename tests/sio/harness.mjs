@@ -18,7 +18,13 @@
 //   {"cmd":"sdk_send","name":"s","event":"chat","data":{...}}
 //   {"cmd":"sdk_join","name":"s","rooms":["x"]}   {"cmd":"sdk_leave",...}   {"cmd":"sdk_close",...}
 //   {"cmd":"sdk_tamper","name":"s"}   (flips one ciphertext bit of the next sealed record it sends)
-// Output types: sdk_connected {info}, message {event, data, encrypted}, server_error {message},
+//   {"cmd":"sdk_gate","name":"s"}     (later connection attempts wait for sdk_go)
+//   {"cmd":"sdk_drop","name":"s"}     (cuts the engine.io connection: the client reconnects)
+//   {"cmd":"sdk_go","name":"s"}
+// sdk_connect also takes "ttl": <ms> (the token provider hands out `ttl:<ms>:<token>`) and
+// "reconnect": true (50 ms between attempts).
+// Output types: sdk_connected {info}, message {event, data, encrypted, position},
+// recovered {streams}, refreshed {expiresAt}, server_error {message},
 // sdk_disconnected {reason: {kind, code, message}, retryIn}, raw {dir: "in"|"out", data}
 // (every engine.io packet both ways, for leak checks).
 import { io } from "socket.io-client";
@@ -104,12 +110,23 @@ async function connect(cmd) {
  * switch to tamper with the next sealed record sent. */
 function tappedIo(name, state) {
   return (uri, opts) => {
-    const socket = io(uri, opts);
-    const engine = socket.io.engine;
-    engine?.on("message", (data) => out({ name, type: "raw", dir: "in", data: String(data) }));
-    engine?.on("packetCreate", (p) => {
-      if (p.type === "message") out({ name, type: "raw", dir: "out", data: String(p.data) });
-    });
+    const socket = io(uri, state.gated ? { ...opts, autoConnect: false } : opts);
+    const tap = () => {
+      const engine = socket.io.engine;
+      engine?.on("message", (data) => out({ name, type: "raw", dir: "in", data: String(data) }));
+      engine?.on("packetCreate", (p) => {
+        if (p.type === "message") out({ name, type: "raw", dir: "out", data: String(p.data) });
+      });
+    };
+    if (state.gated) {
+      state.held.push(() => {
+        socket.connect();
+        tap();
+      });
+    } else {
+      tap();
+    }
+    state.sockets.push(socket);
     const emit = socket.emit.bind(socket);
     socket.emit = (event, ...args) => {
       const frame = args[0];
@@ -127,22 +144,26 @@ function tappedIo(name, state) {
 
 function sdkConnect(cmd) {
   const name = cmd.name;
-  const state = { tamper: false, client: null };
+  const state = { tamper: false, client: null, gated: false, held: [], sockets: [] };
   const client = new SealwireClient({
     url: cmd.url,
     transport: "socket.io",
     io: tappedIo(name, state),
     socketIo: { transports: cmd.transports ?? ["websocket"] },
-    token: cmd.token,
+    token: cmd.ttl ? () => `ttl:${cmd.ttl}:${cmd.token}` : cmd.token,
     pinnedServerKeys: cmd.pins ?? [],
     recover: cmd.recover ?? false,
-    reconnect: { enabled: false },
+    reconnect: cmd.reconnect ? { initialDelay: 50, maxDelay: 50, jitter: 0 } : { enabled: false },
     connectTimeout: 8000,
   });
   state.client = client;
   sdks.set(name, state);
   client.on("connected", (info) => out({ name, type: "sdk_connected", info }));
-  client.on("message", (m) => out({ name, type: "message", event: m.event, data: m.data, encrypted: m.encrypted }));
+  client.on("message", (m) =>
+    out({ name, type: "message", event: m.event, data: m.data, encrypted: m.encrypted, position: m.position ?? null }),
+  );
+  client.on("recovered", ({ streams }) => out({ name, type: "recovered", streams }));
+  client.on("refreshed", ({ expiresAt }) => out({ name, type: "refreshed", expiresAt }));
   client.on("serverError", ({ message }) => out({ name, type: "server_error", message }));
   client.on("disconnected", ({ reason, retryIn }) =>
     out({ name, type: "sdk_disconnected", reason: { kind: reason.kind, code: reason.code, message: reason.message }, retryIn }),
@@ -165,6 +186,16 @@ async function sdkCommand(cmd) {
       return report(s.client.leave(cmd.rooms));
     case "sdk_tamper":
       s.tamper = true;
+      return;
+    case "sdk_gate":
+      s.gated = true;
+      return;
+    case "sdk_go":
+      s.gated = false;
+      for (const go of s.held.splice(0)) go();
+      return;
+    case "sdk_drop":
+      s.sockets.at(-1)?.io.engine?.close();
       return;
     case "sdk_close":
       s.client.close();
@@ -209,6 +240,9 @@ rl.on("line", async (line) => {
     case "sdk_join":
     case "sdk_leave":
     case "sdk_tamper":
+    case "sdk_gate":
+    case "sdk_go":
+    case "sdk_drop":
     case "sdk_close":
       await sdkCommand(cmd);
       break;
