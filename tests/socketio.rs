@@ -1877,3 +1877,32 @@ async fn the_sdk_over_socketio_refreshes_and_recovers_what_it_missed() {
     h.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sealwire_serve_refuse_compat_admits_the_hardened_sdk_over_socketio() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("identity.hex");
+    std::fs::write(&key_file, "42".repeat(32)).expect("write key");
+    let pin = common::hardened::identity(0x42).public_key().to_base64();
+    let key_arg = key_file.to_str().expect("utf-8 path").to_owned();
+    let (mut child, url) =
+        sealwire_serve(&["--refuse-compat", "--identity-key-file", &key_arg], "/io").await;
+    let mut h = Harness::start_at(&url).await;
+    let info = h
+        .sdk_connect("s", "serve-user", &[&pin], &["websocket"])
+        .await;
+    assert_eq!(info["userId"], "serve-user");
+    assert_eq!(info["profile"], "sealwire-v2");
+    h.connect(
+        "compat",
+        json!({"auth": {"token": "serve-user"}, "encrypt": true}),
+    )
+    .await;
+    h.emit("compat", "authenticate", json!([])).await;
+    assert_eq!(
+        h.event("compat", "unauthenticated").await["message"],
+        "Encryption handshake failed"
+    );
+    h.stop().await;
+    let _ = child.kill().await;
+}
