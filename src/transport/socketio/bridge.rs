@@ -366,15 +366,10 @@ impl Bridge {
         self.client_id.get().map(String::as_str)
     }
 
-    /// The core admitted a hardened socket's client `id` (its sealed `connected` is on its
-    /// way): it gets the Socket.IO default rooms.
-    pub(super) fn tunnel_admitted(&self, id: &str) {
-        self.admitted(id);
-    }
-
-    /// Marks the client `id` authenticated and swaps the server's default rooms for the
+    /// The core admitted the client `id` (a hardened socket: its sealed `connected` is on its
+    /// way): marks the socket authenticated and swaps the server's default rooms for the
     /// Socket.IO ones.
-    fn admitted(&self, id: &str) {
+    pub(super) fn admitted(&self, id: &str) {
         let _ = self.client_id.set(id.to_owned());
         // The Socket.IO default rooms replace the server's.
         let io_rooms = &self.config.default_rooms;

@@ -134,11 +134,12 @@ fn tunnel_step(bridge: &Bridge, tunnel: &mut Tunnel, msg: &Message) -> Step {
             // client means this record is that `connected`, not the error before a close.
             let admitted = bridge
                 .tunnel_id()
-                .is_some_and(|id| bridge.server().client_info(id).is_some());
-            if admitted && let Some(id) = bridge.tunnel_id() {
-                bridge.tunnel_admitted(id);
+                .filter(|id| bridge.server().client_info(id).is_some())
+                .map(str::to_owned);
+            if let Some(id) = &admitted {
+                bridge.admitted(id);
             }
-            (frame, admitted)
+            (frame, admitted.is_some())
         }
         TunnelAction::Close { code, reason } => {
             let _ = socket.emit(
