@@ -5,7 +5,8 @@
 //! room message. The page refreshes its session on its own and is still served after the first
 //! token's expiry; a tap on its WebSocket shows that neither the token nor the user id crossed
 //! the wire in plaintext. Then its connection is cut while messages are published, and it
-//! recovers them on reconnect (history). Everything the page sees is reported back over HTTP and checked here. Fails, never skips,
+//! recovers them on reconnect (history). A second, shorter test runs the SDK over the Socket.IO
+//! transport with socket.io-client's browser build (websocket, then polling). Everything the page sees is reported back over HTTP and checked here. Fails, never skips,
 //! when Chromium is missing: CI installs it (`SEALWIRE_CHROMIUM` names another binary).
 
 mod common;
@@ -51,11 +52,45 @@ async fn module(UrlPath(file): UrlPath<String>) -> impl IntoResponse {
         "crypto.js",
         "encoding.js",
         "reason.js",
+        "socketio.js",
+        "helper.js",
     ];
     if !known.contains(&file.as_str()) {
         return StatusCode::NOT_FOUND.into_response();
     }
     match tokio::fs::read_to_string(sdk_dir().join("src").join(&file)).await {
+        Ok(js) => ([(header::CONTENT_TYPE, "text/javascript")], js).into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn socketio_page() -> impl IntoResponse {
+    match tokio::fs::read_to_string(sdk_dir().join("test/browser/socketio.html")).await {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn sio_harness_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sio")
+}
+
+/// socket.io-client's browser build (ES module), from tests/sio (`npm ci` there if missing).
+fn socketio_client_bundle() -> PathBuf {
+    let bundle = sio_harness_dir().join("node_modules/socket.io-client/dist/socket.io.esm.min.js");
+    if !bundle.exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(sio_harness_dir())
+            .status()
+            .expect("`npm` must be installed for the Socket.IO browser test");
+        assert!(status.success(), "npm ci in tests/sio failed");
+    }
+    bundle
+}
+
+async fn vendor() -> impl IntoResponse {
+    match tokio::fs::read_to_string(socketio_client_bundle()).await {
         Ok(js) => ([(header::CONTENT_TYPE, "text/javascript")], js).into_response(),
         Err(_) => StatusCode::NOT_FOUND.into_response(),
     }
@@ -369,6 +404,124 @@ async fn browser_sdk_runs_in_headless_chromium() {
         "{live}"
     );
     web.abort();
+    server.stop().await;
+}
+
+/// The SDK over the Socket.IO transport in Chromium, with socket.io-client's browser build:
+/// hardened with a pinned identity over websocket and then polling, same-origin (the page
+/// comes from the sealwire server itself); user and room messages arrive sealed, the note it
+/// sends arrives encrypted, and on the raw engine.io packets only `sealwire` events, a hello
+/// each way, and neither the token, the user id nor room or event names.
+#[tokio::test]
+async fn browser_sdk_runs_over_socketio_in_headless_chromium() {
+    use sealwire::transport::socketio::{self, SocketIoConfig};
+    use sealwire::transport::{HttpConfig, serve_with_shutdown};
+
+    let bundle = socketio_client_bundle();
+    assert!(bundle.exists(), "{}", bundle.display());
+    let identity = identity(0x25);
+    let config = config_with(
+        Some(identity.clone()),
+        HandshakeConfig::default().rekey_after,
+    );
+    let rooms = GlobRooms::new(["chat:*"]).expect("glob");
+    let server = builder(config)
+        .validate_rooms(rooms)
+        .build()
+        .expect("valid server config");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let pages = Router::new()
+        .route("/sio.html", get(socketio_page))
+        .route("/sdk/{file}", get(module))
+        .route("/vendor/socket.io.esm.min.js", get(vendor))
+        .route("/report", post(report))
+        .with_state(Shared {
+            reports: tx,
+            go: Arc::new(AtomicBool::new(true)),
+        });
+    let mut http = HttpConfig::default();
+    http.routes = Some(socketio::router(server.clone(), SocketIoConfig::default()).merge(pages));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        serve_with_shutdown(listener, s, http, std::future::pending()).await
+    });
+    wait_for(|| server.is_ready()).await;
+    let server = TestServer { server, addr, task };
+
+    let page_url = format!(
+        "http://{addr}/sio.html?user=sio-{USER}&transports=websocket,polling&pin={}",
+        urlencode(&identity.public_key().to_base64())
+    );
+    let profile = tempfile::tempdir().expect("profile dir");
+    let _browser = common::browser::chromium(&page_url, profile.path(), &[]);
+    let mut reports = Reports::default();
+    let rx = &mut rx;
+    for transport in ["websocket", "polling"] {
+        let user = format!("sio-{USER}-{transport}");
+        let ready = next(rx, &mut reports, "ready").await;
+        assert_eq!(ready["transport"], transport, "{ready}");
+        assert_eq!(ready["userId"], user.as_str());
+        assert_eq!(ready["profile"], "sealwire-v2");
+        assert_eq!(ready["encrypted"], true);
+        let id = ready["id"].as_str().expect("client id").to_owned();
+        let echo = loop {
+            let m = message(rx, &mut reports, "echo").await;
+            if m["data"]["event"] == "note" && m["transport"] == transport {
+                break m;
+            }
+        };
+        assert_eq!(echo["data"]["wasEncrypted"], true, "{echo}");
+        assert_eq!(echo["data"]["data"]["secureContext"], true, "{echo}");
+        assert!(
+            server
+                .server
+                .client_rooms(&id)
+                .expect("known client")
+                .contains(&"chat:sio".to_owned())
+        );
+        let s = &server.server;
+        s.to_user(&user)
+            .emit("to-user", &json!({"n": 1}))
+            .await
+            .expect("send to user");
+        s.to_room("chat:sio")
+            .emit("to-room", &json!({"n": 2}))
+            .await
+            .expect("send to room");
+        for (event, n) in [("to-user", 1), ("to-room", 2)] {
+            let m = message(rx, &mut reports, event).await;
+            assert_eq!(m["data"]["n"], n, "{m}");
+            assert_eq!(m["encrypted"], true, "{m}");
+        }
+        s.to_client(&id)
+            .emit("done", &json!(null))
+            .await
+            .expect("send to client");
+        let wire = next(rx, &mut reports, "wire").await;
+        assert_eq!(wire["transport"], transport, "{wire}");
+        assert_eq!(wire["events"], json!(["sealwire"]), "{wire}");
+        assert_eq!(wire["hellos"], json!(["out", "in"]), "{wire}");
+        assert_eq!(wire["leaked"], json!([]), "{wire}");
+        assert!(wire["framesOut"].as_u64().expect("count") >= 5, "{wire}");
+    }
+    next(rx, &mut reports, "finished").await;
+    for r in &reports.seen {
+        for bad in [
+            "decryptFailed",
+            "plaintextRejected",
+            "serverError",
+            "page-error",
+        ] {
+            assert_ne!(r["step"], bad, "{:?}", reports.seen);
+        }
+        if r["step"] == "disconnected" {
+            assert_eq!(r["reason"]["kind"], "client-closed", "{r}");
+        }
+    }
     server.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! The browser SDK (`sdk/js`) against real servers: its crypto tests (the published vectors
-//! and every refusal), its client tests against a scripted in-memory server, and its
+//! and every refusal), its client tests against a scripted in-memory server (WebSocket and
+//! Socket.IO transports; the real socket.io-client is in tests/socketio.rs), and its
 //! end-to-end tests (real WebSockets, WebCrypto in Node, the admin API pushing user, room and
 //! broadcast messages, sealed authentication seen from a wire tap, session refresh and the
 //! 4006 expiry with `ttl:<ms>:<user>` tokens, recovery of missed messages on reconnect). Fails, never skips, when `node` is missing: CI
@@ -16,8 +17,8 @@ use common::*;
 use sealwire::crypto::HandshakeConfig;
 use sealwire::server::{GlobRooms, ServerConfig};
 
-/// How many tests the four files hold; fewer passing means some did not run.
-const EXPECTED_TESTS: usize = 42;
+/// How many tests the five files hold; fewer passing means some did not run.
+const EXPECTED_TESTS: usize = 45;
 
 fn sdk_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/js"))
@@ -72,6 +73,7 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
             "test/crypto.test.mjs",
             "test/client.test.mjs",
             "test/reconnect.test.mjs",
+            "test/socketio.test.mjs",
             "test/e2e/client.e2e.mjs",
         ])
         .current_dir(sdk_dir())

@@ -3,8 +3,13 @@
 //! `@socket.io/redis-emitter`: authentication (success, refusal, timeout), default
 //! rooms, validated join and leave, delivery from the Rust API to Socket.IO and WebSocket
 //! clients alike, encrypted sockets decrypting with WebCrypto (with a plaintext-leak check),
-//! the `--require-encryption` refusal, and the polling transport. Fails, never skips, when
-//! `node` or `npm` is missing: CI installs them.
+//! the `--require-encryption` refusal, and the polling transport. The hardened profile over
+//! Socket.IO with the JS SDK (`transport: "socket.io"`, sdk/js) on the same socket.io-client:
+//! sealed delivery and inbound events over websocket and polling with a leak check on the raw
+//! engine.io packets both ways, refusals (wrong pin, rejected token, tampered record, a first
+//! frame that is not a hello, policy `off`), `hardened-only` admitting it and refusing the
+//! IGNIS path, refresh and recovery, and the SDK's `SocketIOClientHelper`. Fails, never skips,
+//! when `node` or `npm` is missing: CI installs them.
 #![cfg(feature = "socketio")]
 
 mod common;
@@ -1257,11 +1262,24 @@ async fn ignis_client(
     room: &str,
     on_echo: impl FnOnce(),
 ) -> Vec<Value> {
+    helper_script(server, "ignis_client.mjs", &[token, room], on_echo).await
+}
+
+/// Runs `script` of tests/sio with the server's URL and `args`; `on_echo` runs once it
+/// printed `echo`. Returns the lines it printed.
+async fn helper_script(
+    server: &TestServer,
+    script: &str,
+    args: &[&str],
+    on_echo: impl FnOnce(),
+) -> Vec<Value> {
     install_harness();
     // The IGNIS logger writes rotating log files; keep them out of the tree.
     let logs = tempfile::tempdir().expect("tempdir");
     let mut child = tokio::process::Command::new("node")
-        .args(["ignis_client.mjs", &server.http(""), token, room])
+        .arg(script)
+        .arg(server.http(""))
+        .args(args)
         .env("APP_ENV_LOGGER_FOLDER_PATH", logs.path())
         .current_dir(harness_dir())
         .stdout(Stdio::piped())
@@ -1387,5 +1405,504 @@ async fn sealwire_serve_checks_the_socketio_path() {
         .expect("request")
         .status();
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    let _ = child.kill().await;
+}
+
+// ---- The hardened profile over Socket.IO: the SDK (sdk/js) with `transport: "socket.io"` ----
+
+/// A hardened server: identity key `identity(0x42)` (the SDK pins it), rooms `public-*`, the
+/// echo handler, encryption `policy`.
+async fn start_hardened(policy: EncryptionPolicy) -> (TestServer, String) {
+    let identity = common::hardened::identity(0x42);
+    let pin = identity.public_key().to_base64();
+    let mut config = common::hardened::config_with(
+        Some(identity),
+        sealwire::crypto::HandshakeConfig::default().rekey_after,
+    );
+    config.encryption = policy;
+    let server = start_sio(
+        builder(config).validate_rooms(public_rooms()),
+        SocketIoConfig::default(),
+    )
+    .await;
+    (server, pin)
+}
+
+impl Harness {
+    /// Starts an SDK client `name` over Socket.IO (`transports`) as `token`, pinning `pins`.
+    async fn sdk_start(&mut self, name: &str, token: &str, pins: &[&str], transports: &[&str]) {
+        self.sdk_start_with(
+            name,
+            json!({"token": token, "pins": pins, "transports": transports}),
+        )
+        .await;
+    }
+
+    /// Starts an SDK client `name` with the harness options `options` (`token`, `pins`,
+    /// `transports`, `recover`, `ttl`, `reconnect`).
+    async fn sdk_start_with(&mut self, name: &str, options: Value) {
+        let url = format!("{}/io", self.url);
+        let mut cmd = json!({"cmd": "sdk_connect", "name": name, "url": url});
+        if let (Some(cmd), Some(opts)) = (cmd.as_object_mut(), options.as_object()) {
+            for (k, v) in opts {
+                cmd.insert(k.clone(), v.clone());
+            }
+        }
+        self.send(cmd).await;
+    }
+
+    /// [`Harness::sdk_start`], then waits for `connected`; returns the connection info.
+    async fn sdk_connect(
+        &mut self,
+        name: &str,
+        token: &str,
+        pins: &[&str],
+        transports: &[&str],
+    ) -> Value {
+        self.sdk_start(name, token, pins, transports).await;
+        self.sdk_line(name, "sdk_connected").await["info"].clone()
+    }
+
+    /// Skips lines of SDK client `name` until one of type `ty`; fails on an unexpected
+    /// disconnect or SDK error.
+    async fn sdk_line(&mut self, name: &str, ty: &str) -> Value {
+        loop {
+            let v = self.next(name).await;
+            if v["type"] == ty {
+                return v;
+            }
+            assert_ne!(v["type"], "sdk_disconnected", "waiting for {ty}: {v}");
+            assert_ne!(v["type"], "sdk_error", "waiting for {ty}: {v}");
+        }
+    }
+
+    /// Skips lines of `name` until its `sdk_disconnected` line; returns it.
+    async fn sdk_disconnected(&mut self, name: &str) -> Value {
+        loop {
+            let v = self.next(name).await;
+            if v["type"] == "sdk_disconnected" {
+                return v;
+            }
+        }
+    }
+
+    /// The next application message `event` of SDK client `name`; returns the line.
+    async fn sdk_message(&mut self, name: &str, event: &str) -> Value {
+        loop {
+            let v = self.sdk_line(name, "message").await;
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+
+    /// Round trip through the echo handler, sealed both ways.
+    async fn sdk_sync(&mut self, name: &str) {
+        let tag = uuid::Uuid::new_v4().to_string();
+        self.send(json!({"cmd": "sdk_send", "name": name, "event": "sync", "data": tag}))
+            .await;
+        loop {
+            let echo = self.sdk_message(name, "echo").await;
+            if echo["data"]["event"] == "sync" && echo["data"]["data"] == tag {
+                assert_eq!(echo["encrypted"], true, "{echo}");
+                assert_eq!(echo["data"]["wasEncrypted"], true, "{echo}");
+                return;
+            }
+        }
+    }
+
+    /// Every engine.io packet recorded for `name`, as `(dir, data)`.
+    fn raw(&self, name: &str) -> Vec<(String, String)> {
+        self.seen
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|l| l["type"] == "raw")
+            .map(|l| {
+                (
+                    l["dir"].as_str().unwrap_or_default().to_owned(),
+                    l["data"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The event names of socket.io EVENT packets (`2[...]`, possibly with an ack id).
+fn packet_event(data: &str) -> Option<String> {
+    let body = data.strip_prefix('2')?;
+    let start = body.find('[')?;
+    let args: Value = serde_json::from_str(&body[start..]).ok()?;
+    args.get(0).and_then(Value::as_str).map(str::to_owned)
+}
+
+#[tokio::test]
+async fn the_sdk_over_socketio_is_hardened_and_sealed_with_websocket_and_polling() {
+    let (server, pin) = start_hardened(EncryptionPolicy::Optional).await;
+    let mut h = Harness::start(&server).await;
+    const SECRET: &str = "TOP-SECRET-sio-hardened-0815";
+    for (name, transport) in [("sw", "websocket"), ("sp", "polling")] {
+        let user = format!("hardened-user-{transport}");
+        let token = user.clone();
+        let room = format!("public-sealed-{transport}");
+        let info = h.sdk_connect(name, &token, &[&pin], &[transport]).await;
+        assert_eq!(info["profile"], "sealwire-v2", "{info}");
+        assert_eq!(info["userId"], user.as_str());
+        assert_eq!(info["encrypted"], true);
+        let id = info["id"].as_str().expect("id").to_owned();
+        let client = server
+            .server
+            .client_info(&id)
+            .expect("a client of the core");
+        assert!(client.encrypted);
+        // The Socket.IO default rooms replace the server's, as for every Socket.IO socket.
+        let mut want = vec![id.clone(), "io-default".into(), "io-notification".into()];
+        want.sort();
+        assert_eq!(rooms_of(&server, &id), want);
+
+        // Inbound events are sealed records: join, then a custom event the echo answers.
+        h.send(json!({"cmd": "sdk_join", "name": name, "rooms": [room, "private-x"]}))
+            .await;
+        h.sdk_sync(name).await;
+        let rooms = rooms_of(&server, &id);
+        assert!(rooms.contains(&room), "{rooms:?}");
+        assert!(!rooms.iter().any(|r| r == "private-x"), "{rooms:?}");
+
+        let s = &server.server;
+        s.deliver_to_user(&user, "to-user", &json!({"s": SECRET, "n": 1}));
+        s.deliver_to_room(&room, "to-room", &json!({"s": SECRET, "n": 2}));
+        s.deliver_broadcast("to-all", &json!({"s": SECRET, "n": 3}));
+        s.deliver_to_room("io-default", "to-io-default", &json!({"s": SECRET, "n": 4}));
+        for (event, n) in [
+            ("to-user", 1),
+            ("to-room", 2),
+            ("to-all", 3),
+            ("to-io-default", 4),
+        ] {
+            let m = h.sdk_message(name, event).await;
+            assert_eq!(m["data"], json!({"s": SECRET, "n": n}), "{m}");
+            assert_eq!(m["encrypted"], true, "{m}");
+        }
+        h.send(json!({"cmd": "sdk_leave", "name": name, "rooms": [room]}))
+            .await;
+        h.sdk_sync(name).await;
+        assert!(!rooms_of(&server, &id).contains(&room));
+
+        // On the wire: only `sealwire` events, both ways; the hello exchange in plaintext,
+        // then records; never the token, the user id, a room name, an event name or data.
+        let raw = h.raw(name);
+        assert!(raw.iter().any(|(d, _)| d == "in") && raw.iter().any(|(d, _)| d == "out"));
+        let mut sealed_in = 0;
+        for (dir, data) in &raw {
+            for needle in [
+                SECRET,
+                &token,
+                &user,
+                &room,
+                "private-x",
+                "to-user",
+                "to-room",
+                "to-all",
+                // Short names with their quotes: base64 never holds a `"`.
+                "\"join\"",
+                "\"echo\"",
+                "\"sync\"",
+            ] {
+                assert!(!data.contains(needle), "{needle} leaked ({dir}): {data}");
+            }
+            if let Some(event) = packet_event(data) {
+                assert_eq!(event, "sealwire", "{dir}: {data}");
+                if dir == "in" && data.contains("\"encrypted\"") {
+                    sealed_in += 1;
+                }
+            }
+        }
+        assert!(sealed_in >= 5, "sealed records arrived: {raw:?}");
+        let hello_in = raw
+            .iter()
+            .find(|(d, data)| d == "in" && packet_event(data).is_some())
+            .expect("a first event");
+        assert!(hello_in.1.contains("\"hello\""), "{hello_in:?}");
+        assert!(hello_in.1.contains(&id), "the hello names the client id");
+
+        h.send(json!({"cmd": "sdk_close", "name": name})).await;
+        let gone = h.sdk_line(name, "sdk_disconnected").await;
+        assert_eq!(gone["reason"]["kind"], "client-closed", "{gone}");
+        wait_for(|| server.server.client_info(&id).is_none()).await;
+    }
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hardened_socketio_sockets_are_refused_like_ws_clients() {
+    let (server, pin) = start_hardened(EncryptionPolicy::Optional).await;
+    let other = common::hardened::identity(0x43).public_key().to_base64();
+    let mut h = Harness::start(&server).await;
+
+    // A wrong pinned identity: the client refuses the server before its token leaves.
+    h.sdk_start("pin", "pinned-token-secret", &[&other], &["websocket"])
+        .await;
+    let refused = h.sdk_line("pin", "sdk_disconnected").await;
+    assert_eq!(refused["reason"]["kind"], "handshake", "{refused}");
+    assert!(
+        h.raw("pin")
+            .iter()
+            .all(|(_, d)| !d.contains("pinned-token-secret")),
+        "the token never left"
+    );
+
+    // Credentials refused by the authenticate hook: the sealed error, then 4003.
+    h.sdk_start("rej", "reject-me", &[&pin], &["websocket"])
+        .await;
+    let refused = h.sdk_line("rej", "sdk_disconnected").await;
+    assert_eq!(refused["reason"]["kind"], "auth-failed", "{refused}");
+    assert_eq!(refused["reason"]["code"], 4003);
+    assert_eq!(refused["reason"]["message"], "Authentication failed");
+
+    // A tampered record closes the connection (4004): the receive sequence cannot skip it.
+    let info = h
+        .sdk_connect("tam", "tamper-user", &[&pin], &["websocket"])
+        .await;
+    let id = info["id"].as_str().expect("id").to_owned();
+    h.send(json!({"cmd": "sdk_tamper", "name": "tam"})).await;
+    h.send(json!({"cmd": "sdk_send", "name": "tam", "event": "chat", "data": 1}))
+        .await;
+    let closed = h.sdk_line("tam", "sdk_disconnected").await;
+    assert_eq!(closed["reason"]["kind"], "encryption-required", "{closed}");
+    assert_eq!(closed["reason"]["code"], 4004);
+    wait_for(|| server.server.client_info(&id).is_none()).await;
+
+    // A first tunnel frame that is not a hello (a plaintext authenticate) is refused
+    // before it reaches the core: the plaintext error, then the 4004 close.
+    h.connect("raw", json!({"auth": {"profile": "sealwire-v2"}}))
+        .await;
+    h.emit(
+        "raw",
+        "sealwire",
+        json!([{"event": "authenticate", "data": {"token": "alice"}}]),
+    )
+    .await;
+    let error = h.event("raw", "sealwire").await;
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["data"]["message"], "Encryption handshake failed");
+    let close = h.event("raw", "sealwire:close").await;
+    assert_eq!(
+        close,
+        json!({"code": 4004, "reason": "Encryption required"})
+    );
+    assert_eq!(
+        h.disconnected("raw", RECV_TIMEOUT).await,
+        "io server disconnect"
+    );
+    // A hardened profile next to a token in the handshake is the IGNIS path, where a
+    // profile in the plaintext credentials is refused.
+    h.connect(
+        "tok",
+        json!({"auth": {"profile": "sealwire-v2", "token": "alice"}}),
+    )
+    .await;
+    h.emit("tok", "authenticate", json!([])).await;
+    assert_eq!(
+        h.event("tok", "unauthenticated").await["message"],
+        "Encryption handshake failed"
+    );
+    // A hardened socket's events outside the tunnel are dropped: it stays unauthenticated.
+    h.connect("out", json!({"auth": {"profile": "sealwire-v2"}}))
+        .await;
+    h.emit("out", "authenticate", json!([])).await;
+    h.emit("out", "join", json!([{"rooms": ["public-a"]}]))
+        .await;
+    h.silence("out", Duration::from_millis(200)).await;
+    assert_eq!(server.server.counts().authenticated, 0);
+    h.stop().await;
+    server.stop().await;
+
+    // With encryption off, the hello is refused like on /ws.
+    let (server, pin) = start_hardened(EncryptionPolicy::Off).await;
+    let mut h = Harness::start(&server).await;
+    h.sdk_start("off", "alice", &[&pin], &["websocket"]).await;
+    let refused = h.sdk_line("off", "sdk_disconnected").await;
+    assert_eq!(
+        refused["reason"]["kind"], "encryption-required",
+        "{refused}"
+    );
+    assert_eq!(refused["reason"]["code"], 4004);
+    assert_eq!(refused["reason"]["message"], "Encryption handshake failed");
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hardened_only_admits_hardened_socketio_and_refuses_compat_and_plaintext() {
+    let (server, pin) = start_hardened(EncryptionPolicy::HardenedOnly).await;
+    let mut h = Harness::start(&server).await;
+    for (name, options) in [
+        ("plain", json!({"auth": {"token": "alice"}})),
+        (
+            "compat",
+            json!({"auth": {"token": "alice"}, "encrypt": true}),
+        ),
+    ] {
+        h.connect(name, options).await;
+        h.emit(name, "authenticate", json!([])).await;
+        assert_eq!(
+            h.event(name, "unauthenticated").await["message"],
+            "Encryption handshake failed"
+        );
+        assert_eq!(
+            h.disconnected(name, RECV_TIMEOUT).await,
+            "io server disconnect"
+        );
+    }
+    let info = h.sdk_connect("hard", "alice", &[&pin], &["polling"]).await;
+    assert_eq!(info["profile"], "sealwire-v2");
+    h.sdk_sync("hard").await;
+    server.server.deliver_to_user("alice", "hi", &json!(1));
+    assert_eq!(h.sdk_message("hard", "hi").await["data"], json!(1));
+    assert_eq!(server.server.counts().authenticated, 1);
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_sdk_socketio_helper_speaks_the_ignis_helper_api() {
+    let (server, pin) = start_hardened(EncryptionPolicy::HardenedOnly).await;
+    let s = server.server.clone();
+    let lines = helper_script(
+        &server,
+        "sealwire_helper.mjs",
+        &["helper-user", "public-helper", &pin],
+        move || s.deliver_to_room("public-helper", "news", &json!({"n": 1})),
+    )
+    .await;
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["connected", "authenticated", "echo", "news", "disconnected"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["state"], "authenticated");
+    assert_eq!(lines[2]["data"]["event"], "sync");
+    assert_eq!(lines[2]["data"]["wasEncrypted"], true);
+    assert_eq!(lines[3]["data"], json!({"n": 1}));
+    assert_eq!(lines[4]["reason"], "io client disconnect");
+
+    let lines = helper_script(
+        &server,
+        "sealwire_helper.mjs",
+        &["reject-me", "public-helper", &pin],
+        || {},
+    )
+    .await;
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["error", "unauthenticated", "disconnected"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[1]["message"], "Authentication failed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_sdk_over_socketio_refreshes_and_recovers_what_it_missed() {
+    let identity = common::hardened::identity(0x42);
+    let pin = identity.public_key().to_base64();
+    let mut config = common::hardened::config_with(
+        Some(identity),
+        sealwire::crypto::HandshakeConfig::default().rekey_after,
+    );
+    config.history.rooms = vec!["public-hist*".to_owned()];
+    let server = start_sio(
+        builder(config).validate_rooms(public_rooms()),
+        SocketIoConfig::default(),
+    )
+    .await;
+    let mut h = Harness::start(&server).await;
+    // Sessions of 1.5 s, refreshed by the token provider at 80 %.
+    h.sdk_start_with(
+        "r",
+        json!({"token": "recovering-user", "pins": [pin], "transports": ["websocket"],
+            "recover": true, "ttl": 1500, "reconnect": true}),
+    )
+    .await;
+    let info = h.sdk_line("r", "sdk_connected").await["info"].clone();
+    let first_id = info["id"].as_str().expect("id").to_owned();
+    h.send(json!({"cmd": "sdk_join", "name": "r", "rooms": ["public-hist-1"]}))
+        .await;
+    h.sdk_sync("r").await;
+    let refreshed = h.sdk_line("r", "refreshed").await;
+    assert!(refreshed["expiresAt"].is_string(), "{refreshed}");
+    let s = &server.server;
+    s.deliver_to_room("public-hist-1", "m", &json!(1));
+    let m1 = h.sdk_message("r", "m").await;
+    assert_eq!(m1["position"]["stream"], "room:public-hist-1", "{m1}");
+    assert_eq!(m1["position"]["offset"], 1);
+
+    // The connection drops; what is published while the client is away is replayed, sealed,
+    // on its next connection.
+    h.send(json!({"cmd": "sdk_gate", "name": "r"})).await;
+    h.send(json!({"cmd": "sdk_drop", "name": "r"})).await;
+    let gone = h.sdk_disconnected("r").await;
+    assert_eq!(gone["reason"]["kind"], "network", "{gone}");
+    assert!(gone["retryIn"].is_number(), "{gone}");
+    wait_for(|| s.client_info(&first_id).is_none()).await;
+    s.deliver_to_room("public-hist-1", "m", &json!(2));
+    s.deliver_to_room("public-hist-1", "m", &json!(3));
+    h.send(json!({"cmd": "sdk_go", "name": "r"})).await;
+    let again = h.sdk_line("r", "sdk_connected").await["info"].clone();
+    assert_ne!(again["id"], first_id.as_str());
+    for n in [2, 3] {
+        let m = h.sdk_message("r", "m").await;
+        assert_eq!(m["data"], json!(n), "{m}");
+        assert_eq!(m["position"]["offset"], n);
+        assert_eq!(m["encrypted"], true);
+    }
+    loop {
+        let rec = h.sdk_line("r", "recovered").await;
+        let streams = rec["streams"].as_array().cloned().unwrap_or_default();
+        if let Some(room) = streams.iter().find(|s| s["stream"] == "room:public-hist-1") {
+            assert_eq!(room["recovered"], true, "{rec}");
+            assert_eq!(room["replayed"], 2, "{rec}");
+            break;
+        }
+    }
+    let raw = h.raw("r");
+    assert!(
+        raw.iter()
+            .all(|(_, d)| !d.contains("recovering-user") && !d.contains("public-hist")),
+        "token, user id and room stay sealed"
+    );
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sealwire_serve_refuse_compat_admits_the_hardened_sdk_over_socketio() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("identity.hex");
+    std::fs::write(&key_file, "42".repeat(32)).expect("write key");
+    let pin = common::hardened::identity(0x42).public_key().to_base64();
+    let key_arg = key_file.to_str().expect("utf-8 path").to_owned();
+    let (mut child, url) =
+        sealwire_serve(&["--refuse-compat", "--identity-key-file", &key_arg], "/io").await;
+    let mut h = Harness::start_at(&url).await;
+    let info = h
+        .sdk_connect("s", "serve-user", &[&pin], &["websocket"])
+        .await;
+    assert_eq!(info["userId"], "serve-user");
+    assert_eq!(info["profile"], "sealwire-v2");
+    h.connect(
+        "compat",
+        json!({"auth": {"token": "serve-user"}, "encrypt": true}),
+    )
+    .await;
+    h.emit("compat", "authenticate", json!([])).await;
+    assert_eq!(
+        h.event("compat", "unauthenticated").await["message"],
+        "Encryption handshake failed"
+    );
+    h.stop().await;
     let _ = child.kill().await;
 }

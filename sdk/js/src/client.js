@@ -14,6 +14,7 @@
 
 import { ClientHandshake, CryptoError, defaultSubtle } from "./crypto.js";
 import { fromClose, reason } from "./reason.js";
+import { SocketIoSocket, loadIo } from "./socketio.js";
 
 const MAX_EVENT_CHARS = 256;
 /** Event names the application may not send itself (protocol events). */
@@ -50,7 +51,11 @@ export class SealwireError extends Error {
   }
 }
 
+/** How a client reaches the server: `/ws` (WebSocket) or `/io` (Socket.IO, hardened only). */
+const TRANSPORTS = ["websocket", "socket.io"];
+
 const DEFAULTS = {
+  transport: "websocket",
   encryption: "hardened",
   pinnedServerKeys: [],
   heartbeatInterval: 25_000,
@@ -116,8 +121,16 @@ export class SealwireClient {
    * @param {object} options see index.d.ts (`ClientOptions`)
    */
   constructor(options) {
-    if (!options || typeof options.url !== "string" || !/^wss?:\/\//.test(options.url)) {
-      throw new SealwireError("config", "url must be a ws:// or wss:// URL");
+    const transport = options?.transport ?? DEFAULTS.transport;
+    if (!TRANSPORTS.includes(transport)) {
+      throw new SealwireError("config", `transport must be websocket or socket.io, not ${transport}`);
+    }
+    const urlPattern = transport === "socket.io" ? /^(wss?|https?):\/\// : /^wss?:\/\//;
+    if (!options || typeof options.url !== "string" || !urlPattern.test(options.url)) {
+      throw new SealwireError(
+        "config",
+        transport === "socket.io" ? "url must be an http(s):// or ws(s):// URL" : "url must be a ws:// or wss:// URL",
+      );
     }
     this.options = {
       ...DEFAULTS,
@@ -134,9 +147,20 @@ export class SealwireClient {
     if (typeof refreshAt !== "number" || !(refreshAt > 0 && refreshAt < 1)) {
       throw new SealwireError("config", "refreshAt must be a fraction between 0 and 1");
     }
-    this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
-    if (typeof this.WebSocket !== "function") {
-      throw new SealwireError("config", "no WebSocket implementation (pass options.WebSocket)");
+    if (transport === "socket.io") {
+      // The Socket.IO endpoint carries the hardened flow only (docs/PROTOCOL.md section 13).
+      if (encryption !== "hardened") {
+        throw new SealwireError("config", "the socket.io transport carries the hardened profile only");
+      }
+      if (this.options.io !== undefined && typeof this.options.io !== "function") {
+        throw new SealwireError("config", "io must be socket.io-client's io function");
+      }
+      this.WebSocket = null;
+    } else {
+      this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
+      if (typeof this.WebSocket !== "function") {
+        throw new SealwireError("config", "no WebSocket implementation (pass options.WebSocket)");
+      }
     }
     this.subtle = encryption === "off" ? null : (this.options.subtle ?? defaultSubtle());
     this.listeners = new Map();
@@ -152,6 +176,7 @@ export class SealwireClient {
     this.started = false;
     this.retryTimer = null;
     this.firstConnect = null;
+    this.io = null;
   }
 
   /**
@@ -400,8 +425,21 @@ export class SealwireClient {
         });
       }
       if (conn.closed) return;
-      conn.ws = new this.WebSocket(this.options.url);
+      if (this.options.transport === "socket.io") {
+        conn.ws = await this.openSocketIo();
+        if (conn.closed) {
+          conn.ws.close(1000);
+          return;
+        }
+      } else {
+        // Constructed and given its handlers in one go (no await in between).
+        conn.ws = new this.WebSocket(this.options.url);
+      }
     } catch (err) {
+      if (err instanceof SealwireError && err.kind === "config") {
+        this.endConnection(conn, reason("config", err.message));
+        return;
+      }
       const kind = err instanceof CryptoError ? "handshake" : "network";
       this.endConnection(conn, reason(kind, String(err?.message ?? err)));
       return;
@@ -432,6 +470,19 @@ export class SealwireClient {
     ws.onerror = () => {
       // A close event follows; nothing to do here.
     };
+  }
+
+  /** A Socket.IO connection to the server, shaped like a WebSocket (see socketio.js). Its
+   * events come from the network only, so handlers set after this resolves miss nothing. */
+  async openSocketIo() {
+    if (!this.io) {
+      try {
+        this.io = this.options.io ?? (await loadIo());
+      } catch (err) {
+        throw new SealwireError("config", `socket.io-client is not available (pass options.io): ${err?.message ?? err}`);
+      }
+    }
+    return new SocketIoSocket(this.io, this.options.url, this.options.socketIo ?? {});
   }
 
   async receive(conn, raw) {

@@ -18,9 +18,33 @@ export interface ReconnectPolicy {
   maxAttempts?: number;
 }
 
+/** `websocket` (default): the server's `/ws`; `socket.io`: its Socket.IO endpoint, hardened only. */
+export type Transport = "websocket" | "socket.io";
+
+/** socket.io-client's `io` function (the SDK does not bundle it). */
+export type IoFunction = (uri: string, options: Record<string, unknown>) => unknown;
+
+export interface SocketIoOptions {
+  /** Socket.IO path; default: the URL's path, else `/io`. */
+  path?: string;
+  /** socket.io-client transports, e.g. `["websocket"]` (default: socket.io-client's). */
+  transports?: string[];
+  /** More `io()` options (headers, timeouts); `auth`, `path`, `reconnection` and `forceNew` are the SDK's. */
+  ioOptions?: Record<string, unknown>;
+}
+
 export interface ClientOptions {
-  /** `ws://` or `wss://` URL of the server's WebSocket path. */
+  /**
+   * `ws://` or `wss://` URL of the server's WebSocket path; with `transport: "socket.io"`, the
+   * server's Socket.IO URL (`https://host/io`, or `ws(s)://`).
+   */
   url: string;
+  /** Default `websocket`. `socket.io` needs `encryption: "hardened"` (the default). */
+  transport?: Transport;
+  /** With `transport: "socket.io"`: socket.io-client's `io` (imported from `socket.io-client` when absent). */
+  io?: IoFunction;
+  /** With `transport: "socket.io"`: where and how to connect. */
+  socketIo?: SocketIoOptions;
   /**
    * The credential: a string, or a token provider called (and awaited) on every connection
    * attempt (`purpose: "connect"`) and for every refresh (`purpose: "refresh"`). Hardened: it
@@ -94,6 +118,7 @@ export type DisconnectKind =
   | "handshake"
   | "protocol"
   | "crypto"
+  | "config"
   | "client-closed";
 
 export interface DisconnectReason {
@@ -101,7 +126,7 @@ export interface DisconnectReason {
   /** The close code, when the server sent one (4001..4006, 1001, ...). */
   code: number | null;
   message: string;
-  /** False for `auth-failed`, `encryption-required`, `handshake`, `protocol`, `client-closed`. */
+  /** False for `auth-failed`, `encryption-required`, `handshake`, `protocol`, `config`, `client-closed`. */
   retryable: boolean;
 }
 
@@ -222,3 +247,58 @@ export const HARDENED_PROFILE: "sealwire-v2";
 export const COMPAT_INFO: string;
 export function reason(kind: DisconnectKind, message?: string, code?: number | null): DisconnectReason;
 export function fromClose(code: number, reason: string, lastError: string | null): DisconnectReason;
+
+/** The Socket.IO event carrying one `/ws` frame, both directions (`sealwire`). */
+export const FRAME_EVENT: "sealwire";
+/** The Socket.IO event carrying the close code before the server's disconnect (`sealwire:close`). */
+export const CLOSE_EVENT: "sealwire:close";
+/** Splits a server URL into socket.io-client's `uri` and `path`. */
+export function socketIoTarget(url: string, path?: string): { uri: string; path: string };
+
+/** A Socket.IO connection shaped like a WebSocket (what `transport: "socket.io"` uses). */
+export class SocketIoSocket {
+  constructor(io: IoFunction, url: string, options?: SocketIoOptions);
+  readonly readyState: 0 | 1 | 2 | 3;
+  onopen: ((ev: { type: "open" }) => void) | null;
+  onmessage: ((ev: { type: "message"; data: string }) => void) | null;
+  onclose: ((ev: { type: "close"; code: number; reason: string; wasClean: boolean }) => void) | null;
+  onerror: ((ev: { type: "error"; error: unknown }) => void) | null;
+  send(text: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export interface SocketIOClientHelperOptions {
+  identifier?: string;
+  /** The server's origin, e.g. `http://localhost:8080`. */
+  host: string;
+  /** `path` (default `/io`), `transports`, `autoConnect` (default true); the rest goes to `io()`. */
+  options?: { path?: string; transports?: string[]; autoConnect?: boolean; [key: string]: unknown };
+  io?: IoFunction;
+  token?: string | TokenProvider;
+  pinnedServerKeys?: string[];
+  /** More SealwireClient options (reconnect, recover, ...). */
+  client?: Partial<ClientOptions>;
+  onConnected?: () => void;
+  onDisconnected?: (reason: string) => void;
+  onError?: (error: unknown) => void;
+  onAuthenticated?: () => void;
+  onUnauthenticated?: (message: string) => void;
+}
+
+/** The IGNIS `SocketIOClientHelper` method names over the hardened Socket.IO transport. */
+export class SocketIOClientHelper {
+  constructor(options: SocketIOClientHelperOptions);
+  connect(): Promise<ConnectionInfo>;
+  authenticate(): Promise<ConnectionInfo>;
+  getState(): "unauthorized" | "authenticating" | "authenticated";
+  getClient(): SealwireClient;
+  subscribe(opts: { event: string; handler: (data: unknown) => unknown; ignoreDuplicate?: boolean }): void;
+  subscribeMany(opts: { events: Record<string, (data: unknown) => unknown> }): void;
+  unsubscribe(opts: { event: string; handler?: (data: unknown) => unknown }): void;
+  unsubscribeMany(opts: { events: string[] }): void;
+  emit(opts: { topic: string; data?: unknown; doLog?: boolean; cb?: () => void }): Promise<void>;
+  joinRooms(opts: { rooms: string[] }): Promise<void>;
+  leaveRooms(opts: { rooms: string[] }): Promise<void>;
+  disconnect(): void;
+  shutdown(): void;
+}

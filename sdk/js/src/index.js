@@ -9,3 +9,5 @@ export {
   COMPAT_INFO,
 } from "./crypto.js";
 export { fromClose, reason } from "./reason.js";
+export { SocketIoSocket, socketIoTarget, FRAME_EVENT, CLOSE_EVENT } from "./socketio.js";
+export { SocketIOClientHelper } from "./helper.js";

@@ -10,7 +10,8 @@
  *   `closed` (any other close code), `network` (no close frame or the connect timeout),
  *   `token` (the token provider failed), `handshake` (the server's handshake reply did not
  *   check out, or was a downgrade), `protocol` (the server broke the protocol), `crypto`
- *   (a record did not open), `client-closed` (`close()` was called)
+ *   (a record did not open), `config` (the transport cannot be set up, e.g. socket.io-client
+ *   is missing), `client-closed` (`close()` was called)
  * @property {number|null} code the close code, when the server sent one
  * @property {string} message human-readable detail
  * @property {boolean} retryable whether reconnecting (with the same settings and a token from
@@ -28,7 +29,7 @@ const byCode = {
 };
 
 /** Kinds that reconnecting with the same token and settings cannot fix. */
-const FINAL = new Set(["auth-failed", "encryption-required", "handshake", "protocol", "client-closed"]);
+const FINAL = new Set(["auth-failed", "encryption-required", "handshake", "protocol", "config", "client-closed"]);
 
 /** A reason of `kind`. */
 export function reason(kind, message = kind, code = null) {

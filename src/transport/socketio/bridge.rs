@@ -9,6 +9,11 @@
 //! core: error + close before authentication  -> unauthenticated {message, time}, disconnect
 //! join / leave / other events                -> core frames (dropped before authentication)
 //! core: {"event":E,"data":D}                 -> emit E with D (encrypted {iv, ct} when sealed)
+//!
+//! hardened (auth {profile: "sealwire-v2"}):  see [`super::tunnel`]
+//! sealwire {hello}                           -> core connection starts with the hello
+//! sealwire {frame}                           -> the frame, as is
+//! core: hello / sealed records / close       -> sealwire {frame}, sealwire:close {code, reason}
 //! ```
 //!
 //! A socket holds a connection slot (`max_connections`, `max_connections_per_ip`, shared
@@ -34,7 +39,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use super::SocketIoConfig;
 use super::channel::ChannelSocket;
 use super::credentials;
-use super::translate::{Action, Translator};
+use super::{pump, tunnel};
 use crate::protocol::{BusEnvelope, BusTarget, event, now_iso8601};
 use crate::server::{ConnectionSlot, Server, UpgradeHead};
 
@@ -63,9 +68,12 @@ pub(super) struct Bridge {
     /// Released when the socket disconnects.
     slot: Mutex<Option<ConnectionSlot>>,
     to_core: Mutex<Option<mpsc::Sender<Message>>>,
-    /// The core's client id, once authenticated.
+    /// The core's client id, once authenticated (a hardened socket: from the server hello).
     client_id: OnceLock<String>,
     authenticated: AtomicBool,
+    /// The socket asked for the hardened profile ([`tunnel::selects_hardened`]): its frames
+    /// travel in `sealwire` events.
+    hardened: bool,
 }
 
 /// Sets up a freshly connected socket: checks its origin and the server's readiness,
@@ -103,6 +111,7 @@ pub(super) fn connect(
         }
     };
     let head = Arc::new(UpgradeHead::new(parts.uri.clone(), parts.headers.clone()));
+    let hardened = tunnel::selects_hardened(auth.as_ref());
     let bridge = Arc::new(Bridge {
         server: server.clone(),
         config: Arc::clone(config),
@@ -113,6 +122,7 @@ pub(super) fn connect(
         to_core: Mutex::new(None),
         client_id: OnceLock::new(),
         authenticated: AtomicBool::new(false),
+        hardened,
     });
     let on_event = Arc::clone(&bridge);
     // Handlers run their synchronous part in arrival order: events reach the core in order.
@@ -159,11 +169,27 @@ fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
 }
 
 impl Bridge {
-    fn socket(&self) -> Option<SocketRef> {
+    pub(super) fn socket(&self) -> Option<SocketRef> {
         self.io.get_socket(self.sid)
     }
 
-    fn disconnect(&self) {
+    pub(super) fn is_hardened(&self) -> bool {
+        self.hardened
+    }
+
+    pub(super) fn is_authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::Acquire)
+    }
+
+    pub(super) fn config(&self) -> &SocketIoConfig {
+        &self.config
+    }
+
+    pub(super) fn server(&self) -> &Server {
+        &self.server
+    }
+
+    pub(super) fn disconnect(&self) {
         if let Some(socket) = self.socket() {
             let _ = socket.disconnect();
         }
@@ -171,6 +197,10 @@ impl Bridge {
 
     /// An event from the client.
     fn on_event(self: &Arc<Self>, name: &str, data: Option<Value>) {
+        if self.hardened {
+            self.on_tunnel_event(name, data);
+            return;
+        }
         if name == event::AUTHENTICATE {
             let pending = self
                 .pending
@@ -178,7 +208,13 @@ impl Bridge {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
             match pending {
-                Some(p) => self.start(p),
+                Some(p) => {
+                    let token =
+                        credentials::token(p.auth.as_ref(), &p.head.headers, p.head.query());
+                    let data = credentials::authenticate_data(p.auth.as_ref(), token);
+                    let frame = json!({ "event": event::AUTHENTICATE, "data": data });
+                    self.start(p, &frame);
+                }
                 // As IGNIS: a second `authenticate` is ignored.
                 None => tracing::debug!(sid = %self.sid, "repeated authenticate ignored"),
             }
@@ -193,29 +229,70 @@ impl Bridge {
             Some(data) => json!({ "event": name, "data": data }),
             None => json!({ "event": name }),
         };
-        self.to_core(Message::text(frame.to_string()));
+        let _ = self.to_core(Message::text(frame.to_string()));
     }
 
-    /// Hands a frame to the core connection; dropped (and logged) when its queue is full.
-    fn to_core(&self, msg: Message) {
+    /// An event from a hardened socket: only `sealwire` frames count. The first must be the
+    /// client `hello`, which starts the core connection; every later one goes to it as is,
+    /// and the core's state machine (key confirmation, sealed `authenticate`, record layer)
+    /// decides, exactly as on `/ws`.
+    fn on_tunnel_event(self: &Arc<Self>, name: &str, data: Option<Value>) {
+        if name != tunnel::FRAME_EVENT {
+            // No plaintext application event from a hardened socket: everything it means to
+            // say travels sealed inside `sealwire`.
+            tracing::debug!(sid = %self.sid, event = %name, "event outside the tunnel dropped");
+            return;
+        }
+        let frame = data.unwrap_or(Value::Null);
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match pending {
+            Some(p) if tunnel::is_hello(&frame) => self.start(p, &frame),
+            Some(_) => {
+                tracing::debug!(sid = %self.sid, "first tunnel frame is not a hello");
+                let (error, close) = tunnel::refusal();
+                if let Some(socket) = self.socket() {
+                    let _ = socket.emit(tunnel::FRAME_EVENT, &error);
+                    let _ = socket.emit(tunnel::CLOSE_EVENT, &close);
+                    let _ = socket.disconnect();
+                }
+            }
+            None => {
+                // A record dropped here would leave a gap the core's record layer refuses
+                // anyway (4004); disconnect now instead of losing it quietly.
+                if !self.to_core(Message::text(frame.to_string())) {
+                    self.disconnect();
+                }
+            }
+        }
+    }
+
+    /// Hands a frame to the core connection; dropped (and logged) when its queue is full or
+    /// the connection is gone: then `false`.
+    pub(super) fn to_core(&self, msg: Message) -> bool {
         let sender = self
             .to_core
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if let Some(sender) = sender
-            && sender.try_send(msg).is_err()
-        {
+        let Some(sender) = sender else {
+            return false;
+        };
+        if sender.try_send(msg).is_err() {
             tracing::debug!(sid = %self.sid, "inbound queue full or closed; event dropped");
+            return false;
         }
+        true
     }
 
-    /// The first `authenticate`: starts the core connection with the handshake's credentials.
-    fn start(self: &Arc<Self>, pending: Pending) {
-        let Pending { auth, head, remote } = pending;
-        let token = credentials::token(auth.as_ref(), &head.headers, head.query());
-        let data = credentials::authenticate_data(auth.as_ref(), token);
-        let frame = json!({ "event": event::AUTHENTICATE, "data": data }).to_string();
+    /// Starts the core connection with its first frame: the `authenticate` built from the
+    /// handshake's credentials, or a hardened socket's `hello`.
+    fn start(self: &Arc<Self>, pending: Pending, first: &Value) {
+        let Pending { head, remote, .. } = pending;
+        let frame = first.to_string();
         let (socket, to_core, from_core) =
             ChannelSocket::pair(self.config.inbound_queue, OUTBOUND_CHANNEL);
         // A fresh channel has room for the first frame.
@@ -225,11 +302,12 @@ impl Bridge {
         self.server.spawn_tracked(async move {
             Box::pin(conn).await;
         });
-        self.server.spawn_tracked(pump(Arc::clone(self), from_core));
+        self.server
+            .spawn_tracked(pump::pump(Arc::clone(self), from_core));
     }
 
     /// Emits `unauthenticated {message, time}`, then disconnects.
-    fn refuse(&self, message: &str) {
+    pub(super) fn refuse(&self, message: &str) {
         if let Some(socket) = self.socket() {
             let _ = socket.emit(
                 "unauthenticated",
@@ -267,7 +345,7 @@ impl Bridge {
 
     /// Emits one event; `false` when the socket is gone or cannot take more (a slow
     /// consumer, disconnected).
-    fn emit(&self, socket: &SocketRef, name: &str, data: &Value) -> bool {
+    pub(super) fn emit(&self, socket: &SocketRef, name: &str, data: &Value) -> bool {
         match socket.emit(name, data) {
             Ok(()) => true,
             Err(e) => {
@@ -278,11 +356,20 @@ impl Bridge {
         }
     }
 
-    /// The core authenticated the client.
-    fn authenticated(&self, socket: &SocketRef, payload: &Value, encrypted: bool) -> bool {
-        let Some(id) = payload.get("id").and_then(Value::as_str) else {
-            return false;
-        };
+    /// A hardened socket's client id, as the server `hello` named it.
+    pub(super) fn set_tunnel_id(&self, id: &str) {
+        let _ = self.client_id.set(id.to_owned());
+    }
+
+    /// The client id of the server `hello`, once sent.
+    pub(super) fn tunnel_id(&self) -> Option<&str> {
+        self.client_id.get().map(String::as_str)
+    }
+
+    /// The core admitted the client `id` (a hardened socket: its sealed `connected` is on its
+    /// way): marks the socket authenticated and swaps the server's default rooms for the
+    /// Socket.IO ones.
+    pub(super) fn admitted(&self, id: &str) {
         let _ = self.client_id.set(id.to_owned());
         // The Socket.IO default rooms replace the server's.
         let io_rooms = &self.config.default_rooms;
@@ -297,6 +384,19 @@ impl Bridge {
         let _ = self.server.leave(id, &ws_rooms);
         let _ = self.server.join(id, io_rooms);
         self.authenticated.store(true, Ordering::Release);
+    }
+
+    /// The core authenticated an IGNIS-path client: `authenticated` (and the first `ping`).
+    pub(super) fn authenticated(
+        &self,
+        socket: &SocketRef,
+        payload: &Value,
+        encrypted: bool,
+    ) -> bool {
+        let Some(id) = payload.get("id").and_then(Value::as_str) else {
+            return false;
+        };
+        self.admitted(id);
         if encrypted {
             // `authenticated` is the handshake reply the client derives its key from, so it is
             // plaintext (as `connected` on /ws); every later frame is sealed, pings included.
@@ -311,14 +411,14 @@ impl Bridge {
         }
     }
 
-    fn ping_plain(&self, socket: &SocketRef) -> bool {
+    pub(super) fn ping_plain(&self, socket: &SocketRef) -> bool {
         self.emit(socket, "ping", &json!({ "time": now_iso8601() }))
     }
 
     /// The application-level ping, through the core so an encrypted client gets it sealed.
     /// Delivered the way a bus message from another sender is: to this instance's client only,
     /// never published.
-    fn ping(&self) {
+    pub(super) fn ping(&self) {
         let (Some(id), Ok(data)) = (
             self.client_id.get(),
             to_raw_value(&json!({ "time": now_iso8601() })),
@@ -333,74 +433,5 @@ impl Bridge {
             exclude: Vec::new(),
             kept: None,
         });
-    }
-}
-
-/// Carries the core's frames to the socket until either side ends; sends the periodic
-/// `ping` and, while the socket is connected, the `heartbeat` frames that keep the core from
-/// timing it out (engine.io's own heartbeat is what detects a dead Socket.IO client).
-async fn pump(bridge: Arc<Bridge>, mut from_core: mpsc::Receiver<Message>) {
-    let mut translator = Translator::default();
-    let mut encrypted = false;
-    let ping_every = bridge
-        .config
-        .ping_interval
-        .max(std::time::Duration::from_millis(10));
-    let keepalive_every = (bridge.server.config().heartbeat_timeout / 3)
-        .min(ping_every)
-        .max(std::time::Duration::from_millis(10));
-    let start = tokio::time::Instant::now();
-    let mut ping = tokio::time::interval_at(start + ping_every, ping_every);
-    let mut keepalive = tokio::time::interval_at(start + keepalive_every, keepalive_every);
-    loop {
-        let authenticated = bridge.authenticated.load(Ordering::Acquire);
-        tokio::select! {
-            msg = from_core.recv() => {
-                let Some(msg) = msg else {
-                    bridge.disconnect();
-                    break;
-                };
-                let Some(socket) = bridge.socket() else { break };
-                match translator.translate(&msg) {
-                    Action::Skip => {}
-                    Action::Emit(name, data) => {
-                        if !bridge.emit(&socket, &name, &data) {
-                            break;
-                        }
-                    }
-                    Action::Authenticated { payload, encrypted: sealed } => {
-                        encrypted = sealed;
-                        if !bridge.authenticated(&socket, &payload, sealed) {
-                            let _ = socket.disconnect();
-                            break;
-                        }
-                        ping.reset();
-                    }
-                    Action::Disconnect { unauthenticated } => {
-                        match unauthenticated {
-                            Some(message) => bridge.refuse(&message),
-                            None => {
-                                let _ = socket.disconnect();
-                            }
-                        }
-                        break;
-                    }
-                }
-            }
-            _ = ping.tick(), if authenticated => {
-                if encrypted {
-                    bridge.ping();
-                } else if let Some(socket) = bridge.socket() {
-                    if !bridge.ping_plain(&socket) {
-                        break;
-                    }
-                } else {
-                    break;
-                }
-            }
-            _ = keepalive.tick(), if authenticated => {
-                bridge.to_core(Message::text(json!({ "event": event::HEARTBEAT }).to_string()));
-            }
-        }
     }
 }

@@ -4,8 +4,9 @@
 //! A Socket.IO socket is one more client of the core: it runs the same connection actor over
 //! a channel-backed socket (`channel.rs`), so registry, rooms, users, delivery from every
 //! API, hooks and per-client encryption are those of `/ws`. The bridge (`bridge.rs`) turns
-//! Socket.IO events into the core's frames and back (`translate.rs`); see
-//! `docs/PROTOCOL.md`, "Socket.IO".
+//! Socket.IO events into the core's frames and back (`translate.rs`, `pump.rs`); a socket
+//! that asks for the hardened profile carries the `/ws` frames themselves in `sealwire`
+//! events (`tunnel.rs`); see `docs/PROTOCOL.md`, "Socket.IO".
 //!
 //! Mount [`router`] next to [`super::router`] (the `sealwire` binary passes it to the accept
 //! loop as [`super::HttpConfig::routes`]): engine.io's polling requests and WebSocket
@@ -17,9 +18,11 @@ mod bridge;
 mod channel;
 mod config;
 mod credentials;
+mod pump;
 #[cfg(feature = "redis")]
 mod redis_emitter;
 mod translate;
+mod tunnel;
 
 use std::sync::Arc;
 

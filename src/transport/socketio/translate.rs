@@ -90,8 +90,8 @@ impl Translator {
                         .map(str::to_owned);
                     Action::Skip
                 }
-                // Nothing else reaches a client before `connected`; the hardened profile's
-                // `hello` is never asked for by this transport.
+                // Nothing else reaches a client before `connected`; a hardened socket's
+                // `hello` goes through the tunnel (`super::tunnel`), never through here.
                 _ => Action::Skip,
             };
         }
