@@ -658,3 +658,96 @@ async fn recovered(c: &mut WsClient) -> serde_json::Value {
         }
     }
 }
+
+/// With `--redis-url`, history lives in Redis Streams: a client that reconnects to *another*
+/// `sealwire serve` process recovers what both processes and `sealwire emit` published
+/// meanwhile, and every publisher reports the offset it got.
+#[tokio::test]
+async fn history_in_redis_recovers_on_another_process_and_emit_reports_its_offset() {
+    let redis = common::redis::RedisServer::start().await;
+    let token = "history-admin-token-of-some-length";
+    let url = redis.url();
+    let args = [
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        &url,
+        "--admin-token",
+        token,
+        "--allow-rooms",
+        "orders:*",
+        "--history-rooms",
+        "orders:*",
+    ];
+    let a = serve(&args).await;
+    let b = serve(&args).await;
+    let http = reqwest::Client::new();
+    let send = |run: &Running, n: u64| {
+        let base = run
+            .url
+            .trim_end_matches("/ws")
+            .replacen("ws://", "http://", 1);
+        http.post(format!("{base}/socket/room/orders:9/send"))
+            .bearer_auth(token)
+            .json(&json!({"topic": "order", "data": {"n": n}}))
+            .send()
+    };
+    let offset = |reply: reqwest::Response| async move {
+        let v: serde_json::Value = reply.json().await.expect("json");
+        v["offset"].as_u64()
+    };
+    let join = |url: String, recover: serde_json::Value| async move {
+        let mut c = WsClient::connect(&url).await;
+        c.send_json(&json!({"event": "authenticate", "data": {"token": "uma", "recover": {}}}))
+            .await;
+        assert_eq!(c.recv_json().await["event"], "connected");
+        recovered(&mut c).await;
+        c.send_json(&json!({"event": "join", "data": {"rooms": ["orders:9"], "recover": recover}}))
+            .await;
+        c
+    };
+    let mut c = join(a.url.clone(), json!({})).await;
+    let streams = recovered(&mut c).await;
+    let epoch = streams[0]["epoch"].clone();
+    assert_eq!(offset(send(&a, 1).await.expect("send")).await, Some(1));
+    assert_eq!(c.recv_json().await["offset"], 1);
+    drop(c);
+
+    assert_eq!(offset(send(&b, 2).await.expect("send")).await, Some(2));
+    let out = sealwire()
+        .args(["emit", "--redis-url", &url, "--history-rooms", "orders:*"])
+        .args([
+            "--room",
+            "orders:9",
+            "--event",
+            "order",
+            "--data",
+            r#"{"n":3}"#,
+        ])
+        .output()
+        .await
+        .expect("emit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("kept at offset 3"), "{stdout}");
+    assert_eq!(offset(send(&a, 4).await.expect("send")).await, Some(4));
+
+    let position = json!({"room:orders:9": {"offset": 1, "epoch": epoch}});
+    let mut c = join(b.url.clone(), position).await;
+    for n in 2..=4 {
+        let m = c.recv_json().await;
+        assert_eq!(
+            (m["data"]["n"].clone(), m["offset"].clone()),
+            (json!(n), json!(n)),
+            "{m}"
+        );
+    }
+    let streams = recovered(&mut c).await;
+    assert_eq!(streams[0]["recovered"], true, "{streams}");
+    assert_eq!(streams[0]["epoch"], epoch, "{streams}");
+    a.terminate();
+    b.terminate();
+    assert!(a.wait().await.success());
+    assert!(b.wait().await.success());
+}

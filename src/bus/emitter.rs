@@ -18,16 +18,22 @@
 //! accepted the `PUBLISH`; a publish that could not be made is an error, never a
 //! silent success. Like all Redis pub/sub traffic, delivery to clients is at-most-once.
 
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 
+use super::redis::streams;
 use super::{connect_publisher, open_client, redact_url};
 use crate::crypto::backplane::{BusKey, Sealer};
-use crate::protocol::{BusEnvelope, channel};
+use crate::protocol::{BusEnvelope, HistoryConfig, KeepRules, channel};
 use crate::publish::{Publication, Publish, PublishError, Receipt};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Why an emitter could not be created. Publishing reports [`PublishError`].
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,11 @@ pub struct EmitterConfig {
     pub response_timeout: Duration,
     /// Backplane key; must match the servers'. Defaults to `None` (plaintext, IGNIS-compatible).
     pub bus_key: Option<BusKey>,
+    /// Which publications the servers keep in their shared history (Redis Streams); must
+    /// match the servers' `--history-*` settings. Kept publications are appended exactly as
+    /// a server appends them and their receipts carry the offset. Defaults to keeping
+    /// nothing.
+    pub history: HistoryConfig,
 }
 
 impl EmitterConfig {
@@ -65,7 +76,15 @@ impl EmitterConfig {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
             bus_key: None,
+            history: HistoryConfig::default(),
         }
+    }
+
+    /// Sets [`EmitterConfig::history`].
+    #[must_use]
+    pub fn history(mut self, history: HistoryConfig) -> Self {
+        self.history = history;
+        self
     }
 
     /// Sets [`EmitterConfig::tls_ca_pem`].
@@ -101,6 +120,17 @@ pub struct Emitter {
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     sealer: Option<Mutex<Sealer>>,
     closed: std::sync::atomic::AtomicBool,
+    /// What is kept, the append script, and streams whose last append failed (their next
+    /// append starts a new epoch).
+    kept: Option<Kept>,
+}
+
+struct Kept {
+    rules: KeepRules,
+    size: usize,
+    ttl_ms: u64,
+    script: redis::Script,
+    tainted: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -119,6 +149,19 @@ impl Emitter {
     /// [`EmitError::Redis`] for an invalid URL or an unreachable Redis.
     pub async fn connect(config: EmitterConfig) -> Result<Self, EmitError> {
         let url_redacted = redact_url(&config.url);
+        let kept = if config.history.enabled() {
+            let rules = KeepRules::new(&config.history)
+                .map_err(|e| EmitError::Redis(format!("invalid history room pattern: {e}")))?;
+            Some(Kept {
+                rules,
+                size: config.history.size,
+                ttl_ms: u64::try_from(config.history.ttl.as_millis()).unwrap_or(u64::MAX),
+                script: streams::append_script(),
+                tainted: Mutex::new(HashSet::new()),
+            })
+        } else {
+            None
+        };
         let client = open_client(&config.url, config.tls_ca_pem.as_deref())
             .map_err(|e| EmitError::Redis(format!("invalid Redis URL {url_redacted}: {e}")))?;
         let conn = connect_publisher(&client, config.connect_timeout, config.response_timeout)
@@ -134,6 +177,7 @@ impl Emitter {
                 .bus_key
                 .map(|k| Mutex::new(Sealer::new(k, &mut rand::rng()))),
             closed: std::sync::atomic::AtomicBool::new(false),
+            kept,
         })
     }
 
@@ -152,9 +196,7 @@ impl Emitter {
             kept: None,
         };
         if let Some(sealer) = &self.sealer {
-            sealer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            lock(sealer)
                 .seal(&mut env)
                 .map_err(|_| PublishError::Seal)?;
         }
@@ -176,13 +218,41 @@ impl Emitter {
             }
             guard.clone().ok_or(PublishError::Closed)?
         };
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(&channel).arg(payload);
-        let publish = cmd.query_async::<usize>(&mut conn);
-        let result = match tokio::time::timeout(self.response_timeout, publish).await {
-            Ok(Ok(n)) => return Ok(Receipt::remote(n)),
-            Ok(Err(e)) => format!("PUBLISH to {channel} failed: {e}"),
-            Err(_) => format!("PUBLISH to {channel} timed out"),
+        let kept = self
+            .kept
+            .as_ref()
+            .and_then(|k| Some((k, k.rules.stream_for(&env.target)?)));
+        let result = if let Some((k, stream)) = kept {
+            let reset = lock(&k.tainted).remove(&stream);
+            let append = streams::append(
+                &mut conn,
+                &k.script,
+                &stream,
+                &env,
+                (k.size, k.ttl_ms),
+                reset,
+            );
+            let why = match tokio::time::timeout(self.response_timeout, append).await {
+                Ok(Ok((position, n))) => {
+                    let mut receipt = Receipt::remote(n);
+                    receipt.offset = Some(position.offset);
+                    return Ok(receipt);
+                }
+                Ok(Err(e)) => format!("appending to {stream} failed: {e}"),
+                Err(_) => format!("appending to {stream} timed out"),
+            };
+            // It may have been kept or not: the stream's next append starts a new epoch.
+            lock(&k.tainted).insert(stream);
+            why
+        } else {
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(&channel).arg(payload);
+            let publish = cmd.query_async::<usize>(&mut conn);
+            match tokio::time::timeout(self.response_timeout, publish).await {
+                Ok(Ok(n)) => return Ok(Receipt::remote(n)),
+                Ok(Err(e)) => format!("PUBLISH to {channel} failed: {e}"),
+                Err(_) => format!("PUBLISH to {channel} timed out"),
+            }
         };
         // Replace the connection on the next call; this message is not retried, since it may
         // have reached Redis already.

@@ -7,6 +7,7 @@
 //! stream), so that an offset from another epoch is never trusted.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,84 @@ pub fn target_of(stream: &str) -> Option<BusTarget> {
     stream
         .strip_prefix(USER_STREAM_PREFIX)
         .map(|u| BusTarget::User(u.to_owned()))
+}
+
+/// What keeps history (the `--history-*` flags). Servers and emitters publishing to the same
+/// shared store must agree on it. Defaults: nothing (history off), 1,000 publications per stream, 5
+/// minutes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HistoryConfig {
+    /// Publications kept per stream. Defaults to 1,000.
+    pub size: usize,
+    /// How long a publication is kept. Defaults to 5 minutes.
+    pub ttl: Duration,
+    /// Rooms with history, as glob patterns (`orders:*`). Defaults to none.
+    pub rooms: Vec<String>,
+    /// Whether every user's stream keeps history. Defaults to `false`.
+    pub users: bool,
+    /// Whether the broadcast stream keeps history. Defaults to `false`.
+    pub broadcast: bool,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            size: 1000,
+            ttl: Duration::from_secs(300),
+            rooms: Vec::new(),
+            users: false,
+            broadcast: false,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// Whether any stream keeps history.
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.size > 0 && (!self.rooms.is_empty() || self.users || self.broadcast)
+    }
+}
+
+/// [`HistoryConfig`]'s rules, compiled: which publications are kept, and in which stream.
+#[derive(Debug, Clone)]
+pub struct KeepRules {
+    rooms: Vec<glob::Pattern>,
+    users: bool,
+    broadcast: bool,
+}
+
+impl KeepRules {
+    /// Compiles `config`'s room patterns.
+    ///
+    /// # Errors
+    /// The first invalid pattern.
+    pub fn new(config: &HistoryConfig) -> Result<Self, glob::PatternError> {
+        let rooms = config
+            .rooms
+            .iter()
+            .map(|p| glob::Pattern::new(p))
+            .collect::<Result<_, _>>()?;
+        let on = config.size > 0;
+        Ok(Self {
+            rooms: if on { rooms } else { Vec::new() },
+            users: on && config.users,
+            broadcast: on && config.broadcast,
+        })
+    }
+
+    /// The stream a publication to `target` is kept in, if it is kept.
+    #[must_use]
+    pub fn stream_for(&self, target: &BusTarget) -> Option<String> {
+        let keeps = match target {
+            BusTarget::Room(r) => self.rooms.iter().any(|p| p.matches(r)),
+            BusTarget::User(_) => self.users,
+            BusTarget::Broadcast => self.broadcast,
+            BusTarget::Client(_) => false,
+        };
+        if keeps { stream_of(target) } else { None }
+    }
 }
 
 /// Where a client is in a stream: the offset of the last publication it has, in an epoch.

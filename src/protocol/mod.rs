@@ -14,8 +14,8 @@ mod send;
 pub use bus::{BusEnvelope, BusEnvelopeError, BusTarget, channel};
 pub use close::CloseCode;
 pub use history::{
-    BROADCAST_STREAM, Position, ROOM_STREAM_PREFIX, RecoverRequest, RecoveredPayload, StreamState,
-    USER_STREAM_PREFIX, stream_of, target_of,
+    BROADCAST_STREAM, HistoryConfig, KeepRules, Position, ROOM_STREAM_PREFIX, RecoverRequest,
+    RecoveredPayload, StreamState, USER_STREAM_PREFIX, stream_of, target_of,
 };
 pub use message::{
     AuthenticatePayload, ConnectedPayload, EncryptedPayload, ErrorPayload, HelloPayload, Inbound,

@@ -101,6 +101,43 @@ pub(crate) struct EmitArgs {
     /// Payload as JSON.
     #[arg(long, default_value = "null")]
     pub(crate) data: String,
+    #[command(flatten)]
+    pub(crate) history: HistoryArgs,
+}
+
+/// Message history: which streams keep it and how much (shared by `serve` and `emit`, which
+/// must agree on them when history lives in Redis).
+#[derive(Args)]
+pub(crate) struct HistoryArgs {
+    /// Rooms that keep message history for recovery on reconnect, as glob patterns
+    /// (comma-separated, e.g. `orders:*`). None by default: history off.
+    #[arg(long, env = "SEALWIRE_HISTORY_ROOMS", value_delimiter = ',')]
+    pub(crate) history_rooms: Vec<String>,
+    /// Keep message history for every user's stream.
+    #[arg(long, env = "SEALWIRE_HISTORY_USERS")]
+    pub(crate) history_users: bool,
+    /// Keep message history for broadcasts.
+    #[arg(long, env = "SEALWIRE_HISTORY_BROADCAST")]
+    pub(crate) history_broadcast: bool,
+    /// Publications kept per stream with history.
+    #[arg(long, env = "SEALWIRE_HISTORY_SIZE", default_value_t = 1000)]
+    pub(crate) history_size: usize,
+    /// Seconds a publication is kept in history.
+    #[arg(long, env = "SEALWIRE_HISTORY_TTL", default_value_t = 300)]
+    pub(crate) history_ttl: u64,
+}
+
+impl HistoryArgs {
+    /// The history configuration these flags describe.
+    pub(crate) fn config(&self) -> sealwire::server::HistoryConfig {
+        let mut c = sealwire::server::HistoryConfig::default();
+        c.rooms = self.history_rooms.clone();
+        c.users = self.history_users;
+        c.broadcast = self.history_broadcast;
+        c.size = self.history_size;
+        c.ttl = std::time::Duration::from_secs(self.history_ttl);
+        c
+    }
 }
 
 #[derive(Args)]
@@ -207,22 +244,8 @@ pub(crate) struct ServeArgs {
     /// get HTTP 429. Unlimited by default (behind a proxy every client has its address).
     #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS_PER_IP")]
     pub(crate) max_connections_per_ip: Option<usize>,
-    /// Rooms that keep message history for recovery on reconnect, as glob patterns
-    /// (comma-separated, e.g. `orders:*`). None by default: history off.
-    #[arg(long, env = "SEALWIRE_HISTORY_ROOMS", value_delimiter = ',')]
-    pub(crate) history_rooms: Vec<String>,
-    /// Keep message history for every user's stream.
-    #[arg(long, env = "SEALWIRE_HISTORY_USERS")]
-    pub(crate) history_users: bool,
-    /// Keep message history for broadcasts.
-    #[arg(long, env = "SEALWIRE_HISTORY_BROADCAST")]
-    pub(crate) history_broadcast: bool,
-    /// Publications kept per stream with history.
-    #[arg(long, env = "SEALWIRE_HISTORY_SIZE", default_value_t = 1000)]
-    pub(crate) history_size: usize,
-    /// Seconds a publication is kept in history.
-    #[arg(long, env = "SEALWIRE_HISTORY_TTL", default_value_t = 300)]
-    pub(crate) history_ttl: u64,
+    #[command(flatten)]
+    pub(crate) history: HistoryArgs,
     /// Bearer token for the admin REST API under /socket (must not be empty).
     #[arg(long, env = "SEALWIRE_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,

@@ -98,11 +98,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
     config.drain = Duration::from_secs(args.drain_secs);
-    config.history.rooms = args.history_rooms.clone();
-    config.history.users = args.history_users;
-    config.history.broadcast = args.history_broadcast;
-    config.history.size = args.history_size;
-    config.history.ttl = Duration::from_secs(args.history_ttl);
+    config.history = args.history.config();
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
     config.max_message_bytes = args.max_message_bytes;
@@ -310,7 +306,11 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
     }
     let key = parse_bus_key(args.redis.bus_key.as_deref())?;
     let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
-    let emitter = Emitter::connect(EmitterConfig::new(url).bus_key(key).tls_ca_pem(ca)).await?;
+    let config = EmitterConfig::new(url)
+        .bus_key(key)
+        .tls_ca_pem(ca)
+        .history(args.history.config());
+    let emitter = Emitter::connect(config).await?;
     let result = emitter
         .to(target.clone())
         .except_all(args.exclude)
@@ -318,8 +318,12 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
         .await;
     emitter.shutdown().await;
     let receipt = result.context("publish failed")?;
+    let kept = receipt
+        .offset
+        .map(|o| format!(", kept at offset {o}"))
+        .unwrap_or_default();
     println!(
-        "published {} to {} ({} Redis subscriber(s))",
+        "published {} to {} ({} Redis subscriber(s){kept})",
         args.event,
         target.channel(),
         receipt.instances.unwrap_or(0)

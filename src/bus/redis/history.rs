@@ -106,7 +106,7 @@ impl HistoryStore for RedisHistory {
                 reset,
             )
             .await;
-            r.map_err(|e| {
+            r.map(|(position, _)| position).map_err(|e| {
                 lock(&inner.tainted).insert(stream.clone());
                 unavailable(e)
             })

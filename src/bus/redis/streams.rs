@@ -50,7 +50,7 @@ end
 ";
 
 /// KEYS: hash, entries. ARGV: channel, envelope JSON (an object), size, ttl ms, a fresh epoch,
-/// `1` to start a new epoch. Returns `{offset, epoch}`.
+/// `1` to start a new epoch. Returns `{offset, epoch, subscribers that received it}`.
 const APPEND_BODY: &str = r#"
 local epoch = epoch_of(ARGV[5], ARGV[6] == '1')
 local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
@@ -63,8 +63,8 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 local kept = string.sub(ARGV[2], 1, -2) .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}'
-redis.call('PUBLISH', ARGV[1], kept)
-return {offset, epoch}
+local listening = redis.call('PUBLISH', ARGV[1], kept)
+return {offset, epoch, listening}
 "#;
 
 /// KEYS: hash, entries. ARGV: since, limit, ttl ms, a fresh epoch. Returns
@@ -101,10 +101,11 @@ pub(crate) fn fresh_epoch() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs the append script for `envelope` (already sealed when the bus is) on `stream`.
+/// Runs the append script for `envelope` (already sealed when the bus is) on `stream`:
+/// where it was kept, and how many subscribers (instances) received it.
 ///
 /// # Errors
-/// The script failed or Redis answered something else than `{offset, epoch}`.
+/// The script failed or Redis answered something else than `{offset, epoch, subscribers}`.
 pub(crate) async fn append<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     script: &redis::Script,
@@ -112,8 +113,8 @@ pub(crate) async fn append<C: redis::aio::ConnectionLike>(
     envelope: &BusEnvelope,
     (size, ttl_ms): (usize, u64),
     reset: bool,
-) -> redis::RedisResult<Position> {
-    let (offset, epoch): (u64, String) = script
+) -> redis::RedisResult<(Position, usize)> {
+    let (offset, epoch, listening): (u64, String, usize) = script
         .key(meta_key(stream))
         .key(entries_key(stream))
         .arg(envelope.target.channel())
@@ -124,7 +125,7 @@ pub(crate) async fn append<C: redis::aio::ConnectionLike>(
         .arg(if reset { "1" } else { "0" })
         .invoke_async(conn)
         .await?;
-    Ok(Position { offset, epoch })
+    Ok((Position { offset, epoch }, listening))
 }
 
 /// A stream's state and entries as the read script returned them, not yet opened.

@@ -409,3 +409,70 @@ fn key_parsing() {
     assert!(BusKey::from_base64("not base64!").is_err());
     assert_eq!(format!("{:?}", key()), "BusKey(<redacted>)");
 }
+
+/// History entries read back: authentic ones open (again and again, across reads), while a
+/// changed, re-targeted, foreign-key, stale or duplicated entry does not.
+#[test]
+fn kept_entries_open_only_if_authentic_fresh_and_once_per_read() {
+    let mut sealer = Sealer::new(key(), &mut rand::rng());
+    let kept = KeptOpener::new(key());
+    let now = super::now_ms();
+    let mut first = env();
+    sealer
+        .seal_with_rng(&mut rand::rng(), &mut first, now)
+        .expect("seal");
+    let mut second = env();
+    sealer
+        .seal_with_rng(&mut rand::rng(), &mut second, now)
+        .expect("seal");
+
+    for _ in 0..2 {
+        let mut read = kept.read(now - 1000);
+        let (mut a, mut b) = (first.clone(), second.clone());
+        read.open(&mut a).expect("first opens");
+        read.open(&mut b).expect("second opens");
+        assert_eq!(a.data.get(), r#"{"card":"4111"}"#);
+        // The same publication twice in one read (under another offset): refused.
+        let mut again = first.clone();
+        assert!(matches!(read.open(&mut again), Err(CryptoError::Replay)));
+    }
+    // Re-targeted to another room, or another event: the AAD no longer matches.
+    let mut moved = first.clone();
+    moved.target = BusTarget::Room("elsewhere".into());
+    assert!(matches!(
+        kept.read(0).open(&mut moved),
+        Err(CryptoError::Decrypt)
+    ));
+    let mut renamed = first.clone();
+    renamed.event = "other".into();
+    assert!(matches!(
+        kept.read(0).open(&mut renamed),
+        Err(CryptoError::Decrypt)
+    ));
+    // A flipped ciphertext byte.
+    let mut flipped = first.clone();
+    let mut v: serde_json::Value = serde_json::from_str(flipped.data.get()).expect("json");
+    let mut ct = b64().decode(v["ct"].as_str().expect("ct")).expect("b64");
+    ct[0] ^= 1;
+    v["ct"] = b64().encode(ct).into();
+    flipped.data = serde_json::value::to_raw_value(&v).expect("raw");
+    assert!(matches!(
+        kept.read(0).open(&mut flipped),
+        Err(CryptoError::Decrypt)
+    ));
+    // Another key, or plaintext.
+    let other = KeptOpener::new(BusKey::from_bytes([8u8; 32]));
+    assert!(matches!(
+        other.read(0).open(&mut first.clone()),
+        Err(CryptoError::Decrypt)
+    ));
+    assert!(matches!(
+        kept.read(0).open(&mut env()),
+        Err(CryptoError::Decrypt)
+    ));
+    // Older than the read allows.
+    assert!(matches!(
+        kept.read(now + 1).open(&mut first.clone()),
+        Err(CryptoError::Replay)
+    ));
+}

@@ -12,51 +12,13 @@ mod memory;
 mod store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub(crate) use memory::History;
 pub use store::{HistoryError, HistoryStore, KeptPage};
 
-use super::GlobRooms;
 use super::outbox::Frame;
-use crate::protocol::{BusEnvelope, BusTarget, Position, stream_of};
-
-/// What keeps history. Defaults: nothing (history off), 1,000 publications per stream, 5
-/// minutes.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct HistoryConfig {
-    /// Publications kept per stream. Defaults to 1,000.
-    pub size: usize,
-    /// How long a publication is kept. Defaults to 5 minutes.
-    pub ttl: Duration,
-    /// Rooms with history, as glob patterns (`orders:*`). Defaults to none.
-    pub rooms: Vec<String>,
-    /// Whether every user's stream keeps history. Defaults to `false`.
-    pub users: bool,
-    /// Whether the broadcast stream keeps history. Defaults to `false`.
-    pub broadcast: bool,
-}
-
-impl Default for HistoryConfig {
-    fn default() -> Self {
-        Self {
-            size: 1000,
-            ttl: Duration::from_secs(300),
-            rooms: Vec::new(),
-            users: false,
-            broadcast: false,
-        }
-    }
-}
-
-impl HistoryConfig {
-    /// Whether any stream keeps history.
-    #[must_use]
-    pub fn enabled(&self) -> bool {
-        self.size > 0 && (!self.rooms.is_empty() || self.users || self.broadcast)
-    }
-}
+pub use crate::protocol::HistoryConfig;
+use crate::protocol::{BusEnvelope, BusTarget, KeepRules, Position};
 
 /// Why the gap since a position cannot be filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +46,7 @@ enum Store {
 /// The history of one server: which streams keep history, and the store that keeps them.
 pub(crate) struct Keeper {
     config: HistoryConfig,
-    rooms: GlobRooms,
+    rules: KeepRules,
     store: Store,
 }
 
@@ -102,14 +64,14 @@ impl Keeper {
         if !config.enabled() {
             return Ok(None);
         }
-        let rooms = GlobRooms::new(&config.rooms)?;
+        let rules = KeepRules::new(&config)?;
         let store = match shared {
             Some(s) => Store::Shared(s),
             None => Store::Memory(History::new(&config, bus)),
         };
         Ok(Some(Self {
             config,
-            rooms,
+            rules,
             store,
         }))
     }
@@ -132,13 +94,7 @@ impl Keeper {
 
     /// The stream `target` publishes to, if it keeps history.
     pub(crate) fn stream_for(&self, target: &BusTarget) -> Option<String> {
-        let keeps = match target {
-            BusTarget::Room(r) => self.rooms.allows(r),
-            BusTarget::User(_) => self.config.users,
-            BusTarget::Broadcast => self.config.broadcast,
-            BusTarget::Client(_) => false,
-        };
-        if keeps { stream_of(target) } else { None }
+        self.rules.stream_for(target)
     }
 
     /// The streams with history of `rooms`, and with `user` also of that user's stream and
