@@ -14,6 +14,7 @@
 //! target/release/examples/bench_server --listen 127.0.0.1:8090 --control 127.0.0.1:8091 \
 //!     [--require-encryption] [--backend aws-lc|p256] [--read-buffer BYTES] [--write-buffer BYTES]
 //!     [--reuse-port] [--history-rooms GLOBS] [--history-broadcast] [--history-size N]
+//!     [--redis URL]
 //! ```
 
 #[path = "common/proc.rs"]
@@ -135,7 +136,18 @@ async fn main() -> anyhow::Result<()> {
     }
     // Long enough for tens of thousands of clients to connect before any sweep matters.
     config.auth_timeout = Duration::from_secs(60);
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    // With Redis: the Redis bus, and history (when on) in Redis Streams.
+    if let Some(url) = arg("--redis") {
+        use sealwire::bus::{RedisBus, RedisBusConfig};
+        let bus = RedisBus::new(RedisBusConfig::new(url))?;
+        if config.history.enabled() {
+            builder =
+                builder.history_store(bus.history_store(config.history.size, config.history.ttl)?);
+        }
+        builder = builder.bus(bus);
+    }
+    let server = builder
         .config(config)
         .authenticate(|req: AuthRequest| async move {
             Ok(req.token.filter(|t| !t.is_empty()).map(Identity::new))

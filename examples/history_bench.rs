@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example history_bench -- [--missed 1000] [--runs 20] [--size 200] \
-//!     [--streams 1000] [--per-stream 100]
+//!     [--streams 1000] [--per-stream 100] [--redis redis://127.0.0.1:6390]
 //! ```
+//!
+//! With `--redis`, history lives in Redis Streams (the shared store `sealwire serve
+//! --redis-url` uses) and memory is Redis's `used_memory` instead of this process's RSS; use a
+//! private, empty Redis.
 //!
 //! Recovery: a server with history on `orders:*` (in this process, real WebSockets over
 //! loopback); per run, `missed` messages of `size` bytes are published to a room while its
@@ -95,6 +99,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
+}
+
+/// Redis's `used_memory`, in bytes.
+async fn redis_used_memory(url: &str) -> anyhow::Result<u64> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("used_memory in INFO")
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let missed = arg("--missed", 1000);
@@ -106,7 +128,16 @@ async fn main() -> anyhow::Result<()> {
     let mut config = ServerConfig::default();
     config.history.rooms = vec!["orders:*".to_owned()];
     config.history.size = missed.max(per_stream);
-    let server = Server::builder()
+    let redis_url = text_arg("--redis");
+    let mut builder = Server::builder();
+    if let Some(url) = &redis_url {
+        use sealwire::bus::{RedisBus, RedisBusConfig};
+        let bus = RedisBus::new(RedisBusConfig::new(url.as_str()))?;
+        builder = builder
+            .history_store(bus.history_store(config.history.size, config.history.ttl)?)
+            .bus(bus);
+    }
+    let server = builder
         .config(config)
         .authenticate(|req: AuthRequest| async move { Ok(req.token.map(Identity::new)) })
         .validate_rooms(GlobRooms::new(["orders:*"])?)
@@ -144,15 +175,26 @@ async fn main() -> anyhow::Result<()> {
         times.push(took);
     }
     times.sort();
+    let store = if redis_url.is_some() {
+        "Redis Streams"
+    } else {
+        "memory"
+    };
     println!(
-        "recover {missed} missed messages of {size} B (compatibility-profile session, from join to recovered, every message decrypted): median {:.1} ms, p95 {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
+        "[{store}] recover {missed} missed messages of {size} B (compatibility-profile session, from join to recovered, every message decrypted): median {:.1} ms, p95 {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
         percentile(&times, 0.5).as_secs_f64() * 1e3,
         percentile(&times, 0.95).as_secs_f64() * 1e3,
         times[0].as_secs_f64() * 1e3,
         times[times.len() - 1].as_secs_f64() * 1e3,
     );
 
-    let before = rss_bytes();
+    let memory = || async {
+        match &redis_url {
+            Some(url) => redis_used_memory(url).await,
+            None => Ok(rss_bytes()),
+        }
+    };
+    let before = memory().await?;
     for s in 0..streams {
         for n in 0..per_stream {
             server
@@ -161,10 +203,15 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
     }
-    let after = rss_bytes();
+    let after = memory().await?;
     let kept = (streams * per_stream) as f64;
+    let what = if redis_url.is_some() {
+        "Redis used_memory"
+    } else {
+        "RSS"
+    };
     println!(
-        "memory: {streams} streams x {per_stream} messages of {size} B: RSS +{:.1} MiB, {:.0} B per kept message, {:.1} KiB per stream",
+        "[{store}] memory: {streams} streams x {per_stream} messages of {size} B: {what} +{:.1} MiB, {:.0} B per kept message, {:.1} KiB per stream",
         (after - before) as f64 / 1048576.0,
         (after - before) as f64 / kept,
         (after - before) as f64 / streams as f64 / 1024.0,
