@@ -3,7 +3,8 @@
 //! Socket.IO transports; the real socket.io-client is in tests/socketio.rs), and its
 //! end-to-end tests (real WebSockets, WebCrypto in Node, the admin API pushing user, room and
 //! broadcast messages, sealed authentication seen from a wire tap, session refresh and the
-//! 4006 expiry with `ttl:<ms>:<user>` tokens, recovery of missed messages on reconnect). Fails, never skips, when `node` is missing: CI
+//! 4006 expiry with `ttl:<ms>:<user>` tokens, recovery of missed messages on reconnect, also
+//! on another instance sharing history in Redis). Fails, never skips, when `node` is missing: CI
 //! installs it.
 
 mod common;
@@ -14,11 +15,12 @@ use std::time::Duration;
 
 use common::hardened::{config_with, identity};
 use common::*;
+use sealwire::bus::{RedisBus, RedisBusConfig};
 use sealwire::crypto::HandshakeConfig;
 use sealwire::server::{GlobRooms, ServerConfig};
 
 /// How many tests the five files hold; fewer passing means some did not run.
-const EXPECTED_TESTS: usize = 45;
+const EXPECTED_TESTS: usize = 46;
 
 fn sdk_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/js"))
@@ -54,7 +56,21 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
     );
     let mut config = config;
     config.history.rooms = vec!["chat:hist*".to_owned()];
-    let main = start_with(builder(config).validate_rooms(rooms())).await;
+    // `main` and its twin share one Redis: bus, and history in Redis Streams, so a client
+    // recovers on either.
+    let redis = common::redis::RedisServer::start().await;
+    let on_redis = |config: ServerConfig| {
+        let bus = RedisBus::new(RedisBusConfig::new(redis.url())).expect("bus");
+        let store = bus
+            .history_store(config.history.size, config.history.ttl)
+            .expect("history store");
+        builder(config)
+            .validate_rooms(rooms())
+            .bus(bus)
+            .history_store(store)
+    };
+    let main = start_with(on_redis(config.clone())).await;
+    let twin = start_with(on_redis(config)).await;
 
     let mut strict: ServerConfig = base_config();
     strict.encryption = sealwire::server::EncryptionPolicy::Required;
@@ -84,6 +100,8 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
         .env("SEALWIRE_STRICT_URL", strict.ws_url())
         .env("SEALWIRE_IDLE_URL", idle.ws_url())
         .env("SEALWIRE_IDLE_ADMIN", idle.http(""))
+        .env("SEALWIRE_TWIN_URL", twin.ws_url())
+        .env("SEALWIRE_TWIN_ADMIN", twin.http(""))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -110,7 +128,7 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
     assert_eq!(count("cancelled"), 0, "{stdout}");
     assert_eq!(count("pass"), EXPECTED_TESTS, "{stdout}");
 
-    for s in [main, strict, idle] {
+    for s in [main, twin, strict, idle] {
         s.stop().await;
     }
 }

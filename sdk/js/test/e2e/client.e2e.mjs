@@ -4,6 +4,8 @@
 //   SEALWIRE_ADMIN_TOKEN, SEALWIRE_IDENTITY_KEY
 //   SEALWIRE_STRICT_URL                 require-encryption server
 //   SEALWIRE_IDLE_URL, SEALWIRE_IDLE_ADMIN   heartbeat timeout of 1.5 s
+//   SEALWIRE_TWIN_URL, SEALWIRE_TWIN_ADMIN   a second instance of the echo server, sharing its
+//                                            Redis (bus and history) and identity key
 // The test authenticator maps a token to the user id of the same name (`reject*` is refused)
 // and `ttl:<ms>:<user>` to `<user>` with a session that expires <ms> after authentication.
 import { test } from "node:test";
@@ -24,6 +26,8 @@ const PIN = env("SEALWIRE_IDENTITY_KEY");
 const STRICT_URL = env("SEALWIRE_STRICT_URL");
 const IDLE_URL = env("SEALWIRE_IDLE_URL");
 const IDLE_ADMIN = env("SEALWIRE_IDLE_ADMIN");
+const TWIN_URL = env("SEALWIRE_TWIN_URL");
+const TWIN_ADMIN = env("SEALWIRE_TWIN_ADMIN");
 const WAIT_MS = 10_000;
 
 async function admin(base, method, path, body) {
@@ -460,12 +464,13 @@ test("raw protocol: sealed connected with expiresAt; a plaintext refresh is refu
   assert.ok(Date.now() >= Date.parse(connected.data.expiresAt) - 50);
 });
 
-/** A WebSocket the test can cut, and keep from reconnecting while `gate.down`. */
+/** A WebSocket the test can cut, keep from reconnecting while `gate.down`, and send to
+ * another instance (`gate.url`). */
 function gated(gate) {
   return class GatedWebSocket extends WebSocket {
     constructor(url) {
       if (gate.down) throw new Error("network down (test gate)");
-      super(url);
+      super(gate.url ?? url);
       gate.sockets.push(this);
     }
   };
@@ -510,5 +515,41 @@ test("recover: a reconnect replays what was missed, once, in order, sealed, then
   await send(24);
   const live = await rec.next(isMessage("hist"), "live after the replay");
   assert.equal(live.position.offset, 24);
+  client.close();
+});
+
+test("recover on another instance: 500 messages published across two instances while cut, each once, in order, sealed", LIMIT, async (t) => {
+  const gate = { down: false, sockets: [] };
+  const { client, rec } = open(t, { token: "ines-js", recover: true, WebSocket: gated(gate) });
+  const first = await client.connect();
+  await client.join(["chat:hist-twin"]);
+  const joined = await rec.next((e) => e.type === "recovered" && e.streams.some((s) => s.stream === "room:chat:hist-twin"), "join answer");
+  const epoch = joined.streams.find((s) => s.stream === "room:chat:hist-twin").epoch;
+  const send = (n) => admin(n % 2 ? ADMIN : TWIN_ADMIN, "POST", "/socket/room/chat:hist-twin/send", { topic: "twin", data: { n } });
+  assert.equal((await send(1)).body.offset, 1);
+  assert.deepEqual((await rec.next(isMessage("twin"), "live 1")).position, { stream: "room:chat:hist-twin", offset: 1, epoch });
+
+  gate.down = true;
+  gate.sockets.at(-1).close(3000, "cut");
+  await rec.next((e) => e.type === "disconnected", "the cut");
+  for (let i = 0; i < 100; i++) {
+    const clients = (await admin(ADMIN, "GET", "/socket/clients")).body.clients ?? [];
+    if (!clients.some((c) => c.id === first.id)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  for (let n = 2; n <= 501; n++) assert.equal((await send(n)).body.offset, n);
+  gate.url = TWIN_URL;
+  gate.down = false;
+  await rec.next((e) => e.type === "connected" && e.reconnected, "the reconnect, to the twin");
+  const verdict = await rec.next((e) => e.type === "recovered" && e.streams.some((s) => s.stream === "room:chat:hist-twin"), "recovery");
+  const room = verdict.streams.find((s) => s.stream === "room:chat:hist-twin");
+  assert.equal(room.recovered, true);
+  assert.equal(room.replayed, 500);
+  assert.equal(room.epoch, epoch);
+  const replayed = rec.seen.filter(isMessage("twin")).filter((m) => m.position.offset > 1);
+  assert.deepEqual(replayed.map((m) => m.data.n), Array.from({ length: 500 }, (_, i) => i + 2));
+  assert.ok(replayed.every((m) => m.encrypted), "replays are sealed");
+  const clients = (await admin(TWIN_ADMIN, "GET", "/socket/clients")).body.clients ?? [];
+  assert.ok(clients.length >= 1, "the client is now on the twin");
   client.close();
 });
