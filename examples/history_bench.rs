@@ -110,7 +110,10 @@ async fn redis_used_memory(url: &str) -> anyhow::Result<u64> {
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
-    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await?;
     info.lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())

@@ -5,7 +5,7 @@
 //! room message. The page refreshes its session on its own and is still served after the first
 //! token's expiry; a tap on its WebSocket shows that neither the token nor the user id crossed
 //! the wire in plaintext. Then its connection is cut while messages are published, and it
-//! recovers them on reconnect (history). A second, shorter test runs the SDK over the Socket.IO
+//! recovers them on reconnect to another instance (history shared in Redis Streams). A second, shorter test runs the SDK over the Socket.IO
 //! transport with socket.io-client's browser build (websocket, then polling). Everything the page sees is reported back over HTTP and checked here. Fails, never skips,
 //! when Chromium is missing: CI installs it (`SEALWIRE_CHROMIUM` names another binary).
 
@@ -20,10 +20,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use common::hardened::{config_with, identity};
 use common::*;
+use sealwire::bus::{RedisBus, RedisBusConfig};
 use sealwire::crypto::HandshakeConfig;
 use sealwire::server::GlobRooms;
 use serde_json::{Value, json};
@@ -96,18 +97,20 @@ async fn vendor() -> impl IntoResponse {
     }
 }
 
-/// What the page's handlers share: its reports, and whether it may reconnect (`GET /go`).
+/// What the page's handlers share: its reports, whether it may reconnect (`GET /go`), and
+/// where to.
 #[derive(Clone)]
 struct Shared {
     reports: mpsc::UnboundedSender<Value>,
     go: Arc<AtomicBool>,
+    reconnect_to: String,
 }
 
-async fn go(State(shared): State<Shared>) -> StatusCode {
+async fn go(State(shared): State<Shared>) -> Response {
     if shared.go.load(Ordering::Acquire) {
-        StatusCode::OK
+        (StatusCode::OK, shared.reconnect_to).into_response()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
     }
 }
 
@@ -198,8 +201,21 @@ async fn browser_sdk_runs_in_headless_chromium() {
     );
     let mut config = config;
     config.history.rooms = vec!["chat:*".to_owned()];
-    let rooms = GlobRooms::new(["chat:*"]).expect("glob");
-    let server = start_with(builder(config).validate_rooms(rooms)).await;
+    // Two instances on one Redis (bus, and history in Redis Streams): the page reconnects to
+    // the other one and recovers there.
+    let redis = common::redis::RedisServer::start().await;
+    let on_redis = |config: sealwire::server::ServerConfig| {
+        let bus = RedisBus::new(RedisBusConfig::new(redis.url())).expect("bus");
+        let store = bus
+            .history_store(config.history.size, config.history.ttl)
+            .expect("history store");
+        builder(config)
+            .validate_rooms(GlobRooms::new(["chat:*"]).expect("glob"))
+            .bus(bus)
+            .history_store(store)
+    };
+    let server = start_with(on_redis(config.clone())).await;
+    let twin = start_with(on_redis(config)).await;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let may_reconnect = Arc::new(AtomicBool::new(false));
@@ -211,6 +227,7 @@ async fn browser_sdk_runs_in_headless_chromium() {
         .with_state(Shared {
             reports: tx,
             go: Arc::clone(&may_reconnect),
+            reconnect_to: twin.ws_url(),
         });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -403,8 +420,14 @@ async fn browser_sdk_runs_in_headless_chromium() {
             .map(|o| o + 1),
         "{live}"
     );
+    assert_eq!(
+        twin.server.counts().authenticated,
+        1,
+        "recovered on the twin"
+    );
     web.abort();
     server.stop().await;
+    twin.stop().await;
 }
 
 /// The SDK over the Socket.IO transport in Chromium, with socket.io-client's browser build:
@@ -438,6 +461,7 @@ async fn browser_sdk_runs_over_socketio_in_headless_chromium() {
         .with_state(Shared {
             reports: tx,
             go: Arc::new(AtomicBool::new(true)),
+            reconnect_to: String::new(),
         });
     let mut http = HttpConfig::default();
     http.routes = Some(socketio::router(server.clone(), SocketIoConfig::default()).merge(pages));
