@@ -13,12 +13,14 @@ use axum::routing::get;
 const PAGE: &str = include_str!("demo.html");
 
 /// The SDK's modules, as shipped in `sdk/js/src`.
-const SDK: [(&str, &str); 5] = [
+const SDK: [(&str, &str); 7] = [
     ("index.js", include_str!("../../sdk/js/src/index.js")),
     ("client.js", include_str!("../../sdk/js/src/client.js")),
     ("crypto.js", include_str!("../../sdk/js/src/crypto.js")),
     ("encoding.js", include_str!("../../sdk/js/src/encoding.js")),
     ("reason.js", include_str!("../../sdk/js/src/reason.js")),
+    ("socketio.js", include_str!("../../sdk/js/src/socketio.js")),
+    ("helper.js", include_str!("../../sdk/js/src/helper.js")),
 ];
 
 /// `GET /` (the page) and `GET /sdk/{file}` (the browser SDK), to merge into the server's
@@ -40,5 +42,23 @@ async fn module(Path(file): Path<String>) -> Response {
         )
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every module of the SDK is served (the entry point imports them all).
+    #[test]
+    fn every_sdk_module_is_served() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/js/src");
+        let mut shipped: Vec<String> = std::fs::read_dir(dir)
+            .expect("sdk/js/src")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".js"))
+            .collect();
+        shipped.sort();
+        let mut served: Vec<String> = super::SDK.iter().map(|(n, _)| (*n).to_owned()).collect();
+        served.sort();
+        assert_eq!(served, shipped);
     }
 }
