@@ -323,3 +323,36 @@ async fn with_a_bus_key_redis_never_sees_a_plaintext_payload() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A kept publication reaches the publishing instance's clients through Redis, and a publish
+/// returns only once it has (the waiting itself is unit-tested in `history/echo.rs`): what the
+/// same publisher sends next, kept or not, never overtakes it.
+#[tokio::test]
+async fn kept_and_unkept_messages_to_one_client_keep_their_order() {
+    let redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 100, None)).await;
+    let (mut c, _, _) = joined(&a, None).await;
+    let id = c.id();
+    for n in 0..50u64 {
+        let kept = a.server.to_room(ROOM).emit("order", &json!({ "n": n }));
+        assert!(kept.await.expect("kept").offset.is_some());
+        a.server
+            .to_client(id.clone())
+            .emit("direct", &json!({ "n": n }))
+            .await
+            .expect("direct");
+    }
+    for n in 0..50u64 {
+        let m = c.recv_msg().await;
+        assert_eq!(
+            (m["event"].clone(), m["data"]["n"].clone()),
+            (json!("order"), json!(n))
+        );
+        let m = c.recv_msg().await;
+        assert_eq!(
+            (m["event"].clone(), m["data"]["n"].clone()),
+            (json!("direct"), json!(n))
+        );
+    }
+    a.stop().await;
+}

@@ -17,6 +17,17 @@ use crate::publish::{Publication, Publish, PublishError, Receipt};
 
 pub use crate::protocol::SendError;
 
+/// How long a publish to a shared history store waits for its publication to come back to
+/// this instance's recipients.
+const ECHO_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A publication's stream in the shared store.
+struct Kept<'a> {
+    history: &'a super::history::Keeper,
+    store: &'a Arc<dyn super::HistoryStore>,
+    stream: String,
+}
+
 /// How long a recovery waits for the bus to confirm a subscription before reading history.
 const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -34,7 +45,12 @@ impl Publish for Server {
             && let Some(store) = history.shared()
             && let Some(stream) = history.stream_for(&p.target)
         {
-            return Box::pin(self.publish_kept(store, stream, p.target, frame, p.exclude));
+            let kept = Kept {
+                history,
+                store,
+                stream,
+            };
+            return Box::pin(self.publish_kept(kept, p.target, frame, p.exclude));
         }
         let receipt = self.route_frame(p.target, &frame, &p.exclude);
         Box::pin(std::future::ready(Ok(receipt)))
@@ -50,10 +66,17 @@ impl Server {
     /// instance. If the store cannot be reached, the publication is delivered live only (here
     /// and over the bus) and its receipt has no offset; the store starts a new epoch for the
     /// stream, so no client is told it recovered across it.
+    ///
+    /// It returns once the publication has reached this instance's recipients (they receive
+    /// it from the bus, at most [`ECHO_WAIT`] later), so that what the caller publishes next
+    /// cannot overtake it.
     async fn publish_kept(
         &self,
-        store: &Arc<dyn super::HistoryStore>,
-        stream: String,
+        Kept {
+            history,
+            store,
+            stream,
+        }: Kept<'_>,
         target: BusTarget,
         frame: Arc<Frame>,
         exclude: Vec<String>,
@@ -66,10 +89,14 @@ impl Server {
             exclude: exclude.clone(),
             kept: None,
         };
+        let in_flight = history.echoes().watch(&stream);
         match store.append(&stream, envelope).await {
             Ok(position) => {
                 // They receive it from the bus, with its position.
                 let local = self.0.registry().recipients(&target, &exclude).len();
+                if local > 0 {
+                    in_flight.delivered(&position, ECHO_WAIT).await;
+                }
                 let mut receipt = Receipt::local(local);
                 receipt.offset = Some(position.offset);
                 Ok(receipt)
@@ -207,14 +234,19 @@ impl Server {
             .history
             .as_ref()
             .and_then(|h| h.stream_for(&env.target));
-        let frame = match (stream, env.kept) {
+        let (frame, delivered) = match (stream, env.kept) {
             (Some(stream), Some(at)) => {
-                frame.positioned(Arc::from(stream), at.offset, &Arc::from(at.epoch))
+                let epoch = Arc::from(at.epoch.as_str());
+                let frame = frame.positioned(Arc::from(stream.as_str()), at.offset, &epoch);
+                (frame, Some((stream, at)))
             }
-            _ => frame,
+            _ => (frame, None),
         };
         for r in self.0.registry().recipients(&env.target, &env.exclude) {
             r.push(&frame);
+        }
+        if let (Some(history), Some((stream, at))) = (&self.0.history, delivered) {
+            history.echoes().delivered(&stream, &at);
         }
     }
 

@@ -8,11 +8,13 @@
 //!   are allocated where the entries are kept, and a kept publication reaches every instance,
 //!   the publishing one included, through the bus with its position, in offset order.
 
+mod echo;
 mod memory;
 mod store;
 
 use std::sync::Arc;
 
+pub(crate) use echo::Echoes;
 pub(crate) use memory::History;
 pub use store::{HistoryError, HistoryStore, KeptPage};
 
@@ -48,6 +50,8 @@ pub(crate) struct Keeper {
     config: HistoryConfig,
     rules: KeepRules,
     store: Store,
+    /// Kept publications of this instance on their way back from the shared store.
+    echoes: Echoes,
 }
 
 impl Keeper {
@@ -73,6 +77,7 @@ impl Keeper {
             config,
             rules,
             store,
+            echoes: Echoes::default(),
         }))
     }
 
@@ -90,6 +95,11 @@ impl Keeper {
             Store::Shared(s) => Some(s),
             Store::Memory(_) => None,
         }
+    }
+
+    /// This instance's kept publications on their way back from the shared store.
+    pub(crate) fn echoes(&self) -> &Echoes {
+        &self.echoes
     }
 
     /// The stream `target` publishes to, if it keeps history.

@@ -1,0 +1,146 @@
+//! Waiting for kept publications to come back. With a shared store, an instance delivers its
+//! own kept publications when they arrive from the bus, like everyone else's (that is what
+//! keeps a stream in offset order). A publish therefore returns only once its publication has
+//! reached this instance's recipients (or after a bound), so that what the same publisher
+//! sends next, kept or not, cannot overtake it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::protocol::Position;
+
+/// Per stream: publishes in flight, the last position delivered here while any was, and
+/// who waits for which.
+#[derive(Default)]
+struct Watch {
+    in_flight: usize,
+    delivered: Option<Position>,
+    waiters: Vec<(Position, oneshot::Sender<()>)>,
+}
+
+/// The streams with kept publications in flight from this instance.
+#[derive(Default)]
+pub(crate) struct Echoes {
+    streams: Mutex<HashMap<String, Watch>>,
+}
+
+fn reached(delivered: Option<&Position>, at: &Position) -> bool {
+    delivered.is_some_and(|d| d.epoch == at.epoch && d.offset >= at.offset)
+}
+
+impl Echoes {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Watch>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts watching `stream` for a publication about to be appended (before the append, so
+    /// that an echo faster than the store's answer is not missed).
+    pub(crate) fn watch<'a>(&'a self, stream: &'a str) -> InFlight<'a> {
+        self.lock().entry(stream.to_owned()).or_default().in_flight += 1;
+        InFlight {
+            echoes: self,
+            stream,
+        }
+    }
+
+    /// A kept publication of `stream` at `at` reached this instance's recipients.
+    pub(crate) fn delivered(&self, stream: &str, at: &Position) {
+        let mut streams = self.lock();
+        let Some(watch) = streams.get_mut(stream) else {
+            return;
+        };
+        watch.delivered = Some(at.clone());
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut watch.waiters)
+            .into_iter()
+            .partition(|(p, _)| reached(Some(at), p));
+        watch.waiters = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A publication in flight on one stream ([`Echoes::watch`]).
+pub(crate) struct InFlight<'a> {
+    echoes: &'a Echoes,
+    stream: &'a str,
+}
+
+impl InFlight<'_> {
+    /// Waits until the publication kept at `at` has been delivered here, at most `within`.
+    pub(crate) async fn delivered(&self, at: &Position, within: Duration) {
+        let rx = {
+            let mut streams = self.echoes.lock();
+            let Some(watch) = streams.get_mut(self.stream) else {
+                return;
+            };
+            if reached(watch.delivered.as_ref(), at) {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            watch.waiters.push((at.clone(), tx));
+            rx
+        };
+        if tokio::time::timeout(within, rx).await.is_err() {
+            tracing::debug!(
+                stream = self.stream,
+                offset = at.offset,
+                "kept publication not seen back in time"
+            );
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut streams = self.echoes.lock();
+        if let Some(watch) = streams.get_mut(self.stream) {
+            watch.in_flight = watch.in_flight.saturating_sub(1);
+            if watch.in_flight == 0 {
+                streams.remove(self.stream);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64) -> Position {
+        Position {
+            offset,
+            epoch: "e".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_publish_waits_for_its_own_echo_even_when_it_came_first() {
+        let echoes = Echoes::default();
+        let first = echoes.watch("room:a");
+        // The echo arrives before the store's answer.
+        echoes.delivered("room:a", &at(5));
+        first.delivered(&at(5), Duration::from_secs(5)).await;
+        // Another one waits until its echo comes.
+        let second = echoes.watch("room:a");
+        let six = at(6);
+        {
+            let waiting = second.delivered(&six, Duration::from_secs(5));
+            tokio::pin!(waiting);
+            assert!(futures_util::poll!(&mut waiting).is_pending());
+            echoes.delivered("room:a", &six);
+            waiting.await;
+        }
+        drop((first, second));
+        assert!(
+            echoes.lock().is_empty(),
+            "nothing kept once nothing is in flight"
+        );
+        // Unwatched streams keep nothing.
+        echoes.delivered("room:b", &at(1));
+        assert!(echoes.lock().is_empty());
+    }
+}
