@@ -5,7 +5,7 @@ use base64::Engine as _;
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::aead::SessionKey;
+use super::aead::{AeadBackend, SessionKey};
 use super::hardened::{Direction, KeySchedule, Record};
 use super::{CryptoError, NONCE_LEN, TAG_LEN, b64, hardened};
 use crate::protocol::EncryptedPayload;
@@ -91,11 +91,18 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Builds a compatibility-profile session from a derived 32-byte key.
+    /// Builds a compatibility-profile session from a derived 32-byte key, on the fastest
+    /// AES-GCM implementation.
     #[must_use]
     pub fn compat(key: &Zeroizing<[u8; 32]>) -> Self {
+        Self::compat_with(key, AeadBackend::default())
+    }
+
+    /// Builds a compatibility-profile session on the AES-GCM implementation `aead`.
+    #[must_use]
+    pub fn compat_with(key: &Zeroizing<[u8; 32]>, aead: AeadBackend) -> Self {
         Self {
-            inner: Inner::Compat(SessionKey::new(key)),
+            inner: Inner::Compat(SessionKey::new(key, aead)),
         }
     }
 
@@ -105,11 +112,12 @@ impl Session {
         schedule: &KeySchedule,
         rekey_after: u32,
         expect_client_finished_th: Option<[u8; 32]>,
+        aead: AeadBackend,
     ) -> Self {
         let expect_client_finished =
             expect_client_finished_th.map(|th| (Zeroizing::new(*schedule.confirm), th));
-        let c2s = Record::new(Direction::ClientToServer, &schedule.c2s, rekey_after);
-        let s2c = Record::new(Direction::ServerToClient, &schedule.s2c, rekey_after);
+        let c2s = Record::new(Direction::ClientToServer, &schedule.c2s, rekey_after, aead);
+        let s2c = Record::new(Direction::ServerToClient, &schedule.s2c, rekey_after, aead);
         let (send, recv) = match role {
             Role::Server => (s2c, c2s),
             Role::Client => (c2s, s2c),
@@ -204,9 +212,8 @@ impl Session {
         };
         let mut iv = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut iv);
-        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        buf.extend_from_slice(plaintext);
-        key.seal_in_place(&iv, b"", &mut buf)?;
+        let mut buf = vec![0u8; plaintext.len() + TAG_LEN];
+        key.seal_to(&iv, b"", plaintext, &mut buf)?;
         Ok(EncryptedPayload {
             iv: b64().encode(iv),
             ct: b64().encode(&buf),
