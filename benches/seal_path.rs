@@ -9,7 +9,8 @@
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sealwire::crypto::{ClientHandshake, HandshakeConfig, Session, server_handshake};
+use sealwire::crypto::session::encrypted_frame;
+use sealwire::crypto::{AeadBackend, ClientHandshake, HandshakeConfig, Session, server_handshake};
 use sealwire::protocol::frame_json;
 use std::hint::black_box;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -26,8 +27,11 @@ fn publication() -> Utf8Bytes {
     json.into()
 }
 
-fn server_session(profile: Option<&str>) -> Session {
-    let cfg = HandshakeConfig::default();
+fn server_session(profile: Option<&str>, aead: AeadBackend) -> Session {
+    let cfg = HandshakeConfig {
+        aead,
+        ..HandshakeConfig::default()
+    };
     let client = ClientHandshake::new(cfg.clone(), &mut rand::rng());
     let (_, session) = server_handshake(
         &cfg,
@@ -48,15 +52,29 @@ fn per_recipient(c: &mut Criterion) {
         b.iter(|| Message::Text(black_box(&json).clone()));
     });
     for (name, profile) in [("compat", None), ("hardened", Some("sealwire-v2"))] {
-        let mut session = server_session(profile);
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let frame = session
-                    .seal_frame(black_box(&json).as_bytes())
-                    .expect("seal");
-                Message::text(frame)
+        for (lib, aead) in [
+            ("aws-lc", AeadBackend::AwsLc),
+            ("rustcrypto", AeadBackend::RustCrypto),
+        ] {
+            // `seal_frame`: the one-allocation frame writer, what a connection sends.
+            let mut session = server_session(profile, aead);
+            group.bench_function(format!("{name}/{lib}"), |b| {
+                b.iter(|| {
+                    let frame = session
+                        .seal_frame(black_box(&json).as_bytes())
+                        .expect("seal");
+                    Message::text(frame)
+                });
             });
-        });
+            // The two-step path: seal to a payload of base64 strings, then render the frame.
+            let mut session = server_session(profile, aead);
+            group.bench_function(format!("{name}/{lib}/two-step"), |b| {
+                b.iter(|| {
+                    let p = session.seal(black_box(&json).as_bytes()).expect("seal");
+                    Message::text(encrypted_frame(&p))
+                });
+            });
+        }
     }
     group.finish();
 }

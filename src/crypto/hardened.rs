@@ -329,6 +329,19 @@ impl Record {
         &mut self,
         plaintext: &[u8],
     ) -> Result<(u64, [u8; NONCE_LEN], Vec<u8>), CryptoError> {
+        self.seal_with(|key, seq, n, a| {
+            let mut buf = vec![0u8; plaintext.len() + TAG_LEN];
+            key.seal_to(n, a, plaintext, &mut buf)?;
+            Ok((seq, *n, buf))
+        })
+    }
+
+    /// Seals the next record with `seal(key, seq, nonce, aad)`, which writes the record
+    /// wherever it wants it; the sequence number moves on only if it succeeds.
+    pub(crate) fn seal_with<T>(
+        &mut self,
+        seal: impl FnOnce(&mut SessionKey, u64, &[u8; NONCE_LEN], &[u8]) -> Result<T, CryptoError>,
+    ) -> Result<T, CryptoError> {
         let seq = self.next_seq;
         if seq >= SEQ_HARD_LIMIT {
             return Err(CryptoError::Encrypt);
@@ -337,10 +350,9 @@ impl Record {
         self.ratchet_to(epoch);
         let n = nonce(&self.prefix, seq);
         let a = aad(self.dir, epoch, seq);
-        let mut buf = vec![0u8; plaintext.len() + TAG_LEN];
-        self.key.seal_to(&n, &a, plaintext, &mut buf)?;
+        let out = seal(&mut self.key, seq, &n, &a)?;
         self.next_seq = seq + 1;
-        Ok((seq, n, buf))
+        Ok(out)
     }
 
     /// Opens the record that must come next. Nothing changes unless it authenticates.

@@ -10,6 +10,7 @@
 //! - [`session`] is an established AES-256-GCM session that seals and opens `encrypted` frames;
 //!   its keys (`aead`) are expanded only while in use, by `aws-lc-rs` (fast, the default) or
 //!   RustCrypto `aes-gcm` (the reference, kept for differential tests): [`AeadBackend`].
+//!   `frame` writes an outbound `encrypted` frame in one allocation.
 //! - [`hardened`] is the `sealwire-v2` key schedule, transcript and record layer.
 //! - [`identity`] is the optional long-term server key that signs hardened transcripts.
 //! - [`handshake`] has the server and client halves of the handshake inside `authenticate`,
@@ -23,6 +24,7 @@
 mod aead;
 pub mod backend;
 pub mod backplane;
+mod frame;
 pub mod handshake;
 pub mod hardened;
 pub mod identity;
