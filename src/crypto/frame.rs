@@ -110,13 +110,16 @@ fn seal_b64(
     buf: &mut Vec<u8>,
     frame: &mut String,
 ) -> Result<(), CryptoError> {
-    buf.clear();
-    buf.resize(ct_len, 0);
-    let sealed = key.seal_to(nonce, aad, plaintext, buf);
-    if sealed.is_ok() {
-        b64().encode_string(&buf[..], frame);
+    // Only ever grown: the AEAD overwrites what it uses, so no clearing per frame.
+    if buf.len() < ct_len {
+        buf.resize(ct_len, 0);
     }
-    if buf.capacity() > SCRATCH_RETAINED {
+    let out = &mut buf[..ct_len];
+    let sealed = key.seal_to(nonce, aad, plaintext, out);
+    if sealed.is_ok() {
+        b64().encode_string(&*out, frame);
+    }
+    if buf.len() > SCRATCH_RETAINED {
         *buf = Vec::new();
     }
     sealed
