@@ -6,25 +6,26 @@
 //! ```
 //!
 //! The frame's length is known before anything is written, so it is built in one allocation
-//! (the `String` that becomes the WebSocket message). The plaintext (the publication's JSON,
+//! (the buffer that becomes the WebSocket message). The plaintext (the publication's JSON,
 //! serialized once and shared by every recipient) is read in place by the AEAD, which writes
 //! the ciphertext into a per-thread scratch buffer; base64 is encoded from there directly into
-//! the frame. Nothing else is allocated or copied. The scratch buffer only ever holds
-//! ciphertext, and anything over [`SCRATCH_RETAINED`] is released after use.
+//! the frame (by [`super::b64_public`]). Nothing else is allocated, and the only other pass
+//! over the frame is the UTF-8 check that makes it a `String`. The scratch buffer only ever
+//! holds ciphertext, and one grown past [`SCRATCH_RETAINED`] (a large message) is released
+//! after use.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
-
-use base64::Engine as _;
+use std::io::Write as _;
 
 use super::aead::SessionKey;
-use super::{CryptoError, NONCE_LEN, TAG_LEN, b64};
+use super::b64_public::{encode_into, encoded_len};
+use super::{CryptoError, NONCE_LEN, TAG_LEN};
 
-const HEAD: &str = r#"{"event":"encrypted","data":{"iv":""#;
-const MID: &str = r#"","ct":""#;
-const SEQ: &str = r#","seq":"#;
-/// `"` after the ciphertext and `}}` to close `data` and the frame.
-const TAIL_LEN: usize = 3;
+const HEAD: &[u8] = br#"{"event":"encrypted","data":{"iv":""#;
+const MID: &[u8] = br#"","ct":""#;
+const SEQ: &[u8] = br#","seq":"#;
+/// `}}` closes `data` and the frame (after the closing quote of `ct`, and `seq` if any).
+const END: &[u8] = b"}}";
 /// Longest decimal `u64`.
 const U64_DIGITS: usize = 20;
 /// Scratch capacity kept per thread between frames; a larger one (a large message) is freed.
@@ -32,11 +33,6 @@ const SCRATCH_RETAINED: usize = 64 * 1024;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Base64 length (padded) of `n` bytes.
-const fn b64_len(n: usize) -> usize {
-    n.div_ceil(3) * 4
 }
 
 /// Seals `plaintext` under `key` with `nonce` and `aad` and returns the whole `encrypted`
@@ -57,47 +53,36 @@ pub(crate) fn sealed_frame(
     } else {
         0
     };
-    let mut frame = String::with_capacity(
-        HEAD.len() + b64_len(NONCE_LEN) + MID.len() + b64_len(ct_len) + seq_len + TAIL_LEN,
+    let mut frame = Vec::with_capacity(
+        HEAD.len()
+            + encoded_len(NONCE_LEN)
+            + MID.len()
+            + encoded_len(ct_len)
+            + 1
+            + seq_len
+            + END.len(),
     );
-    frame.push_str(HEAD);
-    b64().encode_string(nonce, &mut frame);
-    frame.push_str(MID);
-    let sealed = SCRATCH
-        .try_with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut buf) => seal_b64(key, nonce, aad, plaintext, ct_len, &mut buf, &mut frame),
-            // Not reachable (sealing does not re-enter), but never worth a panic.
-            Err(_) => seal_b64(
-                key,
-                nonce,
-                aad,
-                plaintext,
-                ct_len,
-                &mut Vec::new(),
-                &mut frame,
-            ),
-        })
-        // The thread is exiting and its scratch is gone: use a buffer of our own.
-        .unwrap_or_else(|_| {
-            seal_b64(
-                key,
-                nonce,
-                aad,
-                plaintext,
-                ct_len,
-                &mut Vec::new(),
-                &mut frame,
-            )
-        });
+    frame.extend_from_slice(HEAD);
+    encode_into(nonce, &mut frame);
+    frame.extend_from_slice(MID);
+    let mut seal =
+        |buf: &mut Vec<u8>| seal_b64(key, nonce, aad, plaintext, ct_len, buf, &mut frame);
+    // A buffer of our own if the scratch is unavailable: the thread is exiting, or it is
+    // borrowed (not reachable: sealing does not re-enter).
+    let sealed = match SCRATCH.try_with(|s| s.try_borrow_mut().ok().map(|mut buf| seal(&mut buf))) {
+        Ok(Some(sealed)) => sealed,
+        _ => seal(&mut Vec::new()),
+    };
     sealed?;
-    frame.push('"');
+    frame.push(b'"');
     if let Some(seq) = seq {
-        frame.push_str(SEQ);
-        // Writing to a `String` cannot fail.
+        frame.extend_from_slice(SEQ);
+        // Writing to a `Vec` cannot fail.
         let _ = write!(frame, "{seq}");
     }
-    frame.push_str("}}");
-    Ok(frame)
+    frame.extend_from_slice(END);
+    // Every byte written is ASCII; the check is one pass over the frame.
+    String::from_utf8(frame).map_err(|_| CryptoError::Encrypt)
 }
 
 /// Seals into `buf` and appends the base64 of the result to `frame`.
@@ -108,7 +93,7 @@ fn seal_b64(
     plaintext: &[u8],
     ct_len: usize,
     buf: &mut Vec<u8>,
-    frame: &mut String,
+    frame: &mut Vec<u8>,
 ) -> Result<(), CryptoError> {
     // Only ever grown: the AEAD overwrites what it uses, so no clearing per frame.
     if buf.len() < ct_len {
@@ -117,7 +102,7 @@ fn seal_b64(
     let out = &mut buf[..ct_len];
     let sealed = key.seal_to(nonce, aad, plaintext, out);
     if sealed.is_ok() {
-        b64().encode_string(&*out, frame);
+        encode_into(out, frame);
     }
     if buf.len() > SCRATCH_RETAINED {
         *buf = Vec::new();

@@ -22,6 +22,7 @@
 //! all produce the same [`CryptoError::Decrypt`].
 
 mod aead;
+mod b64_public;
 pub mod backend;
 pub mod backplane;
 mod frame;
