@@ -15,7 +15,6 @@
 //! after use.
 
 use std::cell::RefCell;
-use std::io::Write as _;
 
 use super::aead::SessionKey;
 use super::b64_public::{encode_into, encoded_len};
@@ -77,8 +76,7 @@ pub(crate) fn sealed_frame(
     frame.push(b'"');
     if let Some(seq) = seq {
         frame.extend_from_slice(SEQ);
-        // Writing to a `Vec` cannot fail.
-        let _ = write!(frame, "{seq}");
+        push_decimal(&mut frame, seq);
     }
     frame.extend_from_slice(END);
     // Every byte written is ASCII; the check is one pass over the frame.
@@ -108,4 +106,36 @@ fn seal_b64(
         *buf = Vec::new();
     }
     sealed
+}
+
+/// Appends `n` in decimal (what `format!("{n}")` writes, without the formatting machinery).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; U64_DIGITS];
+    let mut at = U64_DIGITS;
+    while at > 0 {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_match_display() {
+        let mut values = vec![0, 1, 9, 10, 99, 100, 12_345, u64::MAX - 1, u64::MAX];
+        values.extend((0..64).map(|b| 1u64 << b));
+        values.extend((1..20).map(|e| 10u64.pow(e) - 1));
+        for n in values {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 }
