@@ -6,7 +6,9 @@
 //! the hardware path and the bitsliced fallback, plus the GHASH key); aws-lc's is one
 //! `EVP_AEAD_CTX`, 584 bytes on the C heap (a 564-byte state union plus the method pointer and
 //! lengths; with aws-lc's 8-byte size prefix and the allocator's rounding, a 608-byte chunk
-//! with glibc), plus 24 bytes inline. A server holds one or two per encrypted connection, and
+//! with glibc), plus a 24-byte handle inline (so a compacted [`SessionKey`] is 64 bytes: the
+//! key, the choice of implementation and room for the handle). A server holds one or two
+//! expanded keys per encrypted connection, and
 //! most connections are idle most of the time, so sessions keep the 32-byte key and expand it
 //! on first use; the connection drops the expansion again with [`SessionKey::compact`] once
 //! per heartbeat interval. Expanding costs well under a microsecond in both implementations,

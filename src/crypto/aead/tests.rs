@@ -196,3 +196,15 @@ fn wycheproof_through_both_backends() {
     }
     assert_eq!(checked, 66);
 }
+
+/// An idle connection holds its keys compacted: the 32-byte key, the choice of
+/// implementation and room for an expansion (aws-lc's 24-byte handle to its context, inline so
+/// that sealing follows one pointer, not two): 64 bytes.
+#[test]
+fn a_compacted_key_stays_small() {
+    assert!(
+        std::mem::size_of::<SessionKey>() <= 64,
+        "{}",
+        std::mem::size_of::<SessionKey>()
+    );
+}
