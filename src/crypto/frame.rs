@@ -47,11 +47,9 @@ pub(crate) fn sealed_frame(
         .len()
         .checked_add(TAG_LEN)
         .ok_or(CryptoError::Encrypt)?;
-    let seq_len = if seq.is_some() {
-        SEQ.len() + U64_DIGITS
-    } else {
-        0
-    };
+    let seq_len = seq.map_or(0, |n| SEQ.len() + decimal_len(n));
+    // Exactly the frame's length: the message then takes the buffer over as it is (a `Bytes`
+    // made from a full `Vec` needs no allocation of its own).
     let mut frame = Vec::with_capacity(
         HEAD.len()
             + encoded_len(NONCE_LEN)
@@ -108,6 +106,16 @@ fn seal_b64(
     sealed
 }
 
+/// Number of decimal digits of `n`.
+fn decimal_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
 /// Appends `n` in decimal (what `format!("{n}")` writes, without the formatting machinery).
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; U64_DIGITS];
@@ -136,6 +144,7 @@ mod tests {
             let mut out = b"x".to_vec();
             push_decimal(&mut out, n);
             assert_eq!(out, format!("x{n}").into_bytes());
+            assert_eq!(decimal_len(n), out.len() - 1, "{n}");
         }
     }
 }

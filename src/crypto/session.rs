@@ -378,6 +378,7 @@ mod tests {
                     let frame = fast.seal_frame_with_rng(&mut r1, &pt).expect("seal_frame");
                     let p = reference.seal_with_rng(&mut r2, &pt).expect("seal");
                     assert_eq!(frame, encrypted_frame(&p), "{aead:?} {len}");
+                    assert_eq!(frame.capacity(), frame.len(), "allocated exactly");
                     assert_eq!(peer.open(&p).expect("open"), pt);
                 }
             }
