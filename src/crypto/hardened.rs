@@ -29,7 +29,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::aead::SessionKey;
+use super::aead::{AeadBackend, SessionKey};
 use super::{CryptoError, NONCE_LEN, PUBLIC_KEY_LEN, SALT_LEN, TAG_LEN};
 
 /// Wire id of the hardened profile (the `profile` field of `authenticate` and `connected`).
@@ -290,14 +290,19 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    pub(crate) fn new(dir: Direction, secret0: &[u8; 32], rekey_after: u32) -> Self {
+    pub(crate) fn new(
+        dir: Direction,
+        secret0: &[u8; 32],
+        rekey_after: u32,
+        aead: AeadBackend,
+    ) -> Self {
         let keys = EpochKeys::derive(secret0);
         Self {
             dir,
             rekey_after: rekey_after.max(1),
             epoch: 0,
             secret: Zeroizing::new(*secret0),
-            key: SessionKey::new(&keys.key),
+            key: SessionKey::new(&keys.key, aead),
             prefix: keys.prefix,
             next_seq: 0,
         }
@@ -313,7 +318,7 @@ impl Record {
             let cur = EpochKeys::derive(&self.secret);
             let next = EpochKeys::derive(&cur.next);
             self.secret = cur.next;
-            self.key = SessionKey::new(&next.key);
+            self.key = SessionKey::new(&next.key, self.key.backend());
             self.prefix = next.prefix;
             self.epoch += 1;
         }
@@ -324,6 +329,19 @@ impl Record {
         &mut self,
         plaintext: &[u8],
     ) -> Result<(u64, [u8; NONCE_LEN], Vec<u8>), CryptoError> {
+        self.seal_with(|key, seq, n, a| {
+            let mut buf = vec![0u8; plaintext.len() + TAG_LEN];
+            key.seal_to(n, a, plaintext, &mut buf)?;
+            Ok((seq, *n, buf))
+        })
+    }
+
+    /// Seals the next record with `seal(key, seq, nonce, aad)`, which writes the record
+    /// wherever it wants it; the sequence number moves on only if it succeeds.
+    pub(crate) fn seal_with<T>(
+        &mut self,
+        seal: impl FnOnce(&mut SessionKey, u64, &[u8; NONCE_LEN], &[u8]) -> Result<T, CryptoError>,
+    ) -> Result<T, CryptoError> {
         let seq = self.next_seq;
         if seq >= SEQ_HARD_LIMIT {
             return Err(CryptoError::Encrypt);
@@ -332,11 +350,9 @@ impl Record {
         self.ratchet_to(epoch);
         let n = nonce(&self.prefix, seq);
         let a = aad(self.dir, epoch, seq);
-        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        buf.extend_from_slice(plaintext);
-        self.key.seal_in_place(&n, &a, &mut buf)?;
+        let out = seal(&mut self.key, seq, &n, &a)?;
         self.next_seq = seq + 1;
-        Ok((seq, n, buf))
+        Ok(out)
     }
 
     /// Opens the record that must come next. Nothing changes unless it authenticates.
@@ -355,7 +371,11 @@ impl Record {
         let next = crossing.then(|| {
             let cur = EpochKeys::derive(&self.secret);
             let next = EpochKeys::derive(&cur.next);
-            (cur.next, SessionKey::new(&next.key), next.prefix)
+            (
+                cur.next,
+                SessionKey::new(&next.key, self.key.backend()),
+                next.prefix,
+            )
         });
         let prefix = next.as_ref().map_or(self.prefix, |n| n.2);
         let n = nonce(&prefix, seq);
@@ -397,97 +417,4 @@ impl Zeroize for Record {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pair(rekey: u32) -> (Record, Record) {
-        let s = [5u8; 32];
-        (
-            Record::new(Direction::ServerToClient, &s, rekey),
-            Record::new(Direction::ServerToClient, &s, rekey),
-        )
-    }
-
-    #[test]
-    fn records_ratchet_in_lockstep() {
-        let (mut tx, mut rx) = pair(3);
-        let mut prefixes = Vec::new();
-        for i in 0..10u64 {
-            let (seq, iv, ct) = tx.seal(format!("m{i}").as_bytes()).expect("seal");
-            assert_eq!(seq, i);
-            prefixes.push(iv[..4].to_vec());
-            assert_eq!(
-                rx.open(seq, &iv, ct).expect("open"),
-                format!("m{i}").as_bytes()
-            );
-        }
-        assert_eq!(tx.epoch, 3);
-        assert_eq!(rx.epoch, 3);
-        assert_eq!(tx.secret(), rx.secret());
-        assert_ne!(prefixes[0], prefixes[3], "new epoch, new prefix");
-        assert_eq!(prefixes[0], prefixes[2]);
-    }
-
-    #[test]
-    fn replay_reorder_and_direction_fail() {
-        let (mut tx, mut rx) = pair(100);
-        let m0 = tx.seal(b"a").expect("seal");
-        let m1 = tx.seal(b"b").expect("seal");
-        // Reordered: seq 1 before 0.
-        assert!(rx.open(m1.0, &m1.1, m1.2.clone()).is_err());
-        rx.open(m0.0, &m0.1, m0.2.clone()).expect("in order");
-        // Replayed.
-        assert!(rx.open(m0.0, &m0.1, m0.2.clone()).is_err());
-        rx.open(m1.0, &m1.1, m1.2).expect("next");
-        // Same secret, other direction: the AAD differs.
-        let mut other = Record::new(Direction::ClientToServer, &[5u8; 32], 100);
-        assert!(other.open(m0.0, &m0.1, m0.2).is_err());
-    }
-
-    #[test]
-    fn hard_limit_refuses_to_seal() {
-        let (mut tx, _) = pair(DEFAULT_REKEY_AFTER);
-        tx.next_seq = SEQ_HARD_LIMIT;
-        assert_eq!(tx.seal(b"x").map(|_| ()), Err(CryptoError::Encrypt));
-    }
-
-    /// Observes, soundly, that dropping a `Zeroizing` wrapper runs `Zeroize` on its contents:
-    /// the probe's bytes live in a shared cell the test keeps a handle to after the drop.
-    #[test]
-    fn dropping_a_zeroizing_wrapper_wipes_its_contents() {
-        use std::cell::RefCell;
-        use std::rc::Rc;
-        struct Probe(Rc<RefCell<[u8; 32]>>);
-        impl Zeroize for Probe {
-            fn zeroize(&mut self) {
-                self.0.borrow_mut().zeroize();
-            }
-        }
-        let cell = Rc::new(RefCell::new(
-            *KeySchedule::derive(&[1; 32], &[2; 32], &[3; 32]).c2s,
-        ));
-        assert_ne!(*cell.borrow(), [0u8; 32]);
-        let wrapped = Zeroizing::new(Probe(Rc::clone(&cell)));
-        drop(wrapped);
-        assert_eq!(*cell.borrow(), [0u8; 32], "drop wiped the key bytes");
-    }
-
-    #[test]
-    fn ratcheting_replaces_the_retired_secret() {
-        let (mut tx, _) = pair(1);
-        let first = *tx.secret();
-        tx.seal(b"a").expect("seal");
-        tx.seal(b"b").expect("seal");
-        assert_ne!(tx.secret(), &first, "epoch 1 secret differs from epoch 0");
-        assert_eq!(tx.epoch, 1);
-    }
-
-    #[test]
-    fn zeroize_wipes_the_epoch_secret() {
-        let (mut tx, _) = pair(10);
-        assert_ne!(tx.secret(), &[0u8; 32]);
-        tx.zeroize();
-        assert_eq!(tx.secret(), &[0u8; 32]);
-        assert_eq!(tx.prefix, [0u8; 4]);
-    }
-}
+mod tests;

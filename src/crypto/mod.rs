@@ -8,7 +8,9 @@
 //!   reference, kept for differential tests).
 //! - [`kdf`] derives keys with HKDF-SHA256.
 //! - [`session`] is an established AES-256-GCM session that seals and opens `encrypted` frames;
-//!   its keys (`aead`) are expanded only while in use.
+//!   its keys (`aead`) are expanded only while in use, by `aws-lc-rs` (fast, the default) or
+//!   RustCrypto `aes-gcm` (the reference, kept for differential tests): [`AeadBackend`].
+//!   `frame` writes an outbound `encrypted` frame in one allocation.
 //! - [`hardened`] is the `sealwire-v2` key schedule, transcript and record layer.
 //! - [`identity`] is the optional long-term server key that signs hardened transcripts.
 //! - [`handshake`] has the server and client halves of the handshake inside `authenticate`,
@@ -20,8 +22,10 @@
 //! all produce the same [`CryptoError::Decrypt`].
 
 mod aead;
+mod b64_public;
 pub mod backend;
 pub mod backplane;
+mod frame;
 pub mod handshake;
 pub mod hardened;
 pub mod identity;
@@ -29,6 +33,7 @@ pub mod kdf;
 pub mod keys;
 pub mod session;
 
+pub use aead::AeadBackend;
 pub use backend::Backend;
 pub use handshake::{
     ClientFinished, ClientHandshake, HandshakeConfig, ServerHello, server_handshake,

@@ -5,9 +5,9 @@ use base64::Engine as _;
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::aead::SessionKey;
+use super::aead::{AeadBackend, SessionKey};
 use super::hardened::{Direction, KeySchedule, Record};
-use super::{CryptoError, NONCE_LEN, TAG_LEN, b64, hardened};
+use super::{CryptoError, NONCE_LEN, TAG_LEN, b64, frame, hardened};
 use crate::protocol::EncryptedPayload;
 
 /// Which crypto profile a session speaks.
@@ -91,11 +91,18 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Builds a compatibility-profile session from a derived 32-byte key.
+    /// Builds a compatibility-profile session from a derived 32-byte key, on the fastest
+    /// AES-GCM implementation.
     #[must_use]
     pub fn compat(key: &Zeroizing<[u8; 32]>) -> Self {
+        Self::compat_with(key, AeadBackend::default())
+    }
+
+    /// Builds a compatibility-profile session on the AES-GCM implementation `aead`.
+    #[must_use]
+    pub fn compat_with(key: &Zeroizing<[u8; 32]>, aead: AeadBackend) -> Self {
         Self {
-            inner: Inner::Compat(SessionKey::new(key)),
+            inner: Inner::Compat(SessionKey::new(key, aead)),
         }
     }
 
@@ -105,11 +112,12 @@ impl Session {
         schedule: &KeySchedule,
         rekey_after: u32,
         expect_client_finished_th: Option<[u8; 32]>,
+        aead: AeadBackend,
     ) -> Self {
         let expect_client_finished =
             expect_client_finished_th.map(|th| (Zeroizing::new(*schedule.confirm), th));
-        let c2s = Record::new(Direction::ClientToServer, &schedule.c2s, rekey_after);
-        let s2c = Record::new(Direction::ServerToClient, &schedule.s2c, rekey_after);
+        let c2s = Record::new(Direction::ClientToServer, &schedule.c2s, rekey_after, aead);
+        let s2c = Record::new(Direction::ServerToClient, &schedule.s2c, rekey_after, aead);
         let (send, recv) = match role {
             Role::Server => (s2c, c2s),
             Role::Client => (c2s, s2c),
@@ -204,9 +212,8 @@ impl Session {
         };
         let mut iv = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut iv);
-        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        buf.extend_from_slice(plaintext);
-        key.seal_in_place(&iv, b"", &mut buf)?;
+        let mut buf = vec![0u8; plaintext.len() + TAG_LEN];
+        key.seal_to(&iv, b"", plaintext, &mut buf)?;
         Ok(EncryptedPayload {
             iv: b64().encode(iv),
             ct: b64().encode(&buf),
@@ -215,13 +222,37 @@ impl Session {
     }
 
     /// Seals `plaintext` and returns the complete outbound frame
-    /// `{"event":"encrypted","data":{"iv":..,"ct":..[,"seq":..]}}`.
+    /// `{"event":"encrypted","data":{"iv":..,"ct":..[,"seq":..]}}`, the same bytes as
+    /// [`encrypted_frame`] of [`Session::seal`]. This is the per-recipient step of an
+    /// encrypted fan-out, so it is built in one allocation: the plaintext is read in place
+    /// and the base64 is written straight into the frame.
     ///
     /// # Errors
     /// As [`Session::seal`].
     pub fn seal_frame(&mut self, plaintext: &[u8]) -> Result<String, CryptoError> {
-        let p = self.seal(plaintext)?;
-        Ok(encrypted_frame(&p))
+        self.seal_frame_with_rng(&mut rand::rng(), plaintext)
+    }
+
+    /// [`Session::seal_frame`] with compatibility-profile nonces drawn from `rng`
+    /// (deterministic in tests). The hardened profile uses counter nonces and ignores `rng`.
+    ///
+    /// # Errors
+    /// As [`Session::seal`].
+    pub fn seal_frame_with_rng<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<String, CryptoError> {
+        match &mut self.inner {
+            Inner::Compat(key) => {
+                let mut iv = [0u8; NONCE_LEN];
+                rng.fill_bytes(&mut iv);
+                frame::sealed_frame(key, &iv, b"", None, plaintext)
+            }
+            Inner::Hardened(h) => h.send.seal_with(|key, seq, nonce, aad| {
+                frame::sealed_frame(key, nonce, aad, Some(seq), plaintext)
+            }),
+        }
     }
 
     /// Opens an inbound payload. In the hardened profile it must be exactly the next record
@@ -315,6 +346,43 @@ mod tests {
             serde_json::from_str(&encrypted_frame(&p1)).expect("frame json");
         assert_eq!(frame["event"], "encrypted");
         assert_eq!(frame["data"]["iv"], p1.iv.as_str());
+    }
+
+    /// The one-allocation frame writer produces exactly the bytes of the reference path
+    /// (seal, then render the payload), in both profiles, on both AES-GCM implementations,
+    /// across rekeys, and the peer opens them.
+    #[test]
+    fn seal_frame_matches_the_reference_rendering() {
+        use crate::crypto::hardened::KeySchedule;
+        use rand::{SeedableRng, rngs::StdRng};
+        let schedule = KeySchedule::derive(&[1u8; 32], &[2u8; 32], &[3u8; 32]);
+        for aead in [AeadBackend::RustCrypto, AeadBackend::AwsLc] {
+            let key = Zeroizing::new([9u8; 32]);
+            let hardened = |role| Session::hardened(role, &schedule, 2, None, aead);
+            let sessions = [
+                (
+                    Session::compat_with(&key, aead),
+                    Session::compat_with(&key, aead),
+                    Session::compat(&key),
+                ),
+                (
+                    hardened(Role::Server),
+                    hardened(Role::Server),
+                    hardened(Role::Client),
+                ),
+            ];
+            for (mut fast, mut reference, mut peer) in sessions {
+                let (mut r1, mut r2) = (StdRng::seed_from_u64(7), StdRng::seed_from_u64(7));
+                for len in [0usize, 1, 2, 3, 200, 4097] {
+                    let pt = vec![b'a'; len];
+                    let frame = fast.seal_frame_with_rng(&mut r1, &pt).expect("seal_frame");
+                    let p = reference.seal_with_rng(&mut r2, &pt).expect("seal");
+                    assert_eq!(frame, encrypted_frame(&p), "{aead:?} {len}");
+                    assert_eq!(frame.capacity(), frame.len(), "allocated exactly");
+                    assert_eq!(peer.open(&p).expect("open"), pt);
+                }
+            }
+        }
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl ClientHandshake {
         let salt = decode_salt(salt)?;
         let shared = self.config.backend.agree(&self.secret, &peer)?;
         let key = kdf::derive_key(&salt, shared.as_ref(), self.config.info.as_bytes());
-        Ok(Session::compat(&key))
+        Ok(Session::compat_with(&key, self.config.aead))
     }
 
     /// Finishes the compatibility profile from the whole `connected` payload.
@@ -200,7 +200,8 @@ impl ClientHandshake {
             &confirm,
         )?;
         let mine = hardened::finished_mac(&schedule.confirm, hardened::label::CLIENT_FINISHED, &th);
-        let mut session = Session::hardened(Role::Client, &schedule, rekey_after, None);
+        let mut session =
+            Session::hardened(Role::Client, &schedule, rekey_after, None, self.config.aead);
         let inner = confirmation_json(&mine);
         let confirmation = session.seal_frame(inner.as_bytes())?;
         Ok(ClientFinished {

@@ -44,8 +44,8 @@ use super::hardened::{self, KeySchedule, TranscriptInput};
 use super::identity::ServerIdentity;
 use super::session::{Profile, Role};
 use super::{
-    Backend, CryptoError, IGNIS_INFO, PUBLIC_KEY_LEN, SALT_LEN, b64, kdf, keys::EphemeralSecret,
-    keys::PeerPublicKey, session::Session,
+    AeadBackend, Backend, CryptoError, IGNIS_INFO, PUBLIC_KEY_LEN, SALT_LEN, b64, kdf,
+    keys::EphemeralSecret, keys::PeerPublicKey, session::Session,
 };
 use crate::protocol::{ConnectedPayload, HelloPayload};
 
@@ -57,6 +57,9 @@ pub struct HandshakeConfig {
     pub info: String,
     /// ECDH implementation (both ends). Defaults to the fastest compiled in.
     pub backend: Backend,
+    /// AES-256-GCM implementation for the session's records (both ends, both profiles).
+    /// Defaults to the fastest compiled in.
+    pub aead: AeadBackend,
     /// Client: the profile to ask for. Defaults to [`Profile::Compat`]; SDKs should use
     /// [`HandshakeConfig::hardened`]. The server follows what each client asks for.
     pub profile: Profile,
@@ -75,6 +78,7 @@ impl Default for HandshakeConfig {
         Self {
             info: IGNIS_INFO.to_owned(),
             backend: Backend::default(),
+            aead: AeadBackend::default(),
             profile: Profile::Compat,
             rekey_after: hardened::DEFAULT_REKEY_AFTER,
             identity: None,
@@ -222,7 +226,7 @@ fn finish_server(
     match profile {
         Profile::Compat => {
             let key = kdf::derive_key(&salt, shared.as_ref(), config.info.as_bytes());
-            Ok((hello, Session::compat(&key)))
+            Ok((hello, Session::compat_with(&key, config.aead)))
         }
         Profile::Hardened => {
             let rekey_after = config.rekey_after.clamp(1, hardened::MAX_REKEY_AFTER);
@@ -247,7 +251,8 @@ fn finish_server(
                 hello.identity_key = Some(id.public_key().to_base64());
                 hello.signature = Some(b64().encode(id.sign_transcript(&th)));
             }
-            let session = Session::hardened(Role::Server, &schedule, rekey_after, Some(th));
+            let session =
+                Session::hardened(Role::Server, &schedule, rekey_after, Some(th), config.aead);
             Ok((hello, session))
         }
     }

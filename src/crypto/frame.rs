@@ -1,0 +1,150 @@
+//! Writes an outbound `encrypted` frame straight from the shared plaintext: the one place the
+//! per-recipient work of an encrypted fan-out happens.
+//!
+//! ```text
+//! {"event":"encrypted","data":{"iv":"<b64 nonce>","ct":"<b64 ciphertext||tag>"[,"seq":N]}}
+//! ```
+//!
+//! The frame's length is known before anything is written, so it is built in one allocation
+//! (the buffer that becomes the WebSocket message). The plaintext (the publication's JSON,
+//! serialized once and shared by every recipient) is read in place by the AEAD, which writes
+//! the ciphertext into a per-thread scratch buffer; base64 is encoded from there directly into
+//! the frame (by [`super::b64_public`]). Nothing else is allocated, and the only other pass
+//! over the frame is the UTF-8 check that makes it a `String`. The scratch buffer only ever
+//! holds ciphertext, and one grown past [`SCRATCH_RETAINED`] (a large message) is released
+//! after use.
+
+use std::cell::RefCell;
+
+use super::aead::SessionKey;
+use super::b64_public::{encode_into, encoded_len};
+use super::{CryptoError, NONCE_LEN, TAG_LEN};
+
+const HEAD: &[u8] = br#"{"event":"encrypted","data":{"iv":""#;
+const MID: &[u8] = br#"","ct":""#;
+const SEQ: &[u8] = br#","seq":"#;
+/// `}}` closes `data` and the frame (after the closing quote of `ct`, and `seq` if any).
+const END: &[u8] = b"}}";
+/// Longest decimal `u64`.
+const U64_DIGITS: usize = 20;
+/// Scratch capacity kept per thread between frames; a larger one (a large message) is freed.
+const SCRATCH_RETAINED: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Seals `plaintext` under `key` with `nonce` and `aad` and returns the whole `encrypted`
+/// frame, with `seq` when the profile numbers its records.
+pub(crate) fn sealed_frame(
+    key: &mut SessionKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    seq: Option<u64>,
+    plaintext: &[u8],
+) -> Result<String, CryptoError> {
+    let ct_len = plaintext
+        .len()
+        .checked_add(TAG_LEN)
+        .ok_or(CryptoError::Encrypt)?;
+    let seq_len = seq.map_or(0, |n| SEQ.len() + decimal_len(n));
+    // Exactly the frame's length: the message then takes the buffer over as it is (a `Bytes`
+    // made from a full `Vec` needs no allocation of its own).
+    let mut frame = Vec::with_capacity(
+        HEAD.len()
+            + encoded_len(NONCE_LEN)
+            + MID.len()
+            + encoded_len(ct_len)
+            + 1
+            + seq_len
+            + END.len(),
+    );
+    frame.extend_from_slice(HEAD);
+    encode_into(nonce, &mut frame);
+    frame.extend_from_slice(MID);
+    let mut seal =
+        |buf: &mut Vec<u8>| seal_b64(key, nonce, aad, plaintext, ct_len, buf, &mut frame);
+    // A buffer of our own if the scratch is unavailable: the thread is exiting, or it is
+    // borrowed (not reachable: sealing does not re-enter).
+    let sealed = match SCRATCH.try_with(|s| s.try_borrow_mut().ok().map(|mut buf| seal(&mut buf))) {
+        Ok(Some(sealed)) => sealed,
+        _ => seal(&mut Vec::new()),
+    };
+    sealed?;
+    frame.push(b'"');
+    if let Some(seq) = seq {
+        frame.extend_from_slice(SEQ);
+        push_decimal(&mut frame, seq);
+    }
+    frame.extend_from_slice(END);
+    // Every byte written is ASCII; the check is one pass over the frame.
+    String::from_utf8(frame).map_err(|_| CryptoError::Encrypt)
+}
+
+/// Seals into `buf` and appends the base64 of the result to `frame`.
+fn seal_b64(
+    key: &mut SessionKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+    ct_len: usize,
+    buf: &mut Vec<u8>,
+    frame: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    // Only ever grown: the AEAD overwrites what it uses, so no clearing per frame.
+    if buf.len() < ct_len {
+        buf.resize(ct_len, 0);
+    }
+    let out = &mut buf[..ct_len];
+    let sealed = key.seal_to(nonce, aad, plaintext, out);
+    if sealed.is_ok() {
+        encode_into(out, frame);
+    }
+    if buf.len() > SCRATCH_RETAINED {
+        *buf = Vec::new();
+    }
+    sealed
+}
+
+/// Number of decimal digits of `n`.
+fn decimal_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+/// Appends `n` in decimal (what `format!("{n}")` writes, without the formatting machinery).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; U64_DIGITS];
+    let mut at = U64_DIGITS;
+    while at > 0 {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_match_display() {
+        let mut values = vec![0, 1, 9, 10, 99, 100, 12_345, u64::MAX - 1, u64::MAX];
+        values.extend((0..64).map(|b| 1u64 << b));
+        values.extend((1..20).map(|e| 10u64.pow(e) - 1));
+        for n in values {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+            assert_eq!(decimal_len(n), out.len() - 1, "{n}");
+        }
+    }
+}
