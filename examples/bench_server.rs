@@ -14,7 +14,7 @@
 //! target/release/examples/bench_server --listen 127.0.0.1:8090 --control 127.0.0.1:8091 \
 //!     [--require-encryption] [--backend aws-lc|p256] [--read-buffer BYTES] [--write-buffer BYTES]
 //!     [--reuse-port] [--history-rooms GLOBS] [--history-broadcast] [--history-size N]
-//!     [--redis URL]
+//!     [--redis URL] [--publish-concurrency N]
 //! ```
 
 #[path = "common/proc.rs"]
@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use axum::{Json, Router, extract::State, routing::get, routing::post};
+use futures_util::StreamExt as _;
 use sealwire::server::{AuthRequest, ClientInfo, Identity, Server, ServerConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -71,16 +72,28 @@ async fn burst(State(server): State<Server>, Json(b): Json<Burst>) -> Json<Value
         "x".repeat(b.size.saturating_sub(base))
     };
     let t0 = now_ms();
-    let mut recipients = 0usize;
-    for s in 0..b.count {
-        let t = now_ms();
-        let pad = pad_for(s, t);
-        let data = BenchData { s, t, p: &pad };
-        recipients += server
-            .send(b.room.as_deref(), &event, &data)
-            .await
-            .map_or(0, |r| r.local_recipients);
-    }
+    // Publications in flight at once (`--publish-concurrency`, default 1: one after the
+    // other). Started in order, so a stream's order is the loop's.
+    let concurrency = arg("--publish-concurrency")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .max(1);
+    let (server, event, room) = (&server, &event, b.room.as_deref());
+    let recipients: usize = futures_util::stream::iter(0..b.count)
+        .map(|s| {
+            let t = now_ms();
+            let pad = pad_for(s, t);
+            async move {
+                let data = BenchData { s, t, p: &pad };
+                server
+                    .send(room, event, &data)
+                    .await
+                    .map_or(0, |r| r.local_recipients)
+            }
+        })
+        .buffered(concurrency)
+        .fold(0, |sum, n| async move { sum + n })
+        .await;
     let t1 = now_ms();
     Json(json!({
         "ok": true, "count": b.count, "size": b.size, "room": b.room,
