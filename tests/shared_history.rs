@@ -356,3 +356,48 @@ async fn kept_and_unkept_messages_to_one_client_keep_their_order() {
     }
     a.stop().await;
 }
+
+/// Redis stops answering (frozen, nothing lost): a publication to a kept stream still reaches
+/// the instance's clients live, with no offset in its receipt; once Redis answers again, the
+/// stream goes on in a new epoch, so a client that recovers across the outage is told
+/// `recovered: false` instead of being silently short of what may not have been kept. The
+/// frozen append, which Redis runs when it thaws, is not delivered twice.
+#[tokio::test]
+async fn a_redis_outage_delivers_live_and_then_starts_a_new_epoch() {
+    let redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 100, None)).await;
+    let (mut c, _, room) = joined(&a, None).await;
+    let epoch = room["epoch"].clone();
+    assert_eq!(publish(&a, 1).await, Some(1));
+    assert_eq!(c.recv_msg().await["offset"], 1);
+
+    redis.pause();
+    assert_eq!(publish(&a, 2).await, None, "not kept: no offset");
+    let live = c.recv_msg().await;
+    assert_eq!(live["data"]["n"], 2, "delivered live: {live}");
+    assert!(live.get("offset").is_none(), "{live}");
+    redis.resume();
+    wait_for(|| a.server.bus_status().connected).await;
+
+    let mut n = 3;
+    let next = loop {
+        if let Some(offset) = publish(&a, n).await {
+            break offset;
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Redis runs the frozen append when it thaws: its copy is not delivered a second time.
+    let m = c.recv_msg().await;
+    assert_eq!(m["data"]["n"], n, "each publication once: {m}");
+    assert_ne!(
+        m["epoch"], epoch,
+        "a new epoch after the failed append: {m}"
+    );
+    assert_eq!(m["offset"], next);
+    drop(c);
+    let (_, replayed, room) = joined(&a, Some(json!({"offset": 1, "epoch": epoch}))).await;
+    assert_eq!(room["recovered"], false, "{room}");
+    assert!(replayed.is_empty(), "{replayed:?}");
+    a.stop().await;
+}

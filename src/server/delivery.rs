@@ -103,6 +103,8 @@ impl Server {
             }
             Err(e) => {
                 tracing::warn!(stream, error = %e, "publication not kept in history; delivered live only");
+                let fp = super::history::fingerprint(&frame.event, frame.data.get());
+                history.echoes().unconfirmed(&stream, fp);
                 Ok(self.route_frame(target, &frame, &exclude))
             }
         }
@@ -234,6 +236,16 @@ impl Server {
             .history
             .as_ref()
             .and_then(|h| h.stream_for(&env.target));
+        // The late copy of this instance's own failed append was delivered live already.
+        if env.server_id == self.0.server_id
+            && let (Some(history), Some(stream)) = (&self.0.history, &stream)
+            && history.echoes().is_late_copy(
+                stream,
+                super::history::fingerprint(&frame.event, frame.data.get()),
+            )
+        {
+            return;
+        }
         let (frame, delivered) = match (stream, env.kept) {
             (Some(stream), Some(at)) => {
                 let epoch = Arc::from(at.epoch.as_str());

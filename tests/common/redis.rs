@@ -234,6 +234,26 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered, nothing is
+    /// lost. [`RedisServer::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -{name} {pid}")])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
     /// Starts it again on the same port.
     pub async fn restart(&mut self) {
         self.kill();

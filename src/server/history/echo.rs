@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -21,10 +21,28 @@ struct Watch {
     waiters: Vec<(Position, oneshot::Sender<()>)>,
 }
 
-/// The streams with kept publications in flight from this instance.
+/// The streams with kept publications in flight from this instance, and the publications
+/// whose append could not be confirmed.
 #[derive(Default)]
 pub(crate) struct Echoes {
     streams: Mutex<HashMap<String, Watch>>,
+    /// Appends that failed (or timed out) and were delivered live instead: if Redis runs one
+    /// late, its copy that comes back is not delivered a second time. By stream and a
+    /// fingerprint of event and data, with when it failed.
+    unconfirmed: Mutex<Vec<(String, u64, Instant)>>,
+}
+
+/// How long a failed append's late copy is recognised.
+const UNCONFIRMED_FOR: Duration = Duration::from_secs(60);
+
+/// A fingerprint of a publication's event and data (not a security measure: a collision only
+/// drops a late copy of an identical publication).
+pub(crate) fn fingerprint(event: &str, data: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    event.hash(&mut h);
+    data.hash(&mut h);
+    h.finish()
 }
 
 fn reached(delivered: Option<&Position>, at: &Position) -> bool {
@@ -43,6 +61,36 @@ impl Echoes {
         InFlight {
             echoes: self,
             stream,
+        }
+    }
+
+    /// An append to `stream` failed, and its publication (fingerprint `fp`) was delivered live.
+    pub(crate) fn unconfirmed(&self, stream: &str, fp: u64) {
+        let mut failed = self
+            .unconfirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        failed.retain(|(_, _, at)| at.elapsed() < UNCONFIRMED_FOR);
+        failed.push((stream.to_owned(), fp, Instant::now()));
+    }
+
+    /// Whether this instance's own kept publication (fingerprint `fp`) that just came back is
+    /// the late copy of a failed append, already delivered live (then forgotten).
+    pub(crate) fn is_late_copy(&self, stream: &str, fp: u64) -> bool {
+        let mut failed = self
+            .unconfirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if failed.is_empty() {
+            return false;
+        }
+        failed.retain(|(_, _, at)| at.elapsed() < UNCONFIRMED_FOR);
+        match failed.iter().position(|(s, f, _)| s == stream && *f == fp) {
+            Some(i) => {
+                failed.swap_remove(i);
+                true
+            }
+            None => false,
         }
     }
 
