@@ -399,5 +399,15 @@ async fn a_redis_outage_delivers_live_and_then_starts_a_new_epoch() {
     let (_, replayed, room) = joined(&a, Some(json!({"offset": 1, "epoch": epoch}))).await;
     assert_eq!(room["recovered"], false, "{room}");
     assert!(replayed.is_empty(), "{replayed:?}");
+    let (metrics, _) = a.server.render_metrics();
+    let failed = format!(
+        "sealwire_history_appends_total{{result=\"failed\"}} {}",
+        n - 2
+    );
+    assert!(metrics.contains(&failed), "{failed} in:\n{metrics}");
+    assert!(
+        metrics.contains("sealwire_history_appends_total{result=\"kept\"} 2"),
+        "{metrics}"
+    );
     a.stop().await;
 }

@@ -92,6 +92,7 @@ impl Server {
         let in_flight = history.echoes().watch(&stream);
         match store.append(&stream, envelope).await {
             Ok(position) => {
+                self.0.metrics.appended(true);
                 // They receive it from the bus, with its position.
                 let local = self.0.registry().recipients(&target, &exclude).len();
                 if local > 0 {
@@ -103,6 +104,7 @@ impl Server {
             }
             Err(e) => {
                 tracing::warn!(stream, error = %e, "publication not kept in history; delivered live only");
+                self.0.metrics.appended(false);
                 let fp = super::history::fingerprint(&frame.event, frame.data.get());
                 history.echoes().unconfirmed(&stream, fp);
                 Ok(self.route_frame(target, &frame, &exclude))

@@ -120,6 +120,7 @@ pub(crate) struct Metrics {
     recoveries: IntCounterVec,
     replayed: IntCounter,
     history: IntGaugeVec,
+    appends: IntCounterVec,
 }
 
 /// What the metric definitions below need: the names and buckets are constants, so a failure
@@ -254,6 +255,12 @@ impl Metrics {
                 "The history store at scrape time: streams held and publications kept",
                 "measure",
             ),
+            appends: counter_vec(
+                &r,
+                "history_appends_total",
+                "Publications appended to the shared history store, by result (kept, failed: delivered live only)",
+                "result",
+            ),
             registry: r,
             render_lock: std::sync::Mutex::new(()),
         }
@@ -306,6 +313,12 @@ impl Metrics {
             .with_label_values(&["gap"])
             .inc_by(gaps as u64);
         self.replayed.inc_by(replayed as u64);
+    }
+
+    /// A publication was appended to the shared history store (`kept`), or could not be.
+    pub(crate) fn appended(&self, kept: bool) {
+        let result = if kept { "kept" } else { "failed" };
+        self.appends.with_label_values(&[result]).inc();
     }
 
     /// The server closed a connection with `code`; `authenticated` tells whether the client
