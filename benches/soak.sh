@@ -9,7 +9,8 @@
 # Each flag has an environment variable of the same meaning: DURATION (600), CLIENTS (5000),
 # CHURN (0.10 per minute), ROOMS (50), PUBLISH_MS (500), RESTARTS (2), REDIS_DOWN (3),
 # SAMPLE (30), PROFILE (mixed). KEEP=1 keeps the work directory (logs, Redis files);
-# SKIP_BUILD=1 uses the binaries already built.
+# SKIP_BUILD=1 uses the binaries already built. SERVE_ARGS adds `sealwire serve` flags to both
+# instances (e.g. SERVE_ARGS="--history-rooms soak-*": history in Redis Streams).
 #
 # The script starts one redis-server (own directory, free port) and two instances (free
 # ports, --require-encryption, JWT auth, the admin API), then runs examples/soak (the
@@ -127,7 +128,7 @@ for port in "$P1" "$P2"; do
     SEALWIRE_JWT_SECRET=$SOAK_JWT_SECRET SEALWIRE_ADMIN_TOKEN=$SOAK_ADMIN_TOKEN \
         "$BIN/sealwire" serve --listen "127.0.0.1:$port" --redis-url "redis://127.0.0.1:$RPORT" \
         --require-encryption --allow-rooms 'soak-*' \
-        --max-connections "$MAXC" --max-connections-per-ip "$MAXC" \
+        --max-connections "$MAXC" --max-connections-per-ip "$MAXC" ${SERVE_ARGS:-} \
         >"$W/server-$port.log" 2>&1 &
     pids+=($!)
 done
