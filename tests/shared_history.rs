@@ -411,3 +411,22 @@ async fn a_redis_outage_delivers_live_and_then_starts_a_new_epoch() {
     );
     a.stop().await;
 }
+
+/// Redis down when a client recovers: the answer says `recovered: false` for what it asked
+/// (nothing can be read), and the client is served live meanwhile.
+#[tokio::test]
+async fn recovering_while_redis_is_down_is_answered_as_a_gap() {
+    let mut redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 100, None)).await;
+    let (c, _, room) = joined(&a, None).await;
+    let epoch = room["epoch"].clone();
+    drop(c);
+    redis.kill();
+    wait_for(|| !a.server.bus_status().connected).await;
+    let (mut c, replayed, room) = joined(&a, Some(json!({"offset": 0, "epoch": epoch}))).await;
+    assert_eq!(room["recovered"], false, "{room}");
+    assert!(replayed.is_empty(), "{replayed:?}");
+    assert_eq!(publish(&a, 1).await, None, "not kept while Redis is down");
+    assert_eq!(c.recv_msg().await["data"]["n"], 1, "served live");
+    a.stop().await;
+}

@@ -146,7 +146,17 @@ async fn plan(
     }
     let mut replay = Vec::new();
     let mut floors = Vec::new();
+    // With the shared store out of reach, nothing can be read: every stream is answered at
+    // once (a gap where a position was given) rather than after a wait per stream.
+    let shared_down = history.shared().is_some() && !server.bus_status().connected;
     for stream in streams.drain(..) {
+        if shared_down {
+            let asked = request.contains_key(&stream);
+            let mut state = gap(&stream);
+            state.recovered = asked.then_some(false);
+            states.push(state);
+            continue;
+        }
         if history.shared().is_some() {
             server.await_subscription(&stream).await;
         }
