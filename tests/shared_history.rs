@@ -366,7 +366,9 @@ async fn kept_and_unkept_messages_to_one_client_keep_their_order() {
 async fn a_redis_outage_delivers_live_and_then_starts_a_new_epoch() {
     let redis = RedisServer::start().await;
     let a = start_with(instance(&redis, 100, None)).await;
+    let b = start_with(instance(&redis, 100, None)).await;
     let (mut c, _, room) = joined(&a, None).await;
+    let (mut other, _, _) = joined(&b, None).await;
     let epoch = room["epoch"].clone();
     assert_eq!(publish(&a, 1).await, Some(1));
     assert_eq!(c.recv_msg().await["offset"], 1);
@@ -395,6 +397,25 @@ async fn a_redis_outage_delivers_live_and_then_starts_a_new_epoch() {
         "a new epoch after the failed append: {m}"
     );
     assert_eq!(m["offset"], next);
+    // The other instance's client gets every publication at most once: the frozen one only
+    // if Redis ran it after thawing (then from Redis, kept), never also over the bus.
+    let mut seen = Vec::new();
+    loop {
+        let m = other.recv_msg().await;
+        seen.push(m["data"]["n"].as_u64().expect("n"));
+        if m["data"]["n"] == n {
+            break;
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        seen.len(),
+        unique.len(),
+        "no duplicates on the other instance: {seen:?}"
+    );
+    assert!(seen.starts_with(&[1]) && seen.ends_with(&[n]), "{seen:?}");
     drop(c);
     let (_, replayed, room) = joined(&a, Some(json!({"offset": 1, "epoch": epoch}))).await;
     assert_eq!(room["recovered"], false, "{room}");
@@ -410,6 +431,7 @@ async fn a_redis_outage_delivers_live_and_then_starts_a_new_epoch() {
         "{metrics}"
     );
     a.stop().await;
+    b.stop().await;
 }
 
 /// Redis down when a client recovers: the answer says `recovered: false` for what it asked

@@ -63,9 +63,10 @@ impl Publish for Server {
 
 impl Server {
     /// Appends a publication to its stream in the shared store, which publishes it to every
-    /// instance. If the store cannot be reached, the publication is delivered live only (here
-    /// and over the bus) and its receipt has no offset; the store starts a new epoch for the
-    /// stream, so no client is told it recovered across it.
+    /// instance. If the append fails, the publication is delivered live only and its receipt
+    /// has no offset: over the bus too when the store refused it, here alone when the store
+    /// may still run it (it then reaches the others late, once). The store starts a new epoch
+    /// for the stream, so no client is told it recovered across it.
     ///
     /// It returns once the publication has reached this instance's recipients (they receive
     /// it from the bus, at most [`ECHO_WAIT`] later), so that what the caller publishes next
@@ -105,9 +106,21 @@ impl Server {
             Err(e) => {
                 tracing::warn!(stream, error = %e, "publication not kept in history; delivered live only");
                 self.0.metrics.appended(false);
-                let fp = super::history::fingerprint(&frame.event, frame.data.get());
-                history.echoes().unconfirmed(&stream, fp);
-                Ok(self.route_frame(target, &frame, &exclude))
+                match e {
+                    // Redis may still run the append, and publish it to every instance: here
+                    // it goes to local recipients now, and its late copy is not delivered
+                    // again; the bus carries nothing else, so other instances get it at most
+                    // once.
+                    super::HistoryError::Unconfirmed(_) => {
+                        let fp = super::history::fingerprint(&frame.event, frame.data.get());
+                        history.echoes().unconfirmed(&stream, fp);
+                        let (local, _) = self.deliver_local(&target, &frame, &exclude);
+                        Ok(Receipt::local(local))
+                    }
+                    // Nothing was kept or published: deliver it as a publication without
+                    // history.
+                    _ => Ok(self.route_frame(target, &frame, &exclude)),
+                }
             }
         }
     }

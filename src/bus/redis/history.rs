@@ -80,7 +80,14 @@ impl RedisHistory {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> HistoryError {
-    HistoryError(e.to_string())
+    HistoryError::Refused(e.to_string())
+}
+
+/// Whether Redis may still run a command that failed with `e`: it was sent, but no answer
+/// came back (a timeout, a dropped connection), as opposed to an error reply or a connection
+/// that was never made.
+fn may_still_run(e: &redis::RedisError) -> bool {
+    (e.is_timeout() || e.is_io_error() || e.is_connection_dropped()) && !e.is_connection_refusal()
 }
 
 impl HistoryStore for RedisHistory {
@@ -108,7 +115,11 @@ impl HistoryStore for RedisHistory {
             .await;
             r.map(|(position, _)| position).map_err(|e| {
                 lock(&inner.tainted).insert(stream.clone());
-                unavailable(e)
+                if may_still_run(&e) {
+                    HistoryError::Unconfirmed(e.to_string())
+                } else {
+                    HistoryError::Refused(e.to_string())
+                }
             })
         })
     }

@@ -25,10 +25,18 @@ impl KeptPage {
     }
 }
 
-/// A shared store could not be used (unreachable, or it answered something unexpected).
+/// A shared store could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("history store unavailable: {0}")]
-pub struct HistoryError(pub String);
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The store answered with an error, or was never reached: nothing was kept or published.
+    #[error("history store refused: {0}")]
+    Refused(String),
+    /// No answer (a timeout, a dropped connection): the store may still keep and publish
+    /// the publication later.
+    #[error("history store did not answer: {0}")]
+    Unconfirmed(String),
+}
 
 /// A history store shared by every instance.
 ///
@@ -43,8 +51,9 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// offset order.
     ///
     /// # Errors
-    /// [`HistoryError`] when the store cannot be reached; the publication may or may not have
-    /// been kept, and the store must start a new epoch for `stream` at its next append.
+    /// [`HistoryError::Refused`] when nothing was kept or published;
+    /// [`HistoryError::Unconfirmed`] when it may still be. Either way the store must start a
+    /// new epoch for `stream` at its next append.
     fn append(
         &self,
         stream: &str,
