@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
@@ -204,46 +204,19 @@ where
                     biased;
                     wake = poll_fn(|cx| handle.poll_wake(cx)) => match wake {
                         Wake::Close(code) => Some(Exit::Close(code)),
-                        Wake::Ready => tokio::select! {
-                            biased;
-                            code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
-                            r = self.write_outbox() => r,
+                        // What the client sent is read before the next write: a long
+                        // outbound backlog must not starve its heartbeats.
+                        Wake::Ready => match self.socket.next().now_or_never() {
+                            Some(msg) => self.on_inbound(msg, &handle, &mut timer).await,
+                            None => tokio::select! {
+                                biased;
+                                code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
+                                r = self.write_outbox() => r,
+                            },
                         },
                     },
                     () = deadline(&handle, &mut timer) => Some(Exit::Close(self.deadline_code())),
-                    msg = self.socket.next() => match msg {
-                        None => Some(Exit::Gone),
-                        // Hooks run inside `on_frame` (authenticate, message handler, room
-                        // validator, connected); a slow one must not hold the connection open
-                        // past shutdown or any other close request, so handling is abandoned
-                        // when one arrives.
-                        // Boxed: inbound handling (authentication above all) is rare but its
-                        // future is large; inline it would grow every idle connection's task by
-                        // kilobytes. The deadline is raced too: neither a slow hook nor a
-                        // client that does not read its replies can hold authentication open.
-                        Some(Ok(msg)) => {
-                            self.server.0.metrics.inbound(&msg);
-                            let authenticated = self.state == ClientState::Authenticated;
-                            tokio::select! {
-                                biased;
-                                code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
-                                () = deadline(&handle, &mut timer) => Some(Exit::Close(if authenticated {
-                                    CloseCode::SessionExpired
-                                } else {
-                                    CloseCode::AuthTimeout
-                                })),
-                                r = Box::pin(self.on_frame(msg)) => r,
-                            }
-                        }
-                        Some(Err(WsError::Capacity(e))) => {
-                            tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
-                            Some(Exit::Close(CloseCode::MessageTooBig))
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(client = %self.handle.id, error = %e, "socket error");
-                            Some(Exit::Gone)
-                        }
-                    },
+                    msg = self.socket.next() => self.on_inbound(msg, &handle, &mut timer).await,
                 };
                 if let Some(exit) = exit {
                     break exit;
@@ -474,7 +447,7 @@ where
 /// Completes when the connection's deadline ([`ClientHandle::deadline`]) passes; pending while
 /// there is none. A deadline moved while this waits (authentication extends it, a refresh
 /// extends the session) is picked up when the old one fires, or at the next loop turn.
-async fn deadline(handle: &ClientHandle, timer: &mut Option<Pin<Box<Sleep>>>) {
+pub(super) async fn deadline(handle: &ClientHandle, timer: &mut Option<Pin<Box<Sleep>>>) {
     loop {
         let Some(at) = handle.deadline() else {
             *timer = None;

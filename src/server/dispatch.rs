@@ -5,10 +5,15 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
+use std::future::poll_fn;
+use std::pin::Pin;
 
-use super::connection::{Connection, Exit};
+use tokio::time::Sleep;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::connection::{Connection, Exit, deadline};
 use super::hooks::InboundMessage;
+use super::outbox::ClientHandle;
 use super::registry::{ClientState, joinable_room_name};
 use super::socket::WebSocket;
 use crate::protocol::{
@@ -19,6 +24,48 @@ impl<S> Connection<S>
 where
     S: WebSocket,
 {
+    /// Handles what the socket yielded: a message (raced against close requests and the
+    /// deadline), its end, or an error.
+    ///
+    /// Hooks run inside `on_frame` (authenticate, message handler, room validator,
+    /// connected); a slow one must not hold the connection open past shutdown or any other
+    /// close request, so handling is abandoned when one arrives. Boxed: inbound handling
+    /// (authentication above all) is rare but its future is large; inline it would grow every
+    /// idle connection's task by kilobytes. The deadline is raced too: neither a slow hook nor
+    /// a client that does not read its replies can hold authentication open.
+    pub(super) async fn on_inbound(
+        &mut self,
+        msg: Option<Result<Message, WsError>>,
+        handle: &ClientHandle,
+        timer: &mut Option<Pin<Box<Sleep>>>,
+    ) -> Option<Exit> {
+        match msg {
+            None => Some(Exit::Gone),
+            Some(Ok(msg)) => {
+                self.server.0.metrics.inbound(&msg);
+                let authenticated = self.state == ClientState::Authenticated;
+                tokio::select! {
+                    biased;
+                    code = poll_fn(|cx| handle.poll_close(cx)) => Some(Exit::Close(code)),
+                    () = deadline(handle, timer) => Some(Exit::Close(if authenticated {
+                        CloseCode::SessionExpired
+                    } else {
+                        CloseCode::AuthTimeout
+                    })),
+                    r = Box::pin(self.on_frame(msg)) => r,
+                }
+            }
+            Some(Err(WsError::Capacity(e))) => {
+                tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
+                Some(Exit::Close(CloseCode::MessageTooBig))
+            }
+            Some(Err(e)) => {
+                tracing::debug!(client = %self.handle.id, error = %e, "socket error");
+                Some(Exit::Gone)
+            }
+        }
+    }
+
     /// Handles one inbound WebSocket message; `Some` ends the connection.
     pub(super) async fn on_frame(&mut self, msg: Message) -> Option<Exit> {
         match msg {
