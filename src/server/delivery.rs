@@ -112,8 +112,9 @@ impl Server {
                     // again; the bus carries nothing else, so other instances get it at most
                     // once.
                     super::HistoryError::Unconfirmed(_) => {
-                        let fp = super::history::fingerprint(&frame.event, frame.data.get());
-                        history.echoes().unconfirmed(&stream, fp);
+                        history
+                            .echoes()
+                            .unconfirmed(&stream, &frame.event, frame.data.get());
                         let (local, _) = self.deliver_local(&target, &frame, &exclude);
                         Ok(Receipt::local(local))
                     }
@@ -254,10 +255,9 @@ impl Server {
         // The late copy of this instance's own failed append was delivered live already.
         if env.server_id == self.0.server_id
             && let (Some(history), Some(stream)) = (&self.0.history, &stream)
-            && history.echoes().is_late_copy(
-                stream,
-                super::history::fingerprint(&frame.event, frame.data.get()),
-            )
+            && history
+                .echoes()
+                .is_late_copy(stream, &frame.event, frame.data.get())
         {
             return;
         }

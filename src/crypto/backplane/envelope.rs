@@ -1,6 +1,8 @@
 //! The sealed payload's wire form (`{"sealed","kid","iv","ct","ts"}`), the additional
 //! authenticated data of an envelope, and recognising sealed payloads.
 
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -67,6 +69,34 @@ impl Parts {
             ct,
             ts: sealed.ts,
         })
+    }
+
+    /// Opens the ciphertext in place with `cipher`, authenticating `env`'s header and the
+    /// stamp along with it.
+    ///
+    /// # Errors
+    /// [`CryptoError::Decrypt`] for a wrong key or any change to the envelope.
+    pub(super) fn decrypt(
+        &mut self,
+        cipher: &Aes256Gcm,
+        env: &BusEnvelope,
+    ) -> Result<(), CryptoError> {
+        cipher
+            .decrypt_in_place(
+                &Nonce::from(self.iv),
+                &envelope_aad(env, self.ts),
+                &mut self.ct,
+            )
+            .map_err(|_| CryptoError::Decrypt)
+    }
+
+    /// The original `data` JSON, once [`Parts::decrypt`] has opened it.
+    ///
+    /// # Errors
+    /// [`CryptoError::Decrypt`] when it is not JSON text.
+    pub(super) fn into_data(self) -> Result<Box<RawValue>, CryptoError> {
+        let text = String::from_utf8(self.ct).map_err(|_| CryptoError::Decrypt)?;
+        RawValue::from_string(text).map_err(|_| CryptoError::Decrypt)
     }
 }
 

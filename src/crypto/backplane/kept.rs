@@ -15,12 +15,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::{Aes256Gcm, Nonce};
-use serde_json::value::RawValue;
+use aes_gcm::Aes256Gcm;
 
 use super::envelope::Parts;
-use super::{BusKey, KID_LEN, envelope_aad};
+use super::{BusKey, KID_LEN};
 use crate::crypto::CryptoError;
 use crate::protocol::BusEnvelope;
 
@@ -79,25 +77,16 @@ impl KeptRead<'_> {
     /// [`CryptoError::Replay`] for one stamped before the read's oldest, or opened before in
     /// this read.
     pub fn open(&mut self, env: &mut BusEnvelope) -> Result<(), CryptoError> {
-        let Parts {
-            kid,
-            iv,
-            counter,
-            ct: mut buf,
-            ts,
-        } = Parts::of(&env.data)?;
+        let mut parts = Parts::of(&env.data)?;
         let cipher = self
             .ciphers
-            .entry(kid)
-            .or_insert_with(|| self.key.derive(&kid));
-        cipher
-            .decrypt_in_place(&Nonce::from(iv), &envelope_aad(env, ts), &mut buf)
-            .map_err(|_| CryptoError::Decrypt)?;
-        if ts < self.oldest || !self.seen.insert((kid, counter)) {
+            .entry(parts.kid)
+            .or_insert_with(|| self.key.derive(&parts.kid));
+        parts.decrypt(cipher, env)?;
+        if parts.ts < self.oldest || !self.seen.insert((parts.kid, parts.counter)) {
             return Err(CryptoError::Replay);
         }
-        let text = String::from_utf8(buf).map_err(|_| CryptoError::Decrypt)?;
-        env.data = RawValue::from_string(text).map_err(|_| CryptoError::Decrypt)?;
+        env.data = parts.into_data()?;
         Ok(())
     }
 }

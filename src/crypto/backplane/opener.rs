@@ -4,15 +4,12 @@
 
 use std::collections::HashMap;
 
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::{Aes256Gcm, Nonce};
-use serde_json::value::RawValue;
+use aes_gcm::Aes256Gcm;
 
 use super::envelope::Parts;
 use super::replay::ReplayWindow;
 use super::{
-    BusKey, FIRST_CONTACT_SLACK_MS, KID_LEN, MAX_AGE_MS, MAX_SKEW_MS, OPENER_CACHE, envelope_aad,
-    now_ms,
+    BusKey, FIRST_CONTACT_SLACK_MS, KID_LEN, MAX_AGE_MS, MAX_SKEW_MS, OPENER_CACHE, now_ms,
 };
 use crate::crypto::CryptoError;
 use crate::protocol::BusEnvelope;
@@ -86,13 +83,8 @@ impl Opener {
     /// # Errors
     /// As [`Opener::open`].
     pub fn open_at(&mut self, env: &mut BusEnvelope, now: u64) -> Result<(), CryptoError> {
-        let Parts {
-            kid,
-            iv,
-            counter,
-            ct: mut buf,
-            ts,
-        } = Parts::of(&env.data)?;
+        let mut parts = Parts::of(&env.data)?;
+        let (kid, counter, ts) = (parts.kid, parts.counter, parts.ts);
         // Authenticate first: only the key holder's envelopes may create or change replay
         // state (forged key ids must not evict real publishers).
         let known = self.publishers.get(&kid);
@@ -101,9 +93,7 @@ impl Opener {
             .map(|p| &p.cipher)
             .or(derived.as_ref())
             .ok_or(CryptoError::Decrypt)?;
-        cipher
-            .decrypt_in_place(&Nonce::from(iv), &envelope_aad(env, ts), &mut buf)
-            .map_err(|_| CryptoError::Decrypt)?;
+        parts.decrypt(cipher, env)?;
         let too_old = now.saturating_sub(ts) > MAX_AGE_MS;
         let too_new = ts.saturating_sub(now) > MAX_SKEW_MS;
         let before_start = ts <= self.start_ms;
@@ -114,8 +104,7 @@ impl Opener {
         if too_old || too_new || before_start || refused {
             return Err(CryptoError::Replay);
         }
-        let text = String::from_utf8(buf).map_err(|_| CryptoError::Decrypt)?;
-        env.data = RawValue::from_string(text).map_err(|_| CryptoError::Decrypt)?;
+        env.data = parts.into_data()?;
         if let Some(cipher) = derived {
             // Nothing this opener accepted from `kid` before (ahead of its start, or ahead of
             // an eviction) is stamped after `max(start, forgotten)`.

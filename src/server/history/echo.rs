@@ -37,7 +37,7 @@ const UNCONFIRMED_FOR: Duration = Duration::from_secs(60);
 
 /// A fingerprint of a publication's event and data (not a security measure: a collision only
 /// drops a late copy of an identical publication).
-pub(crate) fn fingerprint(event: &str, data: &str) -> u64 {
+fn fingerprint(event: &str, data: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     event.hash(&mut h);
@@ -64,8 +64,9 @@ impl Echoes {
         }
     }
 
-    /// An append to `stream` failed, and its publication (fingerprint `fp`) was delivered live.
-    pub(crate) fn unconfirmed(&self, stream: &str, fp: u64) {
+    /// An append to `stream` failed, and its publication (`event`, `data`) was delivered live.
+    pub(crate) fn unconfirmed(&self, stream: &str, event: &str, data: &str) {
+        let fp = fingerprint(event, data);
         let mut failed = self
             .unconfirmed
             .lock()
@@ -74,9 +75,10 @@ impl Echoes {
         failed.push((stream.to_owned(), fp, Instant::now()));
     }
 
-    /// Whether this instance's own kept publication (fingerprint `fp`) that just came back is
-    /// the late copy of a failed append, already delivered live (then forgotten).
-    pub(crate) fn is_late_copy(&self, stream: &str, fp: u64) -> bool {
+    /// Whether this instance's own kept publication (`event`, `data`) that just came back is
+    /// the late copy of a failed append, already delivered live (then forgotten). Hashes
+    /// nothing unless an append has failed lately.
+    pub(crate) fn is_late_copy(&self, stream: &str, event: &str, data: &str) -> bool {
         let mut failed = self
             .unconfirmed
             .lock()
@@ -84,6 +86,7 @@ impl Echoes {
         if failed.is_empty() {
             return false;
         }
+        let fp = fingerprint(event, data);
         failed.retain(|(_, _, at)| at.elapsed() < UNCONFIRMED_FOR);
         match failed.iter().position(|(s, f, _)| s == stream && *f == fp) {
             Some(i) => {

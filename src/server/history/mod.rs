@@ -14,7 +14,7 @@ mod store;
 
 use std::sync::Arc;
 
-pub(crate) use echo::{Echoes, fingerprint};
+pub(crate) use echo::Echoes;
 pub(crate) use memory::History;
 pub use store::{HistoryError, HistoryStore, KeptPage};
 

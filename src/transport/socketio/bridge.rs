@@ -173,6 +173,15 @@ impl Bridge {
         self.io.get_socket(self.sid)
     }
 
+    /// What the socket brought to its handshake, the first time it is asked for (`None`
+    /// after that: a connection starts once).
+    fn take_pending(&self) -> Option<Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
     pub(super) fn is_hardened(&self) -> bool {
         self.hardened
     }
@@ -202,11 +211,7 @@ impl Bridge {
             return;
         }
         if name == event::AUTHENTICATE {
-            let pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
+            let pending = self.take_pending();
             match pending {
                 Some(p) => {
                     let token =
@@ -244,11 +249,7 @@ impl Bridge {
             return;
         }
         let frame = data.unwrap_or(Value::Null);
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let pending = self.take_pending();
         match pending {
             Some(p) if tunnel::is_hello(&frame) => self.start(p, &frame),
             Some(_) => {
@@ -320,10 +321,7 @@ impl Bridge {
     /// The socket is gone (the client left, the engine.io heartbeat failed, or the server
     /// disconnected it): the core connection ends as if the peer had closed.
     fn on_disconnect(&self) {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.take_pending();
         self.slot
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
