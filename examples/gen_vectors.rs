@@ -1,7 +1,7 @@
 //! Regenerates the published protocol test vectors in `tests/vectors/`.
 //!
 //! ```text
-//! cargo run --example gen_vectors            # rewrite tests/vectors/{compat,hardened}.json
+//! cargo run --example gen_vectors            # rewrite tests/vectors/{compat,hardened,room}.json
 //! cargo run --example gen_vectors -- --check # exit 1 if the committed files differ
 //! ```
 //!
@@ -380,12 +380,72 @@ pub fn hardened_doc() -> Value {
     })
 }
 
-/// Both documents, as (file name, pretty JSON text).
+const ROOM_SECRET: [u8; 32] = [
+    0x5c, 0x0e, 0x91, 0x3a, 0xd7, 0x62, 0x18, 0xbf, 0x44, 0xe0, 0x29, 0x8d, 0x73, 0x06, 0xca, 0x51,
+    0x9f, 0x3b, 0x68, 0x02, 0xe5, 0x17, 0xac, 0x4d, 0x80, 0x36, 0xf9, 0x2e, 0x65, 0xd1, 0x0a, 0xb4,
+];
+const ROOM: &str = "orders:eu";
+const ROOM_EPOCH: u64 = 7;
+
+/// The room-key document (`sealwire-room-v1`): one epoch's grant and three records.
+pub fn room_doc() -> Value {
+    use sealwire::crypto::room::{self, RoomKeyring, RoomSealer, RoomSecret};
+    let secret = RoomSecret::from_bytes(&ROOM_SECRET);
+    let (key, prefix) = secret.expand();
+    let mut sealer = RoomSealer::new(ROOM, ROOM_EPOCH, &secret, Default::default()).unwrap();
+    let mut ring = RoomKeyring::new();
+    ring.grant(ROOM, ROOM_EPOCH, &secret.to_base64(), Default::default())
+        .unwrap();
+    let plaintexts = [
+        r#"{"event":"order","data":{"id":1,"total":"12.50"}}"#,
+        r#"{"event":"order","data":{"id":2,"note":"caf\u00e9 \u2713"}}"#,
+        r#"{"event":"status","data":null}"#,
+    ];
+    let records: Vec<Value> = plaintexts
+        .iter()
+        .enumerate()
+        .map(|(seq, pt)| {
+            let seq = seq as u64;
+            let frame = sealer.seal_frame(pt.as_bytes()).unwrap();
+            let parsed: Value = serde_json::from_str(&frame).unwrap();
+            let ct = parsed["data"]["ct"].as_str().unwrap().to_owned();
+            // Cross-check: the member's keyring opens it.
+            assert_eq!(
+                ring.open(ROOM, ROOM_EPOCH, seq, &ct).unwrap(),
+                pt.as_bytes()
+            );
+            let mut nonce = prefix.to_vec();
+            nonce.extend_from_slice(&seq.to_be_bytes());
+            json!({
+                "seq": seq,
+                "plaintext": pt,
+                "nonce_hex": hex(&nonce),
+                "aad_hex": hex(&room::aad(ROOM, ROOM_EPOCH, seq).unwrap()),
+                "ct_b64": ct,
+                "frame": frame,
+            })
+        })
+        .collect();
+    json!({
+        "source": SOURCE,
+        "extension": room::EXTENSION_ID,
+        "room": ROOM,
+        "epoch": ROOM_EPOCH,
+        "secret_hex": hex(&ROOM_SECRET),
+        "key_hex": hex(&*key),
+        "prefix_hex": hex(&prefix),
+        "grant": *room::grant_json(ROOM, ROOM_EPOCH, &secret),
+        "records": records,
+    })
+}
+
+/// Every document, as (file name, pretty JSON text).
 pub fn documents() -> Vec<(&'static str, String)> {
     let render = |v: Value| serde_json::to_string_pretty(&v).unwrap() + "\n";
     vec![
         ("compat.json", render(compat())),
         ("hardened.json", render(hardened_doc())),
+        ("room.json", render(room_doc())),
     ]
 }
 

@@ -31,6 +31,7 @@ pub mod hardened;
 pub mod identity;
 pub mod kdf;
 pub mod keys;
+pub mod room;
 pub mod session;
 
 pub use aead::AeadBackend;
