@@ -270,7 +270,7 @@ async fn a_mixed_room_gives_every_member_its_own_kind_of_frame() {
     }
     // A per-client message to a room-key member still comes in its own record.
     s.server
-        .to_client(&a.id())
+        .to_client(a.id())
         .emit("direct", &json!(MARKER))
         .await
         .expect("publish");
