@@ -245,6 +245,44 @@ export class ClientHandshake {
 
 export const HARDENED_PROFILE: "sealwire-v2";
 export const COMPAT_INFO: string;
+
+/** Wire id of the room-key extension (`roomKeys` in the sealed `authenticate` and `connected`). */
+export const ROOM_KEYS: "sealwire-room-v1";
+/** The sealed grant of a room epoch's secret (never delivered to the application). */
+export const ROOM_KEY_EVENT: "room-key";
+/** A publication sealed once under a room epoch's key, outside the per-client record layer. */
+export const ROOM_ENCRYPTED_EVENT: "room-encrypted";
+
+/** The `data` of a `room-encrypted` frame. */
+export interface RoomRecord {
+  room: string;
+  epoch: number;
+  seq: number;
+  /** Base64 of ciphertext ‖ tag. */
+  ct: string;
+}
+
+/**
+ * A member's room keys (`sealwire-room-v1`, docs/PROTOCOL.md section 14): per room, the latest
+ * epoch granted (as a non-extractable key, never exposed) and the last `seq` accepted in it.
+ * `SealwireClient` keeps one per connection; failures are `CryptoError`s (`encoding` for a
+ * malformed grant, `decrypt` otherwise).
+ */
+export class RoomKeyring {
+  constructor(options?: { subtle?: SubtleCrypto });
+  /** Takes a grant; refuses an epoch not above the one held and a key that is not 32 bytes. */
+  grant(room: string, epoch: number, key: string): Promise<void>;
+  /** Forgets a room's key. */
+  forget(room: string): void;
+  /** The epoch held for `room`. */
+  epoch(room: string): number | undefined;
+  /**
+   * Opens a room record: the epoch held, `seq` above the last accepted one (gaps allowed), a
+   * tag that verifies and an application event (not a system event) inside; else nothing
+   * changes and it rejects.
+   */
+  open(data: RoomRecord): Promise<{ event: string; data?: unknown; [field: string]: unknown }>;
+}
 export function reason(kind: DisconnectKind, message?: string, code?: number | null): DisconnectReason;
 export function fromClose(code: number, reason: string, lastError: string | null): DisconnectReason;
 
