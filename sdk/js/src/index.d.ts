@@ -77,6 +77,16 @@ export interface ClientOptions {
    * delivery, then `recovered` says per stream whether the gap was filled. Default false.
    */
   recover?: boolean;
+  /**
+   * Hardened profile: ask for room keys (`sealwire-room-v1`, docs/PROTOCOL.md section 14), so a
+   * server that uses them seals each publication to a keyed room once for all its members
+   * instead of once per member. Grants and room records are handled inside the client: the
+   * application sees the same `message` events (`encrypted: true`), never a key. A room record
+   * that does not open ends the connection, as a sealed record that does not open does.
+   * `false`: nothing is asked for, and every message arrives in the client's own records.
+   * Ignored by the other profiles. Default true.
+   */
+  roomKeys?: boolean;
   reconnect?: ReconnectPolicy;
   /** WebSocket constructor (default `globalThis.WebSocket`). */
   WebSocket?: typeof WebSocket;
@@ -133,7 +143,7 @@ export interface DisconnectReason {
 export interface Message {
   event: string;
   data: unknown;
-  /** Whether it arrived inside an `encrypted` record. */
+  /** Whether it arrived inside an `encrypted` record or a `room-encrypted` room record. */
   encrypted: boolean;
   /** The frame as received, with `captureRawFrames`. */
   raw?: string;
@@ -160,7 +170,11 @@ export interface ClientEvents {
    * delivered, and each stream's state. */
   recovered: { streams: StreamState[] };
   serverError: { message: string };
-  /** An `encrypted` frame that did not open; hardened sessions then reconnect. */
+  /**
+   * An `encrypted` frame that did not open, or a room key or room record that failed a check
+   * (also: one on a connection that did not agree to room keys); hardened sessions then
+   * reconnect.
+   */
   decryptFailed: { frameLength: number };
   /** A plaintext application frame on an encrypted session: refused, not delivered. */
   plaintextRejected: { event: string };
