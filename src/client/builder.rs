@@ -108,6 +108,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Hardened profile: whether to ask for room keys (on by default; `docs/PROTOCOL.md` §14).
+    pub fn room_keys(mut self, on: bool) -> Self {
+        self.config.room_keys = on;
+        self
+    }
+
     /// Attaches the raw wire frame to every message event.
     pub fn capture_raw_frames(mut self, on: bool) -> Self {
         self.config.capture_raw_frames = on;

@@ -198,6 +198,9 @@ pub struct ClientConfig {
     /// Track stream positions and recover missed messages on every reconnect
     /// (`docs/PROTOCOL.md` §12). Defaults to `false`.
     pub recover: bool,
+    /// Hardened profile: ask for room keys (`docs/PROTOCOL.md` §14), so that the server can
+    /// seal a room's publications once for all its members. Defaults to `true`.
+    pub room_keys: bool,
     /// Largest message accepted from the server. Defaults to 16 MiB.
     pub max_message_bytes: usize,
 }
@@ -221,6 +224,7 @@ impl ClientConfig {
             send_queue: 256,
             capture_raw_frames: false,
             recover: false,
+            room_keys: true,
             max_message_bytes: 16 * 1024 * 1024,
         }
     }

@@ -3,22 +3,18 @@
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{ClientConfig, Encryption};
-use super::event::{DisconnectReason, Event, Message};
-use super::login::{
-    CLOSE_GRACE, Live, Ws, error_message, plain_login, refresh_delay, sealed_login,
-};
+use super::event::{DisconnectReason, Event};
+use super::login::{CLOSE_GRACE, Live, Ws, plain_login, sealed_login};
 use super::{ClientError, Command, ConnectionInfo, SharedState};
-use crate::crypto::{ClientHandshake, HandshakeConfig, Profile, Session};
+use crate::crypto::{ClientHandshake, HandshakeConfig, Profile, Session, room};
 use crate::protocol::{
-    AuthenticatePayload, EncryptedPayload, Inbound, RecoverRequest, RefreshPayload, RoomsPayload,
-    error_message as err, event, frame_json, parse_iso8601,
+    AuthenticatePayload, RecoverRequest, RefreshPayload, RoomsPayload, event, frame_json,
 };
 
 pub(crate) struct Task {
@@ -102,9 +98,14 @@ impl Task {
                 public_key: None,
                 profile: None,
                 recover: self.config.recover.then(|| self.shared.positions().clone()),
+                room_keys: None,
             };
             match &self.config.encryption {
                 Encryption::Hardened { pinned_server_keys } => {
+                    let mut authenticate = authenticate;
+                    if self.config.room_keys {
+                        authenticate.room_keys = Some(room::EXTENSION_ID.to_owned());
+                    }
                     let handshake = ClientHandshake::new(
                         HandshakeConfig {
                             profile: Profile::Hardened,
@@ -186,6 +187,7 @@ impl Task {
             mut session,
             info,
             refresh_in,
+            mut room_keys,
         } = live;
         // Only a token provider can renew anything: a fixed token keeps its expiry.
         let refreshes = self.config.token_provider.is_some();
@@ -260,7 +262,7 @@ impl Task {
                             return DisconnectReason::from_close(code, &reason, last_error);
                         }
                         Some(Ok(WsMessage::Text(text))) => {
-                            if let Some(ev) = self.on_text(text.as_str(), &mut session, &mut refresh_at) {
+                            if let Some(ev) = self.on_text(text.as_str(), &mut session, &mut room_keys, &mut refresh_at) {
                                 if !refreshes {
                                     refresh_at = None;
                                 }
@@ -316,85 +318,6 @@ impl Task {
             }
         }
     }
-
-    /// Turns an inbound text frame into an event; `None` for frames that carry nothing for the
-    /// application (no event name).
-    fn on_text(
-        &self,
-        text: &str,
-        session: &mut Option<Session>,
-        refresh_at: &mut Option<tokio::time::Instant>,
-    ) -> Option<Event> {
-        let raw = self.config.capture_raw_frames.then(|| text.to_owned());
-        let Ok(msg) = Inbound::parse(text) else {
-            return Some(Event::ServerError {
-                message: "unparseable frame from the server".into(),
-            });
-        };
-        let name = msg.event.clone()?;
-        match (name.as_str(), session) {
-            (event::ENCRYPTED, Some(session)) => {
-                let inner = msg
-                    .data
-                    .and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok())
-                    .and_then(|p| session.open(&p).ok())
-                    .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok())
-                    .filter(|i| i.event.is_some());
-                match inner {
-                    Some(inner) => Some(
-                        self.track(&inner)
-                            .or_else(|| {
-                                lifecycle_event(
-                                    inner.event.as_deref()?,
-                                    inner.data.as_ref(),
-                                    refresh_at,
-                                )
-                            })
-                            .unwrap_or_else(|| app_event(inner, true, raw)),
-                    ),
-                    None => Some(Event::DecryptFailed {
-                        frame_len: text.len(),
-                    }),
-                }
-            }
-            (event::ENCRYPTED, None) => Some(Event::DecryptFailed {
-                frame_len: text.len(),
-            }),
-            (_, Some(_)) => Some(Event::PlaintextRejected { event: name }),
-            (_, None) => Some(
-                self.track(&msg)
-                    .or_else(|| lifecycle_event(&name, msg.data.as_ref(), refresh_at))
-                    .unwrap_or_else(|| app_event(msg, false, raw)),
-            ),
-        }
-    }
-}
-
-/// `refreshed` and `Refresh failed` become their own events (and move the refresh timer);
-/// `None` for anything else.
-fn lifecycle_event(
-    name: &str,
-    data: Option<&Value>,
-    refresh_at: &mut Option<tokio::time::Instant>,
-) -> Option<Event> {
-    match name {
-        event::REFRESHED => {
-            let field = |k: &str| data.and_then(|d| d.get(k)).and_then(Value::as_str);
-            let expires_at = field("expiresAt");
-            *refresh_at = field("time")
-                .and_then(|t| refresh_delay(t, expires_at))
-                .map(|d| tokio::time::Instant::now() + d);
-            Some(Event::Refreshed {
-                expires_at: expires_at.and_then(parse_iso8601),
-            })
-        }
-        event::ERROR if error_message(data).as_deref() == Some(err::REFRESH_FAILED) => {
-            Some(Event::RefreshFailed {
-                message: err::REFRESH_FAILED.to_owned(),
-            })
-        }
-        _ => None,
-    }
 }
 
 /// Completes at `at`; never when there is none.
@@ -403,21 +326,6 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-fn app_event(inbound: Inbound, encrypted: bool, raw: Option<String>) -> Event {
-    let event = inbound.event.unwrap_or_default();
-    if event == event::ERROR {
-        let message = error_message(inbound.data.as_ref()).unwrap_or_default();
-        return Event::ServerError { message };
-    }
-    Event::Message(Message {
-        event,
-        data: inbound.data.unwrap_or(Value::Null),
-        encrypted,
-        raw,
-        position: inbound.stream.zip(inbound.offset),
-    })
 }
 
 /// Sends an application envelope, sealed when the session is encrypted.

@@ -12,6 +12,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::ConnectionInfo;
 use super::event::DisconnectReason;
+use crate::crypto::room::{self, RoomKeyring};
 use crate::crypto::{ClientHandshake, CryptoError, Session};
 use crate::protocol::{
     AuthenticatePayload, ConnectedPayload, EncryptedPayload, HelloPayload, Inbound, event,
@@ -30,6 +31,8 @@ pub(crate) struct Live {
     pub(super) info: ConnectionInfo,
     /// When to ask the token provider for a `refresh`, if the session expires.
     pub(super) refresh_in: Option<Duration>,
+    /// Room keys granted so far, when the client asked for them and the server uses them.
+    pub(super) room_keys: Option<RoomKeyring>,
 }
 
 /// Fraction of the remaining session lifetime after which the client refreshes.
@@ -139,6 +142,7 @@ pub(super) async fn plain_login(
                     session,
                     info,
                     refresh_in,
+                    room_keys: None,
                 });
             }
             _ => {}
@@ -230,12 +234,18 @@ pub(super) async fn sealed_login(
                         DisconnectReason::Protocol("connected for another client id".into());
                     return Err(abort(&mut ws, reason).await);
                 }
+                // Room keys only when asked for and granted, both inside the record layer.
+                let room_keys = (authenticate.room_keys.is_some()
+                    && connected.extra.get("roomKeys").and_then(Value::as_str)
+                        == Some(room::EXTENSION_ID))
+                .then(RoomKeyring::new);
                 let (info, refresh_in) = connection_info(connected, true);
                 return Ok(Live {
                     ws,
                     session: Some(session),
                     info,
                     refresh_in,
+                    room_keys,
                 });
             }
             _ => {}

@@ -58,6 +58,7 @@ mod builder;
 mod config;
 mod connection;
 mod event;
+mod inbound;
 mod login;
 mod recovery;
 

@@ -34,9 +34,9 @@ use super::{CryptoError, TAG_LEN, b64};
 /// Wire id of the extension (the `roomKeys` value of the sealed `authenticate` and `connected`).
 pub const EXTENSION_ID: &str = "sealwire-room-v1";
 /// S->C, inside the member's own record layer: the secret of a room's new epoch.
-pub const GRANT_EVENT: &str = "room-key";
+pub const GRANT_EVENT: &str = crate::protocol::event::ROOM_KEY;
 /// S->C, outside any per-client record layer: a publication sealed under a room epoch's key.
-pub const FRAME_EVENT: &str = "room-encrypted";
+pub const FRAME_EVENT: &str = crate::protocol::event::ROOM_ENCRYPTED;
 /// Records sealed under one epoch key at most; the server moves to a new epoch long before.
 pub const MAX_EPOCH_RECORDS: u64 = 1 << 32;
 /// Length of an epoch secret.

@@ -34,12 +34,25 @@ pub mod event {
     /// S->C, to a client that asked for positions: where it stands in each stream with
     /// history, after the replay of what it missed ([`crate::protocol::RecoveredPayload`]).
     pub const RECOVERED: &str = "recovered";
+    /// S->C, room keys, inside the member's own record layer: a room epoch's secret
+    /// `{room, epoch, key}` (`docs/PROTOCOL.md` §14).
+    pub const ROOM_KEY: &str = "room-key";
+    /// S->C, room keys: a publication sealed once under a room epoch's key
+    /// `{room, epoch, seq, ct}`, outside any per-client record layer.
+    pub const ROOM_ENCRYPTED: &str = "room-encrypted";
 
     /// Events an application may not send itself: they would impersonate the protocol.
     /// (`hello` is not among them: it only has a meaning before `connected`, when no
     /// application message can reach a client.)
-    pub const RESERVED_OUTBOUND: [&str; 5] =
-        [AUTHENTICATE, CONNECTED, ENCRYPTED, REFRESHED, RECOVERED];
+    pub const RESERVED_OUTBOUND: [&str; 7] = [
+        AUTHENTICATE,
+        CONNECTED,
+        ENCRYPTED,
+        REFRESHED,
+        RECOVERED,
+        ROOM_KEY,
+        ROOM_ENCRYPTED,
+    ];
 
     /// Client commands the server acts on itself: a client sends them through dedicated
     /// calls, never as application events ([`EventName::check_client_outbound`]).
@@ -130,6 +143,10 @@ pub struct AuthenticatePayload {
     /// Positions to recover from, by stream; present (even empty) asks for positions (§12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recover: Option<super::RecoverRequest>,
+    /// Hardened profile, sealed `authenticate` only: `"sealwire-room-v1"` asks for room keys
+    /// (§14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_keys: Option<String>,
 }
 
 /// Server `hello` payload (hardened profile): the client id and every handshake field, sent

@@ -244,8 +244,11 @@ impl ServerBuilder {
             self.history_store,
         )
         .map_err(|e| ConfigError::InvalidHistoryPattern(e.to_string()))?;
+        let room_keys = super::room_keys::RoomKeys::new(&self.config.room_keys)
+            .map_err(|e| ConfigError::InvalidRoomKeyPattern(e.to_string()))?;
         Ok(Server(Arc::new(Shared {
             history,
+            room_keys,
             server_id: self
                 .server_id
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),

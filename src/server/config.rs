@@ -94,6 +94,9 @@ pub struct ServerConfig {
     /// Message history and recovery on reconnect (`docs/PROTOCOL.md`, §12). Defaults to
     /// [`HistoryConfig::default`]: off.
     pub history: HistoryConfig,
+    /// Room keys for large encrypted rooms (`docs/PROTOCOL.md`, §14). Defaults to
+    /// [`RoomKeyConfig::default`]: off.
+    pub room_keys: super::RoomKeyConfig,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +123,7 @@ impl Default for ServerConfig {
             admin_token: None,
             allowed_origins: Vec::new(),
             history: HistoryConfig::default(),
+            room_keys: super::RoomKeyConfig::default(),
         }
     }
 }
@@ -153,6 +157,9 @@ pub enum ConfigError {
     /// A history room pattern is not a valid glob.
     #[error("invalid history room pattern: {0}")]
     InvalidHistoryPattern(String),
+    /// A room-key room pattern is not a valid glob.
+    #[error("invalid room-key room pattern: {0}")]
+    InvalidRoomKeyPattern(String),
 }
 
 /// File descriptors [`default_max_connections`] leaves for everything but WebSockets.

@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::Server;
 use super::hooks::{ClientInfo, UpgradeHead};
 use super::metrics::ConnProfile;
-use super::outbox::{ClientHandle, Frame, Outbound, Wake};
+use super::outbox::{ClientHandle, Outbound, Wake};
 use super::registry::ClientState;
 use super::socket::WebSocket;
 use crate::crypto::Session;
@@ -40,6 +40,9 @@ use crate::protocol::{CloseCode, frame_json};
 /// of that epoch are compared: a stream that expired and started again (a new epoch, offsets
 /// from 1) while the client stays connected is delivered in full.
 pub(super) type Floors = std::collections::HashMap<Arc<str>, (Arc<str>, u64)>;
+
+/// Per room, the epoch whose key a client was sent last ([`super::room_keys`]).
+pub(super) type HeldEpochs = std::collections::HashMap<Arc<str>, u64>;
 
 /// Messages written per flush when the outbox has a backlog.
 const MAX_BATCH: usize = 64;
@@ -70,6 +73,9 @@ pub(super) struct Connection<S> {
     /// replay covered; queued frames at or below it are dropped (they were replayed). Boxed:
     /// most connections never ask.
     pub(super) positions: Option<Box<Floors>>,
+    /// For a client that takes room keys: per room, the epoch whose key it was sent last.
+    /// Boxed: most connections hold none.
+    pub(super) room_epochs: Option<Box<HeldEpochs>>,
     /// Dropped with the connection, wherever its task ends.
     pub(super) guard: Deregister,
 }
@@ -128,6 +134,7 @@ where
         session: None,
         info: None,
         positions: None,
+        room_epochs: None,
     };
     conn.serve()
 }
@@ -277,44 +284,10 @@ where
                 Some(msg) => self.socket.feed(self.server.0.metrics.out(msg)).await,
                 None => Ok(()),
             },
-        }
-    }
-
-    /// Turns a shared frame into this client's wire message: the shared bytes for a plaintext
-    /// client, a fresh ciphertext for an encrypted one. `None` means "do not send" (fail
-    /// closed when sealing fails).
-    pub(super) fn render(&mut self, frame: &Frame) -> Option<Message> {
-        let json = match (&self.positions, &frame.position) {
-            (Some(floors), Some(p)) => {
-                if floors
-                    .get(&p.stream)
-                    .is_some_and(|(epoch, floor)| *epoch == p.epoch && p.offset <= *floor)
-                {
-                    return None; // replayed already
-                }
-                &p.json
-            }
-            _ => &frame.json,
-        };
-        let transformed = match (&self.server.0.hooks.transformer, &self.info) {
-            (Some(t), Some(info)) => t
-                .transform(info, &frame.event, &frame.data)
-                .map(|(event, data)| frame_json(&event, data.get())),
-            _ => None,
-        };
-        match (&mut self.session, transformed) {
-            (Some(session), t) => {
-                let plaintext = t.as_deref().unwrap_or(json.as_str());
-                match session.seal_frame(plaintext.as_bytes()) {
-                    Ok(sealed) => Some(Message::text(sealed)),
-                    Err(e) => {
-                        tracing::debug!(client = %self.handle.id, error = %e, len = plaintext.len(), "seal failed; message dropped");
-                        None
-                    }
-                }
-            }
-            (None, Some(t)) => Some(Message::text(t)),
-            (None, None) => Some(Message::Text(json.clone())),
+            Outbound::RoomKey(grant) => match self.render_grant(&grant) {
+                Some(msg) => self.socket.feed(self.server.0.metrics.out(msg)).await,
+                None => Ok(()),
+            },
         }
     }
 

@@ -195,8 +195,7 @@ impl Server {
         exclude: &[String],
     ) -> (usize, Option<u64>) {
         let push = |frame: &Arc<Frame>| {
-            let recipients = self.0.registry().recipients(target, exclude);
-            let queued = recipients.iter().filter(|r| r.push(frame)).count();
+            let queued = self.fan_out(target, frame, exclude);
             (queued, frame.position.as_ref().map(|p| p.offset))
         };
         match self
@@ -208,6 +207,21 @@ impl Server {
             Some((memory, stream)) => memory.deliver(stream, frame, push),
             None => push(frame),
         }
+    }
+
+    /// Queues `frame` for every local recipient of `target`; returns how many it was queued
+    /// for. A room with room keys seals it once for the members holding its key
+    /// ([`super::room_keys`]).
+    fn fan_out(&self, target: &BusTarget, frame: &Arc<Frame>, exclude: &[String]) -> usize {
+        if let (Some(keys), BusTarget::Room(room)) = (&self.0.room_keys, target)
+            && keys.covers(room)
+        {
+            return keys.deliver(room, frame, |holders| {
+                self.0.registry().room_snapshot(room, exclude, holders)
+            });
+        }
+        let recipients = self.0.registry().recipients(target, exclude);
+        recipients.iter().filter(|r| r.push(frame)).count()
     }
 
     /// Delivers an envelope that arrived from the bus (ignores this server's own).
@@ -269,9 +283,7 @@ impl Server {
             }
             _ => (frame, None),
         };
-        for r in self.0.registry().recipients(&env.target, &env.exclude) {
-            r.push(&frame);
-        }
+        self.fan_out(&env.target, &frame, &env.exclude);
         if let (Some(history), Some((stream, at))) = (&self.0.history, delivered) {
             history.echoes().delivered(&stream, &at);
         }

@@ -29,7 +29,7 @@ use super::metrics::ConnProfile;
 use super::policy::Offer;
 use super::registry::ClientState;
 use super::socket::WebSocket;
-use crate::crypto::{Profile, ServerHello, Session, hardened};
+use crate::crypto::{Profile, ServerHello, Session, hardened, room};
 use crate::protocol::{
     AuthenticatePayload, CloseCode, ConnectedPayload, RecoverRequest, RefreshedPayload,
     error_message as err, event, frame_json, iso8601, now_iso8601,
@@ -181,10 +181,18 @@ where
         let raw = data.unwrap_or(Value::Null);
         let token = raw.get("token").and_then(Value::as_str).map(str::to_owned);
         let recover = super::recovery::recover_request(&raw);
+        // Room keys (§14): asked for inside the record layer, so nobody on the path can add
+        // or strip the request.
+        let room_keys = raw.get("roomKeys").and_then(Value::as_str) == Some(room::EXTENSION_ID)
+            && self.server.0.room_keys.is_some();
         let identity = match self.identify(token, raw).await {
             Ok(identity) => identity,
             Err(exit) => return Some(exit),
         };
+        if room_keys {
+            // Before the client enters any room, so that no epoch misses it.
+            self.handle.take_room_keys();
+        }
         self.admit(identity, None, recover).await
     }
 
@@ -285,6 +293,11 @@ where
         };
         if let Some(hello) = hello {
             hello.apply_to(&mut connected);
+        }
+        if self.handle.holds_room_keys() {
+            connected
+                .extra
+                .insert("roomKeys".to_owned(), Value::from(room::EXTENSION_ID));
         }
         let data = serde_json::to_string(&connected).unwrap_or_default();
         if hello.is_some() || self.session.is_none() {

@@ -18,6 +18,8 @@ mod outbox;
 mod policy;
 mod recovery;
 mod registry;
+mod render;
+mod room_keys;
 mod socket;
 pub use socket::MessageSocket;
 
@@ -48,8 +50,10 @@ pub use registry::{
     ClientSnapshot, ClientState, Counts, Interest, MAX_ROOM_NAME, is_client_id_shaped,
     joinable_room_name, valid_room_name,
 };
+pub use room_keys::RoomKeyConfig;
 pub(crate) use socket::WebSocket;
 
+use crate::protocol::BusTarget;
 use hooks::Hooks;
 use registry::Registry;
 
@@ -91,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: metrics::Metrics,
     /// Message history, when any stream keeps it.
     pub(crate) history: Option<history::Keeper>,
+    /// Room keys, when some rooms use them.
+    pub(crate) room_keys: Option<room_keys::RoomKeys>,
 }
 
 /// A reserved place under `ServerConfig::max_connections` (and `max_connections_per_ip`),
@@ -463,9 +469,13 @@ impl Shared {
         out
     }
 
-    /// Forwards interest changes to the bus (after the registry lock is released).
+    /// Forwards interest changes to the bus (after the registry lock is released), and wipes
+    /// the room key of a room this instance no longer has a member of.
     fn apply_interest(&self, changes: &[Interest]) {
         for c in changes {
+            if let (Some(keys), Interest::Lost(BusTarget::Room(room))) = (&self.room_keys, c) {
+                keys.forget(room);
+            }
             self.bus.interest(c);
         }
     }

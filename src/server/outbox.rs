@@ -12,7 +12,7 @@
 //! pointer moves, and the lock is never held across an `.await`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -20,6 +20,7 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::room_keys::RoomGrant;
 use crate::protocol::{CloseCode, frame_json};
 
 /// Queue storage kept after a burst drains; anything larger is released.
@@ -36,10 +37,22 @@ pub(crate) struct Frame {
     pub(crate) json: Utf8Bytes,
     /// Where this publication sits in its stream, when the stream keeps history.
     pub(crate) position: Option<FramePosition>,
+    /// The publication sealed once under its room's current epoch key, for the members
+    /// holding that key ([`super::room_keys`]).
+    pub(crate) room: Option<RoomRecord>,
+}
+
+/// A `room-encrypted` frame: the publication (its positioned JSON when it has a position)
+/// sealed once under `epoch` of `room`.
+#[derive(Debug)]
+pub(crate) struct RoomRecord {
+    pub(crate) room: Arc<str>,
+    pub(crate) epoch: u64,
+    pub(crate) json: Utf8Bytes,
 }
 
 /// A publication's place in a stream with history ([`super::history`]).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct FramePosition {
     /// The stream (`room:..`, `user:..`, `broadcast`).
     pub(crate) stream: Arc<str>,
@@ -60,6 +73,18 @@ impl Frame {
             data,
             json: json.into(),
             position: None,
+            room: None,
+        })
+    }
+
+    /// This publication with its room record.
+    pub(crate) fn with_room(&self, record: RoomRecord) -> Arc<Self> {
+        Arc::new(Self {
+            event: self.event.clone(),
+            data: self.data.clone(),
+            json: self.json.clone(),
+            position: self.position.clone(),
+            room: Some(record),
         })
     }
 
@@ -85,6 +110,7 @@ impl Frame {
                 epoch: Arc::clone(epoch),
                 json: json.into(),
             }),
+            room: None,
         })
     }
 }
@@ -94,6 +120,9 @@ impl Frame {
 pub(crate) enum Outbound {
     /// Deliver a message.
     Message(Arc<Frame>),
+    /// Hand the client a room epoch's key, sealed under its own session
+    /// ([`super::room_keys`]).
+    RoomKey(Arc<RoomGrant>),
     /// Send a transport-level ping.
     Ping,
 }
@@ -107,9 +136,29 @@ pub(crate) enum Wake {
     Ready,
 }
 
+/// What the queue holds, in order.
+#[derive(Debug)]
+enum Queued {
+    Frame(Arc<Frame>),
+    RoomKey(Arc<RoomGrant>),
+}
+
+impl Queued {
+    /// Bytes counted against the outbox budget.
+    fn size(&self) -> usize {
+        match self {
+            Self::Frame(f) => f.json.len(),
+            Self::RoomKey(_) => GRANT_BYTES,
+        }
+    }
+}
+
+/// What a room-key grant counts against the outbox's byte budget (about its sealed size).
+const GRANT_BYTES: usize = 160;
+
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<Arc<Frame>>,
+    frames: VecDeque<Queued>,
     bytes: usize,
     ping: bool,
     /// The connection task, while it waits.
@@ -130,6 +179,8 @@ pub(crate) struct ClientHandle {
     /// Non-zero once a close after the queued messages was asked for (a drain): nothing more
     /// is queued, what is queued is still written, then the connection closes with it.
     close_when_flushed: AtomicU16,
+    /// The client takes room keys (hardened profile, opted in); set before it joins any room.
+    room_keys: AtomicBool,
     /// Milliseconds since `epoch` of the last inbound message.
     last_activity_ms: AtomicU64,
     /// Milliseconds since `epoch` at which the connection must close (the authentication
@@ -153,6 +204,7 @@ impl ClientHandle {
             max_bytes,
             close_code: AtomicU16::new(0),
             close_when_flushed: AtomicU16::new(0),
+            room_keys: AtomicBool::new(false),
             last_activity_ms: AtomicU64::new(0),
             deadline_ms: AtomicU64::new(0),
             epoch,
@@ -171,7 +223,26 @@ impl ClientHandle {
     /// Queues a message; a full queue closes the client as a slow consumer.
     /// Returns whether the message was queued.
     pub(crate) fn push(&self, frame: &Arc<Frame>) -> bool {
-        let size = frame.json.len();
+        self.enqueue(Queued::Frame(Arc::clone(frame)))
+    }
+
+    /// Queues a room epoch's key, in order with the messages; as [`Self::push`].
+    pub(crate) fn push_grant(&self, grant: &Arc<RoomGrant>) -> bool {
+        self.enqueue(Queued::RoomKey(Arc::clone(grant)))
+    }
+
+    /// Marks the client as taking room keys (before it joins any room).
+    pub(crate) fn take_room_keys(&self) {
+        self.room_keys.store(true, Ordering::Release);
+    }
+
+    /// Whether the client takes room keys.
+    pub(crate) fn holds_room_keys(&self) -> bool {
+        self.room_keys.load(Ordering::Acquire)
+    }
+
+    fn enqueue(&self, item: Queued) -> bool {
+        let size = item.size();
         let waker = {
             let mut q = self.lock();
             if q.detached || self.is_closing() || self.flush_close().is_some() {
@@ -182,7 +253,7 @@ impl ClientHandle {
                 self.close(CloseCode::SlowConsumer);
                 return false;
             }
-            q.frames.push_back(Arc::clone(frame));
+            q.frames.push_back(item);
             q.bytes += size;
             q.waker.take()
         };
@@ -219,12 +290,15 @@ impl ClientHandle {
         if std::mem::take(&mut q.ping) {
             return Some(Outbound::Ping);
         }
-        let frame = q.frames.pop_front()?;
-        q.bytes -= frame.json.len();
+        let item = q.frames.pop_front()?;
+        q.bytes -= item.size();
         if q.frames.is_empty() && q.frames.capacity() > RETAINED_SLOTS {
             q.frames = VecDeque::new();
         }
-        Some(Outbound::Message(frame))
+        Some(match item {
+            Queued::Frame(frame) => Outbound::Message(frame),
+            Queued::RoomKey(grant) => Outbound::RoomKey(grant),
+        })
     }
 
     /// Waits until the connection must close or has something to send; a close wins.
@@ -355,126 +429,4 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::future::poll_fn;
-
-    use super::*;
-
-    fn frame(n: usize) -> Arc<Frame> {
-        Frame::new(
-            "e",
-            RawValue::from_string(format!("\"{}\"", "x".repeat(n))).expect("raw"),
-        )
-    }
-
-    fn message(out: Option<Outbound>) -> Arc<Frame> {
-        match out {
-            Some(Outbound::Message(f)) => f,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn full_queue_closes_as_slow_consumer() {
-        let h = ClientHandle::new("c".into(), 2, 1 << 20, Instant::now());
-        let f = frame(1);
-        assert!(h.push(&f));
-        assert!(h.push(&f));
-        assert!(!h.is_closing());
-        assert!(!h.push(&f));
-        assert!(h.is_closing());
-        assert_eq!(h.close_code(), CloseCode::SlowConsumer);
-        // The close wins over the queued messages.
-        let wake = poll_fn(|cx| h.poll_wake(cx)).await;
-        assert_eq!(wake, Wake::Close(CloseCode::SlowConsumer));
-    }
-
-    #[test]
-    fn byte_budget_closes_as_slow_consumer() {
-        let h = ClientHandle::new("c".into(), 100, 100, Instant::now());
-        let f = frame(60);
-        assert!(h.push(&f));
-        assert!(!h.push(&f));
-        assert_eq!(h.close_code(), CloseCode::SlowConsumer);
-    }
-
-    #[test]
-    fn byte_budget_is_returned_when_messages_leave() {
-        let h = ClientHandle::new("c".into(), 100, 100, Instant::now());
-        let f = frame(60);
-        for _ in 0..5 {
-            assert!(h.push(&f));
-            message(h.pop());
-        }
-        assert!(!h.is_closing());
-    }
-
-    #[test]
-    fn first_close_code_wins() {
-        let h = ClientHandle::new("c".into(), 1, 100, Instant::now());
-        h.close(CloseCode::HeartbeatTimeout);
-        h.close(CloseCode::SlowConsumer);
-        assert_eq!(h.close_code(), CloseCode::HeartbeatTimeout);
-    }
-
-    #[tokio::test]
-    async fn messages_keep_their_order_and_a_ping_goes_first() {
-        let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
-        let (a, b) = (frame(1), frame(2));
-        assert!(h.push(&a));
-        assert!(h.push(&b));
-        h.ping();
-        h.ping();
-        assert_eq!(poll_fn(|cx| h.poll_wake(cx)).await, Wake::Ready);
-        assert!(matches!(h.pop(), Some(Outbound::Ping)));
-        assert!(Arc::ptr_eq(&message(h.pop()), &a));
-        assert!(Arc::ptr_eq(&message(h.pop()), &b));
-        assert!(h.pop().is_none());
-    }
-
-    #[tokio::test]
-    async fn a_push_wakes_the_waiting_task() {
-        let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
-        let waiter = {
-            let h = Arc::clone(&h);
-            tokio::spawn(async move { poll_fn(|cx| h.poll_wake(cx)).await })
-        };
-        tokio::task::yield_now().await;
-        assert!(h.push(&frame(3)));
-        assert_eq!(waiter.await.expect("join"), Wake::Ready);
-    }
-
-    #[tokio::test]
-    async fn a_close_wakes_a_task_waiting_on_a_write() {
-        let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
-        let waiter = {
-            let h = Arc::clone(&h);
-            tokio::spawn(async move { poll_fn(|cx| h.poll_close(cx)).await })
-        };
-        tokio::task::yield_now().await;
-        h.close(CloseCode::HeartbeatTimeout);
-        assert_eq!(waiter.await.expect("join"), CloseCode::HeartbeatTimeout);
-    }
-
-    #[test]
-    fn a_detached_handle_refuses_messages_and_frees_its_queue() {
-        let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
-        let f = frame(1);
-        assert!(h.push(&f));
-        h.detach();
-        assert_eq!(Arc::strong_count(&f), 1);
-        assert!(!h.push(&f));
-        assert!(h.pop().is_none());
-    }
-
-    #[test]
-    fn drained_burst_storage_is_released() {
-        let h = ClientHandle::new("c".into(), 1000, 1 << 20, Instant::now());
-        let f = frame(1);
-        for _ in 0..200 {
-            assert!(h.push(&f));
-        }
-        while h.pop().is_some() {}
-        assert!(h.lock().frames.capacity() <= RETAINED_SLOTS);
-    }
-}
+mod tests;

@@ -117,11 +117,28 @@ pub struct Counts {
     pub rooms: usize,
 }
 
+/// One room as room-key delivery sees it ([`Registry::room_snapshot`]).
+#[derive(Debug)]
+pub(crate) struct RoomSnapshot {
+    /// Changes whenever a member joins or leaves.
+    pub(crate) generation: u64,
+    /// Who receives the publication.
+    pub(crate) recipients: Vec<Arc<ClientHandle>>,
+    /// Who must hold the room's key (when asked for).
+    pub(crate) holders: Vec<Arc<ClientHandle>>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     clients: HashMap<Arc<str>, Entry>,
     users: HashMap<String, HashSet<Arc<str>>>,
     rooms: HashMap<String, HashSet<Arc<str>>>,
+    /// Per non-empty room, the value of `clock` at its last membership change (room keys
+    /// start a new epoch when it moves: [`super::room_keys`]).
+    generations: HashMap<String, u64>,
+    /// Counts membership changes; never goes back, so a room that empties and fills again
+    /// gets a generation it never had.
+    clock: u64,
     authenticated: usize,
     encrypted: usize,
 }
@@ -208,6 +225,8 @@ impl Registry {
                 out.push(Interest::Gained(BusTarget::Room(room.clone())));
             }
             members.insert(Arc::clone(&entry.handle.id));
+            self.clock += 1;
+            self.generations.insert(room.clone(), self.clock);
             entry.rooms.insert(room.clone());
             joined.push(room);
         }
@@ -229,9 +248,15 @@ impl Registry {
             if !entry.rooms.remove(&room) {
                 continue;
             }
-            remove_member(&mut self.rooms, &room, id, |r| {
-                out.push(Interest::Lost(BusTarget::Room(r.to_owned())));
-            });
+            self.clock += 1;
+            room_left(
+                &mut self.rooms,
+                &mut self.generations,
+                self.clock,
+                &room,
+                id,
+                out,
+            );
             left.push(room);
         }
         left
@@ -241,9 +266,15 @@ impl Registry {
     pub(crate) fn remove(&mut self, id: &str, out: &mut Vec<Interest>) -> Option<Arc<ClientInfo>> {
         let entry = self.clients.remove(id)?;
         for room in &entry.rooms {
-            remove_member(&mut self.rooms, room, id, |r| {
-                out.push(Interest::Lost(BusTarget::Room(r.to_owned())));
-            });
+            self.clock += 1;
+            room_left(
+                &mut self.rooms,
+                &mut self.generations,
+                self.clock,
+                room,
+                id,
+                out,
+            );
         }
         let info = entry.info?;
         self.authenticated -= 1;
@@ -287,6 +318,33 @@ impl Registry {
                     self.authenticated_handle(id).into_iter().collect()
                 }
             }
+        }
+    }
+
+    /// A room's membership generation, and its authenticated recipients minus `exclude`
+    /// (taken under one lock, so they agree). With `holders`, also every authenticated member
+    /// that holds room keys, excluded or not.
+    pub(crate) fn room_snapshot(
+        &self,
+        room: &str,
+        exclude: &[String],
+        holders: bool,
+    ) -> RoomSnapshot {
+        let members = self.rooms.get(room);
+        let holders = if holders {
+            members
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.authenticated_handle(id))
+                .filter(|h| h.holds_room_keys())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        RoomSnapshot {
+            generation: self.generations.get(room).copied().unwrap_or(0),
+            recipients: self.recipients(&BusTarget::Room(room.to_owned()), exclude),
+            holders,
         }
     }
 
@@ -362,6 +420,23 @@ impl Registry {
     }
 }
 
+/// Removes `id` from `room` at generation `clock`; the room's generation goes with it when it
+/// empties.
+fn room_left(
+    rooms: &mut HashMap<String, HashSet<Arc<str>>>,
+    generations: &mut HashMap<String, u64>,
+    clock: u64,
+    room: &str,
+    id: &str,
+    out: &mut Vec<Interest>,
+) {
+    generations.insert(room.to_owned(), clock);
+    remove_member(rooms, room, id, |r| {
+        generations.remove(r);
+        out.push(Interest::Lost(BusTarget::Room(r.to_owned())));
+    });
+}
+
 fn remove_member(
     index: &mut HashMap<String, HashSet<Arc<str>>>,
     key: &str,
@@ -378,103 +453,4 @@ fn remove_member(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Instant, SystemTime};
-
-    fn info(id: &str, user: &str) -> Arc<ClientInfo> {
-        Arc::new(ClientInfo {
-            id: id.into(),
-            user_id: user.into(),
-            metadata: serde_json::Value::Null,
-            encrypted: false,
-            remote_addr: None,
-            connected_at: SystemTime::now(),
-            expires_at: None,
-        })
-    }
-
-    fn add(reg: &mut Registry, id: &str) -> Arc<ClientHandle> {
-        let h = ClientHandle::new(id.into(), 8, 1 << 20, Instant::now());
-        reg.insert(Arc::clone(&h));
-        h
-    }
-
-    #[test]
-    fn indexes_are_pruned_on_remove() {
-        let mut reg = Registry::default();
-        let mut out = Vec::new();
-        let _a = add(&mut reg, "a");
-        let _b = add(&mut reg, "b");
-        reg.authenticate("a", info("a", "u"), &["r".into(), "a".into()], &mut out);
-        reg.authenticate("b", info("b", "u"), &["r".into()], &mut out);
-        assert_eq!(reg.counts().users, 1);
-        assert_eq!(reg.recipients(&BusTarget::Room("r".into()), &[]).len(), 2);
-        assert_eq!(
-            reg.recipients(&BusTarget::Room("r".into()), &["a".into()])
-                .len(),
-            1
-        );
-        assert_eq!(reg.recipients(&BusTarget::User("u".into()), &[]).len(), 2);
-        out.clear();
-        reg.remove("a", &mut out);
-        assert!(reg.recipients(&BusTarget::Room("a".into()), &[]).is_empty());
-        assert!(out.contains(&Interest::Lost(BusTarget::Room("a".into()))));
-        assert!(!out.contains(&Interest::Lost(BusTarget::User("u".into()))));
-        reg.remove("b", &mut out);
-        assert_eq!(reg.counts(), Counts::default());
-        assert!(out.contains(&Interest::Lost(BusTarget::User("u".into()))));
-    }
-
-    #[test]
-    fn unauthenticated_clients_receive_nothing() {
-        let mut reg = Registry::default();
-        let _a = add(&mut reg, "a");
-        assert!(reg.recipients(&BusTarget::Broadcast, &[]).is_empty());
-        assert!(
-            reg.recipients(&BusTarget::Client("a".into()), &[])
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn join_respects_limit_and_leave_only_joined() {
-        let mut reg = Registry::default();
-        let mut out = Vec::new();
-        let _a = add(&mut reg, "a");
-        reg.authenticate("a", info("a", "u"), &[], &mut out);
-        let joined = reg.join("a", ["x".into(), "y".into(), "z".into()], 2, &mut out);
-        assert_eq!(joined, vec!["x".to_string(), "y".to_string()]);
-        let left = reg.leave("a", ["z".into(), "x".into()], &mut out);
-        assert_eq!(left, vec!["x".to_string()]);
-    }
-
-    #[test]
-    fn room_names() {
-        assert!(valid_room_name("a"));
-        assert!(valid_room_name(&"é".repeat(256)));
-        assert!(!valid_room_name(&"a".repeat(257)));
-        assert!(!valid_room_name(""));
-        assert!(!valid_room_name("ws:internal"));
-    }
-
-    #[test]
-    fn client_id_shaped_rooms_are_not_joinable() {
-        let id = uuid::Uuid::new_v4();
-        let hyphenated = id.hyphenated().to_string();
-        assert!(valid_room_name(&hyphenated));
-        for name in [
-            hyphenated.clone(),
-            hyphenated.to_uppercase(),
-            id.simple().to_string(),
-            id.braced().to_string(),
-            id.urn().to_string(),
-        ] {
-            assert!(is_client_id_shaped(&name), "{name}");
-            assert!(!joinable_room_name(&name), "{name}");
-        }
-        assert!(joinable_room_name("orders:42"));
-        assert!(!joinable_room_name("ws:x"));
-        assert!(joinable_room_name(&format!("{hyphenated}x")));
-    }
-}
+mod tests;

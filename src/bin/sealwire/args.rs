@@ -246,6 +246,17 @@ pub(crate) struct ServeArgs {
     pub(crate) max_connections_per_ip: Option<usize>,
     #[command(flatten)]
     pub(crate) history: HistoryArgs,
+    /// Rooms that use room keys (hardened clients that opt in get one key per room epoch,
+    /// and each publication is sealed once for all of them), as glob patterns
+    /// (comma-separated, e.g. `orders:*`). None by default.
+    #[arg(long, env = "SEALWIRE_ROOM_KEYS", value_delimiter = ',')]
+    pub(crate) room_keys: Vec<String>,
+    /// Records sealed under one room epoch key before a new epoch starts (at most 2^32).
+    #[arg(long, env = "SEALWIRE_ROOM_KEY_MESSAGES", default_value_t = 1_000_000)]
+    pub(crate) room_key_messages: u64,
+    /// Seconds after which a room epoch is replaced at the next publication.
+    #[arg(long, env = "SEALWIRE_ROOM_KEY_SECONDS", default_value_t = 600)]
+    pub(crate) room_key_seconds: u64,
     /// Bearer token for the admin REST API under /socket (must not be empty).
     #[arg(long, env = "SEALWIRE_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,

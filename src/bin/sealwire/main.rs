@@ -99,6 +99,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.auth_timeout = Duration::from_millis(args.auth_timeout_ms);
     config.drain = Duration::from_secs(args.drain_secs);
     config.history = args.history.config();
+    config.room_keys.rooms = args.room_keys.clone();
+    config.room_keys.max_messages = args.room_key_messages;
+    config.room_keys.max_age = std::time::Duration::from_secs(args.room_key_seconds);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
     config.max_message_bytes = args.max_message_bytes;

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Fail closed: before the server `hello` only that `hello` or the refusal `error` is
-//! emitted; after it only `encrypted` records. Anything else the core wrote is dropped.
+//! emitted; after it only `encrypted` records (and room records, §14). Anything else the core wrote is dropped.
 
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -138,6 +138,11 @@ impl Tunnel {
                 event::ERROR => TunnelAction::Emit(frame),
                 _ => TunnelAction::Skip,
             };
+        }
+        if name == event::ROOM_ENCRYPTED {
+            // A room record (§14): sealed, sent only after the room's key was granted in a
+            // record of the socket's own.
+            return TunnelAction::Emit(frame);
         }
         if name != event::ENCRYPTED {
             // Fail closed: after the hello exchange a hardened socket gets sealed records only.

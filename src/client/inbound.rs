@@ -1,0 +1,157 @@
+//! Inbound frames on an established connection: per-client records, room records
+//! (`docs/PROTOCOL.md` §14) and plaintext frames, turned into [`Event`]s.
+
+use serde_json::Value;
+
+use super::connection::Task;
+use super::event::{Event, Message};
+use super::login::{error_message, refresh_delay};
+use crate::crypto::room::RoomKeyring;
+use crate::crypto::{AeadBackend, Session};
+use crate::protocol::{
+    EncryptedPayload, EventName, Inbound, error_message as err, event, parse_iso8601,
+};
+
+impl Task {
+    /// Turns an inbound text frame into an event; `None` for frames that carry nothing for the
+    /// application (no event name).
+    pub(super) fn on_text(
+        &self,
+        text: &str,
+        session: &mut Option<Session>,
+        room_keys: &mut Option<RoomKeyring>,
+        refresh_at: &mut Option<tokio::time::Instant>,
+    ) -> Option<Event> {
+        let raw = self.config.capture_raw_frames.then(|| text.to_owned());
+        let Ok(msg) = Inbound::parse(text) else {
+            return Some(Event::ServerError {
+                message: "unparseable frame from the server".into(),
+            });
+        };
+        let name = msg.event.clone()?;
+        match (name.as_str(), session) {
+            (event::ENCRYPTED, Some(session)) => {
+                let inner = msg
+                    .data
+                    .and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok())
+                    .and_then(|p| session.open(&p).ok())
+                    .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok())
+                    .filter(|i| i.event.is_some());
+                match inner {
+                    Some(inner) if inner.event.as_deref() == Some(event::ROOM_KEY) => {
+                        match grant(room_keys.as_mut(), inner.data.as_ref()) {
+                            Some(()) => None,
+                            None => Some(Event::DecryptFailed {
+                                frame_len: text.len(),
+                            }),
+                        }
+                    }
+                    Some(inner) => Some(
+                        self.track(&inner)
+                            .or_else(|| {
+                                lifecycle_event(
+                                    inner.event.as_deref()?,
+                                    inner.data.as_ref(),
+                                    refresh_at,
+                                )
+                            })
+                            .unwrap_or_else(|| app_event(inner, true, raw)),
+                    ),
+                    None => Some(Event::DecryptFailed {
+                        frame_len: text.len(),
+                    }),
+                }
+            }
+            (event::ROOM_ENCRYPTED, Some(_)) => {
+                match open_room(room_keys.as_mut(), msg.data.as_ref()) {
+                    Some(inner) => Some(
+                        self.track(&inner)
+                            .unwrap_or_else(|| app_event(inner, true, raw)),
+                    ),
+                    None => Some(Event::DecryptFailed {
+                        frame_len: text.len(),
+                    }),
+                }
+            }
+            (event::ENCRYPTED, None) => Some(Event::DecryptFailed {
+                frame_len: text.len(),
+            }),
+            (_, Some(_)) => Some(Event::PlaintextRejected { event: name }),
+            (_, None) => Some(
+                self.track(&msg)
+                    .or_else(|| lifecycle_event(&name, msg.data.as_ref(), refresh_at))
+                    .unwrap_or_else(|| app_event(msg, false, raw)),
+            ),
+        }
+    }
+}
+
+/// Takes a `room-key` grant (it arrived inside this client's own record layer); `None` when the
+/// client did not ask for room keys or the grant is malformed or stale.
+fn grant(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<()> {
+    let keyring = keyring?;
+    let data = data?;
+    let room = data.get("room")?.as_str()?;
+    let epoch = data.get("epoch")?.as_u64()?;
+    let key = data.get("key")?.as_str()?;
+    keyring.grant(room, epoch, key, AeadBackend::default()).ok()
+}
+
+/// Opens a `room-encrypted` record; `None` when the client holds no key for it, it does not
+/// open, or its plaintext is not an application envelope (a room key opens no system event).
+fn open_room(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<Inbound> {
+    let keyring = keyring?;
+    let data = data?;
+    let room = data.get("room")?.as_str()?;
+    let epoch = data.get("epoch")?.as_u64()?;
+    let seq = data.get("seq")?.as_u64()?;
+    let ct = data.get("ct")?.as_str()?;
+    let plaintext = keyring.open(room, epoch, seq, ct).ok()?;
+    let inner: Inbound = serde_json::from_slice(&plaintext).ok()?;
+    let name = inner.event.as_deref()?;
+    let application =
+        EventName::check(name).is_ok() && ![event::ERROR, event::HELLO].contains(&name);
+    application.then_some(inner)
+}
+
+/// `refreshed` and `Refresh failed` become their own events (and move the refresh timer);
+/// `None` for anything else.
+fn lifecycle_event(
+    name: &str,
+    data: Option<&Value>,
+    refresh_at: &mut Option<tokio::time::Instant>,
+) -> Option<Event> {
+    match name {
+        event::REFRESHED => {
+            let field = |k: &str| data.and_then(|d| d.get(k)).and_then(Value::as_str);
+            let expires_at = field("expiresAt");
+            *refresh_at = field("time")
+                .and_then(|t| refresh_delay(t, expires_at))
+                .map(|d| tokio::time::Instant::now() + d);
+            Some(Event::Refreshed {
+                expires_at: expires_at.and_then(parse_iso8601),
+            })
+        }
+        event::ERROR if error_message(data).as_deref() == Some(err::REFRESH_FAILED) => {
+            Some(Event::RefreshFailed {
+                message: err::REFRESH_FAILED.to_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn app_event(inbound: Inbound, encrypted: bool, raw: Option<String>) -> Event {
+    let event = inbound.event.unwrap_or_default();
+    if event == event::ERROR {
+        let message = error_message(inbound.data.as_ref()).unwrap_or_default();
+        return Event::ServerError { message };
+    }
+    Event::Message(Message {
+        event,
+        data: inbound.data.unwrap_or(Value::Null),
+        encrypted,
+        raw,
+        position: inbound.stream.zip(inbound.offset),
+    })
+}

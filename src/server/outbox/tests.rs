@@ -1,0 +1,121 @@
+use std::future::poll_fn;
+
+use super::*;
+
+fn frame(n: usize) -> Arc<Frame> {
+    Frame::new(
+        "e",
+        RawValue::from_string(format!("\"{}\"", "x".repeat(n))).expect("raw"),
+    )
+}
+
+fn message(out: Option<Outbound>) -> Arc<Frame> {
+    match out {
+        Some(Outbound::Message(f)) => f,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn full_queue_closes_as_slow_consumer() {
+    let h = ClientHandle::new("c".into(), 2, 1 << 20, Instant::now());
+    let f = frame(1);
+    assert!(h.push(&f));
+    assert!(h.push(&f));
+    assert!(!h.is_closing());
+    assert!(!h.push(&f));
+    assert!(h.is_closing());
+    assert_eq!(h.close_code(), CloseCode::SlowConsumer);
+    // The close wins over the queued messages.
+    let wake = poll_fn(|cx| h.poll_wake(cx)).await;
+    assert_eq!(wake, Wake::Close(CloseCode::SlowConsumer));
+}
+
+#[test]
+fn byte_budget_closes_as_slow_consumer() {
+    let h = ClientHandle::new("c".into(), 100, 100, Instant::now());
+    let f = frame(60);
+    assert!(h.push(&f));
+    assert!(!h.push(&f));
+    assert_eq!(h.close_code(), CloseCode::SlowConsumer);
+}
+
+#[test]
+fn byte_budget_is_returned_when_messages_leave() {
+    let h = ClientHandle::new("c".into(), 100, 100, Instant::now());
+    let f = frame(60);
+    for _ in 0..5 {
+        assert!(h.push(&f));
+        message(h.pop());
+    }
+    assert!(!h.is_closing());
+}
+
+#[test]
+fn first_close_code_wins() {
+    let h = ClientHandle::new("c".into(), 1, 100, Instant::now());
+    h.close(CloseCode::HeartbeatTimeout);
+    h.close(CloseCode::SlowConsumer);
+    assert_eq!(h.close_code(), CloseCode::HeartbeatTimeout);
+}
+
+#[tokio::test]
+async fn messages_keep_their_order_and_a_ping_goes_first() {
+    let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
+    let (a, b) = (frame(1), frame(2));
+    assert!(h.push(&a));
+    assert!(h.push(&b));
+    h.ping();
+    h.ping();
+    assert_eq!(poll_fn(|cx| h.poll_wake(cx)).await, Wake::Ready);
+    assert!(matches!(h.pop(), Some(Outbound::Ping)));
+    assert!(Arc::ptr_eq(&message(h.pop()), &a));
+    assert!(Arc::ptr_eq(&message(h.pop()), &b));
+    assert!(h.pop().is_none());
+}
+
+#[tokio::test]
+async fn a_push_wakes_the_waiting_task() {
+    let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
+    let waiter = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { poll_fn(|cx| h.poll_wake(cx)).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(h.push(&frame(3)));
+    assert_eq!(waiter.await.expect("join"), Wake::Ready);
+}
+
+#[tokio::test]
+async fn a_close_wakes_a_task_waiting_on_a_write() {
+    let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
+    let waiter = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { poll_fn(|cx| h.poll_close(cx)).await })
+    };
+    tokio::task::yield_now().await;
+    h.close(CloseCode::HeartbeatTimeout);
+    assert_eq!(waiter.await.expect("join"), CloseCode::HeartbeatTimeout);
+}
+
+#[test]
+fn a_detached_handle_refuses_messages_and_frees_its_queue() {
+    let h = ClientHandle::new("c".into(), 8, 1 << 20, Instant::now());
+    let f = frame(1);
+    assert!(h.push(&f));
+    h.detach();
+    assert_eq!(Arc::strong_count(&f), 1);
+    assert!(!h.push(&f));
+    assert!(h.pop().is_none());
+}
+
+#[test]
+fn drained_burst_storage_is_released() {
+    let h = ClientHandle::new("c".into(), 1000, 1 << 20, Instant::now());
+    let f = frame(1);
+    for _ in 0..200 {
+        assert!(h.push(&f));
+    }
+    while h.pop().is_some() {}
+    assert!(h.lock().frames.capacity() <= RETAINED_SLOTS);
+}

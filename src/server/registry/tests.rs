@@ -1,0 +1,98 @@
+use super::*;
+use std::time::{Instant, SystemTime};
+
+fn info(id: &str, user: &str) -> Arc<ClientInfo> {
+    Arc::new(ClientInfo {
+        id: id.into(),
+        user_id: user.into(),
+        metadata: serde_json::Value::Null,
+        encrypted: false,
+        remote_addr: None,
+        connected_at: SystemTime::now(),
+        expires_at: None,
+    })
+}
+
+fn add(reg: &mut Registry, id: &str) -> Arc<ClientHandle> {
+    let h = ClientHandle::new(id.into(), 8, 1 << 20, Instant::now());
+    reg.insert(Arc::clone(&h));
+    h
+}
+
+#[test]
+fn indexes_are_pruned_on_remove() {
+    let mut reg = Registry::default();
+    let mut out = Vec::new();
+    let _a = add(&mut reg, "a");
+    let _b = add(&mut reg, "b");
+    reg.authenticate("a", info("a", "u"), &["r".into(), "a".into()], &mut out);
+    reg.authenticate("b", info("b", "u"), &["r".into()], &mut out);
+    assert_eq!(reg.counts().users, 1);
+    assert_eq!(reg.recipients(&BusTarget::Room("r".into()), &[]).len(), 2);
+    assert_eq!(
+        reg.recipients(&BusTarget::Room("r".into()), &["a".into()])
+            .len(),
+        1
+    );
+    assert_eq!(reg.recipients(&BusTarget::User("u".into()), &[]).len(), 2);
+    out.clear();
+    reg.remove("a", &mut out);
+    assert!(reg.recipients(&BusTarget::Room("a".into()), &[]).is_empty());
+    assert!(out.contains(&Interest::Lost(BusTarget::Room("a".into()))));
+    assert!(!out.contains(&Interest::Lost(BusTarget::User("u".into()))));
+    reg.remove("b", &mut out);
+    assert_eq!(reg.counts(), Counts::default());
+    assert!(out.contains(&Interest::Lost(BusTarget::User("u".into()))));
+}
+
+#[test]
+fn unauthenticated_clients_receive_nothing() {
+    let mut reg = Registry::default();
+    let _a = add(&mut reg, "a");
+    assert!(reg.recipients(&BusTarget::Broadcast, &[]).is_empty());
+    assert!(
+        reg.recipients(&BusTarget::Client("a".into()), &[])
+            .is_empty()
+    );
+}
+
+#[test]
+fn join_respects_limit_and_leave_only_joined() {
+    let mut reg = Registry::default();
+    let mut out = Vec::new();
+    let _a = add(&mut reg, "a");
+    reg.authenticate("a", info("a", "u"), &[], &mut out);
+    let joined = reg.join("a", ["x".into(), "y".into(), "z".into()], 2, &mut out);
+    assert_eq!(joined, vec!["x".to_string(), "y".to_string()]);
+    let left = reg.leave("a", ["z".into(), "x".into()], &mut out);
+    assert_eq!(left, vec!["x".to_string()]);
+}
+
+#[test]
+fn room_names() {
+    assert!(valid_room_name("a"));
+    assert!(valid_room_name(&"é".repeat(256)));
+    assert!(!valid_room_name(&"a".repeat(257)));
+    assert!(!valid_room_name(""));
+    assert!(!valid_room_name("ws:internal"));
+}
+
+#[test]
+fn client_id_shaped_rooms_are_not_joinable() {
+    let id = uuid::Uuid::new_v4();
+    let hyphenated = id.hyphenated().to_string();
+    assert!(valid_room_name(&hyphenated));
+    for name in [
+        hyphenated.clone(),
+        hyphenated.to_uppercase(),
+        id.simple().to_string(),
+        id.braced().to_string(),
+        id.urn().to_string(),
+    ] {
+        assert!(is_client_id_shaped(&name), "{name}");
+        assert!(!joinable_room_name(&name), "{name}");
+    }
+    assert!(joinable_room_name("orders:42"));
+    assert!(!joinable_room_name("ws:x"));
+    assert!(joinable_room_name(&format!("{hyphenated}x")));
+}

@@ -1,0 +1,98 @@
+//! What one client gets of a shared frame: the shared plaintext bytes, the shared room record
+//! (a member holding the room's current epoch key, [`super::room_keys`]), or its own sealed
+//! copy. Fail closed: an encrypted client never gets plaintext, and a record it cannot open is
+//! never sent to it.
+
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::Message;
+
+use super::connection::Connection;
+use super::outbox::Frame;
+use super::room_keys::RoomGrant;
+use super::socket::WebSocket;
+use crate::crypto::Profile;
+use crate::protocol::frame_json;
+
+impl<S> Connection<S>
+where
+    S: WebSocket,
+{
+    /// Turns a shared frame into this client's wire message: the shared bytes for a plaintext
+    /// client, a fresh ciphertext for an encrypted one. `None` means "do not send" (fail
+    /// closed when sealing fails).
+    pub(super) fn render(&mut self, frame: &Frame) -> Option<Message> {
+        let json = match (&self.positions, &frame.position) {
+            (Some(floors), Some(p)) => {
+                if floors
+                    .get(&p.stream)
+                    .is_some_and(|(epoch, floor)| *epoch == p.epoch && p.offset <= *floor)
+                {
+                    return None; // replayed already
+                }
+                &p.json
+            }
+            _ => &frame.json,
+        };
+        let transformed = match (&self.server.0.hooks.transformer, &self.info) {
+            (Some(t), Some(info)) => t
+                .transform(info, &frame.event, &frame.data)
+                .map(|(event, data)| frame_json(&event, data.get())),
+            _ => None,
+        };
+        if transformed.is_none() && self.takes_room_record(frame) {
+            return frame.room.as_ref().map(|r| Message::Text(r.json.clone()));
+        }
+        match (&mut self.session, transformed) {
+            (Some(session), t) => {
+                let plaintext = t.as_deref().unwrap_or(json.as_str());
+                match session.seal_frame(plaintext.as_bytes()) {
+                    Ok(sealed) => Some(Message::text(sealed)),
+                    Err(e) => {
+                        tracing::debug!(client = %self.handle.id, error = %e, len = plaintext.len(), "seal failed; message dropped");
+                        None
+                    }
+                }
+            }
+            (None, Some(t)) => Some(Message::text(t)),
+            (None, None) => Some(Message::Text(json.clone())),
+        }
+    }
+
+    /// Whether `frame`'s room record is this client's to receive as it is: the client holds
+    /// the record's epoch key, and the record holds what the client would be sent (the
+    /// positioned JSON exactly when the client asked for positions).
+    fn takes_room_record(&self, frame: &Frame) -> bool {
+        let (Some(record), Some(held)) = (&frame.room, &self.room_epochs) else {
+            return false;
+        };
+        held.get(&record.room) == Some(&record.epoch)
+            && (frame.position.is_none() || self.positions.is_some())
+    }
+
+    /// The `room-key` grant, sealed under this client's session; `None` (nothing sent) for a
+    /// client that does not take room keys. From now on this client receives the room's
+    /// records of that epoch as they are.
+    pub(super) fn render_grant(&mut self, grant: &RoomGrant) -> Option<Message> {
+        if !self.handle.holds_room_keys() {
+            return None;
+        }
+        let session = self
+            .session
+            .as_mut()
+            .filter(|s| s.profile() == Profile::Hardened)?;
+        let json = grant.json();
+        match session.seal_frame(json.as_bytes()) {
+            Ok(sealed) => {
+                self.room_epochs
+                    .get_or_insert_default()
+                    .insert(Arc::clone(&grant.room), grant.epoch);
+                Some(Message::text(sealed))
+            }
+            Err(e) => {
+                tracing::debug!(client = %self.handle.id, error = %e, "room key not sealed; the client gets its own records");
+                None
+            }
+        }
+    }
+}
