@@ -38,6 +38,8 @@ const RESERVED = new Set([
   "leave",
   "heartbeat",
   "disconnect",
+  ROOM_KEY_EVENT,
+  ROOM_ENCRYPTED_EVENT,
 ]);
 /** The server's answer to a refused `refresh` (docs/PROTOCOL.md section 11). */
 const REFRESH_FAILED = "Refresh failed";

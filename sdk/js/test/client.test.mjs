@@ -498,6 +498,10 @@ test("room keys: roomKeys false asks for nothing; a connected agreeing to what w
   });
   ({ c } = client(t, net));
   assert.equal((await c.connect()).userId, "u");
+  // The extension's events are the protocol's, never the application's.
+  for (const event of ["room-key", "room-encrypted"]) {
+    await assert.rejects(c.send(event, {}), { kind: "invalid-event" });
+  }
   assert.throws(() => new SealwireClient({ url: "ws://x/ws", roomKeys: "yes", WebSocket: function W() {} }), { kind: "config" });
 });
 
