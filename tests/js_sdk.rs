@@ -2,10 +2,10 @@
 //! and every refusal), its client tests against a scripted in-memory server (WebSocket and
 //! Socket.IO transports; the real socket.io-client is in tests/socketio.rs), and its
 //! end-to-end tests (real WebSockets, WebCrypto in Node, the admin API pushing user, room and
-//! broadcast messages, sealed authentication seen from a wire tap, session refresh and the
-//! 4006 expiry with `ttl:<ms>:<user>` tokens, recovery of missed messages on reconnect, also
-//! on another instance sharing history in Redis). Fails, never skips, when `node` is missing: CI
-//! installs it.
+//! broadcast messages, sealed authentication seen from a wire tap, room keys with one room
+//! record for every member, session refresh and the 4006 expiry with `ttl:<ms>:<user>` tokens,
+//! recovery of missed messages on reconnect, also on another instance sharing history in
+//! Redis). Fails, never skips, when `node` is missing: CI installs it.
 
 mod common;
 
@@ -20,7 +20,7 @@ use sealwire::crypto::HandshakeConfig;
 use sealwire::server::{GlobRooms, ServerConfig};
 
 /// How many tests the five files hold; fewer passing means some did not run.
-const EXPECTED_TESTS: usize = 46;
+const EXPECTED_TESTS: usize = 57;
 
 fn sdk_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/js"))
@@ -56,6 +56,8 @@ async fn browser_sdk_passes_its_tests_against_a_real_server() {
     );
     let mut config = config;
     config.history.rooms = vec!["chat:hist*".to_owned()];
+    // Room keys (§14) for `chat:keyed*`, on both instances.
+    config.room_keys.rooms = vec!["chat:keyed*".to_owned()];
     // `main` and its twin share one Redis: bus, and history in Redis Streams, so a client
     // recovers on either.
     let redis = common::redis::RedisServer::start().await;

@@ -2,10 +2,11 @@
 //
 //   node tests/vectors/check_vectors.mjs [dir]
 //
-// Recomputes every derived value of compat.json and hardened.json from their inputs,
-// following docs/PROTOCOL.md (hardened: `sealwire-v2`, the hello exchange and the sealed
-// authenticate/connected records of section 10.1), and compares byte for byte. Shares no code with the Rust
-// implementation. Exits 1 on the first mismatch; prints the number of checked values.
+// Recomputes every derived value of compat.json, hardened.json and room.json from their
+// inputs, following docs/PROTOCOL.md (hardened: `sealwire-v2`, the hello exchange and the
+// sealed authenticate/connected records of section 10.1; room keys: `sealwire-room-v1`,
+// section 14), and compares byte for byte. Shares no code with the Rust implementation or the
+// SDK. Exits 1 on the first mismatch; prints the number of checked values.
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -287,9 +288,42 @@ async function checkHardened(v) {
   if (refreshed) eq("refreshed userId", refreshed.m.data.userId, connected.data.userId);
 }
 
+// Section 14: the epoch key and nonce prefix from the secret (HKDF-Expand with the secret as
+// the PRK), the grant, and each record's nonce, AAD, ciphertext and whole frame, as text.
+async function checkRoom(v) {
+  eq("room extension", v.extension, "sealwire-room-v1");
+  const secret = unhex(v.secret_hex);
+  eq("room secret length", String(secret.length), "32");
+  const key = await expand(secret, enc.encode("sealwire-room-v1 key"), 32);
+  const prefix = await expand(secret, enc.encode("sealwire-room-v1 iv"), 4);
+  eq("room key", key, v.key_hex);
+  eq("room nonce prefix", prefix, v.prefix_hex);
+  const grant = JSON.stringify({ event: "room-key", data: { room: v.room, epoch: v.epoch, key: b64(secret) } });
+  eq("room grant", grant, v.grant);
+  const room = enc.encode(v.room);
+  let last = -1;
+  for (const r of v.records) {
+    const name = `room record ${r.seq}`;
+    eq(`${name} seq increases`, String(Number.isSafeInteger(r.seq) && r.seq > last), "true");
+    last = r.seq;
+    const nonce = concat(prefix, be(r.seq, 8));
+    eq(`${name} nonce`, nonce, r.nonce_hex);
+    const aad = concat(enc.encode("sealwire-room-v1"), len16(room), be(v.epoch, 8), be(r.seq, 8));
+    eq(`${name} aad`, aad, r.aad_hex);
+    const ct = await gcm(key, nonce, aad, enc.encode(r.plaintext));
+    eq(`${name} ct||tag`, b64(ct), r.ct_b64);
+    const frame = JSON.stringify({
+      event: "room-encrypted",
+      data: { room: v.room, epoch: v.epoch, seq: r.seq, ct: b64(ct) },
+    });
+    eq(`${name} frame`, frame, r.frame);
+  }
+}
+
 const compat = JSON.parse(readFileSync(join(dir, "compat.json"), "utf8"));
 const hardened = JSON.parse(readFileSync(join(dir, "hardened.json"), "utf8"));
-for (const v of [compat, hardened]) {
+const room = JSON.parse(readFileSync(join(dir, "room.json"), "utf8"));
+for (const v of [compat, hardened, room]) {
   if (typeof v.source !== "string" || v.source.length === 0) {
     console.error("vector file without provenance");
     process.exit(1);
@@ -297,4 +331,5 @@ for (const v of [compat, hardened]) {
 }
 await checkCompat(compat);
 await checkHardened(hardened);
+await checkRoom(room);
 console.log(`ok: ${checked} values checked (node ${process.version})`);

@@ -11,9 +11,17 @@
 // confirmation at record 0). The server's `connected` arrives sealed and must repeat the
 // hello's client id. A plaintext `connected`, or a `hello` without the profile, is a downgrade
 // and ends the attempt.
+//
+// Room keys (`sealwire-room-v1`, section 14, on by default with the hardened profile): the
+// sealed `authenticate` asks for them, the sealed `connected` says whether the server uses
+// them. Grants (`room-key`) then arrive as sealed records and go to the connection's
+// RoomKeyring, never to the application; publications to a keyed room arrive as
+// `room-encrypted` frames outside the record layer, and the keyring opens them. A room record
+// that fails any check ends the connection as a record that does not open does.
 
 import { ClientHandshake, CryptoError, defaultSubtle } from "./crypto.js";
 import { fromClose, reason } from "./reason.js";
+import { ROOM_ENCRYPTED_EVENT, ROOM_KEYS, ROOM_KEY_EVENT, RoomKeyring } from "./room.js";
 import { SocketIoSocket, loadIo } from "./socketio.js";
 
 const MAX_EVENT_CHARS = 256;
@@ -30,6 +38,8 @@ const RESERVED = new Set([
   "leave",
   "heartbeat",
   "disconnect",
+  ROOM_KEY_EVENT,
+  ROOM_ENCRYPTED_EVENT,
 ]);
 /** The server's answer to a refused `refresh` (docs/PROTOCOL.md section 11). */
 const REFRESH_FAILED = "Refresh failed";
@@ -63,6 +73,7 @@ const DEFAULTS = {
   sendQueue: 1024,
   captureRawFrames: false,
   recover: false,
+  roomKeys: true,
   autoRefresh: true,
   refreshAt: 0.8,
   reconnect: {
@@ -146,6 +157,9 @@ export class SealwireClient {
     }
     if (typeof refreshAt !== "number" || !(refreshAt > 0 && refreshAt < 1)) {
       throw new SealwireError("config", "refreshAt must be a fraction between 0 and 1");
+    }
+    if (typeof this.options.roomKeys !== "boolean") {
+      throw new SealwireError("config", "roomKeys must be true or false");
     }
     if (transport === "socket.io") {
       // The Socket.IO endpoint carries the hardened flow only (docs/PROTOCOL.md section 13).
@@ -292,11 +306,18 @@ export class SealwireClient {
     return this.enqueue(JSON.stringify({ event: "join", data: this.joinData(list) }));
   }
 
-  /** Leaves `rooms`. */
+  /** Leaves `rooms` (and forgets their room keys). */
   leave(rooms) {
     const list = roomList(rooms);
     if (!list) return Promise.reject(new SealwireError("config", "room names must be non-empty strings"));
-    for (const r of list) this.rooms.delete(r);
+    const conn = this.conn;
+    for (const r of list) {
+      this.rooms.delete(r);
+      if (conn?.roomKeys) {
+        conn.roomKeys.forget(r);
+        conn.leftRooms.add(r);
+      }
+    }
     return this.enqueue(JSON.stringify({ event: "leave", data: { rooms: list } }));
   }
 
@@ -388,6 +409,11 @@ export class SealwireClient {
       closed: false,
       handshake: null,
       session: null,
+      // Hardened, when the sealed connected agreed to room keys: this connection's RoomKeyring.
+      roomKeys: null,
+      // Rooms left on this connection whose key was forgotten: their records still in flight
+      // are dropped, not failed, until a new grant for the room.
+      leftRooms: new Set(),
       token: null,
       helloId: null,
       lastError: null,
@@ -512,14 +538,11 @@ export class SealwireClient {
       }
       if (conn.closed) return;
       if (typeof inner !== "object" || inner === null || typeof inner.event !== "string") {
-        this.emit("decryptFailed", { frameLength: raw.length });
-        if (conn.session.profile !== "compat") {
-          // A hardened receive sequence cannot skip a record: start over with a new handshake.
-          this.endConnection(conn, reason("crypto", "a record did not open"));
-        }
+        this.recordFailed(conn, raw, "a record did not open");
         return;
       }
       if (conn.phase === "sealed") return this.onSealedConnected(conn, inner);
+      if (inner.event === ROOM_KEY_EVENT) return this.onRoomKey(conn, inner.data, raw);
       this.deliver(conn, inner, true, raw);
       return;
     }
@@ -530,6 +553,7 @@ export class SealwireClient {
       );
       return;
     }
+    if (frame.event === ROOM_ENCRYPTED_EVENT && conn.session) return this.onRoomRecord(conn, frame.data, raw);
     if (conn.session) {
       // Plaintext on an encrypted session: refused, never delivered (it could be injected).
       this.emit("plaintextRejected", { event: frame.event });
@@ -570,7 +594,9 @@ export class SealwireClient {
     try {
       // c2s record 0: the key confirmation; record 1: the credentials, sealed.
       conn.ws.send(done.confirmation);
-      const data = this.options.recover ? { token, recover: this.positions() } : { token };
+      const data = { token };
+      if (this.options.recover) data.recover = this.positions();
+      if (this.options.roomKeys) data.roomKeys = ROOM_KEYS;
       conn.ws.send(await conn.session.sealFrame(JSON.stringify({ event: "authenticate", data })));
     } catch (err) {
       this.endConnection(conn, reason("network", `send failed: ${err?.message ?? err}`));
@@ -593,7 +619,60 @@ export class SealwireClient {
       this.endConnection(conn, reason("handshake", "connected names another client id than the hello"));
       return;
     }
+    // Only the extension asked for, and only when asked (absent or null: per-client records).
+    const roomKeys = data.roomKeys ?? null;
+    if (roomKeys !== null && !(this.options.roomKeys && roomKeys === ROOM_KEYS)) {
+      this.endConnection(conn, reason("protocol", `connected agrees to room keys ${JSON.stringify(roomKeys)}, not asked for`));
+      return;
+    }
+    if (roomKeys !== null) conn.roomKeys = new RoomKeyring({ subtle: this.subtle });
     this.established(conn, data);
+  }
+
+  /**
+   * A record that did not open: reported; a hardened connection ends (its receive sequence
+   * cannot skip a record, and a room record that fails is as suspect) and starts over with a
+   * new handshake.
+   */
+  recordFailed(conn, raw, message) {
+    this.emit("decryptFailed", { frameLength: raw.length });
+    if (conn.session.profile !== "compat") this.endConnection(conn, reason("crypto", message));
+  }
+
+  /** A sealed `room-key` grant: to the keyring, never to the application. */
+  async onRoomKey(conn, data, raw) {
+    if (!conn.roomKeys) {
+      this.recordFailed(conn, raw, "a room key on a connection without room keys");
+      return;
+    }
+    const room = data?.room;
+    // Left on this connection and not joined again: a grant still in flight is not taken.
+    if (conn.leftRooms.has(room) && !this.rooms.has(room)) return;
+    try {
+      await conn.roomKeys.grant(room, data?.epoch, data?.key);
+    } catch (err) {
+      if (!conn.closed) this.recordFailed(conn, raw, `room key refused: ${err.message}`);
+      return;
+    }
+    conn.leftRooms.delete(room);
+  }
+
+  /** A `room-encrypted` record (outside the record layer): opened by the keyring, or a failure. */
+  async onRoomRecord(conn, data, raw) {
+    // A record of a room left on this connection, still in flight: dropped, never delivered.
+    if (conn.leftRooms.has(data?.room)) return;
+    let envelope = null;
+    try {
+      envelope = conn.roomKeys ? await conn.roomKeys.open(data) : null;
+    } catch {
+      envelope = null;
+    }
+    if (conn.closed) return;
+    if (envelope === null) {
+      this.recordFailed(conn, raw, conn.roomKeys ? "a room record did not open" : "a room record on a connection without room keys");
+      return;
+    }
+    this.deliver(conn, envelope, true, raw);
   }
 
   /** Compatibility profile and plaintext clients: the plaintext `connected`. */
@@ -759,6 +838,7 @@ export class SealwireClient {
     conn.closed = true;
     conn.ready = false;
     conn.token = null;
+    conn.roomKeys = null;
     for (const t of conn.timers) {
       clearTimeout(t);
       clearInterval(t);

@@ -77,6 +77,16 @@ export interface ClientOptions {
    * delivery, then `recovered` says per stream whether the gap was filled. Default false.
    */
   recover?: boolean;
+  /**
+   * Hardened profile: ask for room keys (`sealwire-room-v1`, docs/PROTOCOL.md section 14), so a
+   * server that uses them seals each publication to a keyed room once for all its members
+   * instead of once per member. Grants and room records are handled inside the client: the
+   * application sees the same `message` events (`encrypted: true`), never a key. A room record
+   * that does not open ends the connection, as a sealed record that does not open does.
+   * `false`: nothing is asked for, and every message arrives in the client's own records.
+   * Ignored by the other profiles. Default true.
+   */
+  roomKeys?: boolean;
   reconnect?: ReconnectPolicy;
   /** WebSocket constructor (default `globalThis.WebSocket`). */
   WebSocket?: typeof WebSocket;
@@ -133,7 +143,7 @@ export interface DisconnectReason {
 export interface Message {
   event: string;
   data: unknown;
-  /** Whether it arrived inside an `encrypted` record. */
+  /** Whether it arrived inside an `encrypted` record or a `room-encrypted` room record. */
   encrypted: boolean;
   /** The frame as received, with `captureRawFrames`. */
   raw?: string;
@@ -160,7 +170,11 @@ export interface ClientEvents {
    * delivered, and each stream's state. */
   recovered: { streams: StreamState[] };
   serverError: { message: string };
-  /** An `encrypted` frame that did not open; hardened sessions then reconnect. */
+  /**
+   * An `encrypted` frame that did not open, or a room key or room record that failed a check
+   * (also: one on a connection that did not agree to room keys); hardened sessions then
+   * reconnect.
+   */
   decryptFailed: { frameLength: number };
   /** A plaintext application frame on an encrypted session: refused, not delivered. */
   plaintextRejected: { event: string };
@@ -245,6 +259,44 @@ export class ClientHandshake {
 
 export const HARDENED_PROFILE: "sealwire-v2";
 export const COMPAT_INFO: string;
+
+/** Wire id of the room-key extension (`roomKeys` in the sealed `authenticate` and `connected`). */
+export const ROOM_KEYS: "sealwire-room-v1";
+/** The sealed grant of a room epoch's secret (never delivered to the application). */
+export const ROOM_KEY_EVENT: "room-key";
+/** A publication sealed once under a room epoch's key, outside the per-client record layer. */
+export const ROOM_ENCRYPTED_EVENT: "room-encrypted";
+
+/** The `data` of a `room-encrypted` frame. */
+export interface RoomRecord {
+  room: string;
+  epoch: number;
+  seq: number;
+  /** Base64 of ciphertext ‖ tag. */
+  ct: string;
+}
+
+/**
+ * A member's room keys (`sealwire-room-v1`, docs/PROTOCOL.md section 14): per room, the latest
+ * epoch granted (as a non-extractable key, never exposed) and the last `seq` accepted in it.
+ * `SealwireClient` keeps one per connection; failures are `CryptoError`s (`encoding` for a
+ * malformed grant, `decrypt` otherwise).
+ */
+export class RoomKeyring {
+  constructor(options?: { subtle?: SubtleCrypto });
+  /** Takes a grant; refuses an epoch not above the one held and a key that is not 32 bytes. */
+  grant(room: string, epoch: number, key: string): Promise<void>;
+  /** Forgets a room's key. */
+  forget(room: string): void;
+  /** The epoch held for `room`. */
+  epoch(room: string): number | undefined;
+  /**
+   * Opens a room record: the epoch held, `seq` above the last accepted one (gaps allowed), a
+   * tag that verifies and an application event (not a system event) inside; else nothing
+   * changes and it rejects.
+   */
+  open(data: RoomRecord): Promise<{ event: string; data?: unknown; [field: string]: unknown }>;
+}
 export function reason(kind: DisconnectKind, message?: string, code?: number | null): DisconnectReason;
 export function fromClose(code: number, reason: string, lastError: string | null): DisconnectReason;
 

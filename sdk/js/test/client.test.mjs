@@ -1,12 +1,13 @@
 // SealwireClient against a scripted in-memory server (test/support/fake-server.mjs): the
 // sealed authentication flow, every refusal before the token leaves (tampered or unpinned
-// hellos, downgrades), connected id checks, refresh scheduling from expiresAt − time, and the
-// 4006 close.
+// hellos, downgrades), connected id checks, refresh scheduling from expiresAt − time, the
+// 4006 close, and room keys (grants kept from the application, room records delivered, every
+// failing room record ending the connection).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { ClientHandshake, SealwireClient, refreshDelay, sessionLifetime } from "../src/index.js";
-import { acceptHello, fakeNetwork, makeIdentity, serverHandshake, until } from "./support/fake-server.mjs";
+import { acceptCompat, acceptHello, fakeNetwork, makeIdentity, roomEpoch, serverHandshake, until } from "./support/fake-server.mjs";
 
 const TOKEN = "secret-token-1b7e9c";
 const T0 = "2026-11-22T03:04:05.000Z";
@@ -58,7 +59,8 @@ test("hardened flow: plaintext hello without credential, confirmation, sealed au
   // The hello is exactly {profile, publicKey}; the token went only inside record 1.
   assert.deepEqual(Object.keys(seen.clientHello).sort(), ["profile", "publicKey"]);
   assert.equal(seen.clientHello.profile, "sealwire-v2");
-  assert.deepEqual(seen.auth, { token: TOKEN });
+  // Room keys are asked for by default, inside the same sealed record.
+  assert.deepEqual(seen.auth, { token: TOKEN, roomKeys: "sealwire-room-v1" });
   const [hello, confirm, authenticate] = net.sent.map((f) => JSON.parse(f));
   assert.equal(hello.event, "hello");
   assert.deepEqual([confirm.event, confirm.data.seq], ["encrypted", 0]);
@@ -340,4 +342,186 @@ test("refresh timing helpers read the server's clock only", () => {
   assert.equal(refreshDelay("not a time", plus(T0, 1)), null);
   assert.throws(() => new SealwireClient({ url: "ws://x/ws", token: 42, WebSocket: function W() {} }), { kind: "config" });
   assert.throws(() => new SealwireClient({ url: "ws://x/ws", refreshAt: 1.5, WebSocket: function W() {} }), { kind: "config" });
+});
+
+/** The sealed connected of a server that uses room keys (when the client asked for them). */
+const keyedConnected = (auth, id = "c-1") => ({
+  event: "connected",
+  data: { id, userId: "u", time: T0, ...(auth.roomKeys ? { roomKeys: auth.roomKeys } : {}) },
+});
+
+test("room keys: grants stay inside the client, room records are delivered as application messages", async (t) => {
+  const room = "orders:eu";
+  let e7 = null;
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    assert.equal(auth.roomKeys, "sealwire-room-v1");
+    e7 = await roomEpoch(room, 7);
+    sock.push(await hs.seal(keyedConnected(auth)));
+    sock.push(await hs.seal(e7.grant));
+    sock.push(await e7.frame({ event: "order", data: { id: 1 } }));
+    // A gap: a publication this member was excluded from.
+    sock.push(await e7.frame({ event: "order", data: { id: 3 } }, 2));
+    sock.push(await hs.seal({ event: "note", data: "per-client" }));
+  });
+  const { c, events } = client(t, net, { captureRawFrames: true });
+  await c.connect();
+  await until(() => events.filter((e) => e.type === "message").length === 3, "three messages");
+  const messages = events.filter((e) => e.type === "message");
+  assert.deepEqual(messages.map((m) => [m.event, m.data, m.encrypted]), [
+    ["order", { id: 1 }, true],
+    ["order", { id: 3 }, true],
+    ["note", "per-client", true],
+  ]);
+  assert.deepEqual(messages.map((m) => JSON.parse(m.raw).event), ["room-encrypted", "room-encrypted", "encrypted"]);
+  // Nothing of the key reached the application or the client's public state.
+  const secret = e7.grant.data.key;
+  assert.ok(!JSON.stringify(events).includes(secret));
+  assert.ok(!JSON.stringify(c.connection).includes(secret));
+  assert.equal(events.filter((e) => e.type === "decryptFailed").length, 0);
+  assert.deepEqual(net.errors, []);
+});
+
+test("room keys: leave forgets the room's key; records and grants still in flight for it are dropped", async (t) => {
+  const room = "orders:eu";
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    const next = async () => (await hs.open(JSON.parse(await sock.recv()).data));
+    sock.push(await hs.seal(keyedConnected(auth)));
+    assert.equal((await next()).event, "join");
+    const e1 = await roomEpoch(room, 1);
+    sock.push(await hs.seal(e1.grant));
+    sock.push(await e1.frame({ event: "order", data: 1 }));
+    const leave = await next();
+    assert.deepEqual(leave, { event: "leave", data: { rooms: [room] } });
+    // Sent before the server saw the leave: a record of the forgotten epoch, then a new
+    // epoch's grant and record. None is delivered, none ends the connection.
+    sock.push(await e1.frame({ event: "order", data: 2 }));
+    const e2 = await roomEpoch(room, 2);
+    sock.push(await hs.seal(e2.grant));
+    sock.push(await e2.frame({ event: "order", data: 3 }));
+    sock.push(await hs.seal({ event: "note", data: "left" }));
+    assert.equal((await next()).event, "join");
+    const e3 = await roomEpoch(room, 3);
+    sock.push(await hs.seal(e3.grant));
+    sock.push(await e3.frame({ event: "order", data: 4 }));
+  });
+  const { c, events } = client(t, net);
+  await c.connect();
+  await c.join(room);
+  const delivered = () => events.filter((e) => e.type === "message").map((m) => m.data);
+  await until(() => delivered().length === 1, "the first record");
+  assert.equal(c.conn.roomKeys.epoch(room), 1);
+  await c.leave(room);
+  // Internal state (the key itself is unreachable): the keyring no longer holds the room.
+  assert.equal(c.conn.roomKeys.epoch(room), undefined);
+  await until(() => delivered().includes("left"), "the note after the leave");
+  await c.join(room);
+  await until(() => delivered().length === 3, "the record after joining again");
+  assert.deepEqual(delivered(), [1, "left", 4]);
+  assert.equal(events.filter((e) => e.type === "decryptFailed").length, 0);
+  assert.equal(events.filter((e) => e.type === "disconnected").length, 0);
+  assert.deepEqual(net.errors, []);
+});
+
+test("room keys: a room record or grant that fails any check closes the connection, nothing is delivered", async (t) => {
+  const room = "orders:eu";
+  const tamper = (frame) => {
+    const f = JSON.parse(frame);
+    const ct = Buffer.from(f.data.ct, "base64");
+    ct[0] ^= 1;
+    f.data.ct = ct.toString("base64");
+    return JSON.stringify(f);
+  };
+  const patch = async (frame, changes) => JSON.stringify({ event: "room-encrypted", data: { ...JSON.parse(frame).data, ...changes } });
+  // Each case: what the server sends after connected; `delivered`: messages that come first.
+  const cases = {
+    "a record before any grant": async ({ e }) => [await e.frame({ event: "order", data: 1 })],
+    "a record with a bad tag": async ({ hs, e }) => [await hs.seal(e.grant), tamper(await e.frame({ event: "order", data: 1 }))],
+    "a replayed record": async ({ hs, e }) => {
+      const once = await e.frame({ event: "order", data: 1 });
+      return [await hs.seal(e.grant), once, once];
+    },
+    "a record of another epoch": async ({ hs, e }) => [await hs.seal(e.grant), await patch(await e.frame({ event: "order", data: 1 }), { epoch: 6 })],
+    "a record of a room without a key": async ({ hs, e }) => [await hs.seal(e.grant), await patch(await e.frame({ event: "order", data: 1 }), { room: "orders:us" })],
+    "a seq that is not a number": async ({ hs, e }) => [await hs.seal(e.grant), await patch(await e.frame({ event: "order", data: 1 }), { seq: "0" })],
+    "a system event inside a record": async ({ hs, e }) => [await hs.seal(e.grant), await e.frame({ event: "connected", data: { id: "c-1", userId: "mallory" } })],
+    "a stale grant": async ({ hs, e }) => [await hs.seal(e.grant), await hs.seal(e.grant)],
+    "a grant with a short key": async ({ hs, e }) => [await hs.seal({ event: "room-key", data: { ...e.grant.data, key: Buffer.alloc(16).toString("base64") } })],
+    "a grant without room keys": async ({ hs, e }) => [await hs.seal(e.grant)],
+    "a record without room keys": async ({ hs, e }) => [await hs.seal(e.grant), await e.frame({ event: "order", data: 1 })],
+  };
+  for (const [name, script] of Object.entries(cases)) {
+    const withoutRoomKeys = name.endsWith("without room keys");
+    const net = fakeNetwork(async (sock) => {
+      const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+      sock.push(await hs.seal(withoutRoomKeys ? { event: "connected", data: { id: "c-1", userId: "u", time: T0 } } : keyedConnected(auth)));
+      const e = await roomEpoch(room, 7);
+      for (const frame of await script({ hs, e })) sock.push(frame);
+      sock.push(await hs.seal({ event: "note", data: "after" }));
+    });
+    const { c, events } = client(t, net);
+    await c.connect();
+    await until(() => events.some((e) => e.type === "disconnected"), `${name}: disconnected`);
+    const gone = events.find((e) => e.type === "disconnected");
+    assert.equal(gone.reason.kind, "crypto", `${name}: ${gone.reason.message}`);
+    assert.equal(events.filter((e) => e.type === "decryptFailed").length, 1, name);
+    const delivered = events.filter((e) => e.type === "message").map((m) => m.data);
+    assert.deepEqual(delivered, name === "a replayed record" ? [1] : [], name);
+    assert.equal(net.sockets[0].readyState, 3, `${name}: the socket is closed`);
+    assert.deepEqual(net.errors, [], name);
+  }
+});
+
+test("room keys: roomKeys false asks for nothing; a connected agreeing to what was not asked is refused", async (t) => {
+  let seen = null;
+  let net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    seen = auth;
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0 } }));
+  });
+  let { c } = client(t, net, { roomKeys: false });
+  await c.connect();
+  assert.deepEqual(seen, { token: TOKEN });
+  for (const [roomKeys, answer] of [[false, "sealwire-room-v1"], [true, "sealwire-room-v2"], [true, true]]) {
+    net = fakeNetwork(async (sock) => {
+      const { hs } = await acceptHello(sock, { id: "c-1" });
+      sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0, roomKeys: answer } }));
+    });
+    ({ c } = client(t, net, { roomKeys }));
+    await stoppedWith(c.connect(), "protocol", /room keys/);
+  }
+  // A null answer is no answer.
+  net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0, roomKeys: null } }));
+  });
+  ({ c } = client(t, net));
+  assert.equal((await c.connect()).userId, "u");
+  // The extension's events are the protocol's, never the application's.
+  for (const event of ["room-key", "room-encrypted"]) {
+    await assert.rejects(c.send(event, {}), { kind: "invalid-event" });
+  }
+  assert.throws(() => new SealwireClient({ url: "ws://x/ws", roomKeys: "yes", WebSocket: function W() {} }), { kind: "config" });
+});
+
+test("room keys: the compatibility profile asks for none; a room record or grant there does not open", async (t) => {
+  let seen = null;
+  const net = fakeNetwork(async (sock) => {
+    const { auth, seal } = await acceptCompat(sock, { id: "c-1" });
+    seen = auth;
+    const e = await roomEpoch("orders:eu", 7);
+    sock.push(await seal(e.grant));
+    sock.push(await e.frame({ event: "order", data: 1 }));
+    sock.push(await seal({ event: "note", data: "still open" }));
+  });
+  const { c, events } = client(t, net, { encryption: "compat" });
+  await c.connect();
+  assert.deepEqual(Object.keys(seen).sort(), ["publicKey", "token"]);
+  await until(() => events.some((e) => e.type === "message"), "the note");
+  // As any compat record that does not open: reported, not delivered, the connection stays.
+  assert.equal(events.filter((e) => e.type === "decryptFailed").length, 2);
+  assert.deepEqual(events.filter((e) => e.type === "message").map((m) => m.data), ["still open"]);
+  assert.equal(events.filter((e) => e.type === "disconnected").length, 0);
+  assert.deepEqual(net.errors, []);
 });

@@ -2,13 +2,15 @@
 // tampering, replay, reordering, reflection, downgrade, unpinned or forged identities.
 // Hardened: the `sealwire-v2` flow of the vector (client hello, server hello, confirmation,
 // sealed authenticate and connected, traffic across epochs, a refresh) reproduced byte for byte.
+// Room keys (`sealwire-room-v1`): the keyring opens the published room records and refuses
+// replays, foreign epochs and rooms, tampering, stale or malformed grants and system events.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { ClientHandshake, CryptoError, HARDENED_PROFILE } from "../src/index.js";
+import { ClientHandshake, CryptoError, HARDENED_PROFILE, ROOM_KEYS, RoomKeyring } from "../src/index.js";
 import { fromBase64, toBase64 } from "../src/encoding.js";
 
 const vectors = join(dirname(fileURLToPath(import.meta.url)), "../../../tests/vectors");
@@ -231,4 +233,169 @@ test("fresh handshakes use fresh keys", async () => {
   assert.equal(fromBase64(a.publicKeyBase64)[0], 4);
   assert.equal(a.profileId, HARDENED_PROFILE);
   assert.deepEqual(a.helloData(), { profile: "sealwire-v2", publicKey: a.publicKeyBase64 });
+});
+
+/** The room vector's grant payload `{room, epoch, key}`. */
+const roomGrant = (v) => JSON.parse(v.grant).data;
+
+/** A keyring holding the room vector's epoch. */
+async function roomKeyring(v) {
+  const keyring = new RoomKeyring();
+  const { room, epoch, key } = roomGrant(v);
+  await keyring.grant(room, epoch, key);
+  return keyring;
+}
+
+/**
+ * A `room-encrypted` frame's data sealed under the room vector's secret, written here from
+ * docs/PROTOCOL.md section 14 (not with the SDK): `plaintext` is a string or raw bytes.
+ */
+async function sealRoom(v, { room = v.room, epoch = v.epoch, seq, plaintext }) {
+  const subtle = globalThis.crypto.subtle;
+  const prk = await subtle.importKey("raw", unhex(v.secret_hex), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const expand = async (info) =>
+    new Uint8Array(await subtle.sign("HMAC", prk, Buffer.concat([Buffer.from(info), Buffer.from([1])])));
+  const key = await subtle.importKey("raw", await expand("sealwire-room-v1 key"), "AES-GCM", false, ["encrypt"]);
+  const be64 = (n) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt(n));
+    return b;
+  };
+  const name = Buffer.from(room);
+  const len = Buffer.alloc(2);
+  // Wraps for a name over 65535 bytes, as a careless sealer would (the keyring must refuse).
+  len.writeUInt16BE(name.length & 0xffff);
+  const iv = Buffer.concat([(await expand("sealwire-room-v1 iv")).slice(0, 4), be64(seq)]);
+  const aad = Buffer.concat([Buffer.from("sealwire-room-v1"), len, name, be64(epoch), be64(seq)]);
+  const pt = typeof plaintext === "string" ? Buffer.from(plaintext) : plaintext;
+  const ct = new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, key, pt));
+  return { room, epoch, seq, ct: toBase64(ct) };
+}
+
+test("room vector: the keyring opens every published record (gaps allowed)", async () => {
+  const v = load("room.json");
+  assert.equal(ROOM_KEYS, v.extension);
+  assert.equal(v.records.length, 3);
+  let keyring = await roomKeyring(v);
+  assert.equal(keyring.epoch(v.room), v.epoch);
+  assert.equal(keyring.epoch("elsewhere"), undefined);
+  for (const r of v.records) {
+    const frame = JSON.parse(r.frame);
+    assert.equal(frame.event, "room-encrypted");
+    assert.deepEqual(await keyring.open(frame.data), JSON.parse(r.plaintext));
+  }
+  // A member excluded from a publication misses its seq: the next one still opens.
+  keyring = await roomKeyring(v);
+  assert.deepEqual(await keyring.open(JSON.parse(v.records[2].frame).data), JSON.parse(v.records[2].plaintext));
+  // Nothing of the key is reachable from the keyring object.
+  assert.deepEqual(Object.keys(keyring), []);
+  assert.equal(JSON.stringify(keyring), "{}");
+});
+
+test("room keys: replayed or lower seq, wrong epoch or room, tampered or truncated ct are refused", async () => {
+  const v = load("room.json");
+  const [r0, r1, r2] = v.records.map((r) => JSON.parse(r.frame).data);
+  const keyring = await roomKeyring(v);
+  const flipped = fromBase64(r1.ct);
+  flipped[5] ^= 0x01;
+  const tag = fromBase64(r1.ct);
+  tag[tag.length - 1] ^= 0x80;
+  const refusals = {
+    "wrong epoch (later)": { ...r1, epoch: v.epoch + 1 },
+    "wrong epoch (earlier)": { ...r1, epoch: v.epoch - 1 },
+    "a room without a key": { ...r1, room: "orders:us" },
+    "flipped bit in ct": { ...r1, ct: toBase64(flipped) },
+    "flipped bit in the tag": { ...r1, ct: toBase64(tag) },
+    "truncated ct": { ...r1, ct: toBase64(fromBase64(r1.ct).slice(0, -1)) },
+    "shorter than a tag": { ...r1, ct: toBase64(fromBase64(r1.ct).slice(0, 15)) },
+    "ct not base64": { ...r1, ct: "!!!!" },
+    "no ct": { ...r1, ct: undefined },
+    "another record's seq": { ...r1, seq: 2 },
+    "seq as a string": { ...r1, seq: "1" },
+    "negative seq": { ...r1, seq: -1 },
+    "fractional seq": { ...r1, seq: 1.5 },
+    "seq beyond 2^53": { ...r1, seq: 2 ** 53 },
+    // Sealed correctly, but past the records one epoch key may seal.
+    "seq at the epoch limit": await sealRoom(v, { seq: 2 ** 32, plaintext: v.records[1].plaintext }),
+    "epoch as a string": { ...r1, epoch: String(v.epoch) },
+    "no room": { ...r1, room: undefined },
+    "not an object": null,
+  };
+  for (const [name, data] of Object.entries(refusals)) {
+    await rejects(keyring.open(data), "decrypt").catch((err) => assert.fail(`${name}: ${err.message}`));
+  }
+  // None of the failures moved the state: the records open in order, then replays and
+  // lower sequence numbers are refused.
+  await keyring.open(r0);
+  await keyring.open(r2);
+  await rejects(keyring.open(r2), "decrypt"); // replay
+  await rejects(keyring.open(r1), "decrypt"); // lower seq (reordered)
+  await rejects(keyring.open(r0), "decrypt");
+  // The AAD binds the room name: the same secret granted under another name opens nothing.
+  const other = new RoomKeyring();
+  await other.grant("orders:us", v.epoch, roomGrant(v).key);
+  await rejects(other.open({ ...r0, room: "orders:us" }), "decrypt");
+  // Two overlapping opens of one record: exactly one wins.
+  const fresh = await roomKeyring(v);
+  const results = await Promise.allSettled([fresh.open(r0), fresh.open(r0)]);
+  assert.deepEqual(results.map((x) => x.status).sort(), ["fulfilled", "rejected"]);
+});
+
+test("room keys: stale or malformed grants are refused, a later grant replaces, forget forgets", async () => {
+  const v = load("room.json");
+  const { room, epoch, key } = roomGrant(v);
+  const r0 = JSON.parse(v.records[0].frame).data;
+  const keyring = await roomKeyring(v);
+  // Not above the held epoch.
+  await rejects(keyring.grant(room, epoch, key), "decrypt");
+  await rejects(keyring.grant(room, epoch - 1, key), "decrypt");
+  // Malformed: key length, base64, room and epoch types.
+  const b64 = (n) => toBase64(new Uint8Array(n).fill(7));
+  for (const bad of [b64(31), b64(33), b64(0), "!!!!", undefined, 42]) {
+    await rejects(keyring.grant("other", 1, bad), "encoding");
+  }
+  for (const [r, e] of [[undefined, 1], [42, 1], ["other", -1], ["other", 1.5], ["other", "1"], ["other", 2 ** 53]]) {
+    await rejects(keyring.grant(r, e, key), "encoding");
+  }
+  assert.equal(keyring.epoch("other"), undefined);
+  // The refusals left the held epoch in place.
+  assert.equal(keyring.epoch(room), epoch);
+  await keyring.open(r0);
+  // A later epoch replaces it: the earlier epoch's records no longer open.
+  await keyring.grant(room, epoch + 1, b64(32));
+  assert.equal(keyring.epoch(room), epoch + 1);
+  await rejects(keyring.open(JSON.parse(v.records[1].frame).data), "decrypt");
+  // Forgotten: nothing opens, and any epoch may be granted again.
+  keyring.forget(room);
+  assert.equal(keyring.epoch(room), undefined);
+  await rejects(keyring.open(r0), "decrypt");
+  await keyring.grant(room, epoch, key);
+  assert.deepEqual(await keyring.open(r0), JSON.parse(v.records[0].plaintext));
+  // Two overlapping grants of one epoch: exactly one is taken.
+  const fresh = new RoomKeyring();
+  const results = await Promise.allSettled([fresh.grant(room, 1, key), fresh.grant(room, 1, key)]);
+  assert.deepEqual(results.map((x) => x.status).sort(), ["fulfilled", "rejected"]);
+  // A room name over 65535 bytes has no AAD: its records never open.
+  const long = "x".repeat(65536);
+  await fresh.grant(long, epoch, key);
+  await rejects(fresh.open(await sealRoom(v, { room: long, seq: 0, plaintext: v.records[0].plaintext })), "decrypt");
+});
+
+test("room keys: a room record must carry an application event", async () => {
+  const v = load("room.json");
+  const keyring = await roomKeyring(v);
+  const system = ["connected", "room-key", "room-encrypted", "encrypted", "refreshed", "recovered", "hello", "authenticate", "error"];
+  let seq = 0;
+  for (const event of system) {
+    const data = await sealRoom(v, { seq: seq++, plaintext: JSON.stringify({ event, data: { id: "x" } }) });
+    await rejects(keyring.open(data), "decrypt").catch((err) => assert.fail(`${event}: ${err.message}`));
+  }
+  for (const plaintext of ["not json", "[1,2]", "null", '{"event":42}', '{"data":1}', new Uint8Array([0x7b, 0xff, 0x7d])]) {
+    await rejects(keyring.open(await sealRoom(v, { seq: seq++, plaintext })), "decrypt");
+  }
+  // The refusals did not consume their sequence numbers; an application event opens.
+  const ok = await sealRoom(v, { seq: 0, plaintext: '{"event":"order","data":{"id":9}}' });
+  assert.deepEqual(await keyring.open(ok), { event: "order", data: { id: 9 } });
+  // The test's own sealer agrees with the published vector.
+  assert.equal((await sealRoom(v, { seq: 0, plaintext: v.records[0].plaintext })).ct, v.records[0].ct_b64);
 });

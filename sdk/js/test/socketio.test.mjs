@@ -1,13 +1,14 @@
 // The Socket.IO transport (src/socketio.js) against an in-memory socket.io-client stand-in
 // whose server half is the scripted `sealwire-v2` server of test/support/fake-server.mjs:
 // what the handshake `auth` holds, frames as `sealwire` events, close codes from
-// `sealwire:close`, and the configuration checks. The real socket.io-client against a real
+// `sealwire:close`, room-key grants and room records in the tunnel, and the configuration
+// checks. The real socket.io-client against a real
 // server: tests/socketio.rs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { SealwireClient, SealwireError, socketIoTarget } from "../src/index.js";
-import { acceptHello, makeIdentity, until } from "./support/fake-server.mjs";
+import { acceptHello, makeIdentity, roomEpoch, until } from "./support/fake-server.mjs";
 
 const TOKEN = "sio-secret-token-5c1d";
 const T0 = "2026-11-22T03:04:05.000Z";
@@ -111,7 +112,7 @@ test("socket.io: the auth holds the profile only, every frame is a sealwire even
   const identity = await makeIdentity();
   const net = fakeIo(async (sock) => {
     const { hs, auth } = await acceptHello(sock, { id: "c-sio", identity });
-    assert.deepEqual(auth, { token: TOKEN });
+    assert.deepEqual(auth, { token: TOKEN, roomKeys: "sealwire-room-v1" });
     sock.push(await hs.seal({ event: "connected", data: { id: "c-sio", userId: "alice", time: T0 } }));
     const m = await hs.open(JSON.parse(await sock.recv()).data);
     sock.push(await hs.seal({ event: "echo", data: m }));
@@ -147,6 +148,26 @@ test("socket.io: the auth holds the profile only, every frame is a sealwire even
   );
   assert.deepEqual(frames.slice(1).map((f) => f.data.seq), [0, 1, 2]);
   for (const f of frames) assert.ok(!JSON.stringify(f).includes(TOKEN));
+  assert.deepEqual(net.errors, []);
+});
+
+test("socket.io: room-key grants and room records travel as sealwire events like any /ws frame", async (t) => {
+  const net = fakeIo(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-sio" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-sio", userId: "alice", time: T0, roomKeys: auth.roomKeys } }));
+    const e = await roomEpoch("chat:keyed1", 3);
+    sock.push(await hs.seal(e.grant));
+    sock.push(await e.frame({ event: "chat", data: { text: "hi" } }));
+    const bad = JSON.parse(await e.frame({ event: "chat", data: { text: "again" } }));
+    bad.data.seq = 0; // a replay
+    sock.push(bad);
+  });
+  const { c, events } = client(t, net, { captureRawFrames: true });
+  await c.connect();
+  await until(() => events.some((e) => e.type === "disconnected"), "the replay ends the connection");
+  const messages = events.filter((e) => e.type === "message");
+  assert.deepEqual(messages.map((m) => [m.event, m.data, JSON.parse(m.raw).event]), [["chat", { text: "hi" }, "room-encrypted"]]);
+  assert.equal(events.find((e) => e.type === "disconnected").reason.kind, "crypto");
   assert.deepEqual(net.errors, []);
 });
 

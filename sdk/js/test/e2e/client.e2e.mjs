@@ -1,6 +1,7 @@
 // The SDK against a real sealwire server over real WebSockets. Run by `cargo test --test
 // js_sdk`, which starts the servers and passes their addresses:
-//   SEALWIRE_URL, SEALWIRE_ADMIN        echo server: identity key, rooms `chat:*`, admin API
+//   SEALWIRE_URL, SEALWIRE_ADMIN        echo server: identity key, rooms `chat:*` (room keys for
+//                                       `chat:keyed*`), admin API
 //   SEALWIRE_ADMIN_TOKEN, SEALWIRE_IDENTITY_KEY
 //   SEALWIRE_STRICT_URL                 require-encryption server
 //   SEALWIRE_IDLE_URL, SEALWIRE_IDLE_ADMIN   heartbeat timeout of 1.5 s
@@ -280,6 +281,50 @@ test("a passive observer of the wire never sees the token, the user id or the ro
   await compat.client.connect();
   assert.ok(compatWire.some((f) => f.dir === "out" && f.data.includes(`${secret}-compat`)));
   compat.client.close();
+});
+
+test("room keys: a keyed room's publication is sealed once, the same bytes for every member; a new epoch after a leave", LIMIT, async (t) => {
+  const room = "chat:keyed1";
+  const wire = [];
+  const a = open(t, { token: "kim-js", pinnedServerKeys: [PIN], captureRawFrames: true, WebSocket: tapped(wire) });
+  const b = open(t, { token: "lee-js", pinnedServerKeys: [PIN], captureRawFrames: true });
+  // Without the extension: the same room, in its own records.
+  const c = open(t, { token: "max-js", pinnedServerKeys: [PIN], captureRawFrames: true, roomKeys: false });
+  for (const [name, m] of [["a", a], ["b", b], ["c", c]]) {
+    await m.client.connect();
+    await m.client.join([room]);
+    await sync(m.client, m.rec, `keyed-${name}`);
+  }
+  const secret = `keyed-${Math.random().toString(36).slice(2)}`;
+  assert.equal((await admin(ADMIN, "POST", `/socket/room/${room}/send`, { topic: "to-keyed", data: { secret } })).status, 200);
+  const [ma, mb, mc] = await Promise.all([a, b, c].map((m) => m.rec.next(isMessage("to-keyed"), "to-keyed")));
+  for (const m of [ma, mb, mc]) {
+    assert.deepEqual(m.data, { secret });
+    assert.equal(m.encrypted, true);
+  }
+  // Sealed once: both members holding the epoch key got the very same room record.
+  const frame = JSON.parse(ma.raw);
+  assert.equal(frame.event, "room-encrypted");
+  assert.equal(frame.data.room, room);
+  assert.equal(mb.raw, ma.raw);
+  assert.equal(JSON.parse(mc.raw).event, "encrypted");
+  // The tap saw the record, and the grant only as one of the client's own sealed records.
+  assert.ok(wire.some((f) => f.dir === "in" && f.data === ma.raw));
+  for (const f of wire) {
+    assert.ok(!f.data.includes(secret), `${f.dir}: ${f.data}`);
+    assert.ok(["hello", "encrypted", "room-encrypted"].includes(JSON.parse(f.data).event), f.data);
+  }
+  // A member leaves: the next publication comes under a new epoch, which it is not handed.
+  await b.client.leave([room]);
+  await sync(b.client, b.rec, "keyed-left");
+  assert.equal((await admin(ADMIN, "POST", `/socket/room/${room}/send`, { topic: "to-keyed", data: { n: 2 } })).status, 200);
+  const again = await a.rec.next(isMessage("to-keyed"), "to-keyed after the leave");
+  assert.deepEqual(again.data, { n: 2 });
+  assert.ok(JSON.parse(again.raw).data.epoch > frame.data.epoch, again.raw);
+  for (const m of [a, b, c]) {
+    assert.deepEqual(m.rec.seen.filter((e) => e.type === "decryptFailed" || e.type === "disconnected"), []);
+    m.client.close();
+  }
 });
 
 test("token provider: refreshes keep a short-lived session alive past its first expiry", LIMIT, async (t) => {

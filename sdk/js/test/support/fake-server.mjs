@@ -1,5 +1,6 @@
 // Test support: an in-memory WebSocket and a scripted server half of `sealwire-v2`
-// (docs/PROTOCOL.md section 10), written from the spec on WebCrypto. It shares no code with
+// (docs/PROTOCOL.md section 10) and of room keys (`sealwire-room-v1`, section 14), written
+// from the spec on WebCrypto. It shares no code with
 // the SDK, so a client test against it is also a cross-check of the SDK's record layer.
 import { webcrypto } from "node:crypto";
 
@@ -131,6 +132,65 @@ export async function serverHandshake(clientHello, { id = "client-1", rekeyAfter
       recv.seq += 1;
       return JSON.parse(dec.decode(pt));
     },
+  };
+}
+
+/**
+ * The compatibility profile (docs/PROTOCOL.md section 5) up to its plaintext `connected`:
+ * reads the client's `authenticate`, answers with the server key and salt, and returns
+ * `{auth, seal(envelope)}` (`seal`: an `encrypted` frame, JSON text, under the one key).
+ */
+export async function acceptCompat(sock, { id = "client-1", info = "ignis-ecdh-p256-aes-256-gcm-v1" } = {}) {
+  const auth = JSON.parse(await sock.recv());
+  if (auth.event !== "authenticate") throw new Error(`first frame ${auth.event}`);
+  const pair = await subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+  const peer = await subtle.importKey("raw", unb64(auth.data.publicKey), { name: "ECDH", namedCurve: "P-256" }, false, []);
+  const x = await subtle.deriveBits({ name: "ECDH", public: peer }, pair.privateKey, 256);
+  const salt = random(32);
+  const ikm = await subtle.importKey("raw", x, "HKDF", false, ["deriveKey"]);
+  const key = await subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt, info: enc.encode(info) },
+    ikm,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["encrypt"],
+  );
+  const serverPublicKey = b64(new Uint8Array(await subtle.exportKey("raw", pair.publicKey)));
+  sock.push({ event: "connected", data: { id, userId: "u", time: new Date(0).toISOString(), serverPublicKey, salt: b64(salt) } });
+  return {
+    auth: auth.data,
+    async seal(envelope) {
+      const iv = random(12);
+      const ct = new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv }, key, enc.encode(JSON.stringify(envelope))));
+      return JSON.stringify({ event: "encrypted", data: { iv: b64(iv), ct: b64(ct) } });
+    },
+  };
+}
+
+/**
+ * The server side of one room epoch (`sealwire-room-v1`): `grant` is the `room-key` envelope
+ * to seal into a member's own records, `frame(envelope, seq)` a `room-encrypted` frame (JSON
+ * text) at `seq` (default: the next one), `data(envelope, seq)` its parsed `data`.
+ */
+export async function roomEpoch(room, epoch, secret = random(32)) {
+  const roomExpand = (what, len) => expand(secret, enc.encode(`sealwire-room-v1 ${what}`), len);
+  const key = await subtle.importKey("raw", await roomExpand("key", 32), "AES-GCM", false, ["encrypt"]);
+  const prefix = await roomExpand("iv", 4);
+  let next = 0;
+  const data = async (envelope, seq = next) => {
+    next = seq + 1;
+    const name = enc.encode(room);
+    const aad = concat(enc.encode("sealwire-room-v1"), len16(name), be(epoch, 8), be(seq, 8));
+    const text = typeof envelope === "string" ? envelope : JSON.stringify(envelope);
+    const ct = new Uint8Array(
+      await subtle.encrypt({ name: "AES-GCM", iv: concat(prefix, be(seq, 8)), additionalData: aad }, key, enc.encode(text)),
+    );
+    return { room, epoch, seq, ct: b64(ct) };
+  };
+  return {
+    grant: { event: "room-key", data: { room, epoch, key: b64(secret) } },
+    data,
+    frame: async (envelope, seq) => JSON.stringify({ event: "room-encrypted", data: await data(envelope, seq) }),
   };
 }
 

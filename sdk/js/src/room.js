@@ -1,0 +1,181 @@
+// Room keys (`sealwire-room-v1`, docs/PROTOCOL.md section 14), the member's side on WebCrypto:
+// a hardened-profile server seals a publication to a room once, under the key of the room's
+// current *epoch*, and hands each member the epoch's secret inside that member's own record
+// layer.
+//
+//   grant      room-key {room, epoch, key: b64(secret)}        (inside a sealed s2c record)
+//   key        = HKDF-Expand(secret, "sealwire-room-v1 key", 32)
+//   prefix     = HKDF-Expand(secret, "sealwire-room-v1 iv", 4)
+//   nonce      = prefix || u64(seq)                            seq = 0, 1, 2, ... per epoch
+//   aad        = "sealwire-room-v1" || u16(len(room)) || room || u64(epoch) || u64(seq)
+//   record     room-encrypted {room, epoch, seq, ct: b64(ct || tag)}   (outside any session)
+//
+// The keyring holds, per room, the latest epoch granted and the last `seq` accepted in it. The
+// epoch secret never outlives `grant`: it is wiped once the AES key (a non-extractable
+// CryptoKey) and the nonce prefix are derived, and the keyring keeps both in a private field.
+
+import { bigEndian, concat, fromBase64, fromUtf8, lengthPrefixed, utf8 } from "./encoding.js";
+import { CryptoError, defaultSubtle } from "./crypto.js";
+
+/** Wire id of the extension: the `roomKeys` value of the sealed `authenticate` and `connected`. */
+export const ROOM_KEYS = "sealwire-room-v1";
+/** S->C, inside the member's own record layer: the secret of a room's new epoch. */
+export const ROOM_KEY_EVENT = "room-key";
+/** S->C, outside any per-client record layer: a publication sealed under a room epoch's key. */
+export const ROOM_ENCRYPTED_EVENT = "room-encrypted";
+/** Records sealed under one epoch key at most (the server moves to a new epoch long before). */
+export const MAX_EPOCH_RECORDS = 2 ** 32;
+
+const SECRET_LEN = 32;
+const TAG_LEN = 16;
+const MAX_ROOM_BYTES = 0xffff;
+
+const label = {
+  key: utf8("sealwire-room-v1 key"),
+  iv: utf8("sealwire-room-v1 iv"),
+  aad: utf8("sealwire-room-v1"),
+};
+
+/**
+ * Events that mean something to the client itself: a room record carrying one of them is
+ * refused (a room key is shared by every member, so a room record must never speak for the
+ * protocol of one connection).
+ */
+const SYSTEM_EVENTS = new Set([
+  "authenticate",
+  "connected",
+  "encrypted",
+  "error",
+  "hello",
+  "recovered",
+  "refreshed",
+  ROOM_KEY_EVENT,
+  ROOM_ENCRYPTED_EVENT,
+]);
+
+const isCount = (n) => Number.isSafeInteger(n) && n >= 0;
+
+/** The AAD of record `seq` of `epoch` in `room`, or `null` for a room name over 65535 bytes. */
+function roomAad(room, epoch, seq) {
+  const name = utf8(room);
+  if (name.length > MAX_ROOM_BYTES) return null;
+  return concat(label.aad, lengthPrefixed(name), bigEndian(epoch, 8), bigEndian(seq, 8));
+}
+
+/** The AES-256-GCM key (non-extractable) and nonce prefix of an epoch secret (wiped here). */
+async function expandSecret(subtle, secret) {
+  const prk = await subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  secret.fill(0);
+  // HKDF-Expand with at most 32 bytes of output: HMAC(prk, info || 0x01), truncated.
+  const expand = async (info) => new Uint8Array(await subtle.sign("HMAC", prk, concat(info, [1])));
+  const keyBytes = await expand(label.key);
+  const key = await subtle.importKey("raw", keyBytes, { name: "AES-GCM" }, false, ["decrypt"]);
+  keyBytes.fill(0);
+  const block = await expand(label.iv);
+  const prefix = block.slice(0, 4);
+  block.fill(0);
+  return { key, prefix };
+}
+
+/**
+ * A member's room keys: the current epoch of each room whose key it was granted. One per
+ * connection (a reconnect is granted every epoch again). Every failure is a
+ * `CryptoError`: `encoding` for a malformed grant, `decrypt` for anything else.
+ */
+export class RoomKeyring {
+  /** `room -> {epoch, key, prefix, lastSeq}`; `lastSeq` is -1 before the first record. */
+  #rooms = new Map();
+  #subtle;
+
+  /** @param {{subtle?: SubtleCrypto}} [options] */
+  constructor(options = {}) {
+    this.#subtle = options.subtle ?? defaultSubtle();
+  }
+
+  /**
+   * Takes a grant (received inside the member's own record layer): `epoch` of `room`
+   * replaces whatever the keyring held for that room. Refuses an epoch that does not move
+   * forward (`decrypt`: the server never goes back) and a key that is not base64 of 32
+   * bytes (`encoding`).
+   */
+  async grant(room, epoch, key) {
+    if (typeof room !== "string" || !isCount(epoch)) {
+      throw new CryptoError("encoding", "a grant needs a room name and an epoch number");
+    }
+    if (epoch <= (this.#rooms.get(room)?.epoch ?? -1)) {
+      throw new CryptoError("decrypt", "a room key grant must move to a later epoch");
+    }
+    let secret;
+    try {
+      secret = fromBase64(key);
+    } catch {
+      throw new CryptoError("encoding", "the room key is not base64");
+    }
+    if (secret.length !== SECRET_LEN) {
+      secret.fill(0);
+      throw new CryptoError("encoding", `a room key has ${SECRET_LEN} bytes, not ${secret.length}`);
+    }
+    const material = await expandSecret(this.#subtle, secret);
+    // Checked again: another grant of the room may have landed during the derivation.
+    if (epoch <= (this.#rooms.get(room)?.epoch ?? -1)) {
+      throw new CryptoError("decrypt", "a room key grant must move to a later epoch");
+    }
+    this.#rooms.set(room, { epoch, ...material, lastSeq: -1 });
+  }
+
+  /** Forgets a room's key (after leaving it). */
+  forget(room) {
+    this.#rooms.delete(room);
+  }
+
+  /** The epoch held for `room`, or `undefined`. */
+  epoch(room) {
+    return this.#rooms.get(room)?.epoch;
+  }
+
+  /**
+   * Opens a `room-encrypted` record (the frame's `data`: `{room, epoch, seq, ct}`) and returns
+   * its application envelope, parsed. Fails with `CryptoError("decrypt")`, and changes
+   * nothing, unless the keyring holds `epoch` of `room`, `seq` is above the last one accepted
+   * in that epoch (gaps are allowed), the tag verifies and the plaintext is a JSON envelope
+   * of an application event (not a system event).
+   */
+  async open(data) {
+    if (typeof data !== "object" || data === null) throw new CryptoError("decrypt");
+    const { room, epoch, seq } = data;
+    const held = typeof room === "string" ? this.#rooms.get(room) : undefined;
+    if (!held || epoch !== held.epoch || !isCount(seq) || seq <= held.lastSeq || seq >= MAX_EPOCH_RECORDS) {
+      throw new CryptoError("decrypt");
+    }
+    const aad = roomAad(room, epoch, seq);
+    let ct;
+    try {
+      ct = fromBase64(data.ct);
+    } catch {
+      throw new CryptoError("decrypt");
+    }
+    if (aad === null || ct.length < TAG_LEN) throw new CryptoError("decrypt");
+    const iv = concat(held.prefix, bigEndian(seq, 8));
+    let envelope;
+    try {
+      const pt = await this.#subtle.decrypt({ name: "AES-GCM", iv, additionalData: aad, tagLength: 128 }, held.key, ct);
+      envelope = JSON.parse(fromUtf8(new Uint8Array(pt)));
+    } catch {
+      throw new CryptoError("decrypt");
+    }
+    if (
+      typeof envelope !== "object" ||
+      envelope === null ||
+      Array.isArray(envelope) ||
+      typeof envelope.event !== "string" ||
+      SYSTEM_EVENTS.has(envelope.event)
+    ) {
+      throw new CryptoError("decrypt", "a room record must carry an application event");
+    }
+    // Checked again after the await: a newer grant, a `forget` or an overlapping open of the
+    // same or a later `seq` wins.
+    if (this.#rooms.get(room) !== held || seq <= held.lastSeq) throw new CryptoError("decrypt");
+    held.lastSeq = seq;
+    return envelope;
+  }
+}
