@@ -1,7 +1,8 @@
 //! The per-recipient cost of an encrypted fan-out: from the publication's shared JSON bytes
 //! (serialized once per publication) to the text message one encrypted recipient is sent, in
-//! both profiles; the plaintext recipient's cost for comparison; and the AES-256-GCM seal alone
-//! in both implementations.
+//! both profiles; the plaintext recipient's cost for comparison; the room-key path (one seal
+//! per publication, shared by every member, and the grant each member is sealed at a new
+//! epoch); and the AES-256-GCM seal alone in both implementations.
 //!
 //! ```text
 //! cargo bench --bench seal_path
@@ -79,6 +80,53 @@ fn per_recipient(c: &mut Criterion) {
     group.finish();
 }
 
+/// One publication to a room of `MEMBERS` encrypted members, per recipient: sealed for each
+/// member (hardened profile) against sealed once under the room key and shared.
+fn room_key(c: &mut Criterion) {
+    use sealwire::crypto::room::{RoomSealer, RoomSecret, grant_json};
+    const MEMBERS: usize = 1000;
+    let json = publication();
+    let mut group = c.benchmark_group("room_of_1000_200B");
+    group.throughput(Throughput::Elements(MEMBERS as u64));
+    group.bench_function("plaintext", |b| {
+        b.iter(|| {
+            for _ in 0..MEMBERS {
+                black_box(Message::Text(json.clone()));
+            }
+        });
+    });
+    let mut sessions: Vec<Session> = (0..MEMBERS)
+        .map(|_| server_session(Some("sealwire-v2"), AeadBackend::AwsLc))
+        .collect();
+    group.bench_function("per-client", |b| {
+        b.iter(|| {
+            for s in &mut sessions {
+                black_box(Message::text(s.seal_frame(json.as_bytes()).expect("seal")));
+            }
+        });
+    });
+    let secret = RoomSecret::random(&mut rand::rng());
+    let mut sealer = RoomSealer::new("lobby", 1, &secret, AeadBackend::AwsLc).expect("sealer");
+    group.bench_function("room-key", |b| {
+        b.iter(|| {
+            let record: Utf8Bytes = sealer.seal_frame(json.as_bytes()).expect("seal").into();
+            for _ in 0..MEMBERS {
+                black_box(Message::Text(record.clone()));
+            }
+        });
+    });
+    // A new epoch: its grant sealed for each member (paid once per epoch, not per message).
+    group.bench_function("room-key/new-epoch-grants", |b| {
+        b.iter(|| {
+            let grant = grant_json("lobby", 2, &secret);
+            for s in &mut sessions {
+                black_box(s.seal_frame(grant.as_bytes()).expect("seal"));
+            }
+        });
+    });
+    group.finish();
+}
+
 fn aead_seal(c: &mut Criterion) {
     let key = [0x42u8; 32];
     let nonce = [7u8; 12];
@@ -129,5 +177,5 @@ fn aead_seal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, per_recipient, aead_seal);
+criterion_group!(benches, per_recipient, room_key, aead_seal);
 criterion_main!(benches);

@@ -6,7 +6,7 @@
 //!   envelope `{"event":..,"data":{"s":seq,"t":epochMs,"p":"xx.."}}` is `size` bytes, in one
 //!   tight loop inside the server: to `room` when given (IGNIS `send()` routing), else to
 //!   everyone.
-//! - `GET /stats` client counts, pid and resident memory.
+//! - `GET /stats` client counts, pid and resident memory; `GET /metrics` the server's metrics.
 //!
 //! ```text
 //! cargo build --release --example bench_server --example loadgen
@@ -14,7 +14,7 @@
 //! target/release/examples/bench_server --listen 127.0.0.1:8090 --control 127.0.0.1:8091 \
 //!     [--require-encryption] [--backend aws-lc|p256] [--read-buffer BYTES] [--write-buffer BYTES]
 //!     [--reuse-port] [--history-rooms GLOBS] [--history-broadcast] [--history-size N]
-//!     [--redis URL] [--publish-concurrency N]
+//!     [--redis URL] [--publish-concurrency N] [--room-keys GLOBS]
 //! ```
 
 #[path = "common/proc.rs"]
@@ -147,6 +147,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = arg("--history-size").and_then(|v| v.parse().ok()) {
         config.history.size = n;
     }
+    if let Some(globs) = arg("--room-keys") {
+        config.room_keys.rooms = globs.split(',').map(str::to_owned).collect();
+    }
     // Long enough for tens of thousands of clients to connect before any sweep matters.
     config.auth_timeout = Duration::from_secs(60);
     let mut builder = Server::builder();
@@ -180,6 +183,10 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route("/burst", post(burst))
         .route("/stats", get(stats))
+        .route(
+            "/metrics",
+            get(|State(server): State<Server>| async move { server.render_metrics().0 }),
+        )
         .with_state(server.clone());
     tokio::spawn(async move { axum::serve(ctl, app).await });
     println!(

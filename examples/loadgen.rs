@@ -28,6 +28,7 @@
 //! target/release/examples/loadgen --url ws://127.0.0.1:3100/ws --control http://127.0.0.1:3100 \
 //!     --server-pid $(pgrep -f 'bun run server.ts') --scenario fanout --clients 1000 --encrypted 1
 //! # hardened-profile clients (sealwire only): add --profile hardened
+//! # room keys: bench_server --room-keys 'bench*', loadgen --profile hardened --room bench --room-keys
 //! # connect storm / idle memory
 //! target/release/examples/loadgen ... --scenario connect --clients 10000 --encrypted 1
 //! target/release/examples/loadgen ... --scenario idle --clients 19000 --encrypted 1 --sources 4
@@ -44,6 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
+use sealwire::crypto::room::{self, RoomKeyring};
 use sealwire::crypto::{ClientHandshake, HandshakeConfig, Session};
 use sealwire::protocol::{ConnectedPayload, EncryptedPayload};
 use serde::Deserialize;
@@ -104,6 +106,10 @@ struct Args {
     /// Give up waiting for deliveries after this many seconds without progress.
     #[arg(long, default_value_t = 15)]
     stall_secs: u64,
+    /// Hardened clients ask for room keys (the server must run with `--room-keys` matching
+    /// `--room`).
+    #[arg(long)]
+    room_keys: bool,
     /// Crypto profile of the encrypted clients: `compat` (IGNIS) or `hardened` (sealwire-v2).
     #[arg(long, default_value = "compat")]
     profile: String,
@@ -151,6 +157,8 @@ fn rss(pid: u32) -> Option<u64> {
 struct Conn {
     ws: WebSocketStream<TcpStream>,
     session: Option<Session>,
+    /// Room keys granted (hardened clients with `--room-keys`).
+    ring: Option<RoomKeyring>,
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -184,8 +192,11 @@ async fn connect_one(
         tokio_tungstenite::client_async_with_config(args.url.as_str(), stream, Some(ws_config()))
             .await?;
     let token = format!("u{i}");
+    let mut ring = None;
     let session = if encrypted && args.profile == "hardened" {
-        Some(hardened_login(&mut ws, &token).await?)
+        let (session, keys) = hardened_login(&mut ws, &token, args.room_keys).await?;
+        ring = keys;
+        Some(session)
     } else {
         let hs =
             encrypted.then(|| ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng()));
@@ -206,7 +217,7 @@ async fn connect_one(
             }
         }
     };
-    let mut conn = Conn { ws, session };
+    let mut conn = Conn { ws, session, ring };
     if let Some(room) = &args.room {
         let inner = json!({"event": "join", "data": {"rooms": [room]}}).to_string();
         let frame = match &mut conn.session {
@@ -243,7 +254,11 @@ where
 
 /// The hardened (`sealwire-v2`) login: hello exchange, key confirmation, sealed credentials,
 /// sealed `connected`.
-async fn hardened_login<S>(ws: &mut S, token: &str) -> anyhow::Result<sealwire::crypto::Session>
+async fn hardened_login<S>(
+    ws: &mut S,
+    token: &str,
+    room_keys: bool,
+) -> anyhow::Result<(Session, Option<RoomKeyring>)>
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
         + futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error>
@@ -258,7 +273,10 @@ where
     if let Some(confirmation) = done.confirmation {
         ws.send(Message::text(confirmation)).await?;
     }
-    let auth = json!({"event": "authenticate", "data": {"type": "Bearer", "token": token}});
+    let mut auth = json!({"event": "authenticate", "data": {"type": "Bearer", "token": token}});
+    if room_keys {
+        auth["data"]["roomKeys"] = json!(room::EXTENSION_ID);
+    }
     ws.send(Message::text(
         session.seal_frame(auth.to_string().as_bytes())?,
     ))
@@ -270,7 +288,48 @@ where
     if connected["event"] != "connected" {
         bail!("expected a sealed connected, got {connected}");
     }
-    Ok(session)
+    let ring = (connected["data"]["roomKeys"] == room::EXTENSION_ID).then(RoomKeyring::new);
+    if room_keys && ring.is_none() {
+        bail!("the server does not use room keys (start it with --room-keys)");
+    }
+    Ok((session, ring))
+}
+
+/// A `room-encrypted` record's fields.
+#[derive(Deserialize)]
+struct RoomRecord<'a> {
+    #[serde(borrow)]
+    room: std::borrow::Cow<'a, str>,
+    epoch: u64,
+    seq: u64,
+    #[serde(borrow)]
+    ct: std::borrow::Cow<'a, str>,
+}
+
+/// Opens a room record with the keys granted so far.
+fn open_room(ring: Option<&mut RoomKeyring>, data: Option<&RawValue>) -> Option<Vec<u8>> {
+    let r: RoomRecord<'_> = serde_json::from_str(data?.get()).ok()?;
+    ring?.open(&r.room, r.epoch, r.seq, &r.ct).ok()
+}
+
+/// Takes a `room-key` grant (the opened plaintext of a per-client record).
+fn take_grant(ring: Option<&mut RoomKeyring>, plaintext: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(plaintext) else {
+        return false;
+    };
+    if v["event"] != room::GRANT_EVENT {
+        return false;
+    }
+    let d = &v["data"];
+    if let (Some(ring), Some(room), Some(epoch), Some(key)) = (
+        ring,
+        d["room"].as_str(),
+        d["epoch"].as_u64(),
+        d["key"].as_str(),
+    ) {
+        let _ = ring.grant(room, epoch, key, Default::default());
+    }
+    true
 }
 
 #[derive(Deserialize)]
@@ -337,6 +396,7 @@ async fn receive(
                     .and_then(|d| serde_json::from_str::<EncryptedPayload>(d.get()).ok())
                     .and_then(|p| session.open(&p).ok());
                 match opened {
+                    Some(pt) if take_grant(conn.ring.as_mut(), &pt) => continue,
                     Some(pt) => pt.into(),
                     None => {
                         totals.decrypt_failures.fetch_add(1, Ordering::Relaxed);
@@ -344,6 +404,13 @@ async fn receive(
                     }
                 }
             }
+            (Some(_), "room-encrypted") => match open_room(conn.ring.as_mut(), frame.data) {
+                Some(pt) => pt.into(),
+                None => {
+                    totals.decrypt_failures.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            },
             (Some(_), _) => {
                 totals
                     .plaintext_on_encrypted

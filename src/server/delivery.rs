@@ -216,9 +216,12 @@ impl Server {
         if let (Some(keys), BusTarget::Room(room)) = (&self.0.room_keys, target)
             && keys.covers(room)
         {
-            return keys.deliver(room, frame, |holders| {
-                self.0.registry().room_snapshot(room, exclude, holders)
-            });
+            return keys.deliver(
+                room,
+                frame,
+                |holders| self.0.registry().room_snapshot(room, exclude, holders),
+                |grants| self.0.metrics.room_key_epoch(grants),
+            );
         }
         let recipients = self.0.registry().recipients(target, exclude);
         recipients.iter().filter(|r| r.push(frame)).count()

@@ -121,6 +121,8 @@ pub(crate) struct Metrics {
     replayed: IntCounter,
     history: IntGaugeVec,
     appends: IntCounterVec,
+    room_key_epochs: IntCounter,
+    room_key_grants: IntCounter,
 }
 
 /// What the metric definitions below need: the names and buckets are constants, so a failure
@@ -249,6 +251,12 @@ impl Metrics {
                 "replayed_messages_total",
                 "Publications replayed to reconnecting clients",
             ),
+            room_key_epochs: counter(&r, "room_key_epochs_total", "Room key epochs started"),
+            room_key_grants: counter(
+                &r,
+                "room_key_grants_total",
+                "Room keys handed to members (one per member per epoch)",
+            ),
             history: gauge_vec(
                 &r,
                 "history",
@@ -316,6 +324,12 @@ impl Metrics {
     }
 
     /// A publication was appended to the shared history store (`kept`), or could not be.
+    /// A room key epoch started and was handed to `grants` members.
+    pub(crate) fn room_key_epoch(&self, grants: usize) {
+        self.room_key_epochs.inc();
+        self.room_key_grants.inc_by(grants as u64);
+    }
+
     pub(crate) fn appended(&self, kept: bool) {
         let result = if kept { "kept" } else { "failed" };
         self.appends.with_label_values(&[result]).inc();

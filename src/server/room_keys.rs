@@ -155,12 +155,14 @@ impl RoomKeys {
 
     /// Queues `frame` to the recipients of `room`, sealed once under the room's current epoch
     /// for the members holding its key; returns how many recipients it was queued for.
-    /// `snapshot(holders)` reads the room in the registry (with the key holders when asked).
+    /// `snapshot(holders)` reads the room in the registry (with the key holders when asked);
+    /// `started(grants)` is told of each new epoch.
     pub(crate) fn deliver(
         &self,
         room: &str,
         frame: &Arc<Frame>,
         snapshot: impl Fn(bool) -> RoomSnapshot,
+        started: impl FnOnce(usize),
     ) -> usize {
         let state = Arc::clone(lock(&self.rooms).entry(Arc::from(room)).or_default());
         let mut state = lock(&state);
@@ -169,6 +171,9 @@ impl RoomKeys {
             snap = snapshot(true);
             state.epoch = self.rotate(room, &snap);
             state.no_holder_at = state.epoch.is_none().then_some(snap.generation);
+            if state.epoch.is_some() {
+                started(snap.holders.len());
+            }
         }
         let frame = match state.epoch.as_mut() {
             Some(current) => self.seal(room, current, frame),

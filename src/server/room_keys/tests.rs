@@ -74,8 +74,14 @@ fn the_grant_precedes_the_first_record_and_only_holders_get_it() {
     let k = keys(10);
     let (a, b, plain) = (handle("a", true), handle("b", true), handle("p", false));
     let members = [a.clone(), b.clone(), plain.clone()];
-    assert_eq!(k.deliver("room", &frame(1), snapshot(1, &members)), 3);
-    assert_eq!(k.deliver("room", &frame(2), snapshot(1, &members)), 3);
+    assert_eq!(
+        k.deliver("room", &frame(1), snapshot(1, &members), |_| ()),
+        3
+    );
+    assert_eq!(
+        k.deliver("room", &frame(2), snapshot(1, &members), |_| ()),
+        3
+    );
     let got = drain(&a);
     let epoch = got[0].1;
     assert_eq!(
@@ -93,13 +99,13 @@ fn membership_changes_and_budgets_start_new_epochs() {
     let k = keys(2);
     let a = handle("a", true);
     let members = [a.clone()];
-    k.deliver("room", &frame(1), snapshot(1, &members));
+    k.deliver("room", &frame(1), snapshot(1, &members), |_| ());
     // Same membership: same epoch.
-    k.deliver("room", &frame(2), snapshot(1, &members));
+    k.deliver("room", &frame(2), snapshot(1, &members), |_| ());
     // Message budget (2) spent: a new epoch.
-    k.deliver("room", &frame(3), snapshot(1, &members));
+    k.deliver("room", &frame(3), snapshot(1, &members), |_| ());
     // A join or leave elsewhere in the room (the generation moved): a new epoch.
-    k.deliver("room", &frame(4), snapshot(2, &members));
+    k.deliver("room", &frame(4), snapshot(2, &members), |_| ());
     let got = drain(&a);
     let epochs: Vec<u64> = got.iter().filter_map(|(_, e)| *e).collect();
     let (e1, e2, e3) = (epochs[0], epochs[3], epochs[5]);
@@ -129,10 +135,10 @@ fn an_excluded_holder_still_gets_the_grant() {
         s.recipients.retain(|r| &*r.id == "a");
         s
     };
-    assert_eq!(k.deliver("room", &frame(1), snap), 1);
+    assert_eq!(k.deliver("room", &frame(1), snap, |_| ()), 1);
     let epoch = drain(&a)[0].1;
     assert_eq!(drain(&b), vec![("grant", epoch)]);
-    k.deliver("room", &frame(2), snapshot(1, &both));
+    k.deliver("room", &frame(2), snapshot(1, &both), |_| ());
     assert_eq!(drain(&b), vec![("message", epoch)]);
 }
 
@@ -140,14 +146,19 @@ fn an_excluded_holder_still_gets_the_grant() {
 fn without_holders_nothing_is_sealed_and_a_forgotten_room_starts_over() {
     let k = keys(10);
     let plain = handle("p", false);
-    k.deliver("room", &frame(1), snapshot(1, std::slice::from_ref(&plain)));
+    k.deliver(
+        "room",
+        &frame(1),
+        snapshot(1, std::slice::from_ref(&plain)),
+        |_| (),
+    );
     assert_eq!(drain(&plain), vec![("message", None)]);
     let a = handle("a", true);
     let members = [a.clone()];
-    k.deliver("room", &frame(2), snapshot(2, &members));
+    k.deliver("room", &frame(2), snapshot(2, &members), |_| ());
     let first = drain(&a)[0].1;
     k.forget("room");
-    k.deliver("room", &frame(3), snapshot(2, &members));
+    k.deliver("room", &frame(3), snapshot(2, &members), |_| ());
     let got = drain(&a);
     assert_eq!(got[0].0, "grant");
     assert!(got[0].1 > first, "{got:?}");
