@@ -84,9 +84,14 @@ where
         let json = grant.json();
         match session.seal_frame(json.as_bytes()) {
             Ok(sealed) => {
-                self.room_epochs
-                    .get_or_insert_default()
-                    .insert(Arc::clone(&grant.room), grant.epoch);
+                let held = self.room_epochs.get_or_insert_default();
+                held.insert(Arc::clone(&grant.room), grant.epoch);
+                // Rooms the client left stay until it holds more than it may join.
+                if held.len() > self.server.0.config.max_rooms_per_client {
+                    let rooms = self.server.0.registry().rooms_of(&self.handle.id);
+                    let rooms = rooms.unwrap_or_default();
+                    held.retain(|room, _| rooms.iter().any(|r| **r == **room));
+                }
                 Some(Message::text(sealed))
             }
             Err(e) => {

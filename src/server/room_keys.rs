@@ -179,7 +179,14 @@ impl RoomKeys {
             Some(current) => self.seal(room, current, frame),
             None => Arc::clone(frame),
         };
-        snap.recipients.iter().filter(|r| r.push(&frame)).count()
+        let queued = snap.recipients.iter().filter(|r| r.push(&frame)).count();
+        if snap.generation == 0 && state.epoch.is_none() {
+            // No member here at all (generation 0: the registry does not know the room):
+            // keep no state for it, whatever is published to it.
+            drop(state);
+            lock(&self.rooms).remove(room);
+        }
+        queued
     }
 
     fn must_rotate(&self, state: &RoomState, generation: u64) -> bool {

@@ -163,3 +163,12 @@ fn without_holders_nothing_is_sealed_and_a_forgotten_room_starts_over() {
     assert_eq!(got[0].0, "grant");
     assert!(got[0].1 > first, "{got:?}");
 }
+
+#[test]
+fn rooms_without_members_here_keep_no_state() {
+    let k = keys(10);
+    for i in 0..100 {
+        k.deliver(&format!("room-{i}"), &frame(1), snapshot(0, &[]), |_| ());
+    }
+    assert!(lock(&k.rooms).is_empty());
+}
