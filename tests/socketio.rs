@@ -1413,6 +1413,14 @@ async fn sealwire_serve_checks_the_socketio_path() {
 /// A hardened server: identity key `identity(0x42)` (the SDK pins it), rooms `public-*`, the
 /// echo handler, encryption `policy`.
 async fn start_hardened(policy: EncryptionPolicy) -> (TestServer, String) {
+    start_hardened_with(policy, |_| ()).await
+}
+
+/// [`start_hardened`], with `tweak` applied to the configuration.
+async fn start_hardened_with(
+    policy: EncryptionPolicy,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> (TestServer, String) {
     let identity = common::hardened::identity(0x42);
     let pin = identity.public_key().to_base64();
     let mut config = common::hardened::config_with(
@@ -1420,6 +1428,7 @@ async fn start_hardened(policy: EncryptionPolicy) -> (TestServer, String) {
         sealwire::crypto::HandshakeConfig::default().rekey_after,
     );
     config.encryption = policy;
+    tweak(&mut config);
     let server = start_sio(
         builder(config).validate_rooms(public_rooms()),
         SocketIoConfig::default(),
@@ -1630,6 +1639,54 @@ async fn the_sdk_over_socketio_is_hardened_and_sealed_with_websocket_and_polling
         assert_eq!(gone["reason"]["kind"], "client-closed", "{gone}");
         wait_for(|| server.server.client_info(&id).is_none()).await;
     }
+    h.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_sdk_over_socketio_takes_room_keys() {
+    let (server, pin) = start_hardened_with(EncryptionPolicy::Optional, |c| {
+        c.room_keys.rooms = vec!["public-keyed*".to_owned()];
+    })
+    .await;
+    let mut h = Harness::start(&server).await;
+    const SECRET: &str = "TOP-SECRET-sio-room-key-4711";
+    const ROOM: &str = "public-keyed-1";
+    for (name, transport) in [("kw", "websocket"), ("kp", "polling")] {
+        h.sdk_connect(name, name, &[&pin], &[transport]).await;
+        h.send(json!({"cmd": "sdk_join", "name": name, "rooms": [ROOM]}))
+            .await;
+        h.sdk_sync(name).await;
+    }
+    for n in 1..=3 {
+        server
+            .server
+            .deliver_to_room(ROOM, "keyed", &json!({"s": SECRET, "n": n}));
+    }
+    for name in ["kw", "kp"] {
+        for n in 1..=3 {
+            let m = h.sdk_message(name, "keyed").await;
+            assert_eq!(m["data"], json!({"s": SECRET, "n": n}), "{m}");
+            assert_eq!(m["encrypted"], true, "{m}");
+        }
+    }
+    // On the wire: the room's records, the same bytes for both sockets, inside `sealwire`
+    // events; never the payload.
+    let records = |name: &str| -> Vec<String> {
+        h.raw(name)
+            .into_iter()
+            .filter(|(dir, data)| dir == "in" && data.contains("room-encrypted"))
+            .map(|(_, data)| {
+                assert!(!data.contains(SECRET), "leaked: {data}");
+                assert_eq!(packet_event(&data).as_deref(), Some("sealwire"), "{data}");
+                let ct = data.split("\"ct\":\"").nth(1).expect("ct");
+                ct.split('"').next().expect("ct").to_owned()
+            })
+            .collect()
+    };
+    let (kw, kp) = (records("kw"), records("kp"));
+    assert_eq!(kw.len(), 3, "{kw:?}");
+    assert_eq!(kw, kp);
     h.stop().await;
     server.stop().await;
 }
