@@ -106,6 +106,11 @@ struct Args {
     /// Give up waiting for deliveries after this many seconds without progress.
     #[arg(long, default_value_t = 15)]
     stall_secs: u64,
+    /// Messages one client reads before it yields to the others (0: it reads all it has).
+    /// Without turns, the client polled first drains its whole socket before the next one
+    /// reads, and the tool's own scheduling decides the first-delivery figures.
+    #[arg(long, default_value_t = 16)]
+    read_turn: usize,
     /// Hardened clients ask for room keys (the server must run with `--room-keys` matching
     /// `--room`).
     #[arg(long)]
@@ -363,8 +368,10 @@ async fn receive(
     totals: Arc<Totals>,
     start: Instant,
     stop: CancellationToken,
+    turn: usize,
 ) -> (Vec<u32>, Vec<u32>) {
     let mut lat = Vec::new();
+    let mut in_turn = 0usize;
     let mut arrivals = Vec::new();
     let mut prev: i64 = -1;
     let mut hb = tokio::time::interval(Duration::from_secs(20));
@@ -441,6 +448,13 @@ async fn receive(
         let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         totals.last_delivery_us.fetch_max(us, Ordering::Relaxed);
         arrivals.push(u32::try_from(us).unwrap_or(u32::MAX));
+        // One simulated device must not make the others wait: after `turn` messages the
+        // client lets the next one read, as separate devices would read in parallel.
+        in_turn += 1;
+        if turn > 0 && in_turn >= turn {
+            in_turn = 0;
+            tokio::task::yield_now().await;
+        }
     }
     (lat, arrivals)
 }
@@ -514,7 +528,15 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let readers: Vec<_> = conns
         .into_iter()
-        .map(|c| tokio::spawn(receive(c, Arc::clone(&totals), start, stop.clone())))
+        .map(|c| {
+            tokio::spawn(receive(
+                c,
+                Arc::clone(&totals),
+                start,
+                stop.clone(),
+                args.read_turn,
+            ))
+        })
         .collect();
 
     let server_cpu_connect = cpu0.zip(cpu1).map(|(a, b)| b - a);

@@ -249,6 +249,7 @@ impl ServerBuilder {
         Ok(Server(Arc::new(Shared {
             history,
             room_keys,
+            turns: super::turns::Turns::default(),
             server_id: self
                 .server_id
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),

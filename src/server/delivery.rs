@@ -53,7 +53,15 @@ impl Publish for Server {
             return Box::pin(self.publish_kept(kept, p.target, frame, p.exclude));
         }
         let receipt = self.route_frame(p.target, &frame, &p.exclude);
-        Box::pin(std::future::ready(Ok(receipt)))
+        if !self.0.turns.queued(receipt.local_recipients) {
+            return Box::pin(std::future::ready(Ok(receipt)));
+        }
+        // The turn is over: let the connections write before publishing on
+        // ([`super::turns`]).
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(receipt)
+        })
     }
 
     fn is_ready(&self) -> bool {

@@ -21,6 +21,7 @@ mod registry;
 mod render;
 mod room_keys;
 mod socket;
+mod turns;
 pub use socket::MessageSocket;
 
 use std::collections::HashMap;
@@ -97,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) history: Option<history::Keeper>,
     /// Room keys, when some rooms use them.
     pub(crate) room_keys: Option<room_keys::RoomKeys>,
+    /// Publishing turns: publishers yield to the connections during a burst.
+    pub(crate) turns: turns::Turns,
 }
 
 /// A reserved place under `ServerConfig::max_connections` (and `max_connections_per_ip`),
