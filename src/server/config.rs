@@ -95,7 +95,7 @@ pub struct ServerConfig {
     /// [`HistoryConfig::default`]: off.
     pub history: HistoryConfig,
     /// Room keys for large encrypted rooms (`docs/PROTOCOL.md`, §14). Defaults to
-    /// [`RoomKeyConfig::default`]: off.
+    /// [`RoomKeyConfig::default`](super::RoomKeyConfig::default): off.
     pub room_keys: super::RoomKeyConfig,
 }
 
