@@ -46,17 +46,14 @@ async fn page() -> impl IntoResponse {
     }
 }
 
+/// Serves the SDK's modules: the `.js` files of `sdk/js/src`, whatever they are.
 async fn module(UrlPath(file): UrlPath<String>) -> impl IntoResponse {
-    let known = [
-        "index.js",
-        "client.js",
-        "crypto.js",
-        "encoding.js",
-        "reason.js",
-        "socketio.js",
-        "helper.js",
-    ];
-    if !known.contains(&file.as_str()) {
+    let known = std::fs::read_dir(sdk_dir().join("src"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_str() == Some(file.as_str()));
+    if !known || !file.ends_with(".js") {
         return StatusCode::NOT_FOUND.into_response();
     }
     match tokio::fs::read_to_string(sdk_dir().join("src").join(&file)).await {

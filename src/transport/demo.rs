@@ -13,12 +13,13 @@ use axum::routing::get;
 const PAGE: &str = include_str!("demo.html");
 
 /// The SDK's modules, as shipped in `sdk/js/src`.
-const SDK: [(&str, &str); 7] = [
+const SDK: [(&str, &str); 8] = [
     ("index.js", include_str!("../../sdk/js/src/index.js")),
     ("client.js", include_str!("../../sdk/js/src/client.js")),
     ("crypto.js", include_str!("../../sdk/js/src/crypto.js")),
     ("encoding.js", include_str!("../../sdk/js/src/encoding.js")),
     ("reason.js", include_str!("../../sdk/js/src/reason.js")),
+    ("room.js", include_str!("../../sdk/js/src/room.js")),
     ("socketio.js", include_str!("../../sdk/js/src/socketio.js")),
     ("helper.js", include_str!("../../sdk/js/src/helper.js")),
 ];
