@@ -44,6 +44,16 @@ pub(super) type Floors = std::collections::HashMap<Arc<str>, (Arc<str>, u64)>;
 /// Per room, the epoch whose key a client was sent last ([`super::room_keys`]).
 pub(super) type HeldEpochs = std::collections::HashMap<Arc<str>, u64>;
 
+/// The state only some connections need ([`Connection::extras`]).
+#[derive(Default)]
+pub(super) struct Extras {
+    /// For a client that asked for positions (`recover`): per stream, the last offset the
+    /// replay covered; queued frames at or below it are dropped (they were replayed).
+    pub(super) positions: Option<Floors>,
+    /// For a client that takes room keys: per room, the epoch whose key it was sent last.
+    pub(super) room_epochs: HeldEpochs,
+}
+
 /// Messages written per flush when the outbox has a backlog.
 const MAX_BATCH: usize = 64;
 
@@ -69,13 +79,9 @@ pub(super) struct Connection<S> {
     pub(super) state: ClientState,
     pub(super) session: Option<Session>,
     pub(super) info: Option<Arc<ClientInfo>>,
-    /// For a client that asked for positions (`recover`): per stream, the last offset the
-    /// replay covered; queued frames at or below it are dropped (they were replayed). Boxed:
-    /// most connections never ask.
-    pub(super) positions: Option<Box<Floors>>,
-    /// For a client that takes room keys: per room, the epoch whose key it was sent last.
-    /// Boxed: most connections hold none.
-    pub(super) room_epochs: Option<Box<HeldEpochs>>,
+    /// What only some connections need (positions, room keys). Boxed: one pointer in every
+    /// connection's task, which lives as long as the connection.
+    pub(super) extras: Option<Box<Extras>>,
     /// Dropped with the connection, wherever its task ends.
     pub(super) guard: Deregister,
 }
@@ -133,8 +139,7 @@ where
         state: ClientState::Unauthorized,
         session: None,
         info: None,
-        positions: None,
-        room_epochs: None,
+        extras: None,
     };
     conn.serve()
 }
@@ -179,6 +184,31 @@ impl Drop for Deregister {
             self.server
                 .spawn_tracked(hook.on_disconnected(info, CloseCode::Abnormal));
         }
+    }
+}
+
+impl<S> Connection<S> {
+    /// The floors of a client that asked for positions.
+    pub(super) fn positions(&self) -> Option<&Floors> {
+        self.extras.as_ref()?.positions.as_ref()
+    }
+
+    /// The floors, created (the client now asks for positions) if need be.
+    pub(super) fn positions_mut(&mut self) -> &mut Floors {
+        self.extras
+            .get_or_insert_default()
+            .positions
+            .get_or_insert_default()
+    }
+
+    /// The room epochs a client holds.
+    pub(super) fn room_epochs(&self) -> Option<&HeldEpochs> {
+        self.extras.as_ref().map(|e| &e.room_epochs)
+    }
+
+    /// The room epochs, for a grant.
+    pub(super) fn room_epochs_mut(&mut self) -> &mut HeldEpochs {
+        &mut self.extras.get_or_insert_default().room_epochs
     }
 }
 

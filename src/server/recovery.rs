@@ -36,7 +36,7 @@ impl<S: WebSocket> Connection<S> {
         rooms: &[String],
         own: bool,
     ) -> Option<Exit> {
-        if request.is_none() && self.positions.is_none() {
+        if request.is_none() && self.positions().is_none() {
             return None;
         }
         // A client is in at most `max_rooms_per_client` rooms plus its user and the broadcast
@@ -62,13 +62,11 @@ impl<S: WebSocket> Connection<S> {
                 Vec::new(),
             ),
         };
-        self.positions.get_or_insert_default();
+        self.positions_mut();
         if !replay.is_empty() && self.write_replay(&replay).await.is_err() {
             return Some(Exit::Gone);
         }
-        if let Some(positions) = &mut self.positions {
-            positions.extend(floors);
-        }
+        self.positions_mut().extend(floors);
         let replayed: usize = replay.len();
         server.0.metrics.recovered(
             states.iter().filter(|s| s.recovered.is_some()).count(),

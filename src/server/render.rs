@@ -3,6 +3,7 @@
 //! copy. Fail closed: an encrypted client never gets plaintext, and a record it cannot open is
 //! never sent to it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Message;
@@ -22,7 +23,7 @@ where
     /// client, a fresh ciphertext for an encrypted one. `None` means "do not send" (fail
     /// closed when sealing fails).
     pub(super) fn render(&mut self, frame: &Frame) -> Option<Message> {
-        let json = match (&self.positions, &frame.position) {
+        let json = match (self.positions(), &frame.position) {
             (Some(floors), Some(p)) => {
                 if floors
                     .get(&p.stream)
@@ -63,11 +64,11 @@ where
     /// the record's epoch key, and the record holds what the client would be sent (the
     /// positioned JSON exactly when the client asked for positions).
     fn takes_room_record(&self, frame: &Frame) -> bool {
-        let (Some(record), Some(held)) = (&frame.room, &self.room_epochs) else {
+        let (Some(record), Some(held)) = (&frame.room, self.room_epochs()) else {
             return false;
         };
         held.get(&record.room) == Some(&record.epoch)
-            && (frame.position.is_none() || self.positions.is_some())
+            && (frame.position.is_none() || self.positions().is_some())
     }
 
     /// The `room-key` grant, sealed under this client's session; `None` (nothing sent) for a
@@ -84,12 +85,15 @@ where
         let json = grant.json();
         match session.seal_frame(json.as_bytes()) {
             Ok(sealed) => {
-                let held = self.room_epochs.get_or_insert_default();
+                let max = self.server.0.config.max_rooms_per_client;
+                let rooms = || self.server.0.registry().rooms_of(&self.handle.id);
+                let rooms = (self.room_epochs().map_or(0, HashMap::len) >= max)
+                    .then(rooms)
+                    .flatten();
+                let held = self.room_epochs_mut();
                 held.insert(Arc::clone(&grant.room), grant.epoch);
                 // Rooms the client left stay until it holds more than it may join.
-                if held.len() > self.server.0.config.max_rooms_per_client {
-                    let rooms = self.server.0.registry().rooms_of(&self.handle.id);
-                    let rooms = rooms.unwrap_or_default();
+                if let Some(rooms) = rooms {
                     held.retain(|room, _| rooms.iter().any(|r| **r == **room));
                 }
                 Some(Message::text(sealed))
