@@ -317,24 +317,24 @@ fn open_room(ring: Option<&mut RoomKeyring>, data: Option<&RawValue>) -> Option<
     ring?.open(&r.room, r.epoch, r.seq, &r.ct).ok()
 }
 
-/// Takes a `room-key` grant (the opened plaintext of a per-client record).
-fn take_grant(ring: Option<&mut RoomKeyring>, plaintext: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(plaintext) else {
-        return false;
-    };
-    if v["event"] != room::GRANT_EVENT {
-        return false;
-    }
-    let d = &v["data"];
-    if let (Some(ring), Some(room), Some(epoch), Some(key)) = (
+/// A `room-key` grant's fields.
+#[derive(Deserialize)]
+struct Grant<'a> {
+    #[serde(borrow)]
+    room: std::borrow::Cow<'a, str>,
+    epoch: u64,
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
+}
+
+/// Takes a `room-key` grant (the `data` of an opened per-client record).
+fn take_grant(ring: Option<&mut RoomKeyring>, data: Option<&RawValue>) {
+    if let (Some(ring), Some(g)) = (
         ring,
-        d["room"].as_str(),
-        d["epoch"].as_u64(),
-        d["key"].as_str(),
+        data.and_then(|d| serde_json::from_str::<Grant<'_>>(d.get()).ok()),
     ) {
-        let _ = ring.grant(room, epoch, key, Default::default());
+        let _ = ring.grant(&g.room, g.epoch, &g.key, Default::default());
     }
-    true
 }
 
 #[derive(Deserialize)]
@@ -403,7 +403,6 @@ async fn receive(
                     .and_then(|d| serde_json::from_str::<EncryptedPayload>(d.get()).ok())
                     .and_then(|p| session.open(&p).ok());
                 match opened {
-                    Some(pt) if take_grant(conn.ring.as_mut(), &pt) => continue,
                     Some(pt) => pt.into(),
                     None => {
                         totals.decrypt_failures.fetch_add(1, Ordering::Relaxed);
@@ -429,6 +428,10 @@ async fn receive(
         let Ok(inner) = serde_json::from_slice::<Frame<'_>>(&plain) else {
             continue;
         };
+        if inner.event == room::GRANT_EVENT {
+            take_grant(conn.ring.as_mut(), inner.data);
+            continue;
+        }
         if inner.event != "bench" {
             continue;
         }

@@ -141,7 +141,7 @@ pub fn transcript_hash(input: &TranscriptInput<'_>) -> Result<[u8; 32], CryptoEr
     Ok(Sha256::digest(transcript(input)?).into())
 }
 
-fn expand(hk: &Hkdf<Sha256>, parts: &[&[u8]], out: &mut [u8]) {
+pub(crate) fn expand(hk: &Hkdf<Sha256>, parts: &[&[u8]], out: &mut [u8]) {
     let info: Vec<u8> = parts.concat();
     // Outputs here are at most 32 bytes, far below HKDF-SHA256's limit.
     if hk.expand(&info, out).is_err() {
@@ -149,7 +149,7 @@ fn expand(hk: &Hkdf<Sha256>, parts: &[&[u8]], out: &mut [u8]) {
     }
 }
 
-fn from_prk(secret: &[u8; 32]) -> Hkdf<Sha256> {
+pub(crate) fn from_prk(secret: &[u8; 32]) -> Hkdf<Sha256> {
     match Hkdf::<Sha256>::from_prk(secret) {
         Ok(hk) => hk,
         Err(_) => unreachable!("a 32-byte PRK is always valid for HKDF-SHA256"),

@@ -21,14 +21,12 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use hkdf::Hkdf;
 use rand::CryptoRng;
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::aead::{AeadBackend, SessionKey};
 use super::b64_public::{encode_into, encoded_len};
-use super::hardened::{NONCE_PREFIX_LEN, nonce};
+use super::hardened::{NONCE_PREFIX_LEN, expand, from_prk, nonce};
 use super::{CryptoError, TAG_LEN, b64};
 
 /// Wire id of the extension (the `roomKeys` value of the sealed `authenticate` and `connected`).
@@ -91,18 +89,11 @@ impl RoomSecret {
     /// The epoch's AES-256-GCM key and nonce prefix.
     #[must_use]
     pub fn expand(&self) -> (Zeroizing<[u8; 32]>, [u8; NONCE_PREFIX_LEN]) {
-        let hk = match Hkdf::<Sha256>::from_prk(self.0.as_ref()) {
-            Ok(hk) => hk,
-            Err(_) => unreachable!("a 32-byte PRK is always valid for HKDF-SHA256"),
-        };
+        let hk = from_prk(&self.0);
         let mut key = Zeroizing::new([0u8; 32]);
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
-        // Outputs of at most 32 bytes are always valid for HKDF-SHA256.
-        if hk.expand(label::KEY, key.as_mut()).is_err()
-            || hk.expand(label::IV, &mut prefix).is_err()
-        {
-            unreachable!("HKDF-SHA256 output of at most 32 bytes is always valid");
-        }
+        expand(&hk, &[label::KEY], key.as_mut());
+        expand(&hk, &[label::IV], &mut prefix);
         (key, prefix)
     }
 }

@@ -295,13 +295,6 @@ impl Registry {
         exclude: &[String],
     ) -> Vec<Arc<ClientHandle>> {
         let excluded = |id: &str| exclude.iter().any(|e| e == id);
-        let pick = |ids: Option<&HashSet<Arc<str>>>| -> Vec<Arc<ClientHandle>> {
-            ids.into_iter()
-                .flatten()
-                .filter(|id| !excluded(id))
-                .filter_map(|id| self.authenticated_handle(id))
-                .collect()
-        };
         match target {
             BusTarget::Broadcast => self
                 .clients
@@ -309,8 +302,8 @@ impl Registry {
                 .filter(|e| e.state == ClientState::Authenticated && !excluded(&e.handle.id))
                 .map(|e| Arc::clone(&e.handle))
                 .collect(),
-            BusTarget::Room(room) => pick(self.rooms.get(room)),
-            BusTarget::User(user) => pick(self.users.get(user)),
+            BusTarget::Room(room) => self.members(self.rooms.get(room), exclude),
+            BusTarget::User(user) => self.members(self.users.get(user), exclude),
             BusTarget::Client(id) => {
                 if excluded(id) {
                     Vec::new()
@@ -319,6 +312,19 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// The authenticated clients among `ids`, minus `exclude`.
+    fn members(
+        &self,
+        ids: Option<&HashSet<Arc<str>>>,
+        exclude: &[String],
+    ) -> Vec<Arc<ClientHandle>> {
+        ids.into_iter()
+            .flatten()
+            .filter(|id| !exclude.iter().any(|e| e == &***id))
+            .filter_map(|id| self.authenticated_handle(id))
+            .collect()
     }
 
     /// A room's membership generation, and its authenticated recipients minus `exclude`
@@ -332,18 +338,15 @@ impl Registry {
     ) -> RoomSnapshot {
         let members = self.rooms.get(room);
         let holders = if holders {
-            members
-                .into_iter()
-                .flatten()
-                .filter_map(|id| self.authenticated_handle(id))
-                .filter(|h| h.holds_room_keys())
-                .collect()
+            let mut all = self.members(members, &[]);
+            all.retain(|h| h.holds_room_keys());
+            all
         } else {
             Vec::new()
         };
         RoomSnapshot {
             generation: self.generations.get(room).copied().unwrap_or(0),
-            recipients: self.recipients(&BusTarget::Room(room.to_owned()), exclude),
+            recipients: self.members(members, exclude),
             holders,
         }
     }

@@ -164,7 +164,13 @@ impl RoomKeys {
         snapshot: impl Fn(bool) -> RoomSnapshot,
         started: impl FnOnce(usize),
     ) -> usize {
-        let state = Arc::clone(lock(&self.rooms).entry(Arc::from(room)).or_default());
+        let state = {
+            let mut rooms = lock(&self.rooms);
+            match rooms.get(room) {
+                Some(state) => Arc::clone(state),
+                None => Arc::clone(rooms.entry(Arc::from(room)).or_default()),
+            }
+        };
         let mut state = lock(&state);
         let mut snap = snapshot(false);
         if self.must_rotate(&state, snap.generation) {

@@ -429,17 +429,27 @@ class Direction {
   }
 }
 
-/** Epoch material from the chain secret `d_e` (bytes, wiped here). */
-async function epochMaterial(subtle, secret) {
+/**
+ * A 32-byte secret (bytes, wiped here) expanded as an HKDF PRK into an AES-256-GCM key
+ * (non-extractable, for `usages`) and a 4-byte nonce prefix, under the labels `keyLabel` and
+ * `ivLabel`: `HKDF-Expand(secret, label, L)`, one HMAC block each. Also returns the HMAC key
+ * over the secret (`chain`), from which the hardened profile derives its next epoch.
+ */
+export async function expandSecret(subtle, secret, keyLabel, ivLabel, usages = ["encrypt", "decrypt"]) {
   const chain = await hmacKey(subtle, secret);
   secret.fill(0);
   const one = new Uint8Array([1]);
-  const keyBytes = await hmac(subtle, chain, concat(label.key, one));
-  const key = await aesKey(subtle, keyBytes);
+  const keyBytes = await hmac(subtle, chain, concat(keyLabel, one));
+  const key = await subtle.importKey("raw", keyBytes, { name: "AES-GCM" }, false, usages);
   keyBytes.fill(0);
-  const prefix = (await hmac(subtle, chain, concat(label.iv, one))).slice(0, 4);
+  const block = await hmac(subtle, chain, concat(ivLabel, one));
+  const prefix = block.slice(0, 4);
+  block.fill(0);
   return { chain, key, prefix };
 }
+
+/** Epoch material from the chain secret `d_e` (bytes, wiped here). */
+const epochMaterial = (subtle, secret) => expandSecret(subtle, secret, label.key, label.iv);
 
 async function nextEpoch(subtle, material) {
   const next = await hmac(subtle, material.chain, concat(label.next, new Uint8Array([1])));

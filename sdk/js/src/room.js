@@ -15,7 +15,7 @@
 // CryptoKey) and the nonce prefix are derived, and the keyring keeps both in a private field.
 
 import { bigEndian, concat, fromBase64, fromUtf8, lengthPrefixed, utf8 } from "./encoding.js";
-import { CryptoError, defaultSubtle } from "./crypto.js";
+import { CryptoError, defaultSubtle, expandSecret } from "./crypto.js";
 
 /** Wire id of the extension: the `roomKeys` value of the sealed `authenticate` and `connected`. */
 export const ROOM_KEYS = "sealwire-room-v1";
@@ -62,18 +62,10 @@ function roomAad(room, epoch, seq) {
   return concat(label.aad, lengthPrefixed(name), bigEndian(epoch, 8), bigEndian(seq, 8));
 }
 
-/** The AES-256-GCM key (non-extractable) and nonce prefix of an epoch secret (wiped here). */
-async function expandSecret(subtle, secret) {
-  const prk = await subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  secret.fill(0);
-  // HKDF-Expand with at most 32 bytes of output: HMAC(prk, info || 0x01), truncated.
-  const expand = async (info) => new Uint8Array(await subtle.sign("HMAC", prk, concat(info, [1])));
-  const keyBytes = await expand(label.key);
-  const key = await subtle.importKey("raw", keyBytes, { name: "AES-GCM" }, false, ["decrypt"]);
-  keyBytes.fill(0);
-  const block = await expand(label.iv);
-  const prefix = block.slice(0, 4);
-  block.fill(0);
+/** The AES-256-GCM key (non-extractable, decrypt only) and nonce prefix of an epoch secret
+ * (wiped here). */
+async function expandRoomSecret(subtle, secret) {
+  const { key, prefix } = await expandSecret(subtle, secret, label.key, label.iv, ["decrypt"]);
   return { key, prefix };
 }
 
@@ -115,7 +107,7 @@ export class RoomKeyring {
       secret.fill(0);
       throw new CryptoError("encoding", `a room key has ${SECRET_LEN} bytes, not ${secret.length}`);
     }
-    const material = await expandSecret(this.#subtle, secret);
+    const material = await expandRoomSecret(this.#subtle, secret);
     // Checked again: another grant of the room may have landed during the derivation.
     if (epoch <= (this.#rooms.get(room)?.epoch ?? -1)) {
       throw new CryptoError("decrypt", "a room key grant must move to a later epoch");

@@ -509,6 +509,19 @@ test("raw protocol: sealed connected with expiresAt; a plaintext refresh is refu
   assert.ok(Date.now() >= Date.parse(connected.data.expiresAt) - 50);
 });
 
+/** Cuts the client's socket and keeps the network down until the server has let the client
+ * (`id`) go, so that what is published next is missed. */
+async function cut(gate, rec, id) {
+  gate.down = true;
+  gate.sockets.at(-1).close(3000, "cut");
+  await rec.next((e) => e.type === "disconnected", "the cut");
+  for (let i = 0; i < 100; i++) {
+    const clients = (await admin(ADMIN, "GET", "/socket/clients")).body.clients ?? [];
+    if (!clients.some((c) => c.id === id)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** A WebSocket the test can cut, keep from reconnecting while `gate.down`, and send to
  * another instance (`gate.url`). */
 function gated(gate) {
@@ -537,14 +550,7 @@ test("recover: a reconnect replays what was missed, once, in order, sealed, then
   assert.deepEqual(client.positions()["room:chat:hist"], { offset: 3, epoch });
 
   // Cut, and keep the network down while 20 messages are published.
-  gate.down = true;
-  gate.sockets.at(-1).close(3000, "cut");
-  await rec.next((e) => e.type === "disconnected", "the cut");
-  for (let i = 0; i < 100; i++) {
-    const clients = (await admin(ADMIN, "GET", "/socket/clients")).body.clients ?? [];
-    if (!clients.some((c) => c.id === first.id)) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await cut(gate, rec, first.id);
   for (let n = 4; n <= 23; n++) await send(n);
   gate.down = false;
   await rec.next((e) => e.type === "connected" && e.reconnected, "the reconnect");
@@ -574,14 +580,7 @@ test("recover on another instance: 500 messages published across two instances w
   assert.equal((await send(1)).body.offset, 1);
   assert.deepEqual((await rec.next(isMessage("twin"), "live 1")).position, { stream: "room:chat:hist-twin", offset: 1, epoch });
 
-  gate.down = true;
-  gate.sockets.at(-1).close(3000, "cut");
-  await rec.next((e) => e.type === "disconnected", "the cut");
-  for (let i = 0; i < 100; i++) {
-    const clients = (await admin(ADMIN, "GET", "/socket/clients")).body.clients ?? [];
-    if (!clients.some((c) => c.id === first.id)) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await cut(gate, rec, first.id);
   for (let n = 2; n <= 501; n++) assert.equal((await send(n)).body.offset, n);
   gate.url = TWIN_URL;
   gate.down = false;
