@@ -18,6 +18,7 @@ check src/publish  'crate::(crypto|server|transport|bus|client|emitter|compat)' 
 check src/crypto   'crate::(server|transport|bus|client|emitter|compat|publish)' "crypto imports only protocol"
 check src/crypto   'tokio|std::net|std::fs' "crypto does no I/O"
 check src/server   'crate::(transport|bus|client|emitter|compat)|redis::' "the core never names transports, Redis or the client"
+check src/server   'tungstenite|socketioxide|axum::' "the core speaks frames (server/socket.rs), not a WebSocket or HTTP library"
 check src/client   'crate::(server|transport|bus|emitter|compat|publish)' "the client SDK never imports the server"
 check src/bus/emitter.rs 'crate::(server|transport|client|compat)|super::super' "the emitter builds on protocol and crypto, never on the server"
 # One concept per file: none in src/ grows past 500 lines (split it; tests may live beside it).

@@ -1,7 +1,7 @@
 //! Fan-out of one message to N in-process recipients, plaintext vs encrypted.
 //!
 //! Each recipient is a real connection actor (`Server::serve_socket`) over an in-memory
-//! `Sink + Stream` double that counts the frames it is handed, so the figure covers the
+//! `FrameSocket` that counts the frames it is handed, so the figure covers the
 //! registry lookup, the shared frame, the outbox, per-connection sealing and the write path,
 //! but no kernel socket.
 //!
@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::{Sink, Stream};
 use sealwire::crypto::{ClientHandshake, HandshakeConfig};
-use sealwire::server::{AuthRequest, Identity, Server};
+use sealwire::protocol::Text;
+use sealwire::server::{
+    AuthRequest, FrameSocket, Identity, Incoming, Outgoing, Server, SocketError,
+};
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 struct Counter {
     frames: AtomicU64,
@@ -30,26 +32,26 @@ struct Counter {
     done: Notify,
 }
 
-/// One end of an in-memory WebSocket: inbound frames from a channel, outbound frames counted.
+/// One end of an in-memory socket: inbound frames from a channel, outbound frames counted.
 struct Duplex {
-    inbound: mpsc::UnboundedReceiver<Message>,
+    inbound: mpsc::UnboundedReceiver<Incoming>,
     counter: Arc<Counter>,
 }
 
 impl Stream for Duplex {
-    type Item = Result<Message, WsError>;
+    type Item = Result<Incoming, SocketError>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inbound.poll_recv(cx).map(|m| m.map(Ok))
     }
 }
 
-impl Sink<Message> for Duplex {
-    type Error = WsError;
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+impl Sink<Outgoing> for Duplex {
+    type Error = SocketError;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
         Poll::Ready(Ok(()))
     }
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
-        if let Message::Text(t) = item {
+    fn start_send(self: Pin<&mut Self>, item: Outgoing) -> Result<(), SocketError> {
+        if let Outgoing::Text(t) = item {
             std::hint::black_box(t);
             let n = self.counter.frames.fetch_add(1, Ordering::AcqRel) + 1;
             if n == self.counter.target.load(Ordering::Acquire) {
@@ -58,18 +60,20 @@ impl Sink<Message> for Duplex {
         }
         Ok(())
     }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
         Poll::Ready(Ok(()))
     }
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
         Poll::Ready(Ok(()))
     }
 }
 
+impl FrameSocket for Duplex {}
+
 struct Setup {
     server: Server,
     counter: Arc<Counter>,
-    _senders: Vec<mpsc::UnboundedSender<Message>>,
+    _senders: Vec<mpsc::UnboundedSender<Incoming>>,
 }
 
 async fn setup(n: usize, encrypted: bool) -> Setup {
@@ -91,9 +95,9 @@ async fn setup(n: usize, encrypted: bool) -> Setup {
             let hs = ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng());
             auth["publicKey"] = json!(hs.public_key_base64());
         }
-        tx.send(Message::text(
+        tx.send(Incoming::Text(Text::from(
             json!({"event": "authenticate", "data": auth}).to_string(),
-        ))
+        )))
         .expect("queue auth");
         let duplex = Duplex {
             inbound: rx,

@@ -348,7 +348,7 @@ async fn pings_to_a_client_that_never_reads_do_not_outlast_the_auth_deadline() {
         None,
     )
     .await;
-    let conn = server.serve_socket(ws, None);
+    let conn = server.serve_socket(sealwire::transport::WsSocket::new(ws), None);
     // A liveness bound: the deadline plus the bounded close is 2x the timeout.
     let ended = tokio::time::timeout(auth_timeout * 10, conn).await;
     assert!(ended.is_ok(), "still open long past the auth deadline");
@@ -655,6 +655,7 @@ async fn the_per_connection_future_stays_small() {
         None,
     )
     .await;
+    let ws = sealwire::transport::WsSocket::new(ws);
     let socket = std::mem::size_of_val(&ws);
     let fut = server.serve_socket(ws, None);
     let size = std::mem::size_of_val(&fut);

@@ -10,6 +10,7 @@ mod history;
 mod message;
 mod names;
 mod send;
+mod text;
 
 pub use bus::{BusEnvelope, BusEnvelopeError, BusTarget, channel};
 pub use close::CloseCode;
@@ -27,3 +28,4 @@ pub use names::{
     RESERVED_PREFIX, RoomName, is_client_id_shaped,
 };
 pub use send::SendError;
+pub use text::Text;

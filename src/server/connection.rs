@@ -20,21 +20,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::Sleep;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Server;
 use super::hooks::{ClientInfo, UpgradeHead};
 use super::metrics::ConnProfile;
 use super::outbox::{ClientHandle, Outbound, Wake};
 use super::registry::ClientState;
-use super::socket::WebSocket;
+use super::socket::{FrameSocket, Incoming, Outgoing, SocketError};
 use crate::crypto::Session;
-use crate::protocol::{CloseCode, frame_json};
+use crate::protocol::{CloseCode, Text, frame_json};
 
 /// Per stream, the epoch and the last offset a recovering client's replay covered. Only frames
 /// of that epoch are compared: a stream that expired and started again (a new epoch, offsets
@@ -62,7 +58,7 @@ const MAX_BATCH: usize = 64;
 pub(super) enum Exit {
     /// The server closes with this code (a close frame is sent).
     Close(CloseCode),
-    /// The peer sent a close frame (tungstenite answers it).
+    /// The peer sent a close frame (the transport answers it).
     PeerClosed(u16),
     /// The transport failed or ended without a close frame.
     Gone,
@@ -98,7 +94,7 @@ pub(super) fn run<S>(
     upgrade: Option<Arc<UpgradeHead>>,
 ) -> impl Future<Output = ()> + Send
 where
-    S: WebSocket,
+    S: FrameSocket,
 {
     // A v4 UUID from the thread-local CSPRNG: `Uuid::new_v4` would ask the OS for 16 bytes
     // with a system call on every connection.
@@ -214,7 +210,7 @@ impl<S> Connection<S> {
 
 impl<S> Connection<S>
 where
-    S: WebSocket,
+    S: FrameSocket,
 {
     // This future is allocated for every connection for its whole life, so it is laid out
     // by hand: the loop lives directly in it (awaiting a nested `async fn` would hold that
@@ -288,7 +284,7 @@ where
         self.handle.deadline().map(tokio::time::Instant::from_std)
     }
 
-    async fn write_batch(&mut self) -> Result<(), WsError> {
+    async fn write_batch(&mut self) -> Result<(), SocketError> {
         for _ in 0..MAX_BATCH {
             match self.handle.pop() {
                 Some(out) => self.feed(out).await?,
@@ -298,7 +294,7 @@ where
         self.socket.flush().await
     }
 
-    async fn feed(&mut self, out: Outbound) -> Result<(), WsError> {
+    async fn feed(&mut self, out: Outbound) -> Result<(), SocketError> {
         match out {
             Outbound::Ping => {
                 // Once per heartbeat interval an encrypted connection drops its expanded AES
@@ -308,14 +304,20 @@ where
                 if let Some(session) = &mut self.session {
                     session.compact();
                 }
-                self.socket.feed(Message::Ping(Bytes::new())).await
+                self.socket.feed(Outgoing::Ping).await
             }
             Outbound::Message(frame) => match self.render(&frame) {
-                Some(msg) => self.socket.feed(self.server.0.metrics.out(msg)).await,
+                Some(text) => {
+                    let text = self.server.0.metrics.out(text);
+                    self.socket.feed(Outgoing::Text(text)).await
+                }
                 None => Ok(()),
             },
             Outbound::RoomKey(grant) => match self.render_grant(&grant) {
-                Some(msg) => self.socket.feed(self.server.0.metrics.out(msg)).await,
+                Some(text) => {
+                    let text = self.server.0.metrics.out(text);
+                    self.socket.feed(Outgoing::Text(text)).await
+                }
                 None => Ok(()),
             },
         }
@@ -333,14 +335,14 @@ where
     /// Sends a system frame now: sealed for an encrypted client, plain otherwise.
     pub(super) async fn send_system(&mut self, event: &str, data_json: &str) {
         let json = frame_json(event, data_json);
-        let msg = match &mut self.session {
+        let text = match &mut self.session {
             Some(session) => match session.seal_frame(json.as_bytes()) {
-                Ok(sealed) => Message::text(sealed),
+                Ok(sealed) => Text::from(sealed),
                 Err(_) => return,
             },
-            None => Message::text(json),
+            None => Text::from(json),
         };
-        if let Err(e) = self.send_direct(msg).await {
+        if let Err(e) = self.send_direct(text).await {
             tracing::debug!(client = %self.handle.id, error = %e, "send failed");
         }
     }
@@ -350,8 +352,8 @@ where
     /// otherwise by `shutdown_timeout`. A send that does not complete in time (the client is
     /// not reading) asks the connection to close, with 4001 or 4005 (slow consumer), and
     /// fails with a timed-out I/O error.
-    async fn send_direct(&mut self, msg: Message) -> Result<(), WsError> {
-        let msg = self.server.0.metrics.out(msg);
+    async fn send_direct(&mut self, text: Text) -> Result<(), SocketError> {
+        let msg = Outgoing::Text(self.server.0.metrics.out(text));
         let (deadline, code) = match self.pending_auth_deadline() {
             Some(at) => (at, CloseCode::AuthTimeout),
             None => (
@@ -364,7 +366,7 @@ where
             Err(_) => {
                 tracing::debug!(client = %self.handle.id, code = code.code(), "client does not read; closing");
                 self.handle.close(code);
-                Err(WsError::Io(std::io::ErrorKind::TimedOut.into()))
+                Err(SocketError::Io(std::io::ErrorKind::TimedOut.into()))
             }
         }
     }
@@ -377,8 +379,8 @@ where
 
     /// Sends a plaintext frame regardless of the session (only `connected` uses this), bounded
     /// in time as [`Self::send_direct`].
-    pub(super) async fn send_plain(&mut self, json: String) -> Result<(), WsError> {
-        self.send_direct(Message::text(json)).await
+    pub(super) async fn send_plain(&mut self, json: String) -> Result<(), SocketError> {
+        self.send_direct(Text::from(json)).await
     }
 
     async fn finish(mut self, exit: Exit) {
@@ -400,7 +402,7 @@ where
                 code
             }
             Exit::PeerClosed(code) => {
-                // Flush tungstenite's automatic close reply.
+                // Flush the transport's automatic close reply.
                 let limit = self.server.0.config.shutdown_timeout;
                 let _ = tokio::time::timeout(limit, self.socket.close()).await;
                 CloseCode::from_code(code).unwrap_or(CloseCode::Normal)
@@ -422,23 +424,19 @@ where
 
     /// Sends a close frame and waits (bounded) for the peer's reply. A slow consumer's close
     /// frame does not wait behind the messages it has not read: those still in the socket's
-    /// buffers are dropped first ([`WebSocket::discard_unsent`]).
+    /// buffers are dropped first ([`FrameSocket::discard_unsent`]).
     async fn close(&mut self, code: CloseCode) {
         if code == CloseCode::SlowConsumer {
             self.socket.discard_unsent();
         }
-        let frame = CloseFrame {
-            code: WsCloseCode::from(code.code()),
-            reason: code.reason().into(),
-        };
         let limit = self.server.0.config.shutdown_timeout;
         let socket = &mut self.socket;
         let _ = tokio::time::timeout(limit, async move {
-            if socket.send(Message::Close(Some(frame))).await.is_err() {
+            if socket.send(Outgoing::Close(code)).await.is_err() {
                 return;
             }
-            while let Some(Ok(msg)) = socket.next().await {
-                if msg.is_close() {
+            while let Some(Ok(frame)) = socket.next().await {
+                if matches!(frame, Incoming::Close(_)) {
                     break;
                 }
             }

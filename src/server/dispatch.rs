@@ -9,20 +9,19 @@ use std::future::poll_fn;
 use std::pin::Pin;
 
 use tokio::time::Sleep;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::connection::{Connection, Exit, deadline};
 use super::hooks::InboundMessage;
 use super::outbox::ClientHandle;
 use super::registry::{ClientState, joinable_room_name};
-use super::socket::WebSocket;
+use super::socket::{FrameSocket, Incoming, SocketError};
 use crate::protocol::{
     CloseCode, EncryptedPayload, Inbound, RoomsPayload, error_message as err, event,
 };
 
 impl<S> Connection<S>
 where
-    S: WebSocket,
+    S: FrameSocket,
 {
     /// Handles what the socket yielded: a message (raced against close requests and the
     /// deadline), its end, or an error.
@@ -35,7 +34,7 @@ where
     /// a client that does not read its replies can hold authentication open.
     pub(super) async fn on_inbound(
         &mut self,
-        msg: Option<Result<Message, WsError>>,
+        msg: Option<Result<Incoming, SocketError>>,
         handle: &ClientHandle,
         timer: &mut Option<Pin<Box<Sleep>>>,
     ) -> Option<Exit> {
@@ -55,7 +54,7 @@ where
                     r = Box::pin(self.on_frame(msg)) => r,
                 }
             }
-            Some(Err(WsError::Capacity(e))) => {
+            Some(Err(SocketError::TooLarge(e))) => {
                 tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
                 Some(Exit::Close(CloseCode::MessageTooBig))
             }
@@ -66,24 +65,21 @@ where
         }
     }
 
-    /// Handles one inbound WebSocket message; `Some` ends the connection.
-    pub(super) async fn on_frame(&mut self, msg: Message) -> Option<Exit> {
-        match msg {
-            Message::Text(text) => {
+    /// Handles one inbound frame; `Some` ends the connection. (Transports answer pings
+    /// themselves; pongs only prove the TCP path is alive and, as in IGNIS, do not count as
+    /// activity, so neither reaches the core.)
+    pub(super) async fn on_frame(&mut self, frame: Incoming) -> Option<Exit> {
+        match frame {
+            Incoming::Text(text) => {
                 self.handle.touch();
                 self.on_text(text.as_str()).await
             }
-            Message::Binary(_) => {
+            Incoming::Binary(_) => {
                 self.handle.touch();
                 self.send_error(err::INVALID_FORMAT).await;
                 None
             }
-            Message::Close(frame) => {
-                Some(Exit::PeerClosed(frame.map_or(1000, |f| u16::from(f.code))))
-            }
-            // Pings are answered by tungstenite; pongs only prove the TCP path is alive and,
-            // as in IGNIS, do not count as activity.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+            Incoming::Close(code) => Some(Exit::PeerClosed(code.unwrap_or(1000))),
         }
     }
 

@@ -28,7 +28,7 @@ use super::hooks::{AuthRequest, ClientInfo, HookError, Identity};
 use super::metrics::ConnProfile;
 use super::policy::Offer;
 use super::registry::ClientState;
-use super::socket::WebSocket;
+use super::socket::FrameSocket;
 use crate::crypto::{Profile, ServerHello, Session, hardened, room};
 use crate::protocol::{
     AuthenticatePayload, CloseCode, ConnectedPayload, RecoverRequest, RefreshedPayload,
@@ -37,7 +37,7 @@ use crate::protocol::{
 
 impl<S> Connection<S>
 where
-    S: WebSocket,
+    S: FrameSocket,
 {
     /// The first `authenticate` or `hello`: the whole authentication must now finish within
     /// `3 x auth_timeout`.

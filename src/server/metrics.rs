@@ -10,10 +10,10 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use tokio_tungstenite::tungstenite::Message;
 
+use super::socket::Incoming;
 use crate::crypto::Profile;
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Text};
 
 /// The content type of the rendered page (the Prometheus text format).
 pub(super) const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -276,19 +276,22 @@ impl Metrics {
 
     /// Counts a data message about to be written and hands it back.
     #[inline]
-    pub(crate) fn out(&self, msg: Message) -> Message {
+    pub(crate) fn out(&self, text: Text) -> Text {
         self.messages_out.inc();
-        self.bytes_out.inc_by(msg.len() as u64);
-        msg
+        self.bytes_out.inc_by(text.len() as u64);
+        text
     }
 
     /// Counts a message read from a client.
     #[inline]
-    pub(crate) fn inbound(&self, msg: &Message) {
-        if msg.is_text() || msg.is_binary() {
-            self.messages_in.inc();
-            self.bytes_in.inc_by(msg.len() as u64);
-        }
+    pub(crate) fn inbound(&self, frame: &Incoming) {
+        let len = match frame {
+            Incoming::Text(text) => text.len(),
+            Incoming::Binary(bytes) => bytes.len(),
+            Incoming::Close(_) => return,
+        };
+        self.messages_in.inc();
+        self.bytes_in.inc_by(len as u64);
     }
 
     /// A key exchange succeeded.

@@ -1,5 +1,6 @@
 //! The server core: the cheap-clone [`Server`] handle, its builder, the connection actor and
-//! fan-out. Transport-agnostic: it speaks to any `Sink + Stream` of tungstenite messages.
+//! fan-out. Transport-agnostic: a connection runs on any [`FrameSocket`] (frames in, frames
+//! out, close), whichever door it came through.
 
 mod auth;
 mod builder;
@@ -22,7 +23,6 @@ mod render;
 mod room_keys;
 mod socket;
 mod turns;
-pub use socket::MessageSocket;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -52,7 +52,7 @@ pub use registry::{
     joinable_room_name, valid_room_name,
 };
 pub use room_keys::RoomKeyConfig;
-pub(crate) use socket::WebSocket;
+pub use socket::{FrameSocket, Incoming, Outgoing, SocketError};
 
 use crate::protocol::BusTarget;
 use hooks::Hooks;
@@ -281,29 +281,27 @@ impl Server {
         self.0.bus.stats()
     }
 
-    /// Runs one WebSocket connection to completion; it takes any `Sink + Stream` of tungstenite
-    /// messages (tests, embedders with their own transport).
+    /// Runs one connection to completion on `socket`: a transport of the embedder's own, or a
+    /// tungstenite WebSocket wrapped in `transport::WsSocket` (tests do this).
     ///
-    /// The server cannot reach into the buffers of such a socket. When it closes the client as
-    /// a slow consumer (4005), it drops the messages still queued for it, but its close frame
-    /// then waits behind whatever `socket` buffers, and a client that reads again late may
-    /// see the connection end without it. The connections the built-in transports accept also
-    /// drop the whole messages waiting in their write buffers, so the close frame follows
-    /// right behind what is already on the wire (`docs/PROTOCOL.md`, "Slow consumers").
+    /// When the server closes the client as a slow consumer (4005), it drops the messages still
+    /// queued for it and asks the socket to drop what it buffers but has not sent
+    /// ([`FrameSocket::discard_unsent`]); a socket that cannot makes the close frame wait
+    /// behind that, and a client that reads again late may see the connection end without it
+    /// (`docs/PROTOCOL.md`, "Slow consumers").
     pub fn serve_socket<S>(
         &self,
         socket: S,
         remote_addr: Option<SocketAddr>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        S: MessageSocket + 'static,
+        S: FrameSocket + 'static,
     {
-        connection::run(self.clone(), socket::Opaque(socket), remote_addr, None)
+        connection::run(self.clone(), socket, remote_addr, None)
     }
 
     /// Like [`Server::serve_socket`], for a socket opened by the HTTP request `upgrade`:
-    /// the authenticate hook gets it in [`AuthRequest::upgrade`]. A slow consumer's close
-    /// frame waits behind what `socket` buffers, as with [`Server::serve_socket`].
+    /// the authenticate hook gets it in [`AuthRequest::upgrade`].
     pub fn serve_upgraded<S>(
         &self,
         socket: S,
@@ -311,14 +309,9 @@ impl Server {
         upgrade: Arc<UpgradeHead>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        S: MessageSocket + 'static,
+        S: FrameSocket + 'static,
     {
-        connection::run(
-            self.clone(),
-            socket::Opaque(socket),
-            remote_addr,
-            Some(upgrade),
-        )
+        connection::run(self.clone(), socket, remote_addr, Some(upgrade))
     }
 
     /// Spawns a task the shutdown waits for (connection tasks use this).

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use crate::protocol::Text;
 use serde_json::value::RawValue;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::room_keys::RoomGrant;
 use crate::protocol::{CloseCode, frame_json};
@@ -34,7 +34,7 @@ pub(crate) struct Frame {
     /// Payload JSON (for transformers and the bus).
     pub(crate) data: Box<RawValue>,
     /// `{"event":..,"data":..}`: the plaintext frame and the AEAD plaintext.
-    pub(crate) json: Utf8Bytes,
+    pub(crate) json: Text,
     /// Where this publication sits in its stream, when the stream keeps history.
     pub(crate) position: Option<FramePosition>,
     /// The publication sealed once under its room's current epoch key, for the members
@@ -48,7 +48,7 @@ pub(crate) struct Frame {
 pub(crate) struct RoomRecord {
     pub(crate) room: Arc<str>,
     pub(crate) epoch: u64,
-    pub(crate) json: Utf8Bytes,
+    pub(crate) json: Text,
 }
 
 /// A publication's place in a stream with history ([`super::history`]).
@@ -62,7 +62,7 @@ pub(crate) struct FramePosition {
     pub(crate) epoch: Arc<str>,
     /// `{"event":..,"data":..,"stream":..,"offset":..,"epoch":..}`: what a client that asked
     /// for positions receives instead of `json`.
-    pub(crate) json: Utf8Bytes,
+    pub(crate) json: Text,
 }
 
 impl Frame {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::connection::{Connection, Exit};
 use super::history::Keeper;
 use super::outbox::Frame;
-use super::socket::WebSocket;
+use super::socket::FrameSocket;
 use crate::protocol::{
     CloseCode, ROOM_STREAM_PREFIX, RecoverRequest, RecoveredPayload, StreamState, event,
 };
@@ -26,7 +26,7 @@ pub(super) fn recover_request(payload: &Value) -> Option<RecoverRequest> {
     Some(serde_json::from_value(raw.clone()).unwrap_or_default())
 }
 
-impl<S: WebSocket> Connection<S> {
+impl<S: FrameSocket> Connection<S> {
     /// Replays what the client missed on its streams and answers `recovered`. `rooms` are
     /// the rooms just entered; `own` adds the client's user and broadcast streams (at
     /// authentication). Does nothing for a client that never asked for positions.
@@ -86,7 +86,10 @@ impl<S: WebSocket> Connection<S> {
             for frame in frames {
                 if let Some(msg) = self.render(frame) {
                     let msg = self.server.0.metrics.out(msg);
-                    self.socket.feed(msg).await.map_err(drop)?;
+                    self.socket
+                        .feed(super::socket::Outgoing::Text(msg))
+                        .await
+                        .map_err(drop)?;
                 }
             }
             self.socket.flush().await.map_err(drop)

@@ -6,23 +6,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio_tungstenite::tungstenite::Message;
+use crate::protocol::Text;
 
 use super::connection::Connection;
 use super::outbox::Frame;
 use super::room_keys::RoomGrant;
-use super::socket::WebSocket;
+use super::socket::FrameSocket;
 use crate::crypto::Profile;
 use crate::protocol::frame_json;
 
 impl<S> Connection<S>
 where
-    S: WebSocket,
+    S: FrameSocket,
 {
     /// Turns a shared frame into this client's wire message: the shared bytes for a plaintext
     /// client, a fresh ciphertext for an encrypted one. `None` means "do not send" (fail
     /// closed when sealing fails).
-    pub(super) fn render(&mut self, frame: &Frame) -> Option<Message> {
+    pub(super) fn render(&mut self, frame: &Frame) -> Option<Text> {
         let json = match (self.positions(), &frame.position) {
             (Some(floors), Some(p)) => {
                 if floors
@@ -42,21 +42,21 @@ where
             _ => None,
         };
         if transformed.is_none() && self.takes_room_record(frame) {
-            return frame.room.as_ref().map(|r| Message::Text(r.json.clone()));
+            return frame.room.as_ref().map(|r| r.json.clone());
         }
         match (&mut self.session, transformed) {
             (Some(session), t) => {
                 let plaintext = t.as_deref().unwrap_or(json.as_str());
                 match session.seal_frame(plaintext.as_bytes()) {
-                    Ok(sealed) => Some(Message::text(sealed)),
+                    Ok(sealed) => Some(Text::from(sealed)),
                     Err(e) => {
                         tracing::debug!(client = %self.handle.id, error = %e, len = plaintext.len(), "seal failed; message dropped");
                         None
                     }
                 }
             }
-            (None, Some(t)) => Some(Message::text(t)),
-            (None, None) => Some(Message::Text(json.clone())),
+            (None, Some(t)) => Some(Text::from(t)),
+            (None, None) => Some(json.clone()),
         }
     }
 
@@ -74,7 +74,7 @@ where
     /// The `room-key` grant, sealed under this client's session; `None` (nothing sent) for a
     /// client that does not take room keys. From now on this client receives the room's
     /// records of that epoch as they are.
-    pub(super) fn render_grant(&mut self, grant: &RoomGrant) -> Option<Message> {
+    pub(super) fn render_grant(&mut self, grant: &RoomGrant) -> Option<Text> {
         if !self.handle.holds_room_keys() {
             return None;
         }
@@ -96,7 +96,7 @@ where
                 if let Some(rooms) = rooms {
                     held.retain(|room, _| rooms.iter().any(|r| **r == **room));
                 }
-                Some(Message::text(sealed))
+                Some(Text::from(sealed))
             }
             Err(e) => {
                 tracing::debug!(client = %self.handle.id, error = %e, "room key not sealed; the client gets its own records");

@@ -1,82 +1,70 @@
-//! What a connection needs from its WebSocket beyond `Stream + Sink`: dropping what it has
-//! not sent yet when the server closes it as a slow consumer.
+//! The seam between the core and its doors: what a connection reads and writes.
+//!
+//! A connection actor runs on any [`FrameSocket`]: a stream of [`Incoming`] frames and a sink
+//! of [`Outgoing`] ones. The WebSocket transport adapts tungstenite to it
+//! (`transport::WsSocket`), the Socket.IO transport a pair of channels; the core knows
+//! neither.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
+use bytes::Bytes;
 use futures_util::{Sink, Stream};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::Server;
-use super::hooks::UpgradeHead;
+use crate::protocol::{CloseCode, Text};
 
-/// Any WebSocket [`Server::serve_socket`] can run a connection on: a `Stream` and `Sink` of
-/// tungstenite messages. Implemented for every type that is both.
-pub trait MessageSocket:
-    Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send
-{
+/// A frame a connection read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Incoming {
+    /// A text message: one JSON envelope.
+    Text(Text),
+    /// A binary message (the protocol has none: the client gets `Invalid message format`).
+    Binary(Bytes),
+    /// The peer closes, with its close code if it sent one. The transport answers the close
+    /// handshake itself.
+    Close(Option<u16>),
 }
 
-impl<S> MessageSocket for S where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send
-{
+/// A frame a connection writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outgoing {
+    /// A text message.
+    Text(Text),
+    /// A liveness probe (a WebSocket ping). A transport with its own heartbeat may drop it.
+    Ping,
+    /// Close the connection with this code and its reason.
+    Close(CloseCode),
 }
 
-/// A WebSocket a connection runs on.
-pub(crate) trait WebSocket: MessageSocket {
+/// Why a socket failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocketError {
+    /// An inbound message was over the size limit (the connection closes with 1009).
+    #[error("message over the size limit: {0}")]
+    TooLarge(String),
+    /// The connection is closed.
+    #[error("connection closed")]
+    Closed,
+    /// The transport's I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The transport failed otherwise (a protocol violation by the peer, say).
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// A socket a connection can run on: the core's only view of a transport.
+///
+/// Implement it for a door of your own and hand the socket to
+/// [`Server::serve_socket`](super::Server::serve_socket); a
+/// tungstenite WebSocket needs only `transport::WsSocket::new`.
+pub trait FrameSocket:
+    Stream<Item = Result<Incoming, SocketError>> + Sink<Outgoing, Error = SocketError> + Unpin + Send
+{
     /// Drops whole messages accepted by the `Sink` but not written to the network yet, up to
     /// the next close frame (never part of a message: one partly written is completed), so
     /// that a close frame sent next reaches a client that has stopped reading as soon as it
-    /// reads again.
-    fn discard_unsent(&mut self);
-}
-
-/// A socket handed to [`Server::serve_socket`] or [`Server::serve_upgraded`]: the server
-/// cannot reach into its buffers, so nothing is discarded and a slow consumer's close frame
-/// waits behind everything it buffers.
-pub(super) struct Opaque<S>(pub(super) S);
-
-impl<S: MessageSocket> WebSocket for Opaque<S> {
+    /// reads again. Called before a slow consumer's close; the default keeps everything, so
+    /// that close frame waits behind whatever the socket buffers.
     fn discard_unsent(&mut self) {}
-}
-
-impl<S: Stream + Unpin> Stream for Opaque<S> {
-    type Item = S::Item;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        Pin::new(&mut self.get_mut().0).poll_next(cx)
-    }
-}
-
-impl<S: Sink<Message> + Unpin> Sink<Message> for Opaque<S> {
-    type Error = S::Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        Pin::new(&mut self.get_mut().0).poll_ready(cx)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), S::Error> {
-        Pin::new(&mut self.get_mut().0).start_send(item)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        Pin::new(&mut self.get_mut().0).poll_close(cx)
-    }
-}
-
-impl Server {
-    /// Like [`Server::serve_upgraded`], for the transports' own sockets, whose unsent messages
-    /// a slow consumer's close can drop ([`WebSocket::discard_unsent`]).
-    pub(crate) fn serve_websocket<S: WebSocket + 'static>(
-        &self,
-        socket: S,
-        remote_addr: Option<std::net::SocketAddr>,
-        upgrade: std::sync::Arc<UpgradeHead>,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        super::connection::run(self.clone(), socket, remote_addr, Some(upgrade))
-    }
 }

@@ -214,8 +214,9 @@ impl<S> ServerWebSocket<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> crate::server::WebSocket for ServerWebSocket<S> {
-    fn discard_unsent(&mut self) {
+impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
+    /// Drops the whole messages not written yet ([`Coalesce::discard_unsent`]).
+    pub(crate) fn discard_unsent(&mut self) {
         self.0.get_mut().discard_unsent();
     }
 }

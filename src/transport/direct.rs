@@ -110,7 +110,7 @@ pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
         ws_config(&server),
         server.config().write_buffer_bytes,
     ) {
-        Some(ws) => Box::pin(server.serve_websocket(ws, Some(remote), head)),
+        Some(ws) => Box::pin(server.serve_upgraded(ws, Some(remote), head)),
         None => {
             tracing::error!("WebSocket setup did not complete synchronously");
             return;
@@ -166,7 +166,8 @@ pub async fn accept_websocket(
         rest,
         ws_config(server),
         server.config().write_buffer_bytes,
-    )?;
+    )?
+    .into_inner();
     Some(AcceptedWebSocket {
         socket,
         request: head,

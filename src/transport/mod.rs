@@ -12,10 +12,12 @@ mod metrics;
 pub mod socketio;
 mod tls;
 mod upgrade;
+mod ws_socket;
 
 pub use direct::{AcceptedWebSocket, accept_websocket};
 pub use listener::{HttpConfig, LISTEN_BACKLOG, bind, bind_shared, serve, serve_with_shutdown};
 pub use tls::{DEFAULT_TLS_RELOAD_INTERVAL, TlsConfig};
+pub use ws_socket::WsSocket;
 
 use axum::Router;
 use axum::routing::any;

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::coalesce::{Coalesce, ServerWebSocket};
 use super::front_door::{Refusal, UpgradeRequest, decide};
+use super::ws_socket::WsSocket;
 use crate::server::{Server, SlotRefused, UpgradeHead};
 
 fn reject(status: StatusCode, message: &str) -> Response {
@@ -108,7 +109,7 @@ pub(crate) fn upgrade<B>(
         let conn = match on_upgrade.await {
             Ok(upgraded) => {
                 match websocket(TokioIo::new(upgraded), Vec::new(), config, write_buffer) {
-                    Some(ws) => Box::pin(task_server.serve_websocket(ws, remote, head)),
+                    Some(ws) => Box::pin(task_server.serve_upgraded(ws, remote, head)),
                     None => {
                         tracing::error!("WebSocket setup did not complete synchronously");
                         return;
@@ -142,7 +143,7 @@ pub(super) fn websocket<S>(
     rest: Vec<u8>,
     config: WebSocketConfig,
     write_buffer: usize,
-) -> Option<ServerWebSocket<S>>
+) -> Option<WsSocket<ServerWebSocket<S>>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -152,5 +153,5 @@ where
     } else {
         WebSocketStream::from_partially_read(io, rest, Role::Server, Some(config)).now_or_never()
     };
-    ws.map(ServerWebSocket::new)
+    ws.map(|ws| WsSocket::with_discard(ServerWebSocket::new(ws), ServerWebSocket::discard_unsent))
 }

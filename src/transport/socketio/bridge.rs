@@ -32,16 +32,13 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 
 use super::SocketIoConfig;
 use super::channel::ChannelSocket;
 use super::credentials;
 use super::{pump, tunnel};
-use crate::protocol::{BusEnvelope, BusTarget, event, now_iso8601};
-use crate::server::{ConnectionSlot, Server, UpgradeHead};
+use crate::protocol::{BusEnvelope, BusTarget, CloseCode, event, now_iso8601};
+use crate::server::{ConnectionSlot, Incoming, Server, UpgradeHead};
 
 /// Messages the core may write ahead of the bridge's emits.
 const OUTBOUND_CHANNEL: usize = 16;
@@ -67,7 +64,7 @@ pub(super) struct Bridge {
     pending: Mutex<Option<Pending>>,
     /// Released when the socket disconnects.
     slot: Mutex<Option<ConnectionSlot>>,
-    to_core: Mutex<Option<mpsc::Sender<Message>>>,
+    to_core: Mutex<Option<mpsc::Sender<Incoming>>>,
     /// The core's client id, once authenticated (a hardened socket: from the server hello).
     client_id: OnceLock<String>,
     authenticated: AtomicBool,
@@ -234,7 +231,7 @@ impl Bridge {
             Some(data) => json!({ "event": name, "data": data }),
             None => json!({ "event": name }),
         };
-        let _ = self.to_core(Message::text(frame.to_string()));
+        let _ = self.to_core(Incoming::Text(frame.to_string().into()));
     }
 
     /// An event from a hardened socket: only `sealwire` frames count. The first must be the
@@ -264,7 +261,7 @@ impl Bridge {
             None => {
                 // A record dropped here would leave a gap the core's record layer refuses
                 // anyway (4004); disconnect now instead of losing it quietly.
-                if !self.to_core(Message::text(frame.to_string())) {
+                if !self.to_core(Incoming::Text(frame.to_string().into())) {
                     self.disconnect();
                 }
             }
@@ -273,7 +270,7 @@ impl Bridge {
 
     /// Hands a frame to the core connection; dropped (and logged) when its queue is full or
     /// the connection is gone: then `false`.
-    pub(super) fn to_core(&self, msg: Message) -> bool {
+    pub(super) fn to_core(&self, msg: Incoming) -> bool {
         let sender = self
             .to_core
             .lock()
@@ -297,7 +294,7 @@ impl Bridge {
         let (socket, to_core, from_core) =
             ChannelSocket::pair(self.config.inbound_queue, OUTBOUND_CHANNEL);
         // A fresh channel has room for the first frame.
-        let _ = to_core.try_send(Message::text(frame));
+        let _ = to_core.try_send(Incoming::Text(frame.into()));
         *self.to_core.lock().unwrap_or_else(PoisonError::into_inner) = Some(to_core);
         let conn = self.server.serve_upgraded(socket, remote, head);
         self.server.spawn_tracked(async move {
@@ -332,12 +329,8 @@ impl Bridge {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(sender) = sender {
-            let close = CloseFrame {
-                code: WsCloseCode::Normal,
-                reason: "".into(),
-            };
             // When the queue is full, dropping the sender ends the connection all the same.
-            let _ = sender.try_send(Message::Close(Some(close)));
+            let _ = sender.try_send(Incoming::Close(Some(CloseCode::Normal.code())));
         }
     }
 

@@ -1,20 +1,21 @@
 //! The socket a Socket.IO client's connection task runs on: two bounded channels carrying the
-//! core's WebSocket messages, one from the bridge ([`super::bridge`]) and one to it.
+//! core's frames, one from the bridge ([`super::bridge`]) and one to it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::{Sink, Stream};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::PollSender;
 
-/// A [`crate::server::MessageSocket`] over channels. Messages the connection writes wait in
+use crate::server::{FrameSocket, Incoming, Outgoing, SocketError};
+
+/// A [`FrameSocket`] over channels. Messages the connection writes wait in
 /// a bounded channel, so a bridge that cannot emit fast enough holds them back and the
 /// connection's outbox applies its slow-consumer policy, as with a real WebSocket.
 pub(super) struct ChannelSocket {
-    inbound: mpsc::Receiver<Message>,
-    outbound: PollSender<Message>,
+    inbound: mpsc::Receiver<Incoming>,
+    outbound: PollSender<Outgoing>,
     /// The connection sent a close frame: the next read answers it, as a peer would.
     closing: bool,
     answered: bool,
@@ -26,7 +27,7 @@ impl ChannelSocket {
     pub(super) fn pair(
         inbound: usize,
         outbound: usize,
-    ) -> (Self, mpsc::Sender<Message>, mpsc::Receiver<Message>) {
+    ) -> (Self, mpsc::Sender<Incoming>, mpsc::Receiver<Outgoing>) {
         let (in_tx, in_rx) = mpsc::channel(inbound.max(1));
         let (out_tx, out_rx) = mpsc::channel(outbound.max(1));
         let socket = Self {
@@ -40,7 +41,7 @@ impl ChannelSocket {
 }
 
 impl Stream for ChannelSocket {
-    type Item = Result<Message, WsError>;
+    type Item = Result<Incoming, SocketError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -49,41 +50,43 @@ impl Stream for ChannelSocket {
                 return Poll::Ready(None);
             }
             this.answered = true;
-            return Poll::Ready(Some(Ok(Message::Close(None))));
+            return Poll::Ready(Some(Ok(Incoming::Close(None))));
         }
         this.inbound.poll_recv(cx).map(|m| m.map(Ok))
     }
 }
 
-impl Sink<Message> for ChannelSocket {
-    type Error = WsError;
+impl Sink<Outgoing> for ChannelSocket {
+    type Error = SocketError;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
         self.get_mut()
             .outbound
             .poll_reserve(cx)
-            .map_err(|_| WsError::ConnectionClosed)
+            .map_err(|_| SocketError::Closed)
     }
 
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+    fn start_send(self: Pin<&mut Self>, item: Outgoing) -> Result<(), SocketError> {
         let this = self.get_mut();
-        if item.is_close() {
+        if matches!(item, Outgoing::Close(_)) {
             this.closing = true;
         }
         this.outbound
             .send_item(item)
-            .map_err(|_| WsError::ConnectionClosed)
+            .map_err(|_| SocketError::Closed)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
         self.get_mut().outbound.close();
         Poll::Ready(Ok(()))
     }
 }
+
+impl FrameSocket for ChannelSocket {}
 
 #[cfg(test)]
 mod tests {
@@ -93,13 +96,20 @@ mod tests {
     #[tokio::test]
     async fn carries_both_ways_and_answers_a_close() {
         let (mut socket, tx, mut rx) = ChannelSocket::pair(4, 4);
-        tx.send(Message::text("in")).await.expect("send");
+        let text = |s: &str| crate::protocol::Text::from(s);
+        tx.send(Incoming::Text(text("in"))).await.expect("send");
         let got = socket.next().await.expect("message").expect("ok");
-        assert_eq!(got, Message::text("in"));
-        socket.send(Message::text("out")).await.expect("send");
-        assert_eq!(rx.recv().await, Some(Message::text("out")));
-        socket.send(Message::Close(None)).await.expect("close");
-        assert!(matches!(socket.next().await, Some(Ok(Message::Close(_)))));
+        assert_eq!(got, Incoming::Text(text("in")));
+        socket
+            .send(Outgoing::Text(text("out")))
+            .await
+            .expect("send");
+        assert_eq!(rx.recv().await, Some(Outgoing::Text(text("out"))));
+        socket
+            .send(Outgoing::Close(crate::protocol::CloseCode::Normal))
+            .await
+            .expect("close");
+        assert!(matches!(socket.next().await, Some(Ok(Incoming::Close(_)))));
         assert!(socket.next().await.is_none());
     }
 
@@ -107,6 +117,6 @@ mod tests {
     async fn a_gone_bridge_fails_writes() {
         let (mut socket, _tx, rx) = ChannelSocket::pair(1, 1);
         drop(rx);
-        assert!(socket.send(Message::text("x")).await.is_err());
+        assert!(socket.send(Outgoing::Ping).await.is_err());
     }
 }

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::bridge::Bridge;
 use super::translate::{Action, Translator};
 use super::tunnel::{self, Tunnel, TunnelAction};
-use crate::protocol::event;
+use crate::protocol::Text;
+use crate::server::{Incoming, Outgoing};
+
+/// The plaintext `heartbeat` that keeps the core from timing out a connected socket.
+const HEARTBEAT_FRAME: &str = r#"{"event":"heartbeat"}"#;
 
 /// What one core message led to.
 enum Step {
@@ -25,7 +28,7 @@ enum Step {
 /// `ping` (IGNIS path only) and, while the socket is connected, the `heartbeat` frames that
 /// keep the core from timing it out (engine.io's own heartbeat is what detects a dead
 /// Socket.IO client).
-pub(super) async fn pump(bridge: Arc<Bridge>, mut from_core: mpsc::Receiver<Message>) {
+pub(super) async fn pump(bridge: Arc<Bridge>, mut from_core: mpsc::Receiver<Outgoing>) {
     let mut translator = Translator::default();
     let mut tunnel = Tunnel::default();
     let mut encrypted = false;
@@ -70,7 +73,7 @@ pub(super) async fn pump(bridge: Arc<Bridge>, mut from_core: mpsc::Receiver<Mess
             }
             _ = keepalive.tick(), if authenticated => {
                 // Plaintext `heartbeat` is allowed in every profile (docs/PROTOCOL.md §5.4).
-                let _ = bridge.to_core(Message::text(json!({ "event": event::HEARTBEAT }).to_string()));
+                let _ = bridge.to_core(Incoming::Text(Text::from_static(HEARTBEAT_FRAME)));
             }
         }
     }
@@ -79,7 +82,7 @@ pub(super) async fn pump(bridge: Arc<Bridge>, mut from_core: mpsc::Receiver<Mess
 fn ignis_step(
     bridge: &Bridge,
     translator: &mut Translator,
-    msg: &Message,
+    msg: &Outgoing,
     encrypted: &mut bool,
 ) -> Step {
     let Some(socket) = bridge.socket() else {
@@ -118,7 +121,7 @@ fn ignis_step(
     }
 }
 
-fn tunnel_step(bridge: &Bridge, tunnel: &mut Tunnel, msg: &Message) -> Step {
+fn tunnel_step(bridge: &Bridge, tunnel: &mut Tunnel, msg: &Outgoing) -> Step {
     let Some(socket) = bridge.socket() else {
         return Step::Stop;
     };
@@ -154,4 +157,16 @@ fn tunnel_step(bridge: &Bridge, tunnel: &mut Tunnel, msg: &Message) -> Step {
         return Step::Stop;
     }
     if admitted { Step::Admitted } else { Step::Go }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keepalive_is_a_heartbeat() {
+        let frame: serde_json::Value =
+            serde_json::from_str(HEARTBEAT_FRAME).expect("heartbeat frame is JSON");
+        assert_eq!(frame["event"], crate::protocol::event::HEARTBEAT);
+    }
 }

@@ -3,9 +3,9 @@
 //! becomes `authenticated`; an authentication failure becomes `unauthenticated` before the
 //! disconnect. Pure: the bridge ([`super::bridge`]) does the emitting.
 
+use crate::server::Outgoing;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::protocol::event;
 
@@ -51,19 +51,18 @@ pub(super) struct Translator {
 
 impl Translator {
     /// The action for one message the core wrote.
-    pub(super) fn translate(&mut self, msg: &Message) -> Action {
+    pub(super) fn translate(&mut self, msg: &Outgoing) -> Action {
         match msg {
-            Message::Text(text) => self.text(text.as_str()),
-            Message::Close(_) => Action::Disconnect {
+            Outgoing::Text(text) => self.text(text.as_str()),
+            Outgoing::Close(_) => Action::Disconnect {
                 unauthenticated: if self.authenticated {
                     None
                 } else {
                     self.refusal.take()
                 },
             },
-            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
-                Action::Skip
-            }
+            // engine.io's own heartbeat probes the socket.
+            _ => Action::Skip,
         }
     }
 
@@ -109,8 +108,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn text(v: Value) -> Message {
-        Message::text(v.to_string())
+    fn text(v: Value) -> Outgoing {
+        Outgoing::Text(v.to_string().into())
     }
 
     #[test]
@@ -144,9 +143,12 @@ mod tests {
             t.translate(&text(json!({"event": "bare"}))),
             Action::Emit("bare".into(), Value::Null)
         );
-        assert_eq!(t.translate(&Message::text("not json")), Action::Skip);
         assert_eq!(
-            t.translate(&Message::Close(None)),
+            t.translate(&Outgoing::Text("not json".into())),
+            Action::Skip
+        );
+        assert_eq!(
+            t.translate(&Outgoing::Close(crate::protocol::CloseCode::Normal)),
             Action::Disconnect {
                 unauthenticated: None
             }
@@ -159,7 +161,7 @@ mod tests {
         let err = json!({"event": "error", "data": {"message": "Authentication failed"}});
         assert_eq!(t.translate(&text(err)), Action::Skip);
         assert_eq!(
-            t.translate(&Message::Close(None)),
+            t.translate(&Outgoing::Close(crate::protocol::CloseCode::Normal)),
             Action::Disconnect {
                 unauthenticated: Some("Authentication failed".into())
             }

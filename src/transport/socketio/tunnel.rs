@@ -17,8 +17,8 @@
 //! Fail closed: before the server `hello` only that `hello` or the refusal `error` is
 //! emitted; after it only `encrypted` records (and room records, §14). Anything else the core wrote is dropped.
 
+use crate::server::Outgoing;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::crypto::hardened::PROFILE_ID;
 use crate::protocol::event;
@@ -97,22 +97,15 @@ pub(super) struct Tunnel {
 
 impl Tunnel {
     /// The action for one message the core wrote.
-    pub(super) fn translate(&mut self, msg: &Message) -> TunnelAction {
+    pub(super) fn translate(&mut self, msg: &Outgoing) -> TunnelAction {
         match msg {
-            Message::Text(text) => self.text(text.as_str()),
-            Message::Close(frame) => match frame {
-                Some(f) => TunnelAction::Close {
-                    code: u16::from(f.code),
-                    reason: f.reason.to_string(),
-                },
-                None => TunnelAction::Close {
-                    code: 1000,
-                    reason: String::new(),
-                },
+            Outgoing::Text(text) => self.text(text.as_str()),
+            Outgoing::Close(code) => TunnelAction::Close {
+                code: code.code(),
+                reason: code.reason().to_owned(),
             },
-            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
-                TunnelAction::Skip
-            }
+            // engine.io's own heartbeat probes the socket.
+            _ => TunnelAction::Skip,
         }
     }
 
@@ -161,11 +154,10 @@ impl Tunnel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use crate::protocol::CloseCode;
 
-    fn text(v: &Value) -> Message {
-        Message::text(v.to_string())
+    fn text(v: &Value) -> Outgoing {
+        Outgoing::Text(v.to_string().into())
     }
 
     #[test]
@@ -226,11 +218,11 @@ mod tests {
         ] {
             assert_eq!(t.translate(&text(&plain)), TunnelAction::Skip, "{plain}");
         }
-        assert_eq!(t.translate(&Message::text("nope")), TunnelAction::Skip);
-        let close = Message::Close(Some(CloseFrame {
-            code: CloseCode::from(4004),
-            reason: "Encryption required".into(),
-        }));
+        assert_eq!(
+            t.translate(&Outgoing::Text("nope".into())),
+            TunnelAction::Skip
+        );
+        let close = Outgoing::Close(CloseCode::EncryptionRequired);
         assert_eq!(
             t.translate(&close),
             TunnelAction::Close {
