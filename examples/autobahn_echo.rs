@@ -27,7 +27,6 @@ async fn main() -> anyhow::Result<()> {
         .parse()?;
     let server = Server::builder()
         .configure(|c| {
-            c.path = "/".into();
             c.max_message_bytes = 64 << 20;
             c.outbox_bytes = 64 << 20;
         })
@@ -35,6 +34,9 @@ async fn main() -> anyhow::Result<()> {
         .authenticate(|_| async { Ok(None) })
         .build()?;
     server.start().await?;
+    let mut http = sealwire::transport::HttpConfig::default();
+    http.path = "/".into();
+    let http = std::sync::Arc::new(http);
     let listener = sealwire::transport::bind(addr)?;
     println!(
         "autobahn echo listening on ws://{}/",
@@ -43,8 +45,10 @@ async fn main() -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let server = server.clone();
+        let http = std::sync::Arc::clone(&http);
         tokio::spawn(async move {
-            let Some(accepted) = sealwire::transport::accept_websocket(stream, &server).await
+            let Some(accepted) =
+                sealwire::transport::accept_websocket(stream, &server, &http).await
             else {
                 return;
             };

@@ -134,11 +134,12 @@ async fn main() -> anyhow::Result<()> {
     if arg("--backend").as_deref() == Some("p256") {
         config.handshake.backend = sealwire::crypto::Backend::RustCrypto;
     }
+    let mut http = sealwire::transport::HttpConfig::default();
     if let Some(n) = arg("--read-buffer").and_then(|v| v.parse().ok()) {
-        config.read_buffer_bytes = n;
+        http.read_buffer_bytes = n;
     }
     if let Some(n) = arg("--write-buffer").and_then(|v| v.parse().ok()) {
-        config.write_buffer_bytes = n;
+        http.write_buffer_bytes = n;
     }
     if let Some(globs) = arg("--history-rooms") {
         config.history.rooms = globs.split(',').map(str::to_owned).collect();
@@ -196,6 +197,6 @@ async fn main() -> anyhow::Result<()> {
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    sealwire::transport::serve_with_shutdown(ws, server, Default::default(), stop).await?;
+    sealwire::transport::serve_with_shutdown(ws, server, http, stop).await?;
     Ok(())
 }

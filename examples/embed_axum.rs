@@ -23,6 +23,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use sealwire::server::{AuthRequest, ClientInfo, Event, Identity, Server};
+use sealwire::transport::HttpConfig;
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -41,7 +42,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let server = Server::builder()
-        .configure(|c| c.path = "/realtime".into())
         .authenticate(|req: AuthRequest| async move {
             let user = req.token.as_deref().and_then(|t| t.strip_prefix("token-")).map(str::to_owned);
             Ok(user.map(|u| Identity {
@@ -81,12 +81,16 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     // Optional: `router` starts the server too, but starting here surfaces a bus error now.
     server.start().await?;
+    // The WebSocket door's own settings: its path (and origins, buffers, the admin token).
+    let mut door = HttpConfig::default();
+    door.path = "/realtime".into();
+    door.validate()?;
 
     let app = axum::Router::new()
         .route("/", get(|| async { "my shop" }))
         .route("/orders/{id}/pay", post(pay))
         .with_state(server.clone())
-        .merge(sealwire::transport::router(server.clone()));
+        .merge(sealwire::transport::router(server.clone(), &door));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     tracing::info!("listening on http://127.0.0.1:3000 (WebSocket at /realtime)");

@@ -99,9 +99,8 @@ async fn every_call_but_health_needs_the_admin_token() {
 
 #[tokio::test]
 async fn admin_api_is_disabled_without_a_token() {
-    let mut cfg = base_config();
-    cfg.admin_token = None;
-    let s = start(cfg).await;
+    let b = builder(base_config());
+    let s = start_with_http(b, sealwire::transport::HttpConfig::default()).await;
     let r = reqwest::Client::new()
         .get(s.http("/socket/info"))
         .bearer_auth("")
@@ -189,15 +188,26 @@ async fn only_the_exact_admin_token_is_accepted() {
     s.stop().await;
 }
 
-#[test]
-fn an_empty_admin_token_is_a_configuration_error() {
+#[tokio::test]
+async fn an_empty_admin_token_is_a_configuration_error() {
+    use sealwire::transport::{HttpConfig, HttpConfigError};
     for token in ["", "   ", "\t"] {
-        let mut cfg = base_config();
-        cfg.admin_token = Some(token.to_owned());
-        match builder(cfg).build() {
-            Err(e) => assert_eq!(e, sealwire::server::ConfigError::EmptyAdminToken),
-            Ok(_) => panic!("admin token {token:?} accepted"),
-        }
+        let http = HttpConfig::with_admin_token(token);
+        assert_eq!(http.validate(), Err(HttpConfigError::EmptyAdminToken));
+        // Serving refuses it before it listens.
+        let server = builder(base_config()).build().expect("server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let served = sealwire::transport::serve_with_shutdown(
+            listener,
+            server,
+            http,
+            std::future::pending(),
+        )
+        .await;
+        let err = served.expect_err("an empty admin token must not serve");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{token:?}");
     }
 }
 

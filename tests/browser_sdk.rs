@@ -471,7 +471,12 @@ async fn browser_sdk_runs_over_socketio_in_headless_chromium() {
         serve_with_shutdown(listener, s, http, std::future::pending()).await
     });
     wait_for(|| server.is_ready()).await;
-    let server = TestServer { server, addr, task };
+    let server = TestServer {
+        server,
+        addr,
+        path: "/ws".to_owned(),
+        task,
+    };
 
     let page_url = format!(
         "http://{addr}/sio.html?user=sio-{USER}&transports=websocket,polling&pin={}",

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use common::*;
 use sealwire::server::{AuthRequest, HookError, Identity, Server, ServerBuilder};
+use sealwire::transport::HttpConfig;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,10 +26,10 @@ struct Embedded {
 }
 
 impl Embedded {
-    async fn start(builder: ServerBuilder) -> Self {
+    async fn start(builder: ServerBuilder, http: HttpConfig) -> Self {
         let server = builder.build().expect("valid server config");
         server.start().await.expect("start");
-        let app = sealwire::transport::router(server.clone());
+        let app = sealwire::transport::router(server.clone(), &http);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -50,8 +51,11 @@ impl Embedded {
     }
 }
 
-fn with_origins() -> ServerBuilder {
-    builder(base_config()).allowed_origins([ORIGIN, "http://localhost:3000"])
+/// The test door with an origin allowlist.
+fn with_origins() -> HttpConfig {
+    let mut http = test_http();
+    http.allowed_origins = vec![ORIGIN.to_owned(), "http://localhost:3000".to_owned()];
+    http
 }
 
 /// An acceptable upgrade head (with `Origin` set to [`ORIGIN`]) edited by `lines`: a line
@@ -292,8 +296,8 @@ async fn status_of(addr: SocketAddr, request: &str) -> u16 {
 
 #[tokio::test]
 async fn both_upgrade_paths_answer_every_request_alike() {
-    let fast = start_with(with_origins()).await;
-    let embedded = Embedded::start(with_origins()).await;
+    let fast = start_with_http(builder(base_config()), with_origins()).await;
+    let embedded = Embedded::start(builder(base_config()), with_origins()).await;
     let corpus = corpus();
     assert!(corpus.len() >= 50, "corpus of {}", corpus.len());
     let mut mismatches = Vec::new();
@@ -315,7 +319,7 @@ async fn both_upgrade_paths_answer_every_request_alike() {
 #[tokio::test]
 async fn without_an_allowlist_any_origin_or_none_is_accepted() {
     let fast = start(base_config()).await;
-    let embedded = Embedded::start(builder(base_config())).await;
+    let embedded = Embedded::start(builder(base_config()), test_http()).await;
     for request in [
         get(&["~Origin:"]),
         get(&["~Origin: https://anything.example"]),
@@ -329,8 +333,8 @@ async fn without_an_allowlist_any_origin_or_none_is_accepted() {
 
 #[tokio::test]
 async fn refusals_carry_the_headers_their_status_calls_for() {
-    let fast = start_with(with_origins()).await;
-    let embedded = Embedded::start(with_origins()).await;
+    let fast = start_with_http(builder(base_config()), with_origins()).await;
+    let embedded = Embedded::start(builder(base_config()), with_origins()).await;
     for addr in [fast.addr, embedded.addr] {
         let head = response_head(addr, &get(&["~Sec-WebSocket-Version: 8"])).await;
         assert!(head.contains("sec-websocket-version: 13"), "{head}");
@@ -413,11 +417,12 @@ async fn the_authenticate_hook_sees_the_upgrade_request_on_both_paths() {
     let hook_builder = || {
         Server::builder()
             .config(base_config())
-            .allowed_origins([ORIGIN])
             .authenticate(cookie_auth)
     };
-    let fast = start_with(hook_builder()).await;
-    let embedded = Embedded::start(hook_builder()).await;
+    let mut http = test_http();
+    http.allowed_origins = vec![ORIGIN.to_owned()];
+    let fast = start_with_http(hook_builder(), http.clone()).await;
+    let embedded = Embedded::start(hook_builder(), http).await;
     for (addr, server) in [(fast.addr, &fast.server), (embedded.addr, &embedded.server)] {
         let mut carol = connect_with(addr, Some("theme=dark; session=carol")).await;
         carol

@@ -116,15 +116,16 @@ async fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
     let mut cfg = base_config();
     cfg.outbox_messages = 32;
     cfg.outbox_bytes = 64 * 1024;
-    // Room for many messages in the server's write buffer, which a slow consumer's close
-    // drops from (those not started yet).
-    cfg.write_buffer_bytes = 256 * 1024;
     // The bound on getting the close frame out and its reply back: generous, so that a
     // loaded machine does not turn the clean close into a plain disconnect. The test does
     // not wait for it: the client reads as soon as the server has refused a message.
     cfg.shutdown_timeout = Duration::from_secs(15);
     let (b, closed) = recording(cfg);
-    let s = start_with(b).await;
+    // Room for many messages in the server's write buffer, which a slow consumer's close
+    // drops from (those not started yet).
+    let mut http = common::test_http();
+    http.write_buffer_bytes = 256 * 1024;
+    let s = common::start_with_http(b, http).await;
     let (mut slow, _) = s.plain("slow").await;
     let (mut fine, _) = s.encrypted("fine").await;
     let blob = "z".repeat(8 * 1024);

@@ -86,7 +86,7 @@ async fn no_new_connections_after_shutdown() {
 async fn upgrades_are_refused_with_503_once_shutdown_began() {
     // Mounted in an application's own router, the upgrade handler itself refuses.
     let s = start(base_config()).await;
-    let app = sealwire::transport::router(s.server.clone());
+    let app = sealwire::transport::router(s.server.clone(), &test_http());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -221,7 +221,7 @@ async fn an_embedded_router_starts_the_server_without_a_separate_call() {
     assert!(!server.is_ready());
     let app = axum::Router::new()
         .route("/", axum::routing::get(|| async { "app" }))
-        .merge(sealwire::transport::router(server.clone()));
+        .merge(sealwire::transport::router(server.clone(), &test_http()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

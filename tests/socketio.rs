@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sealwire::server::{EncryptionPolicy, GlobRooms, ServerBuilder, ServerConfig};
+use sealwire::transport::serve_with_shutdown;
 use sealwire::transport::socketio::{self, SocketIoConfig};
-use sealwire::transport::{HttpConfig, serve_with_shutdown};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -99,14 +99,20 @@ async fn start_sio(builder: ServerBuilder, sio: SocketIoConfig) -> TestServer {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let mut http = HttpConfig::default();
+    let mut http = common::test_http();
     http.routes = Some(socketio::router(server.clone(), sio));
+    let path = http.path.clone();
     let s = server.clone();
     let task = tokio::spawn(async move {
         serve_with_shutdown(listener, s, http, std::future::pending()).await
     });
     wait_for(|| server.is_ready()).await;
-    TestServer { server, addr, task }
+    TestServer {
+        server,
+        addr,
+        path,
+        task,
+    }
 }
 
 fn public_rooms() -> GlobRooms {
@@ -1112,9 +1118,8 @@ async fn connected_sockets_outlive_the_core_heartbeat_timeout() {
 
 #[tokio::test]
 async fn allowed_origins_apply_to_socketio_sockets() {
-    let mut config = base_config();
-    config.allowed_origins = vec!["https://app.example".to_owned()];
-    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let sio = SocketIoConfig::default().allowed_origins(["https://app.example"]);
+    let server = start_sio(builder(base_config()), sio).await;
     let mut h = Harness::start(&server).await;
     h.send(
         json!({"cmd": "connect", "name": "evil", "url": h.url, "path": "/io",

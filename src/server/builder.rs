@@ -72,17 +72,6 @@ impl ServerBuilder {
         self
     }
 
-    /// Sets the origins WebSocket upgrades may come from ([`ServerConfig::allowed_origins`]):
-    /// a missing or unlisted `Origin` is refused with HTTP 403. Empty allows any origin.
-    pub fn allowed_origins<I, O>(mut self, origins: I) -> Self
-    where
-        I: IntoIterator<Item = O>,
-        O: Into<String>,
-    {
-        self.config.allowed_origins = origins.into_iter().map(Into::into).collect();
-        self
-    }
-
     /// Sets the authenticate hook (required).
     pub fn authenticate(mut self, hook: impl Authenticator) -> Self {
         self.hooks.authenticator = Some(Arc::new(hook));

@@ -10,8 +10,6 @@ use crate::crypto::HandshakeConfig;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// WebSocket path. Defaults to `/ws`.
-    pub path: String,
     /// Who must encrypt, and in which profile (see [`EncryptionPolicy`] for the table).
     /// Defaults to [`EncryptionPolicy::Optional`].
     pub encryption: EncryptionPolicy,
@@ -56,15 +54,6 @@ pub struct ServerConfig {
     /// an app with `ConnectInfo`). Behind a proxy every client shares the proxy's address, so
     /// this defaults to `None` (no per-address limit).
     pub max_connections_per_ip: Option<usize>,
-    /// WebSocket read buffer per connection, in bytes: allocated up front for every socket and
-    /// also the most read from the socket per call (a larger inbound message grows the buffer
-    /// to fit, but is read in steps of this size). Inbound traffic here is small (authenticate,
-    /// join, heartbeat), so the default of 512 bytes favours idle memory.
-    pub read_buffer_bytes: usize,
-    /// Bytes buffered before a write reaches the socket (flushes write everything anyway).
-    /// The buffer is freed each time it has been written out, so idle connections hold none.
-    /// Defaults to 8 KiB.
-    pub write_buffer_bytes: usize,
     /// Time each socket gets to receive its close frame (at shutdown and at every other
     /// close), and the most a reply sent straight to an authenticating or authenticated
     /// client (an error, `connected`) may take to be written: a client that does not read it
@@ -81,16 +70,6 @@ pub struct ServerConfig {
     /// server identity key). Whether it runs, and for whom, is `encryption`'s call. Defaults
     /// to [`HandshakeConfig::default`].
     pub handshake: HandshakeConfig,
-    /// Bearer token for the admin REST API; `None` disables every admin call (health then
-    /// answers without details). An empty or whitespace-only token is refused by
-    /// [`ServerConfig::validate`]. Defaults to `None`.
-    pub admin_token: Option<String>,
-    /// Origins (`scheme://host[:port]`, compared ASCII case-insensitively) a WebSocket upgrade
-    /// may come from. A request without an `Origin` header, or with one not listed, is refused
-    /// with HTTP 403. Empty, the default, allows any origin or none: browsers then let any web
-    /// page open a socket to the server with its users' cookies, so set it when the
-    /// authenticate hook relies on cookies.
-    pub allowed_origins: Vec<String>,
     /// Message history and recovery on reconnect (`docs/PROTOCOL.md`, §12). Defaults to
     /// [`HistoryConfig::default`]: off.
     pub history: HistoryConfig,
@@ -102,7 +81,6 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            path: "/ws".to_owned(),
             encryption: EncryptionPolicy::Optional,
             require_encrypted_inbound: false,
             auth_timeout: Duration::from_secs(5),
@@ -115,13 +93,9 @@ impl Default for ServerConfig {
             outbox_bytes: 4 * 1024 * 1024,
             max_connections: Some(default_max_connections()),
             max_connections_per_ip: None,
-            read_buffer_bytes: 512,
-            write_buffer_bytes: 8 * 1024,
             shutdown_timeout: Duration::from_secs(2),
             drain: Duration::ZERO,
             handshake: HandshakeConfig::default(),
-            admin_token: None,
-            allowed_origins: Vec::new(),
             history: HistoryConfig::default(),
             room_keys: super::RoomKeyConfig::default(),
         }
@@ -135,21 +109,12 @@ pub enum ConfigError {
     /// No authenticate hook was given.
     #[error("an authenticate hook is required")]
     MissingAuthenticator,
-    /// The WebSocket path does not start with `/`.
-    #[error("path must start with '/': {0:?}")]
-    InvalidPath(String),
     /// A limit is zero or out of range.
     #[error("invalid limit: {0}")]
     InvalidLimit(&'static str),
     /// A default room name is not a valid room name, or is shaped like a client id.
     #[error("invalid default room name: {0:?}")]
     InvalidRoom(String),
-    /// The admin token is empty or only whitespace (it would accept an empty bearer token).
-    #[error("the admin token must not be empty; leave it unset to disable the admin API")]
-    EmptyAdminToken,
-    /// An allowed origin is not of the form `scheme://host[:port]`.
-    #[error("invalid allowed origin: {0:?}")]
-    InvalidOrigin(String),
     /// A typed event handler was registered for a system event, or for an empty or overlong
     /// name (see [`ServerBuilder::on`](super::ServerBuilder::on)).
     #[error("cannot handle event {0:?}: a system event, or an empty or overlong name")]
@@ -196,9 +161,6 @@ impl ServerConfig {
     /// # Errors
     /// [`ConfigError`] naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.path.starts_with('/') {
-            return Err(ConfigError::InvalidPath(self.path.clone()));
-        }
         let limits = [
             (self.auth_timeout.is_zero(), "auth_timeout"),
             (self.heartbeat_interval.is_zero(), "heartbeat_interval"),
@@ -210,10 +172,6 @@ impl ServerConfig {
             (self.outbox_messages == 0, "outbox_messages"),
             (self.outbox_bytes == 0, "outbox_bytes"),
             (self.max_rooms_per_client == 0, "max_rooms_per_client"),
-            (
-                self.read_buffer_bytes < 256,
-                "read_buffer_bytes (at least 256)",
-            ),
             (self.max_connections == Some(0), "max_connections"),
             (
                 self.max_connections_per_ip == Some(0),
@@ -230,59 +188,13 @@ impl ServerConfig {
         {
             return Err(ConfigError::InvalidRoom(bad.clone()));
         }
-        if self
-            .admin_token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
-            return Err(ConfigError::EmptyAdminToken);
-        }
-        if let Some(bad) = self.allowed_origins.iter().find(|o| !valid_origin(o)) {
-            return Err(ConfigError::InvalidOrigin(bad.clone()));
-        }
         Ok(())
     }
-}
-
-/// An origin as browsers serialize it: `scheme://host[:port]`, no path, no whitespace; or
-/// `null` (sandboxed documents, `file:` pages).
-fn valid_origin(origin: &str) -> bool {
-    if origin == "null" {
-        return true;
-    }
-    let Some((scheme, host)) = origin.split_once("://") else {
-        return false;
-    };
-    !scheme.is_empty()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        && !host.is_empty()
-        && !host.contains('/')
-        && host.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn empty_admin_tokens_are_refused() {
-        for token in ["", " ", "\t\n "] {
-            let c = ServerConfig {
-                admin_token: Some(token.to_owned()),
-                ..ServerConfig::default()
-            };
-            assert_eq!(c.validate(), Err(ConfigError::EmptyAdminToken), "{token:?}");
-        }
-        let mut c = ServerConfig {
-            admin_token: Some("secret".to_owned()),
-            ..ServerConfig::default()
-        };
-        assert_eq!(c.validate(), Ok(()));
-        c.admin_token = None;
-        assert_eq!(c.validate(), Ok(()));
-    }
 
     #[test]
     fn connection_limits() {
@@ -304,26 +216,5 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::InvalidRoom(id)));
-    }
-
-    #[test]
-    fn allowed_origins_must_be_serialized_origins() {
-        for good in ["https://app.example", "http://127.0.0.1:8080", "null"] {
-            assert!(valid_origin(good), "{good}");
-        }
-        for bad in [
-            "",
-            "app.example",
-            "https://app.example/",
-            "https://",
-            "https://a b",
-        ] {
-            assert!(!valid_origin(bad), "{bad}");
-        }
-        let c = ServerConfig {
-            allowed_origins: vec!["https://ok.example".into(), "nope".into()],
-            ..ServerConfig::default()
-        };
-        assert_eq!(c.validate(), Err(ConfigError::InvalidOrigin("nope".into())));
     }
 }

@@ -23,8 +23,8 @@ use crate::server::Server;
 /// Largest batch accepted by `POST /socket/batch`.
 pub(crate) const MAX_BATCH: usize = 1000;
 
-pub(crate) fn routes(server: Server) -> Router<Server> {
-    let token = AdminToken::new(server.config().admin_token.as_deref());
+pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
+    let token = AdminToken::new(token);
     let protected = Router::new()
         .route("/socket/info", get(info))
         .route("/socket/clients", get(clients))

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::config::{HttpConfig, WsSettings};
 use super::front_door::{Head as Inspected, MAX_HEADERS, Refusal, inspect_head};
 use super::upgrade::{websocket, ws_config};
 use crate::server::{Server, UpgradeHead};
@@ -57,11 +58,11 @@ pub(super) async fn read(
     stream: TcpStream,
     peer: SocketAddr,
     server: &Server,
-    ws_path: &str,
+    ws: &WsSettings,
     timeout: std::time::Duration,
 ) -> Head {
     let (mut stream, rest, upgrade) =
-        match tokio::time::timeout(timeout, read_head(stream, peer, server, ws_path)).await {
+        match tokio::time::timeout(timeout, read_head(stream, peer, server, ws)).await {
             Err(_) => return Head::Gone,
             Ok(Err((stream, buf))) if !buf.is_empty() => {
                 return Head::Http(Prefixed::new(buf, stream));
@@ -93,7 +94,7 @@ pub(super) async fn read(
 /// Runs an upgraded connection to its end. The caller spawns it with
 /// [`Server::spawn_tracked`], like every WebSocket task, so that [`Server::shutdown`] waits
 /// for it.
-pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
+pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr, ws: Arc<WsSettings>) {
     let Socket {
         stream,
         rest,
@@ -104,12 +105,7 @@ pub(super) async fn run(socket: Socket, server: Server, remote: SocketAddr) {
     let _slot = slot;
     // Built without an `.await` and boxed, as in `upgrade`: this task then does not reserve
     // room for the connection twice for its whole life.
-    let conn = match websocket(
-        stream,
-        rest,
-        ws_config(&server),
-        server.config().write_buffer_bytes,
-    ) {
+    let conn = match websocket(stream, rest, ws_config(&server, &ws), ws.write_buffer_bytes) {
         Some(ws) => Box::pin(server.serve_upgraded(ws, Some(remote), head)),
         None => {
             tracing::error!("WebSocket setup did not complete synchronously");
@@ -136,11 +132,13 @@ pub struct AcceptedWebSocket<W> {
 /// parsing and [`super::front_door::decide`], the same 101, the same tungstenite limits and
 /// write coalescing as the connections [`super::serve`] hands to `server`, but the caller runs
 /// the socket instead of the sealwire protocol (conformance testing: `examples/autobahn_echo.rs`).
-/// `server` must be started. Anything but an accepted upgrade to `server`'s path, refusals
-/// included, is closed without an answer and gives `None`; [`super::serve`] answers those.
+/// `server` must be started; `http` gives the path, origins and buffers, as to the accept loop.
+/// Anything but an accepted upgrade to that path, refusals included, is closed without an
+/// answer and gives `None`; [`super::serve`] answers those.
 pub async fn accept_websocket(
     stream: TcpStream,
     server: &Server,
+    http: &HttpConfig,
 ) -> Option<
     AcceptedWebSocket<
         impl futures_util::Stream<Item = Result<Message, WsError>>
@@ -150,24 +148,19 @@ pub async fn accept_websocket(
         + 'static,
     >,
 > {
-    let timeout = super::HttpConfig::default().header_read_timeout;
+    let ws = http.websocket();
     let peer = stream.peer_addr().ok()?;
     let Head::Upgraded(Socket {
         stream,
         rest,
         slot,
         head,
-    }) = read(stream, peer, server, &server.config().path, timeout).await
+    }) = read(stream, peer, server, &ws, http.header_read_timeout).await
     else {
         return None;
     };
-    let socket = websocket(
-        stream,
-        rest,
-        ws_config(server),
-        server.config().write_buffer_bytes,
-    )?
-    .into_inner();
+    let socket =
+        websocket(stream, rest, ws_config(server, &ws), ws.write_buffer_bytes)?.into_inner();
     Some(AcceptedWebSocket {
         socket,
         request: head,
@@ -182,7 +175,7 @@ async fn read_head(
     mut stream: TcpStream,
     peer: SocketAddr,
     server: &Server,
-    ws_path: &str,
+    ws: &WsSettings,
 ) -> Result<(TcpStream, Vec<u8>, Parsed), (TcpStream, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     loop {
@@ -193,7 +186,7 @@ async fn read_head(
             Ok(0) | Err(_) => return Err((stream, buf)),
             Ok(_) => {}
         }
-        match parse(&buf, peer, server, ws_path) {
+        match parse(&buf, peer, server, ws) {
             (Parsed::Partial, _) if buf.len() < MAX_HEAD => {}
             (Parsed::Upgrade(up), head_len) => {
                 let rest = buf.split_off(head_len);
@@ -224,10 +217,10 @@ enum Parsed {
 /// hyper and the router, and so does an accepted upgrade that the server cannot take now (not
 /// ready, at `max_connections` or `max_connections_per_ip`), for the router's 503 or 429 from
 /// the same check.
-fn parse(buf: &[u8], peer: SocketAddr, server: &Server, ws_path: &str) -> (Parsed, usize) {
-    let (len, accept) = match inspect_head(buf, &server.config().allowed_origins) {
+fn parse(buf: &[u8], peer: SocketAddr, server: &Server, ws: &WsSettings) -> (Parsed, usize) {
+    let (len, accept) = match inspect_head(buf, &ws.allowed_origins) {
         Inspected::Partial => return (Parsed::Partial, 0),
-        Inspected::Complete { path, .. } if path != ws_path => return (Parsed::Other, 0),
+        Inspected::Complete { path, .. } if path != &*ws.path => return (Parsed::Other, 0),
         Inspected::Complete {
             decision: Err(refusal),
             ..

@@ -29,38 +29,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::config::{HttpConfig, WsSettings};
 use super::direct;
 use super::front_door::Refusal;
 use super::tls::TlsConfig;
 use crate::server::Server;
-
-/// HTTP-level limits of the accept loop.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct HttpConfig {
-    /// Time a client has to send complete request headers. Defaults to 10 s.
-    pub header_read_timeout: Duration,
-    /// Most concurrent HTTP connections still speaking HTTP (upgraded WebSockets are limited by
-    /// `ServerConfig::max_connections` instead). Defaults to 200,000.
-    pub max_tcp_connections: usize,
-    /// More routes served beside the WebSocket endpoint and the admin API (the demo page of
-    /// `sealwire serve --dev`, an application's own pages). Defaults to none.
-    pub routes: Option<axum::Router>,
-    /// Built-in TLS: serve `wss://` and `https://` on the listener instead of plaintext.
-    /// `None` (the default): plaintext.
-    pub tls: Option<TlsConfig>,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            max_tcp_connections: 200_000,
-            routes: None,
-            tls: None,
-        }
-    }
-}
 
 /// Accept-queue length requested by [`bind`] (the kernel caps it at `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: u32 = 8192;
@@ -123,13 +96,16 @@ pub async fn serve(listener: TcpListener, server: Server) -> std::io::Result<()>
 /// serving ([`TlsConfig::reload_interval`]).
 ///
 /// # Errors
-/// An I/O error if the bus cannot start.
+/// An I/O error if the bus cannot start; [`std::io::ErrorKind::InvalidInput`] with the
+/// [`HttpConfigError`](super::HttpConfigError) if `http` does not validate.
 pub async fn serve_with_shutdown(
     listener: TcpListener,
     server: Server,
     http: HttpConfig,
     signal: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    http.validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let tls = http.tls.as_ref().map(TlsConfig::acceptor).transpose()?;
     server.start().await.map_err(std::io::Error::other)?;
     let connections = TaskTracker::new();
@@ -178,11 +154,11 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout);
     let shared = Arc::new(Shared {
-        app: match http.routes {
-            Some(routes) => super::router(server.clone()).merge(routes),
-            None => super::router(server.clone()),
+        app: match &http.routes {
+            Some(routes) => super::router(server.clone(), &http).merge(routes.clone()),
+            None => super::router(server.clone(), &http),
         },
-        ws_path: server.config().path.as_str().into(),
+        ws: http.websocket(),
         builder,
         header_read_timeout: http.header_read_timeout,
     });
@@ -238,7 +214,8 @@ async fn accept_loop(
 /// What every connection task of one accept loop shares.
 struct Shared {
     app: axum::Router,
-    ws_path: Arc<str>,
+    /// The WebSocket endpoint's settings.
+    ws: Arc<WsSettings>,
     builder: hyper::server::conn::http1::Builder,
     header_read_timeout: Duration,
 }
@@ -257,7 +234,7 @@ async fn connection(
             stream,
             addr,
             &server,
-            &shared.ws_path,
+            &shared.ws,
             shared.header_read_timeout,
         );
         let stop = server.shutdown_started();
@@ -271,7 +248,12 @@ async fn connection(
             // No longer an HTTP connection: `max_connections` bounds it from now on.
             // A task of its own, so that this one, with what only HTTP needs, ends here.
             drop(permit);
-            server.spawn_tracked(direct::run(socket, server.clone(), addr));
+            server.spawn_tracked(direct::run(
+                socket,
+                server.clone(),
+                addr,
+                Arc::clone(&shared.ws),
+            ));
         }
         // Boxed: rare, and inline it would make the task of every WebSocket larger.
         direct::Head::Http(io) => {
@@ -328,7 +310,7 @@ async fn serve_http<I>(
 {
     let _permit = permit;
     let app = shared.app.clone();
-    let ws_path = Arc::clone(&shared.ws_path);
+    let ws = Arc::clone(&shared.ws);
     let ws_server = server.clone();
     // Shared by the clones hyper makes of the service; taken by the first request.
     let refused = Arc::new(std::sync::Mutex::new(refused));
@@ -346,8 +328,8 @@ async fn serve_http<I>(
         }
         // A request to the WebSocket path that `direct` left to HTTP still skips the router
         // (routing, extensions, body boxing); it would reach the same handler.
-        if req.uri().path() == &*ws_path {
-            let response = super::upgrade::upgrade(&ws_server, &mut req, Some(addr));
+        if req.uri().path() == &*ws.path {
+            let response = super::upgrade::upgrade(&ws_server, &ws, &mut req, Some(addr));
             return Either::Left(std::future::ready(Ok(response)));
         }
         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));

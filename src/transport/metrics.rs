@@ -11,8 +11,8 @@ use axum::routing::get;
 use super::admin::{AdminToken, require_token};
 use crate::server::Server;
 
-pub(crate) fn routes(server: &Server) -> Router<Server> {
-    let token = AdminToken::new(server.config().admin_token.as_deref());
+pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
+    let token = AdminToken::new(token);
     Router::new()
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(token, require_token))

@@ -3,6 +3,7 @@
 
 mod admin;
 mod coalesce;
+mod config;
 pub mod demo;
 mod direct;
 pub mod front_door;
@@ -14,8 +15,9 @@ mod tls;
 mod upgrade;
 mod ws_socket;
 
+pub use config::{HttpConfig, HttpConfigError};
 pub use direct::{AcceptedWebSocket, accept_websocket};
-pub use listener::{HttpConfig, LISTEN_BACKLOG, bind, bind_shared, serve, serve_with_shutdown};
+pub use listener::{LISTEN_BACKLOG, bind, bind_shared, serve, serve_with_shutdown};
 pub use tls::{DEFAULT_TLS_RELOAD_INTERVAL, TlsConfig};
 pub use ws_socket::WsSocket;
 
@@ -24,8 +26,9 @@ use axum::routing::any;
 
 use crate::server::Server;
 
-/// Builds the router: the WebSocket endpoint at `config().path` and the admin API under
-/// `/socket`. Every request to the WebSocket path, whatever its method, is answered by
+/// Builds the router: the WebSocket endpoint at `http.path` and the admin API under
+/// `/socket` (behind `http.admin_token`). Of `http`, the accept loop's own settings
+/// (`header_read_timeout`, `max_tcp_connections`, `routes`, `tls`) do not apply here. Every request to the WebSocket path, whatever its method, is answered by
 /// [`front_door::decide`], as in the accept loop. Mount it into an existing app with
 /// `Router::merge`.
 ///
@@ -34,7 +37,14 @@ use crate::server::Server;
 /// start has finished the WebSocket path answers 503 and health reports `unavailable`. A
 /// start that fails is logged at error level and the server stays unavailable: call
 /// [`Server::start`] yourself first to handle that error (a bus that cannot connect, say).
-pub fn router(server: Server) -> Router {
+///
+/// # Panics
+/// If `http` does not validate ([`HttpConfig::validate`]): a router that accepted an empty
+/// admin token, say, would be worse than none. Validate first to handle the error.
+pub fn router(server: Server, http: &HttpConfig) -> Router {
+    if let Err(e) = http.validate() {
+        panic!("invalid HttpConfig: {e}");
+    }
     if !server.is_ready()
         && let Ok(runtime) = tokio::runtime::Handle::try_current()
     {
@@ -45,10 +55,17 @@ pub fn router(server: Server) -> Router {
             }
         });
     }
-    let path = server.config().path.clone();
+    let token = http.admin_token.as_deref();
+    let door = upgrade::Door {
+        server: server.clone(),
+        ws: http.websocket(),
+    };
     Router::new()
-        .route(&path, any(upgrade::handle))
-        .merge(admin::routes(server.clone()))
-        .merge(metrics::routes(&server))
-        .with_state(server)
+        .route(&http.path, any(upgrade::handle))
+        .with_state(door)
+        .merge(
+            admin::routes(token)
+                .merge(metrics::routes(token))
+                .with_state(server),
+        )
 }

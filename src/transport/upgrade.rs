@@ -14,6 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::coalesce::{Coalesce, ServerWebSocket};
+use super::config::WsSettings;
 use super::front_door::{Refusal, UpgradeRequest, decide};
 use super::ws_socket::WsSocket;
 use crate::server::{Server, SlotRefused, UpgradeHead};
@@ -32,28 +33,35 @@ pub(super) fn refusal_response(refusal: Refusal) -> Response {
     r
 }
 
-/// The tungstenite configuration derived from the server's limits.
-pub(crate) fn ws_config(server: &Server) -> WebSocketConfig {
+/// The tungstenite configuration derived from the server's limits and the door's buffers.
+pub(crate) fn ws_config(server: &Server, ws: &WsSettings) -> WebSocketConfig {
     let cfg = server.config();
     WebSocketConfig::default()
-        .read_buffer_size(cfg.read_buffer_bytes)
+        .read_buffer_size(ws.read_buffer_bytes)
         // Coalescing happens in `Coalesce`, whose buffer is freed when it drains;
         // tungstenite's own write buffer never shrinks (see `super::coalesce`).
         .write_buffer_size(0)
         .max_write_buffer_size(
-            cfg.write_buffer_bytes + cfg.outbox_bytes.max(cfg.max_message_bytes) * 2,
+            ws.write_buffer_bytes + cfg.outbox_bytes.max(cfg.max_message_bytes) * 2,
         )
         .max_message_size(Some(cfg.max_message_bytes))
         .max_frame_size(Some(cfg.max_message_bytes))
 }
 
+/// The WebSocket endpoint's state: the server and the door's settings.
+#[derive(Clone)]
+pub(crate) struct Door {
+    pub(crate) server: Server,
+    pub(crate) ws: Arc<WsSettings>,
+}
+
 /// The WebSocket route of [`super::router`].
-pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Response {
+pub(crate) async fn handle(State(door): State<Door>, mut req: Request) -> Response {
     let remote = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    upgrade(&server, &mut req, remote)
+    upgrade(&door.server, &door.ws, &mut req, remote)
 }
 
 /// Checks an upgrade request with [`decide`], spawns the WebSocket task and returns the
@@ -61,11 +69,12 @@ pub(crate) async fn handle(State(server): State<Server>, mut req: Request) -> Re
 /// request to the WebSocket path that it left to HTTP.
 pub(crate) fn upgrade<B>(
     server: &Server,
+    ws: &WsSettings,
     req: &mut http::Request<B>,
     remote: Option<SocketAddr>,
 ) -> Response {
     let view = UpgradeRequest::from_http(req.method(), req.version(), req.headers());
-    let accept = match decide(&view, &server.config().allowed_origins) {
+    let accept = match decide(&view, &ws.allowed_origins) {
         Ok(accept) => accept.accept_key,
         Err(refusal) => {
             tracing::debug!(%refusal, ?remote, "upgrade refused");
@@ -96,8 +105,8 @@ pub(crate) fn upgrade<B>(
         std::mem::take(req.headers_mut()),
     ));
     let on_upgrade = hyper::upgrade::on(req);
-    let config = ws_config(server);
-    let write_buffer = server.config().write_buffer_bytes;
+    let config = ws_config(server, ws);
+    let write_buffer = ws.write_buffer_bytes;
     let task_server = server.clone();
     server.spawn_tracked(async move {
         // Held until the connection ends.

@@ -31,12 +31,14 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub struct TestServer {
     pub server: Server,
     pub addr: SocketAddr,
+    /// The WebSocket path.
+    pub path: String,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl TestServer {
     pub fn ws_url(&self) -> String {
-        format!("ws://{}{}", self.addr, self.server.config().path)
+        format!("ws://{}{}", self.addr, self.path)
     }
 
     pub fn http(&self, path: &str) -> String {
@@ -111,7 +113,6 @@ pub fn test_auth() -> impl Fn(
 
 pub fn base_config() -> ServerConfig {
     let mut c = ServerConfig::default();
-    c.admin_token = Some(ADMIN_TOKEN.to_owned());
     c.shutdown_timeout = Duration::from_millis(300);
     c
 }
@@ -141,19 +142,37 @@ pub fn echo_handler()
     }
 }
 
-/// Starts a server built from `builder` (which must have an authenticate hook).
+/// The door every test server gets unless a test asks otherwise: defaults, and the admin API
+/// behind [`ADMIN_TOKEN`].
+pub fn test_http() -> HttpConfig {
+    HttpConfig::with_admin_token(ADMIN_TOKEN)
+}
+
+/// Starts a server built from `builder` (which must have an authenticate hook) behind
+/// [`test_http`].
 pub async fn start_with(builder: ServerBuilder) -> TestServer {
+    start_with_http(builder, test_http()).await
+}
+
+/// Starts a server built from `builder` behind the door `http`.
+pub async fn start_with_http(builder: ServerBuilder, http: HttpConfig) -> TestServer {
     let server = builder.build().expect("valid server config");
+    let path = http.path.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let s = server.clone();
     let task = tokio::spawn(async move {
-        serve_with_shutdown(listener, s, HttpConfig::default(), std::future::pending()).await
+        serve_with_shutdown(listener, s, http, std::future::pending()).await
     });
     wait_for(|| server.is_ready()).await;
-    TestServer { server, addr, task }
+    TestServer {
+        server,
+        addr,
+        path,
+        task,
+    }
 }
 
 /// Starts a server with the test authenticator and `config`.

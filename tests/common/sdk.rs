@@ -27,10 +27,15 @@ pub async fn start_on(addr: SocketAddr, builder: ServerBuilder) -> TestServer {
     let listener = listener.expect("rebind the address");
     let s = server.clone();
     let task = tokio::spawn(async move {
-        serve_with_shutdown(listener, s, HttpConfig::default(), std::future::pending()).await
+        serve_with_shutdown(listener, s, super::test_http(), std::future::pending()).await
     });
     wait_for(|| server.is_ready()).await;
-    TestServer { server, addr, task }
+    TestServer {
+        server,
+        addr,
+        path: HttpConfig::default().path,
+        task,
+    }
 }
 
 /// The next event, failing the test after `RECV_TIMEOUT`.

@@ -82,7 +82,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token = Some(token);
     }
     let mut config = ServerConfig::default();
-    config.path = args.path;
+    let mut http = HttpConfig::default();
+    http.path = args.path;
     config.encryption = if args.refuse_compat {
         EncryptionPolicy::HardenedOnly
     } else if args.require_encryption {
@@ -116,13 +117,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_connections_per_ip = args.max_connections_per_ip;
     // The demo page's link carries the admin token in its fragment (never sent to the server).
     let demo_token = args.dev.then(|| admin_token.clone()).flatten();
-    config.admin_token = admin_token;
-    config.allowed_origins = args
+    http.admin_token = admin_token;
+    http.allowed_origins = args
         .allowed_origins
         .into_iter()
         .map(|o| o.trim().to_owned())
         .filter(|o| !o.is_empty())
         .collect();
+    http.validate().context("invalid configuration")?;
 
     // `@socket.io/redis-emitter` messages carry no seal: with a bus key, where only key
     // holders may publish to clients, they are not accepted.
@@ -202,7 +204,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .validate_rooms(GlobRooms::new(&allow).context("invalid --allow-rooms pattern")?);
     }
     let server = builder.build().context("invalid configuration")?;
-    let mut http = HttpConfig::default();
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let tls = TlsConfig::load(cert, key).context("cannot start TLS")?;
         reload_on_sighup(tls.clone())?;
@@ -218,18 +219,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    println!(
-        "sealwire listening on {scheme}://{local}{}",
-        server.config().path
-    );
+    println!("sealwire listening on {scheme}://{local}{}", http.path);
     #[cfg(feature = "socketio")]
     if args.socketio_path != "off" {
-        if !args.socketio_path.starts_with('/') || args.socketio_path == server.config().path {
+        if !args.socketio_path.starts_with('/') || args.socketio_path == http.path {
             bail!("--socketio-path must start with / and differ from --path (or be `off`)");
         }
         let sio = sealwire::transport::socketio::SocketIoConfig::default()
             .path(args.socketio_path.clone())
-            .auth_timeout(Duration::from_millis(args.socketio_auth_timeout_ms));
+            .auth_timeout(Duration::from_millis(args.socketio_auth_timeout_ms))
+            .allowed_origins(http.allowed_origins.clone());
         let web = if http.tls.is_some() { "https" } else { "http" };
         println!("socket.io listening on {web}://{local}{}/", sio.path);
         http.routes = Some(sealwire::transport::socketio::router(server.clone(), sio));

@@ -87,7 +87,7 @@ pub(super) fn connect(
         .extensions
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    if !origin_allowed(&parts.headers, &server.config().allowed_origins) || !server.is_ready() {
+    if !origin_allowed(&parts.headers, &config.allowed_origins) || !server.is_ready() {
         tracing::debug!(
             ?remote,
             "socket.io connection refused (origin or not ready)"

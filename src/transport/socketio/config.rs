@@ -29,6 +29,10 @@ pub struct SocketIoConfig {
     /// Inbound events that may wait for the connection task before newer ones are dropped.
     /// Defaults to 64.
     pub inbound_queue: usize,
+    /// Origins (`scheme://host[:port]`) a Socket.IO connection may come from, by the same rule
+    /// as `HttpConfig::allowed_origins` for `/ws`: with a list, a connection without exactly
+    /// one listed `Origin` is refused. Empty, the default, allows any.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for SocketIoConfig {
@@ -42,6 +46,7 @@ impl Default for SocketIoConfig {
             default_rooms: vec!["io-default".to_owned(), "io-notification".to_owned()],
             max_buffer_packets: 256,
             inbound_queue: 64,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -76,6 +81,17 @@ impl SocketIoConfig {
         R: Into<String>,
     {
         self.default_rooms = rooms.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`SocketIoConfig::allowed_origins`].
+    #[must_use]
+    pub fn allowed_origins<I, O>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = O>,
+        O: Into<String>,
+    {
+        self.allowed_origins = origins.into_iter().map(Into::into).collect();
         self
     }
 

@@ -54,7 +54,14 @@ use crate::server::Server;
 /// serve_with_shutdown(listener, server, http, std::future::pending()).await?;
 /// # Ok(()) }
 /// ```
+///
+/// # Panics
+/// If an entry of [`SocketIoConfig::allowed_origins`] is not of the form
+/// `scheme://host[:port]` (as `HttpConfig::validate` refuses it for `/ws`).
 pub fn router(server: Server, config: SocketIoConfig) -> Router {
+    if let Err(e) = super::config::check_origins(&config.allowed_origins) {
+        panic!("invalid SocketIoConfig: {e}");
+    }
     let config = Arc::new(config);
     let path = config.base_path().to_owned();
     let max_payload = u64::try_from(server.config().max_message_bytes).unwrap_or(u64::MAX);
