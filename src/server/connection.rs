@@ -285,16 +285,31 @@ where
     }
 
     async fn write_batch(&mut self) -> Result<(), SocketError> {
+        // Counted once per batch: the counters are shared by every connection's thread.
+        // (Two `u32`s: this state lives in every connection's task.)
+        let (mut messages, mut bytes) = (0u32, 0u32);
         for _ in 0..MAX_BATCH {
-            match self.handle.pop() {
-                Some(out) => self.feed(out).await?,
-                None => break,
+            let Some(out) = self.handle.pop() else {
+                break;
+            };
+            match self.feed(out).await {
+                Ok(Some(len)) => {
+                    messages += 1;
+                    bytes = bytes.saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.server.0.metrics.out_batch(messages, bytes);
+                    return Err(e);
+                }
             }
         }
+        self.server.0.metrics.out_batch(messages, bytes);
         self.socket.flush().await
     }
 
-    async fn feed(&mut self, out: Outbound) -> Result<(), SocketError> {
+    /// Hands one outbound item to the socket; `Some(len)` for a data message of `len` bytes.
+    async fn feed(&mut self, out: Outbound) -> Result<Option<usize>, SocketError> {
         match out {
             Outbound::Ping => {
                 // Once per heartbeat interval an encrypted connection drops its expanded AES
@@ -304,23 +319,23 @@ where
                 if let Some(session) = &mut self.session {
                     session.compact();
                 }
-                self.socket.feed(Outgoing::Ping).await
+                self.socket.feed(Outgoing::Ping).await.map(|()| None)
             }
             Outbound::Message(frame) => match self.render(&frame) {
-                Some(text) => {
-                    let text = self.server.0.metrics.out(text);
-                    self.socket.feed(Outgoing::Text(text)).await
-                }
-                None => Ok(()),
+                Some(text) => self.feed_text(text).await,
+                None => Ok(None),
             },
             Outbound::RoomKey(grant) => match self.render_grant(&grant) {
-                Some(text) => {
-                    let text = self.server.0.metrics.out(text);
-                    self.socket.feed(Outgoing::Text(text)).await
-                }
-                None => Ok(()),
+                Some(text) => self.feed_text(text).await,
+                None => Ok(None),
             },
         }
+    }
+
+    async fn feed_text(&mut self, text: Text) -> Result<Option<usize>, SocketError> {
+        let len = text.len();
+        self.socket.feed(Outgoing::Text(text)).await?;
+        Ok(Some(len))
     }
 
     /// The close code for a deadline that passed: 4001 before authentication, 4006 after.

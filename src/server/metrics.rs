@@ -282,6 +282,15 @@ impl Metrics {
         text
     }
 
+    /// Counts `messages` data messages of `bytes` in all, written in one batch.
+    #[inline]
+    pub(crate) fn out_batch(&self, messages: u32, bytes: u32) {
+        if messages > 0 {
+            self.messages_out.inc_by(u64::from(messages));
+            self.bytes_out.inc_by(u64::from(bytes));
+        }
+    }
+
     /// Counts a message read from a client.
     #[inline]
     pub(crate) fn inbound(&self, frame: &Incoming) {

@@ -184,6 +184,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
         if this.buf.is_empty() {
             this.started = this.started.min(data.len());
         }
+        if this.buf.capacity() == 0 {
+            // One allocation for the whole batch, rather than growing it frame by frame.
+            this.buf.reserve(this.limit.max(data.len()));
+        }
         this.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
     }
