@@ -172,7 +172,7 @@ where
         } else {
             None
         };
-        self.admit(identity, hello.as_ref(), recover).await
+        self.admit(identity, hello, recover).await
     }
 
     /// Hardened profile, step 2: the sealed `authenticate` (the key confirmation has been
@@ -250,7 +250,7 @@ where
     async fn admit(
         &mut self,
         identity: Identity,
-        hello: Option<&ServerHello>,
+        hello: Option<ServerHello>,
         recover: Option<RecoverRequest>,
     ) -> Option<Exit> {
         let info = Arc::new(ClientInfo {
@@ -291,8 +291,9 @@ where
             profile: None,
             extra: serde_json::Map::new(),
         };
+        let plain = hello.is_some() || self.session.is_none();
         if let Some(hello) = hello {
-            hello.apply_to(&mut connected);
+            hello.move_into(&mut connected);
         }
         if self.handle.holds_room_keys() {
             connected
@@ -300,7 +301,7 @@ where
                 .insert("roomKeys".to_owned(), Value::from(room::EXTENSION_ID));
         }
         let data = serde_json::to_string(&connected).unwrap_or_default();
-        if hello.is_some() || self.session.is_none() {
+        if plain {
             if self
                 .send_plain(frame_json(event::CONNECTED, &data))
                 .await

@@ -87,6 +87,14 @@ pub enum Interest {
     Lost(BusTarget),
 }
 
+/// What [`Registry::join_one`] did: joined, was a member already, or the client is at its
+/// room limit (or unknown).
+enum Joined {
+    Yes,
+    Already,
+    Full,
+}
+
 /// A snapshot of one client for the admin API.
 #[derive(Debug, Clone)]
 pub struct ClientSnapshot {
@@ -186,7 +194,9 @@ impl Registry {
         user.insert(Arc::clone(&key));
         out.push(Interest::Gained(BusTarget::Client(String::from(&*key))));
         entry.info = Some(info);
-        self.join(id, rooms.iter().cloned(), usize::MAX, out);
+        for room in rooms {
+            self.join_one(id, room, usize::MAX, out);
+        }
     }
 
     /// Replaces an authenticated client's info (a refresh: same user, new metadata/expiry).
@@ -209,28 +219,58 @@ impl Registry {
         max_rooms: usize,
         out: &mut Vec<Interest>,
     ) -> Vec<String> {
-        let Some(entry) = self.clients.get_mut(id) else {
-            return Vec::new();
-        };
         let mut joined = Vec::new();
         for room in rooms {
-            if entry.rooms.len() >= max_rooms {
-                break;
+            match self.join_one(id, &room, max_rooms, out) {
+                Joined::Yes => joined.push(room),
+                Joined::Already => {}
+                Joined::Full => break,
             }
-            if entry.rooms.contains(&room) {
-                continue;
-            }
-            let members = self.rooms.entry(room.clone()).or_default();
-            if members.is_empty() {
-                out.push(Interest::Gained(BusTarget::Room(room.clone())));
-            }
-            members.insert(Arc::clone(&entry.handle.id));
-            self.clock += 1;
-            self.generations.insert(room.clone(), self.clock);
-            entry.rooms.insert(room.clone());
-            joined.push(room);
         }
         joined
+    }
+
+    /// Joins one room (at most `max_rooms` in total). The room's name is copied only where
+    /// it is stored: a room or generation already indexed keeps its key, and the caller keeps
+    /// `room` (authentication joins without collecting what was joined).
+    fn join_one(
+        &mut self,
+        id: &str,
+        room: &str,
+        max_rooms: usize,
+        out: &mut Vec<Interest>,
+    ) -> Joined {
+        let Some(entry) = self.clients.get_mut(id) else {
+            return Joined::Full;
+        };
+        if entry.rooms.len() >= max_rooms {
+            return Joined::Full;
+        }
+        if entry.rooms.contains(room) {
+            return Joined::Already;
+        }
+        let member = Arc::clone(&entry.handle.id);
+        entry.rooms.insert(room.to_owned());
+        match self.rooms.get_mut(room) {
+            Some(members) if !members.is_empty() => {
+                members.insert(member);
+            }
+            _ => {
+                out.push(Interest::Gained(BusTarget::Room(room.to_owned())));
+                self.rooms
+                    .entry(room.to_owned())
+                    .or_default()
+                    .insert(member);
+            }
+        }
+        self.clock += 1;
+        match self.generations.get_mut(room) {
+            Some(generation) => *generation = self.clock,
+            None => {
+                self.generations.insert(room.to_owned(), self.clock);
+            }
+        }
+        Joined::Yes
     }
 
     /// Leaves rooms the client is in; returns the rooms left.

@@ -143,8 +143,13 @@ impl ServerHello {
 
     /// Writes the handshake fields into a compatibility-profile `connected` payload.
     pub fn apply_to(&self, connected: &mut ConnectedPayload) {
-        connected.server_public_key = Some(self.server_public_key.clone());
-        connected.salt = Some(self.salt.clone());
+        self.clone().move_into(connected);
+    }
+
+    /// [`ServerHello::apply_to`] without copying the fields: the server's own `connected`.
+    pub(crate) fn move_into(self, connected: &mut ConnectedPayload) {
+        connected.server_public_key = Some(self.server_public_key);
+        connected.salt = Some(self.salt);
         connected.profile = self.profile.map(str::to_owned);
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -152,9 +157,9 @@ impl ServerHello {
             }
         };
         put("rekeyAfter", self.rekey_after.map(Value::from));
-        put("confirm", self.confirm.clone().map(Value::from));
-        put("identityKey", self.identity_key.clone().map(Value::from));
-        put("signature", self.signature.clone().map(Value::from));
+        put("confirm", self.confirm.map(Value::from));
+        put("identityKey", self.identity_key.map(Value::from));
+        put("signature", self.signature.map(Value::from));
     }
 }
 
