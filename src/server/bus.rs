@@ -14,7 +14,8 @@ use crate::protocol::{BusEnvelope, BusTarget};
 /// Receives envelopes from other instances. Handed to the bus by [`Bus::start`].
 #[derive(Clone)]
 pub struct BusInbox {
-    deliver: Arc<dyn Fn(BusEnvelope) + Send + Sync>,
+    /// Delivers; true when the server's publishing turn is over ([`BusInbox::deliver_paced`]).
+    deliver: Arc<dyn Fn(BusEnvelope) -> bool + Send + Sync>,
     interests: Arc<dyn Fn() -> Vec<crate::protocol::BusTarget> + Send + Sync>,
 }
 
@@ -30,6 +31,21 @@ impl BusInbox {
         deliver: impl Fn(BusEnvelope) + Send + Sync + 'static,
         interests: impl Fn() -> Vec<crate::protocol::BusTarget> + Send + Sync + 'static,
     ) -> Self {
+        Self::paced(
+            move |envelope| {
+                deliver(envelope);
+                false
+            },
+            interests,
+        )
+    }
+
+    /// An inbox whose delivery function says when the burst it delivers should give the
+    /// connections a turn.
+    pub(crate) fn paced(
+        deliver: impl Fn(BusEnvelope) -> bool + Send + Sync + 'static,
+        interests: impl Fn() -> Vec<crate::protocol::BusTarget> + Send + Sync + 'static,
+    ) -> Self {
         Self {
             deliver: Arc::new(deliver),
             interests: Arc::new(interests),
@@ -39,7 +55,17 @@ impl BusInbox {
     /// Delivers an envelope to this server's local clients. Never blocks; envelopes from the
     /// server itself are ignored.
     pub fn deliver(&self, envelope: BusEnvelope) {
-        (self.deliver)(envelope);
+        let _ = (self.deliver)(envelope);
+    }
+
+    /// Delivers like [`BusInbox::deliver`], then yields to the runtime when the server's
+    /// publishing turn is over, so that a burst arriving from the bus is written to every
+    /// recipient a little at a time instead of filling every outbox first (the same turns as
+    /// local publishing: BENCHMARKS.md, "Fair bursts"). For a bus's receive loop.
+    pub async fn deliver_paced(&self, envelope: BusEnvelope) {
+        if (self.deliver)(envelope) {
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Every room/user/client the server has a local member for, to resubscribe after a
@@ -314,6 +340,26 @@ mod tests {
             Vec::new,
         );
         (inbox, n)
+    }
+
+    /// On a current-thread runtime a spawned task runs only when the delivering task yields.
+    #[tokio::test(flavor = "current_thread")]
+    async fn paced_delivery_yields_only_when_the_turn_is_over() {
+        for over in [false, true] {
+            let inbox = BusInbox::paced(move |_| over, Vec::new);
+            let ran = Arc::new(AtomicUsize::new(0));
+            let flag = Arc::clone(&ran);
+            let other = tokio::spawn(async move {
+                flag.fetch_add(1, Ordering::SeqCst);
+            });
+            inbox.deliver_paced(envelope("other")).await;
+            assert_eq!(
+                ran.load(Ordering::SeqCst),
+                usize::from(over),
+                "over: {over}"
+            );
+            other.await.expect("task");
+        }
     }
 
     #[tokio::test]

@@ -235,8 +235,10 @@ impl Server {
         recipients.iter().filter(|r| r.push(frame)).count()
     }
 
-    /// Delivers an envelope that arrived from the bus (ignores this server's own).
-    pub(crate) fn deliver_remote(&self, env: BusEnvelope) {
+    /// Delivers an envelope that arrived from the bus (ignores this server's own). Returns
+    /// whether the publishing turn is over ([`super::turns`]): a bus delivering a burst
+    /// should then yield to the connections before it delivers more.
+    pub(crate) fn deliver_remote(&self, env: BusEnvelope) -> bool {
         // Kept in the shared store: it comes back to every instance, this one included.
         let kept = env.kept.is_some()
             && self
@@ -245,31 +247,36 @@ impl Server {
                 .as_ref()
                 .is_some_and(|h| h.shared().is_some());
         if env.server_id == self.0.server_id && !kept {
-            return;
+            return false;
         }
         if EventName::check(&env.event).is_err() {
             tracing::debug!(event = %env.event, "dropping bus message with an invalid event name");
-            return;
+            return false;
         }
-        if kept {
-            return self.deliver_kept(env);
-        }
-        match self.frame(&env.event, env.data) {
-            Ok(frame) => {
-                self.deliver_local(&env.target, &frame, &env.exclude);
+        let queued = if kept {
+            self.deliver_kept(env)
+        } else {
+            match self.frame(&env.event, env.data) {
+                Ok(frame) => self.deliver_local(&env.target, &frame, &env.exclude).0,
+                Err(e) => {
+                    tracing::debug!(event = %env.event, error = %e, "dropping bus message");
+                    0
+                }
             }
-            Err(e) => tracing::debug!(event = %env.event, error = %e, "dropping bus message"),
-        }
+        };
+        self.0.turns.queued(queued)
     }
 
     /// Delivers a publication the shared store kept, positioned, in the order the bus hands
     /// them over (the store's offset order). One to a stream without history here (the
-    /// instances disagree on what is kept) is delivered without a position.
-    fn deliver_kept(&self, env: BusEnvelope) {
+    /// instances disagree on what is kept) is delivered without a position. Returns how
+    /// many local clients it was queued for.
+    fn deliver_kept(&self, env: BusEnvelope) -> usize {
         let frame = match self.frame(&env.event, env.data) {
             Ok(frame) => frame,
             Err(e) => {
-                return tracing::debug!(event = %env.event, error = %e, "dropping bus message");
+                tracing::debug!(event = %env.event, error = %e, "dropping bus message");
+                return 0;
             }
         };
         let stream = self
@@ -284,7 +291,7 @@ impl Server {
                 .echoes()
                 .is_late_copy(stream, &frame.event, frame.data.get())
         {
-            return;
+            return 0;
         }
         let (frame, delivered) = match (stream, env.kept) {
             (Some(stream), Some(at)) => {
@@ -294,10 +301,11 @@ impl Server {
             }
             _ => (frame, None),
         };
-        self.fan_out(&env.target, &frame, &env.exclude);
+        let queued = self.fan_out(&env.target, &frame, &env.exclude);
         if let (Some(history), Some((stream, at))) = (&self.0.history, delivered) {
             history.echoes().delivered(&stream, &at);
         }
+        queued
     }
 
     /// Waits (at most [`SUBSCRIBE_WAIT`]) until this instance receives live publications of

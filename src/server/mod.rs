@@ -174,11 +174,10 @@ impl Server {
         }
         let weak = Arc::downgrade(&self.0);
         let weak2 = weak.clone();
-        let inbox = BusInbox::new(
+        let inbox = BusInbox::paced(
             move |env| {
-                if let Some(shared) = weak.upgrade() {
-                    Server(shared).deliver_remote(env);
-                }
+                weak.upgrade()
+                    .is_some_and(|shared| Server(shared).deliver_remote(env))
             },
             move || {
                 weak2

@@ -112,7 +112,11 @@ impl Inner {
             tokio::select! {
                 () = self.cancel.cancelled() => return None,
                 msg = stream.next() => match msg {
-                    Some(msg) => self.handle(&msg, inbox, opener),
+                    Some(msg) => {
+                        if let Some(env) = self.handle(&msg, opener) {
+                            inbox.deliver_paced(env).await;
+                        }
+                    }
                     None => return Some("connection closed".to_owned()),
                 },
                 () = self.interest_changed.notified(), if self.mode == SubscriptionMode::Interest => {
@@ -130,9 +134,11 @@ impl Inner {
         }
     }
 
-    fn handle(&self, msg: &redis::Msg, inbox: &BusInbox, opener: &mut Option<Opener>) {
+    /// Checks one message from Redis: the envelope to deliver, or `None` (counted and
+    /// logged) when it is rejected.
+    fn handle(&self, msg: &redis::Msg, opener: &mut Option<Opener>) -> Option<BusEnvelope> {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let reject = |why: &str| {
+        let reject = |why: &str| -> Option<BusEnvelope> {
             let n = self.stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(
@@ -148,6 +154,7 @@ impl Inner {
                     "dropping bus message"
                 );
             }
+            None
         };
         let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
             return reject("payload is not UTF-8");
@@ -171,6 +178,6 @@ impl Inner {
                 }
             }
         }
-        inbox.deliver(env);
+        Some(env)
     }
 }
