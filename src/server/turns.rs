@@ -15,6 +15,8 @@
 //!
 //! The turns belong to the server, not to a thread or a task: concurrent publishers share
 //! them, and a publisher that resumes on another worker thread after yielding keeps its place.
+//! Publications arriving from the bus count too: the bus's receive loop yields through
+//! [`BusInbox::deliver_paced`](super::BusInbox::deliver_paced) when a turn is over.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
