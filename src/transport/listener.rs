@@ -153,12 +153,15 @@ async fn accept_loop(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout);
+    // Validated and started by `serve_with_shutdown` already.
+    let ws = http.websocket();
+    let app = super::routes(server.clone(), &http, Arc::clone(&ws));
     let shared = Arc::new(Shared {
         app: match &http.routes {
-            Some(routes) => super::router(server.clone(), &http).merge(routes.clone()),
-            None => super::router(server.clone(), &http),
+            Some(routes) => app.merge(routes.clone()),
+            None => app,
         },
-        ws: http.websocket(),
+        ws,
         builder,
         header_read_timeout: http.header_read_timeout,
     });

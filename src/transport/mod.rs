@@ -28,7 +28,8 @@ use crate::server::Server;
 
 /// Builds the router: the WebSocket endpoint at `http.path` and the admin API under
 /// `/socket` (behind `http.admin_token`). Of `http`, the accept loop's own settings
-/// (`header_read_timeout`, `max_tcp_connections`, `routes`, `tls`) do not apply here. Every request to the WebSocket path, whatever its method, is answered by
+/// (`header_read_timeout`, `max_tcp_connections`, `routes`, `tls`) do not apply here. Every
+/// request to the WebSocket path, whatever its method, is answered by
 /// [`front_door::decide`], as in the accept loop. Mount it into an existing app with
 /// `Router::merge`.
 ///
@@ -55,10 +56,16 @@ pub fn router(server: Server, http: &HttpConfig) -> Router {
             }
         });
     }
+    routes(server, http, http.websocket())
+}
+
+/// The routes of [`router`] for a validated `http` whose WebSocket settings are `ws` (the
+/// accept loop shares them with its own upgrade path).
+fn routes(server: Server, http: &HttpConfig, ws: std::sync::Arc<config::WsSettings>) -> Router {
     let token = http.admin_token.as_deref();
     let door = upgrade::Door {
         server: server.clone(),
-        ws: http.websocket(),
+        ws,
     };
     Router::new()
         .route(&http.path, any(upgrade::handle))
