@@ -20,9 +20,14 @@
 // server receives the publications in no fixed order, so it means something with
 // `--concurrency 1` only.
 //
+// `--door ws`: the same clients, handshake, WebCrypto and burst over sealwire's WebSocket door
+// (`--ws-path`, default `/ws`) instead of Socket.IO, so that the two doors of one server are
+// compared under exactly the same client load (a client's speed decides how many messages
+// each server write carries).
+//
 //   node benches/sio/load.mjs --url http://127.0.0.1:8080 --path /io --rest http://127.0.0.1:8080/socket \
 //       --server-pid PID [--admin-token T] [--clients 500] [--count 200] [--size 200] [--concurrency 32] \
-//       [--procs 1] [--encrypted]
+//       [--procs 1] [--encrypted] [--door io|ws] [--ws-path /ws]
 import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -38,6 +43,9 @@ const args = Object.fromEntries(
 const url = args.url ?? "http://127.0.0.1:8080";
 const path = args.path ?? "/io";
 const encrypted = args.encrypted === "1" || args.encrypted === "true";
+const door = args.door ?? "io";
+const wsPath = args["ws-path"] ?? "/ws";
+if (door !== "io" && door !== "ws") throw new Error(`--door must be io or ws, not ${door}`);
 
 /** Milliseconds since the epoch, sub-millisecond, comparable between processes. */
 const wallMs = () => performance.timeOrigin + performance.now();
@@ -49,6 +57,7 @@ else await runMain();
 // One process's share of the clients: `--from` to `--to` (exclusive).
 async function runClients() {
   const { io } = await import("socket.io-client");
+  const { WebSocket } = await import("ws");
   const { ClientHandshake } = await import("../../sdk/js/src/crypto.js");
   const from = Number(args.from);
   const to = Number(args.to);
@@ -60,11 +69,62 @@ async function runClients() {
   let plaintextEvents = 0;
   let outOfOrder = 0;
 
+  /** A `/ws` client that looks like a Socket.IO one to the counting code below: `on(event)`
+   * handlers get the frame's `data`, `onAny` every event name, `emit("authenticate")` sends the
+   * same credentials the Socket.IO handshake carries. */
+  function wsSocket(auth) {
+    const target = new URL(wsPath, url.replace(/^http/, "ws"));
+    const ws = new WebSocket(target);
+    const handlers = new Map();
+    const any = [];
+    let authenticated = false;
+    const fire = (name, data) => {
+      for (const f of handlers.get(name) ?? []) f(data);
+    };
+    // A server frame, as socket.io-client reports an event (`onAny` sees these only).
+    const event = (name, data) => {
+      for (const f of any) f(name, data);
+      fire(name, data);
+    };
+    ws.on("open", () => fire("connect"));
+    ws.on("error", (e) => fire("connect_error", e));
+    ws.on("message", (raw) => {
+      let frame;
+      try {
+        frame = JSON.parse(raw.toString());
+      } catch {
+        return;
+      }
+      if (frame.event === "connected") {
+        authenticated = true;
+        event("authenticated", frame.data);
+      } else if (frame.event === "error" && !authenticated) event("unauthenticated", frame.data);
+      else event(frame.event, frame.data);
+    });
+    return {
+      on(name, f) {
+        handlers.set(name, [...(handlers.get(name) ?? []), f]);
+      },
+      onAny(f) {
+        any.push(f);
+      },
+      emit(name) {
+        if (name === "authenticate") ws.send(JSON.stringify({ event: "authenticate", data: auth }));
+      },
+      close() {
+        ws.close();
+      },
+    };
+  }
+
   async function connectOne(i) {
     const hs = encrypted ? await ClientHandshake.create({ profile: "compat" }) : null;
     const auth = { token: `load-${i}` };
     if (hs) auth.publicKey = hs.publicKeyBase64;
-    const socket = io(url, { path, transports: ["websocket"], auth, reconnection: false, forceNew: true });
+    const socket =
+      door === "ws"
+        ? wsSocket(auth)
+        : io(url, { path, transports: ["websocket"], auth, reconnection: false, forceNew: true });
     sockets.push(socket);
     const client = { lat: [], prev: -1 };
     mine.push(client);
@@ -156,7 +216,7 @@ async function runMain() {
   };
 
   const self = fileURLToPath(import.meta.url);
-  const passOn = ["--url", url, "--path", path, ...(encrypted ? ["--encrypted", "1"] : [])];
+  const passOn = ["--url", url, "--path", path, "--door", door, "--ws-path", wsPath, ...(encrypted ? ["--encrypted", "1"] : [])];
   const children = Array.from({ length: procs }, (_, k) => {
     const from = Math.floor((clients * k) / procs);
     const to = Math.floor((clients * (k + 1)) / procs);
@@ -204,6 +264,7 @@ async function runMain() {
       tool: "sealwire-sio-load",
       label,
       encrypted,
+      door,
       procs,
       clients,
       count,
