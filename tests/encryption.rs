@@ -93,6 +93,44 @@ async fn required_encryption_without_public_key_closes_4004() {
     s.stop().await;
 }
 
+/// A policy that refuses plaintext clients refuses them before the authenticate hook: their
+/// credentials never reach it, and a valid, an invalid and a missing token get the same 4004
+/// (the answer tells nothing about the token).
+#[tokio::test]
+async fn plaintext_clients_are_refused_before_the_authenticate_hook() {
+    for policy in [EncryptionPolicy::Required, EncryptionPolicy::HardenedOnly] {
+        let mut config = base_config();
+        config.encryption = policy;
+        let called = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&called);
+        let auth = test_auth();
+        let s = start_with(builder(config).authenticate(
+            move |req: sealwire::server::AuthRequest| {
+                seen.store(true, Ordering::SeqCst);
+                auth(req)
+            },
+        ))
+        .await;
+        for data in [json!({"token": "alice"}), json!({"token": ""}), json!({})] {
+            let mut c = s.client().await;
+            c.send_json(&json!({"event": "authenticate", "data": data}))
+                .await;
+            expect_handshake_failure(&mut c).await;
+        }
+        assert!(
+            !called.load(Ordering::SeqCst),
+            "{policy}: the hook saw a plaintext client's credentials"
+        );
+        // An encrypted client still goes through the hook.
+        if policy == EncryptionPolicy::Required {
+            let (_c, connected) = s.encrypted("bob").await;
+            assert_eq!(connected["data"]["userId"], "bob");
+            assert!(called.load(Ordering::SeqCst));
+        }
+        s.stop().await;
+    }
+}
+
 /// Every encryption policy against every kind of client, over real WebSockets: the table in
 /// `EncryptionPolicy`'s docs, and 4004 (never a plaintext session) wherever it says no.
 #[tokio::test]

@@ -144,11 +144,9 @@ where
             }
             Err(_) => AuthenticatePayload::default(),
         };
-        let recover = super::recovery::recover_request(&raw);
-        let identity = match self.identify(payload.token.clone(), raw).await {
-            Ok(identity) => identity,
-            Err(exit) => return Some(exit),
-        };
+        // Refused before the authenticate hook runs: a policy that refuses plaintext clients
+        // never hands their credentials to the hook, and the answer (4004) is the same
+        // whether the token is valid or not.
         if !offers_key && !policy.admits(Offer::Plaintext) {
             tracing::debug!(client = %self.handle.id, %policy, "no key while encryption is required");
             return Some(
@@ -156,6 +154,11 @@ where
                     .await,
             );
         }
+        let recover = super::recovery::recover_request(&raw);
+        let identity = match self.identify(payload.token.clone(), raw).await {
+            Ok(identity) => identity,
+            Err(exit) => return Some(exit),
+        };
         let hello = if offers_key {
             match self.establish(&payload) {
                 Some((hello, session)) if session.profile() == Profile::Compat => {
@@ -275,6 +278,7 @@ where
             registry.authenticate(id, registered, &rooms, changes);
         });
         self.state = ClientState::Authenticated;
+        self.socket.admitted(&info.id);
         self.handle.set_deadline(info.expires_at.map(instant_of));
         let profile = ConnProfile::of(self.session.as_ref().map(Session::profile));
         let elapsed = self.guard.auth_started.map(|t| t.elapsed());
