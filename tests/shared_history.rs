@@ -213,6 +213,46 @@ async fn trimmed_history_is_answered_recovered_false() {
     b.stop().await;
 }
 
+/// A batch from the admin API is published like any send: kept in the shared store with its
+/// offsets, so a client that missed it recovers it from the other instance.
+#[tokio::test]
+async fn admin_batches_are_kept_in_the_shared_history() {
+    let redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 100, None)).await;
+    let b = start_with(instance(&redis, 100, None)).await;
+    let (mut c, _, room) = joined(&a, None).await;
+    let epoch = room["epoch"].clone();
+    let messages: Vec<Value> = (1..=3)
+        .map(|n| json!({"destination": ROOM, "topic": "order", "data": {"n": n}}))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(a.http("/socket/batch"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "messages": messages }))
+        .send()
+        .await
+        .expect("batch");
+    assert!(r.status().is_success(), "{}", r.status());
+    for n in 1..=3 {
+        let m = c.recv_msg().await;
+        assert_eq!(
+            (m["data"]["n"].clone(), m["offset"].clone()),
+            (json!(n), json!(n)),
+            "{m}"
+        );
+    }
+    drop(c);
+    let (_, replayed, room) = joined(&b, Some(json!({"offset": 1, "epoch": epoch}))).await;
+    assert_eq!(room["recovered"], true, "{room}");
+    let ns: Vec<u64> = replayed
+        .iter()
+        .filter_map(|m| m["data"]["n"].as_u64())
+        .collect();
+    assert_eq!(ns, vec![2, 3]);
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A Redis restart loses the streams (no persistence): the next publication starts a new
 /// epoch, and a client recovering from the old one is told `recovered: false`.
 #[tokio::test]

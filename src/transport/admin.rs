@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::protocol::{BusTarget, EventName, RoomName, SendError, now_iso8601};
-use crate::publish::{Publish, PublishError};
+use crate::publish::{Publication, Publish, PublishError};
 use crate::server::Server;
 
 /// Largest batch accepted by `POST /socket/batch`.
@@ -386,19 +386,24 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
     }
     let mut prepared = Vec::with_capacity(b.messages.len());
     for (i, m) in b.messages.into_iter().enumerate() {
-        let raw = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
-        EventName::check(&m.topic)
+        let data = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
+        let event = EventName::new(m.topic)
             .map_err(|e| bad_request(format!("message {i}: {}", SendError::from(e))))?;
-        let frame = server
-            .frame(&m.topic, raw)
+        // The size limit, for the whole batch before the first message goes out.
+        server
+            .frame(event.as_str(), data.clone())
             .map_err(|e| bad_request(format!("message {i}: {e}")))?;
-        prepared.push((m.destination, frame));
+        prepared.push((m.destination, event, data));
     }
     let mut local = 0;
     let count = prepared.len();
-    for (destination, frame) in prepared {
+    // Each one published as `send()` publishes: history offsets, publishing turns, the bus.
+    for (destination, event, data) in prepared {
         let target = server.resolve_destination(destination.as_deref());
-        local += server.route_frame(target, &frame, &[]).local_recipients;
+        local += server
+            .publish(Publication::new(target, event, data))
+            .await?
+            .local_recipients;
     }
     Ok(Json(
         json!({ "ok": true, "count": count, "localRecipients": local }),
