@@ -336,7 +336,12 @@ impl Bridge {
 
     /// Emits one event; `false` when the socket is gone or cannot take more (a slow
     /// consumer, disconnected).
-    pub(super) fn emit(&self, socket: &SocketRef, name: &str, data: &Value) -> bool {
+    pub(super) fn emit<T: serde::Serialize + ?Sized>(
+        &self,
+        socket: &SocketRef,
+        name: &str,
+        data: &T,
+    ) -> bool {
         match socket.emit(name, data) {
             Ok(()) => true,
             Err(e) => {
