@@ -1,7 +1,7 @@
 //! What the core writes to a Socket.IO client's connection, turned into what its socket
 //! emits: `{"event":E,"data":D}` becomes event `E` with the one argument `D`; `connected`
 //! becomes `authenticated`; an authentication failure becomes `unauthenticated` before the
-//! disconnect. Pure: the pump ([`super::pump`]) does the emitting.
+//! disconnect. Pure: the socket's outlet ([`super::outlet`]) does the emitting.
 //!
 //! A delivery is read without building a JSON tree: the event name is borrowed from the
 //! frame, the data is its raw JSON text, emitted as is.

@@ -1,8 +1,8 @@
 //! The hardened profile (`sealwire-v2`) over Socket.IO: the frames of the `/ws` hardened
 //! flow ride unchanged as the one argument of event `sealwire`, in both directions, so the
 //! core's connection actor runs the very same handshake, key confirmation, sealed
-//! `authenticate` and record layer as on `/ws`. Pure: the pump ([`super::pump`]) does the
-//! emitting.
+//! `authenticate` and record layer as on `/ws`. Pure: the socket's outlet ([`super::outlet`]) does
+//! the emitting.
 //!
 //! ```text
 //! CONNECT auth {profile: "sealwire-v2"}          (no token, no publicKey)
@@ -79,7 +79,7 @@ pub(super) enum TunnelAction<'a> {
         frame: &'a RawValue,
     },
     /// The first sealed record (emit it): the sealed `connected`, or the error that precedes
-    /// a 4003/4004. The pump tells them apart by asking the core whether it admitted the
+    /// a 4003/4004. The outlet tells them apart by asking the core whether it admitted the
     /// client.
     FirstRecord(&'a RawValue),
     /// Emit `sealwire:close {code, reason}`, then disconnect.
