@@ -8,13 +8,18 @@
 //! core: connected                            -> ping {time} (plaintext), authenticated {id, time, ...}
 //! core: error + close before authentication  -> unauthenticated {message, time}, disconnect
 //! join / leave / other events                -> core frames (dropped before authentication)
-//! core: {"event":E,"data":D}                 -> emit E with D (encrypted {iv, ct} when sealed)
+//! core: {"event":E,"data":D}                 -> emit E with D (encrypted {iv, ct} when sealed),
+//!                                               from the core connection's task, D as written
 //!
 //! hardened (auth {profile: "sealwire-v2"}):  see [`super::tunnel`]
 //! sealwire {hello}                           -> core connection starts with the hello
 //! sealwire {frame}                           -> the frame, as is
 //! core: hello / sealed records / close       -> sealwire {frame}, sealwire:close {code, reason}
 //! ```
+//!
+//! The core connection writes into the socket directly ([`super::socket`], [`super::outlet`]):
+//! a delivery wakes the connection's task and engine.io's writer, nothing in between. A small
+//! task per socket ([`super::keepalive`]) sends the periodic `ping` and `heartbeat`.
 //!
 //! A socket holds a connection slot (`max_connections`, `max_connections_per_ip`, shared
 //! with `/ws`) from its connect to its disconnect. The core connection starts only with
@@ -26,22 +31,22 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use serde::Serialize;
 use serde_json::value::to_raw_value;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::SocketIoConfig;
-use super::channel::ChannelSocket;
 use super::credentials;
-use super::{pump, tunnel};
+use super::outlet::Live;
+use super::socket::BridgeSocket;
+use super::{keepalive, tunnel};
 use crate::protocol::{BusEnvelope, BusTarget, CloseCode, event, now_iso8601};
 use crate::server::{ConnectionSlot, Incoming, Server, UpgradeHead};
-
-/// Messages the core may write ahead of the bridge's emits.
-const OUTBOUND_CHANNEL: usize = 16;
 
 /// The sender id of the bridge's pings (never a server's id, so they are delivered).
 const PING_SENDER: &str = "socket.io-ping";
@@ -68,6 +73,12 @@ pub(super) struct Bridge {
     /// The core's client id, once authenticated (a hardened socket: from the server hello).
     client_id: OnceLock<String>,
     authenticated: AtomicBool,
+    /// Signalled when the core admits the client: the keepalive timers start.
+    admission: Notify,
+    /// The IGNIS-path client's frames are sealed (its `ping` goes through the core).
+    encrypted: AtomicBool,
+    /// Cancelled when the socket disconnects or its core connection ends.
+    gone: CancellationToken,
     /// The socket asked for the hardened profile ([`tunnel::selects_hardened`]): its frames
     /// travel in `sealwire` events.
     hardened: bool,
@@ -119,6 +130,9 @@ pub(super) fn connect(
         to_core: Mutex::new(None),
         client_id: OnceLock::new(),
         authenticated: AtomicBool::new(false),
+        admission: Notify::new(),
+        encrypted: AtomicBool::new(false),
+        gone: CancellationToken::new(),
         hardened,
     });
     let on_event = Arc::clone(&bridge);
@@ -198,6 +212,19 @@ impl Bridge {
     pub(super) fn disconnect(&self) {
         if let Some(socket) = self.socket() {
             let _ = socket.disconnect();
+        }
+    }
+
+    /// Cancelled when the socket disconnects or its core connection ends.
+    pub(super) fn gone(&self) -> &CancellationToken {
+        &self.gone
+    }
+
+    /// Resolves once the core has admitted the client.
+    pub(super) async fn admission(&self) {
+        let admitted = self.admission.notified();
+        if !self.is_authenticated() {
+            admitted.await;
         }
     }
 
@@ -290,34 +317,47 @@ impl Bridge {
     /// handshake's credentials, or a hardened socket's `hello`.
     fn start(self: &Arc<Self>, pending: Pending, first: &Value) {
         let Pending { head, remote, .. } = pending;
-        let frame = first.to_string();
-        let (socket, to_core, from_core) =
-            ChannelSocket::pair(self.config.inbound_queue, OUTBOUND_CHANNEL);
+        // Looked up once: the core connection's task emits on it directly.
+        let Some(io_socket) = self.socket() else {
+            return;
+        };
+        let outlet = Live::new(Arc::clone(self), io_socket);
+        let (socket, to_core) = BridgeSocket::new(outlet, self.hardened, self.config.inbound_queue);
         // A fresh channel has room for the first frame.
-        let _ = to_core.try_send(Incoming::Text(frame.into()));
+        let _ = to_core.try_send(Incoming::Text(first.to_string().into()));
         *self.to_core.lock().unwrap_or_else(PoisonError::into_inner) = Some(to_core);
         let conn = self.server.serve_upgraded(socket, remote, head);
+        let ended = Arc::clone(self);
         self.server.spawn_tracked(async move {
             Box::pin(conn).await;
+            ended.ended();
         });
         self.server
-            .spawn_tracked(pump::pump(Arc::clone(self), from_core));
+            .spawn_tracked(keepalive::keepalive(Arc::clone(self)));
+    }
+
+    /// The core connection ended (and dropped its socket): the timers stop, the socket
+    /// disconnects if it has not already.
+    fn ended(&self) {
+        self.gone.cancel();
+        self.disconnect();
     }
 
     /// Emits `unauthenticated {message, time}`, then disconnects.
-    pub(super) fn refuse(&self, message: &str) {
-        if let Some(socket) = self.socket() {
+    pub(super) fn refuse(&self, socket: &SocketRef, message: &str) {
+        if socket.connected() {
             let _ = socket.emit(
                 "unauthenticated",
                 &json!({ "message": message, "time": now_iso8601() }),
             );
-            let _ = socket.disconnect();
+            let _ = socket.clone().disconnect();
         }
     }
 
     /// The socket is gone (the client left, the engine.io heartbeat failed, or the server
     /// disconnected it): the core connection ends as if the peer had closed.
     fn on_disconnect(&self) {
+        self.gone.cancel();
         self.take_pending();
         self.slot
             .lock()
@@ -336,12 +376,19 @@ impl Bridge {
 
     /// Emits one event; `false` when the socket is gone or cannot take more (a slow
     /// consumer, disconnected).
-    pub(super) fn emit(&self, socket: &SocketRef, name: &str, data: &Value) -> bool {
+    pub(super) fn emit<T: Serialize + ?Sized>(
+        &self,
+        socket: &SocketRef,
+        name: &str,
+        data: &T,
+    ) -> bool {
         match socket.emit(name, data) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(sid = %self.sid, error = %e, "emit failed; disconnecting");
-                let _ = socket.clone().disconnect();
+                if socket.connected() {
+                    let _ = socket.clone().disconnect();
+                }
                 false
             }
         }
@@ -375,6 +422,7 @@ impl Bridge {
         let _ = self.server.leave(id, &ws_rooms);
         let _ = self.server.join(id, io_rooms);
         self.authenticated.store(true, Ordering::Release);
+        self.admission.notify_one();
     }
 
     /// The core authenticated an IGNIS-path client: `authenticated` (and the first `ping`).
@@ -387,6 +435,7 @@ impl Bridge {
         let Some(id) = payload.get("id").and_then(Value::as_str) else {
             return false;
         };
+        self.encrypted.store(encrypted, Ordering::Release);
         self.admitted(id);
         if encrypted {
             // `authenticated` is the handshake reply the client derives its key from, so it is
@@ -404,6 +453,16 @@ impl Bridge {
 
     pub(super) fn ping_plain(&self, socket: &SocketRef) -> bool {
         self.emit(socket, "ping", &json!({ "time": now_iso8601() }))
+    }
+
+    /// The periodic `ping`: sealed through the core for an encrypted client, emitted as is
+    /// otherwise. `false` when the socket is gone or could not take it.
+    pub(super) fn send_ping(&self) -> bool {
+        if self.encrypted.load(Ordering::Acquire) {
+            self.ping();
+            return true;
+        }
+        self.socket().is_some_and(|socket| self.ping_plain(&socket))
     }
 
     /// The application-level ping, through the core so an encrypted client gets it sealed.

@@ -2,11 +2,18 @@
 //! WebSocket ones.
 //!
 //! A Socket.IO socket is one more client of the core: it runs the same connection actor over
-//! a channel-backed socket (`channel.rs`), so registry, rooms, users, delivery from every
-//! API, hooks and per-client encryption are those of `/ws`. The bridge (`bridge.rs`) turns
-//! Socket.IO events into the core's frames and back (`translate.rs`, `pump.rs`); a socket
-//! that asks for the hardened profile carries the `/ws` frames themselves in `sealwire`
-//! events (`tunnel.rs`); see `docs/PROTOCOL.md`, "Socket.IO".
+//! a socket of its own (`socket.rs`), so registry, rooms, users, delivery from every API,
+//! hooks and per-client encryption are those of `/ws`. The bridge (`bridge.rs`) turns
+//! Socket.IO events into the core's frames; the core's frames become emits in the connection's
+//! own task (`outlet.rs`, `translate.rs`); a socket that asks for the hardened profile carries
+//! the `/ws` frames themselves in `sealwire` events (`tunnel.rs`); see `docs/PROTOCOL.md`,
+//! "Socket.IO".
+//!
+//! ```text
+//! client events -> socketioxide handler -> bridge -> inbound channel -> core connection task
+//! core connection task -> socket (translate, emit) -> engine.io writer task -> client
+//! keepalive task (once admitted): ping every ping_interval, heartbeat to the core
+//! ```
 //!
 //! Mount [`router`] next to [`super::router`] (the `sealwire` binary passes it to the accept
 //! loop as [`super::HttpConfig::routes`]): engine.io's polling requests and WebSocket
@@ -15,12 +22,13 @@
 #[cfg(feature = "redis")]
 mod adapter_wire;
 mod bridge;
-mod channel;
 mod config;
 mod credentials;
-mod pump;
+mod keepalive;
+mod outlet;
 #[cfg(feature = "redis")]
 mod redis_emitter;
+mod socket;
 mod translate;
 mod tunnel;
 

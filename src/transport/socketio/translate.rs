@@ -1,19 +1,25 @@
 //! What the core writes to a Socket.IO client's connection, turned into what its socket
 //! emits: `{"event":E,"data":D}` becomes event `E` with the one argument `D`; `connected`
 //! becomes `authenticated`; an authentication failure becomes `unauthenticated` before the
-//! disconnect. Pure: the bridge ([`super::bridge`]) does the emitting.
+//! disconnect. Pure: the socket's outlet ([`super::outlet`]) does the emitting.
+//!
+//! A delivery is read without building a JSON tree: the event name is borrowed from the
+//! frame, the data is its raw JSON text, emitted as is.
+
+use std::borrow::Cow;
 
 use crate::server::Outgoing;
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::protocol::event;
 
-/// What to do with one message from the core.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Action {
-    /// Emit `event` with one argument.
-    Emit(String, Value),
+/// What to do with one message from the core; borrows from that message.
+#[derive(Debug, Clone)]
+pub(super) enum Action<'a> {
+    /// Emit `event` with one argument, the raw JSON of the frame's `data` (`null` without).
+    Emit(Cow<'a, str>, &'a RawValue),
     /// The core authenticated the client (its `connected` payload, emitted as
     /// `authenticated`).
     Authenticated {
@@ -33,11 +39,14 @@ pub(super) enum Action {
     Skip,
 }
 
+/// A core frame, borrowed: `data` stays JSON text.
 #[derive(Deserialize)]
-struct CoreFrame {
-    event: String,
-    #[serde(default)]
-    data: Option<Value>,
+struct CoreFrame<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    /// `None` when missing or `null`.
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
 }
 
 /// Turns a connection's outbound messages into [`Action`]s; one per Socket.IO socket.
@@ -51,7 +60,7 @@ pub(super) struct Translator {
 
 impl Translator {
     /// The action for one message the core wrote.
-    pub(super) fn translate(&mut self, msg: &Outgoing) -> Action {
+    pub(super) fn translate<'a>(&mut self, msg: &'a Outgoing) -> Action<'a> {
         match msg {
             Outgoing::Text(text) => self.text(text.as_str()),
             Outgoing::Close(_) => Action::Disconnect {
@@ -66,25 +75,36 @@ impl Translator {
         }
     }
 
-    fn text(&mut self, text: &str) -> Action {
-        let Ok(frame) = serde_json::from_str::<CoreFrame>(text) else {
+    fn text<'a>(&mut self, text: &'a str) -> Action<'a> {
+        // An object only (serde would read an array as the struct too).
+        let object = text.trim_start().starts_with('{');
+        let Some(frame) = object
+            .then(|| serde_json::from_str::<CoreFrame<'a>>(text).ok())
+            .flatten()
+        else {
             tracing::debug!(len = text.len(), "unreadable frame from the core dropped");
             return Action::Skip;
         };
-        let data = frame.data.unwrap_or(Value::Null);
+        let data = frame.data.unwrap_or(RawValue::NULL);
         if !self.authenticated {
-            return match frame.event.as_str() {
+            return match frame.event.as_ref() {
                 event::CONNECTED => {
+                    // Once per connection: a tree is fine here.
+                    let Ok(payload) = serde_json::from_str::<Value>(data.get()) else {
+                        return Action::Skip;
+                    };
                     self.authenticated = true;
-                    self.encrypted = data.get("serverPublicKey").is_some();
+                    self.encrypted = payload.get("serverPublicKey").is_some();
                     Action::Authenticated {
-                        payload: data,
+                        payload,
                         encrypted: self.encrypted,
                     }
                 }
                 event::ERROR => {
-                    self.refusal = data
-                        .get("message")
+                    self.refusal = serde_json::from_str::<Value>(data.get())
+                        .ok()
+                        .as_ref()
+                        .and_then(|d| d.get("message"))
                         .and_then(Value::as_str)
                         .map(str::to_owned);
                     Action::Skip
@@ -108,50 +128,85 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn text(v: Value) -> Outgoing {
+    fn text(v: &Value) -> Outgoing {
         Outgoing::Text(v.to_string().into())
+    }
+
+    /// What an action emits, as (event, raw data); `None` when it emits nothing.
+    fn emitted(action: Action<'_>) -> Option<(String, String)> {
+        match action {
+            Action::Emit(name, data) => Some((name.into_owned(), data.get().to_owned())),
+            _ => None,
+        }
+    }
+
+    fn authenticated(t: &mut Translator) {
+        let connected = json!({"id": "c", "userId": "u", "time": "t"});
+        let frame = text(&json!({"event": "connected", "data": connected}));
+        match t.translate(&frame) {
+            Action::Authenticated { payload, encrypted } => {
+                assert_eq!(payload, connected);
+                assert!(!encrypted);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn plaintext_session() {
         let mut t = Translator::default();
-        assert_eq!(
-            t.translate(&text(json!({"event": "x", "data": 1}))),
-            Action::Skip
-        );
-        let connected = json!({"id": "c", "userId": "u", "time": "t"});
-        assert_eq!(
-            t.translate(&text(json!({"event": "connected", "data": connected}))),
-            Action::Authenticated {
-                payload: connected,
-                encrypted: false
-            }
-        );
+        let early = text(&json!({"event": "x", "data": 1}));
+        assert!(matches!(t.translate(&early), Action::Skip));
+        authenticated(&mut t);
         for data in [
             json!(0),
             json!(false),
             json!(""),
-            json!(null),
             json!([1, 2]),
+            json!({"a": {"b": [null, "\u{e9}"]}}),
+        ] {
+            let frame = text(&json!({"event": "topic", "data": data}));
+            let (name, raw) = emitted(t.translate(&frame)).expect("emitted");
+            assert_eq!(name, "topic");
+            let back: Value = serde_json::from_str(&raw).expect("raw data is JSON");
+            assert_eq!(back, data);
+        }
+        for frame in [
+            json!({"event": "bare"}),
+            json!({"event": "bare", "data": null}),
         ] {
             assert_eq!(
-                t.translate(&text(json!({"event": "topic", "data": data}))),
-                Action::Emit("topic".into(), data)
+                emitted(t.translate(&text(&frame))),
+                Some(("bare".into(), "null".into()))
             );
         }
-        assert_eq!(
-            t.translate(&text(json!({"event": "bare"}))),
-            Action::Emit("bare".into(), Value::Null)
-        );
-        assert_eq!(
+        assert!(matches!(
             t.translate(&Outgoing::Text("not json".into())),
             Action::Skip
-        );
-        assert_eq!(
+        ));
+        for odd in [r#"{"data":1}"#, r#"["topic",1]"#, r#"{"event":1}"#] {
+            assert!(
+                matches!(t.translate(&Outgoing::Text(odd.into())), Action::Skip),
+                "{odd}"
+            );
+        }
+        assert!(matches!(t.translate(&Outgoing::Ping), Action::Skip));
+        assert!(matches!(
             t.translate(&Outgoing::Close(crate::protocol::CloseCode::Normal)),
             Action::Disconnect {
                 unauthenticated: None
             }
+        ));
+    }
+
+    #[test]
+    fn the_data_is_emitted_verbatim_and_the_name_unescaped() {
+        let mut t = Translator::default();
+        authenticated(&mut t);
+        let frame = Outgoing::Text(r#"{"data": {"k" : 1.50, "s":"\u00e9"},"event":"a\"b"}"#.into());
+        assert_eq!(
+            emitted(t.translate(&frame)),
+            Some(("a\"b".into(), r#"{"k" : 1.50, "s":"\u00e9"}"#.into()))
         );
     }
 
@@ -159,13 +214,13 @@ mod tests {
     fn refusal_becomes_unauthenticated() {
         let mut t = Translator::default();
         let err = json!({"event": "error", "data": {"message": "Authentication failed"}});
-        assert_eq!(t.translate(&text(err)), Action::Skip);
-        assert_eq!(
-            t.translate(&Outgoing::Close(crate::protocol::CloseCode::Normal)),
-            Action::Disconnect {
-                unauthenticated: Some("Authentication failed".into())
+        assert!(matches!(t.translate(&text(&err)), Action::Skip));
+        match t.translate(&Outgoing::Close(crate::protocol::CloseCode::Normal)) {
+            Action::Disconnect { unauthenticated } => {
+                assert_eq!(unauthenticated.as_deref(), Some("Authentication failed"));
             }
-        );
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -174,20 +229,27 @@ mod tests {
         let connected =
             json!({"id": "c", "userId": "u", "time": "t", "serverPublicKey": "k", "salt": "s"});
         assert!(matches!(
-            t.translate(&text(json!({"event": "connected", "data": connected}))),
+            t.translate(&text(&json!({"event": "connected", "data": connected}))),
             Action::Authenticated {
                 encrypted: true,
                 ..
             }
         ));
-        assert_eq!(
-            t.translate(&text(json!({"event": "topic", "data": "secret"}))),
-            Action::Skip
-        );
+        for plain in [
+            json!({"event": "topic", "data": "secret"}),
+            json!({"event": "ping", "data": {"time": "t"}}),
+            json!({"event": "encrypted2", "data": {}}),
+        ] {
+            assert!(
+                matches!(t.translate(&text(&plain)), Action::Skip),
+                "{plain}"
+            );
+        }
         let sealed = json!({"iv": "i", "ct": "c"});
+        let frame = text(&json!({"event": "encrypted", "data": sealed}));
         assert_eq!(
-            t.translate(&text(json!({"event": "encrypted", "data": sealed}))),
-            Action::Emit("encrypted".into(), sealed)
+            emitted(t.translate(&frame)),
+            Some(("encrypted".into(), sealed.to_string()))
         );
     }
 }

@@ -1,8 +1,8 @@
 //! The hardened profile (`sealwire-v2`) over Socket.IO: the frames of the `/ws` hardened
 //! flow ride unchanged as the one argument of event `sealwire`, in both directions, so the
 //! core's connection actor runs the very same handshake, key confirmation, sealed
-//! `authenticate` and record layer as on `/ws`. Pure: the bridge ([`super::bridge`]) does the
-//! emitting.
+//! `authenticate` and record layer as on `/ws`. Pure: the socket's outlet ([`super::outlet`]) does
+//! the emitting.
 //!
 //! ```text
 //! CONNECT auth {profile: "sealwire-v2"}          (no token, no publicKey)
@@ -17,7 +17,11 @@
 //! Fail closed: before the server `hello` only that `hello` or the refusal `error` is
 //! emitted; after it only `encrypted` records (and room records, §14). Anything else the core wrote is dropped.
 
+use std::borrow::Cow;
+
 use crate::server::Outgoing;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::crypto::hardened::PROFILE_ID;
@@ -61,31 +65,41 @@ pub(super) fn refusal() -> (Value, Value) {
     )
 }
 
-/// What to do with one message the core wrote to a hardened socket.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum TunnelAction {
+/// What to do with one message the core wrote to a hardened socket; borrows from it (a frame
+/// is emitted as the raw JSON the core wrote).
+#[derive(Debug, Clone)]
+pub(super) enum TunnelAction<'a> {
     /// Emit `sealwire` with this frame.
-    Emit(Value),
+    Emit(&'a RawValue),
     /// The server `hello` (emit it): it names the client id.
     Hello {
         /// The core's client id.
         id: String,
         /// The frame to emit.
-        frame: Value,
+        frame: &'a RawValue,
     },
     /// The first sealed record (emit it): the sealed `connected`, or the error that precedes
-    /// a 4003/4004. The bridge tells them apart by asking the core whether it admitted the
+    /// a 4003/4004. The outlet tells them apart by asking the core whether it admitted the
     /// client.
-    FirstRecord(Value),
+    FirstRecord(&'a RawValue),
     /// Emit `sealwire:close {code, reason}`, then disconnect.
     Close {
         /// The close code the core sent.
         code: u16,
         /// Its reason.
-        reason: String,
+        reason: &'static str,
     },
     /// Nothing to emit.
     Skip,
+}
+
+/// The part of a frame the tunnel reads: its event name (`data` only for the `hello`).
+#[derive(Deserialize)]
+struct FrameHead<'a> {
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
 }
 
 /// Turns a hardened connection's outbound messages into [`TunnelAction`]s; one per socket.
@@ -97,33 +111,41 @@ pub(super) struct Tunnel {
 
 impl Tunnel {
     /// The action for one message the core wrote.
-    pub(super) fn translate(&mut self, msg: &Outgoing) -> TunnelAction {
+    pub(super) fn translate<'a>(&mut self, msg: &'a Outgoing) -> TunnelAction<'a> {
         match msg {
             Outgoing::Text(text) => self.text(text.as_str()),
             Outgoing::Close(code) => TunnelAction::Close {
                 code: code.code(),
-                reason: code.reason().to_owned(),
+                reason: code.reason(),
             },
             // engine.io's own heartbeat probes the socket.
             _ => TunnelAction::Skip,
         }
     }
 
-    fn text(&mut self, text: &str) -> TunnelAction {
-        let Ok(frame) = serde_json::from_str::<Value>(text) else {
+    fn text<'a>(&mut self, text: &'a str) -> TunnelAction<'a> {
+        let Ok(frame) = serde_json::from_str::<&'a RawValue>(text) else {
             tracing::debug!(len = text.len(), "unreadable frame from the core dropped");
             return TunnelAction::Skip;
         };
-        let name = frame.get("event").and_then(Value::as_str).unwrap_or("");
+        // Not an object (serde would read an array as the struct too), or an event that is
+        // not a string: no event, dropped below.
+        let head = frame
+            .get()
+            .starts_with('{')
+            .then(|| serde_json::from_str::<FrameHead<'a>>(frame.get()).ok())
+            .flatten();
+        let name = head.as_ref().and_then(|h| h.event.as_deref()).unwrap_or("");
         if !self.hello_sent {
             return match name {
                 event::HELLO => {
-                    let id = frame
-                        .get("data")
-                        .and_then(|d| d.get("id"))
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
+                    // Once per connection: a tree is fine here.
+                    let id = head
+                        .as_ref()
+                        .and_then(|h| h.data)
+                        .and_then(|d| serde_json::from_str::<Value>(d.get()).ok())
+                        .and_then(|d| d.get("id").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_default();
                     self.hello_sent = true;
                     TunnelAction::Hello { id, frame }
                 }
@@ -184,59 +206,88 @@ mod tests {
         assert!(!is_hello(&json!("hello")));
     }
 
+    /// The frame an action emits, parsed back; `None` for a `Skip` or a close.
+    fn frame_of(action: &TunnelAction<'_>) -> Option<Value> {
+        let raw = match action {
+            TunnelAction::Emit(f) | TunnelAction::FirstRecord(f) => f,
+            TunnelAction::Hello { frame, .. } => frame,
+            TunnelAction::Close { .. } | TunnelAction::Skip => return None,
+        };
+        Some(serde_json::from_str(raw.get()).expect("emitted frame is JSON"))
+    }
+
     #[test]
     fn hello_then_sealed_records_only() {
         let mut t = Tunnel::default();
         let early = json!({"event": "encrypted", "data": {"iv": "i", "ct": "c", "seq": 0}});
-        assert_eq!(t.translate(&text(&early)), TunnelAction::Skip);
-        assert_eq!(
-            t.translate(&text(
-                &json!({"event": "connected", "data": {"userId": "u"}})
-            )),
-            TunnelAction::Skip
-        );
+        assert!(matches!(t.translate(&text(&early)), TunnelAction::Skip));
+        let connected = json!({"event": "connected", "data": {"userId": "u"}});
+        assert!(matches!(t.translate(&text(&connected)), TunnelAction::Skip));
         let hello = json!({"event": "hello", "data": {"id": "c1", "profile": "sealwire-v2"}});
-        assert_eq!(
-            t.translate(&text(&hello)),
-            TunnelAction::Hello {
-                id: "c1".into(),
-                frame: hello.clone()
-            }
-        );
-        assert_eq!(
-            t.translate(&text(&early)),
-            TunnelAction::FirstRecord(early.clone())
-        );
-        assert_eq!(
-            t.translate(&text(&early)),
-            TunnelAction::Emit(early.clone())
-        );
+        let hello_msg = text(&hello);
+        let action = t.translate(&hello_msg);
+        assert!(matches!(&action, TunnelAction::Hello { id, .. } if id == "c1"));
+        assert_eq!(frame_of(&action), Some(hello));
+        let early_msg = text(&early);
+        let first = t.translate(&early_msg);
+        assert!(matches!(first, TunnelAction::FirstRecord(_)));
+        assert_eq!(frame_of(&first), Some(early.clone()));
+        let next = t.translate(&early_msg);
+        assert!(matches!(next, TunnelAction::Emit(_)));
+        assert_eq!(frame_of(&next), Some(early.clone()));
+        let room = json!({"event": "room-encrypted", "data": {"room": "r"}});
+        let room_msg = text(&room);
+        assert_eq!(frame_of(&t.translate(&room_msg)), Some(room));
         for plain in [
             json!({"event": "topic", "data": "secret"}),
             json!({"event": "error", "data": {"message": "x"}}),
             json!({"event": "hello", "data": {}}),
+            json!({"event": 1, "data": {}}),
+            json!(["encrypted"]),
         ] {
-            assert_eq!(t.translate(&text(&plain)), TunnelAction::Skip, "{plain}");
+            assert!(
+                matches!(t.translate(&text(&plain)), TunnelAction::Skip),
+                "{plain}"
+            );
         }
-        assert_eq!(
+        assert!(matches!(
             t.translate(&Outgoing::Text("nope".into())),
             TunnelAction::Skip
-        );
+        ));
         let close = Outgoing::Close(CloseCode::EncryptionRequired);
-        assert_eq!(
+        assert!(matches!(
             t.translate(&close),
             TunnelAction::Close {
                 code: 4004,
-                reason: "Encryption required".into()
+                reason: "Encryption required"
             }
-        );
+        ));
+    }
+
+    #[test]
+    fn frames_are_emitted_as_the_core_wrote_them() {
+        let mut t = Tunnel::default();
+        let hello = Outgoing::Text(r#"{"event":"hello","data":{"id":"c\u0031","n":1.0}}"#.into());
+        match t.translate(&hello) {
+            TunnelAction::Hello { id, frame } => {
+                assert_eq!(id, "c1");
+                assert_eq!(
+                    frame.get(),
+                    r#"{"event":"hello","data":{"id":"c\u0031","n":1.0}}"#
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn a_refused_hello_gets_the_plaintext_error() {
         let mut t = Tunnel::default();
         let err = json!({"event": "error", "data": {"message": "Encryption handshake failed"}});
-        assert_eq!(t.translate(&text(&err)), TunnelAction::Emit(err.clone()));
+        let msg = text(&err);
+        let action = t.translate(&msg);
+        assert!(matches!(action, TunnelAction::Emit(_)));
+        assert_eq!(frame_of(&action), Some(err.clone()));
         let (frame, close) = refusal();
         assert_eq!(frame, err);
         assert_eq!(

@@ -1,0 +1,60 @@
+//! The timers of a Socket.IO socket the core admitted: the periodic application `ping`
+//! (IGNIS path only) and the `heartbeat` frames that keep the core from timing the socket
+//! out (engine.io's own heartbeat is what detects a dead Socket.IO client). One small task
+//! per socket, off the delivery path: the core's frames go from its connection task straight
+//! into the socket ([`super::outlet`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::bridge::Bridge;
+use crate::protocol::Text;
+use crate::server::Incoming;
+
+/// The plaintext `heartbeat` that keeps the core from timing out a connected socket.
+const HEARTBEAT_FRAME: &str = r#"{"event":"heartbeat"}"#;
+
+/// Waits for the core to admit the socket, then sends the periodic `ping` and `heartbeat`
+/// until the socket disconnects or its core connection ends.
+pub(super) async fn keepalive(bridge: Arc<Bridge>) {
+    let gone = bridge.gone().clone();
+    tokio::select! {
+        () = bridge.admission() => {}
+        () = gone.cancelled() => return,
+    }
+    // Hardened sockets get no application-level `ping` (an IGNIS convention).
+    let hardened = bridge.is_hardened();
+    let ping_every = bridge.config().ping_interval.max(Duration::from_millis(10));
+    let keepalive_every = (bridge.server().config().heartbeat_timeout / 3)
+        .min(ping_every)
+        .max(Duration::from_millis(10));
+    let start = tokio::time::Instant::now();
+    let mut ping = tokio::time::interval_at(start + ping_every, ping_every);
+    let mut keepalive = tokio::time::interval_at(start + keepalive_every, keepalive_every);
+    loop {
+        tokio::select! {
+            () = gone.cancelled() => break,
+            _ = ping.tick(), if !hardened => {
+                if !bridge.send_ping() {
+                    break;
+                }
+            }
+            _ = keepalive.tick() => {
+                // Plaintext `heartbeat` is allowed in every profile (docs/PROTOCOL.md §5.4).
+                let _ = bridge.to_core(Incoming::Text(Text::from_static(HEARTBEAT_FRAME)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keepalive_is_a_heartbeat() {
+        let frame: serde_json::Value =
+            serde_json::from_str(HEARTBEAT_FRAME).expect("heartbeat frame is JSON");
+        assert_eq!(frame["event"], crate::protocol::event::HEARTBEAT);
+    }
+}

@@ -1,0 +1,193 @@
+//! Where a core connection's frames go: straight into its Socket.IO socket, from the
+//! connection's own task (no task in between). A [`Route`] turns each frame into what the
+//! socket emits ([`super::translate`] for IGNIS-path sockets, [`super::tunnel`] for hardened
+//! ones); an [`Outlet`] emits it.
+//!
+//! ```text
+//! core connection task --Outgoing--> Route (borrowed parse) --emit--> socketioxide
+//!                                                                   -> engine.io writer task
+//! ```
+
+use std::sync::Arc;
+
+use serde_json::json;
+use serde_json::value::RawValue;
+use socketioxide::extract::SocketRef;
+
+use super::bridge::Bridge;
+use super::translate::{Action, Translator};
+use super::tunnel::{self, Tunnel, TunnelAction};
+use crate::server::Outgoing;
+
+/// What a [`Route`] asks of the socket; [`Live`] is the real one.
+pub(super) trait Outlet: Send + Unpin + 'static {
+    /// Emits `event` with the one argument `data`; `false` when the socket cannot take it
+    /// (closed, or engine.io's buffer is full), and then the socket is disconnected.
+    fn emit(&self, event: &str, data: &RawValue) -> bool;
+    /// The core admitted an IGNIS-path client with this `connected` payload: emits
+    /// `authenticated` (and the first `ping`). `false` when that failed.
+    fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool;
+    /// Emits `unauthenticated {message, time}`, then disconnects.
+    fn refuse(&self, message: &str);
+    /// A hardened socket's server `hello` named its client id.
+    fn hello(&self, id: &str);
+    /// A hardened socket's first sealed record is on its way: marks the socket admitted if
+    /// the core admitted the client (the record is its sealed `connected`, not the error
+    /// before a close).
+    fn first_record(&self);
+    /// Emits `sealwire:close {code, reason}`, then disconnects.
+    fn close(&self, code: u16, reason: &str);
+    /// Disconnects the socket, if still connected.
+    fn disconnect(&self);
+}
+
+/// What delivering one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivered {
+    /// Emitted, or there was nothing to emit.
+    Sent,
+    /// The core closed the connection: the socket was disconnected after its last words.
+    Closed,
+    /// The socket could not take it: it was disconnected.
+    Failed,
+}
+
+/// How one socket's frames become emits.
+#[derive(Debug)]
+pub(super) enum Route {
+    /// An IGNIS-path socket: events as named by the core.
+    Ignis(Translator),
+    /// A hardened socket: `/ws` frames inside `sealwire` events.
+    Hardened(Tunnel),
+}
+
+impl Route {
+    /// The route for a socket that did (or did not) select the hardened profile.
+    pub(super) fn new(hardened: bool) -> Self {
+        if hardened {
+            Self::Hardened(Tunnel::default())
+        } else {
+            Self::Ignis(Translator::default())
+        }
+    }
+
+    /// Delivers one message the core wrote.
+    pub(super) fn deliver(&mut self, outlet: &impl Outlet, msg: &Outgoing) -> Delivered {
+        match self {
+            Self::Ignis(translator) => ignis(outlet, translator.translate(msg)),
+            Self::Hardened(tunnel) => hardened(outlet, tunnel.translate(msg)),
+        }
+    }
+}
+
+fn sent_if(emitted: bool) -> Delivered {
+    if emitted {
+        Delivered::Sent
+    } else {
+        Delivered::Failed
+    }
+}
+
+fn ignis(outlet: &impl Outlet, action: Action<'_>) -> Delivered {
+    match action {
+        Action::Skip => Delivered::Sent,
+        Action::Emit(name, data) => sent_if(outlet.emit(&name, data)),
+        Action::Authenticated { payload, encrypted } => {
+            if outlet.authenticated(&payload, encrypted) {
+                Delivered::Sent
+            } else {
+                outlet.disconnect();
+                Delivered::Failed
+            }
+        }
+        Action::Disconnect { unauthenticated } => {
+            match unauthenticated {
+                Some(message) => outlet.refuse(&message),
+                None => outlet.disconnect(),
+            }
+            Delivered::Closed
+        }
+    }
+}
+
+fn hardened(outlet: &impl Outlet, action: TunnelAction<'_>) -> Delivered {
+    let frame = match action {
+        TunnelAction::Skip => return Delivered::Sent,
+        TunnelAction::Emit(frame) => frame,
+        TunnelAction::Hello { id, frame } => {
+            outlet.hello(&id);
+            frame
+        }
+        TunnelAction::FirstRecord(frame) => {
+            // Marks the socket admitted (or not) before the record leaves.
+            outlet.first_record();
+            frame
+        }
+        TunnelAction::Close { code, reason } => {
+            outlet.close(code, reason);
+            return Delivered::Closed;
+        }
+    };
+    sent_if(outlet.emit(tunnel::FRAME_EVENT, frame))
+}
+
+/// The outlet of a live socket: emits on the [`SocketRef`] it holds (looked up once, when
+/// the core connection starts). The core connection's task owns it and drops it when the
+/// connection ends, which the socket's disconnect brings about ([`Bridge`]'s
+/// `on_disconnect`), so it never keeps a disconnected socket alive.
+pub(super) struct Live {
+    bridge: Arc<Bridge>,
+    socket: SocketRef,
+}
+
+impl Live {
+    /// The outlet of `socket`, the bridge's own.
+    pub(super) fn new(bridge: Arc<Bridge>, socket: SocketRef) -> Self {
+        Self { bridge, socket }
+    }
+}
+
+impl Outlet for Live {
+    fn emit(&self, event: &str, data: &RawValue) -> bool {
+        self.bridge.emit(&self.socket, event, data)
+    }
+
+    fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool {
+        self.bridge.authenticated(&self.socket, payload, encrypted)
+    }
+
+    fn refuse(&self, message: &str) {
+        self.bridge.refuse(&self.socket, message);
+    }
+
+    fn hello(&self, id: &str) {
+        self.bridge.set_tunnel_id(id);
+    }
+
+    fn first_record(&self) {
+        // The core indexes a client before it writes its `connected`: a registered client
+        // means this record is that `connected`, not the error before a close.
+        let admitted = self
+            .bridge
+            .tunnel_id()
+            .filter(|id| self.bridge.server().client_info(id).is_some())
+            .map(str::to_owned);
+        if let Some(id) = &admitted {
+            self.bridge.admitted(id);
+        }
+    }
+
+    fn close(&self, code: u16, reason: &str) {
+        let _ = self.socket.emit(
+            tunnel::CLOSE_EVENT,
+            &json!({ "code": code, "reason": reason }),
+        );
+        self.disconnect();
+    }
+
+    fn disconnect(&self) {
+        if self.socket.connected() {
+            let _ = self.socket.clone().disconnect();
+        }
+    }
+}

@@ -1,0 +1,268 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::protocol::{CloseCode, Text};
+
+/// What the socket asked of its outlet, in order.
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Emit(String, Value),
+    Authenticated(Value, bool),
+    Refuse(String),
+    Hello(String),
+    FirstRecord,
+    Close(u16, String),
+    Disconnect,
+}
+
+#[derive(Clone, Default)]
+struct Fake {
+    calls: Arc<Mutex<Vec<Call>>>,
+    /// Emits fail (engine.io's buffer is full).
+    full: Arc<AtomicBool>,
+}
+
+impl Fake {
+    fn record(&self, call: Call) {
+        self.calls.lock().expect("calls").push(call);
+    }
+
+    fn take(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.calls.lock().expect("calls"))
+    }
+}
+
+impl Outlet for Fake {
+    fn emit(&self, event: &str, data: &serde_json::value::RawValue) -> bool {
+        if self.full.load(Ordering::Relaxed) {
+            self.record(Call::Disconnect);
+            return false;
+        }
+        let data = serde_json::from_str(data.get()).expect("emitted data is JSON");
+        self.record(Call::Emit(event.to_owned(), data));
+        true
+    }
+
+    fn authenticated(&self, payload: &Value, encrypted: bool) -> bool {
+        self.record(Call::Authenticated(payload.clone(), encrypted));
+        !self.full.load(Ordering::Relaxed)
+    }
+
+    fn refuse(&self, message: &str) {
+        self.record(Call::Refuse(message.to_owned()));
+    }
+
+    fn hello(&self, id: &str) {
+        self.record(Call::Hello(id.to_owned()));
+    }
+
+    fn first_record(&self) {
+        self.record(Call::FirstRecord);
+    }
+
+    fn close(&self, code: u16, reason: &str) {
+        self.record(Call::Close(code, reason.to_owned()));
+    }
+
+    fn disconnect(&self) {
+        self.record(Call::Disconnect);
+    }
+}
+
+fn text(v: &Value) -> Outgoing {
+    Outgoing::Text(Text::from(v.to_string().as_str()))
+}
+
+fn socket(hardened: bool) -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) {
+    let fake = Fake::default();
+    let (socket, tx) = BridgeSocket::new(fake.clone(), hardened, 4);
+    (socket, tx, fake)
+}
+
+#[tokio::test]
+async fn carries_inbound_and_answers_a_close() {
+    let (mut socket, tx, fake) = socket(false);
+    tx.send(Incoming::Text(Text::from("in")))
+        .await
+        .expect("send");
+    let got = socket.next().await.expect("message").expect("ok");
+    assert_eq!(got, Incoming::Text(Text::from("in")));
+    socket
+        .send(Outgoing::Close(CloseCode::Normal))
+        .await
+        .expect("close");
+    assert_eq!(fake.take(), vec![Call::Disconnect]);
+    assert!(matches!(socket.next().await, Some(Ok(Incoming::Close(_)))));
+    assert!(socket.next().await.is_none());
+    // The socket is gone: nothing more is emitted.
+    assert!(socket.send(text(&json!({"event": "x"}))).await.is_err());
+    assert!(fake.take().is_empty());
+}
+
+#[tokio::test]
+async fn a_session_is_emitted_from_the_writing_task() {
+    let (mut socket, _tx, fake) = socket(false);
+    let connected = json!({"id": "c", "userId": "u", "time": "t"});
+    socket
+        .send(text(&json!({"event": "connected", "data": connected})))
+        .await
+        .expect("connected");
+    socket
+        .feed(text(&json!({"event": "topic", "data": 0})))
+        .await
+        .expect("feed");
+    socket
+        .feed(text(&json!({"event": "bare"})))
+        .await
+        .expect("feed");
+    socket.feed(Outgoing::Ping).await.expect("ping");
+    socket.flush().await.expect("flush");
+    assert_eq!(
+        fake.take(),
+        vec![
+            Call::Authenticated(connected, false),
+            Call::Emit("topic".into(), json!(0)),
+            Call::Emit("bare".into(), Value::Null),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_encrypted_socket_gets_sealed_frames_only() {
+    let (mut socket, _tx, fake) = socket(false);
+    let connected = json!({"id": "c", "serverPublicKey": "k", "salt": "s"});
+    socket
+        .send(text(&json!({"event": "connected", "data": connected})))
+        .await
+        .expect("connected");
+    let sealed = json!({"iv": "i", "ct": "c"});
+    socket
+        .send(text(&json!({"event": "topic", "data": "secret"})))
+        .await
+        .expect("dropped, not failed");
+    socket
+        .send(text(&json!({"event": "encrypted", "data": sealed})))
+        .await
+        .expect("sealed");
+    assert_eq!(
+        fake.take(),
+        vec![
+            Call::Authenticated(connected, true),
+            Call::Emit("encrypted".into(), sealed),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_is_unauthenticated_then_closed() {
+    let (mut socket, _tx, fake) = socket(false);
+    let error = json!({"event": "error", "data": {"message": "Authentication failed"}});
+    socket.send(text(&error)).await.expect("error");
+    socket
+        .send(Outgoing::Close(CloseCode::AuthFailed))
+        .await
+        .expect("close");
+    assert_eq!(
+        fake.take(),
+        vec![Call::Refuse("Authentication failed".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_full_socket_fails_the_write_and_every_later_one() {
+    let (mut socket, _tx, fake) = socket(false);
+    let connected = json!({"id": "c"});
+    socket
+        .send(text(&json!({"event": "connected", "data": connected})))
+        .await
+        .expect("connected");
+    fake.take();
+    fake.full.store(true, Ordering::Relaxed);
+    assert!(
+        socket
+            .send(text(&json!({"event": "topic", "data": 1})))
+            .await
+            .is_err()
+    );
+    fake.full.store(false, Ordering::Relaxed);
+    assert!(
+        socket
+            .send(text(&json!({"event": "topic", "data": 2})))
+            .await
+            .is_err()
+    );
+    assert_eq!(fake.take(), vec![Call::Disconnect]);
+}
+
+#[tokio::test]
+async fn a_failed_authenticated_disconnects() {
+    let (mut socket, _tx, fake) = socket(false);
+    fake.full.store(true, Ordering::Relaxed);
+    let connected = json!({"id": "c"});
+    assert!(
+        socket
+            .send(text(&json!({"event": "connected", "data": connected})))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        fake.take(),
+        vec![Call::Authenticated(connected, false), Call::Disconnect]
+    );
+}
+
+#[tokio::test]
+async fn closing_the_socket_disconnects_once() {
+    let (mut socket, _tx, fake) = socket(false);
+    socket.close().await.expect("close");
+    assert_eq!(fake.take(), vec![Call::Disconnect]);
+    let (mut socket, _tx, fake) = socket_after_close();
+    socket.close().await.expect("close");
+    assert_eq!(fake.take(), vec![]);
+}
+
+fn socket_after_close() -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) {
+    let (mut s, tx, fake) = socket(false);
+    let delivered = s
+        .route
+        .deliver(&s.outlet, &Outgoing::Close(CloseCode::Normal));
+    assert_eq!(delivered, Delivered::Closed);
+    s.done = true;
+    fake.take();
+    (s, tx, fake)
+}
+
+#[tokio::test]
+async fn a_hardened_socket_carries_frames_in_the_tunnel() {
+    let (mut socket, _tx, fake) = socket(true);
+    let hello = json!({"event": "hello", "data": {"id": "c1"}});
+    let record = json!({"event": "encrypted", "data": {"iv": "i", "ct": "c", "seq": 0}});
+    for frame in [
+        &hello,
+        &json!({"event": "topic", "data": 1}),
+        &record,
+        &record,
+    ] {
+        socket.send(text(frame)).await.expect("frame");
+    }
+    socket
+        .send(Outgoing::Close(CloseCode::EncryptionRequired))
+        .await
+        .expect("close");
+    assert_eq!(
+        fake.take(),
+        vec![
+            Call::Hello("c1".into()),
+            Call::Emit("sealwire".into(), hello),
+            Call::FirstRecord,
+            Call::Emit("sealwire".into(), record.clone()),
+            Call::Emit("sealwire".into(), record),
+            Call::Close(4004, "Encryption required".into()),
+        ]
+    );
+    assert!(matches!(socket.next().await, Some(Ok(Incoming::Close(_)))));
+}
