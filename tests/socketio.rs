@@ -1156,20 +1156,14 @@ async fn socketio_sockets_count_under_the_connection_limits() {
     let mut h = Harness::start(&server).await;
     h.connect("first", json!({"auth": {"token": "alice"}}))
         .await;
-    // The unauthenticated socket already holds the address's only place.
+    // The unauthenticated socket already holds the address's only place: the second
+    // session is refused at its engine.io handshake.
     h.send(
         json!({"cmd": "connect", "name": "second", "url": h.url, "path": "/io",
         "auth": {"token": "bob"}}),
     )
     .await;
-    assert_eq!(
-        h.event("second", "unauthenticated").await["message"],
-        "Connection limit reached"
-    );
-    assert_eq!(
-        h.disconnected("second", RECV_TIMEOUT).await,
-        "io server disconnect"
-    );
+    assert_eq!(h.next("second").await["type"], "connect_error");
     let refused = tokio_tungstenite::connect_async(server.ws_url()).await;
     assert!(refused.is_err(), "the WebSocket upgrade shares the limit");
     assert_eq!(h.authenticate("first").await["userId"], "alice");
@@ -1192,6 +1186,49 @@ async fn socketio_sockets_count_under_the_connection_limits() {
     }
     assert!(freed, "the slot was released");
     h.stop().await;
+    server.stop().await;
+}
+
+/// An engine.io session that never sends the Socket.IO `CONNECT` still holds its place under
+/// the connection limits, from its handshake until the connect timeout: sessions opened
+/// only to hold descriptors are refused like any connection over the limit.
+#[tokio::test]
+async fn engine_io_sessions_count_under_the_limits_before_they_connect() {
+    let mut config = base_config();
+    config.max_connections_per_ip = Some(2);
+    let mut sio = SocketIoConfig::default();
+    sio.auth_timeout = Duration::from_millis(600);
+    let server = start_sio(builder(config), sio).await;
+    let session = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
+    let open = || async { tokio_tungstenite::connect_async(session.as_str()).await };
+    let first = open().await.expect("first session");
+    let second = open().await.expect("second session");
+    let refused = open().await;
+    assert!(
+        refused.is_err(),
+        "a third session from one address is refused"
+    );
+    assert!(
+        tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .is_err(),
+        "the WebSocket door shares the limit"
+    );
+    // Past the connect timeout the sessions are gone and their places free again.
+    let mut freed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(ws) = tokio_tungstenite::connect_async(server.ws_url()).await {
+            drop(ws);
+            freed = true;
+            break;
+        }
+    }
+    assert!(
+        freed,
+        "the places of sessions that never connected were released"
+    );
+    drop((first, second));
     server.stop().await;
 }
 

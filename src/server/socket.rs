@@ -67,4 +67,13 @@ pub trait FrameSocket:
     /// reads again. Called before a slow consumer's close; the default keeps everything, so
     /// that close frame waits behind whatever the socket buffers.
     fn discard_unsent(&mut self) {}
+
+    /// The core admitted the client as `client_id`: it is in the indexes, and the next frame
+    /// the connection writes is its `connected` (plaintext, or sealed in the hardened
+    /// profile). Called once, before that frame is written. A door that must know when its
+    /// client is in (to set up rooms of its own, say) learns it here rather than by reading
+    /// the frames; the default does nothing.
+    fn admitted(&mut self, client_id: &str) {
+        let _ = client_id;
+    }
 }

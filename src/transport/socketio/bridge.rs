@@ -22,7 +22,8 @@
 //! task per socket ([`super::keepalive`]) sends the periodic `ping` and `heartbeat`.
 //!
 //! A socket holds a connection slot (`max_connections`, `max_connections_per_ip`, shared
-//! with `/ws`) from its connect to its disconnect. The core connection starts only with
+//! with `/ws`) from its engine.io handshake ([`super::admission`]) to its disconnect. The
+//! core connection starts only with
 //! `authenticate`, so until then the socket is in no index; the bridge's own timer
 //! ([`super::SocketIoConfig::auth_timeout`]) disconnects a socket that has not authenticated
 //! in time, and the core's authentication deadline then bounds the hook.
@@ -41,8 +42,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::SocketIoConfig;
+use super::admission::Admission;
 use super::credentials;
-use super::outlet::Live;
+use super::outlet::{Live, disconnect};
 use super::socket::BridgeSocket;
 use super::{keepalive, tunnel};
 use crate::protocol::{BusEnvelope, BusTarget, CloseCode, event, now_iso8601};
@@ -89,6 +91,7 @@ pub(super) struct Bridge {
 pub(super) fn connect(
     server: &Server,
     config: &Arc<SocketIoConfig>,
+    admission: &Admission,
     io: SocketIo,
     socket: &SocketRef,
     auth: Option<Value>,
@@ -106,7 +109,7 @@ pub(super) fn connect(
         let _ = socket.clone().disconnect();
         return;
     }
-    let slot = match server.try_reserve_slot(remote.map(|a| a.ip())) {
+    let slot = match admission.take(remote.map(|a| a.ip())) {
         Ok(slot) => slot,
         Err(refused) => {
             tracing::debug!(?remote, ?refused, "socket.io connection over the limits");
@@ -211,7 +214,7 @@ impl Bridge {
 
     pub(super) fn disconnect(&self) {
         if let Some(socket) = self.socket() {
-            let _ = socket.disconnect();
+            disconnect(socket);
         }
     }
 
@@ -282,7 +285,7 @@ impl Bridge {
                 if let Some(socket) = self.socket() {
                     let _ = socket.emit(tunnel::FRAME_EVENT, &error);
                     let _ = socket.emit(tunnel::CLOSE_EVENT, &close);
-                    let _ = socket.disconnect();
+                    disconnect(socket);
                 }
             }
             None => {
@@ -350,7 +353,7 @@ impl Bridge {
                 "unauthenticated",
                 &json!({ "message": message, "time": now_iso8601() }),
             );
-            let _ = socket.clone().disconnect();
+            disconnect(socket.clone());
         }
     }
 
@@ -386,9 +389,7 @@ impl Bridge {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(sid = %self.sid, error = %e, "emit failed; disconnecting");
-                if socket.connected() {
-                    let _ = socket.clone().disconnect();
-                }
+                disconnect(socket.clone());
                 false
             }
         }
@@ -397,11 +398,6 @@ impl Bridge {
     /// A hardened socket's client id, as the server `hello` named it.
     pub(super) fn set_tunnel_id(&self, id: &str) {
         let _ = self.client_id.set(id.to_owned());
-    }
-
-    /// The client id of the server `hello`, once sent.
-    pub(super) fn tunnel_id(&self) -> Option<&str> {
-        self.client_id.get().map(String::as_str)
     }
 
     /// The core admitted the client `id` (a hardened socket: its sealed `connected` is on its

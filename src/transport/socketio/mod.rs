@@ -21,6 +21,7 @@
 
 #[cfg(feature = "redis")]
 mod adapter_wire;
+mod admission;
 mod bridge;
 mod config;
 mod credentials;
@@ -73,18 +74,25 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
     let config = Arc::new(config);
     let path = config.base_path().to_owned();
     let max_payload = u64::try_from(server.config().max_message_bytes).unwrap_or(u64::MAX);
+    // A session must connect to the namespace within the authentication timeout (clients
+    // send that at once); until then its handshake holds a connection slot.
+    let connect_timeout = config.auth_timeout;
+    let admission =
+        admission::Admission::new(server.clone(), connect_timeout + admission::HOLD_MARGIN);
     let (service, io) = SocketIo::builder()
         .req_path(path.clone())
         .ping_interval(config.eio_ping_interval)
         .ping_timeout(config.eio_ping_timeout)
+        .connect_timeout(connect_timeout)
         .max_buffer_size(config.max_buffer_packets)
         .max_payload(max_payload)
         .build_svc();
     let ns_config = Arc::clone(&config);
+    let ns_admission = Arc::clone(&admission);
     io.ns(
         "/",
         move |socket: SocketRef, io: SocketIo, TryData::<Value>(auth): TryData<Value>| {
-            bridge::connect(&server, &ns_config, io, &socket, auth.ok());
+            bridge::connect(&server, &ns_config, &ns_admission, io, &socket, auth.ok());
             std::future::ready(())
         },
     );
@@ -94,9 +102,13 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
         format!("{path}/")
     };
     let router = Router::new().route_service(&slash, service.clone());
-    if slash == path {
+    let router = if slash == path {
         router
     } else {
         router.route_service(&path, service)
-    }
+    };
+    router.route_layer(axum::middleware::from_fn_with_state(
+        admission,
+        admission::admit,
+    ))
 }

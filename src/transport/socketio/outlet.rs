@@ -9,6 +9,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -31,10 +32,9 @@ pub(super) trait Outlet: Send + Unpin + 'static {
     fn refuse(&self, message: &str);
     /// A hardened socket's server `hello` named its client id.
     fn hello(&self, id: &str);
-    /// A hardened socket's first sealed record is on its way: marks the socket admitted if
-    /// the core admitted the client (the record is its sealed `connected`, not the error
-    /// before a close).
-    fn first_record(&self);
+    /// The core admitted a hardened socket's client as `id` (its sealed `connected` is the
+    /// next record): marks the socket admitted.
+    fn admitted(&self, id: &str);
     /// Emits `sealwire:close {code, reason}`, then disconnects.
     fn close(&self, code: u16, reason: &str);
     /// Disconnects the socket, if still connected.
@@ -118,11 +118,6 @@ fn hardened(outlet: &impl Outlet, action: TunnelAction<'_>) -> Delivered {
             outlet.hello(&id);
             frame
         }
-        TunnelAction::FirstRecord(frame) => {
-            // Marks the socket admitted (or not) before the record leaves.
-            outlet.first_record();
-            frame
-        }
         TunnelAction::Close { code, reason } => {
             outlet.close(code, reason);
             return Delivered::Closed;
@@ -164,17 +159,8 @@ impl Outlet for Live {
         self.bridge.set_tunnel_id(id);
     }
 
-    fn first_record(&self) {
-        // The core indexes a client before it writes its `connected`: a registered client
-        // means this record is that `connected`, not the error before a close.
-        let admitted = self
-            .bridge
-            .tunnel_id()
-            .filter(|id| self.bridge.server().client_info(id).is_some())
-            .map(str::to_owned);
-        if let Some(id) = &admitted {
-            self.bridge.admitted(id);
-        }
+    fn admitted(&self, id: &str) {
+        self.bridge.admitted(id);
     }
 
     fn close(&self, code: u16, reason: &str) {
@@ -186,8 +172,34 @@ impl Outlet for Live {
     }
 
     fn disconnect(&self) {
-        if self.socket.connected() {
-            let _ = self.socket.clone().disconnect();
-        }
+        disconnect(self.socket.clone());
     }
+}
+
+/// How long a disconnect that does not fit in a full engine.io buffer is retried: past
+/// engine.io's own heartbeat deadline, which ends a session that never drains.
+const DISCONNECT_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Disconnects `socket`. socketioxide cannot disconnect a socket whose engine.io buffer is
+/// full (a client that stopped reading: its `DISCONNECT` packet does not fit), so the
+/// disconnect is then retried, backing off, until it goes through or the session ends: a
+/// slow client is never left connected without its core connection.
+pub(super) fn disconnect(socket: SocketRef) {
+    if !socket.connected() || socket.clone().disconnect().is_ok() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let deadline = tokio::time::Instant::now() + DISCONNECT_RETRY_FOR;
+        let mut wait = Duration::from_millis(20);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(wait).await;
+            if !socket.connected() || socket.clone().disconnect().is_ok() {
+                return;
+            }
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+    });
 }

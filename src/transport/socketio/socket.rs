@@ -106,7 +106,16 @@ impl<O: Outlet> Sink<Outgoing> for BridgeSocket<O> {
     }
 }
 
-impl<O: Outlet> FrameSocket for BridgeSocket<O> {}
+impl<O: Outlet> FrameSocket for BridgeSocket<O> {
+    /// A hardened socket learns here that its client is in (whatever sealed replies came
+    /// before its `connected`); an IGNIS-path socket learns it from the plaintext
+    /// `connected` it turns into `authenticated`.
+    fn admitted(&mut self, client_id: &str) {
+        if matches!(self.route, Route::Hardened(_)) {
+            self.outlet.admitted(client_id);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -78,10 +78,6 @@ pub(super) enum TunnelAction<'a> {
         /// The frame to emit.
         frame: &'a RawValue,
     },
-    /// The first sealed record (emit it): the sealed `connected`, or the error that precedes
-    /// a 4003/4004. The outlet tells them apart by asking the core whether it admitted the
-    /// client.
-    FirstRecord(&'a RawValue),
     /// Emit `sealwire:close {code, reason}`, then disconnect.
     Close {
         /// The close code the core sent.
@@ -106,7 +102,6 @@ struct FrameHead<'a> {
 #[derive(Debug, Default)]
 pub(super) struct Tunnel {
     hello_sent: bool,
-    records: u64,
 }
 
 impl Tunnel {
@@ -164,12 +159,7 @@ impl Tunnel {
             tracing::debug!(event = %name, "plaintext frame for a hardened socket dropped");
             return TunnelAction::Skip;
         }
-        self.records += 1;
-        if self.records == 1 {
-            TunnelAction::FirstRecord(frame)
-        } else {
-            TunnelAction::Emit(frame)
-        }
+        TunnelAction::Emit(frame)
     }
 }
 
@@ -209,7 +199,7 @@ mod tests {
     /// The frame an action emits, parsed back; `None` for a `Skip` or a close.
     fn frame_of(action: &TunnelAction<'_>) -> Option<Value> {
         let raw = match action {
-            TunnelAction::Emit(f) | TunnelAction::FirstRecord(f) => f,
+            TunnelAction::Emit(f) => f,
             TunnelAction::Hello { frame, .. } => frame,
             TunnelAction::Close { .. } | TunnelAction::Skip => return None,
         };
@@ -230,7 +220,7 @@ mod tests {
         assert_eq!(frame_of(&action), Some(hello));
         let early_msg = text(&early);
         let first = t.translate(&early_msg);
-        assert!(matches!(first, TunnelAction::FirstRecord(_)));
+        assert!(matches!(first, TunnelAction::Emit(_)));
         assert_eq!(frame_of(&first), Some(early.clone()));
         let next = t.translate(&early_msg);
         assert!(matches!(next, TunnelAction::Emit(_)));

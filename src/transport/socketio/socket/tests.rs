@@ -14,7 +14,7 @@ enum Call {
     Authenticated(Value, bool),
     Refuse(String),
     Hello(String),
-    FirstRecord,
+    Admitted(String),
     Close(u16, String),
     Disconnect,
 }
@@ -60,8 +60,8 @@ impl Outlet for Fake {
         self.record(Call::Hello(id.to_owned()));
     }
 
-    fn first_record(&self) {
-        self.record(Call::FirstRecord);
+    fn admitted(&self, id: &str) {
+        self.record(Call::Admitted(id.to_owned()));
     }
 
     fn close(&self, code: u16, reason: &str) {
@@ -241,14 +241,13 @@ async fn a_hardened_socket_carries_frames_in_the_tunnel() {
     let (mut socket, _tx, fake) = socket(true);
     let hello = json!({"event": "hello", "data": {"id": "c1"}});
     let record = json!({"event": "encrypted", "data": {"iv": "i", "ct": "c", "seq": 0}});
-    for frame in [
-        &hello,
-        &json!({"event": "topic", "data": 1}),
-        &record,
-        &record,
-    ] {
+    for frame in [&hello, &json!({"event": "topic", "data": 1}), &record] {
         socket.send(text(frame)).await.expect("frame");
     }
+    // The core admits the client after a sealed reply (say, an error for an early event):
+    // the socket learns it from the core, not from which record comes first.
+    socket.admitted("c1");
+    socket.send(text(&record)).await.expect("connected");
     socket
         .send(Outgoing::Close(CloseCode::EncryptionRequired))
         .await
@@ -258,11 +257,20 @@ async fn a_hardened_socket_carries_frames_in_the_tunnel() {
         vec![
             Call::Hello("c1".into()),
             Call::Emit("sealwire".into(), hello),
-            Call::FirstRecord,
             Call::Emit("sealwire".into(), record.clone()),
+            Call::Admitted("c1".into()),
             Call::Emit("sealwire".into(), record),
             Call::Close(4004, "Encryption required".into()),
         ]
     );
     assert!(matches!(socket.next().await, Some(Ok(Incoming::Close(_)))));
+}
+
+#[tokio::test]
+async fn an_ignis_socket_learns_of_its_admission_from_connected() {
+    let (mut socket, _tx, fake) = socket(false);
+    // The admission call is for hardened sockets; the IGNIS path turns `connected` into
+    // `authenticated` instead.
+    socket.admitted("c1");
+    assert_eq!(fake.take(), vec![]);
 }
