@@ -123,6 +123,55 @@ async fn positions_reach_only_clients_that_ask() {
     s.stop().await;
 }
 
+/// A publication that skipped a client (`except`) is not replayed to it either: leaving and
+/// joining again with its last position does not hand it what it was excluded from, while
+/// another member recovering the same stream gets everything.
+#[tokio::test]
+async fn what_skipped_a_client_is_not_replayed_to_it() {
+    let s = server(config(100)).await;
+    let mut skipped = connect(&s, "skipped", json!({}), true).await;
+    until_recovered(&mut skipped).await;
+    let epoch = stream(&join(&mut skipped, json!({})).await, STREAM)["epoch"].clone();
+    let mut other = connect(&s, "other", json!({}), false).await;
+    until_recovered(&mut other).await;
+    join(&mut other, json!({})).await;
+
+    publish(&s, 1).await;
+    s.server
+        .to_room(ROOM)
+        .except(skipped.id())
+        .emit("order", &json!({ "n": 2 }))
+        .await
+        .expect("publish");
+    publish(&s, 3).await;
+    for n in [1, 3] {
+        assert_eq!(skipped.recv_msg().await["data"]["n"], n);
+    }
+    for n in [1, 2, 3] {
+        assert_eq!(other.recv_msg().await["data"]["n"], n);
+    }
+
+    let since = json!({ STREAM: {"offset": 0, "epoch": epoch} });
+    for c in [&mut skipped, &mut other] {
+        c.emit("leave", json!({"rooms": [ROOM]})).await;
+        c.sync().await;
+        c.emit("join", json!({"rooms": [ROOM], "recover": since}))
+            .await;
+    }
+    let (replayed, streams) = until_recovered(&mut skipped).await;
+    assert_eq!(stream(&streams, STREAM)["recovered"], true);
+    let ns: Vec<Value> = replayed.iter().map(|m| m["data"]["n"].clone()).collect();
+    assert_eq!(ns, vec![json!(1), json!(3)], "the skipped client's replay");
+    let (replayed, _) = until_recovered(&mut other).await;
+    let ns: Vec<Value> = replayed.iter().map(|m| m["data"]["n"].clone()).collect();
+    assert_eq!(
+        ns,
+        vec![json!(1), json!(2), json!(3)],
+        "another member's replay"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_reconnect_replays_what_was_missed_in_order_sealed_once() {
     let s = server(config(1000)).await;

@@ -213,6 +213,45 @@ async fn trimmed_history_is_answered_recovered_false() {
     b.stop().await;
 }
 
+/// With history in Redis too, a publication that skipped a client is not replayed to it when
+/// it leaves and joins again from its last position.
+#[tokio::test]
+async fn what_skipped_a_client_is_not_replayed_to_it() {
+    let redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 100, None)).await;
+    let (mut c, _, room) = joined(&a, None).await;
+    let epoch = room["epoch"].clone();
+    publish(&a, 1).await;
+    a.server
+        .to_room(ROOM)
+        .except(c.id())
+        .emit("order", &json!({ "n": 2 }))
+        .await
+        .expect("publish");
+    publish(&a, 3).await;
+    for n in [1, 3] {
+        assert_eq!(c.recv_msg().await["data"]["n"], n);
+    }
+    c.emit("leave", json!({"rooms": [ROOM]})).await;
+    c.sync().await;
+    c.emit(
+        "join",
+        json!({"rooms": [ROOM], "recover": {STREAM: {"offset": 0, "epoch": epoch}}}),
+    )
+    .await;
+    let mut replayed = Vec::new();
+    loop {
+        let m = c.recv_msg().await;
+        if m["event"] == "recovered" {
+            assert_eq!(m["data"]["streams"][0]["recovered"], true, "{m}");
+            break;
+        }
+        replayed.push(m["data"]["n"].clone());
+    }
+    assert_eq!(replayed, vec![json!(1), json!(3)]);
+    a.stop().await;
+}
+
 /// A batch from the admin API is published like any send: kept in the shared store with its
 /// offsets, so a client that missed it recovers it from the other instance.
 #[tokio::test]

@@ -212,7 +212,7 @@ impl Server {
             .as_ref()
             .and_then(|h| Some((h.memory()?, h.stream_for(target)?)))
         {
-            Some((memory, stream)) => memory.deliver(stream, frame, push),
+            Some((memory, stream)) => memory.deliver(stream, frame, exclude, push),
             None => push(frame),
         }
     }
@@ -296,7 +296,8 @@ impl Server {
         let (frame, delivered) = match (stream, env.kept) {
             (Some(stream), Some(at)) => {
                 let epoch = Arc::from(at.epoch.as_str());
-                let frame = frame.positioned(Arc::from(stream.as_str()), at.offset, &epoch);
+                let frame =
+                    frame.positioned(Arc::from(stream.as_str()), at.offset, &epoch, &env.exclude);
                 (frame, Some((stream, at)))
             }
             _ => (frame, None),

@@ -63,6 +63,15 @@ pub(crate) struct FramePosition {
     /// `{"event":..,"data":..,"stream":..,"offset":..,"epoch":..}`: what a client that asked
     /// for positions receives instead of `json`.
     pub(crate) json: Text,
+    /// The client ids the publication skipped (`except`): a replay skips them too.
+    pub(crate) exclude: Arc<[String]>,
+}
+
+impl FramePosition {
+    /// Whether the publication skipped client `id`.
+    pub(crate) fn excludes(&self, id: &str) -> bool {
+        self.exclude.iter().any(|e| e == id)
+    }
 }
 
 impl Frame {
@@ -88,8 +97,14 @@ impl Frame {
         })
     }
 
-    /// This publication at `offset` of `stream` in `epoch`.
-    pub(crate) fn positioned(&self, stream: Arc<str>, offset: u64, epoch: &Arc<str>) -> Arc<Self> {
+    /// This publication at `offset` of `stream` in `epoch`, sent to everyone but `exclude`.
+    pub(crate) fn positioned(
+        &self,
+        stream: Arc<str>,
+        offset: u64,
+        epoch: &Arc<str>,
+        exclude: &[String],
+    ) -> Arc<Self> {
         let mut json = String::with_capacity(self.json.len() + stream.len() + epoch.len() + 48);
         // `json` is an object: reopen it before its closing brace.
         json.push_str(self.json.as_str().strip_suffix('}').unwrap_or("{"));
@@ -109,6 +124,7 @@ impl Frame {
                 offset,
                 epoch: Arc::clone(epoch),
                 json: json.into(),
+                exclude: exclude.into(),
             }),
             room: None,
         })

@@ -50,7 +50,13 @@ impl<S: FrameSocket> Connection<S> {
             .unwrap_or_default();
         let server = self.server.clone();
         let (states, replay, floors) = match &server.0.history {
-            Some(history) => plan(&server, history, &request, &user, rooms, own).await,
+            Some(history) => {
+                let who = Who {
+                    client: &self.handle.id,
+                    user: &user,
+                };
+                plan(&server, history, &request, who, rooms, own).await
+            }
             // No history here: every stream asked for is a gap.
             None => (
                 request
@@ -115,6 +121,13 @@ fn gap(stream: &str) -> StreamState {
     }
 }
 
+/// The client a recovery is for.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    client: &'a str,
+    user: &'a str,
+}
+
 /// What a recovery does: the state of each stream, the frames to replay (in stream order),
 /// and the floors that drop their queued copies.
 type Plan = (
@@ -130,11 +143,11 @@ async fn plan(
     server: &super::Server,
     history: &Keeper,
     request: &RecoverRequest,
-    user: &str,
+    who: Who<'_>,
     rooms: &[String],
     own: bool,
 ) -> Plan {
-    let mut streams = history.streams_of(own.then_some(user), rooms);
+    let mut streams = history.streams_of(own.then_some(who.user), rooms);
     // Streams the client asks about that it is not in (or that keep no history) are gaps.
     // At authentication, room streams are left to the joins that follow; a join answers for
     // rooms only.
@@ -174,7 +187,9 @@ async fn plan(
         };
         let (frames, here) = history.since(&stream, since).await;
         let (recovered, replayed) = match frames {
-            Ok(frames) => {
+            Ok(mut frames) => {
+                // What skipped this client live is not replayed to it either.
+                frames.retain(|f| !f.position.as_ref().is_some_and(|p| p.excludes(who.client)));
                 let n = frames.len() as u64;
                 let epoch: Arc<str> = Arc::from(here.epoch.as_str());
                 floors.push((Arc::from(stream.as_str()), (epoch, here.offset)));

@@ -109,12 +109,14 @@ impl History {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends `frame` to `stream` and runs `deliver` with the positioned frame while the
-    /// stream is locked, so that publications reach every recipient in offset order.
+    /// Appends `frame` (sent to everyone but `exclude`) to `stream` and runs `deliver` with
+    /// the positioned frame while the stream is locked, so that publications reach every
+    /// recipient in offset order.
     pub(crate) fn deliver<R>(
         &self,
         stream: String,
         frame: &Frame,
+        exclude: &[String],
         deliver: impl FnOnce(&Arc<Frame>) -> R,
     ) -> R {
         let now = Instant::now();
@@ -127,7 +129,7 @@ impl History {
         while s.entries.len() >= self.size {
             s.entries.pop_front();
         }
-        let positioned = frame.positioned(name, s.top, &s.epoch);
+        let positioned = frame.positioned(name, s.top, &s.epoch, exclude);
         s.entries.push_back((s.top, now, Arc::clone(&positioned)));
         deliver(&positioned)
     }

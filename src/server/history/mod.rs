@@ -204,7 +204,7 @@ pub(crate) fn positioned(
     epoch: &Arc<str>,
     env: BusEnvelope,
 ) -> Arc<Frame> {
-    Frame::new(&env.event, env.data).positioned(Arc::clone(stream), offset, epoch)
+    Frame::new(&env.event, env.data).positioned(Arc::clone(stream), offset, epoch, &env.exclude)
 }
 
 /// Whether `page` fills the gap since `since`: same epoch, and every offset up to the top
