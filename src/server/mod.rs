@@ -421,6 +421,12 @@ impl Server {
             if let Some(history) = &self.0.history {
                 history.sweep();
             }
+            if let Some(keys) = &self.0.room_keys {
+                keys.wipe_unheld(|room| {
+                    let snap = self.0.registry().room_snapshot(room, &[], true);
+                    !snap.holders.is_empty()
+                });
+            }
             let handles = self.0.registry().handles();
             let mut expired = 0usize;
             for h in handles {

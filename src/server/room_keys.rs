@@ -259,6 +259,27 @@ impl RoomKeys {
         }
     }
 
+    /// Wipes the secret of every room in which no member holds room keys any more
+    /// (`has_holder(room)` asks the registry). Run periodically: a room whose last key holder
+    /// left while other members stay keeps its secret no longer than one sweep. The next
+    /// publication to a room that has holders again starts a new epoch.
+    pub(crate) fn wipe_unheld(&self, has_holder: impl Fn(&str) -> bool) {
+        let rooms: Vec<(Arc<str>, Arc<Mutex<RoomState>>)> = lock(&self.rooms)
+            .iter()
+            .map(|(room, state)| (Arc::clone(room), Arc::clone(state)))
+            .collect();
+        for (room, state) in rooms {
+            // The registry is asked before the room's state is locked: a publication locks
+            // them the other way round.
+            if has_holder(&room) {
+                continue;
+            }
+            if lock(&state).epoch.take().is_some() {
+                tracing::debug!(room = %room, "room key wiped: no member holds it any more");
+            }
+        }
+    }
+
     /// Wipes a room's secret (the instance has no member of it left).
     pub(crate) fn forget(&self, room: &str) {
         lock(&self.rooms).remove(room);

@@ -172,3 +172,30 @@ fn rooms_without_members_here_keep_no_state() {
     }
     assert!(lock(&k.rooms).is_empty());
 }
+
+#[test]
+fn a_room_without_key_holders_loses_its_secret_at_the_sweep() {
+    let k = keys(1_000);
+    let holder = handle("h", true);
+    let plain = handle("p", false);
+    let members = [Arc::clone(&holder), Arc::clone(&plain)];
+    k.deliver("r1", &frame(1), snapshot(1, &members), |_| {});
+    assert_eq!(
+        drain(&holder),
+        vec![("grant", Some(1)), ("message", Some(1))]
+    );
+    // Holders remain: the sweep keeps the epoch.
+    k.wipe_unheld(|_| true);
+    k.deliver("r1", &frame(2), snapshot(1, &members), |_| {});
+    assert_eq!(drain(&holder), vec![("message", Some(1))]);
+    // The holder left (the plaintext member stays): the sweep wipes the secret ...
+    k.wipe_unheld(|_| false);
+    let room = Arc::clone(lock(&k.rooms).get("r1").expect("room state"));
+    assert!(lock(&room).epoch.is_none(), "the secret is gone");
+    // ... and a holder back in the room gets a new epoch, never the wiped one.
+    k.deliver("r1", &frame(3), snapshot(2, &members), |_| {});
+    assert_eq!(
+        drain(&holder),
+        vec![("grant", Some(2)), ("message", Some(2))]
+    );
+}
