@@ -72,6 +72,13 @@ async fn joined(s: &TestServer, position: Option<Value>) -> (WsClient, Vec<Value
         .expect("session"),
     );
     assert_eq!(c.recv_msg().await["event"], "recovered");
+    let (replayed, room) = join(&mut c, position).await;
+    (c, replayed, room)
+}
+
+/// `c` joins the room, recovering from `position` when given: what was replayed and the
+/// room's verdict.
+async fn join(c: &mut WsClient, position: Option<Value>) -> (Vec<Value>, Value) {
     let recover = position.map_or_else(|| json!({}), |p| json!({ STREAM: p }));
     c.emit("join", json!({"rooms": [ROOM], "recover": recover}))
         .await;
@@ -81,7 +88,7 @@ async fn joined(s: &TestServer, position: Option<Value>) -> (WsClient, Vec<Value
         if m["event"] == "recovered" {
             let room = m["data"]["streams"][0].clone();
             assert_eq!(room["stream"], STREAM, "{m}");
-            return (c, replayed, room);
+            return (replayed, room);
         }
         replayed.push(m);
     }
@@ -234,21 +241,10 @@ async fn what_skipped_a_client_is_not_replayed_to_it() {
     }
     c.emit("leave", json!({"rooms": [ROOM]})).await;
     c.sync().await;
-    c.emit(
-        "join",
-        json!({"rooms": [ROOM], "recover": {STREAM: {"offset": 0, "epoch": epoch}}}),
-    )
-    .await;
-    let mut replayed = Vec::new();
-    loop {
-        let m = c.recv_msg().await;
-        if m["event"] == "recovered" {
-            assert_eq!(m["data"]["streams"][0]["recovered"], true, "{m}");
-            break;
-        }
-        replayed.push(m["data"]["n"].clone());
-    }
-    assert_eq!(replayed, vec![json!(1), json!(3)]);
+    let (replayed, room) = join(&mut c, Some(json!({"offset": 0, "epoch": epoch}))).await;
+    assert_eq!(room["recovered"], true, "{room}");
+    let ns: Vec<Value> = replayed.iter().map(|m| m["data"]["n"].clone()).collect();
+    assert_eq!(ns, vec![json!(1), json!(3)]);
     a.stop().await;
 }
 

@@ -63,8 +63,9 @@ pub(crate) struct FramePosition {
     /// `{"event":..,"data":..,"stream":..,"offset":..,"epoch":..}`: what a client that asked
     /// for positions receives instead of `json`.
     pub(crate) json: Text,
-    /// The client ids the publication skipped (`except`): a replay skips them too.
-    pub(crate) exclude: Arc<[String]>,
+    /// The client ids the publication skipped (`except`): a replay skips them too. (Boxed:
+    /// the usual empty list costs no allocation.)
+    pub(crate) exclude: Box<[String]>,
 }
 
 impl FramePosition {
