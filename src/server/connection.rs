@@ -26,7 +26,7 @@ use tokio::time::Sleep;
 use super::Server;
 use super::hooks::{ClientInfo, UpgradeHead};
 use super::metrics::ConnProfile;
-use super::outbox::{ClientHandle, Outbound, Wake};
+use super::outbox::{ClientHandle, Wake};
 use super::registry::ClientState;
 use super::socket::{FrameSocket, Incoming, Outgoing, SocketError};
 use crate::crypto::Session;
@@ -49,9 +49,6 @@ pub(super) struct Extras {
     /// For a client that takes room keys: per room, the epoch whose key it was sent last.
     pub(super) room_epochs: HeldEpochs,
 }
-
-/// Messages written per flush when the outbox has a backlog.
-const MAX_BATCH: usize = 64;
 
 /// How a connection loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,84 +255,6 @@ where
             // Boxed: the close path runs once; inline it would grow every idle connection's task.
             Box::pin(self.finish(exit)).await;
         }
-    }
-
-    /// Writes what the outbox holds. Before authentication that can only be pings, and
-    /// writing them is bounded by the authentication deadline, like every reply
-    /// ([`Self::send_direct`]): a client that does not read cannot outlast the deadline here
-    /// either.
-    async fn write_outbox(&mut self) -> Option<Exit> {
-        let written = match self.pending_auth_deadline() {
-            None => self.write_batch().await,
-            // Boxed: only connections that are not authenticated yet take this path.
-            Some(at) => match Box::pin(tokio::time::timeout_at(at, self.write_batch())).await {
-                Ok(written) => written,
-                Err(_) => return Some(Exit::Close(CloseCode::AuthTimeout)),
-            },
-        };
-        written.err().map(|_| Exit::Gone)
-    }
-
-    /// The authentication deadline, while the client is not authenticated.
-    fn pending_auth_deadline(&self) -> Option<tokio::time::Instant> {
-        if self.state == ClientState::Authenticated {
-            return None;
-        }
-        self.handle.deadline().map(tokio::time::Instant::from_std)
-    }
-
-    async fn write_batch(&mut self) -> Result<(), SocketError> {
-        // Counted once per batch: the counters are shared by every connection's thread.
-        // (Two `u32`s: this state lives in every connection's task.)
-        let (mut messages, mut bytes) = (0u32, 0u32);
-        for _ in 0..MAX_BATCH {
-            let Some(out) = self.handle.pop() else {
-                break;
-            };
-            match self.feed(out).await {
-                Ok(Some(len)) => {
-                    messages += 1;
-                    bytes = bytes.saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.server.0.metrics.out_batch(messages, bytes);
-                    return Err(e);
-                }
-            }
-        }
-        self.server.0.metrics.out_batch(messages, bytes);
-        self.socket.flush().await
-    }
-
-    /// Hands one outbound item to the socket; `Some(len)` for a data message of `len` bytes.
-    async fn feed(&mut self, out: Outbound) -> Result<Option<usize>, SocketError> {
-        match out {
-            Outbound::Ping => {
-                // Once per heartbeat interval an encrypted connection drops its expanded AES
-                // key schedules (about 1 KiB each), so one that has gone quiet holds only its
-                // 32-byte keys; a busy one rebuilds them once per interval. (Dropping them
-                // whenever the outbox drains cost a rebuild per message under fan-out.)
-                if let Some(session) = &mut self.session {
-                    session.compact();
-                }
-                self.socket.feed(Outgoing::Ping).await.map(|()| None)
-            }
-            Outbound::Message(frame) => match self.render(&frame) {
-                Some(text) => self.feed_text(text).await,
-                None => Ok(None),
-            },
-            Outbound::RoomKey(grant) => match self.render_grant(&grant) {
-                Some(text) => self.feed_text(text).await,
-                None => Ok(None),
-            },
-        }
-    }
-
-    async fn feed_text(&mut self, text: Text) -> Result<Option<usize>, SocketError> {
-        let len = text.len();
-        self.socket.feed(Outgoing::Text(text)).await?;
-        Ok(Some(len))
     }
 
     /// The close code for a deadline that passed: 4001 before authentication, 4006 after.

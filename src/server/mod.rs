@@ -23,6 +23,7 @@ mod render;
 mod room_keys;
 mod socket;
 mod turns;
+mod write;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -302,20 +302,58 @@ impl ClientHandle {
     }
 
     /// Takes the next thing to send: a pending ping first, then messages in order.
+    #[cfg(test)]
     pub(crate) fn pop(&self) -> Option<Outbound> {
+        let mut one = [None];
+        self.take(&mut one);
+        one[0].take()
+    }
+
+    /// Takes up to `out.len()` things to send under one lock, in order (a pending ping
+    /// first), into the first slots of `out`; returns how many.
+    pub(crate) fn take(&self, out: &mut [Option<Outbound>]) -> usize {
         let mut q = self.lock();
-        if std::mem::take(&mut q.ping) {
-            return Some(Outbound::Ping);
+        let mut n = 0;
+        if !out.is_empty() && std::mem::take(&mut q.ping) {
+            out[0] = Some(Outbound::Ping);
+            n = 1;
         }
-        let item = q.frames.pop_front()?;
-        q.bytes -= item.size();
+        while n < out.len() {
+            let Some(item) = q.frames.pop_front() else {
+                break;
+            };
+            q.bytes -= item.size();
+            out[n] = Some(match item {
+                Queued::Frame(frame) => Outbound::Message(frame),
+                Queued::RoomKey(grant) => Outbound::RoomKey(grant),
+            });
+            n += 1;
+        }
         if q.frames.is_empty() && q.frames.capacity() > RETAINED_SLOTS {
             q.frames = VecDeque::new();
         }
-        Some(match item {
-            Queued::Frame(frame) => Outbound::Message(frame),
-            Queued::RoomKey(grant) => Outbound::RoomKey(grant),
-        })
+        n
+    }
+
+    /// Puts back what [`Self::take`] took and was not sent, in front of the queue and in its
+    /// order (the slots left `None` are skipped). Nothing is put back once detached.
+    pub(crate) fn put_back(&self, items: &mut [Option<Outbound>]) {
+        let mut q = self.lock();
+        if q.detached {
+            return;
+        }
+        for item in items.iter_mut().rev().filter_map(Option::take) {
+            let item = match item {
+                Outbound::Ping => {
+                    q.ping = true;
+                    continue;
+                }
+                Outbound::Message(frame) => Queued::Frame(frame),
+                Outbound::RoomKey(grant) => Queued::RoomKey(grant),
+            };
+            q.bytes += item.size();
+            q.frames.push_front(item);
+        }
     }
 
     /// Waits until the connection must close or has something to send; a close wins.

@@ -91,7 +91,7 @@ impl<S: FrameSocket> Connection<S> {
         let write = async {
             for frame in frames {
                 if let Some(msg) = self.render(frame) {
-                    let msg = self.server.0.metrics.out(msg);
+                    let msg = self.server.0.metrics.out(msg.into_text());
                     self.socket
                         .feed(super::socket::Outgoing::Text(msg))
                         .await

@@ -15,6 +15,33 @@ use super::socket::FrameSocket;
 use crate::crypto::Profile;
 use crate::protocol::frame_json;
 
+/// One client's wire message for a shared frame: the frame's own bytes, or a copy of its own.
+#[derive(Debug)]
+pub(super) enum Rendered<'f> {
+    /// Bytes every such recipient shares (the plaintext frame, a room record).
+    Shared(&'f Text),
+    /// This client's own message (sealed for it, or transformed for it).
+    Own(Text),
+}
+
+impl Rendered<'_> {
+    /// The message.
+    pub(super) fn text(&self) -> &Text {
+        match self {
+            Self::Shared(t) => t,
+            Self::Own(t) => t,
+        }
+    }
+
+    /// The message, owned (a clone of the shared bytes, which copies nothing).
+    pub(super) fn into_text(self) -> Text {
+        match self {
+            Self::Shared(t) => t.clone(),
+            Self::Own(t) => t,
+        }
+    }
+}
+
 impl<S> Connection<S>
 where
     S: FrameSocket,
@@ -22,7 +49,7 @@ where
     /// Turns a shared frame into this client's wire message: the shared bytes for a plaintext
     /// client, a fresh ciphertext for an encrypted one. `None` means "do not send" (fail
     /// closed when sealing fails).
-    pub(super) fn render(&mut self, frame: &Frame) -> Option<Text> {
+    pub(super) fn render<'f>(&mut self, frame: &'f Frame) -> Option<Rendered<'f>> {
         let json = match (self.positions(), &frame.position) {
             (Some(floors), Some(p)) => {
                 if floors
@@ -42,21 +69,21 @@ where
             _ => None,
         };
         if transformed.is_none() && self.takes_room_record(frame) {
-            return frame.room.as_ref().map(|r| r.json.clone());
+            return frame.room.as_ref().map(|r| Rendered::Shared(&r.json));
         }
         match (&mut self.session, transformed) {
             (Some(session), t) => {
                 let plaintext = t.as_deref().unwrap_or(json.as_str());
                 match session.seal_frame(plaintext.as_bytes()) {
-                    Ok(sealed) => Some(Text::from(sealed)),
+                    Ok(sealed) => Some(Rendered::Own(Text::from(sealed))),
                     Err(e) => {
                         tracing::debug!(client = %self.handle.id, error = %e, len = plaintext.len(), "seal failed; message dropped");
                         None
                     }
                 }
             }
-            (None, Some(t)) => Some(Text::from(t)),
-            (None, None) => Some(json.clone()),
+            (None, Some(t)) => Some(Rendered::Own(Text::from(t))),
+            (None, None) => Some(Rendered::Shared(json)),
         }
     }
 

@@ -9,6 +9,7 @@ mod direct;
 pub mod front_door;
 mod listener;
 mod metrics;
+mod server_ws;
 #[cfg(feature = "socketio")]
 pub mod socketio;
 mod tls;

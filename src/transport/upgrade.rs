@@ -13,9 +13,10 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::coalesce::{Coalesce, ServerWebSocket};
+use super::coalesce::Coalesce;
 use super::config::WsSettings;
 use super::front_door::{Refusal, UpgradeRequest, decide};
+use super::server_ws::ServerWebSocket;
 use super::ws_socket::WsSocket;
 use crate::server::{Server, SlotRefused, UpgradeHead};
 
@@ -162,5 +163,5 @@ where
     } else {
         WebSocketStream::from_partially_read(io, rest, Role::Server, Some(config)).now_or_never()
     };
-    ws.map(|ws| WsSocket::with_discard(ServerWebSocket::new(ws), ServerWebSocket::discard_unsent))
+    ws.map(|ws| WsSocket::built_in(ServerWebSocket::new(ws), ServerWebSocket::hooks()))
 }

@@ -18,9 +18,18 @@ use crate::server::{FrameSocket, Incoming, Outgoing, SocketError};
 /// crosses without a copy in either direction.
 pub struct WsSocket<S> {
     inner: S,
-    /// How to drop what `inner` buffers but has not written (the built-in transports' own
-    /// write buffer); `None` keeps it.
-    discard: Option<fn(&mut S)>,
+    /// The built-in door's hooks into the stream under tungstenite; `None` for any other
+    /// socket.
+    hooks: Option<Hooks<S>>,
+}
+
+/// What the built-in door can do below tungstenite ([`WsSocket::built_in`]).
+pub(crate) struct Hooks<S> {
+    /// Drops what the stream buffers but has not written ([`FrameSocket::discard_unsent`]).
+    pub(crate) discard: fn(&mut S),
+    /// Writes a text message straight into the stream's buffer, if it can without
+    /// reordering anything ([`FrameSocket::write_now`]).
+    pub(crate) write_now: fn(&mut S, &str) -> bool,
 }
 
 impl<S> WsSocket<S> {
@@ -29,15 +38,15 @@ impl<S> WsSocket<S> {
     pub fn new(ws: S) -> Self {
         Self {
             inner: ws,
-            discard: None,
+            hooks: None,
         }
     }
 
-    /// Wraps `ws`, dropping unsent whole messages with `discard` before a slow consumer's close.
-    pub(crate) fn with_discard(ws: S, discard: fn(&mut S)) -> Self {
+    /// Wraps the built-in door's `ws`, with its `hooks` below tungstenite.
+    pub(crate) fn built_in(ws: S, hooks: Hooks<S>) -> Self {
         Self {
             inner: ws,
-            discard: Some(discard),
+            hooks: Some(hooks),
         }
     }
 
@@ -131,8 +140,15 @@ where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
 {
     fn discard_unsent(&mut self) {
-        if let Some(discard) = self.discard {
-            discard(&mut self.inner);
+        if let Some(hooks) = &self.hooks {
+            (hooks.discard)(&mut self.inner);
+        }
+    }
+
+    fn write_now(&mut self, text: &Text) -> bool {
+        match &self.hooks {
+            Some(hooks) => (hooks.write_now)(&mut self.inner, text.as_str()),
+            None => false,
         }
     }
 }

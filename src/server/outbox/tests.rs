@@ -119,3 +119,47 @@ fn drained_burst_storage_is_released() {
     while h.pop().is_some() {}
     assert!(h.lock().frames.capacity() <= RETAINED_SLOTS);
 }
+
+#[test]
+fn what_was_taken_and_put_back_comes_next_in_its_order_and_counts_again() {
+    let h = ClientHandle::new("c".into(), 100, 1 << 20, Instant::now());
+    let frames: Vec<_> = (1..=6).map(frame).collect();
+    for f in &frames {
+        assert!(h.push(f));
+    }
+    h.ping();
+    let before = h.queued();
+    let mut taken: [Option<Outbound>; 4] = Default::default();
+    assert_eq!(h.take(&mut taken), 4);
+    assert!(matches!(taken[0], Some(Outbound::Ping)), "the ping first");
+    assert_eq!(h.queued().0, 3);
+    // The first message was sent; the ping and the other two go back, and a message queued
+    // meanwhile stays behind them.
+    let sent = taken[1].take();
+    assert!(Arc::ptr_eq(&message(sent), &frames[0]));
+    let late = frame(7);
+    assert!(h.push(&late));
+    h.put_back(&mut taken);
+    assert!(taken.iter().all(Option::is_none), "everything put back");
+    assert_eq!(h.queued().0, before.0 - 1 + 1);
+    assert_eq!(
+        h.queued().1,
+        before.1 - frames[0].json.len() + late.json.len()
+    );
+    assert!(matches!(h.pop(), Some(Outbound::Ping)));
+    for f in frames.iter().skip(1).chain([&late]) {
+        assert!(Arc::ptr_eq(&message(h.pop()), f));
+    }
+    assert!(h.pop().is_none());
+}
+
+#[test]
+fn nothing_is_put_back_once_detached() {
+    let h = ClientHandle::new("c".into(), 100, 1 << 20, Instant::now());
+    assert!(h.push(&frame(1)));
+    let mut taken: [Option<Outbound>; 2] = Default::default();
+    assert_eq!(h.take(&mut taken), 1);
+    h.detach();
+    h.put_back(&mut taken);
+    assert_eq!(h.queued(), (0, 0));
+}

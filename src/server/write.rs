@@ -1,0 +1,149 @@
+//! How a connection writes its outbox: in batches, and without a `Sink` round per message
+//! where the socket can take one at once.
+//!
+//! A batch is at most [`MAX_BATCH`] items and ends with one flush. Items are taken from the
+//! outbox [`TAKE`] at a time under one lock ([`super::outbox::ClientHandle::take`]), rendered for this client
+//! ([`super::render`]), and handed to the socket with [`FrameSocket::write_now`], which copies
+//! a message into the socket's write buffer when it can do so without waiting. The first item
+//! that cannot go that way (a ping, or a message while the socket's buffer is full or the
+//! socket is behind) is fed through the `Sink` and awaited; the items taken with it go back to
+//! the front of the outbox, in order, and are taken again. A message is rendered exactly once
+//! (sealing advances the session's counters): one rendered and then refused by `write_now` is
+//! fed as it is.
+
+use futures_util::SinkExt;
+
+use super::connection::{Connection, Exit};
+use super::outbox::Outbound;
+use super::registry::ClientState;
+use super::render::Rendered;
+use super::socket::{FrameSocket, Outgoing, SocketError};
+use crate::protocol::{CloseCode, Text};
+
+/// Messages written per flush when the outbox has a backlog.
+const MAX_BATCH: usize = 64;
+
+/// Items taken from the outbox under one lock.
+const TAKE: usize = 16;
+
+/// What [`Connection::write_taken`] could not write at once: it is fed through the `Sink`.
+enum Unsent {
+    Ping,
+    /// A rendered message (counted in the batch already).
+    Text(Text),
+}
+
+/// Data messages and their bytes written in one batch (two `u32`s: this lives in every
+/// writing connection's task).
+#[derive(Default)]
+struct Tally {
+    messages: u32,
+    bytes: u32,
+}
+
+impl Tally {
+    fn add(&mut self, len: usize) {
+        self.messages += 1;
+        self.bytes = self
+            .bytes
+            .saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
+    }
+}
+
+impl<S> Connection<S>
+where
+    S: FrameSocket,
+{
+    /// Writes what the outbox holds. Before authentication that can only be pings, and
+    /// writing them is bounded by the authentication deadline, like every reply
+    /// ([`Self::send_direct`]): a client that does not read cannot outlast the deadline here
+    /// either.
+    pub(super) async fn write_outbox(&mut self) -> Option<Exit> {
+        let written = match self.pending_auth_deadline() {
+            None => self.write_batch().await,
+            // Boxed: only connections that are not authenticated yet take this path.
+            Some(at) => match Box::pin(tokio::time::timeout_at(at, self.write_batch())).await {
+                Ok(written) => written,
+                Err(_) => return Some(Exit::Close(CloseCode::AuthTimeout)),
+            },
+        };
+        written.err().map(|_| Exit::Gone)
+    }
+
+    /// The authentication deadline, while the client is not authenticated.
+    pub(super) fn pending_auth_deadline(&self) -> Option<tokio::time::Instant> {
+        if self.state == ClientState::Authenticated {
+            return None;
+        }
+        self.handle.deadline().map(tokio::time::Instant::from_std)
+    }
+
+    async fn write_batch(&mut self) -> Result<(), SocketError> {
+        let mut tally = Tally::default();
+        let mut left = MAX_BATCH;
+        let fed = loop {
+            let fed = match self.write_taken(&mut left, &mut tally) {
+                None => break Ok(()),
+                Some(Unsent::Ping) => {
+                    // Once per heartbeat interval an encrypted connection drops its expanded
+                    // AES key schedules (about 1 KiB each), so one that has gone quiet holds
+                    // only its 32-byte keys; a busy one rebuilds them once per interval.
+                    // (Dropping them whenever the outbox drains cost a rebuild per message
+                    // under fan-out.)
+                    if let Some(session) = &mut self.session {
+                        session.compact();
+                    }
+                    self.socket.feed(Outgoing::Ping).await
+                }
+                Some(Unsent::Text(text)) => self.socket.feed(Outgoing::Text(text)).await,
+            };
+            if let Err(e) = fed {
+                break Err(e);
+            }
+        };
+        // Counted once per batch: the counters are shared by every connection's thread.
+        self.server.0.metrics.out_batch(tally.messages, tally.bytes);
+        fed?;
+        self.socket.flush().await
+    }
+
+    /// Takes items from the outbox and writes those the socket takes at once, until the
+    /// outbox is empty or `left` items were handled; returns the first one that must be fed
+    /// through the `Sink` (after putting back those taken with it).
+    fn write_taken(&mut self, left: &mut usize, tally: &mut Tally) -> Option<Unsent> {
+        let mut taken: [Option<Outbound>; TAKE] = Default::default();
+        while *left > 0 {
+            let n = self.handle.take(&mut taken[..TAKE.min(*left)]);
+            if n == 0 {
+                return None;
+            }
+            for i in 0..n {
+                let Some(out) = taken[i].take() else {
+                    continue;
+                };
+                *left -= 1;
+                if let Some(unsent) = self.write_now(out, tally) {
+                    self.handle.put_back(&mut taken[i + 1..n]);
+                    return Some(unsent);
+                }
+            }
+        }
+        None
+    }
+
+    /// Renders `out` for this client and writes it at once if the socket takes it; otherwise
+    /// returns what must be fed. Counts what it rendered.
+    fn write_now(&mut self, out: Outbound, tally: &mut Tally) -> Option<Unsent> {
+        let text = match &out {
+            Outbound::Ping => return Some(Unsent::Ping),
+            Outbound::Message(frame) => self.render(frame)?,
+            Outbound::RoomKey(grant) => Rendered::Own(self.render_grant(grant)?),
+        };
+        tally.add(text.text().len());
+        if self.socket.write_now(text.text()) {
+            None
+        } else {
+            Some(Unsent::Text(text.into_text()))
+        }
+    }
+}
