@@ -231,8 +231,12 @@ impl Server {
                 |grants| self.0.metrics.room_key_epoch(grants),
             );
         }
-        let recipients = self.0.registry().recipients(target, exclude);
-        recipients.iter().filter(|r| r.push(frame)).count()
+        // The shared list (see `registry::recipients`), the lock released before queueing.
+        let recipients = self.0.registry().recipients_of(target);
+        recipients
+            .iter()
+            .filter(|r| !exclude.iter().any(|e| **e == *r.id) && r.push(frame))
+            .count()
     }
 
     /// Delivers an envelope that arrived from the bus (ignores this server's own). Returns

@@ -1,8 +1,8 @@
 //! The indexes of one server: clients, users and rooms.
 //!
 //! They live behind one `std::sync::Mutex` and are updated together so they can never
-//! disagree. The lock is never held across an `.await`: callers collect recipients, drop the
-//! lock, then queue messages. A std mutex is the right tool here because every critical section
+//! disagree. The lock is never held across an `.await`: callers take the recipients (a shared
+//! list, [`recipients`]), drop the lock, then queue messages. A std mutex is the right tool here because every critical section
 //! is short and CPU-bound (see mini-redis's `db.rs` for the same reasoning).
 
 use std::collections::{HashMap, HashSet};
@@ -11,6 +11,11 @@ use std::sync::Arc;
 use super::hooks::ClientInfo;
 use super::outbox::ClientHandle;
 use crate::protocol::{BusTarget, RoomName};
+
+mod recipients;
+
+use recipients::RecipientCache;
+pub(crate) use recipients::RoomSnapshot;
 
 /// Longest room name accepted.
 pub const MAX_ROOM_NAME: usize = crate::protocol::MAX_NAME_CHARS;
@@ -125,17 +130,6 @@ pub struct Counts {
     pub rooms: usize,
 }
 
-/// One room as room-key delivery sees it ([`Registry::room_snapshot`]).
-#[derive(Debug)]
-pub(crate) struct RoomSnapshot {
-    /// Changes whenever a member joins or leaves.
-    pub(crate) generation: u64,
-    /// Who receives the publication.
-    pub(crate) recipients: Vec<Arc<ClientHandle>>,
-    /// Who must hold the room's key (when asked for).
-    pub(crate) holders: Vec<Arc<ClientHandle>>,
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     clients: HashMap<Arc<str>, Entry>,
@@ -149,6 +143,9 @@ pub(crate) struct Registry {
     clock: u64,
     authenticated: usize,
     encrypted: usize,
+    /// The recipients of the last target fanned out to. Every change to who receives what
+    /// (a state, a membership) must clear it.
+    recipients: RecipientCache,
 }
 
 impl Registry {
@@ -167,6 +164,7 @@ impl Registry {
     pub(crate) fn set_state(&mut self, id: &str, state: ClientState) {
         if let Some(e) = self.clients.get_mut(id) {
             e.state = state;
+            self.recipients.clear();
         }
     }
 
@@ -183,6 +181,7 @@ impl Registry {
         };
         let key = Arc::clone(&entry.handle.id);
         entry.state = ClientState::Authenticated;
+        self.recipients.clear();
         self.authenticated += 1;
         if info.encrypted {
             self.encrypted += 1;
@@ -251,6 +250,7 @@ impl Registry {
         }
         let member = Arc::clone(&entry.handle.id);
         entry.rooms.insert(room.to_owned());
+        self.recipients.clear();
         match self.rooms.get_mut(room) {
             Some(members) if !members.is_empty() => {
                 members.insert(member);
@@ -288,6 +288,7 @@ impl Registry {
             if !entry.rooms.remove(&room) {
                 continue;
             }
+            self.recipients.clear();
             self.clock += 1;
             room_left(
                 &mut self.rooms,
@@ -305,6 +306,7 @@ impl Registry {
     /// Removes a client from every index; returns its info if it was authenticated.
     pub(crate) fn remove(&mut self, id: &str, out: &mut Vec<Interest>) -> Option<Arc<ClientInfo>> {
         let entry = self.clients.remove(id)?;
+        self.recipients.clear();
         for room in &entry.rooms {
             self.clock += 1;
             room_left(
@@ -326,76 +328,6 @@ impl Registry {
         });
         out.push(Interest::Lost(BusTarget::Client(id.to_owned())));
         Some(info)
-    }
-
-    /// Authenticated recipients of `target`, minus `exclude`.
-    pub(crate) fn recipients(
-        &self,
-        target: &BusTarget,
-        exclude: &[String],
-    ) -> Vec<Arc<ClientHandle>> {
-        let excluded = |id: &str| exclude.iter().any(|e| e == id);
-        match target {
-            BusTarget::Broadcast => self
-                .clients
-                .values()
-                .filter(|e| e.state == ClientState::Authenticated && !excluded(&e.handle.id))
-                .map(|e| Arc::clone(&e.handle))
-                .collect(),
-            BusTarget::Room(room) => self.members(self.rooms.get(room), exclude),
-            BusTarget::User(user) => self.members(self.users.get(user), exclude),
-            BusTarget::Client(id) => {
-                if excluded(id) {
-                    Vec::new()
-                } else {
-                    self.authenticated_handle(id).into_iter().collect()
-                }
-            }
-        }
-    }
-
-    /// The authenticated clients among `ids`, minus `exclude`.
-    fn members(
-        &self,
-        ids: Option<&HashSet<Arc<str>>>,
-        exclude: &[String],
-    ) -> Vec<Arc<ClientHandle>> {
-        ids.into_iter()
-            .flatten()
-            .filter(|id| !exclude.iter().any(|e| e == &***id))
-            .filter_map(|id| self.authenticated_handle(id))
-            .collect()
-    }
-
-    /// A room's membership generation, and its authenticated recipients minus `exclude`
-    /// (taken under one lock, so they agree). With `holders`, also every authenticated member
-    /// that holds room keys, excluded or not.
-    pub(crate) fn room_snapshot(
-        &self,
-        room: &str,
-        exclude: &[String],
-        holders: bool,
-    ) -> RoomSnapshot {
-        let members = self.rooms.get(room);
-        let holders = if holders {
-            let mut all = self.members(members, &[]);
-            all.retain(|h| h.holds_room_keys());
-            all
-        } else {
-            Vec::new()
-        };
-        RoomSnapshot {
-            generation: self.generations.get(room).copied().unwrap_or(0),
-            recipients: self.members(members, exclude),
-            holders,
-        }
-    }
-
-    fn authenticated_handle(&self, id: &str) -> Option<Arc<ClientHandle>> {
-        self.clients
-            .get(id)
-            .filter(|e| e.state == ClientState::Authenticated)
-            .map(|e| Arc::clone(&e.handle))
     }
 
     pub(crate) fn has_client(&self, id: &str) -> bool {

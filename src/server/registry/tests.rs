@@ -96,3 +96,57 @@ fn client_id_shaped_rooms_are_not_joinable() {
     assert!(!joinable_room_name("ws:x"));
     assert!(joinable_room_name(&format!("{hyphenated}x")));
 }
+
+/// The ids in a recipient list, sorted.
+fn ids(list: &[Arc<ClientHandle>]) -> Vec<String> {
+    let mut ids: Vec<String> = list.iter().map(|h| h.id.to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn the_kept_recipient_list_follows_every_change_of_who_receives_what() {
+    let mut reg = Registry::default();
+    let mut out = Vec::new();
+    let room = BusTarget::Room("r".into());
+    let _a = add(&mut reg, "a");
+    let _b = add(&mut reg, "b");
+    reg.authenticate("a", info("a", "u"), &["r".into()], &mut out);
+    let first = reg.recipients_of(&BusTarget::Broadcast);
+    assert_eq!(ids(&first), ["a"]);
+    // Asked again with nothing changed: the same list, not a new one.
+    assert!(Arc::ptr_eq(
+        &first,
+        &reg.recipients_of(&BusTarget::Broadcast)
+    ));
+    // Authentication.
+    reg.authenticate("b", info("b", "v"), &[], &mut out);
+    assert_eq!(ids(&reg.recipients_of(&BusTarget::Broadcast)), ["a", "b"]);
+    // Another target replaces the kept one, and is right.
+    assert_eq!(ids(&reg.recipients_of(&room)), ["a"]);
+    // A join.
+    reg.join("b", ["r".to_owned()], 10, &mut out);
+    assert_eq!(ids(&reg.recipients_of(&room)), ["a", "b"]);
+    // A leave.
+    reg.leave("a", ["r".to_owned()], &mut out);
+    assert_eq!(ids(&reg.recipients_of(&room)), ["b"]);
+    // A state change away from authenticated.
+    assert_eq!(ids(&reg.recipients_of(&BusTarget::Broadcast)), ["a", "b"]);
+    reg.set_state("a", ClientState::Unauthorized);
+    assert_eq!(ids(&reg.recipients_of(&BusTarget::Broadcast)), ["b"]);
+    // A removal, which also lets go of the kept handles.
+    let kept = reg.recipients_of(&BusTarget::User("v".into()));
+    assert_eq!(ids(&kept), ["b"]);
+    drop(kept);
+    reg.remove("b", &mut out);
+    assert!(reg.recipients_of(&BusTarget::User("v".into())).is_empty());
+    assert!(reg.recipients_of(&BusTarget::Broadcast).is_empty());
+    // One client's list is never kept.
+    let _c = add(&mut reg, "c");
+    reg.authenticate("c", info("c", "w"), &[], &mut out);
+    let one = reg.recipients_of(&BusTarget::Client("c".into()));
+    assert!(!Arc::ptr_eq(
+        &one,
+        &reg.recipients_of(&BusTarget::Client("c".into()))
+    ));
+}

@@ -1,0 +1,130 @@
+//! Who receives a publication: the authenticated recipients of a target, and the one list
+//! a burst keeps reusing.
+//!
+//! Fan-out used to collect a fresh `Vec` of recipient handles for every publication: one
+//! allocation, and a reference-count increment and decrement on every recipient's handle, a
+//! cache line the recipient's own connection task is writing at the same time. The registry
+//! now keeps the list of the last target it was asked for ([`Registry::recipients_of`]) as a
+//! shared slice until anything changes who receives what (a client's state, a membership:
+//! every such change clears it), so a burst to one target takes the list with one
+//! reference-count increment per publication.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::{ClientState, Registry};
+use crate::protocol::BusTarget;
+use crate::server::outbox::ClientHandle;
+
+/// A target's authenticated recipients, shared.
+pub(crate) type Recipients = Arc<[Arc<ClientHandle>]>;
+
+/// The recipients of the last broadcast, room or user target asked for ([`Registry`] clears
+/// it on every change to who receives what).
+#[derive(Debug, Default)]
+pub(crate) struct RecipientCache(Option<(BusTarget, Recipients)>);
+
+impl RecipientCache {
+    /// Forgets the list (and the handles it holds).
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// One room as room-key delivery sees it ([`Registry::room_snapshot`]).
+#[derive(Debug)]
+pub(crate) struct RoomSnapshot {
+    /// Changes whenever a member joins or leaves.
+    pub(crate) generation: u64,
+    /// Who receives the publication.
+    pub(crate) recipients: Vec<Arc<ClientHandle>>,
+    /// Who must hold the room's key (when asked for).
+    pub(crate) holders: Vec<Arc<ClientHandle>>,
+}
+
+impl Registry {
+    /// The authenticated recipients of `target`, before any exclusion: the kept list when it
+    /// is for `target`, a new one (kept in its place, unless it is for one client) otherwise.
+    pub(crate) fn recipients_of(&mut self, target: &BusTarget) -> Recipients {
+        if let Some((kept, list)) = &self.recipients.0
+            && kept == target
+        {
+            return Arc::clone(list);
+        }
+        let list: Recipients = self.recipients(target, &[]).into();
+        if !matches!(target, BusTarget::Client(_)) {
+            self.recipients.0 = Some((target.clone(), Arc::clone(&list)));
+        }
+        list
+    }
+
+    /// Authenticated recipients of `target`, minus `exclude` (a new list).
+    pub(crate) fn recipients(
+        &self,
+        target: &BusTarget,
+        exclude: &[String],
+    ) -> Vec<Arc<ClientHandle>> {
+        let excluded = |id: &str| exclude.iter().any(|e| e == id);
+        match target {
+            BusTarget::Broadcast => self
+                .clients
+                .values()
+                .filter(|e| e.state == ClientState::Authenticated && !excluded(&e.handle.id))
+                .map(|e| Arc::clone(&e.handle))
+                .collect(),
+            BusTarget::Room(room) => self.members(self.rooms.get(room), exclude),
+            BusTarget::User(user) => self.members(self.users.get(user), exclude),
+            BusTarget::Client(id) => {
+                if excluded(id) {
+                    Vec::new()
+                } else {
+                    self.authenticated_handle(id).into_iter().collect()
+                }
+            }
+        }
+    }
+
+    /// The authenticated clients among `ids`, minus `exclude`.
+    fn members(
+        &self,
+        ids: Option<&HashSet<Arc<str>>>,
+        exclude: &[String],
+    ) -> Vec<Arc<ClientHandle>> {
+        ids.into_iter()
+            .flatten()
+            .filter(|id| !exclude.iter().any(|e| e == &***id))
+            .filter_map(|id| self.authenticated_handle(id))
+            .collect()
+    }
+
+    /// A room's membership generation, and its authenticated recipients minus `exclude`
+    /// (taken under one lock, so they agree). With `holders`, also every authenticated member
+    /// that holds room keys, excluded or not.
+    pub(crate) fn room_snapshot(
+        &self,
+        room: &str,
+        exclude: &[String],
+        holders: bool,
+    ) -> RoomSnapshot {
+        let members = self.rooms.get(room);
+        let holders = if holders {
+            let mut all = self.members(members, &[]);
+            all.retain(|h| h.holds_room_keys());
+            all
+        } else {
+            Vec::new()
+        };
+        RoomSnapshot {
+            generation: self.generations.get(room).copied().unwrap_or(0),
+            recipients: self.members(members, exclude),
+            holders,
+        }
+    }
+
+    fn authenticated_handle(&self, id: &str) -> Option<Arc<ClientHandle>> {
+        self.clients
+            .get(id)
+            .filter(|e| e.state == ClientState::Authenticated)
+            .map(|e| Arc::clone(&e.handle))
+    }
+}
