@@ -75,14 +75,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
     /// Appends a text message to the buffer without the `Sink` round, if the direct path may
     /// take it (see the module docs) and the buffer has room; returns whether it did.
     pub(crate) fn write_now(&mut self, text: &str) -> bool {
-        let takes = self.direct && !self.closing && {
-            let buf = self.ws.get_ref();
-            buf.takes_text(text.len()) && buf.has_room()
-        };
+        let takes = self.takes_text(text.len()) && self.ws.get_ref().has_room();
         if takes {
             self.ws.get_mut().push_text(text.as_bytes());
         }
         takes
+    }
+
+    /// Whether a text message of `len` bytes may take the direct path (see the module docs).
+    fn takes_text(&self, len: usize) -> bool {
+        self.direct && !self.closing && self.ws.get_ref().takes_text(len)
     }
 }
 
@@ -119,9 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for ServerWebSocket<S> {
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
         let this = self.get_mut();
         match item {
-            Message::Text(text)
-                if this.direct && !this.closing && this.ws.get_ref().takes_text(text.len()) =>
-            {
+            Message::Text(text) if this.takes_text(text.len()) => {
                 this.ws.get_mut().push_text(text.as_bytes());
                 Ok(())
             }

@@ -20,6 +20,14 @@ async fn pair(
     (server, client)
 }
 
+/// A close message with `code` and `reason`.
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: reason.into(),
+    }))
+}
+
 /// Text of `len` bytes that names message `i`.
 fn text(i: usize, len: usize) -> String {
     let head = format!("{i}:");
@@ -50,13 +58,7 @@ async fn every_message_arrives_whole_and_in_order_through_both_paths_under_backp
                 server.flush().await.expect("flush");
             }
         }
-        server
-            .send(Message::Close(Some(CloseFrame {
-                code: 1000u16.into(),
-                reason: "done".into(),
-            })))
-            .await
-            .expect("close");
+        server.send(close(1000, "done")).await.expect("close");
         // The client's reply.
         while let Some(Ok(_)) = server.next().await {}
     });
@@ -143,13 +145,7 @@ async fn a_discarded_backlog_of_direct_frames_leaves_the_close_frame_next() {
     // Sent after the discard and before the close: dropped too.
     server.feed(Message::text("dropped")).await.expect("feed");
     let closing = tokio::spawn(async move {
-        server
-            .send(Message::Close(Some(CloseFrame {
-                code: 4005u16.into(),
-                reason: "slow".into(),
-            })))
-            .await
-            .expect("close");
+        server.send(close(4005, "slow")).await.expect("close");
     });
     let mut texts = Vec::new();
     let close = loop {
