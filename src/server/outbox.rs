@@ -176,6 +176,12 @@ const GRANT_BYTES: usize = 160;
 #[derive(Debug, Default)]
 struct Queue {
     frames: VecDeque<Queued>,
+    /// The most frames queued at once since the queue last drained: the storage the queue
+    /// starts with when it fills again (a burst refills it turn after turn, and growing it
+    /// from nothing each time costs a reallocation and copy per doubling).
+    peak: usize,
+    /// The storage to start with (`peak` when the queue last released its storage).
+    start: usize,
     bytes: usize,
     ping: bool,
     /// The connection task, while it waits.
@@ -270,7 +276,12 @@ impl ClientHandle {
                 self.close(CloseCode::SlowConsumer);
                 return false;
             }
+            if q.frames.capacity() == 0 && q.start > RETAINED_SLOTS {
+                let start = std::mem::take(&mut q.start);
+                q.frames.reserve_exact(start);
+            }
             q.frames.push_back(item);
+            q.peak = q.peak.max(q.frames.len());
             q.bytes += size;
             q.waker.take()
         };
@@ -329,8 +340,14 @@ impl ClientHandle {
             });
             n += 1;
         }
-        if q.frames.is_empty() && q.frames.capacity() > RETAINED_SLOTS {
-            q.frames = VecDeque::new();
+        if q.frames.is_empty() {
+            // Released, so that an idle connection holds no queue storage; the next fill
+            // starts at the size this one reached.
+            if q.frames.capacity() > RETAINED_SLOTS {
+                q.frames = VecDeque::new();
+                q.start = q.peak;
+            }
+            q.peak = 0;
         }
         n
     }

@@ -24,6 +24,11 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// What a buffer filled by [`Coalesce::push_text`] holds beyond `limit` before it must grow:
+/// the last frame of a batch crosses `limit`, and one of up to this size (a typical
+/// notification) does so without a reallocation.
+const CROSSING_SLACK: usize = 1024;
+
 /// `S` with coalesced writes whose buffer is freed whenever it drains (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Coalesce<S> {
@@ -98,8 +103,9 @@ impl<S> Coalesce<S> {
             }
         };
         if self.buf.capacity() == 0 {
-            self.buf
-                .reserve(self.limit.max(header.len() + payload.len()));
+            // Room for the frame that crosses `limit` too: growing the buffer then would copy
+            // the whole batch once more.
+            self.buf.reserve(self.limit + CROSSING_SLACK);
         }
         self.buf.extend_from_slice(header);
         self.buf.extend_from_slice(payload);

@@ -121,6 +121,27 @@ fn drained_burst_storage_is_released() {
 }
 
 #[test]
+fn a_queue_refills_at_the_size_it_last_reached() {
+    let h = ClientHandle::new("c".into(), 1000, 1 << 20, Instant::now());
+    let f = frame(1);
+    for _ in 0..200 {
+        assert!(h.push(&f));
+    }
+    while h.pop().is_some() {}
+    assert!(h.push(&f));
+    assert!(
+        h.lock().frames.capacity() >= 200,
+        "one allocation for the refill"
+    );
+    // A quiet turn (one message) forgets the burst's size.
+    while h.pop().is_some() {}
+    assert!(h.lock().frames.capacity() <= RETAINED_SLOTS);
+    assert!(h.push(&f));
+    while h.pop().is_some() {}
+    assert!(h.lock().frames.capacity() <= RETAINED_SLOTS);
+}
+
+#[test]
 fn what_was_taken_and_put_back_comes_next_in_its_order_and_counts_again() {
     let h = ClientHandle::new("c".into(), 100, 1 << 20, Instant::now());
     let frames: Vec<_> = (1..=6).map(frame).collect();

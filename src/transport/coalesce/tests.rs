@@ -209,3 +209,30 @@ async fn discarding_an_unstarted_buffer_drops_it_whole() {
     b.read_to_end(&mut all).await.expect("read");
     assert_eq!(all, close_frame());
 }
+
+#[tokio::test]
+async fn the_frame_crossing_the_limit_does_not_grow_the_buffer() {
+    let (a, mut b) = tokio::io::duplex(1 << 20);
+    let mut w = Coalesce::new(a, 1000);
+    let payload = [b'x'; 100];
+    w.push_text(&payload);
+    let (ptr, capacity) = (w.buf.as_ptr(), w.buf.capacity());
+    let mut frames = 1;
+    while w.has_room() {
+        w.push_text(&payload);
+        frames += 1;
+    }
+    assert!(w.buf.len() > 1000, "the last frame crossed the limit");
+    assert_eq!(
+        (w.buf.as_ptr(), w.buf.capacity()),
+        (ptr, capacity),
+        "one allocation for the whole batch"
+    );
+    w.flush().await.expect("flush");
+    let mut got = vec![0u8; frames * 102];
+    b.read_exact(&mut got).await.expect("read");
+    for frame in got.chunks(102) {
+        assert_eq!(&frame[..2], &[0x81, 100]);
+        assert_eq!(&frame[2..], &payload);
+    }
+}
