@@ -78,6 +78,29 @@ fn seal_open(c: &mut Criterion) {
         });
     }
     group.finish();
+    // The per-recipient step of an encrypted fan-out as the server writes it: sealed straight
+    // into the socket's write buffer (reused, as a batch reuses it), against a message of its
+    // own copied into that buffer (the path a socket that cannot take it in place gets).
+    let mut group = c.benchmark_group("seal_frame_into_buffer");
+    for size in [64usize, 256, 1024] {
+        let msg = vec![b'x'; size];
+        let mut buf = Vec::with_capacity(64 * 1024);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("in_place", size), &msg, |b, m| {
+            b.iter(|| {
+                buf.clear();
+                server.seal_frame_into(black_box(m), &mut buf).expect("seal");
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("own_message", size), &msg, |b, m| {
+            b.iter(|| {
+                buf.clear();
+                let frame = server.seal_frame(black_box(m)).expect("seal");
+                buf.extend_from_slice(frame.as_bytes());
+            });
+        });
+    }
+    group.finish();
     let mut group = c.benchmark_group("open");
     for size in [64usize, 256, 1024, 4096, 16384] {
         let sealed = server.seal(&vec![b'x'; size]).expect("seal");

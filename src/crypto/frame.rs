@@ -5,14 +5,15 @@
 //! {"event":"encrypted","data":{"iv":"<b64 nonce>","ct":"<b64 ciphertext||tag>"[,"seq":N]}}
 //! ```
 //!
-//! The frame's length is known before anything is written, so it is built in one allocation
-//! (the buffer that becomes the WebSocket message). The plaintext (the publication's JSON,
+//! The frame's length is known before anything is written ([`sealed_frame_len`]), so it is
+//! appended straight to a buffer the caller has: the socket's write buffer, right behind the
+//! WebSocket header that needs that length ([`seal_frame_into`]), or one allocation of its own
+//! that becomes the message ([`sealed_frame`]). The plaintext (the publication's JSON,
 //! serialized once and shared by every recipient) is read in place by the AEAD, which writes
 //! the ciphertext into a per-thread scratch buffer; base64 is encoded from there directly into
-//! the frame (by [`super::b64_public`]). Nothing else is allocated, and the only other pass
-//! over the frame is the UTF-8 check that makes it a `String`. The scratch buffer only ever
-//! holds ciphertext, and one grown past [`SCRATCH_RETAINED`] (a large message) is released
-//! after use.
+//! the frame (by [`super::b64_public`]). Nothing else is allocated. The scratch buffer only
+//! ever holds ciphertext, and one grown past [`SCRATCH_RETAINED`] (a large message) is
+//! released after use.
 
 use std::cell::RefCell;
 
@@ -34,8 +35,55 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Seals `plaintext` under `key` with `nonce` and `aad` and returns the whole `encrypted`
-/// frame, with `seq` when the profile numbers its records.
+/// The exact length of the `encrypted` frame for a plaintext of `plaintext_len` bytes (with
+/// `seq` when the profile numbers its records); `None` if it does not fit in memory.
+pub(crate) fn sealed_frame_len(plaintext_len: usize, seq: Option<u64>) -> Option<usize> {
+    let ct_len = plaintext_len.checked_add(TAG_LEN)?;
+    let seq_len = seq.map_or(0, |n| SEQ.len() + decimal_len(n));
+    (HEAD.len() + encoded_len(NONCE_LEN) + MID.len() + 1 + seq_len + END.len())
+        .checked_add(encoded_len(ct_len))
+}
+
+/// Seals `plaintext` under `key` with `nonce` and `aad` and appends the whole `encrypted`
+/// frame (ASCII, exactly [`sealed_frame_len`] bytes) to `out`, with `seq` when the profile
+/// numbers its records. On failure `out` is left as it was.
+pub(crate) fn seal_frame_into(
+    key: &mut SessionKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    seq: Option<u64>,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    let len = sealed_frame_len(plaintext.len(), seq).ok_or(CryptoError::Encrypt)?;
+    let start = out.len();
+    out.reserve(len);
+    out.extend_from_slice(HEAD);
+    encode_into(nonce, out);
+    out.extend_from_slice(MID);
+    let ct_len = plaintext.len() + TAG_LEN;
+    let mut seal = |buf: &mut Vec<u8>| seal_b64(key, nonce, aad, plaintext, ct_len, buf, out);
+    // A buffer of our own if the scratch is unavailable: the thread is exiting, or it is
+    // borrowed (not reachable: sealing does not re-enter).
+    let sealed = match SCRATCH.try_with(|s| s.try_borrow_mut().ok().map(|mut buf| seal(&mut buf))) {
+        Ok(Some(sealed)) => sealed,
+        _ => seal(&mut Vec::new()),
+    };
+    if let Err(e) = sealed {
+        out.truncate(start);
+        return Err(e);
+    }
+    out.push(b'"');
+    if let Some(seq) = seq {
+        out.extend_from_slice(SEQ);
+        push_decimal(out, seq);
+    }
+    out.extend_from_slice(END);
+    debug_assert_eq!(out.len() - start, len);
+    Ok(())
+}
+
+/// [`seal_frame_into`] a buffer of its own: the frame as a `String`, built in one allocation.
 pub(crate) fn sealed_frame(
     key: &mut SessionKey,
     nonce: &[u8; NONCE_LEN],
@@ -43,40 +91,11 @@ pub(crate) fn sealed_frame(
     seq: Option<u64>,
     plaintext: &[u8],
 ) -> Result<String, CryptoError> {
-    let ct_len = plaintext
-        .len()
-        .checked_add(TAG_LEN)
-        .ok_or(CryptoError::Encrypt)?;
-    let seq_len = seq.map_or(0, |n| SEQ.len() + decimal_len(n));
     // Exactly the frame's length: the message then takes the buffer over as it is (a `Bytes`
     // made from a full `Vec` needs no allocation of its own).
-    let mut frame = Vec::with_capacity(
-        HEAD.len()
-            + encoded_len(NONCE_LEN)
-            + MID.len()
-            + encoded_len(ct_len)
-            + 1
-            + seq_len
-            + END.len(),
-    );
-    frame.extend_from_slice(HEAD);
-    encode_into(nonce, &mut frame);
-    frame.extend_from_slice(MID);
-    let mut seal =
-        |buf: &mut Vec<u8>| seal_b64(key, nonce, aad, plaintext, ct_len, buf, &mut frame);
-    // A buffer of our own if the scratch is unavailable: the thread is exiting, or it is
-    // borrowed (not reachable: sealing does not re-enter).
-    let sealed = match SCRATCH.try_with(|s| s.try_borrow_mut().ok().map(|mut buf| seal(&mut buf))) {
-        Ok(Some(sealed)) => sealed,
-        _ => seal(&mut Vec::new()),
-    };
-    sealed?;
-    frame.push(b'"');
-    if let Some(seq) = seq {
-        frame.extend_from_slice(SEQ);
-        push_decimal(&mut frame, seq);
-    }
-    frame.extend_from_slice(END);
+    let len = sealed_frame_len(plaintext.len(), seq).ok_or(CryptoError::Encrypt)?;
+    let mut frame = Vec::with_capacity(len);
+    seal_frame_into(key, nonce, aad, seq, plaintext, &mut frame)?;
     // Every byte written is ASCII; the check is one pass over the frame.
     String::from_utf8(frame).map_err(|_| CryptoError::Encrypt)
 }

@@ -255,6 +255,50 @@ impl Session {
         }
     }
 
+    /// The exact length of the frame [`Session::seal_frame_into`] appends next for a
+    /// plaintext of `plaintext_len` bytes; `None` if it would not fit in memory.
+    #[must_use]
+    pub fn sealed_frame_len(&self, plaintext_len: usize) -> Option<usize> {
+        let seq = match &self.inner {
+            Inner::Compat(_) => None,
+            Inner::Hardened(h) => Some(h.send.next_seq()),
+        };
+        frame::sealed_frame_len(plaintext_len, seq)
+    }
+
+    /// [`Session::seal_frame`], appended to `out` (a socket's write buffer, say, right behind
+    /// a header that needs the frame's length) instead of a buffer of its own: exactly
+    /// [`Session::sealed_frame_len`] bytes of ASCII. On failure `out` is left as it was.
+    ///
+    /// # Errors
+    /// As [`Session::seal`].
+    pub fn seal_frame_into(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        self.seal_frame_into_with_rng(&mut rand::rng(), plaintext, out)
+    }
+
+    /// [`Session::seal_frame_into`] with compatibility-profile nonces drawn from `rng`.
+    fn seal_frame_into_with_rng<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        match &mut self.inner {
+            Inner::Compat(key) => {
+                let mut iv = [0u8; NONCE_LEN];
+                rng.fill_bytes(&mut iv);
+                frame::seal_frame_into(key, &iv, b"", None, plaintext, out)
+            }
+            Inner::Hardened(h) => h.send.seal_with(|key, seq, nonce, aad| {
+                frame::seal_frame_into(key, nonce, aad, Some(seq), plaintext, out)
+            }),
+        }
+    }
+
     /// Opens an inbound payload. In the hardened profile it must be exactly the next record
     /// (`seq` equal to the expected sequence number, `iv` equal to its counter nonce); on
     /// failure nothing changes.
@@ -381,6 +425,36 @@ mod tests {
                     assert_eq!(frame.capacity(), frame.len(), "allocated exactly");
                     assert_eq!(peer.open(&p).expect("open"), pt);
                 }
+            }
+        }
+    }
+
+    /// Sealing into the socket's buffer appends exactly the announced length behind what the
+    /// buffer holds, the same bytes as the reference rendering, in both profiles and across
+    /// the sequence numbers whose decimal length changes.
+    #[test]
+    fn seal_frame_into_appends_exactly_the_announced_frame() {
+        use crate::crypto::hardened::KeySchedule;
+        use rand::{SeedableRng, rngs::StdRng};
+        let schedule = KeySchedule::derive(&[1u8; 32], &[2u8; 32], &[3u8; 32]);
+        let key = Zeroizing::new([9u8; 32]);
+        let hardened = |role| Session::hardened(role, &schedule, 50, None, AeadBackend::AwsLc);
+        let sessions = [
+            (Session::compat(&key), Session::compat(&key)),
+            (hardened(Role::Server), hardened(Role::Server)),
+        ];
+        for (mut fast, mut reference) in sessions {
+            let (mut r1, mut r2) = (StdRng::seed_from_u64(3), StdRng::seed_from_u64(3));
+            for i in 0..=101usize {
+                let pt = vec![b'x'; i * 7];
+                let len = fast.sealed_frame_len(pt.len()).expect("length");
+                let mut out = b"\x81~\x01\x02".to_vec();
+                fast.seal_frame_into_with_rng(&mut r1, &pt, &mut out)
+                    .expect("seal into");
+                assert_eq!(out.len(), 4 + len, "record {i}");
+                let p = reference.seal_with_rng(&mut r2, &pt).expect("seal");
+                assert_eq!(&out[..4], b"\x81~\x01\x02", "what was there stays");
+                assert_eq!(&out[4..], encrypted_frame(&p).as_bytes(), "record {i}");
             }
         }
     }

@@ -53,7 +53,7 @@ pub use registry::{
     joinable_room_name, valid_room_name,
 };
 pub use room_keys::RoomKeyConfig;
-pub use socket::{FrameSocket, Incoming, Outgoing, SocketError};
+pub use socket::{FrameSocket, Incoming, Outgoing, SocketError, WrittenWith};
 
 use crate::protocol::BusTarget;
 use hooks::Hooks;

@@ -3,6 +3,7 @@
 //! copy. Fail closed: an encrypted client never gets plaintext, and a record it cannot open is
 //! never sent to it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +23,15 @@ pub(super) enum Rendered<'f> {
     Shared(&'f Text),
     /// This client's own message (sealed for it, or transformed for it).
     Own(Text),
+}
+
+/// What a client gets of a shared frame before sealing ([`Connection::prepare`]).
+#[derive(Debug)]
+pub(super) enum Prepared<'f> {
+    /// The wire message as it is (a plaintext client, or a room record it holds the key of).
+    Ready(Rendered<'f>),
+    /// The plaintext to seal for this encrypted client.
+    Seal(Cow<'f, str>),
 }
 
 impl Rendered<'_> {
@@ -50,6 +60,16 @@ where
     /// client, a fresh ciphertext for an encrypted one. `None` means "do not send" (fail
     /// closed when sealing fails).
     pub(super) fn render<'f>(&mut self, frame: &'f Frame) -> Option<Rendered<'f>> {
+        match self.prepare(frame)? {
+            Prepared::Ready(rendered) => Some(rendered),
+            Prepared::Seal(plaintext) => self.seal(&plaintext).map(Rendered::Own),
+        }
+    }
+
+    /// What this client gets of a shared frame, short of sealing it: the wire message, or
+    /// the plaintext to seal for it (only for a client with a session). `None` means "do
+    /// not send".
+    pub(super) fn prepare<'f>(&self, frame: &'f Frame) -> Option<Prepared<'f>> {
         let json = match (self.positions(), &frame.position) {
             (Some(floors), Some(p)) => {
                 if floors
@@ -69,21 +89,29 @@ where
             _ => None,
         };
         if transformed.is_none() && self.takes_room_record(frame) {
-            return frame.room.as_ref().map(|r| Rendered::Shared(&r.json));
+            return frame
+                .room
+                .as_ref()
+                .map(|r| Prepared::Ready(Rendered::Shared(&r.json)));
         }
-        match (&mut self.session, transformed) {
-            (Some(session), t) => {
-                let plaintext = t.as_deref().unwrap_or(json.as_str());
-                match session.seal_frame(plaintext.as_bytes()) {
-                    Ok(sealed) => Some(Rendered::Own(Text::from(sealed))),
-                    Err(e) => {
-                        tracing::debug!(client = %self.handle.id, error = %e, len = plaintext.len(), "seal failed; message dropped");
-                        None
-                    }
-                }
+        Some(match (self.session.is_some(), transformed) {
+            (true, Some(t)) => Prepared::Seal(Cow::Owned(t)),
+            (true, None) => Prepared::Seal(Cow::Borrowed(json.as_str())),
+            (false, Some(t)) => Prepared::Ready(Rendered::Own(Text::from(t))),
+            (false, None) => Prepared::Ready(Rendered::Shared(json)),
+        })
+    }
+
+    /// `plaintext` sealed for this client, in a message of its own; `None` (logged) when
+    /// sealing fails or there is no session: the message is dropped, never sent in the clear.
+    pub(super) fn seal(&mut self, plaintext: &str) -> Option<Text> {
+        let session = self.session.as_mut()?;
+        match session.seal_frame(plaintext.as_bytes()) {
+            Ok(sealed) => Some(Text::from(sealed)),
+            Err(e) => {
+                tracing::debug!(client = %self.handle.id, error = %e, len = plaintext.len(), "seal failed; message dropped");
+                None
             }
-            (None, Some(t)) => Some(Rendered::Own(Text::from(t))),
-            (None, None) => Some(Rendered::Shared(json)),
         }
     }
 

@@ -87,4 +87,33 @@ pub trait FrameSocket:
         let _ = text;
         false
     }
+
+    /// [`Self::write_now`] for a message that is made in place: if the socket can take a
+    /// text message of exactly `len` bytes at once, it hands `fill` its write buffer, and
+    /// `fill` appends the message (returning whether it could). The socket checks that what
+    /// was appended is `len` bytes of UTF-8 and removes it otherwise
+    /// ([`WrittenWith::Failed`]). When the socket cannot take the message, `fill` is not
+    /// called ([`WrittenWith::Refused`]): the core seals a message for an encrypted client
+    /// this way, straight into the socket's buffer, and only once it has a place (sealing
+    /// advances the session's counters). The default refuses.
+    fn write_text_with(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+    ) -> WrittenWith {
+        let _ = (len, fill);
+        WrittenWith::Refused
+    }
+}
+
+/// What became of a message offered with [`FrameSocket::write_text_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WrittenWith {
+    /// It is in the socket's write buffer and leaves with the next flush.
+    Written,
+    /// The socket cannot take it at once; `fill` was not called.
+    Refused,
+    /// `fill` failed or did not append `len` bytes of UTF-8: nothing was written.
+    Failed,
 }

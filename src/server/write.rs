@@ -9,15 +9,18 @@
 //! socket is behind) is fed through the `Sink` and awaited; the items taken with it go back to
 //! the front of the outbox, in order, and are taken again. A message is rendered exactly once
 //! (sealing advances the session's counters): one rendered and then refused by `write_now` is
-//! fed as it is.
+//! fed as it is. A message for an encrypted client is sealed straight into the socket's write
+//! buffer ([`FrameSocket::write_text_with`]): the socket first says whether it takes a
+//! message of the sealed frame's length at once, and only then is it sealed, in place; one it
+//! does not take is sealed into a message of its own and fed.
 
 use futures_util::SinkExt;
 
 use super::connection::{Connection, Exit};
 use super::outbox::Outbound;
 use super::registry::ClientState;
-use super::render::Rendered;
-use super::socket::{FrameSocket, Outgoing, SocketError};
+use super::render::{Prepared, Rendered};
+use super::socket::{FrameSocket, Outgoing, SocketError, WrittenWith};
 use crate::protocol::{CloseCode, Text};
 
 /// Messages written per flush when the outbox has a backlog.
@@ -136,7 +139,10 @@ where
     fn write_now(&mut self, out: Outbound, tally: &mut Tally) -> Option<Unsent> {
         let text = match &out {
             Outbound::Ping => return Some(Unsent::Ping),
-            Outbound::Message(frame) => self.render(frame)?,
+            Outbound::Message(frame) => match self.prepare(frame)? {
+                Prepared::Ready(rendered) => rendered,
+                Prepared::Seal(plaintext) => return self.seal_now(&plaintext, tally),
+            },
             Outbound::RoomKey(grant) => Rendered::Own(self.render_grant(grant)?),
         };
         tally.add(text.text().len());
@@ -145,5 +151,32 @@ where
         } else {
             Some(Unsent::Text(text.into_text()))
         }
+    }
+
+    /// Seals `plaintext` for this client straight into the socket's write buffer when the
+    /// socket takes it at once ([`FrameSocket::write_text_with`]): no message of its own, no
+    /// second copy. Otherwise it is sealed into a message of its own, to be fed. Counts what
+    /// it sealed; a message that cannot be sealed is dropped ([`Connection::seal`]).
+    fn seal_now(&mut self, plaintext: &str, tally: &mut Tally) -> Option<Unsent> {
+        let session = self.session.as_mut()?;
+        if let Some(len) = session.sealed_frame_len(plaintext.len()) {
+            let mut fill =
+                |buf: &mut Vec<u8>| session.seal_frame_into(plaintext.as_bytes(), buf).is_ok();
+            match self.socket.write_text_with(len, &mut fill) {
+                WrittenWith::Written => {
+                    tally.add(len);
+                    return None;
+                }
+                WrittenWith::Failed => {
+                    tracing::debug!(client = %self.handle.id, len = plaintext.len(), "seal failed; message dropped");
+                    return None;
+                }
+                // Not sealed yet: sealed on its own below.
+                _ => {}
+            }
+        }
+        let text = self.seal(plaintext)?;
+        tally.add(text.len());
+        Some(Unsent::Text(text))
     }
 }

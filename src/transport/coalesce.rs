@@ -83,9 +83,45 @@ impl<S> Coalesce<S> {
         if self.discarding {
             return;
         }
+        self.push_header(payload.len());
+        self.buf.extend_from_slice(payload);
+    }
+
+    /// [`Self::push_text`] for a payload of `len` bytes that `fill` appends to the buffer
+    /// (made in place: no copy at all). Returns whether it did; what it appended is removed
+    /// unless it is exactly `len` bytes of UTF-8, so the stream only ever holds whole, valid
+    /// frames. While discarding, `fill` is not called (the frame would be dropped).
+    pub(crate) fn push_text_with(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+    ) -> bool {
+        debug_assert!(self.takes_text(len));
+        if self.discarding {
+            return true;
+        }
+        let start = self.buf.len();
+        self.push_header(len);
+        let body = self.buf.len();
+        let made = fill(&mut self.buf)
+            && self.buf.len() - body == len
+            && std::str::from_utf8(&self.buf[body..]).is_ok();
+        if !made {
+            self.buf.truncate(start);
+            if self.buf.is_empty() {
+                // As after a drain: an idle connection holds no write buffer.
+                self.buf = Vec::new();
+            }
+        }
+        made
+    }
+
+    /// Appends the header of an unmasked (server) text frame of `len` payload bytes,
+    /// allocating the buffer for the batch if it has none.
+    fn push_header(&mut self, len: usize) {
         let mut header = [0u8; 10];
         header[0] = 0x81; // FIN, text
-        let header = match payload.len() {
+        let header = match len {
             n @ 0..=125 => {
                 // In range: `n` < 126.
                 header[1] = n as u8;
@@ -108,7 +144,6 @@ impl<S> Coalesce<S> {
             self.buf.reserve(self.limit + CROSSING_SLACK);
         }
         self.buf.extend_from_slice(header);
-        self.buf.extend_from_slice(payload);
     }
 
     /// Whether the buffer is below `limit` (another frame may be appended).

@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::coalesce::Coalesce;
 use super::ws_socket::Hooks;
+use crate::server::WrittenWith;
 
 /// A server WebSocket over [`Coalesce`] (see the module docs). Its `close` also writes out
 /// what `Coalesce` still holds: tungstenite answers a peer's close frame by writing the reply
@@ -64,6 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
         Hooks {
             discard: Self::discard_unsent,
             write_now: Self::write_now,
+            write_with: Self::write_with,
         }
     }
 
@@ -80,6 +82,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
             self.ws.get_mut().push_text(text.as_bytes());
         }
         takes
+    }
+
+    /// Makes a text message of `len` bytes straight in the buffer with `fill`, on the terms of
+    /// [`Self::write_now`] ([`crate::server::FrameSocket::write_text_with`]).
+    pub(crate) fn write_with(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+    ) -> WrittenWith {
+        if !(self.takes_text(len) && self.ws.get_ref().has_room()) {
+            return WrittenWith::Refused;
+        }
+        if self.ws.get_mut().push_text_with(len, fill) {
+            WrittenWith::Written
+        } else {
+            WrittenWith::Failed
+        }
     }
 
     /// Whether a text message of `len` bytes may take the direct path (see the module docs).

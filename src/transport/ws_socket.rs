@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::protocol::Text;
-use crate::server::{FrameSocket, Incoming, Outgoing, SocketError};
+use crate::server::{FrameSocket, Incoming, Outgoing, SocketError, WrittenWith};
 
 /// Any `Stream + Sink` of tungstenite messages (a `WebSocketStream`, in practice) as a socket a
 /// connection runs on ([`Server::serve_socket`](crate::Server::serve_socket)).
@@ -30,7 +30,14 @@ pub(crate) struct Hooks<S> {
     /// Writes a text message straight into the stream's buffer, if it can without
     /// reordering anything ([`FrameSocket::write_now`]).
     pub(crate) write_now: fn(&mut S, &str) -> bool,
+    /// Makes a text message straight in the stream's buffer, on the same terms
+    /// ([`FrameSocket::write_text_with`]).
+    pub(crate) write_with: WriteWith<S>,
 }
+
+/// [`Hooks::write_with`]: the socket, the message's length, and what makes it in the buffer.
+pub(crate) type WriteWith<S> =
+    fn(&mut S, usize, &mut dyn FnMut(&mut Vec<u8>) -> bool) -> WrittenWith;
 
 impl<S> WsSocket<S> {
     /// Wraps `ws`. Nothing it buffers can be dropped, so a slow consumer's close frame waits
@@ -149,6 +156,17 @@ where
         match &self.hooks {
             Some(hooks) => (hooks.write_now)(&mut self.inner, text.as_str()),
             None => false,
+        }
+    }
+
+    fn write_text_with(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+    ) -> WrittenWith {
+        match &self.hooks {
+            Some(hooks) => (hooks.write_with)(&mut self.inner, len, fill),
+            None => WrittenWith::Refused,
         }
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::server::WrittenWith;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::DuplexStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -162,4 +163,60 @@ async fn a_discarded_backlog_of_direct_frames_leaves_the_close_frame_next() {
     for (i, t) in texts.iter().enumerate() {
         assert_eq!(t, &text(i, 100));
     }
+}
+
+#[tokio::test]
+async fn messages_made_in_place_arrive_whole_and_failed_ones_leave_nothing() {
+    let (mut server, mut client) = pair(1 << 16, 1000).await;
+    let made = |server: &mut ServerWebSocket<DuplexStream>, len: usize, bytes: &[u8], ok| {
+        let mut called = false;
+        let written = server.write_with(len, &mut |buf| {
+            called = true;
+            buf.extend_from_slice(bytes);
+            ok
+        });
+        (written, called)
+    };
+    assert_eq!(
+        made(&mut server, 5, b"hello", true),
+        (WrittenWith::Written, true)
+    );
+    // Too short, not UTF-8, or a fill that gave up part way: nothing of them is sent.
+    assert_eq!(
+        made(&mut server, 5, b"hell", true),
+        (WrittenWith::Failed, true)
+    );
+    assert_eq!(
+        made(&mut server, 2, &[0xc3, 0x28], true),
+        (WrittenWith::Failed, true)
+    );
+    assert_eq!(
+        made(&mut server, 5, b"wor", false),
+        (WrittenWith::Failed, true)
+    );
+    assert_eq!(
+        made(&mut server, 200, &[b'y'; 200], true),
+        (WrittenWith::Written, true)
+    );
+    // As large as the buffer: it goes the ordinary way, and is never made here.
+    assert_eq!(
+        made(&mut server, 1000, &[b'z'; 1000], true),
+        (WrittenWith::Refused, false)
+    );
+    server.flush().await.expect("flush");
+    server.send(close(1000, "done")).await.expect("close");
+    // After a close frame nothing more is made.
+    assert_eq!(
+        made(&mut server, 5, b"later", true),
+        (WrittenWith::Refused, false)
+    );
+    let mut texts = Vec::new();
+    loop {
+        match client.next().await {
+            Some(Ok(Message::Text(t))) => texts.push(t.to_string()),
+            Some(Ok(Message::Close(_))) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(texts, ["hello".to_owned(), "y".repeat(200)]);
 }
