@@ -89,7 +89,9 @@ fn seal_open(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("in_place", size), &msg, |b, m| {
             b.iter(|| {
                 buf.clear();
-                server.seal_frame_into(black_box(m), &mut buf).expect("seal");
+                server
+                    .seal_frame_into(black_box(m), &mut buf)
+                    .expect("seal");
             });
         });
         group.bench_with_input(BenchmarkId::new("own_message", size), &msg, |b, m| {

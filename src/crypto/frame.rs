@@ -59,7 +59,10 @@ pub(crate) fn seal_frame_into(
     let start = out.len();
     out.reserve(len);
     out.extend_from_slice(HEAD);
-    encode_into(nonce, out);
+    if let Err(e) = encode_into(nonce, out) {
+        out.truncate(start);
+        return Err(e);
+    }
     out.extend_from_slice(MID);
     let ct_len = plaintext.len() + TAG_LEN;
     let mut seal = |buf: &mut Vec<u8>| seal_b64(key, nonce, aad, plaintext, ct_len, buf, out);
@@ -115,10 +118,9 @@ fn seal_b64(
         buf.resize(ct_len, 0);
     }
     let out = &mut buf[..ct_len];
-    let sealed = key.seal_to(nonce, aad, plaintext, out);
-    if sealed.is_ok() {
-        encode_into(out, frame);
-    }
+    let sealed = key
+        .seal_to(nonce, aad, plaintext, out)
+        .and_then(|()| encode_into(out, frame));
     if buf.len() > SCRATCH_RETAINED {
         *buf = Vec::new();
     }

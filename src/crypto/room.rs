@@ -216,7 +216,7 @@ impl RoomSealer {
         frame.extend_from_slice(self.head.as_bytes());
         frame.extend_from_slice(seq_text.as_bytes());
         frame.extend_from_slice(br#","ct":""#);
-        encode_into(&ct, &mut frame);
+        encode_into(&ct, &mut frame)?;
         frame.extend_from_slice(br#""}}"#);
         self.next_seq = seq + 1;
         // The head is JSON from serde_json, the rest ASCII.
