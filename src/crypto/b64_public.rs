@@ -2,26 +2,36 @@
 //! encrypted fan-out: nonces and ciphertexts.
 //!
 //! Every encrypted recipient's frame is mostly base64 (a 200-byte publication is 288 characters
-//! of ciphertext), so the encoding is a large share of the per-recipient cost. It runs on the
-//! `base64` crate's SIMD engine (AVX2 or NEON, chosen once at run time, with the crate's scalar
-//! engine where neither is available): about half the time of a 12-bit-table scalar encoder on a
-//! 216-byte ciphertext, a quarter of it on a kilobyte. Its output is the crate's `STANDARD`
-//! engine's, byte for byte (tested).
+//! of ciphertext), so the encoding is a large share of the per-recipient cost. On x86-64 and
+//! on AArch64 with NEON it runs on the `base64` crate's SIMD engine (AVX2 or NEON, chosen once
+//! at run time): about half the time of a 12-bit-table scalar encoder on a 216-byte
+//! ciphertext, a quarter of it on a kilobyte. Elsewhere it is the crate's scalar `STANDARD`
+//! engine. The output is the `STANDARD` engine's, byte for byte (tested).
 //!
 //! # Security
-//! The scalar fallback looks up a table indexed by the input, so its timing can depend on it:
-//! use this only for public bytes (nonces, ciphertexts), never for keys or plaintext.
-
-use std::sync::LazyLock;
+//! The scalar code (the fallback engine, and the SIMD engine's own handling of short inputs
+//! and tails) looks up a table indexed by the input, so its timing can depend on it: use this
+//! only for public bytes (nonces, ciphertexts), never for keys or plaintext.
 
 use base64::Engine as _;
-use base64::engine::Simd;
-use base64::engine::general_purpose::PAD;
 
 use super::CryptoError;
 
-/// The engine, with the instruction set detected once.
-static ENGINE: LazyLock<Simd> = LazyLock::new(|| Simd::standard(PAD));
+/// The engine, with the instruction set detected once (where the crate has a SIMD engine).
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+static ENGINE: std::sync::LazyLock<base64::engine::Simd> = std::sync::LazyLock::new(|| {
+    base64::engine::Simd::standard(base64::engine::general_purpose::PAD)
+});
+
+/// The engine: the scalar one on targets without a SIMD engine in the crate.
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+)))]
+static ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Padded base64 length of `n` bytes.
 pub(crate) const fn encoded_len(n: usize) -> usize {

@@ -17,120 +17,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::protocol::Text;
-use serde_json::value::RawValue;
-
 use super::room_keys::RoomGrant;
-use crate::protocol::{CloseCode, frame_json};
+use crate::protocol::CloseCode;
+
+mod frame;
+pub(crate) use frame::{Frame, RoomRecord};
 
 /// Queue storage kept after a burst drains; anything larger is released.
 const RETAINED_SLOTS: usize = 16;
-
-/// One outbound message, serialized once and shared by every recipient.
-#[derive(Debug)]
-pub(crate) struct Frame {
-    /// Event name (for transformers).
-    pub(crate) event: Box<str>,
-    /// Payload JSON (for transformers and the bus).
-    pub(crate) data: Box<RawValue>,
-    /// `{"event":..,"data":..}`: the plaintext frame and the AEAD plaintext.
-    pub(crate) json: Text,
-    /// Where this publication sits in its stream, when the stream keeps history.
-    pub(crate) position: Option<FramePosition>,
-    /// The publication sealed once under its room's current epoch key, for the members
-    /// holding that key ([`super::room_keys`]).
-    pub(crate) room: Option<RoomRecord>,
-}
-
-/// A `room-encrypted` frame: the publication (its positioned JSON when it has a position)
-/// sealed once under `epoch` of `room`.
-#[derive(Debug)]
-pub(crate) struct RoomRecord {
-    pub(crate) room: Arc<str>,
-    pub(crate) epoch: u64,
-    pub(crate) json: Text,
-}
-
-/// A publication's place in a stream with history ([`super::history`]).
-#[derive(Debug, Clone)]
-pub(crate) struct FramePosition {
-    /// The stream (`room:..`, `user:..`, `broadcast`).
-    pub(crate) stream: Arc<str>,
-    /// Its offset in the stream.
-    pub(crate) offset: u64,
-    /// The stream's epoch.
-    pub(crate) epoch: Arc<str>,
-    /// `{"event":..,"data":..,"stream":..,"offset":..,"epoch":..}`: what a client that asked
-    /// for positions receives instead of `json`.
-    pub(crate) json: Text,
-    /// The client ids the publication skipped (`except`): a replay skips them too. (Boxed:
-    /// the usual empty list costs no allocation.)
-    pub(crate) exclude: Box<[String]>,
-}
-
-impl FramePosition {
-    /// Whether the publication skipped client `id`.
-    pub(crate) fn excludes(&self, id: &str) -> bool {
-        self.exclude.iter().any(|e| e == id)
-    }
-}
-
-impl Frame {
-    pub(crate) fn new(event: &str, data: Box<RawValue>) -> Arc<Self> {
-        let json = frame_json(event, data.get());
-        Arc::new(Self {
-            event: event.into(),
-            data,
-            json: json.into(),
-            position: None,
-            room: None,
-        })
-    }
-
-    /// This publication with its room record.
-    pub(crate) fn with_room(&self, record: RoomRecord) -> Arc<Self> {
-        Arc::new(Self {
-            event: self.event.clone(),
-            data: self.data.clone(),
-            json: self.json.clone(),
-            position: self.position.clone(),
-            room: Some(record),
-        })
-    }
-
-    /// This publication at `offset` of `stream` in `epoch`, sent to everyone but `exclude`.
-    pub(crate) fn positioned(
-        &self,
-        stream: Arc<str>,
-        offset: u64,
-        epoch: &Arc<str>,
-        exclude: &[String],
-    ) -> Arc<Self> {
-        let mut json = String::with_capacity(self.json.len() + stream.len() + epoch.len() + 48);
-        // `json` is an object: reopen it before its closing brace.
-        json.push_str(self.json.as_str().strip_suffix('}').unwrap_or("{"));
-        json.push_str(",\"stream\":");
-        json.push_str(&serde_json::to_string(&*stream).unwrap_or_default());
-        json.push_str(",\"offset\":");
-        json.push_str(&offset.to_string());
-        json.push_str(",\"epoch\":");
-        json.push_str(&serde_json::to_string(&**epoch).unwrap_or_default());
-        json.push('}');
-        Arc::new(Self {
-            event: self.event.clone(),
-            data: self.data.clone(),
-            json: self.json.clone(),
-            position: Some(FramePosition {
-                stream,
-                offset,
-                epoch: Arc::clone(epoch),
-                json: json.into(),
-                exclude: exclude.into(),
-            }),
-            room: None,
-        })
-    }
-}
 
 /// What a connection task is asked to do next.
 #[derive(Debug)]

@@ -90,12 +90,17 @@ pub trait FrameSocket:
 
     /// [`Self::write_now`] for a message that is made in place: if the socket can take a
     /// text message of exactly `len` bytes at once, it hands `fill` its write buffer, and
-    /// `fill` appends the message (returning whether it could). The socket checks that what
-    /// was appended is `len` bytes of UTF-8 and removes it otherwise
+    /// `fill` appends the message (only appends; returns whether it could). The socket checks
+    /// that what was appended is `len` bytes of UTF-8 and removes it otherwise
     /// ([`WrittenWith::Failed`]). When the socket cannot take the message, `fill` is not
     /// called ([`WrittenWith::Refused`]): the core seals a message for an encrypted client
     /// this way, straight into the socket's buffer, and only once it has a place (sealing
     /// advances the session's counters). The default refuses.
+    ///
+    /// The contract: `fill` is called at most once, and a socket that called it answers
+    /// `Written` (the message is in its buffer) or `Failed` (nothing of it is). The core drops
+    /// a connection whose socket writes a sealed frame otherwise, because its session's
+    /// counters have moved on without the frame.
     fn write_text_with(
         &mut self,
         len: usize,
@@ -110,7 +115,9 @@ pub trait FrameSocket:
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WrittenWith {
-    /// It is in the socket's write buffer and leaves with the next flush.
+    /// It is in the socket's write buffer and leaves with the next flush (or, without `fill`
+    /// being called, it was dropped because the socket is closing a slow consumer and drops
+    /// every data message).
     Written,
     /// The socket cannot take it at once; `fill` was not called.
     Refused,

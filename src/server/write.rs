@@ -34,6 +34,9 @@ enum Unsent {
     Ping,
     /// A rendered message (counted in the batch already).
     Text(Text),
+    /// The socket broke its [`FrameSocket::write_text_with`] contract on a sealed frame: the
+    /// connection cannot go on.
+    Broken,
 }
 
 /// Data messages and their bytes written in one batch (two `u32`s: this lives in every
@@ -99,6 +102,9 @@ where
                     self.socket.feed(Outgoing::Ping).await
                 }
                 Some(Unsent::Text(text)) => self.socket.feed(Outgoing::Text(text)).await,
+                Some(Unsent::Broken) => Err(SocketError::Transport(
+                    "a sealed frame was not written as it was made".to_owned(),
+                )),
             };
             if let Err(e) = fed {
                 break Err(e);
@@ -156,23 +162,45 @@ where
     /// Seals `plaintext` for this client straight into the socket's write buffer when the
     /// socket takes it at once ([`FrameSocket::write_text_with`]): no message of its own, no
     /// second copy. Otherwise it is sealed into a message of its own, to be fed. Counts what
-    /// it sealed; a message that cannot be sealed is dropped ([`Connection::seal`]).
+    /// it sealed; a message that cannot be sealed is dropped ([`Connection::seal`]). A frame
+    /// that was sealed and then not written breaks the connection ([`Unsent::Broken`]): the
+    /// session's counters moved on, so a hardened peer could open nothing that follows.
     fn seal_now(&mut self, plaintext: &str, tally: &mut Tally) -> Option<Unsent> {
         let session = self.session.as_mut()?;
         if let Some(len) = session.sealed_frame_len(plaintext.len()) {
-            let mut fill =
-                |buf: &mut Vec<u8>| session.seal_frame_into(plaintext.as_bytes(), buf).is_ok();
-            match self.socket.write_text_with(len, &mut fill) {
-                WrittenWith::Written => {
+            // Whether `fill` ran, and whether it sealed.
+            let mut sealed = None;
+            let mut fill = |buf: &mut Vec<u8>| {
+                // At most once: a second call makes nothing and keeps the first's outcome.
+                if sealed.is_some() {
+                    return false;
+                }
+                let ok = session.seal_frame_into(plaintext.as_bytes(), buf).is_ok();
+                sealed = Some(ok);
+                ok
+            };
+            let written = self.socket.write_text_with(len, &mut fill);
+            match (sealed, written) {
+                (Some(true), WrittenWith::Written) => {
                     tally.add(len);
                     return None;
                 }
-                WrittenWith::Failed => {
+                (Some(true), _) | (Some(false), WrittenWith::Written) => {
+                    tracing::warn!(client = %self.handle.id, ?written, "the socket did not write a sealed frame as it was made; connection dropped");
+                    return Some(Unsent::Broken);
+                }
+                (Some(false), _) => {
                     tracing::debug!(client = %self.handle.id, len = plaintext.len(), "seal failed; message dropped");
                     return None;
                 }
+                // Dropped unsealed: the socket is closing a slow consumer.
+                (None, WrittenWith::Written) => return None,
                 // Not sealed yet: sealed on its own below.
-                _ => {}
+                (None, WrittenWith::Refused) => {}
+                (None, WrittenWith::Failed) => {
+                    tracing::warn!(client = %self.handle.id, "the socket failed a frame it did not make; message dropped");
+                    return None;
+                }
             }
         }
         let text = self.seal(plaintext)?;

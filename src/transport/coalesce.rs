@@ -104,7 +104,7 @@ impl<S> Coalesce<S> {
         self.push_header(len);
         let body = self.buf.len();
         let made = fill(&mut self.buf)
-            && self.buf.len() - body == len
+            && self.buf.len().checked_sub(body) == Some(len)
             && std::str::from_utf8(&self.buf[body..]).is_ok();
         if !made {
             self.buf.truncate(start);
@@ -141,7 +141,7 @@ impl<S> Coalesce<S> {
         if self.buf.capacity() == 0 {
             // Room for the frame that crosses `limit` too: growing the buffer then would copy
             // the whole batch once more.
-            self.buf.reserve(self.limit + CROSSING_SLACK);
+            self.buf.reserve(self.limit.saturating_add(CROSSING_SLACK));
         }
         self.buf.extend_from_slice(header);
     }
@@ -312,8 +312,10 @@ impl<S: AsyncWrite + Unpin> Coalesce<S> {
             this.started = this.started.min(data.len());
         }
         if this.buf.capacity() == 0 {
-            // One allocation for the whole batch, rather than growing it frame by frame.
-            this.buf.reserve(this.limit.max(data.len()));
+            // One allocation for the whole batch, rather than growing it frame by frame (with
+            // room for a frame that `push_text` may add past `limit` next).
+            this.buf
+                .reserve(this.limit.saturating_add(CROSSING_SLACK).max(data.len()));
         }
         this.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))

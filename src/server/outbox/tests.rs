@@ -1,6 +1,7 @@
 use std::future::poll_fn;
 
 use super::*;
+use serde_json::value::RawValue;
 
 fn frame(n: usize) -> Arc<Frame> {
     Frame::new(
