@@ -7,8 +7,8 @@
 //!
 //! The frame's length is known before anything is written ([`sealed_frame_len`]), so it is
 //! appended straight to a buffer the caller has: the socket's write buffer, right behind the
-//! WebSocket header that needs that length ([`seal_frame_into`]), or one allocation of its own
-//! that becomes the message ([`sealed_frame`]). The plaintext (the publication's JSON,
+//! WebSocket header that needs that length, or one allocation of its own that becomes the
+//! message (`Session::seal_frame`). The plaintext (the publication's JSON,
 //! serialized once and shared by every recipient) is read in place by the AEAD, which writes
 //! the ciphertext into a per-thread scratch buffer; base64 is encoded from there directly into
 //! the frame (by [`super::b64_public`]). Nothing else is allocated. The scratch buffer only
@@ -84,23 +84,6 @@ pub(crate) fn seal_frame_into(
     out.extend_from_slice(END);
     debug_assert_eq!(out.len() - start, len);
     Ok(())
-}
-
-/// [`seal_frame_into`] a buffer of its own: the frame as a `String`, built in one allocation.
-pub(crate) fn sealed_frame(
-    key: &mut SessionKey,
-    nonce: &[u8; NONCE_LEN],
-    aad: &[u8],
-    seq: Option<u64>,
-    plaintext: &[u8],
-) -> Result<String, CryptoError> {
-    // Exactly the frame's length: the message then takes the buffer over as it is (a `Bytes`
-    // made from a full `Vec` needs no allocation of its own).
-    let len = sealed_frame_len(plaintext.len(), seq).ok_or(CryptoError::Encrypt)?;
-    let mut frame = Vec::with_capacity(len);
-    seal_frame_into(key, nonce, aad, seq, plaintext, &mut frame)?;
-    // Every byte written is ASCII; the check is one pass over the frame.
-    String::from_utf8(frame).map_err(|_| CryptoError::Encrypt)
 }
 
 /// Seals into `buf` and appends the base64 of the result to `frame`.

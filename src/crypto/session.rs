@@ -243,16 +243,15 @@ impl Session {
         rng: &mut R,
         plaintext: &[u8],
     ) -> Result<String, CryptoError> {
-        match &mut self.inner {
-            Inner::Compat(key) => {
-                let mut iv = [0u8; NONCE_LEN];
-                rng.fill_bytes(&mut iv);
-                frame::sealed_frame(key, &iv, b"", None, plaintext)
-            }
-            Inner::Hardened(h) => h.send.seal_with(|key, seq, nonce, aad| {
-                frame::sealed_frame(key, nonce, aad, Some(seq), plaintext)
-            }),
-        }
+        // Exactly the frame's length: the message then takes the buffer over as it is (a
+        // `Bytes` made from a full `Vec` needs no allocation of its own).
+        let len = self
+            .sealed_frame_len(plaintext.len())
+            .ok_or(CryptoError::Encrypt)?;
+        let mut frame = Vec::with_capacity(len);
+        self.seal_frame_into_with_rng(rng, plaintext, &mut frame)?;
+        // Every byte written is ASCII; the check is one pass over the frame.
+        String::from_utf8(frame).map_err(|_| CryptoError::Encrypt)
     }
 
     /// The exact length of the frame [`Session::seal_frame_into`] appends next for a

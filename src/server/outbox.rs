@@ -70,12 +70,11 @@ const GRANT_BYTES: usize = 160;
 #[derive(Debug, Default)]
 struct Queue {
     frames: VecDeque<Queued>,
-    /// The most frames queued at once since the queue last drained: the storage the queue
-    /// starts with when it fills again (a burst refills it turn after turn, and growing it
-    /// from nothing each time costs a reallocation and copy per doubling).
+    /// The most frames queued at once since the queue last drained, kept when the queue
+    /// releases its storage: the storage it starts with when it fills again (a burst refills
+    /// it turn after turn, and growing it from nothing each time costs a reallocation and
+    /// copy per doubling).
     peak: usize,
-    /// The storage to start with (`peak` when the queue last released its storage).
-    start: usize,
     bytes: usize,
     ping: bool,
     /// The connection task, while it waits.
@@ -170,8 +169,8 @@ impl ClientHandle {
                 self.close(CloseCode::SlowConsumer);
                 return false;
             }
-            if q.frames.capacity() == 0 && q.start > RETAINED_SLOTS {
-                let start = std::mem::take(&mut q.start);
+            if q.frames.capacity() == 0 && q.peak > RETAINED_SLOTS {
+                let start = std::mem::take(&mut q.peak);
                 q.frames.reserve_exact(start);
             }
             q.frames.push_back(item);
@@ -235,13 +234,15 @@ impl ClientHandle {
             n += 1;
         }
         if q.frames.is_empty() {
-            // Released, so that an idle connection holds no queue storage; the next fill
-            // starts at the size this one reached.
-            if q.frames.capacity() > RETAINED_SLOTS {
-                q.frames = VecDeque::new();
-                q.start = q.peak;
+            match q.frames.capacity() {
+                // Released already (or never filled): `peak` is the size to start with.
+                0 => {}
+                // Released, so that an idle connection holds no queue storage; `peak` stays:
+                // the next fill starts at the size this one reached.
+                c if c > RETAINED_SLOTS => q.frames = VecDeque::new(),
+                // A quiet fill: nothing to remember.
+                _ => q.peak = 0,
             }
-            q.peak = 0;
         }
         n
     }

@@ -77,7 +77,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
     /// Appends a text message to the buffer without the `Sink` round, if the direct path may
     /// take it (see the module docs) and the buffer has room; returns whether it did.
     pub(crate) fn write_now(&mut self, text: &str) -> bool {
-        let takes = self.takes_text(text.len()) && self.ws.get_ref().has_room();
+        let takes = self.takes_now(text.len());
         if takes {
             self.ws.get_mut().push_text(text.as_bytes());
         }
@@ -91,7 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
         len: usize,
         fill: &mut dyn FnMut(&mut Vec<u8>) -> bool,
     ) -> WrittenWith {
-        if !(self.takes_text(len) && self.ws.get_ref().has_room()) {
+        if !self.takes_now(len) {
             return WrittenWith::Refused;
         }
         if self.ws.get_mut().push_text_with(len, fill) {
@@ -99,6 +99,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
         } else {
             WrittenWith::Failed
         }
+    }
+
+    /// Whether a text message of `len` bytes may take the direct path and the buffer has room
+    /// for it now.
+    fn takes_now(&self, len: usize) -> bool {
+        self.takes_text(len) && self.ws.get_ref().has_room()
     }
 
     /// Whether a text message of `len` bytes may take the direct path (see the module docs).

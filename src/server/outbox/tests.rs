@@ -110,25 +110,26 @@ fn a_detached_handle_refuses_messages_and_frees_its_queue() {
     assert!(h.pop().is_none());
 }
 
-#[test]
-fn drained_burst_storage_is_released() {
+/// A handle that was sent a burst of 200 copies of `f` and wrote them all.
+fn after_a_burst(f: &Arc<Frame>) -> Arc<ClientHandle> {
     let h = ClientHandle::new("c".into(), 1000, 1 << 20, Instant::now());
-    let f = frame(1);
     for _ in 0..200 {
-        assert!(h.push(&f));
+        assert!(h.push(f));
     }
     while h.pop().is_some() {}
+    h
+}
+
+#[test]
+fn drained_burst_storage_is_released() {
+    let h = after_a_burst(&frame(1));
     assert!(h.lock().frames.capacity() <= RETAINED_SLOTS);
 }
 
 #[test]
 fn a_queue_refills_at_the_size_it_last_reached() {
-    let h = ClientHandle::new("c".into(), 1000, 1 << 20, Instant::now());
     let f = frame(1);
-    for _ in 0..200 {
-        assert!(h.push(&f));
-    }
-    while h.pop().is_some() {}
+    let h = after_a_burst(&f);
     assert!(h.push(&f));
     assert!(
         h.lock().frames.capacity() >= 200,
