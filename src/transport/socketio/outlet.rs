@@ -78,6 +78,15 @@ impl Route {
             Self::Hardened(tunnel) => hardened(outlet, tunnel.translate(msg)),
         }
     }
+
+    /// Delivers one text message the core wrote (what [`Self::deliver`] does with an
+    /// `Outgoing::Text`, without one).
+    pub(super) fn deliver_text(&mut self, outlet: &impl Outlet, text: &str) -> Delivered {
+        match self {
+            Self::Ignis(translator) => ignis(outlet, translator.text(text)),
+            Self::Hardened(tunnel) => hardened(outlet, tunnel.text(text)),
+        }
+    }
 }
 
 fn sent_if(emitted: bool) -> Delivered {

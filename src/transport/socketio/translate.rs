@@ -75,7 +75,8 @@ impl Translator {
         }
     }
 
-    fn text<'a>(&mut self, text: &'a str) -> Action<'a> {
+    /// The action for one text message the core wrote.
+    pub(super) fn text<'a>(&mut self, text: &'a str) -> Action<'a> {
         // An object only (serde would read an array as the struct too).
         let object = text.trim_start().starts_with('{');
         let Some(frame) = object

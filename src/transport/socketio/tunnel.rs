@@ -118,7 +118,8 @@ impl Tunnel {
         }
     }
 
-    fn text<'a>(&mut self, text: &'a str) -> TunnelAction<'a> {
+    /// The action for one text message the core wrote.
+    pub(super) fn text<'a>(&mut self, text: &'a str) -> TunnelAction<'a> {
         let Ok(frame) = serde_json::from_str::<&'a RawValue>(text) else {
             tracing::debug!(len = text.len(), "unreadable frame from the core dropped");
             return TunnelAction::Skip;

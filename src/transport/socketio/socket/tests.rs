@@ -274,3 +274,144 @@ async fn an_ignis_socket_learns_of_its_admission_from_connected() {
     socket.admitted("c1");
     assert_eq!(fake.take(), vec![]);
 }
+
+/// An encrypted IGNIS-path socket, admitted; its outlet's calls so far taken.
+async fn encrypted_socket() -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) {
+    let (mut socket, tx, fake) = socket(false);
+    let connected = json!({"id": "c", "serverPublicKey": "k", "salt": "s"});
+    socket
+        .send(text(&json!({"event": "connected", "data": connected})))
+        .await
+        .expect("connected");
+    fake.take();
+    (socket, tx, fake)
+}
+
+#[tokio::test]
+async fn a_message_is_emitted_at_once_in_order_with_the_sink() {
+    let (mut socket, _tx, fake) = socket(false);
+    socket
+        .send(text(&json!({"event": "connected", "data": {"id": "c"}})))
+        .await
+        .expect("connected");
+    fake.take();
+    let first = Text::from(json!({"event": "a", "data": 1}).to_string().as_str());
+    assert!(socket.write_now(&first));
+    socket
+        .feed(text(&json!({"event": "b", "data": 2})))
+        .await
+        .expect("feed");
+    let third = Text::from(json!({"event": "c", "data": 3}).to_string().as_str());
+    assert!(socket.write_now(&third));
+    assert_eq!(
+        fake.take(),
+        vec![
+            Call::Emit("a".into(), json!(1)),
+            Call::Emit("b".into(), json!(2)),
+            Call::Emit("c".into(), json!(3)),
+        ]
+    );
+    // An emit that fails is not taken: the core feeds it, the write fails, and so does
+    // every later one.
+    fake.full.store(true, Ordering::Relaxed);
+    let lost = Text::from(json!({"event": "d", "data": 4}).to_string().as_str());
+    assert!(!socket.write_now(&lost));
+    assert!(socket.send(Outgoing::Text(lost)).await.is_err());
+    fake.full.store(false, Ordering::Relaxed);
+    assert!(!socket.write_now(&third));
+    assert_eq!(fake.take(), vec![Call::Disconnect]);
+}
+
+#[tokio::test]
+async fn a_frame_made_in_place_is_emitted_whole_or_not_at_all() {
+    let (mut socket, _tx, fake) = encrypted_socket().await;
+    let frame = json!({"event": "encrypted", "data": {"iv": "i", "ct": "c"}}).to_string();
+    let made = |s: &str| {
+        let s = s.to_owned();
+        move |buf: &mut Vec<u8>| {
+            buf.extend_from_slice(s.as_bytes());
+            true
+        }
+    };
+    assert_eq!(
+        socket.write_text_with(frame.len(), &mut made(&frame)),
+        WrittenWith::Written
+    );
+    assert_eq!(
+        fake.take(),
+        vec![Call::Emit(
+            "encrypted".into(),
+            json!({"iv": "i", "ct": "c"})
+        )]
+    );
+    // Short, long, failed or not UTF-8: nothing is emitted, and the socket goes on.
+    assert_eq!(
+        socket.write_text_with(frame.len() + 1, &mut made(&frame)),
+        WrittenWith::Failed
+    );
+    assert_eq!(
+        socket.write_text_with(frame.len() - 1, &mut made(&frame)),
+        WrittenWith::Failed
+    );
+    assert_eq!(
+        socket.write_text_with(frame.len(), &mut |buf: &mut Vec<u8>| {
+            buf.extend_from_slice(&frame.as_bytes()[..3]);
+            false
+        }),
+        WrittenWith::Failed
+    );
+    assert_eq!(
+        socket.write_text_with(2, &mut |buf: &mut Vec<u8>| {
+            buf.extend_from_slice(&[0xff, 0xfe]);
+            true
+        }),
+        WrittenWith::Failed
+    );
+    assert!(fake.take().is_empty());
+    // What a fill leaves behind never reaches the next frame.
+    assert_eq!(
+        socket.write_text_with(frame.len(), &mut made(&frame)),
+        WrittenWith::Written
+    );
+    assert_eq!(
+        fake.take(),
+        vec![Call::Emit(
+            "encrypted".into(),
+            json!({"iv": "i", "ct": "c"})
+        )]
+    );
+    // A plaintext frame made in place is dropped like a fed one: fail closed.
+    let plain = json!({"event": "topic", "data": "secret"}).to_string();
+    assert_eq!(
+        socket.write_text_with(plain.len(), &mut made(&plain)),
+        WrittenWith::Written
+    );
+    assert!(fake.take().is_empty());
+}
+
+#[tokio::test]
+async fn a_frame_made_in_place_that_cannot_be_emitted_fails() {
+    let (mut socket, _tx, fake) = encrypted_socket().await;
+    let frame = json!({"event": "encrypted", "data": {"iv": "i", "ct": "c"}}).to_string();
+    let mut fill = |buf: &mut Vec<u8>| {
+        buf.extend_from_slice(frame.as_bytes());
+        true
+    };
+    fake.full.store(true, Ordering::Relaxed);
+    assert_eq!(
+        socket.write_text_with(frame.len(), &mut fill),
+        WrittenWith::Failed
+    );
+    assert_eq!(fake.take(), vec![Call::Disconnect]);
+    // The socket is gone: the next one is refused before anything is made.
+    fake.full.store(false, Ordering::Relaxed);
+    let mut called = false;
+    assert_eq!(
+        socket.write_text_with(frame.len(), &mut |_: &mut Vec<u8>| {
+            called = true;
+            true
+        }),
+        WrittenWith::Refused
+    );
+    assert!(!called, "nothing is made for a socket that is gone");
+}
