@@ -23,8 +23,10 @@ use super::render::{Prepared, Rendered};
 use super::socket::{FrameSocket, Outgoing, SocketError, WrittenWith};
 use crate::protocol::{CloseCode, Text};
 
-/// Messages written per flush when the outbox has a backlog.
-const MAX_BATCH: usize = 64;
+/// Messages written per flush when the outbox has a backlog: enough that a backlog of small
+/// messages fills the socket's write buffer (32 KiB by default) before the flush, so a burst
+/// leaves in large writes (BENCHMARKS.md, "Larger writes").
+const MAX_BATCH: usize = 256;
 
 /// Items taken from the outbox under one lock.
 const TAKE: usize = 16;

@@ -36,8 +36,9 @@ impl RecipientCache {
 pub(crate) struct RoomSnapshot {
     /// Changes whenever a member joins or leaves.
     pub(crate) generation: u64,
-    /// Who receives the publication.
-    pub(crate) recipients: Vec<Arc<ClientHandle>>,
+    /// Who receives the publication (the shared list of [`Registry::recipients_of`] when
+    /// nobody is excluded).
+    pub(crate) recipients: Recipients,
     /// Who must hold the room's key (when asked for).
     pub(crate) holders: Vec<Arc<ClientHandle>>,
 }
@@ -56,6 +57,15 @@ impl Registry {
             self.recipients.0 = Some((target.clone(), Arc::clone(&list)));
         }
         list
+    }
+
+    /// [`Self::recipients_of`] a room, without building its target while the kept list is
+    /// the room's.
+    fn room_recipients(&mut self, room: &str) -> Recipients {
+        match &self.recipients.0 {
+            Some((BusTarget::Room(kept), list)) if kept == room => Arc::clone(list),
+            _ => self.recipients_of(&BusTarget::Room(room.to_owned())),
+        }
     }
 
     /// Authenticated recipients of `target`, minus `exclude` (a new list).
@@ -98,25 +108,30 @@ impl Registry {
     }
 
     /// A room's membership generation, and its authenticated recipients minus `exclude`
-    /// (taken under one lock, so they agree). With `holders`, also every authenticated member
-    /// that holds room keys, excluded or not.
+    /// (taken under one lock, so they agree; without exclusions, the shared list of
+    /// [`Self::recipients_of`], so a burst to the room does not rebuild it per publication).
+    /// With `holders`, also every authenticated member that holds room keys, excluded or not.
     pub(crate) fn room_snapshot(
-        &self,
+        &mut self,
         room: &str,
         exclude: &[String],
         holders: bool,
     ) -> RoomSnapshot {
-        let members = self.rooms.get(room);
         let holders = if holders {
-            let mut all = self.members(members, &[]);
+            let mut all = self.members(self.rooms.get(room), &[]);
             all.retain(|h| h.holds_room_keys());
             all
         } else {
             Vec::new()
         };
+        let recipients = if exclude.is_empty() {
+            self.room_recipients(room)
+        } else {
+            self.members(self.rooms.get(room), exclude).into()
+        };
         RoomSnapshot {
             generation: self.generations.get(room).copied().unwrap_or(0),
-            recipients: self.members(members, exclude),
+            recipients,
             holders,
         }
     }

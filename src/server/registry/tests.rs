@@ -150,3 +150,37 @@ fn the_kept_recipient_list_follows_every_change_of_who_receives_what() {
         &reg.recipients_of(&BusTarget::Client("c".into()))
     ));
 }
+
+#[test]
+fn a_room_snapshot_shares_the_kept_list_and_follows_the_membership() {
+    let mut reg = Registry::default();
+    let mut out = Vec::new();
+    let a = add(&mut reg, "a");
+    let _b = add(&mut reg, "b");
+    a.take_room_keys();
+    reg.authenticate("a", info("a", "u"), &["r".into()], &mut out);
+    reg.authenticate("b", info("b", "v"), &["r".into()], &mut out);
+    let first = reg.room_snapshot("r", &[], true);
+    assert_eq!(ids(&first.recipients), ["a", "b"]);
+    assert_eq!(ids(&first.holders), ["a"]);
+    // A burst to the room: the same list every time, and the same generation.
+    let again = reg.room_snapshot("r", &[], false);
+    assert!(Arc::ptr_eq(&first.recipients, &again.recipients));
+    assert_eq!(first.generation, again.generation);
+    assert!(again.holders.is_empty(), "holders only when asked for");
+    // Exclusions make a list of their own and leave the kept one alone.
+    let excluding = reg.room_snapshot("r", &["b".to_owned()], false);
+    assert_eq!(ids(&excluding.recipients), ["a"]);
+    assert!(Arc::ptr_eq(
+        &first.recipients,
+        &reg.room_snapshot("r", &[], false).recipients
+    ));
+    // A leave changes both the list and the generation.
+    reg.leave("b", ["r".to_owned()], &mut out);
+    let after = reg.room_snapshot("r", &[], false);
+    assert_eq!(ids(&after.recipients), ["a"]);
+    assert_ne!(after.generation, first.generation);
+    // Another target kept in between does not stand in for the room.
+    assert_eq!(ids(&reg.recipients_of(&BusTarget::Broadcast)), ["a", "b"]);
+    assert_eq!(ids(&reg.room_snapshot("r", &[], false).recipients), ["a"]);
+}
