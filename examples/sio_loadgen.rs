@@ -213,6 +213,13 @@ async fn wait_for(ws: &mut Ws, door: Door, names: &[&str]) -> anyhow::Result<(St
     }
 }
 
+/// `fut`, or an error naming the step of the connection that did not finish in time.
+async fn stage<F: std::future::Future>(what: &str, fut: F) -> anyhow::Result<F::Output> {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("no {what} within 20 s"))
+}
+
 struct Client {
     ws: Ws,
     session: Option<Session>,
@@ -227,7 +234,11 @@ async fn connect_one(i: usize, args: &Args) -> anyhow::Result<Client> {
         ),
         Door::Ws => format!("{base}{}", args.ws_path),
     };
-    let (mut ws, _) = tokio_tungstenite::connect_async(target).await?;
+    let (mut ws, _) = stage(
+        "the WebSocket handshake",
+        tokio_tungstenite::connect_async(target),
+    )
+    .await??;
     let hs = args
         .encrypted
         .then(|| ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng()));
@@ -240,7 +251,9 @@ async fn connect_one(i: usize, args: &Args) -> anyhow::Result<Client> {
             ws.send(Message::text(format!("40{auth}"))).await?;
             // The `CONNECT` answer (`40{"sid":..}`) carries no event: wait for it, then ask.
             loop {
-                let msg = ws.next().await.context("closed before CONNECT")??;
+                let msg = stage("the CONNECT answer", ws.next())
+                    .await?
+                    .context("closed before CONNECT")??;
                 let text = msg.to_text().unwrap_or_default();
                 if text.starts_with("40") {
                     break;
@@ -250,8 +263,11 @@ async fn connect_one(i: usize, args: &Args) -> anyhow::Result<Client> {
                 }
             }
             ws.send(Message::text(r#"42["authenticate"]"#)).await?;
-            let (name, data) =
-                wait_for(&mut ws, Door::Io, &["authenticated", "unauthenticated"]).await?;
+            let (name, data) = stage(
+                "authenticated",
+                wait_for(&mut ws, Door::Io, &["authenticated", "unauthenticated"]),
+            )
+            .await??;
             if name != "authenticated" {
                 bail!("unauthenticated: {data}");
             }

@@ -2005,3 +2005,67 @@ async fn sealwire_serve_refuse_compat_admits_the_hardened_sdk_over_socketio() {
     h.stop().await;
     let _ = child.kill().await;
 }
+
+/// A client may emit `authenticate` the moment its `CONNECT` is acknowledged (IGNIS's own
+/// client does, on `connect`). socketioxide acknowledges before it marks the socket connected
+/// and runs the connect handler, so an event could arrive before the socket's handlers were
+/// registered and be lost (the client then waited for its authentication timeout), or be
+/// answered on a socket that could not take the answer yet (`opening.rs` keeps such events
+/// until the socket is connected; its unit tests pin the order). Here a few hundred raw
+/// clients, on a runtime with two worker threads, each send `authenticate` as soon as they
+/// read the acknowledgement, and every one of them must be authenticated. The race is a
+/// matter of thread timing (about one connection in several thousand lost its `authenticate`
+/// under the load tool before the fix), so this checks the eager client's path end to end
+/// rather than reproducing the race on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticate_sent_on_the_connect_ack_is_never_lost() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start_default().await;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
+    let client = |i: usize| {
+        let url = url.clone();
+        async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            let send = |text: String| Message::text(text);
+            ws.send(send(format!(r#"40{{"token":"racer-{i}"}}"#)))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut acked = false;
+            loop {
+                let text = match ws.next().await {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(_)) => continue,
+                    other => return Err(format!("ended before authenticated: {other:?}")),
+                };
+                if !acked && text.starts_with("40") {
+                    acked = true;
+                    ws.send(send(r#"42["authenticate"]"#.to_owned()))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                } else if text.starts_with(r#"42["authenticated""#) {
+                    return Ok::<_, String>(());
+                } else if text == "2" {
+                    let _ = ws.send(send("3".to_owned())).await;
+                } else if text.starts_with("41") || text.starts_with("44") {
+                    return Err(format!("disconnected: {text}"));
+                }
+            }
+        }
+    };
+    let racers: Vec<_> = (0..300)
+        .map(|i| tokio::spawn(tokio::time::timeout(Duration::from_secs(8), client(i))))
+        .collect();
+    let mut failures = Vec::new();
+    for (i, racer) in racers.into_iter().enumerate() {
+        match racer.await.expect("client task") {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("client {i}: {e}")),
+            Err(_) => failures.push(format!("client {i}: no authenticated within 8 s")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+    server.stop().await;
+}

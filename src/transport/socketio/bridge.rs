@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use super::SocketIoConfig;
 use super::admission::Admission;
 use super::credentials;
+use super::opening::{Doorstep, Refusal, Setup};
 use super::outlet::{Live, disconnect};
 use super::socket::BridgeSocket;
 use super::{keepalive, tunnel};
@@ -84,10 +85,16 @@ pub(super) struct Bridge {
     /// The socket asked for the hardened profile ([`tunnel::selects_hardened`]): its frames
     /// travel in `sealwire` events.
     hardened: bool,
+    /// The client's events until the socket is connected ([`super::opening`]).
+    doorstep: Doorstep<(String, Option<Value>)>,
 }
 
-/// Sets up a freshly connected socket: checks its origin and the server's readiness,
-/// registers its handlers and starts its authentication timer.
+/// Sets up a socket that is connecting to the namespace: checks its origin and the server's
+/// readiness, takes its connection slot, registers its handlers and starts its
+/// authentication timer. Runs before socketioxide acknowledges the connect (a connect
+/// middleware, [`super::opening`]), so that the handlers are in place before the client can
+/// send its first event; what the connect handler must do once the socket is connected is
+/// returned.
 pub(super) fn connect(
     server: &Server,
     config: &Arc<SocketIoConfig>,
@@ -95,7 +102,7 @@ pub(super) fn connect(
     io: SocketIo,
     socket: &SocketRef,
     auth: Option<Value>,
-) {
+) -> Setup {
     let parts = socket.req_parts();
     let remote = parts
         .extensions
@@ -106,19 +113,13 @@ pub(super) fn connect(
             ?remote,
             "socket.io connection refused (origin or not ready)"
         );
-        let _ = socket.clone().disconnect();
-        return;
+        return Setup::Refused(Refusal::Quiet);
     }
     let slot = match admission.take(remote.map(|a| a.ip())) {
         Ok(slot) => slot,
         Err(refused) => {
             tracing::debug!(?remote, ?refused, "socket.io connection over the limits");
-            let _ = socket.emit(
-                "unauthenticated",
-                &json!({ "message": "Connection limit reached", "time": now_iso8601() }),
-            );
-            let _ = socket.clone().disconnect();
-            return;
+            return Setup::Refused(Refusal::Unauthenticated("Connection limit reached"));
         }
     };
     let head = Arc::new(UpgradeHead::new(parts.uri.clone(), parts.headers.clone()));
@@ -137,13 +138,18 @@ pub(super) fn connect(
         encrypted: AtomicBool::new(false),
         gone: CancellationToken::new(),
         hardened,
+        doorstep: Doorstep::default(),
     });
     let on_event = Arc::clone(&bridge);
-    // Handlers run their synchronous part in arrival order: events reach the core in order.
+    // Handlers run their synchronous part in arrival order: events reach the core in order
+    // (those that come before the socket is connected wait at the doorstep).
     socket.on_fallback(
         move |socketioxide::extract::Event(name): socketioxide::extract::Event,
               socketioxide::extract::TryData::<Value>(data)| {
-            on_event.on_event(&name, data.ok());
+            let bridge = &on_event;
+            bridge.doorstep.receive((name, data.ok()), |(name, data)| {
+                bridge.on_event(&name, data)
+            });
             std::future::ready(())
         },
     );
@@ -154,7 +160,7 @@ pub(super) fn connect(
     });
     // Until authenticated, the socket has no core connection for a shutdown to close: this
     // task closes it then, or at the authentication timeout.
-    let timer = bridge;
+    let timer = Arc::clone(&bridge);
     let stopping = server.shutdown_started();
     tokio::spawn(async move {
         tokio::select! {
@@ -166,6 +172,7 @@ pub(super) fn connect(
             timer.disconnect();
         }
     });
+    Setup::Ready(bridge)
 }
 
 /// The same rule as the WebSocket upgrade: with an allowlist, exactly one `Origin`, listed.
@@ -183,6 +190,13 @@ fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
 }
 
 impl Bridge {
+    /// The socket is connected: the events it sent before go to the core, in order, and so
+    /// does every later one.
+    pub(super) fn open(self: &Arc<Self>) {
+        self.doorstep
+            .open(|(name, data)| self.on_event(&name, data));
+    }
+
     pub(super) fn socket(&self) -> Option<SocketRef> {
         self.io.get_socket(self.sid)
     }

@@ -10,6 +10,7 @@
 //! "Socket.IO".
 //!
 //! ```text
+//! connect middleware (before the connect ack): bridge set up, handlers registered (opening.rs)
 //! client events -> socketioxide handler -> bridge -> inbound channel -> core connection task
 //! core connection task -> socket (translate, emit) -> engine.io writer task -> client
 //! keepalive task (once admitted): ping every ping_interval, heartbeat to the core
@@ -26,6 +27,7 @@ mod bridge;
 mod config;
 mod credentials;
 mod keepalive;
+mod opening;
 mod outlet;
 #[cfg(feature = "redis")]
 mod redis_emitter;
@@ -33,12 +35,16 @@ mod socket;
 mod translate;
 mod tunnel;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler as _;
+
+use opening::Setup;
 
 pub use config::SocketIoConfig;
 #[cfg(feature = "redis")]
@@ -89,13 +95,20 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
         .build_svc();
     let ns_config = Arc::clone(&config);
     let ns_admission = Arc::clone(&admission);
-    io.ns(
-        "/",
-        move |socket: SocketRef, io: SocketIo, TryData::<Value>(auth): TryData<Value>| {
-            bridge::connect(&server, &ns_config, &ns_admission, io, &socket, auth.ok());
-            std::future::ready(())
-        },
-    );
+    // See `opening.rs`: the socket is set up before socketioxide acknowledges its connect,
+    // and opened once it is connected.
+    let setup = move |socket: SocketRef, io: SocketIo, TryData::<Value>(auth): TryData<Value>| {
+        let setup = bridge::connect(&server, &ns_config, &ns_admission, io, &socket, auth.ok());
+        socket.extensions.insert(setup);
+        std::future::ready(Ok::<(), Infallible>(()))
+    };
+    let connected = |socket: SocketRef| {
+        if let Some(setup) = socket.extensions.remove::<Setup>() {
+            setup.finish(&socket);
+        }
+        std::future::ready(())
+    };
+    io.ns("/", connected.with(setup));
     let slash = if path == "/" {
         path.clone()
     } else {
