@@ -153,6 +153,13 @@ pub(crate) fn check_origins(origins: &[String]) -> Result<(), HttpConfigError> {
     }
 }
 
+/// Whether `origin` (an `Origin` header's value) is one of `allowed` (ASCII case ignored).
+pub(crate) fn origin_listed(origin: &[u8], allowed: &[String]) -> bool {
+    allowed
+        .iter()
+        .any(|a| a.as_bytes().eq_ignore_ascii_case(origin))
+}
+
 /// An origin as browsers serialize it: `scheme://host[:port]`, no path, no whitespace; or
 /// `null` (sandboxed documents, `file:` pages).
 fn valid_origin(origin: &str) -> bool {

@@ -216,15 +216,12 @@ pub fn decide(req: &UpgradeRequest<'_>, allowed_origins: &[String]) -> Result<Ac
     if !is_valid_key(key) {
         return Err(Refusal::Key);
     }
-    if !allowed_origins.is_empty() {
-        let allowed = req.single("origin").is_some_and(|origin| {
-            allowed_origins
-                .iter()
-                .any(|a| a.as_bytes().eq_ignore_ascii_case(origin))
-        });
-        if !allowed {
-            return Err(Refusal::Origin);
-        }
+    if !allowed_origins.is_empty()
+        && !req
+            .single("origin")
+            .is_some_and(|origin| super::config::origin_listed(origin, allowed_origins))
+    {
+        return Err(Refusal::Origin);
     }
     Ok(Accept {
         accept_key: tokio_tungstenite::tungstenite::handshake::derive_accept_key(key),

@@ -33,11 +33,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Serialize;
-use serde_json::value::to_raw_value;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
+use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -45,14 +45,11 @@ use super::SocketIoConfig;
 use super::admission::Admission;
 use super::credentials;
 use super::opening::{Doorstep, Refusal, Setup};
-use super::outlet::{Live, disconnect};
+use super::outlet::{Emitted, Live, disconnect};
 use super::socket::BridgeSocket;
 use super::{keepalive, tunnel};
-use crate::protocol::{BusEnvelope, BusTarget, CloseCode, event, now_iso8601};
+use crate::protocol::{CloseCode, event, now_iso8601};
 use crate::server::{ConnectionSlot, Incoming, Server, UpgradeHead};
-
-/// The sender id of the bridge's pings (never a server's id, so they are delivered).
-const PING_SENDER: &str = "socket.io-ping";
 
 /// What the handshake left for the first `authenticate`.
 struct Pending {
@@ -177,16 +174,10 @@ pub(super) fn connect(
 
 /// The same rule as the WebSocket upgrade: with an allowlist, exactly one `Origin`, listed.
 fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
     let mut origins = headers.get_all(http::header::ORIGIN).iter();
-    match (origins.next(), origins.next()) {
-        (Some(origin), None) => allowed
-            .iter()
-            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.as_bytes())),
-        _ => false,
-    }
+    allowed.is_empty()
+        || matches!((origins.next(), origins.next()), (Some(o), None)
+            if crate::transport::config::origin_listed(o.as_bytes(), allowed))
 }
 
 impl Bridge {
@@ -391,6 +382,21 @@ impl Bridge {
         }
     }
 
+    /// Emits a delivery: as [`Self::emit`], except that a full engine.io buffer is reported
+    /// ([`Emitted::Full`]) rather than taken for a slow consumer, so that the socket can hold
+    /// the message and the core's outbox, with its own slow-consumer bound, the ones after it.
+    pub(super) fn try_emit(&self, socket: &SocketRef, name: &str, data: &RawValue) -> Emitted {
+        match socket.emit(name, data) {
+            Ok(()) => Emitted::Sent,
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => Emitted::Full,
+            Err(e) => {
+                tracing::debug!(sid = %self.sid, error = %e, "emit failed; disconnecting");
+                disconnect(socket.clone());
+                Emitted::Failed
+            }
+        }
+    }
+
     /// Emits one event; `false` when the socket is gone or cannot take more (a slow
     /// consumer, disconnected).
     pub(super) fn emit<T: Serialize + ?Sized>(
@@ -475,23 +481,11 @@ impl Bridge {
         self.socket().is_some_and(|socket| self.ping_plain(&socket))
     }
 
-    /// The application-level ping, through the core so an encrypted client gets it sealed.
-    /// Delivered the way a bus message from another sender is: to this instance's client only,
-    /// never published.
+    /// The application-level ping, through the core so an encrypted client gets it sealed
+    /// ([`keepalive::ping_through_core`]).
     pub(super) fn ping(&self) {
-        let (Some(id), Ok(data)) = (
-            self.client_id.get(),
-            to_raw_value(&json!({ "time": now_iso8601() })),
-        ) else {
-            return;
-        };
-        self.server.deliver_remote(BusEnvelope {
-            server_id: PING_SENDER.to_owned(),
-            target: BusTarget::Client(id.clone()),
-            event: "ping".to_owned(),
-            data,
-            exclude: Vec::new(),
-            kept: None,
-        });
+        if let Some(id) = self.client_id.get() {
+            keepalive::ping_through_core(&self.server, id);
+        }
     }
 }

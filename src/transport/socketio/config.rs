@@ -23,8 +23,10 @@ pub struct SocketIoConfig {
     /// Rooms every Socket.IO socket joins once authenticated, instead of the server's
     /// `default_rooms`. Defaults to `io-default` and `io-notification`.
     pub default_rooms: Vec<String>,
-    /// Packets an engine.io connection may buffer before an emit fails; a socket whose
-    /// buffer is full is disconnected as a slow consumer. Defaults to 256.
+    /// Packets an engine.io connection may buffer. When the buffer is full, the socket holds
+    /// the message it could not emit and tries again shortly, and the messages after it wait
+    /// in the connection's outbox, whose bounds (`ServerConfig::outbox_messages` and
+    /// `outbox_bytes`) decide, as on `/ws`, when a client is a slow consumer. Defaults to 256.
     pub max_buffer_packets: usize,
     /// Inbound events that may wait for the connection task before newer ones are dropped.
     /// Defaults to 64.

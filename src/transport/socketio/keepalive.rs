@@ -7,9 +7,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+use serde_json::value::to_raw_value;
+
 use super::bridge::Bridge;
-use crate::protocol::Text;
-use crate::server::Incoming;
+use crate::protocol::{BusEnvelope, BusTarget, Text, now_iso8601};
+use crate::server::{Incoming, Server};
+
+/// The sender id of the pings sent through the core (never a server's id, so they are
+/// delivered).
+const PING_SENDER: &str = "socket.io-ping";
+
+/// The application-level `ping {time}` to the client `client_id`, through the core so that
+/// an encrypted client gets it sealed. Delivered the way a bus message from another sender
+/// is: to this instance's client only, never published.
+pub(super) fn ping_through_core(server: &Server, client_id: &str) {
+    let Ok(data) = to_raw_value(&json!({ "time": now_iso8601() })) else {
+        return;
+    };
+    server.deliver_remote(BusEnvelope {
+        server_id: PING_SENDER.to_owned(),
+        target: BusTarget::Client(client_id.to_owned()),
+        event: "ping".to_owned(),
+        data,
+        exclude: Vec::new(),
+        kept: None,
+    });
+}
 
 /// The plaintext `heartbeat` that keeps the core from timing out a connected socket.
 const HEARTBEAT_FRAME: &str = r#"{"event":"heartbeat"}"#;

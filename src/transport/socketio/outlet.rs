@@ -22,9 +22,10 @@ use crate::server::Outgoing;
 
 /// What a [`Route`] asks of the socket; [`Live`] is the real one.
 pub(super) trait Outlet: Send + Unpin + 'static {
-    /// Emits `event` with the one argument `data`; `false` when the socket cannot take it
-    /// (closed, or engine.io's buffer is full), and then the socket is disconnected.
-    fn emit(&self, event: &str, data: &RawValue) -> bool;
+    /// Emits `event` with the one argument `data`. [`Emitted::Full`] when engine.io's buffer
+    /// for the socket has no room now (nothing emitted: try again later);
+    /// [`Emitted::Failed`] when the socket is gone, and then it is disconnected.
+    fn emit(&self, event: &str, data: &RawValue) -> Emitted;
     /// The core admitted an IGNIS-path client with this `connected` payload: emits
     /// `authenticated` (and the first `ping`). `false` when that failed.
     fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool;
@@ -41,11 +42,46 @@ pub(super) trait Outlet: Send + Unpin + 'static {
     fn disconnect(&self);
 }
 
-/// What delivering one message did.
+/// What one emit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Emitted {
+    /// It is in engine.io's buffer.
+    Sent,
+    /// engine.io's buffer is full (the writer is behind): nothing was emitted.
+    Full,
+    /// The socket is gone: it was disconnected.
+    Failed,
+}
+
+/// An emit engine.io had no room for, to be made again as it is ([`Held::emit`]): the
+/// message was translated already (the translator moved on).
+#[derive(Debug)]
+pub(super) struct Held {
+    event: String,
+    data: Box<RawValue>,
+}
+
+impl Held {
+    fn new(event: &str, data: &RawValue) -> Self {
+        Self {
+            event: event.to_owned(),
+            data: data.to_owned(),
+        }
+    }
+
+    /// Emits it again.
+    pub(super) fn emit(&self, outlet: &impl Outlet) -> Emitted {
+        outlet.emit(&self.event, &self.data)
+    }
+}
+
+/// What delivering one message did.
+#[derive(Debug)]
 pub(super) enum Delivered {
     /// Emitted, or there was nothing to emit.
     Sent,
+    /// engine.io had no room for its one emit: the socket holds it and emits it later.
+    Held(Held),
     /// The core closed the connection: the socket was disconnected after its last words.
     Closed,
     /// The socket could not take it: it was disconnected.
@@ -89,18 +125,19 @@ impl Route {
     }
 }
 
-fn sent_if(emitted: bool) -> Delivered {
-    if emitted {
-        Delivered::Sent
-    } else {
-        Delivered::Failed
+/// The delivery of one emit of `event` with `data`.
+fn emit(outlet: &impl Outlet, event: &str, data: &RawValue) -> Delivered {
+    match outlet.emit(event, data) {
+        Emitted::Sent => Delivered::Sent,
+        Emitted::Full => Delivered::Held(Held::new(event, data)),
+        Emitted::Failed => Delivered::Failed,
     }
 }
 
 fn ignis(outlet: &impl Outlet, action: Action<'_>) -> Delivered {
     match action {
         Action::Skip => Delivered::Sent,
-        Action::Emit(name, data) => sent_if(outlet.emit(&name, data)),
+        Action::Emit(name, data) => emit(outlet, &name, data),
         Action::Authenticated { payload, encrypted } => {
             if outlet.authenticated(&payload, encrypted) {
                 Delivered::Sent
@@ -132,7 +169,7 @@ fn hardened(outlet: &impl Outlet, action: TunnelAction<'_>) -> Delivered {
             return Delivered::Closed;
         }
     };
-    sent_if(outlet.emit(tunnel::FRAME_EVENT, frame))
+    emit(outlet, tunnel::FRAME_EVENT, frame)
 }
 
 /// The outlet of a live socket: emits on the [`SocketRef`] it holds (looked up once, when
@@ -152,8 +189,8 @@ impl Live {
 }
 
 impl Outlet for Live {
-    fn emit(&self, event: &str, data: &RawValue) -> bool {
-        self.bridge.emit(&self.socket, event, data)
+    fn emit(&self, event: &str, data: &RawValue) -> Emitted {
+        self.bridge.try_emit(&self.socket, event, data)
     }
 
     fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool {

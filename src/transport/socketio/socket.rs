@@ -9,13 +9,15 @@
 //! batches go out without a `Sink` round, a message of their own or a trip back through the
 //! outbox per message.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use futures_util::{Sink, Stream};
 use tokio::sync::mpsc;
 
-use super::outlet::{Delivered, Outlet, Route};
+use super::outlet::{Delivered, Emitted, Held, Outlet, Route};
 use crate::protocol::Text;
 use crate::server::{FrameSocket, Incoming, Outgoing, SocketError, WrittenWith};
 
@@ -23,9 +25,19 @@ use crate::server::{FrameSocket, Incoming, Outgoing, SocketError, WrittenWith};
 /// carried a large message does not keep its size while idle.
 const KEPT_SEAL_BUFFER: usize = 16 * 1024;
 
-/// A [`FrameSocket`] whose writes are Socket.IO emits. An emit never waits: when engine.io's
-/// buffer for the socket is full (a client that does not read), the emit fails, the socket
-/// is disconnected and the write fails, so the connection ends as if the peer had gone.
+/// The first wait before a held emit is tried again; each later wait doubles, up to
+/// [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(1);
+/// The longest wait between two tries of a held emit.
+const LAST_RETRY: Duration = Duration::from_millis(50);
+
+/// A [`FrameSocket`] whose writes are Socket.IO emits. An emit does not wait: when engine.io's
+/// buffer for the socket is full (its writer is behind, or the client reads slowly), the
+/// socket holds that one message and takes nothing more until it has emitted it, trying again
+/// on a short timer (engine.io cannot say when it has room). Meanwhile the messages after it
+/// wait in the connection's outbox, whose bounds decide, as on `/ws`, when a client is a slow
+/// consumer. An emit on a socket that is gone fails, the socket is disconnected and the write
+/// fails, so the connection ends as if the peer had gone.
 pub(super) struct BridgeSocket<O> {
     inbound: mpsc::Receiver<Incoming>,
     outlet: O,
@@ -38,6 +50,10 @@ pub(super) struct BridgeSocket<O> {
     done: bool,
     /// Where [`FrameSocket::write_text_with`] has a sealed frame made before it is emitted.
     sealing: Vec<u8>,
+    /// The emit engine.io had no room for, and when to try it again.
+    held: Option<(Held, Pin<Box<tokio::time::Sleep>>)>,
+    /// The wait before the next try of the held emit.
+    retry: Duration,
 }
 
 impl<O: Outlet> BridgeSocket<O> {
@@ -53,15 +69,28 @@ impl<O: Outlet> BridgeSocket<O> {
             answered: false,
             done: false,
             sealing: Vec::new(),
+            held: None,
+            retry: FIRST_RETRY,
         };
         (socket, in_tx)
     }
 
-    /// Emits one text message the core wrote; whether the socket took it (otherwise it is
-    /// disconnected, and every later write fails).
+    /// Emits one text message the core wrote; whether the socket took it (emitted, or held
+    /// until engine.io has room). Otherwise it is disconnected, and every later write fails.
     fn emit_text(&mut self, text: &str) -> bool {
-        match self.route.deliver_text(&self.outlet, text) {
+        let delivered = self.route.deliver_text(&self.outlet, text);
+        self.took(delivered)
+    }
+
+    /// Records what a delivery did; whether the socket took the message.
+    fn took(&mut self, delivered: Delivered) -> bool {
+        match delivered {
             Delivered::Sent => true,
+            Delivered::Held(held) => {
+                self.retry = FIRST_RETRY;
+                self.held = Some((held, Box::pin(tokio::time::sleep(FIRST_RETRY))));
+                true
+            }
             Delivered::Closed => {
                 self.done = true;
                 true
@@ -70,6 +99,36 @@ impl<O: Outlet> BridgeSocket<O> {
                 self.done = true;
                 false
             }
+        }
+    }
+
+    /// Whether the socket can take another message now (nothing held, not gone).
+    fn takes_now(&self) -> bool {
+        !self.done && self.held.is_none()
+    }
+
+    /// Ready once the held emit (if any) has gone out; tries it again each time its timer
+    /// fires. An error when the socket is gone.
+    fn poll_held(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
+        while let Some((held, retry)) = &mut self.held {
+            ready!(retry.as_mut().poll(cx));
+            match held.emit(&self.outlet) {
+                Emitted::Sent => self.held = None,
+                Emitted::Full => {
+                    self.retry = (self.retry * 2).min(LAST_RETRY);
+                    let at = tokio::time::Instant::now() + self.retry;
+                    retry.as_mut().reset(at);
+                }
+                Emitted::Failed => {
+                    self.held = None;
+                    self.done = true;
+                }
+            }
+        }
+        if self.done {
+            Poll::Ready(Err(SocketError::Closed))
+        } else {
+            Poll::Ready(Ok(()))
         }
     }
 }
@@ -93,12 +152,8 @@ impl<O: Outlet> Stream for BridgeSocket<O> {
 impl<O: Outlet> Sink<Outgoing> for BridgeSocket<O> {
     type Error = SocketError;
 
-    fn poll_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
-        if self.done {
-            Poll::Ready(Err(SocketError::Closed))
-        } else {
-            Poll::Ready(Ok(()))
-        }
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
+        self.get_mut().poll_held(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Outgoing) -> Result<(), SocketError> {
@@ -109,25 +164,31 @@ impl<O: Outlet> Sink<Outgoing> for BridgeSocket<O> {
         if matches!(item, Outgoing::Close(_)) {
             this.closing = true;
         }
-        match this.route.deliver(&this.outlet, &item) {
-            Delivered::Sent => Ok(()),
-            Delivered::Closed => {
-                this.done = true;
-                Ok(())
-            }
-            Delivered::Failed => {
-                this.done = true;
-                Err(SocketError::Closed)
-            }
+        if this.held.is_some() {
+            // `poll_ready` was not awaited: keep the order, take nothing past the held one.
+            return Err(SocketError::Transport(
+                "a message was sent before the socket was ready".to_owned(),
+            ));
+        }
+        let delivered = this.route.deliver(&this.outlet, &item);
+        if this.took(delivered) {
+            Ok(())
+        } else {
+            Err(SocketError::Closed)
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
+        let this = self.get_mut();
+        if this.held.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_held(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
         let this = self.get_mut();
+        this.held = None;
         if !this.done {
             this.done = true;
             this.outlet.disconnect();
@@ -137,10 +198,16 @@ impl<O: Outlet> Sink<Outgoing> for BridgeSocket<O> {
 }
 
 impl<O: Outlet> FrameSocket for BridgeSocket<O> {
-    /// Emits `text` at once. An emit that fails disconnects the socket and answers `false`:
-    /// the core then feeds the message, the write fails, and the connection ends.
+    /// Emits `text` at once (or holds it, when engine.io's buffer is full). Answers `false`
+    /// while a message is held (the core then feeds it, which waits for the held one), and
+    /// when the socket is gone (the write then fails and the connection ends).
     fn write_now(&mut self, text: &Text) -> bool {
-        !self.done && self.emit_text(text.as_str())
+        self.takes_now() && self.emit_text(text.as_str())
+    }
+
+    /// Drops the held emit, so that a slow consumer's close does not wait behind it.
+    fn discard_unsent(&mut self) {
+        self.held = None;
     }
 
     /// Has the frame made in the socket's own buffer, then emits it from there. A fill that
@@ -151,7 +218,7 @@ impl<O: Outlet> FrameSocket for BridgeSocket<O> {
         len: usize,
         fill: &mut dyn FnMut(&mut Vec<u8>) -> bool,
     ) -> WrittenWith {
-        if self.done {
+        if !self.takes_now() {
             return WrittenWith::Refused;
         }
         let mut buf = std::mem::take(&mut self.sealing);

@@ -22,7 +22,9 @@ enum Call {
 #[derive(Clone, Default)]
 struct Fake {
     calls: Arc<Mutex<Vec<Call>>>,
-    /// Emits fail (engine.io's buffer is full).
+    /// The socket is gone: emits fail and disconnect it.
+    gone: Arc<AtomicBool>,
+    /// engine.io's buffer is full: emits take nothing.
     full: Arc<AtomicBool>,
 }
 
@@ -37,19 +39,22 @@ impl Fake {
 }
 
 impl Outlet for Fake {
-    fn emit(&self, event: &str, data: &serde_json::value::RawValue) -> bool {
-        if self.full.load(Ordering::Relaxed) {
+    fn emit(&self, event: &str, data: &serde_json::value::RawValue) -> Emitted {
+        if self.gone.load(Ordering::Relaxed) {
             self.record(Call::Disconnect);
-            return false;
+            return Emitted::Failed;
+        }
+        if self.full.load(Ordering::Relaxed) {
+            return Emitted::Full;
         }
         let data = serde_json::from_str(data.get()).expect("emitted data is JSON");
         self.record(Call::Emit(event.to_owned(), data));
-        true
+        Emitted::Sent
     }
 
     fn authenticated(&self, payload: &Value, encrypted: bool) -> bool {
         self.record(Call::Authenticated(payload.clone(), encrypted));
-        !self.full.load(Ordering::Relaxed)
+        !self.gone.load(Ordering::Relaxed)
     }
 
     fn refuse(&self, message: &str) {
@@ -173,7 +178,7 @@ async fn a_refusal_is_unauthenticated_then_closed() {
 }
 
 #[tokio::test]
-async fn a_full_socket_fails_the_write_and_every_later_one() {
+async fn a_gone_socket_fails_the_write_and_every_later_one() {
     let (mut socket, _tx, fake) = socket(false);
     let connected = json!({"id": "c"});
     socket
@@ -181,14 +186,14 @@ async fn a_full_socket_fails_the_write_and_every_later_one() {
         .await
         .expect("connected");
     fake.take();
-    fake.full.store(true, Ordering::Relaxed);
+    fake.gone.store(true, Ordering::Relaxed);
     assert!(
         socket
             .send(text(&json!({"event": "topic", "data": 1})))
             .await
             .is_err()
     );
-    fake.full.store(false, Ordering::Relaxed);
+    fake.gone.store(false, Ordering::Relaxed);
     assert!(
         socket
             .send(text(&json!({"event": "topic", "data": 2})))
@@ -201,7 +206,7 @@ async fn a_full_socket_fails_the_write_and_every_later_one() {
 #[tokio::test]
 async fn a_failed_authenticated_disconnects() {
     let (mut socket, _tx, fake) = socket(false);
-    fake.full.store(true, Ordering::Relaxed);
+    fake.gone.store(true, Ordering::Relaxed);
     let connected = json!({"id": "c"});
     assert!(
         socket
@@ -230,7 +235,7 @@ fn socket_after_close() -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) {
     let delivered = s
         .route
         .deliver(&s.outlet, &Outgoing::Close(CloseCode::Normal));
-    assert_eq!(delivered, Delivered::Closed);
+    assert!(matches!(delivered, Delivered::Closed), "{delivered:?}");
     s.done = true;
     fake.take();
     (s, tx, fake)
@@ -313,11 +318,11 @@ async fn a_message_is_emitted_at_once_in_order_with_the_sink() {
     );
     // An emit that fails is not taken: the core feeds it, the write fails, and so does
     // every later one.
-    fake.full.store(true, Ordering::Relaxed);
+    fake.gone.store(true, Ordering::Relaxed);
     let lost = Text::from(json!({"event": "d", "data": 4}).to_string().as_str());
     assert!(!socket.write_now(&lost));
     assert!(socket.send(Outgoing::Text(lost)).await.is_err());
-    fake.full.store(false, Ordering::Relaxed);
+    fake.gone.store(false, Ordering::Relaxed);
     assert!(!socket.write_now(&third));
     assert_eq!(fake.take(), vec![Call::Disconnect]);
 }
@@ -397,14 +402,14 @@ async fn a_frame_made_in_place_that_cannot_be_emitted_fails() {
         buf.extend_from_slice(frame.as_bytes());
         true
     };
-    fake.full.store(true, Ordering::Relaxed);
+    fake.gone.store(true, Ordering::Relaxed);
     assert_eq!(
         socket.write_text_with(frame.len(), &mut fill),
         WrittenWith::Failed
     );
     assert_eq!(fake.take(), vec![Call::Disconnect]);
     // The socket is gone: the next one is refused before anything is made.
-    fake.full.store(false, Ordering::Relaxed);
+    fake.gone.store(false, Ordering::Relaxed);
     let mut called = false;
     assert_eq!(
         socket.write_text_with(frame.len(), &mut |_: &mut Vec<u8>| {
@@ -415,3 +420,5 @@ async fn a_frame_made_in_place_that_cannot_be_emitted_fails() {
     );
     assert!(!called, "nothing is made for a socket that is gone");
 }
+
+mod held;
