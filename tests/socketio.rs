@@ -2069,3 +2069,112 @@ async fn authenticate_sent_on_the_connect_ack_is_never_lost() {
     assert!(failures.is_empty(), "{failures:?}");
     server.stop().await;
 }
+
+/// A raw engine.io websocket client of `addr`, authenticated as `token` the IGNIS way.
+async fn raw_sio_client(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://{addr}/io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("handshake");
+    ws.send(Message::text(format!(r#"40{{"token":"{token}"}}"#)))
+        .await
+        .expect("connect");
+    let read = async {
+        loop {
+            let text = match ws.next().await {
+                Some(Ok(Message::Text(t))) => t.to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("ended before authenticated: {other:?}"),
+            };
+            if text.starts_with("40") {
+                ws.send(Message::text(r#"42["authenticate"]"#))
+                    .await
+                    .expect("authenticate");
+            } else if text.starts_with(r#"42["authenticated""#) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(RECV_TIMEOUT, read)
+        .await
+        .expect("authenticated in time");
+    ws
+}
+
+/// A burst larger than engine.io's buffer reaches a client that reads: the socket holds what
+/// engine.io has no room for and goes on once the writer has caught up, instead of taking a
+/// client that reads for a slow consumer. (With a buffer of 8 packets and 2,000 messages
+/// queued at once, the buffer is full many times over.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_engine_io_buffer_reaches_a_reading_client() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut sio = SocketIoConfig::default();
+    sio.max_buffer_packets = 8;
+    let server = start_sio(builder(base_config()), sio).await;
+    let mut ws = raw_sio_client(server.addr, "reader").await;
+    const N: u32 = 2000;
+    for n in 0..N {
+        server.server.deliver_broadcast("burst", &json!({ "n": n }));
+    }
+    let mut next = 0;
+    let read = async {
+        while next < N {
+            let text = match ws.next().await {
+                Some(Ok(Message::Text(t))) => t.to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("ended after {next} of {N}: {other:?}"),
+            };
+            let Some(body) = text.strip_prefix("42") else {
+                assert!(!text.starts_with("41"), "disconnected after {next} of {N}");
+                continue;
+            };
+            let (name, data): (String, Value) = serde_json::from_str(body).expect("event");
+            if name == "burst" {
+                assert_eq!(data["n"], next, "in order, none missing");
+                next += 1;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the whole burst arrived");
+    server.stop().await;
+}
+
+/// A client that stops reading is still closed as a slow consumer: once engine.io's buffer
+/// and the socket's held message are full, the backlog fills the connection's outbox, whose
+/// bound closes it, and the server lets go of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socketio_client_that_stops_reading_is_closed_as_a_slow_consumer() {
+    let mut config = base_config();
+    config.outbox_messages = 64;
+    let mut sio = SocketIoConfig::default();
+    sio.max_buffer_packets = 8;
+    let server = start_sio(builder(config), sio).await;
+    let ws = raw_sio_client(server.addr, "staller").await;
+    wait_for(|| {
+        server
+            .server
+            .clients()
+            .iter()
+            .any(|c| c.user_id.as_deref() == Some("staller"))
+    })
+    .await;
+    // 64 KiB per message: the socket buffers fill after a few of them.
+    let blob = "z".repeat(64 * 1024);
+    for n in 0..400 {
+        server
+            .server
+            .deliver_broadcast("flood", &json!({ "n": n, "blob": blob }));
+        tokio::task::yield_now().await;
+    }
+    wait_for(|| server.server.clients().is_empty()).await;
+    drop(ws);
+    server.stop().await;
+}
