@@ -34,6 +34,8 @@
 //! target/release/examples/loadgen ... --scenario idle --clients 19000 --encrypted 1 --sources 4
 //! ```
 
+#[path = "common/load.rs"]
+mod load;
 #[path = "common/proc.rs"]
 mod proc;
 
@@ -45,6 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
+use load::{clk_tck, cpu_secs, pct};
 use sealwire::crypto::room::{self, RoomKeyring};
 use sealwire::crypto::{ClientHandshake, HandshakeConfig, Session};
 use sealwire::protocol::{ConnectedPayload, EncryptedPayload};
@@ -128,30 +131,6 @@ fn now_ms() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     d.as_micros() as f64 / 1000.0
-}
-
-fn clk_tck() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime+stime of a process in seconds.
-fn cpu_secs(pid: Option<u32>, tck: f64) -> Option<f64> {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/stat"),
-        None => "/proc/self/stat".to_owned(),
-    };
-    let s = std::fs::read_to_string(path).ok()?;
-    let rest = &s[s.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    Some((ut + st) / tck)
 }
 
 /// VmRSS in bytes.
@@ -460,14 +439,6 @@ async fn receive(
         }
     }
     (lat, arrivals)
-}
-
-fn pct(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
 }
 
 #[tokio::main]

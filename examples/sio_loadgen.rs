@@ -30,6 +30,9 @@
 //! target/release/examples/sio_loadgen --url http://127.0.0.1:3200 --server-pid <node pid> ...
 //! ```
 
+#[path = "common/load.rs"]
+mod load;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
+use load::{clk_tck, cpu_secs, pct};
 use sealwire::crypto::{ClientHandshake, HandshakeConfig, Session};
 use sealwire::protocol::EncryptedPayload;
 use serde::Deserialize;
@@ -118,18 +122,6 @@ fn wall_ms() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     d.as_micros() as f64 / 1000.0
-}
-
-/// utime+stime of a process in seconds (Linux, 100 ticks per second).
-fn cpu_secs(pid: Option<u32>) -> Option<f64> {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/stat"),
-        None => "/proc/self/stat".to_owned(),
-    };
-    let s = std::fs::read_to_string(path).ok()?;
-    let f: Vec<&str> = s[s.rfind(')')? + 1..].split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 /// One event as a client sees it: its name and its one argument.
@@ -421,13 +413,6 @@ async fn publish(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pct(sorted: &[u32], p: f64) -> f64 {
-    match sorted.len() {
-        0 => 0.0,
-        n => f64::from(sorted[((n - 1) as f64 * p).round() as usize]) / 1000.0,
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
@@ -481,7 +466,8 @@ async fn main() -> anyhow::Result<()> {
         .collect();
 
     let expected = connected as u64 * args.count;
-    let (cpu0, self0) = (cpu_secs(args.server_pid), cpu_secs(None));
+    let tck = clk_tck();
+    let (cpu0, self0) = (cpu_secs(args.server_pid, tck), cpu_secs(None, tck));
     publish(&args).await?;
     let (mut last, mut since) = (0, Instant::now());
     loop {
@@ -497,7 +483,7 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (cpu1, self1) = (cpu_secs(args.server_pid), cpu_secs(None));
+    let (cpu1, self1) = (cpu_secs(args.server_pid, tck), cpu_secs(None, tck));
     stop.cancel();
     let mut all = Vec::with_capacity(expected as usize);
     let mut firsts = Vec::with_capacity(connected);

@@ -2019,91 +2019,60 @@ async fn sealwire_serve_refuse_compat_admits_the_hardened_sdk_over_socketio() {
 /// rather than reproducing the race on demand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticate_sent_on_the_connect_ack_is_never_lost() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let server = start_default().await;
-    let url = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
-    let client = |i: usize| {
-        let url = url.clone();
-        async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-            let send = |text: String| Message::text(text);
-            ws.send(send(format!(r#"40{{"token":"racer-{i}"}}"#)))
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut acked = false;
-            loop {
-                let text = match ws.next().await {
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(_)) => continue,
-                    other => return Err(format!("ended before authenticated: {other:?}")),
-                };
-                if !acked && text.starts_with("40") {
-                    acked = true;
-                    ws.send(send(r#"42["authenticate"]"#.to_owned()))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                } else if text.starts_with(r#"42["authenticated""#) {
-                    return Ok::<_, String>(());
-                } else if text == "2" {
-                    let _ = ws.send(send("3".to_owned())).await;
-                } else if text.starts_with("41") || text.starts_with("44") {
-                    return Err(format!("disconnected: {text}"));
-                }
-            }
-        }
-    };
     let racers: Vec<_> = (0..300)
-        .map(|i| tokio::spawn(tokio::time::timeout(Duration::from_secs(8), client(i))))
+        .map(|i| tokio::spawn(raw_sio_client(server.addr, format!("racer-{i}"))))
         .collect();
     let mut failures = Vec::new();
     for (i, racer) in racers.into_iter().enumerate() {
-        match racer.await.expect("client task") {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(format!("client {i}: {e}")),
-            Err(_) => failures.push(format!("client {i}: no authenticated within 8 s")),
+        if let Err(e) = racer.await.expect("client task") {
+            failures.push(format!("client {i}: {e}"));
         }
     }
     assert!(failures.is_empty(), "{failures:?}");
     server.stop().await;
 }
 
-/// A raw engine.io websocket client of `addr`, authenticated as `token` the IGNIS way.
-async fn raw_sio_client(
-    addr: std::net::SocketAddr,
-    token: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw engine.io websocket client of `addr`, authenticated as `token` the IGNIS way: it
+/// sends `authenticate` the moment its `CONNECT` is acknowledged, and answers engine.io
+/// pings. An error when it is disconnected first or not authenticated within 8 s (the
+/// server's authentication timeout is 10 s).
+async fn raw_sio_client(addr: std::net::SocketAddr, token: String) -> Result<RawSocket, String> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let url = format!("ws://{addr}/io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("handshake");
-    ws.send(Message::text(format!(r#"40{{"token":"{token}"}}"#)))
-        .await
-        .expect("connect");
-    let read = async {
+    let login = async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        ws.send(Message::text(format!(r#"40{{"token":"{token}"}}"#)))
+            .await
+            .map_err(|e| e.to_string())?;
         loop {
             let text = match ws.next().await {
                 Some(Ok(Message::Text(t))) => t.to_string(),
                 Some(Ok(_)) => continue,
-                other => panic!("ended before authenticated: {other:?}"),
+                other => return Err(format!("ended before authenticated: {other:?}")),
             };
             if text.starts_with("40") {
                 ws.send(Message::text(r#"42["authenticate"]"#))
                     .await
-                    .expect("authenticate");
+                    .map_err(|e| e.to_string())?;
             } else if text.starts_with(r#"42["authenticated""#) {
-                return;
+                return Ok(ws);
+            } else if text == "2" {
+                let _ = ws.send(Message::text("3")).await;
+            } else if text.starts_with("41") || text.starts_with("44") {
+                return Err(format!("disconnected: {text}"));
             }
         }
     };
-    tokio::time::timeout(RECV_TIMEOUT, read)
+    tokio::time::timeout(Duration::from_secs(8), login)
         .await
-        .expect("authenticated in time");
-    ws
+        .map_err(|_| "no authenticated within 8 s".to_owned())?
 }
 
 /// A burst larger than engine.io's buffer reaches a client that reads: the socket holds what
@@ -2117,7 +2086,9 @@ async fn a_burst_larger_than_the_engine_io_buffer_reaches_a_reading_client() {
     let mut sio = SocketIoConfig::default();
     sio.max_buffer_packets = 8;
     let server = start_sio(builder(base_config()), sio).await;
-    let mut ws = raw_sio_client(server.addr, "reader").await;
+    let mut ws = raw_sio_client(server.addr, "reader".to_owned())
+        .await
+        .expect("authenticated");
     const N: u32 = 2000;
     for n in 0..N {
         server.server.deliver_broadcast("burst", &json!({ "n": n }));
@@ -2157,7 +2128,9 @@ async fn a_socketio_client_that_stops_reading_is_closed_as_a_slow_consumer() {
     let mut sio = SocketIoConfig::default();
     sio.max_buffer_packets = 8;
     let server = start_sio(builder(config), sio).await;
-    let ws = raw_sio_client(server.addr, "staller").await;
+    let ws = raw_sio_client(server.addr, "staller".to_owned())
+        .await
+        .expect("authenticated");
     wait_for(|| {
         server
             .server

@@ -33,7 +33,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
@@ -351,17 +350,6 @@ impl Bridge {
         self.disconnect();
     }
 
-    /// Emits `unauthenticated {message, time}`, then disconnects.
-    pub(super) fn refuse(&self, socket: &SocketRef, message: &str) {
-        if socket.connected() {
-            let _ = socket.emit(
-                "unauthenticated",
-                &json!({ "message": message, "time": now_iso8601() }),
-            );
-            disconnect(socket.clone());
-        }
-    }
-
     /// The socket is gone (the client left, the engine.io heartbeat failed, or the server
     /// disconnected it): the core connection ends as if the peer had closed.
     fn on_disconnect(&self) {
@@ -382,10 +370,15 @@ impl Bridge {
         }
     }
 
-    /// Emits a delivery: as [`Self::emit`], except that a full engine.io buffer is reported
-    /// ([`Emitted::Full`]) rather than taken for a slow consumer, so that the socket can hold
-    /// the message and the core's outbox, with its own slow-consumer bound, the ones after it.
-    pub(super) fn try_emit(&self, socket: &SocketRef, name: &str, data: &RawValue) -> Emitted {
+    /// Emits one event. A full engine.io buffer is reported ([`Emitted::Full`], nothing
+    /// emitted), so that a delivery can be held and the messages after it wait in the core's
+    /// outbox under its slow-consumer bound; any other failure disconnects the socket.
+    pub(super) fn try_emit<T: Serialize + ?Sized>(
+        &self,
+        socket: &SocketRef,
+        name: &str,
+        data: &T,
+    ) -> Emitted {
         match socket.emit(name, data) {
             Ok(()) => Emitted::Sent,
             Err(SendError::Socket(SocketError::InternalChannelFull)) => Emitted::Full,
@@ -397,21 +390,22 @@ impl Bridge {
         }
     }
 
-    /// Emits one event; `false` when the socket is gone or cannot take more (a slow
-    /// consumer, disconnected).
+    /// Emits one event that cannot wait (the handshake's replies, a ping); `false` when the
+    /// socket is gone or its buffer is full, and then it is disconnected.
     pub(super) fn emit<T: Serialize + ?Sized>(
         &self,
         socket: &SocketRef,
         name: &str,
         data: &T,
     ) -> bool {
-        match socket.emit(name, data) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(sid = %self.sid, error = %e, "emit failed; disconnecting");
+        match self.try_emit(socket, name, data) {
+            Emitted::Sent => true,
+            Emitted::Full => {
+                tracing::debug!(sid = %self.sid, "engine.io buffer full; disconnecting");
                 disconnect(socket.clone());
                 false
             }
+            Emitted::Failed => false,
         }
     }
 

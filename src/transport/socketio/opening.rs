@@ -19,11 +19,10 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde_json::json;
 use socketioxide::extract::SocketRef;
 
 use super::bridge::Bridge;
-use crate::protocol::now_iso8601;
+use super::outlet::{disconnect, refuse};
 
 /// Events kept before the door opens; later ones are dropped (a client may only have sent its
 /// `authenticate`, or a hardened socket its `hello`, before it hears back).
@@ -96,15 +95,8 @@ impl Setup {
     pub(super) fn finish(self, socket: &SocketRef) {
         match self {
             Self::Ready(bridge) => bridge.open(),
-            Self::Refused(refusal) => {
-                if let Refusal::Unauthenticated(message) = refusal {
-                    let _ = socket.emit(
-                        "unauthenticated",
-                        &json!({ "message": message, "time": now_iso8601() }),
-                    );
-                }
-                let _ = socket.clone().disconnect();
-            }
+            Self::Refused(Refusal::Quiet) => disconnect(socket.clone()),
+            Self::Refused(Refusal::Unauthenticated(message)) => refuse(socket, message),
         }
     }
 }

@@ -18,6 +18,7 @@ use socketioxide::extract::SocketRef;
 use super::bridge::Bridge;
 use super::translate::{Action, Translator};
 use super::tunnel::{self, Tunnel, TunnelAction};
+use crate::protocol::now_iso8601;
 use crate::server::Outgoing;
 
 /// What a [`Route`] asks of the socket; [`Live`] is the real one.
@@ -198,7 +199,7 @@ impl Outlet for Live {
     }
 
     fn refuse(&self, message: &str) {
-        self.bridge.refuse(&self.socket, message);
+        refuse(&self.socket, message);
     }
 
     fn hello(&self, id: &str) {
@@ -219,6 +220,17 @@ impl Outlet for Live {
 
     fn disconnect(&self) {
         disconnect(self.socket.clone());
+    }
+}
+
+/// Emits `unauthenticated {message, time}` on `socket`, then disconnects it.
+pub(super) fn refuse(socket: &SocketRef, message: &str) {
+    if socket.connected() {
+        let _ = socket.emit(
+            "unauthenticated",
+            &json!({ "message": message, "time": now_iso8601() }),
+        );
+        disconnect(socket.clone());
     }
 }
 

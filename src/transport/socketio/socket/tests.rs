@@ -282,8 +282,18 @@ async fn an_ignis_socket_learns_of_its_admission_from_connected() {
 
 /// An encrypted IGNIS-path socket, admitted; its outlet's calls so far taken.
 async fn encrypted_socket() -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) {
+    admitted_socket(json!({"id": "c", "serverPublicKey": "k", "salt": "s"})).await
+}
+
+/// A plaintext IGNIS-path socket, admitted; its outlet's calls so far taken.
+async fn plain_socket() -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) {
+    admitted_socket(json!({"id": "c"})).await
+}
+
+/// An IGNIS-path socket admitted with this `connected` payload; its outlet's calls so far
+/// taken.
+async fn admitted_socket(connected: Value) -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) {
     let (mut socket, tx, fake) = socket(false);
-    let connected = json!({"id": "c", "serverPublicKey": "k", "salt": "s"});
     socket
         .send(text(&json!({"event": "connected", "data": connected})))
         .await
@@ -292,21 +302,36 @@ async fn encrypted_socket() -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake
     (socket, tx, fake)
 }
 
+/// A data message `{"event": name, "data": n}`.
+fn event(name: &str, n: u32) -> Text {
+    Text::from(json!({"event": name, "data": n}).to_string().as_str())
+}
+
+/// A fill that appends `s` whole.
+fn fill_with(s: &str) -> impl FnMut(&mut Vec<u8>) -> bool {
+    let s = s.to_owned();
+    move |buf: &mut Vec<u8>| {
+        buf.extend_from_slice(s.as_bytes());
+        true
+    }
+}
+
+/// The sealed frame the in-place tests make, and what its emit records.
+fn sealed_frame() -> (String, Call) {
+    let data = json!({"iv": "i", "ct": "c"});
+    let frame = json!({"event": "encrypted", "data": data}).to_string();
+    (frame, Call::Emit("encrypted".into(), data))
+}
+
 #[tokio::test]
 async fn a_message_is_emitted_at_once_in_order_with_the_sink() {
-    let (mut socket, _tx, fake) = socket(false);
+    let (mut socket, _tx, fake) = plain_socket().await;
+    assert!(socket.write_now(&event("a", 1)));
     socket
-        .send(text(&json!({"event": "connected", "data": {"id": "c"}})))
-        .await
-        .expect("connected");
-    fake.take();
-    let first = Text::from(json!({"event": "a", "data": 1}).to_string().as_str());
-    assert!(socket.write_now(&first));
-    socket
-        .feed(text(&json!({"event": "b", "data": 2})))
+        .feed(Outgoing::Text(event("b", 2)))
         .await
         .expect("feed");
-    let third = Text::from(json!({"event": "c", "data": 3}).to_string().as_str());
+    let third = event("c", 3);
     assert!(socket.write_now(&third));
     assert_eq!(
         fake.take(),
@@ -319,7 +344,7 @@ async fn a_message_is_emitted_at_once_in_order_with_the_sink() {
     // An emit that fails is not taken: the core feeds it, the write fails, and so does
     // every later one.
     fake.gone.store(true, Ordering::Relaxed);
-    let lost = Text::from(json!({"event": "d", "data": 4}).to_string().as_str());
+    let lost = event("d", 4);
     assert!(!socket.write_now(&lost));
     assert!(socket.send(Outgoing::Text(lost)).await.is_err());
     fake.gone.store(false, Ordering::Relaxed);
@@ -330,32 +355,19 @@ async fn a_message_is_emitted_at_once_in_order_with_the_sink() {
 #[tokio::test]
 async fn a_frame_made_in_place_is_emitted_whole_or_not_at_all() {
     let (mut socket, _tx, fake) = encrypted_socket().await;
-    let frame = json!({"event": "encrypted", "data": {"iv": "i", "ct": "c"}}).to_string();
-    let made = |s: &str| {
-        let s = s.to_owned();
-        move |buf: &mut Vec<u8>| {
-            buf.extend_from_slice(s.as_bytes());
-            true
-        }
-    };
+    let (frame, emitted) = sealed_frame();
     assert_eq!(
-        socket.write_text_with(frame.len(), &mut made(&frame)),
+        socket.write_text_with(frame.len(), &mut fill_with(&frame)),
         WrittenWith::Written
     );
-    assert_eq!(
-        fake.take(),
-        vec![Call::Emit(
-            "encrypted".into(),
-            json!({"iv": "i", "ct": "c"})
-        )]
-    );
+    assert_eq!(fake.take(), vec![emitted.clone()]);
     // Short, long, failed or not UTF-8: nothing is emitted, and the socket goes on.
     assert_eq!(
-        socket.write_text_with(frame.len() + 1, &mut made(&frame)),
+        socket.write_text_with(frame.len() + 1, &mut fill_with(&frame)),
         WrittenWith::Failed
     );
     assert_eq!(
-        socket.write_text_with(frame.len() - 1, &mut made(&frame)),
+        socket.write_text_with(frame.len() - 1, &mut fill_with(&frame)),
         WrittenWith::Failed
     );
     assert_eq!(
@@ -375,20 +387,14 @@ async fn a_frame_made_in_place_is_emitted_whole_or_not_at_all() {
     assert!(fake.take().is_empty());
     // What a fill leaves behind never reaches the next frame.
     assert_eq!(
-        socket.write_text_with(frame.len(), &mut made(&frame)),
+        socket.write_text_with(frame.len(), &mut fill_with(&frame)),
         WrittenWith::Written
     );
-    assert_eq!(
-        fake.take(),
-        vec![Call::Emit(
-            "encrypted".into(),
-            json!({"iv": "i", "ct": "c"})
-        )]
-    );
+    assert_eq!(fake.take(), vec![emitted]);
     // A plaintext frame made in place is dropped like a fed one: fail closed.
     let plain = json!({"event": "topic", "data": "secret"}).to_string();
     assert_eq!(
-        socket.write_text_with(plain.len(), &mut made(&plain)),
+        socket.write_text_with(plain.len(), &mut fill_with(&plain)),
         WrittenWith::Written
     );
     assert!(fake.take().is_empty());
@@ -397,11 +403,8 @@ async fn a_frame_made_in_place_is_emitted_whole_or_not_at_all() {
 #[tokio::test]
 async fn a_frame_made_in_place_that_cannot_be_emitted_fails() {
     let (mut socket, _tx, fake) = encrypted_socket().await;
-    let frame = json!({"event": "encrypted", "data": {"iv": "i", "ct": "c"}}).to_string();
-    let mut fill = |buf: &mut Vec<u8>| {
-        buf.extend_from_slice(frame.as_bytes());
-        true
-    };
+    let (frame, _) = sealed_frame();
+    let mut fill = fill_with(&frame);
     fake.gone.store(true, Ordering::Relaxed);
     assert_eq!(
         socket.write_text_with(frame.len(), &mut fill),

@@ -7,21 +7,6 @@ use serde_json::json;
 
 use super::*;
 
-/// A plaintext IGNIS-path socket, admitted; its outlet's calls so far taken.
-async fn plain_socket() -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) {
-    let (mut socket, tx, fake) = socket(false);
-    socket
-        .send(text(&json!({"event": "connected", "data": {"id": "c"}})))
-        .await
-        .expect("connected");
-    fake.take();
-    (socket, tx, fake)
-}
-
-fn event(name: &str, n: u32) -> Text {
-    Text::from(json!({"event": name, "data": n}).to_string().as_str())
-}
-
 #[tokio::test]
 async fn a_full_buffer_holds_the_message_and_takes_nothing_past_it() {
     let (mut socket, _tx, fake) = plain_socket().await;
@@ -103,25 +88,16 @@ async fn a_held_message_is_dropped_for_a_slow_consumers_close_and_on_close() {
 #[tokio::test]
 async fn a_sealed_frame_engine_io_has_no_room_for_is_held_not_lost() {
     let (mut socket, _tx, fake) = encrypted_socket().await;
-    let frame = json!({"event": "encrypted", "data": {"iv": "i", "ct": "c"}}).to_string();
+    let (frame, emitted) = sealed_frame();
     fake.full.store(true, Ordering::Relaxed);
     assert_eq!(
-        socket.write_text_with(frame.len(), &mut |buf: &mut Vec<u8>| {
-            buf.extend_from_slice(frame.as_bytes());
-            true
-        }),
+        socket.write_text_with(frame.len(), &mut fill_with(&frame)),
         WrittenWith::Written
     );
     assert!(fake.take().is_empty());
     fake.full.store(false, Ordering::Relaxed);
     socket.flush().await.expect("flush");
-    assert_eq!(
-        fake.take(),
-        vec![Call::Emit(
-            "encrypted".into(),
-            json!({"iv": "i", "ct": "c"})
-        )]
-    );
+    assert_eq!(fake.take(), vec![emitted]);
 }
 
 #[tokio::test]
