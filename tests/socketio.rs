@@ -2151,3 +2151,162 @@ async fn a_socketio_client_that_stops_reading_is_closed_as_a_slow_consumer() {
     drop(ws);
     server.stop().await;
 }
+
+/// A polling handshake whose `sid` is empty or malformed opens a new engine.io session (as
+/// engine.io reads it), so it holds a place under the limits like any other: a made-up `sid`
+/// does not open sessions outside them.
+#[tokio::test]
+async fn a_made_up_sid_does_not_open_sessions_outside_the_limits() {
+    let mut config = base_config();
+    config.max_connections_per_ip = Some(2);
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let http = reqwest::Client::new();
+    let handshake = |sid: &'static str| {
+        let url = format!("http://{}/io/?EIO=4&transport=polling&{sid}", server.addr);
+        let http = http.clone();
+        async move {
+            let response = http.get(url).send().await.expect("request");
+            let status = response.status();
+            (status, response.text().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = handshake("sid=x").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert!(body.starts_with("0{"), "a new session: {body}");
+    let (status, body) = handshake("sid=").await;
+    assert!(body.starts_with("0{"), "a new session: {status} {body}");
+    for sid in ["sid=x", "sid=", "sid=ABCDEFGHIJ_-123!"] {
+        let (status, body) = handshake(sid).await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "a third session from one address is refused ({sid}): {body}"
+        );
+    }
+    server.stop().await;
+}
+
+/// A hardened socket that stops reading and keeps sending events into its full inbound queue
+/// is disconnected once, however many events it sends: its disconnect, which cannot go
+/// through while engine.io's buffer is full, is retried by one task, not one per event.
+/// (Over polling, each `POST` is handled before it is answered, and a client that sends no
+/// `GET` reads nothing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_floods_a_full_queue_is_disconnected_by_one_task() {
+    use sealwire::crypto::{ClientHandshake, HandshakeConfig};
+    let mut sio = SocketIoConfig::default();
+    sio.max_buffer_packets = 4;
+    sio.inbound_queue = 4;
+    let config = common::hardened::config_with(
+        Some(common::hardened::identity(0x42)),
+        HandshakeConfig::default().rekey_after,
+    );
+    let server = start_sio(builder(config), sio).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/io/?EIO=4&transport=polling", server.addr);
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let body = http.get(url).send().await.expect("GET").text().await;
+            body.expect("body")
+        }
+    };
+    let open = get(base.clone()).await;
+    let open: Value =
+        serde_json::from_str(open.strip_prefix('0').expect("open packet")).expect("open");
+    let session = format!("{base}&sid={}", open["sid"].as_str().expect("sid"));
+    let post = |body: String| {
+        let http = http.clone();
+        let session = session.clone();
+        async move {
+            http.post(session)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    };
+    let tunnel = |frame: &str| {
+        let frame: Value = serde_json::from_str(frame).expect("frame");
+        format!("42{}", json!(["sealwire", frame]))
+    };
+    let ok = Some(reqwest::StatusCode::OK);
+    assert_eq!(
+        post(r#"40{"profile":"sealwire-v2"}"#.to_owned()).await.ok(),
+        ok
+    );
+    // As a client does, emit only once the connect is acknowledged.
+    let mut acknowledged = false;
+    for _ in 0..20 {
+        if get(session.clone())
+            .await
+            .split('\u{1e}')
+            .any(|p| p.starts_with("40{"))
+        {
+            acknowledged = true;
+            break;
+        }
+    }
+    assert!(acknowledged, "the connect was acknowledged");
+    let hs = ClientHandshake::new(HandshakeConfig::hardened(Vec::new()), &mut rand::rng());
+    assert_eq!(post(tunnel(&hs.hello_json())).await.ok(), ok);
+    // Read the server's hello, confirm the keys; from here on nothing is read.
+    let mut hello = None;
+    for _ in 0..20 {
+        for packet in get(session.clone()).await.split('\u{1e}') {
+            if let Some(body) = packet.strip_prefix("42")
+                && let Ok((name, frame)) = serde_json::from_str::<(String, Value)>(body)
+                && name == "sealwire"
+                && frame["event"] == "hello"
+            {
+                hello = Some(frame);
+            }
+        }
+        if hello.is_some() {
+            break;
+        }
+    }
+    let hello: sealwire::protocol::HelloPayload =
+        serde_json::from_value(hello.expect("server hello")["data"].clone()).expect("hello");
+    let done = hs.finish_hello(&hello).expect("keys");
+    let mut session_keys = done.session;
+    if let Some(confirmation) = done.confirmation {
+        assert_eq!(post(tunnel(&confirmation)).await.ok(), ok);
+    }
+    // Sealed events before `authenticate`: each is answered with a sealed error. One at a
+    // time, paced, so that the core answers each before the next: four answers fill
+    // engine.io's buffer, the fifth is held and the core waits, four more events fill its
+    // inbound queue, and the one after that has the socket disconnected, which cannot go
+    // through while the buffer is full.
+    let mut events = |n: usize| {
+        (0..n)
+            .map(|_| {
+                let frame = session_keys
+                    .seal_frame(br#"{"event":"x","data":{}}"#)
+                    .expect("seal");
+                tunnel(&frame)
+            })
+            .collect::<Vec<_>>()
+            .join("\u{1e}")
+    };
+    for _ in 0..12 {
+        assert_eq!(post(events(1)).await.ok(), ok);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    for _ in 0..15 {
+        // Still there: its disconnect is pending, not done.
+        assert_eq!(post(events(100)).await.ok(), ok);
+    }
+    let after = tasks();
+    assert!(
+        after <= before + 20,
+        "tasks {before} -> {after} over 1,500 events after the queue filled"
+    );
+    server.stop().await;
+}

@@ -28,6 +28,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use socketioxide::socket::Sid;
 
 use crate::server::{ConnectionSlot, Server, SlotRefused};
 
@@ -157,16 +158,25 @@ impl Admission {
     }
 }
 
-/// Whether `req` opens a new engine.io session: a `GET` without `sid` (a polling handshake or
-/// a WebSocket upgrade straight away). Everything else belongs to a session that exists.
+/// Whether `req` opens a new engine.io session: a `GET` without a session id (a polling
+/// handshake or a WebSocket upgrade straight away). Everything else belongs to a session
+/// that exists, or is refused by engine.io.
+///
+/// The session id is read exactly as engine.io reads it: the first `sid=` pair, whose value
+/// must parse as an id (16 URL-safe base64 characters, `Sid::from_str`). engine.io opens a
+/// new session for a `GET` whose `sid` is empty or malformed, so such a request needs a slot
+/// as well: anything looser would let `?sid=x` open sessions outside the limits.
 fn opens_session(req: &Request) -> bool {
-    req.method() == axum::http::Method::GET
-        && !req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .any(|pair| pair.split('=').next() == Some("sid"))
+    req.method() == axum::http::Method::GET && !names_a_session(req.uri().query().unwrap_or(""))
+}
+
+/// Whether `query` carries a well-formed engine.io session id.
+fn names_a_session(query: &str) -> bool {
+    query
+        .split('&')
+        .find(|pair| pair.starts_with("sid="))
+        .and_then(|pair| pair.split('=').nth(1))
+        .is_some_and(|sid| sid.parse::<Sid>().is_ok())
 }
 
 /// The middleware in front of the Socket.IO service: a new session needs a slot.
@@ -269,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn only_get_requests_without_sid_open_sessions() {
+    fn only_get_requests_without_a_session_id_open_sessions() {
         let req = |method: &str, uri: &str| {
             Request::builder()
                 .method(method)
@@ -279,11 +289,37 @@ mod tests {
         };
         assert!(opens_session(&req("GET", "/io/?EIO=4&transport=polling")));
         assert!(opens_session(&req("GET", "/io/?EIO=4&transport=websocket")));
+        let sid = "ABCDEFGHIJ_-1234";
         assert!(!opens_session(&req(
             "GET",
-            "/io/?EIO=4&transport=websocket&sid=abc"
+            &format!("/io/?EIO=4&transport=websocket&sid={sid}")
         )));
-        assert!(!opens_session(&req("GET", "/io/?sid=abc&EIO=4")));
+        assert!(!opens_session(&req(
+            "GET",
+            &format!("/io/?sid={sid}&EIO=4")
+        )));
         assert!(!opens_session(&req("POST", "/io/?EIO=4&transport=polling")));
+        // engine.io opens a new session for these: they need a slot too.
+        for query in [
+            "sid=abc",
+            "sid=",
+            "sid",
+            "sid=ABCDEFGHIJ_-123!",
+            "sid=ABCDEFGHIJ_-12345",
+            "xsid=ABCDEFGHIJ_-1234",
+        ] {
+            assert!(
+                opens_session(&req(
+                    "GET",
+                    &format!("/io/?EIO=4&transport=polling&{query}")
+                )),
+                "{query}"
+            );
+        }
+        // The first `sid=` pair is the one engine.io reads.
+        assert!(opens_session(&req(
+            "GET",
+            &format!("/io/?EIO=4&transport=polling&sid=x&sid={sid}")
+        )));
     }
 }

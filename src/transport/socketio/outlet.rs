@@ -238,12 +238,21 @@ pub(super) fn refuse(socket: &SocketRef, message: &str) {
 /// engine.io's own heartbeat deadline, which ends a session that never drains.
 const DISCONNECT_RETRY_FOR: Duration = Duration::from_secs(60);
 
+/// Marks a socket whose disconnect is being retried ([`disconnect`]).
+#[derive(Clone)]
+struct DisconnectRetrying;
+
 /// Disconnects `socket`. socketioxide cannot disconnect a socket whose engine.io buffer is
 /// full (a client that stopped reading: its `DISCONNECT` packet does not fit), so the
 /// disconnect is then retried, backing off, until it goes through or the session ends: a
-/// slow client is never left connected without its core connection.
+/// slow client is never left connected without its core connection. One retry task per
+/// socket, however often its disconnect is asked for meanwhile (a client that keeps sending
+/// events into a full queue asks once per event).
 pub(super) fn disconnect(socket: SocketRef) {
     if !socket.connected() || socket.clone().disconnect().is_ok() {
+        return;
+    }
+    if socket.extensions.insert(DisconnectRetrying).is_some() {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
