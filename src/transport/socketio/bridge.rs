@@ -30,7 +30,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -49,6 +49,11 @@ use super::socket::BridgeSocket;
 use super::{keepalive, tunnel};
 use crate::protocol::{CloseCode, event, now_iso8601};
 use crate::server::{ConnectionSlot, Incoming, Server, UpgradeHead};
+
+/// Which bridge a socket belongs to (kept in the socket's extensions; weak, so that the
+/// socket does not keep its bridge alive, nor the bridge's allocation another's address).
+#[derive(Clone)]
+struct BridgeOf(Weak<Bridge>);
 
 /// What the handshake left for the first `authenticate`.
 struct Pending {
@@ -136,6 +141,7 @@ pub(super) fn connect(
         hardened,
         doorstep: Doorstep::default(),
     });
+    socket.extensions.insert(BridgeOf(Arc::downgrade(&bridge)));
     let on_event = Arc::clone(&bridge);
     // Handlers run their synchronous part in arrival order: events reach the core in order
     // (those that come before the socket is connected wait at the doorstep).
@@ -162,6 +168,8 @@ pub(super) fn connect(
         tokio::select! {
             () = tokio::time::sleep(timer.config.auth_timeout) => {}
             () = stopping => {}
+            // Gone already: nothing to time out (and no bridge held past it).
+            () = timer.gone.cancelled() => return,
         }
         if !timer.authenticated.load(Ordering::Acquire) {
             tracing::debug!(sid = %timer.sid, "socket.io socket not authenticated in time");
@@ -187,8 +195,17 @@ impl Bridge {
             .open(|(name, data)| self.on_event(&name, data));
     }
 
+    /// The socket this bridge was made for, while it is in the namespace. Looked up by its id,
+    /// and checked to be this bridge's own: a client can connect the same engine.io session
+    /// again after leaving the namespace (`41`, then `40`), and the socket under that id is
+    /// then another bridge's, which this one must never emit on or disconnect.
     pub(super) fn socket(&self) -> Option<SocketRef> {
-        self.io.get_socket(self.sid)
+        let socket = self.io.get_socket(self.sid)?;
+        let ours = socket
+            .extensions
+            .get::<BridgeOf>()
+            .is_some_and(|of| std::ptr::eq(of.0.as_ptr(), self));
+        ours.then_some(socket)
     }
 
     /// What the socket brought to its handshake, the first time it is asked for (`None`
@@ -466,13 +483,17 @@ impl Bridge {
     }
 
     /// The periodic `ping`: sealed through the core for an encrypted client, emitted as is
-    /// otherwise. `false` when the socket is gone or could not take it.
+    /// otherwise. When engine.io's buffer is full this one is skipped: the writer is behind a
+    /// burst, not a client gone (engine.io's own heartbeat watches the session), and a
+    /// healthy client is not disconnected for it. `false` when the socket is gone.
     pub(super) fn send_ping(&self) -> bool {
         if self.encrypted.load(Ordering::Acquire) {
             self.ping();
             return true;
         }
-        self.socket().is_some_and(|socket| self.ping_plain(&socket))
+        self.socket().is_some_and(|socket| {
+            self.try_emit(&socket, "ping", &json!({ "time": now_iso8601() })) != Emitted::Failed
+        })
     }
 
     /// The application-level ping, through the core so an encrypted client gets it sealed

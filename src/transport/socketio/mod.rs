@@ -35,7 +35,6 @@ mod socket;
 mod translate;
 mod tunnel;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
@@ -51,6 +50,9 @@ pub use config::SocketIoConfig;
 pub use redis_emitter::{DEFAULT_KEY, spawn_redis_emitter_bridge};
 
 use crate::server::Server;
+
+/// The `connect_error` message of a second `CONNECT` on a connected session.
+const ALREADY_CONNECTED: &str = "Already connected";
 
 /// The Socket.IO endpoint at [`SocketIoConfig::path`] (and `{path}/`), websocket and polling
 /// transports, for `server`'s clients. Merge it into the app that serves `server`.
@@ -98,9 +100,17 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
     // See `opening.rs`: the socket is set up before socketioxide acknowledges its connect,
     // and opened once it is connected.
     let setup = move |socket: SocketRef, io: SocketIo, TryData::<Value>(auth): TryData<Value>| {
+        // A second `CONNECT` on a session whose socket is still in the namespace: socketioxide
+        // would put the new socket in the old one's place (both are named after the
+        // session), leaving a connected old one without a disconnect, or, when the old one
+        // is leaving (`41` just before), having its deferred removal take the new one out of
+        // the namespace. Refused with a `connect_error`; a connected socket carries on.
+        if io.get_socket(socket.id).is_some() {
+            return std::future::ready(Err(ALREADY_CONNECTED));
+        }
         let setup = bridge::connect(&server, &ns_config, &ns_admission, io, &socket, auth.ok());
         socket.extensions.insert(setup);
-        std::future::ready(Ok::<(), Infallible>(()))
+        std::future::ready(Ok(()))
     };
     let connected = |socket: SocketRef| {
         if let Some(setup) = socket.extensions.remove::<Setup>() {
