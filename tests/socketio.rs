@@ -2193,7 +2193,7 @@ async fn a_made_up_sid_does_not_open_sessions_outside_the_limits() {
 /// `GET` reads nothing.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_floods_a_full_queue_is_disconnected_by_one_task() {
-    use sealwire::crypto::{ClientHandshake, HandshakeConfig};
+    use sealwire::crypto::HandshakeConfig;
     let mut sio = SocketIoConfig::default();
     sio.max_buffer_packets = 4;
     sio.inbound_queue = 4;
@@ -2202,26 +2202,7 @@ async fn a_socket_that_floods_a_full_queue_is_disconnected_by_one_task() {
         HandshakeConfig::default().rekey_after,
     );
     let server = start_sio(builder(config), sio).await;
-    let client = Polling::connect(server.addr, json!({"profile": "sealwire-v2"})).await;
-    let tunnel = |frame: &str| {
-        let frame: Value = serde_json::from_str(frame).expect("frame");
-        format!("42{}", json!(["sealwire", frame]))
-    };
-    let hs = ClientHandshake::new(HandshakeConfig::hardened(Vec::new()), &mut rand::rng());
-    assert!(client.post(&tunnel(&hs.hello_json())).await);
-    // Read the server's hello, confirm the keys; from here on nothing is read.
-    let read = client
-        .until(|p| p.starts_with(r#"42["sealwire",{"event":"hello""#))
-        .await;
-    let (_, hello): (String, Value) =
-        serde_json::from_str(&read[read.len() - 1][2..]).expect("hello");
-    let hello: sealwire::protocol::HelloPayload =
-        serde_json::from_value(hello["data"].clone()).expect("hello");
-    let done = hs.finish_hello(&hello).expect("keys");
-    let mut session_keys = done.session;
-    if let Some(confirmation) = done.confirmation {
-        assert!(client.post(&tunnel(&confirmation)).await);
-    }
+    let (client, mut session_keys) = Polling::hardened(server.addr).await;
     // Sealed events before `authenticate`: each is answered with a sealed error. One at a
     // time, paced, so that the core answers each before the next: four answers fill
     // engine.io's buffer, the fifth is held and the core waits, four more events fill its
@@ -2233,7 +2214,7 @@ async fn a_socket_that_floods_a_full_queue_is_disconnected_by_one_task() {
                 let frame = session_keys
                     .seal_frame(br#"{"event":"x","data":{}}"#)
                     .expect("seal");
-                tunnel(&frame)
+                Polling::tunnel(&frame)
             })
             .collect::<Vec<_>>()
             .join("\u{1e}")
@@ -2285,6 +2266,33 @@ impl Polling {
         assert!(client.post(&format!("40{auth}")).await);
         client.until(|p| p.starts_with("40{")).await;
         client
+    }
+
+    /// A hardened socket on `addr` (`auth {profile: "sealwire-v2"}`) whose keys are agreed
+    /// and confirmed: the server's hello is read, nothing after it.
+    async fn hardened(addr: std::net::SocketAddr) -> (Self, sealwire::crypto::Session) {
+        use sealwire::crypto::{ClientHandshake, HandshakeConfig};
+        let client = Self::connect(addr, json!({"profile": "sealwire-v2"})).await;
+        let hs = ClientHandshake::new(HandshakeConfig::hardened(Vec::new()), &mut rand::rng());
+        assert!(client.post(&Self::tunnel(&hs.hello_json())).await);
+        let read = client
+            .until(|p| p.starts_with(r#"42["sealwire",{"event":"hello""#))
+            .await;
+        let (_, hello): (String, Value) =
+            serde_json::from_str(&read[read.len() - 1][2..]).expect("hello");
+        let hello: sealwire::protocol::HelloPayload =
+            serde_json::from_value(hello["data"].clone()).expect("hello");
+        let done = hs.finish_hello(&hello).expect("keys");
+        if let Some(confirmation) = done.confirmation {
+            assert!(client.post(&Self::tunnel(&confirmation)).await);
+        }
+        (client, done.session)
+    }
+
+    /// The `sealwire` event that carries a `/ws` frame.
+    fn tunnel(frame: &str) -> String {
+        let frame: Value = serde_json::from_str(frame).expect("frame");
+        format!("42{}", json!(["sealwire", frame]))
     }
 
     /// Sends `packets` (engine.io payload); whether the server took them.
@@ -2443,5 +2451,38 @@ async fn a_ping_due_while_the_buffer_is_full_does_not_disconnect_the_client() {
         .deliver_to_user("burst", "after", &json!(true));
     let got = client.until(|p| p.starts_with(r#"42["after""#)).await;
     assert!(!got.iter().any(|p| p.starts_with("41")), "{got:?}");
+    server.stop().await;
+}
+
+/// A hardened socket that stops reading is closed as a slow consumer and still gets its
+/// `sealwire:close` 4005 before the disconnect: both wait for room in engine.io's buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hardened_slow_consumer_gets_its_close_code_before_the_disconnect() {
+    use sealwire::crypto::HandshakeConfig;
+    let mut config = common::hardened::config_with(
+        Some(common::hardened::identity(0x42)),
+        HandshakeConfig::default().rekey_after,
+    );
+    config.outbox_messages = 32;
+    let mut sio = SocketIoConfig::default();
+    sio.max_buffer_packets = 4;
+    let server = start_sio(builder(config), sio).await;
+    let (client, mut keys) = Polling::hardened(server.addr).await;
+    let auth = json!({"event": "authenticate", "data": {"token": "slow"}}).to_string();
+    let sealed = keys.seal_frame(auth.as_bytes()).expect("seal");
+    assert!(client.post(&Polling::tunnel(&sealed)).await);
+    wait_for(|| !server.server.clients().is_empty()).await;
+    // Nothing is read: the buffer fills, then the outbox, and the core closes it (4005).
+    for n in 0..200 {
+        server.server.deliver_to_user("slow", "n", &json!(n));
+        tokio::task::yield_now().await;
+    }
+    wait_for(|| server.server.clients().is_empty()).await;
+    let read = client.until(|p| p.starts_with("41")).await;
+    let close = read
+        .iter()
+        .find_map(|p| p.strip_prefix(r#"42["sealwire:close","#))
+        .unwrap_or_else(|| panic!("no sealwire:close before the disconnect: {read:?}"));
+    assert!(close.starts_with(r#"{"code":4005"#), "{close}");
     server.stop().await;
 }

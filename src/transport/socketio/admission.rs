@@ -158,6 +158,14 @@ impl Admission {
     }
 }
 
+/// The same rule as the WebSocket upgrade: with an allowlist, exactly one `Origin`, listed.
+pub(super) fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
+    let mut origins = headers.get_all(http::header::ORIGIN).iter();
+    allowed.is_empty()
+        || matches!((origins.next(), origins.next()), (Some(o), None)
+            if crate::transport::config::origin_listed(o.as_bytes(), allowed))
+}
+
 /// Whether `req` opens a new engine.io session: a `GET` without a session id (a polling
 /// handshake or a WebSocket upgrade straight away). Everything else belongs to a session
 /// that exists, or is refused by engine.io.

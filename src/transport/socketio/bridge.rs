@@ -5,7 +5,8 @@
 //! connect (handshake auth, headers, query)   -> held until `authenticate`, auth timer starts
 //! authenticate                               -> core connection starts with
 //!                                               authenticate {token, publicKey?, ...auth}
-//! core: connected                            -> ping {time} (plaintext), authenticated {id, time, ...}
+//! core: connected                            -> ping {time}, authenticated {id, time, ...}
+//!                                               (encrypted: authenticated, then a sealed ping)
 //! core: error + close before authentication  -> unauthenticated {message, time}, disconnect
 //! join / leave / other events                -> core frames (dropped before authentication)
 //! core: {"event":E,"data":D}                 -> emit E with D (encrypted {iv, ct} when sealed),
@@ -23,10 +24,9 @@
 //!
 //! A socket holds a connection slot (`max_connections`, `max_connections_per_ip`, shared
 //! with `/ws`) from its engine.io handshake ([`super::admission`]) to its disconnect. The
-//! core connection starts only with
-//! `authenticate`, so until then the socket is in no index; the bridge's own timer
-//! ([`super::SocketIoConfig::auth_timeout`]) disconnects a socket that has not authenticated
-//! in time, and the core's authentication deadline then bounds the hook.
+//! core connection starts only with `authenticate`, so until then the socket is in no index;
+//! the bridge's own timer ([`super::SocketIoConfig::auth_timeout`], from the namespace
+//! `CONNECT`) disconnects a socket that has not authenticated by then, hook included.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +41,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::SocketIoConfig;
-use super::admission::Admission;
+use super::admission::{Admission, origin_allowed};
 use super::credentials;
 use super::opening::{Doorstep, Refusal, Setup};
 use super::outlet::{Emitted, Live, disconnect};
@@ -177,14 +177,6 @@ pub(super) fn connect(
         }
     });
     Setup::Ready(bridge)
-}
-
-/// The same rule as the WebSocket upgrade: with an allowlist, exactly one `Origin`, listed.
-fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
-    let mut origins = headers.get_all(http::header::ORIGIN).iter();
-    allowed.is_empty()
-        || matches!((origins.next(), origins.next()), (Some(o), None)
-            if crate::transport::config::origin_listed(o.as_bytes(), allowed))
 }
 
 impl Bridge {
@@ -350,6 +342,10 @@ impl Bridge {
         // A fresh channel has room for the first frame.
         let _ = to_core.try_send(Incoming::Text(first.to_string().into()));
         *self.to_core.lock().unwrap_or_else(PoisonError::into_inner) = Some(to_core);
+        if self.gone.is_cancelled() {
+            // Disconnected meanwhile: its close found no sender yet, so end it here.
+            self.on_disconnect();
+        }
         let conn = self.server.serve_upgraded(socket, remote, head);
         let ended = Arc::clone(self);
         self.server.spawn_tracked(async move {
@@ -474,12 +470,9 @@ impl Bridge {
             true
         } else {
             // As IGNIS: the first ping comes before `authenticated`.
-            self.ping_plain(socket) && self.emit(socket, "authenticated", payload)
+            self.emit(socket, "ping", &json!({ "time": now_iso8601() }))
+                && self.emit(socket, "authenticated", payload)
         }
-    }
-
-    pub(super) fn ping_plain(&self, socket: &SocketRef) -> bool {
-        self.emit(socket, "ping", &json!({ "time": now_iso8601() }))
     }
 
     /// The periodic `ping`: sealed through the core for an encrypted client, emitted as is

@@ -28,8 +28,9 @@ pub struct SocketIoConfig {
     /// in the connection's outbox, whose bounds (`ServerConfig::outbox_messages` and
     /// `outbox_bytes`) decide, as on `/ws`, when a client is a slow consumer. Defaults to 256.
     pub max_buffer_packets: usize,
-    /// Inbound events that may wait for the connection task before newer ones are dropped.
-    /// Defaults to 64.
+    /// Inbound events that may wait for the connection task. Past that, an IGNIS-path
+    /// socket's newer events are dropped, and a hardened socket is disconnected (a dropped
+    /// record would leave a gap its record layer refuses anyway). Defaults to 64.
     pub inbound_queue: usize,
     /// Origins (`scheme://host[:port]`) a Socket.IO connection may come from, by the same rule
     /// as `HttpConfig::allowed_origins` for `/ws`: with a list, a connection without exactly

@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
+use socketioxide::{SendError, SocketError};
 
 use super::bridge::Bridge;
 use super::translate::{Action, Translator};
@@ -211,11 +212,8 @@ impl Outlet for Live {
     }
 
     fn close(&self, code: u16, reason: &str) {
-        let _ = self.socket.emit(
-            tunnel::CLOSE_EVENT,
-            &json!({ "code": code, "reason": reason }),
-        );
-        self.disconnect();
+        let last = json!({ "code": code, "reason": reason });
+        disconnect_after(self.socket.clone(), Some((tunnel::CLOSE_EVENT, last)));
     }
 
     fn disconnect(&self) {
@@ -225,31 +223,35 @@ impl Outlet for Live {
 
 /// Emits `unauthenticated {message, time}` on `socket`, then disconnects it.
 pub(super) fn refuse(socket: &SocketRef, message: &str) {
-    if socket.connected() {
-        let _ = socket.emit(
-            "unauthenticated",
-            &json!({ "message": message, "time": now_iso8601() }),
-        );
-        disconnect(socket.clone());
-    }
+    let last = json!({ "message": message, "time": now_iso8601() });
+    disconnect_after(socket.clone(), Some(("unauthenticated", last)));
 }
 
 /// How long a disconnect that does not fit in a full engine.io buffer is retried: past
 /// engine.io's own heartbeat deadline, which ends a session that never drains.
 const DISCONNECT_RETRY_FOR: Duration = Duration::from_secs(60);
 
-/// Marks a socket whose disconnect is being retried ([`disconnect`]).
+/// An event emitted just before a disconnect: why.
+type LastWords = (&'static str, Value);
+
+/// Marks a socket whose disconnect is being retried ([`disconnect_after`]).
 #[derive(Clone)]
 struct DisconnectRetrying;
 
-/// Disconnects `socket`. socketioxide cannot disconnect a socket whose engine.io buffer is
-/// full (a client that stopped reading: its `DISCONNECT` packet does not fit), so the
-/// disconnect is then retried, backing off, until it goes through or the session ends: a
-/// slow client is never left connected without its core connection. One retry task per
-/// socket, however often its disconnect is asked for meanwhile (a client that keeps sending
-/// events into a full queue asks once per event).
+/// Disconnects `socket` ([`disconnect_after`], with nothing to say first).
 pub(super) fn disconnect(socket: SocketRef) {
-    if !socket.connected() || socket.clone().disconnect().is_ok() {
+    disconnect_after(socket, None);
+}
+
+/// Emits `last`, then disconnects `socket`. socketioxide can do neither while the socket's
+/// engine.io buffer is full (a client that stopped reading), so they are then retried, in
+/// that order, backing off, until they go through or the session ends: a slow client is never
+/// left connected without its core connection, and still learns why it was let go (a
+/// hardened slow consumer's `sealwire:close` 4005). One retry task per socket, however often
+/// its disconnect is asked for meanwhile (a client that keeps sending events into a full
+/// queue asks once per event).
+pub(super) fn disconnect_after(socket: SocketRef, mut last: Option<LastWords>) {
+    if try_disconnect(&socket, &mut last) {
         return;
     }
     if socket.extensions.insert(DisconnectRetrying).is_some() {
@@ -263,10 +265,27 @@ pub(super) fn disconnect(socket: SocketRef) {
         let mut wait = Duration::from_millis(20);
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(wait).await;
-            if !socket.connected() || socket.clone().disconnect().is_ok() {
+            if try_disconnect(&socket, &mut last) {
                 return;
             }
             wait = (wait * 2).min(Duration::from_secs(1));
         }
     });
+}
+
+/// One try of [`disconnect_after`]: the last words if still owed, then the disconnect.
+/// Whether it is done (or there is nothing left to do: the socket is not connected).
+fn try_disconnect(socket: &SocketRef, last: &mut Option<LastWords>) -> bool {
+    if !socket.connected() {
+        return true;
+    }
+    if let Some((event, data)) = last.as_ref() {
+        if let Err(SendError::Socket(SocketError::InternalChannelFull)) = socket.emit(*event, data)
+        {
+            return false;
+        }
+        // Emitted, or it cannot be: the disconnect decides.
+        *last = None;
+    }
+    socket.clone().disconnect().is_ok()
 }

@@ -3,11 +3,13 @@
 //! is emitted into the Socket.IO socket at once, from the connection's own task
 //! ([`super::outlet`]).
 //!
-//! An emit never waits, so the socket takes every data message at once
-//! ([`FrameSocket::write_now`]), and a frame for an encrypted client is sealed into a buffer
-//! the socket keeps and emitted from there ([`FrameSocket::write_text_with`]): the core's
-//! batches go out without a `Sink` round, a message of their own or a trip back through the
-//! outbox per message.
+//! An emit never waits, so while engine.io's buffer has room the socket takes every data
+//! message at once ([`FrameSocket::write_now`]), and a frame for an encrypted client is
+//! sealed into a buffer the socket keeps and emitted from there
+//! ([`FrameSocket::write_text_with`]): the core's batches go out without a `Sink` round, a
+//! message of their own or a trip back through the outbox per message. When the buffer is
+//! full, the socket holds the one emit that found no room and takes nothing more until it
+//! has gone out.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -120,9 +120,25 @@ impl Translator {
             tracing::debug!(event = %frame.event, "plaintext frame for an encrypted socket dropped");
             return Action::Skip;
         }
+        if RESERVED_EVENTS.contains(&frame.event.as_ref()) {
+            // socket.io-client would take it for its own (a `disconnect` that is not one).
+            tracing::debug!(event = %frame.event, "event with a reserved Socket.IO name dropped");
+            return Action::Skip;
+        }
         Action::Emit(frame.event, data)
     }
 }
+
+/// Event names a Socket.IO client keeps for itself: a server never emits them (the Node
+/// server refuses to), so a topic of that name is not delivered to Socket.IO clients.
+const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
 
 #[cfg(test)]
 mod tests {
@@ -251,6 +267,21 @@ mod tests {
         assert_eq!(
             emitted(t.translate(&frame)),
             Some(("encrypted".into(), sealed.to_string()))
+        );
+    }
+
+    #[test]
+    fn reserved_socketio_event_names_are_not_emitted() {
+        let mut t = Translator::default();
+        authenticated(&mut t);
+        for name in RESERVED_EVENTS {
+            let frame = text(&json!({"event": name, "data": {"spoof": true}}));
+            assert!(emitted(t.translate(&frame)).is_none(), "{name}");
+        }
+        let frame = text(&json!({"event": "disconnected", "data": 1}));
+        assert_eq!(
+            emitted(t.translate(&frame)),
+            Some(("disconnected".to_owned(), "1".to_owned()))
         );
     }
 }
