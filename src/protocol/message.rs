@@ -264,10 +264,23 @@ pub fn now_iso8601() -> String {
     iso8601_millis(time::OffsetDateTime::now_utc())
 }
 
-/// `t` as ISO-8601 / RFC 3339 in UTC with a `Z` offset and millisecond precision.
+/// `t` as ISO-8601 / RFC 3339 in UTC with a `Z` offset and millisecond precision. A time
+/// outside the years 0..=9999 (a token's `exp` can say anything) is clamped to the nearest
+/// end of that range.
 #[must_use]
 pub fn iso8601(t: std::time::SystemTime) -> String {
-    iso8601_millis(time::OffsetDateTime::from(t))
+    use time::{OffsetDateTime, PrimitiveDateTime};
+    let at = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => time::Duration::try_from(after)
+            .ok()
+            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d))
+            .unwrap_or(PrimitiveDateTime::MAX.assume_utc()),
+        Err(before) => time::Duration::try_from(before.duration())
+            .ok()
+            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_sub(d))
+            .unwrap_or(PrimitiveDateTime::MIN.assume_utc()),
+    };
+    iso8601_millis(at)
 }
 
 /// Parses an RFC 3339 timestamp (as in `time` and `expiresAt`).
@@ -346,6 +359,20 @@ mod tests {
             .expect("valid date")
             .assume_utc();
         assert_eq!(iso8601_millis(t), "0987-01-02T03:04:05.678Z");
+    }
+
+    #[test]
+    fn times_out_of_range_are_clamped_not_a_panic() {
+        use std::time::{Duration, UNIX_EPOCH};
+        // A token `exp` of 1e13 seconds, and the largest one `SystemTime` takes.
+        let far = UNIX_EPOCH + Duration::from_secs(10_000_000_000_000);
+        assert_eq!(iso8601(far), "9999-12-31T23:59:59.999Z");
+        let farthest = UNIX_EPOCH + Duration::from_secs(i64::MAX as u64);
+        assert_eq!(iso8601(farthest), "9999-12-31T23:59:59.999Z");
+        let before = UNIX_EPOCH - Duration::from_secs(1_000_000_000_000);
+        assert_eq!(iso8601(before), "0000-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_007);
+        assert_eq!(iso8601(t), "2023-11-14T22:13:20.007Z");
     }
 
     #[test]

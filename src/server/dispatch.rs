@@ -16,7 +16,8 @@ use super::outbox::ClientHandle;
 use super::registry::{ClientState, joinable_room_name};
 use super::socket::{FrameSocket, Incoming, SocketError};
 use crate::protocol::{
-    CloseCode, EncryptedPayload, Inbound, RoomsPayload, error_message as err, event,
+    CloseCode, EncryptedPayload, Inbound, ROOM_STREAM_PREFIX, RoomsPayload, error_message as err,
+    event,
 };
 
 impl<S> Connection<S>
@@ -327,6 +328,13 @@ where
             .server
             .0
             .update_registry(|registry, changes| registry.leave(id, rooms, changes));
+        // The recovery floors of the rooms left go with them: a client's floors stay within
+        // the rooms it is in, however often it joins and leaves.
+        if let Some(floors) = self.extras.as_mut().and_then(|e| e.positions.as_mut()) {
+            for room in &left {
+                floors.remove(format!("{ROOM_STREAM_PREFIX}{room}").as_str());
+            }
+        }
         tracing::debug!(client = %self.handle.id, ?left, "left rooms");
     }
 }

@@ -18,7 +18,7 @@
 //! turns it into a plaintext client.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -398,6 +398,24 @@ fn expired(at: Option<SystemTime>) -> bool {
 
 /// The monotonic instant matching a wall-clock expiry (now, if it has passed).
 fn instant_of(at: SystemTime) -> Instant {
+    // A token's `exp` can be centuries away: past a hundred years it is "never" all the same,
+    // and an `Instant` that far out does not exist.
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-    Instant::now() + left
+    let now = Instant::now();
+    now.checked_add(left.min(FAR)).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_centuries_away_is_a_deadline_not_a_panic() {
+        let far = std::time::UNIX_EPOCH + Duration::from_secs(10_000_000_000_000);
+        let at = instant_of(far);
+        assert!(at > Instant::now() + Duration::from_secs(90 * 365 * 24 * 3600));
+        let past = SystemTime::now() - Duration::from_secs(60);
+        assert!(instant_of(past) <= Instant::now());
+    }
 }
