@@ -254,6 +254,58 @@ async fn an_empty_admin_token_is_refused() {
     }
 }
 
+/// `--max-tcp-connections` caps the connections still speaking HTTP: past it, a new
+/// connection waits to be accepted until one of them ends. Zero is refused.
+#[tokio::test]
+async fn max_tcp_connections_holds_new_connections_until_a_place_frees() {
+    let err = serve_fails(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-tcp-connections",
+        "0",
+    ])
+    .await;
+    assert!(err.contains("max_tcp_connections"), "{err}");
+    let run = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-tcp-connections",
+        "1",
+    ])
+    .await;
+    let addr = run
+        .url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("address")
+        .to_owned();
+    // An idle connection holds the one place (until the header-read timeout, 10 s).
+    let idle = tokio::net::TcpStream::connect(&addr).await.expect("idle");
+    let url = run.url.clone();
+    let waiting = tokio::spawn(async move {
+        let mut client = WsClient::connect(&url).await;
+        client.authenticate("late").await;
+        client
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second connection was served past the cap"
+    );
+    drop(idle);
+    let mut client = tokio::time::timeout(Duration::from_secs(8), waiting)
+        .await
+        .expect("served once the place freed")
+        .expect("client task");
+    run.terminate();
+    assert_eq!(client.expect_close().await, Some(1001));
+    let status = run.wait().await;
+    assert!(status.success(), "{status:?}");
+}
+
 #[tokio::test]
 async fn max_connections_per_ip_refuses_upgrades_with_429() {
     let run = serve(&[

@@ -244,6 +244,12 @@ pub(crate) struct ServeArgs {
     /// get HTTP 429. Unlimited by default (behind a proxy every client has its address).
     #[arg(long, env = "SEALWIRE_MAX_CONNECTIONS_PER_IP")]
     pub(crate) max_connections_per_ip: Option<usize>,
+    /// Most concurrent connections still speaking HTTP (before an upgrade, admin calls, health
+    /// checks); further ones wait to be accepted. They share the open-file budget with the
+    /// WebSockets: keep it within the 256 descriptors `--max-connections` leaves by default
+    /// where floods of idle connections are a concern. Default: 200000.
+    #[arg(long, env = "SEALWIRE_MAX_TCP_CONNECTIONS")]
+    pub(crate) max_tcp_connections: Option<usize>,
     #[command(flatten)]
     pub(crate) history: HistoryArgs,
     /// Rooms that use room keys (hardened clients that opt in get one key per room epoch,

@@ -118,6 +118,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The demo page's link carries the admin token in its fragment (never sent to the server).
     let demo_token = args.dev.then(|| admin_token.clone()).flatten();
     http.admin_token = admin_token;
+    if let Some(max) = args.max_tcp_connections {
+        http.max_tcp_connections = max;
+    }
     http.allowed_origins = args
         .allowed_origins
         .into_iter()
