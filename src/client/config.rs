@@ -160,8 +160,9 @@ impl std::fmt::Debug for TokenProvider {
     }
 }
 
-/// Everything tunable about a [`Client`](super::Client).
-#[derive(Debug, Clone)]
+/// Everything tunable about a [`Client`](super::Client). Its `Debug` output shows whether a
+/// token is set, never the token.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// Server URL, `ws://` or `wss://`, path included.
@@ -203,6 +204,34 @@ pub struct ClientConfig {
     pub room_keys: bool,
     /// Largest message accepted from the server. Defaults to 16 MiB.
     pub max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.token.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("ClientConfig")
+            .field("url", &self.url)
+            .field("token", &token)
+            .field("token_type", &self.token_type)
+            .field("token_provider", &self.token_provider)
+            .field("encryption", &self.encryption)
+            .field("handshake", &self.handshake)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("server_timeout", &self.server_timeout)
+            .field("reconnect", &self.reconnect)
+            .field("event_queue", &self.event_queue)
+            .field("send_queue", &self.send_queue)
+            .field("capture_raw_frames", &self.capture_raw_frames)
+            .field("recover", &self.recover)
+            .field("room_keys", &self.room_keys)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -298,5 +327,17 @@ mod tests {
         let limited = ReconnectPolicy::default().max_attempts(Some(2));
         assert!(limited.delay(2).is_some());
         assert!(limited.delay(3).is_none());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let mut config = ClientConfig::new("ws://127.0.0.1:1/ws");
+        config.token = "s3cret-bearer-token".to_owned();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let builder =
+            crate::client::Client::builder("ws://127.0.0.1:1/ws").token("s3cret-bearer-token");
+        assert!(!format!("{builder:?}").contains("s3cret"));
     }
 }

@@ -45,6 +45,8 @@ const RESERVED = new Set([
 const REFRESH_FAILED = "Refresh failed";
 /** After a failed automatic refresh, try again only if at least this much lifetime is left. */
 const MIN_RETRY_LIFETIME_MS = 1_000;
+/** The longest delay `setTimeout` takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A failure of a client call: `kind` is `config`, `invalid-event`, `queue-full`, `closed`,
@@ -741,7 +743,16 @@ export class SealwireClient {
     conn.deadline = lifetime === null ? null : Date.now() + lifetime;
     // A fixed token cannot renew anything: only a provider gives fresh ones.
     if (lifetime === null || !this.options.autoRefresh || typeof this.options.token !== "function") return;
-    conn.refreshTimer = setTimeout(() => this.autoRefresh(conn), Math.floor(lifetime * this.options.refreshAt));
+    this.armRefresh(conn, Date.now() + Math.floor(lifetime * this.options.refreshAt));
+  }
+
+  /** Runs `autoRefresh` at `due` (ms since the epoch), in steps a timer can take. */
+  armRefresh(conn, due) {
+    const left = due - Date.now();
+    conn.refreshTimer =
+      left > MAX_TIMER_MS
+        ? setTimeout(() => this.armRefresh(conn, due), MAX_TIMER_MS)
+        : setTimeout(() => this.autoRefresh(conn), Math.max(0, left));
   }
 
   async autoRefresh(conn) {
@@ -754,7 +765,7 @@ export class SealwireClient {
       if (conn.closed || conn.refreshTimer !== null || conn.deadline === null) return;
       const left = conn.deadline - Date.now();
       if (left >= MIN_RETRY_LIFETIME_MS) {
-        conn.refreshTimer = setTimeout(() => this.autoRefresh(conn), Math.floor(left / 2));
+        this.armRefresh(conn, Date.now() + Math.floor(left / 2));
       }
     }
   }

@@ -44,8 +44,9 @@ export class SocketIOClientHelper {
       transport: "socket.io",
       encryption: "hardened",
       io: opts.io,
-      token: opts.token,
-      pinnedServerKeys: opts.pinnedServerKeys ?? [],
+      // The helper's own fields first, then what `client` says: pins given either way pin.
+      token: opts.token ?? opts.client?.token,
+      pinnedServerKeys: opts.pinnedServerKeys ?? opts.client?.pinnedServerKeys ?? [],
       socketIo: { path, transports, ioOptions },
     });
     this.client.on("connected", () => {
@@ -123,18 +124,27 @@ export class SocketIOClientHelper {
   emit({ topic, data, cb }) {
     if (!topic) throw new Error(`[${this.identifier}] emit: topic is required`);
     if (this.state !== "authenticated") throw new Error(`[${this.identifier}] emit: not connected`);
-    const sent = this.client.send(topic, data ?? null);
+    const sent = this.reported(this.client.send(topic, data ?? null));
     if (cb) sent.then(() => setTimeout(cb, 0), () => {});
     return sent;
   }
 
   /** Asks to join `rooms` (the server's room validator decides). */
   joinRooms({ rooms }) {
-    return this.client.join(rooms);
+    return this.reported(this.client.join(rooms));
   }
 
   leaveRooms({ rooms }) {
-    return this.client.leave(rooms);
+    return this.reported(this.client.leave(rooms));
+  }
+
+  /**
+   * `promise`, whose failure also goes to `onError`: IGNIS callers do not await these calls,
+   * and an unawaited rejection would end a Node process.
+   */
+  reported(promise) {
+    promise.catch((e) => this.callbacks.onError(e));
+    return promise;
   }
 
   /** Disconnects for good. */

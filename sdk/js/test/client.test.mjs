@@ -241,6 +241,46 @@ test("refresh: scheduled at 80% of expiresAt − time from the server's clock, s
   c.close();
 });
 
+test("refresh: a session of months is refreshed on time, past the longest timer delay", async (t) => {
+  // setTimeout fires at once for delays above 2^31 − 1 ms (24.8 days): the refresh is armed in
+  // steps instead.
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: 0 });
+  // The mock takes any delay: record the longest one asked for.
+  const mocked = globalThis.setTimeout;
+  let longest = 0;
+  globalThis.setTimeout = (fn, ms, ...args) => {
+    longest = Math.max(longest, ms ?? 0);
+    return mocked(fn, ms, ...args);
+  };
+  t.after(() => {
+    globalThis.setTimeout = mocked;
+  });
+  const DAY = 86_400_000;
+  let n = 0;
+  const refreshes = [];
+  const net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0, expiresAt: plus(T0, 100 * DAY) } }));
+    for (;;) {
+      const m = await hs.open(JSON.parse(await sock.recv()).data);
+      if (m.event === "refresh") refreshes.push(m.data.token);
+    }
+  });
+  const provider = async () => `token-${++n}`;
+  const { c } = client(t, net, { token: provider, heartbeatInterval: 2e9 });
+  await c.connect();
+  t.mock.timers.tick(30 * DAY);
+  await until(() => true);
+  assert.deepEqual(refreshes, [], "not at once, not at the first step");
+  t.mock.timers.tick(80 * DAY - 30 * DAY - 1);
+  await until(() => true);
+  assert.deepEqual(refreshes, []);
+  t.mock.timers.tick(1);
+  await until(() => refreshes.length === 1, "refresh at 80% of 100 days");
+  assert.ok(longest <= 2 ** 31 - 1, `a timer of ${longest} ms`);
+  c.close();
+});
+
 test("a refused automatic refresh is tried once more halfway to the expiry", async (t) => {
   t.mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: 0 });
   let n = 0;

@@ -218,3 +218,30 @@ test("socket.io: configuration is checked", () => {
   assert.deepEqual(socketIoTarget("ws://127.0.0.1:8080"), { uri: "http://127.0.0.1:8080", path: "/io" });
   assert.deepEqual(socketIoTarget("wss://h:1/rt/io", "/x"), { uri: "https://h:1", path: "/x" });
 });
+
+test("socket.io helper: pins and token given in `client` hold, and a failed call goes to onError", async () => {
+  const { SocketIOClientHelper } = await import("../src/index.js");
+  const io = () => {
+    throw new Error("not called");
+  };
+  const pin = (await makeIdentity()).publicKeyBase64;
+  assert.equal(typeof pin, "string");
+  const errors = [];
+  const helper = new SocketIOClientHelper({
+    host: "http://h",
+    io,
+    options: { autoConnect: false },
+    client: { token: TOKEN, pinnedServerKeys: [pin] },
+    onError: (e) => errors.push(e),
+  });
+  assert.deepEqual(helper.client.options.pinnedServerKeys, [pin]);
+  assert.equal(helper.client.options.token, TOKEN);
+  // The helper's own fields win over `client`.
+  const own = new SocketIOClientHelper({ host: "http://h", io, options: { autoConnect: false }, token: "own", pinnedServerKeys: ["k"], client: { token: TOKEN, pinnedServerKeys: [pin] } });
+  assert.deepEqual(own.client.options.pinnedServerKeys, ["k"]);
+  assert.equal(own.client.options.token, "own");
+  // Not awaited, as IGNIS callers do: the rejection is reported, not left unhandled.
+  helper.joinRooms({ rooms: [] });
+  await until(() => errors.length === 1, "onError");
+  assert.ok(errors[0] instanceof SealwireError);
+});
