@@ -45,6 +45,26 @@ const RESERVED = new Set([
 const REFRESH_FAILED = "Refresh failed";
 /** After a failed automatic refresh, try again only if at least this much lifetime is left. */
 const MIN_RETRY_LIFETIME_MS = 1_000;
+
+/**
+ * What in socket.io-client options would carry a credential outside the sealed channel (an
+ * IGNIS configuration moved as is): an `Authorization` header or a `token` query parameter,
+ * at the top or per transport. `null` when there is none.
+ */
+function plainCredentials(ioOptions) {
+  if (!ioOptions || typeof ioOptions !== "object") return null;
+  const places = [["", ioOptions], ...Object.entries(ioOptions.transportOptions ?? {}).map(([k, v]) => [`transportOptions.${k}.`, v])];
+  for (const [prefix, opts] of places) {
+    if (!opts || typeof opts !== "object") continue;
+    if (Object.keys(opts.extraHeaders ?? {}).some((h) => h.toLowerCase() === "authorization")) {
+      return `${prefix}extraHeaders.Authorization`;
+    }
+    const query = opts.query;
+    const hasToken = typeof query === "string" ? /(^|&)token=/.test(query) : query && Object.hasOwn(query, "token");
+    if (hasToken) return `${prefix}query.token`;
+  }
+  return null;
+}
 /** The longest delay `setTimeout` takes (a longer one fires at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -143,6 +163,13 @@ export class SealwireClient {
       throw new SealwireError(
         "config",
         transport === "socket.io" ? "url must be an http(s):// or ws(s):// URL" : "url must be a ws:// or wss:// URL",
+      );
+    }
+    const leak = transport === "socket.io" ? plainCredentials(options.socketIo?.ioOptions) : null;
+    if (leak) {
+      throw new SealwireError(
+        "config",
+        `${leak} would travel in the plaintext Socket.IO handshake: the token goes in \`token\`, sealed`,
       );
     }
     this.options = {

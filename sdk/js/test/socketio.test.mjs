@@ -245,3 +245,21 @@ test("socket.io helper: pins and token given in `client` hold, and a failed call
   await until(() => errors.length === 1, "onError");
   assert.ok(errors[0] instanceof SealwireError);
 });
+
+test("socket.io: a token in socket.io-client's own options is refused (it would travel unsealed)", () => {
+  const io = () => {
+    throw new Error("not called");
+  };
+  const make = (ioOptions) => () =>
+    new SealwireClient({ url: "https://h/io", transport: "socket.io", io, token: TOKEN, socketIo: { ioOptions } });
+  for (const ioOptions of [
+    { extraHeaders: { Authorization: `Bearer ${TOKEN}` } },
+    { extraHeaders: { authorization: "x" } },
+    { query: { token: TOKEN } },
+    { query: `a=1&token=${TOKEN}` },
+    { transportOptions: { polling: { extraHeaders: { Authorization: "x" } } } },
+  ]) {
+    assert.throws(make(ioOptions), (e) => e instanceof SealwireError && e.kind === "config", JSON.stringify(ioOptions));
+  }
+  assert.doesNotThrow(make({ extraHeaders: { "X-Trace": "1" }, query: { room: "a" } }));
+});
