@@ -9,7 +9,8 @@ use super::login::{error_message, refresh_delay};
 use crate::crypto::room::RoomKeyring;
 use crate::crypto::{AeadBackend, Session};
 use crate::protocol::{
-    EncryptedPayload, EventName, Inbound, error_message as err, event, parse_iso8601,
+    EncryptedPayload, EventName, Inbound, ROOM_STREAM_PREFIX, error_message as err, event,
+    parse_iso8601,
 };
 
 impl Task {
@@ -107,7 +108,16 @@ fn open_room(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<
     let seq = data.get("seq")?.as_u64()?;
     let ct = data.get("ct")?.as_str()?;
     let plaintext = keyring.open(room, epoch, seq, ct).ok()?;
-    let inner: Inbound = serde_json::from_slice(&plaintext).ok()?;
+    let mut inner: Inbound = serde_json::from_slice(&plaintext).ok()?;
+    // A room record speaks for its own room's stream only: a position for any other stream
+    // (which only a forger holding the epoch key could put there) is not taken.
+    if inner
+        .stream
+        .as_deref()
+        .is_some_and(|s| s.strip_prefix(ROOM_STREAM_PREFIX) != Some(room))
+    {
+        (inner.stream, inner.offset, inner.epoch) = (None, None, None);
+    }
     let name = inner.event.as_deref()?;
     let application =
         EventName::check(name).is_ok() && ![event::ERROR, event::HELLO].contains(&name);
@@ -154,4 +164,43 @@ fn app_event(inbound: Inbound, encrypted: bool, raw: Option<String>) -> Event {
         raw,
         position: inbound.stream.zip(inbound.offset),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::room::{RoomSealer, RoomSecret};
+    use serde_json::json;
+
+    #[test]
+    fn a_room_record_positions_its_own_room_stream_only() {
+        let secret = RoomSecret::from_bytes(&[7; 32]);
+        let mut sealer =
+            RoomSealer::new("orders", 3, &secret, AeadBackend::default()).expect("sealer");
+        let mut ring = RoomKeyring::new();
+        ring.grant("orders", 3, &secret.to_base64(), AeadBackend::default())
+            .expect("grant");
+        let mut open = |envelope: Value| {
+            let frame = sealer
+                .seal_frame(envelope.to_string().as_bytes())
+                .expect("seal");
+            let frame: Value = serde_json::from_str(&frame).expect("frame");
+            open_room(Some(&mut ring), frame.get("data")).expect("opens")
+        };
+        let own = open(
+            json!({"event": "o", "data": 1, "stream": "room:orders", "offset": 4, "epoch": "e"}),
+        );
+        assert_eq!(own.stream.as_deref(), Some("room:orders"));
+        assert_eq!(own.offset, Some(4));
+        for stream in ["broadcast", "room:other", "user:u", "room:orders2"] {
+            let other =
+                open(json!({"event": "o", "data": 2, "stream": stream, "offset": 9, "epoch": "f"}));
+            assert_eq!(
+                (other.stream, other.offset, other.epoch),
+                (None, None, None),
+                "{stream}"
+            );
+            assert_eq!(other.data, Some(json!(2)));
+        }
+    }
 }

@@ -701,6 +701,12 @@ export class SealwireClient {
       this.recordFailed(conn, raw, conn.roomKeys ? "a room record did not open" : "a room record on a connection without room keys");
       return;
     }
+    // A room record speaks for its own room's stream only: a position for any other stream
+    // (which only a forger holding the epoch key could put there) is not taken.
+    if (envelope.stream !== undefined && envelope.stream !== `room:${data?.room}`) {
+      const { stream: _s, offset: _o, epoch: _e, ...rest } = envelope;
+      envelope = rest;
+    }
     this.deliver(conn, envelope, true, raw);
   }
 

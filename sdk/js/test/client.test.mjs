@@ -422,6 +422,26 @@ test("room keys: grants stay inside the client, room records are delivered as ap
   assert.deepEqual(net.errors, []);
 });
 
+test("room keys: a room record's position counts for its own room's stream only", async (t) => {
+  const room = "orders:eu";
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    const e7 = await roomEpoch(room, 7);
+    sock.push(await hs.seal(keyedConnected(auth)));
+    sock.push(await hs.seal(e7.grant));
+    sock.push(await e7.frame({ event: "order", data: 1, stream: `room:${room}`, offset: 4, epoch: "ep" }));
+    sock.push(await e7.frame({ event: "order", data: 2, stream: "broadcast", offset: 1e9, epoch: "forged" }));
+  });
+  const { c, events } = client(t, net, { recover: true });
+  await c.connect();
+  await until(() => events.filter((e) => e.type === "message").length === 2, "two messages");
+  const [own, other] = events.filter((e) => e.type === "message");
+  assert.deepEqual(own.position, { stream: `room:${room}`, offset: 4, epoch: "ep" });
+  assert.equal(other.position, undefined);
+  assert.equal(other.data, 2);
+  assert.deepEqual([...c.streamPositions.keys()], [`room:${room}`]);
+});
+
 test("room keys: leave forgets the room's key; records and grants still in flight for it are dropped", async (t) => {
   const room = "orders:eu";
   const net = fakeNetwork(async (sock) => {
