@@ -2295,6 +2295,21 @@ impl Polling {
         format!("42{}", json!(["sealwire", frame]))
     }
 
+    /// Authenticates the IGNIS way: `authenticate`, then waits for `authenticated`.
+    async fn authenticate(&self) {
+        assert!(self.post(r#"42["authenticate"]"#).await);
+        self.until(|p| p.starts_with(r#"42["authenticated""#)).await;
+    }
+
+    /// The socket of `user` still gets what is sent to it, with no disconnect before.
+    async fn still_served(&self, server: &TestServer, user: &str) {
+        server
+            .server
+            .deliver_to_user(user, "still", &json!({"here": true}));
+        let got = self.until(|p| p.starts_with(r#"42["still""#)).await;
+        assert!(!got.iter().any(|p| p.starts_with("41")), "{got:?}");
+    }
+
     /// Sends `packets` (engine.io payload); whether the server took them.
     async fn post(&self, packets: &str) -> bool {
         let response = self
@@ -2334,6 +2349,17 @@ impl Polling {
     }
 }
 
+/// `user` is the server's one client.
+fn assert_only_client(server: &TestServer, user: &str) {
+    let users: Vec<_> = server
+        .server
+        .clients()
+        .into_iter()
+        .map(|c| c.user_id)
+        .collect();
+    assert_eq!(users, [Some(user.to_owned())]);
+}
+
 /// A second `CONNECT` on a session whose socket is connected is refused with a
 /// `connect_error`, and the connected socket carries on: it stays the server's client and
 /// gets what is sent to it. (socketioxide names both after the session; the second would
@@ -2342,10 +2368,7 @@ impl Polling {
 async fn a_second_connect_on_a_connected_session_is_refused() {
     let server = start_default().await;
     let client = Polling::connect(server.addr, json!({"token": "twice"})).await;
-    assert!(client.post(r#"42["authenticate"]"#).await);
-    client
-        .until(|p| p.starts_with(r#"42["authenticated""#))
-        .await;
+    client.authenticate().await;
     assert!(client.post(r#"40{"token":"again"}"#).await);
     let refused = client.until(|p| p.starts_with("44")).await;
     assert!(
@@ -2354,18 +2377,8 @@ async fn a_second_connect_on_a_connected_session_is_refused() {
             .is_some_and(|p| p.contains("Already connected")),
         "{refused:?}"
     );
-    let users: Vec<_> = server
-        .server
-        .clients()
-        .into_iter()
-        .map(|c| c.user_id)
-        .collect();
-    assert_eq!(users, [Some("twice".to_owned())]);
-    server
-        .server
-        .deliver_to_user("twice", "still", &json!({"here": true}));
-    let got = client.until(|p| p.starts_with(r#"42["still""#)).await;
-    assert!(!got.iter().any(|p| p.starts_with("41")), "{got:?}");
+    assert_only_client(&server, "twice");
+    client.still_served(&server, "twice").await;
     server.stop().await;
 }
 
@@ -2383,24 +2396,11 @@ async fn a_socket_connected_again_on_its_session_is_left_alone_by_the_old_one() 
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(client.post(r#"40{"token":"second"}"#).await);
     client.until(|p| p.starts_with("40{")).await;
-    assert!(client.post(r#"42["authenticate"]"#).await);
-    client
-        .until(|p| p.starts_with(r#"42["authenticated""#))
-        .await;
+    client.authenticate().await;
     // Past the old socket's authentication deadline.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let users: Vec<_> = server
-        .server
-        .clients()
-        .into_iter()
-        .map(|c| c.user_id)
-        .collect();
-    assert_eq!(users, [Some("second".to_owned())]);
-    server
-        .server
-        .deliver_to_user("second", "still", &json!({"here": true}));
-    let got = client.until(|p| p.starts_with(r#"42["still""#)).await;
-    assert!(!got.iter().any(|p| p.starts_with("41")), "{got:?}");
+    assert_only_client(&server, "second");
+    client.still_served(&server, "second").await;
     server.stop().await;
 }
 
@@ -2414,10 +2414,7 @@ async fn a_ping_due_while_the_buffer_is_full_does_not_disconnect_the_client() {
     sio.ping_interval = Duration::from_millis(40);
     let server = start_sio(builder(base_config()), sio).await;
     let client = Polling::connect(server.addr, json!({"token": "burst"})).await;
-    assert!(client.post(r#"42["authenticate"]"#).await);
-    client
-        .until(|p| p.starts_with(r#"42["authenticated""#))
-        .await;
+    client.authenticate().await;
     const N: u32 = 40;
     for n in 0..N {
         server.server.deliver_to_user("burst", "n", &json!(n));
@@ -2446,11 +2443,7 @@ async fn a_ping_due_while_the_buffer_is_full_does_not_disconnect_the_client() {
     // And it is still connected afterwards (a disconnect asked for while the buffer was full
     // would come through once it drained).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server
-        .server
-        .deliver_to_user("burst", "after", &json!(true));
-    let got = client.until(|p| p.starts_with(r#"42["after""#)).await;
-    assert!(!got.iter().any(|p| p.starts_with("41")), "{got:?}");
+    client.still_served(&server, "burst").await;
     server.stop().await;
 }
 
