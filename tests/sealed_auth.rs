@@ -545,6 +545,69 @@ async fn the_sdk_token_provider_refreshes_before_expiry() {
     server.stop().await;
 }
 
+/// A refresh that fails once (`second` is the token provider's second answer: an error, or
+/// a token the server refuses) is tried again before the session ends: the connection lives
+/// on, with no 4006 and no reconnect.
+async fn a_failed_refresh_is_retried(second: Result<&'static str, &'static str>) {
+    let server = start_echo(config_with(None, 1 << 20)).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    // 6 s sessions: the refresh at 4.8 s fails, the retry halfway to the expiry (5.4 s) works.
+    let (client, mut events) = Client::builder(server.ws_url())
+        .token_provider(move || {
+            let call = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match call {
+                    1 => second.map(str::to_owned).map_err(str::to_owned),
+                    _ => Ok("ttl:6000:hana".to_owned()),
+                }
+            }
+        })
+        .reconnect(ReconnectPolicy::never())
+        .connect()
+        .await
+        .expect("connect");
+    let ev = next_event(&mut events).await;
+    assert!(matches!(ev, Event::Connected { .. }), "{ev:?}");
+    let mut seen = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within the session")
+            .expect("events");
+        match ev {
+            Event::RefreshFailed { .. } => seen.push("failed"),
+            Event::Refreshed { .. } => {
+                seen.push("refreshed");
+                break;
+            }
+            other => panic!("{other:?} after {seen:?}"),
+        }
+    }
+    assert_eq!(seen, ["failed", "refreshed"]);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "connect, failed refresh, retry"
+    );
+    client.send("ping", &json!(1)).await.expect("send");
+    let ev = event_where(&mut events, |e| matches!(e, Event::Message(_))).await;
+    assert!(matches!(ev, Event::Message(m) if m.event == "echo"));
+    client.close();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_sdk_retries_a_refresh_its_token_provider_failed() {
+    a_failed_refresh_is_retried(Err("token service unavailable")).await;
+}
+
+#[tokio::test]
+async fn the_sdk_retries_a_refresh_the_server_refused() {
+    // Another user's token: the server answers `Refresh failed`.
+    a_failed_refresh_is_retried(Ok("ttl:6000:other")).await;
+}
+
 #[tokio::test]
 async fn the_sdk_reconnects_after_4006_without_a_provider() {
     let server = start_echo(config_with(None, 1 << 20)).await;

@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{ClientConfig, Encryption};
 use super::event::{DisconnectReason, Event};
+use super::lifetime::Lifetime;
 use super::login::{CLOSE_GRACE, Live, Ws, plain_login, sealed_login};
 use super::{ClientError, Command, ConnectionInfo, SharedState};
-use crate::crypto::{ClientHandshake, HandshakeConfig, Profile, Session, room};
+use crate::crypto::{ClientHandshake, CryptoError, HandshakeConfig, Profile, Session, room};
 use crate::protocol::{
     AuthenticatePayload, RecoverRequest, RefreshPayload, RoomsPayload, event, frame_json,
 };
@@ -68,6 +69,30 @@ impl Task {
             .write_buffer_size(16 * 1024)
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
+    }
+
+    /// Sends one application message (an envelope from [`Client::send`](super::Client::send));
+    /// one that could not be sealed or written is reported as [`Event::SendFailed`].
+    async fn send_message(
+        &self,
+        ws: &mut Ws,
+        session: &mut Option<Session>,
+        event: String,
+        json: &str,
+    ) -> Result<(), DisconnectReason> {
+        let (message, result) = match outbound(session, json) {
+            Ok(frame) => match write(ws, frame).await {
+                Ok(()) => return Ok(()),
+                Err(reason) => (
+                    format!("the connection broke while it was written: {reason}"),
+                    Err(reason),
+                ),
+            },
+            // Never a plaintext fallback; the connection goes on.
+            Err(e) => (format!("it could not be sealed: {e}"), Ok(())),
+        };
+        let _ = self.events.send(Event::SendFailed { event, message }).await;
+        result
     }
 
     /// A token: from the provider when there is one, else the configured one.
@@ -186,14 +211,11 @@ impl Task {
             mut ws,
             mut session,
             info,
-            refresh_in,
+            session_left,
             mut room_keys,
         } = live;
         // Only a token provider can renew anything: a fixed token keeps its expiry.
-        let refreshes = self.config.token_provider.is_some();
-        let mut refresh_at = refresh_in
-            .filter(|_| refreshes)
-            .map(|d| tokio::time::Instant::now() + d);
+        let mut lifetime = Lifetime::new(session_left, self.config.token_provider.is_some());
         let _ = self.info.send(Some(info));
         let rooms: Vec<String> = self.shared.rooms().iter().cloned().collect();
         if !rooms.is_empty()
@@ -229,8 +251,8 @@ impl Task {
                         server_timeout.as_millis()
                     ));
                 }
-                () = sleep_until_some(refresh_at) => {
-                    refresh_at = None;
+                () = sleep_until_some(lifetime.next_refresh()) => {
+                    lifetime.refreshing();
                     let sent = match self.token().await {
                         Ok(token) => {
                             let data = serde_json::to_string(&RefreshPayload { token: Some(token) })
@@ -238,6 +260,7 @@ impl Task {
                             send_app(&mut ws, &mut session, &frame_json(event::REFRESH, &data)).await
                         }
                         Err(message) => {
+                            lifetime.failed();
                             let _ = self.events.send(Event::RefreshFailed { message }).await;
                             Ok(())
                         }
@@ -262,10 +285,7 @@ impl Task {
                             return DisconnectReason::from_close(code, &reason, last_error);
                         }
                         Some(Ok(WsMessage::Text(text))) => {
-                            if let Some(ev) = self.on_text(text.as_str(), &mut session, &mut room_keys, &mut refresh_at) {
-                                if !refreshes {
-                                    refresh_at = None;
-                                }
+                            if let Some(ev) = self.on_text(text.as_str(), &mut session, &mut room_keys, &mut lifetime) {
                                 if let Event::ServerError { message } = &ev {
                                     last_error = Some(message.clone());
                                 }
@@ -291,7 +311,7 @@ impl Task {
                             let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
                             return DisconnectReason::ClientClosed;
                         }
-                        Some(Command::Send(json)) => send_app(&mut ws, &mut session, &json).await,
+                        Some(Command::Send { event, frame }) => self.send_message(&mut ws, &mut session, event, &frame).await,
                         Some(Command::Join(rooms)) => {
                             let recover = self.recover_for(&rooms);
                             send_rooms(&mut ws, &mut session, event::JOIN, rooms, recover).await
@@ -328,26 +348,36 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Sends an application envelope, sealed when the session is encrypted.
+/// The frame for an application envelope: sealed when the session is encrypted (never a
+/// plaintext fallback).
+fn outbound(session: &mut Option<Session>, json: &str) -> Result<String, CryptoError> {
+    match session {
+        Some(s) => s.seal_frame(json.as_bytes()),
+        None => Ok(json.to_owned()),
+    }
+}
+
+/// Writes one frame; a failed write ends the connection.
+async fn write(ws: &mut Ws, frame: String) -> Result<(), DisconnectReason> {
+    ws.send(WsMessage::text(frame))
+        .await
+        .map_err(|e| DisconnectReason::Network(e.to_string()))
+}
+
+/// Sends a protocol envelope of the client's own (`join`, `leave`, `refresh`), sealed when
+/// the session is encrypted.
 async fn send_app(
     ws: &mut Ws,
     session: &mut Option<Session>,
     json: &str,
 ) -> Result<(), DisconnectReason> {
-    let frame = match session {
-        Some(s) => match s.seal_frame(json.as_bytes()) {
-            Ok(f) => f,
-            Err(e) => {
-                // Never fall back to plaintext.
-                tracing::warn!(error = %e, len = json.len(), "seal failed; message not sent");
-                return Ok(());
-            }
-        },
-        None => json.to_owned(),
-    };
-    ws.send(WsMessage::text(frame))
-        .await
-        .map_err(|e| DisconnectReason::Network(e.to_string()))
+    match outbound(session, json) {
+        Ok(frame) => write(ws, frame).await,
+        Err(e) => {
+            tracing::warn!(error = %e, len = json.len(), "seal failed; frame not sent");
+            Ok(())
+        }
+    }
 }
 
 async fn send_rooms(
@@ -367,3 +397,6 @@ async fn send_rooms(
     let data = payload.to_string();
     send_app(ws, session, &frame_json(event, &data)).await
 }
+
+#[cfg(test)]
+mod tests;

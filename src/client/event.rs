@@ -52,9 +52,20 @@ pub enum Event {
         expires_at: Option<SystemTime>,
     },
     /// A refresh could not be made: the token provider failed, or the server answered
-    /// `Refresh failed`. The session ends at its current expiry (then 4006 and a reconnect
-    /// with a fresh token) unless a later refresh succeeds.
+    /// `Refresh failed`. The client tries again halfway to the expiry while at least a
+    /// second of the session is left; if no refresh succeeds, the session ends at its
+    /// current expiry (then 4006 and a reconnect with a fresh token).
     RefreshFailed {
+        /// What went wrong.
+        message: String,
+    },
+    /// A message [`Client::send`](super::Client::send) had queued could not be sent: the
+    /// connection broke while it was written (it may or may not have reached the server, so
+    /// it is not sent again), or it could not be sealed (it never left the client). Messages
+    /// still in the queue go out on the next connection.
+    SendFailed {
+        /// The event name of the message.
+        event: String,
         /// What went wrong.
         message: String,
     },

@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use super::connection::Task;
 use super::event::{Event, Message};
-use super::login::{error_message, refresh_delay};
+use super::lifetime::{Lifetime, session_left};
+use super::login::error_message;
 use crate::crypto::room::RoomKeyring;
 use crate::crypto::{AeadBackend, Session};
 use crate::protocol::{
@@ -21,7 +22,7 @@ impl Task {
         text: &str,
         session: &mut Option<Session>,
         room_keys: &mut Option<RoomKeyring>,
-        refresh_at: &mut Option<tokio::time::Instant>,
+        lifetime: &mut Lifetime,
     ) -> Option<Event> {
         let raw = self.config.capture_raw_frames.then(|| text.to_owned());
         let Ok(msg) = Inbound::parse(text) else {
@@ -53,7 +54,7 @@ impl Task {
                                 lifecycle_event(
                                     inner.event.as_deref()?,
                                     inner.data.as_ref(),
-                                    refresh_at,
+                                    lifetime,
                                 )
                             })
                             .unwrap_or_else(|| app_event(inner, true, raw)),
@@ -80,7 +81,7 @@ impl Task {
             (_, Some(_)) => Some(Event::PlaintextRejected { event: name }),
             (_, None) => Some(
                 self.track(&msg)
-                    .or_else(|| lifecycle_event(&name, msg.data.as_ref(), refresh_at))
+                    .or_else(|| lifecycle_event(&name, msg.data.as_ref(), lifetime))
                     .unwrap_or_else(|| app_event(msg, false, raw)),
             ),
         }
@@ -124,25 +125,20 @@ fn open_room(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<
     application.then_some(inner)
 }
 
-/// `refreshed` and `Refresh failed` become their own events (and move the refresh timer);
+/// `refreshed` and `Refresh failed` become their own events (and re-arm the refresh);
 /// `None` for anything else.
-fn lifecycle_event(
-    name: &str,
-    data: Option<&Value>,
-    refresh_at: &mut Option<tokio::time::Instant>,
-) -> Option<Event> {
+fn lifecycle_event(name: &str, data: Option<&Value>, lifetime: &mut Lifetime) -> Option<Event> {
     match name {
         event::REFRESHED => {
             let field = |k: &str| data.and_then(|d| d.get(k)).and_then(Value::as_str);
             let expires_at = field("expiresAt");
-            *refresh_at = field("time")
-                .and_then(|t| refresh_delay(t, expires_at))
-                .map(|d| tokio::time::Instant::now() + d);
+            lifetime.renewed(field("time").and_then(|t| session_left(t, expires_at)));
             Some(Event::Refreshed {
                 expires_at: expires_at.and_then(parse_iso8601),
             })
         }
         event::ERROR if error_message(data).as_deref() == Some(err::REFRESH_FAILED) => {
+            lifetime.failed();
             Some(Event::RefreshFailed {
                 message: err::REFRESH_FAILED.to_owned(),
             })

@@ -12,6 +12,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::ConnectionInfo;
 use super::event::DisconnectReason;
+use super::lifetime::session_left;
 use crate::crypto::room::{self, RoomKeyring};
 use crate::crypto::{ClientHandshake, CryptoError, Session};
 use crate::protocol::{
@@ -29,14 +30,11 @@ pub(crate) struct Live {
     pub(super) ws: Ws,
     pub(super) session: Option<Session>,
     pub(super) info: ConnectionInfo,
-    /// When to ask the token provider for a `refresh`, if the session expires.
-    pub(super) refresh_in: Option<Duration>,
+    /// How long the session has to live, if it expires.
+    pub(super) session_left: Option<Duration>,
     /// Room keys granted so far, when the client asked for them and the server uses them.
     pub(super) room_keys: Option<RoomKeyring>,
 }
-
-/// Fraction of the remaining session lifetime after which the client refreshes.
-const REFRESH_AT: f64 = 0.8;
 
 /// The next text frame during login, parsed; a close frame or a broken socket ends the login.
 async fn next_inbound(
@@ -88,23 +86,14 @@ fn connection_info(
     encrypted: bool,
 ) -> (ConnectionInfo, Option<Duration>) {
     let expires_at = connected.expires_at.as_deref().and_then(parse_iso8601);
-    let refresh_in = refresh_delay(connected.time.as_str(), connected.expires_at.as_deref());
+    let session_left = session_left(connected.time.as_str(), connected.expires_at.as_deref());
     let info = ConnectionInfo {
         client_id: connected.id,
         user_id: connected.user_id,
         encrypted,
         expires_at,
     };
-    (info, refresh_in)
-}
-
-/// When to refresh: at 80% of the lifetime left, measured between two timestamps of the
-/// server's own clock (`time` and `expiresAt`), so the client's clock does not matter.
-pub(super) fn refresh_delay(time: &str, expires_at: Option<&str>) -> Option<Duration> {
-    let now = parse_iso8601(time)?;
-    let end = parse_iso8601(expires_at?)?;
-    let left = end.duration_since(now).unwrap_or_default();
-    Some(left.mul_f64(REFRESH_AT))
+    (info, session_left)
 }
 
 /// Compatibility profile or no encryption: plaintext `authenticate` (with the public key when
@@ -136,12 +125,12 @@ pub(super) async fn plain_login(
                         Err(e) => return Err(abort(&mut ws, handshake_refused(e)).await),
                     },
                 };
-                let (info, refresh_in) = connection_info(connected, session.is_some());
+                let (info, session_left) = connection_info(connected, session.is_some());
                 return Ok(Live {
                     ws,
                     session,
                     info,
-                    refresh_in,
+                    session_left,
                     room_keys: None,
                 });
             }
@@ -239,12 +228,12 @@ pub(super) async fn sealed_login(
                     && connected.extra.get("roomKeys").and_then(Value::as_str)
                         == Some(room::EXTENSION_ID))
                 .then(RoomKeyring::new);
-                let (info, refresh_in) = connection_info(connected, true);
+                let (info, session_left) = connection_info(connected, true);
                 return Ok(Live {
                     ws,
                     session: Some(session),
                     info,
-                    refresh_in,
+                    session_left,
                     room_keys,
                 });
             }

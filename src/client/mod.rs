@@ -46,12 +46,15 @@
 //! Credentials can come from a [`TokenProvider`] instead of a fixed token: it is asked on
 //! every (re)connect, and, when the server announces an expiry, again at about 80% of the
 //! session's remaining lifetime, whose answer is sent as a `refresh` ([`Event::Refreshed`]).
+//! A refresh that fails ([`Event::RefreshFailed`]) is tried again halfway to the expiry, as
+//! long as at least a second of the session is left.
 //!
 //! After a disconnect the task reconnects with jittered exponential backoff
 //! ([`ReconnectPolicy`]): a new WebSocket, a new handshake (fresh keys), authentication with
 //! the same token (or a fresh one from the provider), then every room the application joined
 //! is joined again. Messages sent
-//! meanwhile wait in the command queue. Authentication failures (4003) and encryption
+//! meanwhile wait in the command queue; one that was being written when the connection
+//! broke is reported as [`Event::SendFailed`] rather than sent twice. Authentication failures (4003) and encryption
 //! failures (4004) are final: retrying them with the same credentials cannot succeed.
 
 mod builder;
@@ -59,6 +62,7 @@ mod config;
 mod connection;
 mod event;
 mod inbound;
+mod lifetime;
 mod login;
 mod recovery;
 
@@ -103,8 +107,13 @@ pub enum ClientError {
 /// What the application asks the connection task to do.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Send an application event (the frame is the inner plaintext envelope).
-    Send(String),
+    /// Send an application event.
+    Send {
+        /// Its name, to report a send that failed ([`Event::SendFailed`]).
+        event: String,
+        /// The inner plaintext envelope.
+        frame: String,
+    },
     /// Join rooms.
     Join(Vec<String>),
     /// Leave rooms.
@@ -217,7 +226,9 @@ impl Client {
 
     /// Sends an application event: sealed when the session is encrypted, plain otherwise.
     /// Waits for room in the command queue; while reconnecting the message waits there and
-    /// goes out on the new connection.
+    /// goes out on the new connection. Returns once the message is queued: a message that
+    /// then could not be written (the connection broke under it) is reported as
+    /// [`Event::SendFailed`] and not sent again, since it may have reached the server.
     ///
     /// # Errors
     /// [`ClientError::InvalidEvent`] for an empty, over-long or protocol event name
@@ -226,7 +237,10 @@ impl Client {
     pub async fn send(&self, event: &str, data: &impl Serialize) -> Result<(), ClientError> {
         let frame = outbound_frame(event, data)?;
         self.commands
-            .send(Command::Send(frame))
+            .send(Command::Send {
+                event: event.to_owned(),
+                frame,
+            })
             .await
             .map_err(|_| ClientError::Closed)
     }
@@ -238,7 +252,10 @@ impl Client {
     pub fn try_send(&self, event: &str, data: &impl Serialize) -> Result<(), ClientError> {
         let frame = outbound_frame(event, data)?;
         self.commands
-            .try_send(Command::Send(frame))
+            .try_send(Command::Send {
+                event: event.to_owned(),
+                frame,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ClientError::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
