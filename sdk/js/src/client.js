@@ -335,18 +335,17 @@ export class SealwireClient {
     return this.enqueue(JSON.stringify({ event: "join", data: this.joinData(list) }));
   }
 
-  /** Leaves `rooms` (and forgets their room keys). */
+  /**
+   * Leaves `rooms` (no longer joined after a reconnect). Messages the server sent before it
+   * handled the leave still arrive, as on any path; a room key stays in the keyring until the
+   * room's next grant or the end of the connection, so that a leave the server refused (the
+   * client is still a member) loses nothing. The server starts a new epoch at the room's next
+   * publication, so the key opens nothing sent after the leave took effect.
+   */
   leave(rooms) {
     const list = roomList(rooms);
     if (!list) return Promise.reject(new SealwireError("config", "room names must be non-empty strings"));
-    const conn = this.conn;
-    for (const r of list) {
-      this.rooms.delete(r);
-      if (conn?.roomKeys) {
-        conn.roomKeys.forget(r);
-        conn.leftRooms.add(r);
-      }
-    }
+    for (const r of list) this.rooms.delete(r);
     return this.enqueue(JSON.stringify({ event: "leave", data: { rooms: list } }));
   }
 
@@ -440,9 +439,6 @@ export class SealwireClient {
       session: null,
       // Hardened, when the sealed connected agreed to room keys: this connection's RoomKeyring.
       roomKeys: null,
-      // Rooms left on this connection whose key was forgotten: their records still in flight
-      // are dropped, not failed, until a new grant for the room.
-      leftRooms: new Set(),
       token: null,
       helloId: null,
       lastError: null,
@@ -674,22 +670,15 @@ export class SealwireClient {
       this.recordFailed(conn, raw, "a room key on a connection without room keys");
       return;
     }
-    const room = data?.room;
-    // Left on this connection and not joined again: a grant still in flight is not taken.
-    if (conn.leftRooms.has(room) && !this.rooms.has(room)) return;
     try {
-      await conn.roomKeys.grant(room, data?.epoch, data?.key);
+      await conn.roomKeys.grant(data?.room, data?.epoch, data?.key);
     } catch (err) {
       if (!conn.closed) this.recordFailed(conn, raw, `room key refused: ${err.message}`);
-      return;
     }
-    conn.leftRooms.delete(room);
   }
 
   /** A `room-encrypted` record (outside the record layer): opened by the keyring, or a failure. */
   async onRoomRecord(conn, data, raw) {
-    // A record of a room left on this connection, still in flight: dropped, never delivered.
-    if (conn.leftRooms.has(data?.room)) return;
     let envelope = null;
     try {
       envelope = conn.roomKeys ? await conn.roomKeys.open(data) : null;

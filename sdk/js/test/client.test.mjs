@@ -442,7 +442,7 @@ test("room keys: a room record's position counts for its own room's stream only"
   assert.deepEqual([...c.streamPositions.keys()], [`room:${room}`]);
 });
 
-test("room keys: leave forgets the room's key; records and grants still in flight for it are dropped", async (t) => {
+test("room keys: after a leave, records sent before the server handled it are delivered, and a refused leave loses nothing", async (t) => {
   const room = "orders:eu";
   const net = fakeNetwork(async (sock) => {
     const { hs, auth } = await acceptHello(sock, { id: "c-1" });
@@ -452,11 +452,12 @@ test("room keys: leave forgets the room's key; records and grants still in fligh
     const e1 = await roomEpoch(room, 1);
     sock.push(await hs.seal(e1.grant));
     sock.push(await e1.frame({ event: "order", data: 1 }));
-    const leave = await next();
-    assert.deepEqual(leave, { event: "leave", data: { rooms: [room] } });
-    // Sent before the server saw the leave: a record of the forgotten epoch, then a new
-    // epoch's grant and record. None is delivered, none ends the connection.
+    // The first leave is refused (the client stays in the room): the epoch goes on.
+    assert.deepEqual(await next(), { event: "leave", data: { rooms: [room] } });
+    sock.push(await hs.seal({ event: "error", data: { message: "Too many rooms" } }));
     sock.push(await e1.frame({ event: "order", data: 2 }));
+    // The second is applied, but a grant and a record were sent before the server saw it.
+    assert.deepEqual(await next(), { event: "leave", data: { rooms: [room] } });
     const e2 = await roomEpoch(room, 2);
     sock.push(await hs.seal(e2.grant));
     sock.push(await e2.frame({ event: "order", data: 3 }));
@@ -471,14 +472,15 @@ test("room keys: leave forgets the room's key; records and grants still in fligh
   await c.join(room);
   const delivered = () => events.filter((e) => e.type === "message").map((m) => m.data);
   await until(() => delivered().length === 1, "the first record");
-  assert.equal(c.conn.roomKeys.epoch(room), 1);
   await c.leave(room);
-  // Internal state (the key itself is unreachable): the keyring no longer holds the room.
-  assert.equal(c.conn.roomKeys.epoch(room), undefined);
+  await until(() => delivered().length === 2, "the record after the refused leave");
+  assert.deepEqual(c.joinedRooms(), []);
+  await c.leave(room);
   await until(() => delivered().includes("left"), "the note after the leave");
   await c.join(room);
-  await until(() => delivered().length === 3, "the record after joining again");
-  assert.deepEqual(delivered(), [1, "left", 4]);
+  await until(() => delivered().length === 5, "the record after joining again");
+  assert.deepEqual(delivered(), [1, 2, 3, "left", 4]);
+  assert.equal(c.conn.roomKeys.epoch(room), 3);
   assert.equal(events.filter((e) => e.type === "decryptFailed").length, 0);
   assert.equal(events.filter((e) => e.type === "disconnected").length, 0);
   assert.deepEqual(net.errors, []);
