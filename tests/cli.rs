@@ -306,6 +306,73 @@ async fn max_tcp_connections_holds_new_connections_until_a_place_frees() {
     assert!(status.success(), "{status:?}");
 }
 
+/// `--max-tcp-connections-per-ip` caps the HTTP-stage connections of one address: one past
+/// it is answered 429 and closed at once, and a place frees when a connection ends. Zero is
+/// refused.
+#[tokio::test]
+async fn max_tcp_connections_per_ip_answers_429_past_the_cap() {
+    use tokio::io::AsyncReadExt;
+    let err = serve_fails(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-tcp-connections-per-ip",
+        "0",
+    ])
+    .await;
+    assert!(err.contains("max_tcp_connections_per_ip"), "{err}");
+    let run = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-tcp-connections-per-ip",
+        "2",
+    ])
+    .await;
+    let addr = run
+        .url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("address")
+        .to_owned();
+    // Two idle connections hold the address's two places (until the header-read timeout).
+    let idle = [
+        tokio::net::TcpStream::connect(&addr).await.expect("idle"),
+        tokio::net::TcpStream::connect(&addr).await.expect("idle"),
+    ];
+    // The third gets a 429 and the end of the connection, without sending anything.
+    let mut third = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut answer))
+        .await
+        .expect("closed at once")
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 429 "), "{answer:?}");
+    // A WebSocket upgrade past the cap is refused too.
+    assert!(
+        tokio_tungstenite::connect_async(run.url.as_str())
+            .await
+            .is_err()
+    );
+    // Once an idle connection ends, its place serves a client.
+    drop(idle);
+    let mut client = None;
+    for _ in 0..50 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(run.url.as_str()).await {
+            client = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(client.is_some(), "a freed place serves a client");
+    run.terminate();
+    let status = run.wait().await;
+    assert!(status.success(), "{status:?}");
+}
+
 #[tokio::test]
 async fn max_connections_per_ip_refuses_upgrades_with_429() {
     let run = serve(&[

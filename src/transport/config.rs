@@ -40,6 +40,11 @@ pub struct HttpConfig {
     /// Most concurrent HTTP connections still speaking HTTP (upgraded WebSockets are limited by
     /// `ServerConfig::max_connections` instead). Defaults to 200,000.
     pub max_tcp_connections: usize,
+    /// Most of those connections from one IP address at once; one past it is answered 429
+    /// and closed right after the accept (an address cannot then hold the whole
+    /// `max_tcp_connections` budget with idle connections). `None` (the default): no cap per
+    /// address, as behind a proxy every client has the proxy's address.
+    pub max_tcp_connections_per_ip: Option<usize>,
     /// More routes served beside the WebSocket endpoint and the admin API (the demo page of
     /// `sealwire serve --dev`, the Socket.IO door, an application's own pages). Defaults to
     /// none.
@@ -59,6 +64,7 @@ impl Default for HttpConfig {
             write_buffer_bytes: 32 * 1024,
             header_read_timeout: Duration::from_secs(10),
             max_tcp_connections: 200_000,
+            max_tcp_connections_per_ip: None,
             routes: None,
             tls: None,
         }
@@ -107,6 +113,10 @@ impl HttpConfig {
                 "read_buffer_bytes (at least 256)",
             ),
             (self.max_tcp_connections == 0, "max_tcp_connections"),
+            (
+                self.max_tcp_connections_per_ip == Some(0),
+                "max_tcp_connections_per_ip",
+            ),
             (self.header_read_timeout.is_zero(), "header_read_timeout"),
         ];
         if let Some((_, name)) = limits.iter().find(|(bad, _)| *bad) {

@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -32,6 +32,7 @@ use tower::ServiceExt;
 use super::config::{HttpConfig, WsSettings};
 use super::direct;
 use super::front_door::Refusal;
+use super::places::{self, PerAddress, Place};
 use super::tls::TlsConfig;
 use crate::server::Server;
 
@@ -166,6 +167,7 @@ async fn accept_loop(
         header_read_timeout: http.header_read_timeout,
     });
     let permits = Arc::new(Semaphore::new(http.max_tcp_connections));
+    let per_ip = http.max_tcp_connections_per_ip.map(PerAddress::new);
     // Whether accepted sockets come with TCP_NODELAY already set (inherited from a listener
     // that has it, as `bind` sets it), learned from the first one; until then, and if they
     // do not, it is set on each, which costs a system call per connection.
@@ -190,6 +192,15 @@ async fn accept_loop(
                 }
             },
         };
+        let Some(place) = Place::take(permit, per_ip.as_ref(), addr.ip()) else {
+            // Its address holds all of its places: a best-effort 429 (one non-blocking
+            // write, without reading the request; not over TLS), then closed.
+            tracing::debug!(remote = %addr, "over max_tcp_connections_per_ip; closed");
+            if tls.is_none() {
+                let _ = stream.try_write(places::OVER_CAP_RESPONSE);
+            }
+            continue;
+        };
         let inherited = *nodelay_inherited.get_or_insert_with(|| stream.nodelay().unwrap_or(false));
         if !inherited {
             let _ = stream.set_nodelay(true);
@@ -198,14 +209,14 @@ async fn accept_loop(
             None => connections.spawn(connection(
                 stream,
                 addr,
-                permit,
+                place,
                 server.clone(),
                 Arc::clone(&shared),
             )),
             Some(acceptor) => connections.spawn(tls_connection(
                 stream,
                 addr,
-                permit,
+                place,
                 server.clone(),
                 Arc::clone(&shared),
                 acceptor.clone(),
@@ -228,7 +239,7 @@ struct Shared {
 async fn connection(
     stream: TcpStream,
     addr: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    place: Place,
     server: Server,
     shared: Arc<Shared>,
 ) {
@@ -250,7 +261,7 @@ async fn connection(
         direct::Head::Upgraded(socket) => {
             // No longer an HTTP connection: `max_connections` bounds it from now on.
             // A task of its own, so that this one, with what only HTTP needs, ends here.
-            drop(permit);
+            drop(place);
             server.spawn_tracked(direct::run(
                 socket,
                 server.clone(),
@@ -260,10 +271,10 @@ async fn connection(
         }
         // Boxed: rare, and inline it would make the task of every WebSocket larger.
         direct::Head::Http(io) => {
-            Box::pin(serve_http(io, None, addr, permit, server, shared)).await;
+            Box::pin(serve_http(io, None, addr, place, server, shared)).await;
         }
         direct::Head::Refused(io, refusal) => {
-            Box::pin(serve_http(io, Some(refusal), addr, permit, server, shared)).await;
+            Box::pin(serve_http(io, Some(refusal), addr, place, server, shared)).await;
         }
         direct::Head::Gone => {}
     }
@@ -274,7 +285,7 @@ async fn connection(
 async fn tls_connection(
     stream: TcpStream,
     addr: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    place: Place,
     server: Server,
     shared: Arc<Shared>,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -295,7 +306,7 @@ async fn tls_connection(
         },
         () = stop => return,
     };
-    Box::pin(serve_http(stream, None, addr, permit, server, shared)).await;
+    Box::pin(serve_http(stream, None, addr, place, server, shared)).await;
 }
 
 /// Serves one HTTP/1.1 connection (admin API, refused or unusual upgrades) until it ends or
@@ -305,13 +316,13 @@ async fn serve_http<I>(
     io: I,
     refused: Option<Refusal>,
     addr: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    place: Place,
     server: Server,
     shared: Arc<Shared>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _permit = permit;
+    let _place = place;
     let app = shared.app.clone();
     let ws = Arc::clone(&shared.ws);
     let ws_server = server.clone();

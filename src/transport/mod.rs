@@ -9,6 +9,7 @@ mod direct;
 pub mod front_door;
 mod listener;
 mod metrics;
+mod places;
 mod server_ws;
 #[cfg(feature = "socketio")]
 pub mod socketio;

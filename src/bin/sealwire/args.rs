@@ -250,6 +250,11 @@ pub(crate) struct ServeArgs {
     /// where floods of idle connections are a concern. Default: 200000.
     #[arg(long, env = "SEALWIRE_MAX_TCP_CONNECTIONS")]
     pub(crate) max_tcp_connections: Option<usize>,
+    /// Most of those connections from one IP address at once; one more from it is answered
+    /// 429 and closed, so that one address cannot hold the whole budget with idle
+    /// connections. Unlimited by default (behind a proxy every client has its address).
+    #[arg(long, env = "SEALWIRE_MAX_TCP_CONNECTIONS_PER_IP")]
+    pub(crate) max_tcp_connections_per_ip: Option<usize>,
     #[command(flatten)]
     pub(crate) history: HistoryArgs,
     /// Rooms that use room keys (hardened clients that opt in get one key per room epoch,

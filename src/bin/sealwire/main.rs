@@ -121,6 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_tcp_connections {
         http.max_tcp_connections = max;
     }
+    http.max_tcp_connections_per_ip = args.max_tcp_connections_per_ip;
     http.allowed_origins = args
         .allowed_origins
         .into_iter()
