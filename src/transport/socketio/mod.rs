@@ -29,6 +29,7 @@ mod credentials;
 mod keepalive;
 mod opening;
 mod outlet;
+mod raw_json;
 #[cfg(feature = "redis")]
 mod redis_emitter;
 mod socket;

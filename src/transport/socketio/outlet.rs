@@ -11,12 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 use super::bridge::Bridge;
+use super::raw_json::{OwnedRawJson, RawJson};
 use super::translate::{Action, Translator};
 use super::tunnel::{self, Tunnel, TunnelAction};
 use crate::protocol::now_iso8601;
@@ -27,7 +27,7 @@ pub(super) trait Outlet: Send + Unpin + 'static {
     /// Emits `event` with the one argument `data`. [`Emitted::Full`] when engine.io's buffer
     /// for the socket has no room now (nothing emitted: try again later);
     /// [`Emitted::Failed`] when the socket is gone, and then it is disconnected.
-    fn emit(&self, event: &str, data: &RawValue) -> Emitted;
+    fn emit(&self, event: &str, data: RawJson<'_>) -> Emitted;
     /// The core admitted an IGNIS-path client with this `connected` payload: emits
     /// `authenticated` (and the first `ping`). `false` when that failed.
     fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool;
@@ -60,20 +60,20 @@ pub(super) enum Emitted {
 #[derive(Debug)]
 pub(super) struct Held {
     event: String,
-    data: Box<RawValue>,
+    data: OwnedRawJson,
 }
 
 impl Held {
-    fn new(event: &str, data: &RawValue) -> Self {
+    fn new(event: &str, data: RawJson<'_>) -> Self {
         Self {
             event: event.to_owned(),
-            data: data.to_owned(),
+            data: data.to_owned_json(),
         }
     }
 
     /// Emits it again.
     pub(super) fn emit(&self, outlet: &impl Outlet) -> Emitted {
-        outlet.emit(&self.event, &self.data)
+        outlet.emit(&self.event, self.data.as_raw())
     }
 }
 
@@ -128,7 +128,7 @@ impl Route {
 }
 
 /// The delivery of one emit of `event` with `data`.
-fn emit(outlet: &impl Outlet, event: &str, data: &RawValue) -> Delivered {
+fn emit(outlet: &impl Outlet, event: &str, data: RawJson<'_>) -> Delivered {
     match outlet.emit(event, data) {
         Emitted::Sent => Delivered::Sent,
         Emitted::Full => Delivered::Held(Held::new(event, data)),
@@ -191,8 +191,8 @@ impl Live {
 }
 
 impl Outlet for Live {
-    fn emit(&self, event: &str, data: &RawValue) -> Emitted {
-        self.bridge.try_emit(&self.socket, event, data)
+    fn emit(&self, event: &str, data: RawJson<'_>) -> Emitted {
+        self.bridge.try_emit(&self.socket, event, &data)
     }
 
     fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool {

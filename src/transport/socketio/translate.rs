@@ -13,13 +13,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::raw_json::{RawJson, sealed_record};
 use crate::protocol::event;
 
 /// What to do with one message from the core; borrows from that message.
 #[derive(Debug, Clone)]
 pub(super) enum Action<'a> {
     /// Emit `event` with one argument, the raw JSON of the frame's `data` (`null` without).
-    Emit(Cow<'a, str>, &'a RawValue),
+    Emit(Cow<'a, str>, RawJson<'a>),
     /// The core authenticated the client (its `connected` payload, emitted as
     /// `authenticated`).
     Authenticated {
@@ -77,6 +78,12 @@ impl Translator {
 
     /// The action for one text message the core wrote.
     pub(super) fn text<'a>(&mut self, text: &'a str) -> Action<'a> {
+        if self.encrypted
+            && let Some(sealed) = sealed_record(text)
+        {
+            // A sealed record, found without a parse: most of what an encrypted socket gets.
+            return Action::Emit(Cow::Borrowed(event::ENCRYPTED), sealed.data);
+        }
         // An object only (serde would read an array as the struct too).
         let object = text.trim_start().starts_with('{');
         let Some(frame) = object
@@ -125,7 +132,7 @@ impl Translator {
             tracing::debug!(event = %frame.event, "event with a reserved Socket.IO name dropped");
             return Action::Skip;
         }
-        Action::Emit(frame.event, data)
+        Action::Emit(frame.event, RawJson::from_raw(data))
     }
 }
 

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::raw_json::{RawJson, sealed_record};
 use crate::crypto::hardened::PROFILE_ID;
 use crate::protocol::event;
 
@@ -70,13 +71,13 @@ pub(super) fn refusal() -> (Value, Value) {
 #[derive(Debug, Clone)]
 pub(super) enum TunnelAction<'a> {
     /// Emit `sealwire` with this frame.
-    Emit(&'a RawValue),
+    Emit(RawJson<'a>),
     /// The server `hello` (emit it): it names the client id.
     Hello {
         /// The core's client id.
         id: String,
         /// The frame to emit.
-        frame: &'a RawValue,
+        frame: RawJson<'a>,
     },
     /// Emit `sealwire:close {code, reason}`, then disconnect.
     Close {
@@ -120,16 +121,23 @@ impl Tunnel {
 
     /// The action for one text message the core wrote.
     pub(super) fn text<'a>(&mut self, text: &'a str) -> TunnelAction<'a> {
-        let Ok(frame) = serde_json::from_str::<&'a RawValue>(text) else {
+        if self.hello_sent
+            && let Some(sealed) = sealed_record(text)
+        {
+            // A sealed record, found without a parse: nearly everything after the hello.
+            return TunnelAction::Emit(sealed.frame);
+        }
+        let Ok(raw) = serde_json::from_str::<&'a RawValue>(text) else {
             tracing::debug!(len = text.len(), "unreadable frame from the core dropped");
             return TunnelAction::Skip;
         };
+        let frame = RawJson::from_raw(raw);
         // Not an object (serde would read an array as the struct too), or an event that is
         // not a string: no event, dropped below.
-        let head = frame
+        let head = raw
             .get()
             .starts_with('{')
-            .then(|| serde_json::from_str::<FrameHead<'a>>(frame.get()).ok())
+            .then(|| serde_json::from_str::<FrameHead<'a>>(raw.get()).ok())
             .flatten();
         let name = head.as_ref().and_then(|h| h.event.as_deref()).unwrap_or("");
         if !self.hello_sent {

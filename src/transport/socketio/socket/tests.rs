@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::protocol::{CloseCode, Text};
+use crate::transport::socketio::raw_json::RawJson;
 
 /// What the socket asked of its outlet, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +40,7 @@ impl Fake {
 }
 
 impl Outlet for Fake {
-    fn emit(&self, event: &str, data: &serde_json::value::RawValue) -> Emitted {
+    fn emit(&self, event: &str, data: RawJson<'_>) -> Emitted {
         if self.gone.load(Ordering::Relaxed) {
             self.record(Call::Disconnect);
             return Emitted::Failed;
