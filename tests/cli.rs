@@ -76,6 +76,16 @@ async fn serve(args: &[&str]) -> Running {
 }
 
 impl Running {
+    /// The `host:port` it listens on.
+    fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("address")
+            .to_owned()
+    }
+
     fn terminate(&self) {
         let pid = self.child.id().expect("running");
         // The shell's built-in `kill`: no extra package needed.
@@ -275,13 +285,7 @@ async fn max_tcp_connections_holds_new_connections_until_a_place_frees() {
         "1",
     ])
     .await;
-    let addr = run
-        .url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .expect("address")
-        .to_owned();
+    let addr = run.addr();
     // An idle connection holds the one place (until the header-read timeout, 10 s).
     let idle = tokio::net::TcpStream::connect(&addr).await.expect("idle");
     let url = run.url.clone();
@@ -329,13 +333,7 @@ async fn max_tcp_connections_per_ip_answers_429_past_the_cap() {
         "2",
     ])
     .await;
-    let addr = run
-        .url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .expect("address")
-        .to_owned();
+    let addr = run.addr();
     // Two idle connections hold the address's two places (until the header-read timeout).
     let idle = [
         tokio::net::TcpStream::connect(&addr).await.expect("idle"),

@@ -21,11 +21,21 @@ use super::aead::SessionKey;
 use super::b64_public::{encode_into, encoded_len};
 use super::{CryptoError, NONCE_LEN, TAG_LEN};
 
-const HEAD: &[u8] = br#"{"event":"encrypted","data":{"iv":""#;
-const MID: &[u8] = br#"","ct":""#;
-const SEQ: &[u8] = br#","seq":"#;
-/// `}}` closes `data` and the frame (after the closing quote of `ct`, and `seq` if any).
-const END: &[u8] = b"}}";
+/// The fixed parts of an `encrypted` frame, in the order they are written: also for readers
+/// that recognize a sealed frame by its shape (the Socket.IO door).
+pub(crate) mod shape {
+    /// The frame up to its `data`.
+    pub(crate) const EVENT: &str = r#"{"event":"encrypted","data":"#;
+    /// `data` up to the nonce.
+    pub(crate) const IV: &str = r#"{"iv":""#;
+    /// Between the nonce and the ciphertext.
+    pub(crate) const CT: &str = r#"","ct":""#;
+    /// After the closing quote of `ct`, before the record number (numbered profiles only).
+    pub(crate) const SEQ: &str = r#","seq":"#;
+    /// Closes `data` and the frame (after the closing quote of `ct`, and `seq` if any).
+    pub(crate) const END: &str = "}}";
+}
+use shape::{CT, END, EVENT, IV, SEQ};
 /// Longest decimal `u64`.
 const U64_DIGITS: usize = 20;
 /// Scratch capacity kept per thread between frames; a larger one (a large message) is freed.
@@ -40,7 +50,7 @@ thread_local! {
 pub(crate) fn sealed_frame_len(plaintext_len: usize, seq: Option<u64>) -> Option<usize> {
     let ct_len = plaintext_len.checked_add(TAG_LEN)?;
     let seq_len = seq.map_or(0, |n| SEQ.len() + decimal_len(n));
-    (HEAD.len() + encoded_len(NONCE_LEN) + MID.len() + 1 + seq_len + END.len())
+    (EVENT.len() + IV.len() + encoded_len(NONCE_LEN) + CT.len() + 1 + seq_len + END.len())
         .checked_add(encoded_len(ct_len))
 }
 
@@ -58,12 +68,13 @@ pub(crate) fn seal_frame_into(
     let len = sealed_frame_len(plaintext.len(), seq).ok_or(CryptoError::Encrypt)?;
     let start = out.len();
     out.reserve(len);
-    out.extend_from_slice(HEAD);
+    out.extend_from_slice(EVENT.as_bytes());
+    out.extend_from_slice(IV.as_bytes());
     if let Err(e) = encode_into(nonce, out) {
         out.truncate(start);
         return Err(e);
     }
-    out.extend_from_slice(MID);
+    out.extend_from_slice(CT.as_bytes());
     let ct_len = plaintext.len() + TAG_LEN;
     let mut seal = |buf: &mut Vec<u8>| seal_b64(key, nonce, aad, plaintext, ct_len, buf, out);
     // A buffer of our own if the scratch is unavailable: the thread is exiting, or it is
@@ -78,10 +89,10 @@ pub(crate) fn seal_frame_into(
     }
     out.push(b'"');
     if let Some(seq) = seq {
-        out.extend_from_slice(SEQ);
+        out.extend_from_slice(SEQ.as_bytes());
         push_decimal(out, seq);
     }
-    out.extend_from_slice(END);
+    out.extend_from_slice(END.as_bytes());
     debug_assert_eq!(out.len() - start, len);
     Ok(())
 }

@@ -25,7 +25,7 @@ mod aead;
 mod b64_public;
 pub mod backend;
 pub mod backplane;
-mod frame;
+pub(crate) mod frame;
 pub mod handshake;
 pub mod hardened;
 pub mod identity;

@@ -15,6 +15,7 @@
 //! `the_serializer_writes_raw_json_verbatim` checks it: a serde_json that changed it fails the
 //! tests, not the wire.
 
+use crate::crypto::frame::shape::{CT, EVENT, IV, SEQ};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::value::RawValue;
 
@@ -65,21 +66,12 @@ impl Serialize for RawJson<'_> {
     }
 }
 
-/// The start of every sealed record, up to its `data`.
-const HEAD: &str = r#"{"event":"encrypted","data":"#;
-/// `data` up to the nonce.
-const IV: &str = r#"{"iv":""#;
-/// Between the nonce and the ciphertext.
-const CT: &str = r#"","ct":""#;
-/// Between the ciphertext and the record number (hardened records).
-const SEQ: &str = r#"","seq":"#;
-
 /// A sealed record as the core writes it:
 /// `{"event":"encrypted","data":{"iv":"<b64>","ct":"<b64>"[,"seq":N]}}`. Its `data` and
 /// the whole frame, both valid JSON, when `frame` has exactly that shape; `None` for any other
 /// frame (which the caller then parses).
 pub(super) fn sealed_record(frame: &str) -> Option<Sealed<'_>> {
-    let data = frame.strip_prefix(HEAD)?.strip_suffix('}')?;
+    let data = frame.strip_prefix(EVENT)?.strip_suffix('}')?;
     let fields = data.strip_prefix(IV)?.strip_suffix('}')?;
     // `<iv>","ct":"<ct>"` or `<iv>","ct":"<ct>","seq":N`.
     let fields = match fields.strip_suffix('"') {
@@ -94,7 +86,7 @@ pub(super) fn sealed_record(frame: &str) -> Option<Sealed<'_>> {
             {
                 return None;
             }
-            digits.strip_suffix(SEQ)?
+            digits.strip_suffix(SEQ)?.strip_suffix('"')?
         }
     };
     // The nonce is short: its end is found by a plain scan, not a substring search.
