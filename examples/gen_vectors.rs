@@ -387,7 +387,8 @@ const ROOM_SECRET: [u8; 32] = [
 const ROOM: &str = "orders:eu";
 const ROOM_EPOCH: u64 = 7;
 
-/// The room-key document (`sealwire-room-v1`): one epoch's grant and three records.
+/// The room-key document (`sealwire-room-v1`): one epoch's grant and three records, each as
+/// its text frame and its binary message (§14.6).
 pub fn room_doc() -> Value {
     use sealwire::crypto::room::{self, RoomKeyring, RoomSealer, RoomSecret};
     let secret = RoomSecret::from_bytes(&ROOM_SECRET);
@@ -406,14 +407,21 @@ pub fn room_doc() -> Value {
         .enumerate()
         .map(|(seq, pt)| {
             let seq = seq as u64;
-            let frame = sealer.seal_frame(pt.as_bytes()).unwrap();
+            let frames = sealer.seal(pt.as_bytes()).unwrap();
+            let frame = frames.text;
             let parsed: Value = serde_json::from_str(&frame).unwrap();
             let ct = parsed["data"]["ct"].as_str().unwrap().to_owned();
-            // Cross-check: the member's keyring opens it.
+            // Cross-check: the member's keyring opens it, in either form.
             assert_eq!(
                 ring.open(ROOM, ROOM_EPOCH, seq, &ct).unwrap(),
                 pt.as_bytes()
             );
+            let mut binary_ring = RoomKeyring::new();
+            binary_ring
+                .grant(ROOM, ROOM_EPOCH, &secret.to_base64(), Default::default())
+                .unwrap();
+            let record = room::BinaryRecord::parse(&frames.binary).unwrap();
+            assert_eq!(binary_ring.open_binary(&record).unwrap(), pt.as_bytes());
             let mut nonce = prefix.to_vec();
             nonce.extend_from_slice(&seq.to_be_bytes());
             json!({
@@ -423,6 +431,7 @@ pub fn room_doc() -> Value {
                 "aad_hex": hex(&room::aad(ROOM, ROOM_EPOCH, seq).unwrap()),
                 "ct_b64": ct,
                 "frame": frame,
+                "binary_hex": hex(&frames.binary),
             })
         })
         .collect();

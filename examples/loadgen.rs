@@ -56,8 +56,8 @@ use serde_json::{Value, json, value::RawValue};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -118,6 +118,10 @@ struct Args {
     /// `--room`).
     #[arg(long)]
     room_keys: bool,
+    /// With `--room-keys`: take room records as text frames instead of binary messages (as a
+    /// client that does not ask for binary records; `docs/PROTOCOL.md` §14.6).
+    #[arg(long)]
+    text_room_records: bool,
     /// Crypto profile of the encrypted clients: `compat` (IGNIS) or `hardened` (sealwire-v2).
     #[arg(long, default_value = "compat")]
     profile: String,
@@ -178,7 +182,8 @@ async fn connect_one(
     let token = format!("u{i}");
     let mut ring = None;
     let session = if encrypted && args.profile == "hardened" {
-        let (session, keys) = hardened_login(&mut ws, &token, args.room_keys).await?;
+        let (session, keys) =
+            hardened_login(&mut ws, &token, args.room_keys, !args.text_room_records).await?;
         ring = keys;
         Some(session)
     } else {
@@ -242,6 +247,7 @@ async fn hardened_login<S>(
     ws: &mut S,
     token: &str,
     room_keys: bool,
+    binary_records: bool,
 ) -> anyhow::Result<(Session, Option<RoomKeyring>)>
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
@@ -260,6 +266,9 @@ where
     let mut auth = json!({"event": "authenticate", "data": {"type": "Bearer", "token": token}});
     if room_keys {
         auth["data"]["roomKeys"] = json!(room::EXTENSION_ID);
+        if binary_records {
+            auth["data"]["roomRecords"] = json!(room::binary::RECORDS_BINARY);
+        }
     }
     ws.send(Message::text(
         session.seal_frame(auth.to_string().as_bytes())?,
@@ -294,6 +303,12 @@ struct RoomRecord<'a> {
 fn open_room(ring: Option<&mut RoomKeyring>, data: Option<&RawValue>) -> Option<Vec<u8>> {
     let r: RoomRecord<'_> = serde_json::from_str(data?.get()).ok()?;
     ring?.open(&r.room, r.epoch, r.seq, &r.ct).ok()
+}
+
+/// Opens a binary room record with the keys granted so far.
+fn open_binary_room(ring: Option<&mut RoomKeyring>, message: &[u8]) -> Option<Vec<u8>> {
+    let record = room::BinaryRecord::parse(message).ok()?;
+    ring?.open_binary(&record).ok()
 }
 
 /// A `room-key` grant's fields.
@@ -364,45 +379,57 @@ async fn receive(
             }
             m = conn.ws.next() => m,
         };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
+        let (text, binary) = match msg {
+            Some(Ok(Message::Text(t))) => (t, None),
+            Some(Ok(Message::Binary(b))) => (Utf8Bytes::from_static(""), Some(b)),
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                 totals.closed.fetch_add(1, Ordering::Relaxed);
                 break;
             }
             Some(Ok(_)) => continue,
         };
-        let Ok(frame) = serde_json::from_str::<Frame<'_>>(text.as_str()) else {
-            continue;
-        };
-        let plain: std::borrow::Cow<'_, [u8]> = match (&mut conn.session, frame.event) {
-            (Some(session), "encrypted") => {
-                let opened = frame
-                    .data
-                    .and_then(|d| serde_json::from_str::<EncryptedPayload>(d.get()).ok())
-                    .and_then(|p| session.open(&p).ok());
-                match opened {
-                    Some(pt) => pt.into(),
-                    None => {
-                        totals.decrypt_failures.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                }
-            }
-            (Some(_), "room-encrypted") => match open_room(conn.ring.as_mut(), frame.data) {
+        let plain: std::borrow::Cow<'_, [u8]> = if let Some(b) = &binary {
+            // The only binary message: a binary room record.
+            match open_binary_room(conn.ring.as_mut(), b) {
                 Some(pt) => pt.into(),
                 None => {
                     totals.decrypt_failures.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-            },
-            (Some(_), _) => {
-                totals
-                    .plaintext_on_encrypted
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
             }
-            (None, _) => text.as_bytes().into(),
+        } else {
+            let Ok(frame) = serde_json::from_str::<Frame<'_>>(text.as_str()) else {
+                continue;
+            };
+            match (&mut conn.session, frame.event) {
+                (Some(session), "encrypted") => {
+                    let opened = frame
+                        .data
+                        .and_then(|d| serde_json::from_str::<EncryptedPayload>(d.get()).ok())
+                        .and_then(|p| session.open(&p).ok());
+                    match opened {
+                        Some(pt) => pt.into(),
+                        None => {
+                            totals.decrypt_failures.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
+                }
+                (Some(_), "room-encrypted") => match open_room(conn.ring.as_mut(), frame.data) {
+                    Some(pt) => pt.into(),
+                    None => {
+                        totals.decrypt_failures.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+                (Some(_), _) => {
+                    totals
+                        .plaintext_on_encrypted
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                (None, _) => text.as_bytes().into(),
+            }
         };
         let Ok(inner) = serde_json::from_slice::<Frame<'_>>(&plain) else {
             continue;

@@ -13,11 +13,12 @@ use common::hardened::{config_with, identity};
 use common::sdk::next_message;
 use common::*;
 use sealwire::client::{Client, Encryption};
-use sealwire::crypto::room::RoomKeyring;
+use sealwire::crypto::room::{BinaryRecord, RoomKeyring};
 use sealwire::crypto::{AeadBackend, HandshakeConfig};
 use sealwire::publish::Publish;
 use sealwire::server::ServerConfig;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 const ROOM: &str = "vault:eu";
 const MARKER: &str = "plaintext-marker-4242";
@@ -39,36 +40,54 @@ struct Member {
     keyring: RoomKeyring,
     /// `(room, epoch, key)` of every grant, in order.
     grants: Vec<(String, u64, String)>,
+    /// It agreed to binary room records (§14.6): every room record must come in that form,
+    /// and one that comes in the other fails the test.
+    binary: bool,
 }
 
 /// What a member received next.
 #[derive(Debug)]
 enum Got {
-    /// An application message from a room record: the raw frame and the opened envelope.
+    /// An application message from a room record: the record as the text frame carries it
+    /// (a binary record is rewritten in that form, so the same record compares equal in both
+    /// forms) and the opened envelope.
     Room(Value, Value),
     /// An application message in a per-client record.
     Own(Value),
 }
 
 impl Member {
+    /// A member taking room records as text frames.
     async fn join(server: &TestServer, user: &str) -> Self {
+        Self::join_as(server, user, false).await
+    }
+
+    /// A member taking room records as binary messages (§14.6).
+    async fn join_binary(server: &TestServer, user: &str) -> Self {
+        Self::join_as(server, user, true).await
+    }
+
+    async fn join_as(server: &TestServer, user: &str, binary: bool) -> Self {
         let mut ws = server.client().await;
         let (hello, hs) = ws.hardened_hello(hardened()).await;
         assert_eq!(hello["event"], "hello", "{hello}");
         ws.confirm_hello(&hello, hs).await.expect("server hello");
-        ws.emit(
-            "authenticate",
-            json!({"token": user, "roomKeys": "sealwire-room-v1"}),
-        )
-        .await;
+        let mut auth = json!({"token": user, "roomKeys": "sealwire-room-v1"});
+        if binary {
+            auth["roomRecords"] = json!("binary");
+        }
+        ws.emit("authenticate", auth).await;
         let connected = ws.recv_msg().await;
         assert_eq!(connected["event"], "connected", "{connected}");
         assert_eq!(connected["data"]["roomKeys"], "sealwire-room-v1");
+        let agreed = connected["data"].get("roomRecords");
+        assert_eq!(agreed, binary.then(|| json!("binary")).as_ref());
         ws.id = connected["data"]["id"].as_str().map(str::to_owned);
         Self {
             ws,
             keyring: RoomKeyring::new(),
             grants: Vec::new(),
+            binary,
         }
     }
 
@@ -79,9 +98,17 @@ impl Member {
     /// The next application message; grants on the way are taken.
     async fn next(&mut self) -> Got {
         loop {
-            let frame = self.ws.recv_json().await;
+            let frame = match self.ws.recv_data().await {
+                Message::Binary(bytes) => return self.binary_record(&bytes),
+                Message::Text(text) => serde_json::from_str::<Value>(&text).expect("JSON"),
+                other => unreachable!("recv_data returns data messages: {other:?}"),
+            };
             match frame["event"].as_str() {
                 Some("room-encrypted") => {
+                    assert!(
+                        !self.binary,
+                        "a text room record to a binary member: {frame}"
+                    );
                     let d = &frame["data"];
                     let pt = self
                         .keyring
@@ -115,6 +142,28 @@ impl Member {
                 _ => panic!("plaintext frame reached an encrypted client: {frame}"),
             }
         }
+    }
+
+    /// Opens a binary room record; returns it in its text form (see [`Got::Room`]).
+    fn binary_record(&mut self, bytes: &[u8]) -> Got {
+        assert!(
+            self.binary,
+            "a binary message to a member that did not agree"
+        );
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+            "plaintext in a binary record"
+        );
+        let record = BinaryRecord::parse(bytes).expect("a binary room record");
+        let pt = self
+            .keyring
+            .open_binary(&record)
+            .expect("a room record opens with the latest grant");
+        let raw = json!({"event": "room-encrypted", "data": {
+            "room": record.room, "epoch": record.epoch, "seq": record.seq,
+            "ct": base64_encode(record.ct),
+        }});
+        Got::Room(raw, serde_json::from_slice(&pt).expect("envelope"))
     }
 
     /// The next message, which must come as a room record.
@@ -161,8 +210,9 @@ async fn members_get_one_record_and_a_new_epoch_on_every_join_and_leave() {
     let (before_join, m1) = a.next_room().await;
     assert_eq!(m1["data"]["n"], 1);
 
-    // A joins B: the next publication is under a new epoch that both hold.
-    let mut b = Member::join(&s, "bob").await;
+    // A joins B: the next publication is under a new epoch that both hold. (B takes binary
+    // records: the same record as A's text one.)
+    let mut b = Member::join_binary(&s, "bob").await;
     assert!(s.server.join(&b.id(), &[ROOM.to_owned()]).is_some());
     publish(&s, 2).await;
     let (raw_a, m2) = a.next_room().await;
@@ -238,7 +288,7 @@ async fn a_mixed_room_gives_every_member_its_own_kind_of_frame() {
         .await
         .expect("hardened login");
     let mut a = Member::join(&s, "alice").await;
-    let mut b = Member::join(&s, "bob").await;
+    let mut b = Member::join_binary(&s, "bob").await;
     let ids = [plain.id(), compat.id(), own.id(), a.id(), b.id()];
     for id in &ids {
         assert!(s.server.join(id, &[ROOM.to_owned()]).is_some());
@@ -261,7 +311,7 @@ async fn a_mixed_room_gives_every_member_its_own_kind_of_frame() {
             assert!(!raw.to_string().contains(MARKER), "plaintext leaked: {raw}");
             assert_eq!(c.open(raw)["data"]["n"], n);
         }
-        // Room-key members: one shared record.
+        // Room-key members: one shared record (A's text frame, B's binary message).
         let (ra, ma) = a.next_room().await;
         let (rb, _) = b.next_room().await;
         assert_eq!(ra, rb);
@@ -319,20 +369,24 @@ async fn without_the_opt_in_or_outside_the_globs_members_get_their_own_records()
 async fn the_rust_sdk_opts_in_and_receives_room_records() {
     let s = start(room_config()).await;
     let pins = vec![identity(7).public_key()];
-    let connect = |user: &str, room_keys: bool| {
+    let connect = |user: &str, room_keys: bool, binary: bool| {
         Client::builder(s.ws_url())
             .token(user)
             .encryption(Encryption::Hardened {
                 pinned_server_keys: pins.clone(),
             })
             .room_keys(room_keys)
+            .binary_room_records(binary)
             .capture_raw_frames(true)
             .connect()
     };
-    let (keyed, mut keyed_events) = connect("alice", true).await.expect("connect");
-    let (own, mut own_events) = connect("bob", false).await.expect("connect");
-    s.wait_authenticated(2).await;
-    for c in [&keyed, &own] {
+    // Room keys with binary records (the default), with text records, and none.
+    let (binary, mut binary_events) = connect("alice", true, true).await.expect("connect");
+    let (text, mut text_events) = connect("carol", true, false).await.expect("connect");
+    let (own, mut own_events) = connect("bob", false, true).await.expect("connect");
+    s.wait_authenticated(3).await;
+    let clients = [&binary, &text, &own];
+    for c in clients {
         let id = c.connection().expect("connected").client_id;
         assert!(s.server.join(&id, &[ROOM.to_owned()]).is_some());
     }
@@ -340,18 +394,31 @@ async fn the_rust_sdk_opts_in_and_receives_room_records() {
         publish(&s, n).await;
     }
     for n in 1..=2 {
-        let m = next_message(&mut keyed_events).await;
-        assert_eq!((m.event.as_str(), m.data["n"].clone()), ("order", json!(n)));
-        assert!(m.encrypted);
-        let raw: Value = serde_json::from_str(m.raw.as_deref().expect("raw")).expect("json");
-        assert_eq!(raw["event"], "room-encrypted", "{raw}");
-        let m = next_message(&mut own_events).await;
-        assert_eq!(m.data["n"], n);
-        let raw: Value = serde_json::from_str(m.raw.as_deref().expect("raw")).expect("json");
-        assert_eq!(raw["event"], "encrypted", "{raw}");
+        for events in [&mut binary_events, &mut text_events, &mut own_events] {
+            let m = next_message(events).await;
+            assert_eq!((m.event.as_str(), m.data["n"].clone()), ("order", json!(n)));
+            assert!(m.encrypted);
+        }
     }
-    keyed.close();
-    own.close();
+    // What each got on the wire: the binary member's messages have no text frame to capture;
+    // the others' are a room record and the member's own record.
+    publish(&s, 3).await;
+    let m = next_message(&mut binary_events).await;
+    assert_eq!((m.data["n"].clone(), m.raw), (json!(3), None));
+    for (events, kind) in [
+        (&mut text_events, "room-encrypted"),
+        (&mut own_events, "encrypted"),
+    ] {
+        let m = next_message(events).await;
+        let raw: Value = serde_json::from_str(m.raw.as_deref().expect("raw")).expect("json");
+        assert_eq!(
+            (m.data["n"].clone(), &raw["event"]),
+            (json!(3), &json!(kind))
+        );
+    }
+    for c in clients {
+        c.close();
+    }
     s.stop().await;
 }
 
@@ -382,7 +449,7 @@ async fn two_instances_run_their_own_epochs_and_no_secret_crosses_the_bus() {
     };
     let (s1, s2) = (node().await, node().await);
     let mut a = Member::join(&s1, "alice").await;
-    let mut b = Member::join(&s2, "bob").await;
+    let mut b = Member::join_binary(&s2, "bob").await;
     assert!(s1.server.join(&a.id(), &[ROOM.to_owned()]).is_some());
     assert!(s2.server.join(&b.id(), &[ROOM.to_owned()]).is_some());
     redis.wait_numsub(&format!("ws:room:{ROOM}"), 2).await;
@@ -420,6 +487,11 @@ async fn two_instances_run_their_own_epochs_and_no_secret_crosses_the_bus() {
     snooper.abort();
     s1.stop().await;
     s2.stop().await;
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(feature = "redis")]

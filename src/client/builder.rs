@@ -114,6 +114,13 @@ impl ClientBuilder {
         self
     }
 
+    /// With room keys: whether to ask for room records as binary messages (on by default;
+    /// `docs/PROTOCOL.md` §14.6).
+    pub fn binary_room_records(mut self, on: bool) -> Self {
+        self.config.binary_room_records = on;
+        self
+    }
+
     /// Attaches the raw wire frame to every message event.
     pub fn capture_raw_frames(mut self, on: bool) -> Self {
         self.config.capture_raw_frames = on;

@@ -202,6 +202,10 @@ pub struct ClientConfig {
     /// Hardened profile: ask for room keys (`docs/PROTOCOL.md` §14), so that the server can
     /// seal a room's publications once for all its members. Defaults to `true`.
     pub room_keys: bool,
+    /// With room keys: ask for room records as binary WebSocket messages (`docs/PROTOCOL.md`
+    /// §14.6), a third smaller than the text form. Defaults to `true`; a server or door that
+    /// does not agree sends text records, which the client takes either way.
+    pub binary_room_records: bool,
     /// Largest message accepted from the server. Defaults to 16 MiB.
     pub max_message_bytes: usize,
 }
@@ -229,6 +233,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("capture_raw_frames", &self.capture_raw_frames)
             .field("recover", &self.recover)
             .field("room_keys", &self.room_keys)
+            .field("binary_room_records", &self.binary_room_records)
             .field("max_message_bytes", &self.max_message_bytes)
             .finish()
     }
@@ -254,6 +259,7 @@ impl ClientConfig {
             capture_raw_frames: false,
             recover: false,
             room_keys: true,
+            binary_room_records: true,
             max_message_bytes: 16 * 1024 * 1024,
         }
     }

@@ -124,12 +124,17 @@ impl Task {
                 profile: None,
                 recover: self.config.recover.then(|| self.shared.positions().clone()),
                 room_keys: None,
+                room_records: None,
             };
             match &self.config.encryption {
                 Encryption::Hardened { pinned_server_keys } => {
                     let mut authenticate = authenticate;
                     if self.config.room_keys {
                         authenticate.room_keys = Some(room::EXTENSION_ID.to_owned());
+                        if self.config.binary_room_records {
+                            authenticate.room_records =
+                                Some(room::binary::RECORDS_BINARY.to_owned());
+                        }
                     }
                     let handshake = ClientHandshake::new(
                         HandshakeConfig {
@@ -213,6 +218,7 @@ impl Task {
             info,
             session_left,
             mut room_keys,
+            binary_room_records,
         } = live;
         // Only a token provider can renew anything: a fixed token keeps its expiry.
         let mut lifetime = Lifetime::new(session_left, self.config.token_provider.is_some());
@@ -284,8 +290,12 @@ impl Task {
                             let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
                             return DisconnectReason::from_close(code, &reason, last_error);
                         }
-                        Some(Ok(WsMessage::Text(text))) => {
-                            if let Some(ev) = self.on_text(text.as_str(), &mut session, &mut room_keys, &mut lifetime) {
+                        Some(Ok(msg @ (WsMessage::Text(_) | WsMessage::Binary(_)))) => {
+                            let ev = match &msg {
+                                WsMessage::Text(text) => self.on_text(text.as_str(), &mut session, &mut room_keys, &mut lifetime),
+                                _ => self.on_binary(&msg.into_data(), &session, binary_room_records.then_some(&mut room_keys)),
+                            };
+                            if let Some(ev) = ev {
                                 if let Event::ServerError { message } = &ev {
                                     last_error = Some(message.clone());
                                 }

@@ -90,7 +90,8 @@ pub struct Message {
     /// Whether it arrived inside an `encrypted` frame.
     pub encrypted: bool,
     /// The frame exactly as it arrived on the wire, when
-    /// [`ClientBuilder::capture_raw_frames`](super::ClientBuilder::capture_raw_frames) is on.
+    /// [`ClientBuilder::capture_raw_frames`](super::ClientBuilder::capture_raw_frames) is on
+    /// (text frames only: a binary room record has no text form to keep).
     pub raw: Option<String>,
     /// Its stream and offset, on a stream with history when
     /// [`ClientBuilder::recover`](super::ClientBuilder::recover) is on.

@@ -7,7 +7,7 @@ use super::connection::Task;
 use super::event::{Event, Message};
 use super::lifetime::{Lifetime, session_left};
 use super::login::error_message;
-use crate::crypto::room::RoomKeyring;
+use crate::crypto::room::{BinaryRecord, RoomKeyring};
 use crate::crypto::{AeadBackend, Session};
 use crate::protocol::{
     EncryptedPayload, EventName, Inbound, ROOM_STREAM_PREFIX, error_message as err, event,
@@ -88,6 +88,36 @@ impl Task {
     }
 }
 
+impl Task {
+    /// Turns an inbound binary message into an event. `keyring` is the connection's room
+    /// keys when the client agreed to binary room records (§14.6); a binary message is then
+    /// one such record, and anything that is not one, or does not open, is a failure (as a
+    /// text record that does not open). `None` for a client without a session: the protocol
+    /// sends it no binary message, and one is ignored.
+    pub(super) fn on_binary(
+        &self,
+        bytes: &[u8],
+        session: &Option<Session>,
+        keyring: Option<&mut Option<RoomKeyring>>,
+    ) -> Option<Event> {
+        session.as_ref()?;
+        let inner = keyring.and_then(Option::as_mut).and_then(|keyring| {
+            let record = BinaryRecord::parse(bytes).ok()?;
+            let plaintext = keyring.open_binary(&record).ok()?;
+            room_envelope(record.room, &plaintext)
+        });
+        Some(match inner {
+            // The raw frame is text only: a binary record carries none.
+            Some(inner) => self
+                .track(&inner)
+                .unwrap_or_else(|| app_event(inner, true, None)),
+            None => Event::DecryptFailed {
+                frame_len: bytes.len(),
+            },
+        })
+    }
+}
+
 /// Takes a `room-key` grant (it arrived inside this client's own record layer); `None` when the
 /// client did not ask for room keys or the grant is malformed or stale.
 fn grant(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<()> {
@@ -109,7 +139,12 @@ fn open_room(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<
     let seq = data.get("seq")?.as_u64()?;
     let ct = data.get("ct")?.as_str()?;
     let plaintext = keyring.open(room, epoch, seq, ct).ok()?;
-    let mut inner: Inbound = serde_json::from_slice(&plaintext).ok()?;
+    room_envelope(room, &plaintext)
+}
+
+/// The application envelope an opened record of `room` carries; `None` for anything else.
+fn room_envelope(room: &str, plaintext: &[u8]) -> Option<Inbound> {
+    let mut inner: Inbound = serde_json::from_slice(plaintext).ok()?;
     // A room record speaks for its own room's stream only: a position for any other stream
     // (which only a forger holding the epoch key could put there) is not taken.
     if inner

@@ -34,6 +34,9 @@ pub(crate) struct Live {
     pub(super) session_left: Option<Duration>,
     /// Room keys granted so far, when the client asked for them and the server uses them.
     pub(super) room_keys: Option<RoomKeyring>,
+    /// Room records arrive as binary messages (asked for, and agreed in the sealed
+    /// `connected`: §14.6).
+    pub(super) binary_room_records: bool,
 }
 
 /// The next text frame during login, parsed; a close frame or a broken socket ends the login.
@@ -132,6 +135,7 @@ pub(super) async fn plain_login(
                     info,
                     session_left,
                     room_keys: None,
+                    binary_room_records: false,
                 });
             }
             _ => {}
@@ -228,6 +232,10 @@ pub(super) async fn sealed_login(
                     && connected.extra.get("roomKeys").and_then(Value::as_str)
                         == Some(room::EXTENSION_ID))
                 .then(RoomKeyring::new);
+                let binary_room_records = room_keys.is_some()
+                    && authenticate.room_records.is_some()
+                    && connected.extra.get("roomRecords").and_then(Value::as_str)
+                        == Some(room::binary::RECORDS_BINARY);
                 let (info, session_left) = connection_info(connected, true);
                 return Ok(Live {
                     ws,
@@ -235,6 +243,7 @@ pub(super) async fn sealed_login(
                     info,
                     session_left,
                     room_keys,
+                    binary_room_records,
                 });
             }
             _ => {}

@@ -12,6 +12,8 @@
 //! nonce(seq) = prefix || u64(seq)                         seq = 0, 1, 2, ... per epoch
 //! aad        = "sealwire-room-v1" || u16(len(room)) || room || u64(epoch) || u64(seq)
 //! frame      = {"event":"room-encrypted","data":{"room":..,"epoch":E,"seq":N,"ct":b64(ct||tag)}}
+//!              or, for a member that agreed to binary records, one binary message:
+//!              0x01 || u16(len(room)) || room || u64(epoch) || u64(seq) || ct || tag  ([`binary`])
 //! ```
 //!
 //! The server is the only sender under a room key: [`RoomSealer`] numbers the records, a
@@ -28,6 +30,10 @@ use super::aead::{AeadBackend, SessionKey};
 use super::b64_public::{encode_into, encoded_len};
 use super::hardened::{NONCE_PREFIX_LEN, expand, from_prk, nonce};
 use super::{CryptoError, TAG_LEN, b64};
+
+pub mod binary;
+
+pub use binary::BinaryRecord;
 
 /// Wire id of the extension (the `roomKeys` value of the sealed `authenticate` and `connected`).
 pub const EXTENSION_ID: &str = "sealwire-room-v1";
@@ -192,12 +198,21 @@ impl RoomSealer {
     }
 
     /// Seals `plaintext` (a UTF-8 JSON envelope) as the next record and returns the whole
-    /// `room-encrypted` frame.
+    /// `room-encrypted` text frame.
+    ///
+    /// # Errors
+    /// As [`Self::seal`].
+    pub fn seal_frame(&mut self, plaintext: &[u8]) -> Result<String, CryptoError> {
+        self.seal(plaintext).map(|frames| frames.text)
+    }
+
+    /// Seals `plaintext` (a UTF-8 JSON envelope) as the next record, once, and returns it in
+    /// both of its forms: the `room-encrypted` text frame and the binary message (§14.6).
     ///
     /// # Errors
     /// [`CryptoError::Encrypt`] once [`MAX_EPOCH_RECORDS`] records were sealed, or if the
     /// AEAD fails.
-    pub fn seal_frame(&mut self, plaintext: &[u8]) -> Result<String, CryptoError> {
+    pub fn seal(&mut self, plaintext: &[u8]) -> Result<RoomRecordFrames, CryptoError> {
         let seq = self.next_seq;
         if seq >= MAX_EPOCH_RECORDS {
             return Err(CryptoError::Encrypt);
@@ -206,22 +221,41 @@ impl RoomSealer {
             .len()
             .checked_add(TAG_LEN)
             .ok_or(CryptoError::Encrypt)?;
-        let mut ct = vec![0u8; ct_len];
-        let a = aad(&self.room, self.epoch, seq)?;
-        self.key
-            .seal_to(&nonce(&self.prefix, seq), &a, plaintext, &mut ct)?;
+        let (mut message, a) = binary::begin(&self.room, self.epoch, seq, ct_len)?;
+        let start = message.len();
+        message.resize(start + ct_len, 0);
+        self.key.seal_to(
+            &nonce(&self.prefix, seq),
+            &a,
+            plaintext,
+            &mut message[start..],
+        )?;
+        let ct = &message[start..];
         let seq_text = seq.to_string();
         let mut frame =
             Vec::with_capacity(self.head.len() + seq_text.len() + 8 + encoded_len(ct_len) + 3);
         frame.extend_from_slice(self.head.as_bytes());
         frame.extend_from_slice(seq_text.as_bytes());
         frame.extend_from_slice(br#","ct":""#);
-        encode_into(&ct, &mut frame)?;
+        encode_into(ct, &mut frame)?;
         frame.extend_from_slice(br#""}}"#);
         self.next_seq = seq + 1;
         // The head is JSON from serde_json, the rest ASCII.
-        String::from_utf8(frame).map_err(|_| CryptoError::Encrypt)
+        let text = String::from_utf8(frame).map_err(|_| CryptoError::Encrypt)?;
+        Ok(RoomRecordFrames {
+            text,
+            binary: message,
+        })
     }
+}
+
+/// One room record in both of its wire forms ([`RoomSealer::seal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecordFrames {
+    /// The `room-encrypted` text frame.
+    pub text: String,
+    /// The binary message ([`binary`]).
+    pub binary: Vec<u8>,
 }
 
 /// The receiving side (a member): the current epoch of each room whose key it was granted.
@@ -308,22 +342,44 @@ impl RoomKeyring {
         seq: u64,
         ct: &str,
     ) -> Result<Vec<u8>, CryptoError> {
+        let mut buf = b64().decode(ct).map_err(|_| CryptoError::Decrypt)?;
+        let a = aad(room, epoch, seq).map_err(|_| CryptoError::Decrypt)?;
+        self.open_with(room, epoch, seq, &a, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Opens a binary room record (§14.6). Nothing changes unless it authenticates.
+    ///
+    /// # Errors
+    /// [`CryptoError::Decrypt`] as for [`Self::open`].
+    pub fn open_binary(&mut self, record: &BinaryRecord<'_>) -> Result<Vec<u8>, CryptoError> {
+        let mut buf = record.ct.to_vec();
+        let a = record.aad();
+        self.open_with(record.room, record.epoch, record.seq, &a, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Opens `buf` (ciphertext || tag) in place, sealed as record `seq` of `epoch` of `room`
+    /// with the AAD `a`, and moves the epoch's last accepted `seq` on.
+    fn open_with(
+        &mut self,
+        room: &str,
+        epoch: u64,
+        seq: u64,
+        a: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let held = self.rooms.get_mut(room).ok_or(CryptoError::Decrypt)?;
         if held.epoch != epoch
             || held.last_seq.is_some_and(|last| seq <= last)
             || seq >= MAX_EPOCH_RECORDS
+            || buf.len() < TAG_LEN
         {
             return Err(CryptoError::Decrypt);
         }
-        let mut buf = b64().decode(ct).map_err(|_| CryptoError::Decrypt)?;
-        if buf.len() < TAG_LEN {
-            return Err(CryptoError::Decrypt);
-        }
-        let a = aad(room, epoch, seq).map_err(|_| CryptoError::Decrypt)?;
-        held.key
-            .open_in_place(&nonce(&held.prefix, seq), &a, &mut buf)?;
+        held.key.open_in_place(&nonce(&held.prefix, seq), a, buf)?;
         held.last_seq = Some(seq);
-        Ok(buf)
+        Ok(())
     }
 }
 

@@ -147,6 +147,10 @@ pub struct AuthenticatePayload {
     /// (§14).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_keys: Option<String>,
+    /// Hardened profile, sealed `authenticate` only, with `room_keys`: `"binary"` asks for room
+    /// records as binary messages (§14.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_records: Option<String>,
 }
 
 /// Server `hello` payload (hardened profile): the client id and every handshake field, sent

@@ -48,6 +48,8 @@ pub(super) struct Extras {
     pub(super) positions: Option<Floors>,
     /// For a client that takes room keys: per room, the epoch whose key it was sent last.
     pub(super) room_epochs: HeldEpochs,
+    /// The client agreed to binary room records (`docs/PROTOCOL.md` §14.6).
+    pub(super) binary_room_records: bool,
 }
 
 /// How a connection loop ended.
@@ -202,6 +204,11 @@ impl<S> Connection<S> {
     /// The room epochs, for a grant.
     pub(super) fn room_epochs_mut(&mut self) -> &mut HeldEpochs {
         &mut self.extras.get_or_insert_default().room_epochs
+    }
+
+    /// Whether the client agreed to binary room records.
+    pub(super) fn binary_room_records(&self) -> bool {
+        self.extras.as_ref().is_some_and(|e| e.binary_room_records)
     }
 }
 

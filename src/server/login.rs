@@ -188,6 +188,10 @@ where
         // or strip the request.
         let room_keys = raw.get("roomKeys").and_then(Value::as_str) == Some(room::EXTENSION_ID)
             && self.server.0.room_keys.is_some();
+        // Binary room records (§14.6): only where the door carries binary messages as they are.
+        let binary = room_keys
+            && raw.get("roomRecords").and_then(Value::as_str) == Some(room::binary::RECORDS_BINARY)
+            && self.socket.carries_binary();
         let identity = match self.identify(token, raw).await {
             Ok(identity) => identity,
             Err(exit) => return Some(exit),
@@ -195,6 +199,9 @@ where
         if room_keys {
             // Before the client enters any room, so that no epoch misses it.
             self.handle.take_room_keys();
+            if binary {
+                self.extras.get_or_insert_default().binary_room_records = true;
+            }
         }
         self.admit(identity, None, recover).await
     }
@@ -303,6 +310,12 @@ where
             connected
                 .extra
                 .insert("roomKeys".to_owned(), Value::from(room::EXTENSION_ID));
+            if self.binary_room_records() {
+                connected.extra.insert(
+                    "roomRecords".to_owned(),
+                    Value::from(room::binary::RECORDS_BINARY),
+                );
+            }
         }
         let data = serde_json::to_string(&connected).unwrap_or_default();
         if plain {

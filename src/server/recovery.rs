@@ -91,11 +91,11 @@ impl<S: FrameSocket> Connection<S> {
         let write = async {
             for frame in frames {
                 if let Some(msg) = self.render(frame) {
-                    let msg = self.server.0.metrics.out(msg.into_text());
-                    self.socket
-                        .feed(super::socket::Outgoing::Text(msg))
-                        .await
-                        .map_err(drop)?;
+                    self.server
+                        .0
+                        .metrics
+                        .out_batch(1, msg.len().try_into().unwrap_or(u32::MAX));
+                    self.socket.feed(msg.into_outgoing()).await.map_err(drop)?;
                 }
             }
             self.socket.flush().await.map_err(drop)

@@ -7,12 +7,14 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::protocol::Text;
 
 use super::connection::Connection;
 use super::outbox::Frame;
 use super::room_keys::RoomGrant;
-use super::socket::FrameSocket;
+use super::socket::{FrameSocket, Outgoing};
 use crate::crypto::Profile;
 use crate::protocol::frame_json;
 
@@ -23,6 +25,8 @@ pub(super) enum Rendered<'f> {
     Shared(&'f Text),
     /// This client's own message (sealed for it, or transformed for it).
     Own(Text),
+    /// A binary room record every member that agreed to binary records shares.
+    Binary(&'f Bytes),
 }
 
 /// What a client gets of a shared frame before sealing ([`Connection::prepare`]).
@@ -35,19 +39,21 @@ pub(super) enum Prepared<'f> {
 }
 
 impl Rendered<'_> {
-    /// The message.
-    pub(super) fn text(&self) -> &Text {
+    /// The message's length in bytes.
+    pub(super) fn len(&self) -> usize {
         match self {
-            Self::Shared(t) => t,
-            Self::Own(t) => t,
+            Self::Shared(t) => t.len(),
+            Self::Own(t) => t.len(),
+            Self::Binary(b) => b.len(),
         }
     }
 
     /// The message, owned (a clone of the shared bytes, which copies nothing).
-    pub(super) fn into_text(self) -> Text {
+    pub(super) fn into_outgoing(self) -> Outgoing {
         match self {
-            Self::Shared(t) => t.clone(),
-            Self::Own(t) => t,
+            Self::Shared(t) => Outgoing::Text(t.clone()),
+            Self::Own(t) => Outgoing::Text(t),
+            Self::Binary(b) => Outgoing::Binary(b.clone()),
         }
     }
 }
@@ -89,10 +95,13 @@ where
             _ => None,
         };
         if transformed.is_none() && self.takes_room_record(frame) {
-            return frame
-                .room
-                .as_ref()
-                .map(|r| Prepared::Ready(Rendered::Shared(&r.json)));
+            return frame.room.as_ref().map(|r| {
+                Prepared::Ready(if self.binary_room_records() {
+                    Rendered::Binary(&r.binary)
+                } else {
+                    Rendered::Shared(&r.json)
+                })
+            });
         }
         Some(match (self.session.is_some(), transformed) {
             (true, Some(t)) => Prepared::Seal(Cow::Owned(t)),

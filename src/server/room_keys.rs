@@ -246,11 +246,12 @@ impl RoomKeys {
     /// if sealing fails.
     fn seal(&self, room: &str, epoch: &mut Epoch, frame: &Arc<Frame>) -> Arc<Frame> {
         let plaintext = frame.position.as_ref().map_or(&frame.json, |p| &p.json);
-        match epoch.sealer.seal_frame(plaintext.as_bytes()) {
-            Ok(json) => frame.with_room(RoomRecord {
+        match epoch.sealer.seal(plaintext.as_bytes()) {
+            Ok(frames) => frame.with_room(RoomRecord {
                 room: Arc::from(room),
                 epoch: epoch.sealer.epoch(),
-                json: json.into(),
+                json: frames.text.into(),
+                binary: frames.binary.into(),
             }),
             Err(e) => {
                 tracing::warn!(room, error = %e, "room record not sealed; members get per-client records");

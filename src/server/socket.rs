@@ -29,6 +29,9 @@ pub enum Incoming {
 pub enum Outgoing {
     /// A text message.
     Text(Text),
+    /// A binary message: a binary room record (`docs/PROTOCOL.md` §14.6), only ever written
+    /// to a socket that [carries binary messages](FrameSocket::carries_binary).
+    Binary(Bytes),
     /// A liveness probe (a WebSocket ping). A transport with its own heartbeat may drop it.
     Ping,
     /// Close the connection with this code and its reason.
@@ -85,6 +88,19 @@ pub trait FrameSocket:
     /// message's shared bytes their reference count; the default takes nothing.
     fn write_now(&mut self, text: &Text) -> bool {
         let _ = text;
+        false
+    }
+
+    /// Whether the socket carries binary messages to its client as they are (a WebSocket
+    /// does; a door that turns the core's messages into another protocol may not). Only then
+    /// may a client agree to binary room records. The default is `false`.
+    fn carries_binary(&self) -> bool {
+        false
+    }
+
+    /// [`Self::write_now`] for a binary message.
+    fn write_binary_now(&mut self, bytes: &Bytes) -> bool {
+        let _ = bytes;
         false
     }
 

@@ -21,7 +21,7 @@ use super::outbox::Outbound;
 use super::registry::ClientState;
 use super::render::{Prepared, Rendered};
 use super::socket::{FrameSocket, Outgoing, SocketError, WrittenWith};
-use crate::protocol::{CloseCode, Text};
+use crate::protocol::CloseCode;
 
 /// Messages written per flush when the outbox has a backlog: enough that a backlog of small
 /// messages fills the socket's write buffer (32 KiB by default) before the flush, so a burst
@@ -35,7 +35,7 @@ const TAKE: usize = 16;
 enum Unsent {
     Ping,
     /// A rendered message (counted in the batch already).
-    Text(Text),
+    Message(Outgoing),
     /// The socket broke its [`FrameSocket::write_text_with`] contract on a sealed frame: the
     /// connection cannot go on.
     Broken,
@@ -103,7 +103,7 @@ where
                     }
                     self.socket.feed(Outgoing::Ping).await
                 }
-                Some(Unsent::Text(text)) => self.socket.feed(Outgoing::Text(text)).await,
+                Some(Unsent::Message(msg)) => self.socket.feed(msg).await,
                 Some(Unsent::Broken) => Err(SocketError::Transport(
                     "a sealed frame was not written as it was made".to_owned(),
                 )),
@@ -145,7 +145,7 @@ where
     /// Renders `out` for this client and writes it at once if the socket takes it; otherwise
     /// returns what must be fed. Counts what it rendered.
     fn write_now(&mut self, out: Outbound, tally: &mut Tally) -> Option<Unsent> {
-        let text = match &out {
+        let rendered = match &out {
             Outbound::Ping => return Some(Unsent::Ping),
             Outbound::Message(frame) => match self.prepare(frame)? {
                 Prepared::Ready(rendered) => rendered,
@@ -153,11 +153,16 @@ where
             },
             Outbound::RoomKey(grant) => Rendered::Own(self.render_grant(grant)?),
         };
-        tally.add(text.text().len());
-        if self.socket.write_now(text.text()) {
+        tally.add(rendered.len());
+        let written = match &rendered {
+            Rendered::Shared(text) => self.socket.write_now(text),
+            Rendered::Own(text) => self.socket.write_now(text),
+            Rendered::Binary(bytes) => self.socket.write_binary_now(bytes),
+        };
+        if written {
             None
         } else {
-            Some(Unsent::Text(text.into_text()))
+            Some(Unsent::Message(rendered.into_outgoing()))
         }
     }
 
@@ -207,6 +212,6 @@ where
         }
         let text = self.seal(plaintext)?;
         tally.add(text.len());
-        Some(Unsent::Text(text))
+        Some(Unsent::Message(Outgoing::Text(text)))
     }
 }

@@ -29,6 +29,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// notification) does so without a reallocation.
 const CROSSING_SLACK: usize = 1024;
 
+/// The WebSocket opcode of a text frame.
+const OPCODE_TEXT: u8 = 0x1;
+/// The WebSocket opcode of a binary frame.
+const OPCODE_BINARY: u8 = 0x2;
+
 /// `S` with coalesced writes whose buffer is freed whenever it drains (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Coalesce<S> {
@@ -83,7 +88,17 @@ impl<S> Coalesce<S> {
         if self.discarding {
             return;
         }
-        self.push_header(payload.len());
+        self.push_header(OPCODE_TEXT, payload.len());
+        self.buf.extend_from_slice(payload);
+    }
+
+    /// [`Self::push_text`] for a binary frame (a binary room record), on the same terms.
+    pub(crate) fn push_binary(&mut self, payload: &[u8]) {
+        debug_assert!(self.takes_text(payload.len()));
+        if self.discarding {
+            return;
+        }
+        self.push_header(OPCODE_BINARY, payload.len());
         self.buf.extend_from_slice(payload);
     }
 
@@ -101,7 +116,7 @@ impl<S> Coalesce<S> {
             return true;
         }
         let start = self.buf.len();
-        self.push_header(len);
+        self.push_header(OPCODE_TEXT, len);
         let body = self.buf.len();
         let made = fill(&mut self.buf)
             && self.buf.len().checked_sub(body) == Some(len)
@@ -116,11 +131,11 @@ impl<S> Coalesce<S> {
         made
     }
 
-    /// Appends the header of an unmasked (server) text frame of `len` payload bytes,
+    /// Appends the header of an unmasked (server) frame of `opcode` with `len` payload bytes,
     /// allocating the buffer for the batch if it has none.
-    fn push_header(&mut self, len: usize) {
+    fn push_header(&mut self, opcode: u8, len: usize) {
         let mut header = [0u8; 10];
-        header[0] = 0x81; // FIN, text
+        header[0] = 0x80 | opcode; // FIN
         let header = match len {
             n @ 0..=125 => {
                 // In range: `n` < 126.

@@ -1,5 +1,6 @@
 //! [`ServerWebSocket`]: the built-in door's WebSocket, tungstenite over [`Coalesce`], with the
-//! frames the core sends most (text messages) written straight into the coalescing buffer.
+//! frames the core sends most (text messages, and binary room records) written straight into
+//! the coalescing buffer.
 //!
 //! tungstenite formats every frame into a buffer of its own and then writes that buffer to the
 //! stream below it, so a message was copied twice on its way to the socket, and passed through
@@ -65,6 +66,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
         Hooks {
             discard: Self::discard_unsent,
             write_now: Self::write_now,
+            write_binary_now: Self::write_binary_now,
             write_with: Self::write_with,
         }
     }
@@ -80,6 +82,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerWebSocket<S> {
         let takes = self.takes_now(text.len());
         if takes {
             self.ws.get_mut().push_text(text.as_bytes());
+        }
+        takes
+    }
+
+    /// [`Self::write_now`] for a binary message (a binary room record).
+    pub(crate) fn write_binary_now(&mut self, bytes: &[u8]) -> bool {
+        let takes = self.takes_now(bytes.len());
+        if takes {
+            self.ws.get_mut().push_binary(bytes);
         }
         takes
     }
@@ -148,6 +159,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for ServerWebSocket<S> {
         match item {
             Message::Text(text) if this.takes_text(text.len()) => {
                 this.ws.get_mut().push_text(text.as_bytes());
+                Ok(())
+            }
+            Message::Binary(bytes) if this.takes_text(bytes.len()) => {
+                this.ws.get_mut().push_binary(&bytes);
                 Ok(())
             }
             item => {

@@ -30,6 +30,8 @@ pub(crate) struct Hooks<S> {
     /// Writes a text message straight into the stream's buffer, if it can without
     /// reordering anything ([`FrameSocket::write_now`]).
     pub(crate) write_now: fn(&mut S, &str) -> bool,
+    /// [`Self::write_now`] for a binary message ([`FrameSocket::write_binary_now`]).
+    pub(crate) write_binary_now: fn(&mut S, &[u8]) -> bool,
     /// Makes a text message straight in the stream's buffer, on the same terms
     /// ([`FrameSocket::write_text_with`]).
     pub(crate) write_with: WriteWith<S>,
@@ -118,6 +120,7 @@ where
     fn start_send(self: Pin<&mut Self>, item: Outgoing) -> Result<(), SocketError> {
         let msg = match item {
             Outgoing::Text(text) => Message::Text(text.into_utf8_bytes()),
+            Outgoing::Binary(bytes) => Message::Binary(bytes),
             Outgoing::Ping => Message::Ping(bytes::Bytes::new()),
             Outgoing::Close(code) => Message::Close(Some(CloseFrame {
                 code: WsCloseCode::from(code.code()),
@@ -155,6 +158,17 @@ where
     fn write_now(&mut self, text: &Text) -> bool {
         match &self.hooks {
             Some(hooks) => (hooks.write_now)(&mut self.inner, text.as_str()),
+            None => false,
+        }
+    }
+
+    fn carries_binary(&self) -> bool {
+        true
+    }
+
+    fn write_binary_now(&mut self, bytes: &bytes::Bytes) -> bool {
+        match &self.hooks {
+            Some(hooks) => (hooks.write_binary_now)(&mut self.inner, bytes),
             None => false,
         }
     }

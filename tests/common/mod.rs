@@ -258,12 +258,36 @@ impl WsClient {
                     Some(Ok(Message::Close(f))) => {
                         return Received::Close(f.map(|f| u16::from(f.code)));
                     }
+                    // Only a client that agreed to binary room records gets any (recv_data).
+                    Some(Ok(Message::Binary(b))) => {
+                        panic!("unexpected binary message ({} bytes)", b.len())
+                    }
                     Some(Ok(_)) => continue,
                     Some(Err(_)) | None => return Received::Close(None),
                 }
             }
         };
         tokio::time::timeout(limit, fut).await.ok()
+    }
+
+    /// Next text or binary message, skipping pings/pongs (panics on close, on the end of
+    /// the connection and after `RECV_TIMEOUT`). [`Self::recv`] fails on a binary message:
+    /// only a client that agreed to binary room records gets any, and reads them with this.
+    pub async fn recv_data(&mut self) -> Message {
+        let fut = async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return m,
+                    Some(Ok(Message::Close(f))) => panic!("expected a message, got close {f:?}"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => panic!("expected a message, got {e}"),
+                    None => panic!("expected a message, the connection ended"),
+                }
+            }
+        };
+        tokio::time::timeout(RECV_TIMEOUT, fut)
+            .await
+            .expect("timed out waiting for a message")
     }
 
     /// Next text frame as JSON (panics on close).

@@ -5,7 +5,7 @@
 // Recomputes every derived value of compat.json, hardened.json and room.json from their
 // inputs, following docs/PROTOCOL.md (hardened: `sealwire-v2`, the hello exchange and the
 // sealed authenticate/connected records of section 10.1; room keys: `sealwire-room-v1`,
-// section 14), and compares byte for byte. Shares no code with the Rust implementation or the
+// section 14, and its binary records, section 14.6), and compares byte for byte. Shares no code with the Rust implementation or the
 // SDK. Exits 1 on the first mismatch; prints the number of checked values.
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -317,6 +317,9 @@ async function checkRoom(v) {
       data: { room: v.room, epoch: v.epoch, seq: r.seq, ct: b64(ct) },
     });
     eq(`${name} frame`, frame, r.frame);
+    // Section 14.6: the binary form is the type byte, the AAD after its label, and ct||tag.
+    const binary = concat(new Uint8Array([1]), len16(room), be(v.epoch, 8), be(r.seq, 8), ct);
+    eq(`${name} binary`, binary, r.binary_hex);
   }
 }
 

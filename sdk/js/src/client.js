@@ -21,7 +21,14 @@
 
 import { ClientHandshake, CryptoError, defaultSubtle } from "./crypto.js";
 import { fromClose, reason } from "./reason.js";
-import { ROOM_ENCRYPTED_EVENT, ROOM_KEYS, ROOM_KEY_EVENT, RoomKeyring } from "./room.js";
+import {
+  ROOM_ENCRYPTED_EVENT,
+  ROOM_KEYS,
+  ROOM_KEY_EVENT,
+  ROOM_RECORDS_BINARY,
+  RoomKeyring,
+  parseBinaryRoomRecord,
+} from "./room.js";
 import { SocketIoSocket, loadIo } from "./socketio.js";
 
 const MAX_EVENT_CHARS = 256;
@@ -96,6 +103,7 @@ const DEFAULTS = {
   captureRawFrames: false,
   recover: false,
   roomKeys: true,
+  binaryRoomRecords: true,
   autoRefresh: true,
   refreshAt: 0.8,
   reconnect: {
@@ -189,6 +197,9 @@ export class SealwireClient {
     }
     if (typeof this.options.roomKeys !== "boolean") {
       throw new SealwireError("config", "roomKeys must be true or false");
+    }
+    if (typeof this.options.binaryRoomRecords !== "boolean") {
+      throw new SealwireError("config", "binaryRoomRecords must be true or false");
     }
     if (transport === "socket.io") {
       // The Socket.IO endpoint carries the hardened flow only (docs/PROTOCOL.md section 13).
@@ -439,6 +450,8 @@ export class SealwireClient {
       session: null,
       // Hardened, when the sealed connected agreed to room keys: this connection's RoomKeyring.
       roomKeys: null,
+      // The sealed connected agreed to binary room records (section 14.6).
+      binaryRoomRecords: false,
       token: null,
       helloId: null,
       lastError: null,
@@ -485,6 +498,8 @@ export class SealwireClient {
       } else {
         // Constructed and given its handlers in one go (no await in between).
         conn.ws = new this.WebSocket(this.options.url);
+        // Binary room records (section 14.6) as bytes, not a Blob.
+        conn.ws.binaryType = "arraybuffer";
       }
     } catch (err) {
       if (err instanceof SealwireError && err.kind === "config") {
@@ -536,9 +551,16 @@ export class SealwireClient {
     return new SocketIoSocket(this.io, this.options.url, this.options.socketIo ?? {});
   }
 
+  /** Whether the sealed authenticate asks for binary room records. */
+  asksBinaryRecords() {
+    return this.options.roomKeys && this.options.binaryRoomRecords && this.options.transport === "websocket";
+  }
+
   async receive(conn, raw) {
     if (conn.closed) return;
     if (typeof raw !== "string") {
+      // The only binary message is a binary room record, on a connection that agreed to them.
+      if (conn.binaryRoomRecords && conn.session) return this.onBinaryRoomRecord(conn, raw);
       this.endConnection(conn, reason("protocol", "binary frame from the server"));
       return;
     }
@@ -578,7 +600,7 @@ export class SealwireClient {
       );
       return;
     }
-    if (frame.event === ROOM_ENCRYPTED_EVENT && conn.session) return this.onRoomRecord(conn, frame.data, raw);
+    if (frame.event === ROOM_ENCRYPTED_EVENT && conn.session) return this.onRoomRecord(conn, frame.data, raw, raw);
     if (conn.session) {
       // Plaintext on an encrypted session: refused, never delivered (it could be injected).
       this.emit("plaintextRejected", { event: frame.event });
@@ -621,7 +643,11 @@ export class SealwireClient {
       conn.ws.send(done.confirmation);
       const data = { token };
       if (this.options.recover) data.recover = this.positions();
-      if (this.options.roomKeys) data.roomKeys = ROOM_KEYS;
+      if (this.options.roomKeys) {
+        data.roomKeys = ROOM_KEYS;
+        // Room records as binary messages (section 14.6); Socket.IO carries text only.
+        if (this.options.binaryRoomRecords && this.options.transport === "websocket") data.roomRecords = ROOM_RECORDS_BINARY;
+      }
       conn.ws.send(await conn.session.sealFrame(JSON.stringify({ event: "authenticate", data })));
     } catch (err) {
       this.endConnection(conn, reason("network", `send failed: ${err?.message ?? err}`));
@@ -650,7 +676,13 @@ export class SealwireClient {
       this.endConnection(conn, reason("protocol", `connected agrees to room keys ${JSON.stringify(roomKeys)}, not asked for`));
       return;
     }
+    const roomRecords = data.roomRecords ?? null;
+    if (roomRecords !== null && !(roomKeys !== null && this.asksBinaryRecords() && roomRecords === ROOM_RECORDS_BINARY)) {
+      this.endConnection(conn, reason("protocol", `connected agrees to room records ${JSON.stringify(roomRecords)}, not asked for`));
+      return;
+    }
     if (roomKeys !== null) conn.roomKeys = new RoomKeyring({ subtle: this.subtle });
+    conn.binaryRoomRecords = roomRecords !== null;
     this.established(conn, data);
   }
 
@@ -677,8 +709,10 @@ export class SealwireClient {
     }
   }
 
-  /** A `room-encrypted` record (outside the record layer): opened by the keyring, or a failure. */
-  async onRoomRecord(conn, data, raw) {
+  /** A `room-encrypted` record (outside the record layer): opened by the keyring, or a failure.
+   * `raw` is the frame (its `length` is reported on a failure); `captured` is what
+   * `captureRawFrames` attaches (the text frame). */
+  async onRoomRecord(conn, data, raw, captured) {
     let envelope = null;
     try {
       envelope = conn.roomKeys ? await conn.roomKeys.open(data) : null;
@@ -696,7 +730,25 @@ export class SealwireClient {
       const { stream: _s, offset: _o, epoch: _e, ...rest } = envelope;
       envelope = rest;
     }
-    this.deliver(conn, envelope, true, raw);
+    this.deliver(conn, envelope, true, captured);
+  }
+
+  /** A binary room record (section 14.6): parsed, then opened like a text one. The raw frame
+   * is text only: `captureRawFrames` keeps none of it. */
+  async onBinaryRoomRecord(conn, raw) {
+    let bytes = null;
+    try {
+      bytes = typeof Blob !== "undefined" && raw instanceof Blob ? new Uint8Array(await raw.arrayBuffer()) : new Uint8Array(ArrayBuffer.isView(raw) ? raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength) : raw);
+    } catch {
+      bytes = null;
+    }
+    if (conn.closed) return;
+    const record = bytes === null ? null : parseBinaryRoomRecord(bytes);
+    if (record === null) {
+      this.recordFailed(conn, { length: bytes?.length ?? 0 }, "a binary message that is not a room record");
+      return;
+    }
+    return this.onRoomRecord(conn, record, { length: bytes.length }, null);
   }
 
   /** Compatibility profile and plaintext clients: the plaintext `connected`. */
@@ -862,7 +914,7 @@ export class SealwireClient {
       this.advance(frame.stream, frame.offset, frame.epoch);
       message.position = { stream: frame.stream, offset: frame.offset, epoch: frame.epoch };
     }
-    if (this.options.captureRawFrames) message.raw = raw;
+    if (this.options.captureRawFrames && typeof raw === "string") message.raw = raw;
     this.emit("message", message);
   }
 

@@ -87,6 +87,12 @@ export interface ClientOptions {
    * Ignored by the other profiles. Default true.
    */
   roomKeys?: boolean;
+  /**
+   * With room keys over the WebSocket transport: ask for room records as binary messages
+   * (docs/PROTOCOL.md section 14.6), a third smaller than their text form. A server that does
+   * not agree sends text records, which the client takes either way. Default true.
+   */
+  binaryRoomRecords?: boolean;
   reconnect?: ReconnectPolicy;
   /** WebSocket constructor (default `globalThis.WebSocket`). */
   WebSocket?: typeof WebSocket;
@@ -145,7 +151,8 @@ export interface Message {
   data: unknown;
   /** Whether it arrived inside an `encrypted` record or a `room-encrypted` room record. */
   encrypted: boolean;
-  /** The frame as received, with `captureRawFrames`. */
+  /** The frame as received, with `captureRawFrames` (text frames only: a binary room record
+   * has none). */
   raw?: string;
   /** Its place in a stream with history, with `recover`. */
   position?: { stream: string; offset: number; epoch: string };
@@ -267,14 +274,20 @@ export const ROOM_KEY_EVENT: "room-key";
 /** A publication sealed once under a room epoch's key, outside the per-client record layer. */
 export const ROOM_ENCRYPTED_EVENT: "room-encrypted";
 
-/** The `data` of a `room-encrypted` frame. */
+/** The `roomRecords` value that agrees to binary room records (section 14.6). */
+export const ROOM_RECORDS_BINARY: "binary";
+
+/** The `data` of a `room-encrypted` frame, or a parsed binary room record. */
 export interface RoomRecord {
   room: string;
   epoch: number;
   seq: number;
-  /** Base64 of ciphertext ‖ tag. */
-  ct: string;
+  /** Ciphertext ‖ tag: base64 (a text frame's `data`) or bytes (a binary record). */
+  ct: string | Uint8Array;
 }
+
+/** The fields of a binary room record (section 14.6), or `null` for anything that is not one. */
+export function parseBinaryRoomRecord(bytes: Uint8Array): (RoomRecord & { ct: Uint8Array }) | null;
 
 /**
  * A member's room keys (`sealwire-room-v1`, docs/PROTOCOL.md section 14): per room, the latest

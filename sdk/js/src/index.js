@@ -8,7 +8,14 @@ export {
   HARDENED_PROFILE,
   COMPAT_INFO,
 } from "./crypto.js";
-export { RoomKeyring, ROOM_KEYS, ROOM_KEY_EVENT, ROOM_ENCRYPTED_EVENT } from "./room.js";
+export {
+  RoomKeyring,
+  ROOM_KEYS,
+  ROOM_KEY_EVENT,
+  ROOM_ENCRYPTED_EVENT,
+  ROOM_RECORDS_BINARY,
+  parseBinaryRoomRecord,
+} from "./room.js";
 export { fromClose, reason } from "./reason.js";
 export { SocketIoSocket, socketIoTarget, FRAME_EVENT, CLOSE_EVENT } from "./socketio.js";
 export { SocketIOClientHelper } from "./helper.js";

@@ -9,6 +9,8 @@
 //   nonce      = prefix || u64(seq)                            seq = 0, 1, 2, ... per epoch
 //   aad        = "sealwire-room-v1" || u16(len(room)) || room || u64(epoch) || u64(seq)
 //   record     room-encrypted {room, epoch, seq, ct: b64(ct || tag)}   (outside any session)
+//   or, when the sealed connected agreed to `roomRecords: "binary"` (section 14.6), one binary
+//   message: 0x01 || u16(len(room)) || room || u64(epoch) || u64(seq) || ct || tag
 //
 // The keyring holds, per room, the latest epoch granted and the last `seq` accepted in it. The
 // epoch secret never outlives `grant`: it is wiped once the AES key (a non-extractable
@@ -23,6 +25,11 @@ export const ROOM_KEYS = "sealwire-room-v1";
 export const ROOM_KEY_EVENT = "room-key";
 /** S->C, outside any per-client record layer: a publication sealed under a room epoch's key. */
 export const ROOM_ENCRYPTED_EVENT = "room-encrypted";
+/** The `roomRecords` value of the sealed `authenticate` and `connected` that agrees to binary
+ * room records (section 14.6). */
+export const ROOM_RECORDS_BINARY = "binary";
+/** The first byte of a binary room record. */
+export const BINARY_RECORD_TYPE = 0x01;
 /** Records sealed under one epoch key at most (the server moves to a new epoch long before). */
 export const MAX_EPOCH_RECORDS = 2 ** 32;
 
@@ -60,6 +67,32 @@ function roomAad(room, epoch, seq) {
   const name = utf8(room);
   if (name.length > MAX_ROOM_BYTES) return null;
   return concat(label.aad, lengthPrefixed(name), bigEndian(epoch, 8), bigEndian(seq, 8));
+}
+
+/**
+ * The fields of a binary room record (section 14.6): `{room, epoch, seq, ct}` with `ct` the
+ * bytes of ciphertext || tag, ready for `RoomKeyring.open`; `null` for anything that is not
+ * one (another type byte, a header cut short, a room name that is not UTF-8, an epoch past
+ * 2^53, a ciphertext shorter than a tag). The header is the record's AAD after its label, so
+ * the fields are checked by the tag when the record is opened.
+ * @param {Uint8Array} bytes
+ */
+export function parseBinaryRoomRecord(bytes) {
+  if (!(bytes instanceof Uint8Array) || bytes.length < 3 || bytes[0] !== BINARY_RECORD_TYPE) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const roomLen = view.getUint16(1);
+  const end = 3 + roomLen + 16;
+  if (bytes.length < end + TAG_LEN) return null;
+  let room;
+  try {
+    room = fromUtf8(bytes.subarray(3, 3 + roomLen));
+  } catch {
+    return null;
+  }
+  const epoch = view.getBigUint64(3 + roomLen);
+  const seq = view.getBigUint64(3 + roomLen + 8);
+  if (epoch > BigInt(Number.MAX_SAFE_INTEGER) || seq > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+  return { room, epoch: Number(epoch), seq: Number(seq), ct: bytes.slice(end) };
 }
 
 /** The AES-256-GCM key (non-extractable, decrypt only) and nonce prefix of an epoch secret
@@ -126,7 +159,8 @@ export class RoomKeyring {
   }
 
   /**
-   * Opens a `room-encrypted` record (the frame's `data`: `{room, epoch, seq, ct}`) and returns
+   * Opens a `room-encrypted` record (the frame's `data`: `{room, epoch, seq, ct}`, `ct` base64;
+   * or a parsed binary record, `ct` bytes: `parseBinaryRoomRecord`) and returns
    * its application envelope, parsed. Fails with `CryptoError("decrypt")`, and changes
    * nothing, unless the keyring holds `epoch` of `room`, `seq` is above the last one accepted
    * in that epoch (gaps are allowed), the tag verifies and the plaintext is a JSON envelope
@@ -142,7 +176,7 @@ export class RoomKeyring {
     const aad = roomAad(room, epoch, seq);
     let ct;
     try {
-      ct = fromBase64(data.ct);
+      ct = data.ct instanceof Uint8Array ? data.ct : fromBase64(data.ct);
     } catch {
       throw new CryptoError("decrypt");
     }

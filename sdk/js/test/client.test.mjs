@@ -59,8 +59,8 @@ test("hardened flow: plaintext hello without credential, confirmation, sealed au
   // The hello is exactly {profile, publicKey}; the token went only inside record 1.
   assert.deepEqual(Object.keys(seen.clientHello).sort(), ["profile", "publicKey"]);
   assert.equal(seen.clientHello.profile, "sealwire-v2");
-  // Room keys are asked for by default, inside the same sealed record.
-  assert.deepEqual(seen.auth, { token: TOKEN, roomKeys: "sealwire-room-v1" });
+  // Room keys (as binary records) are asked for by default, inside the same sealed record.
+  assert.deepEqual(seen.auth, { token: TOKEN, roomKeys: "sealwire-room-v1", roomRecords: "binary" });
   const [hello, confirm, authenticate] = net.sent.map((f) => JSON.parse(f));
   assert.equal(hello.event, "hello");
   assert.deepEqual([confirm.event, confirm.data.seq], ["encrypted", 0]);
@@ -565,6 +565,133 @@ test("room keys: roomKeys false asks for nothing; a connected agreeing to what w
     await assert.rejects(c.send(event, {}), { kind: "invalid-event" });
   }
   assert.throws(() => new SealwireClient({ url: "ws://x/ws", roomKeys: "yes", WebSocket: function W() {} }), { kind: "config" });
+});
+
+/** The sealed connected of a server that uses room keys and agrees to binary room records. */
+const binaryConnected = (auth, id = "c-1") => {
+  const connected = keyedConnected(auth, id);
+  if (auth.roomRecords) connected.data.roomRecords = auth.roomRecords;
+  return connected;
+};
+
+test("room keys: agreed binary room records are delivered like text ones", async (t) => {
+  const room = "orders:é";
+  let asked = null;
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    asked = auth;
+    const e7 = await roomEpoch(room, 7);
+    sock.push(await hs.seal(binaryConnected(auth)));
+    sock.push(await hs.seal(e7.grant));
+    sock.push(await e7.binary({ event: "order", data: { id: 1 }, stream: `room:${room}`, offset: 4, epoch: "ep" }));
+    // A gap, then a text record of the same epoch: both forms are taken.
+    sock.push(await e7.binary({ event: "order", data: { id: 3 } }, 2));
+    sock.push(await e7.frame({ event: "order", data: { id: 4 } }));
+    sock.push(await hs.seal({ event: "note", data: "per-client" }));
+  });
+  const { c, events } = client(t, net, { captureRawFrames: true, recover: true });
+  await c.connect();
+  assert.equal(asked.roomKeys, "sealwire-room-v1");
+  assert.equal(asked.roomRecords, "binary");
+  assert.equal(net.sockets[0].binaryType, "arraybuffer");
+  await until(() => events.filter((e) => e.type === "message").length === 4, "four messages");
+  const messages = events.filter((e) => e.type === "message");
+  assert.deepEqual(messages.map((m) => [m.event, m.data, m.encrypted]), [
+    ["order", { id: 1 }, true],
+    ["order", { id: 3 }, true],
+    ["order", { id: 4 }, true],
+    ["note", "per-client", true],
+  ]);
+  assert.deepEqual(messages[0].position, { stream: `room:${room}`, offset: 4, epoch: "ep" });
+  // The raw frame is text only.
+  assert.deepEqual(messages.map((m) => m.raw === undefined), [true, true, false, false]);
+  assert.equal(events.filter((e) => e.type === "decryptFailed").length, 0);
+  assert.deepEqual(net.errors, []);
+});
+
+test("room keys: a binary room record that fails any check closes the connection, nothing is delivered", async (t) => {
+  const room = "orders:eu";
+  const flip = (at) => async (e) => {
+    const b = await e.binary({ event: "order", data: 1 });
+    b[at(b)] ^= 1;
+    return [b];
+  };
+  const cases = {
+    "the type byte changed": flip(() => 0),
+    "the room name changed": flip(() => 3),
+    "the epoch changed": flip(() => 3 + 9 + 7),
+    "the seq changed": flip(() => 3 + 9 + 15),
+    "the ciphertext changed": flip((b) => b.length - 20),
+    "the tag changed": flip((b) => b.length - 1),
+    "a header cut short": async (e) => [(await e.binary({ event: "order", data: 1 })).slice(0, 20)],
+    "a ciphertext shorter than a tag": async (e) => [(await e.binary({ event: "order", data: 1 })).slice(0, 3 + 9 + 16 + 15)],
+    "a replayed record": async (e) => {
+      const once = await e.binary({ event: "order", data: 1 });
+      return [once, once];
+    },
+    "a system event inside a record": async (e) => [await e.binary({ event: "room-key", data: {} })],
+  };
+  for (const [name, script] of Object.entries(cases)) {
+    const net = fakeNetwork(async (sock) => {
+      const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+      const e = await roomEpoch(room, 7);
+      sock.push(await hs.seal(binaryConnected(auth)));
+      sock.push(await hs.seal(e.grant));
+      for (const frame of await script(e)) sock.push(frame);
+      sock.push(await hs.seal({ event: "note", data: "after" }));
+    });
+    const { c, events } = client(t, net);
+    await c.connect();
+    await until(() => events.some((e) => e.type === "disconnected"), `${name}: disconnected`);
+    const gone = events.find((e) => e.type === "disconnected");
+    assert.equal(gone.reason.kind, "crypto", `${name}: ${gone.reason.message}`);
+    assert.equal(events.filter((e) => e.type === "decryptFailed").length, 1, name);
+    const delivered = events.filter((e) => e.type === "message").map((m) => m.data);
+    assert.deepEqual(delivered, name === "a replayed record" ? [1] : [], name);
+    assert.deepEqual(net.errors, [], name);
+  }
+});
+
+test("room keys: binary records only when asked and agreed; a binary message otherwise ends the connection", async (t) => {
+  // Not asked for: with binaryRoomRecords false, or without room keys.
+  for (const options of [{ binaryRoomRecords: false }, { roomKeys: false }]) {
+    let seen = null;
+    const net = fakeNetwork(async (sock) => {
+      const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+      seen = auth;
+      sock.push(await hs.seal(keyedConnected(auth)));
+    });
+    const { c } = client(t, net, options);
+    await c.connect();
+    assert.equal(seen.roomRecords, undefined, JSON.stringify(options));
+  }
+  // A connected agreeing to binary records that were not asked for, or to another form.
+  for (const [options, roomRecords] of [[{ binaryRoomRecords: false }, "binary"], [{}, "cbor"]]) {
+    const net = fakeNetwork(async (sock) => {
+      const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+      const connected = keyedConnected(auth);
+      connected.data.roomRecords = roomRecords;
+      sock.push(await hs.seal(connected));
+    });
+    const { c } = client(t, net, options);
+    await stoppedWith(c.connect(), "protocol", /room records/);
+  }
+  // Asked for, but the server answered text records: a binary message is a protocol error.
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    const e = await roomEpoch("r", 1);
+    sock.push(await hs.seal(keyedConnected(auth)));
+    sock.push(await hs.seal(e.grant));
+    sock.push(await e.binary({ event: "order", data: 1 }));
+  });
+  const { c, events } = client(t, net);
+  await c.connect();
+  await until(() => events.some((e) => e.type === "disconnected"), "disconnected");
+  const gone = events.find((e) => e.type === "disconnected");
+  assert.equal(gone.reason.kind, "protocol");
+  assert.match(gone.reason.message, /binary frame/);
+  assert.equal(events.filter((e) => e.type === "message").length, 0);
+  assert.throws(() => new SealwireClient({ url: "ws://x/ws", binaryRoomRecords: 1, WebSocket: function W() {} }), { kind: "config" });
 });
 
 test("room keys: the compatibility profile asks for none; a room record or grant there does not open", async (t) => {

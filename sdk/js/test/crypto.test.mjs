@@ -10,7 +10,14 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { ClientHandshake, CryptoError, HARDENED_PROFILE, ROOM_KEYS, RoomKeyring } from "../src/index.js";
+import {
+  ClientHandshake,
+  CryptoError,
+  HARDENED_PROFILE,
+  ROOM_KEYS,
+  RoomKeyring,
+  parseBinaryRoomRecord,
+} from "../src/index.js";
 import { fromBase64, toBase64 } from "../src/encoding.js";
 
 const vectors = join(dirname(fileURLToPath(import.meta.url)), "../../../tests/vectors");
@@ -290,6 +297,44 @@ test("room vector: the keyring opens every published record (gaps allowed)", asy
   // Nothing of the key is reachable from the keyring object.
   assert.deepEqual(Object.keys(keyring), []);
   assert.equal(JSON.stringify(keyring), "{}");
+});
+
+test("room vector: binary records parse to the text frames' fields and open; a malformed one parses to null", async () => {
+  const v = load("room.json");
+  const keyring = await roomKeyring(v);
+  for (const r of v.records) {
+    const bytes = new Uint8Array(Buffer.from(r.binary_hex, "hex"));
+    const record = parseBinaryRoomRecord(bytes);
+    const { data } = JSON.parse(r.frame);
+    assert.deepEqual({ ...record, ct: toBase64(record.ct) }, data);
+    assert.deepEqual(await keyring.open(record), JSON.parse(r.plaintext));
+    // Replayed in either form: refused.
+    await assert.rejects(keyring.open(record), CryptoError);
+    await assert.rejects(keyring.open(data), CryptoError);
+  }
+  const bytes = new Uint8Array(Buffer.from(v.records[0].binary_hex, "hex"));
+  const header = 3 + Buffer.byteLength(v.room) + 16;
+  // Every cut short of a header and a tag, another type byte, a room name that is not UTF-8.
+  for (let len = 0; len < header + 16; len++) assert.equal(parseBinaryRoomRecord(bytes.slice(0, len)), null, `${len}`);
+  const kind = bytes.slice();
+  kind[0] = 2;
+  assert.equal(parseBinaryRoomRecord(kind), null);
+  const name = bytes.slice();
+  name[3] = 0xff;
+  assert.equal(parseBinaryRoomRecord(name), null);
+  // An epoch past 2^53 cannot be held exactly: refused.
+  const epoch = bytes.slice();
+  epoch[3 + Buffer.byteLength(v.room)] = 0x01;
+  assert.equal(parseBinaryRoomRecord(epoch), null);
+  assert.equal(parseBinaryRoomRecord("not bytes"), null);
+  // A record with any byte changed parses to a record that does not open, or to null.
+  for (let at = 0; at < bytes.length; at++) {
+    const bad = bytes.slice();
+    bad[at] ^= 0x01;
+    const fresh = await roomKeyring(v);
+    const parsed = parseBinaryRoomRecord(bad);
+    if (parsed !== null) await assert.rejects(fresh.open(parsed), CryptoError, `byte ${at}`);
+  }
 });
 
 test("room keys: replayed or lower seq, wrong epoch or room, tampered or truncated ct are refused", async () => {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::protocol::{Text, frame_json};
@@ -23,13 +24,16 @@ pub(crate) struct Frame {
     pub(crate) room: Option<RoomRecord>,
 }
 
-/// A `room-encrypted` frame: the publication (its positioned JSON when it has a position)
-/// sealed once under `epoch` of `room`.
+/// A room record: the publication (its positioned JSON when it has a position) sealed once
+/// under `epoch` of `room`, in both of its wire forms.
 #[derive(Debug)]
 pub(crate) struct RoomRecord {
     pub(crate) room: Arc<str>,
     pub(crate) epoch: u64,
+    /// The `room-encrypted` text frame.
     pub(crate) json: Text,
+    /// The binary message, for members that agreed to binary records.
+    pub(crate) binary: Bytes,
 }
 
 /// A publication's place in a stream with history ([`crate::server::history`]).

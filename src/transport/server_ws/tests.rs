@@ -220,3 +220,48 @@ async fn messages_made_in_place_arrive_whole_and_failed_ones_leave_nothing() {
     }
     assert_eq!(texts, ["hello".to_owned(), "y".repeat(200)]);
 }
+
+#[tokio::test]
+async fn binary_messages_keep_their_opcode_and_their_place_on_both_paths() {
+    // Text and binary interleaved, directly when the buffer takes them and through the `Sink`
+    // otherwise (and the large ones written through), under backpressure.
+    let (mut server, mut client) = pair(300, 1000).await;
+    let sizes = [0usize, 1, 125, 126, 999, 4000, 70_000, 235];
+    let expected: Vec<Message> = (0..200)
+        .map(|i| {
+            let t = text(i, sizes[i % sizes.len()]);
+            if i % 3 == 0 {
+                Message::binary(t.into_bytes())
+            } else {
+                Message::text(t)
+            }
+        })
+        .collect();
+    let sent = expected.clone();
+    let writer = tokio::spawn(async move {
+        for m in sent {
+            let direct = match &m {
+                Message::Binary(b) => server.write_binary_now(b),
+                Message::Text(t) => server.write_now(t.as_str()),
+                _ => false,
+            };
+            if !direct {
+                server.feed(m).await.expect("feed");
+            }
+            server.flush().await.expect("flush");
+        }
+        server.send(close(1000, "done")).await.expect("close");
+        while let Some(Ok(_)) = server.next().await {}
+    });
+    let mut got = Vec::new();
+    loop {
+        match client.next().await {
+            Some(Ok(Message::Close(_))) => break,
+            Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => got.push(m),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    while let Some(Ok(_)) = client.next().await {}
+    writer.await.expect("writer");
+    assert_eq!(got, expected);
+}

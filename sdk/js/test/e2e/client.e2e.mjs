@@ -12,7 +12,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { ClientHandshake, SealwireClient } from "../../src/index.js";
+import { ClientHandshake, SealwireClient, parseBinaryRoomRecord } from "../../src/index.js";
 
 function env(name) {
   const value = process.env[name];
@@ -242,7 +242,16 @@ function tapped(wire) {
   return class TappedWebSocket extends WebSocket {
     constructor(url) {
       super(url);
-      this.addEventListener("message", (e) => wire.push({ dir: "in", data: String(e.data) }));
+      // A binary message (a binary room record) is kept as bytes, with `data` its latin1
+      // rendering, so that a search of `data` covers every byte.
+      this.addEventListener("message", (e) => {
+        if (typeof e.data === "string") {
+          wire.push({ dir: "in", data: e.data });
+        } else {
+          const bytes = new Uint8Array(e.data);
+          wire.push({ dir: "in", data: Buffer.from(bytes).toString("latin1"), bytes });
+        }
+      });
     }
 
     send(data) {
@@ -286,8 +295,9 @@ test("a passive observer of the wire never sees the token, the user id or the ro
 test("room keys: a keyed room's publication is sealed once, the same bytes for every member; a new epoch after a leave", LIMIT, async (t) => {
   const room = "chat:keyed1";
   const wire = [];
+  // A takes room records as binary messages (the default), B as text frames.
   const a = open(t, { token: "kim-js", pinnedServerKeys: [PIN], captureRawFrames: true, WebSocket: tapped(wire) });
-  const b = open(t, { token: "lee-js", pinnedServerKeys: [PIN], captureRawFrames: true });
+  const b = open(t, { token: "lee-js", pinnedServerKeys: [PIN], captureRawFrames: true, binaryRoomRecords: false });
   // Without the extension: the same room, in its own records.
   const c = open(t, { token: "max-js", pinnedServerKeys: [PIN], captureRawFrames: true, roomKeys: false });
   for (const [name, m] of [["a", a], ["b", b], ["c", c]]) {
@@ -302,17 +312,24 @@ test("room keys: a keyed room's publication is sealed once, the same bytes for e
     assert.deepEqual(m.data, { secret });
     assert.equal(m.encrypted, true);
   }
-  // Sealed once: both members holding the epoch key got the very same room record.
-  const frame = JSON.parse(ma.raw);
+  // Sealed once: both members holding the epoch key got the very same room record, B as a
+  // text frame, A as a binary message (which has no text frame to capture).
+  const frame = JSON.parse(mb.raw);
   assert.equal(frame.event, "room-encrypted");
   assert.equal(frame.data.room, room);
-  assert.equal(mb.raw, ma.raw);
+  assert.equal(ma.raw, undefined);
   assert.equal(JSON.parse(mc.raw).event, "encrypted");
+  const binary = wire.filter((f) => f.bytes);
+  assert.equal(binary.length, 1, "one binary record on A's wire");
+  const record = parseBinaryRoomRecord(binary[0].bytes);
+  assert.deepEqual(
+    { ...record, ct: Buffer.from(record.ct).toString("base64") },
+    { room, epoch: frame.data.epoch, seq: frame.data.seq, ct: frame.data.ct },
+  );
   // The tap saw the record, and the grant only as one of the client's own sealed records.
-  assert.ok(wire.some((f) => f.dir === "in" && f.data === ma.raw));
   for (const f of wire) {
     assert.ok(!f.data.includes(secret), `${f.dir}: ${f.data}`);
-    assert.ok(["hello", "encrypted", "room-encrypted"].includes(JSON.parse(f.data).event), f.data);
+    if (!f.bytes) assert.ok(["hello", "encrypted"].includes(JSON.parse(f.data).event), f.data);
   }
   // A member leaves: the next publication comes under a new epoch, which it is not handed.
   await b.client.leave([room]);
@@ -320,7 +337,8 @@ test("room keys: a keyed room's publication is sealed once, the same bytes for e
   assert.equal((await admin(ADMIN, "POST", `/socket/room/${room}/send`, { topic: "to-keyed", data: { n: 2 } })).status, 200);
   const again = await a.rec.next(isMessage("to-keyed"), "to-keyed after the leave");
   assert.deepEqual(again.data, { n: 2 });
-  assert.ok(JSON.parse(again.raw).data.epoch > frame.data.epoch, again.raw);
+  const next = parseBinaryRoomRecord(wire.filter((f) => f.bytes).at(-1).bytes);
+  assert.ok(next.epoch > frame.data.epoch, JSON.stringify(next));
   for (const m of [a, b, c]) {
     assert.deepEqual(m.rec.seen.filter((e) => e.type === "decryptFailed" || e.type === "disconnected"), []);
     m.client.close();

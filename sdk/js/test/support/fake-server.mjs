@@ -170,26 +170,36 @@ export async function acceptCompat(sock, { id = "client-1", info = "ignis-ecdh-p
 /**
  * The server side of one room epoch (`sealwire-room-v1`): `grant` is the `room-key` envelope
  * to seal into a member's own records, `frame(envelope, seq)` a `room-encrypted` frame (JSON
- * text) at `seq` (default: the next one), `data(envelope, seq)` its parsed `data`.
+ * text) at `seq` (default: the next one), `data(envelope, seq)` its parsed `data`,
+ * `binary(envelope, seq)` the record as a binary message (section 14.6, a Uint8Array).
  */
 export async function roomEpoch(room, epoch, secret = random(32)) {
   const roomExpand = (what, len) => expand(secret, enc.encode(`sealwire-room-v1 ${what}`), len);
   const key = await subtle.importKey("raw", await roomExpand("key", 32), "AES-GCM", false, ["encrypt"]);
   const prefix = await roomExpand("iv", 4);
   let next = 0;
-  const data = async (envelope, seq = next) => {
+  const seal = async (envelope, seq = next) => {
     next = seq + 1;
     const name = enc.encode(room);
-    const aad = concat(enc.encode("sealwire-room-v1"), len16(name), be(epoch, 8), be(seq, 8));
+    const fields = concat(len16(name), be(epoch, 8), be(seq, 8));
+    const aad = concat(enc.encode("sealwire-room-v1"), fields);
     const text = typeof envelope === "string" ? envelope : JSON.stringify(envelope);
     const ct = new Uint8Array(
       await subtle.encrypt({ name: "AES-GCM", iv: concat(prefix, be(seq, 8)), additionalData: aad }, key, enc.encode(text)),
     );
-    return { room, epoch, seq, ct: b64(ct) };
+    return { seq, fields, ct };
+  };
+  const data = async (envelope, seq) => {
+    const r = await seal(envelope, seq);
+    return { room, epoch, seq: r.seq, ct: b64(r.ct) };
   };
   return {
     grant: { event: "room-key", data: { room, epoch, key: b64(secret) } },
     data,
+    binary: async (envelope, seq) => {
+      const r = await seal(envelope, seq);
+      return concat(Uint8Array.of(1), r.fields, r.ct);
+    },
     frame: async (envelope, seq) => JSON.stringify({ event: "room-encrypted", data: await data(envelope, seq) }),
   };
 }
@@ -197,7 +207,8 @@ export async function roomEpoch(room, epoch, secret = random(32)) {
 /**
  * An in-memory network. `new net.WebSocket(url)` opens a socket whose server side runs
  * `script(sock)`; `sock.recv()` is the next client frame (text), `sock.push(text|object)`
- * sends one to the client, `sock.close(code, reason)` closes from the server. Every frame a
+ * sends one to the client (a Uint8Array as a binary message: an ArrayBuffer when the client
+ * set `binaryType` to "arraybuffer", else a Blob, as a browser does), `sock.close(code, reason)` closes from the server. Every frame a
  * client ever sent is in `net.sent` (in order, all sockets).
  */
 export function fakeNetwork(script) {
@@ -219,7 +230,13 @@ export function fakeNetwork(script) {
               }),
         push: (frame) => {
           if (this.readyState !== 1) return;
-          const data = typeof frame === "string" ? frame : JSON.stringify(frame);
+          let data;
+          if (frame instanceof Uint8Array) {
+            const bytes = frame.slice();
+            data = this.binaryType === "arraybuffer" ? bytes.buffer : new Blob([bytes]);
+          } else {
+            data = typeof frame === "string" ? frame : JSON.stringify(frame);
+          }
           this.onmessage?.({ data });
         },
         close: (code = 1000, reason = "") => this.finish(code, reason),
