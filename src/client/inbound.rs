@@ -101,11 +101,7 @@ impl Task {
         keyring: Option<&mut Option<RoomKeyring>>,
     ) -> Option<Event> {
         session.as_ref()?;
-        let inner = keyring.and_then(Option::as_mut).and_then(|keyring| {
-            let record = BinaryRecord::parse(bytes).ok()?;
-            let plaintext = keyring.open_binary(&record).ok()?;
-            room_envelope(record.room, &plaintext)
-        });
+        let inner = open_binary_room(keyring.and_then(Option::as_mut), bytes);
         Some(match inner {
             // The raw frame is text only: a binary record carries none.
             Some(inner) => self
@@ -140,6 +136,14 @@ fn open_room(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<
     let ct = data.get("ct")?.as_str()?;
     let plaintext = keyring.open(room, epoch, seq, ct).ok()?;
     room_envelope(room, &plaintext)
+}
+
+/// Opens a binary room record (§14.6); `None` when the client did not agree to them (no
+/// keyring), it is not one, it does not open, or its plaintext is not an application envelope.
+fn open_binary_room(keyring: Option<&mut RoomKeyring>, bytes: &[u8]) -> Option<Inbound> {
+    let record = BinaryRecord::parse(bytes).ok()?;
+    let plaintext = keyring?.open_binary(&record).ok()?;
+    room_envelope(record.room, &plaintext)
 }
 
 /// The application envelope an opened record of `room` carries; `None` for anything else.
@@ -233,5 +237,46 @@ mod tests {
             );
             assert_eq!(other.data, Some(json!(2)));
         }
+    }
+
+    #[test]
+    fn a_binary_room_record_opens_once_and_nothing_else_does() {
+        let secret = RoomSecret::from_bytes(&[9; 32]);
+        let mut sealer =
+            RoomSealer::new("orders", 1, &secret, AeadBackend::default()).expect("sealer");
+        let ring = || {
+            let mut ring = RoomKeyring::new();
+            ring.grant("orders", 1, &secret.to_base64(), AeadBackend::default())
+                .expect("grant");
+            ring
+        };
+        let record = sealer
+            .seal(br#"{"event":"o","data":1,"stream":"room:other","offset":2,"epoch":"e"}"#)
+            .expect("seal")
+            .binary;
+        let mut keyring = ring();
+        let opened = open_binary_room(Some(&mut keyring), &record).expect("opens");
+        assert_eq!(
+            (opened.event.as_deref(), opened.data),
+            (Some("o"), Some(json!(1)))
+        );
+        // A position for another stream is not taken, as for a text record.
+        assert_eq!(opened.stream, None);
+        // Replayed; without a keyring (not agreed); any byte changed; a system event inside.
+        assert!(open_binary_room(Some(&mut keyring), &record).is_none());
+        assert!(open_binary_room(None, &record).is_none());
+        for at in 0..record.len() {
+            let mut bad = record.clone();
+            bad[at] ^= 0x40;
+            assert!(
+                open_binary_room(Some(&mut ring()), &bad).is_none(),
+                "byte {at}"
+            );
+        }
+        let system = sealer
+            .seal(br#"{"event":"connected","data":{}}"#)
+            .expect("seal")
+            .binary;
+        assert!(open_binary_room(Some(&mut ring()), &system).is_none());
     }
 }
