@@ -1,8 +1,8 @@
 //! The per-recipient cost of an encrypted fan-out: from the publication's shared JSON bytes
 //! (serialized once per publication) to the text message one encrypted recipient is sent, in
 //! both profiles; the plaintext recipient's cost for comparison; the room-key path (one seal
-//! per publication, shared by every member, and the grant each member is sealed at a new
-//! epoch); and the AES-256-GCM seal alone in both implementations.
+//! per publication, shared by every member as a text or a binary record, and the grant each
+//! member is sealed at a new epoch); and the AES-256-GCM seal alone in both implementations.
 //!
 //! ```text
 //! cargo bench --bench seal_path
@@ -107,11 +107,21 @@ fn room_key(c: &mut Criterion) {
     });
     let secret = RoomSecret::random(&mut rand::rng());
     let mut sealer = RoomSealer::new("lobby", 1, &secret, AeadBackend::AwsLc).expect("sealer");
+    // One seal makes both forms of the record (§14.6): members get the text frame here...
     group.bench_function("room-key", |b| {
         b.iter(|| {
             let record: Utf8Bytes = sealer.seal_frame(json.as_bytes()).expect("seal").into();
             for _ in 0..MEMBERS {
                 black_box(Message::Text(record.clone()));
+            }
+        });
+    });
+    // ... and the binary message here.
+    group.bench_function("room-key/binary", |b| {
+        b.iter(|| {
+            let record = bytes::Bytes::from(sealer.seal(json.as_bytes()).expect("seal").binary);
+            for _ in 0..MEMBERS {
+                black_box(Message::Binary(record.clone()));
             }
         });
     });
