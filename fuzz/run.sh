@@ -13,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 secs="${1:-25}"
 shift || true
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(frame_parse decrypt upgrade_head); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(frame_parse decrypt upgrade_head room_record); fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$here/target}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
