@@ -2,7 +2,8 @@
 //! context, so WebCrypto is there) that connects with the hardened profile (`sealwire-v2`,
 //! sealed authentication) and a pinned server identity, with a token provider that hands out
 //! short-lived tokens; it joins a room and sends an event; the server then pushes a user and a
-//! room message. The page refreshes its session on its own and is still served after the first
+//! room message, and one to a room with room keys, which reaches the page as a binary room
+//! record. The page refreshes its session on its own and is still served after the first
 //! token's expiry; a tap on its WebSocket shows that neither the token nor the user id crossed
 //! the wire in plaintext. Then its connection is cut while messages are published, and it
 //! recovers them on reconnect to another instance (history shared in Redis Streams). A second, shorter test runs the SDK over the Socket.IO
@@ -198,6 +199,7 @@ async fn browser_sdk_runs_in_headless_chromium() {
     );
     let mut config = config;
     config.history.rooms = vec!["chat:*".to_owned()];
+    config.room_keys.rooms = vec!["chat:keyed*".to_owned()];
     // Two instances on one Redis (bus, and history in Redis Streams): the page reconnects to
     // the other one and recovers there.
     let redis = common::redis::RedisServer::start().await;
@@ -292,7 +294,26 @@ async fn browser_sdk_runs_in_headless_chromium() {
         let raw: Value = serde_json::from_str(m["raw"].as_str().expect("raw")).expect("json");
         assert_eq!(raw["event"], "encrypted");
         assert!(raw["data"]["seq"].is_u64());
+        assert_eq!(m["binaryFrames"], 0, "{m}");
     }
+    // A room with room keys: one record sealed under the room's epoch key, which the page
+    // took as a binary message (no text frame to capture) and opened.
+    server
+        .server
+        .to_room("chat:keyed-browser")
+        .emit("to-keyed", &json!({"n": 5}))
+        .await
+        .expect("send to keyed room");
+    let m = message(rx, &mut reports, "to-keyed").await;
+    assert_eq!(
+        (m["data"]["n"].clone(), m["encrypted"].clone()),
+        (json!(5), json!(true))
+    );
+    assert_eq!(
+        (m["raw"].clone(), m["binaryFrames"].clone()),
+        (Value::Null, json!(1)),
+        "{m}"
+    );
 
     // The page refreshed on its own, with a new token from its provider, sealed.
     let refreshed = next(rx, &mut reports, "refreshed").await;
