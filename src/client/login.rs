@@ -232,10 +232,15 @@ pub(super) async fn sealed_login(
                     && connected.extra.get("roomKeys").and_then(Value::as_str)
                         == Some(room::EXTENSION_ID))
                 .then(RoomKeyring::new);
-                let binary_room_records = room_keys.is_some()
-                    && authenticate.room_records.is_some()
-                    && connected.extra.get("roomRecords").and_then(Value::as_str)
-                        == Some(room::binary::RECORDS_BINARY);
+                let Ok(binary_room_records) = agreed_binary_records(
+                    authenticate.room_records.is_some() && room_keys.is_some(),
+                    connected.extra.get("roomRecords"),
+                ) else {
+                    let reason = DisconnectReason::Protocol(
+                        "connected agrees to room records that were not asked for".into(),
+                    );
+                    return Err(abort(&mut ws, reason).await);
+                };
                 let (info, session_left) = connection_info(connected, true);
                 return Ok(Live {
                     ws,
@@ -251,9 +256,44 @@ pub(super) async fn sealed_login(
     }
 }
 
+/// Whether the sealed `connected` agreed to binary room records (§14.6), given whether the
+/// client asked for them and holds room keys; `Err` for an answer it must refuse: agreement
+/// to what was not asked for, or to another value.
+fn agreed_binary_records(asked: bool, answer: Option<&Value>) -> Result<bool, ()> {
+    match answer {
+        None | Some(Value::Null) => Ok(false),
+        Some(v) if asked && v.as_str() == Some(room::binary::RECORDS_BINARY) => Ok(true),
+        Some(_) => Err(()),
+    }
+}
+
 /// The `message` of an `error` event's data.
 pub(super) fn error_message(data: Option<&Value>) -> Option<String> {
     data.and_then(|d| d.get("message"))
         .and_then(Value::as_str)
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agreed_binary_records;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn binary_records_are_agreed_only_as_asked_and_anything_else_is_refused() {
+        let binary = json!("binary");
+        assert_eq!(agreed_binary_records(true, Some(&binary)), Ok(true));
+        assert_eq!(agreed_binary_records(true, None), Ok(false));
+        assert_eq!(agreed_binary_records(false, None), Ok(false));
+        assert_eq!(agreed_binary_records(false, Some(&Value::Null)), Ok(false));
+        // Not asked for (or without room keys), or another form: refused.
+        assert_eq!(agreed_binary_records(false, Some(&binary)), Err(()));
+        for other in [json!("cbor"), json!(true), json!(["binary"])] {
+            assert_eq!(
+                agreed_binary_records(true, Some(&other)),
+                Err(()),
+                "{other}"
+            );
+        }
+    }
 }

@@ -10,6 +10,12 @@ export const utf8 = (s) => textEncoder.encode(s);
 /** The string of UTF-8 bytes; throws on invalid UTF-8. */
 export const fromUtf8 = (u8) => textDecoder.decode(u8);
 
+const exactDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** `fromUtf8` that keeps a leading byte-order mark (U+FEFF) as a character of the string, for
+ * names that must round-trip byte for byte (a room name is any string). */
+export const fromUtf8Exact = (u8) => exactDecoder.decode(u8);
+
 /** Standard base64 (with padding) of bytes. */
 export function toBase64(u8) {
   let bin = "";

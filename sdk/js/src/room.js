@@ -16,7 +16,7 @@
 // epoch secret never outlives `grant`: it is wiped once the AES key (a non-extractable
 // CryptoKey) and the nonce prefix are derived, and the keyring keeps both in a private field.
 
-import { bigEndian, concat, fromBase64, fromUtf8, lengthPrefixed, utf8 } from "./encoding.js";
+import { bigEndian, concat, fromBase64, fromUtf8, fromUtf8Exact, lengthPrefixed, utf8 } from "./encoding.js";
 import { CryptoError, defaultSubtle, expandSecret } from "./crypto.js";
 
 /** Wire id of the extension: the `roomKeys` value of the sealed `authenticate` and `connected`. */
@@ -85,10 +85,13 @@ export function parseBinaryRoomRecord(bytes) {
   if (bytes.length < end + TAG_LEN) return null;
   let room;
   try {
-    room = fromUtf8(bytes.subarray(3, 3 + roomLen));
+    // Exact: a room name may start with U+FEFF, which the default decoder would drop.
+    room = fromUtf8Exact(bytes.subarray(3, 3 + roomLen));
   } catch {
     return null;
   }
+  // The name must encode back to the very bytes the record's AAD holds.
+  if (utf8(room).length !== roomLen) return null;
   const epoch = view.getBigUint64(3 + roomLen);
   const seq = view.getBigUint64(3 + roomLen + 8);
   if (epoch > BigInt(Number.MAX_SAFE_INTEGER) || seq > BigInt(Number.MAX_SAFE_INTEGER)) return null;

@@ -609,6 +609,24 @@ test("room keys: agreed binary room records are delivered like text ones", async
   assert.deepEqual(net.errors, []);
 });
 
+test("room keys: a binary record of a room whose name starts with U+FEFF opens (the name is kept byte for byte)", async (t) => {
+  const room = "\ufeffbom";
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    const e = await roomEpoch(room, 3);
+    sock.push(await hs.seal(binaryConnected(auth)));
+    sock.push(await hs.seal(e.grant));
+    sock.push(await e.binary({ event: "order", data: 1 }));
+    sock.push(await e.frame({ event: "order", data: 2 }));
+  });
+  const { c, events } = client(t, net);
+  await c.connect();
+  await until(() => events.filter((e) => e.type === "message").length === 2, "two messages");
+  assert.deepEqual(events.filter((e) => e.type === "message").map((m) => m.data), [1, 2]);
+  assert.equal(events.filter((e) => e.type === "decryptFailed").length, 0);
+  assert.deepEqual(net.errors, []);
+});
+
 test("room keys: a binary room record that fails any check closes the connection, nothing is delivered", async (t) => {
   const room = "orders:eu";
   const flip = (at) => async (e) => {

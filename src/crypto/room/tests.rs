@@ -209,3 +209,16 @@ fn malformed_binary_records_are_refused_without_panicking() {
     // A length prefix that points past the end.
     assert!(BinaryRecord::parse(&[1, 0xff, 0xff, b'a']).is_err());
 }
+
+#[test]
+fn a_room_name_starting_with_a_byte_order_mark_keeps_it_in_both_forms() {
+    let room = "\u{feff}a";
+    let frames = sealer(room, 2)
+        .seal(br#"{"event":"e","data":1}"#)
+        .expect("seal");
+    let record = BinaryRecord::parse(&frames.binary).expect("parses");
+    assert_eq!(record.room, room);
+    assert!(keyring(room, 2).open_binary(&record).is_ok());
+    let (text_room, ..) = fields(&frames.text);
+    assert_eq!(text_room, room);
+}
