@@ -738,7 +738,10 @@ export class SealwireClient {
   async onBinaryRoomRecord(conn, raw) {
     let bytes = null;
     try {
-      bytes = typeof Blob !== "undefined" && raw instanceof Blob ? new Uint8Array(await raw.arrayBuffer()) : new Uint8Array(ArrayBuffer.isView(raw) ? raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength) : raw);
+      if (typeof Blob !== "undefined" && raw instanceof Blob) raw = await raw.arrayBuffer();
+      // A view (Node's Buffer) over its own bytes, or the ArrayBuffer whole; the parser copies
+      // the ciphertext out.
+      bytes = ArrayBuffer.isView(raw) ? new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) : new Uint8Array(raw);
     } catch {
       bytes = null;
     }
