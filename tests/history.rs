@@ -500,3 +500,120 @@ async fn a_stream_that_starts_again_is_delivered_to_a_recovered_client() {
     assert_ne!(m["epoch"], epoch, "a new epoch");
     s.stop().await;
 }
+
+/// Joins of rooms with history cannot make the server hold streams without bound: past
+/// `max_streams` held streams, a lookup of a stream the server does not hold is answered
+/// without a position (epoch `""`), a position like that never recovers, and a publication
+/// still gets its stream (and its position) as always. The count is on the metrics page.
+#[tokio::test]
+async fn a_stream_budget_bounds_what_joins_can_make_the_server_hold() {
+    let mut c = config(100);
+    c.history.max_streams = 2;
+    let s = server(c).await;
+    // The user stream and the first room take the two streams.
+    let mut a = connect(&s, "ida", json!({}), false).await;
+    let (_, streams) = until_recovered(&mut a).await;
+    assert_ne!(stream(&streams, "user:ida")["epoch"], "");
+    let streams = join(&mut a, json!({})).await;
+    let held = stream(&streams, STREAM)["epoch"].clone();
+    assert_ne!(held, "");
+    // A room the server holds no stream of: no position, and nothing held for it.
+    a.emit("join", json!({"rooms": ["orders:2"], "recover": {}}))
+        .await;
+    let (_, streams) = until_recovered(&mut a).await;
+    let unheld = stream(&streams, "room:orders:2");
+    assert_eq!(
+        (&unheld["epoch"], &unheld["offset"]),
+        (&json!(""), &json!(0))
+    );
+    assert!(unheld.get("recovered").is_none(), "{unheld}");
+    assert!(s.server.history("room:orders:2", 0, 1).await.is_none());
+    // A stream already held still answers with its position.
+    let mut b = connect(&s, "ida", json!({}), false).await;
+    until_recovered(&mut b).await;
+    assert_eq!(
+        stream(&join(&mut b, json!({})).await, STREAM)["epoch"],
+        held
+    );
+    // An unheld position recovers nothing: whatever its stream held meanwhile is unknown.
+    b.emit(
+        "join",
+        json!({"rooms": ["orders:3"], "recover": {"room:orders:3": {"offset": 0, "epoch": ""}}}),
+    )
+    .await;
+    let (_, streams) = until_recovered(&mut b).await;
+    assert_eq!(stream(&streams, "room:orders:3")["recovered"], false);
+    // A publication gets its stream past the budget, and its members their positions.
+    s.server
+        .to_room("orders:2")
+        .emit("order", &json!({"n": 1}))
+        .await
+        .expect("publish");
+    let m = a.recv_msg().await;
+    assert_eq!(
+        (&m["stream"], &m["offset"]),
+        (&json!("room:orders:2"), &json!(1))
+    );
+    assert_ne!(m["epoch"], "");
+    let (metrics, _) = s.server.render_metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "sealwire_history_unheld_lookups_total 2"),
+        "two lookups answered without a position:\n{metrics}"
+    );
+    s.stop().await;
+}
+
+/// The Rust SDK keeps an unheld position (the stream budget spent when it joined) and sends it
+/// back on reconnect, so the stream it could not be tracked in is answered `recovered: false`
+/// (refetch) instead of passing for one that missed nothing, although a publication was made
+/// there while it was away.
+#[tokio::test]
+async fn the_rust_sdk_reports_a_stream_it_was_not_tracked_in() {
+    use common::proxy::TcpProxy;
+    use common::sdk::event_where;
+    use sealwire::client::{Client, Event, ReconnectPolicy};
+
+    let mut c = config(100);
+    c.history.max_streams = 1; // the user stream takes it
+    let s = server(c).await;
+    let proxy = TcpProxy::start(s.addr).await;
+    let (client, mut events) = Client::builder(proxy.ws_url())
+        .token("gil")
+        .recover(true)
+        .reconnect(ReconnectPolicy::default().initial_delay(Duration::from_millis(20)))
+        .connect()
+        .await
+        .expect("connect");
+    let recovered = |e: &Event| matches!(e, Event::Recovered { .. });
+    event_where(&mut events, recovered).await;
+    client.join([ROOM]).await.expect("join");
+    let Event::Recovered { streams } = event_where(&mut events, recovered).await else {
+        unreachable!()
+    };
+    assert_eq!(
+        (streams[0].stream.as_str(), streams[0].epoch.as_str()),
+        (STREAM, "")
+    );
+    assert_eq!(client.positions()[STREAM].epoch, "", "kept");
+
+    proxy.cut();
+    wait_for(|| s.server.counts().authenticated == 0).await;
+    publish(&s, 1).await; // makes the stream; the client is away
+    let mut verdicts = Vec::new();
+    while !verdicts
+        .iter()
+        .any(|v: &sealwire::protocol::StreamState| v.stream == STREAM)
+    {
+        if let Event::Recovered { streams } = event_where(&mut events, recovered).await {
+            verdicts.extend(streams);
+        }
+    }
+    let room = verdicts.iter().find(|v| v.stream == STREAM).expect("room");
+    assert_eq!(room.recovered, Some(false), "{room:?}");
+    assert_eq!(room.offset, 1);
+    assert_eq!(client.positions()[STREAM].offset, 1, "tracked from now on");
+    client.close();
+    s.stop().await;
+}

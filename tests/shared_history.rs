@@ -16,7 +16,7 @@ use sealwire::client::{Client, Event, ReconnectPolicy};
 use sealwire::crypto::backplane::BusKey;
 use sealwire::crypto::{ClientHandshake, HandshakeConfig};
 use sealwire::publish::Publish;
-use sealwire::server::{GlobRooms, ServerBuilder};
+use sealwire::server::{GlobRooms, ServerBuilder, ServerConfig};
 use serde_json::{Value, json};
 
 const ROOM: &str = "orders:1";
@@ -25,9 +25,15 @@ const STREAM: &str = "room:orders:1";
 /// An instance keeping `orders:*` rooms and users in Redis Streams (`size` per stream).
 fn instance(redis: &RedisServer, size: usize, key: Option<&BusKey>) -> ServerBuilder {
     let mut c = base_config();
+    c.history.size = size;
+    instance_with(redis, c, key)
+}
+
+/// [`instance`] with `c`'s history budget.
+fn instance_with(redis: &RedisServer, mut c: ServerConfig, key: Option<&BusKey>) -> ServerBuilder {
+    let size = c.history.size;
     c.history.rooms = vec!["orders:*".to_owned()];
     c.history.users = true;
-    c.history.size = size;
     let bus = RedisBus::new(
         RedisBusConfig::new(redis.url())
             .backoff(Duration::from_millis(20), Duration::from_millis(300))
@@ -525,5 +531,94 @@ async fn recovering_while_redis_is_down_is_answered_as_a_gap() {
     assert!(replayed.is_empty(), "{replayed:?}");
     assert_eq!(publish(&a, 1).await, None, "not kept while Redis is down");
     assert_eq!(c.recv_msg().await["data"]["n"], 1, "served live");
+    a.stop().await;
+}
+
+/// Joins cannot make Redis hold streams without bound: an instance creates at most
+/// `max_streams` streams by lookup per TTL, and past that a lookup of a stream Redis does not
+/// hold is answered without a position and writes nothing. A stream made for a lookup is not
+/// kept alive by further lookups (it expires a TTL after it was made); one with publications
+/// is, as before. A publication still gets its stream past the budget.
+#[tokio::test]
+async fn a_stream_budget_bounds_what_joins_can_make_redis_hold() {
+    let redis = RedisServer::start().await;
+    let mut c = base_config();
+    c.history.size = 100;
+    c.history.max_streams = 2;
+    let a = start_with(instance_with(&redis, c, None)).await;
+    let conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let pttl = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            let ms: i64 = ::redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("pttl");
+            ms
+        }
+    };
+    // The user stream and the first room take the two creations.
+    let (mut c, _, room) = joined(&a, None).await;
+    let held = room["epoch"].clone();
+    assert_ne!(held, "");
+    let made = pttl(format!("sealwire:history:m:{STREAM}")).await;
+    assert!(made > 0, "a stream made for a lookup expires: {made}");
+    // Past the budget: no position, and no key in Redis.
+    c.emit("join", json!({"rooms": ["orders:2"], "recover": {}}))
+        .await;
+    let m = c.recv_msg().await;
+    assert_eq!(m["event"], "recovered", "{m}");
+    let unheld = &m["data"]["streams"][0];
+    assert_eq!(
+        (&unheld["epoch"], &unheld["offset"]),
+        (&json!(""), &json!(0))
+    );
+    assert_eq!(
+        pttl("sealwire:history:m:room:orders:2".to_owned()).await,
+        -2
+    );
+    // A held stream still answers, and the lookup does not extend its life.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (_, _, again) = joined(&a, None).await;
+    assert_eq!(again["epoch"], held);
+    let later = pttl(format!("sealwire:history:m:{STREAM}")).await;
+    assert!(
+        later < made,
+        "not refreshed by a lookup: {later} after {made}"
+    );
+    // A publication gets its stream past the budget; from then on lookups keep it alive.
+    a.server
+        .to_room("orders:2")
+        .emit("order", &json!({"n": 1}))
+        .await
+        .expect("publish");
+    let m = c.recv_msg().await;
+    assert_eq!(
+        (&m["stream"], &m["offset"]),
+        (&json!("room:orders:2"), &json!(1))
+    );
+    assert_ne!(m["epoch"], "");
+    publish(&a, 1).await;
+    assert_eq!(c.recv_msg().await["offset"], 1);
+    let published = pttl(format!("sealwire:history:m:{STREAM}")).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    joined(&a, None).await;
+    let read = pttl(format!("sealwire:history:m:{STREAM}")).await;
+    assert!(
+        read > published - 30,
+        "refreshed by a lookup: {read} after {published}"
+    );
+    let (metrics, _) = a.server.render_metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "sealwire_history_unheld_lookups_total 1"),
+        "{metrics}"
+    );
     a.stop().await;
 }

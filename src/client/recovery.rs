@@ -42,10 +42,11 @@ impl Task {
             .clone()
             .and_then(|d| serde_json::from_value(d).ok())
             .unwrap_or_default();
+        // An unheld position (epoch `""`) is kept too: sent back on the next reconnect, it is
+        // answered `recovered: false`, so a stream the server could not track is never taken
+        // for one that missed nothing.
         for s in &payload.streams {
-            if !s.epoch.is_empty() {
-                self.shared.advance(&s.stream, s.offset, &s.epoch);
-            }
+            self.shared.advance(&s.stream, s.offset, &s.epoch);
         }
         Some(Event::Recovered {
             streams: payload.streams,

@@ -48,7 +48,7 @@ pub fn target_of(stream: &str) -> Option<BusTarget> {
 
 /// What keeps history (the `--history-*` flags). Servers and emitters publishing to the same
 /// shared store must agree on it. Defaults: nothing (history off), 1,000 publications per stream, 5
-/// minutes.
+/// minutes, at most 100,000 streams made for lookups.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HistoryConfig {
@@ -62,6 +62,12 @@ pub struct HistoryConfig {
     pub users: bool,
     /// Whether the broadcast stream keeps history. Defaults to `false`.
     pub broadcast: bool,
+    /// How many streams a server makes for lookups (a client asking where a stream it joined
+    /// stands) before it answers them without a position (epoch `""`) instead. In memory:
+    /// streams held by the instance, whatever made them. In a shared store: streams this
+    /// instance created by lookup per `ttl`. Publications always get a stream. Defaults to
+    /// 100,000. Only servers read it.
+    pub max_streams: usize,
 }
 
 impl Default for HistoryConfig {
@@ -72,6 +78,7 @@ impl Default for HistoryConfig {
             rooms: Vec::new(),
             users: false,
             broadcast: false,
+            max_streams: 100_000,
         }
     }
 }
@@ -131,6 +138,24 @@ pub struct Position {
     pub offset: u64,
     /// The stream's epoch that offset belongs to.
     pub epoch: String,
+}
+
+impl Position {
+    /// The position a server gives for a stream it holds no position in (its store out of
+    /// reach, or its stream budget spent): epoch `""`, offset 0. No recovery matches it.
+    #[must_use]
+    pub fn unheld() -> Self {
+        Self {
+            offset: 0,
+            epoch: String::new(),
+        }
+    }
+
+    /// Whether this is [`Self::unheld`]'s position (an empty epoch).
+    #[must_use]
+    pub fn is_unheld(&self) -> bool {
+        self.epoch.is_empty()
+    }
 }
 
 /// The `recover` field of `authenticate` and `join`: the client's last positions by stream.

@@ -265,6 +265,7 @@ impl Server {
                 let (streams, entries) = h.sizes()?;
                 Some(metrics::HistorySample { streams, entries })
             }),
+            history_unheld: self.0.history.as_ref().map_or(0, |h| h.unheld()),
         };
         (self.0.metrics.render(&sample), metrics::CONTENT_TYPE)
     }

@@ -906,9 +906,10 @@ export class SealwireClient {
     }
     if (this.options.recover && frame.event === "recovered") {
       const streams = Array.isArray(frame.data?.streams) ? frame.data.streams : [];
-      for (const s of streams) {
-        if (s?.epoch) this.advance(s.stream, s.offset, s.epoch);
-      }
+      // An unheld position (epoch "") is kept too: sent back on the next reconnect, it is
+      // answered `recovered: false`, so a stream the server could not track is never taken
+      // for one that missed nothing.
+      for (const s of streams) this.advance(s?.stream, s?.offset, s?.epoch);
       this.emit("recovered", { streams });
       return;
     }

@@ -390,6 +390,32 @@ const keyedConnected = (auth, id = "c-1") => ({
   data: { id, userId: "u", time: T0, ...(auth.roomKeys ? { roomKeys: auth.roomKeys } : {}) },
 });
 
+test("recover: an unheld position (epoch \"\") is kept and sent back, so the server answers it recovered: false", async (t) => {
+  let joinData = null;
+  const net = fakeNetwork(async (sock) => {
+    const { hs, auth } = await acceptHello(sock, { id: "c-1" });
+    assert.deepEqual(auth.recover, {});
+    sock.push(await hs.seal(keyedConnected(auth)));
+    // The server's stream budget was spent: the room stream has no position.
+    sock.push(await hs.seal({ event: "recovered", data: { streams: [
+      { stream: "user:u", epoch: "e1", offset: 3 },
+      { stream: "room:orders:1", epoch: "", offset: 0 },
+    ] } }));
+    joinData = (await hs.open(JSON.parse(await sock.recv()).data)).data;
+  });
+  const { c } = client(t, net, { recover: true });
+  await c.connect();
+  await until(() => c.streamPositions.size === 2, "both positions");
+  assert.deepEqual(c.positions(), {
+    "user:u": { offset: 3, epoch: "e1" },
+    "room:orders:1": { offset: 0, epoch: "" },
+  });
+  c.join("orders:1").catch(() => {}); // answered by no one: only what it sent matters
+  await until(() => joinData !== null, "the join");
+  assert.deepEqual(joinData, { rooms: ["orders:1"], recover: { "room:orders:1": { offset: 0, epoch: "" } } });
+  assert.deepEqual(net.errors, []);
+});
+
 test("room keys: grants stay inside the client, room records are delivered as application messages", async (t) => {
   const room = "orders:eu";
   let e7 = null;

@@ -125,6 +125,11 @@ pub(crate) struct HistoryArgs {
     /// Seconds a publication is kept in history.
     #[arg(long, env = "SEALWIRE_HISTORY_TTL", default_value_t = 300)]
     pub(crate) history_ttl: u64,
+    /// Streams the server makes for clients that ask where a stream stands, before it answers
+    /// them without a position (in memory: streams held; with Redis: streams this instance
+    /// creates by lookup per --history-ttl). Bounds what joins can make the server hold.
+    #[arg(long, env = "SEALWIRE_HISTORY_MAX_STREAMS", default_value_t = 100_000)]
+    pub(crate) history_max_streams: usize,
 }
 
 impl HistoryArgs {
@@ -136,6 +141,7 @@ impl HistoryArgs {
         c.broadcast = self.history_broadcast;
         c.size = self.history_size;
         c.ttl = std::time::Duration::from_secs(self.history_ttl);
+        c.max_streams = self.history_max_streams;
         c
     }
 }

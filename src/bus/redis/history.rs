@@ -129,6 +129,7 @@ impl HistoryStore for RedisHistory {
         stream: &str,
         since: u64,
         limit: usize,
+        create: bool,
     ) -> BoxFuture<'_, Result<KeptPage, HistoryError>> {
         let stream = stream.to_owned();
         Box::pin(async move {
@@ -139,7 +140,7 @@ impl HistoryStore for RedisHistory {
                 &inner.read,
                 &stream,
                 (since, limit),
-                inner.ttl_ms,
+                (inner.ttl_ms, create),
             )
             .await
             .map_err(unavailable)?;
@@ -185,6 +186,6 @@ impl RedisHistory {
             env.kept = None;
             entries.push((offset, env));
         }
-        KeptPage::new(page.position, entries)
+        KeptPage::new(page.position, entries).created(page.created)
     }
 }

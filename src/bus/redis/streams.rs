@@ -67,19 +67,33 @@ local listening = redis.call('PUBLISH', ARGV[1], kept)
 return {offset, epoch, listening}
 "#;
 
-/// KEYS: hash, entries. ARGV: since, limit, ttl ms, a fresh epoch. Returns
-/// `{epoch, top, now, entries}` (entries as `XRANGE` gives them, after offset `since`).
+/// KEYS: hash, entries. ARGV: since, limit, ttl ms, a fresh epoch, `1` to create the stream
+/// if it is not held. Returns `{epoch, top, now, entries, created}` (entries as `XRANGE` gives
+/// them, after offset `since`); for a stream not held and not created, `{"", 0, now, {}, 0}`,
+/// and nothing is written. A read extends the life of a stream only once something was
+/// appended to it, so a stream made for a lookup expires a TTL after it was made.
 const READ_BODY: &str = r"
+local created = 0
+if not redis.call('HGET', KEYS[1], 'epoch') then
+  if ARGV[5] ~= '1' then
+    return {'', 0, now, {}, 0}
+  end
+  created = 1
+end
 local epoch = epoch_of(ARGV[4], false)
 local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if created == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+elseif top > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
 local entries = {}
 local since = tonumber(ARGV[1])
 if tonumber(ARGV[2]) > 0 and since < top then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', ARGV[2])
 end
-return {epoch, top, now, entries}
+return {epoch, top, now, entries, created}
 ";
 
 /// The append script.
@@ -137,9 +151,12 @@ pub(crate) struct RawPage {
     pub now_ms: u64,
     /// Entries after the offset asked for: offset, append time (Redis's clock), envelope text.
     pub entries: Vec<(u64, u64, String)>,
+    /// Whether this read created the stream.
+    pub created: bool,
 }
 
-/// Runs the read script: where `stream` stands and up to `limit` entries after `since`.
+/// Runs the read script: where `stream` stands and up to `limit` entries after `since`;
+/// with `create`, a stream not held is created in a new epoch.
 ///
 /// # Errors
 /// The script failed or its answer has another shape.
@@ -148,7 +165,7 @@ pub(crate) async fn read<C: redis::aio::ConnectionLike>(
     script: &redis::Script,
     stream: &str,
     (since, limit): (u64, usize),
-    ttl_ms: u64,
+    (ttl_ms, create): (u64, bool),
 ) -> redis::RedisResult<RawPage> {
     let value: Value = script
         .key(meta_key(stream))
@@ -157,6 +174,7 @@ pub(crate) async fn read<C: redis::aio::ConnectionLike>(
         .arg(limit)
         .arg(ttl_ms.max(1))
         .arg(fresh_epoch())
+        .arg(if create { "1" } else { "0" })
         .invoke_async(conn)
         .await?;
     parse_page(value).ok_or_else(|| {
@@ -187,7 +205,7 @@ fn parse_page(value: Value) -> Option<RawPage> {
     let Value::Array(parts) = value else {
         return None;
     };
-    let [epoch, top, now, entries] = parts.as_slice() else {
+    let [epoch, top, now, entries, created] = parts.as_slice() else {
         return None;
     };
     let Value::Array(raw) = entries else {
@@ -219,5 +237,6 @@ fn parse_page(value: Value) -> Option<RawPage> {
         },
         now_ms: int(now)?,
         entries: out,
+        created: int(created)? == 1,
     })
 }

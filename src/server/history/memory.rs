@@ -4,7 +4,9 @@
 //! stream's next offset; the frame delivered to clients that asked for positions carries
 //! `stream`, `offset` and `epoch`. A stream keeps at most `size` publications for at most
 //! `ttl`. Its epoch is random, chosen when the stream is created, so offsets never carry over
-//! a restart or a stream that expired.
+//! a restart or a stream that expired. A publication always gets its stream; a lookup (a
+//! client asking where a stream stands) creates one only while the server holds fewer than
+//! `max_streams`, and is answered without a position past that.
 //!
 //! With several instances, each keeps its own streams and epochs, and a client recovers from
 //! the instance it reconnects to (an offset from another instance's epoch is answered
@@ -72,6 +74,8 @@ impl Stream {
 pub(crate) struct History {
     size: usize,
     ttl: Duration,
+    /// Streams past which a lookup creates none ([`HistoryConfig::max_streams`]).
+    max_streams: usize,
     streams: Mutex<HashMap<Arc<str>, Stream>>,
     /// Told of the interest each held stream keeps in its target.
     bus: Arc<dyn Bus>,
@@ -82,6 +86,7 @@ impl History {
         Self {
             size: config.size,
             ttl: config.ttl,
+            max_streams: config.max_streams,
             streams: Mutex::new(HashMap::new()),
             bus,
         }
@@ -134,13 +139,30 @@ impl History {
         deliver(&positioned)
     }
 
-    /// Where `stream` stands now (created empty if unknown).
+    /// The stream `name` for a lookup: the one held, or a new one while the server holds
+    /// fewer than `max_streams`; `None` past that (a lookup is then answered without a
+    /// position, so that what clients ask about cannot grow what the server holds).
+    fn lookup<'a>(
+        &self,
+        streams: &'a mut HashMap<Arc<str>, Stream>,
+        name: &str,
+        now: Instant,
+    ) -> Option<&'a mut Stream> {
+        if streams.len() >= self.max_streams && !streams.contains_key(name) {
+            return None;
+        }
+        let s = self.stream(streams, &Arc::from(name), now);
+        s.used = now;
+        Some(s)
+    }
+
+    /// Where `stream` stands now (created empty if unknown, within `max_streams`;
+    /// [`Position::unheld`] past it).
     pub(crate) fn position(&self, stream: &str) -> Position {
         let now = Instant::now();
         let mut streams = self.lock();
-        let s = self.stream(&mut streams, &Arc::from(stream), now);
-        s.used = now;
-        s.position()
+        self.lookup(&mut streams, stream, now)
+            .map_or_else(Position::unheld, |s| s.position())
     }
 
     /// The publications of `stream` after `since` (at most the stream's size), and where the
@@ -152,8 +174,9 @@ impl History {
     ) -> (Result<Vec<Arc<Frame>>, Gap>, Position) {
         let now = Instant::now();
         let mut streams = self.lock();
-        let s = self.stream(&mut streams, &Arc::from(stream), now);
-        s.used = now;
+        let Some(s) = self.lookup(&mut streams, stream, now) else {
+            return (Err(Gap::Epoch), Position::unheld());
+        };
         s.expire(now, self.ttl);
         let here = s.position();
         if *s.epoch != *since.epoch || since.offset > s.top {

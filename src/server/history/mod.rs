@@ -8,11 +8,15 @@
 //!   are allocated where the entries are kept, and a kept publication reaches every instance,
 //!   the publishing one included, through the bus with its position, in offset order.
 
+mod budget;
 mod echo;
 mod memory;
 mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use budget::Budget;
 
 pub(crate) use echo::Echoes;
 pub(crate) use memory::History;
@@ -50,6 +54,10 @@ pub(crate) struct Keeper {
     config: HistoryConfig,
     rules: KeepRules,
     store: Store,
+    /// Streams this instance may still create in the shared store for lookups.
+    budget: Budget,
+    /// Lookups answered without a position (the stream budget spent).
+    unheld: AtomicU64,
     /// Kept publications of this instance on their way back from the shared store.
     echoes: Echoes,
 }
@@ -74,9 +82,11 @@ impl Keeper {
             None => Store::Memory(History::new(&config, bus)),
         };
         Ok(Some(Self {
+            budget: Budget::new(config.max_streams, config.ttl),
             config,
             rules,
             store,
+            unheld: AtomicU64::new(0),
             echoes: Echoes::default(),
         }))
     }
@@ -118,37 +128,82 @@ impl Keeper {
             .collect()
     }
 
-    /// Where `stream` stands now (created empty if unknown; epoch `""` if the shared store
-    /// cannot be reached).
+    /// Where `stream` stands now: created empty if unknown and the stream budget allows
+    /// ([`HistoryConfig::max_streams`]); [`Position::unheld`] if it does not, or if the
+    /// shared store cannot be reached.
     pub(crate) async fn position(&self, stream: &str) -> Position {
-        match &self.store {
+        let here = match &self.store {
             Store::Memory(h) => h.position(stream),
-            Store::Shared(s) => match s.read(stream, u64::MAX, 0).await {
+            Store::Shared(s) => match self.lookup(s, stream, u64::MAX, 0).await {
                 Ok(page) => page.position,
                 Err(e) => {
                     tracing::warn!(stream, error = %e, "cannot read a stream's position");
-                    unknown()
+                    return Position::unheld();
                 }
             },
-        }
+        };
+        self.count_unheld(stream, &here);
+        here
     }
 
     /// The publications of `stream` after `since` (at most the stream's size), and where the
     /// stream stands; or the gap that makes that impossible.
     pub(crate) async fn since(&self, stream: &str, since: &Position) -> Since {
-        let store = match &self.store {
-            Store::Memory(h) => return h.since(stream, since),
-            Store::Shared(s) => s,
-        };
-        let page = match store.read(stream, since.offset, self.config.size).await {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(stream, error = %e, "cannot read history to recover");
-                return (Err(Gap::Unavailable), unknown());
+        let (frames, here) = match &self.store {
+            Store::Memory(h) => h.since(stream, since),
+            Store::Shared(s) => {
+                match self.lookup(s, stream, since.offset, self.config.size).await {
+                    Ok(page) => {
+                        let here = page.position.clone();
+                        (fill(stream, since, page, self.config.size), here)
+                    }
+                    Err(e) => {
+                        tracing::warn!(stream, error = %e, "cannot read history to recover");
+                        return (Err(Gap::Unavailable), Position::unheld());
+                    }
+                }
             }
         };
-        let here = page.position.clone();
-        (fill(stream, since, page, self.config.size), here)
+        self.count_unheld(stream, &here);
+        (frames, here)
+    }
+
+    /// A read of the shared store for a lookup, creating the stream within the budget.
+    async fn lookup(
+        &self,
+        store: &Arc<dyn HistoryStore>,
+        stream: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<KeptPage, HistoryError> {
+        let create = self.budget.take();
+        let page = store.read(stream, since, limit, create).await;
+        if create && !page.as_ref().is_ok_and(|p| p.created) {
+            self.budget.give_back();
+        }
+        page
+    }
+
+    /// Counts a lookup answered without a position because the budget is spent; the first
+    /// one and every 10,000th after it are logged.
+    fn count_unheld(&self, stream: &str, here: &Position) {
+        if !here.is_unheld() {
+            return;
+        }
+        let n = self.unheld.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(10_000) {
+            tracing::warn!(
+                stream,
+                max_streams = self.config.max_streams,
+                unheld = n + 1,
+                "stream budget spent: lookups of streams not held are answered without a position"
+            );
+        }
+    }
+
+    /// Lookups answered without a position so far, for the metrics page.
+    pub(crate) fn unheld(&self) -> u64 {
+        self.unheld.load(Ordering::Relaxed)
     }
 
     /// Up to `limit` kept publications of `stream` after offset `since`, oldest first, and
@@ -163,7 +218,10 @@ impl Keeper {
         match &self.store {
             Store::Memory(h) => h.read(stream, since, limit),
             Store::Shared(s) => {
-                let page = s.read(stream, since, limit).await.ok()?;
+                let page = s.read(stream, since, limit, false).await.ok()?;
+                if page.position.is_unheld() {
+                    return None;
+                }
                 let name: Arc<str> = Arc::from(stream);
                 let epoch: Arc<str> = Arc::from(page.position.epoch.as_str());
                 let kept = page
@@ -189,14 +247,6 @@ impl Keeper {
     }
 }
 
-/// The position of a stream the shared store could not be asked about.
-fn unknown() -> Position {
-    Position {
-        offset: 0,
-        epoch: String::new(),
-    }
-}
-
 /// A kept envelope as the frame a client receives.
 pub(crate) fn positioned(
     stream: &Arc<str>,
@@ -216,7 +266,8 @@ fn fill(
     size: usize,
 ) -> Result<Vec<Arc<Frame>>, Gap> {
     let top = page.position.offset;
-    if page.position.epoch != since.epoch || since.offset > top {
+    // An unheld position matches nothing: what its stream held meanwhile is unknown.
+    if since.is_unheld() || page.position.epoch != since.epoch || since.offset > top {
         return Err(Gap::Epoch);
     }
     let missed = top - since.offset;

@@ -15,13 +15,33 @@ pub struct KeptPage {
     /// Only those still within the history's age bound, and (with a bus key) only those that
     /// open as sealed by a key holder.
     pub entries: Vec<(u64, BusEnvelope)>,
+    /// Whether this read created the stream ([`HistoryStore::read`] with `create`).
+    pub created: bool,
 }
 
 impl KeptPage {
-    /// A page at `position` holding `entries`.
+    /// A page at `position` holding `entries`, of a stream the read did not create.
     #[must_use]
     pub fn new(position: Position, entries: Vec<(u64, BusEnvelope)>) -> Self {
-        Self { position, entries }
+        Self {
+            position,
+            entries,
+            created: false,
+        }
+    }
+
+    /// The same page, marked as that of a stream the read created.
+    #[must_use]
+    pub fn created(mut self, created: bool) -> Self {
+        self.created = created;
+        self
+    }
+
+    /// The page of a stream the store does not hold and did not create: epoch `""`,
+    /// offset 0, no entries. A position no recovery matches.
+    #[must_use]
+    pub fn unheld() -> Self {
+        Self::new(Position::unheld(), Vec::new())
     }
 }
 
@@ -60,8 +80,13 @@ pub trait HistoryStore: Send + Sync + 'static {
         envelope: BusEnvelope,
     ) -> BoxFuture<'_, Result<Position, HistoryError>>;
 
-    /// Where `stream` stands (created, in a new epoch, if the store does not hold it) and up
-    /// to `limit` kept publications after offset `since`, oldest first.
+    /// Where `stream` stands and up to `limit` kept publications after offset `since`, oldest
+    /// first. A stream the store does not hold is created in a new epoch when `create` is
+    /// set (and the page says so: [`KeptPage::created`]); otherwise nothing is kept and the
+    /// answer is [`KeptPage::unheld`]. The core asks to create within its budget
+    /// ([`HistoryConfig::max_streams`](crate::protocol::HistoryConfig::max_streams)). A
+    /// read must not extend the life of a stream nothing was ever appended to: such a stream
+    /// expires `ttl` after it was created, however often it is read.
     ///
     /// # Errors
     /// [`HistoryError`] when the store cannot be reached.
@@ -70,5 +95,6 @@ pub trait HistoryStore: Send + Sync + 'static {
         stream: &str,
         since: u64,
         limit: usize,
+        create: bool,
     ) -> BoxFuture<'_, Result<KeptPage, HistoryError>>;
 }
