@@ -502,9 +502,10 @@ async fn a_stream_that_starts_again_is_delivered_to_a_recovered_client() {
 }
 
 /// Joins of rooms with history cannot make the server hold streams without bound: past
-/// `max_streams` held streams, a lookup of a stream the server does not hold is answered
+/// `max_streams` held streams, a lookup of a room stream the server does not hold is answered
 /// without a position (epoch `""`), a position like that never recovers, and a publication
-/// still gets its stream (and its position) as always. The count is on the metrics page.
+/// still gets its stream (and its position) as always, as does a user's stream. The count is
+/// on the metrics page.
 #[tokio::test]
 async fn a_stream_budget_bounds_what_joins_can_make_the_server_hold() {
     let mut c = config(100);
@@ -543,6 +544,10 @@ async fn a_stream_budget_bounds_what_joins_can_make_the_server_hold() {
     .await;
     let (_, streams) = until_recovered(&mut b).await;
     assert_eq!(stream(&streams, "room:orders:3")["recovered"], false);
+    // A user's stream is not a name clients choose: it is made past the budget too.
+    let mut c = connect(&s, "jo", json!({}), false).await;
+    let (_, streams) = until_recovered(&mut c).await;
+    assert_ne!(stream(&streams, "user:jo")["epoch"], "");
     // A publication gets its stream past the budget, and its members their positions.
     s.server
         .to_room("orders:2")

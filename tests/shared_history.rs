@@ -535,8 +535,9 @@ async fn recovering_while_redis_is_down_is_answered_as_a_gap() {
 }
 
 /// Joins cannot make Redis hold streams without bound: an instance creates at most
-/// `max_streams` streams by lookup per TTL, and past that a lookup of a stream Redis does not
-/// hold is answered without a position and writes nothing. A stream made for a lookup is not
+/// `max_streams` room streams by lookup per TTL, and past that a lookup of a room stream Redis
+/// does not hold is answered without a position and writes nothing (a user's stream is still
+/// made). A stream made for a lookup is not
 /// kept alive by further lookups (it expires a TTL after it was made); one with publications
 /// is, as before. A publication still gets its stream past the budget.
 #[tokio::test]
@@ -544,7 +545,7 @@ async fn a_stream_budget_bounds_what_joins_can_make_redis_hold() {
     let redis = RedisServer::start().await;
     let mut c = base_config();
     c.history.size = 100;
-    c.history.max_streams = 2;
+    c.history.max_streams = 1;
     let a = start_with(instance_with(&redis, c, None)).await;
     let conn = redis
         .client()
@@ -562,7 +563,7 @@ async fn a_stream_budget_bounds_what_joins_can_make_redis_hold() {
             ms
         }
     };
-    // The user stream and the first room take the two creations.
+    // The first room takes the one creation (a user's stream does not count).
     let (mut c, _, room) = joined(&a, None).await;
     let held = room["epoch"].clone();
     assert_ne!(held, "");
@@ -582,6 +583,15 @@ async fn a_stream_budget_bounds_what_joins_can_make_redis_hold() {
         pttl("sealwire:history:m:room:orders:2".to_owned()).await,
         -2
     );
+    // A user's stream is made past the budget.
+    let mut other = a.client().await;
+    other
+        .send_json(&json!({"event": "authenticate", "data": {"token": "rhea", "recover": {}}}))
+        .await;
+    assert_eq!(other.recv_json().await["event"], "connected");
+    let m = other.recv_json().await;
+    assert_eq!(m["data"]["streams"][0]["stream"], "user:rhea", "{m}");
+    assert_ne!(m["data"]["streams"][0]["epoch"], "", "{m}");
     // A held stream still answers, and the lookup does not extend its life.
     tokio::time::sleep(Duration::from_millis(30)).await;
     let (_, _, again) = joined(&a, None).await;

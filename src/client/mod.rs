@@ -136,11 +136,14 @@ impl SharedState {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a position: a later offset, or any offset of another epoch.
+    /// Records a position: a later offset, or any offset of another epoch. An unheld
+    /// position (epoch `""`) is recorded only where none is held: it marks a stream the
+    /// server could not track this client in, and never replaces a position the client has
+    /// (a gap answered for a room joined twice, or while the store was out of reach).
     pub(crate) fn advance(&self, stream: &str, offset: u64, epoch: &str) {
         let mut positions = self.positions();
         match positions.get_mut(stream) {
-            Some(p) if p.epoch == epoch && p.offset >= offset => {}
+            Some(p) if (p.epoch == epoch && p.offset >= offset) || epoch.is_empty() => {}
             Some(p) => {
                 p.offset = offset;
                 epoch.clone_into(&mut p.epoch);
@@ -331,5 +334,37 @@ impl Client {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.commands.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unheld_position_is_recorded_only_where_none_is_held() {
+        let shared = SharedState::default();
+        shared.advance("room:a", 0, "");
+        assert_eq!(
+            shared.positions()["room:a"].epoch,
+            "",
+            "recorded: nothing was held"
+        );
+        shared.advance("room:a", 2, "e1");
+        shared.advance("room:a", 0, "");
+        let held = shared.positions()["room:a"].clone();
+        assert_eq!(
+            (held.offset, held.epoch.as_str()),
+            (2, "e1"),
+            "never replaced by one"
+        );
+        shared.advance("room:a", 1, "e1");
+        assert_eq!(shared.positions()["room:a"].offset, 2, "never moves back");
+        shared.advance("room:a", 1, "e2");
+        assert_eq!(
+            shared.positions()["room:a"].epoch,
+            "e2",
+            "another epoch replaces it"
+        );
     }
 }

@@ -42,9 +42,9 @@ impl Task {
             .clone()
             .and_then(|d| serde_json::from_value(d).ok())
             .unwrap_or_default();
-        // An unheld position (epoch `""`) is kept too: sent back on the next reconnect, it is
-        // answered `recovered: false`, so a stream the server could not track is never taken
-        // for one that missed nothing.
+        // An unheld position (epoch `""`) is kept too, where no other is held: sent back on
+        // the next reconnect, it is answered `recovered: false`, so a stream the server could
+        // not track is never taken for one that missed nothing.
         for s in &payload.streams {
             self.shared.advance(&s.stream, s.offset, &s.epoch);
         }

@@ -6,6 +6,7 @@
 //! both in the replay and in the outbox; the connection drops the queued copy
 //! ([`Connection::render`] checks the floors set here). See `history.rs` for the ordering.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::SinkExt;
@@ -39,24 +40,21 @@ impl<S: FrameSocket> Connection<S> {
         if request.is_none() && self.positions().is_none() {
             return None;
         }
-        // A client is in at most `max_rooms_per_client` rooms plus its user and the broadcast
-        // stream: positions beyond that many are ignored (in stream-name order).
-        let most = self.server.0.config.max_rooms_per_client.saturating_add(2);
-        let request: RecoverRequest = request.unwrap_or_default().into_iter().take(most).collect();
         let user = self
             .info
             .as_ref()
             .map(|i| i.user_id.clone())
             .unwrap_or_default();
         let server = self.server.clone();
+        let wanted = server.0.history.as_ref().map_or_else(Vec::new, |h| {
+            h.streams_of(own.then_some(user.as_str()), rooms)
+        });
+        // A client is in at most `max_rooms_per_client` rooms plus its user and the broadcast
+        // stream: positions beyond that many are ignored.
+        let most = server.0.config.max_rooms_per_client.saturating_add(2);
+        let request = bounded(request.unwrap_or_default(), &wanted, most);
         let (states, replay, floors) = match &server.0.history {
-            Some(history) => {
-                let who = Who {
-                    client: &self.handle.id,
-                    user: &user,
-                };
-                plan(&server, history, &request, who, rooms, own).await
-            }
+            Some(history) => plan(&server, history, &request, &self.handle.id, wanted, own).await,
             // No history here: every stream asked for is a gap.
             None => (
                 request
@@ -110,6 +108,21 @@ impl<S: FrameSocket> Connection<S> {
     }
 }
 
+/// The positions of `request` a recovery considers: every one for a stream it answers
+/// (`wanted`: the rooms just entered, and at authentication the user's and the broadcast
+/// stream), then the others in stream-name order, up to `most` in all (answered as gaps, or
+/// ignored). A client that holds positions for more rooms than it
+/// is in (it left some) still has its user's and the broadcast stream's recovered.
+fn bounded(request: RecoverRequest, wanted: &[String], most: usize) -> RecoverRequest {
+    let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
+    let (mut kept, others): (RecoverRequest, RecoverRequest) = request
+        .into_iter()
+        .partition(|(stream, _)| wanted.contains(stream.as_str()));
+    let room = most.saturating_sub(kept.len());
+    kept.extend(others.into_iter().take(room));
+    kept
+}
+
 /// A stream that cannot be recovered here (not kept, or not one the client is in).
 fn gap(stream: &str) -> StreamState {
     StreamState {
@@ -119,13 +132,6 @@ fn gap(stream: &str) -> StreamState {
         recovered: Some(false),
         replayed: 0,
     }
-}
-
-/// The client a recovery is for.
-#[derive(Clone, Copy)]
-struct Who<'a> {
-    client: &'a str,
-    user: &'a str,
 }
 
 /// What a recovery does: the state of each stream, the frames to replay (in stream order),
@@ -143,11 +149,10 @@ async fn plan(
     server: &super::Server,
     history: &Keeper,
     request: &RecoverRequest,
-    who: Who<'_>,
-    rooms: &[String],
+    client: &str,
+    mut streams: Vec<String>,
     own: bool,
 ) -> Plan {
-    let mut streams = history.streams_of(own.then_some(who.user), rooms);
     // Streams the client asks about that it is not in (or that keep no history) are gaps.
     // At authentication, room streams are left to the joins that follow; a join answers for
     // rooms only.
@@ -189,7 +194,7 @@ async fn plan(
         let (recovered, replayed) = match frames {
             Ok(mut frames) => {
                 // What skipped this client live is not replayed to it either.
-                frames.retain(|f| !f.position.as_ref().is_some_and(|p| p.excludes(who.client)));
+                frames.retain(|f| !f.position.as_ref().is_some_and(|p| p.excludes(client)));
                 let n = frames.len() as u64;
                 let epoch: Arc<str> = Arc::from(here.epoch.as_str());
                 floors.push((Arc::from(stream.as_str()), (epoch, here.offset)));
@@ -207,4 +212,35 @@ async fn plan(
         });
     }
     (states, replay, floors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Position;
+
+    fn at(offset: u64) -> Position {
+        Position {
+            offset,
+            epoch: "e".to_owned(),
+        }
+    }
+
+    #[test]
+    fn positions_of_the_streams_answered_come_first() {
+        // A client that left many rooms still sends their positions; they sort before its
+        // user stream, which must not be the one dropped.
+        let mut request: RecoverRequest =
+            (0..300).map(|i| (format!("room:r{i:03}"), at(i))).collect();
+        request.insert("user:ann".to_owned(), at(7));
+        request.insert("broadcast".to_owned(), at(3));
+        let wanted = vec!["broadcast".to_owned(), "user:ann".to_owned()];
+        let kept = bounded(request, &wanted, 10);
+        assert_eq!(kept.len(), 10);
+        assert_eq!(kept["user:ann"], at(7));
+        assert_eq!(kept["broadcast"], at(3));
+        // The rest, in stream-name order.
+        assert!(kept.contains_key("room:r000") && kept.contains_key("room:r007"));
+        assert!(!kept.contains_key("room:r008"));
+    }
 }

@@ -330,11 +330,15 @@ export class SealwireClient {
     return this.options.recover ? { rooms, recover: this.recoverFor(rooms) } : { rooms };
   }
 
-  /** Records a position: a later offset, or any offset of another epoch. */
+  /**
+   * Records a position: a later offset, or any offset of another epoch. An unheld position
+   * (epoch "") is recorded only where none is held: it marks a stream the server could not
+   * track this client in, and never replaces a position the client has.
+   */
   advance(stream, offset, epoch) {
     if (typeof stream !== "string" || !Number.isSafeInteger(offset) || typeof epoch !== "string") return;
     const held = this.streamPositions.get(stream);
-    if (held && held.epoch === epoch && held.offset >= offset) return;
+    if (held && ((held.epoch === epoch && held.offset >= offset) || epoch === "")) return;
     this.streamPositions.set(stream, { offset, epoch });
   }
 
@@ -906,9 +910,9 @@ export class SealwireClient {
     }
     if (this.options.recover && frame.event === "recovered") {
       const streams = Array.isArray(frame.data?.streams) ? frame.data.streams : [];
-      // An unheld position (epoch "") is kept too: sent back on the next reconnect, it is
-      // answered `recovered: false`, so a stream the server could not track is never taken
-      // for one that missed nothing.
+      // An unheld position (epoch "") is kept too, where no other is held: sent back on the
+      // next reconnect, it is answered `recovered: false`, so a stream the server could not
+      // track is never taken for one that missed nothing.
       for (const s of streams) this.advance(s?.stream, s?.offset, s?.epoch);
       this.emit("recovered", { streams });
       return;

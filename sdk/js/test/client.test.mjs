@@ -390,7 +390,7 @@ const keyedConnected = (auth, id = "c-1") => ({
   data: { id, userId: "u", time: T0, ...(auth.roomKeys ? { roomKeys: auth.roomKeys } : {}) },
 });
 
-test("recover: an unheld position (epoch \"\") is kept and sent back, so the server answers it recovered: false", async (t) => {
+test("recover: an unheld position (epoch \"\") is kept where none is held and sent back; it never replaces a held one", async (t) => {
   let joinData = null;
   const net = fakeNetwork(async (sock) => {
     const { hs, auth } = await acceptHello(sock, { id: "c-1" });
@@ -402,8 +402,13 @@ test("recover: an unheld position (epoch \"\") is kept and sent back, so the ser
       { stream: "room:orders:1", epoch: "", offset: 0 },
     ] } }));
     joinData = (await hs.open(JSON.parse(await sock.recv()).data)).data;
+    // A gap answer (epoch "") never replaces a position held.
+    sock.push(await hs.seal({ event: "recovered", data: { streams: [
+      { stream: "user:u", epoch: "", offset: 0, recovered: false },
+    ] } }));
+    sock.push(await hs.seal({ event: "note", data: "after" }));
   });
-  const { c } = client(t, net, { recover: true });
+  const { c, events } = client(t, net, { recover: true });
   await c.connect();
   await until(() => c.streamPositions.size === 2, "both positions");
   assert.deepEqual(c.positions(), {
@@ -413,6 +418,8 @@ test("recover: an unheld position (epoch \"\") is kept and sent back, so the ser
   c.join("orders:1").catch(() => {}); // answered by no one: only what it sent matters
   await until(() => joinData !== null, "the join");
   assert.deepEqual(joinData, { rooms: ["orders:1"], recover: { "room:orders:1": { offset: 0, epoch: "" } } });
+  await until(() => events.some((e) => e.type === "message" && e.data === "after"), "the note");
+  assert.deepEqual(c.positions()["user:u"], { offset: 3, epoch: "e1" });
   assert.deepEqual(net.errors, []);
 });
 

@@ -90,6 +90,16 @@ fn may_still_run(e: &redis::RedisError) -> bool {
     (e.is_timeout() || e.is_io_error() || e.is_connection_dropped()) && !e.is_connection_refusal()
 }
 
+/// The error of a script that failed with `e`: [`HistoryError::Unconfirmed`] when Redis may
+/// still run it.
+fn failed(e: &redis::RedisError) -> HistoryError {
+    if may_still_run(e) {
+        HistoryError::Unconfirmed(e.to_string())
+    } else {
+        HistoryError::Refused(e.to_string())
+    }
+}
+
 impl HistoryStore for RedisHistory {
     fn append(
         &self,
@@ -115,11 +125,7 @@ impl HistoryStore for RedisHistory {
             .await;
             r.map(|(position, _)| position).map_err(|e| {
                 lock(&inner.tainted).insert(stream.clone());
-                if may_still_run(&e) {
-                    HistoryError::Unconfirmed(e.to_string())
-                } else {
-                    HistoryError::Refused(e.to_string())
-                }
+                failed(&e)
             })
         })
     }
@@ -143,7 +149,7 @@ impl HistoryStore for RedisHistory {
                 (inner.ttl_ms, create),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| failed(&e))?;
             Ok(self.open(&stream, page))
         })
     }

@@ -31,24 +31,28 @@ impl Budget {
         }
     }
 
-    /// Takes one creation; `false` when this window's are spent.
-    pub(super) fn take(&self) -> bool {
+    /// Takes one creation: the window it was taken from, or `None` when this window's are
+    /// spent.
+    pub(super) fn take(&self) -> Option<Instant> {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if now.duration_since(state.0) >= self.window {
             *state = (now, 0);
         }
         if state.1 >= self.max {
-            return false;
+            return None;
         }
         state.1 += 1;
-        true
+        Some(state.0)
     }
 
-    /// Gives back a creation that was taken but not made (the stream was held already).
-    pub(super) fn give_back(&self) {
+    /// Gives back a creation taken from `window` that was not made (the stream was held
+    /// already, or the store refused the read). Nothing, once a new window has started.
+    pub(super) fn give_back(&self, window: Instant) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.1 = state.1.saturating_sub(1);
+        if state.0 == window {
+            state.1 = state.1.saturating_sub(1);
+        }
     }
 }
 
@@ -59,20 +63,28 @@ mod tests {
     #[test]
     fn a_window_allows_max_creations_and_takes_back_what_was_not_made() {
         let budget = Budget::new(2, Duration::from_secs(3600));
-        assert!(budget.take());
-        assert!(budget.take());
-        assert!(!budget.take(), "spent");
-        budget.give_back();
-        assert!(budget.take(), "one given back");
-        assert!(!budget.take());
+        let window = budget.take().expect("first");
+        assert!(budget.take().is_some());
+        assert!(budget.take().is_none(), "spent");
+        budget.give_back(window);
+        assert!(budget.take().is_some(), "one given back");
+        assert!(budget.take().is_none());
     }
 
     #[test]
-    fn a_new_window_starts_afresh() {
+    fn a_new_window_starts_afresh_and_keeps_what_an_old_one_gives_back() {
         let budget = Budget::new(1, Duration::ZERO);
-        assert!(budget.take());
-        assert!(budget.take(), "every take starts a new zero-length window");
+        let old = budget.take().expect("first");
+        let new = budget
+            .take()
+            .expect("every take starts a new zero-length window");
+        assert_ne!(old, new);
         let none = Budget::new(0, Duration::from_secs(3600));
-        assert!(!none.take(), "a budget of 0 creates nothing");
+        assert!(none.take().is_none(), "a budget of 0 creates nothing");
+        // A unit given back to a window that has ended does not count in the current one.
+        let budget = Budget::new(1, Duration::from_secs(3600));
+        let window = budget.take().expect("taken");
+        budget.give_back(window - Duration::from_secs(1));
+        assert!(budget.take().is_none(), "not given back to this window");
     }
 }

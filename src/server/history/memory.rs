@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Gap, HistoryConfig, Kept};
-use crate::protocol::{Position, target_of};
+use crate::protocol::{Position, ROOM_STREAM_PREFIX, target_of};
 use crate::server::outbox::Frame;
 use crate::server::{Bus, Interest};
 
@@ -139,16 +139,21 @@ impl History {
         deliver(&positioned)
     }
 
-    /// The stream `name` for a lookup: the one held, or a new one while the server holds
-    /// fewer than `max_streams`; `None` past that (a lookup is then answered without a
-    /// position, so that what clients ask about cannot grow what the server holds).
+    /// The stream `name` for a lookup: the one held, or a new one; a new room stream only
+    /// while the server holds fewer than `max_streams` (clients choose room names; user and
+    /// broadcast streams are one per authenticated user, and one). `None` past that: the
+    /// lookup is then answered without a position, so that what clients ask about cannot grow
+    /// what the server holds.
     fn lookup<'a>(
         &self,
         streams: &'a mut HashMap<Arc<str>, Stream>,
         name: &str,
         now: Instant,
     ) -> Option<&'a mut Stream> {
-        if streams.len() >= self.max_streams && !streams.contains_key(name) {
+        if name.starts_with(ROOM_STREAM_PREFIX)
+            && streams.len() >= self.max_streams
+            && !streams.contains_key(name)
+        {
             return None;
         }
         let s = self.stream(streams, &Arc::from(name), now);

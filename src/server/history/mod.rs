@@ -24,7 +24,7 @@ pub use store::{HistoryError, HistoryStore, KeptPage};
 
 use super::outbox::Frame;
 pub use crate::protocol::HistoryConfig;
-use crate::protocol::{BusEnvelope, BusTarget, KeepRules, Position};
+use crate::protocol::{BusEnvelope, BusTarget, KeepRules, Position, ROOM_STREAM_PREFIX};
 
 /// Why the gap since a position cannot be filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +168,9 @@ impl Keeper {
         (frames, here)
     }
 
-    /// A read of the shared store for a lookup, creating the stream within the budget.
+    /// A read of the shared store for a lookup, creating the stream if it is not held: a room
+    /// stream within the budget (clients choose room names), a user's or the broadcast stream
+    /// always (one per authenticated user, and one).
     async fn lookup(
         &self,
         store: &Arc<dyn HistoryStore>,
@@ -176,10 +178,19 @@ impl Keeper {
         since: u64,
         limit: usize,
     ) -> Result<KeptPage, HistoryError> {
-        let create = self.budget.take();
-        let page = store.read(stream, since, limit, create).await;
-        if create && !page.as_ref().is_ok_and(|p| p.created) {
-            self.budget.give_back();
+        if !stream.starts_with(ROOM_STREAM_PREFIX) {
+            return store.read(stream, since, limit, true).await;
+        }
+        let window = self.budget.take();
+        let page = store.read(stream, since, limit, window.is_some()).await;
+        let made = match &page {
+            Ok(p) => p.created,
+            // The store may still have run the read, and created the stream.
+            Err(HistoryError::Unconfirmed(_)) => true,
+            Err(HistoryError::Refused(_)) => false,
+        };
+        if let (Some(window), false) = (window, made) {
+            self.budget.give_back(window);
         }
         page
     }

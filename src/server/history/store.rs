@@ -82,14 +82,17 @@ pub trait HistoryStore: Send + Sync + 'static {
 
     /// Where `stream` stands and up to `limit` kept publications after offset `since`, oldest
     /// first. A stream the store does not hold is created in a new epoch when `create` is
-    /// set (and the page says so: [`KeptPage::created`]); otherwise nothing is kept and the
-    /// answer is [`KeptPage::unheld`]. The core asks to create within its budget
-    /// ([`HistoryConfig::max_streams`](crate::protocol::HistoryConfig::max_streams)). A
-    /// read must not extend the life of a stream nothing was ever appended to: such a stream
-    /// expires `ttl` after it was created, however often it is read.
+    /// set, and the page must say so ([`KeptPage::created`]: the core counts room streams
+    /// created against its budget,
+    /// [`HistoryConfig::max_streams`](crate::protocol::HistoryConfig::max_streams), and a
+    /// store that never reports a creation is not bounded by it). Without `create`, nothing
+    /// is kept and the answer is [`KeptPage::unheld`]. A read must not extend the life of a
+    /// stream nothing was ever appended to: such a stream expires a TTL after it was created,
+    /// however often it is read.
     ///
     /// # Errors
-    /// [`HistoryError`] when the store cannot be reached.
+    /// [`HistoryError::Refused`] when the store did not run the read;
+    /// [`HistoryError::Unconfirmed`] when it may have (and so may have created the stream).
     fn read(
         &self,
         stream: &str,
