@@ -62,11 +62,11 @@ pub struct HistoryConfig {
     pub users: bool,
     /// Whether the broadcast stream keeps history. Defaults to `false`.
     pub broadcast: bool,
-    /// How many streams a server makes for lookups (a client asking where a stream it joined
-    /// stands) before it answers them without a position (epoch `""`) instead. In memory:
-    /// streams held by the instance, whatever made them. In a shared store: streams this
-    /// instance created by lookup per `ttl`. Publications always get a stream. Defaults to
-    /// 100,000. Only servers read it.
+    /// How many room streams a server makes for lookups (a client asking where a room it
+    /// joined stands) before it answers them without a position (epoch `""`) instead. In
+    /// memory: streams held by the instance, whatever made them. In a shared store: room
+    /// streams this instance created by lookup per `ttl`. Publications, users' streams and the
+    /// broadcast stream always get their stream. Defaults to 100,000. Only servers read it.
     pub max_streams: usize,
 }
 

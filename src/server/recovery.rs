@@ -108,10 +108,10 @@ impl<S: FrameSocket> Connection<S> {
     }
 }
 
-/// The positions of `request` a recovery considers: every one for a stream it answers
-/// (`wanted`: the rooms just entered, and at authentication the user's and the broadcast
-/// stream), then the others in stream-name order, up to `most` in all (answered as gaps, or
-/// ignored). A client that holds positions for more rooms than it
+/// The positions of `request` a recovery considers: every one for a stream with history it
+/// answers (`wanted`: the rooms just entered, and at authentication the user's stream, the
+/// broadcast stream and the default rooms), then the others in stream-name order, up to
+/// `most` in all (answered as gaps, or ignored). A client that holds positions for more rooms than it
 /// is in (it left some) still has its user's and the broadcast stream's recovered.
 fn bounded(request: RecoverRequest, wanted: &[String], most: usize) -> RecoverRequest {
     let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();

@@ -125,9 +125,10 @@ pub(crate) struct HistoryArgs {
     /// Seconds a publication is kept in history.
     #[arg(long, env = "SEALWIRE_HISTORY_TTL", default_value_t = 300)]
     pub(crate) history_ttl: u64,
-    /// Streams the server makes for clients that ask where a stream stands, before it answers
-    /// them without a position (in memory: streams held; with Redis: streams this instance
-    /// creates by lookup per --history-ttl). Bounds what joins can make the server hold.
+    /// Room streams the server makes for clients that ask where a room they joined stands,
+    /// before it answers them without a position (in memory: streams held; with Redis: room
+    /// streams this instance creates by lookup per --history-ttl). Bounds what joins can make
+    /// the server hold; users' streams and the broadcast stream are always made.
     #[arg(long, env = "SEALWIRE_HISTORY_MAX_STREAMS", default_value_t = 100_000)]
     pub(crate) history_max_streams: usize,
 }

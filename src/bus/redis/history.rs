@@ -91,9 +91,14 @@ fn may_still_run(e: &redis::RedisError) -> bool {
 }
 
 /// The error of a script that failed with `e`: [`HistoryError::Unconfirmed`] when Redis may
-/// still run it.
+/// still run it, or ran it and answered in a shape this instance does not read (another
+/// version's script, say).
 fn failed(e: &redis::RedisError) -> HistoryError {
-    if may_still_run(e) {
+    let ran = matches!(
+        e.kind(),
+        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+    );
+    if ran || may_still_run(e) {
         HistoryError::Unconfirmed(e.to_string())
     } else {
         HistoryError::Refused(e.to_string())
