@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 
 /// Starts headless Chromium on `url` with its profile in `profile`, plus `extra` flags. The
-/// browser is killed when the returned child is dropped.
+/// browser is killed when the returned child is dropped. Its temporary files (the singleton
+/// socket directory it would leave in `/tmp` when killed) go into `profile` too, so removing
+/// the profile removes them.
 pub fn chromium(url: &str, profile: &Path, extra: &[&str]) -> tokio::process::Child {
     let chromium = std::env::var("SEALWIRE_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
     tokio::process::Command::new(&chromium)
@@ -24,6 +26,7 @@ pub fn chromium(url: &str, profile: &Path, extra: &[&str]) -> tokio::process::Ch
         .args(extra)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
+        .env("TMPDIR", profile)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
