@@ -561,11 +561,10 @@ async fn a_stream_budget_bounds_what_joins_can_make_the_server_hold() {
     );
     assert_ne!(m["epoch"], "");
     let (metrics, _) = s.server.render_metrics();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "sealwire_history_unheld_lookups_total 2"),
-        "two lookups answered without a position:\n{metrics}"
+    assert_eq!(
+        metric_value(&metrics, "sealwire_history_unheld_lookups_total"),
+        2.0,
+        "two lookups answered without a position"
     );
     s.stop().await;
 }

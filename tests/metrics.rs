@@ -12,13 +12,6 @@ use sealwire::crypto::HandshakeConfig;
 use serde_json::json;
 
 /// The value of the sample line `series` (name and labels exactly as rendered).
-fn value(page: &str, series: &str) -> f64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{page}"))
-}
-
 async fn scrape(s: &TestServer) -> String {
     let r = reqwest::Client::new()
         .get(s.http("/metrics"))
@@ -118,44 +111,50 @@ async fn metrics_follow_the_traffic_and_pass_promtool() {
 
     let page = scrape(&s).await;
     assert_eq!(
-        value(&page, "sealwire_connections{state=\"authenticated\"}"),
+        metric_value(&page, "sealwire_connections{state=\"authenticated\"}"),
         3.0
     );
     assert_eq!(
-        value(
+        metric_value(
             &page,
             "sealwire_connections_by_profile{profile=\"plaintext\"}"
         ),
         1.0
     );
     assert_eq!(
-        value(&page, "sealwire_connections_by_profile{profile=\"compat\"}"),
+        metric_value(&page, "sealwire_connections_by_profile{profile=\"compat\"}"),
         1.0
     );
     assert_eq!(
-        value(
+        metric_value(
             &page,
             "sealwire_connections_by_profile{profile=\"hardened\"}"
         ),
         1.0
     );
-    assert_eq!(value(&page, "sealwire_authentications_total"), 3.0);
-    assert_eq!(value(&page, "sealwire_handshakes_total"), 2.0);
-    assert_eq!(value(&page, "sealwire_auth_duration_seconds_count"), 3.0);
-    assert!(value(&page, "sealwire_auth_failures_total{code=\"4003\"}") >= 1.0);
-    assert!(value(&page, "sealwire_server_closes_total{code=\"4003\"}") >= 1.0);
+    assert_eq!(metric_value(&page, "sealwire_authentications_total"), 3.0);
+    assert_eq!(metric_value(&page, "sealwire_handshakes_total"), 2.0);
+    assert_eq!(
+        metric_value(&page, "sealwire_auth_duration_seconds_count"),
+        3.0
+    );
+    assert!(metric_value(&page, "sealwire_auth_failures_total{code=\"4003\"}") >= 1.0);
+    assert!(metric_value(&page, "sealwire_server_closes_total{code=\"4003\"}") >= 1.0);
     // connected x2 (+ the hardened hello and connected), echo x2, news x3, and the refusal's
     // error frame.
-    assert!(value(&page, "sealwire_messages_out_total") >= 10.0);
-    assert!(value(&page, "sealwire_bytes_out_total") > 0.0);
+    assert!(metric_value(&page, "sealwire_messages_out_total") >= 10.0);
+    assert!(metric_value(&page, "sealwire_bytes_out_total") > 0.0);
     // authenticate x3, the hardened hello and confirmation, the two sends.
-    assert!(value(&page, "sealwire_messages_in_total") >= 7.0);
-    assert!(value(&page, "sealwire_bytes_in_total") > 0.0);
-    assert_eq!(value(&page, "sealwire_slow_consumer_closes_total"), 0.0);
-    assert_eq!(value(&page, "sealwire_bus_connected"), 1.0);
-    let queued = value(&page, "sealwire_outbox{measure=\"messages\"}");
-    assert!(value(&page, "sealwire_outbox{measure=\"deepest_messages\"}") <= queued);
-    assert!(value(&page, "sealwire_outbox{measure=\"bytes\"}") >= 0.0);
+    assert!(metric_value(&page, "sealwire_messages_in_total") >= 7.0);
+    assert!(metric_value(&page, "sealwire_bytes_in_total") > 0.0);
+    assert_eq!(
+        metric_value(&page, "sealwire_slow_consumer_closes_total"),
+        0.0
+    );
+    assert_eq!(metric_value(&page, "sealwire_bus_connected"), 1.0);
+    let queued = metric_value(&page, "sealwire_outbox{measure=\"messages\"}");
+    assert!(metric_value(&page, "sealwire_outbox{measure=\"deepest_messages\"}") <= queued);
+    assert!(metric_value(&page, "sealwire_outbox{measure=\"bytes\"}") >= 0.0);
     promtool_check(&page);
 
     // A client that leaves is no longer counted.
@@ -163,11 +162,11 @@ async fn metrics_follow_the_traffic_and_pass_promtool() {
     s.wait_authenticated(2).await;
     let page = scrape(&s).await;
     assert_eq!(
-        value(&page, "sealwire_connections{state=\"authenticated\"}"),
+        metric_value(&page, "sealwire_connections{state=\"authenticated\"}"),
         2.0
     );
     assert_eq!(
-        value(
+        metric_value(
             &page,
             "sealwire_connections_by_profile{profile=\"plaintext\"}"
         ),
@@ -214,12 +213,12 @@ async fn bus_counters_come_from_the_redis_bus() {
     .await;
 
     let page_a = scrape(&a).await;
-    assert!(value(&page_a, "sealwire_bus_published_total") >= 1.0);
-    assert_eq!(value(&page_a, "sealwire_bus_connected"), 1.0);
+    assert!(metric_value(&page_a, "sealwire_bus_published_total") >= 1.0);
+    assert_eq!(metric_value(&page_a, "sealwire_bus_connected"), 1.0);
     let page_b = scrape(&b).await;
-    assert!(value(&page_b, "sealwire_bus_received_total") >= 1.0);
-    assert_eq!(value(&page_b, "sealwire_bus_rejected_total"), 1.0);
-    assert_eq!(value(&page_b, "sealwire_bus_reconnects_total"), 0.0);
+    assert!(metric_value(&page_b, "sealwire_bus_received_total") >= 1.0);
+    assert_eq!(metric_value(&page_b, "sealwire_bus_rejected_total"), 1.0);
+    assert_eq!(metric_value(&page_b, "sealwire_bus_reconnects_total"), 0.0);
     promtool_check(&page_b);
     drop(client);
     a.stop().await;

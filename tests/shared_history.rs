@@ -624,11 +624,9 @@ async fn a_stream_budget_bounds_what_joins_can_make_redis_hold() {
         "refreshed by a lookup: {read} after {published}"
     );
     let (metrics, _) = a.server.render_metrics();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "sealwire_history_unheld_lookups_total 1"),
-        "{metrics}"
+    assert_eq!(
+        metric_value(&metrics, "sealwire_history_unheld_lookups_total"),
+        1.0
     );
     a.stop().await;
 }

@@ -32,6 +32,13 @@ pub fn stream_of(target: &BusTarget) -> Option<String> {
     }
 }
 
+/// Whether `stream` is a room's stream (its name chosen by whoever names the room; a user's
+/// and the broadcast stream are one per authenticated user, and one).
+#[must_use]
+pub fn is_room_stream(stream: &str) -> bool {
+    stream.starts_with(ROOM_STREAM_PREFIX)
+}
+
 /// The delivery target of a stream name (the inverse of [`stream_of`]).
 #[must_use]
 pub fn target_of(stream: &str) -> Option<BusTarget> {

@@ -17,7 +17,7 @@ use super::history::Keeper;
 use super::outbox::Frame;
 use super::socket::FrameSocket;
 use crate::protocol::{
-    CloseCode, ROOM_STREAM_PREFIX, RecoverRequest, RecoveredPayload, StreamState, event,
+    CloseCode, RecoverRequest, RecoveredPayload, StreamState, event, is_room_stream,
 };
 
 /// The `recover` field of an `authenticate`/`join` payload: `None` when absent; a malformed
@@ -59,7 +59,7 @@ impl<S: FrameSocket> Connection<S> {
             None => (
                 request
                     .keys()
-                    .filter(|stream| own != stream.starts_with(ROOM_STREAM_PREFIX))
+                    .filter(|stream| own != is_room_stream(stream))
                     .map(|stream| gap(stream))
                     .collect(),
                 Vec::new(),
@@ -158,7 +158,7 @@ async fn plan(
     // rooms only.
     let mut states = Vec::with_capacity(streams.len());
     for stream in request.keys() {
-        let room = stream.starts_with(ROOM_STREAM_PREFIX);
+        let room = is_room_stream(stream);
         if !streams.contains(stream) && own != room {
             states.push(gap(stream));
         }

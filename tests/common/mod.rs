@@ -401,3 +401,12 @@ impl WsClient {
     }
 }
 pub mod sdk;
+
+/// The value of `series` (its name and labels, as rendered) on a metrics page; panics, with
+/// the page, when it is not there.
+pub fn metric_value(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{page}"))
+}

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Gap, HistoryConfig, Kept};
-use crate::protocol::{Position, ROOM_STREAM_PREFIX, target_of};
+use crate::protocol::{Position, is_room_stream, target_of};
 use crate::server::outbox::Frame;
 use crate::server::{Bus, Interest};
 
@@ -150,9 +150,7 @@ impl History {
         name: &str,
         now: Instant,
     ) -> Option<&'a mut Stream> {
-        if name.starts_with(ROOM_STREAM_PREFIX)
-            && streams.len() >= self.max_streams
-            && !streams.contains_key(name)
+        if is_room_stream(name) && streams.len() >= self.max_streams && !streams.contains_key(name)
         {
             return None;
         }

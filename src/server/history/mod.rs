@@ -24,7 +24,7 @@ pub use store::{HistoryError, HistoryStore, KeptPage};
 
 use super::outbox::Frame;
 pub use crate::protocol::HistoryConfig;
-use crate::protocol::{BusEnvelope, BusTarget, KeepRules, Position, ROOM_STREAM_PREFIX};
+use crate::protocol::{BusEnvelope, BusTarget, KeepRules, Position, is_room_stream};
 
 /// Why the gap since a position cannot be filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +178,7 @@ impl Keeper {
         since: u64,
         limit: usize,
     ) -> Result<KeptPage, HistoryError> {
-        if !stream.starts_with(ROOM_STREAM_PREFIX) {
+        if !is_room_stream(stream) {
             return store.read(stream, since, limit, true).await;
         }
         let window = self.budget.take();
