@@ -692,3 +692,169 @@ async fn jwt_sessions_end_at_exp_and_foreign_issuers_or_audiences_are_refused() 
     }
     server.stop().await;
 }
+
+/// A client record damaged on its way (one changed character of its ciphertext) does not open
+/// on the server, which answers with a sealed error and 4004. On an established hardened
+/// session that is a record failure, not a refusal of the client's settings: the SDK reports
+/// `Crypto` and reconnects with a fresh handshake, as it does for a server record it cannot
+/// open, and the new session works.
+#[tokio::test]
+async fn a_client_record_damaged_on_its_way_is_retried_with_a_fresh_handshake() {
+    let id = identity(0x5a);
+    let server = start_echo(config_with(Some(Arc::clone(&id)), 1 << 20)).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    // Client frames: hello (0), confirmation (1), authenticate (2), then the application's.
+    let tamper: Tamper = Arc::new(move |dir, n, text| {
+        if dir != Dir::Up || n != 3 || count.fetch_add(1, Ordering::SeqCst) > 0 {
+            return vec![text.to_owned()];
+        }
+        let mut record: Value = serde_json::from_str(text).expect("a record");
+        let ct = record["data"]["ct"].as_str().expect("ct").to_owned();
+        let first = if ct.starts_with('A') { "B" } else { "A" };
+        record["data"]["ct"] = Value::String(format!("{first}{}", &ct[1..]));
+        vec![record.to_string()]
+    });
+    let relay = Relay::start(server.ws_url(), tamper).await;
+    let (client, mut events) = pinned_client(&relay.ws_url(), &id)
+        .reconnect(
+            ReconnectPolicy::default()
+                .initial_delay(Duration::from_millis(20))
+                .max_delay(Duration::from_millis(200)),
+        )
+        .connect()
+        .await
+        .expect("hardened connect through the relay");
+    client.send("ping", &json!("first")).await.expect("send");
+    let Event::Disconnected { reason, retry_in } =
+        event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&reason, DisconnectReason::Crypto(m) if m.contains("4004")),
+        "{reason:?}"
+    );
+    assert!(reason.is_retryable() && retry_in.is_some(), "{reason:?}");
+    let Event::Connected { reconnected, .. } =
+        event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(reconnected);
+    client.send("ping", &json!("second")).await.expect("send");
+    let Event::Message(m) = event_where(&mut events, |e| matches!(e, Event::Message(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (m.event.as_str(), &m.data["data"]),
+        ("echo", &json!("second"))
+    );
+    client.close();
+    server.stop().await;
+}
+
+/// A hardened server scripted for one connection: it answers the client's hello with a
+/// correct server hello for client id `id`, takes the confirmation and the sealed
+/// `authenticate`, and sends what `record0` makes with its session as the first record.
+async fn scripted_server(
+    id: &'static str,
+    record0: impl FnOnce(&mut sealwire::crypto::Session) -> String + Send + 'static,
+) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        let Some(Ok(Message::Text(hello))) = ws.next().await else {
+            panic!("the client hello first")
+        };
+        let hello: Value = serde_json::from_str(hello.as_str()).expect("json");
+        let key = hello["data"]["publicKey"].as_str().expect("publicKey");
+        let (server_hello, mut session) = server_handshake(
+            &HandshakeConfig::default(),
+            id,
+            key,
+            Some("sealwire-v2"),
+            &mut rand::rng(),
+        )
+        .expect("server handshake");
+        let reply = json!({"event": "hello", "data": server_hello.hello_payload(id)});
+        ws.send(Message::text(reply.to_string()))
+            .await
+            .expect("hello");
+        for _ in 0..2 {
+            ws.next().await; // the confirmation, the sealed authenticate
+        }
+        ws.send(Message::text(record0(&mut session)))
+            .await
+            .expect("record 0");
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    format!("ws://{addr}/ws")
+}
+
+/// What the client refuses before it is connected, each a `Protocol` failure (as the browser
+/// SDK does): a hello without a client id, a first record that is neither `connected` nor an
+/// `error`, and a `connected` agreeing to room keys of another extension.
+#[tokio::test]
+async fn the_client_refuses_a_hello_without_id_and_any_first_record_but_connected() {
+    let seal = |event: &str, data: Value| {
+        let frame = json!({"event": event, "data": data}).to_string();
+        move |s: &mut sealwire::crypto::Session| s.seal_frame(frame.as_bytes()).expect("seal")
+    };
+    let connected = |extra: Value| {
+        let mut data = json!({"id": "c-1", "userId": "u", "time": "2026-11-29T00:00:00.000Z"});
+        data.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        seal("connected", data)
+    };
+    let cases = [
+        (
+            "hello without an id",
+            scripted_server("", connected(json!({}))).await,
+            "malformed hello",
+        ),
+        (
+            "a first record that is not connected",
+            scripted_server("c-1", seal("recovered", json!({"streams": []}))).await,
+            "expected connected, got recovered",
+        ),
+        (
+            "room keys of another extension",
+            scripted_server("c-1", connected(json!({"roomKeys": "other-room-v9"}))).await,
+            "room keys that were not asked for",
+        ),
+    ];
+    for (name, url, expected) in cases {
+        let err = Client::builder(url)
+            .token(TOKEN)
+            .reconnect(ReconnectPolicy::never())
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect_err(name);
+        assert!(
+            matches!(
+                &err,
+                sealwire::client::ClientError::Disconnected(DisconnectReason::Protocol(m))
+                    if m.contains(expected)
+            ),
+            "{name}: {err:?}"
+        );
+    }
+    // The same script with a plain `connected` is a working session (the harness is sound).
+    let url = scripted_server("c-1", connected(json!({}))).await;
+    let (client, _events) = Client::builder(url)
+        .token(TOKEN)
+        .reconnect(ReconnectPolicy::never())
+        .connect()
+        .await
+        .expect("connected");
+    client.close();
+}

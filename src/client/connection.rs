@@ -15,7 +15,7 @@ use super::login::{CLOSE_GRACE, Live, Ws, plain_login, sealed_login};
 use super::{ClientError, Command, ConnectionInfo, SharedState};
 use crate::crypto::{ClientHandshake, CryptoError, HandshakeConfig, Profile, Session, room};
 use crate::protocol::{
-    AuthenticatePayload, RecoverRequest, RefreshPayload, RoomsPayload, event, frame_json,
+    AuthenticatePayload, CloseCode, RecoverRequest, RefreshPayload, RoomsPayload, event, frame_json,
 };
 
 pub(crate) struct Task {
@@ -288,7 +288,7 @@ impl Task {
                                 .unwrap_or((1005, String::new()));
                             // Flush the automatic close reply.
                             let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
-                            return DisconnectReason::from_close(code, &reason, last_error);
+                            return established_close(code, &reason, last_error, session.as_ref());
                         }
                         Some(Ok(msg @ (WsMessage::Text(_) | WsMessage::Binary(_)))) => {
                             let ev = match &msg {
@@ -351,6 +351,26 @@ impl Task {
 }
 
 /// Completes at `at`; never when there is none.
+/// Maps the close of an established connection. Every frame a hardened client sends is a
+/// sealed record, so a 4004 there means the server could not open one of them (a frame damaged
+/// or altered on its way): like a server record this client cannot open, that is
+/// [`DisconnectReason::Crypto`], retried with a fresh handshake, not a final refusal.
+fn established_close(
+    code: u16,
+    reason: &str,
+    last_error: Option<String>,
+    session: Option<&Session>,
+) -> DisconnectReason {
+    let hardened = session.is_some_and(|s| s.profile() == Profile::Hardened);
+    if hardened && CloseCode::from_code(code) == Some(CloseCode::EncryptionRequired) {
+        let detail = last_error.unwrap_or_else(|| reason.to_owned());
+        return DisconnectReason::Crypto(format!(
+            "the server could not open a record (4004 {detail})"
+        ));
+    }
+    DisconnectReason::from_close(code, reason, last_error)
+}
+
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

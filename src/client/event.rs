@@ -111,7 +111,9 @@ pub enum DisconnectReason {
         /// The server's error string, if it sent one.
         message: Option<String>,
     },
-    /// 4004: encryption is required and no session could be established. Final.
+    /// 4004: encryption is required and no session could be established. Final. (A 4004 on
+    /// an established hardened session is [`DisconnectReason::Crypto`]: the server could not
+    /// open a record of this client's.)
     EncryptionRequired,
     /// 4005: this client read too slowly and the server dropped it. Retried.
     SlowConsumer,
@@ -132,8 +134,9 @@ pub enum DisconnectReason {
     /// The server broke the protocol (e.g. no handshake reply although encryption was asked
     /// for). Final when it happens during the handshake.
     Protocol(String),
-    /// A hardened session received a record it could not open (sessions in that profile
-    /// cannot skip records). Retried with a fresh handshake.
+    /// A hardened session received a record it could not open, or the server closed it with
+    /// 4004 because it could not open one of this client's (sessions in that profile cannot
+    /// skip records). Retried with a fresh handshake.
     Crypto(String),
     /// [`Client::close`](super::Client::close) was called. Final.
     ClientClosed,

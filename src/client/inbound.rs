@@ -2,6 +2,7 @@
 //! (`docs/PROTOCOL.md` §14) and plaintext frames, turned into [`Event`]s.
 
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use super::connection::Task;
 use super::event::{Event, Message};
@@ -36,12 +37,13 @@ impl Task {
                 let inner = msg
                     .data
                     .and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok())
-                    .and_then(|p| session.open(&p).ok())
+                    // The plaintext (a room key grant's secret, say) is wiped once parsed.
+                    .and_then(|p| session.open(&p).ok().map(Zeroizing::new))
                     .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok())
                     .filter(|i| i.event.is_some());
                 match inner {
-                    Some(inner) if inner.event.as_deref() == Some(event::ROOM_KEY) => {
-                        match grant(room_keys.as_mut(), inner.data.as_ref()) {
+                    Some(mut inner) if inner.event.as_deref() == Some(event::ROOM_KEY) => {
+                        match grant(room_keys.as_mut(), inner.data.as_mut()) {
                             Some(()) => None,
                             None => Some(Event::DecryptFailed {
                                 frame_len: text.len(),
@@ -116,13 +118,18 @@ impl Task {
 
 /// Takes a `room-key` grant (it arrived inside this client's own record layer); `None` when the
 /// client did not ask for room keys or the grant is malformed or stale.
-fn grant(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<()> {
-    let keyring = keyring?;
+fn grant(keyring: Option<&mut RoomKeyring>, data: Option<&mut Value>) -> Option<()> {
     let data = data?;
+    // The base64 secret is taken out of the envelope and wiped after use, whatever the outcome.
+    let key = match data.get_mut("key") {
+        Some(Value::String(key)) => Zeroizing::new(std::mem::take(key)),
+        _ => return None,
+    };
     let room = data.get("room")?.as_str()?;
     let epoch = data.get("epoch")?.as_u64()?;
-    let key = data.get("key")?.as_str()?;
-    keyring.grant(room, epoch, key, AeadBackend::default()).ok()
+    keyring?
+        .grant(room, epoch, &key, AeadBackend::default())
+        .ok()
 }
 
 /// Opens a `room-encrypted` record; `None` when the client holds no key for it, it does not

@@ -161,8 +161,8 @@ pub(super) async fn sealed_login(
             Some(event::ERROR) => last_error = error_message(msg.data.as_ref()),
             Some(event::HELLO) => {
                 match serde_json::from_value::<HelloPayload>(msg.data.unwrap_or(Value::Null)) {
-                    Ok(hello) => break hello,
-                    Err(_) => {
+                    Ok(hello) if !hello.id.is_empty() => break hello,
+                    _ => {
                         let reason = DisconnectReason::Protocol("malformed hello".into());
                         return Err(abort(&mut ws, reason).await);
                     }
@@ -227,11 +227,23 @@ pub(super) async fn sealed_login(
                         DisconnectReason::Protocol("connected for another client id".into());
                     return Err(abort(&mut ws, reason).await);
                 }
-                // Room keys only when asked for and granted, both inside the record layer.
-                let room_keys = (authenticate.room_keys.is_some()
-                    && connected.extra.get("roomKeys").and_then(Value::as_str)
-                        == Some(room::EXTENSION_ID))
-                .then(RoomKeyring::new);
+                // Room keys only when asked for and granted, both inside the record layer;
+                // agreement to what was not asked for (or to another extension) is refused.
+                let room_keys = match connected.extra.get("roomKeys") {
+                    None | Some(Value::Null) => None,
+                    Some(v)
+                        if authenticate.room_keys.is_some()
+                            && v.as_str() == Some(room::EXTENSION_ID) =>
+                    {
+                        Some(RoomKeyring::new())
+                    }
+                    Some(_) => {
+                        let reason = DisconnectReason::Protocol(
+                            "connected agrees to room keys that were not asked for".into(),
+                        );
+                        return Err(abort(&mut ws, reason).await);
+                    }
+                };
                 let Ok(binary_room_records) = agreed_binary_records(
                     authenticate.room_records.is_some() && room_keys.is_some(),
                     connected.extra.get("roomRecords"),
@@ -251,7 +263,14 @@ pub(super) async fn sealed_login(
                     binary_room_records,
                 });
             }
-            _ => {}
+            // s2c record 0 is `connected`, or the error before a 4003/4004 (§10.9).
+            other => {
+                let reason = DisconnectReason::Protocol(format!(
+                    "expected connected, got {}",
+                    other.unwrap_or("a record without an event")
+                ));
+                return Err(abort(&mut ws, reason).await);
+            }
         }
     }
 }

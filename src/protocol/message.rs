@@ -124,8 +124,9 @@ impl Inbound {
     }
 }
 
-/// `authenticate` payload: `{type?, token, publicKey?, profile?}`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+/// `authenticate` payload: `{type?, token, publicKey?, profile?}`. Its `Debug` leaves the
+/// token out.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthenticatePayload {
     /// Token type, e.g. `Bearer` (informational).
@@ -171,12 +172,40 @@ pub struct HelloPayload {
     pub extra: serde_json::Map<String, Value>,
 }
 
-/// `refresh` payload: `{token}`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+/// `refresh` payload: `{token}`. Its `Debug` leaves the token out.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct RefreshPayload {
     /// The new credential.
     #[serde(default)]
     pub token: Option<String>,
+}
+
+/// How a bearer token shows in `Debug`: whether there is one, never what it is (an
+/// application that logs a payload or a hook's request with `{:?}` must not log credentials).
+fn redacted(token: Option<&String>) -> Option<&'static str> {
+    token.map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for AuthenticatePayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticatePayload")
+            .field("kind", &self.kind)
+            .field("token", &redacted(self.token.as_ref()))
+            .field("public_key", &self.public_key)
+            .field("profile", &self.profile)
+            .field("recover", &self.recover)
+            .field("room_keys", &self.room_keys)
+            .field("room_records", &self.room_records)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RefreshPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshPayload")
+            .field("token", &redacted(self.token.as_ref()))
+            .finish()
+    }
 }
 
 /// `refreshed` payload: `{userId, time, expiresAt?}`.
@@ -334,6 +363,24 @@ mod tests {
         assert!(s.ends_with(".123Z"), "{s}");
         assert_eq!(parse_iso8601(&s), Some(t));
         assert_eq!(parse_iso8601("yesterday"), None);
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let auth = AuthenticatePayload {
+            token: Some("tok-s3cret".into()),
+            public_key: Some("BPUB".into()),
+            ..AuthenticatePayload::default()
+        };
+        let refresh = RefreshPayload {
+            token: Some("tok-s3cret".into()),
+        };
+        for shown in [format!("{auth:?}"), format!("{refresh:#?}")] {
+            assert!(!shown.contains("tok-s3cret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        assert!(format!("{auth:?}").contains("BPUB"), "the rest is shown");
+        assert!(format!("{:?}", RefreshPayload::default()).contains("None"));
     }
 
     #[test]

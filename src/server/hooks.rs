@@ -18,8 +18,10 @@ use crate::protocol::{AuthenticatePayload, CloseCode};
 /// A boxed, sendable future (what hook traits return).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What the authenticate hook sees.
-#[derive(Debug, Clone)]
+/// What the authenticate hook sees. Its `Debug` shows the client id and the peer address
+/// only: the token, the payload (which holds the token too) and the upgrade request (cookies,
+/// `Authorization`, a query string) are left out.
+#[derive(Clone)]
 pub struct AuthRequest {
     /// The connection's client id.
     pub client_id: String,
@@ -33,6 +35,15 @@ pub struct AuthRequest {
     /// `User-Agent`, forwarded addresses), for cookie, origin or address policies. `None` for a
     /// socket handed to [`Server::serve_socket`](super::Server::serve_socket) without one.
     pub upgrade: Option<Arc<UpgradeHead>>,
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("client_id", &self.client_id)
+            .field("remote_addr", &self.remote_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The head of the HTTP request that opened a WebSocket connection, as received, on either
@@ -441,8 +452,31 @@ pub(crate) struct Hooks {
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
+    use std::sync::Arc;
 
-    use super::HookError;
+    use super::{AuthRequest, HookError, UpgradeHead};
+
+    #[test]
+    fn an_auth_request_debug_shows_no_credential() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "cookie",
+            http::HeaderValue::from_static("sid=cookie-s3cret"),
+        );
+        let req = AuthRequest {
+            client_id: "c-1".into(),
+            remote_addr: None,
+            token: Some("tok-s3cret".into()),
+            payload: serde_json::json!({"token": "tok-s3cret"}),
+            upgrade: Some(Arc::new(UpgradeHead::new(
+                "/ws?key=query-s3cret".parse().expect("uri"),
+                headers,
+            ))),
+        };
+        let shown = format!("{req:?}");
+        assert!(shown.contains("c-1"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 
     #[test]
     fn hook_errors_show_their_message_and_keep_the_source_chain() {

@@ -19,7 +19,7 @@
 // `room-encrypted` frames outside the record layer, and the keyring opens them. A room record
 // that fails any check ends the connection as a record that does not open does.
 
-import { ClientHandshake, CryptoError, defaultSubtle } from "./crypto.js";
+import { ClientHandshake, CryptoError, HardenedSession, defaultSubtle } from "./crypto.js";
 import { fromClose, reason } from "./reason.js";
 import {
   ROOM_ENCRYPTED_EVENT,
@@ -188,6 +188,14 @@ export class SealwireClient {
     const { encryption, token, refreshAt } = this.options;
     if (!["off", "compat", "hardened"].includes(encryption)) {
       throw new SealwireError("config", `encryption must be off, compat or hardened, not ${encryption}`);
+    }
+    if (encryption !== "hardened" && (this.options.pinnedServerKeys ?? []).length > 0) {
+      // Pins are checked by the hardened profile only: anywhere else they would be ignored, and
+      // the token would cross in the clear to a server nobody verified.
+      throw new SealwireError(
+        "config",
+        `pinnedServerKeys need encryption: "hardened" (not ${encryption}): nothing else verifies the server`,
+      );
     }
     if (token !== undefined && typeof token !== "string" && typeof token !== "function") {
       throw new SealwireError("config", "token must be a string or a function returning one");
@@ -533,13 +541,25 @@ export class SealwireClient {
     };
     ws.onclose = (ev) => {
       // Frames that arrived before the close are handled first.
-      conn.recvChain.then(() =>
-        this.endConnection(conn, fromClose(ev.code, ev.reason, conn.lastError), null),
-      );
+      conn.recvChain.then(() => this.endConnection(conn, this.closeReason(conn, ev), null));
     };
     ws.onerror = () => {
       // A close event follows; nothing to do here.
     };
+  }
+
+  /**
+   * Why the server closed `conn`. Every frame a ready hardened client sends is a sealed
+   * record, so a 4004 then means the server could not open one (damaged or altered on its
+   * way): like a server record this client cannot open, that is `crypto`, retried with a
+   * fresh handshake, not the final `encryption-required`.
+   */
+  closeReason(conn, ev) {
+    if (ev.code === 4004 && conn.phase === "ready" && conn.session instanceof HardenedSession) {
+      const detail = conn.lastError ?? (ev.reason || "4004");
+      return reason("crypto", `the server could not open a record (4004 ${detail})`, 4004);
+    }
+    return fromClose(ev.code, ev.reason, conn.lastError);
   }
 
   /** A Socket.IO connection to the server, shaped like a WebSocket (see socketio.js). Its

@@ -12,8 +12,8 @@ import {
   bytesEqual,
   concat,
   fromBase64,
-  fromUtf8,
   lengthPrefixed,
+  takeUtf8,
   toBase64,
   toBase64Url,
   utf8,
@@ -176,6 +176,10 @@ export class ClientHandshake {
       throw new CryptoError("handshake", `unknown profile ${this.profile}`);
     }
     this.info = options.info ?? COMPAT_INFO;
+    if (this.profile !== "hardened" && (options.pinnedServerKeys ?? []).length > 0) {
+      // Only the hardened profile checks a server identity: pins elsewhere would protect nothing.
+      throw new CryptoError("handshake", "pinned server keys need the hardened profile");
+    }
     this.pins = (options.pinnedServerKeys ?? []).map((k) =>
       decodeField(k, PUBLIC_KEY_LEN, "invalid-public-key"),
     );
@@ -397,10 +401,11 @@ export class CompatSession {
   /** The plaintext string inside an `encrypted` frame's `data`; `CryptoError("decrypt")` if not. */
   async open(data) {
     const { iv, ct } = recordFields(data);
-    if (iv.length !== NONCE_LEN) throw new CryptoError("decrypt");
+    // A `seq` belongs to the hardened profile: on a compatibility session it is refused.
+    if (iv.length !== NONCE_LEN || data.seq !== undefined) throw new CryptoError("decrypt");
     try {
       const pt = await this.subtle.decrypt({ name: "AES-GCM", iv, tagLength: 128 }, this.key, ct);
-      return fromUtf8(new Uint8Array(pt));
+      return takeUtf8(new Uint8Array(pt));
     } catch {
       throw new CryptoError("decrypt");
     }
@@ -461,6 +466,10 @@ async function nextEpoch(subtle, material) {
  * epoch and sequence; a record opens only if it is exactly the next one expected.
  */
 export class HardenedSession {
+  /** The last `sealFrame` and `open` queued: each direction runs one call at a time. */
+  #sending = Promise.resolve();
+  #opening = Promise.resolve();
+
   constructor(subtle, rekeyAfter) {
     this.subtle = subtle;
     this.rekeyAfter = rekeyAfter;
@@ -481,10 +490,16 @@ export class HardenedSession {
   }
 
   /**
-   * The next c2s record. Callers must not overlap calls (the client serialises them): the
-   * sequence number is taken before the first await.
+   * The next c2s record. Overlapping calls are queued: each takes the next sequence number in
+   * the order the calls were made, and an epoch's key is derived once.
    */
-  async sealFrame(plaintext) {
+  sealFrame(plaintext) {
+    const run = this.#sending.then(() => this.#seal(plaintext));
+    this.#sending = run.catch(() => {});
+    return run;
+  }
+
+  async #seal(plaintext) {
     const d = this.send;
     const seq = d.seq;
     if (seq >= MAX_SEQ) throw new CryptoError("exhausted", "record limit reached");
@@ -511,9 +526,16 @@ export class HardenedSession {
   /**
    * Opens the next s2c record. Anything but exactly the expected `seq`, with exactly the
    * nonce computed for it, under the right epoch key, fails with `CryptoError("decrypt")` and
-   * leaves the state unchanged.
+   * leaves the state unchanged. Overlapping calls are queued, so a record presented twice at
+   * once opens once.
    */
-  async open(data) {
+  open(data) {
+    const run = this.#opening.then(() => this.#open(data));
+    this.#opening = run.catch(() => {});
+    return run;
+  }
+
+  async #open(data) {
     const d = this.recv;
     const { iv, ct } = recordFields(data);
     const seq = data.seq;
@@ -542,7 +564,7 @@ export class HardenedSession {
     d.epoch = epoch;
     d.seq = seq + 1;
     try {
-      return fromUtf8(new Uint8Array(pt));
+      return takeUtf8(new Uint8Array(pt));
     } catch {
       throw new CryptoError("decrypt");
     }

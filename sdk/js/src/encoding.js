@@ -10,6 +10,16 @@ export const utf8 = (s) => textEncoder.encode(s);
 /** The string of UTF-8 bytes; throws on invalid UTF-8. */
 export const fromUtf8 = (u8) => textDecoder.decode(u8);
 
+/** `fromUtf8` of a decrypted plaintext, whose bytes are then overwritten with zeros (the
+ * string itself cannot be wiped: JavaScript strings are immutable). */
+export function takeUtf8(u8) {
+  try {
+    return textDecoder.decode(u8);
+  } finally {
+    u8.fill(0);
+  }
+}
+
 const exactDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** `fromUtf8` that keeps a leading byte-order mark (U+FEFF) as a character of the string, for
@@ -63,7 +73,11 @@ export function bigEndian(n, bytes) {
 }
 
 /** `u16(len(x)) || x`. */
-export const lengthPrefixed = (u8) => concat(bigEndian(u8.length, 2), u8);
+export function lengthPrefixed(u8) {
+  // The prefix is 16 bits: a longer field cannot be encoded (and must not be cut short).
+  if (u8.length > 0xffff) throw new RangeError(`a length-prefixed field holds at most 65535 bytes, not ${u8.length}`);
+  return concat(bigEndian(u8.length, 2), u8);
+}
 
 /** Constant-time equality of two byte arrays (length is not secret). */
 export function bytesEqual(a, b) {

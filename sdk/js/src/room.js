@@ -13,8 +13,10 @@
 //   message: 0x01 || u16(len(room)) || room || u64(epoch) || u64(seq) || ct || tag
 //
 // The keyring holds, per room, the latest epoch granted and the last `seq` accepted in it. The
-// epoch secret never outlives `grant`: it is wiped once the AES key (a non-extractable
-// CryptoKey) and the nonce prefix are derived, and the keyring keeps both in a private field.
+// epoch secret's bytes never outlive `grant`: they are wiped once the AES key (a
+// non-extractable CryptoKey) and the nonce prefix are derived, and the keyring keeps both in a
+// private field. (The grant's record bytes are wiped once decoded, but the base64 text of the
+// secret is a JavaScript string, which cannot be wiped: it lasts until it is collected.)
 
 import { bigEndian, concat, fromBase64, fromUtf8, fromUtf8Exact, lengthPrefixed, utf8 } from "./encoding.js";
 import { CryptoError, defaultSubtle, expandSecret } from "./crypto.js";
@@ -110,6 +112,13 @@ async function expandRoomSecret(subtle, secret) {
  * connection (a reconnect is granted every epoch again). Every failure is a
  * `CryptoError`: `encoding` for a malformed grant, `decrypt` for anything else.
  */
+/** An event name as the protocol allows it: 1 to 256 characters (section 3). */
+function isEventName(name) {
+  if (typeof name !== "string" || name.length === 0) return false;
+  // At most two UTF-16 units a character: only a long name needs counting.
+  return name.length <= 256 || [...name].length <= 256;
+}
+
 export class RoomKeyring {
   /** `room -> {epoch, key, prefix, lastSeq}`; `lastSeq` is -1 before the first record. */
   #rooms = new Map();
@@ -196,7 +205,7 @@ export class RoomKeyring {
       typeof envelope !== "object" ||
       envelope === null ||
       Array.isArray(envelope) ||
-      typeof envelope.event !== "string" ||
+      !isEventName(envelope.event) ||
       SYSTEM_EVENTS.has(envelope.event)
     ) {
       throw new CryptoError("decrypt", "a room record must carry an application event");

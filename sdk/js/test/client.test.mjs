@@ -185,6 +185,57 @@ test("a record that does not open before connected ends the attempt", async (t) 
   assert.equal(events.filter((e) => e.type === "decryptFailed").length, 1);
 });
 
+test("a 4004 on a ready hardened session (the server could not open a record) is retried, not final", async (t) => {
+  const net = fakeNetwork(async (sock) => {
+    const id = `c-${net.sockets.length}`;
+    const { hs } = await acceptHello(sock, { id });
+    sock.push(await hs.seal({ event: "connected", data: { id, userId: "a", time: T0 } }));
+    if (net.sockets.length > 1) return;
+    // What the server does with a record that does not open: a sealed error, then 4004.
+    await sock.recv();
+    sock.push(await hs.seal({ event: "error", data: { message: "Invalid encrypted message" } }));
+    sock.close(4004, "Encryption required");
+  });
+  const { c, events } = client(t, net, { reconnect: { enabled: true, initialDelay: 1, maxDelay: 1, jitter: 0 } });
+  await c.connect();
+  await c.send("note", { n: 1 });
+  await until(() => events.some((e) => e.type === "connected" && e.reconnected), "the reconnect");
+  const d = events.find((e) => e.type === "disconnected");
+  assert.deepEqual([d.reason.kind, d.reason.code, d.reason.retryable], ["crypto", 4004, true]);
+  assert.match(d.reason.message, /Invalid encrypted message/);
+});
+
+test("a 4004 before the session is ready, or on a compatibility session, stays final", async (t) => {
+  const hardened = fakeNetwork(async (sock) => {
+    await acceptHello(sock, { id: "c-1" });
+    sock.close(4004, "Encryption required");
+  });
+  const { c } = client(t, hardened, { reconnect: { enabled: true, initialDelay: 1 } });
+  await stoppedWith(c.connect(), "encryption-required");
+  assert.equal(hardened.sockets.length, 1);
+  const compat = fakeNetwork(async (sock) => {
+    await acceptCompat(sock, { id: "c-2" });
+    await sock.recv();
+    sock.close(4004, "Encryption required");
+  });
+  const { c: c2, events } = client(t, compat, { encryption: "compat", reconnect: { enabled: true, initialDelay: 1 } });
+  await c2.connect();
+  await c2.send("note", { n: 1 });
+  await until(() => events.some((e) => e.type === "disconnected"), "the close");
+  const d = events.find((e) => e.type === "disconnected");
+  assert.deepEqual([d.reason.kind, d.reason.retryable], ["encryption-required", false]);
+  assert.equal(compat.sockets.length, 1);
+});
+
+test("pinned server keys with another profile than hardened are a configuration error", () => {
+  for (const encryption of ["compat", "off"]) {
+    assert.throws(
+      () => new SealwireClient({ url: "ws://fake/ws", token: TOKEN, encryption, pinnedServerKeys: ["AAAA"], WebSocket: class {} }),
+      (err) => err.kind === "config" && /hardened/.test(err.message),
+    );
+  }
+});
+
 test("the connect timeout covers the whole handshake, including a server that never answers hello", async (t) => {
   const net = fakeNetwork(async (sock) => {
     await sock.recv(); // the hello, never answered

@@ -73,6 +73,8 @@ test("compat: tampered, truncated or malformed records fail as decrypt errors", 
   await rejects(session.open({ iv: "AAAA", ct: good.ct }), "decrypt");
   await rejects(session.open({ iv: good.iv }), "decrypt");
   await rejects(session.open("not an object"), "decrypt");
+  // A `seq` is the hardened profile's: a compatibility session refuses a record carrying one.
+  await rejects(session.open({ ...good, seq: 0 }), "decrypt");
   // Still opens the untouched record afterwards.
   assert.equal(await session.open(good), v.records[0].plaintext);
 });
@@ -143,6 +145,40 @@ test("hardened: replay, reordering, gaps, a wrong iv and reflection are refused"
   // A fresh session cannot open a record of a later epoch out of turn.
   session = await finish();
   await rejects(session.open(s2c[3]), "decrypt");
+});
+
+test("hardened: overlapping calls queue: a record presented twice at once opens once, seals keep their order across rekeys", async () => {
+  const v = load("hardened.json");
+  const finish = async () =>
+    (await (await vectorHandshake(v, { profile: "hardened" })).finishHello(serverHello(v))).session;
+  const s2c = v.records.filter((r) => r.direction === "s2c").map((r) => r.frame.data);
+  let session = await finish();
+  // The same record twice without waiting (an async onmessage handler, say): one opens.
+  const twice = await Promise.allSettled([session.open(s2c[0]), session.open(s2c[0])]);
+  assert.deepEqual(twice.map((r) => r.status), ["fulfilled", "rejected"]);
+  assert.equal(twice[1].reason.kind, "decrypt");
+  // Every s2c record at once, in order: all open (the epochs' keys are derived in turn).
+  session = await finish();
+  const opened = await Promise.all(s2c.map((d) => session.open(d)));
+  assert.equal(opened.length, s2c.length);
+  // Every c2s record sealed at once: the same bytes as one at a time, across the rekeys.
+  session = await finish();
+  const c2s = v.records.filter((r) => r.direction === "c2s").slice(1);
+  const frames = await Promise.all(c2s.map((r) => session.sealFrame(r.plaintext)));
+  assert.deepEqual(frames.map((f) => JSON.parse(f)), c2s.map((r) => r.frame));
+});
+
+test("a hello whose id does not fit its 16-bit length prefix is refused, not cut short", async () => {
+  const v = load("hardened.json");
+  const hs = await vectorHandshake(v, { profile: "hardened" });
+  await assert.rejects(hs.finishHello(serverHello(v, { id: "x".repeat(65_536) })), RangeError);
+});
+
+test("pinned server keys need the hardened profile", async () => {
+  const v = load("hardened.json");
+  const pin = serverHello(v).identityKey;
+  await rejects(vectorHandshake(v, { profile: "compat", pinnedServerKeys: [pin] }), "handshake");
+  assert.ok(await vectorHandshake(v, { profile: "compat", pinnedServerKeys: [] }));
 });
 
 test("hardened: downgrade, wrong confirmation, bad rekeyAfter are handshake errors", async () => {
@@ -435,12 +471,16 @@ test("room keys: a room record must carry an application event", async () => {
     const data = await sealRoom(v, { seq: seq++, plaintext: JSON.stringify({ event, data: { id: "x" } }) });
     await rejects(keyring.open(data), "decrypt").catch((err) => assert.fail(`${event}: ${err.message}`));
   }
-  for (const plaintext of ["not json", "[1,2]", "null", '{"event":42}', '{"data":1}', new Uint8Array([0x7b, 0xff, 0x7d])]) {
+  const named = (event) => JSON.stringify({ event, data: 1 });
+  for (const plaintext of ["not json", "[1,2]", "null", '{"event":42}', '{"data":1}', new Uint8Array([0x7b, 0xff, 0x7d]), named(""), named("x".repeat(257)), named("é".repeat(257))]) {
     await rejects(keyring.open(await sealRoom(v, { seq: seq++, plaintext })), "decrypt");
   }
-  // The refusals did not consume their sequence numbers; an application event opens.
+  // The refusals did not consume their sequence numbers; an application event opens, its name
+  // up to 256 characters (counted as characters, not UTF-16 units).
   const ok = await sealRoom(v, { seq: 0, plaintext: '{"event":"order","data":{"id":9}}' });
   assert.deepEqual(await keyring.open(ok), { event: "order", data: { id: 9 } });
+  const long = "😀".repeat(256);
+  assert.equal((await keyring.open(await sealRoom(v, { seq: 1, plaintext: named(long) }))).event, long);
   // The test's own sealer agrees with the published vector.
   assert.equal((await sealRoom(v, { seq: 0, plaintext: v.records[0].plaintext })).ct, v.records[0].ct_b64);
 });
