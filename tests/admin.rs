@@ -646,3 +646,92 @@ async fn the_join_endpoint_refuses_rooms_named_like_a_client_id() {
     assert_eq!(b.recv_msg().await["event"], "end");
     s.stop().await;
 }
+
+/// Refusals made before a handler runs are in the API's JSON error shape too: a query string
+/// that does not parse (400) and a body over the limit (413). A full batch of messages of a
+/// couple of kilobytes each is within the limit.
+#[tokio::test]
+async fn refusals_before_a_handler_are_json_and_a_full_batch_fits_the_body_limit() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    for query in ["since=-1", "limit=abc"] {
+        let (status, body) = admin.get(&format!("/socket/history/room:r?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["success"], false, "{query}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
+    let (status, body) = admin
+        .post_raw("/socket/broadcast", "x".repeat(9 << 20))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let (mut c, _) = s.plain("alice").await;
+    let fill = "z".repeat(2000);
+    let messages: Vec<Value> = (0..1000)
+        .map(|i| json!({"destination": c.id(), "topic": "b", "data": {"i": i, "fill": fill}}))
+        .collect();
+    let (status, body) = admin
+        .post("/socket/batch", &json!({"messages": messages}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for i in 0..1000 {
+        assert_eq!(c.recv_msg().await["data"]["i"], i);
+    }
+    s.stop().await;
+}
+
+/// The `Bearer` scheme name is case-insensitive (RFC 7235); another scheme is refused.
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let s = start(base_config()).await;
+    let http = reqwest::Client::new();
+    for (value, expected) in [
+        (format!("bearer {ADMIN_TOKEN}"), StatusCode::OK),
+        (format!("BEARER {ADMIN_TOKEN}"), StatusCode::OK),
+        (format!("Basic {ADMIN_TOKEN}"), StatusCode::UNAUTHORIZED),
+        (ADMIN_TOKEN.to_owned(), StatusCode::UNAUTHORIZED),
+    ] {
+        let r = http
+            .get(s.http("/socket/info"))
+            .header("authorization", &value)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), expected, "{value}");
+    }
+    s.stop().await;
+}
+
+/// A send to a room no client could be in (a reserved `ws:` name, an overlong one)
+/// is refused with 400, alone or in a batch (where nothing of the batch is sent).
+#[tokio::test]
+async fn sends_to_rooms_no_client_can_join_are_refused() {
+    let s = start(base_config()).await;
+    let admin = Admin::new(&s);
+    let long = "r".repeat(257);
+    for room in ["ws:x", long.as_str()] {
+        let (status, body) = admin
+            .post(&format!("/socket/room/{room}/send"), &json!({"topic": "t"}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{room}: {body}");
+        assert!(
+            body["error"].as_str().expect("error").contains("room"),
+            "{body}"
+        );
+    }
+    let batch = json!({"messages": [{"topic": "t"}, {"destination": "ws:x", "topic": "t"}]});
+    let (status, body) = admin.post("/socket/batch", &batch).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("message 1"),
+        "{body}"
+    );
+    let (status, _) = admin
+        .post("/socket/room/orders:7/send", &json!({"topic": "t"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s.stop().await;
+}

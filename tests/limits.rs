@@ -667,3 +667,114 @@ async fn the_per_connection_future_stays_small() {
     drop(fut);
     assert_eq!(server.counts().clients, 0, "dropping it deregisters");
 }
+
+/// A WebSocket opened by hand on a raw TCP stream (to send frames no client library would),
+/// returned after the server's 101.
+async fn raw_websocket(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = "GET /ws HTTP/1.1\r\nHost: sealwire\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    tcp.write_all(head.as_bytes())
+        .await
+        .expect("upgrade request");
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.expect("response head");
+        got.push(byte[0]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    tcp
+}
+
+/// Everything the server sends until it closes the TCP connection, as frames: the close
+/// frame's code, if one came.
+async fn close_frame_code(tcp: &mut tokio::net::TcpStream) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(RECV_TIMEOUT, tcp.read_to_end(&mut bytes))
+        .await
+        .expect("the server ends the connection")
+        .ok()?;
+    let mut rest = bytes.as_slice();
+    while rest.len() >= 2 {
+        let (opcode, len) = (rest[0] & 0x0f, usize::from(rest[1] & 0x7f));
+        let (len, start) = match len {
+            126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+            127 => panic!("no frame here is that long"),
+            n => (n, 2),
+        };
+        let payload = &rest[start..start + len];
+        if opcode == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+        rest = &rest[start + len..];
+    }
+    None
+}
+
+/// A client frame: FIN, `first` (opcode and reserved bits), masked with a zero key unless
+/// `masked` is false.
+fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let len = u8::try_from(payload.len()).expect("short");
+    let mut frame = vec![first];
+    if masked {
+        frame.push(0x80 | len);
+        frame.extend_from_slice(&[0, 0, 0, 0]); // a zero mask leaves the payload as it is
+    } else {
+        frame.push(len);
+    }
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A client that breaks the WebSocket framing rules is told why in a close frame (RFC 6455
+/// §7.1.7): 1002 for broken framing, 1007 for a text message that is not UTF-8; before and
+/// after authentication, and the disconnected hook sees the same code.
+#[tokio::test]
+async fn framing_violations_close_1002_and_invalid_utf8_closes_1007() {
+    use tokio::io::AsyncWriteExt;
+    let (b, closed) = recording(base_config());
+    let ts = start_with(b).await;
+    let cases: [(&str, Vec<u8>, u16); 6] = [
+        ("unmasked text", client_frame(0x81, b"hi", false), 1002),
+        ("reserved bit", client_frame(0xC1, b"hi", true), 1002),
+        ("reserved opcode", client_frame(0x83, b"", true), 1002),
+        (
+            "continuation without a start",
+            client_frame(0x80, b"hi", true),
+            1002,
+        ),
+        ("fragmented ping", client_frame(0x09, b"", true), 1002),
+        (
+            "invalid UTF-8",
+            client_frame(0x81, &[0x7b, 0xc3, 0x28, 0x7d], true),
+            1007,
+        ),
+    ];
+    for (name, frame, code) in cases {
+        for authenticated in [false, true] {
+            let mut tcp = raw_websocket(ts.addr).await;
+            if authenticated {
+                let auth = br#"{"event":"authenticate","data":{"token":"framing"}}"#;
+                tcp.write_all(&client_frame(0x81, auth, true))
+                    .await
+                    .expect("auth");
+                wait_for(|| ts.server.counts().clients == 1).await;
+            }
+            tcp.write_all(&frame).await.expect("frame");
+            assert_eq!(close_frame_code(&mut tcp).await, Some(code), "{name}");
+            if authenticated {
+                wait_for(|| closed_code(&closed, "framing") == Some(code)).await;
+                closed.lock().expect("lock").clear();
+                wait_for(|| ts.server.counts().clients == 0).await;
+            }
+        }
+    }
+    ts.stop().await;
+}

@@ -1759,7 +1759,8 @@ async fn hardened_socketio_sockets_are_refused_like_ws_clients() {
     assert_eq!(refused["reason"]["code"], 4003);
     assert_eq!(refused["reason"]["message"], "Authentication failed");
 
-    // A tampered record closes the connection (4004): the receive sequence cannot skip it.
+    // A tampered record closes the connection (4004): the receive sequence cannot skip it. On
+    // an established session the SDK takes that as a record failure (`crypto`, retryable).
     let info = h
         .sdk_connect("tam", "tamper-user", &[&pin], &["websocket"])
         .await;
@@ -1768,7 +1769,7 @@ async fn hardened_socketio_sockets_are_refused_like_ws_clients() {
     h.send(json!({"cmd": "sdk_send", "name": "tam", "event": "chat", "data": 1}))
         .await;
     let closed = h.sdk_line("tam", "sdk_disconnected").await;
-    assert_eq!(closed["reason"]["kind"], "encryption-required", "{closed}");
+    assert_eq!(closed["reason"]["kind"], "crypto", "{closed}");
     assert_eq!(closed["reason"]["code"], 4004);
     wait_for(|| server.server.client_info(&id).is_none()).await;
 

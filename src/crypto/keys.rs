@@ -38,13 +38,14 @@ impl PeerPublicKey {
         Ok(Self { bytes: arr })
     }
 
-    /// Validates standard base64 (as sent in `publicKey` / `serverPublicKey`).
+    /// Validates standard base64 (as sent in `publicKey` / `serverPublicKey`), exactly: padded,
+    /// canonical, and nothing around it (trim a key read from a file before passing it).
     ///
     /// # Errors
     /// [`CryptoError::InvalidPublicKey`] when the text is not base64 or not a valid key.
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
         let raw = b64()
-            .decode(text.trim())
+            .decode(text)
             .map_err(|_| CryptoError::InvalidPublicKey)?;
         Self::from_bytes(&raw)
     }
@@ -156,6 +157,18 @@ mod tests {
         assert!(PeerPublicKey::from_bytes(&zero).is_err());
         // Not base64.
         assert!(PeerPublicKey::from_base64("!!!not base64").is_err());
+        // Exactly base64: no whitespace around or inside it (a network field is taken as sent).
+        let b64 = PeerPublicKey::from_bytes(&p).expect("valid").to_base64();
+        for text in [
+            format!(" {b64}"),
+            format!("{b64} "),
+            format!("\t{b64}"),
+            format!("{b64}\n"),
+            format!("{}\n{}", &b64[..40], &b64[40..]),
+        ] {
+            assert!(PeerPublicKey::from_base64(&text).is_err(), "{text:?}");
+        }
+        assert!(PeerPublicKey::from_base64(&b64).is_ok());
     }
 
     #[test]

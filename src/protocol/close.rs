@@ -14,6 +14,12 @@ pub enum CloseCode {
     /// 1006: the connection dropped without a close frame (never sent on the wire; reported
     /// to hooks and clients).
     Abnormal,
+    /// 1002: the peer broke the WebSocket framing rules (an unmasked client frame, reserved
+    /// bits or opcodes, a fragmented or oversized control frame, a continuation without a
+    /// start).
+    ProtocolError,
+    /// 1007: a text message was not valid UTF-8.
+    InvalidPayload,
     /// 1009: a message exceeded the configured maximum size.
     MessageTooBig,
     /// 4001: no `authenticate` in time, or authentication did not finish in time.
@@ -38,6 +44,8 @@ impl CloseCode {
             Self::Normal => 1000,
             Self::GoingAway => 1001,
             Self::Abnormal => 1006,
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
             Self::MessageTooBig => 1009,
             Self::AuthTimeout => 4001,
             Self::HeartbeatTimeout => 4002,
@@ -55,6 +63,8 @@ impl CloseCode {
             Self::Normal => "Normal closure",
             Self::GoingAway => "Server shutting down",
             Self::Abnormal => "Connection lost",
+            Self::ProtocolError => "Protocol error",
+            Self::InvalidPayload => "Invalid UTF-8",
             Self::MessageTooBig => "Message too big",
             Self::AuthTimeout => "Authentication timeout",
             Self::HeartbeatTimeout => "Heartbeat timeout",
@@ -72,6 +82,8 @@ impl CloseCode {
             1000 => Self::Normal,
             1001 => Self::GoingAway,
             1006 => Self::Abnormal,
+            1002 => Self::ProtocolError,
+            1007 => Self::InvalidPayload,
             1009 => Self::MessageTooBig,
             4001 => Self::AuthTimeout,
             4002 => Self::HeartbeatTimeout,
@@ -93,6 +105,8 @@ mod tests {
         for c in [
             CloseCode::Normal,
             CloseCode::GoingAway,
+            CloseCode::ProtocolError,
+            CloseCode::InvalidPayload,
             CloseCode::MessageTooBig,
             CloseCode::AuthTimeout,
             CloseCode::HeartbeatTimeout,

@@ -59,6 +59,14 @@ where
                 tracing::debug!(client = %self.handle.id, error = %e, "inbound message over the limit");
                 Some(Exit::Close(CloseCode::MessageTooBig))
             }
+            Some(Err(SocketError::Protocol(e))) => {
+                tracing::debug!(client = %self.handle.id, error = %e, "WebSocket protocol violation");
+                Some(Exit::Close(CloseCode::ProtocolError))
+            }
+            Some(Err(SocketError::InvalidUtf8(e))) => {
+                tracing::debug!(client = %self.handle.id, error = %e, "text message not UTF-8");
+                Some(Exit::Close(CloseCode::InvalidPayload))
+            }
             Some(Err(e)) => {
                 tracing::debug!(client = %self.handle.id, error = %e, "socket error");
                 Some(Exit::Gone)

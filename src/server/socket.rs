@@ -45,6 +45,12 @@ pub enum SocketError {
     /// An inbound message was over the size limit (the connection closes with 1009).
     #[error("message over the size limit: {0}")]
     TooLarge(String),
+    /// The peer broke the WebSocket framing rules (the connection closes with 1002).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// A text message was not valid UTF-8 (the connection closes with 1007).
+    #[error("invalid UTF-8: {0}")]
+    InvalidUtf8(String),
     /// The connection is closed.
     #[error("connection closed")]
     Closed,

@@ -1,12 +1,13 @@
 //! The admin REST API under `/socket`. Every route but health needs
 //! `Authorization: Bearer <admin token>` (health shows its details only with it); errors are
-//! `{"error": ".."}` with a 4xx status.
+//! `{"error": ".."}` with a 4xx status, refusals before a handler runs included
+//! ([`rejections`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +16,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+mod rejections;
 
 use crate::protocol::{BusTarget, EventName, RoomName, SendError, now_iso8601};
 use crate::publish::{Publication, Publish, PublishError};
@@ -46,6 +49,8 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
             }),
         )
         .merge(protected)
+        .layer(middleware::map_response(rejections::as_json))
+        .layer(DefaultBodyLimit::max(rejections::BODY_LIMIT))
 }
 
 /// The admin token, kept as its SHA-256 digest.
@@ -71,7 +76,7 @@ impl AdminToken {
         Self(token.map(|t| Arc::new(digest(t))))
     }
 
-    /// Checks `Authorization: Bearer <token>`.
+    /// Checks `Authorization: Bearer <token>` (the scheme in any case, RFC 7235).
     fn check(&self, headers: &HeaderMap) -> Result<(), TokenRefusal> {
         let Some(expected) = self.0.as_deref() else {
             return Err(TokenRefusal::Disabled);
@@ -79,11 +84,17 @@ impl AdminToken {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
             .unwrap_or("");
         aws_lc_rs::constant_time::verify_slices_are_equal(&digest(given), expected)
             .map_err(|_| TokenRefusal::Invalid)
     }
+}
+
+/// The credentials of a `Bearer` authorization value; the scheme name is case-insensitive.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -264,7 +275,18 @@ async fn room_send(
     Path(room): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    check_room(&room)?;
     send_to(&server, BusTarget::Room(room), &body).await
+}
+
+/// A room a send names must be one a client could be in: a name no client can join would
+/// reach nobody, which is the caller's mistake to be told of.
+fn check_room(room: &str) -> Result<(), ApiError> {
+    RoomName::check(room).map_err(|_| {
+        bad_request(format!(
+            "invalid room name {room:?}: 1..=256 characters, not starting with \"ws:\""
+        ))
+    })
 }
 
 async fn client_send(
@@ -300,10 +322,8 @@ fn rooms_body(server: &Server, body: &Bytes, join: bool) -> Result<Vec<String>, 
             b.rooms.len()
         )));
     }
-    if let Some(bad) = b.rooms.iter().find(|r| RoomName::check(r).is_err()) {
-        return Err(bad_request(format!(
-            "invalid room name {bad:?}: 1..=256 characters, not starting with \"ws:\""
-        )));
+    for room in &b.rooms {
+        check_room(room)?;
     }
     if join
         && let Some(bad) = b
@@ -389,6 +409,10 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
         let data = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
         let event = EventName::new(m.topic)
             .map_err(|e| bad_request(format!("message {i}: {}", SendError::from(e))))?;
+        // A destination is a client id (always a valid room name) or a room.
+        if let Some(d) = &m.destination {
+            check_room(d).map_err(|e| bad_request(format!("message {i}: {}", e.1)))?;
+        }
         // The size limit, for the whole batch before the first message goes out.
         server
             .frame(event.as_str(), data.clone())

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::{Sink, Stream};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -71,12 +72,17 @@ impl<S> std::fmt::Debug for WsSocket<S> {
     }
 }
 
-/// The core's view of a tungstenite error: only an oversized message is told apart.
+/// The core's view of a tungstenite error: the peer's violations that have a close code of
+/// their own (an oversized message, broken framing, invalid UTF-8) are told apart.
 fn socket_error(e: WsError) -> SocketError {
     match e {
         WsError::Capacity(e) => SocketError::TooLarge(e.to_string()),
         WsError::ConnectionClosed | WsError::AlreadyClosed => SocketError::Closed,
         WsError::Io(e) => SocketError::Io(e),
+        // The peer went away without a close frame: nobody to tell.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => SocketError::Closed,
+        WsError::Protocol(e) => SocketError::Protocol(e.to_string()),
+        WsError::Utf8(e) => SocketError::InvalidUtf8(e),
         e => SocketError::Transport(e.to_string()),
     }
 }
