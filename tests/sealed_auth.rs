@@ -528,7 +528,8 @@ async fn the_sdk_token_provider_refreshes_before_expiry() {
             matches!(
                 ev,
                 Event::Refreshed {
-                    expires_at: Some(_)
+                    expires_at: Some(_),
+                    ..
                 }
             ),
             "{ev:?}"
@@ -756,10 +757,10 @@ async fn a_client_record_damaged_on_its_way_is_retried_with_a_fresh_handshake() 
 
 /// A hardened server scripted for one connection: it answers the client's hello with a
 /// correct server hello for client id `id`, takes the confirmation and the sealed
-/// `authenticate`, and sends what `record0` makes with its session as the first record.
+/// `authenticate`, and sends the records `records` makes with its session, in order.
 async fn scripted_server(
     id: &'static str,
-    record0: impl FnOnce(&mut sealwire::crypto::Session) -> String + Send + 'static,
+    records: impl FnOnce(&mut sealwire::crypto::Session) -> Vec<String> + Send + 'static,
 ) -> String {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -790,9 +791,9 @@ async fn scripted_server(
         for _ in 0..2 {
             ws.next().await; // the confirmation, the sealed authenticate
         }
-        ws.send(Message::text(record0(&mut session)))
-            .await
-            .expect("record 0");
+        for record in records(&mut session) {
+            ws.send(Message::text(record)).await.expect("record");
+        }
         while let Some(Ok(_)) = ws.next().await {}
     });
     format!("ws://{addr}/ws")
@@ -805,7 +806,7 @@ async fn scripted_server(
 async fn the_client_refuses_a_hello_without_id_and_any_first_record_but_connected() {
     let seal = |event: &str, data: Value| {
         let frame = json!({"event": event, "data": data}).to_string();
-        move |s: &mut sealwire::crypto::Session| s.seal_frame(frame.as_bytes()).expect("seal")
+        move |s: &mut sealwire::crypto::Session| vec![s.seal_frame(frame.as_bytes()).expect("seal")]
     };
     let connected = |extra: Value| {
         let mut data = json!({"id": "c-1", "userId": "u", "time": "2026-11-29T00:00:00.000Z"});
@@ -856,5 +857,54 @@ async fn the_client_refuses_a_hello_without_id_and_any_first_record_but_connecte
         .connect()
         .await
         .expect("connected");
+    client.close();
+}
+
+/// A `refreshed` naming another user than the session's ends the connection (`Protocol`),
+/// as in the browser SDK; one naming the session's user is a `Refreshed` event.
+#[tokio::test]
+async fn a_refreshed_naming_another_user_ends_the_connection() {
+    let records = |user: &'static str| {
+        move |s: &mut sealwire::crypto::Session| {
+            [
+                json!({"event": "connected", "data": {"id": "c-1", "userId": "alice", "time": "2026-11-29T00:00:00.000Z"}}),
+                json!({"event": "refreshed", "data": {"userId": user, "time": "2026-11-29T00:00:01.000Z"}}),
+            ]
+            .iter()
+            .map(|f| s.seal_frame(f.to_string().as_bytes()).expect("seal"))
+            .collect()
+        }
+    };
+    let url = scripted_server("c-1", records("mallory")).await;
+    let (_client, mut events) = Client::builder(url)
+        .token(TOKEN)
+        .reconnect(ReconnectPolicy::never())
+        .connect()
+        .await
+        .expect("connected");
+    let Event::Disconnected { reason, .. } =
+        event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason,
+        DisconnectReason::Protocol("refreshed names another user".into())
+    );
+    let url = scripted_server("c-1", records("alice")).await;
+    let (client, mut events) = Client::builder(url)
+        .token(TOKEN)
+        .reconnect(ReconnectPolicy::never())
+        .connect()
+        .await
+        .expect("connected");
+    let ev = event_where(&mut events, |e| {
+        matches!(e, Event::Refreshed { .. } | Event::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(&ev, Event::Refreshed { user_id, .. } if user_id == "alice"),
+        "{ev:?}"
+    );
     client.close();
 }

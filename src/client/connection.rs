@@ -299,6 +299,13 @@ impl Task {
                                 if let Event::ServerError { message } = &ev {
                                     last_error = Some(message.clone());
                                 }
+                                if let Event::Refreshed { user_id, .. } = &ev
+                                    && self.info.borrow().as_ref().is_some_and(|i| &i.user_id != user_id)
+                                {
+                                    // The session is this user's; a server naming another broke the protocol.
+                                    let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+                                    return DisconnectReason::Protocol("refreshed names another user".into());
+                                }
                                 let fatal = matches!(ev, Event::DecryptFailed { .. })
                                     && session.as_ref().is_some_and(Session::open_failure_is_fatal);
                                 if self.events.send(ev).await.is_err() {

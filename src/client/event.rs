@@ -48,6 +48,9 @@ pub enum Event {
     },
     /// The server accepted a `refresh`: the session now ends at `expires_at` (`None`: never).
     Refreshed {
+        /// The user the session goes on as (always the one it connected as: a `refreshed`
+        /// naming another user ends the connection with [`DisconnectReason::Protocol`]).
+        user_id: String,
         /// The new expiry.
         expires_at: Option<SystemTime>,
     },

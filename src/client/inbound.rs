@@ -180,6 +180,7 @@ fn lifecycle_event(name: &str, data: Option<&Value>, lifetime: &mut Lifetime) ->
             let expires_at = field("expiresAt");
             lifetime.renewed(field("time").and_then(|t| session_left(t, expires_at)));
             Some(Event::Refreshed {
+                user_id: field("userId").unwrap_or_default().to_owned(),
                 expires_at: expires_at.and_then(parse_iso8601),
             })
         }
