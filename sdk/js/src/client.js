@@ -645,7 +645,9 @@ export class SealwireClient {
       return;
     }
     if (frame.event !== "hello") {
-      this.endConnection(conn, reason("protocol", `expected hello, got ${frame.event}`));
+      // Nothing else comes before the hello; a plaintext frame here was not the server's
+      // (anyone on the path can inject one) and is ignored, as in the Rust SDK: the connect
+      // timeout bounds the wait for the real hello.
       return;
     }
     let done;

@@ -173,6 +173,22 @@ test("before connected: plaintext frames are ignored, a sealed error explains th
   assert.deepEqual(events.filter((e) => e.type === "serverError").map((e) => e.message), ["Authentication failed"]);
 });
 
+test("before the hello: an injected plaintext frame is ignored and the real hello is taken", async (t) => {
+  const net = fakeNetwork(async (sock) => {
+    const first = JSON.parse(await sock.recv());
+    sock.push({ event: "payout", data: { amount: "forged" } });
+    const hs = await serverHandshake(first.data, { id: "c-1" });
+    sock.push({ event: "hello", data: hs.hello });
+    await sock.recv(); // the confirmation
+    await sock.recv(); // the sealed authenticate
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "a", time: T0 } }));
+  });
+  const { c, events } = client(t, net);
+  const info = await c.connect();
+  assert.equal(info.id, "c-1");
+  assert.equal(events.filter((e) => e.type === "message").length, 0, "nothing injected was delivered");
+});
+
 test("a record that does not open before connected ends the attempt", async (t) => {
   const net = fakeNetwork(async (sock) => {
     const { hs } = await acceptHello(sock, { id: "c-1" });
