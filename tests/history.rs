@@ -621,3 +621,29 @@ async fn the_rust_sdk_reports_a_stream_it_was_not_tracked_in() {
     client.close();
     s.stop().await;
 }
+
+/// A `recover` that is not an object of positions counts as `{}` in `authenticate` as in
+/// `join`: the client is admitted (its token is read as usual) and gets positions, with
+/// nothing recovered.
+#[tokio::test]
+async fn a_malformed_recover_in_authenticate_is_an_empty_one() {
+    let s = server(config(8)).await;
+    for (i, recover) in [
+        json!(5),
+        json!([]),
+        json!("x"),
+        json!({"user:z": 5}),
+        json!({"user:z": {"offset": -1, "epoch": "e"}}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let user = format!("u{i}");
+        let mut c = connect(&s, &user, recover.clone(), i % 2 == 0).await;
+        let (_, streams) = until_recovered(&mut c).await;
+        let own = stream(&streams, &format!("user:{user}"));
+        assert!(own["recovered"].is_null(), "{recover}: {streams:?}");
+        assert!(own["epoch"].is_string(), "{recover}: {streams:?}");
+    }
+    s.stop().await;
+}

@@ -142,7 +142,13 @@ pub struct AuthenticatePayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     /// Positions to recover from, by stream; present (even empty) asks for positions (§12).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A value that is not an object of positions counts as `{}`: it never makes the payload
+    /// (and so the credentials) unreadable.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_recover"
+    )]
     pub recover: Option<super::RecoverRequest>,
     /// Hardened profile, sealed `authenticate` only: `"sealwire-room-v1"` asks for room keys
     /// (§14).
@@ -178,6 +184,15 @@ pub struct RefreshPayload {
     /// The new credential.
     #[serde(default)]
     pub token: Option<String>,
+}
+
+/// A present `recover`, as positions; anything that is not an object of positions is `{}`.
+fn lenient_recover<'de, D>(d: D) -> Result<Option<super::RecoverRequest>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = Value::deserialize(d)?;
+    Ok(Some(serde_json::from_value(raw).unwrap_or_default()))
 }
 
 /// How a bearer token shows in `Debug`: whether there is one, never what it is (an
@@ -363,6 +378,29 @@ mod tests {
         assert!(s.ends_with(".123Z"), "{s}");
         assert_eq!(parse_iso8601(&s), Some(t));
         assert_eq!(parse_iso8601("yesterday"), None);
+    }
+
+    #[test]
+    fn a_malformed_recover_counts_as_empty_and_keeps_the_token() {
+        for recover in [
+            "5",
+            "[]",
+            "\"x\"",
+            "null",
+            r#"{"user:z":5}"#,
+            r#"{"user:z":{"offset":-1,"epoch":"e"}}"#,
+        ] {
+            let text = format!(r#"{{"token":"t","recover":{recover}}}"#);
+            let p: AuthenticatePayload = serde_json::from_str(&text).expect(&text);
+            assert_eq!(p.token.as_deref(), Some("t"), "{text}");
+            assert_eq!(p.recover, Some(Default::default()), "{text}");
+        }
+        let p: AuthenticatePayload = serde_json::from_str(r#"{"token":"t"}"#).expect("absent");
+        assert_eq!(p.recover, None);
+        let p: AuthenticatePayload =
+            serde_json::from_str(r#"{"recover":{"user:a":{"offset":3,"epoch":"e"}}}"#)
+                .expect("valid");
+        assert_eq!(p.recover.expect("asked")["user:a"].offset, 3);
     }
 
     #[test]
