@@ -308,13 +308,9 @@ async fn a_redis_restart_starts_a_new_epoch() {
     drop(c);
     redis.restart().await;
     wait_for(|| a.server.bus_status().connected && b.server.bus_status().connected).await;
-    // The first publication after the restart may fail while connections are re-made; it
-    // is then delivered live only. Keep publishing until one is kept.
-    let mut n = 2;
-    while publish(&a, n).await.is_none() {
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Once the bus is back, the store's connection from before the restart has been
+    // replaced: the first publication is kept (and the first read finds the stream).
+    assert_eq!(publish(&a, 2).await, Some(1), "kept, first of a new stream");
     let (mut c, replayed, room) = joined(&b, Some(json!({"offset": 1, "epoch": old}))).await;
     assert_eq!(room["recovered"], false, "{room}");
     assert!(replayed.is_empty());
@@ -628,5 +624,67 @@ async fn a_stream_budget_bounds_what_joins_can_make_redis_hold() {
         metric_value(&metrics, "sealwire_history_unheld_lookups_total"),
         1.0
     );
+    a.stop().await;
+}
+
+/// While this instance's subscription is down (its pub/sub connection killed, the store's
+/// connection fine), a kept publication does not come back from the bus: its own clients get
+/// it anyway, with its position, once and in order with what follows.
+#[tokio::test]
+async fn kept_publications_reach_local_clients_while_the_subscription_is_down() {
+    let redis = RedisServer::start().await;
+    let mut c = base_config();
+    c.history.rooms = vec!["orders:*".to_owned()];
+    let bus = RedisBus::new(
+        RedisBusConfig::new(redis.url())
+            // Slow to come back, so that publications are made while it is away.
+            .backoff(Duration::from_secs(3), Duration::from_secs(3))
+            .response_timeout(Duration::from_secs(2)),
+    )
+    .expect("bus");
+    let store = bus.history_store(100, c.history.ttl).expect("store");
+    let a = start_with(
+        builder(c)
+            .validate_rooms(GlobRooms::new(["orders:*"]).expect("glob"))
+            .bus(bus)
+            .history_store(store),
+    )
+    .await;
+    let (mut client, _, room) = joined(&a, None).await;
+    let epoch = room["epoch"].clone();
+    assert_eq!(publish(&a, 1).await, Some(1));
+    assert_eq!(client.recv_msg().await["data"]["n"], 1);
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: i64 = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .expect("kill the subscription");
+    wait_for(|| !a.server.bus_status().connected).await;
+    for n in 2..=4 {
+        assert_eq!(
+            publish(&a, n).await,
+            Some(n),
+            "kept while the subscription is down"
+        );
+    }
+    wait_for(|| a.server.bus_status().connected).await;
+    assert_eq!(publish(&a, 5).await, Some(5));
+    for n in 2..=5 {
+        let m = client.recv_msg().await;
+        assert_eq!(
+            (m["data"]["n"].as_u64(), m["offset"].as_u64()),
+            (Some(n), Some(n)),
+            "{m}"
+        );
+        assert_eq!(m["epoch"], epoch);
+    }
+    client.expect_silence(Duration::from_millis(300)).await;
     a.stop().await;
 }

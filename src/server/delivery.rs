@@ -77,8 +77,8 @@ impl Server {
     /// for the stream, so no client is told it recovered across it.
     ///
     /// It returns once the publication has reached this instance's recipients (they receive
-    /// it from the bus, at most [`ECHO_WAIT`] later), so that what the caller publishes next
-    /// cannot overtake it.
+    /// it from the bus, at most [`ECHO_WAIT`] later, or from here if it has not come back by
+    /// then), so that what the caller publishes next cannot overtake it.
     async fn publish_kept(
         &self,
         Kept {
@@ -104,8 +104,19 @@ impl Server {
                 self.0.metrics.appended(true);
                 // They receive it from the bus, with its position.
                 let local = self.0.registry().recipients(&target, &exclude).len();
-                if local > 0 {
-                    in_flight.delivered(&position, ECHO_WAIT).await;
+                if local > 0 && !in_flight.delivered(&position, ECHO_WAIT).await {
+                    // It did not come back in time: this instance's subscription is down (Redis
+                    // restarting, say) or far behind. Its recipients get it from here, with its
+                    // position, and the echo, if it still comes, is not delivered again.
+                    history.echoes().delivered_ahead(&stream, &position);
+                    let epoch = Arc::from(position.epoch.as_str());
+                    let positioned = frame.positioned(
+                        Arc::from(stream.as_str()),
+                        position.offset,
+                        &epoch,
+                        &exclude,
+                    );
+                    self.fan_out(&target, &positioned, &exclude);
                 }
                 let mut receipt = Receipt::local(local);
                 receipt.offset = Some(position.offset);
@@ -288,12 +299,17 @@ impl Server {
             .history
             .as_ref()
             .and_then(|h| h.stream_for(&env.target));
-        // The late copy of this instance's own failed append was delivered live already.
+        // The late copy of this instance's own failed append was delivered live already, and
+        // so was one whose echo came too late.
         if env.server_id == self.0.server_id
             && let (Some(history), Some(stream)) = (&self.0.history, &stream)
-            && history
+            && (history
                 .echoes()
                 .is_late_copy(stream, &frame.event, frame.data.get())
+                || env
+                    .kept
+                    .as_ref()
+                    .is_some_and(|at| history.echoes().was_delivered_ahead(stream, at)))
         {
             return 0;
         }

@@ -9,6 +9,7 @@
 //! what may be missing.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,10 @@ struct Inner {
     opener: Option<KeptOpener>,
     /// Streams with an append this instance could not confirm.
     tainted: Mutex<HashSet<String>>,
+    /// The bus's count of Redis recoveries, and the last one this store checked its
+    /// connection after.
+    recoveries: Arc<AtomicU64>,
+    checked: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -60,6 +65,7 @@ impl RedisHistory {
         timeouts: (Duration, Duration),
         (size, ttl): (usize, Duration),
         key: Option<&BusKey>,
+        recoveries: Arc<AtomicU64>,
     ) -> redis::RedisResult<Self> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeouts.0))
@@ -75,7 +81,30 @@ impl RedisHistory {
             sealer: key.map(|k| Mutex::new(Sealer::new(k.duplicate(), &mut rand::rng()))),
             opener: key.map(|k| KeptOpener::new(k.duplicate())),
             tainted: Mutex::new(HashSet::new()),
+            checked: AtomicU64::new(recoveries.load(Ordering::Acquire)),
+            recoveries,
         })))
+    }
+
+    /// The store's connection, checked first after Redis came back from an outage: the
+    /// connection may be one opened before it, dead since, and a ping (not a publication or a
+    /// read) is what should find that out. The connection manager reconnects on the failure,
+    /// and the second ping waits for the new connection.
+    async fn connection(&self) -> ConnectionManager {
+        let mut conn = self.0.conn.clone();
+        let recoveries = self.0.recoveries.load(Ordering::Acquire);
+        if self.0.checked.swap(recoveries, Ordering::AcqRel) != recoveries {
+            for _ in 0..2 {
+                if redis::cmd("PING")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+        }
+        conn
     }
 }
 
@@ -118,7 +147,7 @@ impl HistoryStore for RedisHistory {
                 lock(sealer).seal(&mut envelope).map_err(unavailable)?;
             }
             let reset = lock(&inner.tainted).remove(&stream);
-            let mut conn = inner.conn.clone();
+            let mut conn = self.connection().await;
             let r = streams::append(
                 &mut conn,
                 &inner.append,
@@ -145,15 +174,23 @@ impl HistoryStore for RedisHistory {
         let stream = stream.to_owned();
         Box::pin(async move {
             let inner = &self.0;
-            let mut conn = inner.conn.clone();
-            let page = streams::read(
-                &mut conn,
-                &inner.read,
-                &stream,
-                (since, limit),
-                (inner.ttl_ms, create),
-            )
-            .await
+            let mut conn = self.connection().await;
+            let read = async |conn: &mut ConnectionManager| {
+                streams::read(
+                    conn,
+                    &inner.read,
+                    &stream,
+                    (since, limit),
+                    (inner.ttl_ms, create),
+                )
+                .await
+            };
+            let page = match read(&mut conn).await {
+                // A read may run twice (it creates a missing stream at most once): one that
+                // met a dropped connection is made again on the connection that replaces it.
+                Err(e) if e.is_connection_dropped() && !e.is_timeout() => read(&mut conn).await,
+                page => page,
+            }
             .map_err(|e| failed(&e))?;
             Ok(self.open(&stream, page))
         })

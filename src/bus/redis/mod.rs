@@ -85,6 +85,9 @@ struct Inner {
     encrypted: bool,
     /// The bus key, for history stores made from this bus.
     history_key: Option<BusKey>,
+    /// How many times Redis came back after an outage: history stores check their own
+    /// connection after each (it may be one left over from before).
+    recoveries: Arc<AtomicU64>,
     /// Channels the subscriber has confirmed (interest mode), and a signal when they change.
     confirmed: Mutex<HashSet<String>>,
     confirmed_changed: Notify,
@@ -167,6 +170,7 @@ impl RedisBus {
             tasks: TaskTracker::new(),
             encrypted,
             history_key,
+            recoveries: Arc::default(),
             confirmed: Mutex::new(HashSet::new()),
             confirmed_changed: Notify::new(),
         })))
@@ -210,6 +214,7 @@ impl RedisBus {
             (self.0.connect_timeout, self.0.response_timeout),
             (size, ttl),
             self.0.history_key.as_ref(),
+            Arc::clone(&self.0.recoveries),
         )
         .map_err(|e| BusError::Config(format!("history store: {e}")))
     }
@@ -243,6 +248,7 @@ impl Inner {
             let mut h = lock(&self.health);
             if let Some(since) = h.down_since.take() {
                 tracing::info!(url = %self.url_redacted, what, outage_ms = since.elapsed().as_millis() as u64, "Redis connected");
+                self.recoveries.fetch_add(1, Ordering::AcqRel);
             }
             h.last_error = None;
         }

@@ -30,6 +30,10 @@ pub(crate) struct Echoes {
     /// late, its copy that comes back is not delivered a second time. By stream and a
     /// fingerprint of event and data, with when it failed.
     unconfirmed: Mutex<Vec<(String, u64, Instant)>>,
+    /// Kept publications of this instance that did not come back in time and were delivered
+    /// here without waiting for the bus: if they still come back, they are not delivered a
+    /// second time. By stream and position, with when.
+    ahead: Mutex<Vec<(String, Position, Instant)>>,
 }
 
 /// How long a failed append's late copy is recognised.
@@ -97,6 +101,33 @@ impl Echoes {
         }
     }
 
+    /// This instance's own kept publication of `stream` at `at` was delivered here without
+    /// its echo (which did not come back in time).
+    pub(crate) fn delivered_ahead(&self, stream: &str, at: &Position) {
+        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        ahead.retain(|(_, _, when)| when.elapsed() < UNCONFIRMED_FOR);
+        ahead.push((stream.to_owned(), at.clone(), Instant::now()));
+        drop(ahead);
+        self.delivered(stream, at);
+    }
+
+    /// Whether this instance's own kept publication of `stream` at `at`, just come back, was
+    /// delivered ahead of its echo already (then forgotten).
+    pub(crate) fn was_delivered_ahead(&self, stream: &str, at: &Position) -> bool {
+        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        if ahead.is_empty() {
+            return false;
+        }
+        ahead.retain(|(_, _, when)| when.elapsed() < UNCONFIRMED_FOR);
+        match ahead.iter().position(|(s, p, _)| s == stream && p == at) {
+            Some(i) => {
+                ahead.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A kept publication of `stream` at `at` reached this instance's recipients.
     pub(crate) fn delivered(&self, stream: &str, at: &Position) {
         let mut streams = self.lock();
@@ -121,27 +152,30 @@ pub(crate) struct InFlight<'a> {
 }
 
 impl InFlight<'_> {
-    /// Waits until the publication kept at `at` has been delivered here, at most `within`.
-    pub(crate) async fn delivered(&self, at: &Position, within: Duration) {
+    /// Waits until the publication kept at `at` has been delivered here, at most `within`;
+    /// `false` if it was not by then.
+    pub(crate) async fn delivered(&self, at: &Position, within: Duration) -> bool {
         let rx = {
             let mut streams = self.echoes.lock();
             let Some(watch) = streams.get_mut(self.stream) else {
-                return;
+                return true;
             };
             if reached(watch.delivered.as_ref(), at) {
-                return;
+                return true;
             }
             let (tx, rx) = oneshot::channel();
             watch.waiters.push((at.clone(), tx));
             rx
         };
-        if tokio::time::timeout(within, rx).await.is_err() {
+        let came = matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())));
+        if !came {
             tracing::debug!(
                 stream = self.stream,
                 offset = at.offset,
                 "kept publication not seen back in time"
             );
         }
+        came
     }
 }
 
@@ -174,7 +208,7 @@ mod tests {
         let first = echoes.watch("room:a");
         // The echo arrives before the store's answer.
         echoes.delivered("room:a", &at(5));
-        first.delivered(&at(5), Duration::from_secs(5)).await;
+        assert!(first.delivered(&at(5), Duration::from_secs(5)).await);
         // Another one waits until its echo comes.
         let second = echoes.watch("room:a");
         let six = at(6);
@@ -183,8 +217,18 @@ mod tests {
             tokio::pin!(waiting);
             assert!(futures_util::poll!(&mut waiting).is_pending());
             echoes.delivered("room:a", &six);
-            waiting.await;
+            assert!(waiting.await);
         }
+        // One whose echo never comes is reported, delivered ahead, and its late echo known.
+        let seven = at(7);
+        assert!(!second.delivered(&seven, Duration::from_millis(10)).await);
+        echoes.delivered_ahead("room:a", &seven);
+        assert!(echoes.was_delivered_ahead("room:a", &seven));
+        assert!(
+            !echoes.was_delivered_ahead("room:a", &seven),
+            "forgotten once seen"
+        );
+        assert!(!echoes.was_delivered_ahead("room:b", &at(7)));
         drop((first, second));
         assert!(
             echoes.lock().is_empty(),
