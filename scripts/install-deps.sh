@@ -24,6 +24,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo not found: this project needs a Rust toolchain (1.88+)" >&2
+  echo "cargo not found: this project needs a Rust toolchain (1.94+)" >&2
   exit 1
 fi

@@ -2153,9 +2153,9 @@ async fn a_socketio_client_that_stops_reading_is_closed_as_a_slow_consumer() {
     server.stop().await;
 }
 
-/// A polling handshake whose `sid` is empty or malformed opens a new engine.io session (as
-/// engine.io reads it), so it holds a place under the limits like any other: a made-up `sid`
-/// does not open sessions outside them.
+/// A polling request whose `sid` is empty or malformed names no session: engine.io refuses it
+/// (400), and it holds no place under the limits; handshakes are counted as before, and a
+/// made-up `sid` opens no session outside them.
 #[tokio::test]
 async fn a_made_up_sid_does_not_open_sessions_outside_the_limits() {
     let mut config = base_config();
@@ -2171,19 +2171,20 @@ async fn a_made_up_sid_does_not_open_sessions_outside_the_limits() {
             (status, response.text().await.unwrap_or_default())
         }
     };
-    let (status, body) = handshake("sid=x").await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    assert!(body.starts_with("0{"), "a new session: {body}");
-    let (status, body) = handshake("sid=").await;
-    assert!(body.starts_with("0{"), "a new session: {status} {body}");
-    for sid in ["sid=x", "sid=", "sid=ABCDEFGHIJ_-123!"] {
+    for sid in ["sid=x", "sid=", "sid=ABCDEFGHIJ_-123!", "sid=x", "sid="] {
         let (status, body) = handshake(sid).await;
-        assert_eq!(
-            status,
-            reqwest::StatusCode::SERVICE_UNAVAILABLE,
-            "a third session from one address is refused ({sid}): {body}"
-        );
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{sid}: {body}");
     }
+    for _ in 0..2 {
+        let (status, body) = handshake("").await;
+        assert!(body.starts_with("0{"), "a new session: {status} {body}");
+    }
+    let (status, body) = handshake("").await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "the limit holds: {body}"
+    );
     server.stop().await;
 }
 
@@ -2361,23 +2362,18 @@ fn assert_only_client(server: &TestServer, user: &str) {
     assert_eq!(users, [Some(user.to_owned())]);
 }
 
-/// A second `CONNECT` on a session whose socket is connected is refused with a
-/// `connect_error`, and the connected socket carries on: it stays the server's client and
-/// gets what is sent to it. (socketioxide names both after the session; the second would
-/// have taken the first's place, and left it without a disconnect.)
+/// A second `CONNECT` on a session whose socket is connected is ignored, and the connected
+/// socket carries on: it stays the server's client and gets what is sent to it, and the
+/// second one's token is never authenticated. (socketioxide names both after the session;
+/// the second would have taken the first's place, and left it without a disconnect.)
 #[tokio::test]
 async fn a_second_connect_on_a_connected_session_is_refused() {
     let server = start_default().await;
     let client = Polling::connect(server.addr, json!({"token": "twice"})).await;
     client.authenticate().await;
     assert!(client.post(r#"40{"token":"again"}"#).await);
-    let refused = client.until(|p| p.starts_with("44")).await;
-    assert!(
-        refused
-            .last()
-            .is_some_and(|p| p.contains("Already connected")),
-        "{refused:?}"
-    );
+    assert!(client.post(r#"42["authenticate"]"#).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_only_client(&server, "twice");
     client.still_served(&server, "twice").await;
     server.stop().await;
@@ -2478,5 +2474,82 @@ async fn a_hardened_slow_consumer_gets_its_close_code_before_the_disconnect() {
         .find_map(|p| p.strip_prefix(r#"42["sealwire:close","#))
         .unwrap_or_else(|| panic!("no sealwire:close before the disconnect: {read:?}"));
     assert!(close.starts_with(r#"{"code":4005"#), "{close}");
+    server.stop().await;
+}
+
+/// A packet announcing binary attachments is bounded like any message, before any namespace
+/// or authentication: announcing more than a few attachments, or sending more attachment
+/// bytes than a message may hold, ends the session instead of making the server keep them.
+#[tokio::test]
+async fn binary_attachments_are_bounded_before_authentication() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = base_config();
+    config.max_message_bytes = 4096;
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
+    let placeholder = r#"["x",{"_placeholder":true,"num":0}]"#;
+    let frame_of = |n: u64| format!("45{n}-{placeholder}");
+    // Too many announced, or more bytes than a message: the session ends.
+    let cases: [(String, usize); 2] = [(frame_of(1_000_000_000), 0), (frame_of(2), 2)];
+    for (header, chunks) in cases {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("session");
+        let _open = ws.next().await; // engine.io's open packet
+        ws.send(Message::text(header.clone()))
+            .await
+            .expect("header");
+        for _ in 0..chunks {
+            let _ = ws.send(Message::binary(vec![0u8; 3000])).await;
+        }
+        let ended = tokio::time::timeout(RECV_TIMEOUT, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                        let _ = ws.send(Message::text("3")).await;
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return true,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert_eq!(ended, Ok(true), "{header} with {chunks} attachments");
+    }
+    // Within the bounds, the session goes on: a connected socket's event with one small
+    // attachment, then its authentication.
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("session");
+    let _open = ws.next().await;
+    ws.send(Message::text(r#"40{"token":"bin"}"#))
+        .await
+        .expect("connect");
+    let acked = loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => break t.to_string(),
+            Some(Ok(_)) => {}
+            other => panic!("session ended: {other:?}"),
+        }
+    };
+    assert!(acked.starts_with("40"), "connected: {acked}");
+    ws.send(Message::text(frame_of(1))).await.expect("header");
+    ws.send(Message::binary(vec![1u8; 16]))
+        .await
+        .expect("attachment");
+    ws.send(Message::text(r#"42["authenticate"]"#))
+        .await
+        .expect("authenticate");
+    let authenticated = tokio::time::timeout(RECV_TIMEOUT, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(&m, Message::Text(t) if t.as_str().starts_with(r#"42["authenticated""#)) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(authenticated, Ok(true), "the session is still there");
     server.stop().await;
 }

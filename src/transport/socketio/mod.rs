@@ -40,9 +40,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use serde_json::Value;
-use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler as _;
+use socketioxide::{ParserConfig, SocketIo};
 
 use opening::Setup;
 
@@ -95,6 +95,17 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
         .connect_timeout(connect_timeout)
         .max_buffer_size(config.max_buffer_packets)
         .max_payload(max_payload)
+        // Binary attachments: the protocol's events carry JSON, so a packet announcing
+        // binary attachments is bounded like any message (and must be complete within the
+        // connect timeout). The parser collects them before any namespace or authentication
+        // is involved: without bounds, one session could make the server keep whatever
+        // binary frames it sends.
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binaries(MAX_ATTACHMENTS)
+                .max_incoming_binary_buf_size(server.config().max_message_bytes)
+                .packet_completion_timeout(connect_timeout),
+        )
         .build_svc();
     let ns_config = Arc::clone(&config);
     let ns_admission = Arc::clone(&admission);
@@ -136,3 +147,6 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
         admission::admit,
     ))
 }
+
+/// The most binary attachments one Socket.IO packet may announce.
+const MAX_ATTACHMENTS: usize = 8;
