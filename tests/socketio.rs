@@ -2553,3 +2553,50 @@ async fn binary_attachments_are_bounded_before_authentication() {
     assert_eq!(authenticated, Ok(true), "the session is still there");
     server.stop().await;
 }
+
+/// A Socket.IO client asking for positions at authentication is answered for the rooms it is
+/// in: the Socket.IO default rooms it was moved to, never the server's default rooms it left.
+#[tokio::test]
+async fn recovery_at_authentication_reads_the_rooms_the_socket_is_in() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = base_config();
+    config.history.rooms = vec!["ws-default".to_owned(), "io-default".to_owned()];
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("session");
+    ws.send(Message::text(r#"40{"token":"rec","recover":{}}"#))
+        .await
+        .expect("connect");
+    let recovered = tokio::time::timeout(RECV_TIMEOUT, async {
+        loop {
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                continue;
+            };
+            let t = t.to_string();
+            if t.starts_with("40") {
+                ws.send(Message::text(r#"42["authenticate"]"#))
+                    .await
+                    .expect("authenticate");
+            } else if let Some(rest) = t.strip_prefix("42") {
+                let packet: Value = serde_json::from_str(rest).expect("event");
+                if packet[0] == "recovered" {
+                    return packet[1].clone();
+                }
+            }
+        }
+    })
+    .await
+    .expect("recovered");
+    let streams: Vec<&str> = recovered["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|s| s["stream"].as_str())
+        .collect();
+    assert!(streams.contains(&"room:io-default"), "{recovered}");
+    assert!(!streams.contains(&"room:ws-default"), "{recovered}");
+    server.stop().await;
+}

@@ -331,8 +331,18 @@ where
             self.send_system(event::CONNECTED, &data).await;
         }
         tracing::debug!(client = %info.id, user = %info.user_id, encrypted = info.encrypted, "authenticated");
-        // rooms[0] is the client's own id room, which has no history.
-        if let Some(exit) = self.recover(recover, &rooms[1..], true).await {
+        // The rooms the client is in now, but its own id room (which has no history): the
+        // door may have changed the default rooms on admission (Socket.IO swaps in its own),
+        // and a recovery reads only streams the client is in.
+        let own = &*info.id;
+        let rooms: Vec<String> = self
+            .server
+            .client_rooms(own)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|room| room != own)
+            .collect();
+        if let Some(exit) = self.recover(recover, &rooms, true).await {
             return Some(exit);
         }
         self.guard.announced = true;
