@@ -5,7 +5,7 @@ mod common;
 use sealwire::publish::Publish;
 use std::time::Duration;
 
-use common::sdk::{event_where, next_event, next_message, start_on};
+use common::sdk::{event_where, fast_reconnect, next_event, next_message, start_on};
 use common::{Received, base_config, start_with, test_auth, wait_for};
 use sealwire::client::{Client, DisconnectReason, Encryption, Event, ReconnectPolicy};
 use sealwire::server::{ClientInfo, InboundMessage, Server, ServerBuilder};
@@ -29,12 +29,6 @@ fn echo_builder() -> ServerBuilder {
                     .expect("send");
             }
         })
-}
-
-fn fast_reconnect() -> ReconnectPolicy {
-    ReconnectPolicy::default()
-        .initial_delay(Duration::from_millis(20))
-        .max_delay(Duration::from_millis(200))
 }
 
 #[tokio::test]

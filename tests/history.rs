@@ -387,18 +387,14 @@ async fn another_epoch_or_no_history_is_never_trusted() {
 async fn the_rust_sdk_recovers_on_reconnect() {
     use common::proxy::TcpProxy;
     use common::sdk::{event_where, next_message};
-    use sealwire::client::{Client, Event, ReconnectPolicy};
+    use sealwire::client::{Client, Event};
 
     let s = server(config(1000)).await;
     let proxy = TcpProxy::start(s.addr).await;
     let (client, mut events) = Client::builder(proxy.ws_url())
         .token("frank")
         .recover(true)
-        .reconnect(
-            ReconnectPolicy::default()
-                .initial_delay(Duration::from_millis(20))
-                .max_delay(Duration::from_millis(200)),
-        )
+        .reconnect(common::sdk::fast_reconnect())
         .connect()
         .await
         .expect("connect");

@@ -717,11 +717,7 @@ async fn a_client_record_damaged_on_its_way_is_retried_with_a_fresh_handshake() 
     });
     let relay = Relay::start(server.ws_url(), tamper).await;
     let (client, mut events) = pinned_client(&relay.ws_url(), &id)
-        .reconnect(
-            ReconnectPolicy::default()
-                .initial_delay(Duration::from_millis(20))
-                .max_delay(Duration::from_millis(200)),
-        )
+        .reconnect(common::sdk::fast_reconnect())
         .connect()
         .await
         .expect("hardened connect through the relay");
@@ -799,6 +795,14 @@ async fn scripted_server(
     format!("ws://{addr}/ws")
 }
 
+/// A client of a [`scripted_server`], which never reconnects.
+fn scripted_client(url: String) -> sealwire::client::ClientBuilder {
+    Client::builder(url)
+        .token(TOKEN)
+        .reconnect(ReconnectPolicy::never())
+        .connect_timeout(Duration::from_secs(5))
+}
+
 /// What the client refuses before it is connected, each a `Protocol` failure (as the browser
 /// SDK does): a hello without a client id, a first record that is neither `connected` nor an
 /// `error`, and a `connected` agreeing to room keys of another extension.
@@ -833,13 +837,7 @@ async fn the_client_refuses_a_hello_without_id_and_any_first_record_but_connecte
         ),
     ];
     for (name, url, expected) in cases {
-        let err = Client::builder(url)
-            .token(TOKEN)
-            .reconnect(ReconnectPolicy::never())
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect_err(name);
+        let err = scripted_client(url).connect().await.expect_err(name);
         assert!(
             matches!(
                 &err,
@@ -851,12 +849,7 @@ async fn the_client_refuses_a_hello_without_id_and_any_first_record_but_connecte
     }
     // The same script with a plain `connected` is a working session (the harness is sound).
     let url = scripted_server("c-1", connected(json!({}))).await;
-    let (client, _events) = Client::builder(url)
-        .token(TOKEN)
-        .reconnect(ReconnectPolicy::never())
-        .connect()
-        .await
-        .expect("connected");
+    let (client, _events) = scripted_client(url).connect().await.expect("connected");
     client.close();
 }
 
@@ -876,12 +869,7 @@ async fn a_refreshed_naming_another_user_ends_the_connection() {
         }
     };
     let url = scripted_server("c-1", records("mallory")).await;
-    let (_client, mut events) = Client::builder(url)
-        .token(TOKEN)
-        .reconnect(ReconnectPolicy::never())
-        .connect()
-        .await
-        .expect("connected");
+    let (_client, mut events) = scripted_client(url).connect().await.expect("connected");
     let Event::Disconnected { reason, .. } =
         event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await
     else {
@@ -892,12 +880,7 @@ async fn a_refreshed_naming_another_user_ends_the_connection() {
         DisconnectReason::Protocol("refreshed names another user".into())
     );
     let url = scripted_server("c-1", records("alice")).await;
-    let (client, mut events) = Client::builder(url)
-        .token(TOKEN)
-        .reconnect(ReconnectPolicy::never())
-        .connect()
-        .await
-        .expect("connected");
+    let (client, mut events) = scripted_client(url).connect().await.expect("connected");
     let ev = event_where(&mut events, |e| {
         matches!(e, Event::Refreshed { .. } | Event::Disconnected { .. })
     })

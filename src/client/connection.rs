@@ -357,7 +357,6 @@ impl Task {
     }
 }
 
-/// Completes at `at`; never when there is none.
 /// Maps the close of an established connection. Every frame a hardened client sends is a
 /// sealed record, so a 4004 there means the server could not open one of them (a frame damaged
 /// or altered on its way): like a server record this client cannot open, that is
@@ -378,6 +377,7 @@ fn established_close(
     DisconnectReason::from_close(code, reason, last_error)
 }
 
+/// Completes at `at`; never when there is none.
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

@@ -229,24 +229,21 @@ pub(super) async fn sealed_login(
                 }
                 // Room keys only when asked for and granted, both inside the record layer;
                 // agreement to what was not asked for (or to another extension) is refused.
-                let room_keys = match connected.extra.get("roomKeys") {
-                    None | Some(Value::Null) => None,
-                    Some(v)
-                        if authenticate.room_keys.is_some()
-                            && v.as_str() == Some(room::EXTENSION_ID) =>
-                    {
-                        Some(RoomKeyring::new())
-                    }
-                    Some(_) => {
-                        let reason = DisconnectReason::Protocol(
-                            "connected agrees to room keys that were not asked for".into(),
-                        );
-                        return Err(abort(&mut ws, reason).await);
-                    }
+                let Ok(room_keys) = agreed(
+                    authenticate.room_keys.is_some(),
+                    connected.extra.get("roomKeys"),
+                    room::EXTENSION_ID,
+                ) else {
+                    let reason = DisconnectReason::Protocol(
+                        "connected agrees to room keys that were not asked for".into(),
+                    );
+                    return Err(abort(&mut ws, reason).await);
                 };
-                let Ok(binary_room_records) = agreed_binary_records(
+                let room_keys = room_keys.then(RoomKeyring::new);
+                let Ok(binary_room_records) = agreed(
                     authenticate.room_records.is_some() && room_keys.is_some(),
                     connected.extra.get("roomRecords"),
+                    room::binary::RECORDS_BINARY,
                 ) else {
                     let reason = DisconnectReason::Protocol(
                         "connected agrees to room records that were not asked for".into(),
@@ -275,13 +272,13 @@ pub(super) async fn sealed_login(
     }
 }
 
-/// Whether the sealed `connected` agreed to binary room records (§14.6), given whether the
-/// client asked for them and holds room keys; `Err` for an answer it must refuse: agreement
-/// to what was not asked for, or to another value.
-fn agreed_binary_records(asked: bool, answer: Option<&Value>) -> Result<bool, ()> {
+/// Whether the sealed `connected` agreed to an extension the client may have asked for (room
+/// keys, §14; binary room records, §14.6) by answering `value`; `Err` for an answer it must
+/// refuse: agreement to what was not asked for, or to another value.
+fn agreed(asked: bool, answer: Option<&Value>, value: &str) -> Result<bool, ()> {
     match answer {
         None | Some(Value::Null) => Ok(false),
-        Some(v) if asked && v.as_str() == Some(room::binary::RECORDS_BINARY) => Ok(true),
+        Some(v) if asked && v.as_str() == Some(value) => Ok(true),
         Some(_) => Err(()),
     }
 }
@@ -295,7 +292,11 @@ pub(super) fn error_message(data: Option<&Value>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::agreed_binary_records;
+    use super::agreed;
+
+    fn agreed_binary_records(asked: bool, answer: Option<&Value>) -> Result<bool, ()> {
+        agreed(asked, answer, crate::crypto::room::binary::RECORDS_BINARY)
+    }
     use serde_json::{Value, json};
 
     #[test]

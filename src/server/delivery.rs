@@ -109,14 +109,7 @@ impl Server {
                     // restarting, say) or far behind. Its recipients get it from here, with its
                     // position, and the echo, if it still comes, is not delivered again.
                     history.echoes().delivered_ahead(&stream, &position);
-                    let epoch = Arc::from(position.epoch.as_str());
-                    let positioned = frame.positioned(
-                        Arc::from(stream.as_str()),
-                        position.offset,
-                        &epoch,
-                        &exclude,
-                    );
-                    self.fan_out(&target, &positioned, &exclude);
+                    self.fan_out(&target, &frame.at(&stream, &position, &exclude), &exclude);
                 }
                 let mut receipt = Receipt::local(local);
                 receipt.offset = Some(position.offset);
@@ -314,12 +307,7 @@ impl Server {
             return 0;
         }
         let (frame, delivered) = match (stream, env.kept) {
-            (Some(stream), Some(at)) => {
-                let epoch = Arc::from(at.epoch.as_str());
-                let frame =
-                    frame.positioned(Arc::from(stream.as_str()), at.offset, &epoch, &env.exclude);
-                (frame, Some((stream, at)))
-            }
+            (Some(stream), Some(at)) => (frame.at(&stream, &at, &env.exclude), Some((stream, at))),
             _ => (frame, None),
         };
         let queued = self.fan_out(&env.target, &frame, &env.exclude);

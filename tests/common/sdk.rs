@@ -5,11 +5,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sealwire::client::{Event, Events};
+use sealwire::client::{Event, Events, ReconnectPolicy};
 use sealwire::server::{Server, ServerBuilder};
 use sealwire::transport::{HttpConfig, serve_with_shutdown};
 
 use super::{RECV_TIMEOUT, TestServer, wait_for};
+
+/// Reconnects after 20 ms at first, 200 ms at most: a test's reconnects happen at once.
+pub fn fast_reconnect() -> ReconnectPolicy {
+    ReconnectPolicy::default()
+        .initial_delay(Duration::from_millis(20))
+        .max_delay(Duration::from_millis(200))
+}
 
 /// Starts a server built from `builder` on `addr` (e.g. the address of a stopped server).
 pub async fn start_on(addr: SocketAddr, builder: ServerBuilder) -> TestServer {

@@ -28,16 +28,55 @@ pub(crate) struct Echoes {
     streams: Mutex<HashMap<String, Watch>>,
     /// Appends that failed (or timed out) and were delivered live instead: if Redis runs one
     /// late, its copy that comes back is not delivered a second time. By stream and a
-    /// fingerprint of event and data, with when it failed.
-    unconfirmed: Mutex<Vec<(String, u64, Instant)>>,
+    /// fingerprint of event and data.
+    unconfirmed: DeliveredHere<u64>,
     /// Kept publications of this instance that did not come back in time and were delivered
     /// here without waiting for the bus: if they still come back, they are not delivered a
-    /// second time. By stream and position, with when.
-    ahead: Mutex<Vec<(String, Position, Instant)>>,
+    /// second time. By stream and position.
+    ahead: DeliveredHere<Position>,
 }
 
-/// How long a failed append's late copy is recognised.
+/// How long a publication delivered here without its echo is recognised when the echo comes.
 const UNCONFIRMED_FOR: Duration = Duration::from_secs(60);
+
+/// This instance's own publications delivered here without waiting for the bus, by stream and
+/// `K`, for [`UNCONFIRMED_FOR`]: the copy that comes back later is recognised once.
+struct DeliveredHere<K>(Mutex<Vec<(String, K, Instant)>>);
+
+impl<K> Default for DeliveredHere<K> {
+    fn default() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+}
+
+impl<K: PartialEq> DeliveredHere<K> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(String, K, Instant)>> {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        held.retain(|(_, _, when)| when.elapsed() < UNCONFIRMED_FOR);
+        held
+    }
+
+    fn remember(&self, stream: &str, key: K) {
+        self.lock().push((stream.to_owned(), key, Instant::now()));
+    }
+
+    /// Whether `stream`'s copy with the key `key()` was delivered here (then forgotten);
+    /// `key` is computed only when anything is remembered at all.
+    fn take(&self, stream: &str, key: impl FnOnce() -> K) -> bool {
+        let mut held = self.lock();
+        if held.is_empty() {
+            return false;
+        }
+        let key = key();
+        match held.iter().position(|(s, k, _)| s == stream && *k == key) {
+            Some(i) => {
+                held.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// A fingerprint of a publication's event and data (not a security measure: a collision only
 /// drops a late copy of an identical publication).
@@ -70,62 +109,27 @@ impl Echoes {
 
     /// An append to `stream` failed, and its publication (`event`, `data`) was delivered live.
     pub(crate) fn unconfirmed(&self, stream: &str, event: &str, data: &str) {
-        let fp = fingerprint(event, data);
-        let mut failed = self
-            .unconfirmed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        failed.retain(|(_, _, at)| at.elapsed() < UNCONFIRMED_FOR);
-        failed.push((stream.to_owned(), fp, Instant::now()));
+        self.unconfirmed.remember(stream, fingerprint(event, data));
     }
 
     /// Whether this instance's own kept publication (`event`, `data`) that just came back is
     /// the late copy of a failed append, already delivered live (then forgotten). Hashes
     /// nothing unless an append has failed lately.
     pub(crate) fn is_late_copy(&self, stream: &str, event: &str, data: &str) -> bool {
-        let mut failed = self
-            .unconfirmed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if failed.is_empty() {
-            return false;
-        }
-        let fp = fingerprint(event, data);
-        failed.retain(|(_, _, at)| at.elapsed() < UNCONFIRMED_FOR);
-        match failed.iter().position(|(s, f, _)| s == stream && *f == fp) {
-            Some(i) => {
-                failed.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        self.unconfirmed.take(stream, || fingerprint(event, data))
     }
 
     /// This instance's own kept publication of `stream` at `at` was delivered here without
     /// its echo (which did not come back in time).
     pub(crate) fn delivered_ahead(&self, stream: &str, at: &Position) {
-        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
-        ahead.retain(|(_, _, when)| when.elapsed() < UNCONFIRMED_FOR);
-        ahead.push((stream.to_owned(), at.clone(), Instant::now()));
-        drop(ahead);
+        self.ahead.remember(stream, at.clone());
         self.delivered(stream, at);
     }
 
     /// Whether this instance's own kept publication of `stream` at `at`, just come back, was
     /// delivered ahead of its echo already (then forgotten).
     pub(crate) fn was_delivered_ahead(&self, stream: &str, at: &Position) -> bool {
-        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
-        if ahead.is_empty() {
-            return false;
-        }
-        ahead.retain(|(_, _, when)| when.elapsed() < UNCONFIRMED_FOR);
-        match ahead.iter().position(|(s, p, _)| s == stream && p == at) {
-            Some(i) => {
-                ahead.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        self.ahead.take(stream, || at.clone())
     }
 
     /// A kept publication of `stream` at `at` reached this instance's recipients.

@@ -83,6 +83,21 @@ impl Frame {
         })
     }
 
+    /// This publication at position `at` of `stream`, sent to everyone but `exclude`.
+    pub(crate) fn at(
+        &self,
+        stream: &str,
+        at: &crate::protocol::Position,
+        exclude: &[String],
+    ) -> Arc<Self> {
+        self.positioned(
+            Arc::from(stream),
+            at.offset,
+            &Arc::from(at.epoch.as_str()),
+            exclude,
+        )
+    }
+
     /// This publication at `offset` of `stream` in `epoch`, sent to everyone but `exclude`.
     pub(crate) fn positioned(
         &self,
