@@ -643,3 +643,56 @@ async fn a_malformed_recover_in_authenticate_is_an_empty_one() {
     }
     s.stop().await;
 }
+
+/// Recoveries are bounded per connection: a burst that covers recovering every stream a
+/// client can be in once, then one stream per second. A stream over the allowance is answered
+/// `recovered: false` with where it stands (so the client can go on from there), and its
+/// publications are not replayed.
+#[tokio::test]
+async fn recoveries_past_the_connections_allowance_are_answered_without_a_replay() {
+    let mut cfg = config(100);
+    // Two default rooms and this one, and a burst of 4 + 2 stream reads.
+    cfg.max_rooms_per_client = 4;
+    let s = server(cfg).await;
+    let mut c = connect(&s, "fred", json!({}), false).await;
+    until_recovered(&mut c).await;
+    let streams = join(&mut c, json!({})).await;
+    let epoch = stream(&streams, STREAM)["epoch"].clone();
+    publish(&s, 1).await;
+    publish(&s, 2).await;
+    c.recv_msg().await;
+    c.recv_msg().await;
+    let from_start = json!({STREAM: {"offset": 0, "epoch": epoch}});
+    let rejoin = async |c: &mut WsClient| {
+        c.emit("leave", json!({"rooms": [ROOM]})).await;
+        c.emit(
+            "join",
+            json!({"rooms": [ROOM], "recover": from_start.clone()}),
+        )
+        .await;
+        until_recovered(c).await
+    };
+    for _ in 0..6 {
+        let (replayed, streams) = rejoin(&mut c).await;
+        assert_eq!(replayed.len(), 2, "{replayed:?}");
+        assert_eq!(stream(&streams, STREAM)["recovered"], true);
+    }
+    let (replayed, streams) = rejoin(&mut c).await;
+    assert!(replayed.is_empty(), "over the allowance: {replayed:?}");
+    let room = stream(&streams, STREAM);
+    assert_eq!(
+        (room["recovered"].clone(), room["offset"].clone()),
+        (json!(false), json!(2)),
+        "{room}"
+    );
+    assert_eq!(room["epoch"], epoch, "where the stream stands");
+    // Still a member, live.
+    publish(&s, 3).await;
+    assert_eq!(c.recv_msg().await["offset"], 3);
+    // A second later, one more stream may be read.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (replayed, streams) = rejoin(&mut c).await;
+    assert_eq!(replayed.len(), 3, "{replayed:?}");
+    assert_eq!(stream(&streams, STREAM)["recovered"], true);
+    s.stop().await;
+}

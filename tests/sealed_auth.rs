@@ -500,6 +500,38 @@ async fn compatibility_clients_get_expiry_and_refresh_too() {
     server.stop().await;
 }
 
+/// Every refresh runs the authenticate hook, so a connection gets a burst of five and then
+/// one per 5 s: the sixth in a row is refused as a failed one (the SDKs retry those), without
+/// the hook, and the session and its expiry carry on as they were.
+#[tokio::test]
+async fn refreshes_past_the_connections_allowance_are_refused() {
+    let server = start_echo(base_config()).await;
+    let (mut c, _) = server.plain("ttl:60000:hal").await;
+    let mut last = Value::Null;
+    for _ in 0..5 {
+        c.send_json(&json!({"event": "refresh", "data": {"token": "ttl:60000:hal"}}))
+            .await;
+        last = c.recv_json().await;
+        assert_eq!(last["event"], "refreshed", "{last}");
+    }
+    c.send_json(&json!({"event": "refresh", "data": {"token": "ttl:90000:hal"}}))
+        .await;
+    let refused = c.recv_json().await;
+    assert_eq!(refused["event"], "error", "{refused}");
+    assert_eq!(refused["data"]["message"], "Refresh failed");
+    // The session is as the fifth refresh left it, and still works.
+    c.send_json(&json!({"event": "ping", "data": 1})).await;
+    assert_eq!(c.recv_json().await["event"], "echo");
+    let info = server.server.client_info(c.id.as_deref().expect("id"));
+    let expires = info.and_then(|i| i.expires_at).expect("expiry");
+    let fifth = last["data"]["expiresAt"].as_str().expect("expiresAt");
+    assert!(
+        expires < std::time::SystemTime::now() + Duration::from_secs(61),
+        "the refused refresh (90 s) changed nothing; the fifth said {fifth}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_sdk_token_provider_refreshes_before_expiry() {
     let server = start_echo(config_with(None, 1 << 20)).await;

@@ -688,3 +688,40 @@ async fn kept_publications_reach_local_clients_while_the_subscription_is_down() 
     client.expect_silence(Duration::from_millis(300)).await;
     a.stop().await;
 }
+
+/// A recovery that would be a gap (another epoch, or further behind than the history holds)
+/// costs Redis no read of the publications: the read script answers where the stream stands
+/// and leaves the entries out. A read that is not a recovery (the admin API's) is unchanged.
+#[tokio::test]
+async fn a_stale_position_reads_no_publication_from_redis() {
+    use sealwire::server::HistoryStore;
+    let redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 5, None)).await;
+    let (mut c, _, room) = joined(&a, None).await;
+    let epoch = room["epoch"].as_str().expect("epoch").to_owned();
+    for n in 1..=3 {
+        publish(&a, n).await;
+        c.recv_msg().await;
+    }
+    let bus = RedisBus::new(RedisBusConfig::new(redis.url())).expect("bus");
+    let store = bus
+        .history_store(5, Duration::from_secs(60))
+        .expect("store");
+    let read = async |since: u64, epoch: &str| {
+        let page = store
+            .read_since(STREAM, (since, epoch), 5, false)
+            .await
+            .expect("read");
+        (page.position.offset, page.entries.len())
+    };
+    assert_eq!(read(0, &epoch).await, (3, 3), "the same epoch is read");
+    assert_eq!(read(0, "another").await, (3, 0), "another epoch is not");
+    for n in 4..=9 {
+        publish(&a, n).await;
+    }
+    assert_eq!(read(4, &epoch).await, (9, 5), "within what is kept");
+    assert_eq!(read(3, &epoch).await, (9, 0), "further behind than that");
+    let page = store.read(STREAM, 0, 5, false).await.expect("read");
+    assert_eq!(page.entries.len(), 5, "a read that is not a recovery");
+    a.stop().await;
+}

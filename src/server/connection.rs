@@ -24,6 +24,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::Sleep;
 
 use super::Server;
+use super::allowance::{self, Allowance};
 use super::hooks::{ClientInfo, UpgradeHead};
 use super::metrics::ConnProfile;
 use super::outbox::{ClientHandle, Wake};
@@ -50,6 +51,10 @@ pub(super) struct Extras {
     pub(super) room_epochs: HeldEpochs,
     /// The client agreed to binary room records (`docs/PROTOCOL.md` §14.6).
     pub(super) binary_room_records: bool,
+    /// What is left of the client's `refresh` allowance, once it sent one.
+    pub(super) refreshes: Option<Allowance>,
+    /// What is left of the client's recovery allowance (streams read), once it recovered.
+    pub(super) recoveries: Option<Allowance>,
 }
 
 /// How a connection loop ended.
@@ -209,6 +214,27 @@ impl<S> Connection<S> {
     /// Whether the client agreed to binary room records.
     pub(super) fn binary_room_records(&self) -> bool {
         self.extras.as_ref().is_some_and(|e| e.binary_room_records)
+    }
+
+    /// Takes one `refresh` from the client's allowance: `false` when it is spent.
+    pub(super) fn take_refresh(&mut self) -> bool {
+        let extras = self.extras.get_or_insert_default();
+        let left = extras
+            .refreshes
+            .get_or_insert_with(|| Allowance::new(allowance::REFRESHES));
+        left.take(1) == 1
+    }
+
+    /// Takes up to `want` stream reads from the client's recovery allowance: how many it
+    /// may make.
+    pub(super) fn take_recoveries(&mut self, want: usize) -> usize {
+        let rate = allowance::recoveries(self.server.0.config.max_rooms_per_client);
+        let extras = self.extras.get_or_insert_default();
+        let left = extras
+            .recoveries
+            .get_or_insert_with(|| Allowance::new(rate));
+        let want = u32::try_from(want).unwrap_or(u32::MAX);
+        usize::try_from(left.take(want)).unwrap_or(usize::MAX)
     }
 }
 

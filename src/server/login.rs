@@ -354,6 +354,13 @@ where
 
     /// `refresh {token}`: new credentials for the same user extend the session.
     pub(super) async fn refresh(&mut self, data: Option<Value>) {
+        // Each refresh runs the authenticate hook: a client that sends them faster than its
+        // allowance is answered as if the hook had refused, without running it.
+        if !self.take_refresh() {
+            tracing::debug!(client = %self.handle.id, "refresh over the allowance refused");
+            self.send_error(err::REFRESH_FAILED).await;
+            return;
+        }
         let raw = data.unwrap_or(Value::Null);
         let token = raw.get("token").and_then(Value::as_str).map(str::to_owned);
         let (Some(current), Some(authenticator)) =

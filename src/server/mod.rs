@@ -2,6 +2,7 @@
 //! fan-out. Transport-agnostic: a connection runs on any [`FrameSocket`] (frames in, frames
 //! out, close), whichever door it came through.
 
+mod allowance;
 mod auth;
 mod builder;
 mod bus;

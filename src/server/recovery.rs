@@ -54,7 +54,14 @@ impl<S: FrameSocket> Connection<S> {
         let most = server.0.config.max_rooms_per_client.saturating_add(2);
         let request = bounded(request.unwrap_or_default(), &wanted, most);
         let (states, replay, floors) = match &server.0.history {
-            Some(history) => plan(&server, history, &request, &self.handle.id, wanted, own).await,
+            Some(history) => {
+                // Each stream asked for with a position is read: as many as the client's
+                // recovery allowance holds; the others are answered without their replay.
+                let asked = wanted.iter().filter(|s| request.contains_key(*s)).count();
+                let reads = self.take_recoveries(asked);
+                let client = &self.handle.id;
+                plan(&server, history, &request, client, wanted, own, reads).await
+            }
             // No history here: every stream asked for is a gap.
             None => (
                 request
@@ -142,9 +149,11 @@ type Plan = (
     Vec<(Arc<str>, (Arc<str>, u64))>,
 );
 
-/// Plans a recovery from `request`. With a shared store, each stream is read only once this
-/// instance receives its live publications (the bus confirmed the subscription), so nothing
-/// published meanwhile falls between the replay and live delivery.
+/// Plans a recovery from `request`, reading at most `reads` streams' publications (the
+/// client's recovery allowance; [`super::allowance::recoveries`]): the streams past that are
+/// answered `recovered: false` with where they stand. With a shared store, each stream is
+/// read only once this instance receives its live publications (the bus confirmed the
+/// subscription), so nothing published meanwhile falls between the replay and live delivery.
 async fn plan(
     server: &super::Server,
     history: &Keeper,
@@ -152,6 +161,7 @@ async fn plan(
     client: &str,
     mut streams: Vec<String>,
     own: bool,
+    mut reads: usize,
 ) -> Plan {
     // Streams the client asks about that it is not in (or that keep no history) are gaps.
     // At authentication, room streams are left to the joins that follow; a join answers for
@@ -179,17 +189,21 @@ async fn plan(
         if history.shared().is_some() {
             server.await_subscription(&stream).await;
         }
-        let Some(since) = request.get(&stream) else {
+        let asked = request.get(&stream);
+        let Some(since) = asked.filter(|_| reads > 0) else {
+            // Not asked for (the client learns where the stream stands), or over the
+            // allowance (it learns that too, and that it missed what came before).
             let here = history.position(&stream).await;
             states.push(StreamState {
                 stream,
                 epoch: here.epoch,
                 offset: here.offset,
-                recovered: None,
+                recovered: asked.map(|_| false),
                 replayed: 0,
             });
             continue;
         };
+        reads -= 1;
         let (frames, here) = history.since(&stream, since).await;
         let (recovered, replayed) = match frames {
             Ok(mut frames) => {

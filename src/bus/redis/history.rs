@@ -171,7 +171,33 @@ impl HistoryStore for RedisHistory {
         limit: usize,
         create: bool,
     ) -> BoxFuture<'_, Result<KeptPage, HistoryError>> {
+        self.read_page(stream, (since, None), limit, create)
+    }
+
+    fn read_since(
+        &self,
+        stream: &str,
+        (since, epoch): (u64, &str),
+        limit: usize,
+        create: bool,
+    ) -> BoxFuture<'_, Result<KeptPage, HistoryError>> {
+        self.read_page(stream, (since, Some(epoch)), limit, create)
+    }
+}
+
+impl RedisHistory {
+    /// A read of `stream` after `since`; with an epoch, the script reads no entry when the
+    /// stream is in another epoch or holds more than `limit` after `since` (the recovery
+    /// would be a gap: [`HistoryStore::read_since`]).
+    fn read_page(
+        &self,
+        stream: &str,
+        (since, epoch): (u64, Option<&str>),
+        limit: usize,
+        create: bool,
+    ) -> BoxFuture<'_, Result<KeptPage, HistoryError>> {
         let stream = stream.to_owned();
+        let epoch = epoch.map(str::to_owned);
         Box::pin(async move {
             let inner = &self.0;
             let mut conn = self.connection().await;
@@ -180,7 +206,7 @@ impl HistoryStore for RedisHistory {
                     conn,
                     &inner.read,
                     &stream,
-                    (since, limit),
+                    (since, epoch.as_deref(), limit),
                     (inner.ttl_ms, create),
                 )
                 .await

@@ -68,9 +68,11 @@ return {offset, epoch, listening}
 "#;
 
 /// KEYS: hash, entries. ARGV: since, limit, ttl ms, a fresh epoch, `1` to create the stream
-/// if it is not held. Returns `{epoch, top, now, entries, created}` (entries as `XRANGE` gives
-/// them, after offset `since`); for a stream not held and not created, `{"", 0, now, {}, 0}`,
-/// and nothing is written. A read extends the life of a stream only once something was
+/// if it is not held, and the epoch `since` is in for a recovery (else empty). Returns
+/// `{epoch, top, now, entries, created}` (entries as `XRANGE` gives them, after offset
+/// `since`); for a stream not held and not created, `{"", 0, now, {}, 0}`, and nothing is
+/// written. A recovery whose epoch is not the stream's, or that is more than `limit` behind,
+/// is a gap: no entry is read for it. A read extends the life of a stream only once something was
 /// appended to it, so a stream made for a lookup expires a TTL after it was made.
 const READ_BODY: &str = r"
 local created = 0
@@ -89,7 +91,9 @@ elseif top > 0 then
 end
 local entries = {}
 local since = tonumber(ARGV[1])
-if tonumber(ARGV[2]) > 0 and since < top then
+local limit = tonumber(ARGV[2])
+local gap = ARGV[6] ~= '' and (ARGV[6] ~= epoch or top - since > limit)
+if limit > 0 and since < top and not gap then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', ARGV[2])
 end
@@ -164,7 +168,7 @@ pub(crate) async fn read<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     script: &redis::Script,
     stream: &str,
-    (since, limit): (u64, usize),
+    (since, epoch, limit): (u64, Option<&str>, usize),
     (ttl_ms, create): (u64, bool),
 ) -> redis::RedisResult<RawPage> {
     let value: Value = script
@@ -175,6 +179,7 @@ pub(crate) async fn read<C: redis::aio::ConnectionLike>(
         .arg(ttl_ms.max(1))
         .arg(fresh_epoch())
         .arg(if create { "1" } else { "0" })
+        .arg(epoch.unwrap_or(""))
         .invoke_async(conn)
         .await?;
     parse_page(value).ok_or_else(|| {

@@ -134,7 +134,7 @@ impl Keeper {
     pub(crate) async fn position(&self, stream: &str) -> Position {
         let here = match &self.store {
             Store::Memory(h) => h.position(stream),
-            Store::Shared(s) => match self.lookup(s, stream, u64::MAX, 0).await {
+            Store::Shared(s) => match self.lookup(s, stream, (u64::MAX, None), 0).await {
                 Ok(page) => page.position,
                 Err(e) => {
                     tracing::warn!(stream, error = %e, "cannot read a stream's position");
@@ -152,7 +152,8 @@ impl Keeper {
         let (frames, here) = match &self.store {
             Store::Memory(h) => h.since(stream, since),
             Store::Shared(s) => {
-                match self.lookup(s, stream, since.offset, self.config.size).await {
+                let from = (since.offset, Some(since.epoch.as_str()));
+                match self.lookup(s, stream, from, self.config.size).await {
                     Ok(page) => {
                         let here = page.position.clone();
                         (fill(stream, since, page, self.config.size), here)
@@ -170,19 +171,24 @@ impl Keeper {
 
     /// A read of the shared store for a lookup, creating the stream if it is not held: a room
     /// stream within the budget (clients choose room names), a user's or the broadcast stream
-    /// always (one per authenticated user, and one).
+    /// always (one per authenticated user, and one). `from` is the offset to read after, and
+    /// for a recovery the epoch it is in ([`HistoryStore::read_since`]).
     async fn lookup(
         &self,
         store: &Arc<dyn HistoryStore>,
         stream: &str,
-        since: u64,
+        from: (u64, Option<&str>),
         limit: usize,
     ) -> Result<KeptPage, HistoryError> {
+        let read = |create| match from {
+            (since, Some(epoch)) => store.read_since(stream, (since, epoch), limit, create),
+            (since, None) => store.read(stream, since, limit, create),
+        };
         if !is_room_stream(stream) {
-            return store.read(stream, since, limit, true).await;
+            return read(true).await;
         }
         let window = self.budget.take();
-        let page = store.read(stream, since, limit, window.is_some()).await;
+        let page = read(window.is_some()).await;
         let made = match &page {
             Ok(p) => p.created,
             // The store may still have run the read, and created the stream.

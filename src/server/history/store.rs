@@ -100,4 +100,23 @@ pub trait HistoryStore: Send + Sync + 'static {
         limit: usize,
         create: bool,
     ) -> BoxFuture<'_, Result<KeptPage, HistoryError>>;
+
+    /// [`Self::read`] for a recovery from offset `since` of `epoch`, which the core answers
+    /// with a gap when the stream is in another epoch or holds more than `limit` publications
+    /// after `since`. A store may then leave the page's entries out (a page whose entries are
+    /// missing is a gap as well), so that a client asking from a stale position costs it no
+    /// read of the publications. The default reads them.
+    ///
+    /// # Errors
+    /// As [`Self::read`].
+    fn read_since(
+        &self,
+        stream: &str,
+        (since, epoch): (u64, &str),
+        limit: usize,
+        create: bool,
+    ) -> BoxFuture<'_, Result<KeptPage, HistoryError>> {
+        let _ = epoch;
+        self.read(stream, since, limit, create)
+    }
 }
