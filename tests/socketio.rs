@@ -2188,6 +2188,92 @@ async fn a_made_up_sid_does_not_open_sessions_outside_the_limits() {
     server.stop().await;
 }
 
+/// An engine.io session whose socket left the namespace (here the client's `41`) does not
+/// outlive it: its polling requests are served for a few seconds (the last words can be
+/// collected), then refused as engine.io refuses an unknown session, so the client can no
+/// longer answer pings and engine.io ends the session. Another session is not affected.
+#[tokio::test]
+async fn a_polling_session_whose_socket_left_is_refused_after_a_grace() {
+    let mut sio = SocketIoConfig::default();
+    sio.eio_ping_interval = Duration::from_millis(1_000);
+    sio.eio_ping_timeout = Duration::from_millis(2_000);
+    let server = start_sio(builder(base_config()), sio).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/io/?EIO=4&transport=polling", server.addr);
+    let open = async || {
+        let body = http.get(&base).send().await.expect("handshake");
+        let body = body.text().await.expect("body");
+        let open: Value =
+            serde_json::from_str(body.strip_prefix('0').expect("open packet")).expect("open json");
+        let sid = open["sid"].as_str().expect("sid").to_owned();
+        format!("{base}&sid={sid}")
+    };
+    let post = async |url: &str, packet: &'static str| {
+        let r = http.post(url).body(packet).send().await.expect("post");
+        r.status()
+    };
+    // A poll: what the server had for the session; its pings are answered at once.
+    let get = async |url: &str| {
+        let r = http.get(url).send().await.expect("get");
+        let (status, body) = (r.status(), r.text().await.unwrap_or_default());
+        if status.is_success() && body.split('\u{1e}').any(|p| p == "2") {
+            // Refused when the grace ended meanwhile: the next poll says so.
+            post(url, "3").await;
+        }
+        (status, body)
+    };
+    let leaving = open().await;
+    let staying = open().await;
+    for url in [&leaving, &staying] {
+        assert!(post(url, "40").await.is_success());
+        let (status, body) = get(url).await;
+        // Packets are separated by a record separator; a ping may come first.
+        assert!(
+            status.is_success() && body.split('\u{1e}').any(|p| p.starts_with("40")),
+            "{status} {body:?}"
+        );
+    }
+    assert!(post(&leaving, "41").await.is_success());
+    // Within the grace the session is still served. Both clients keep polling and answering
+    // pings: the one whose socket left is refused after the grace; the other is served.
+    let (status, _) = get(&leaving).await;
+    assert!(status.is_success(), "{status}");
+    let refused = async {
+        for _ in 0..30 {
+            let (status, body) = get(&leaving).await;
+            if status == reqwest::StatusCode::BAD_REQUEST {
+                return body;
+            }
+            assert!(status.is_success(), "{status} {body}");
+        }
+        panic!("still served after 30 polls");
+    };
+    // A third client leaves and connects again on its session: it is served as before.
+    let returning = open().await;
+    for packet in ["40", "41", "40"] {
+        assert!(post(&returning, packet).await.is_success());
+    }
+    let served = async |url: &str| {
+        let until = Instant::now() + Duration::from_millis(7_000);
+        while Instant::now() < until {
+            let (status, body) = get(url).await;
+            assert!(status.is_success(), "{url}: {status} {body}");
+        }
+    };
+    let (body, (), ()) = tokio::join!(refused, served(&staying), served(&returning));
+    assert!(body.contains("Session ID unknown"), "{body}");
+    assert_eq!(
+        post(&leaving, "3").await,
+        reqwest::StatusCode::BAD_REQUEST,
+        "nor can it answer a ping"
+    );
+    // The other one is still served.
+    assert!(post(&staying, "42[\"heartbeat\"]").await.is_success());
+    let (status, body) = get(&staying).await;
+    assert!(status.is_success(), "{status} {body}");
+    server.stop().await;
+}
+
 /// A hardened socket that stops reading and keeps sending events into its full inbound queue
 /// is disconnected once, however many events it sends: its disconnect, which cannot go
 /// through while engine.io's buffer is full, is retried by one task, not one per event.

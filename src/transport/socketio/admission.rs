@@ -29,6 +29,9 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use socketioxide::socket::Sid;
+
+use super::departed::{Departed, named_session};
 use crate::server::{ConnectionSlot, Server, SlotRefused};
 
 /// How often expired pending slots are looked for (at most; on the next request).
@@ -38,12 +41,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// deadline, so a session is never uncounted while it can still connect.
 pub(super) const HOLD_MARGIN: Duration = Duration::from_secs(1);
 
-/// Slots reserved by engine.io handshakes whose socket has not connected yet.
+/// Slots reserved by engine.io handshakes whose socket has not connected yet, and the
+/// sessions whose socket has left ([`Departed`]).
 pub(super) struct Admission {
     server: Server,
     /// How long a handshake's slot waits for its socket: engine.io's connect timeout.
     hold: Duration,
     state: Mutex<Pending>,
+    departed: Mutex<Departed>,
 }
 
 #[derive(Default)]
@@ -82,13 +87,35 @@ impl Pending {
 
 impl Admission {
     /// Admission for `server`'s Socket.IO sessions, each handshake holding its slot for
-    /// `hold` (the connect timeout) unless its socket takes it earlier.
-    pub(super) fn new(server: Server, hold: Duration) -> Arc<Self> {
+    /// `hold` (the connect timeout) unless its socket takes it earlier; `heartbeat` is the
+    /// longest engine.io keeps a session that does not answer its pings.
+    pub(super) fn new(server: Server, hold: Duration, heartbeat: Duration) -> Arc<Self> {
         Arc::new(Self {
             server,
             hold,
             state: Mutex::new(Pending::default()),
+            departed: Mutex::new(Departed::new(heartbeat)),
         })
+    }
+
+    /// The socket of session `sid` left the namespace: the session's requests are refused
+    /// after [`departed::GRACE`](super::departed::GRACE).
+    pub(super) fn left(&self, sid: Sid) {
+        let mut departed = self.departed.lock().unwrap_or_else(PoisonError::into_inner);
+        departed.left(sid, Instant::now());
+    }
+
+    /// A socket connected on session `sid`: the session is served again (its client left
+    /// the namespace and came back on it).
+    pub(super) fn arrived(&self, sid: Sid) {
+        let mut departed = self.departed.lock().unwrap_or_else(PoisonError::into_inner);
+        departed.arrived(sid);
+    }
+
+    /// Whether a request naming session `sid` is refused (its socket left).
+    fn refuses(&self, sid: Sid) -> bool {
+        let mut departed = self.departed.lock().unwrap_or_else(PoisonError::into_inner);
+        departed.refuses(sid, Instant::now())
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -188,6 +215,16 @@ pub(super) async fn admit(
     req: Request,
     next: Next,
 ) -> Response {
+    if let Some(sid) = named_session(req.uri().query().unwrap_or(""))
+        && admission.refuses(sid)
+    {
+        tracing::debug!(%sid, "request of a session whose socket left refused");
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "code": "1", "message": "Session ID unknown" })),
+        )
+            .into_response();
+    }
     if opens_session(&req) {
         let ip = req
             .extensions()
@@ -214,6 +251,8 @@ mod tests {
     use super::*;
     use crate::server::{DevAuth, ServerConfig};
 
+    const HEARTBEAT: Duration = Duration::from_secs(45);
+
     fn server(max: usize, per_ip: usize) -> Server {
         let config = ServerConfig {
             max_connections: Some(max),
@@ -233,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn handshakes_hold_places_until_their_socket_takes_them() {
-        let admission = Admission::new(server(3, 2), Duration::from_secs(60));
+        let admission = Admission::new(server(3, 2), Duration::from_secs(60), HEARTBEAT);
         admission.open(ip(1)).expect("first");
         admission.open(ip(1)).expect("second");
         assert_eq!(admission.open(ip(1)), Err(SlotRefused::PerIp));
@@ -250,7 +289,7 @@ mod tests {
 
     #[test]
     fn unused_handshake_slots_expire() {
-        let admission = Admission::new(server(1, 1), Duration::ZERO);
+        let admission = Admission::new(server(1, 1), Duration::ZERO, HEARTBEAT);
         admission.open(ip(1)).expect("first");
         // Expired at once: the next handshake's sweep releases it.
         admission.lock().swept = None;
@@ -267,7 +306,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn expired_slots_are_released_without_another_request() {
         let server = server(1, 1);
-        let admission = Admission::new(server.clone(), Duration::from_millis(100));
+        let admission = Admission::new(server.clone(), Duration::from_millis(100), HEARTBEAT);
         admission.open(ip(1)).expect("first");
         assert_eq!(
             server.try_reserve_slot(ip(2)).err(),

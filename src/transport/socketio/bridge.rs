@@ -99,7 +99,7 @@ pub(super) struct Bridge {
 pub(super) fn connect(
     server: &Server,
     config: &Arc<SocketIoConfig>,
-    admission: &Admission,
+    admission: &Arc<Admission>,
     io: SocketIo,
     socket: &SocketRef,
     auth: Option<Value>,
@@ -114,15 +114,18 @@ pub(super) fn connect(
             ?remote,
             "socket.io connection refused (origin or not ready)"
         );
+        admission.left(socket.id);
         return Setup::Refused(Refusal::Quiet);
     }
     let slot = match admission.take(remote.map(|a| a.ip())) {
         Ok(slot) => slot,
         Err(refused) => {
             tracing::debug!(?remote, ?refused, "socket.io connection over the limits");
+            admission.left(socket.id);
             return Setup::Refused(Refusal::Unauthenticated("Connection limit reached"));
         }
     };
+    admission.arrived(socket.id);
     let head = Arc::new(UpgradeHead::new(parts.uri.clone(), parts.headers.clone()));
     let hardened = tunnel::selects_hardened(auth.as_ref());
     let bridge = Arc::new(Bridge {
@@ -156,8 +159,11 @@ pub(super) fn connect(
         },
     );
     let on_gone = Arc::clone(&bridge);
+    let departures = Arc::clone(admission);
     socket.on_disconnect(move || {
         on_gone.on_disconnect();
+        // The engine.io session goes too ([`super::departed`]).
+        departures.left(on_gone.sid);
         std::future::ready(())
     });
     // Until authenticated, the socket has no core connection for a shutdown to close: this

@@ -26,6 +26,7 @@ mod admission;
 mod bridge;
 mod config;
 mod credentials;
+mod departed;
 mod keepalive;
 mod opening;
 mod outlet;
@@ -86,8 +87,11 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
     // A session must connect to the namespace within the authentication timeout (clients
     // send that at once); until then its handshake holds a connection slot.
     let connect_timeout = config.auth_timeout;
-    let admission =
-        admission::Admission::new(server.clone(), connect_timeout + admission::HOLD_MARGIN);
+    let admission = admission::Admission::new(
+        server.clone(),
+        connect_timeout + admission::HOLD_MARGIN,
+        config.eio_ping_interval + config.eio_ping_timeout,
+    );
     let (service, io) = SocketIo::builder()
         .req_path(path.clone())
         .ping_interval(config.eio_ping_interval)
