@@ -32,11 +32,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
-use serde::Serialize;
 use serde_json::{Value, json};
+use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
-use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +43,7 @@ use super::SocketIoConfig;
 use super::admission::{Admission, origin_allowed};
 use super::credentials;
 use super::opening::{Doorstep, Refusal, Setup};
-use super::outlet::{Emitted, Live, disconnect};
+use super::outlet::{Emitted, Live, disconnect, emit_now, try_emit};
 use super::socket::BridgeSocket;
 use super::{keepalive, tunnel};
 use crate::protocol::{CloseCode, event, now_iso8601};
@@ -389,45 +388,6 @@ impl Bridge {
         }
     }
 
-    /// Emits one event. A full engine.io buffer is reported ([`Emitted::Full`], nothing
-    /// emitted), so that a delivery can be held and the messages after it wait in the core's
-    /// outbox under its slow-consumer bound; any other failure disconnects the socket.
-    pub(super) fn try_emit<T: Serialize + ?Sized>(
-        &self,
-        socket: &SocketRef,
-        name: &str,
-        data: &T,
-    ) -> Emitted {
-        match socket.emit(name, data) {
-            Ok(()) => Emitted::Sent,
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => Emitted::Full,
-            Err(e) => {
-                tracing::debug!(sid = %self.sid, error = %e, "emit failed; disconnecting");
-                disconnect(socket.clone());
-                Emitted::Failed
-            }
-        }
-    }
-
-    /// Emits one event that cannot wait (the handshake's replies, a ping); `false` when the
-    /// socket is gone or its buffer is full, and then it is disconnected.
-    pub(super) fn emit<T: Serialize + ?Sized>(
-        &self,
-        socket: &SocketRef,
-        name: &str,
-        data: &T,
-    ) -> bool {
-        match self.try_emit(socket, name, data) {
-            Emitted::Sent => true,
-            Emitted::Full => {
-                tracing::debug!(sid = %self.sid, "engine.io buffer full; disconnecting");
-                disconnect(socket.clone());
-                false
-            }
-            Emitted::Failed => false,
-        }
-    }
-
     /// A hardened socket's client id, as the server `hello` named it.
     pub(super) fn set_tunnel_id(&self, id: &str) {
         let _ = self.client_id.set(id.to_owned());
@@ -469,15 +429,15 @@ impl Bridge {
         if encrypted {
             // `authenticated` is the handshake reply the client derives its key from, so it is
             // plaintext (as `connected` on /ws); every later frame is sealed, pings included.
-            if !self.emit(socket, "authenticated", payload) {
+            if !emit_now(socket, "authenticated", payload) {
                 return false;
             }
             self.ping();
             true
         } else {
             // As IGNIS: the first ping comes before `authenticated`.
-            self.emit(socket, "ping", &json!({ "time": now_iso8601() }))
-                && self.emit(socket, "authenticated", payload)
+            emit_now(socket, "ping", &json!({ "time": now_iso8601() }))
+                && emit_now(socket, "authenticated", payload)
         }
     }
 
@@ -491,7 +451,7 @@ impl Bridge {
             return true;
         }
         self.socket().is_some_and(|socket| {
-            self.try_emit(&socket, "ping", &json!({ "time": now_iso8601() })) != Emitted::Failed
+            try_emit(&socket, "ping", &json!({ "time": now_iso8601() })) != Emitted::Failed
         })
     }
 

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
@@ -192,7 +193,7 @@ impl Live {
 
 impl Outlet for Live {
     fn emit(&self, event: &str, data: RawJson<'_>) -> Emitted {
-        self.bridge.try_emit(&self.socket, event, &data)
+        try_emit(&self.socket, event, &data)
     }
 
     fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool {
@@ -218,6 +219,35 @@ impl Outlet for Live {
 
     fn disconnect(&self) {
         disconnect(self.socket.clone());
+    }
+}
+
+/// Emits one event. A full engine.io buffer is reported ([`Emitted::Full`], nothing
+/// emitted), so that a delivery can be held and the messages after it wait in the core's
+/// outbox under its slow-consumer bound; any other failure disconnects the socket.
+pub(super) fn try_emit<T: Serialize + ?Sized>(socket: &SocketRef, name: &str, data: &T) -> Emitted {
+    match socket.emit(name, data) {
+        Ok(()) => Emitted::Sent,
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => Emitted::Full,
+        Err(e) => {
+            tracing::debug!(sid = %socket.id, error = %e, "emit failed; disconnecting");
+            disconnect(socket.clone());
+            Emitted::Failed
+        }
+    }
+}
+
+/// Emits one event that cannot wait (the handshake's replies, a ping); `false` when the
+/// socket is gone or its buffer is full, and then it is disconnected.
+pub(super) fn emit_now<T: Serialize + ?Sized>(socket: &SocketRef, name: &str, data: &T) -> bool {
+    match try_emit(socket, name, data) {
+        Emitted::Sent => true,
+        Emitted::Full => {
+            tracing::debug!(sid = %socket.id, "engine.io buffer full; disconnecting");
+            disconnect(socket.clone());
+            false
+        }
+        Emitted::Failed => false,
     }
 }
 
