@@ -508,6 +508,12 @@ async fn batch_delivers_in_order_and_is_all_or_nothing() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["count"], 60);
+    // Both IGNIS examples' success shape.
+    assert_eq!(
+        (&body["ok"], &body["success"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(body["message"], "Batch of 60 messages sent");
     for i in 0..60 {
         if i % 3 != 1 {
             assert_eq!(p.recv_msg().await, json!({"event": "b", "data": i}));

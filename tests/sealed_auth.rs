@@ -500,12 +500,30 @@ async fn compatibility_clients_get_expiry_and_refresh_too() {
     server.stop().await;
 }
 
-/// Every refresh runs the authenticate hook, so a connection gets a burst of five and then
-/// one per 5 s: the sixth in a row is refused as a failed one (the SDKs retry those), without
-/// the hook, and the session and its expiry carry on as they were.
+/// Every refresh runs the authenticate hook (told it is a refresh), so a connection gets a
+/// burst of five and then one per 5 s: the sixth in a row is refused as a failed one (the SDKs
+/// retry those) without running the hook, and the session and its expiry carry on as they
+/// were.
 #[tokio::test]
 async fn refreshes_past_the_connections_allowance_are_refused() {
-    let server = start_echo(base_config()).await;
+    let logins = Arc::new(AtomicUsize::new(0));
+    let refreshes = Arc::new(AtomicUsize::new(0));
+    let auth = test_auth();
+    let counted = {
+        let (logins, refreshes) = (Arc::clone(&logins), Arc::clone(&refreshes));
+        move |req: sealwire::server::AuthRequest| {
+            let calls = if req.refresh { &refreshes } else { &logins };
+            calls.fetch_add(1, Ordering::SeqCst);
+            auth(req)
+        }
+    };
+    let server = start_with(
+        Server::builder()
+            .config(base_config())
+            .authenticate(counted)
+            .on_message(echo_handler()),
+    )
+    .await;
     let (mut c, _) = server.plain("ttl:60000:hal").await;
     let mut last = Value::Null;
     for _ in 0..5 {
@@ -519,6 +537,14 @@ async fn refreshes_past_the_connections_allowance_are_refused() {
     let refused = c.recv_json().await;
     assert_eq!(refused["event"], "error", "{refused}");
     assert_eq!(refused["data"]["message"], "Refresh failed");
+    assert_eq!(
+        (
+            logins.load(Ordering::SeqCst),
+            refreshes.load(Ordering::SeqCst)
+        ),
+        (1, 5),
+        "the hook ran for the login and the five refreshes only"
+    );
     // The session is as the fifth refresh left it, and still works.
     c.send_json(&json!({"event": "ping", "data": 1})).await;
     assert_eq!(c.recv_json().await["event"], "echo");
@@ -526,7 +552,7 @@ async fn refreshes_past_the_connections_allowance_are_refused() {
     let expires = info.and_then(|i| i.expires_at).expect("expiry");
     let fifth = last["data"]["expiresAt"].as_str().expect("expiresAt");
     assert!(
-        expires < std::time::SystemTime::now() + Duration::from_secs(61),
+        expires < SystemTime::now() + Duration::from_secs(61),
         "the refused refresh (90 s) changed nothing; the fifth said {fifth}"
     );
     server.stop().await;

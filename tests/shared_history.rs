@@ -716,6 +716,7 @@ async fn a_stale_position_reads_no_publication_from_redis() {
     };
     assert_eq!(read(0, &epoch).await, (3, 3), "the same epoch is read");
     assert_eq!(read(0, "another").await, (3, 0), "another epoch is not");
+    assert_eq!(read(0, "").await, (3, 0), "nor an unheld position");
     for n in 4..=9 {
         publish(&a, n).await;
     }

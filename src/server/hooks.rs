@@ -27,14 +27,20 @@ pub struct AuthRequest {
     pub client_id: String,
     /// The peer address, when known.
     pub remote_addr: Option<SocketAddr>,
-    /// The `token` field of `authenticate`.
+    /// The `token` field of `authenticate` (or of `refresh`).
     pub token: Option<String>,
-    /// The whole `authenticate` payload, for custom fields.
+    /// The whole `authenticate` payload (or `refresh` payload), for custom fields.
     pub payload: Value,
     /// The HTTP request that opened the WebSocket (its URI and headers: cookies, `Origin`,
-    /// `User-Agent`, forwarded addresses), for cookie, origin or address policies. `None` for a
+    /// `User-Agent`, forwarded addresses), for cookie, origin or address policies. Given to
+    /// the connection's authentication only: `None` for a [`refresh`](Self::refresh) (the
+    /// connection keeps nothing of it afterwards; its policies were applied then), and for a
     /// socket handed to [`Server::serve_socket`](super::Server::serve_socket) without one.
     pub upgrade: Option<Arc<UpgradeHead>>,
+    /// `true` when this checks the token of a `refresh` on an authenticated connection
+    /// (`docs/PROTOCOL.md` §11) rather than the connection's authentication. The identity
+    /// returned must then have the session's user id, or the refresh is refused.
+    pub refresh: bool,
 }
 
 impl std::fmt::Debug for AuthRequest {
@@ -472,6 +478,7 @@ mod tests {
                 "/ws?key=query-s3cret".parse().expect("uri"),
                 headers,
             ))),
+            refresh: false,
         };
         let shown = format!("{req:?}");
         assert!(shown.contains("c-1"), "{shown}");

@@ -241,6 +241,7 @@ where
             // The upgrade request goes to the first authentication only; the connection keeps
             // nothing of it afterwards.
             upgrade: self.upgrade.take(),
+            refresh: false,
         };
         match authenticator.authenticate(request).await {
             Ok(Some(identity)) if !identity.user_id.is_empty() && !expired(identity.expires_at) => {
@@ -375,6 +376,7 @@ where
             token,
             payload: raw,
             upgrade: None,
+            refresh: true,
         };
         let identity = match authenticator.authenticate(request).await {
             Ok(Some(identity))

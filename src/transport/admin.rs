@@ -429,9 +429,13 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
             .await?
             .local_recipients;
     }
-    Ok(Json(
-        json!({ "ok": true, "count": count, "localRecipients": local }),
-    ))
+    Ok(Json(json!({
+        "ok": true,
+        "success": true,
+        "message": format!("Batch of {count} messages sent"),
+        "count": count,
+        "localRecipients": local,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -463,6 +467,7 @@ async fn history(
         })?;
     Ok(Json(json!({
         "ok": true,
+        "success": true,
         "stream": stream,
         "epoch": page.epoch,
         "offset": page.offset,

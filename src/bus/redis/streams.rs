@@ -68,7 +68,8 @@ return {offset, epoch, listening}
 "#;
 
 /// KEYS: hash, entries. ARGV: since, limit, ttl ms, a fresh epoch, `1` to create the stream
-/// if it is not held, and the epoch `since` is in for a recovery (else empty). Returns
+/// if it is not held, `1` for a recovery, and the epoch `since` is in (a recovery's; an
+/// unheld position's is empty, and matches no stream). Returns
 /// `{epoch, top, now, entries, created}` (entries as `XRANGE` gives them, after offset
 /// `since`); for a stream not held and not created, `{"", 0, now, {}, 0}`, and nothing is
 /// written. A recovery whose epoch is not the stream's, or that is more than `limit` behind,
@@ -92,7 +93,7 @@ end
 local entries = {}
 local since = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
-local gap = ARGV[6] ~= '' and (ARGV[6] ~= epoch or top - since > limit)
+local gap = ARGV[6] == '1' and (ARGV[7] ~= epoch or top - since > limit)
 if limit > 0 and since < top and not gap then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', ARGV[2])
@@ -179,6 +180,7 @@ pub(crate) async fn read<C: redis::aio::ConnectionLike>(
         .arg(ttl_ms.max(1))
         .arg(fresh_epoch())
         .arg(if create { "1" } else { "0" })
+        .arg(if epoch.is_some() { "1" } else { "0" })
         .arg(epoch.unwrap_or(""))
         .invoke_async(conn)
         .await?;
