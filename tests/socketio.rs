@@ -2188,6 +2188,81 @@ async fn a_made_up_sid_does_not_open_sessions_outside_the_limits() {
     server.stop().await;
 }
 
+/// A request body must arrive whole within `body_read_timeout` of its head: a Socket.IO
+/// polling `POST` (no credential needed) and an admin call that announce a body and trickle
+/// it a byte a second get an error answer at the deadline and their connection is closed,
+/// instead of holding it (and its place under `max_tcp_connections`) for as long as they
+/// keep sending.
+#[tokio::test]
+async fn a_request_body_that_trickles_is_cut_off_at_the_deadline() {
+    let server = builder(base_config()).build().expect("server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut http = common::test_http();
+    http.body_read_timeout = Duration::from_secs(1);
+    http.routes = Some(socketio::router(server.clone(), SocketIoConfig::default()));
+    let s = server.clone();
+    tokio::spawn(
+        async move { serve_with_shutdown(listener, s, http, std::future::pending()).await },
+    );
+    wait_for(|| server.is_ready()).await;
+    let handshake = reqwest::get(format!("http://{addr}/io/?EIO=4&transport=polling"))
+        .await
+        .expect("handshake")
+        .text()
+        .await
+        .expect("body");
+    let open: Value =
+        serde_json::from_str(handshake.strip_prefix('0').expect("open packet")).expect("open json");
+    let sid = open["sid"].as_str().expect("sid");
+    let requests = [
+        format!(
+            "POST /io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: text/plain\r\nContent-Length: 100000\r\n\r\n40"
+        ),
+        format!(
+            "POST /socket/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{",
+            common::ADMIN_TOKEN
+        ),
+    ];
+    for request in requests {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(request.as_bytes()).await.expect("head");
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        // A byte a second until the server closes the connection (or 20 s: a failure).
+        let closed = loop {
+            if started.elapsed() > Duration::from_secs(20) {
+                break false;
+            }
+            let read = tokio::time::timeout(Duration::from_secs(1), async {
+                tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await
+            })
+            .await;
+            match read {
+                Ok(Ok(0) | Err(_)) => break true,
+                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+                Err(_) => {
+                    if tcp.write_all(b"x").await.is_err() {
+                        break true;
+                    }
+                }
+            }
+        };
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(closed, "still open after 20 s: {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 4") || answer.starts_with("HTTP/1.1 5"),
+            "an error answer before the close: {answer:?}"
+        );
+    }
+    server.shutdown().await;
+}
+
 /// An engine.io session whose socket left the namespace (here the client's `41`) does not
 /// outlive it: its polling requests are served for a few seconds (the last words can be
 /// collected), then refused as engine.io refuses an unknown session, so the client can no

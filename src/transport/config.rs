@@ -37,6 +37,10 @@ pub struct HttpConfig {
     pub write_buffer_bytes: usize,
     /// Time a client has to send complete request headers. Defaults to 10 s.
     pub header_read_timeout: Duration,
+    /// Time a client has to send a request's whole body, from when its headers arrived
+    /// (admin API calls, Socket.IO polling `POST`s); past it the request fails and the
+    /// connection is closed after the answer. Defaults to 30 s.
+    pub body_read_timeout: Duration,
     /// Most concurrent HTTP connections still speaking HTTP (upgraded WebSockets are limited by
     /// `ServerConfig::max_connections` instead). Defaults to 200,000.
     pub max_tcp_connections: usize,
@@ -63,6 +67,7 @@ impl Default for HttpConfig {
             read_buffer_bytes: 512,
             write_buffer_bytes: 32 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             max_tcp_connections: 200_000,
             max_tcp_connections_per_ip: None,
             routes: None,
@@ -118,6 +123,7 @@ impl HttpConfig {
                 "max_tcp_connections_per_ip",
             ),
             (self.header_read_timeout.is_zero(), "header_read_timeout"),
+            (self.body_read_timeout.is_zero(), "body_read_timeout"),
         ];
         if let Some((_, name)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(HttpConfigError::InvalidLimit(name));

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::body_deadline::Deadline;
 use super::config::{HttpConfig, WsSettings};
 use super::direct;
 use super::front_door::Refusal;
@@ -165,6 +166,7 @@ async fn accept_loop(
         ws,
         builder,
         header_read_timeout: http.header_read_timeout,
+        body_read_timeout: http.body_read_timeout,
     });
     let permits = Arc::new(Semaphore::new(http.max_tcp_connections));
     let per_ip = http.max_tcp_connections_per_ip.map(PerAddress::new);
@@ -232,6 +234,8 @@ struct Shared {
     ws: Arc<WsSettings>,
     builder: hyper::server::conn::http1::Builder,
     header_read_timeout: Duration,
+    /// Every request body must arrive within this ([`super::body_deadline`]).
+    body_read_timeout: Duration,
 }
 
 /// One accepted connection: a WebSocket upgrade is answered here and handed to a task of its
@@ -326,6 +330,7 @@ async fn serve_http<I>(
     let app = shared.app.clone();
     let ws = Arc::clone(&shared.ws);
     let ws_server = server.clone();
+    let body_read_timeout = shared.body_read_timeout;
     // Shared by the clones hyper makes of the service; taken by the first request.
     let refused = Arc::new(std::sync::Mutex::new(refused));
     let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -347,7 +352,11 @@ async fn serve_http<I>(
             return Either::Left(std::future::ready(Ok(response)));
         }
         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-        Either::Right(app.clone().oneshot(req.map(axum::body::Body::new)))
+        let deadline = body_read_timeout;
+        Either::Right(
+            app.clone()
+                .oneshot(req.map(|body| axum::body::Body::new(Deadline::new(body, deadline)))),
+        )
     });
     let conn = shared
         .builder

@@ -2,6 +2,7 @@
 //! with the timeouts `axum::serve` lacks.
 
 mod admin;
+mod body_deadline;
 mod coalesce;
 mod config;
 pub mod demo;
