@@ -501,3 +501,26 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .expect("base64")
 }
+
+/// In a room that also keeps history, members that did not ask for positions still get the
+/// one shared room record (carrying the room stream's position), not per-client records.
+#[tokio::test]
+async fn a_room_with_history_still_sends_one_record_to_every_member() {
+    let mut config = room_config();
+    config.history.rooms = vec!["vault:*".to_owned()];
+    let s = start(config).await;
+    let mut a = Member::join(&s, "alice").await;
+    let mut b = Member::join_binary(&s, "bob").await;
+    for m in [&a, &b] {
+        assert!(s.server.join(&m.id(), &[ROOM.to_owned()]).is_some());
+    }
+    publish(&s, 1).await;
+    let (raw_a, m_a) = a.next_room().await;
+    let (raw_b, m_b) = b.next_room().await;
+    assert_eq!(raw_a, raw_b, "one record, the same bytes for every member");
+    assert_eq!(m_a, m_b);
+    assert_eq!(m_a["data"]["n"], 1);
+    assert_eq!(m_a["stream"], format!("room:{ROOM}"), "{m_a}");
+    assert_eq!(m_a["offset"], 1);
+    s.stop().await;
+}

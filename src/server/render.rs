@@ -125,14 +125,14 @@ where
     }
 
     /// Whether `frame`'s room record is this client's to receive as it is: the client holds
-    /// the record's epoch key, and the record holds what the client would be sent (the
-    /// positioned JSON exactly when the client asked for positions).
+    /// the record's epoch key. In a room with history the record holds the positioned JSON,
+    /// and every member gets it, whether it asked for positions or not (room keys are for
+    /// SDK clients, which read a position when there is one; `docs/PROTOCOL.md` §14.2).
     fn takes_room_record(&self, frame: &Frame) -> bool {
         let (Some(record), Some(held)) = (&frame.room, self.room_epochs()) else {
             return false;
         };
         held.get(&record.room) == Some(&record.epoch)
-            && (frame.position.is_none() || self.positions().is_some())
     }
 
     /// The `room-key` grant, sealed under this client's session; `None` (nothing sent) for a
