@@ -696,3 +696,37 @@ async fn recoveries_past_the_connections_allowance_are_answered_without_a_replay
     assert_eq!(stream(&streams, STREAM)["recovered"], true);
     s.stop().await;
 }
+
+/// A join of a room the client is in already, with a position, is answered with where the
+/// stream stands (and what it missed since that position), not as a room it is not in.
+#[tokio::test]
+async fn a_repeated_join_is_answered_for_the_room_the_client_is_in() {
+    let s = server(config(100)).await;
+    let mut c = connect(&s, "gail", json!({}), false).await;
+    until_recovered(&mut c).await;
+    let streams = join(&mut c, json!({})).await;
+    let epoch = stream(&streams, STREAM)["epoch"].clone();
+    publish(&s, 1).await;
+    publish(&s, 2).await;
+    assert_eq!(c.recv_msg().await["offset"], 1);
+    assert_eq!(c.recv_msg().await["offset"], 2);
+    c.emit(
+        "join",
+        json!({"rooms": [ROOM], "recover": {STREAM: {"offset": 1, "epoch": epoch}}}),
+    )
+    .await;
+    let (replayed, streams) = until_recovered(&mut c).await;
+    let room = stream(&streams, STREAM);
+    assert_eq!(
+        (&room["epoch"], &room["offset"], &room["recovered"]),
+        (&epoch, &json!(2), &json!(true)),
+        "{room}"
+    );
+    let offsets: Vec<_> = replayed.iter().map(|m| m["offset"].clone()).collect();
+    assert_eq!(
+        offsets,
+        vec![json!(2)],
+        "what it missed since the position given"
+    );
+    s.stop().await;
+}

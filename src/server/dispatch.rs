@@ -317,10 +317,23 @@ where
         let joined = self
             .server
             .0
-            .update_registry(|registry, changes| registry.join(id, allowed, max, changes));
+            .update_registry(|registry, changes| registry.join(id, allowed.clone(), max, changes));
         tracing::debug!(client = %self.handle.id, ?joined, "joined rooms");
+        if recover.is_none() && self.positions().is_none() {
+            return;
+        }
+        // Recovery answers for every room asked for that the client is in now: the rooms it
+        // just entered, and those it was in already (a repeated join is answered with where
+        // the stream stands, not as a room it is not in).
+        let now_in: HashSet<String> = self
+            .server
+            .client_rooms(&self.handle.id)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let answered: Vec<String> = allowed.into_iter().filter(|r| now_in.contains(r)).collect();
         // A recovery's exit (the client stopped reading) reaches the loop as a close request.
-        let _ = self.recover(recover, &joined, false).await;
+        let _ = self.recover(recover, &answered, false).await;
     }
 
     async fn on_leave(&mut self, data: Option<Value>) {
