@@ -654,7 +654,8 @@ async fn the_join_endpoint_refuses_rooms_named_like_a_client_id() {
 }
 
 /// Refusals made before a handler runs are in the API's JSON error shape too: a query string
-/// that does not parse (400) and a body over the limit (413). A full batch of messages of a
+/// that does not parse (400), a body over the limit (413), an unknown path under `/socket`
+/// (404) and a method a route does not take (405). A full batch of messages of a
 /// couple of kilobytes each is within the limit.
 #[tokio::test]
 async fn refusals_before_a_handler_are_json_and_a_full_batch_fits_the_body_limit() {
@@ -674,6 +675,49 @@ async fn refusals_before_a_handler_are_json_and_a_full_batch_fits_the_body_limit
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(body["error"].is_string(), "{body}");
+    // Unknown paths under the prefix (404) and methods a route does not take (405, with
+    // `Allow`): the same shape.
+    for path in [
+        "/socket",
+        "/socket/",
+        "/socket/nonexistent",
+        "/socket/history/",
+    ] {
+        let (status, body) = admin.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            (&body["success"], &body["message"]),
+            (&json!(false), &json!("Not found"))
+        );
+    }
+    for (method, path) in [("PUT", "/socket/broadcast"), ("DELETE", "/socket/info")] {
+        let r = admin
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", admin.base),
+            )
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(r.headers().contains_key("allow"), "{method} {path}");
+        let body: Value = r.json().await.expect("JSON body");
+        assert_eq!(body["success"], false, "{method} {path}: {body}");
+    }
+    // Without the token, an unknown path tells nothing of the routes: 401.
+    let r = admin
+        .http
+        .get(format!("{}/socket/nonexistent", admin.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let (mut c, _) = s.plain("alice").await;
     let fill = "z".repeat(2000);
     let messages: Vec<Value> = (0..1000)

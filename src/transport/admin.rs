@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -40,6 +40,11 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
         .route("/socket/client/{client_id}/leave", post(client_leave))
         .route("/socket/batch", post(batch))
         .route("/socket/history/{stream}", get(history))
+        // Any other path under the API's prefix: its JSON 404 (after the token check, so
+        // that probing for routes needs the token).
+        .route("/socket", any(rejections::not_found))
+        .route("/socket/", any(rejections::not_found))
+        .route("/socket/{*rest}", any(rejections::not_found))
         .route_layer(middleware::from_fn_with_state(token.clone(), require_token));
     Router::new()
         .route(

@@ -15,18 +15,23 @@ pub(super) const BODY_LIMIT: usize = 8 << 20;
 /// How much of a refusal's text is kept as its message.
 const MESSAGE_LIMIT: usize = 4096;
 
-/// Turns a plain-text 4xx response into `{"error", "success": false, "message"}` with the
-/// same status and text; any other response passes unchanged.
+/// Turns a plain-text or untyped 4xx response (the framework's: a refused extraction, a
+/// method the route does not take) into `{"error", "success": false, "message"}` with the
+/// same status and text (or the status's reason when it has none); any other response passes
+/// unchanged. Headers such as `Allow` are kept.
 pub(super) async fn as_json(response: Response) -> Response {
     let status = response.status();
     let plain_text = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
+        .is_none_or(|v| v.starts_with("text/plain"));
     if !status.is_client_error() || !plain_text {
         return response;
     }
+    let mut kept = response.headers().clone();
+    kept.remove(header::CONTENT_TYPE);
+    kept.remove(header::CONTENT_LENGTH);
     let text = to_bytes(response.into_body(), MESSAGE_LIMIT)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
@@ -39,5 +44,14 @@ pub(super) async fn as_json(response: Response) -> Response {
     } else {
         text
     };
-    ApiError(status, message).into_response()
+    let mut json = ApiError(status, message).into_response();
+    for (name, value) in &kept {
+        json.headers_mut().insert(name, value.clone());
+    }
+    json
+}
+
+/// What an unknown path under `/socket` is answered: 404 in the admin API's JSON error shape.
+pub(super) async fn not_found() -> Response {
+    ApiError(axum::http::StatusCode::NOT_FOUND, "Not found".to_owned()).into_response()
 }
