@@ -2761,3 +2761,90 @@ async fn recovery_at_authentication_reads_the_rooms_the_socket_is_in() {
     assert!(!streams.contains(&"room:ws-default"), "{recovered}");
     server.stop().await;
 }
+
+/// A plaintext Socket.IO socket that asked for positions gets each positioned message as two
+/// arguments, the data and its position `{stream, offset, epoch}`, so it can recover later;
+/// a socket that did not ask gets the one argument, exactly as before.
+#[tokio::test]
+async fn a_plaintext_socket_that_asked_for_positions_gets_them_as_a_second_argument() {
+    use futures_util::{SinkExt, StreamExt};
+    use sealwire::publish::Publish;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = base_config();
+    config.history.rooms = vec!["io-default".to_owned()];
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
+    // Opens a socket with `auth`, authenticates it, and returns it with the packets it got
+    // until `until` (an event name).
+    let open = async |auth: &str, until: &str| {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("session");
+        ws.send(Message::text(format!("40{auth}")))
+            .await
+            .expect("connect");
+        let mut seen = Vec::new();
+        tokio::time::timeout(RECV_TIMEOUT, async {
+            loop {
+                let Some(Ok(Message::Text(t))) = ws.next().await else {
+                    continue;
+                };
+                let t = t.to_string();
+                if t.starts_with("40") {
+                    ws.send(Message::text(r#"42["authenticate"]"#))
+                        .await
+                        .expect("authenticate");
+                } else if let Some(rest) = t.strip_prefix("42") {
+                    let packet: Value = serde_json::from_str(rest).expect("event");
+                    let done = packet[0] == until;
+                    seen.push(packet);
+                    if done {
+                        return;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("authenticated");
+        (ws, seen)
+    };
+    let (mut tracked, seen) = open(r#"{"token":"tracked","recover":{}}"#, "recovered").await;
+    let recovered = &seen.last().expect("recovered")[1];
+    let epoch = recovered["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .find(|s| s["stream"] == "room:io-default")
+        .map(|s| s["epoch"].clone())
+        .expect("io-default answered");
+    let (mut ignis, _) = open(r#"{"token":"ignis"}"#, "authenticated").await;
+    server
+        .server
+        .to_room("io-default")
+        .emit("order", &json!({"n": 1}))
+        .await
+        .expect("publish");
+    let next_order = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| {
+        tokio::time::timeout(RECV_TIMEOUT, async {
+            loop {
+                let Some(Ok(Message::Text(t))) = ws.next().await else {
+                    continue;
+                };
+                if let Some(rest) = t.to_string().strip_prefix("42") {
+                    let packet: Value = serde_json::from_str(rest).expect("event");
+                    if packet[0] == "order" {
+                        return packet;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("order")
+    };
+    assert_eq!(
+        next_order(&mut tracked).await,
+        json!(["order", {"n": 1}, {"stream": "room:io-default", "offset": 1, "epoch": epoch}])
+    );
+    assert_eq!(next_order(&mut ignis).await, json!(["order", {"n": 1}]));
+    server.stop().await;
+}

@@ -17,7 +17,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 use super::bridge::Bridge;
-use super::raw_json::{OwnedRawJson, RawJson};
+use super::raw_json::{Args, OwnedArgs};
 use super::translate::{Action, Translator};
 use super::tunnel::{self, Tunnel, TunnelAction};
 use crate::protocol::now_iso8601;
@@ -25,10 +25,10 @@ use crate::server::Outgoing;
 
 /// What a [`Route`] asks of the socket; [`Live`] is the real one.
 pub(super) trait Outlet: Send + Unpin + 'static {
-    /// Emits `event` with the one argument `data`. [`Emitted::Full`] when engine.io's buffer
+    /// Emits `event` with `args`. [`Emitted::Full`] when engine.io's buffer
     /// for the socket has no room now (nothing emitted: try again later);
     /// [`Emitted::Failed`] when the socket is gone, and then it is disconnected.
-    fn emit(&self, event: &str, data: RawJson<'_>) -> Emitted;
+    fn emit(&self, event: &str, args: &Args<'_>) -> Emitted;
     /// The core admitted an IGNIS-path client with this `connected` payload: emits
     /// `authenticated` (and the first `ping`). `false` when that failed.
     fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool;
@@ -61,20 +61,20 @@ pub(super) enum Emitted {
 #[derive(Debug)]
 pub(super) struct Held {
     event: String,
-    data: OwnedRawJson,
+    args: OwnedArgs,
 }
 
 impl Held {
-    fn new(event: &str, data: RawJson<'_>) -> Self {
+    fn new(event: &str, args: &Args<'_>) -> Self {
         Self {
             event: event.to_owned(),
-            data: data.to_owned_json(),
+            args: args.to_owned_args(),
         }
     }
 
     /// Emits it again.
     pub(super) fn emit(&self, outlet: &impl Outlet) -> Emitted {
-        outlet.emit(&self.event, self.data.as_raw())
+        outlet.emit(&self.event, &self.args.as_args())
     }
 }
 
@@ -128,11 +128,11 @@ impl Route {
     }
 }
 
-/// The delivery of one emit of `event` with `data`.
-fn emit(outlet: &impl Outlet, event: &str, data: RawJson<'_>) -> Delivered {
-    match outlet.emit(event, data) {
+/// The delivery of one emit of `event` with `args`.
+fn emit(outlet: &impl Outlet, event: &str, args: &Args<'_>) -> Delivered {
+    match outlet.emit(event, args) {
         Emitted::Sent => Delivered::Sent,
-        Emitted::Full => Delivered::Held(Held::new(event, data)),
+        Emitted::Full => Delivered::Held(Held::new(event, args)),
         Emitted::Failed => Delivered::Failed,
     }
 }
@@ -140,7 +140,7 @@ fn emit(outlet: &impl Outlet, event: &str, data: RawJson<'_>) -> Delivered {
 fn ignis(outlet: &impl Outlet, action: Action<'_>) -> Delivered {
     match action {
         Action::Skip => Delivered::Sent,
-        Action::Emit(name, data) => emit(outlet, &name, data),
+        Action::Emit(name, args) => emit(outlet, &name, &args),
         Action::Authenticated { payload, encrypted } => {
             if outlet.authenticated(&payload, encrypted) {
                 Delivered::Sent
@@ -172,7 +172,7 @@ fn hardened(outlet: &impl Outlet, action: TunnelAction<'_>) -> Delivered {
             return Delivered::Closed;
         }
     };
-    emit(outlet, tunnel::FRAME_EVENT, frame)
+    emit(outlet, tunnel::FRAME_EVENT, &Args::One(frame))
 }
 
 /// The outlet of a live socket: emits on the [`SocketRef`] it holds (looked up once, when
@@ -192,8 +192,8 @@ impl Live {
 }
 
 impl Outlet for Live {
-    fn emit(&self, event: &str, data: RawJson<'_>) -> Emitted {
-        try_emit(&self.socket, event, &data)
+    fn emit(&self, event: &str, args: &Args<'_>) -> Emitted {
+        try_emit(&self.socket, event, args)
     }
 
     fn authenticated(&self, payload: &serde_json::Value, encrypted: bool) -> bool {

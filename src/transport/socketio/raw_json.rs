@@ -16,7 +16,7 @@
 //! tests, not the wire.
 
 use crate::crypto::frame::shape::{CT, EVENT, IV, SEQ};
-use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde::ser::{Serialize, SerializeStruct, SerializeTuple, Serializer};
 use serde_json::value::RawValue;
 
 /// The name under which serde_json's serializer takes a struct's one field as raw JSON text
@@ -55,6 +55,58 @@ impl OwnedRawJson {
     /// The text, to emit again.
     pub(super) fn as_raw(&self) -> RawJson<'_> {
         RawJson(&self.0)
+    }
+}
+
+/// The arguments of one emit: the one argument of almost every event, or for a plaintext
+/// socket that asked for positions a positioned message's data and its position
+/// `{"stream","offset","epoch"}` (`docs/PROTOCOL.md` §13), emitted as two arguments.
+#[derive(Debug, Clone)]
+pub(super) enum Args<'a> {
+    /// One argument.
+    One(RawJson<'a>),
+    /// The data, then the position object's JSON text.
+    Positioned(RawJson<'a>, String),
+}
+
+impl Args<'_> {
+    /// A copy that owns its text (for an emit held until engine.io has room).
+    pub(super) fn to_owned_args(&self) -> OwnedArgs {
+        match self {
+            Self::One(data) => OwnedArgs(data.to_owned_json(), None),
+            Self::Positioned(data, position) => {
+                OwnedArgs(data.to_owned_json(), Some(position.clone()))
+            }
+        }
+    }
+}
+
+/// Owned [`Args`].
+#[derive(Debug)]
+pub(super) struct OwnedArgs(OwnedRawJson, Option<String>);
+
+impl OwnedArgs {
+    /// The arguments, to emit again.
+    pub(super) fn as_args(&self) -> Args<'_> {
+        match &self.1 {
+            None => Args::One(self.0.as_raw()),
+            Some(position) => Args::Positioned(self.0.as_raw(), position.clone()),
+        }
+    }
+}
+
+impl Serialize for Args<'_> {
+    /// One argument as itself; two as a tuple, which socketioxide spreads into arguments.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::One(data) => data.serialize(serializer),
+            Self::Positioned(data, position) => {
+                let mut args = serializer.serialize_tuple(2)?;
+                args.serialize_element(data)?;
+                args.serialize_element(&RawJson(position))?;
+                args.end()
+            }
+        }
     }
 }
 

@@ -13,14 +13,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::raw_json::{RawJson, sealed_record};
+use super::raw_json::{Args, RawJson, sealed_record};
 use crate::protocol::event;
 
 /// What to do with one message from the core; borrows from that message.
 #[derive(Debug, Clone)]
 pub(super) enum Action<'a> {
-    /// Emit `event` with one argument, the raw JSON of the frame's `data` (`null` without).
-    Emit(Cow<'a, str>, RawJson<'a>),
+    /// Emit `event` with one argument, the raw JSON of the frame's `data` (`null` without),
+    /// and its position as a second argument for a plaintext socket that asked for positions.
+    Emit(Cow<'a, str>, Args<'a>),
     /// The core authenticated the client (its `connected` payload, emitted as
     /// `authenticated`).
     Authenticated {
@@ -48,6 +49,27 @@ struct CoreFrame<'a> {
     /// `None` when missing or `null`.
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
+    /// The position of a positioned message (`docs/PROTOCOL.md` §12), for a client that
+    /// asked for positions.
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    offset: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    epoch: Option<&'a RawValue>,
+}
+
+impl CoreFrame<'_> {
+    /// The position object `{"stream","offset","epoch"}`, when the frame has one.
+    fn position(&self) -> Option<String> {
+        let (stream, offset, epoch) = (self.stream?, self.offset?, self.epoch?);
+        Some(format!(
+            r#"{{"stream":{},"offset":{},"epoch":{}}}"#,
+            stream.get(),
+            offset.get(),
+            epoch.get()
+        ))
+    }
 }
 
 /// Turns a connection's outbound messages into [`Action`]s; one per Socket.IO socket.
@@ -82,7 +104,7 @@ impl Translator {
             && let Some(sealed) = sealed_record(text)
         {
             // A sealed record, found without a parse: most of what an encrypted socket gets.
-            return Action::Emit(Cow::Borrowed(event::ENCRYPTED), sealed.data);
+            return Action::Emit(Cow::Borrowed(event::ENCRYPTED), Args::One(sealed.data));
         }
         // An object only (serde would read an array as the struct too).
         let object = text.trim_start().starts_with('{');
@@ -132,7 +154,12 @@ impl Translator {
             tracing::debug!(event = %frame.event, "event with a reserved Socket.IO name dropped");
             return Action::Skip;
         }
-        Action::Emit(frame.event, RawJson::from_raw(data))
+        let data = RawJson::from_raw(data);
+        let args = match frame.position() {
+            Some(position) => Args::Positioned(data, position),
+            None => Args::One(data),
+        };
+        Action::Emit(frame.event, args)
     }
 }
 
@@ -159,7 +186,10 @@ mod tests {
     /// What an action emits, as (event, raw data); `None` when it emits nothing.
     fn emitted(action: Action<'_>) -> Option<(String, String)> {
         match action {
-            Action::Emit(name, data) => Some((name.into_owned(), data.get().to_owned())),
+            Action::Emit(name, Args::One(data)) => Some((name.into_owned(), data.get().to_owned())),
+            Action::Emit(name, Args::Positioned(data, position)) => {
+                Some((name.into_owned(), format!("[{},{position}]", data.get())))
+            }
             _ => None,
         }
     }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::protocol::{CloseCode, Text};
-use crate::transport::socketio::raw_json::RawJson;
+use crate::transport::socketio::raw_json::Args;
 
 /// What the socket asked of its outlet, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +40,7 @@ impl Fake {
 }
 
 impl Outlet for Fake {
-    fn emit(&self, event: &str, data: RawJson<'_>) -> Emitted {
+    fn emit(&self, event: &str, args: &Args<'_>) -> Emitted {
         if self.gone.load(Ordering::Relaxed) {
             self.record(Call::Disconnect);
             return Emitted::Failed;
@@ -48,7 +48,7 @@ impl Outlet for Fake {
         if self.full.load(Ordering::Relaxed) {
             return Emitted::Full;
         }
-        let data = serde_json::from_str(data.get()).expect("emitted data is JSON");
+        let data = serde_json::to_value(args).expect("emitted arguments are JSON");
         self.record(Call::Emit(event.to_owned(), data));
         Emitted::Sent
     }
