@@ -4,6 +4,7 @@
 
 mod allowance;
 mod auth;
+mod auth_request;
 mod builder;
 mod bus;
 mod config;
