@@ -922,8 +922,9 @@ export class SealwireClient {
     if (frame.event === "error") {
       const message = typeof frame.data?.message === "string" ? frame.data.message : "error";
       conn.lastError = message;
-      this.emit("serverError", { message });
+      // A refused refresh is its own event (as in the Rust SDK), not also a serverError.
       if (message === REFRESH_FAILED) this.onRefreshFailed(conn, message);
+      else this.emit("serverError", { message });
       return;
     }
     if (frame.event === "refreshed") {

@@ -408,6 +408,7 @@ test("refresh refused, then 4006: refreshFailed, session-expired, reconnect with
   await assert.rejects(c.refresh(), { kind: "refresh-failed" });
   assert.equal(events.filter((e) => e.type === "refreshFailed").length, 1);
   assert.equal(events.find((e) => e.type === "refreshFailed").expiresAt, plus(T0, 60_000));
+  assert.equal(events.filter((e) => e.type === "serverError").length, 0, "not also a serverError");
   await until(() => events.some((e) => e.type === "disconnected"), "the 4006 close");
   const d = events.find((e) => e.type === "disconnected");
   assert.deepEqual([d.reason.kind, d.reason.code, d.reason.retryable], ["session-expired", 4006, true]);
