@@ -2323,10 +2323,29 @@ async fn a_polling_session_whose_socket_left_is_refused_after_a_grace() {
         }
         panic!("still served after 30 polls");
     };
-    // A third client leaves and connects again on its session: it is served as before.
+    // A third client leaves and tries to connect a socket again on its session: the session
+    // is done, the `CONNECT` is refused (`connect_error`).
     let returning = open().await;
-    for packet in ["40", "41", "40"] {
+    for packet in ["40", "41"] {
         assert!(post(&returning, packet).await.is_success());
+    }
+    let mut refusals = Vec::new();
+    // While the old socket is still leaving, the answer is `Already connected`; then it is
+    // `Session closed`.
+    while !refusals
+        .iter()
+        .any(|r: &String| r.contains("Session closed"))
+    {
+        assert!(refusals.len() < 20, "{refusals:?}");
+        assert!(post(&returning, "40").await.is_success());
+        let mut answer = String::new();
+        while !answer.contains("44{") {
+            let (status, body) = get(&returning).await;
+            assert!(status.is_success(), "{status} {body}");
+            answer = body;
+        }
+        refusals.push(answer);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let served = async |url: &str| {
         let until = Instant::now() + Duration::from_millis(7_000);
@@ -2335,7 +2354,7 @@ async fn a_polling_session_whose_socket_left_is_refused_after_a_grace() {
             assert!(status.is_success(), "{url}: {status} {body}");
         }
     };
-    let (body, (), ()) = tokio::join!(refused, served(&staying), served(&returning));
+    let (body, ()) = tokio::join!(refused, served(&staying));
     assert!(body.contains("Session ID unknown"), "{body}");
     assert_eq!(
         post(&leaving, "3").await,
@@ -2540,11 +2559,12 @@ async fn a_second_connect_on_a_connected_session_is_refused() {
     server.stop().await;
 }
 
-/// A socket that leaves the namespace (`41`) and connects again on the same session (`40`)
-/// is a new socket with a new bridge: what the old one does as it winds down (here its
-/// authentication timer, due after the new socket authenticated) never reaches the new one.
+/// A socket that leaves the namespace (`41`) and tries to connect again on the same session
+/// (`40`) is refused (`Session closed`): the session is ending. What the old socket does as
+/// it winds down (here its authentication timer, due after the refusal) harms nothing, and
+/// the same client is served on a new session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socket_connected_again_on_its_session_is_left_alone_by_the_old_one() {
+async fn a_socket_that_left_cannot_connect_again_on_its_session() {
     let mut sio = SocketIoConfig::default();
     sio.auth_timeout = Duration::from_millis(400);
     let server = start_sio(builder(base_config()), sio).await;
@@ -2553,12 +2573,19 @@ async fn a_socket_connected_again_on_its_session_is_left_alone_by_the_old_one() 
     // socketioxide takes the old socket out of the namespace just after the `41`.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(client.post(r#"40{"token":"second"}"#).await);
-    client.until(|p| p.starts_with("40{")).await;
-    client.authenticate().await;
+    let seen = client.until(|p| p.starts_with("44{")).await;
+    let refusal = seen.last().expect("the refusal");
+    assert!(
+        refusal.contains("Session closed") || refusal.contains("Already connected"),
+        "{refusal}"
+    );
     // Past the old socket's authentication deadline.
     tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(server.server.clients().is_empty());
+    let fresh = Polling::connect(server.addr, json!({"token": "second"})).await;
+    fresh.authenticate().await;
     assert_only_client(&server, "second");
-    client.still_served(&server, "second").await;
+    fresh.still_served(&server, "second").await;
     server.stop().await;
 }
 
@@ -2689,6 +2716,10 @@ async fn binary_attachments_are_bounded_before_authentication() {
         .expect("connect");
     let acked = loop {
         match ws.next().await {
+            // engine.io may ping first.
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.expect("pong");
+            }
             Some(Ok(Message::Text(t))) => break t.to_string(),
             Some(Ok(_)) => {}
             other => panic!("session ended: {other:?}"),
@@ -2846,5 +2877,139 @@ async fn a_plaintext_socket_that_asked_for_positions_gets_them_as_a_second_argum
         json!(["order", {"n": 1}, {"stream": "room:io-default", "offset": 1, "epoch": epoch}])
     );
     assert_eq!(next_order(&mut ignis).await, json!(["order", {"n": 1}]));
+    server.stop().await;
+}
+
+/// A Socket.IO session over WebSocket whose socket left (here the client's `41`) is closed
+/// from the server's side a grace later, although its client keeps answering pings: both a
+/// session opened over WebSocket and a polling session that moved to WebSocket. A session
+/// whose socket left cannot move to WebSocket afterwards either.
+#[tokio::test]
+async fn a_websocket_session_whose_socket_left_is_closed_after_a_grace() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut sio = SocketIoConfig::default();
+    sio.eio_ping_interval = Duration::from_millis(500);
+    sio.eio_ping_timeout = Duration::from_millis(2_000);
+    let server = start_sio(builder(base_config()), sio).await;
+    let base = format!("{}/io/?EIO=4", server.addr);
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+    // Answers pings until the server ends the connection; false if it is still open at 15 s.
+    let closed_by_server = async |ws: &mut Ws| {
+        tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(Ok(message)) = ws.next().await {
+                if message.to_text().is_ok_and(|t| t == "2")
+                    && ws.send(Message::text("3")).await.is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    };
+    let next_text = async |ws: &mut Ws| loop {
+        let message = tokio::time::timeout(RECV_TIMEOUT, ws.next())
+            .await
+            .expect("a message")
+            .expect("open")
+            .expect("frame");
+        match message.to_text() {
+            Ok("2") => ws.send(Message::text("3")).await.expect("pong"),
+            Ok(text) => return text.to_owned(),
+            Err(_) => {}
+        }
+    };
+
+    // Opened over WebSocket.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{base}&transport=websocket"))
+        .await
+        .expect("session");
+    assert!(next_text(&mut ws).await.starts_with('0'), "open packet");
+    ws.send(Message::text("40")).await.expect("connect");
+    assert!(next_text(&mut ws).await.starts_with("40"), "connected");
+    ws.send(Message::text("41")).await.expect("leave");
+    assert!(
+        closed_by_server(&mut ws).await,
+        "still open 15 s after its socket left"
+    );
+
+    // Polling first, then moved to WebSocket (probe and upgrade), then the socket leaves.
+    let http = reqwest::Client::new();
+    let open = http
+        .get(format!("http://{base}&transport=polling"))
+        .send()
+        .await
+        .expect("handshake")
+        .text()
+        .await
+        .expect("body");
+    let sid = serde_json::from_str::<Value>(open.strip_prefix('0').expect("open"))
+        .expect("open json")["sid"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let polling = format!("http://{base}&transport=polling&sid={sid}");
+    assert!(
+        http.post(&polling)
+            .body("40")
+            .send()
+            .await
+            .expect("connect")
+            .status()
+            .is_success()
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{base}&transport=websocket&sid={sid}"))
+            .await
+            .expect("upgrade");
+    ws.send(Message::text("2probe")).await.expect("probe");
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    ws.send(Message::text("5")).await.expect("upgrade");
+    ws.send(Message::text("41")).await.expect("leave");
+    assert!(
+        closed_by_server(&mut ws).await,
+        "still open 15 s after its socket left"
+    );
+
+    // A session whose socket left cannot move to WebSocket.
+    let open = http
+        .get(format!("http://{base}&transport=polling"))
+        .send()
+        .await
+        .expect("handshake")
+        .text()
+        .await
+        .expect("body");
+    let sid = serde_json::from_str::<Value>(open.strip_prefix('0').expect("open"))
+        .expect("open json")["sid"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let polling = format!("http://{base}&transport=polling&sid={sid}");
+    for packet in ["40", "41"] {
+        assert!(
+            http.post(&polling)
+                .body(packet)
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .is_success()
+        );
+    }
+    // Refused as soon as the leave went through.
+    let upgrade = format!("ws://{base}&transport=websocket&sid={sid}");
+    let mut tries = 0;
+    while tokio_tungstenite::connect_async(upgrade.as_str())
+        .await
+        .is_ok()
+    {
+        tries += 1;
+        assert!(tries < 20, "the upgrade is still accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.stop().await;
 }

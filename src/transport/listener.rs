@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::body_deadline::Deadline;
+use super::closable::Closable;
 use super::config::{HttpConfig, WsSettings};
 use super::direct;
 use super::front_door::Refusal;
@@ -327,6 +328,8 @@ async fn serve_http<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _place = place;
+    // The connection can be ended from outside, also once upgraded (`super::closable`).
+    let (io, close) = Closable::new(io);
     let app = shared.app.clone();
     let ws = Arc::clone(&shared.ws);
     let ws_server = server.clone();
@@ -352,6 +355,7 @@ async fn serve_http<I>(
             return Either::Left(std::future::ready(Ok(response)));
         }
         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+        req.extensions_mut().insert(close.clone());
         let deadline = body_read_timeout;
         Either::Right(
             app.clone()

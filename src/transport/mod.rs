@@ -3,6 +3,7 @@
 
 mod admin;
 mod body_deadline;
+mod closable;
 mod coalesce;
 mod config;
 pub mod demo;

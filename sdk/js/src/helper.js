@@ -64,6 +64,8 @@ export class SocketIOClientHelper {
       }
     });
     this.client.on("serverError", ({ message }) => this.callbacks.onError(new Error(message)));
+    // A refused refresh is a server error to the helper's callbacks, as before.
+    this.client.on("refreshFailed", ({ message }) => this.callbacks.onError(new Error(message)));
     this.client.on("disconnected", ({ reason, retryIn }) => {
       this.state = retryIn === null ? "unauthorized" : "authenticating";
       if (retryIn === null && REFUSED.has(reason.kind)) this.callbacks.onUnauthenticated(reason.message);

@@ -31,8 +31,9 @@ use axum::response::{IntoResponse, Response};
 
 use socketioxide::socket::Sid;
 
-use super::departed::{Departed, named_session};
+use super::departed::{Departed, GRACE, asks_websocket, named_session};
 use crate::server::{ConnectionSlot, Server, SlotRefused};
+use crate::transport::closable::CloseHandle;
 
 /// How often expired pending slots are looked for (at most; on the next request).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -98,24 +99,37 @@ impl Admission {
         })
     }
 
-    /// The socket of session `sid` left the namespace: the session's requests are refused
-    /// after [`departed::GRACE`](super::departed::GRACE).
+    fn departed(&self) -> MutexGuard<'_, Departed> {
+        self.departed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The socket of session `sid` left the namespace: the session ends
+    /// ([`super::departed`]). Its `CONNECT` and upgrades are refused from now on; after
+    /// [`GRACE`] its polling requests are refused and its WebSocket connection, if it has
+    /// one, is closed.
     pub(super) fn left(&self, sid: Sid) {
-        let mut departed = self.departed.lock().unwrap_or_else(PoisonError::into_inner);
-        departed.left(sid, Instant::now());
+        let Some(close) = self.departed().left(sid, Instant::now()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(GRACE).await;
+                tracing::debug!(%sid, "closing the websocket of a session whose socket left");
+                close.close();
+            });
+        } else {
+            close.close();
+        }
     }
 
-    /// A socket connected on session `sid`: the session is served again (its client left
-    /// the namespace and came back on it).
-    pub(super) fn arrived(&self, sid: Sid) {
-        let mut departed = self.departed.lock().unwrap_or_else(PoisonError::into_inner);
-        departed.arrived(sid);
+    /// Whether session `sid`'s socket left: a `CONNECT` on it is refused.
+    pub(super) fn has_left(&self, sid: Sid) -> bool {
+        self.departed().has_left(sid, Instant::now())
     }
 
-    /// Whether a request naming session `sid` is refused (its socket left).
-    fn refuses(&self, sid: Sid) -> bool {
-        let mut departed = self.departed.lock().unwrap_or_else(PoisonError::into_inner);
-        departed.refuses(sid, Instant::now())
+    /// Session `sid` runs over the WebSocket connection `close` ends.
+    pub(super) fn websocket(&self, sid: Sid, close: CloseHandle) {
+        self.departed().websocket(sid, close, Instant::now());
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -215,15 +229,30 @@ pub(super) async fn admit(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(sid) = named_session(req.uri().query().unwrap_or(""))
-        && admission.refuses(sid)
-    {
-        tracing::debug!(%sid, "request of a session whose socket left refused");
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({ "code": "1", "message": "Session ID unknown" })),
-        )
-            .into_response();
+    let query = req.uri().query().unwrap_or("");
+    if let Some(sid) = named_session(query) {
+        let upgrade = asks_websocket(query);
+        let refused = {
+            let mut departed = admission.departed();
+            let now = Instant::now();
+            // Polling requests get the grace; a move to WebSocket would outlive it.
+            if upgrade {
+                departed.has_left(sid, now)
+            } else {
+                departed.refuses(sid, now)
+            }
+        };
+        if refused {
+            tracing::debug!(%sid, "request of a session whose socket left refused");
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({ "code": "1", "message": "Session ID unknown" })),
+            )
+                .into_response();
+        }
+        if upgrade && let Some(close) = req.extensions().get::<CloseHandle>() {
+            admission.websocket(sid, close.clone());
+        }
     }
     if opens_session(&req) {
         let ip = req

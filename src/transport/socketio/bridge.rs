@@ -42,12 +42,14 @@ use tokio_util::sync::CancellationToken;
 use super::SocketIoConfig;
 use super::admission::{Admission, origin_allowed};
 use super::credentials;
+use super::departed::{asks_websocket, named_session};
 use super::opening::{Doorstep, Refusal, Setup};
 use super::outlet::{Emitted, Live, disconnect, emit_now, try_emit};
 use super::socket::BridgeSocket;
 use super::{keepalive, tunnel};
 use crate::protocol::{CloseCode, event, now_iso8601};
 use crate::server::{ConnectionSlot, Incoming, Server, UpgradeHead};
+use crate::transport::closable::CloseHandle;
 
 /// Which bridge a socket belongs to (kept in the socket's extensions; weak, so that the
 /// socket does not keep its bridge alive, nor the bridge's allocation another's address).
@@ -104,6 +106,15 @@ pub(super) fn connect(
     auth: Option<Value>,
 ) -> Setup {
     let parts = socket.req_parts();
+    // A session opened straight over WebSocket: its connection is the request's, to be
+    // closed when the socket leaves (also when it is refused below).
+    let query = parts.uri.query().unwrap_or("");
+    if asks_websocket(query)
+        && named_session(query).is_none()
+        && let Some(close) = parts.extensions.get::<CloseHandle>()
+    {
+        admission.websocket(socket.id, close.clone());
+    }
     let remote = parts
         .extensions
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
@@ -124,7 +135,6 @@ pub(super) fn connect(
             return Setup::Refused(Refusal::Unauthenticated("Connection limit reached"));
         }
     };
-    admission.arrived(socket.id);
     let head = Arc::new(UpgradeHead::new(parts.uri.clone(), parts.headers.clone()));
     let hardened = tunnel::selects_hardened(auth.as_ref());
     let bridge = Arc::new(Bridge {

@@ -5,19 +5,21 @@
 //! socketioxide keeps an engine.io session open for as long as its client answers pings, with
 //! or without a socket in a namespace, and gives a namespace socket no way to close it. A
 //! session without a socket holds no place under the connection limits (its place went with
-//! the socket), so a client could keep any number of them. Over polling, a session lives only
-//! through its requests: once its socket has left, and after [`GRACE`] to collect the last
-//! words (`unauthenticated`, the `41`), every request naming the session is refused the way
-//! engine.io refuses an unknown one (400 `Session ID unknown`). The client can then no longer
-//! answer a ping, and engine.io closes the session within its ping interval and timeout.
+//! the socket), so a client could keep any number of them. So a session whose socket left is
+//! done:
 //!
-//! A session upgraded to WebSocket is not reached this way (it sends no more requests); its TCP
-//! connection stays counted under `max_tcp_connections` (and `max_tcp_connections_per_ip`).
+//! - it cannot connect a socket again (its `CONNECT` is refused), nor move to WebSocket;
+//! - over polling, after [`GRACE`] to collect the last words (`unauthenticated`, the `41`),
+//!   every request naming it is refused the way engine.io refuses an unknown session (400
+//!   `Session ID unknown`): the client can no longer answer a ping, and engine.io closes the
+//!   session within its heartbeat;
+//! - over WebSocket, after the same grace, its connection is closed from the server's side
+//!   ([`CloseHandle`], learned when the session's WebSocket was opened).
 //!
 //! ```text
-//! socket leaves ----------> departed(sid): refused from now + GRACE
-//! request ?sid=<sid> -----> within GRACE: passed on; after: 400, engine.io's own answer
-//! now + GRACE + heartbeat -> forgotten (engine.io closed the session by then)
+//! socket leaves ---------------> left(sid): CONNECT and upgrades refused from now
+//! now + GRACE -----------------> polling requests refused (400); its WebSocket closed
+//! now + GRACE + heartbeat -----> forgotten (engine.io closed the session by then)
 //! ```
 
 use std::collections::hash_map::Entry;
@@ -27,25 +29,44 @@ use std::time::{Duration, Instant};
 
 use socketioxide::socket::Sid;
 
+use crate::transport::closable::CloseHandle;
+
 /// How long a departed session's requests are still served: enough for a client that polls
 /// to collect what was emitted last (`unauthenticated`, `sealwire:close`, the `41`).
 pub(super) const GRACE: Duration = Duration::from_secs(5);
 
-/// The most sessions remembered at once. Past it the oldest is forgotten first (its session
-/// then ends on the client's own terms, as before), so a flood of short sessions costs a
-/// bounded amount of memory.
-const MAX_REMEMBERED: usize = 65_536;
+/// The most sessions remembered at once (about 100 bytes each). Past it the oldest is
+/// forgotten first (its session then ends on the client's own terms), so a flood of short
+/// sessions costs a bounded amount of memory: at the default heartbeat this holds the
+/// departures of about 5,000 sessions a second.
+const MAX_REMEMBERED: usize = 262_144;
 
-/// The sessions whose socket left, and from when their requests are refused.
+/// The WebSocket connections remembered before the gone ones are dropped from the list.
+const FIRST_PRUNE: usize = 1024;
+
+/// The sessions whose socket left, and the WebSocket connections of the sessions that have
+/// one.
 #[derive(Debug)]
 pub(super) struct Departed {
     /// How long a session is remembered: [`GRACE`] plus the longest engine.io lets a session
     /// live without a pong.
     remember: Duration,
-    /// Per session: from when its requests are refused, and when it is forgotten.
-    refused_from: HashMap<Sid, (Instant, Instant)>,
+    /// Per session that left: from when its polling requests are refused, and when it is
+    /// forgotten.
+    left: HashMap<Sid, (Instant, Instant)>,
     /// Oldest first: when each session is forgotten.
     order: VecDeque<(Instant, Sid)>,
+    /// Per session over WebSocket that has not left: what closes its connection.
+    websockets: HashMap<Sid, CloseHandle>,
+    /// The size of `websockets` at which the handles of connections that ended are dropped.
+    prune_at: usize,
+}
+
+/// `at + d`, or a day after `at` where that does not fit (a configured duration too large to
+/// mean anything but "never").
+fn after(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400))
 }
 
 impl Departed {
@@ -53,43 +74,58 @@ impl Departed {
     /// timeout) and a second.
     pub(super) fn new(heartbeat: Duration) -> Self {
         Self {
-            remember: GRACE + heartbeat + Duration::from_secs(1),
-            refused_from: HashMap::new(),
+            remember: GRACE
+                .saturating_add(heartbeat)
+                .saturating_add(Duration::from_secs(1)),
+            left: HashMap::new(),
             order: VecDeque::new(),
+            websockets: HashMap::new(),
+            prune_at: FIRST_PRUNE,
         }
     }
 
-    /// The socket of session `sid` left, at `now`.
-    pub(super) fn left(&mut self, sid: Sid, now: Instant) {
+    /// Session `sid` runs over the WebSocket connection `close` ends. Ignored for a session
+    /// that left (the caller refuses its requests).
+    pub(super) fn websocket(&mut self, sid: Sid, close: CloseHandle, now: Instant) {
+        if self.has_left(sid, now) {
+            return;
+        }
+        if self.websockets.len() >= self.prune_at {
+            self.websockets.retain(|_, close| !close.is_gone());
+            self.prune_at = (self.websockets.len() * 2).max(FIRST_PRUNE);
+        }
+        self.websockets.insert(sid, close);
+    }
+
+    /// The socket of session `sid` left, at `now`. Returns what closes the session's
+    /// WebSocket connection, if it has one, for the caller to close after [`GRACE`].
+    pub(super) fn left(&mut self, sid: Sid, now: Instant) -> Option<CloseHandle> {
         self.forget_old(now);
         if self.order.len() >= MAX_REMEMBERED
             && let Some((until, oldest)) = self.order.pop_front()
-            && self
-                .refused_from
-                .get(&oldest)
-                .is_some_and(|(_, at)| *at == until)
+            && self.left.get(&oldest).is_some_and(|(_, at)| *at == until)
         {
-            self.refused_from.remove(&oldest);
+            self.left.remove(&oldest);
         }
-        if let Entry::Vacant(entry) = self.refused_from.entry(sid) {
-            let forget = now + self.remember;
-            entry.insert((now + GRACE, forget));
+        if let Entry::Vacant(entry) = self.left.entry(sid) {
+            let forget = after(now, self.remember);
+            entry.insert((after(now, GRACE), forget));
             self.order.push_back((forget, sid));
         }
+        self.websockets.remove(&sid)
     }
 
-    /// A socket connected on session `sid` again (a client that left the namespace and came
-    /// back on the same session): its requests are served.
-    pub(super) fn arrived(&mut self, sid: Sid) {
-        self.refused_from.remove(&sid);
+    /// Whether session `sid`'s socket left (its `CONNECT` and its move to WebSocket are
+    /// refused).
+    pub(super) fn has_left(&mut self, sid: Sid, now: Instant) -> bool {
+        self.forget_old(now);
+        self.left.contains_key(&sid)
     }
 
-    /// Whether a request naming session `sid` is refused at `now`.
+    /// Whether a request naming session `sid` is refused at `now` (its grace is over).
     pub(super) fn refuses(&mut self, sid: Sid, now: Instant) -> bool {
         self.forget_old(now);
-        self.refused_from
-            .get(&sid)
-            .is_some_and(|(from, _)| *from <= now)
+        self.left.get(&sid).is_some_and(|(from, _)| *from <= now)
     }
 
     fn forget_old(&mut self, now: Instant) {
@@ -98,13 +134,8 @@ impl Departed {
                 break;
             }
             self.order.pop_front();
-            // Unless the session left again since (and is remembered from then).
-            if self
-                .refused_from
-                .get(&sid)
-                .is_some_and(|(_, at)| *at == until)
-            {
-                self.refused_from.remove(&sid);
+            if self.left.get(&sid).is_some_and(|(_, at)| *at == until) {
+                self.left.remove(&sid);
             }
         }
     }
@@ -112,23 +143,31 @@ impl Departed {
     /// Sessions remembered (for tests).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.refused_from.len()
+        self.left.len()
     }
 }
 
-/// The session a request's query names, when it names exactly one that is well formed
-/// (engine.io refuses the others itself).
+/// The session a request's query names, read as engine.io reads it: the first `sid=` pair,
+/// when its value is a well-formed session id (engine.io refuses a malformed one itself).
 pub(super) fn named_session(query: &str) -> Option<Sid> {
-    let mut named = query.split('&').filter_map(|p| p.strip_prefix("sid="));
-    match (named.next(), named.next()) {
-        (Some(sid), None) => Sid::from_str(sid).ok(),
-        _ => None,
-    }
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("sid="))
+        .and_then(|sid| Sid::from_str(sid).ok())
+}
+
+/// Whether a request's query asks for the WebSocket transport.
+pub(super) fn asks_websocket(query: &str) -> bool {
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("transport="))
+        .is_some_and(|t| t == "websocket")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::closable::Closable;
 
     const HEARTBEAT: Duration = Duration::from_secs(45);
 
@@ -137,7 +176,8 @@ mod tests {
         let mut departed = Departed::new(HEARTBEAT);
         let (sid, other) = (Sid::new(), Sid::new());
         let t0 = Instant::now();
-        departed.left(sid, t0);
+        assert!(departed.left(sid, t0).is_none(), "no WebSocket known");
+        assert!(departed.has_left(sid, t0), "no socket again, no upgrade");
         assert!(
             !departed.refuses(sid, t0),
             "the last words can be collected"
@@ -145,25 +185,44 @@ mod tests {
         assert!(!departed.refuses(sid, t0 + GRACE - Duration::from_millis(1)));
         assert!(departed.refuses(sid, t0 + GRACE));
         assert!(!departed.refuses(other, t0 + GRACE), "only that session");
+        assert!(!departed.has_left(other, t0 + GRACE));
         let later = t0 + GRACE + HEARTBEAT + Duration::from_secs(1);
         assert!(!departed.refuses(sid, later), "engine.io closed it by then");
         assert_eq!(departed.len(), 0);
     }
 
     #[test]
-    fn a_session_whose_socket_came_back_is_served_until_it_leaves_again() {
+    fn a_departing_websocket_session_hands_back_what_closes_it() {
         let mut departed = Departed::new(HEARTBEAT);
-        let sid = Sid::new();
+        let (sid, other) = (Sid::new(), Sid::new());
         let t0 = Instant::now();
-        departed.left(sid, t0);
-        departed.arrived(sid);
-        assert!(!departed.refuses(sid, t0 + GRACE));
-        // It leaves again later: refused a grace after that, and remembered from then on,
-        // although the first departure's time to be forgotten comes meanwhile.
-        let t1 = t0 + HEARTBEAT;
-        departed.left(sid, t1);
-        assert!(!departed.refuses(sid, t1 + GRACE - Duration::from_millis(1)));
-        assert!(departed.refuses(sid, t1 + GRACE + Duration::from_secs(2)));
+        let (_stream, close) = Closable::new(());
+        departed.websocket(sid, close, t0);
+        let close = departed.left(sid, t0).expect("its connection");
+        assert!(!close.is_gone());
+        // A session that left is not taken as a WebSocket one afterwards.
+        let (_other_stream, late) = Closable::new(());
+        departed.websocket(sid, late, t0);
+        assert!(departed.websockets.is_empty());
+        assert!(departed.left(other, t0).is_none());
+    }
+
+    #[test]
+    fn ended_websocket_connections_are_dropped_from_the_list() {
+        let mut departed = Departed::new(HEARTBEAT);
+        let t0 = Instant::now();
+        let mut live = Vec::new();
+        for n in 0..FIRST_PRUNE * 3 {
+            let (stream, close) = Closable::new(());
+            departed.websocket(Sid::new(), close, t0);
+            if n % 100 == 0 {
+                live.push(stream);
+            }
+        }
+        assert!(
+            departed.websockets.len() < FIRST_PRUNE * 2,
+            "pruned as it grew"
+        );
     }
 
     #[test]
@@ -194,7 +253,16 @@ mod tests {
     }
 
     #[test]
-    fn the_session_a_query_names() {
+    fn huge_heartbeats_do_not_overflow() {
+        let mut departed = Departed::new(Duration::MAX);
+        let sid = Sid::new();
+        let t0 = Instant::now();
+        departed.left(sid, t0);
+        assert!(departed.refuses(sid, t0 + GRACE));
+    }
+
+    #[test]
+    fn the_session_a_query_names_as_engine_io_reads_it() {
         let sid = Sid::new();
         let named = |q: &str| named_session(q);
         assert_eq!(
@@ -204,6 +272,9 @@ mod tests {
         assert_eq!(named(&format!("sid={sid}&EIO=4")), Some(sid));
         assert_eq!(named("EIO=4&transport=polling"), None);
         assert_eq!(named("sid=short"), None);
-        assert_eq!(named(&format!("sid={sid}&sid={sid}")), None);
+        // The first `sid=` decides, as in engine.io: a second one cannot hide the session.
+        assert_eq!(named(&format!("sid={sid}&sid=other")), Some(sid));
+        assert!(asks_websocket("EIO=4&transport=websocket&sid=x"));
+        assert!(!asks_websocket("EIO=4&transport=polling"));
     }
 }

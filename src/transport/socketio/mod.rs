@@ -56,6 +56,9 @@ use crate::server::Server;
 /// The `connect_error` message of a second `CONNECT` on a connected session.
 const ALREADY_CONNECTED: &str = "Already connected";
 
+/// The `connect_error` message of a `CONNECT` on a session whose socket left.
+const SESSION_CLOSED: &str = "Session closed";
+
 /// The Socket.IO endpoint at [`SocketIoConfig::path`] (and `{path}/`), websocket and polling
 /// transports, for `server`'s clients. Merge it into the app that serves `server`.
 ///
@@ -123,6 +126,10 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
         // the namespace. Refused with a `connect_error`; a connected socket carries on.
         if io.get_socket(socket.id).is_some() {
             return std::future::ready(Err(ALREADY_CONNECTED));
+        }
+        // A session whose socket left is ending (`departed.rs`): no socket again on it.
+        if ns_admission.has_left(socket.id) {
+            return std::future::ready(Err(SESSION_CLOSED));
         }
         let setup = bridge::connect(&server, &ns_config, &ns_admission, io, &socket, auth.ok());
         socket.extensions.insert(setup);

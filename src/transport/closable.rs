@@ -1,0 +1,202 @@
+//! [`Closable`]: the stream of an HTTP connection, which the server can end from outside with
+//! its [`CloseHandle`], also after the connection was upgraded and handed to another owner.
+//!
+//! The accept loop keeps no place for an upgraded connection (its WebSocket is counted by the
+//! server's own limits). A Socket.IO session over WebSocket belongs to engine.io, which keeps
+//! it open while its client answers pings, with or without a Socket.IO socket; the handle,
+//! which travels in the request's extensions, lets the Socket.IO door end such a session
+//! ([`super::socketio`]'s departed sessions). Once closed, reads see the end of the stream
+//! and writes fail, so its owner ends the connection as if the peer had gone.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// What a stream and its handles share.
+#[derive(Debug, Default)]
+struct Shared {
+    closed: AtomicBool,
+    /// The tasks waiting to read and to write, woken by [`CloseHandle::close`].
+    reader: AtomicWaker,
+    writer: AtomicWaker,
+}
+
+/// Ends a [`Closable`] stream from outside. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct CloseHandle {
+    shared: Arc<Shared>,
+    /// Dead once the stream is dropped.
+    stream: Weak<()>,
+}
+
+impl CloseHandle {
+    /// Ends the stream: its pending and later reads see the end, its writes fail.
+    pub(crate) fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.reader.wake();
+        self.shared.writer.wake();
+    }
+
+    /// Whether the stream itself is gone: nothing to close.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.stream.strong_count() == 0
+    }
+}
+
+/// A stream that a [`CloseHandle`] can end.
+#[derive(Debug)]
+pub(crate) struct Closable<I> {
+    io: I,
+    shared: Arc<Shared>,
+    /// What tells the handles that the stream is gone.
+    _alive: Arc<()>,
+}
+
+impl<I> Closable<I> {
+    /// `io`, and the handle that ends it.
+    pub(crate) fn new(io: I) -> (Self, CloseHandle) {
+        let shared = Arc::new(Shared::default());
+        let alive = Arc::new(());
+        let handle = CloseHandle {
+            shared: Arc::clone(&shared),
+            stream: Arc::downgrade(&alive),
+        };
+        (
+            Self {
+                io,
+                shared,
+                _alive: alive,
+            },
+            handle,
+        )
+    }
+
+    fn closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+fn closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "connection closed by the server")
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Closable<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.closed() {
+            return Poll::Ready(Ok(()));
+        }
+        let this = &mut *self;
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending => {
+                // Registered before the second look, so a close in between still wakes it.
+                this.shared.reader.register(cx.waker());
+                if this.closed() {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            }
+            ready => ready,
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> Closable<I> {
+    /// Runs one write-side poll unless the stream is closed, registering for the close while
+    /// it is pending.
+    fn poll_writing<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(Pin<&mut I>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if self.closed() {
+            return Poll::Ready(Err(closed_error()));
+        }
+        match op(Pin::new(&mut self.io), cx) {
+            Poll::Pending => {
+                self.shared.writer.register(cx.waker());
+                if self.closed() {
+                    Poll::Ready(Err(closed_error()))
+                } else {
+                    Poll::Pending
+                }
+            }
+            ready => ready,
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Closable<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_writing(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_writing(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_writing(cx, AsyncWrite::poll_flush)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Shutting down a closed stream is done already.
+        if self.closed() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_pending_read_ends_and_writes_fail_once_closed() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let (mut stream, handle) = Closable::new(ours);
+        theirs.write_all(b"hi").await.expect("write");
+        let mut buf = [0u8; 8];
+        assert_eq!(stream.read(&mut buf).await.expect("read"), 2);
+        // Nothing more to read: the read waits until the handle closes the stream.
+        let closer = handle.clone();
+        let reading = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            let n = stream.read(&mut buf).await.expect("read");
+            (n, stream)
+        });
+        tokio::task::yield_now().await;
+        assert!(!reading.is_finished(), "still waiting for data");
+        closer.close();
+        let (n, mut stream) = reading.await.expect("task");
+        assert_eq!(n, 0, "the end of the stream");
+        let err = stream.write_all(b"x").await.expect_err("closed");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert!(!handle.is_gone());
+        drop(stream);
+        assert!(handle.is_gone());
+    }
+}
