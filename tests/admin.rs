@@ -677,12 +677,7 @@ async fn refusals_before_a_handler_are_json_and_a_full_batch_fits_the_body_limit
     assert!(body["error"].is_string(), "{body}");
     // Unknown paths under the prefix (404) and methods a route does not take (405, with
     // `Allow`): the same shape.
-    for path in [
-        "/socket",
-        "/socket/",
-        "/socket/nonexistent",
-        "/socket/history/",
-    ] {
+    for path in ["/socket/nonexistent", "/socket/history/", "/socket/info/x"] {
         let (status, body) = admin.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(
@@ -784,4 +779,46 @@ async fn sends_to_rooms_no_client_can_join_are_refused() {
         .await;
     assert_eq!(status, StatusCode::OK);
     s.stop().await;
+}
+
+/// The API's catch-all for unknown `/socket/...` paths leaves room for a WebSocket path or a
+/// Socket.IO path named `/socket` (the server starts, and each door answers on its path).
+#[cfg(feature = "socketio")]
+#[tokio::test]
+async fn a_door_may_be_named_socket_beside_the_api() {
+    use sealwire::transport::socketio::{self, SocketIoConfig};
+    for (ws_path, sio_path) in [("/socket", "/io"), ("/ws", "/socket")] {
+        let server = builder(base_config()).build().expect("server");
+        let mut http = test_http();
+        http.path = ws_path.to_owned();
+        let mut sio = SocketIoConfig::default();
+        sio.path = sio_path.to_owned();
+        http.routes = Some(socketio::router(server.clone(), sio));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let s = server.clone();
+        tokio::spawn(async move {
+            sealwire::transport::serve_with_shutdown(listener, s, http, std::future::pending())
+                .await
+        });
+        wait_for(|| server.is_ready()).await;
+        let handshake = reqwest::get(format!("http://{addr}{sio_path}/?EIO=4&transport=polling"))
+            .await
+            .expect("handshake");
+        assert!(handshake.text().await.expect("body").starts_with("0{"));
+        let info = reqwest::Client::new()
+            .get(format!("http://{addr}/socket/info"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("info");
+        assert_eq!(info.status(), StatusCode::OK, "{ws_path} {sio_path}");
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{ws_path}"))
+            .await
+            .expect("the WebSocket door");
+        drop(ws);
+        server.shutdown().await;
+    }
 }

@@ -42,8 +42,6 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
         .route("/socket/history/{stream}", get(history))
         // Any other path under the API's prefix: its JSON 404 (after the token check, so
         // that probing for routes needs the token).
-        .route("/socket", any(rejections::not_found))
-        .route("/socket/", any(rejections::not_found))
         .route("/socket/{*rest}", any(rejections::not_found))
         .route_layer(middleware::from_fn_with_state(token.clone(), require_token));
     Router::new()

@@ -46,12 +46,12 @@ pub(super) async fn as_json(response: Response) -> Response {
     };
     let mut json = ApiError(status, message).into_response();
     for (name, value) in &kept {
-        json.headers_mut().insert(name, value.clone());
+        json.headers_mut().append(name, value.clone());
     }
     json
 }
 
-/// What an unknown path under `/socket` is answered: 404 in the admin API's JSON error shape.
+/// What an unknown path under `/socket/` is answered: 404 in the admin API's JSON error shape.
 pub(super) async fn not_found() -> Response {
     ApiError(axum::http::StatusCode::NOT_FOUND, "Not found".to_owned()).into_response()
 }
