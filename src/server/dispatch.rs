@@ -332,8 +332,13 @@ where
             .into_iter()
             .collect();
         let answered: Vec<String> = allowed.into_iter().filter(|r| now_in.contains(r)).collect();
+        let continuing: Vec<String> = answered
+            .iter()
+            .filter(|r| !joined.contains(r))
+            .cloned()
+            .collect();
         // A recovery's exit (the client stopped reading) reaches the loop as a close request.
-        let _ = self.recover(recover, &answered, false).await;
+        let _ = self.recover(recover, &answered, &continuing, false).await;
     }
 
     async fn on_leave(&mut self, data: Option<Value>) {

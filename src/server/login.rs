@@ -343,7 +343,7 @@ where
             .into_iter()
             .filter(|room| room != own)
             .collect();
-        if let Some(exit) = self.recover(recover, &rooms, true).await {
+        if let Some(exit) = self.recover(recover, &rooms, &[], true).await {
             return Some(exit);
         }
         self.guard.announced = true;

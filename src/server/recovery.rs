@@ -29,12 +29,14 @@ pub(super) fn recover_request(payload: &Value) -> Option<RecoverRequest> {
 
 impl<S: FrameSocket> Connection<S> {
     /// Replays what the client missed on its streams and answers `recovered`. `rooms` are
-    /// the rooms just entered; `own` adds the client's user and broadcast streams (at
-    /// authentication). Does nothing for a client that never asked for positions.
+    /// the rooms answered for (just entered, or among them `continuing`: rooms the client was
+    /// in already, whose live delivery went on); `own` adds the client's user and broadcast
+    /// streams (at authentication). Does nothing for a client that never asked for positions.
     pub(super) async fn recover(
         &mut self,
         request: Option<RecoverRequest>,
         rooms: &[String],
+        continuing: &[String],
         own: bool,
     ) -> Option<Exit> {
         if request.is_none() && self.positions().is_none() {
@@ -57,8 +59,17 @@ impl<S: FrameSocket> Connection<S> {
             Some(history) => {
                 // Each stream asked for with a position is read: as many as the client's
                 // recovery allowance holds; the others are answered without their replay.
+                // Nothing is read while the shared store is out of reach: nothing is taken.
+                let shared_down = history.shared().is_some() && !server.bus_status().connected;
                 let asked = wanted.iter().filter(|s| request.contains_key(*s)).count();
-                let reads = self.take_recoveries(asked);
+                let reads = Reads {
+                    left: if shared_down {
+                        0
+                    } else {
+                        self.take_recoveries(asked)
+                    },
+                    continuing: history.streams_of(None, continuing).into_iter().collect(),
+                };
                 let client = &self.handle.id;
                 plan(&server, history, &request, client, wanted, own, reads).await
             }
@@ -149,11 +160,20 @@ type Plan = (
     Vec<(Arc<str>, (Arc<str>, u64))>,
 );
 
-/// Plans a recovery from `request`, reading at most `reads` streams' publications (the
-/// client's recovery allowance; [`super::allowance::recoveries`]): the streams past that are
-/// answered `recovered: false` with where they stand. With a shared store, each stream is
-/// read only once this instance receives its live publications (the bus confirmed the
-/// subscription), so nothing published meanwhile falls between the replay and live delivery.
+/// How many streams a recovery may read (the client's recovery allowance;
+/// [`super::allowance::recoveries`]), and the streams of rooms the client was in already.
+struct Reads {
+    left: usize,
+    continuing: HashSet<String>,
+}
+
+/// Plans a recovery from `request`, reading at most `reads.left` streams' publications: past
+/// that, a stream the client just entered is answered `recovered: false` with where it stands,
+/// and one whose live delivery went on (`reads.continuing`) is left out of the answer (the
+/// client keeps its own position, which its live messages move on). With a shared store, each
+/// stream is read only once this instance receives its live publications (the bus confirmed
+/// the subscription), so nothing published meanwhile falls between the replay and live
+/// delivery.
 async fn plan(
     server: &super::Server,
     history: &Keeper,
@@ -161,7 +181,7 @@ async fn plan(
     client: &str,
     mut streams: Vec<String>,
     own: bool,
-    mut reads: usize,
+    mut reads: Reads,
 ) -> Plan {
     // Streams the client asks about that it is not in (or that keep no history) are gaps.
     // At authentication, room streams are left to the joins that follow; a join answers for
@@ -190,7 +210,10 @@ async fn plan(
             server.await_subscription(&stream).await;
         }
         let asked = request.get(&stream);
-        let Some(since) = asked.filter(|_| reads > 0) else {
+        if asked.is_some() && reads.left == 0 && reads.continuing.contains(&stream) {
+            continue;
+        }
+        let Some(since) = asked.filter(|_| reads.left > 0) else {
             // Not asked for (the client learns where the stream stands), or over the
             // allowance (it learns that too, and that it missed what came before).
             let here = history.position(&stream).await;
@@ -203,7 +226,7 @@ async fn plan(
             });
             continue;
         };
-        reads -= 1;
+        reads.left -= 1;
         let (frames, here) = history.since(&stream, since).await;
         let (recovered, replayed) = match frames {
             Ok(mut frames) => {
