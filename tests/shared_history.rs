@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::proxy::TcpProxy;
@@ -16,7 +18,9 @@ use sealwire::client::{Client, Event, ReconnectPolicy};
 use sealwire::crypto::backplane::BusKey;
 use sealwire::crypto::{ClientHandshake, HandshakeConfig};
 use sealwire::publish::Publish;
-use sealwire::server::{GlobRooms, ServerBuilder, ServerConfig};
+use sealwire::server::{
+    BoxFuture, GlobRooms, HistoryError, HistoryStore, KeptPage, ServerBuilder, ServerConfig,
+};
 use serde_json::{Value, json};
 
 const ROOM: &str = "orders:1";
@@ -689,40 +693,107 @@ async fn kept_publications_reach_local_clients_while_the_subscription_is_down() 
     a.stop().await;
 }
 
-/// A recovery that would be a gap (another epoch, or further behind than the history holds)
-/// costs Redis no read of the publications: the read script answers where the stream stands
-/// and leaves the entries out. A read that is not a recovery (the admin API's) is unchanged.
+/// Counts the entries the server's reads take out of Redis (the real store underneath).
+struct Counting {
+    inner: sealwire::bus::RedisHistory,
+    entries: Arc<AtomicUsize>,
+}
+
+impl HistoryStore for Counting {
+    fn append(
+        &self,
+        stream: &str,
+        envelope: sealwire::protocol::BusEnvelope,
+    ) -> BoxFuture<'_, Result<sealwire::protocol::Position, HistoryError>> {
+        self.inner.append(stream, envelope)
+    }
+
+    fn read(
+        &self,
+        stream: &str,
+        since: u64,
+        limit: usize,
+        create: bool,
+    ) -> BoxFuture<'_, Result<KeptPage, HistoryError>> {
+        let read = self.inner.read(stream, since, limit, create);
+        Box::pin(async move {
+            let page = read.await?;
+            self.entries.fetch_add(page.entries.len(), Ordering::SeqCst);
+            Ok(page)
+        })
+    }
+
+    fn read_since(
+        &self,
+        stream: &str,
+        from: (u64, &str),
+        limit: usize,
+        create: bool,
+    ) -> BoxFuture<'_, Result<KeptPage, HistoryError>> {
+        let read = self.inner.read_since(stream, from, limit, create);
+        Box::pin(async move {
+            let page = read.await?;
+            self.entries.fetch_add(page.entries.len(), Ordering::SeqCst);
+            Ok(page)
+        })
+    }
+}
+
+/// A recovery that would be a gap (another epoch, an unheld position, or further behind than
+/// the history holds) costs Redis no read of the publications: the read script answers where
+/// the stream stands and leaves the entries out. One that can be filled reads what it replays.
 #[tokio::test]
 async fn a_stale_position_reads_no_publication_from_redis() {
-    use sealwire::server::HistoryStore;
     let redis = RedisServer::start().await;
-    let a = start_with(instance(&redis, 5, None)).await;
-    let (mut c, _, room) = joined(&a, None).await;
-    let epoch = room["epoch"].as_str().expect("epoch").to_owned();
-    for n in 1..=3 {
-        publish(&a, n).await;
-        c.recv_msg().await;
-    }
+    let mut c = base_config();
+    c.history.size = 5;
+    c.history.rooms = vec!["orders:*".to_owned()];
     let bus = RedisBus::new(RedisBusConfig::new(redis.url())).expect("bus");
-    let store = bus
-        .history_store(5, Duration::from_secs(60))
-        .expect("store");
-    let read = async |since: u64, epoch: &str| {
-        let page = store
-            .read_since(STREAM, (since, epoch), 5, false)
-            .await
-            .expect("read");
-        (page.position.offset, page.entries.len())
+    let entries = Arc::new(AtomicUsize::new(0));
+    let store = Counting {
+        inner: bus.history_store(5, c.history.ttl).expect("store"),
+        entries: Arc::clone(&entries),
     };
-    assert_eq!(read(0, &epoch).await, (3, 3), "the same epoch is read");
-    assert_eq!(read(0, "another").await, (3, 0), "another epoch is not");
-    assert_eq!(read(0, "").await, (3, 0), "nor an unheld position");
-    for n in 4..=9 {
-        publish(&a, n).await;
+    let s = start_with(
+        builder(c)
+            .validate_rooms(GlobRooms::new(["orders:*"]).expect("glob"))
+            .bus(bus)
+            .history_store(store),
+    )
+    .await;
+    let (mut live, _, room) = joined(&s, None).await;
+    let epoch = room["epoch"].as_str().expect("epoch").to_owned();
+    for n in 1..=9 {
+        publish(&s, n).await;
+        live.recv_msg().await;
     }
-    assert_eq!(read(4, &epoch).await, (9, 5), "within what is kept");
-    assert_eq!(read(3, &epoch).await, (9, 0), "further behind than that");
-    let page = store.read(STREAM, 0, 5, false).await.expect("read");
-    assert_eq!(page.entries.len(), 5, "a read that is not a recovery");
-    a.stop().await;
+    // Kept: 5..=9 (five).
+    for (position, why) in [
+        (json!({"offset": 4, "epoch": "another"}), "another epoch"),
+        (json!({"offset": 0, "epoch": ""}), "an unheld position"),
+        (
+            json!({"offset": 3, "epoch": epoch}),
+            "further behind than kept",
+        ),
+    ] {
+        let before = entries.load(Ordering::SeqCst);
+        let (_c, replayed, room) = joined(&s, Some(position)).await;
+        assert_eq!(room["recovered"], false, "{why}: {room}");
+        assert!(replayed.is_empty(), "{why}");
+        assert_eq!(
+            entries.load(Ordering::SeqCst),
+            before,
+            "{why}: entries were read"
+        );
+    }
+    let before = entries.load(Ordering::SeqCst);
+    let (_c, replayed, room) = joined(&s, Some(json!({"offset": 6, "epoch": epoch}))).await;
+    assert_eq!(room["recovered"], true, "{room}");
+    assert_eq!(replayed.len(), 3);
+    assert_eq!(
+        entries.load(Ordering::SeqCst),
+        before + 3,
+        "what it replays"
+    );
+    s.stop().await;
 }

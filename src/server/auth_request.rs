@@ -10,6 +10,7 @@ use serde_json::Value;
 /// only: the token, the payload (which holds the token too) and the upgrade request (cookies,
 /// `Authorization`, a query string) are left out.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct AuthRequest {
     /// The connection's client id.
     pub client_id: String,
@@ -29,6 +30,23 @@ pub struct AuthRequest {
     /// (`docs/PROTOCOL.md` §11) rather than the connection's authentication. The identity
     /// returned must then have the session's user id, or the refresh is refused.
     pub refresh: bool,
+}
+
+impl AuthRequest {
+    /// A request to authenticate connection `client_id` with `token` and the whole
+    /// `payload`, of unknown address and upgrade request, not a refresh (set the public
+    /// fields for the rest: what a test of a custom hook needs).
+    #[must_use]
+    pub fn new(client_id: impl Into<String>, token: Option<String>, payload: Value) -> Self {
+        Self {
+            client_id: client_id.into(),
+            remote_addr: None,
+            token,
+            payload,
+            upgrade: None,
+            refresh: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthRequest {

@@ -33,7 +33,12 @@ impl<B> Deadline<B> {
         Self {
             inner,
             expires: None,
-            at: tokio::time::Instant::now() + timeout,
+            // A timeout too large to add means no deadline worth keeping: a day.
+            at: {
+                let now = tokio::time::Instant::now();
+                now.checked_add(timeout)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400))
+            },
         }
     }
 }

@@ -92,8 +92,10 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
     let connect_timeout = config.auth_timeout;
     let admission = admission::Admission::new(
         server.clone(),
-        connect_timeout + admission::HOLD_MARGIN,
-        config.eio_ping_interval + config.eio_ping_timeout,
+        connect_timeout.saturating_add(admission::HOLD_MARGIN),
+        config
+            .eio_ping_interval
+            .saturating_add(config.eio_ping_timeout),
     );
     let (service, io) = SocketIo::builder()
         .req_path(path.clone())

@@ -15,6 +15,8 @@
 //! `the_serializer_writes_raw_json_verbatim` checks it: a serde_json that changed it fails the
 //! tests, not the wire.
 
+use std::borrow::Cow;
+
 use crate::crypto::frame::shape::{CT, EVENT, IV, SEQ};
 use serde::ser::{Serialize, SerializeStruct, SerializeTuple, Serializer};
 use serde_json::value::RawValue;
@@ -66,31 +68,38 @@ pub(super) enum Args<'a> {
     /// One argument.
     One(RawJson<'a>),
     /// The data, then the position object's JSON text.
-    Positioned(RawJson<'a>, String),
+    Positioned(RawJson<'a>, Cow<'a, str>),
 }
 
 impl Args<'_> {
     /// A copy that owns its text (for an emit held until engine.io has room).
     pub(super) fn to_owned_args(&self) -> OwnedArgs {
         match self {
-            Self::One(data) => OwnedArgs(data.to_owned_json(), None),
-            Self::Positioned(data, position) => {
-                OwnedArgs(data.to_owned_json(), Some(position.clone()))
-            }
+            Self::One(data) => OwnedArgs {
+                data: data.to_owned_json(),
+                position: None,
+            },
+            Self::Positioned(data, position) => OwnedArgs {
+                data: data.to_owned_json(),
+                position: Some(position.clone().into_owned()),
+            },
         }
     }
 }
 
 /// Owned [`Args`].
 #[derive(Debug)]
-pub(super) struct OwnedArgs(OwnedRawJson, Option<String>);
+pub(super) struct OwnedArgs {
+    data: OwnedRawJson,
+    position: Option<String>,
+}
 
 impl OwnedArgs {
     /// The arguments, to emit again.
     pub(super) fn as_args(&self) -> Args<'_> {
-        match &self.1 {
-            None => Args::One(self.0.as_raw()),
-            Some(position) => Args::Positioned(self.0.as_raw(), position.clone()),
+        match &self.position {
+            None => Args::One(self.data.as_raw()),
+            Some(position) => Args::Positioned(self.data.as_raw(), Cow::Borrowed(position)),
         }
     }
 }

@@ -53,8 +53,10 @@ struct CoreFrame<'a> {
     /// asked for positions.
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
+    /// The message's offset in `stream`.
     #[serde(borrow, default)]
     offset: Option<&'a RawValue>,
+    /// The epoch of `stream` the offset is in.
     #[serde(borrow, default)]
     epoch: Option<&'a RawValue>,
 }
@@ -156,7 +158,7 @@ impl Translator {
         }
         let data = RawJson::from_raw(data);
         let args = match frame.position() {
-            Some(position) => Args::Positioned(data, position),
+            Some(position) => Args::Positioned(data, Cow::Owned(position)),
             None => Args::One(data),
         };
         Action::Emit(frame.event, args)
