@@ -778,3 +778,41 @@ async fn framing_violations_close_1002_and_invalid_utf8_closes_1007() {
     }
     ts.stop().await;
 }
+
+/// A client that sends requests and never reads the answers cannot hold its HTTP connection
+/// (and its place under `max_tcp_connections`): once a write has waited `send_timeout` for it
+/// to read, the connection is closed. (Without that, the server would write all 20,000
+/// answers as the client drains them.)
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut http = test_http();
+    http.send_timeout = Duration::from_secs(1);
+    let s = start_with_http(builder(base_config()), http).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let mut tcp = socket.connect(s.addr).await.expect("connect");
+    const REQUESTS: usize = 20_000;
+    let request = b"GET /socket/health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(REQUESTS);
+    // The server answers while the requests arrive; it may stop reading them once stalled.
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&request)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut answers = Vec::new();
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answers.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection is still open");
+    let answered = answers.windows(8).filter(|w| w == b"HTTP/1.1").count();
+    assert!(
+        answered < REQUESTS,
+        "cut off before all {REQUESTS} answers: {answered}"
+    );
+    s.stop().await;
+}

@@ -7,15 +7,22 @@
 //! which travels in the request's extensions, lets the Socket.IO door end such a session
 //! ([`super::socketio`]'s departed sessions). Once closed, reads see the end of the stream
 //! and writes fail, so its owner ends the connection as if the peer had gone.
+//!
+//! It also bounds how long a write may wait for a client that does not read
+//! ([`Closable::send_timeout`]): hyper bounds the time to read a request's head, not the time
+//! to write an answer, so a client that pipelines requests and never reads their answers
+//! would otherwise hold its connection, and its place, for as long as it likes.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// What a stream and its handles share.
 #[derive(Debug, Default)]
@@ -52,6 +59,10 @@ impl CloseHandle {
 #[derive(Debug)]
 pub(crate) struct Closable<I> {
     io: I,
+    /// How long a write may make no progress before it fails.
+    send_timeout: Option<Duration>,
+    /// Running while a write makes no progress.
+    stalled: Option<Pin<Box<Sleep>>>,
     shared: Arc<Shared>,
     /// What tells the handles that the stream is gone.
     _alive: Arc<()>,
@@ -69,11 +80,20 @@ impl<I> Closable<I> {
         (
             Self {
                 io,
+                send_timeout: None,
+                stalled: None,
                 shared,
                 _alive: alive,
             },
             handle,
         )
+    }
+
+    /// Writes that make no progress for `timeout` (the client does not read) fail, with
+    /// [`io::ErrorKind::TimedOut`].
+    pub(crate) fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = Some(timeout);
+        self
     }
 
     fn closed(&self) -> bool {
@@ -112,7 +132,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Closable<I> {
 
 impl<I: AsyncWrite + Unpin> Closable<I> {
     /// Runs one write-side poll unless the stream is closed, registering for the close while
-    /// it is pending.
+    /// it is pending, and failing it once it has made no progress for the send timeout.
     fn poll_writing<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -125,12 +145,26 @@ impl<I: AsyncWrite + Unpin> Closable<I> {
             Poll::Pending => {
                 self.shared.writer.register(cx.waker());
                 if self.closed() {
-                    Poll::Ready(Err(closed_error()))
-                } else {
-                    Poll::Pending
+                    return Poll::Ready(Err(closed_error()));
                 }
+                if let Some(timeout) = self.send_timeout {
+                    let stalled = self
+                        .stalled
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if stalled.as_mut().poll(cx).is_ready() {
+                        self.stalled = None;
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client did not read in time",
+                        )));
+                    }
+                }
+                Poll::Pending
             }
-            ready => ready,
+            ready => {
+                self.stalled = None;
+                ready
+            }
         }
     }
 }
@@ -198,5 +232,24 @@ mod tests {
         assert!(!handle.is_gone());
         drop(stream);
         assert!(handle.is_gone());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_client_does_not_read_fails_after_the_send_timeout() {
+        let (ours, mut theirs) = tokio::io::duplex(16);
+        let (stream, _handle) = Closable::new(ours);
+        let mut stream = stream.send_timeout(Duration::from_secs(30));
+        // Slow progress is progress: each write goes through before the timeout.
+        for _ in 0..3 {
+            stream.write_all(&[7u8; 16]).await.expect("room");
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            let mut buf = [0u8; 16];
+            theirs.read_exact(&mut buf).await.expect("read");
+        }
+        // Nobody reads: the buffer fills and the write waits, then fails.
+        let started = tokio::time::Instant::now();
+        let err = stream.write_all(&[1u8; 64]).await.expect_err("stalled");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed().as_secs(), 30);
     }
 }

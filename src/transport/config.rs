@@ -41,6 +41,10 @@ pub struct HttpConfig {
     /// (admin API calls, Socket.IO polling `POST`s); past it the request fails and the
     /// connection is closed after the answer. Defaults to 30 s.
     pub body_read_timeout: Duration,
+    /// Time a write to an HTTP connection (an answer, a Socket.IO long-poll, an upgraded
+    /// Socket.IO WebSocket) may make no progress because the client does not read; past it
+    /// the connection is closed. Defaults to 30 s.
+    pub send_timeout: Duration,
     /// Most concurrent HTTP connections still speaking HTTP (upgraded WebSockets are limited by
     /// `ServerConfig::max_connections` instead). Defaults to 200,000.
     pub max_tcp_connections: usize,
@@ -68,6 +72,7 @@ impl Default for HttpConfig {
             write_buffer_bytes: 32 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
             max_tcp_connections: 200_000,
             max_tcp_connections_per_ip: None,
             routes: None,
@@ -124,6 +129,7 @@ impl HttpConfig {
             ),
             (self.header_read_timeout.is_zero(), "header_read_timeout"),
             (self.body_read_timeout.is_zero(), "body_read_timeout"),
+            (self.send_timeout.is_zero(), "send_timeout"),
         ];
         if let Some((_, name)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(HttpConfigError::InvalidLimit(name));

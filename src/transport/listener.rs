@@ -168,6 +168,7 @@ async fn accept_loop(
         builder,
         header_read_timeout: http.header_read_timeout,
         body_read_timeout: http.body_read_timeout,
+        send_timeout: http.send_timeout,
     });
     let permits = Arc::new(Semaphore::new(http.max_tcp_connections));
     let per_ip = http.max_tcp_connections_per_ip.map(PerAddress::new);
@@ -237,6 +238,8 @@ struct Shared {
     header_read_timeout: Duration,
     /// Every request body must arrive within this ([`super::body_deadline`]).
     body_read_timeout: Duration,
+    /// A write may wait this long for the client to read ([`super::closable`]).
+    send_timeout: Duration,
 }
 
 /// One accepted connection: a WebSocket upgrade is answered here and handed to a task of its
@@ -330,6 +333,7 @@ async fn serve_http<I>(
     let _place = place;
     // The connection can be ended from outside, also once upgraded (`super::closable`).
     let (io, close) = Closable::new(io);
+    let io = io.send_timeout(shared.send_timeout);
     let app = shared.app.clone();
     let ws = Arc::clone(&shared.ws);
     let ws_server = server.clone();
