@@ -748,5 +748,22 @@ async fn a_repeated_join_is_answered_for_the_room_the_client_is_in() {
         vec![json!(2)],
         "what it missed since the position given"
     );
+    // Again from the same position (and from the start): the replay follows the position
+    // given each time, and `replayed` counts what was sent.
+    for (from, expected) in [(1, vec![json!(2)]), (0, vec![json!(1), json!(2)])] {
+        c.emit(
+            "join",
+            json!({"rooms": [ROOM], "recover": {STREAM: {"offset": from, "epoch": epoch}}}),
+        )
+        .await;
+        let (replayed, streams) = until_recovered(&mut c).await;
+        let offsets: Vec<_> = replayed.iter().map(|m| m["offset"].clone()).collect();
+        assert_eq!(offsets, expected, "from {from}");
+        assert_eq!(stream(&streams, STREAM)["replayed"], expected.len());
+    }
+    // Live delivery goes on once, in order.
+    publish(&s, 3).await;
+    assert_eq!(c.recv_msg().await["offset"], 3);
+    c.expect_silence(Duration::from_millis(200)).await;
     s.stop().await;
 }

@@ -84,7 +84,13 @@ impl<S: FrameSocket> Connection<S> {
                 Vec::new(),
             ),
         };
-        self.positions_mut();
+        // A stream recovered again (a repeated join) gets its replay from the position given:
+        // the floor an earlier recovery left would drop it. The new floors are set before any
+        // queued frame is written, so queued copies are still dropped.
+        let held = self.positions_mut();
+        for (stream, _) in &floors {
+            held.remove(stream);
+        }
         if !replay.is_empty() && self.write_replay(&replay).await.is_err() {
             return Some(Exit::Gone);
         }
