@@ -6,6 +6,7 @@ use common::*;
 use reqwest::StatusCode;
 use sealwire::publish::Publish;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 struct Admin {
     http: reqwest::Client,
@@ -704,6 +705,36 @@ async fn refusals_before_a_handler_are_json_and_a_full_batch_fits_the_body_limit
         assert!(r.headers().contains_key("allow"), "{method} {path}");
         let body: Value = r.json().await.expect("JSON body");
         assert_eq!(body["success"], false, "{method} {path}: {body}");
+    }
+    let r = admin
+        .http
+        .post(format!("{}/metrics", admin.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = r.json().await.expect("JSON body");
+    assert_eq!(body["success"], false, "{body}");
+    // A body announced over the limit is refused at once, before a byte of it arrives.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(s.addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /socket/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 9437184\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.expect("head");
+        let mut answer = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
+            .await
+            .expect("answered at once")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("\"success\":false"), "{answer}");
     }
     // Without the token, an unknown path tells nothing of the routes: 401.
     let r = admin

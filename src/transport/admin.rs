@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 mod rejections;
 
+pub(in crate::transport) use rejections::as_json;
+
 use crate::protocol::{BusTarget, EventName, RoomName, SendError, now_iso8601};
 use crate::publish::{Publication, Publish, PublishError};
 use crate::server::Server;
@@ -43,6 +45,7 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
         // Any other path under the API's prefix: its JSON 404 (after the token check, so
         // that probing for routes needs the token).
         .route("/socket/{*rest}", any(rejections::not_found))
+        .route_layer(middleware::from_fn(rejections::refuse_oversized))
         .route_layer(middleware::from_fn_with_state(token.clone(), require_token));
     Router::new()
         .route(

@@ -16,6 +16,8 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
     Router::new()
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(token, require_token))
+        // A refusal (a method it does not take) in the admin API's JSON error shape.
+        .layer(middleware::map_response(super::admin::as_json))
 }
 
 async fn metrics(State(server): State<Server>) -> impl IntoResponse {

@@ -4,6 +4,7 @@
 
 use axum::body::to_bytes;
 use axum::http::header;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
@@ -19,7 +20,7 @@ const MESSAGE_LIMIT: usize = 4096;
 /// method the route does not take) into `{"error", "success": false, "message"}` with the
 /// same status and text (or the status's reason when it has none); any other response passes
 /// unchanged. Headers such as `Allow` are kept.
-pub(super) async fn as_json(response: Response) -> Response {
+pub(in crate::transport) async fn as_json(response: Response) -> Response {
     let status = response.status();
     let plain_text = response
         .headers()
@@ -49,6 +50,24 @@ pub(super) async fn as_json(response: Response) -> Response {
         json.headers_mut().append(name, value.clone());
     }
     json
+}
+
+/// Refuses at once (413) a request whose `Content-Length` announces more than
+/// [`BODY_LIMIT`], instead of reading towards the limit first.
+pub(super) async fn refuse_oversized(req: axum::extract::Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return ApiError(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {BODY_LIMIT} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// What an unknown path under `/socket/` is answered: 404 in the admin API's JSON error shape.
