@@ -3013,3 +3013,62 @@ async fn a_websocket_session_whose_socket_left_is_closed_after_a_grace() {
     }
     server.stop().await;
 }
+
+/// A session whose socket left keeps the socket's place under the connection limits until the
+/// session is over: a flood of sessions that connect and leave cannot exceed
+/// `max_connections_per_ip`. Over WebSocket the place comes back when the server closes the
+/// connection; a client whose transport ends frees it at once.
+#[tokio::test]
+async fn a_departed_session_keeps_its_place_until_it_is_over() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = base_config();
+    config.max_connections_per_ip = Some(1);
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let base = format!("{}/io/?EIO=4", server.addr);
+    let handshake = async || {
+        reqwest::get(format!("http://{base}&transport=polling"))
+            .await
+            .expect("handshake")
+            .status()
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{base}&transport=websocket"))
+        .await
+        .expect("session");
+    let mut acked = false;
+    while !acked {
+        let message = tokio::time::timeout(RECV_TIMEOUT, ws.next())
+            .await
+            .expect("a message")
+            .expect("open")
+            .expect("frame");
+        match message.to_text().unwrap_or_default() {
+            t if t.starts_with('0') => ws.send(Message::text("40")).await.expect("connect"),
+            t if t.starts_with("40") => acked = true,
+            _ => {}
+        }
+    }
+    ws.send(Message::text("41")).await.expect("leave");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        handshake().await,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "the departed session still holds the address's one place"
+    );
+    // The server closes the session's connection a grace after the leave; the place is free.
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "closed by the server");
+    let mut status = handshake().await;
+    for _ in 0..20 {
+        if status.is_success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = handshake().await;
+    }
+    assert!(status.is_success(), "{status}");
+    server.stop().await;
+}

@@ -113,6 +113,14 @@ pub(crate) struct ConnectionSlot {
     ip: Option<IpAddr>,
 }
 
+impl std::fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSlot")
+            .field("ip", &self.ip)
+            .finish()
+    }
+}
+
 /// Why [`Server::try_reserve_slot`] refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotRefused {

@@ -28,6 +28,9 @@ use tokio::time::Sleep;
 #[derive(Debug, Default)]
 struct Shared {
     closed: AtomicBool,
+    /// The stream was dropped (its connection ended), and who waits for that.
+    dropped: AtomicBool,
+    ended: tokio::sync::Notify,
     /// The tasks waiting to read and to write, woken by [`CloseHandle::close`].
     reader: AtomicWaker,
     writer: AtomicWaker,
@@ -51,7 +54,20 @@ impl CloseHandle {
 
     /// Whether the stream itself is gone: nothing to close.
     pub(crate) fn is_gone(&self) -> bool {
-        self.stream.strong_count() == 0
+        self.shared.dropped.load(Ordering::Acquire) || self.stream.strong_count() == 0
+    }
+
+    /// Resolves once the stream is gone (its connection ended).
+    pub(crate) async fn gone(&self) {
+        loop {
+            let ended = self.shared.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.is_gone() {
+                return;
+            }
+            ended.await;
+        }
     }
 }
 
@@ -98,6 +114,13 @@ impl<I> Closable<I> {
 
     fn closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+impl<I> Drop for Closable<I> {
+    fn drop(&mut self) {
+        self.shared.dropped.store(true, Ordering::Release);
+        self.shared.ended.notify_waiters();
     }
 }
 
@@ -230,8 +253,17 @@ mod tests {
         let err = stream.write_all(b"x").await.expect_err("closed");
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         assert!(!handle.is_gone());
+        let waiting = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.gone().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
         drop(stream);
         assert!(handle.is_gone());
+        waiting
+            .await
+            .expect("gone() resolves once the stream is dropped");
     }
 
     #[tokio::test(start_paused = true)]

@@ -103,23 +103,59 @@ impl Admission {
         self.departed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The socket of session `sid` left the namespace: the session ends
-    /// ([`super::departed`]). Its `CONNECT` and upgrades are refused from now on; after
-    /// [`GRACE`] its polling requests are refused and its WebSocket connection, if it has
-    /// one, is closed.
-    pub(super) fn left(&self, sid: Sid) {
-        let Some(close) = self.departed().left(sid, Instant::now()) else {
+    /// The socket of session `sid` left the namespace, and `slot` is the place it held: the
+    /// session ends ([`super::departed`]). Its `CONNECT` and upgrades are refused from now
+    /// on; after [`GRACE`] its polling requests are refused and its WebSocket connection, if
+    /// it has one, is closed. The place stays taken until the session is over: until its
+    /// WebSocket connection ends, or for a polling session until it is forgotten (engine.io
+    /// ended it by then), so that sessions left behind cannot exceed the connection limits.
+    pub(super) fn left(self: &Arc<Self>, sid: Sid, slot: Option<ConnectionSlot>) {
+        let holds = slot.is_some();
+        let Some((close, slot)) = self.departed().left(sid, slot, Instant::now()) else {
+            if holds {
+                self.sweep_departed();
+            }
             return;
         };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                tokio::time::sleep(GRACE).await;
-                tracing::debug!(%sid, "closing the websocket of a session whose socket left");
-                close.close();
-            });
-        } else {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             close.close();
+            return;
+        };
+        runtime.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(GRACE) => {
+                    tracing::debug!(%sid, "closing the websocket of a session whose socket left");
+                    close.close();
+                }
+                () = close.gone() => {}
+            }
+            // Held until the connection is over.
+            drop(slot);
+        });
+    }
+
+    /// Releases the places of departed polling sessions as they are forgotten, every
+    /// [`SWEEP_EVERY`], while any is held.
+    fn sweep_departed(self: &Arc<Self>) {
+        let mut departed = self.departed();
+        if departed.sweeping {
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        departed.sweeping = true;
+        let admission = Arc::clone(self);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let mut departed = admission.departed();
+                if !departed.sweep(Instant::now()) {
+                    departed.sweeping = false;
+                    return;
+                }
+            }
+        });
     }
 
     /// Whether session `sid`'s socket left: a `CONNECT` on it is refused.

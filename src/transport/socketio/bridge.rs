@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
+use socketioxide::socket::DisconnectReason;
 use socketioxide::socket::Sid;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -124,14 +125,14 @@ pub(super) fn connect(
             ?remote,
             "socket.io connection refused (origin or not ready)"
         );
-        admission.left(socket.id);
+        admission.left(socket.id, None);
         return Setup::Refused(Refusal::Quiet);
     }
     let slot = match admission.take(remote.map(|a| a.ip())) {
         Ok(slot) => slot,
         Err(refused) => {
             tracing::debug!(?remote, ?refused, "socket.io connection over the limits");
-            admission.left(socket.id);
+            admission.left(socket.id, None);
             return Setup::Refused(Refusal::Unauthenticated("Connection limit reached"));
         }
     };
@@ -169,10 +170,16 @@ pub(super) fn connect(
     );
     let on_gone = Arc::clone(&bridge);
     let departures = Arc::clone(admission);
-    socket.on_disconnect(move || {
-        on_gone.on_disconnect();
-        // The engine.io session goes too ([`super::departed`]).
-        departures.left(on_gone.sid);
+    socket.on_disconnect(move |reason: DisconnectReason| {
+        let slot = on_gone.on_disconnect();
+        // The engine.io session goes too ([`super::departed`]). When it may outlive the
+        // socket (a namespace disconnect, either side's), it keeps the socket's place until
+        // it is over; when the transport itself ended, the place is free now.
+        let lives_on = matches!(
+            reason,
+            DisconnectReason::ClientNSDisconnect | DisconnectReason::ServerNSDisconnect
+        );
+        departures.left(on_gone.sid, slot.filter(|_| lives_on));
         std::future::ready(())
     });
     // Until authenticated, the socket has no core connection for a shutdown to close: this
@@ -358,8 +365,9 @@ impl Bridge {
         let _ = to_core.try_send(Incoming::Text(first.to_string().into()));
         *self.to_core.lock().unwrap_or_else(PoisonError::into_inner) = Some(to_core);
         if self.gone.is_cancelled() {
-            // Disconnected meanwhile: its close found no sender yet, so end it here.
-            self.on_disconnect();
+            // Disconnected meanwhile: its close found no sender yet, so end it here (its
+            // place went with the disconnect).
+            drop(self.on_disconnect());
         }
         let conn = self.server.serve_upgraded(socket, remote, head);
         let ended = Arc::clone(self);
@@ -380,10 +388,12 @@ impl Bridge {
 
     /// The socket is gone (the client left, the engine.io heartbeat failed, or the server
     /// disconnected it): the core connection ends as if the peer had closed.
-    fn on_disconnect(&self) {
+    /// The socket disconnected: ends its core connection. Returns the place it held.
+    fn on_disconnect(&self) -> Option<ConnectionSlot> {
         self.gone.cancel();
         self.take_pending();
-        self.slot
+        let slot = self
+            .slot
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
@@ -396,6 +406,7 @@ impl Bridge {
             // When the queue is full, dropping the sender ends the connection all the same.
             let _ = sender.try_send(Incoming::Close(Some(CloseCode::Normal.code())));
         }
+        slot
     }
 
     /// A hardened socket's client id, as the server `hello` named it.

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use socketioxide::socket::Sid;
 
+use crate::server::ConnectionSlot;
 use crate::transport::closable::CloseHandle;
 
 /// How long a departed session's requests are still served: enough for a client that polls
@@ -51,15 +52,18 @@ pub(super) struct Departed {
     /// How long a session is remembered: [`GRACE`] plus the longest engine.io lets a session
     /// live without a pong.
     remember: Duration,
-    /// Per session that left: from when its polling requests are refused, and when it is
-    /// forgotten.
-    left: HashMap<Sid, (Instant, Instant)>,
+    /// Per session that left: from when its polling requests are refused, when it is
+    /// forgotten, and the place it still holds under the connection limits until then (a
+    /// polling session whose engine.io session may live on).
+    left: HashMap<Sid, (Instant, Instant, Option<ConnectionSlot>)>,
     /// Oldest first: when each session is forgotten.
     order: VecDeque<(Instant, Sid)>,
     /// Per session over WebSocket that has not left: what closes its connection.
     websockets: HashMap<Sid, CloseHandle>,
     /// The size of `websockets` at which the handles of connections that ended are dropped.
     prune_at: usize,
+    /// A task releases the places of forgotten sessions while any is held.
+    pub(super) sweeping: bool,
 }
 
 /// `at + d`, or a day after `at` where that does not fit (a configured duration too large to
@@ -81,6 +85,7 @@ impl Departed {
             order: VecDeque::new(),
             websockets: HashMap::new(),
             prune_at: FIRST_PRUNE,
+            sweeping: false,
         }
     }
 
@@ -97,22 +102,47 @@ impl Departed {
         self.websockets.insert(sid, close);
     }
 
-    /// The socket of session `sid` left, at `now`. Returns what closes the session's
-    /// WebSocket connection, if it has one, for the caller to close after [`GRACE`].
-    pub(super) fn left(&mut self, sid: Sid, now: Instant) -> Option<CloseHandle> {
+    /// The socket of session `sid` left, at `now`, and `slot` is the place it held. Returns
+    /// what closes the session's WebSocket connection, if it has one, with the place, for the
+    /// caller to hold until that connection ends (closing it after [`GRACE`]); otherwise the
+    /// place stays with the session's entry until it is forgotten.
+    pub(super) fn left(
+        &mut self,
+        sid: Sid,
+        slot: Option<ConnectionSlot>,
+        now: Instant,
+    ) -> Option<(CloseHandle, Option<ConnectionSlot>)> {
         self.forget_old(now);
+        if let Some(close) = self.websockets.remove(&sid) {
+            self.remember_left(sid, None, now);
+            return Some((close, slot));
+        }
+        self.remember_left(sid, slot, now);
+        None
+    }
+
+    fn remember_left(&mut self, sid: Sid, slot: Option<ConnectionSlot>, now: Instant) {
         if self.order.len() >= MAX_REMEMBERED
             && let Some((until, oldest)) = self.order.pop_front()
-            && self.left.get(&oldest).is_some_and(|(_, at)| *at == until)
+            && self
+                .left
+                .get(&oldest)
+                .is_some_and(|(_, at, _)| *at == until)
         {
             self.left.remove(&oldest);
         }
         if let Entry::Vacant(entry) = self.left.entry(sid) {
             let forget = after(now, self.remember);
-            entry.insert((after(now, GRACE), forget));
+            entry.insert((after(now, GRACE), forget, slot));
             self.order.push_back((forget, sid));
         }
-        self.websockets.remove(&sid)
+    }
+
+    /// Forgets what is past its time (releasing the places the sessions held); whether any
+    /// departed session still holds a place.
+    pub(super) fn sweep(&mut self, now: Instant) -> bool {
+        self.forget_old(now);
+        self.left.values().any(|(_, _, slot)| slot.is_some())
     }
 
     /// Whether session `sid`'s socket left (its `CONNECT` and its move to WebSocket are
@@ -125,7 +155,7 @@ impl Departed {
     /// Whether a request naming session `sid` is refused at `now` (its grace is over).
     pub(super) fn refuses(&mut self, sid: Sid, now: Instant) -> bool {
         self.forget_old(now);
-        self.left.get(&sid).is_some_and(|(from, _)| *from <= now)
+        self.left.get(&sid).is_some_and(|(from, _, _)| *from <= now)
     }
 
     fn forget_old(&mut self, now: Instant) {
@@ -134,7 +164,7 @@ impl Departed {
                 break;
             }
             self.order.pop_front();
-            if self.left.get(&sid).is_some_and(|(_, at)| *at == until) {
+            if self.left.get(&sid).is_some_and(|(_, at, _)| *at == until) {
                 self.left.remove(&sid);
             }
         }
@@ -176,7 +206,7 @@ mod tests {
         let mut departed = Departed::new(HEARTBEAT);
         let (sid, other) = (Sid::new(), Sid::new());
         let t0 = Instant::now();
-        assert!(departed.left(sid, t0).is_none(), "no WebSocket known");
+        assert!(departed.left(sid, None, t0).is_none(), "no WebSocket known");
         assert!(departed.has_left(sid, t0), "no socket again, no upgrade");
         assert!(
             !departed.refuses(sid, t0),
@@ -198,13 +228,13 @@ mod tests {
         let t0 = Instant::now();
         let (_stream, close) = Closable::new(());
         departed.websocket(sid, close, t0);
-        let close = departed.left(sid, t0).expect("its connection");
+        let (close, _slot) = departed.left(sid, None, t0).expect("its connection");
         assert!(!close.is_gone());
         // A session that left is not taken as a WebSocket one afterwards.
         let (_other_stream, late) = Closable::new(());
         departed.websocket(sid, late, t0);
         assert!(departed.websockets.is_empty());
-        assert!(departed.left(other, t0).is_none());
+        assert!(departed.left(other, None, t0).is_none());
     }
 
     #[test]
@@ -230,9 +260,9 @@ mod tests {
         let mut departed = Departed::new(HEARTBEAT);
         let t0 = Instant::now();
         let first = Sid::new();
-        departed.left(first, t0);
+        departed.left(first, None, t0);
         for _ in 0..MAX_REMEMBERED {
-            departed.left(Sid::new(), t0);
+            departed.left(Sid::new(), None, t0);
         }
         assert_eq!(departed.len(), MAX_REMEMBERED);
         assert!(
@@ -246,8 +276,8 @@ mod tests {
         let mut departed = Departed::new(HEARTBEAT);
         let sid = Sid::new();
         let t0 = Instant::now();
-        departed.left(sid, t0);
-        departed.left(sid, t0 + Duration::from_secs(3));
+        departed.left(sid, None, t0);
+        departed.left(sid, None, t0 + Duration::from_secs(3));
         assert_eq!(departed.order.len(), 1);
         assert!(departed.refuses(sid, t0 + GRACE));
     }
@@ -257,7 +287,7 @@ mod tests {
         let mut departed = Departed::new(Duration::MAX);
         let sid = Sid::new();
         let t0 = Instant::now();
-        departed.left(sid, t0);
+        departed.left(sid, None, t0);
         assert!(departed.refuses(sid, t0 + GRACE));
     }
 
