@@ -2208,15 +2208,8 @@ async fn a_request_body_that_trickles_is_cut_off_at_the_deadline() {
         async move { serve_with_shutdown(listener, s, http, std::future::pending()).await },
     );
     wait_for(|| server.is_ready()).await;
-    let handshake = reqwest::get(format!("http://{addr}/io/?EIO=4&transport=polling"))
-        .await
-        .expect("handshake")
-        .text()
-        .await
-        .expect("body");
-    let open: Value =
-        serde_json::from_str(handshake.strip_prefix('0').expect("open packet")).expect("open json");
-    let sid = open["sid"].as_str().expect("sid");
+    let session = Polling::open(addr).await;
+    let sid = session.sid();
     let requests = [
         format!(
             "POST /io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
@@ -2274,15 +2267,7 @@ async fn a_polling_session_whose_socket_left_is_refused_after_a_grace() {
     sio.eio_ping_timeout = Duration::from_millis(2_000);
     let server = start_sio(builder(base_config()), sio).await;
     let http = reqwest::Client::new();
-    let base = format!("http://{}/io/?EIO=4&transport=polling", server.addr);
-    let open = async || {
-        let body = http.get(&base).send().await.expect("handshake");
-        let body = body.text().await.expect("body");
-        let open: Value =
-            serde_json::from_str(body.strip_prefix('0').expect("open packet")).expect("open json");
-        let sid = open["sid"].as_str().expect("sid").to_owned();
-        format!("{base}&sid={sid}")
-    };
+    let open = async || Polling::open(server.addr).await.session;
     let post = async |url: &str, packet: &'static str| {
         let r = http.post(url).body(packet).send().await.expect("post");
         r.status()
@@ -2435,19 +2420,29 @@ impl Polling {
     /// Opens a session on `addr` and connects it to the namespace with `auth`; returns once
     /// the connect is acknowledged.
     async fn connect(addr: std::net::SocketAddr, auth: Value) -> Self {
+        let client = Self::open(addr).await;
+        assert!(client.post(&format!("40{auth}")).await);
+        client.until(|p| p.starts_with("40{")).await;
+        client
+    }
+
+    /// Opens a polling session on `addr` (the engine.io handshake only).
+    async fn open(addr: std::net::SocketAddr) -> Self {
         let http = reqwest::Client::new();
         let base = format!("http://{addr}/io/?EIO=4&transport=polling");
         let open = http.get(&base).send().await.expect("handshake");
         let open = open.text().await.expect("open");
         let open: Value =
             serde_json::from_str(open.strip_prefix('0').expect("open packet")).expect("open");
-        let client = Self {
+        Self {
             http,
             session: format!("{base}&sid={}", open["sid"].as_str().expect("sid")),
-        };
-        assert!(client.post(&format!("40{auth}")).await);
-        client.until(|p| p.starts_with("40{")).await;
-        client
+        }
+    }
+
+    /// The session's id.
+    fn sid(&self) -> &str {
+        self.session.rsplit("&sid=").next().unwrap_or_default()
     }
 
     /// A hardened socket on `addr` (`auth {profile: "sealwire-v2"}`) whose keys are agreed
@@ -2938,20 +2933,8 @@ async fn a_websocket_session_whose_socket_left_is_closed_after_a_grace() {
 
     // Polling first, then moved to WebSocket (probe and upgrade), then the socket leaves.
     let http = reqwest::Client::new();
-    let open = http
-        .get(format!("http://{base}&transport=polling"))
-        .send()
-        .await
-        .expect("handshake")
-        .text()
-        .await
-        .expect("body");
-    let sid = serde_json::from_str::<Value>(open.strip_prefix('0').expect("open"))
-        .expect("open json")["sid"]
-        .as_str()
-        .expect("sid")
-        .to_owned();
-    let polling = format!("http://{base}&transport=polling&sid={sid}");
+    let session = Polling::open(server.addr).await;
+    let (sid, polling) = (session.sid().to_owned(), session.session.clone());
     assert!(
         http.post(&polling)
             .body("40")
@@ -2975,20 +2958,8 @@ async fn a_websocket_session_whose_socket_left_is_closed_after_a_grace() {
     );
 
     // A session whose socket left cannot move to WebSocket.
-    let open = http
-        .get(format!("http://{base}&transport=polling"))
-        .send()
-        .await
-        .expect("handshake")
-        .text()
-        .await
-        .expect("body");
-    let sid = serde_json::from_str::<Value>(open.strip_prefix('0').expect("open"))
-        .expect("open json")["sid"]
-        .as_str()
-        .expect("sid")
-        .to_owned();
-    let polling = format!("http://{base}&transport=polling&sid={sid}");
+    let session = Polling::open(server.addr).await;
+    let (sid, polling) = (session.sid().to_owned(), session.session.clone());
     for packet in ["40", "41"] {
         assert!(
             http.post(&polling)

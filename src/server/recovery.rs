@@ -69,6 +69,7 @@ impl<S: FrameSocket> Connection<S> {
                         self.take_recoveries(asked)
                     },
                     continuing: history.streams_of(None, continuing).into_iter().collect(),
+                    shared_down,
                 };
                 let client = &self.handle.id;
                 plan(&server, history, &request, client, wanted, own, reads).await
@@ -171,6 +172,8 @@ type Plan = (
 struct Reads {
     left: usize,
     continuing: HashSet<String>,
+    /// The shared store is out of reach: nothing is read.
+    shared_down: bool,
 }
 
 /// Plans a recovery from `request`, reading at most `reads.left` streams' publications: past
@@ -203,9 +206,8 @@ async fn plan(
     let mut floors = Vec::new();
     // With the shared store out of reach, nothing can be read: every stream is answered at
     // once (a gap where a position was given) rather than after a wait per stream.
-    let shared_down = history.shared().is_some() && !server.bus_status().connected;
     for stream in streams.drain(..) {
-        if shared_down {
+        if reads.shared_down {
             let asked = request.contains_key(&stream);
             let mut state = gap(&stream);
             state.recovered = asked.then_some(false);

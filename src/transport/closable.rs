@@ -77,8 +77,10 @@ pub(crate) struct Closable<I> {
     io: I,
     /// How long a write may make no progress before it fails.
     send_timeout: Option<Duration>,
-    /// Running while a write makes no progress.
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// The send timeout's timer, made on the first stall and re-armed on each later one.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting without progress (the timer runs for it).
+    stalled: bool,
     shared: Arc<Shared>,
     /// What tells the handles that the stream is gone.
     _alive: Arc<()>,
@@ -97,7 +99,8 @@ impl<I> Closable<I> {
             Self {
                 io,
                 send_timeout: None,
-                stalled: None,
+                timer: None,
+                stalled: false,
                 shared,
                 _alive: alive,
             },
@@ -171,11 +174,22 @@ impl<I: AsyncWrite + Unpin> Closable<I> {
                     return Poll::Ready(Err(closed_error()));
                 }
                 if let Some(timeout) = self.send_timeout {
-                    let stalled = self
-                        .stalled
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    if stalled.as_mut().poll(cx).is_ready() {
-                        self.stalled = None;
+                    if !self.stalled {
+                        // A new stall: the timer starts again (made once, then re-armed).
+                        let now = tokio::time::Instant::now();
+                        let deadline = now
+                            .checked_add(timeout)
+                            .unwrap_or_else(|| now + Duration::from_secs(86_400));
+                        match self.timer.as_mut() {
+                            Some(timer) => timer.as_mut().reset(deadline),
+                            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                        }
+                        self.stalled = true;
+                    }
+                    if let Some(timer) = self.timer.as_mut()
+                        && timer.as_mut().poll(cx).is_ready()
+                    {
+                        self.stalled = false;
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "the client did not read in time",
@@ -185,7 +199,7 @@ impl<I: AsyncWrite + Unpin> Closable<I> {
                 Poll::Pending
             }
             ready => {
-                self.stalled = None;
+                self.stalled = false;
                 ready
             }
         }
