@@ -94,10 +94,13 @@ fn install_harness() {
 
 /// A server serving the Socket.IO endpoint next to `/ws`.
 async fn start_sio(builder: ServerBuilder, sio: SocketIoConfig) -> TestServer {
+    start_sio_on(builder, sio, "127.0.0.1:0").await
+}
+
+/// [`start_sio`] on address `at`.
+async fn start_sio_on(builder: ServerBuilder, sio: SocketIoConfig, at: &str) -> TestServer {
     let server = builder.build().expect("valid server config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind(at).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut http = common::test_http();
     http.routes = Some(socketio::router(server.clone(), sio));
@@ -269,15 +272,21 @@ impl Harness {
 
     /// Skips lines of `name` until its disconnect; returns the reason.
     async fn disconnected(&mut self, name: &str, limit: Duration) -> String {
+        let v = self.next_of(name, "disconnect", limit).await;
+        v["reason"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Skips lines of `name` until one of type `kind`, and returns it.
+    async fn next_of(&mut self, name: &str, kind: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let v = self
                 .next_within(name, left)
                 .await
-                .unwrap_or_else(|| panic!("{name} still connected after {limit:?}"));
-            if v["type"] == "disconnect" {
-                return v["reason"].as_str().unwrap_or_default().to_owned();
+                .unwrap_or_else(|| panic!("{name}: no {kind} within {limit:?}"));
+            if v["type"] == kind {
+                return v;
             }
         }
     }
@@ -1273,27 +1282,77 @@ async fn the_redis_emitter_bridge_resubscribes_after_redis_restarts() {
     server.stop().await;
 }
 
+/// A shutdown ends the transport of every socket, authenticated or still waiting, instead of
+/// disconnecting it from the namespace (`41`), after which socket.io-client would not
+/// reconnect.
 #[tokio::test]
-async fn shutdown_disconnects_authenticated_and_waiting_sockets() {
+async fn shutdown_ends_the_transport_of_authenticated_and_waiting_sockets() {
     let server = start_default().await;
     let mut h = Harness::start(&server).await;
     h.login("a", "alice").await;
     h.connect("idle", json!({"auth": {"token": "bob"}})).await;
     let started = Instant::now();
     server.stop().await;
-    assert_eq!(
-        h.disconnected("a", RECV_TIMEOUT).await,
-        "io server disconnect"
-    );
-    assert_eq!(
-        h.disconnected("idle", RECV_TIMEOUT).await,
-        "io server disconnect"
-    );
+    for name in ["a", "idle"] {
+        assert_eq!(h.disconnected(name, RECV_TIMEOUT).await, "transport close");
+    }
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "not held until the 10 s authentication timeout"
     );
     h.stop().await;
+}
+
+/// What a rolling deploy looks like to an IGNIS-style app: the instance goes away, and its
+/// plain socket.io-clients (automatic reconnection on, their default) reconnect by
+/// themselves, over WebSocket and over polling, to the instance that replaces it, and
+/// authenticate again.
+#[tokio::test]
+async fn after_a_shutdown_plain_socketio_clients_reconnect_by_themselves() {
+    let sio = || {
+        let mut c = SocketIoConfig::default();
+        // A polling client learns that the session is gone at its next request: soon.
+        c.eio_ping_interval = Duration::from_millis(300);
+        c.eio_ping_timeout = Duration::from_millis(300);
+        c
+    };
+    let builder = || builder(base_config()).validate_rooms(public_rooms());
+    let first = start_sio(builder(), sio()).await;
+    let at = first.addr.to_string();
+    let mut h = Harness::start(&first).await;
+    let sockets = [
+        ("ws", "alice", json!(["websocket"])),
+        ("poll", "bob", json!(["polling"])),
+        ("idle", "carol", json!(["websocket"])),
+    ];
+    let mut ids = HashMap::new();
+    for (name, token, transports) in &sockets {
+        h.connect(
+            name,
+            json!({"auth": {"token": token}, "transports": transports, "reconnection": true}),
+        )
+        .await;
+        if *name != "idle" {
+            let auth = h.authenticate(name).await;
+            ids.insert(*name, auth["id"].clone());
+        }
+    }
+    first.stop().await;
+    for (name, _, _) in &sockets {
+        let gone = h.next_of(name, "disconnect", RECV_TIMEOUT).await;
+        assert_ne!(gone["reason"], "io server disconnect", "{name}: {gone}");
+        assert_eq!(gone["active"], true, "{name} reconnects by itself: {gone}");
+    }
+    let second = start_sio_on(builder(), sio(), &at).await;
+    for (name, token, _) in &sockets {
+        h.next_of(name, "connect", RECV_TIMEOUT).await;
+        let auth = h.authenticate(name).await;
+        assert_eq!(auth["userId"], *token, "{auth}");
+        assert_ne!(Some(&auth["id"]), ids.get(name), "a new connection");
+        assert_eq!(rooms_of(&second, auth["id"].as_str().expect("id")).len(), 3);
+    }
+    h.stop().await;
+    second.stop().await;
 }
 
 /// Runs tests/sio/ignis_client.mjs (the IGNIS `SocketIOClientHelper`) as `token`, joining

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -34,6 +34,10 @@ struct Shared {
     /// The tasks waiting to read and to write, woken by [`CloseHandle::close`].
     reader: AtomicWaker,
     writer: AtomicWaker,
+    /// Write-side polls that completed (for [`CloseHandle::close_when_written`]).
+    writes: AtomicU64,
+    /// A write is waiting for the client to read.
+    write_waiting: AtomicBool,
 }
 
 /// Ends a [`Closable`] stream from outside. Cheap to clone.
@@ -50,6 +54,30 @@ impl CloseHandle {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.reader.wake();
         self.shared.writer.wake();
+    }
+
+    /// Ends the stream once what its owner was writing has been written: when no write has
+    /// completed or waited for `quiet`, or after `limit` at the latest (a client that does
+    /// not read). For an owner that writes from a queue of its own (engine.io's writer
+    /// task), which a close from outside would otherwise cut short.
+    pub(crate) async fn close_when_written(&self, quiet: Duration, limit: Duration) {
+        let closing = async {
+            let mut seen = self.shared.writes.load(Ordering::Acquire);
+            loop {
+                tokio::time::sleep(quiet).await;
+                let now = self.shared.writes.load(Ordering::Acquire);
+                if now == seen && !self.shared.write_waiting.load(Ordering::Acquire) {
+                    return;
+                }
+                seen = now;
+            }
+        };
+        tokio::select! {
+            () = closing => {}
+            () = tokio::time::sleep(limit) => {}
+            () = self.gone() => return,
+        }
+        self.close();
     }
 
     /// Whether the stream itself is gone: nothing to close.
@@ -169,6 +197,7 @@ impl<I: AsyncWrite + Unpin> Closable<I> {
         }
         match op(Pin::new(&mut self.io), cx) {
             Poll::Pending => {
+                self.shared.write_waiting.store(true, Ordering::Release);
                 self.shared.writer.register(cx.waker());
                 if self.closed() {
                     return Poll::Ready(Err(closed_error()));
@@ -200,6 +229,8 @@ impl<I: AsyncWrite + Unpin> Closable<I> {
             }
             ready => {
                 self.stalled = false;
+                self.shared.write_waiting.store(false, Ordering::Release);
+                self.shared.writes.fetch_add(1, Ordering::Release);
                 ready
             }
         }
@@ -297,5 +328,61 @@ mod tests {
         let err = stream.write_all(&[1u8; 64]).await.expect_err("stalled");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed().as_secs(), 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_when_written_waits_for_the_writes_to_stop() {
+        const QUIET: Duration = Duration::from_millis(100);
+        let (ours, mut theirs) = tokio::io::duplex(16);
+        let (mut stream, handle) = Closable::new(ours);
+        let closer = tokio::spawn({
+            let handle = handle.clone();
+            async move {
+                handle
+                    .close_when_written(QUIET, Duration::from_secs(2))
+                    .await
+            }
+        });
+        // A write every 60 ms keeps the stream open, and so does one that waits for the
+        // client to read.
+        for _ in 0..5 {
+            stream
+                .write_all(&[1u8; 8])
+                .await
+                .expect("open while writing");
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let mut buf = [0u8; 8];
+            theirs.read_exact(&mut buf).await.expect("read");
+        }
+        let writing = tokio::spawn(async move {
+            let result = stream.write_all(&[2u8; 32]).await;
+            (result, stream)
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!closer.is_finished(), "a write still waits for the client");
+        let mut buf = [0u8; 32];
+        theirs
+            .read_exact(&mut buf)
+            .await
+            .expect("the whole write arrives");
+        let (result, mut stream) = writing.await.expect("task");
+        result.expect("written before the close");
+        closer.await.expect("closed once quiet");
+        let err = stream.write_all(b"x").await.expect_err("closed");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_when_written_closes_after_the_limit_for_a_client_that_never_reads() {
+        let (ours, _theirs) = tokio::io::duplex(16);
+        let (mut stream, handle) = Closable::new(ours);
+        let started = tokio::time::Instant::now();
+        let writing = tokio::spawn(async move { stream.write_all(&[3u8; 64]).await });
+        handle
+            .close_when_written(Duration::from_millis(100), Duration::from_secs(2))
+            .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        let err = writing.await.expect("task").expect_err("cut off");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 }

@@ -3,14 +3,15 @@
 // Commands arrive on stdin, one JSON object per line; everything observed leaves on stdout,
 // one JSON object per line, each with the `name` of its socket:
 //   {"cmd":"connect","name":"a","url":"http://127.0.0.1:1234","path":"/io",
-//    "transports":["websocket"],"auth":{"token":"alice"},"query":{},"headers":{},"encrypt":false}
+//    "transports":["websocket"],"auth":{"token":"alice"},"query":{},"headers":{},"encrypt":false,
+//    "reconnection":false}
 //   {"cmd":"emit","name":"a","event":"join","args":[{"rooms":["x"]}]}
 //   {"cmd":"emit_sealed","name":"a","event":"chat","data":{...}}   (encrypted sockets)
 //   {"cmd":"close","name":"a"}
 // Output types: connect {id}, connect_error {message}, event {event, args},
 // decrypted {event, data} (an encrypted socket's `encrypted` events opened with WebCrypto),
 // decrypt_error, raw {data} (every engine.io message of an encrypted socket, for leak checks),
-// disconnect {reason}. A line {"type":"ready"} is printed once the harness reads commands.
+// disconnect {reason, active}. A line {"type":"ready"} is printed once the harness reads commands.
 //
 // The sealwire SDK (sdk/js) over the Socket.IO transport, hardened, on the same io():
 //   {"cmd":"sdk_connect","name":"s","url":"http://127.0.0.1:1234/io","transports":["websocket"],
@@ -67,7 +68,10 @@ async function connect(cmd) {
     auth,
     query: cmd.query ?? {},
     extraHeaders: cmd.headers ?? {},
-    reconnection: false,
+    // "reconnection": true lets socket.io-client reconnect by itself (50-100 ms apart).
+    reconnection: cmd.reconnection === true,
+    reconnectionDelay: 50,
+    reconnectionDelayMax: 100,
     forceNew: true,
     timeout: 5000,
   });
@@ -84,7 +88,8 @@ async function connect(cmd) {
     state.chain = state.chain.then(() => out(o));
   };
   socket.on("connect_error", (e) => later({ name, type: "connect_error", message: String(e?.message ?? e) }));
-  socket.on("disconnect", (reason) => later({ name, type: "disconnect", reason }));
+  // `active`: socket.io-client will reconnect by itself (it does not after a `41`).
+  socket.on("disconnect", (reason) => later({ name, type: "disconnect", reason, active: socket.active }));
   socket.onAny((event, ...args) => {
     // Keep the order of events: decryption is asynchronous.
     state.chain = state.chain.then(async () => {

@@ -35,6 +35,12 @@ use super::departed::{Departed, GRACE, asks_websocket, named_session};
 use crate::server::{ConnectionSlot, Server, SlotRefused};
 use crate::transport::closable::CloseHandle;
 
+/// A WebSocket connection the server goes away from is closed once no write has been made
+/// for this long (engine.io's writer has written what was emitted)...
+const FLUSH_QUIET: Duration = Duration::from_millis(100);
+/// ... or after this long at the latest (the core's default shutdown timeout).
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 /// How often expired pending slots are looked for (at most; on the next request).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -161,6 +167,26 @@ impl Admission {
     /// Whether session `sid`'s socket left: a `CONNECT` on it is refused.
     pub(super) fn has_left(&self, sid: Sid) -> bool {
         self.departed().has_left(sid, Instant::now())
+    }
+
+    /// The server is going away from session `sid` (a shutdown): instead of a namespace
+    /// disconnect, which a plain socket.io-client takes as final, its transport ends, which
+    /// such a client reconnects after. Its requests are refused from now; its WebSocket
+    /// connection, if it has one, is closed once what was emitted to it has been written
+    /// ([`CloseHandle::close_when_written`]). A polling client finds out at its next request,
+    /// within engine.io's ping interval.
+    pub(super) fn go_away(&self, sid: Sid) {
+        let Some(close) = self.departed().go_away(sid, Instant::now()) else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    close.close_when_written(FLUSH_QUIET, FLUSH_LIMIT).await;
+                });
+            }
+            Err(_) => close.close(),
+        }
     }
 
     /// Session `sid` runs over the WebSocket connection `close` ends.

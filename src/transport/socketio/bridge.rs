@@ -8,6 +8,8 @@
 //! core: connected                            -> ping {time}, authenticated {id, time, ...}
 //!                                               (encrypted: authenticated, then a sealed ping)
 //! core: error + close before authentication  -> unauthenticated {message, time}, disconnect
+//! core: close 1001 (the server shuts down)   -> its transport ends, no `41`: a plain
+//!                                               socket.io-client reconnects by itself
 //! join / leave / other events                -> core frames (dropped before authentication)
 //! core: {"event":E,"data":D}                 -> emit E with D (encrypted {iv, ct} when sealed),
 //!                                               from the core connection's task, D as written
@@ -85,6 +87,10 @@ pub(super) struct Bridge {
     encrypted: AtomicBool,
     /// Cancelled when the socket disconnects or its core connection ends.
     gone: CancellationToken,
+    /// The engine.io sessions of this door ([`Bridge::go_away`]).
+    sessions: Arc<Admission>,
+    /// The server went away from the socket: its transport ends, it is not disconnected.
+    went_away: AtomicBool,
     /// The socket asked for the hardened profile ([`tunnel::selects_hardened`]): its frames
     /// travel in `sealwire` events.
     hardened: bool,
@@ -151,6 +157,8 @@ pub(super) fn connect(
         admission: Notify::new(),
         encrypted: AtomicBool::new(false),
         gone: CancellationToken::new(),
+        sessions: Arc::clone(admission),
+        went_away: AtomicBool::new(false),
         hardened,
         doorstep: Doorstep::default(),
     });
@@ -182,22 +190,7 @@ pub(super) fn connect(
         departures.left(on_gone.sid, slot.filter(|_| lives_on));
         std::future::ready(())
     });
-    // Until authenticated, the socket has no core connection for a shutdown to close: this
-    // task closes it then, or at the authentication timeout.
-    let timer = Arc::clone(&bridge);
-    let stopping = server.shutdown_started();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = tokio::time::sleep(timer.config.auth_timeout) => {}
-            () = stopping => {}
-            // Gone already: nothing to time out (and no bridge held past it).
-            () = timer.gone.cancelled() => return,
-        }
-        if !timer.authenticated.load(Ordering::Acquire) {
-            tracing::debug!(sid = %timer.sid, "socket.io socket not authenticated in time");
-            timer.disconnect();
-        }
-    });
+    keepalive::start_auth_timer(&bridge);
     Setup::Ready(bridge)
 }
 
@@ -251,6 +244,17 @@ impl Bridge {
         if let Some(socket) = self.socket() {
             disconnect(socket);
         }
+    }
+
+    /// The server shuts down: the socket's transport ends, which a plain socket.io-client
+    /// reconnects after (a namespace disconnect would be final for it).
+    pub(super) fn go_away(&self) {
+        self.went_away.store(true, Ordering::Release);
+        self.sessions.go_away(self.sid);
+    }
+
+    pub(super) fn sid(&self) -> Sid {
+        self.sid
     }
 
     /// Cancelled when the socket disconnects or its core connection ends.
@@ -380,10 +384,12 @@ impl Bridge {
     }
 
     /// The core connection ended (and dropped its socket): the timers stop, the socket
-    /// disconnects if it has not already.
+    /// disconnects if it has not already (unless the server went away from it).
     fn ended(&self) {
         self.gone.cancel();
-        self.disconnect();
+        if !self.went_away.load(Ordering::Acquire) {
+            self.disconnect();
+        }
     }
 
     /// The socket is gone (the client left, the engine.io heartbeat failed, or the server

@@ -113,15 +113,31 @@ impl Departed {
         now: Instant,
     ) -> Option<(CloseHandle, Option<ConnectionSlot>)> {
         self.forget_old(now);
+        let refuse_from = after(now, GRACE);
         if let Some(close) = self.websockets.remove(&sid) {
-            self.remember_left(sid, None, now);
+            self.remember_left(sid, None, now, refuse_from);
             return Some((close, slot));
         }
-        self.remember_left(sid, slot, now);
+        self.remember_left(sid, slot, now, refuse_from);
         None
     }
 
-    fn remember_left(&mut self, sid: Sid, slot: Option<ConnectionSlot>, now: Instant) {
+    /// The server is going away from session `sid`, whose socket stays until the session
+    /// ends: its requests are refused from `now` (no last words are owed), and what closes
+    /// its WebSocket connection, if it has one, is handed back to be closed now.
+    pub(super) fn go_away(&mut self, sid: Sid, now: Instant) -> Option<CloseHandle> {
+        self.forget_old(now);
+        self.remember_left(sid, None, now, now);
+        self.websockets.remove(&sid)
+    }
+
+    fn remember_left(
+        &mut self,
+        sid: Sid,
+        slot: Option<ConnectionSlot>,
+        now: Instant,
+        refuse_from: Instant,
+    ) {
         if self.order.len() >= MAX_REMEMBERED
             && let Some((until, oldest)) = self.order.pop_front()
             && self
@@ -133,7 +149,7 @@ impl Departed {
         }
         if let Entry::Vacant(entry) = self.left.entry(sid) {
             let forget = after(now, self.remember);
-            entry.insert((after(now, GRACE), forget, slot));
+            entry.insert((refuse_from, forget, slot));
             self.order.push_back((forget, sid));
         }
     }
@@ -235,6 +251,24 @@ mod tests {
         departed.websocket(sid, late, t0);
         assert!(departed.websockets.is_empty());
         assert!(departed.left(other, None, t0).is_none());
+    }
+
+    #[test]
+    fn a_session_gone_away_from_is_refused_at_once_and_hands_back_its_connection() {
+        let mut departed = Departed::new(HEARTBEAT);
+        let (ws, polling) = (Sid::new(), Sid::new());
+        let t0 = Instant::now();
+        let (_stream, close) = Closable::new(());
+        departed.websocket(ws, close, t0);
+        assert!(departed.go_away(ws, t0).is_some(), "its connection");
+        assert!(departed.go_away(polling, t0).is_none(), "none over polling");
+        for sid in [ws, polling] {
+            assert!(departed.refuses(sid, t0), "no grace: nothing more is owed");
+            assert!(departed.has_left(sid, t0));
+        }
+        // The socket leaves when engine.io ends the session: nothing more to close.
+        assert!(departed.left(ws, None, t0).is_none());
+        assert!(departed.refuses(ws, t0));
     }
 
     #[test]

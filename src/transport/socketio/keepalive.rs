@@ -14,6 +14,31 @@ use super::bridge::Bridge;
 use crate::protocol::{BusEnvelope, BusTarget, Text, now_iso8601};
 use crate::server::{Incoming, Server};
 
+/// Until it is authenticated, a socket has no core connection for a shutdown to close: this
+/// task ends it then (its transport: a plain socket.io-client reconnects after that), or
+/// disconnects it at the authentication timeout.
+pub(super) fn start_auth_timer(bridge: &Arc<Bridge>) {
+    let timer = Arc::clone(bridge);
+    let stopping = bridge.server().shutdown_started();
+    tokio::spawn(async move {
+        let shutdown = tokio::select! {
+            () = tokio::time::sleep(timer.config().auth_timeout) => false,
+            () = stopping => true,
+            // Gone already: nothing to time out (and no bridge held past it).
+            () = timer.gone().cancelled() => return,
+        };
+        if timer.is_authenticated() {
+            return;
+        }
+        if shutdown {
+            timer.go_away();
+        } else {
+            tracing::debug!(sid = %timer.sid(), "socket.io socket not authenticated in time");
+            timer.disconnect();
+        }
+    });
+}
+
 /// The sender id of the pings sent through the core (never a server's id, so they are
 /// delivered).
 const PING_SENDER: &str = "socket.io-ping";

@@ -43,6 +43,8 @@ pub(super) trait Outlet: Send + Unpin + 'static {
     fn close(&self, code: u16, reason: &str);
     /// Disconnects the socket, if still connected.
     fn disconnect(&self);
+    /// The server shuts down: ends the socket's transport (its client reconnects).
+    fn go_away(&self);
 }
 
 /// What one emit did.
@@ -149,6 +151,10 @@ fn ignis(outlet: &impl Outlet, action: Action<'_>) -> Delivered {
                 Delivered::Failed
             }
         }
+        Action::GoAway => {
+            outlet.go_away();
+            Delivered::Closed
+        }
         Action::Disconnect { unauthenticated } => {
             match unauthenticated {
                 Some(message) => outlet.refuse(&message),
@@ -219,6 +225,10 @@ impl Outlet for Live {
 
     fn disconnect(&self) {
         disconnect(self.socket.clone());
+    }
+
+    fn go_away(&self) {
+        self.bridge.go_away();
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::raw_json::{Args, RawJson, sealed_record};
-use crate::protocol::event;
+use crate::protocol::{CloseCode, event};
 
 /// What to do with one message from the core; borrows from that message.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub(super) enum Action<'a> {
         /// Why a client that never authenticated was refused.
         unauthenticated: Option<String>,
     },
+    /// The server shuts down (1001): end the socket's transport rather than disconnect it
+    /// from the namespace, which a plain socket.io-client would take as final.
+    GoAway,
     /// Nothing to emit.
     Skip,
 }
@@ -88,6 +91,7 @@ impl Translator {
     pub(super) fn translate<'a>(&mut self, msg: &'a Outgoing) -> Action<'a> {
         match msg {
             Outgoing::Text(text) => self.text(text.as_str()),
+            Outgoing::Close(CloseCode::GoingAway) => Action::GoAway,
             Outgoing::Close(_) => Action::Disconnect {
                 unauthenticated: if self.authenticated {
                     None
@@ -252,6 +256,10 @@ mod tests {
             Action::Disconnect {
                 unauthenticated: None
             }
+        ));
+        assert!(matches!(
+            t.translate(&Outgoing::Close(CloseCode::GoingAway)),
+            Action::GoAway
         ));
     }
 

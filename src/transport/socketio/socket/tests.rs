@@ -18,6 +18,7 @@ enum Call {
     Admitted(String),
     Close(u16, String),
     Disconnect,
+    GoAway,
 }
 
 #[derive(Clone, Default)]
@@ -77,6 +78,10 @@ impl Outlet for Fake {
     fn disconnect(&self) {
         self.record(Call::Disconnect);
     }
+
+    fn go_away(&self) {
+        self.record(Call::GoAway);
+    }
 }
 
 fn text(v: &Value) -> Outgoing {
@@ -87,6 +92,27 @@ fn socket(hardened: bool) -> (BridgeSocket<Fake>, mpsc::Sender<Incoming>, Fake) 
     let fake = Fake::default();
     let (socket, tx) = BridgeSocket::new(fake.clone(), hardened, 4);
     (socket, tx, fake)
+}
+
+#[tokio::test]
+async fn a_shutdown_ends_the_transport_of_an_ignis_socket_and_tells_a_hardened_one() {
+    let (mut plain, _tx, fake) = socket(false);
+    plain
+        .send(Outgoing::Close(CloseCode::GoingAway))
+        .await
+        .expect("close");
+    assert_eq!(fake.take(), vec![Call::GoAway], "no namespace disconnect");
+    assert!(plain.send(text(&json!({"event": "x"}))).await.is_err());
+    // The SDK reconnects by itself, after the close code.
+    let (mut hardened, _tx, fake) = socket(true);
+    hardened
+        .send(Outgoing::Close(CloseCode::GoingAway))
+        .await
+        .expect("close");
+    assert_eq!(
+        fake.take(),
+        vec![Call::Close(1001, "Server shutting down".to_owned())]
+    );
 }
 
 #[tokio::test]
