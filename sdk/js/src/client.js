@@ -523,7 +523,9 @@ export class SealwireClient {
       return;
     }
     const ws = conn.ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       if (conn.closed) return;
       if (conn.phase === "hello") {
         // No credential in the hello: the token waits until the server checks out.
@@ -544,7 +546,14 @@ export class SealwireClient {
       conn.recvChain.then(() => this.endConnection(conn, this.closeReason(conn, ev), null));
     };
     ws.onerror = () => {
-      // A close event follows; nothing to do here.
+      // Once open, a close event follows. A connection that never opened may get no close
+      // event at all (Node's WebSocket on a refused connection): it ends here, as a close
+      // without a close frame (1006) would end it.
+      if (!opened) {
+        conn.recvChain.then(() =>
+          this.endConnection(conn, fromClose(1006, "connection failed", conn.lastError), null),
+        );
+      }
     };
   }
 

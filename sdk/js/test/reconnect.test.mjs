@@ -1,6 +1,7 @@
 // Reconnect policy and close-code mapping, without a server.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createServer } from "node:net";
 
 import { SealwireClient, backoffDelay, fromClose } from "../src/index.js";
 
@@ -51,5 +52,30 @@ test("bad options are refused up front", () => {
   assert.throws(() => new SealwireClient({}), { kind: "config" });
   assert.throws(() => new SealwireClient({ url: "ws://x/ws", encryption: "maybe", WebSocket: ws }), {
     kind: "config",
+  });
+});
+
+test("a refused connection ends at once as a network failure, also where no close event follows", { timeout: 20_000 }, async (t) => {
+  // A port nothing listens on. Node 20's WebSocket reports the refusal with `error` alone.
+  const port = await new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+  const c = new SealwireClient({
+    url: `ws://127.0.0.1:${port}/ws`,
+    token: "t",
+    reconnect: { enabled: false },
+    // Far beyond the test's own timeout: only the error itself can end the attempt.
+    connectTimeout: 600_000,
+  });
+  t.after(() => c.close());
+  await assert.rejects(c.connect(), (err) => {
+    assert.equal(err.kind, "disconnected");
+    assert.equal(err.reason.kind, "network");
+    assert.doesNotMatch(err.reason.message, /timeout/);
+    return true;
   });
 });
