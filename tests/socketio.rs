@@ -1355,6 +1355,48 @@ async fn after_a_shutdown_plain_socketio_clients_reconnect_by_themselves() {
     second.stop().await;
 }
 
+/// A drain closes each socket after what was queued for it: a burst delivered just before the
+/// shutdown reaches each socket whole and in order, over WebSocket and over polling, before
+/// its transport ends, and the client then reconnects by itself.
+#[tokio::test]
+async fn a_drain_delivers_what_was_queued_before_the_transport_ends() {
+    const N: u64 = 200;
+    let mut config = base_config();
+    config.drain = Duration::from_millis(500);
+    let server = start_sio(
+        builder(config).validate_rooms(public_rooms()),
+        SocketIoConfig::default(),
+    )
+    .await;
+    let mut h = Harness::start(&server).await;
+    let mut ids = Vec::new();
+    for (name, transports) in [("ws", json!(["websocket"])), ("poll", json!(["polling"]))] {
+        h.connect(
+            name,
+            json!({"auth": {"token": name}, "transports": transports, "reconnection": true}),
+        )
+        .await;
+        let auth = h.authenticate(name).await;
+        ids.push((name, auth["id"].as_str().expect("id").to_owned()));
+    }
+    for (_, id) in &ids {
+        for n in 0..N {
+            server.server.deliver_to_client(id, "burst", &json!(n));
+        }
+    }
+    let stopping = tokio::spawn(server.stop());
+    for (name, _) in &ids {
+        for n in 0..N {
+            assert_eq!(h.event(name, "burst").await, json!(n), "{name}");
+        }
+        let gone = h.next_of(name, "disconnect", RECV_TIMEOUT).await;
+        assert_ne!(gone["reason"], "io server disconnect", "{name}: {gone}");
+        assert_eq!(gone["active"], true, "{name} reconnects by itself: {gone}");
+    }
+    stopping.await.expect("stopped");
+    h.stop().await;
+}
+
 /// Runs tests/sio/ignis_client.mjs (the IGNIS `SocketIOClientHelper`) as `token`, joining
 /// `room`; `on_echo` runs once the join has been handled. Returns the lines it printed.
 async fn ignis_client(

@@ -146,6 +146,12 @@ impl<I> Closable<I> {
     fn closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
+
+    /// Whether a handle closed the stream (for tests elsewhere in the crate).
+    #[cfg(test)]
+    pub(crate) fn is_closed_for_tests(&self) -> bool {
+        self.closed()
+    }
 }
 
 impl<I> Drop for Closable<I> {
@@ -197,7 +203,6 @@ impl<I: AsyncWrite + Unpin> Closable<I> {
         }
         match op(Pin::new(&mut self.io), cx) {
             Poll::Pending => {
-                self.shared.write_waiting.store(true, Ordering::Release);
                 self.shared.writer.register(cx.waker());
                 if self.closed() {
                     return Poll::Ready(Err(closed_error()));
@@ -219,12 +224,14 @@ impl<I: AsyncWrite + Unpin> Closable<I> {
                         && timer.as_mut().poll(cx).is_ready()
                     {
                         self.stalled = false;
+                        self.shared.write_waiting.store(false, Ordering::Release);
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "the client did not read in time",
                         )));
                     }
                 }
+                self.shared.write_waiting.store(true, Ordering::Release);
                 Poll::Pending
             }
             ready => {

@@ -545,14 +545,13 @@ export class SealwireClient {
       // Frames that arrived before the close are handled first.
       conn.recvChain.then(() => this.endConnection(conn, this.closeReason(conn, ev), null));
     };
-    ws.onerror = () => {
+    ws.onerror = (ev) => {
       // Once open, a close event follows. A connection that never opened may get no close
       // event at all (Node's WebSocket on a refused connection): it ends here, as a close
-      // without a close frame (1006) would end it.
+      // without a close frame (1006) would end it, and is closed should it open later.
       if (!opened) {
-        conn.recvChain.then(() =>
-          this.endConnection(conn, fromClose(1006, "connection failed", conn.lastError), null),
-        );
+        const detail = String(ev?.error?.message ?? ev?.message ?? "connection failed");
+        conn.recvChain.then(() => this.endConnection(conn, fromClose(1006, detail, conn.lastError), 1000));
       }
     };
   }

@@ -29,17 +29,19 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use socketioxide::TransportType;
+use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
 use super::departed::{Departed, GRACE, asks_websocket, named_session};
+use super::outlet::disconnect;
 use crate::server::{ConnectionSlot, Server, SlotRefused};
 use crate::transport::closable::CloseHandle;
 
 /// A WebSocket connection the server goes away from is closed once no write has been made
-/// for this long (engine.io's writer has written what was emitted)...
+/// for this long (engine.io's writer has written what was emitted), or after the core's
+/// `shutdown_timeout` at the latest.
 const FLUSH_QUIET: Duration = Duration::from_millis(100);
-/// ... or after this long at the latest (the core's default shutdown timeout).
-const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// How often expired pending slots are looked for (at most; on the next request).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -171,21 +173,30 @@ impl Admission {
 
     /// The server is going away from session `sid` (a shutdown): instead of a namespace
     /// disconnect, which a plain socket.io-client takes as final, its transport ends, which
-    /// such a client reconnects after. Its requests are refused from now; its WebSocket
-    /// connection, if it has one, is closed once what was emitted to it has been written
-    /// ([`CloseHandle::close_when_written`]). A polling client finds out at its next request,
-    /// within engine.io's ping interval.
-    pub(super) fn go_away(&self, sid: Sid) {
-        let Some(close) = self.departed().go_away(sid, Instant::now()) else {
-            return;
+    /// such a client reconnects after. A move to WebSocket is refused from now, its polling
+    /// requests once the polls that collect what was emitted last have had the core's
+    /// `shutdown_timeout`; its WebSocket connection, if one is known, is closed once what was
+    /// emitted to it has been written ([`CloseHandle::close_when_written`], within the same
+    /// time), by a task the shutdown waits for. Whether a WebSocket connection was known (a
+    /// router served without the door's own listener has none to close).
+    pub(super) fn go_away(&self, sid: Sid) -> bool {
+        let flush = self.server.config().shutdown_timeout;
+        let now = Instant::now();
+        let Some(close) = self.departed().go_away(sid, now, now + flush) else {
+            return false;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    close.close_when_written(FLUSH_QUIET, FLUSH_LIMIT).await;
-                });
-            }
-            Err(_) => close.close(),
+        self.server.spawn_tracked(async move {
+            close.close_when_written(FLUSH_QUIET, flush).await;
+        });
+        true
+    }
+
+    /// Ends `socket`'s transport as the server goes away ([`Admission::go_away`]); a socket
+    /// over a WebSocket connection the door cannot close (a router served by the embedding
+    /// application's own listener) is disconnected from the namespace instead.
+    pub(super) fn end_transport(&self, socket: &SocketRef) {
+        if !self.go_away(socket.id) && socket.transport_type() == TransportType::Websocket {
+            disconnect(socket.clone());
         }
     }
 
@@ -299,7 +310,7 @@ pub(super) async fn admit(
             let now = Instant::now();
             // Polling requests get the grace; a move to WebSocket would outlive it.
             if upgrade {
-                departed.has_left(sid, now)
+                departed.upgrade(sid, req.extensions().get::<CloseHandle>().cloned(), now)
             } else {
                 departed.refuses(sid, now)
             }
@@ -312,11 +323,17 @@ pub(super) async fn admit(
             )
                 .into_response();
         }
-        if upgrade && let Some(close) = req.extensions().get::<CloseHandle>() {
-            admission.websocket(sid, close.clone());
-        }
     }
     if opens_session(&req) {
+        // Not started, or shutting down: engine.io-client tries again later (a session opened
+        // now would be refused at its `CONNECT`, with a `41` that ends its reconnecting).
+        if !admission.server.is_ready() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "message": "Server unavailable" })),
+            )
+                .into_response();
+        }
         let ip = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -338,119 +355,4 @@ pub(super) async fn admit(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::{DevAuth, ServerConfig};
-
-    const HEARTBEAT: Duration = Duration::from_secs(45);
-
-    fn server(max: usize, per_ip: usize) -> Server {
-        let config = ServerConfig {
-            max_connections: Some(max),
-            max_connections_per_ip: Some(per_ip),
-            ..ServerConfig::default()
-        };
-        Server::builder()
-            .config(config)
-            .authenticate(DevAuth)
-            .build()
-            .expect("server")
-    }
-
-    fn ip(last: u8) -> Option<IpAddr> {
-        Some(IpAddr::from([127, 0, 0, last]))
-    }
-
-    #[tokio::test]
-    async fn handshakes_hold_places_until_their_socket_takes_them() {
-        let admission = Admission::new(server(3, 2), Duration::from_secs(60), HEARTBEAT);
-        admission.open(ip(1)).expect("first");
-        admission.open(ip(1)).expect("second");
-        assert_eq!(admission.open(ip(1)), Err(SlotRefused::PerIp));
-        admission.open(ip(2)).expect("another address");
-        assert_eq!(admission.open(ip(3)), Err(SlotRefused::Full));
-        assert_eq!(admission.pending(), 3);
-        // A socket takes its handshake's slot: no new place is counted.
-        let slot = admission.take(ip(1)).expect("taken");
-        assert_eq!(admission.pending(), 2);
-        assert_eq!(admission.open(ip(3)), Err(SlotRefused::Full));
-        drop(slot);
-        admission.open(ip(3)).expect("a place was freed");
-    }
-
-    #[test]
-    fn unused_handshake_slots_expire() {
-        let admission = Admission::new(server(1, 1), Duration::ZERO, HEARTBEAT);
-        admission.open(ip(1)).expect("first");
-        // Expired at once: the next handshake's sweep releases it.
-        admission.lock().swept = None;
-        admission
-            .open(ip(1))
-            .expect("the expired slot was released");
-        // A socket whose slot expired reserves a fresh one when there is room.
-        admission.lock().swept = None;
-        let slot = admission.take(ip(1)).expect("fresh slot");
-        assert_eq!(admission.pending(), 0);
-        drop(slot);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn expired_slots_are_released_without_another_request() {
-        let server = server(1, 1);
-        let admission = Admission::new(server.clone(), Duration::from_millis(100), HEARTBEAT);
-        admission.open(ip(1)).expect("first");
-        assert_eq!(
-            server.try_reserve_slot(ip(2)).err(),
-            Some(SlotRefused::Full)
-        );
-        // Real time: `Instant::now()` decides expiry; the sweeper's sleep is paused time.
-        std::thread::sleep(Duration::from_millis(150));
-        tokio::time::sleep(SWEEP_EVERY * 2).await;
-        assert_eq!(admission.pending(), 0);
-        assert!(server.try_reserve_slot(ip(2)).is_ok(), "the place is free");
-        assert!(!admission.lock().sweeper, "the sweeper stopped");
-    }
-
-    #[test]
-    fn only_get_requests_without_a_session_id_open_sessions() {
-        let req = |method: &str, uri: &str| {
-            Request::builder()
-                .method(method)
-                .uri(uri)
-                .body(axum::body::Body::empty())
-                .expect("request")
-        };
-        assert!(opens_session(&req("GET", "/io/?EIO=4&transport=polling")));
-        assert!(opens_session(&req("GET", "/io/?EIO=4&transport=websocket")));
-        let sid = "ABCDEFGHIJ_-1234";
-        assert!(!opens_session(&req(
-            "GET",
-            &format!("/io/?EIO=4&transport=websocket&sid={sid}")
-        )));
-        assert!(!opens_session(&req(
-            "GET",
-            &format!("/io/?sid={sid}&EIO=4")
-        )));
-        assert!(!opens_session(&req("POST", "/io/?EIO=4&transport=polling")));
-        // engine.io refuses these (no such session): they open nothing and need no slot.
-        for query in ["sid=abc", "sid=", "sid=ABCDEFGHIJ_-123!", "sid=x&sid=y"] {
-            assert!(
-                !opens_session(&req(
-                    "GET",
-                    &format!("/io/?EIO=4&transport=polling&{query}")
-                )),
-                "{query}"
-            );
-        }
-        // Not a `sid=` pair: a handshake.
-        for query in ["sid", "xsid=ABCDEFGHIJ_-1234"] {
-            assert!(
-                opens_session(&req(
-                    "GET",
-                    &format!("/io/?EIO=4&transport=polling&{query}")
-                )),
-                "{query}"
-            );
-        }
-    }
-}
+mod tests;

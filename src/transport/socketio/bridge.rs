@@ -126,13 +126,14 @@ pub(super) fn connect(
         .extensions
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    if !origin_allowed(&parts.headers, &config.allowed_origins) || !server.is_ready() {
-        tracing::debug!(
-            ?remote,
-            "socket.io connection refused (origin or not ready)"
-        );
+    if !origin_allowed(&parts.headers, &config.allowed_origins) {
+        tracing::debug!(?remote, "socket.io connection refused (origin)");
         admission.left(socket.id, None);
         return Setup::Refused(Refusal::Quiet);
+    }
+    if !server.is_ready() {
+        // A session opened before the shutdown began: it ends, and its client reconnects.
+        return Setup::Refused(Refusal::Unavailable);
     }
     let slot = match admission.take(remote.map(|a| a.ip())) {
         Ok(slot) => slot,
@@ -240,6 +241,7 @@ impl Bridge {
         &self.server
     }
 
+    /// Disconnects the socket from the namespace (`41`), if it is still this bridge's.
     pub(super) fn disconnect(&self) {
         if let Some(socket) = self.socket() {
             disconnect(socket);
@@ -250,9 +252,15 @@ impl Bridge {
     /// reconnects after (a namespace disconnect would be final for it).
     pub(super) fn go_away(&self) {
         self.went_away.store(true, Ordering::Release);
-        self.sessions.go_away(self.sid);
+        match self.socket() {
+            Some(socket) => self.sessions.end_transport(&socket),
+            None => {
+                self.sessions.go_away(self.sid);
+            }
+        }
     }
 
+    /// The engine.io session id (the socket's id).
     pub(super) fn sid(&self) -> Sid {
         self.sid
     }
@@ -384,10 +392,18 @@ impl Bridge {
     }
 
     /// The core connection ended (and dropped its socket): the timers stop, the socket
-    /// disconnects if it has not already (unless the server went away from it).
+    /// disconnects if it has not already (its transport ends instead when the server is
+    /// going away).
     fn ended(&self) {
         self.gone.cancel();
-        if !self.went_away.load(Ordering::Acquire) {
+        if self.went_away.load(Ordering::Acquire) {
+            return;
+        }
+        // Ended while the server shuts down (its close was not delivered, e.g. a held emit
+        // outlasted the shutdown timeout): the client is to reconnect elsewhere.
+        if !self.server.is_ready() && self.socket().is_some() {
+            self.go_away();
+        } else {
             self.disconnect();
         }
     }

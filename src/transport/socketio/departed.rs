@@ -16,6 +16,11 @@
 //! - over WebSocket, after the same grace, its connection is closed from the server's side
 //!   ([`CloseHandle`], learned when the session's WebSocket was opened).
 //!
+//! The server going away (a shutdown) ends a session the same way while its socket is still
+//! connected ([`Departed::go_away`]): upgrades refused at once, polling requests after the
+//! polls that collect what was emitted last, its WebSocket closed once written, with no `41`
+//! (a plain socket.io-client reconnects after that, not after a `41`).
+//!
 //! ```text
 //! socket leaves ---------------> left(sid): CONNECT and upgrades refused from now
 //! now + GRACE -----------------> polling requests refused (400); its WebSocket closed
@@ -52,8 +57,8 @@ pub(super) struct Departed {
     /// How long a session is remembered: [`GRACE`] plus the longest engine.io lets a session
     /// live without a pong.
     remember: Duration,
-    /// Per session that left: from when its polling requests are refused, when it is
-    /// forgotten, and the place it still holds under the connection limits until then (a
+    /// Per session that left (or that the server went away from): from when its polling
+    /// requests are refused, when it is forgotten, and the place it still holds under the connection limits until then (a
     /// polling session whose engine.io session may live on).
     left: HashMap<Sid, (Instant, Instant, Option<ConnectionSlot>)>,
     /// Oldest first: when each session is forgotten.
@@ -123,12 +128,32 @@ impl Departed {
     }
 
     /// The server is going away from session `sid`, whose socket stays until the session
-    /// ends: its requests are refused from `now` (no last words are owed), and what closes
-    /// its WebSocket connection, if it has one, is handed back to be closed now.
-    pub(super) fn go_away(&mut self, sid: Sid, now: Instant) -> Option<CloseHandle> {
+    /// ends: a move to WebSocket is refused from now, its polling requests from
+    /// `refuse_from` (after the polls that collect what was emitted last), and what closes its
+    /// WebSocket connection, if it has one, is handed back to be closed once written.
+    pub(super) fn go_away(
+        &mut self,
+        sid: Sid,
+        now: Instant,
+        refuse_from: Instant,
+    ) -> Option<CloseHandle> {
         self.forget_old(now);
-        self.remember_left(sid, None, now, now);
+        self.remember_left(sid, None, now, refuse_from);
         self.websockets.remove(&sid)
+    }
+
+    /// A request of session `sid` asks to move to WebSocket over the connection `close`
+    /// ends: refused (`true`) when the session's socket left or the server went away from
+    /// it; otherwise the connection is the session's from now on. One step, so that a
+    /// departure cannot fall between the check and the record.
+    pub(super) fn upgrade(&mut self, sid: Sid, close: Option<CloseHandle>, now: Instant) -> bool {
+        if self.has_left(sid, now) {
+            return true;
+        }
+        if let Some(close) = close {
+            self.websocket(sid, close, now);
+        }
+        false
     }
 
     fn remember_left(
@@ -254,21 +279,37 @@ mod tests {
     }
 
     #[test]
-    fn a_session_gone_away_from_is_refused_at_once_and_hands_back_its_connection() {
+    fn a_session_gone_away_from_is_refused_after_its_last_polls_and_hands_back_its_connection() {
         let mut departed = Departed::new(HEARTBEAT);
         let (ws, polling) = (Sid::new(), Sid::new());
         let t0 = Instant::now();
         let (_stream, close) = Closable::new(());
         departed.websocket(ws, close, t0);
-        assert!(departed.go_away(ws, t0).is_some(), "its connection");
-        assert!(departed.go_away(polling, t0).is_none(), "none over polling");
+        let flush = t0 + Duration::from_secs(2);
+        assert!(departed.go_away(ws, t0, flush).is_some(), "its connection");
+        assert!(
+            departed.go_away(polling, t0, flush).is_none(),
+            "none over polling"
+        );
         for sid in [ws, polling] {
-            assert!(departed.refuses(sid, t0), "no grace: nothing more is owed");
-            assert!(departed.has_left(sid, t0));
+            assert!(departed.has_left(sid, t0), "no move to WebSocket");
+            assert!(!departed.refuses(sid, t0), "the last polls are served");
+            assert!(departed.refuses(sid, flush));
         }
         // The socket leaves when engine.io ends the session: nothing more to close.
         assert!(departed.left(ws, None, t0).is_none());
-        assert!(departed.refuses(ws, t0));
+        assert!(departed.refuses(ws, flush));
+        // A move to WebSocket is checked and recorded in one step.
+        let (_stream, late) = Closable::new(());
+        assert!(departed.upgrade(polling, Some(late), t0), "refused");
+        assert!(departed.websockets.is_empty());
+        let fresh = Sid::new();
+        let (_stream, close) = Closable::new(());
+        assert!(!departed.upgrade(fresh, Some(close), t0));
+        assert!(
+            departed.go_away(fresh, t0, flush).is_some(),
+            "its connection, recorded"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The timers of a Socket.IO socket the core admitted: the periodic application `ping`
-//! (IGNIS path only) and the `heartbeat` frames that keep the core from timing the socket
-//! out (engine.io's own heartbeat is what detects a dead Socket.IO client). One small task
+//! The timers of a Socket.IO socket: until it authenticates, the authentication timeout
+//! (which also ends it at a shutdown); once the core admitted it, the periodic application
+//! `ping` (IGNIS path only) and the `heartbeat` frames that keep the core from timing the
+//! socket out (engine.io's own heartbeat is what detects a dead Socket.IO client). One small task
 //! per socket, off the delivery path: the core's frames go from its connection task straight
 //! into the socket ([`super::outlet`]).
 
@@ -20,7 +21,8 @@ use crate::server::{Incoming, Server};
 pub(super) fn start_auth_timer(bridge: &Arc<Bridge>) {
     let timer = Arc::clone(bridge);
     let stopping = bridge.server().shutdown_started();
-    tokio::spawn(async move {
+    // Tracked: the shutdown waits for it to end the socket's transport.
+    bridge.server().spawn_tracked(async move {
         let shutdown = tokio::select! {
             () = tokio::time::sleep(timer.config().auth_timeout) => false,
             () = stopping => true,

@@ -137,9 +137,10 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
         socket.extensions.insert(setup);
         std::future::ready(Ok(()))
     };
-    let connected = |socket: SocketRef| {
+    let opened = Arc::clone(&admission);
+    let connected = move |socket: SocketRef| {
         if let Some(setup) = socket.extensions.remove::<Setup>() {
-            setup.finish(&socket);
+            setup.finish(&socket, &opened);
         }
         std::future::ready(())
     };

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use socketioxide::extract::SocketRef;
 
+use super::admission::Admission;
 use super::bridge::Bridge;
 use super::outlet::{disconnect, refuse};
 
@@ -75,8 +76,11 @@ impl<E> Doorstep<E> {
 /// Why a socket is turned away; said on the socket once it is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Refusal {
-    /// Disconnected with nothing said (an origin not allowed, a server not ready).
+    /// Disconnected with nothing said (an origin not allowed).
     Quiet,
+    /// The server is shutting down: the session's transport ends, with nothing said, so that
+    /// the client reconnects (to another instance).
+    Unavailable,
     /// `unauthenticated {message, time}`, then disconnected (over the connection limits).
     Unauthenticated(&'static str),
 }
@@ -92,10 +96,11 @@ pub(super) enum Setup {
 
 impl Setup {
     /// The connect handler's part, on the connected socket.
-    pub(super) fn finish(self, socket: &SocketRef) {
+    pub(super) fn finish(self, socket: &SocketRef, admission: &Admission) {
         match self {
             Self::Ready(bridge) => bridge.open(),
             Self::Refused(Refusal::Quiet) => disconnect(socket.clone()),
+            Self::Refused(Refusal::Unavailable) => admission.end_transport(socket),
             Self::Refused(Refusal::Unauthenticated(message)) => refuse(socket, message),
         }
     }
