@@ -1397,6 +1397,68 @@ async fn a_drain_delivers_what_was_queued_before_the_transport_ends() {
     h.stop().await;
 }
 
+/// `sealwire serve` keeps serving through a drain after SIGTERM, also clients that open a
+/// connection per request (socket.io-client's polling under Node): they are closed in their
+/// turn, not all at once when the signal comes, and what is published meanwhile reaches the
+/// ones not closed yet. Everything new is refused with 503.
+#[tokio::test]
+async fn sealwire_serve_serves_polling_clients_through_a_drain() {
+    let (mut child, url) =
+        sealwire_serve(&["--drain-secs", "3", "--admin-token", "tok"], "/io").await;
+    let mut h = Harness::start_at(&url).await;
+    let names = ["p1", "p2", "p3"];
+    for name in names {
+        h.connect(
+            name,
+            json!({"auth": {"token": name}, "transports": ["polling"]}),
+        )
+        .await;
+        h.authenticate(name).await;
+    }
+    let pid = child.id().expect("pid");
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let http = reqwest::Client::new();
+    let sent = http
+        .post(format!("{url}/socket/broadcast"))
+        .bearer_auth("tok")
+        .json(&json!({"topic": "during", "data": 1}))
+        .send()
+        .await
+        .expect("the listener is open through the drain");
+    assert!(sent.status().is_success(), "{}", sent.status());
+    let new_session = http
+        .get(format!("{url}/io/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(new_session.status(), 503);
+    // Closed in turn over the 3 s: the last ones were still served when `during` went out.
+    let mut reached = 0;
+    for name in names {
+        loop {
+            let v = h.next_within(name, Duration::from_secs(10)).await;
+            let v = v.unwrap_or_else(|| panic!("{name}: no disconnect"));
+            if v["type"] == "event" && v["event"] == "during" {
+                reached += 1;
+            }
+            if v["type"] == "disconnect" {
+                assert_ne!(v["reason"], "io server disconnect", "{v}");
+                break;
+            }
+        }
+    }
+    assert!(reached >= 1, "nobody was served after the signal");
+    let exited = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    assert!(exited.is_ok(), "the process exits after the drain");
+    h.stop().await;
+}
+
 /// Runs tests/sio/ignis_client.mjs (the IGNIS `SocketIOClientHelper`) as `token`, joining
 /// `room`; `on_echo` runs once the join has been handled. Returns the lines it printed.
 async fn ignis_client(

@@ -1,6 +1,7 @@
 //! The accept loop. Unlike `axum::serve` it bounds how long a client may take to send its
 //! request headers (slowloris), caps concurrent HTTP connections, and shuts down in order:
-//! stop accepting, close every WebSocket with 1001, then wait for HTTP connections.
+//! refuse everything new with 503 while the drain closes every WebSocket with 1001, then stop
+//! accepting and wait for HTTP connections.
 //! WebSocket upgrades are answered straight off the socket ([`super::direct`]); everything
 //! else goes through hyper and the router.
 //!
@@ -134,10 +135,20 @@ pub async fn serve_with_shutdown(
         () = stopping => {}
         _ = &mut accepting => {}
     }
+    // The listener stays open through the drain: the clients not yet closed keep being
+    // served, also those that open a connection per request (Socket.IO polling), while
+    // everything new is refused with 503 (the server no longer reports ready). It closes
+    // once the drain is over.
+    let drained = server.shutdown_started();
+    let stop = stop_accepting.clone();
+    tokio::spawn(async move {
+        drained.await;
+        stop.cancel();
+    });
+    server.shutdown().await;
     stop_accepting.cancel();
     // The listener is closed once the loop has returned.
     let _ = accepting.await;
-    server.shutdown().await;
     connections.close();
     let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
     Ok(())

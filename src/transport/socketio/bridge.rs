@@ -47,7 +47,7 @@ use super::admission::{Admission, origin_allowed};
 use super::credentials;
 use super::departed::{asks_websocket, named_session};
 use super::opening::{Doorstep, Refusal, Setup};
-use super::outlet::{Emitted, Live, disconnect, emit_now, try_emit};
+use super::outlet::{Live, disconnect, emit_now};
 use super::socket::BridgeSocket;
 use super::{keepalive, tunnel};
 use crate::protocol::{CloseCode, event, now_iso8601};
@@ -409,8 +409,8 @@ impl Bridge {
     }
 
     /// The socket is gone (the client left, the engine.io heartbeat failed, or the server
-    /// disconnected it): the core connection ends as if the peer had closed.
-    /// The socket disconnected: ends its core connection. Returns the place it held.
+    /// disconnected it): the core connection ends as if the peer had closed. Returns the place
+    /// the socket held.
     fn on_disconnect(&self) -> Option<ConnectionSlot> {
         self.gone.cancel();
         self.take_pending();
@@ -475,7 +475,7 @@ impl Bridge {
             if !emit_now(socket, "authenticated", payload) {
                 return false;
             }
-            self.ping();
+            keepalive::ping(self);
             true
         } else {
             // As IGNIS: the first ping comes before `authenticated`.
@@ -484,25 +484,13 @@ impl Bridge {
         }
     }
 
-    /// The periodic `ping`: sealed through the core for an encrypted client, emitted as is
-    /// otherwise. When engine.io's buffer is full this one is skipped: the writer is behind a
-    /// burst, not a client gone (engine.io's own heartbeat watches the session), and a
-    /// healthy client is not disconnected for it. `false` when the socket is gone.
-    pub(super) fn send_ping(&self) -> bool {
-        if self.encrypted.load(Ordering::Acquire) {
-            self.ping();
-            return true;
-        }
-        self.socket().is_some_and(|socket| {
-            try_emit(&socket, "ping", &json!({ "time": now_iso8601() })) != Emitted::Failed
-        })
+    /// The client's frames are sealed (its `ping` goes through the core).
+    pub(super) fn is_encrypted(&self) -> bool {
+        self.encrypted.load(Ordering::Acquire)
     }
 
-    /// The application-level ping, through the core so an encrypted client gets it sealed
-    /// ([`keepalive::ping_through_core`]).
-    pub(super) fn ping(&self) {
-        if let Some(id) = self.client_id.get() {
-            keepalive::ping_through_core(&self.server, id);
-        }
+    /// The core's client id, once admitted.
+    pub(super) fn client_id(&self) -> Option<&str> {
+        self.client_id.get().map(String::as_str)
     }
 }

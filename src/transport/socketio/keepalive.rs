@@ -12,6 +12,7 @@ use serde_json::json;
 use serde_json::value::to_raw_value;
 
 use super::bridge::Bridge;
+use super::outlet::{Emitted, try_emit};
 use crate::protocol::{BusEnvelope, BusTarget, Text, now_iso8601};
 use crate::server::{Incoming, Server};
 
@@ -62,6 +63,28 @@ pub(super) fn ping_through_core(server: &Server, client_id: &str) {
     });
 }
 
+/// The periodic `ping`: sealed through the core for an encrypted client, emitted as is
+/// otherwise. When engine.io's buffer is full this one is skipped: the writer is behind a
+/// burst, not a client gone (engine.io's own heartbeat watches the session), and a healthy
+/// client is not disconnected for it. `false` when the socket is gone.
+fn send_ping(bridge: &Bridge) -> bool {
+    if bridge.is_encrypted() {
+        ping(bridge);
+        return true;
+    }
+    bridge.socket().is_some_and(|socket| {
+        try_emit(&socket, "ping", &json!({ "time": now_iso8601() })) != Emitted::Failed
+    })
+}
+
+/// The application-level ping of an admitted client, through the core so that an encrypted
+/// client gets it sealed ([`ping_through_core`]).
+pub(super) fn ping(bridge: &Bridge) {
+    if let Some(id) = bridge.client_id() {
+        ping_through_core(bridge.server(), id);
+    }
+}
+
 /// The plaintext `heartbeat` that keeps the core from timing out a connected socket.
 const HEARTBEAT_FRAME: &str = r#"{"event":"heartbeat"}"#;
 
@@ -86,7 +109,7 @@ pub(super) async fn keepalive(bridge: Arc<Bridge>) {
         tokio::select! {
             () = gone.cancelled() => break,
             _ = ping.tick(), if !hardened => {
-                if !bridge.send_ping() {
+                if !send_ping(&bridge) {
                     break;
                 }
             }
