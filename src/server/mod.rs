@@ -362,29 +362,33 @@ impl Server {
         self.0.shutdown.clone().cancelled_owned()
     }
 
-    /// Closes every socket with 1001 (each within `shutdown_timeout`), waits for the
-    /// connection tasks and their disconnect hooks, then stops the bus.
+    /// Closes every socket with 1001 after what was queued for it, waits for the connection
+    /// tasks and their disconnect hooks, then stops the bus. What has not ended within
+    /// `shutdown_timeout` (a slow hook, a client that does not read) is closed at once, and
+    /// given one more second.
     pub async fn shutdown(&self) {
+        use crate::protocol::CloseCode::GoingAway;
         if !self.0.shutdown.is_cancelled() {
             self.drain().await;
         }
-        self.0.shutdown.cancel();
         // Connection tasks learn of the shutdown through their outbox; one registered after
         // this sweep checks the cancellation itself (`connection::run`).
-        let handles = self.0.registry().handles();
-        for h in handles {
-            h.close(crate::protocol::CloseCode::GoingAway);
+        self.0.shutdown.cancel();
+        for h in self.0.registry().handles() {
+            h.close_after_flush(GoingAway);
         }
         self.0.tracker.close();
-        let grace = self.0.config.shutdown_timeout + Duration::from_secs(1);
-        if tokio::time::timeout(grace, self.0.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                remaining = self.0.tracker.len(),
-                "connection tasks still running after the shutdown timeout"
-            );
+        let wait = |limit| tokio::time::timeout(limit, self.0.tracker.wait());
+        if wait(self.0.config.shutdown_timeout).await.is_err() {
+            for h in self.0.registry().handles() {
+                h.close(GoingAway);
+            }
+            if wait(Duration::from_secs(1)).await.is_err() {
+                tracing::warn!(
+                    remaining = self.0.tracker.len(),
+                    "connection tasks still running after the shutdown timeout"
+                );
+            }
         }
         self.0.bus.shutdown().await;
     }

@@ -135,16 +135,10 @@ pub async fn serve_with_shutdown(
         () = stopping => {}
         _ = &mut accepting => {}
     }
-    // The listener stays open through the drain: the clients not yet closed keep being
-    // served, also those that open a connection per request (Socket.IO polling), while
-    // everything new is refused with 503 (the server no longer reports ready). It closes
-    // once the drain is over.
-    let drained = server.shutdown_started();
-    let stop = stop_accepting.clone();
-    tokio::spawn(async move {
-        drained.await;
-        stop.cancel();
-    });
+    // The listener stays open until the shutdown is over (the drain, then the last writes):
+    // the clients not yet closed keep being served, also those that open a connection per
+    // request (Socket.IO polling collecting its last packets), while everything new is
+    // refused with 503 (the server no longer reports ready).
     server.shutdown().await;
     stop_accepting.cancel();
     // The listener is closed once the loop has returned.

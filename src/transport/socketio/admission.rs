@@ -183,6 +183,9 @@ impl Admission {
         let flush = self.server.config().shutdown_timeout;
         let now = Instant::now();
         let Some(close) = self.departed().go_away(sid, now, now + flush) else {
+            // A polling session: the shutdown waits out its last polls (the process would
+            // otherwise exit under them).
+            self.server.spawn_tracked(tokio::time::sleep(flush));
             return false;
         };
         self.server.spawn_tracked(async move {

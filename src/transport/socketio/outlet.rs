@@ -207,7 +207,12 @@ impl Outlet for Live {
     }
 
     fn refuse(&self, message: &str) {
-        refuse(&self.socket, message);
+        if self.bridge.server().is_ready() {
+            refuse(&self.socket, message);
+        } else {
+            // Refused because the server is going away: the client is to reconnect elsewhere.
+            self.bridge.go_away();
+        }
     }
 
     fn hello(&self, id: &str) {
@@ -224,7 +229,13 @@ impl Outlet for Live {
     }
 
     fn disconnect(&self) {
-        disconnect(self.socket.clone());
+        // While the server shuts down every end is a transport end: the client reconnects
+        // (to another instance), where a `41` would stop it for good.
+        if self.bridge.server().is_ready() {
+            disconnect(self.socket.clone());
+        } else {
+            self.bridge.go_away();
+        }
     }
 
     fn go_away(&self) {
