@@ -205,7 +205,7 @@ impl Admission {
 
     /// Session `sid` runs over the WebSocket connection `close` ends.
     pub(super) fn websocket(&self, sid: Sid, close: CloseHandle) {
-        self.departed().websocket(sid, close, Instant::now());
+        let _ = self.departed().websocket(sid, close, Instant::now());
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {

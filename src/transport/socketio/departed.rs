@@ -95,16 +95,17 @@ impl Departed {
     }
 
     /// Session `sid` runs over the WebSocket connection `close` ends. Ignored for a session
-    /// that left (the caller refuses its requests).
-    pub(super) fn websocket(&mut self, sid: Sid, close: CloseHandle, now: Instant) {
+    /// that left (the caller refuses its requests). Whether it was recorded.
+    pub(super) fn websocket(&mut self, sid: Sid, close: CloseHandle, now: Instant) -> bool {
         if self.has_left(sid, now) {
-            return;
+            return false;
         }
         if self.websockets.len() >= self.prune_at {
             self.websockets.retain(|_, close| !close.is_gone());
             self.prune_at = (self.websockets.len() * 2).max(FIRST_PRUNE);
         }
         self.websockets.insert(sid, close);
+        true
     }
 
     /// The socket of session `sid` left, at `now`, and `slot` is the place it held. Returns
@@ -147,13 +148,10 @@ impl Departed {
     /// it; otherwise the connection is the session's from now on. One step, so that a
     /// departure cannot fall between the check and the record.
     pub(super) fn upgrade(&mut self, sid: Sid, close: Option<CloseHandle>, now: Instant) -> bool {
-        if self.has_left(sid, now) {
-            return true;
+        match close {
+            Some(close) => !self.websocket(sid, close, now),
+            None => self.has_left(sid, now),
         }
-        if let Some(close) = close {
-            self.websocket(sid, close, now);
-        }
-        false
     }
 
     fn remember_left(
