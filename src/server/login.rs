@@ -335,16 +335,19 @@ where
         // The rooms the client is in now, but its own id room (which has no history): the
         // door may have changed the default rooms on admission (Socket.IO swaps in its own),
         // and a recovery reads only streams the client is in.
-        let own = &*info.id;
-        let rooms: Vec<String> = self
-            .server
-            .client_rooms(own)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|room| room != own)
-            .collect();
-        if let Some(exit) = self.recover(recover, &rooms, &[], true).await {
-            return Some(exit);
+        // Looked up only for a client that asked for a recovery or positions.
+        if recover.is_some() || self.positions().is_some() {
+            let own = &*info.id;
+            let rooms: Vec<String> = self
+                .server
+                .client_rooms(own)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|room| room != own)
+                .collect();
+            if let Some(exit) = self.recover(recover, &rooms, &[], true).await {
+                return Some(exit);
+            }
         }
         self.guard.announced = true;
         if let Some(hook) = self.server.0.hooks.connected.clone() {

@@ -34,7 +34,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
 use super::departed::{Departed, GRACE, asks_websocket, named_session};
-use super::outlet::disconnect;
+use super::farewell::disconnect;
 use crate::server::{ConnectionSlot, Server, SlotRefused};
 use crate::transport::closable::CloseHandle;
 

@@ -27,6 +27,7 @@ mod bridge;
 mod config;
 mod credentials;
 mod departed;
+mod farewell;
 mod keepalive;
 mod opening;
 mod outlet;

@@ -23,7 +23,7 @@ use socketioxide::extract::SocketRef;
 
 use super::admission::Admission;
 use super::bridge::Bridge;
-use super::outlet::{disconnect, refuse};
+use super::farewell::{disconnect, refuse};
 
 /// Events kept before the door opens; later ones are dropped (a client may only have sent its
 /// `authenticate`, or a hardened socket its `hello`, before it hears back).

@@ -9,18 +9,17 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 use super::bridge::Bridge;
+use super::farewell::{disconnect, disconnect_after, refuse};
 use super::raw_json::{Args, OwnedArgs};
 use super::translate::{Action, Translator};
 use super::tunnel::{self, Tunnel, TunnelAction};
-use crate::protocol::now_iso8601;
 use crate::server::Outgoing;
 
 /// What a [`Route`] asks of the socket; [`Live`] is the real one.
@@ -270,73 +269,4 @@ pub(super) fn emit_now<T: Serialize + ?Sized>(socket: &SocketRef, name: &str, da
         }
         Emitted::Failed => false,
     }
-}
-
-/// Emits `unauthenticated {message, time}` on `socket`, then disconnects it.
-pub(super) fn refuse(socket: &SocketRef, message: &str) {
-    let last = json!({ "message": message, "time": now_iso8601() });
-    disconnect_after(socket.clone(), Some(("unauthenticated", last)));
-}
-
-/// How long a disconnect that does not fit in a full engine.io buffer is retried: past
-/// engine.io's own heartbeat deadline, which ends a session that never drains.
-const DISCONNECT_RETRY_FOR: Duration = Duration::from_secs(60);
-
-/// An event emitted just before a disconnect: why.
-type LastWords = (&'static str, Value);
-
-/// Marks a socket whose disconnect is being retried ([`disconnect_after`]).
-#[derive(Clone)]
-struct DisconnectRetrying;
-
-/// Disconnects `socket` ([`disconnect_after`], with nothing to say first).
-pub(super) fn disconnect(socket: SocketRef) {
-    disconnect_after(socket, None);
-}
-
-/// Emits `last`, then disconnects `socket`. socketioxide can do neither while the socket's
-/// engine.io buffer is full (a client that stopped reading), so they are then retried, in
-/// that order, backing off, until they go through or the session ends: a slow client is never
-/// left connected without its core connection, and still learns why it was let go (a
-/// hardened slow consumer's `sealwire:close` 4005). One retry task per socket, however often
-/// its disconnect is asked for meanwhile (a client that keeps sending events into a full
-/// queue asks once per event).
-pub(super) fn disconnect_after(socket: SocketRef, mut last: Option<LastWords>) {
-    if try_disconnect(&socket, &mut last) {
-        return;
-    }
-    if socket.extensions.insert(DisconnectRetrying).is_some() {
-        return;
-    }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
-        let deadline = tokio::time::Instant::now() + DISCONNECT_RETRY_FOR;
-        let mut wait = Duration::from_millis(20);
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(wait).await;
-            if try_disconnect(&socket, &mut last) {
-                return;
-            }
-            wait = (wait * 2).min(Duration::from_secs(1));
-        }
-    });
-}
-
-/// One try of [`disconnect_after`]: the last words if still owed, then the disconnect.
-/// Whether it is done (or there is nothing left to do: the socket is not connected).
-fn try_disconnect(socket: &SocketRef, last: &mut Option<LastWords>) -> bool {
-    if !socket.connected() {
-        return true;
-    }
-    if let Some((event, data)) = last.as_ref() {
-        if let Err(SendError::Socket(SocketError::InternalChannelFull)) = socket.emit(*event, data)
-        {
-            return false;
-        }
-        // Emitted, or it cannot be: the disconnect decides.
-        *last = None;
-    }
-    socket.clone().disconnect().is_ok()
 }
