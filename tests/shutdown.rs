@@ -337,3 +337,59 @@ async fn a_drain_spreads_the_closes_and_loses_no_accepted_message() {
     stopping.await.expect("shutdown");
     s.stop().await;
 }
+
+/// Without a drain, the stop still writes what was queued for a client before its 1001: a
+/// client that was not reading when the stop began, holding far more than the socket
+/// buffers take, gets every message, in order, once it reads again within
+/// `shutdown_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_without_a_drain_writes_the_backlog_before_1001() {
+    const MESSAGES: u64 = 300;
+    let mut cfg = base_config();
+    cfg.outbox_bytes = 64 * 1024 * 1024;
+    cfg.shutdown_timeout = Duration::from_secs(5);
+    let s = start(cfg).await;
+    let (mut c, _) = s.plain("backlog").await;
+    let id = c.id();
+    // 300 x 60 KiB: about 18 MB, far beyond what loopback socket buffers hold, so most of
+    // it is still in the server's outbox when the stop begins.
+    let body = "x".repeat(60 * 1024);
+    for seq in 0..MESSAGES {
+        let sent = s
+            .server
+            .to_client(&id)
+            .emit("bulk", &serde_json::json!({ "seq": seq, "body": body }))
+            .await
+            .expect("accepted");
+        assert_eq!(sent.local_recipients, 1);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = {
+        let server = s.server.clone();
+        tokio::spawn(async move { server.shutdown().await })
+    };
+    wait_for(|| !s.server.is_ready()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut next = 0u64;
+    loop {
+        match c.recv().await {
+            Received::Text(t) => {
+                let frame: serde_json::Value = serde_json::from_str(&t).expect("json");
+                if frame["event"] == "bulk" {
+                    assert_eq!(frame["data"]["seq"].as_u64(), Some(next), "in order");
+                    next += 1;
+                }
+            }
+            Received::Close(code) => {
+                assert_eq!(code, Some(1001));
+                break;
+            }
+        }
+    }
+    assert_eq!(next, MESSAGES, "every queued message before the 1001");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown finished in time")
+        .expect("shutdown task");
+    s.stop().await;
+}
