@@ -348,7 +348,8 @@ async fn hardened_profile_with_pinned_server_key() {
     }
     client.close();
 
-    // A different pinned key: the server's signature is not trusted, and that is final.
+    // A different pinned key: the server's signature is not trusted. The token is not sent;
+    // the hello is not authenticated, so this is retried (the first connect is not).
     let other = sealwire::crypto::ServerIdentity::generate(&mut rand::rng()).public_key();
     let err = Client::builder(ts.ws_url())
         .token("hana")
@@ -362,7 +363,7 @@ async fn hardened_profile_with_pinned_server_key() {
     assert!(
         matches!(
             err,
-            sealwire::client::ClientError::Disconnected(DisconnectReason::Protocol(_))
+            sealwire::client::ClientError::Disconnected(DisconnectReason::Handshake(_))
         ),
         "{err:?}"
     );

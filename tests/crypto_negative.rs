@@ -439,3 +439,31 @@ fn tampered_handshakes_and_downgrades_are_rejected() {
     assert_eq!(server.confirm_client("???"), Err(CryptoError::Handshake));
     assert!(server.awaiting_client_confirmation());
 }
+
+/// Pins ask for an authenticated server, which only the hardened profile gives: a
+/// compatibility handshake that pins keys refuses the server's answer rather than take an
+/// unauthenticated session.
+#[test]
+fn a_compat_handshake_with_pins_takes_no_session() {
+    let pins = vec![identity(9).public_key()];
+    let cfg = HandshakeConfig {
+        pinned_server_keys: pins,
+        ..HandshakeConfig::default()
+    };
+    let client = ClientHandshake::new(cfg.clone(), &mut rand::rng());
+    let (hello, _server) = server_handshake(
+        &HandshakeConfig::default(),
+        "c",
+        &client.public_key_base64(),
+        None,
+        &mut rand::rng(),
+    )
+    .expect("server");
+    assert_eq!(
+        client
+            .finish(&hello.server_public_key, &hello.salt)
+            .map(|_| ())
+            .expect_err("pinned compat"),
+        CryptoError::UntrustedServer
+    );
+}

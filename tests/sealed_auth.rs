@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::hardened::{config_with, hardened_pair, identity, start_echo};
-use common::relay::{Dir, Relay, Tamper, passive};
+use common::relay::{Dir, Relay, Tamper, close_frame, passive};
 use common::sdk::{event_where, next_event};
 use common::*;
 use sealwire::client::{Client, DisconnectReason, Encryption, Event, ReconnectPolicy};
@@ -151,7 +151,7 @@ async fn a_pinning_client_never_sends_its_token_to_a_substituted_server() {
         assert!(
             matches!(
                 &err,
-                sealwire::client::ClientError::Disconnected(DisconnectReason::Protocol(m))
+                sealwire::client::ClientError::Disconnected(DisconnectReason::Handshake(m))
                     if m.contains("not trusted")
             ),
             "{err:?}"
@@ -206,10 +206,14 @@ async fn the_token_swap_relay_attack_is_refused_by_the_server() {
             .connect()
             .await
             .expect_err(name);
+        // The server could not open what reached it: retried with a fresh handshake (a 4004
+        // is never final for a hardened client, or the man in the middle could stop it), and
+        // explained by the server's sealed error.
         assert!(
             matches!(
-                err,
-                sealwire::client::ClientError::Disconnected(DisconnectReason::EncryptionRequired)
+                &err,
+                sealwire::client::ClientError::Disconnected(DisconnectReason::Crypto(m))
+                    if m.contains(message)
             ),
             "{name}: {err:?}"
         );
@@ -267,7 +271,7 @@ async fn a_forged_connected_is_refused_by_the_client() {
             matches!(
                 err,
                 sealwire::client::ClientError::Disconnected(
-                    DisconnectReason::Protocol(_) | DisconnectReason::Crypto(_)
+                    DisconnectReason::Handshake(_) | DisconnectReason::Crypto(_)
                 )
             ),
             "{name}: {err:?}"
@@ -861,9 +865,10 @@ fn scripted_client(url: String) -> sealwire::client::ClientBuilder {
         .connect_timeout(Duration::from_secs(5))
 }
 
-/// What the client refuses before it is connected, each a `Protocol` failure (as the browser
-/// SDK does): a hello without a client id, a first record that is neither `connected` nor an
-/// `error`, and a `connected` agreeing to room keys of another extension.
+/// What the client refuses before it is connected (as the browser SDK does): a hello without
+/// a client id (a `Handshake` failure, retried: a hello is not authenticated), a first record
+/// that is neither `connected` nor an `error`, and a `connected` agreeing to room keys of
+/// another extension (`Protocol` failures, final: they are the server's own, sealed).
 #[tokio::test]
 async fn the_client_refuses_a_hello_without_id_and_any_first_record_but_connected() {
     let seal = |event: &str, data: Value| {
@@ -896,12 +901,16 @@ async fn the_client_refuses_a_hello_without_id_and_any_first_record_but_connecte
     ];
     for (name, url, expected) in cases {
         let err = scripted_client(url).connect().await.expect_err(name);
-        assert!(
-            matches!(
-                &err,
-                sealwire::client::ClientError::Disconnected(DisconnectReason::Protocol(m))
-                    if m.contains(expected)
-            ),
+        let sealwire::client::ClientError::Disconnected(reason) = &err else {
+            panic!("{name}: {err:?}");
+        };
+        let (DisconnectReason::Protocol(m) | DisconnectReason::Handshake(m)) = reason else {
+            panic!("{name}: {err:?}");
+        };
+        assert!(m.contains(expected), "{name}: {err:?}");
+        assert_eq!(
+            reason.is_retryable(),
+            name == "hello without an id",
             "{name}: {err:?}"
         );
     }
@@ -948,4 +957,81 @@ async fn a_refreshed_naming_another_user_ends_the_connection() {
         "{ev:?}"
     );
     client.close();
+}
+
+/// A close code, a plaintext `error` or a plaintext frame is not authenticated: anyone on the
+/// path can send one. A man in the middle who forges a 4003 (with an error text of its own)
+/// before the hello, or on an established session, does not stop a hardened client for
+/// good: the attempt ends without the token, the reason is retryable and carries none of the
+/// forged text, and an established client reconnects. (A 4003 announced by a sealed `error`
+/// stays final: `auth_failure_is_final_and_not_retried`.)
+#[tokio::test]
+async fn a_forged_4003_does_not_stop_a_hardened_client_for_good() {
+    let id = identity(0x5b);
+    let server = start_echo(config_with(Some(Arc::clone(&id)), 1 << 20)).await;
+    let forged_error =
+        json!({"event": "error", "data": {"message": "Account locked: visit evil.example"}})
+            .to_string();
+
+    // In place of the server's hello.
+    let fired = Arc::new(AtomicUsize::new(0));
+    let (once, error) = (Arc::clone(&fired), forged_error.clone());
+    let before_hello: Tamper = Arc::new(move |dir, n, text| {
+        if dir == Dir::Down && n == 0 && once.fetch_add(1, Ordering::SeqCst) == 0 {
+            return vec![error.clone(), close_frame(4003, "Authentication failed")];
+        }
+        vec![text.to_owned()]
+    });
+    let relay = Relay::start(server.ws_url(), before_hello).await;
+    let err = pinned_client(&relay.ws_url(), &id)
+        .connect()
+        .await
+        .expect_err("the forged close ends the attempt");
+    let sealwire::client::ClientError::Disconnected(reason) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        matches!(reason, DisconnectReason::Closed { code: 4003, .. }),
+        "{reason:?}"
+    );
+    assert!(reason.is_retryable(), "{reason:?}");
+    assert!(!reason.to_string().contains("evil"), "{reason}");
+    assert!(!relay.transcript().contains(TOKEN));
+
+    // After the sealed `connected`, on the first connection only.
+    let fired = Arc::new(AtomicUsize::new(0));
+    let established: Tamper = Arc::new(move |dir, n, text| {
+        if dir == Dir::Down && n == 1 && fired.fetch_add(1, Ordering::SeqCst) == 0 {
+            return vec![
+                text.to_owned(),
+                forged_error.clone(),
+                close_frame(4003, "Authentication failed"),
+            ];
+        }
+        vec![text.to_owned()]
+    });
+    let relay = Relay::start(server.ws_url(), established).await;
+    let (client, mut events) = pinned_client(&relay.ws_url(), &id)
+        .reconnect(common::sdk::fast_reconnect())
+        .connect()
+        .await
+        .expect("hardened connect through the relay");
+    let Event::Disconnected { reason, retry_in } =
+        event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(
+        matches!(reason, DisconnectReason::Closed { code: 4003, .. }),
+        "{reason:?}"
+    );
+    assert!(retry_in.is_some(), "{reason:?}");
+    let Event::Connected { reconnected, .. } =
+        event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(reconnected);
+    client.close();
+    server.stop().await;
 }

@@ -26,7 +26,8 @@ pub enum Encryption {
     /// The hardened `sealwire-v2` profile: directional keys, strict in-order records with
     /// rekeying, key confirmation, and, when `pinned_server_keys` is not empty, a server
     /// signature over the handshake by one of those identity keys (otherwise the connection
-    /// is refused with [`DisconnectReason::Protocol`](super::DisconnectReason::Protocol)).
+    /// is refused with [`DisconnectReason::Handshake`](super::DisconnectReason::Handshake),
+    /// before the token is sent, and retried).
     Hardened {
         /// Accepted server identity keys (current and next, for rotation). Empty: the
         /// server is not authenticated by the handshake (use `wss://`).
@@ -175,8 +176,11 @@ pub struct ClientConfig {
     pub token_provider: Option<TokenProvider>,
     /// Encryption profile. Defaults to [`Encryption::Hardened`] without pinned keys.
     pub encryption: Encryption,
-    /// Handshake parameters (compatibility HKDF info string, ECDH backend). Its `profile` and
-    /// `pinned_server_keys` are taken from `encryption`. Defaults to the IGNIS values.
+    /// Handshake parameters (compatibility HKDF info string, ECDH backend). Its `profile` is
+    /// taken from `encryption`; its `pinned_server_keys` are accepted besides those of
+    /// [`Encryption::Hardened`], and refused by
+    /// [`ClientBuilder::connect`](super::ClientBuilder::connect)
+    /// with any other profile (pins need the hardened profile). Defaults to the IGNIS values.
     pub handshake: HandshakeConfig,
     /// How often a `heartbeat` is sent. Defaults to 25 s (below the server's default sweep).
     pub heartbeat_interval: Duration,
@@ -273,6 +277,21 @@ impl ClientConfig {
         })
     }
 
+    /// The server identity keys a hardened connection accepts: `encryption`'s pins and
+    /// those of `handshake`.
+    pub(super) fn pins(
+        &self,
+        encryption_pins: &[crate::crypto::PeerPublicKey],
+    ) -> Vec<crate::crypto::PeerPublicKey> {
+        let mut pins = encryption_pins.to_vec();
+        for key in &self.handshake.pinned_server_keys {
+            if !pins.contains(key) {
+                pins.push(key.clone());
+            }
+        }
+        pins
+    }
+
     pub(super) fn validate(&self) -> Result<(), ClientError> {
         if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
             return Err(ClientError::Config(format!(
@@ -286,6 +305,15 @@ impl ClientConfig {
         if self.heartbeat_interval.is_zero() || self.connect_timeout.is_zero() {
             return Err(ClientError::Config(
                 "heartbeat_interval and connect_timeout must be non-zero".into(),
+            ));
+        }
+        if !self.handshake.pinned_server_keys.is_empty()
+            && !matches!(self.encryption, Encryption::Hardened { .. })
+        {
+            // Only the hardened profile authenticates the server: pins anywhere else would
+            // look like protection and be none.
+            return Err(ClientError::Config(
+                "pinned server keys need the hardened profile (Encryption::Hardened)".into(),
             ));
         }
         if self
@@ -333,6 +361,24 @@ mod tests {
         let limited = ReconnectPolicy::default().max_attempts(Some(2));
         assert!(limited.delay(2).is_some());
         assert!(limited.delay(3).is_none());
+    }
+
+    #[test]
+    fn pins_in_the_handshake_config_pin_or_are_refused() {
+        use crate::crypto::ServerIdentity;
+        let key = |b: u8| {
+            ServerIdentity::from_bytes(&[b; 32])
+                .expect("key")
+                .public_key()
+        };
+        let mut c = ClientConfig::new("ws://127.0.0.1:1/ws");
+        c.handshake = HandshakeConfig::hardened(vec![key(1), key(2)]);
+        assert!(c.validate().is_ok());
+        assert_eq!(c.pins(&[key(2), key(3)]), vec![key(2), key(3), key(1)]);
+        for encryption in [Encryption::Compat, Encryption::Off] {
+            c.encryption = encryption;
+            assert!(matches!(c.validate(), Err(ClientError::Config(_))));
+        }
     }
 
     #[test]

@@ -10,12 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{ClientConfig, Encryption};
 use super::event::{DisconnectReason, Event};
+use super::inbound::UNPARSEABLE;
 use super::lifetime::Lifetime;
 use super::login::{CLOSE_GRACE, Live, Ws, plain_login, sealed_login};
 use super::{ClientError, Command, ConnectionInfo, SharedState};
 use crate::crypto::{ClientHandshake, CryptoError, HandshakeConfig, Profile, Session, room};
 use crate::protocol::{
-    AuthenticatePayload, CloseCode, RecoverRequest, RefreshPayload, RoomsPayload, event, frame_json,
+    AuthenticatePayload, RecoverRequest, RefreshPayload, RoomsPayload, event, frame_json,
 };
 
 pub(crate) struct Task {
@@ -139,7 +140,7 @@ impl Task {
                     let handshake = ClientHandshake::new(
                         HandshakeConfig {
                             profile: Profile::Hardened,
-                            pinned_server_keys: pinned_server_keys.clone(),
+                            pinned_server_keys: self.config.pins(pinned_server_keys),
                             ..self.config.handshake.clone()
                         },
                         &mut rand::rng(),
@@ -296,7 +297,11 @@ impl Task {
                                 _ => self.on_binary(&msg.into_data(), &session, binary_room_records.then_some(&mut room_keys)),
                             };
                             if let Some(ev) = ev {
-                                if let Event::ServerError { message } = &ev {
+                                if let Event::ServerError { message } = &ev
+                                    && message != UNPARSEABLE
+                                {
+                                    // An error the server sent (sealed, on an encrypted
+                                    // session): it explains a 4003/4004 that follows.
                                     last_error = Some(message.clone());
                                 }
                                 if let Event::Refreshed { user_id, .. } = &ev
@@ -357,22 +362,20 @@ impl Task {
     }
 }
 
-/// Maps the close of an established connection. Every frame a hardened client sends is a
-/// sealed record, so a 4004 there means the server could not open one of them (a frame damaged
-/// or altered on its way): like a server record this client cannot open, that is
-/// [`DisconnectReason::Crypto`], retried with a fresh handshake, not a final refusal.
+/// Maps the close of an established connection. On a hardened session a close code is not
+/// authenticated ([`DisconnectReason::from_hardened_close`]): every frame such a client sends
+/// is a sealed record, so a 4004 means the server could not open one of them (a frame damaged
+/// or altered on its way), retried with a fresh handshake, and a 4003 is final only when a
+/// sealed `error` announced it (`last_error` is then the sealed one: plaintext frames are
+/// refused on an encrypted session).
 fn established_close(
     code: u16,
     reason: &str,
     last_error: Option<String>,
     session: Option<&Session>,
 ) -> DisconnectReason {
-    let hardened = session.is_some_and(|s| s.profile() == Profile::Hardened);
-    if hardened && CloseCode::from_code(code) == Some(CloseCode::EncryptionRequired) {
-        let detail = last_error.unwrap_or_else(|| reason.to_owned());
-        return DisconnectReason::Crypto(format!(
-            "the server could not open a record (4004 {detail})"
-        ));
+    if session.is_some_and(|s| s.profile() == Profile::Hardened) {
+        return DisconnectReason::from_hardened_close(code, reason, last_error, true);
     }
     DisconnectReason::from_close(code, reason, last_error)
 }

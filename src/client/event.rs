@@ -109,14 +109,17 @@ pub enum DisconnectReason {
     AuthTimeout,
     /// 4002: the server saw no message within its heartbeat timeout. Retried.
     HeartbeatTimeout,
-    /// 4003: the credentials were refused (or the server's auth hook failed). Final.
+    /// 4003: the credentials were refused (or the server's auth hook failed). Final. On a
+    /// hardened connection only when a sealed `error` announced it; a bare 4003 there is
+    /// [`DisconnectReason::Closed`], retried.
     AuthFailed {
         /// The server's error string, if it sent one.
         message: Option<String>,
     },
-    /// 4004: encryption is required and no session could be established. Final. (A 4004 on
-    /// an established hardened session is [`DisconnectReason::Crypto`]: the server could not
-    /// open a record of this client's.)
+    /// 4004: encryption is required and no session could be established. Final. (A hardened
+    /// client never gets this: a 4004 before its key exchange is
+    /// [`DisconnectReason::Handshake`], after it [`DisconnectReason::Crypto`]: the server could
+    /// not open a record of this client's.)
     EncryptionRequired,
     /// 4005: this client read too slowly and the server dropped it. Retried.
     SlowConsumer,
@@ -135,8 +138,15 @@ pub enum DisconnectReason {
     /// The connection broke or could not be opened (no close frame). Retried.
     Network(String),
     /// The server broke the protocol (e.g. no handshake reply although encryption was asked
-    /// for). Final when it happens during the handshake.
+    /// for, or, inside a hardened session's record layer, a `connected` for another client
+    /// id). Final when it happens during the handshake.
     Protocol(String),
+    /// Hardened profile: the server's `hello` did not check out (malformed, a server identity
+    /// that is not pinned, a bad signature or key confirmation), a plaintext `connected` came
+    /// where the key exchange belongs (a downgrade), or the server closed with 4004 before the
+    /// key exchange. The token was not sent. Nothing of this is authenticated (anyone on the
+    /// path can cause it), so it is retried: an attacker cannot stop the client for good.
+    Handshake(String),
     /// A hardened session received a record it could not open, or the server closed it with
     /// 4004 because it could not open one of this client's (sessions in that profile cannot
     /// skip records). Retried with a fresh handshake.
@@ -166,6 +176,36 @@ impl DisconnectReason {
         }
     }
 
+    /// Maps a close frame on a hardened connection, where a close code is not authenticated
+    /// (anyone on the path can send one): a 4003 is final ([`Self::AuthFailed`]) only when a
+    /// sealed `error` announced it (`sealed_error`), and [`Self::Closed`] (retried) without
+    /// one; a 4004 is never final: before the key exchange ([`Self::Handshake`]) nothing says
+    /// it is the server's, and after it ([`Self::Crypto`]) it means the server could not open
+    /// a record of this client's, damaged or altered on its way.
+    pub(crate) fn from_hardened_close(
+        code: u16,
+        reason: &str,
+        sealed_error: Option<String>,
+        key_exchanged: bool,
+    ) -> Self {
+        match CloseCode::from_code(code) {
+            Some(CloseCode::EncryptionRequired) if !key_exchanged => {
+                Self::Handshake(format!("4004 before the key exchange ({reason})"))
+            }
+            Some(CloseCode::EncryptionRequired) => {
+                let detail = sealed_error.unwrap_or_else(|| reason.to_owned());
+                Self::Crypto(format!(
+                    "the server could not open a record (4004 {detail})"
+                ))
+            }
+            Some(CloseCode::AuthFailed) if sealed_error.is_none() => Self::Closed {
+                code,
+                reason: "4003 not announced by a sealed error".into(),
+            },
+            _ => Self::from_close(code, reason, sealed_error),
+        }
+    }
+
     /// The close code, when the server sent one.
     #[must_use]
     pub fn code(&self) -> Option<u16> {
@@ -178,12 +218,17 @@ impl DisconnectReason {
             Self::SessionExpired => Some(4006),
             Self::ServerShutdown => Some(1001),
             Self::Closed { code, .. } => Some(*code),
-            Self::Network(_) | Self::Protocol(_) | Self::Crypto(_) | Self::ClientClosed => None,
+            Self::Network(_)
+            | Self::Protocol(_)
+            | Self::Handshake(_)
+            | Self::Crypto(_)
+            | Self::ClientClosed => None,
         }
     }
 
     /// Whether reconnecting with the same credentials can help. 4003, 4004, protocol
-    /// violations and [`DisconnectReason::ClientClosed`] are final.
+    /// violations and [`DisconnectReason::ClientClosed`] are final; a hardened handshake that
+    /// did not check out ([`DisconnectReason::Handshake`]) is not.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         !matches!(
@@ -210,6 +255,7 @@ impl std::fmt::Display for DisconnectReason {
             Self::Closed { code, reason } => write!(f, "{code} {reason}"),
             Self::Network(e) => write!(f, "network: {e}"),
             Self::Protocol(e) => write!(f, "protocol: {e}"),
+            Self::Handshake(e) => write!(f, "handshake: {e}"),
             Self::Crypto(e) => write!(f, "crypto: {e}"),
             Self::ClientClosed => f.write_str("closed by the client"),
         }

@@ -15,6 +15,10 @@ use crate::protocol::{
     parse_iso8601,
 };
 
+/// The [`Event::ServerError`] reported for a frame that is not JSON: the client's own words,
+/// not the server's, so it never explains a close.
+pub(super) const UNPARSEABLE: &str = "unparseable frame from the server";
+
 impl Task {
     /// Turns an inbound text frame into an event; `None` for frames that carry nothing for the
     /// application (no event name).
@@ -28,7 +32,7 @@ impl Task {
         let raw = self.config.capture_raw_frames.then(|| text.to_owned());
         let Ok(msg) = Inbound::parse(text) else {
             return Some(Event::ServerError {
-                message: "unparseable frame from the server".into(),
+                message: UNPARSEABLE.into(),
             });
         };
         let name = msg.event.clone()?;
@@ -141,7 +145,7 @@ fn open_room(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<
     let epoch = data.get("epoch")?.as_u64()?;
     let seq = data.get("seq")?.as_u64()?;
     let ct = data.get("ct")?.as_str()?;
-    let plaintext = keyring.open(room, epoch, seq, ct).ok()?;
+    let plaintext = Zeroizing::new(keyring.open(room, epoch, seq, ct).ok()?);
     room_envelope(room, &plaintext)
 }
 
@@ -149,7 +153,7 @@ fn open_room(keyring: Option<&mut RoomKeyring>, data: Option<&Value>) -> Option<
 /// keyring), it is not one, it does not open, or its plaintext is not an application envelope.
 fn open_binary_room(keyring: Option<&mut RoomKeyring>, bytes: &[u8]) -> Option<Inbound> {
     let record = BinaryRecord::parse(bytes).ok()?;
-    let plaintext = keyring?.open_binary(&record).ok()?;
+    let plaintext = Zeroizing::new(keyring?.open_binary(&record).ok()?);
     room_envelope(record.room, &plaintext)
 }
 

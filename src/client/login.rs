@@ -39,10 +39,11 @@ pub(crate) struct Live {
     pub(super) binary_room_records: bool,
 }
 
-/// The next text frame during login, parsed; a close frame or a broken socket ends the login.
+/// The next text frame during login, parsed; a close frame (mapped by `on_close`) or a
+/// broken socket ends the login.
 async fn next_inbound(
     ws: &mut Ws,
-    last_error: &Option<String>,
+    on_close: impl FnOnce(u16, &str) -> DisconnectReason,
 ) -> Result<Inbound, DisconnectReason> {
     loop {
         let text = match ws.next().await {
@@ -56,11 +57,7 @@ async fn next_inbound(
                 let (code, reason) = frame
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
                     .unwrap_or((1005, String::new()));
-                return Err(DisconnectReason::from_close(
-                    code,
-                    &reason,
-                    last_error.clone(),
-                ));
+                return Err(on_close(code, &reason));
             }
             Some(Ok(WsMessage::Text(t))) => t,
             Some(Ok(_)) => continue,
@@ -77,8 +74,19 @@ async fn abort(ws: &mut Ws, reason: DisconnectReason) -> DisconnectReason {
     reason
 }
 
+/// A compatibility `connected` whose handshake fields do not work: a server that does not
+/// speak the profile (final).
 fn handshake_refused(e: CryptoError) -> DisconnectReason {
     DisconnectReason::Protocol(match e {
+        CryptoError::UntrustedServer => "server identity not trusted".into(),
+        _ => "encryption handshake failed".into(),
+    })
+}
+
+/// A hardened `hello` that does not check out. Unauthenticated, so retried
+/// ([`DisconnectReason::Handshake`]).
+fn hello_refused(e: CryptoError) -> DisconnectReason {
+    DisconnectReason::Handshake(match e {
         CryptoError::UntrustedServer => "server identity not trusted".into(),
         _ => "encryption handshake failed".into(),
     })
@@ -114,7 +122,11 @@ pub(super) async fn plain_login(
         .map_err(|e| DisconnectReason::Network(e.to_string()))?;
     let mut last_error = None;
     loop {
-        let msg = next_inbound(&mut ws, &last_error).await?;
+        let explain = last_error.clone();
+        let msg = next_inbound(&mut ws, |code, reason| {
+            DisconnectReason::from_close(code, reason, explain)
+        })
+        .await?;
         match msg.event.as_deref() {
             Some(event::ERROR) => last_error = error_message(msg.data.as_ref()),
             Some(event::CONNECTED) => {
@@ -145,7 +157,10 @@ pub(super) async fn plain_login(
 
 /// Hardened profile: the key exchange first, the credentials sealed after the server has
 /// proven (by its confirmation, and its signature when keys are pinned) that it holds the
-/// session keys, then a sealed `connected`.
+/// session keys, then a sealed `connected`. Only what arrives inside the record layer can
+/// make a failure final (a sealed refusal of the credentials, a sealed `connected` that
+/// breaks the protocol); everything before it can be forged on the path, and is retried
+/// ([`DisconnectReason::Handshake`], [`DisconnectReason::from_hardened_close`]).
 pub(super) async fn sealed_login(
     mut ws: Ws,
     handshake: ClientHandshake,
@@ -154,23 +169,28 @@ pub(super) async fn sealed_login(
     ws.send(WsMessage::text(handshake.hello_json()))
         .await
         .map_err(|e| DisconnectReason::Network(e.to_string()))?;
-    let mut last_error = None;
     let hello = loop {
-        let msg = next_inbound(&mut ws, &last_error).await?;
+        let msg = next_inbound(&mut ws, |code, reason| {
+            DisconnectReason::from_hardened_close(code, reason, None, false)
+        })
+        .await?;
         match msg.event.as_deref() {
-            Some(event::ERROR) => last_error = error_message(msg.data.as_ref()),
+            Some(event::ERROR) => {
+                // Plaintext, so nothing to go by: it never explains a close.
+                tracing::debug!(message = ?error_message(msg.data.as_ref()), "plaintext error before the hello");
+            }
             Some(event::HELLO) => {
                 match serde_json::from_value::<HelloPayload>(msg.data.unwrap_or(Value::Null)) {
                     Ok(hello) if !hello.id.is_empty() => break hello,
                     _ => {
-                        let reason = DisconnectReason::Protocol("malformed hello".into());
+                        let reason = DisconnectReason::Handshake("malformed hello".into());
                         return Err(abort(&mut ws, reason).await);
                     }
                 }
             }
             Some(event::CONNECTED) => {
                 // A plaintext `connected` would skip the key exchange: a downgrade.
-                let reason = DisconnectReason::Protocol("plaintext connected refused".into());
+                let reason = DisconnectReason::Handshake("plaintext connected refused".into());
                 return Err(abort(&mut ws, reason).await);
             }
             _ => {}
@@ -178,11 +198,11 @@ pub(super) async fn sealed_login(
     };
     let finished = match handshake.finish_hello(&hello) {
         Ok(f) => f,
-        Err(e) => return Err(abort(&mut ws, handshake_refused(e)).await),
+        Err(e) => return Err(abort(&mut ws, hello_refused(e)).await),
     };
     let mut session = finished.session;
     let Some(confirmation) = finished.confirmation else {
-        let reason = DisconnectReason::Protocol("no key confirmation".into());
+        let reason = DisconnectReason::Handshake("no key confirmation".into());
         return Err(abort(&mut ws, reason).await);
     };
     let data = serde_json::to_string(&authenticate)
@@ -197,12 +217,17 @@ pub(super) async fn sealed_login(
     };
     sent.await
         .map_err(|e| DisconnectReason::Network(e.to_string()))?;
+    let mut sealed_error = None;
     loop {
-        let msg = next_inbound(&mut ws, &last_error).await?;
+        let explain = sealed_error.clone();
+        let msg = next_inbound(&mut ws, |code, reason| {
+            DisconnectReason::from_hardened_close(code, reason, explain, true)
+        })
+        .await?;
         if msg.event.as_deref() != Some(event::ENCRYPTED) {
             // Nothing but sealed records may follow the key exchange.
             if msg.event.as_deref() == Some(event::CONNECTED) {
-                let reason = DisconnectReason::Protocol("plaintext connected refused".into());
+                let reason = DisconnectReason::Handshake("plaintext connected refused".into());
                 return Err(abort(&mut ws, reason).await);
             }
             continue;
@@ -210,14 +235,14 @@ pub(super) async fn sealed_login(
         let inner = msg
             .data
             .and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok())
-            .and_then(|p| session.open(&p).ok())
+            .and_then(|p| session.open(&p).ok().map(zeroize::Zeroizing::new))
             .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok());
         let Some(inner) = inner else {
             let reason = DisconnectReason::Crypto("undecryptable record during login".into());
             return Err(abort(&mut ws, reason).await);
         };
         match inner.event.as_deref() {
-            Some(event::ERROR) => last_error = error_message(inner.data.as_ref()),
+            Some(event::ERROR) => sealed_error = error_message(inner.data.as_ref()),
             Some(event::CONNECTED) => {
                 let connected: ConnectedPayload =
                     serde_json::from_value(inner.data.unwrap_or(Value::Null))

@@ -22,6 +22,25 @@ pub enum Dir {
 /// What the relay does with one frame: the frames to forward instead (empty drops it).
 pub type Tamper = Arc<dyn Fn(Dir, usize, &str) -> Vec<String> + Send + Sync>;
 
+/// What a [`Tamper`] returns to send a close frame instead of a text frame (see
+/// [`close_frame`]); the relay then stops forwarding in that direction.
+const CLOSE_MARKER: &str = "\u{0}close ";
+
+/// A close frame with `code` and `reason` for a [`Tamper`] to inject.
+pub fn close_frame(code: u16, reason: &str) -> String {
+    format!("{CLOSE_MARKER}{code} {reason}")
+}
+
+/// The close frame `out` stands for, if it is one ([`close_frame`]).
+fn as_close(out: &str) -> Option<Message> {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let (code, reason) = out.strip_prefix(CLOSE_MARKER)?.split_once(' ')?;
+    Some(Message::Close(Some(CloseFrame {
+        code: code.parse::<u16>().ok()?.into(),
+        reason: reason.to_owned().into(),
+    })))
+}
+
 /// Forwards every frame unchanged.
 pub fn passive() -> Tamper {
     Arc::new(|_, _, text| vec![text.to_owned()])
@@ -63,6 +82,10 @@ impl Relay {
                                 Message::Text(t) => {
                                     log_up.lock().expect("log").push((Dir::Up, t.to_string()));
                                     for out in tamper_up(Dir::Up, n, t.as_str()) {
+                                        if let Some(close) = as_close(&out) {
+                                            let _ = s_tx.send(close).await;
+                                            return;
+                                        }
                                         if s_tx.send(Message::text(out)).await.is_err() {
                                             return;
                                         }
@@ -85,6 +108,10 @@ impl Relay {
                                 Message::Text(t) => {
                                     log.lock().expect("log").push((Dir::Down, t.to_string()));
                                     for out in tamper(Dir::Down, n, t.as_str()) {
+                                        if let Some(close) = as_close(&out) {
+                                            let _ = c_tx.send(close).await;
+                                            return;
+                                        }
                                         if c_tx.send(Message::text(out)).await.is_err() {
                                             return;
                                         }

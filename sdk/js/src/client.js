@@ -466,7 +466,11 @@ export class SealwireClient {
       binaryRoomRecords: false,
       token: null,
       helloId: null,
+      // The server's last `error` (explains a 4003/4004 on a compat or plaintext connection).
       lastError: null,
+      // Hardened: the last `error` that arrived inside the record layer, the only one that
+      // may make a close final (see closeReason).
+      sealedError: null,
       sendChain: Promise.resolve(),
       recvChain: Promise.resolve(),
       timers: [],
@@ -518,7 +522,8 @@ export class SealwireClient {
         this.endConnection(conn, reason("config", err.message));
         return;
       }
-      const kind = err instanceof CryptoError ? "handshake" : "network";
+      // A key pair this runtime cannot make is not something a retry fixes.
+      const kind = err instanceof CryptoError ? "config" : "network";
       this.endConnection(conn, reason(kind, String(err?.message ?? err)));
       return;
     }
@@ -557,15 +562,27 @@ export class SealwireClient {
   }
 
   /**
-   * Why the server closed `conn`. Every frame a ready hardened client sends is a sealed
-   * record, so a 4004 then means the server could not open one (damaged or altered on its
-   * way): like a server record this client cannot open, that is `crypto`, retried with a
-   * fresh handshake, not the final `encryption-required`.
+   * Why the server closed `conn`. On a hardened connection a close code is not authenticated
+   * (anyone on the path can send one), so only a 4003 announced by a sealed `error` (the
+   * server, holding the session keys, refused the credentials) is final. A 4004 after the
+   * hello exchange means the server could not open one of this client's records (damaged or
+   * altered on its way): like a server record this client cannot open, that is `crypto`,
+   * retried with a fresh handshake. A 4004 before it, or a 4003 without a sealed error, is
+   * retried as well (docs/PROTOCOL.md section 10.9).
    */
   closeReason(conn, ev) {
-    if (ev.code === 4004 && conn.phase === "ready" && conn.session instanceof HardenedSession) {
-      const detail = conn.lastError ?? (ev.reason || "4004");
-      return reason("crypto", `the server could not open a record (4004 ${detail})`, 4004);
+    if (conn.phase === "hello" || conn.phase === "sealed" || conn.session instanceof HardenedSession) {
+      if (ev.code === 4004 && conn.phase === "hello") {
+        return reason("handshake", `4004 before the hello exchange (${ev.reason || "unauthenticated"})`, 4004);
+      }
+      if (ev.code === 4004) {
+        const detail = conn.sealedError ?? (ev.reason || "4004");
+        return reason("crypto", `the server could not open a record (4004 ${detail})`, 4004);
+      }
+      if (ev.code === 4003 && conn.sealedError === null) {
+        return reason("closed", "4003 not announced by a sealed error", 4003);
+      }
+      return fromClose(ev.code, ev.reason, conn.sealedError);
     }
     return fromClose(ev.code, ev.reason, conn.lastError);
   }
@@ -593,7 +610,9 @@ export class SealwireClient {
     if (typeof raw !== "string") {
       // The only binary message is a binary room record, on a connection that agreed to them.
       if (conn.binaryRoomRecords && conn.session) return this.onBinaryRoomRecord(conn, raw);
-      this.endConnection(conn, reason("protocol", "binary frame from the server"));
+      // Not authenticated (anyone on the path can inject one): retried, as a record that
+      // does not open.
+      this.endConnection(conn, reason("crypto", "unexpected binary frame from the server"));
       return;
     }
     let frame;
@@ -644,7 +663,8 @@ export class SealwireClient {
   /** Hardened: the server's plaintext `hello`. Everything is checked before the token goes out. */
   async onServerHello(conn, frame) {
     if (frame.event === "error") {
-      // E.g. `Encryption handshake failed` before the 4004 close.
+      // E.g. `Encryption handshake failed` before the 4004 close. Plaintext: reported, but
+      // it never makes a close final (closeReason).
       this.serverErrorBeforeConnected(conn, frame.data);
       return;
     }
@@ -662,8 +682,8 @@ export class SealwireClient {
     try {
       done = await conn.handshake.finishHello(frame.data);
     } catch (err) {
-      const kind = err instanceof CryptoError ? "handshake" : "protocol";
-      this.endConnection(conn, reason(kind, `${err?.kind ?? "error"}: ${err?.message ?? err}`));
+      // Nothing in a hello is authenticated until it checks out: retried (`handshake`).
+      this.endConnection(conn, reason("handshake", `${err?.kind ?? "error"}: ${err?.message ?? err}`));
       return;
     }
     if (conn.closed) return;
@@ -693,6 +713,7 @@ export class SealwireClient {
   onSealedConnected(conn, inner) {
     if (inner.event === "error") {
       this.serverErrorBeforeConnected(conn, inner.data);
+      conn.sealedError = conn.lastError;
       return;
     }
     if (inner.event !== "connected") {
@@ -701,7 +722,7 @@ export class SealwireClient {
     }
     const data = inner.data ?? {};
     if (data.id !== conn.helloId) {
-      this.endConnection(conn, reason("handshake", "connected names another client id than the hello"));
+      this.endConnection(conn, reason("protocol", "connected names another client id than the hello"));
       return;
     }
     // Only the extension asked for, and only when asked (absent or null: per-client records).
@@ -803,8 +824,8 @@ export class SealwireClient {
       try {
         conn.session = (await conn.handshake.finish(data)).session;
       } catch (err) {
-        const kind = err instanceof CryptoError ? "handshake" : "protocol";
-        this.endConnection(conn, reason(kind, `${err?.kind ?? "error"}: ${err?.message ?? err}`));
+        // A server that does not speak the compatibility handshake: final.
+        this.endConnection(conn, reason("protocol", `${err?.kind ?? "error"}: ${err?.message ?? err}`));
         return;
       }
     }
@@ -930,6 +951,7 @@ export class SealwireClient {
     if (frame.event === "error") {
       const message = typeof frame.data?.message === "string" ? frame.data.message : "error";
       conn.lastError = message;
+      if (encrypted) conn.sealedError = message;
       // A refused refresh is its own event (as in the Rust SDK), not also a serverError.
       if (message === REFRESH_FAILED) this.onRefreshFailed(conn, message);
       else this.emit("serverError", { message });

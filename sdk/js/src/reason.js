@@ -9,9 +9,12 @@
  *   provider for a fresh token), `server-shutdown` (1001),
  *   `closed` (any other close code), `network` (no close frame or the connect timeout),
  *   `token` (the token provider failed), `handshake` (the server's handshake reply did not
- *   check out, or was a downgrade), `protocol` (the server broke the protocol), `crypto`
- *   (a record did not open), `config` (the transport cannot be set up, e.g. socket.io-client
- *   is missing), `client-closed` (`close()` was called)
+ *   check out, was a downgrade, or a 4004 came before it: retried, since anyone on the path
+ *   can cause it; the token was not sent), `protocol` (the server broke the protocol inside
+ *   the record layer, or in a compat/plaintext session), `crypto` (a record did not open),
+ *   `config` (the settings or the runtime cannot work, e.g. socket.io-client is missing),
+ *   `client-closed` (`close()` was called). On a hardened connection a 4003 is final only
+ *   when a sealed `error` announced it; without one it is `closed`, retried.
  * @property {number|null} code the close code, when the server sent one
  * @property {string} message human-readable detail
  * @property {boolean} retryable whether reconnecting (with the same settings and a token from
@@ -29,7 +32,7 @@ const byCode = {
 };
 
 /** Kinds that reconnecting with the same token and settings cannot fix. */
-const FINAL = new Set(["auth-failed", "encryption-required", "handshake", "protocol", "config", "client-closed"]);
+const FINAL = new Set(["auth-failed", "encryption-required", "protocol", "config", "client-closed"]);
 
 /** A reason of `kind`. */
 export function reason(kind, message = kind, code = null) {

@@ -18,7 +18,7 @@
 // private field. (The grant's record bytes are wiped once decoded, but the base64 text of the
 // secret is a JavaScript string, which cannot be wiped: it lasts until it is collected.)
 
-import { bigEndian, concat, fromBase64, fromUtf8, fromUtf8Exact, lengthPrefixed, utf8 } from "./encoding.js";
+import { bigEndian, concat, fromBase64, fromUtf8Exact, lengthPrefixed, takeUtf8, utf8 } from "./encoding.js";
 import { CryptoError, defaultSubtle, expandSecret } from "./crypto.js";
 
 /** Wire id of the extension: the `roomKeys` value of the sealed `authenticate` and `connected`. */
@@ -197,7 +197,7 @@ export class RoomKeyring {
     let envelope;
     try {
       const pt = await this.#subtle.decrypt({ name: "AES-GCM", iv, additionalData: aad, tagLength: 128 }, held.key, ct);
-      envelope = JSON.parse(fromUtf8(new Uint8Array(pt)));
+      envelope = JSON.parse(takeUtf8(new Uint8Array(pt)));
     } catch {
       throw new CryptoError("decrypt");
     }

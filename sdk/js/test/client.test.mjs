@@ -141,9 +141,18 @@ test("downgrades are refused: plaintext connected instead of hello, or after it"
     await acceptHello(sock, { id: "c-1" });
     sock.push({ event: "connected", data: { id: "c-1", userId: "mallory", time: T0 } });
   });
-  ({ c } = client(t, net, { reconnect: { enabled: true, initialDelay: 1 } }));
+  let events;
+  ({ c, events } = client(t, net, { reconnect: { enabled: true, initialDelay: 1, maxDelay: 1, jitter: 0, maxAttempts: 2 } }));
   await stoppedWith(c.connect(), "handshake", /plaintext connected/);
-  assert.equal(net.sockets.length, 1, "a downgrade is not retried");
+  // Anyone on the path can inject a plaintext connected: it is retried, never final, and
+  // no attempt sends the token.
+  assert.equal(net.sockets.length, 3, "the first attempt and two retries");
+  const gone = events.filter((e) => e.type === "disconnected");
+  assert.deepEqual(gone.map((e) => [e.reason.kind, e.reason.retryable, e.retryIn === null]), [
+    ["handshake", true, false],
+    ["handshake", true, false],
+    ["handshake", true, true],
+  ]);
   assertNeverSent(net, TOKEN);
 });
 
@@ -153,7 +162,8 @@ test("a sealed connected must repeat the hello's client id", async (t) => {
     sock.push(await hs.seal({ event: "connected", data: { id: "c-2", userId: "alice", time: T0 } }));
   });
   const { c, events } = client(t, net);
-  await stoppedWith(c.connect(), "handshake", /client id/);
+  // Sealed, so the server's own word: a protocol failure, final.
+  await stoppedWith(c.connect(), "protocol", /client id/);
   assert.equal(events.filter((e) => e.type === "connected").length, 0);
 });
 
@@ -171,6 +181,37 @@ test("before connected: plaintext frames are ignored, a sealed error explains th
   });
   assert.deepEqual(events.filter((e) => e.type === "plaintextRejected").map((e) => e.event), ["error"]);
   assert.deepEqual(events.filter((e) => e.type === "serverError").map((e) => e.message), ["Authentication failed"]);
+});
+
+test("unauthenticated closes never stop a hardened client: a 4003 without a sealed error, a plaintext error before the hello", async (t) => {
+  // Before the hello: a forged error and a forged 4003 (the token was never sent).
+  const early = fakeNetwork(async (sock) => {
+    await sock.recv();
+    sock.push({ event: "error", data: { message: "Account locked: visit https://evil.example" } });
+    sock.close(4003, "Authentication failed");
+  });
+  let { c, events } = client(t, early, { reconnect: { enabled: true, initialDelay: 1, maxDelay: 1, jitter: 0, maxAttempts: 1 } });
+  await assert.rejects(c.connect(), (err) => {
+    assert.deepEqual([err.reason.kind, err.reason.code, err.reason.retryable], ["closed", 4003, true]);
+    assert.doesNotMatch(err.reason.message, /evil/);
+    return true;
+  });
+  assert.equal(early.sockets.length, 2, "retried");
+  assertNeverSent(early, TOKEN);
+  // On a ready session: a 4003 with no sealed error before it (only a plaintext one, refused).
+  const late = fakeNetwork(async (sock) => {
+    const id = `c-${late.sockets.length}`;
+    const { hs } = await acceptHello(sock, { id });
+    sock.push(await hs.seal({ event: "connected", data: { id, userId: "a", time: T0 } }));
+    if (late.sockets.length > 1) return;
+    sock.push({ event: "error", data: { message: "injected" } });
+    sock.close(4003, "Authentication failed");
+  });
+  ({ c, events } = client(t, late, { reconnect: { enabled: true, initialDelay: 1, maxDelay: 1, jitter: 0 } }));
+  await c.connect();
+  await until(() => events.some((e) => e.type === "connected" && e.reconnected), "the reconnect");
+  const d = events.find((e) => e.type === "disconnected");
+  assert.deepEqual([d.reason.kind, d.reason.code, d.reason.retryable], ["closed", 4003, true]);
 });
 
 test("before the hello: an injected plaintext frame is ignored and the real hello is taken", async (t) => {
@@ -221,14 +262,30 @@ test("a 4004 on a ready hardened session (the server could not open a record) is
   assert.match(d.reason.message, /Invalid encrypted message/);
 });
 
-test("a 4004 before the session is ready, or on a compatibility session, stays final", async (t) => {
-  const hardened = fakeNetwork(async (sock) => {
-    await acceptHello(sock, { id: "c-1" });
-    sock.close(4004, "Encryption required");
-  });
-  const { c } = client(t, hardened, { reconnect: { enabled: true, initialDelay: 1 } });
-  await stoppedWith(c.connect(), "encryption-required");
-  assert.equal(hardened.sockets.length, 1);
+test("a hardened client retries a 4004 at any stage; a compatibility session's stays final", async (t) => {
+  // After the hello exchange: the server could not open the confirmation or the sealed
+  // authenticate (altered on the way). Before it: the close is not authenticated.
+  for (const [stage, script] of [
+    ["after the hello", async (sock) => {
+      await acceptHello(sock, { id: "c-1" });
+      sock.close(4004, "Encryption required");
+    }],
+    ["before the hello", async (sock) => {
+      await sock.recv();
+      sock.push({ event: "error", data: { message: "Encryption handshake failed" } });
+      sock.close(4004, "Encryption required");
+    }],
+  ]) {
+    const hardened = fakeNetwork(script);
+    const { c, events } = client(t, hardened, { reconnect: { enabled: true, initialDelay: 1, maxDelay: 1, jitter: 0, maxAttempts: 1 } });
+    await assert.rejects(c.connect(), (err) => {
+      assert.equal(err.reason.code, 4004, stage);
+      assert.equal(err.reason.retryable, true, stage);
+      return true;
+    });
+    assert.equal(hardened.sockets.length, 2, `${stage}: retried`);
+    assert.ok(events.every((e) => e.type !== "disconnected" || e.reason.kind !== "encryption-required"), stage);
+  }
   const compat = fakeNetwork(async (sock) => {
     await acceptCompat(sock, { id: "c-2" });
     await sock.recv();
@@ -805,7 +862,9 @@ test("room keys: binary records only when asked and agreed; a binary message oth
   await c.connect();
   await until(() => events.some((e) => e.type === "disconnected"), "disconnected");
   const gone = events.find((e) => e.type === "disconnected");
-  assert.equal(gone.reason.kind, "protocol");
+  // Not authenticated (anyone on the path can inject one): retried, as a record that does
+  // not open.
+  assert.deepEqual([gone.reason.kind, gone.reason.retryable], ["crypto", true]);
   assert.match(gone.reason.message, /binary frame/);
   assert.equal(events.filter((e) => e.type === "message").length, 0);
   assert.throws(() => new SealwireClient({ url: "ws://x/ws", binaryRoomRecords: 1, WebSocket: function W() {} }), { kind: "config" });

@@ -102,10 +102,17 @@ impl ClientHandshake {
     /// # Errors
     /// [`CryptoError::InvalidPublicKey`] for a bad server key, [`CryptoError::Encoding`] for a
     /// salt that is not base64 of 32 bytes, [`CryptoError::Handshake`] if this handshake asked
-    /// for the hardened profile (use [`ClientHandshake::finish_connected`]).
+    /// for the hardened profile (use [`ClientHandshake::finish_connected`]),
+    /// [`CryptoError::UntrustedServer`] if it pins server keys (only the hardened profile
+    /// authenticates the server).
     pub fn finish(self, server_public_key: &str, salt: &str) -> Result<Session, CryptoError> {
         if self.config.profile != Profile::Compat {
             return Err(CryptoError::Handshake);
+        }
+        if !self.config.pinned_server_keys.is_empty() {
+            // The compatibility profile cannot authenticate the server: a pinned client
+            // must not take a session from it.
+            return Err(CryptoError::UntrustedServer);
         }
         let peer = PeerPublicKey::from_base64(server_public_key)?;
         let salt = decode_salt(salt)?;

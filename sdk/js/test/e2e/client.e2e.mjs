@@ -171,17 +171,27 @@ test("a plaintext client works where encryption is optional", LIMIT, async (t) =
   client.close();
 });
 
-test("an unpinned server identity is refused and not retried", LIMIT, async (t) => {
+test("an unpinned server identity is refused before the token is sent, on every attempt", LIMIT, async (t) => {
   const other = await ClientHandshake.create();
-  const { client, rec } = open(t, { token: "erin-js", pinnedServerKeys: [other.publicKeyBase64] });
+  // A hello is not authenticated until it checks out, so a refused one is retried (an
+  // attacker on the path must not be able to stop the client for good).
+  const { client, rec } = open(t, {
+    token: "erin-js",
+    pinnedServerKeys: [other.publicKeyBase64],
+    reconnect: { initialDelay: 50, maxDelay: 50, maxAttempts: 2 },
+  });
   await assert.rejects(client.connect(), (err) => {
     assert.equal(err.kind, "disconnected");
     assert.equal(err.reason.kind, "handshake");
     assert.match(err.reason.message, /untrusted-server/);
     return true;
   });
-  const d = await rec.next((e) => e.type === "disconnected", "disconnected");
-  assert.equal(d.retryIn, null);
+  const gone = rec.seen.filter((e) => e.type === "disconnected");
+  assert.deepEqual(gone.map((e) => [e.reason.kind, e.reason.retryable, e.retryIn === null]), [
+    ["handshake", true, false],
+    ["handshake", true, false],
+    ["handshake", true, true],
+  ]);
   assert.equal(rec.seen.filter((e) => e.type === "connected").length, 0);
 });
 
