@@ -678,7 +678,13 @@ async fn refusals_before_a_handler_are_json_and_a_full_batch_fits_the_body_limit
     assert!(body["error"].is_string(), "{body}");
     // Unknown paths under the prefix (404) and methods a route does not take (405, with
     // `Allow`): the same shape.
-    for path in ["/socket/nonexistent", "/socket/history/", "/socket/info/x"] {
+    for path in [
+        "/socket/nonexistent",
+        "/socket/history/",
+        "/socket/info/x",
+        "/socket",
+        "/socket/",
+    ] {
         let (status, body) = admin.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(

@@ -264,6 +264,50 @@ async fn an_empty_admin_token_is_refused() {
     }
 }
 
+/// A path that is not a literal path, or that would take another route, is a startup error
+/// (before anything is announced as listening), never a crash once running; a Socket.IO path
+/// with a trailing '/' is the same path.
+#[tokio::test]
+async fn paths_that_cannot_route_as_themselves_are_refused_at_startup() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--path", "/io/"], "invalid path"),
+        (&["--path", "/ws/:id"], "invalid path"),
+        (&["--path", "/{x}"], "invalid path"),
+        (&["--path", "/socket/health"], "admin API"),
+        (&["--path", "/metrics"], "metrics"),
+        (&["--path", "/"], "demo page"),
+        (&["--socketio-path", "/ws/"], "--path"),
+        (&["--socketio-path", "/metrics"], "metrics"),
+        (&["--socketio-path", "/:x"], "invalid --socketio-path"),
+        (&["--socketio-path", "/"], "every path"),
+        (&["--path", "/v1/rt", "--socketio-path", "/v1"], "--path"),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["--dev", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let err = serve_fails(&args).await;
+        assert!(err.contains(expected), "{flags:?}: {err}");
+        assert!(!err.contains("panicked"), "{flags:?}: {err}");
+    }
+    // Apart from each other and the server's routes: both serve.
+    let run = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--path",
+        "/v1/rt",
+        "--socketio-path",
+        "/v1/io/",
+    ])
+    .await;
+    assert!(run.url.ends_with("/v1/rt"), "{}", run.url);
+    let mut c = WsClient::connect(&run.url).await;
+    c.authenticate("u").await;
+    run.terminate();
+    assert_eq!(c.expect_close().await, Some(1001));
+    assert!(run.wait().await.success());
+}
+
 /// `--max-tcp-connections` caps the connections still speaking HTTP: past it, a new
 /// connection waits to be accepted until one of them ends. Zero is refused.
 #[tokio::test]

@@ -573,3 +573,38 @@ async fn room_lists_are_bounded_and_deduplicated() {
     assert_eq!(rooms_of(&s, &c).len(), before.len() + 1);
     s.stop().await;
 }
+
+/// A target no client can have (a reserved or empty room name, an empty user or client id)
+/// is refused when the message is sent, not published to nobody without a word; the same
+/// holds for every publisher (the admin API answers 400 for such rooms).
+#[tokio::test]
+async fn a_target_no_client_can_have_is_refused() {
+    let s = start(base_config()).await;
+    let sends = [
+        s.server.to_room("").emit("n", &1).await,
+        s.server.to_room("ws:broadcast").emit("n", &1).await,
+        s.server.to_room("x".repeat(300)).emit("n", &1).await,
+        s.server.to_user("").emit("n", &1).await,
+        s.server.to_client("").emit("n", &1).await,
+    ];
+    for (i, sent) in sends.into_iter().enumerate() {
+        assert!(
+            matches!(
+                sent,
+                Err(sealwire::PublishError::Message(
+                    sealwire::protocol::SendError::InvalidTarget(_)
+                ))
+            ),
+            "{i}: {sent:?}"
+        );
+    }
+    let (_c, _) = s.plain("u").await;
+    let sent = s
+        .server
+        .to_room("ws-default")
+        .emit("n", &1)
+        .await
+        .expect("a valid room");
+    assert_eq!(sent.local_recipients, 1);
+    s.stop().await;
+}

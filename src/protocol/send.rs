@@ -13,6 +13,11 @@ pub enum SendError {
     /// The event name is a protocol event (`authenticate`, `connected`, `encrypted`).
     #[error("event name {0:?} is reserved by the protocol")]
     ReservedEvent(String),
+    /// The target reaches nobody by construction: an empty user or client id, or a room name
+    /// [`RoomName::check`](super::RoomName::check) refuses (empty, too long, or under the
+    /// reserved `ws:` prefix).
+    #[error("invalid target: {0}")]
+    InvalidTarget(String),
     /// The payload does not serialize to JSON.
     #[error("payload is not serializable: {0}")]
     Serialize(#[from] serde_json::Error),

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::{Publication, Publish, PublishError, Receipt};
-use crate::protocol::{BusTarget, EventName, SendError};
+use crate::protocol::{BusTarget, EventName, RoomName, SendError};
 
 /// A delivery to one target, built by [`Publish::to`] and its shorthands and sent by
 /// [`To::emit`]. Nothing is published until the future `emit` returns is awaited.
@@ -46,8 +46,9 @@ impl<'a, P: Publish + ?Sized> To<'a, P> {
     /// returned future publishes.
     ///
     /// # Errors
-    /// [`PublishError::Message`] for an invalid or reserved event name or a payload that does
-    /// not serialize; otherwise what the publisher reports.
+    /// [`PublishError::Message`] for an invalid or reserved event name, a target no client
+    /// can have ([`SendError::InvalidTarget`]) or a payload that does not serialize;
+    /// otherwise what the publisher reports.
     pub fn emit(
         self,
         event: &str,
@@ -68,6 +69,9 @@ impl<'a, P: Publish + ?Sized> To<'a, P> {
         event: &str,
         data: Box<RawValue>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
+        if let Err(e) = check_target(&self.target) {
+            return Box::pin(std::future::ready(Err(e.into())));
+        }
         match EventName::new(event) {
             Ok(event) => self.publisher.publish(Publication {
                 target: self.target,
@@ -77,5 +81,18 @@ impl<'a, P: Publish + ?Sized> To<'a, P> {
             }),
             Err(e) => Box::pin(std::future::ready(Err(SendError::from(e).into()))),
         }
+    }
+}
+
+/// Refuses a target no client can have: published, it would reach nobody without a word.
+fn check_target(target: &BusTarget) -> Result<(), SendError> {
+    match target {
+        BusTarget::Room(room) => {
+            RoomName::check(room).map_err(|e| SendError::InvalidTarget(e.to_string()))
+        }
+        BusTarget::User(id) | BusTarget::Client(id) if id.is_empty() => {
+            Err(SendError::InvalidTarget("an empty id".into()))
+        }
+        _ => Ok(()),
     }
 }

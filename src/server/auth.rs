@@ -1,7 +1,7 @@
 //! Ready-made authenticate hooks: HS256 JWTs with a shared secret, the claim rules every JWT
 //! hook shares, and any-token for development. JWKS-backed JWTs are in `jwks.rs`.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -32,9 +32,19 @@ impl Default for JwtRules {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
-    exp: u64,
+    /// A NumericDate (RFC 7519 §2): seconds since the epoch, not necessarily an integer
+    /// (tokens minted with `time.time() + 3600` carry a fraction).
+    exp: f64,
     #[serde(flatten)]
     rest: serde_json::Map<String, Value>,
+}
+
+/// Seconds since the epoch, with the fraction.
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 impl JwtRules {
@@ -62,8 +72,11 @@ impl JwtRules {
 
     fn validation(&self, alg: jsonwebtoken::Algorithm) -> jsonwebtoken::Validation {
         let mut v = jsonwebtoken::Validation::new(alg);
-        v.set_required_spec_claims(&["exp", "sub"]);
-        v.validate_nbf = true;
+        // `exp` and `nbf` are checked in `verify`: the library takes integers only, where
+        // a NumericDate may have a fraction.
+        v.set_required_spec_claims(&["sub"]);
+        v.validate_exp = false;
+        v.validate_nbf = false;
         v.validate_aud = false;
         v.leeway = self.leeway;
         if let Some(iss) = &self.issuer {
@@ -89,11 +102,24 @@ impl JwtRules {
         if data.claims.sub.is_empty() {
             return None;
         }
-        let end = data.claims.exp.saturating_add(self.leeway);
+        // Within the leeway either side: not expired, and not before `nbf` (a number, when
+        // present).
+        let (now, leeway) = (now_secs(), self.leeway as f64);
+        let end = data.claims.exp + leeway;
+        if end < now {
+            return None;
+        }
+        match data.claims.rest.get("nbf") {
+            None => {}
+            Some(nbf) if nbf.as_f64().is_some_and(|nbf| nbf <= now + leeway) => {}
+            Some(_) => return None,
+        }
         Some(Identity {
             user_id: data.claims.sub,
             metadata: Value::Object(data.claims.rest),
-            expires_at: UNIX_EPOCH.checked_add(Duration::from_secs(end)),
+            expires_at: Duration::try_from_secs_f64(end)
+                .ok()
+                .and_then(|d| UNIX_EPOCH.checked_add(d)),
         })
     }
 }
@@ -264,6 +290,41 @@ mod tests {
         let late = token(b"k", &serde_json::json!({"sub": "u1", "exp": now() - 20}));
         assert!(JwtAuth::hs256(b"k").verify(&late).is_some());
         assert!(JwtAuth::hs256(b"k").leeway(0).verify(&late).is_none());
+    }
+
+    /// `exp` and `nbf` are NumericDates: numbers of seconds, with or without a fraction.
+    #[test]
+    fn numeric_dates_may_have_a_fraction() {
+        let auth = JwtAuth::hs256(b"k").leeway(0);
+        let check = |claims: Value| auth.verify(&token(b"k", &claims));
+        let exp = now() as f64 + 600.5;
+        let id = check(serde_json::json!({"sub": "u1", "exp": exp})).expect("fractional exp");
+        assert_eq!(
+            id.expires_at,
+            Some(UNIX_EPOCH + Duration::from_secs_f64(exp))
+        );
+        let whole = now() as f64 + 600.0;
+        assert!(check(serde_json::json!({"sub": "u1", "exp": whole})).is_some());
+        let past = now() as f64 - 10.5;
+        assert!(check(serde_json::json!({"sub": "u1", "exp": past})).is_none());
+        assert!(check(serde_json::json!({"sub": "u1", "exp": -1.5})).is_none());
+        assert!(check(serde_json::json!({"sub": "u1", "exp": "9999999999"})).is_none());
+        let nbf_past = now() as f64 - 5.25;
+        let nbf_future = now() as f64 + 60.25;
+        let ok = serde_json::json!({"sub": "u1", "exp": exp, "nbf": nbf_past});
+        assert!(check(ok).is_some());
+        let early = serde_json::json!({"sub": "u1", "exp": exp, "nbf": nbf_future});
+        assert!(check(early).is_none());
+        let bad_nbf = serde_json::json!({"sub": "u1", "exp": exp, "nbf": "soon"});
+        assert!(check(bad_nbf).is_none());
+        // Inside the leeway, a future `nbf` passes.
+        let early = serde_json::json!({"sub": "u1", "exp": exp, "nbf": nbf_future});
+        assert!(
+            JwtAuth::hs256(b"k")
+                .leeway(120)
+                .verify(&token(b"k", &early))
+                .is_some()
+        );
     }
 
     #[test]

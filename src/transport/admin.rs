@@ -45,6 +45,8 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
         // Any other path under the API's prefix: its JSON 404 (after the token check, so
         // that probing for routes needs the token).
         .route("/socket/{*rest}", any(rejections::not_found))
+        .route("/socket", any(rejections::not_found))
+        .route("/socket/", any(rejections::not_found))
         .route_layer(middleware::from_fn(rejections::refuse_oversized))
         .route_layer(middleware::from_fn_with_state(token.clone(), require_token));
     Router::new()

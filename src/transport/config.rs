@@ -85,9 +85,19 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpConfigError {
-    /// The WebSocket path does not start with `/`.
-    #[error("path must start with '/': {0:?}")]
+    /// The WebSocket path is not a literal path ([`check_path`]).
+    #[error(
+        "invalid path {0:?}: a literal path such as /ws is needed ('/', then segments of letters, digits, '-', '.', '_' or '~', no trailing '/')"
+    )]
     InvalidPath(String),
+    /// The WebSocket path is (or is under) a route the server serves itself.
+    #[error("path {path:?} is taken by {by}")]
+    PathTaken {
+        /// The path asked for.
+        path: String,
+        /// What serves it.
+        by: &'static str,
+    },
     /// A limit is zero or out of range.
     #[error("invalid limit: {0}")]
     InvalidLimit(&'static str),
@@ -114,8 +124,15 @@ impl HttpConfig {
     /// # Errors
     /// [`HttpConfigError`] naming the first bad field.
     pub fn validate(&self) -> Result<(), HttpConfigError> {
-        if !self.path.starts_with('/') {
-            return Err(HttpConfigError::InvalidPath(self.path.clone()));
+        check_path(&self.path)?;
+        if let Some((_, by)) = RESERVED_PATHS
+            .iter()
+            .find(|(taken, _)| path_is_under(&self.path, taken))
+        {
+            return Err(HttpConfigError::PathTaken {
+                path: self.path.clone(),
+                by,
+            });
         }
         let limits = [
             (
@@ -182,6 +199,49 @@ pub(crate) fn origin_listed(origin: &[u8], allowed: &[String]) -> bool {
         .any(|a| a.as_bytes().eq_ignore_ascii_case(origin))
 }
 
+/// The routes the server serves itself on every listener, with what serves them.
+const RESERVED_PATHS: [(&str, &str); 2] = [("/socket", "the admin API"), ("/metrics", "metrics")];
+
+/// Longest path accepted by [`check_path`].
+const MAX_PATH_BYTES: usize = 256;
+
+/// Checks that `path` is a literal URL path that routes as itself (not a route pattern):
+/// `/` alone, or `/` followed by segments of unreserved characters (`A-Z a-z 0-9 - . _ ~`),
+/// none empty (so no trailing `/`) nor `.` or `..`, at most 256 bytes in all.
+///
+/// # Errors
+/// [`HttpConfigError::InvalidPath`] otherwise.
+pub fn check_path(path: &str) -> Result<(), HttpConfigError> {
+    let literal = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    let fine = path == "/"
+        || (path.len() <= MAX_PATH_BYTES
+            && path
+                .strip_prefix('/')
+                .is_some_and(|rest| rest.split('/').all(literal)));
+    if fine {
+        Ok(())
+    } else {
+        Err(HttpConfigError::InvalidPath(path.to_owned()))
+    }
+}
+
+/// Whether `path` is `outer` or a path under it (both as [`check_path`] accepts them; every
+/// path is under `/`).
+#[must_use]
+pub fn path_is_under(path: &str, outer: &str) -> bool {
+    outer == "/"
+        || path
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// An origin as browsers serialize it: `scheme://host[:port]`, no path, no whitespace; or
 /// `null` (sandboxed documents, `file:` pages).
 fn valid_origin(origin: &str) -> bool {
@@ -227,6 +287,35 @@ mod tests {
             ..HttpConfig::default()
         };
         assert_eq!(c.validate(), Err(HttpConfigError::InvalidPath("ws".into())));
+        for bad in [
+            "", "ws", "/ws/", "//ws", "/ws//x", "/{x}", "/ws/:id", "/*rest", "/a b", "/./ws",
+            "/ws/..", "/ws?x=1", "/ws#x", "/é",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+        for good in ["/", "/ws", "/io", "/v1/realtime", "/a-b.c_d~e", "/WS2"] {
+            assert_eq!(check_path(good), Ok(()), "{good:?}");
+        }
+        assert!(check_path(&format!("/{}", "a".repeat(256))).is_err());
+        for taken in ["/socket", "/socket/health", "/socket/x/y", "/metrics"] {
+            let c = HttpConfig {
+                path: taken.into(),
+                ..HttpConfig::default()
+            };
+            assert!(
+                matches!(c.validate(), Err(HttpConfigError::PathTaken { .. })),
+                "{taken:?}"
+            );
+        }
+        for free in ["/", "/sockets", "/metricsx", "/ws"] {
+            let c = HttpConfig {
+                path: free.into(),
+                ..HttpConfig::default()
+            };
+            assert_eq!(c.validate(), Ok(()), "{free:?}");
+        }
+        assert!(path_is_under("/io/x", "/io") && path_is_under("/io", "/io"));
+        assert!(path_is_under("/io", "/") && !path_is_under("/iox", "/io"));
         let c = HttpConfig {
             read_buffer_bytes: 255,
             ..HttpConfig::default()

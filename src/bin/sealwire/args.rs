@@ -164,7 +164,8 @@ pub(crate) struct ServeArgs {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert. Needs --tls-cert.
     #[arg(long, env = "SEALWIRE_TLS_KEY", requires = "tls_cert")]
     pub(crate) tls_key: Option<std::path::PathBuf>,
-    /// WebSocket path.
+    /// WebSocket path: a literal path (letters, digits, `-`, `.`, `_`, `~` between slashes),
+    /// not under `/socket` or `/metrics`.
     #[arg(long, env = "SEALWIRE_PATH", default_value = "/ws")]
     pub(crate) path: String,
     /// Encryption policy: `off` (no handshake), `optional` (each client chooses), `required`

@@ -129,6 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|o| !o.is_empty())
         .collect();
     http.validate().context("invalid configuration")?;
+    check_paths(args.dev, &args.socketio_path, &http.path)?;
 
     // `@socket.io/redis-emitter` messages carry no seal: with a bus key, where only key
     // holders may publish to clients, they are not accepted.
@@ -226,9 +227,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("sealwire listening on {scheme}://{local}{}", http.path);
     #[cfg(feature = "socketio")]
     if args.socketio_path != "off" {
-        if !args.socketio_path.starts_with('/') || args.socketio_path == http.path {
-            bail!("--socketio-path must start with / and differ from --path (or be `off`)");
-        }
         let sio = sealwire::transport::socketio::SocketIoConfig::default()
             .path(args.socketio_path.clone())
             .auth_timeout(Duration::from_millis(args.socketio_auth_timeout_ms))
@@ -394,6 +392,44 @@ fn load_identity(path: &std::path::Path) -> anyhow::Result<sealwire::crypto::Ser
     }
     sealwire::crypto::ServerIdentity::from_bytes(&scalar)
         .map_err(|_| anyhow::anyhow!("{}: not a valid P-256 private key", path.display()))
+}
+
+/// The paths besides the admin API's and metrics' (`HttpConfig::validate` checks those
+/// against `--path`): `--socketio-path`, where engine.io serves everything under it, must be
+/// a literal path other than `/` that meets neither `--path` nor a route of the server's; with
+/// `--dev`, neither path may take the demo page's routes (`/`, `/sdk/...`).
+fn check_paths(dev: bool, socketio_path: &str, ws_path: &str) -> anyhow::Result<()> {
+    use sealwire::transport::{check_path, path_is_under};
+    if dev && (ws_path == "/" || path_is_under(ws_path, "/sdk")) {
+        bail!("--path {ws_path} is taken by the --dev demo page (/ and /sdk/...)");
+    }
+    if !cfg!(feature = "socketio") || socketio_path == "off" {
+        return Ok(());
+    }
+    // Socket.IO clients are often given the path with a trailing '/': the same path.
+    let sio = match socketio_path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    check_path(sio).context("invalid --socketio-path")?;
+    if sio == "/" {
+        bail!("--socketio-path / would take every path (use e.g. /io, or `off`)");
+    }
+    let mut taken = vec![
+        (ws_path, "--path"),
+        ("/socket", "the admin API"),
+        ("/metrics", "metrics"),
+    ];
+    if dev {
+        taken.push(("/sdk", "the --dev demo page"));
+    }
+    if let Some((other, by)) = taken
+        .into_iter()
+        .find(|(other, _)| path_is_under(sio, other) || path_is_under(other, sio))
+    {
+        bail!("--socketio-path {sio} meets {other} ({by}): choose a path apart from it");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -80,9 +80,13 @@ const SESSION_CLOSED: &str = "Session closed";
 ///
 /// # Panics
 /// If an entry of [`SocketIoConfig::allowed_origins`] is not of the form
-/// `scheme://host[:port]` (as `HttpConfig::validate` refuses it for `/ws`).
+/// `scheme://host[:port]` (as `HttpConfig::validate` refuses it for `/ws`), or
+/// [`SocketIoConfig::path`] (less a trailing `/`) is not a literal path
+/// ([`check_path`](crate::transport::check_path)).
 pub fn router(server: Server, config: SocketIoConfig) -> Router {
-    if let Err(e) = super::config::check_origins(&config.allowed_origins) {
+    if let Err(e) = super::config::check_origins(&config.allowed_origins)
+        .and_then(|()| super::config::check_path(config.base_path()))
+    {
         panic!("invalid SocketIoConfig: {e}");
     }
     let config = Arc::new(config);
