@@ -856,6 +856,26 @@ async fn a_door_may_be_named_socket_beside_the_api() {
             .await
             .expect("the WebSocket door");
         drop(ws);
+        // `/socket` and `/socket/` are the door's, or, where no door answers them, the API's
+        // JSON 404.
+        for path in ["/socket", "/socket/"] {
+            let r = reqwest::Client::new()
+                .get(format!("http://{addr}{path}"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("request");
+            let door = path == ws_path || sio_path == "/socket";
+            if !door {
+                assert_eq!(
+                    r.status(),
+                    StatusCode::NOT_FOUND,
+                    "{ws_path} {sio_path} {path}"
+                );
+                let body: Value = r.json().await.expect("JSON 404");
+                assert_eq!(body["message"], "Not found", "{ws_path} {sio_path} {path}");
+            }
+        }
         server.shutdown().await;
     }
 }

@@ -280,7 +280,11 @@ async fn paths_that_cannot_route_as_themselves_are_refused_at_startup() {
         (&["--socketio-path", "/metrics"], "metrics"),
         (&["--socketio-path", "/:x"], "invalid --socketio-path"),
         (&["--socketio-path", "/"], "every path"),
-        (&["--path", "/v1/rt", "--socketio-path", "/v1"], "--path"),
+        (
+            &["--path", "/v1/rt", "--socketio-path", "/v1/rt/"],
+            "--path",
+        ),
+        (&["--socketio-path", "/socket/io"], "admin API"),
     ];
     for (flags, expected) in cases {
         let mut args = vec!["--dev", "--listen", "127.0.0.1:0"];
@@ -297,7 +301,7 @@ async fn paths_that_cannot_route_as_themselves_are_refused_at_startup() {
         "--path",
         "/v1/rt",
         "--socketio-path",
-        "/v1/io/",
+        "/v1/",
     ])
     .await;
     assert!(run.url.ends_with("/v1/rt"), "{}", run.url);

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 mod rejections;
+pub(super) use rejections::api_root_not_found;
 
 pub(in crate::transport) use rejections::as_json;
 
@@ -45,8 +46,6 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
         // Any other path under the API's prefix: its JSON 404 (after the token check, so
         // that probing for routes needs the token).
         .route("/socket/{*rest}", any(rejections::not_found))
-        .route("/socket", any(rejections::not_found))
-        .route("/socket/", any(rejections::not_found))
         .route_layer(middleware::from_fn(rejections::refuse_oversized))
         .route_layer(middleware::from_fn_with_state(token.clone(), require_token));
     Router::new()

@@ -127,7 +127,7 @@ impl HttpConfig {
         check_path(&self.path)?;
         if let Some((_, by)) = RESERVED_PATHS
             .iter()
-            .find(|(taken, _)| path_is_under(&self.path, taken))
+            .find(|(taken, _)| taken_by(&self.path, taken))
         {
             return Err(HttpConfigError::PathTaken {
                 path: self.path.clone(),
@@ -200,7 +200,8 @@ pub(crate) fn origin_listed(origin: &[u8], allowed: &[String]) -> bool {
 }
 
 /// The routes the server serves itself on every listener, with what serves them.
-const RESERVED_PATHS: [(&str, &str); 2] = [("/socket", "the admin API"), ("/metrics", "metrics")];
+/// (The admin API's routes are all under `/socket/`: a door may be named `/socket` itself.)
+const RESERVED_PATHS: [(&str, &str); 2] = [("/socket/", "the admin API"), ("/metrics", "metrics")];
 
 /// Longest path accepted by [`check_path`].
 const MAX_PATH_BYTES: usize = 256;
@@ -229,6 +230,15 @@ pub fn check_path(path: &str) -> Result<(), HttpConfigError> {
         Ok(())
     } else {
         Err(HttpConfigError::InvalidPath(path.to_owned()))
+    }
+}
+
+/// Whether `path` is taken by a reserved `route`: a route ending in `/` takes the paths under
+/// it, any other the path itself and those under it.
+fn taken_by(path: &str, route: &str) -> bool {
+    match route.strip_suffix('/') {
+        Some(prefix) => path.len() > route.len() - 1 && path_is_under(path, prefix),
+        None => path_is_under(path, route),
     }
 }
 
@@ -297,7 +307,7 @@ mod tests {
             assert_eq!(check_path(good), Ok(()), "{good:?}");
         }
         assert!(check_path(&format!("/{}", "a".repeat(256))).is_err());
-        for taken in ["/socket", "/socket/health", "/socket/x/y", "/metrics"] {
+        for taken in ["/socket/health", "/socket/x/y", "/metrics", "/metrics/x"] {
             let c = HttpConfig {
                 path: taken.into(),
                 ..HttpConfig::default()
@@ -307,7 +317,7 @@ mod tests {
                 "{taken:?}"
             );
         }
-        for free in ["/", "/sockets", "/metricsx", "/ws"] {
+        for free in ["/", "/socket", "/sockets", "/metricsx", "/ws"] {
             let c = HttpConfig {
                 path: free.into(),
                 ..HttpConfig::default()

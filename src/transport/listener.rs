@@ -168,7 +168,8 @@ async fn accept_loop(
         app: match &http.routes {
             Some(routes) => app.merge(routes.clone()),
             None => app,
-        },
+        }
+        .layer(axum::middleware::from_fn(super::admin::api_root_not_found)),
         ws,
         builder,
         header_read_timeout: http.header_read_timeout,

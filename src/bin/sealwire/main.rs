@@ -395,9 +395,10 @@ fn load_identity(path: &std::path::Path) -> anyhow::Result<sealwire::crypto::Ser
 }
 
 /// The paths besides the admin API's and metrics' (`HttpConfig::validate` checks those
-/// against `--path`): `--socketio-path`, where engine.io serves everything under it, must be
-/// a literal path other than `/` that meets neither `--path` nor a route of the server's; with
-/// `--dev`, neither path may take the demo page's routes (`/`, `/sdk/...`).
+/// against `--path`): `--socketio-path` (served as `{path}` and `{path}/`) must be a literal
+/// path other than `/` and `--path`, not under `/socket/` (the admin API; `/socket` itself is
+/// free) or `/metrics`; with `--dev`, neither path may take the demo page's routes (`/`,
+/// `/sdk/...`).
 fn check_paths(dev: bool, socketio_path: &str, ws_path: &str) -> anyhow::Result<()> {
     use sealwire::transport::{check_path, path_is_under};
     if dev && (ws_path == "/" || path_is_under(ws_path, "/sdk")) {
@@ -415,19 +416,17 @@ fn check_paths(dev: bool, socketio_path: &str, ws_path: &str) -> anyhow::Result<
     if sio == "/" {
         bail!("--socketio-path / would take every path (use e.g. /io, or `off`)");
     }
-    let mut taken = vec![
-        (ws_path, "--path"),
-        ("/socket", "the admin API"),
-        ("/metrics", "metrics"),
+    let taken = [
+        (sio == ws_path, "--path"),
+        (
+            sio != "/socket" && path_is_under(sio, "/socket"),
+            "the admin API",
+        ),
+        (path_is_under(sio, "/metrics"), "metrics"),
+        (dev && path_is_under(sio, "/sdk"), "the --dev demo page"),
     ];
-    if dev {
-        taken.push(("/sdk", "the --dev demo page"));
-    }
-    if let Some((other, by)) = taken
-        .into_iter()
-        .find(|(other, _)| path_is_under(sio, other) || path_is_under(other, sio))
-    {
-        bail!("--socketio-path {sio} meets {other} ({by}): choose a path apart from it");
+    if let Some((_, by)) = taken.into_iter().find(|(taken, _)| *taken) {
+        bail!("--socketio-path {sio} is taken by {by}: choose another path");
     }
     Ok(())
 }

@@ -74,3 +74,19 @@ pub(super) async fn refuse_oversized(req: axum::extract::Request, next: Next) ->
 pub(super) async fn not_found() -> Response {
     ApiError(axum::http::StatusCode::NOT_FOUND, "Not found".to_owned()).into_response()
 }
+
+/// Middleware of the whole listener: `/socket` and `/socket/` are no routes of the API (a
+/// WebSocket or Socket.IO door may be named `/socket`), so when nothing else answers them
+/// either, the router's 404 (bare, or shaped by whichever fallback the merged router kept)
+/// becomes the API's JSON one.
+pub(crate) async fn api_root_not_found(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let api_root = matches!(request.uri().path(), "/socket" | "/socket/");
+    let response = next.run(request).await;
+    if api_root && response.status() == axum::http::StatusCode::NOT_FOUND {
+        return not_found().await;
+    }
+    response
+}
