@@ -1459,6 +1459,61 @@ async fn sealwire_serve_serves_polling_clients_through_a_drain() {
     h.stop().await;
 }
 
+/// Without a drain too, a SIGTERM loses nothing queued for a polling client: its polls,
+/// each on a connection of its own (socket.io-client under Node), are served while the
+/// shutdown writes what was queued, so everything published before the signal arrives
+/// before the transport ends (and the client would reconnect by itself).
+#[tokio::test]
+async fn a_stop_without_a_drain_delivers_what_was_queued_to_polling_clients() {
+    const MESSAGES: u64 = 1000;
+    let (mut child, url) = sealwire_serve(&["--admin-token", "tok"], "/io").await;
+    let mut h = Harness::start_at(&url).await;
+    h.connect(
+        "p",
+        json!({"auth": {"token": "p"}, "transports": ["polling"]}),
+    )
+    .await;
+    h.authenticate("p").await;
+    // One batch, queued at once, then the signal: most of it is still queued then.
+    let messages: Vec<Value> = (0..MESSAGES)
+        .map(|n| json!({"topic": "n", "data": n}))
+        .collect();
+    let sent = reqwest::Client::new()
+        .post(format!("{url}/socket/batch"))
+        .bearer_auth("tok")
+        .json(&json!({ "messages": messages }))
+        .send()
+        .await
+        .expect("published");
+    assert!(sent.status().is_success(), "{}", sent.status());
+    let pid = child.id().expect("pid");
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+    let mut next = 0;
+    loop {
+        let v = h
+            .next_within("p", Duration::from_secs(10))
+            .await
+            .expect("the client hears of the end");
+        if v["type"] == "event" && v["event"] == "n" {
+            assert_eq!(v["args"][0], json!(next), "in order: {v}");
+            next += 1;
+        }
+        if v["type"] == "disconnect" {
+            assert_ne!(v["reason"], "io server disconnect", "{v}");
+            break;
+        }
+    }
+    assert_eq!(next, MESSAGES, "every message published before the signal");
+    let exited = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    assert!(exited.is_ok(), "the process exits");
+    h.stop().await;
+}
+
 /// Runs tests/sio/ignis_client.mjs (the IGNIS `SocketIOClientHelper`) as `token`, joining
 /// `room`; `on_echo` runs once the join has been handled. Returns the lines it printed.
 async fn ignis_client(

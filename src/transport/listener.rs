@@ -173,6 +173,7 @@ async fn accept_loop(
         ws,
         builder,
         header_read_timeout: http.header_read_timeout,
+        closing: stop.clone(),
         body_read_timeout: http.body_read_timeout,
         send_timeout: http.send_timeout,
     });
@@ -242,6 +243,11 @@ struct Shared {
     ws: Arc<WsSettings>,
     builder: hyper::server::conn::http1::Builder,
     header_read_timeout: Duration,
+    /// Cancelled when the listener closes, once the server's shutdown is over: HTTP
+    /// connections are served until then (a shutdown's 503s to everything new, and the last
+    /// polls of Socket.IO polling sessions, which open a connection per request), then
+    /// ended gracefully.
+    closing: CancellationToken,
     /// Every request body must arrive within this ([`super::body_deadline`]).
     body_read_timeout: Duration,
     /// A write may wait this long for the client to read ([`super::closable`]).
@@ -265,10 +271,9 @@ async fn connection(
             &shared.ws,
             shared.header_read_timeout,
         );
-        let stop = server.shutdown_started();
         tokio::select! {
             head = read => head,
-            () = stop => return,
+            () = shared.closing.cancelled() => return,
         }
     };
     match head {
@@ -305,7 +310,6 @@ async fn tls_connection(
     acceptor: tokio_rustls::TlsAcceptor,
 ) {
     let handshake = tokio::time::timeout(shared.header_read_timeout, acceptor.accept(stream));
-    let stop = server.shutdown_started();
     let stream = tokio::select! {
         done = handshake => match done {
             Ok(Ok(stream)) => stream,
@@ -318,13 +322,13 @@ async fn tls_connection(
                 return;
             }
         },
-        () = stop => return,
+        () = shared.closing.cancelled() => return,
     };
     Box::pin(serve_http(stream, None, addr, place, server, shared)).await;
 }
 
 /// Serves one HTTP/1.1 connection (admin API, refused or unusual upgrades) until it ends or
-/// the server shuts down. With `refused`, the first request (the upgrade the accept loop
+/// the listener closes (after the server's shutdown). With `refused`, the first request (the upgrade the accept loop
 /// refused) gets that refusal and the connection closes after it.
 async fn serve_http<I>(
     io: I,
@@ -377,14 +381,13 @@ async fn serve_http<I>(
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .with_upgrades();
     tokio::pin!(conn);
-    let stop = server.shutdown_started();
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "http connection error");
             }
         }
-        () = stop => {
+        () = shared.closing.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
         }
