@@ -2878,6 +2878,69 @@ async fn a_hardened_slow_consumer_gets_its_close_code_before_the_disconnect() {
     server.stop().await;
 }
 
+/// `max_message_bytes` bounds what a Socket.IO client sends over WebSocket as over polling
+/// (and as on `/ws`): a bigger message ends the session and is not handled; one within the
+/// bound is.
+#[tokio::test]
+async fn inbound_websocket_messages_are_bounded_by_max_message_bytes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = base_config();
+    config.max_message_bytes = 4096;
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("session");
+    let _open = ws.next().await;
+    ws.send(Message::text(r#"40{"token":"big"}"#))
+        .await
+        .expect("connect");
+    // Just within the bound: handled (an event nobody listens to, then the authentication).
+    let fits = format!(r#"42["note","{}"]"#, "x".repeat(4000));
+    assert!(fits.len() <= 4096);
+    ws.send(Message::text(fits))
+        .await
+        .expect("within the bound");
+    ws.send(Message::text(r#"42["authenticate"]"#))
+        .await
+        .expect("authenticate");
+    let authenticated = tokio::time::timeout(RECV_TIMEOUT, async {
+        while let Some(Ok(m)) = ws.next().await {
+            match &m {
+                Message::Text(t) if t.as_str() == "2" => {
+                    let _ = ws.send(Message::text("3")).await;
+                }
+                Message::Text(t) if t.as_str().starts_with(r#"42["authenticated""#) => {
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(authenticated, Ok(true));
+    // Over it: the session ends.
+    let over = format!(r#"42["note","{}"]"#, "x".repeat(100_000));
+    let _ = ws.send(Message::text(over)).await;
+    let ended = tokio::time::timeout(RECV_TIMEOUT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                    let _ = ws.send(Message::text("3")).await;
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "an oversized message ends the session");
+    wait_for(|| server.server.clients().is_empty()).await;
+    server.stop().await;
+}
+
 /// A packet announcing binary attachments is bounded like any message, before any namespace
 /// or authentication: announcing more than a few attachments, or sending more attachment
 /// bytes than a message may hold, ends the session instead of making the server keep them.

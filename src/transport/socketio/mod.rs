@@ -108,7 +108,12 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
         .ping_timeout(config.eio_ping_timeout)
         .connect_timeout(connect_timeout)
         .max_buffer_size(config.max_buffer_packets)
+        // One bound on what a client may send, whichever the transport: a polling request's
+        // payload, and each WebSocket message and frame (engine.io's default lets 64 MiB
+        // through), as `max_message_bytes` bounds `/ws`.
         .max_payload(max_payload)
+        .ws_max_message_size(server.config().max_message_bytes)
+        .ws_max_frame_size(server.config().max_message_bytes)
         // Binary attachments: the protocol's events carry JSON, so a packet announcing
         // binary attachments is bounded like any message (and must be complete within the
         // connect timeout). The parser collects them before any namespace or authentication
