@@ -2878,6 +2878,83 @@ async fn a_hardened_slow_consumer_gets_its_close_code_before_the_disconnect() {
     server.stop().await;
 }
 
+/// A browser on another origin can poll the endpoint (socket.io-client starts with polling):
+/// without `allowed_origins` any origin, without credentials (as IGNIS's `cors.origin: '*'`
+/// works in a browser); with a list, those origins only, credentials included. Preflights
+/// are answered.
+#[tokio::test]
+async fn cross_origin_polling_gets_cors_headers() {
+    let http = reqwest::Client::new();
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    let open = |addr: std::net::SocketAddr, origin: &'static str| {
+        http.get(format!("http://{addr}/io/?EIO=4&transport=polling"))
+            .header("origin", origin)
+            .send()
+    };
+    let server = start_sio(builder(base_config()), SocketIoConfig::default()).await;
+    let r = open(server.addr, "https://app.example")
+        .await
+        .expect("handshake");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    assert_eq!(header(&r, "access-control-allow-credentials"), None);
+    assert!(r.text().await.expect("body").starts_with("0{"));
+    let preflight = http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://{}/io/?EIO=4&transport=polling", server.addr),
+        )
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    assert!(
+        header(&preflight, "access-control-allow-methods").is_some_and(|m| m.contains("POST")),
+        "{:?}",
+        preflight.headers()
+    );
+    assert!(
+        header(&preflight, "access-control-allow-headers")
+            .is_some_and(|h| h.contains("content-type")),
+        "{:?}",
+        preflight.headers()
+    );
+    server.stop().await;
+
+    let listed = SocketIoConfig::default().allowed_origins(["https://app.example"]);
+    let server = start_sio(builder(base_config()), listed).await;
+    let r = open(server.addr, "https://app.example")
+        .await
+        .expect("handshake");
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        header(&r, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let r = open(server.addr, "https://evil.example")
+        .await
+        .expect("handshake");
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    server.stop().await;
+}
+
 /// `max_message_bytes` bounds what a Socket.IO client sends over WebSocket as over polling
 /// (and as on `/ws`): a bigger message ends the session and is not handled; one within the
 /// bound is.

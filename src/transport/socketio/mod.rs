@@ -166,10 +166,36 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
     } else {
         router.route_service(&path, service)
     };
-    router.route_layer(axum::middleware::from_fn_with_state(
-        admission,
-        admission::admit,
-    ))
+    router
+        .route_layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ))
+        .route_layer(cors(&config.allowed_origins))
+}
+
+/// CORS for the endpoint: socket.io-client in a browser on another origin starts with
+/// polling, which is plain cross-origin HTTP. Without `allowed_origins`, any origin may
+/// poll, without credentials (`Access-Control-Allow-Origin: *`, what IGNIS's `cors.origin:
+/// '*'` amounts to in a browser): cookies are neither sent nor exposed, so an application
+/// that authenticates by cookie is not readable from other sites. With a list, those origins
+/// only, credentials included. Preflights are answered here.
+fn cors(allowed_origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method};
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(AllowHeaders::mirror_request());
+    if allowed_origins.is_empty() {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let origins = allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect::<Vec<_>>();
+    layer
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
 }
 
 /// The most binary attachments one Socket.IO packet may announce.
