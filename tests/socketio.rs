@@ -1198,6 +1198,42 @@ async fn socketio_sockets_count_under_the_connection_limits() {
     server.stop().await;
 }
 
+/// A polling client that closes (`socket.close()`: its `41`, then engine.io's `close`) gives
+/// its place back at once, as a WebSocket one does, not when its departed session is
+/// forgotten (about 50 s later).
+#[tokio::test]
+async fn a_polling_client_that_closes_frees_its_place_at_once() {
+    let mut config = base_config();
+    config.max_connections_per_ip = Some(1);
+    let server = start_sio(builder(config), SocketIoConfig::default()).await;
+    let mut h = Harness::start(&server).await;
+    h.connect(
+        "first",
+        json!({"auth": {"token": "alice"}, "transports": ["polling"]}),
+    )
+    .await;
+    assert_eq!(h.authenticate("first").await["userId"], "alice");
+    h.send(json!({"cmd": "close", "name": "first"})).await;
+    assert_eq!(
+        h.disconnected("first", RECV_TIMEOUT).await,
+        "io client disconnect"
+    );
+    let mut freed = false;
+    for _ in 0..100 {
+        if tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .is_ok()
+        {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the place was released within 2 s");
+    h.stop().await;
+    server.stop().await;
+}
+
 /// An engine.io session that never sends the Socket.IO `CONNECT` still holds its place under
 /// the connection limits, from its handshake until the connect timeout: sessions opened
 /// only to hold descriptors are refused like any connection over the limit.

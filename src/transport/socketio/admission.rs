@@ -299,7 +299,35 @@ fn names_a_session(query: &str) -> bool {
     query.split('&').any(|pair| pair.starts_with("sid="))
 }
 
-/// The middleware in front of the Socket.IO service: a new session needs a slot.
+/// The largest polling `POST` body read to see whether it closes its session: a close is
+/// `1`, or the last packet of a small payload (`41` + `\x1e` + `1` from `socket.close()`).
+const CLOSE_PEEK_BYTES: usize = 64;
+
+/// A small polling `POST` of session `sid`, read whole: whether it carries engine.io's
+/// `close` packet, and the request to pass on. Other requests pass as they are.
+async fn peek_close(req: Request) -> Result<(Request, bool), Response> {
+    let small = req.method() == axum::http::Method::POST
+        && req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n <= CLOSE_PEEK_BYTES);
+    if !small {
+        return Ok((req, false));
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, CLOSE_PEEK_BYTES).await else {
+        return Err(StatusCode::BAD_REQUEST.into_response());
+    };
+    let closes = bytes.split(|b| *b == 0x1e).any(|packet| packet == b"1");
+    Ok((
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+        closes,
+    ))
+}
+
+/// The middleware in front of the Socket.IO service: a new session needs a slot, and a
+/// departed session that its client closes gives its place back at once.
 pub(super) async fn admit(
     State(admission): State<Arc<Admission>>,
     req: Request,
@@ -326,6 +354,17 @@ pub(super) async fn admit(
             )
                 .into_response();
         }
+        let (req, closes) = match peek_close(req).await {
+            Ok(peeked) => peeked,
+            Err(refused) => return refused,
+        };
+        let response = next.run(req).await;
+        if closes && response.status().is_success() {
+            // Released outside the lock (a slot's release takes the server's).
+            let slot = admission.departed().closed(sid);
+            drop(slot);
+        }
+        return response;
     }
     if opens_session(&req) {
         // Not started, or shutting down: engine.io-client tries again later (a session opened

@@ -184,6 +184,14 @@ impl Departed {
         self.left.values().any(|(_, _, slot)| slot.is_some())
     }
 
+    /// Session `sid`'s client closed its engine.io session itself (a polling `close` packet,
+    /// what `socket.close()` sends after its `41`): the place its departed socket still held
+    /// is handed back, to be released now rather than when the session is forgotten. The
+    /// entry stays, so its requests are refused as before.
+    pub(super) fn closed(&mut self, sid: Sid) -> Option<ConnectionSlot> {
+        self.left.get_mut(&sid).and_then(|(_, _, slot)| slot.take())
+    }
+
     /// Whether session `sid`'s socket left (its `CONNECT` and its move to WebSocket are
     /// refused).
     pub(super) fn has_left(&mut self, sid: Sid, now: Instant) -> bool {
