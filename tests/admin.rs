@@ -244,7 +244,15 @@ async fn clients_list_and_client_rooms() {
     let (status, body) = admin.get("/socket/clients").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["count"], 3);
-    let list = body["clients"].as_array().expect("clients");
+    // The ids, as IGNIS lists them; the rest in `details`.
+    let ids: Vec<&str> = body["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .map(|c| c.as_str().expect("an id"))
+        .collect();
+    assert!(ids.contains(&p.id().as_str()) && ids.len() == 3, "{body}");
+    let list = body["details"].as_array().expect("details");
     let find = |id: &str| {
         list.iter()
             .find(|c| c["id"] == id)

@@ -208,10 +208,13 @@ async fn info(State(server): State<Server>) -> Json<Value> {
     }))
 }
 
+/// `{count, clients: [id], details: [{id, userId, state, encrypted, rooms}]}`: the ids as
+/// both IGNIS examples list them, the rest beside them.
 async fn clients(State(server): State<Server>) -> Json<Value> {
-    let list: Vec<Value> = server
-        .clients()
-        .into_iter()
+    let all = server.clients();
+    let ids: Vec<&str> = all.iter().map(|c| &*c.id).collect();
+    let details: Vec<Value> = all
+        .iter()
         .map(|c| {
             json!({
                 "id": c.id,
@@ -222,8 +225,7 @@ async fn clients(State(server): State<Server>) -> Json<Value> {
             })
         })
         .collect();
-    let count = list.len();
-    Json(json!({ "clients": list, "count": count }))
+    Json(json!({ "count": ids.len(), "clients": ids, "details": details }))
 }
 
 async fn client_rooms(
