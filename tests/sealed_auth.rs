@@ -1033,5 +1033,37 @@ async fn a_forged_4003_does_not_stop_a_hardened_client_for_good() {
     };
     assert!(reconnected);
     client.close();
+
+    // A sealed error that refuses nothing (the server's answer to a plaintext event the
+    // relay slipped in after the sealed authenticate), then a forged 4003: still retried.
+    let fired = Arc::new(AtomicUsize::new(0));
+    let (up, down) = (Arc::clone(&fired), fired);
+    let after_sealed_error: Tamper = Arc::new(move |dir, n, text| match (dir, n) {
+        (Dir::Up, 2) if up.load(Ordering::SeqCst) == 0 => vec![
+            text.to_owned(),
+            json!({"event": "chat", "data": 1}).to_string(),
+        ],
+        (Dir::Down, 2) if down.fetch_add(1, Ordering::SeqCst) == 0 => {
+            vec![text.to_owned(), close_frame(4003, "Authentication failed")]
+        }
+        _ => vec![text.to_owned()],
+    });
+    let relay = Relay::start(server.ws_url(), after_sealed_error).await;
+    let (client, mut events) = pinned_client(&relay.ws_url(), &id)
+        .reconnect(common::sdk::fast_reconnect())
+        .connect()
+        .await
+        .expect("hardened connect through the relay");
+    let Event::Disconnected { reason, retry_in } =
+        event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(
+        matches!(reason, DisconnectReason::Closed { code: 4003, .. }),
+        "{reason:?}"
+    );
+    assert!(retry_in.is_some(), "{reason:?}");
+    client.close();
     server.stop().await;
 }

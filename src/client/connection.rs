@@ -365,9 +365,9 @@ impl Task {
 /// Maps the close of an established connection. On a hardened session a close code is not
 /// authenticated ([`DisconnectReason::from_hardened_close`]): every frame such a client sends
 /// is a sealed record, so a 4004 means the server could not open one of them (a frame damaged
-/// or altered on its way), retried with a fresh handshake, and a 4003 is final only when a
-/// sealed `error` announced it (`last_error` is then the sealed one: plaintext frames are
-/// refused on an encrypted session).
+/// or altered on its way), retried with a fresh handshake, and a 4003 is never final (the
+/// server refuses credentials only before `connected`). `last_error` is then a sealed one
+/// (plaintext frames are refused on an encrypted session), kept as the 4004's detail.
 fn established_close(
     code: u16,
     reason: &str,
@@ -375,7 +375,13 @@ fn established_close(
     session: Option<&Session>,
 ) -> DisconnectReason {
     if session.is_some_and(|s| s.profile() == Profile::Hardened) {
-        return DisconnectReason::from_hardened_close(code, reason, last_error, true);
+        return DisconnectReason::from_hardened_close(
+            code,
+            reason,
+            None,
+            last_error.as_deref(),
+            true,
+        );
     }
     DisconnectReason::from_close(code, reason, last_error)
 }

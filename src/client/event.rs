@@ -101,6 +101,10 @@ pub struct Message {
     pub position: Option<(String, u64)>,
 }
 
+/// The sealed errors by which a server refuses a hardened client's credentials, before its
+/// 4003 (`docs/PROTOCOL.md` §10.9): the only ones that make that close final.
+pub(crate) const AUTH_REFUSALS: [&str; 2] = ["Authentication failed", "Authentication error"];
+
 /// Why a connection ended. The numeric close codes are those of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -110,7 +114,8 @@ pub enum DisconnectReason {
     /// 4002: the server saw no message within its heartbeat timeout. Retried.
     HeartbeatTimeout,
     /// 4003: the credentials were refused (or the server's auth hook failed). Final. On a
-    /// hardened connection only when a sealed `error` announced it; a bare 4003 there is
+    /// hardened connection only after the server's sealed refusal of the credentials before
+    /// `connected`; any other 4003 there is
     /// [`DisconnectReason::Closed`], retried.
     AuthFailed {
         /// The server's error string, if it sent one.
@@ -176,33 +181,39 @@ impl DisconnectReason {
         }
     }
 
-    /// Maps a close frame on a hardened connection, where a close code is not authenticated
-    /// (anyone on the path can send one): a 4003 is final ([`Self::AuthFailed`]) only when a
-    /// sealed `error` announced it (`sealed_error`), and [`Self::Closed`] (retried) without
-    /// one; a 4004 is never final: before the key exchange ([`Self::Handshake`]) nothing says
-    /// it is the server's, and after it ([`Self::Crypto`]) it means the server could not open
-    /// a record of this client's, damaged or altered on its way.
+    /// Maps a close frame on a hardened connection, where a close code and its reason text
+    /// are not authenticated (anyone on the path can send them). A 4003 is final
+    /// ([`Self::AuthFailed`]) only with `refusal`: the server's sealed refusal of the
+    /// credentials before `connected` ([`AUTH_REFUSALS`]); any other 4003 is [`Self::Closed`],
+    /// retried. A 4004 is never final: before the key exchange ([`Self::Handshake`]) nothing
+    /// says it is the server's, and after it ([`Self::Crypto`], with the server's last sealed
+    /// error as `detail`) it means the server could not open a record of this client's,
+    /// damaged or altered on its way. No unauthenticated text goes into the reason.
     pub(crate) fn from_hardened_close(
         code: u16,
         reason: &str,
-        sealed_error: Option<String>,
+        refusal: Option<String>,
+        detail: Option<&str>,
         key_exchanged: bool,
     ) -> Self {
         match CloseCode::from_code(code) {
             Some(CloseCode::EncryptionRequired) if !key_exchanged => {
-                Self::Handshake(format!("4004 before the key exchange ({reason})"))
+                Self::Handshake("4004 before the key exchange (unauthenticated)".into())
             }
-            Some(CloseCode::EncryptionRequired) => {
-                let detail = sealed_error.unwrap_or_else(|| reason.to_owned());
-                Self::Crypto(format!(
-                    "the server could not open a record (4004 {detail})"
-                ))
-            }
-            Some(CloseCode::AuthFailed) if sealed_error.is_none() => Self::Closed {
-                code,
-                reason: "4003 not announced by a sealed error".into(),
+            Some(CloseCode::EncryptionRequired) => Self::Crypto(match detail {
+                Some(detail) => format!("the server could not open a record (4004 {detail})"),
+                None => "the server could not open a record (4004)".into(),
+            }),
+            Some(CloseCode::AuthFailed) => match refusal {
+                Some(message) => Self::AuthFailed {
+                    message: Some(message),
+                },
+                None => Self::Closed {
+                    code,
+                    reason: "4003 not announced by a sealed refusal".into(),
+                },
             },
-            _ => Self::from_close(code, reason, sealed_error),
+            _ => Self::from_close(code, reason, None),
         }
     }
 

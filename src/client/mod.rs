@@ -57,7 +57,7 @@
 //! broke is reported as [`Event::SendFailed`] rather than sent twice. Authentication failures (4003) and encryption
 //! failures (4004) are final: retrying them with the same credentials cannot succeed. A
 //! hardened client takes as final only what the server said inside the record layer (a 4003
-//! announced by a sealed `error`): a close code or a `hello` can be forged on the path, so the
+//! after its sealed refusal of the credentials): a close code or a `hello` can be forged on the path, so the
 //! rest is retried ([`DisconnectReason::Handshake`], `docs/PROTOCOL.md` §10.9).
 
 mod builder;

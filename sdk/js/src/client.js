@@ -80,6 +80,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * `disconnected`, `token` (the token provider failed) or `refresh-failed` (the server refused
  * a refresh).
  */
+/** The sealed errors by which a server refuses a hardened client's credentials, before a 4003
+ * (docs/PROTOCOL.md section 10.9): the only ones that make that close final. */
+const AUTH_REFUSALS = new Set(["Authentication failed", "Authentication error"]);
+
 export class SealwireError extends Error {
   constructor(kind, message, reason) {
     super(message);
@@ -468,9 +472,11 @@ export class SealwireClient {
       helloId: null,
       // The server's last `error` (explains a 4003/4004 on a compat or plaintext connection).
       lastError: null,
-      // Hardened: the last `error` that arrived inside the record layer, the only one that
-      // may make a close final (see closeReason).
+      // Hardened: the last `error` that arrived inside the record layer (it may explain a
+      // 4004), and the sealed refusal of the credentials before `connected`, the only thing
+      // that makes a 4003 final (see closeReason).
       sealedError: null,
+      refusal: null,
       sendChain: Promise.resolve(),
       recvChain: Promise.resolve(),
       timers: [],
@@ -562,27 +568,30 @@ export class SealwireClient {
   }
 
   /**
-   * Why the server closed `conn`. On a hardened connection a close code is not authenticated
-   * (anyone on the path can send one), so only a 4003 announced by a sealed `error` (the
-   * server, holding the session keys, refused the credentials) is final. A 4004 after the
-   * hello exchange means the server could not open one of this client's records (damaged or
-   * altered on its way): like a server record this client cannot open, that is `crypto`,
-   * retried with a fresh handshake. A 4004 before it, or a 4003 without a sealed error, is
-   * retried as well (docs/PROTOCOL.md section 10.9).
+   * Why the server closed `conn`. On a hardened connection a close code (and its reason
+   * text) is not authenticated: anyone on the path can send one. So a 4003 is final only
+   * when, before `connected`, the server refused the credentials in a sealed `error`
+   * (`Authentication failed` / `Authentication error`: nothing else the server seals means
+   * that); any other 4003 is `closed`, retried. A 4004 after the hello exchange means the
+   * server could not open one of this client's records (damaged or altered on its way):
+   * like a server record this client cannot open, that is `crypto`, retried with a fresh
+   * handshake; before it, `handshake`, retried as well (docs/PROTOCOL.md section 10.9). No
+   * unauthenticated text goes into these reasons.
    */
   closeReason(conn, ev) {
     if (conn.phase === "hello" || conn.phase === "sealed" || conn.session instanceof HardenedSession) {
       if (ev.code === 4004 && conn.phase === "hello") {
-        return reason("handshake", `4004 before the hello exchange (${ev.reason || "unauthenticated"})`, 4004);
+        return reason("handshake", "4004 before the hello exchange (unauthenticated)", 4004);
       }
       if (ev.code === 4004) {
-        const detail = conn.sealedError ?? (ev.reason || "4004");
-        return reason("crypto", `the server could not open a record (4004 ${detail})`, 4004);
+        const detail = conn.sealedError === null ? "" : ` ${conn.sealedError}`;
+        return reason("crypto", `the server could not open a record (4004${detail})`, 4004);
       }
-      if (ev.code === 4003 && conn.sealedError === null) {
-        return reason("closed", "4003 not announced by a sealed error", 4003);
+      if (ev.code === 4003) {
+        if (conn.refusal !== null) return fromClose(4003, "", conn.refusal);
+        return reason("closed", "4003 not announced by a sealed refusal", 4003);
       }
-      return fromClose(ev.code, ev.reason, conn.sealedError);
+      return fromClose(ev.code, ev.reason, null);
     }
     return fromClose(ev.code, ev.reason, conn.lastError);
   }
@@ -714,6 +723,7 @@ export class SealwireClient {
     if (inner.event === "error") {
       this.serverErrorBeforeConnected(conn, inner.data);
       conn.sealedError = conn.lastError;
+      if (AUTH_REFUSALS.has(conn.lastError)) conn.refusal = conn.lastError;
       return;
     }
     if (inner.event !== "connected") {

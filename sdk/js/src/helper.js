@@ -13,7 +13,9 @@ import { SealwireClient } from "./client.js";
 
 const noop = () => {};
 /** Disconnect reasons that mean the server refused who we are (IGNIS: `unauthenticated`). */
-const REFUSED = new Set(["auth-failed", "encryption-required", "handshake"]);
+// Final refusals only: a `handshake` failure is not authenticated (an attacker on the path
+// can cause it, with text of its choosing), so it is an error, not an answer of the server's.
+const REFUSED = new Set(["auth-failed", "encryption-required"]);
 
 export class SocketIOClientHelper {
   /**

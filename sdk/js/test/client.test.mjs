@@ -214,6 +214,37 @@ test("unauthenticated closes never stop a hardened client: a 4003 without a seal
   assert.deepEqual([d.reason.kind, d.reason.code, d.reason.retryable], ["closed", 4003, true]);
 });
 
+test("only a sealed refusal of the credentials makes a 4003 final, not any sealed error", async (t) => {
+  // During login: the server could not open the sealed authenticate (altered on its way), and
+  // the 4004 that follows is rewritten to 4003.
+  const login = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "error", data: { message: "Invalid encrypted message" } }));
+    sock.close(4003, "Authentication failed");
+  });
+  let { c } = client(t, login);
+  await assert.rejects(c.connect(), (err) => {
+    assert.deepEqual([err.reason.kind, err.reason.code, err.reason.retryable], ["closed", 4003, true]);
+    return true;
+  });
+  // On a ready session: a sealed error of any kind (here one the application sent under the
+  // topic `error`), then a forged 4003.
+  const ready = fakeNetwork(async (sock) => {
+    const id = `c-${ready.sockets.length}`;
+    const { hs } = await acceptHello(sock, { id });
+    sock.push(await hs.seal({ event: "connected", data: { id, userId: "a", time: T0 } }));
+    if (ready.sockets.length > 1) return;
+    sock.push(await hs.seal({ event: "error", data: { message: "Authentication failed" } }));
+    sock.close(4003, "Authentication failed");
+  });
+  let events;
+  ({ c, events } = client(t, ready, { reconnect: { enabled: true, initialDelay: 1, maxDelay: 1, jitter: 0 } }));
+  await c.connect();
+  await until(() => events.some((e) => e.type === "connected" && e.reconnected), "the reconnect");
+  const d = events.find((e) => e.type === "disconnected");
+  assert.deepEqual([d.reason.kind, d.reason.code, d.reason.retryable], ["closed", 4003, true]);
+});
+
 test("before the hello: an injected plaintext frame is ignored and the real hello is taken", async (t) => {
   const net = fakeNetwork(async (sock) => {
     const first = JSON.parse(await sock.recv());
