@@ -2986,6 +2986,7 @@ async fn cross_origin_polling_gets_cors_headers() {
         .await
         .expect("handshake");
     assert_eq!(header(&r, "access-control-allow-origin"), None);
+    assert_eq!(header(&r, "access-control-allow-credentials"), None);
     server.stop().await;
 }
 

@@ -87,7 +87,7 @@ impl Default for HttpConfig {
 pub enum HttpConfigError {
     /// The WebSocket path is not a literal path ([`check_path`]).
     #[error(
-        "invalid path {0:?}: a literal path such as /ws is needed ('/', then segments of letters, digits, '-', '.', '_' or '~', no trailing '/')"
+        "invalid path {0:?}: a literal path such as /ws is needed ('/', then segments of letters, digits, '-', '.', '_' or '~', no trailing '/', at most 256 bytes)"
     )]
     InvalidPath(String),
     /// The WebSocket path is (or is under) a route the server serves itself.

@@ -182,7 +182,7 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
 /// only, credentials included. Preflights are answered here.
 fn cors(allowed_origins: &[String]) -> tower_http::cors::CorsLayer {
     use axum::http::{HeaderValue, Method};
-    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    use tower_http::cors::{AllowCredentials, AllowHeaders, AllowOrigin, CorsLayer};
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST])
         .allow_headers(AllowHeaders::mirror_request());
@@ -193,9 +193,13 @@ fn cors(allowed_origins: &[String]) -> tower_http::cors::CorsLayer {
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect::<Vec<_>>();
+    let listed = origins.clone();
     layer
         .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
+        // To the listed origins only: another gets neither its origin nor credentials.
+        .allow_credentials(AllowCredentials::predicate(move |origin, _| {
+            listed.contains(origin)
+        }))
 }
 
 /// The most binary attachments one Socket.IO packet may announce.
