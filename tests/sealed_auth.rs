@@ -959,6 +959,32 @@ async fn a_refreshed_naming_another_user_ends_the_connection() {
     client.close();
 }
 
+/// Connects a pinned client with reconnects through a relay that tampers with `tamper`, and
+/// checks that the forged 4003 it sends ends the connection as a retried `Closed`.
+async fn retried_after_a_forged_4003(
+    server: &TestServer,
+    id: &Arc<sealwire::crypto::ServerIdentity>,
+    tamper: Tamper,
+) -> (Client, sealwire::client::Events) {
+    let relay = Relay::start(server.ws_url(), tamper).await;
+    let (client, mut events) = pinned_client(&relay.ws_url(), id)
+        .reconnect(common::sdk::fast_reconnect())
+        .connect()
+        .await
+        .expect("hardened connect through the relay");
+    let Event::Disconnected { reason, retry_in } =
+        event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(
+        matches!(reason, DisconnectReason::Closed { code: 4003, .. }),
+        "{reason:?}"
+    );
+    assert!(retry_in.is_some(), "{reason:?}");
+    (client, events)
+}
+
 /// A close code, a plaintext `error` or a plaintext frame is not authenticated: anyone on the
 /// path can send one. A man in the middle who forges a 4003 (with an error text of its own)
 /// before the hello, or on an established session, does not stop a hardened client for
@@ -1010,22 +1036,7 @@ async fn a_forged_4003_does_not_stop_a_hardened_client_for_good() {
         }
         vec![text.to_owned()]
     });
-    let relay = Relay::start(server.ws_url(), established).await;
-    let (client, mut events) = pinned_client(&relay.ws_url(), &id)
-        .reconnect(common::sdk::fast_reconnect())
-        .connect()
-        .await
-        .expect("hardened connect through the relay");
-    let Event::Disconnected { reason, retry_in } =
-        event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await
-    else {
-        unreachable!()
-    };
-    assert!(
-        matches!(reason, DisconnectReason::Closed { code: 4003, .. }),
-        "{reason:?}"
-    );
-    assert!(retry_in.is_some(), "{reason:?}");
+    let (client, mut events) = retried_after_a_forged_4003(&server, &id, established).await;
     let Event::Connected { reconnected, .. } =
         event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await
     else {
@@ -1048,22 +1059,7 @@ async fn a_forged_4003_does_not_stop_a_hardened_client_for_good() {
         }
         _ => vec![text.to_owned()],
     });
-    let relay = Relay::start(server.ws_url(), after_sealed_error).await;
-    let (client, mut events) = pinned_client(&relay.ws_url(), &id)
-        .reconnect(common::sdk::fast_reconnect())
-        .connect()
-        .await
-        .expect("hardened connect through the relay");
-    let Event::Disconnected { reason, retry_in } =
-        event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await
-    else {
-        unreachable!()
-    };
-    assert!(
-        matches!(reason, DisconnectReason::Closed { code: 4003, .. }),
-        "{reason:?}"
-    );
-    assert!(retry_in.is_some(), "{reason:?}");
+    let (client, _events) = retried_after_a_forged_4003(&server, &id, after_sealed_error).await;
     client.close();
     server.stop().await;
 }

@@ -118,6 +118,22 @@ async fn start_sio_on(builder: ServerBuilder, sio: SocketIoConfig, at: &str) -> 
     }
 }
 
+/// Whether a WebSocket upgrade to `server` gets a place within `within` (tried every 20 ms):
+/// a connection slot was released.
+async fn a_place_frees_within(server: &TestServer, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 fn public_rooms() -> GlobRooms {
     GlobRooms::new(["public-*"]).expect("glob")
 }
@@ -1182,17 +1198,7 @@ async fn socketio_sockets_count_under_the_connection_limits() {
         "io client disconnect"
     );
     // The place is free again once the socket is gone.
-    let mut freed = false;
-    for _ in 0..100 {
-        if tokio_tungstenite::connect_async(server.ws_url())
-            .await
-            .is_ok()
-        {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let freed = a_place_frees_within(&server, Duration::from_secs(2)).await;
     assert!(freed, "the slot was released");
     h.stop().await;
     server.stop().await;
@@ -1218,17 +1224,7 @@ async fn a_polling_client_that_closes_frees_its_place_at_once() {
         h.disconnected("first", RECV_TIMEOUT).await,
         "io client disconnect"
     );
-    let mut freed = false;
-    for _ in 0..100 {
-        if tokio_tungstenite::connect_async(server.ws_url())
-            .await
-            .is_ok()
-        {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let freed = a_place_frees_within(&server, Duration::from_secs(2)).await;
     assert!(freed, "the place was released within 2 s");
     h.stop().await;
     server.stop().await;
@@ -1260,15 +1256,7 @@ async fn engine_io_sessions_count_under_the_limits_before_they_connect() {
         "the WebSocket door shares the limit"
     );
     // Past the connect timeout the sessions are gone and their places free again.
-    let mut freed = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Ok(ws) = tokio_tungstenite::connect_async(server.ws_url()).await {
-            drop(ws);
-            freed = true;
-            break;
-        }
-    }
+    let freed = a_place_frees_within(&server, Duration::from_secs(5)).await;
     assert!(
         freed,
         "the places of sessions that never connected were released"

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{ClientConfig, Encryption};
-use super::event::{DisconnectReason, Event};
+use super::event::{DisconnectReason, Event, HardenedStage};
 use super::inbound::UNPARSEABLE;
 use super::lifetime::Lifetime;
 use super::login::{CLOSE_GRACE, Live, Ws, plain_login, sealed_login};
@@ -378,9 +378,8 @@ fn established_close(
         return DisconnectReason::from_hardened_close(
             code,
             reason,
-            None,
             last_error.as_deref(),
-            true,
+            HardenedStage::Established,
         );
     }
     DisconnectReason::from_close(code, reason, last_error)

@@ -103,7 +103,19 @@ pub struct Message {
 
 /// The sealed errors by which a server refuses a hardened client's credentials, before its
 /// 4003 (`docs/PROTOCOL.md` §10.9): the only ones that make that close final.
-pub(crate) const AUTH_REFUSALS: [&str; 2] = ["Authentication failed", "Authentication error"];
+const AUTH_REFUSALS: [&str; 2] = ["Authentication failed", "Authentication error"];
+
+/// How far a hardened connection got, for what a close means there
+/// ([`DisconnectReason::from_hardened_close`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HardenedStage {
+    /// Before the key exchange: nothing from the server is authenticated yet.
+    Hello,
+    /// After it, before `connected`: the server may refuse the credentials, sealed.
+    Login,
+    /// An established session.
+    Established,
+}
 
 /// Why a connection ended. The numeric close codes are those of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,34 +193,38 @@ impl DisconnectReason {
         }
     }
 
-    /// Maps a close frame on a hardened connection, where a close code and its reason text
-    /// are not authenticated (anyone on the path can send them). A 4003 is final
-    /// ([`Self::AuthFailed`]) only with `refusal`: the server's sealed refusal of the
-    /// credentials before `connected` ([`AUTH_REFUSALS`]); any other 4003 is [`Self::Closed`],
-    /// retried. A 4004 is never final: before the key exchange ([`Self::Handshake`]) nothing
-    /// says it is the server's, and after it ([`Self::Crypto`], with the server's last sealed
-    /// error as `detail`) it means the server could not open a record of this client's,
-    /// damaged or altered on its way. No unauthenticated text goes into the reason.
+    /// Maps a close frame on a hardened connection at `stage`, where a close code and its
+    /// reason text are not authenticated (anyone on the path can send them); `sealed_error` is
+    /// the last `error` that came inside the record layer. A 4003 is final
+    /// ([`Self::AuthFailed`]) only as the server's sealed refusal of the credentials before
+    /// `connected` ([`AUTH_REFUSALS`]); any other 4003 is [`Self::Closed`], retried. A 4004
+    /// is never final: before the key exchange ([`Self::Handshake`]) nothing says it is the
+    /// server's, and after it ([`Self::Crypto`]) it means the server could not open a record
+    /// of this client's, damaged or altered on its way. No unauthenticated text goes into the
+    /// reason.
     pub(crate) fn from_hardened_close(
         code: u16,
         reason: &str,
-        refusal: Option<String>,
-        detail: Option<&str>,
-        key_exchanged: bool,
+        sealed_error: Option<&str>,
+        stage: HardenedStage,
     ) -> Self {
         match CloseCode::from_code(code) {
-            Some(CloseCode::EncryptionRequired) if !key_exchanged => {
+            Some(CloseCode::EncryptionRequired) if stage == HardenedStage::Hello => {
                 Self::Handshake("4004 before the key exchange (unauthenticated)".into())
             }
-            Some(CloseCode::EncryptionRequired) => Self::Crypto(match detail {
+            Some(CloseCode::EncryptionRequired) => Self::Crypto(match sealed_error {
                 Some(detail) => format!("the server could not open a record (4004 {detail})"),
                 None => "the server could not open a record (4004)".into(),
             }),
-            Some(CloseCode::AuthFailed) => match refusal {
-                Some(message) => Self::AuthFailed {
-                    message: Some(message),
-                },
-                None => Self::Closed {
+            Some(CloseCode::AuthFailed) => match sealed_error {
+                Some(refusal)
+                    if stage == HardenedStage::Login && AUTH_REFUSALS.contains(&refusal) =>
+                {
+                    Self::AuthFailed {
+                        message: Some(refusal.to_owned()),
+                    }
+                }
+                _ => Self::Closed {
                     code,
                     reason: "4003 not announced by a sealed refusal".into(),
                 },

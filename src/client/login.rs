@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::ConnectionInfo;
-use super::event::{AUTH_REFUSALS, DisconnectReason};
+use super::event::{DisconnectReason, HardenedStage};
 use super::lifetime::session_left;
 use crate::crypto::room::{self, RoomKeyring};
 use crate::crypto::{ClientHandshake, CryptoError, Session};
@@ -122,9 +122,8 @@ pub(super) async fn plain_login(
         .map_err(|e| DisconnectReason::Network(e.to_string()))?;
     let mut last_error = None;
     loop {
-        let explain = last_error.clone();
         let msg = next_inbound(&mut ws, |code, reason| {
-            DisconnectReason::from_close(code, reason, explain)
+            DisconnectReason::from_close(code, reason, last_error.clone())
         })
         .await?;
         match msg.event.as_deref() {
@@ -171,7 +170,7 @@ pub(super) async fn sealed_login(
         .map_err(|e| DisconnectReason::Network(e.to_string()))?;
     let hello = loop {
         let msg = next_inbound(&mut ws, |code, reason| {
-            DisconnectReason::from_hardened_close(code, reason, None, None, false)
+            DisconnectReason::from_hardened_close(code, reason, None, HardenedStage::Hello)
         })
         .await?;
         match msg.event.as_deref() {
@@ -217,16 +216,17 @@ pub(super) async fn sealed_login(
     };
     sent.await
         .map_err(|e| DisconnectReason::Network(e.to_string()))?;
-    // The last sealed error (it may explain a 4004), and whether it refused the credentials
-    // (only that makes a 4003 final).
+    // The last sealed error: it may explain a 4004, or refuse the credentials (only that
+    // makes a 4003 final).
     let mut sealed_error: Option<String> = None;
     loop {
-        let refusal = sealed_error
-            .clone()
-            .filter(|m| AUTH_REFUSALS.contains(&m.as_str()));
-        let detail = sealed_error.clone();
         let msg = next_inbound(&mut ws, |code, reason| {
-            DisconnectReason::from_hardened_close(code, reason, refusal, detail.as_deref(), true)
+            DisconnectReason::from_hardened_close(
+                code,
+                reason,
+                sealed_error.as_deref(),
+                HardenedStage::Login,
+            )
         })
         .await?;
         if msg.event.as_deref() != Some(event::ENCRYPTED) {

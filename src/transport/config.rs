@@ -125,10 +125,7 @@ impl HttpConfig {
     /// [`HttpConfigError`] naming the first bad field.
     pub fn validate(&self) -> Result<(), HttpConfigError> {
         check_path(&self.path)?;
-        if let Some((_, by)) = RESERVED_PATHS
-            .iter()
-            .find(|(taken, _)| taken_by(&self.path, taken))
-        {
+        if let Some(by) = reserved_route(&self.path) {
             return Err(HttpConfigError::PathTaken {
                 path: self.path.clone(),
                 by,
@@ -231,6 +228,16 @@ pub fn check_path(path: &str) -> Result<(), HttpConfigError> {
     } else {
         Err(HttpConfigError::InvalidPath(path.to_owned()))
     }
+}
+
+/// What the server itself serves at `path` on every listener (the admin API under `/socket/`,
+/// metrics at and under `/metrics`), so that no door may take it; `None` when it is free.
+#[must_use]
+pub fn reserved_route(path: &str) -> Option<&'static str> {
+    RESERVED_PATHS
+        .iter()
+        .find(|(route, _)| taken_by(path, route))
+        .map(|(_, by)| *by)
 }
 
 /// Whether `path` is taken by a reserved `route`: a route ending in `/` takes the paths under

@@ -19,7 +19,7 @@ mod tls;
 mod upgrade;
 mod ws_socket;
 
-pub use config::{HttpConfig, HttpConfigError, check_path, path_is_under};
+pub use config::{HttpConfig, HttpConfigError, check_path, path_is_under, reserved_route};
 pub use direct::{AcceptedWebSocket, accept_websocket};
 pub use listener::{LISTEN_BACKLOG, bind, bind_shared, serve, serve_with_shutdown};
 pub use tls::{DEFAULT_TLS_RELOAD_INTERVAL, TlsConfig};

@@ -472,11 +472,10 @@ export class SealwireClient {
       helloId: null,
       // The server's last `error` (explains a 4003/4004 on a compat or plaintext connection).
       lastError: null,
-      // Hardened: the last `error` that arrived inside the record layer (it may explain a
-      // 4004), and the sealed refusal of the credentials before `connected`, the only thing
-      // that makes a 4003 final (see closeReason).
+      // Hardened: the last `error` that arrived inside the record layer. It may explain a
+      // 4004; before `connected`, it may refuse the credentials, the only thing that makes a
+      // 4003 final (see closeReason).
       sealedError: null,
-      refusal: null,
       sendChain: Promise.resolve(),
       recvChain: Promise.resolve(),
       timers: [],
@@ -588,7 +587,7 @@ export class SealwireClient {
         return reason("crypto", `the server could not open a record (4004${detail})`, 4004);
       }
       if (ev.code === 4003) {
-        if (conn.refusal !== null) return fromClose(4003, "", conn.refusal);
+        if (conn.phase === "sealed" && AUTH_REFUSALS.has(conn.sealedError)) return fromClose(4003, "", conn.sealedError);
         return reason("closed", "4003 not announced by a sealed refusal", 4003);
       }
       return fromClose(ev.code, ev.reason, null);
@@ -723,7 +722,6 @@ export class SealwireClient {
     if (inner.event === "error") {
       this.serverErrorBeforeConnected(conn, inner.data);
       conn.sealedError = conn.lastError;
-      if (AUTH_REFUSALS.has(conn.lastError)) conn.refusal = conn.lastError;
       return;
     }
     if (inner.event !== "connected") {

@@ -394,13 +394,13 @@ fn load_identity(path: &std::path::Path) -> anyhow::Result<sealwire::crypto::Ser
         .map_err(|_| anyhow::anyhow!("{}: not a valid P-256 private key", path.display()))
 }
 
-/// The paths besides the admin API's and metrics' (`HttpConfig::validate` checks those
-/// against `--path`): `--socketio-path` (served as `{path}` and `{path}/`) must be a literal
-/// path other than `/` and `--path`, not under `/socket/` (the admin API; `/socket` itself is
-/// free) or `/metrics`; with `--dev`, neither path may take the demo page's routes (`/`,
-/// `/sdk/...`).
+/// The paths besides `--path` against the server's own routes (`HttpConfig::validate`
+/// checks that one): `--socketio-path` (served as `{path}` and `{path}/`) must be a literal
+/// path other than `/` and `--path`, and free of the server's routes
+/// ([`reserved_route`](sealwire::transport::reserved_route)); with `--dev`, neither path may
+/// take the demo page's routes (`/`, `/sdk/...`).
 fn check_paths(dev: bool, socketio_path: &str, ws_path: &str) -> anyhow::Result<()> {
-    use sealwire::transport::{check_path, path_is_under};
+    use sealwire::transport::{check_path, path_is_under, reserved_route};
     if dev && (ws_path == "/" || path_is_under(ws_path, "/sdk")) {
         bail!("--path {ws_path} is taken by the --dev demo page (/ and /sdk/...)");
     }
@@ -416,16 +416,14 @@ fn check_paths(dev: bool, socketio_path: &str, ws_path: &str) -> anyhow::Result<
     if sio == "/" {
         bail!("--socketio-path / would take every path (use e.g. /io, or `off`)");
     }
-    let taken = [
-        (sio == ws_path, "--path"),
-        (
-            sio != "/socket" && path_is_under(sio, "/socket"),
-            "the admin API",
-        ),
-        (path_is_under(sio, "/metrics"), "metrics"),
-        (dev && path_is_under(sio, "/sdk"), "the --dev demo page"),
-    ];
-    if let Some((_, by)) = taken.into_iter().find(|(taken, _)| *taken) {
+    let taken = if sio == ws_path {
+        Some("--path")
+    } else if dev && path_is_under(sio, "/sdk") {
+        Some("the --dev demo page")
+    } else {
+        reserved_route(sio)
+    };
+    if let Some(by) = taken {
         bail!("--socketio-path {sio} is taken by {by}: choose another path");
     }
     Ok(())
