@@ -40,14 +40,17 @@ struct Shared {
     write_waiting: AtomicBool,
 }
 
-/// Ends a [`Closable`] stream from outside. Cheap to clone.
+/// Ends a [`Closable`] stream from outside. Cheap to clone. Every HTTP connection carries
+/// one; only the Socket.IO door (feature `socketio`) uses it.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "socketio"), allow(dead_code))]
 pub(crate) struct CloseHandle {
     shared: Arc<Shared>,
     /// Dead once the stream is dropped.
     stream: Weak<()>,
 }
 
+#[cfg_attr(not(feature = "socketio"), allow(dead_code))]
 impl CloseHandle {
     /// Ends the stream: its pending and later reads see the end, its writes fail.
     pub(crate) fn close(&self) {

@@ -129,7 +129,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|o| !o.is_empty())
         .collect();
     http.validate().context("invalid configuration")?;
-    check_paths(args.dev, &args.socketio_path, &http.path)?;
+    #[cfg(feature = "socketio")]
+    let socketio_path = args.socketio_path.as_str();
+    #[cfg(not(feature = "socketio"))]
+    let socketio_path = "off";
+    check_paths(args.dev, socketio_path, &http.path)?;
 
     // `@socket.io/redis-emitter` messages carry no seal: with a bus key, where only key
     // holders may publish to clients, they are not accepted.
@@ -404,7 +408,7 @@ fn check_paths(dev: bool, socketio_path: &str, ws_path: &str) -> anyhow::Result<
     if dev && (ws_path == "/" || path_is_under(ws_path, "/sdk")) {
         bail!("--path {ws_path} is taken by the --dev demo page (/ and /sdk/...)");
     }
-    if !cfg!(feature = "socketio") || socketio_path == "off" {
+    if socketio_path == "off" {
         return Ok(());
     }
     // Socket.IO clients are often given the path with a trailing '/': the same path.
