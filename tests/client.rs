@@ -482,3 +482,49 @@ async fn a_live_server_is_never_silent_for_the_timeout() {
     client.close();
     ts.stop().await;
 }
+
+/// A hardened session's heartbeats are sealed records, the only frames a hardened server
+/// counts as activity: an otherwise idle client stays connected past the server's timeout.
+#[tokio::test]
+async fn hardened_heartbeats_keep_an_idle_session_alive() {
+    let identity = Arc::new(sealwire::crypto::ServerIdentity::generate(&mut rand::rng()));
+    let pin = identity.public_key();
+    let mut cfg = base_config();
+    cfg.handshake.identity = Some(Arc::clone(&identity));
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.heartbeat_timeout = Duration::from_millis(500);
+    let ts = start_with(echo_builder().config(cfg)).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("ivy")
+        .encryption(Encryption::Hardened {
+            pinned_server_keys: vec![pin],
+        })
+        .heartbeat_interval(Duration::from_millis(100))
+        .connect()
+        .await
+        .expect("connect");
+    let Event::Connected { .. } = next_event(&mut events).await else {
+        panic!("expected Connected");
+    };
+    // Four server timeouts of application silence, with no disconnect.
+    let disconnect = tokio::time::timeout(Duration::from_millis(2000), async {
+        loop {
+            match events.recv().await {
+                Some(ev @ Event::Disconnected { .. }) | Some(ev @ Event::Connected { .. }) => {
+                    return Some(ev);
+                }
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    })
+    .await;
+    assert!(disconnect.is_err(), "{disconnect:?}");
+    client.send("echo", &json!(1)).await.expect("send");
+    assert_eq!(
+        next_message(&mut events).await.data,
+        json!({"got": 1, "wasEncrypted": true})
+    );
+    client.close();
+    ts.stop().await;
+}

@@ -417,3 +417,72 @@ async fn plaintext_events_from_a_hardened_client_are_refused() {
     let _: Value = json!(null);
     server.stop().await;
 }
+
+/// Nobody on the path can end a hardened session as a normal closure, or keep it alive after
+/// its client is gone: a plaintext `disconnect` is refused, and plaintext `heartbeat`s do not
+/// count as activity (the idle timeout still ends the session, 4002). Sealed heartbeats do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_plaintext_disconnect_and_heartbeats_do_not_act_on_a_hardened_session() {
+    let mut config = config_with(None, 1 << 20);
+    config.heartbeat_interval = std::time::Duration::from_millis(50);
+    config.heartbeat_timeout = std::time::Duration::from_millis(500);
+    let server = start_echo(config).await;
+    let mut injected = server.client().await;
+    injected
+        .authenticate_hardened("victim", HandshakeConfig::hardened(vec![]))
+        .await
+        .expect("handshake");
+    let mut sealed = server.client().await;
+    sealed
+        .authenticate_hardened("alive", HandshakeConfig::hardened(vec![]))
+        .await
+        .expect("handshake");
+
+    injected
+        .send_json(&json!({"event": "disconnect", "data": null}))
+        .await;
+    let msg = injected.recv_msg().await;
+    assert_eq!(msg["event"], "error", "{msg}");
+    assert_eq!(msg["data"]["message"], "Encrypted message required");
+    injected.emit("ping", json!(1)).await;
+    assert_eq!(injected.recv_msg().await["data"]["data"], json!(1));
+
+    // For 1.5 s (three idle timeouts) one client sends only plaintext heartbeats, the other
+    // sealed ones.
+    let mut closed = None;
+    for _ in 0..15 {
+        sealed.emit("heartbeat", json!({})).await;
+        if closed.is_none() {
+            injected.send_json(&json!({"event": "heartbeat"})).await;
+            match injected
+                .recv_within(std::time::Duration::from_millis(100))
+                .await
+            {
+                Some(Received::Close(code)) => closed = Some(code),
+                Some(Received::Text(t)) => panic!("unexpected frame {t}"),
+                None => {}
+            }
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        closed,
+        Some(Some(4002)),
+        "plaintext heartbeats kept it alive"
+    );
+    sealed.emit("ping", json!(2)).await;
+    assert_eq!(sealed.recv_msg().await["data"]["data"], json!(2));
+    server.stop().await;
+}
+
+/// A compatibility-profile client (IGNIS) may still send `disconnect` in plaintext.
+#[tokio::test]
+async fn a_compatibility_client_disconnects_in_plaintext() {
+    let server = start_echo(config_with(None, 1 << 20)).await;
+    let (mut c, _) = server.encrypted("compat").await;
+    c.send_json(&json!({"event": "disconnect", "data": null}))
+        .await;
+    assert_eq!(c.expect_close().await, Some(1000));
+    server.stop().await;
+}

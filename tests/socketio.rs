@@ -1975,6 +1975,29 @@ async fn the_sdk_over_socketio_takes_room_keys() {
     server.stop().await;
 }
 
+/// A hardened socket counts only records as activity in the core; engine.io's own heartbeat
+/// keeps it connected past the core's idle timeout, on both transports.
+#[tokio::test]
+async fn hardened_socketio_sockets_outlive_the_core_heartbeat_timeout() {
+    let (server, pin) = start_hardened_with(EncryptionPolicy::Optional, |c| {
+        c.heartbeat_interval = Duration::from_millis(100);
+        c.heartbeat_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let mut h = Harness::start(&server).await;
+    for (name, transport) in [("hw", "websocket"), ("hp", "polling")] {
+        let info = h.sdk_connect(name, name, &[&pin], &[transport]).await;
+        assert_eq!(info["profile"], "sealwire-v2", "{info}");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for name in ["hw", "hp"] {
+        // Fails on an `sdk_disconnected` line (a 4002 would be one).
+        h.sdk_sync(name).await;
+    }
+    h.stop().await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn hardened_socketio_sockets_are_refused_like_ws_clients() {
     let (server, pin) = start_hardened(EncryptionPolicy::Optional).await;

@@ -347,7 +347,12 @@ impl Task {
                 _ = heartbeat.tick() => {
                     // The heartbeat keeps the server's idle timer fresh; the ping makes a live
                     // server answer (its WebSocket layer sends the pong), which keeps ours fresh.
-                    let frame = frame_json(event::HEARTBEAT, "{}");
+                    // Sealed on an encrypted session: a hardened server counts only records as
+                    // activity, so nobody on the path can keep a dead session alive.
+                    let frame = match outbound(&mut session, &frame_json(event::HEARTBEAT, "{}")) {
+                        Ok(frame) => frame,
+                        Err(e) => return DisconnectReason::Crypto(e.to_string()),
+                    };
                     let sent = async {
                         ws.feed(WsMessage::text(frame)).await?;
                         ws.feed(WsMessage::Ping(Default::default())).await?;

@@ -80,15 +80,25 @@ where
     pub(super) async fn on_frame(&mut self, frame: Incoming) -> Option<Exit> {
         match frame {
             Incoming::Text(text) => {
-                self.handle.touch();
+                // A hardened client sends only records; a plaintext frame on its session may
+                // have been injected on the path, so only records that open keep it alive.
+                if !self.sealed_only() {
+                    self.handle.touch();
+                }
                 self.on_text(text.as_str()).await
             }
             Incoming::Binary(_) => {
-                self.handle.touch();
+                if !self.sealed_only() {
+                    self.handle.touch();
+                }
                 self.send_error(err::INVALID_FORMAT).await;
                 None
             }
             Incoming::Close(code) => Some(Exit::PeerClosed(code.unwrap_or(1000))),
+            Incoming::Alive => {
+                self.handle.touch();
+                None
+            }
         }
     }
 
@@ -161,6 +171,8 @@ where
             self.send_error(err::DECRYPT_FAILED).await;
             return None;
         };
+        // Only a record that opens counts as activity on a hardened session.
+        self.handle.touch();
         if let Some(session) = self
             .session
             .as_mut()
@@ -213,20 +225,21 @@ where
         was_encrypted: bool,
     ) -> Option<Exit> {
         if name == event::HEARTBEAT {
+            // Activity was counted when the frame arrived (on a hardened session only for a
+            // record that opened).
             return None;
         }
-        if name == event::DISCONNECT {
+        // A plaintext `disconnect` on a hardened session may have been injected on the path:
+        // refused like any other plaintext event, so it cannot end the session as a normal
+        // closure. Compatibility-profile clients (IGNIS) send theirs in plaintext.
+        if name == event::DISCONNECT && (was_encrypted || !self.sealed_only()) {
             return Some(Exit::Close(CloseCode::Normal));
         }
         // Policy: in the hardened profile, or everywhere with `require_encrypted_inbound`, an
         // encrypted client's application events must arrive encrypted too; plaintext ones are
-        // refused (heartbeat/disconnect excepted). IGNIS compatibility-profile clients never
-        // encrypt inbound, so the `Required` policy alone does not refuse theirs.
-        let strict = self.server.0.config.require_encrypted_inbound
-            || self
-                .session
-                .as_ref()
-                .is_some_and(crate::crypto::Session::open_failure_is_fatal);
+        // refused (a compatibility-profile `disconnect` excepted). IGNIS compatibility-profile
+        // clients never encrypt inbound, so the `Required` policy alone does not refuse theirs.
+        let strict = self.server.0.config.require_encrypted_inbound || self.sealed_only();
         if self.session.is_some() && !was_encrypted && strict {
             self.send_error(err::ENCRYPTION_REQUIRED).await;
             return None;

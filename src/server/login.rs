@@ -52,6 +52,15 @@ where
         self.handle.set_deadline(Some(Instant::now() + budget));
     }
 
+    /// Whether every frame of this client must be a sealed record (a hardened session, from
+    /// its `hello` on): a plaintext frame on such a session may have been injected on the
+    /// path, so it neither counts as activity nor acts.
+    pub(super) fn sealed_only(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(crate::crypto::Session::open_failure_is_fatal)
+    }
+
     /// Whether the hardened `hello` exchange is done and the sealed `authenticate` is awaited.
     pub(super) fn awaiting_sealed_credentials(&self) -> bool {
         self.state == ClientState::Authenticating && self.session.is_some()

@@ -305,7 +305,7 @@ impl Metrics {
         let len = match frame {
             Incoming::Text(text) => text.len(),
             Incoming::Binary(bytes) => bytes.len(),
-            Incoming::Close(_) => return,
+            Incoming::Close(_) | Incoming::Alive => return,
         };
         self.messages_in.inc();
         self.bytes_in.inc_by(len as u64);

@@ -21,6 +21,10 @@ pub enum Incoming {
     /// The peer closes, with its close code if it sent one. The transport answers the close
     /// handshake itself.
     Close(Option<u16>),
+    /// The transport's own liveness check passed (Socket.IO: engine.io's ping answered).
+    /// Counts as activity for the idle timeout and does nothing else; a transport without
+    /// such a check never sends it.
+    Alive,
 }
 
 /// A frame a connection writes.

@@ -13,7 +13,9 @@ use sealwire::transport::{HttpConfig, TlsConfig, serve_with_shutdown};
 
 mod args;
 
-use args::{Cli, Command, EmitArgs, LogFormat, ServeArgs};
+#[cfg(feature = "redis")]
+use args::EmitArgs;
+use args::{Cli, Command, LogFormat, ServeArgs};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

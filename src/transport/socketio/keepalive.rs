@@ -13,7 +13,7 @@ use serde_json::value::to_raw_value;
 
 use super::bridge::Bridge;
 use super::outlet::{Emitted, try_emit};
-use crate::protocol::{BusEnvelope, BusTarget, Text, now_iso8601};
+use crate::protocol::{BusEnvelope, BusTarget, now_iso8601};
 use crate::server::{Incoming, Server};
 
 /// Until it is authenticated, a socket has no core connection for a shutdown to close: this
@@ -85,10 +85,8 @@ pub(super) fn ping(bridge: &Bridge) {
     }
 }
 
-/// The plaintext `heartbeat` that keeps the core from timing out a connected socket.
-const HEARTBEAT_FRAME: &str = r#"{"event":"heartbeat"}"#;
-
-/// Waits for the core to admit the socket, then sends the periodic `ping` and `heartbeat`
+/// Waits for the core to admit the socket, then sends the periodic `ping`, and tells the core
+/// the socket is alive ([`Incoming::Alive`]: engine.io's own heartbeat checks the client),
 /// until the socket disconnects or its core connection ends.
 pub(super) async fn keepalive(bridge: Arc<Bridge>) {
     let gone = bridge.gone().clone();
@@ -114,21 +112,8 @@ pub(super) async fn keepalive(bridge: Arc<Bridge>) {
                 }
             }
             _ = keepalive.tick() => {
-                // Plaintext `heartbeat` is allowed in every profile (docs/PROTOCOL.md §5.4).
-                let _ = bridge.to_core(Incoming::Text(Text::from_static(HEARTBEAT_FRAME)));
+                let _ = bridge.to_core(Incoming::Alive);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_keepalive_is_a_heartbeat() {
-        let frame: serde_json::Value =
-            serde_json::from_str(HEARTBEAT_FRAME).expect("heartbeat frame is JSON");
-        assert_eq!(frame["event"], crate::protocol::event::HEARTBEAT);
     }
 }
