@@ -438,6 +438,46 @@ async fn kept_and_unkept_messages_to_one_client_keep_their_order() {
     a.stop().await;
 }
 
+/// Across instances: what one publisher sends live (over the bus's publish queue) before a
+/// kept publication (appended and published by the history store, on another connection)
+/// reaches a client on the other instance first.
+#[tokio::test]
+async fn live_publications_are_not_overtaken_by_a_later_kept_one_across_instances() {
+    let redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 100, None)).await;
+    let b = start_with(instance(&redis, 100, None)).await;
+    let (mut c, _, _) = joined(&b, None).await;
+    let id = c.id();
+    wait_for(|| a.server.is_ready()).await;
+    let mut want = Vec::new();
+    for n in 0..60u64 {
+        if n % 3 == 2 {
+            let kept = a.server.to_room(ROOM).emit("order", &json!({ "n": n }));
+            assert!(kept.await.expect("kept").offset.is_some());
+            want.push(("order", n));
+        } else {
+            a.server
+                .to_client(id.clone())
+                .emit("direct", &json!({ "n": n }))
+                .await
+                .expect("direct");
+            want.push(("direct", n));
+        }
+    }
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        let m = c.recv_msg().await;
+        got.push((
+            m["event"].as_str().unwrap_or_default().to_owned(),
+            m["data"]["n"].as_u64().unwrap_or(u64::MAX),
+        ));
+    }
+    let want: Vec<(String, u64)> = want.into_iter().map(|(e, n)| (e.to_owned(), n)).collect();
+    assert_eq!(got, want);
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Redis stops answering (frozen, nothing lost): a publication to a kept stream still reaches
 /// the instance's clients live, with no offset in its receipt; once Redis answers again, the
 /// stream goes on in a new epoch, so a client that recovers across the outage is told

@@ -176,6 +176,15 @@ pub trait Bus: Send + Sync + 'static {
     /// Publishes an envelope to the other instances. Must not block.
     fn publish(&self, envelope: BusEnvelope);
 
+    /// Resolves once every envelope [`publish`](Bus::publish)ed before the call has left this
+    /// instance (or been given up on), or after `within`. A publication that reaches the other
+    /// instances another way (a kept one, which the history store publishes) waits for it, so
+    /// that it cannot overtake what the same publisher sent before it. The default (a bus
+    /// whose `publish` hands envelopes over at once) resolves at once.
+    fn flushed(&self, _within: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// The server gained or lost local members for a target (interest-based subscriptions).
     fn interest(&self, _change: &Interest) {}
 

@@ -98,6 +98,8 @@ impl Server {
             exclude: exclude.clone(),
             kept: None,
         };
+        // What this instance published live before this must reach Redis first.
+        self.0.bus.flushed(ECHO_WAIT).await;
         let in_flight = history.echoes().watch(&stream);
         match store.append(&stream, envelope).await {
             Ok(position) => {

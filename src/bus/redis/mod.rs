@@ -91,6 +91,8 @@ struct Inner {
     /// Channels the subscriber has confirmed (interest mode), and a signal when they change.
     confirmed: Mutex<HashSet<String>>,
     confirmed_changed: Notify,
+    /// How far the publisher has got through the queue ([`Bus::flushed`]).
+    handoff: publisher::Handoff,
 }
 
 struct StartParts {
@@ -173,6 +175,7 @@ impl RedisBus {
             recoveries: Arc::default(),
             confirmed: Mutex::new(HashSet::new()),
             confirmed_changed: Notify::new(),
+            handoff: publisher::Handoff::default(),
         })))
     }
 
@@ -353,12 +356,18 @@ impl Bus for RedisBus {
             env: envelope,
             at: Instant::now(),
         };
+        self.0.handoff.enter();
         if self.0.queue_tx.try_send(queued).is_err() {
+            self.0.handoff.finish(1);
             let n = self.0.stats.dropped_full.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n, "Redis publish queue full; messages dropped");
             }
         }
+    }
+
+    fn flushed(&self, within: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(self.0.handoff.wait(within))
     }
 
     fn subscribed(&self, target: &BusTarget, within: Duration) -> BoxFuture<'_, bool> {

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
 use redis::aio::MultiplexedConnection;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::Inner;
 use super::connect::{connect_publisher, timed};
@@ -22,6 +25,50 @@ const PUBLISH_BATCH: usize = 256;
 pub(super) struct Queued {
     pub(super) env: BusEnvelope,
     pub(super) at: Instant,
+}
+
+/// How far the publisher has got through the queue, so that a publication sent to Redis on
+/// another connection (a kept one, appended and published by a script) can wait for the live
+/// ones published before it: Redis then delivers them in that order.
+///
+/// `entered` counts envelopes before they are queued; `finished` counts them as the publisher
+/// is done with them (published, failed or dropped), in queue order. An envelope whose
+/// `publish` returned before [`Handoff::wait`] was called is thus within its target.
+pub(super) struct Handoff {
+    entered: AtomicU64,
+    finished: watch::Sender<u64>,
+}
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Self {
+            entered: AtomicU64::new(0),
+            finished: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Handoff {
+    /// An envelope is about to be queued.
+    pub(super) fn enter(&self) {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The publisher is done with `n` more envelopes (or the queue refused one).
+    pub(super) fn finish(&self, n: usize) {
+        if n > 0 {
+            self.finished
+                .send_modify(|f| *f += u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Resolves once the publisher is done with every envelope queued before the call, or
+    /// after `within`.
+    pub(super) async fn wait(&self, within: Duration) {
+        let target = self.entered.load(Ordering::SeqCst);
+        let mut finished = self.finished.subscribe();
+        let _ = tokio::time::timeout(within, finished.wait_for(|f| *f >= target)).await;
+    }
 }
 
 impl Inner {
@@ -46,6 +93,7 @@ impl Inner {
                     }
                     if !pending.is_empty() {
                         self.count_failed(pending.len());
+                        self.handoff.finish(pending.len());
                     }
                     return;
                 }
@@ -110,6 +158,8 @@ impl Inner {
             let mut pipe = redis::pipe();
             let mut n = 0u64;
             let take = pending.len().min(PUBLISH_BATCH);
+            // Done with these once the pipeline returns (or fails), whichever way it goes.
+            let handed = Finished(&self.handoff, take);
             for mut q in pending.drain(..take) {
                 if let Some(s) = sealer.as_mut()
                     && s.seal(&mut q.env).is_err()
@@ -126,7 +176,9 @@ impl Inner {
             if n == 0 {
                 continue;
             }
-            match timed(self.response_timeout, pipe.query_async::<()>(c)).await {
+            let sent = timed(self.response_timeout, pipe.query_async::<()>(c)).await;
+            drop(handed);
+            match sent {
                 Ok(()) => {
                     self.stats.published.fetch_add(n, Ordering::Relaxed);
                 }
@@ -153,10 +205,11 @@ impl Inner {
         }
         if stale > 0 {
             self.count_failed(stale);
+            self.handoff.finish(stale);
         }
     }
 
-    fn count_failed(&self, n: usize) {
+    pub(super) fn count_failed(&self, n: usize) {
         let total = self
             .stats
             .dropped_failed
@@ -167,5 +220,14 @@ impl Inner {
             total,
             "bus messages not published (Redis unavailable)"
         );
+    }
+}
+
+/// Marks a batch finished when dropped, on every path out of the batch.
+struct Finished<'a>(&'a Handoff, usize);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.finish(self.1);
     }
 }
