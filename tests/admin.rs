@@ -887,3 +887,44 @@ async fn a_door_may_be_named_socket_beside_the_api() {
         server.shutdown().await;
     }
 }
+
+/// A batch may all go to one client, faster than it reads: a batch larger than one client's
+/// outbox (bytes or messages) is refused whole, instead of closing that client as a slow
+/// consumer with none of it.
+#[tokio::test]
+async fn a_batch_larger_than_one_outbox_is_refused_whole() {
+    let mut config = base_config();
+    config.outbox_bytes = 64 * 1024;
+    config.outbox_messages = 10;
+    config.max_message_bytes = 64 * 1024;
+    let s = start(config).await;
+    let admin = Admin::new(&s);
+    let (mut c, _) = s.plain("alice").await;
+    let to_c = |n: usize, size: usize| -> Value {
+        let fill = "x".repeat(size);
+        let messages: Vec<Value> = (0..n)
+            .map(|i| json!({"destination": c.id(), "topic": "b", "data": {"i": i, "fill": fill}}))
+            .collect();
+        json!({ "messages": messages })
+    };
+    for (batch, what) in [(to_c(2, 40_000), "bytes"), (to_c(11, 10), "messages")] {
+        let (status, body) = admin.post("/socket/batch", &batch).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let error = body["error"].as_str().expect("error");
+        assert!(
+            error.contains("batch too large") && error.contains(what),
+            "{body}"
+        );
+    }
+    let (status, body) = admin.post("/socket/batch", &to_c(2, 20_000)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Only the batch that fits was sent.
+    for i in 0..2 {
+        assert_eq!(c.recv_msg().await["data"]["i"], i);
+    }
+    assert!(
+        c.recv_within(Duration::from_millis(200)).await.is_none(),
+        "nothing else was sent"
+    );
+    s.stop().await;
+}

@@ -413,6 +413,17 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
             b.messages.len()
         )));
     }
+    // All of a batch may go to one client, queued faster than it can read: it must fit in one
+    // outbox, or that client would be closed as a slow consumer with none of it.
+    let outbox = (server.config().outbox_messages, server.config().outbox_bytes);
+    if b.messages.len() > outbox.0 {
+        return Err(bad_request(format!(
+            "batch too large: {} messages (max {}, one client's outbox); send it in parts",
+            b.messages.len(),
+            outbox.0
+        )));
+    }
+    let mut bytes = 0usize;
     let mut prepared = Vec::with_capacity(b.messages.len());
     for (i, m) in b.messages.into_iter().enumerate() {
         let data = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
@@ -423,10 +434,17 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
             check_room(d).map_err(|e| bad_request(format!("message {i}: {}", e.1)))?;
         }
         // The size limit, for the whole batch before the first message goes out.
-        server
+        let frame = server
             .frame(event.as_str(), data.clone())
             .map_err(|e| bad_request(format!("message {i}: {e}")))?;
+        bytes = bytes.saturating_add(frame.json.len());
         prepared.push((m.destination, event, data));
+    }
+    if bytes > outbox.1 {
+        return Err(bad_request(format!(
+            "batch too large: {bytes} bytes (max {}, one client's outbox); send it in parts",
+            outbox.1
+        )));
     }
     let mut local = 0;
     let count = prepared.len();
