@@ -40,6 +40,9 @@ struct Claims {
 }
 
 /// Seconds since the epoch, with the fraction.
+/// 9999-12-31T23:59:59Z: the last expiry a token may name (and `expiresAt` can carry).
+const LAST_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
 fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -106,7 +109,9 @@ impl JwtRules {
         // present).
         let (now, leeway) = (now_secs(), self.leeway as f64);
         let end = data.claims.exp + leeway;
-        if end < now {
+        // An `exp` past the end of year 9999 is not a date a session could end at: refused,
+        // rather than opening a session without an end.
+        if end < now || end > LAST_NUMERIC_DATE {
             return None;
         }
         match data.claims.rest.get("nbf") {
@@ -114,12 +119,13 @@ impl JwtRules {
             Some(nbf) if nbf.as_f64().is_some_and(|nbf| nbf <= now + leeway) => {}
             Some(_) => return None,
         }
+        let expires_at = Duration::try_from_secs_f64(end)
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))?;
         Some(Identity {
             user_id: data.claims.sub,
             metadata: Value::Object(data.claims.rest),
-            expires_at: Duration::try_from_secs_f64(end)
-                .ok()
-                .and_then(|d| UNIX_EPOCH.checked_add(d)),
+            expires_at: Some(expires_at),
         })
     }
 }
@@ -308,6 +314,16 @@ mod tests {
         let past = now() as f64 - 10.5;
         assert!(check(serde_json::json!({"sub": "u1", "exp": past})).is_none());
         assert!(check(serde_json::json!({"sub": "u1", "exp": -1.5})).is_none());
+        // No session without an end: an `exp` past year 9999 is refused.
+        for huge in [
+            serde_json::json!(253_402_300_800u64),
+            serde_json::json!(1u64 << 63),
+            serde_json::json!(1e30),
+        ] {
+            assert!(check(serde_json::json!({"sub": "u1", "exp": huge})).is_none());
+        }
+        let last = check(serde_json::json!({"sub": "u1", "exp": 253_402_300_799u64}));
+        assert!(last.is_some_and(|id| id.expires_at.is_some()));
         assert!(check(serde_json::json!({"sub": "u1", "exp": "9999999999"})).is_none());
         let nbf_past = now() as f64 - 5.25;
         let nbf_future = now() as f64 + 60.25;
