@@ -357,6 +357,20 @@ async fn pings_to_a_client_that_never_reads_do_not_outlast_the_auth_deadline() {
     server.shutdown().await;
 }
 
+/// Before authentication the authentication deadline governs: with a heartbeat timeout far
+/// shorter than it, an idle unauthenticated connection still ends with 4001, not 4002.
+#[tokio::test]
+async fn an_unauthenticated_connection_ends_at_its_auth_deadline_not_the_heartbeat_timeout() {
+    let mut cfg = base_config();
+    cfg.auth_timeout = Duration::from_millis(800);
+    cfg.heartbeat_interval = Duration::from_millis(20);
+    cfg.heartbeat_timeout = Duration::from_millis(100);
+    let s = start(cfg).await;
+    let mut c = s.client().await;
+    assert_eq!(c.expect_close().await, Some(4001));
+    s.stop().await;
+}
+
 async fn client_task(url: String, i: usize) -> WsClient {
     let mut c = WsClient::connect(&url).await;
     if i.is_multiple_of(2) {

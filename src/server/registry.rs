@@ -352,6 +352,14 @@ impl Registry {
             .collect()
     }
 
+    /// Every client's handle, and whether it is authenticated.
+    pub(crate) fn handles_with_state(&self) -> Vec<(Arc<ClientHandle>, bool)> {
+        self.clients
+            .values()
+            .map(|e| (Arc::clone(&e.handle), e.state == ClientState::Authenticated))
+            .collect()
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<ClientSnapshot> {
         let mut list: Vec<ClientSnapshot> = self
             .clients

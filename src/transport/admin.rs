@@ -415,7 +415,10 @@ async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>,
     }
     // All of a batch may go to one client, queued faster than it can read: it must fit in one
     // outbox, or that client would be closed as a slow consumer with none of it.
-    let outbox = (server.config().outbox_messages, server.config().outbox_bytes);
+    let outbox = (
+        server.config().outbox_messages,
+        server.config().outbox_bytes,
+    );
     if b.messages.len() > outbox.0 {
         return Err(bad_request(format!(
             "batch too large: {} messages (max {}, one client's outbox); send it in parts",
