@@ -217,6 +217,19 @@ impl Harness {
     }
 
     /// Connects `name` as `token` and authenticates; returns the `authenticated` payload.
+    /// The `socket.id` socket `name` saw at its last connect.
+    fn socket_id(&self, name: &str) -> String {
+        self.seen
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|l| l["type"] == "connect")
+            .filter_map(|l| l["id"].as_str())
+            .next_back()
+            .expect("a connect line with the socket id")
+            .to_owned()
+    }
+
     async fn login(&mut self, name: &str, token: &str) -> Value {
         self.connect(name, json!({"auth": {"token": token}})).await;
         self.authenticate(name).await
@@ -359,9 +372,21 @@ async fn authenticate_answers_ping_then_authenticated_and_joins_the_default_room
     assert!(payload["time"].as_str().is_some_and(|t| t.ends_with('Z')));
     assert!(payload.get("serverPublicKey").is_none());
     server.wait_authenticated(1).await;
-    let mut want = vec![id.to_owned(), "io-default".into(), "io-notification".into()];
+    // As on IGNIS, the socket is in the room of its `socket.id` too.
+    let sid = h.socket_id("a");
+    let mut want = vec![
+        id.to_owned(),
+        sid.clone(),
+        "io-default".into(),
+        "io-notification".into(),
+    ];
     want.sort();
     assert_eq!(rooms_of(&server, id), want);
+    assert_eq!(
+        rooms_of(&server, &sid),
+        want,
+        "the socket.id names the client"
+    );
     // A second authenticate is ignored, as IGNIS does.
     h.emit("a", "authenticate", json!([])).await;
     h.sync("a").await;
@@ -472,18 +497,19 @@ async fn join_and_leave_are_validated_and_malformed_payloads_are_ignored() {
         !rooms.iter().any(|r| r == "private-y" || r == "public-z"),
         "{rooms:?}"
     );
-    // A client cannot leave its own id room; it can leave the others.
+    // A client cannot leave its own id room (nor that of its socket.id); it can leave the
+    // others.
+    let sid = h.socket_id("a");
     h.emit(
         "a",
         "leave",
-        json!([{"rooms": [id, "public-x", "io-default"]}]),
+        json!([{"rooms": [id, sid, "public-x", "io-default"]}]),
     )
     .await;
     h.sync("a").await;
-    assert_eq!(
-        rooms_of(&server, &id),
-        vec![id.clone(), "io-notification".to_owned()]
-    );
+    let mut want = vec![id.clone(), sid, "io-notification".to_owned()];
+    want.sort();
+    assert_eq!(rooms_of(&server, &id), want);
     server.server.deliver_to_client(&id, "still", &1);
     assert_eq!(h.event("a", "still").await, json!(1));
     h.stop().await;
@@ -768,6 +794,79 @@ async fn socketio_clients_are_clients_of_the_admin_api() {
     server.stop().await;
 }
 
+/// As on IGNIS, the `socket.id` a client sees names it wherever its client id does: the
+/// admin API's client calls, sends to a client, `send()` routing. Its room is the socket's
+/// alone: nobody else is put in it, and the socket cannot leave it.
+#[tokio::test]
+async fn the_socket_id_names_the_client_like_its_id() {
+    let server = start_default().await;
+    let mut h = Harness::start(&server).await;
+    let auth = h.login("a", "alice").await;
+    let id = auth["id"].as_str().expect("id").to_owned();
+    let sid = h.socket_id("a");
+    assert_ne!(sid, id);
+    let http = reqwest::Client::new();
+    let post = |path: String, body: Value| {
+        http.post(server.http(&path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let sent = post(
+        format!("/socket/client/{sid}/send"),
+        json!({"topic": "by-sid", "data": 1}),
+    )
+    .await
+    .expect("send");
+    assert!(sent.status().is_success(), "{}", sent.status());
+    assert_eq!(h.event("a", "by-sid").await, json!(1));
+    let joined: Value = post(
+        format!("/socket/client/{sid}/join"),
+        json!({"rooms": ["extra"]}),
+    )
+    .await
+    .expect("join")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(joined["joined"], json!(["extra"]), "{joined}");
+    let rooms: Value = http
+        .get(server.http(&format!("/socket/client/{sid}/rooms")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("rooms")
+        .json()
+        .await
+        .expect("json");
+    let rooms = rooms["rooms"].as_array().expect("rooms").clone();
+    for r in [&id, &sid, "extra"] {
+        assert!(rooms.contains(&json!(r)), "{r}: {rooms:?}");
+    }
+    // IGNIS `send()` routing, and a room send to the socket.id.
+    sealwire::compat::IgnisSend::send(&server.server, Some(&sid), "routed", &json!("r"))
+        .await
+        .expect("send");
+    assert_eq!(h.event("a", "routed").await, json!("r"));
+    server
+        .server
+        .deliver_to_room(&sid, "as-room", &json!(false));
+    assert_eq!(h.event("a", "as-room").await, json!(false));
+    // Nobody else is put in the socket's room; the socket cannot leave it.
+    let other = h.login("b", "bob").await;
+    let other_id = other["id"].as_str().expect("id").to_owned();
+    assert_eq!(server.server.join(&other_id, std::slice::from_ref(&sid)), Some(vec![]));
+    assert_eq!(server.server.leave(&sid, std::slice::from_ref(&sid)), Some(vec![]));
+    server.server.deliver_to_room(&sid, "only-a", &json!(2));
+    assert_eq!(h.event("a", "only-a").await, json!(2));
+    h.silence("b", Duration::from_millis(200)).await;
+    // Gone with the socket.
+    h.send(json!({"cmd": "close", "name": "a"})).await;
+    wait_for(|| server.server.client_rooms(&sid).is_none()).await;
+    h.stop().await;
+    server.stop().await;
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
@@ -816,6 +915,10 @@ async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
     {}
     a.server.deliver_to_client(&id, "to-client", &json!("c"));
     assert_eq!(h.event("b", "to-client").await, json!("c"));
+    // By its socket.id too, which only instance B knows.
+    let sid = h.socket_id("b");
+    a.server.deliver_to_client(&sid, "to-sid", &json!("s"));
+    assert_eq!(h.event("b", "to-sid").await, json!("s"));
     a.server.deliver_to_user("bea", "to-user", &json!("u"));
     assert_eq!(h.event("b", "to-user").await, json!("u"));
     a.server.deliver_to_room("public-x", "to-room", &json!(0));
@@ -1062,13 +1165,26 @@ async fn redis_emitter_messages_reach_socketio_and_websocket_clients_on_every_in
     }
     while ws.recv_within(Duration::from_millis(100)).await.is_some() {}
 
-    // To one socket (its id is a room), on the other instance.
+    // To one socket (its id is a room), on the other instance; by its socket.id as well.
     redis_emit(
         redis.port,
         json!([{"op": "emit", "to": [b_id], "event": "direct", "args": [{"x": 1}]}]),
     )
     .await;
     assert_eq!(h.event("b", "direct").await, json!({"x": 1}));
+    let b_sid = h.socket_id("b");
+    redis_emit(
+        redis.port,
+        json!([
+            {"op": "emit", "to": [b_sid], "event": "by-sid", "args": [{"x": 2}]},
+            {"op": "emit", "except": [b_sid], "event": "all-but-b", "args": [3]},
+        ]),
+    )
+    .await;
+    assert_eq!(h.event("b", "by-sid").await, json!({"x": 2}));
+    assert_eq!(h.event("a", "all-but-b").await, json!(3));
+    let m = ws.recv_json().await;
+    assert_eq!(m["event"], "all-but-b", "{m}");
     // A room joined through socketsJoin, with falsy data; WebSocket clients are members too.
     redis_emit(
         redis.port,
@@ -1373,7 +1489,7 @@ async fn after_a_shutdown_plain_socketio_clients_reconnect_by_themselves() {
         let auth = h.authenticate(name).await;
         assert_eq!(auth["userId"], *token, "{auth}");
         assert_ne!(Some(&auth["id"]), ids.get(name), "a new connection");
-        assert_eq!(rooms_of(&second, auth["id"].as_str().expect("id")).len(), 3);
+        assert_eq!(rooms_of(&second, auth["id"].as_str().expect("id")).len(), 4);
     }
     h.stop().await;
     second.stop().await;
@@ -1848,10 +1964,15 @@ async fn the_sdk_over_socketio_is_hardened_and_sealed_with_websocket_and_polling
             .client_info(&id)
             .expect("a client of the core");
         assert!(client.encrypted);
-        // The Socket.IO default rooms replace the server's, as for every Socket.IO socket.
-        let mut want = vec![id.clone(), "io-default".into(), "io-notification".into()];
-        want.sort();
-        assert_eq!(rooms_of(&server, &id), want);
+        // The Socket.IO default rooms replace the server's, as for every Socket.IO socket,
+        // and the room of its socket.id, which names the same client.
+        let rooms = rooms_of(&server, &id);
+        let others: Vec<&String> = rooms
+            .iter()
+            .filter(|r| ![id.as_str(), "io-default", "io-notification"].contains(&r.as_str()))
+            .collect();
+        assert_eq!((rooms.len(), others.len()), (4, 1), "{rooms:?}");
+        assert_eq!(rooms_of(&server, others[0]), rooms);
 
         // Inbound events are sealed records: join, then a custom event the echo answers.
         h.send(json!({"cmd": "sdk_join", "name": name, "rooms": [room, "private-x"]}))

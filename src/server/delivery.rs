@@ -332,10 +332,11 @@ impl Server {
         }
     }
 
-    /// Joins a client to rooms on behalf of the application (no validation hook; name rules
-    /// and the per-client room limit still apply). Names that are not
-    /// [joinable](super::joinable_room_name), client-id-shaped ones included, are skipped.
-    /// Returns the rooms newly joined, or `None` for an unknown client.
+    /// Joins a client (named by its id, or a Socket.IO socket by its `socket.id`) to rooms on
+    /// behalf of the application (no validation hook; name rules and the per-client room
+    /// limit still apply). Names that are not [joinable](super::joinable_room_name),
+    /// client-id-shaped ones included, are skipped. Returns the rooms newly joined, or `None`
+    /// for an unknown client.
     #[must_use]
     pub fn join(&self, client_id: &str, rooms: &[String]) -> Option<Vec<String>> {
         let valid: Vec<String> = rooms
@@ -345,19 +346,28 @@ impl Server {
             .collect();
         let max = self.0.config.max_rooms_per_client;
         self.0.update_registry(|reg, changes| {
-            reg.has_client(client_id)
-                .then(|| reg.join(client_id, valid, max, changes))
+            let id = reg.canonical(client_id)?;
+            Some(reg.join(&id, valid, max, changes))
         })
     }
 
-    /// Removes a client from rooms. Returns the rooms left, or `None` for an unknown client.
+    /// Removes a client (named as for [`Server::join`]) from rooms, except the rooms of its
+    /// own id and alias. Returns the rooms left, or `None` for an unknown client.
     #[must_use]
     pub fn leave(&self, client_id: &str, rooms: &[String]) -> Option<Vec<String>> {
-        let rooms = rooms.iter().filter(|r| r.as_str() != client_id).cloned();
         self.0.update_registry(|reg, changes| {
-            reg.has_client(client_id)
-                .then(|| reg.leave(client_id, rooms, changes))
+            let id = reg.canonical(client_id)?;
+            let rooms = rooms.iter().filter(|r| **r != *id).cloned();
+            Some(reg.leave(&id, rooms, changes))
         })
+    }
+
+    /// Gives a client the other name `alias` (a Socket.IO socket's `socket.id`): it then
+    /// reaches the client wherever its id does, and names a room only that client is in.
+    /// `false` (nothing changes) for an unknown client or a name in use.
+    pub(crate) fn alias_client(&self, client_id: &str, alias: &str) -> bool {
+        self.0
+            .update_registry(|reg, changes| reg.add_alias(client_id, alias, changes))
     }
 
     /// Up to `limit` kept publications of `stream` (`room:..`, `user:..`, `broadcast`) after

@@ -346,16 +346,18 @@ impl Server {
         self.0.registry().snapshot()
     }
 
-    /// Rooms of one client (`None` for an unknown client).
+    /// Rooms of one client, named by its id or alias (`None` for an unknown client).
     #[must_use]
     pub fn client_rooms(&self, client_id: &str) -> Option<Vec<String>> {
-        self.0.registry().rooms_of(client_id)
+        let reg = self.0.registry();
+        reg.rooms_of(&reg.canonical(client_id)?)
     }
 
-    /// Info of an authenticated client.
+    /// Info of an authenticated client, named by its id or alias.
     #[must_use]
     pub fn client_info(&self, client_id: &str) -> Option<Arc<ClientInfo>> {
-        self.0.registry().info(client_id)
+        let reg = self.0.registry();
+        reg.info(&reg.canonical(client_id)?)
     }
 
     /// A future that resolves once shutdown has begun.

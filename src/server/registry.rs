@@ -12,6 +12,7 @@ use super::hooks::ClientInfo;
 use super::outbox::ClientHandle;
 use crate::protocol::{BusTarget, RoomName};
 
+mod aliases;
 mod recipients;
 
 use recipients::RecipientCache;
@@ -81,6 +82,8 @@ struct Entry {
     state: ClientState,
     info: Option<Arc<ClientInfo>>,
     rooms: HashSet<String>,
+    /// The client's other name, if it has one ([`Registry::add_alias`]).
+    alias: Option<Arc<str>>,
 }
 
 /// A bus subscription the server gained or lost an interest in.
@@ -135,6 +138,8 @@ pub(crate) struct Registry {
     clients: HashMap<Arc<str>, Entry>,
     users: HashMap<String, HashSet<Arc<str>>>,
     rooms: HashMap<String, HashSet<Arc<str>>>,
+    /// Other names of clients (a Socket.IO socket's `socket.id`), each to its client id.
+    aliases: HashMap<Arc<str>, Arc<str>>,
     /// Per non-empty room, the value of `clock` at its last membership change (room keys
     /// start a new epoch when it moves: [`super::room_keys`]).
     generations: HashMap<String, u64>,
@@ -157,6 +162,7 @@ impl Registry {
                 state: ClientState::Unauthorized,
                 info: None,
                 rooms: HashSet::new(),
+                alias: None,
             },
         );
     }
@@ -239,6 +245,10 @@ impl Registry {
         max_rooms: usize,
         out: &mut Vec<Interest>,
     ) -> Joined {
+        // The room of another client's alias is that client's alone.
+        if self.aliases.get(room).is_some_and(|owner| &**owner != id) {
+            return Joined::Already;
+        }
         let Some(entry) = self.clients.get_mut(id) else {
             return Joined::Full;
         };
@@ -285,7 +295,8 @@ impl Registry {
         };
         let mut left = Vec::new();
         for room in rooms {
-            if !entry.rooms.remove(&room) {
+            // A client stays in the room of its alias, as in the room of its id.
+            if entry.alias.as_deref() == Some(room.as_str()) || !entry.rooms.remove(&room) {
                 continue;
             }
             self.recipients.clear();
@@ -307,6 +318,7 @@ impl Registry {
     pub(crate) fn remove(&mut self, id: &str, out: &mut Vec<Interest>) -> Option<Arc<ClientInfo>> {
         let entry = self.clients.remove(id)?;
         self.recipients.clear();
+        self.drop_alias(entry.alias.as_deref(), out);
         for room in &entry.rooms {
             self.clock += 1;
             room_left(
@@ -330,8 +342,9 @@ impl Registry {
         Some(info)
     }
 
+    /// Whether `id` is a client here, by its id or its alias.
     pub(crate) fn has_client(&self, id: &str) -> bool {
-        self.clients.contains_key(id)
+        self.clients.contains_key(id) || self.aliases.contains_key(id)
     }
 
     pub(crate) fn info(&self, id: &str) -> Option<Arc<ClientInfo>> {

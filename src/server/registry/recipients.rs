@@ -136,9 +136,13 @@ impl Registry {
         }
     }
 
+    /// The handle of an authenticated client, named by its id or its alias.
     fn authenticated_handle(&self, id: &str) -> Option<Arc<ClientHandle>> {
-        self.clients
-            .get(id)
+        let entry = match self.clients.get(id) {
+            Some(entry) => entry,
+            None => self.clients.get(self.aliases.get(id)?)?,
+        };
+        Some(entry)
             .filter(|e| e.state == ClientState::Authenticated)
             .map(|e| Arc::clone(&e.handle))
     }

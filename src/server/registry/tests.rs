@@ -184,3 +184,51 @@ fn a_room_snapshot_shares_the_kept_list_and_follows_the_membership() {
     assert_eq!(ids(&reg.recipients_of(&BusTarget::Broadcast)), ["a", "b"]);
     assert_eq!(ids(&reg.room_snapshot("r", &[], false).recipients), ["a"]);
 }
+
+#[test]
+fn an_alias_names_its_client_until_it_goes() {
+    let mut reg = Registry::default();
+    let mut out = Vec::new();
+    let _a = add(&mut reg, "a");
+    let _b = add(&mut reg, "b");
+    reg.authenticate("a", info("a", "u"), &["a".into()], &mut out);
+    reg.authenticate("b", info("b", "v"), &["b".into(), "taken".into()], &mut out);
+    out.clear();
+    // Names in use are refused: a client id, a room with members, an unknown client.
+    assert!(!reg.add_alias("a", "b", &mut out));
+    assert!(!reg.add_alias("a", "taken", &mut out));
+    assert!(!reg.add_alias("nobody", "x", &mut out));
+    assert!(out.is_empty());
+    assert!(reg.add_alias("a", "sid-a", &mut out));
+    assert!(
+        !reg.add_alias("a", "second", &mut out),
+        "one alias per client"
+    );
+    assert!(
+        !reg.add_alias("b", "sid-a", &mut out),
+        "one client per alias"
+    );
+    assert!(out.contains(&Interest::Gained(BusTarget::Client("sid-a".into()))));
+    assert_eq!(reg.canonical("sid-a").as_deref(), Some("a"));
+    assert_eq!(reg.canonical("a").as_deref(), Some("a"));
+    assert!(reg.has_client("sid-a"));
+    let to_alias = reg.recipients(&BusTarget::Client("sid-a".into()), &[]);
+    assert_eq!(to_alias.len(), 1);
+    assert_eq!(&*to_alias[0].id, "a");
+    assert_eq!(
+        reg.recipients(&BusTarget::Room("sid-a".into()), &[]).len(),
+        1
+    );
+    // Nobody else joins the alias's room; its client cannot leave it.
+    assert!(reg.join("b", ["sid-a".into()], 256, &mut out).is_empty());
+    assert!(reg.leave("a", ["sid-a".into()], &mut out).is_empty());
+    out.clear();
+    reg.remove("a", &mut out);
+    assert!(out.contains(&Interest::Lost(BusTarget::Client("sid-a".into()))));
+    assert!(out.contains(&Interest::Lost(BusTarget::Room("sid-a".into()))));
+    assert!(reg.canonical("sid-a").is_none());
+    assert!(
+        reg.recipients(&BusTarget::Client("sid-a".into()), &[])
+            .is_empty()
+    );
+}

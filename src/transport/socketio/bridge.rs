@@ -454,6 +454,8 @@ impl Bridge {
             .collect();
         let _ = self.server.leave(id, &ws_rooms);
         let _ = self.server.join(id, io_rooms);
+        // As on IGNIS, the `socket.id` the client sees reaches it too (`to(socket.id)`).
+        let _ = self.server.alias_client(id, self.sid.as_str());
         self.authenticated.store(true, Ordering::Release);
         self.admission.notify_one();
     }
