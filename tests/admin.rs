@@ -299,7 +299,10 @@ async fn answers_are_a_superset_of_the_ignis_shapes() {
     assert_eq!(info["connectedClients"], 1);
     assert_eq!(info["clientIds"], json!([c.id()]));
     for (path, message) in [
-        ("/socket/broadcast".to_owned(), "Broadcast sent".to_owned()),
+        (
+            "/socket/broadcast".to_owned(),
+            "Broadcast sent to 1 clients".to_owned(),
+        ),
         (
             "/socket/room/ops/send".to_owned(),
             "Message sent to room: ops".to_owned(),
@@ -418,6 +421,12 @@ async fn send_endpoints_reach_the_right_clients() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].is_string());
+    // A missing or empty topic: 400 in the IGNIS examples' words.
+    for bad in [json!({"data": 1}), json!({"topic": "", "data": 1})] {
+        let (status, body) = admin.post("/socket/room/r/send", &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(body["error"], "Topic is required", "{body}");
+    }
     s.stop().await;
 }
 

@@ -855,8 +855,14 @@ async fn the_socket_id_names_the_client_like_its_id() {
     // Nobody else is put in the socket's room; the socket cannot leave it.
     let other = h.login("b", "bob").await;
     let other_id = other["id"].as_str().expect("id").to_owned();
-    assert_eq!(server.server.join(&other_id, std::slice::from_ref(&sid)), Some(vec![]));
-    assert_eq!(server.server.leave(&sid, std::slice::from_ref(&sid)), Some(vec![]));
+    assert_eq!(
+        server.server.join(&other_id, std::slice::from_ref(&sid)),
+        Some(vec![])
+    );
+    assert_eq!(
+        server.server.leave(&sid, std::slice::from_ref(&sid)),
+        Some(vec![])
+    );
     server.server.deliver_to_room(&sid, "only-a", &json!(2));
     assert_eq!(h.event("a", "only-a").await, json!(2));
     h.silence("b", Duration::from_millis(200)).await;

@@ -269,7 +269,9 @@ impl Server {
             match self.frame(&env.event, env.data) {
                 Ok(frame) => self.deliver_local(&env.target, &frame, &env.exclude).0,
                 Err(e) => {
-                    tracing::debug!(event = %env.event, error = %e, "dropping bus message");
+                    // Another instance refuses such a message before it is published: this
+                    // one came from a worker (an emitter) that does not know the limit.
+                    tracing::warn!(event = %env.event, error = %e, "dropping bus message");
                     0
                 }
             }

@@ -17,13 +17,14 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+mod batch;
 mod rejections;
 pub(super) use rejections::api_root_not_found;
 
 pub(in crate::transport) use rejections::as_json;
 
-use crate::protocol::{BusTarget, EventName, RoomName, SendError, now_iso8601};
-use crate::publish::{Publication, Publish, PublishError};
+use crate::protocol::{BusTarget, RoomName, SendError, now_iso8601};
+use crate::publish::{Publish, PublishError};
 use crate::server::Server;
 
 /// Largest batch accepted by `POST /socket/batch`.
@@ -41,7 +42,7 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
         .route("/socket/user/{user_id}/send", post(user_send))
         .route("/socket/client/{client_id}/join", post(client_join))
         .route("/socket/client/{client_id}/leave", post(client_leave))
-        .route("/socket/batch", post(batch))
+        .route("/socket/batch", post(batch::batch))
         .route("/socket/history/{stream}", get(history))
         // Any other path under the API's prefix: its JSON 404 (after the token check, so
         // that probing for routes needs the token).
@@ -240,6 +241,8 @@ async fn client_rooms(
 
 #[derive(Deserialize)]
 struct TopicBody {
+    /// Missing or empty: 400 `Topic is required`, the IGNIS examples' words.
+    #[serde(default)]
     topic: String,
     #[serde(default)]
     data: Value,
@@ -256,13 +259,16 @@ async fn send_to(
     body: &Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: TopicBody = parse(body)?;
+    if b.topic.is_empty() {
+        return Err(bad_request("Topic is required".to_owned()));
+    }
+    let receipt = server.to(target.clone()).emit(&b.topic, &b.data).await?;
     let message = match &target {
-        BusTarget::Broadcast => "Broadcast sent".to_owned(),
+        BusTarget::Broadcast => format!("Broadcast sent to {} clients", receipt.local_recipients),
         BusTarget::Room(r) => format!("Message sent to room: {r}"),
         BusTarget::Client(c) => format!("Message sent to client: {c}"),
         BusTarget::User(u) => format!("Message sent to user: {u}"),
     };
-    let receipt = server.to(target).emit(&b.topic, &b.data).await?;
     let mut answer = json!({
         "ok": true,
         "success": true,
@@ -386,85 +392,6 @@ async fn client_leave(
         "message": message,
         "left": left,
         "rooms": server.client_rooms(&id).unwrap_or_default(),
-    })))
-}
-
-#[derive(Deserialize)]
-struct BatchItem {
-    #[serde(default)]
-    destination: Option<String>,
-    topic: String,
-    #[serde(default)]
-    data: Value,
-}
-
-#[derive(Deserialize)]
-struct BatchBody {
-    messages: Vec<BatchItem>,
-}
-
-/// Many sends in one request, routed like `send()` and delivered in order. The whole batch is
-/// validated before the first message goes out, so a bad item sends nothing.
-async fn batch(State(server): State<Server>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let b: BatchBody = parse(&body)?;
-    if b.messages.len() > MAX_BATCH {
-        return Err(bad_request(format!(
-            "batch too large: {} messages (max {MAX_BATCH})",
-            b.messages.len()
-        )));
-    }
-    // All of a batch may go to one client, queued faster than it can read: it must fit in one
-    // outbox, or that client would be closed as a slow consumer with none of it.
-    let outbox = (
-        server.config().outbox_messages,
-        server.config().outbox_bytes,
-    );
-    if b.messages.len() > outbox.0 {
-        return Err(bad_request(format!(
-            "batch too large: {} messages (max {}, one client's outbox); send it in parts",
-            b.messages.len(),
-            outbox.0
-        )));
-    }
-    let mut bytes = 0usize;
-    let mut prepared = Vec::with_capacity(b.messages.len());
-    for (i, m) in b.messages.into_iter().enumerate() {
-        let data = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
-        let event = EventName::new(m.topic)
-            .map_err(|e| bad_request(format!("message {i}: {}", SendError::from(e))))?;
-        // A destination is a client id (always a valid room name) or a room.
-        if let Some(d) = &m.destination {
-            check_room(d).map_err(|e| bad_request(format!("message {i}: {}", e.1)))?;
-        }
-        // The size limit, for the whole batch before the first message goes out.
-        let frame = server
-            .frame(event.as_str(), data.clone())
-            .map_err(|e| bad_request(format!("message {i}: {e}")))?;
-        bytes = bytes.saturating_add(frame.json.len());
-        prepared.push((m.destination, event, data));
-    }
-    if bytes > outbox.1 {
-        return Err(bad_request(format!(
-            "batch too large: {bytes} bytes (max {}, one client's outbox); send it in parts",
-            outbox.1
-        )));
-    }
-    let mut local = 0;
-    let count = prepared.len();
-    // Each one published as `send()` publishes: history offsets, publishing turns, the bus.
-    for (destination, event, data) in prepared {
-        let target = server.resolve_destination(destination.as_deref());
-        local += server
-            .publish(Publication::new(target, event, data))
-            .await?
-            .local_recipients;
-    }
-    Ok(Json(json!({
-        "ok": true,
-        "success": true,
-        "message": format!("Batch of {count} messages sent"),
-        "count": count,
-        "localRecipients": local,
     })))
 }
 
