@@ -764,6 +764,7 @@ async fn socketio_clients_are_clients_of_the_admin_api() {
         .cloned()
         .expect("the socket is listed");
     assert_eq!(listed["userId"], "alice");
+    assert_eq!(listed["socketId"], h.socket_id("a").as_str());
     let sent = http
         .post(server.http(&format!("/socket/client/{id}/send")))
         .bearer_auth(ADMIN_TOKEN)

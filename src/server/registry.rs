@@ -116,6 +116,8 @@ pub struct ClientSnapshot {
     pub encrypted: bool,
     /// Rooms, sorted.
     pub rooms: Vec<String>,
+    /// The client's other name, if it has one: a Socket.IO socket's `socket.id`.
+    pub alias: Option<String>,
 }
 
 /// Counts for the admin API and health.
@@ -386,6 +388,7 @@ impl Registry {
                     state: e.state,
                     encrypted: e.info.as_ref().is_some_and(|i| i.encrypted),
                     rooms,
+                    alias: e.alias.as_deref().map(str::to_owned),
                 }
             })
             .collect();

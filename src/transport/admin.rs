@@ -217,13 +217,17 @@ async fn clients(State(server): State<Server>) -> Json<Value> {
     let details: Vec<Value> = all
         .iter()
         .map(|c| {
-            json!({
+            let mut detail = json!({
                 "id": c.id,
                 "userId": c.user_id,
                 "state": c.state.as_str(),
                 "encrypted": c.encrypted,
                 "rooms": c.rooms,
-            })
+            });
+            if let Some(sid) = &c.alias {
+                detail["socketId"] = sid.as_str().into();
+            }
+            detail
         })
         .collect();
     Json(json!({ "count": ids.len(), "clients": ids, "details": details }))
