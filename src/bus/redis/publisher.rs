@@ -66,6 +66,9 @@ impl Handoff {
     /// after `within`.
     pub(super) async fn wait(&self, within: Duration) {
         let target = self.entered.load(Ordering::SeqCst);
+        if *self.finished.borrow() >= target {
+            return;
+        }
         let mut finished = self.finished.subscribe();
         let _ = tokio::time::timeout(within, finished.wait_for(|f| *f >= target)).await;
     }
