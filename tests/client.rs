@@ -166,6 +166,9 @@ async fn reconnects_after_server_restart_and_rejoins_rooms() {
     };
     assert_eq!(reason, DisconnectReason::ServerShutdown);
     assert!(retry_in.is_some(), "1001 is retried");
+    // Between connections room changes are only remembered: the re-join carries them.
+    client.join(["between"]).await.expect("join while down");
+    client.leave(["ops"]).await.expect("leave while down");
 
     let ts2 = start_on(addr, echo_builder()).await;
     let ev = event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await;
@@ -178,9 +181,11 @@ async fn reconnects_after_server_restart_and_rejoins_rooms() {
     wait_for(|| {
         ts2.server
             .client_rooms(&info.client_id)
-            .is_some_and(|r| r.contains(&"ops".to_owned()) && r.contains(&"alerts".to_owned()))
+            .is_some_and(|r| r.contains(&"between".to_owned()) && r.contains(&"alerts".to_owned()))
     })
     .await;
+    let rooms = ts2.server.client_rooms(&info.client_id).unwrap_or_default();
+    assert!(!rooms.contains(&"ops".to_owned()), "{rooms:?}");
     ts2.server
         .to_room("alerts")
         .emit("alert", &json!({"sev": 1}))
@@ -527,4 +532,34 @@ async fn hardened_heartbeats_keep_an_idle_session_alive() {
     );
     client.close();
     ts.stop().await;
+}
+
+/// Dropping every handle stops the client, also while it is reconnecting to a server that is
+/// gone: its event stream ends.
+#[tokio::test]
+async fn dropping_every_handle_stops_a_reconnecting_client() {
+    let ts = start_with(echo_builder()).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("jude")
+        .encryption(Encryption::Off)
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .expect("connect");
+    let Event::Connected { .. } = next_event(&mut events).await else {
+        panic!("expected Connected");
+    };
+    let copy = client.clone();
+    ts.stop().await;
+    event_where(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    drop(client);
+    drop(copy);
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while events.recv().await.is_some() {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the client kept reconnecting after its last handle was dropped"
+    );
 }

@@ -158,6 +158,7 @@ impl ClientBuilder {
                 commands: cmd_tx,
                 shared,
                 info: info_rx,
+                _owner: Arc::new(stop.clone().drop_guard()),
                 stop,
             },
             Events { rx: ev_rx },

@@ -183,13 +183,16 @@ pub struct ConnectionInfo {
 
 /// A handle to a connected client. Cheap to clone; every clone drives the same connection.
 ///
-/// Dropping every handle closes the connection (as [`Client::close`] does).
+/// Dropping every handle closes the connection (as [`Client::close`] does), reconnect loop
+/// included.
 #[derive(Debug, Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
     shared: Arc<SharedState>,
     info: watch::Receiver<Option<ConnectionInfo>>,
     stop: CancellationToken,
+    /// Cancels `stop` when the last handle goes.
+    _owner: Arc<tokio_util::sync::DropGuard>,
 }
 
 /// The events of one client, in the order they happened. Also a [`futures_util::Stream`].
@@ -269,7 +272,8 @@ impl Client {
     }
 
     /// Joins rooms (the server's room validator decides which). Remembered, and joined again
-    /// after every reconnect.
+    /// after every reconnect; between connections nothing is sent, since the next connection
+    /// starts by joining every room asked for and not left.
     ///
     /// # Errors
     /// [`ClientError::Closed`] once the client is closed.
@@ -280,10 +284,27 @@ impl Client {
     {
         let rooms: Vec<String> = rooms.into_iter().map(Into::into).collect();
         self.shared.rooms().extend(rooms.iter().cloned());
+        if !self.connected() {
+            return self.closed_or_ok();
+        }
         self.commands
             .send(Command::Join(rooms))
             .await
             .map_err(|_| ClientError::Closed)
+    }
+
+    /// Whether a connection is up now (room changes then go out; between connections the
+    /// next connection's re-join carries them).
+    fn connected(&self) -> bool {
+        self.info.borrow().is_some()
+    }
+
+    fn closed_or_ok(&self) -> Result<(), ClientError> {
+        if self.is_closed() {
+            Err(ClientError::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     /// Leaves rooms and forgets them for reconnects.
@@ -301,6 +322,9 @@ impl Client {
             for r in &rooms {
                 joined.remove(r);
             }
+        }
+        if !self.connected() {
+            return self.closed_or_ok();
         }
         self.commands
             .send(Command::Leave(rooms))

@@ -76,7 +76,7 @@ function plainCredentials(ioOptions) {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * A failure of a client call: `kind` is `config`, `invalid-event`, `queue-full`, `closed`,
+ * A failure of a client call: `kind` is `config`, `invalid-event`, `queue-full`, `too-large`, `closed`,
  * `disconnected`, `token` (the token provider failed) or `refresh-failed` (the server refused
  * a refresh).
  */
@@ -104,6 +104,7 @@ const DEFAULTS = {
   heartbeatInterval: 25_000,
   connectTimeout: 10_000,
   sendQueue: 1024,
+  maxMessageBytes: 128 * 1024,
   captureRawFrames: false,
   recover: false,
   roomKeys: true,
@@ -276,8 +277,9 @@ export class SealwireClient {
 
   /**
    * Opens the connection. Resolves with the connection info once authenticated (and the
-   * session established); retryable failures are retried under the reconnect policy
-   * meanwhile. Rejects with `SealwireError("disconnected")` if the client stops first.
+   * session established): at once while connected, else at the next `connected` (during a
+   * reconnect, the new connection's); retryable failures are retried under the reconnect
+   * policy meanwhile. Rejects with `SealwireError("disconnected")` if the client stops first.
    */
   connect() {
     if (this.stopped) return Promise.reject(new SealwireError("closed", "the client was closed"));
@@ -310,13 +312,34 @@ export class SealwireClient {
 
   /**
    * Sends an application event, encrypted whenever the session is. Queued (in order) while
-   * the client is reconnecting. Resolves once the frame is handed to the socket.
+   * the client is reconnecting. Resolves once the frame is handed to the socket. Rejects
+   * with `too-large` (nothing sent, the connection unharmed) when the frame could exceed
+   * `maxMessageBytes`, the server's `--max-message-bytes`, past which the server would
+   * close the connection and the message would be lost.
    */
   send(event, data = null) {
     if (typeof event !== "string" || event.length === 0 || [...event].length > MAX_EVENT_CHARS || RESERVED.has(event)) {
       return Promise.reject(new SealwireError("invalid-event", `invalid event name ${JSON.stringify(event)}`));
     }
-    return this.enqueue(JSON.stringify({ event, data }));
+    const envelope = JSON.stringify({ event, data });
+    const bound = this.frameBound(envelope);
+    if (bound > this.options.maxMessageBytes) {
+      return Promise.reject(
+        new SealwireError("too-large", `message of up to ${bound} bytes on the wire (max ${this.options.maxMessageBytes})`),
+      );
+    }
+    return this.enqueue(envelope);
+  }
+
+  /** At most how many bytes `envelope` takes on the wire, sealed when the session is (or,
+   * between connections, will be) encrypted: base64 of the ciphertext and tag, and the
+   * record's fields and framing. */
+  frameBound(envelope) {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit; count exactly only near the limit.
+    const rough = envelope.length * 3;
+    const bytes = rough * 2 < this.options.maxMessageBytes ? rough : new TextEncoder().encode(envelope).length;
+    const encrypted = this.conn?.ready ? this.conn.session !== null : this.options.encryption !== "off";
+    return encrypted ? 4 * Math.ceil((bytes + 16) / 3) + 128 : bytes + 32;
   }
 
   /**
@@ -359,7 +382,7 @@ export class SealwireClient {
     const list = roomList(rooms);
     if (!list) return Promise.reject(new SealwireError("config", "room names must be non-empty strings"));
     for (const r of list) this.rooms.add(r);
-    return this.enqueue(JSON.stringify({ event: "join", data: this.joinData(list) }));
+    return this.roomChange(() => JSON.stringify({ event: "join", data: this.joinData(list) }));
   }
 
   /**
@@ -373,7 +396,18 @@ export class SealwireClient {
     const list = roomList(rooms);
     if (!list) return Promise.reject(new SealwireError("config", "room names must be non-empty strings"));
     for (const r of list) this.rooms.delete(r);
-    return this.enqueue(JSON.stringify({ event: "leave", data: { rooms: list } }));
+    return this.roomChange(() => JSON.stringify({ event: "leave", data: { rooms: list } }));
+  }
+
+  /**
+   * Sends a join or leave while a connection is up. Between connections there is nothing to
+   * send: every connection starts by joining the rooms joined and not left (sending the
+   * change as well would join twice, and recover twice).
+   */
+  roomChange(envelope) {
+    if (this.stopped) return Promise.reject(new SealwireError("closed", "the client was closed"));
+    if (!this.conn?.ready) return Promise.resolve();
+    return this.enqueue(envelope());
   }
 
   /**
@@ -872,7 +906,9 @@ export class SealwireClient {
     };
     this.scheduleRefresh(conn, data.time, data.expiresAt);
     this.emit("connected", { ...this.info, reconnected });
+    // Whoever waits, waits for this connection; a later `connect()` waits for the next one.
     this.firstConnect?.resolve(this.info);
+    this.firstConnect = null;
   }
 
   /** Arms the automatic refresh at `refreshAt` of `expiresAt − time` (server clock). */

@@ -69,6 +69,8 @@ export interface ClientOptions {
   refreshAt?: number;
   /** Messages that may wait while disconnected (default 1024). */
   sendQueue?: number;
+  /** The server's `--max-message-bytes` (default 131072): a `send` whose frame could be larger rejects with `too-large`. */
+  maxMessageBytes?: number;
   /** Put the frame as received on each message (`raw`). Default false. */
   captureRawFrames?: boolean;
   /**
@@ -142,7 +144,7 @@ export interface DisconnectReason {
   /** The close code, when the server sent one (4001..4006, 1001, ...). */
   code: number | null;
   message: string;
-  /** False for `auth-failed`, `encryption-required`, `handshake`, `protocol`, `config`, `client-closed`. */
+  /** False for `auth-failed`, `encryption-required`, `protocol`, `config`, `client-closed` (a `handshake` failure is retried). */
   retryable: boolean;
 }
 
@@ -195,7 +197,7 @@ export interface ClientEvents {
 }
 
 export class SealwireError extends Error {
-  kind: "config" | "invalid-event" | "queue-full" | "closed" | "disconnected" | "token" | "refresh-failed";
+  kind: "config" | "invalid-event" | "queue-full" | "too-large" | "closed" | "disconnected" | "token" | "refresh-failed";
   reason?: DisconnectReason;
 }
 
@@ -206,7 +208,10 @@ export class SealwireClient {
   connect(): Promise<ConnectionInfo>;
   readonly connection: ConnectionInfo | null;
   joinedRooms(): string[];
+  /** With `recover`: the last position received in each stream, as sent on the next reconnect. */
+  positions(): Record<string, { offset: number; epoch: string }>;
   send(event: string, data?: unknown): Promise<void>;
+  /** Between connections resolves at once: every connection starts by joining the rooms joined and not left. */
   join(rooms: string | Iterable<string>): Promise<void>;
   leave(rooms: string | Iterable<string>): Promise<void>;
   /** Refreshes the session now with a token from the provider. */

@@ -149,6 +149,19 @@ test("what the client sends reaches the server encrypted, in order, queued befor
   client.close();
 });
 
+test("a send too large for the server is refused before it is sent; the connection goes on", LIMIT, async (t) => {
+  for (const encryption of ["hardened", "off"]) {
+    const { client, rec } = open(t, { token: `hugo-${encryption}`, encryption, pinnedServerKeys: encryption === "off" ? [] : [PIN] });
+    await client.connect();
+    await assert.rejects(client.send("big", "x".repeat(200_000)), (e) => e.kind === "too-large");
+    await client.send("fits", "x".repeat(64_000));
+    const echo = await rec.next((e) => isMessage("echo")(e) && e.data.event === "fits", "the echo of the one that fits");
+    assert.equal(echo.data.data.length, 64_000);
+    assert.ok(!rec.seen.some((e) => e.type === "disconnected"), JSON.stringify(rec.seen.filter((e) => e.type === "disconnected")));
+    client.close();
+  }
+});
+
 test("compatibility profile interoperates with the server both ways", LIMIT, async (t) => {
   const { client, rec } = open(t, { token: "carol-js", encryption: "compat", captureRawFrames: true });
   const info = await client.connect();
@@ -231,7 +244,12 @@ test("4002: after a server-side disconnect the client re-handshakes and re-joins
   assert.equal(dropped.reason.kind, "heartbeat-timeout");
   assert.equal(dropped.reason.code, 4002);
   assert.ok(dropped.retryIn !== null && dropped.retryIn <= 200);
+  // Between connections: connect() waits for the next connection (not the dead one's info),
+  // and a join is not sent twice (it is in the re-join every connection starts with).
+  const waiting = client.connect();
+  await client.join(["chat:between"]);
   const again = await rec.next((e) => e.type === "connected" && e.reconnected, "the reconnect");
+  assert.equal((await waiting).id, again.id);
   assert.notEqual(again.id, first.id);
   assert.equal(again.encrypted, true);
   // The new connection joined the room again (a new handshake, so new keys too).
@@ -241,8 +259,8 @@ test("4002: after a server-side disconnect the client re-handshakes and re-joins
     rooms = res.body.rooms ?? [];
     if (!rooms.includes("chat:again")) await new Promise((r) => setTimeout(r, 20));
   }
-  assert.ok(rooms.includes("chat:again"), JSON.stringify(rooms));
-  assert.deepEqual(client.joinedRooms(), ["chat:again"]);
+  assert.ok(rooms.includes("chat:again") && rooms.includes("chat:between"), JSON.stringify(rooms));
+  assert.deepEqual(client.joinedRooms(), ["chat:again", "chat:between"]);
   client.close();
 });
 
