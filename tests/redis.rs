@@ -969,3 +969,56 @@ async fn history_on_two_instances_recovers_per_instance_and_says_so_elsewhere() 
     a.stop().await;
     b.stop().await;
 }
+
+/// Redis closes the publisher's idle connection (its `timeout`, a `CLIENT KILL`, a middlebox):
+/// the next publication is not written on the dead connection and lost, but checked for and
+/// sent on a new one.
+#[tokio::test]
+async fn a_publisher_connection_closed_while_idle_loses_nothing() {
+    let redis = RedisServer::start().await;
+    // No keepalive pings in the test's time: only the check before a batch can notice.
+    let config =
+        bus_config(&redis, SubscriptionMode::Interest).ping_interval(Duration::from_secs(60));
+    let a = node_with(config).await;
+    let b = node(&redis, SubscriptionMode::Interest).await;
+    let (mut b1, _) = b.plain("dave").await;
+    redis.wait_numsub("ws:broadcast", 2).await;
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    for round in 0..3 {
+        a.server
+            .to_all()
+            .emit("before", &json!(round))
+            .await
+            .expect("publish");
+        assert_eq!(
+            b1.recv_msg().await,
+            json!({"event": "before", "data": round})
+        );
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .query_async(&mut admin)
+            .await
+            .expect("client kill");
+        assert!(killed >= 1, "the publishers' connections were closed");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        a.server
+            .to_all()
+            .emit("after", &json!(round))
+            .await
+            .expect("publish");
+        assert_eq!(
+            b1.recv_msg().await,
+            json!({"event": "after", "data": round})
+        );
+    }
+    let stats = a.server.bus_stats().expect("stats");
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -22,6 +22,12 @@ use crate::protocol::BusEnvelope;
 /// Messages per PUBLISH pipeline.
 const PUBLISH_BATCH: usize = 256;
 
+/// After this long without a round trip, the connection is checked (`PING`) before a batch is
+/// written on it: Redis's idle `timeout`, a `CLIENT KILL` or a middlebox may have closed it
+/// meanwhile, and a batch written on a dead connection is lost (it is never retried, since it
+/// may have reached Redis). A failed check reconnects with the batch still queued.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 pub(super) struct Queued {
     pub(super) env: BusEnvelope,
     pub(super) at: Instant,
@@ -88,6 +94,8 @@ impl Inner {
         let mut ping = tokio::time::interval(self.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
+        // The last round trip that proved the connection alive.
+        let mut alive_at = Instant::now();
         loop {
             let Some(c) = conn.as_mut() else {
                 if closing {
@@ -105,13 +113,15 @@ impl Inner {
                     closing = true;
                     continue;
                 }
-                self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 match connect_publisher(&self.client, self.connect_timeout, self.response_timeout)
                     .await
                 {
                     Ok(c) => {
+                        // Reconnections, not attempts: an outage counts once.
+                        self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                         backoff.reset();
                         conn = Some(c);
+                        alive_at = Instant::now();
                         self.set_up(&self.pub_up, "publisher");
                     }
                     Err(e) => self.set_down(&self.pub_up, format!("publisher: {e}")),
@@ -137,9 +147,12 @@ impl Inner {
                     _ = ping.tick() => {
                         let cmd = redis::cmd("PING");
                         let r = timed(self.response_timeout, cmd.query_async::<String>(c)).await;
-                        if let Err(e) = r {
-                            self.set_down(&self.pub_up, format!("publisher: ping failed: {e}"));
-                            conn = None;
+                        match r {
+                            Ok(_) => alive_at = Instant::now(),
+                            Err(e) => {
+                                self.set_down(&self.pub_up, format!("publisher: ping failed: {e}"));
+                                conn = None;
+                            }
                         }
                         continue;
                     }
@@ -157,6 +170,15 @@ impl Inner {
                     return;
                 }
                 continue;
+            }
+            if alive_at.elapsed() >= CHECK_AFTER_IDLE {
+                let cmd = redis::cmd("PING");
+                if let Err(e) = timed(self.response_timeout, cmd.query_async::<String>(c)).await {
+                    // Nothing was written: the batch waits for the next connection.
+                    self.set_down(&self.pub_up, format!("publisher: connection lost: {e}"));
+                    conn = None;
+                    continue;
+                }
             }
             let mut pipe = redis::pipe();
             let mut n = 0u64;
@@ -183,6 +205,7 @@ impl Inner {
             drop(handed);
             match sent {
                 Ok(()) => {
+                    alive_at = Instant::now();
                     self.stats.published.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(e) => {

@@ -81,11 +81,14 @@ impl Inner {
             if !self.sleep_or_cancel(backoff.next_delay()).await {
                 return;
             }
-            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             current = match connect_subscriber(&self.client, self.connect_timeout).await {
                 Ok(pair) => self.subscribe_all(pair).await,
                 Err(e) => Err(e.to_string()),
             };
+            // Reconnections, not attempts: an outage counts once whatever its length.
+            if current.is_ok() {
+                self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
