@@ -624,6 +624,26 @@ async fn fail_fast_start_against_a_dead_port_errors_clearly() {
     assert!(stderr.contains("cannot reach Redis at"), "{stderr}");
 }
 
+/// A database number Redis refuses is a configuration error: the start fails at once, by
+/// default too (no retrying that cannot help).
+#[tokio::test]
+async fn a_database_redis_refuses_fails_the_start() {
+    let redis = RedisServer::start().await;
+    let bus = RedisBus::new(RedisBusConfig::new(format!("{}/99", redis.url()))).expect("bus");
+    let server = Server::builder()
+        .config(base_config())
+        .authenticate(test_auth())
+        .bus(bus)
+        .build()
+        .expect("server");
+    let err = tokio::time::timeout(Duration::from_secs(20), server.start())
+        .await
+        .expect("the start ends")
+        .expect_err("database 99 is refused")
+        .to_string();
+    assert!(err.contains("database"), "{err}");
+}
+
 #[tokio::test]
 async fn backplane_encryption_hides_payloads_from_redis() {
     let redis = RedisServer::start().await;

@@ -108,10 +108,13 @@ impl JwtRules {
         // Within the leeway either side: not expired, and not before `nbf` (a number, when
         // present).
         let (now, leeway) = (now_secs(), self.leeway as f64);
-        let end = data.claims.exp + leeway;
         // An `exp` past the end of year 9999 is not a date a session could end at: refused,
         // rather than opening a session without an end.
-        if end < now || end > LAST_NUMERIC_DATE {
+        if data.claims.exp > LAST_NUMERIC_DATE {
+            return None;
+        }
+        let end = (data.claims.exp + leeway).min(LAST_NUMERIC_DATE);
+        if end < now {
             return None;
         }
         match data.claims.rest.get("nbf") {

@@ -166,6 +166,17 @@ impl ServerConfig {
             (self.heartbeat_interval.is_zero(), "heartbeat_interval"),
             (self.heartbeat_timeout.is_zero(), "heartbeat_timeout"),
             (
+                self.heartbeat_timeout < self.heartbeat_interval,
+                "heartbeat_timeout (at least heartbeat_interval, whose sweep applies it)",
+            ),
+            (
+                self.history.size == 0
+                    && (!self.history.rooms.is_empty()
+                        || self.history.users
+                        || self.history.broadcast),
+                "history size (at least 1 where history is kept)",
+            ),
+            (
                 self.max_message_bytes < 64,
                 "max_message_bytes (at least 64)",
             ),
@@ -205,6 +216,25 @@ mod tests {
             max_connections_per_ip: Some(0),
             ..ServerConfig::default()
         };
+        assert!(matches!(c.validate(), Err(ConfigError::InvalidLimit(_))));
+    }
+
+    #[test]
+    fn timeouts_and_history_sizes_that_cannot_work_are_refused() {
+        let c = ServerConfig {
+            heartbeat_interval: Duration::from_secs(8),
+            heartbeat_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::InvalidLimit(_))));
+        let mut c = ServerConfig::default();
+        c.history.size = 0;
+        assert_eq!(
+            c.validate(),
+            Ok(()),
+            "no history kept: its size does not matter"
+        );
+        c.history.users = true;
         assert!(matches!(c.validate(), Err(ConfigError::InvalidLimit(_))));
     }
 

@@ -223,7 +223,8 @@ pub(crate) struct ServeArgs {
     pub(crate) heartbeat_timeout_ms: u64,
     /// On SIGTERM/SIGINT, spread the clients' 1001 closes over this many seconds (rolling
     /// deploys: they reconnect elsewhere gradually); 0 closes everyone at once.
-    #[arg(long, env = "SEALWIRE_DRAIN_SECS", default_value_t = 0)]
+    #[arg(long, env = "SEALWIRE_DRAIN_SECS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(..=3600))]
     pub(crate) drain_secs: u64,
     /// Largest inbound message, in bytes.
     #[arg(long, env = "SEALWIRE_MAX_MESSAGE_BYTES", default_value_t = 128 * 1024)]
@@ -271,7 +272,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SEALWIRE_ROOM_KEYS", value_delimiter = ',')]
     pub(crate) room_keys: Vec<String>,
     /// Records sealed under one room epoch key before a new epoch starts (at most 2^32).
-    #[arg(long, env = "SEALWIRE_ROOM_KEY_MESSAGES", default_value_t = 1_000_000)]
+    #[arg(long, env = "SEALWIRE_ROOM_KEY_MESSAGES", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     pub(crate) room_key_messages: u64,
     /// Seconds after which a room epoch is replaced at the next publication.
     #[arg(long, env = "SEALWIRE_ROOM_KEY_SECONDS", default_value_t = 600)]
@@ -294,7 +296,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SEALWIRE_JWT_AUDIENCE")]
     pub(crate) jwt_audience: Option<String>,
     /// Clock leeway for JWT `exp`/`nbf`, in seconds; a session lasts until `exp` plus this.
-    #[arg(long, env = "SEALWIRE_JWT_LEEWAY_SECS", default_value_t = JwtAuth::DEFAULT_LEEWAY_SECS)]
+    #[arg(long, env = "SEALWIRE_JWT_LEEWAY_SECS", default_value_t = JwtAuth::DEFAULT_LEEWAY_SECS,
+          value_parser = clap::value_parser!(u64).range(..=86_400))]
     pub(crate) jwt_leeway_secs: u64,
     /// Development mode: any non-empty token is the user id (loopback addresses only).
     #[arg(long)]

@@ -25,11 +25,21 @@ async fn main() -> anyhow::Result<()> {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let json = matches!(cli.log_format, LogFormat::Json);
     match cli.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_current_span(false).init(),
     }
-    match cli.command {
+    let result = run(cli.command).await;
+    if json && let Err(e) = &result {
+        // A JSON log pipeline gets the fatal error as one of its lines too.
+        tracing::error!(error = format!("{e:#}"), "fatal");
+    }
+    result
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => serve(args).await,
         #[cfg(feature = "redis")]
         Command::Emit(args) => emit(args).await,
@@ -361,7 +371,20 @@ fn reload_on_sighup(_tls: TlsConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first SIGTERM or SIGINT starts the graceful shutdown (and its drain); a second one
+/// ends the process at once, for an operator who cannot wait for a long drain.
 async fn shutdown_signal() {
+    next_signal().await;
+    tracing::info!("shutdown signal received");
+    tokio::spawn(async {
+        next_signal().await;
+        tracing::warn!("second shutdown signal: stopping now, without waiting for the drain");
+        std::process::exit(130);
+    });
+}
+
+/// Completes at the next SIGTERM or SIGINT.
+async fn next_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -380,12 +403,14 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutdown signal received");
 }
 
 /// Reads a server identity key: 64 hex characters (surrounding whitespace ignored).
 fn load_identity(path: &std::path::Path) -> anyhow::Result<sealwire::crypto::ServerIdentity> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the identity key file {}", path.display()))?,
+    );
     let hex = text.trim();
     anyhow::ensure!(
         hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),

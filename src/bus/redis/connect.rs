@@ -88,6 +88,12 @@ pub(super) fn refused_credentials(e: &redis::RedisError) -> bool {
         || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
 }
 
+/// Whether Redis refused the URL's database number (`SELECT` out of range): a configuration
+/// error too.
+pub(super) fn refused_database(e: &redis::RedisError) -> bool {
+    e.to_string().contains("DB index is out of range")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ use crate::crypto::backplane::{BusKey, Opener, Sealer};
 use crate::protocol::{BusEnvelope, BusTarget};
 use crate::server::{BoxFuture, Bus, BusError, BusInbox, BusStats, BusStatus, Interest};
 pub(crate) use connect::{connect_publisher, open_client, redact_url};
-use connect::{connect_subscriber, refused_credentials};
+use connect::{connect_subscriber, refused_credentials, refused_database};
 pub use history::RedisHistory;
 use interest::InterestState;
 use publisher::Queued;
@@ -314,6 +314,12 @@ impl Bus for RedisBus {
                                 url: inner.url_redacted.clone(),
                                 reason: e.to_string(),
                             });
+                        }
+                        if refused_database(&e) {
+                            return Err(BusError::Config(format!(
+                                "Redis at {} refused the URL's database ({e}); retrying cannot help",
+                                inner.url_redacted
+                            )));
                         }
                         if inner.startup == StartupPolicy::FailFast {
                             return Err(BusError::Unreachable {
