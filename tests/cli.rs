@@ -916,3 +916,43 @@ async fn history_in_redis_recovers_on_another_process_and_emit_reports_its_offse
     assert!(a.wait().await.success());
     assert!(b.wait().await.success());
 }
+
+/// A second SIGTERM ends a long drain at once: an operator need not wait for it (nor reach
+/// for SIGKILL).
+#[tokio::test]
+async fn a_second_sigterm_ends_a_long_drain() {
+    let run = serve(&["--dev", "--listen", "127.0.0.1:0", "--drain-secs", "600"]).await;
+    let mut c = WsClient::connect(&run.url).await;
+    c.authenticate("drained").await;
+    run.terminate();
+    // The drain has begun (the one client is closed within its 600 s, not now).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.terminate();
+    let status = run.wait().await;
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+/// Values no deployment means are refused at start: a drain over an hour, a JWT leeway over a
+/// day, a heartbeat timeout shorter than the sweep that applies it.
+#[tokio::test]
+async fn out_of_range_settings_are_refused() {
+    for (args, says) in [
+        (&["--drain-secs", "3601"][..], "drain-secs"),
+        (&["--jwt-leeway-secs", "4000000000"][..], "jwt-leeway-secs"),
+        (
+            &[
+                "--heartbeat-interval-ms",
+                "8000",
+                "--heartbeat-timeout-ms",
+                "1000",
+            ][..],
+            "heartbeat_timeout",
+        ),
+        (&["--room-key-messages", "0"][..], "room-key-messages"),
+    ] {
+        let mut all = vec!["--dev", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let err = serve_fails(&all).await;
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
