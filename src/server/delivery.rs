@@ -367,6 +367,7 @@ impl Server {
     /// Gives a client the other name `alias` (a Socket.IO socket's `socket.id`): it then
     /// reaches the client wherever its id does, and names a room only that client is in.
     /// `false` (nothing changes) for an unknown client or a name in use.
+    #[cfg_attr(not(feature = "socketio"), allow(dead_code))] // only the Socket.IO door names one
     pub(crate) fn alias_client(&self, client_id: &str, alias: &str) -> bool {
         self.0
             .update_registry(|reg, changes| reg.add_alias(client_id, alias, changes))
