@@ -335,10 +335,25 @@ impl Task {
                         }
                         Some(Command::Send { event, frame }) => self.send_message(&mut ws, &mut session, event, &frame).await,
                         Some(Command::Join(rooms)) => {
+                            // A command queued for an earlier connection may be stale: only
+                            // rooms still asked for (the re-join carried them already, or a
+                            // leave since took them back).
+                            let rooms = self.still(rooms, true);
                             let recover = self.recover_for(&rooms);
-                            send_rooms(&mut ws, &mut session, event::JOIN, rooms, recover).await
+                            if rooms.is_empty() {
+                                Ok(())
+                            } else {
+                                send_rooms(&mut ws, &mut session, event::JOIN, rooms, recover).await
+                            }
                         }
-                        Some(Command::Leave(rooms)) => send_rooms(&mut ws, &mut session, event::LEAVE, rooms, None).await,
+                        Some(Command::Leave(rooms)) => {
+                            let rooms = self.still(rooms, false);
+                            if rooms.is_empty() {
+                                Ok(())
+                            } else {
+                                send_rooms(&mut ws, &mut session, event::LEAVE, rooms, None).await
+                            }
+                        }
                     };
                     if let Err(reason) = result {
                         return reason;
@@ -404,6 +419,18 @@ fn outbound(session: &mut Option<Session>, json: &str) -> Result<String, CryptoE
     match session {
         Some(s) => s.seal_frame(json.as_bytes()),
         None => Ok(json.to_owned()),
+    }
+}
+
+impl Task {
+    /// The rooms of a queued join (`joined`) or leave that the application still wants joined
+    /// (or left) now.
+    fn still(&self, rooms: Vec<String>, joined: bool) -> Vec<String> {
+        let wanted = self.shared.rooms();
+        rooms
+            .into_iter()
+            .filter(|r| wanted.contains(r) == joined)
+            .collect()
     }
 }
 

@@ -39,10 +39,10 @@ struct Claims {
     rest: serde_json::Map<String, Value>,
 }
 
-/// Seconds since the epoch, with the fraction.
 /// 9999-12-31T23:59:59Z: the last expiry a token may name (and `expiresAt` can carry).
 const LAST_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
+/// Seconds since the epoch, with the fraction.
 fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

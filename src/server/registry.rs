@@ -415,7 +415,11 @@ impl Registry {
             .values()
             .filter(|e| e.info.is_some())
             .map(|e| BusTarget::Client(e.handle.id.to_string()));
-        rooms.chain(users).chain(clients).collect()
+        let aliases = self
+            .aliases
+            .keys()
+            .map(|a| BusTarget::Client(a.to_string()));
+        rooms.chain(users).chain(clients).chain(aliases).collect()
     }
 }
 

@@ -21,9 +21,10 @@ pub enum Incoming {
     /// The peer closes, with its close code if it sent one. The transport answers the close
     /// handshake itself.
     Close(Option<u16>),
-    /// The transport's own liveness check passed (Socket.IO: engine.io's ping answered).
-    /// Counts as activity for the idle timeout and does nothing else; a transport without
-    /// such a check never sends it.
+    /// The transport vouches that its peer is alive (Socket.IO: sent on a timer while the
+    /// socket lives, which engine.io's own ping/pong ends when the peer goes). Counts as
+    /// activity for the idle timeout and does nothing else; a transport without such a check
+    /// never sends it.
     Alive,
 }
 

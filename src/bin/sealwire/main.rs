@@ -12,6 +12,7 @@ use sealwire::server::{
 use sealwire::transport::{HttpConfig, TlsConfig, serve_with_shutdown};
 
 mod args;
+mod signals;
 
 #[cfg(feature = "redis")]
 use args::EmitArgs;
@@ -273,7 +274,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("demo page: {web}://{local}/{fragment}");
     }
     tracing::info!(%local, server_id = server.id(), tls = http.tls.is_some(), "serving");
-    serve_with_shutdown(listener, server, http, shutdown_signal())
+    serve_with_shutdown(listener, server, http, signals::shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("stopped");
@@ -369,40 +370,6 @@ fn reload_on_sighup(tls: TlsConfig) -> anyhow::Result<()> {
 #[cfg(not(unix))]
 fn reload_on_sighup(_tls: TlsConfig) -> anyhow::Result<()> {
     Ok(())
-}
-
-/// The first SIGTERM or SIGINT starts the graceful shutdown (and its drain); a second one
-/// ends the process at once, for an operator who cannot wait for a long drain.
-async fn shutdown_signal() {
-    next_signal().await;
-    tracing::info!("shutdown signal received");
-    tokio::spawn(async {
-        next_signal().await;
-        tracing::warn!("second shutdown signal: stopping now, without waiting for the drain");
-        std::process::exit(130);
-    });
-}
-
-/// Completes at the next SIGTERM or SIGINT.
-async fn next_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }
 
 /// Reads a server identity key: 64 hex characters (surrounding whitespace ignored).

@@ -16,6 +16,8 @@ use crate::server::Server;
 struct BatchItem {
     #[serde(default)]
     destination: Option<String>,
+    /// Missing or empty: 400 `message N: Topic is required`.
+    #[serde(default)]
     topic: String,
     #[serde(default)]
     data: Value,
@@ -55,6 +57,9 @@ pub(super) async fn batch(
     let mut bytes = 0usize;
     let mut prepared = Vec::with_capacity(b.messages.len());
     for (i, m) in b.messages.into_iter().enumerate() {
+        if m.topic.is_empty() {
+            return Err(bad_request(format!("message {i}: Topic is required")));
+        }
         let data = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
         let event = EventName::new(m.topic)
             .map_err(|e| bad_request(format!("message {i}: {}", SendError::from(e))))?;

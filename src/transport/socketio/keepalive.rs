@@ -1,7 +1,8 @@
 //! The timers of a Socket.IO socket: until it authenticates, the authentication timeout
 //! (which also ends it at a shutdown); once the core admitted it, the periodic application
-//! `ping` (IGNIS path only) and the `heartbeat` frames that keep the core from timing the
-//! socket out (engine.io's own heartbeat is what detects a dead Socket.IO client). One small task
+//! `ping` (IGNIS path only) and the [`Incoming::Alive`] signals that keep the core from timing
+//! the socket out, on a timer for as long as the socket lives (engine.io's own heartbeat is what
+//! detects a dead Socket.IO client and ends the socket). One small task
 //! per socket, off the delivery path: the core's frames go from its connection task straight
 //! into the socket ([`super::outlet`]).
 
