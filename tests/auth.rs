@@ -173,3 +173,17 @@ async fn idle_clients_are_closed_4002_and_heartbeats_keep_them() {
     assert_eq!(busy.recv_json().await["event"], "alive");
     s.stop().await;
 }
+
+/// `connected` announces the largest message the server takes, so that an SDK can refuse a
+/// larger one itself instead of losing it to a 1009.
+#[tokio::test]
+async fn connected_announces_the_message_limit() {
+    let mut cfg = base_config();
+    cfg.max_message_bytes = 4096;
+    let s = start(cfg).await;
+    let (_c, connected) = s.plain("lena").await;
+    assert_eq!(connected["data"]["maxMessageBytes"], 4096, "{connected}");
+    let (_e, connected) = s.encrypted("lena").await;
+    assert_eq!(connected["data"]["maxMessageBytes"], 4096, "{connected}");
+    s.stop().await;
+}

@@ -316,6 +316,12 @@ where
         if let Some(hello) = hello {
             hello.move_into(&mut connected);
         }
+        // The largest message the client may send: an SDK can refuse a larger one itself
+        // instead of losing it to a 1009.
+        connected.extra.insert(
+            "maxMessageBytes".to_owned(),
+            Value::from(self.server.0.config.max_message_bytes),
+        );
         if self.handle.holds_room_keys() {
             connected
                 .extra

@@ -237,6 +237,8 @@ export class SealwireClient {
     this.queue = [];
     this.conn = null;
     this.info = null;
+    /** What the server's last `connected` announced as its message limit. */
+    this.serverMaxMessageBytes = null;
     this.attempt = 0;
     this.everConnected = false;
     this.stopped = false;
@@ -323,12 +325,17 @@ export class SealwireClient {
     }
     const envelope = JSON.stringify({ event, data });
     const bound = this.frameBound(envelope);
-    if (bound > this.options.maxMessageBytes) {
-      return Promise.reject(
-        new SealwireError("too-large", `message of up to ${bound} bytes on the wire (max ${this.options.maxMessageBytes})`),
-      );
+    const limit = this.maxMessageBytes();
+    if (bound > limit) {
+      return Promise.reject(new SealwireError("too-large", `message of up to ${bound} bytes on the wire (max ${limit})`));
     }
     return this.enqueue(envelope);
+  }
+
+  /** The largest message the server takes: what its last `connected` announced, else the
+   * `maxMessageBytes` option (a server that announces nothing). */
+  maxMessageBytes() {
+    return this.serverMaxMessageBytes ?? this.options.maxMessageBytes;
   }
 
   /** At most how many bytes `envelope` takes on the wire, sealed when the session is (or,
@@ -337,7 +344,7 @@ export class SealwireClient {
   frameBound(envelope) {
     // UTF-8 takes at most 3 bytes per UTF-16 unit; count exactly only near the limit.
     const rough = envelope.length * 3;
-    const bytes = rough * 2 < this.options.maxMessageBytes ? rough : new TextEncoder().encode(envelope).length;
+    const bytes = rough * 2 < this.maxMessageBytes() ? rough : new TextEncoder().encode(envelope).length;
     const encrypted = this.conn?.ready ? this.conn.session !== null : this.options.encryption !== "off";
     return encrypted ? 4 * Math.ceil((bytes + 16) / 3) + 128 : bytes + 32;
   }
@@ -881,6 +888,10 @@ export class SealwireClient {
   }
 
   established(conn, data) {
+    // The server's own limit, when it announces one (sealwire does, in `connected`).
+    if (Number.isSafeInteger(data.maxMessageBytes) && data.maxMessageBytes >= 64) {
+      this.serverMaxMessageBytes = data.maxMessageBytes;
+    }
     conn.ready = true;
     conn.phase = "ready";
     this.attempt = 0;

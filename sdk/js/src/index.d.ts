@@ -69,7 +69,7 @@ export interface ClientOptions {
   refreshAt?: number;
   /** Messages that may wait while disconnected (default 1024). */
   sendQueue?: number;
-  /** The server's `--max-message-bytes` (default 131072): a `send` whose frame could be larger rejects with `too-large`. */
+  /** The largest message the server takes (default 131072; a sealwire server announces its own in `connected`, which wins): a `send` whose frame could be larger rejects with `too-large`. */
   maxMessageBytes?: number;
   /** Put the frame as received on each message (`raw`). Default false. */
   captureRawFrames?: boolean;

@@ -151,7 +151,13 @@ test("what the client sends reaches the server encrypted, in order, queued befor
 
 test("a send too large for the server is refused before it is sent; the connection goes on", LIMIT, async (t) => {
   for (const encryption of ["hardened", "off"]) {
-    const { client, rec } = open(t, { token: `hugo-${encryption}`, encryption, pinnedServerKeys: encryption === "off" ? [] : [PIN] });
+    // The option says 10 MB; the server announces its own limit (128 KiB), which wins.
+    const { client, rec } = open(t, {
+      token: `hugo-${encryption}`,
+      encryption,
+      pinnedServerKeys: encryption === "off" ? [] : [PIN],
+      maxMessageBytes: 10_000_000,
+    });
     await client.connect();
     await assert.rejects(client.send("big", "x".repeat(200_000)), (e) => e.kind === "too-large");
     await client.send("fits", "x".repeat(64_000));
@@ -543,7 +549,7 @@ test("raw protocol: sealed connected with expiresAt; a plaintext refresh is refu
   assert.equal(frame.data.seq, 0);
   const connected = JSON.parse(await session.open(frame.data));
   assert.equal(connected.event, "connected");
-  assert.deepEqual(Object.keys(connected.data).sort(), ["expiresAt", "id", "time", "userId"]);
+  assert.deepEqual(Object.keys(connected.data).sort(), ["expiresAt", "id", "maxMessageBytes", "time", "userId"]);
   assert.equal(connected.data.id, hello.id);
   assert.equal(connected.data.userId, "raw-refresh");
   const lifetime = Date.parse(connected.data.expiresAt) - Date.parse(connected.data.time);
