@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::sdk::{event_where, fast_reconnect, next_event, next_message, start_on};
 use common::{Received, base_config, start_with, test_auth, wait_for};
-use sealwire::client::{Client, DisconnectReason, Encryption, Event, ReconnectPolicy};
+use sealwire::client::{Client, ClientError, DisconnectReason, Encryption, Event, ReconnectPolicy};
 use sealwire::server::{ClientInfo, InboundMessage, Server, ServerBuilder};
 use serde_json::json;
 use std::sync::Arc;
@@ -562,4 +562,38 @@ async fn dropping_every_handle_stops_a_reconnecting_client() {
         ended.is_ok(),
         "the client kept reconnecting after its last handle was dropped"
     );
+}
+
+/// A message larger than the server takes (its `connected` says how much) is refused by
+/// `send` with nothing sent, instead of the server closing the connection (1009) and the
+/// message being lost; smaller ones go on.
+#[tokio::test]
+async fn a_send_over_the_announced_limit_is_refused_before_it_is_sent() {
+    let mut cfg = base_config();
+    cfg.max_message_bytes = 4096;
+    let ts = start_with(echo_builder().config(cfg)).await;
+    let (client, mut events) = Client::builder(ts.ws_url())
+        .token("kim")
+        .connect()
+        .await
+        .expect("connect");
+    let Event::Connected { info, .. } = next_event(&mut events).await else {
+        panic!("expected Connected");
+    };
+    assert_eq!(info.max_message_bytes, Some(4096));
+    let big = "x".repeat(5000);
+    let err = client.send("echo", &big).await.expect_err("too large");
+    assert!(
+        matches!(err, ClientError::TooLarge { max: 4096, .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        client.try_send("echo", &big),
+        Err(ClientError::TooLarge { .. })
+    ));
+    client.send("echo", &"y".repeat(1000)).await.expect("send");
+    let m = next_message(&mut events).await;
+    assert_eq!(m.data["got"].as_str().map(str::len), Some(1000));
+    client.close();
+    ts.stop().await;
 }

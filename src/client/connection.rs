@@ -51,6 +51,7 @@ impl Task {
     pub(crate) async fn first_connect(&mut self) -> Result<Live, ClientError> {
         match self.establish().await {
             Ok(live) => {
+                self.shared.remember_limit(&live.info);
                 let _ = self.info.send(Some(live.info.clone()));
                 let _ = self.events.try_send(Event::Connected {
                     info: live.info.clone(),
@@ -223,6 +224,7 @@ impl Task {
         } = live;
         // Only a token provider can renew anything: a fixed token keeps its expiry.
         let mut lifetime = Lifetime::new(session_left, self.config.token_provider.is_some());
+        self.shared.remember_limit(&info);
         let _ = self.info.send(Some(info));
         let rooms: Vec<String> = self.shared.rooms().iter().cloned().collect();
         if !rooms.is_empty()

@@ -98,11 +98,18 @@ fn connection_info(
 ) -> (ConnectionInfo, Option<Duration>) {
     let expires_at = connected.expires_at.as_deref().and_then(parse_iso8601);
     let session_left = session_left(connected.time.as_str(), connected.expires_at.as_deref());
+    let max_message_bytes = connected
+        .extra
+        .get("maxMessageBytes")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n >= 64);
     let info = ConnectionInfo {
         client_id: connected.id,
         user_id: connected.user_id,
         encrypted,
         expires_at,
+        max_message_bytes,
     };
     (info, session_left)
 }

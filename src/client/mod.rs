@@ -105,6 +105,16 @@ pub enum ClientError {
     /// The command queue is full ([`Client::try_send`] only).
     #[error("send queue is full")]
     QueueFull,
+    /// The message could take more than the server's limit on the wire (announced in its
+    /// `connected`): the server would close the connection and the message would be lost.
+    /// Nothing was sent.
+    #[error("message of up to {size} bytes on the wire; the server takes at most {max}")]
+    TooLarge {
+        /// At most this many bytes on the wire.
+        size: usize,
+        /// The server's limit.
+        max: usize,
+    },
 }
 
 /// What the application asks the connection task to do.
@@ -130,9 +140,18 @@ pub(crate) struct SharedState {
     pub(crate) rooms: Mutex<BTreeSet<String>>,
     /// The last position received in each stream with history (with `recover` on).
     pub(crate) positions: Mutex<crate::protocol::RecoverRequest>,
+    /// The last connection's message limit and whether it was encrypted ([`Client::send`]
+    /// checks against it, between connections too).
+    pub(crate) limit: Mutex<Option<(usize, bool)>>,
 }
 
 impl SharedState {
+    /// Keeps a connection's message limit for [`Client::send`].
+    pub(crate) fn remember_limit(&self, info: &ConnectionInfo) {
+        *self.limit.lock().unwrap_or_else(PoisonError::into_inner) =
+            info.max_message_bytes.map(|max| (max, info.encrypted));
+    }
+
     pub(crate) fn positions(&self) -> std::sync::MutexGuard<'_, crate::protocol::RecoverRequest> {
         self.positions
             .lock()
@@ -179,6 +198,9 @@ pub struct ConnectionInfo {
     pub encrypted: bool,
     /// When the server ends the session (4006) unless it is refreshed; `None`: never.
     pub expires_at: Option<std::time::SystemTime>,
+    /// The largest message the server takes from the client, as its `connected` announced
+    /// (`None` from a server that announces none).
+    pub max_message_bytes: Option<usize>,
 }
 
 /// A handle to a connected client. Cheap to clone; every clone drives the same connection.
@@ -245,6 +267,7 @@ impl Client {
     /// [`ClientError::Closed`] once the client is closed.
     pub async fn send(&self, event: &str, data: &impl Serialize) -> Result<(), ClientError> {
         let frame = outbound_frame(event, data)?;
+        self.check_size(&frame)?;
         self.commands
             .send(Command::Send {
                 event: event.to_owned(),
@@ -260,6 +283,7 @@ impl Client {
     /// As [`Client::send`], plus [`ClientError::QueueFull`].
     pub fn try_send(&self, event: &str, data: &impl Serialize) -> Result<(), ClientError> {
         let frame = outbound_frame(event, data)?;
+        self.check_size(&frame)?;
         self.commands
             .try_send(Command::Send {
                 event: event.to_owned(),
@@ -291,6 +315,29 @@ impl Client {
             .send(Command::Join(rooms))
             .await
             .map_err(|_| ClientError::Closed)
+    }
+
+    /// Refuses a frame that could exceed the server's announced limit once sealed (base64 of
+    /// the ciphertext and tag, and the record's fields).
+    fn check_size(&self, frame: &str) -> Result<(), ClientError> {
+        let limit = *self
+            .shared
+            .limit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some((max, encrypted)) = limit else {
+            return Ok(());
+        };
+        let n = frame.len();
+        let size = if encrypted {
+            4 * (n + 16).div_ceil(3) + 128
+        } else {
+            n + 32
+        };
+        if size > max {
+            return Err(ClientError::TooLarge { size, max });
+        }
+        Ok(())
     }
 
     /// Whether a connection is up now (room changes then go out; between connections the
