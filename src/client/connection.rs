@@ -239,6 +239,9 @@ impl Task {
         {
             return e;
         }
+        // What the re-join carried: a join queued before it (for an earlier connection) is
+        // not sent a second time.
+        let mut rejoined: std::collections::HashSet<String> = rooms.into_iter().collect();
         let stop = self.stop.clone();
         let start = tokio::time::Instant::now() + self.config.heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at(start, self.config.heartbeat_interval);
@@ -338,9 +341,13 @@ impl Task {
                         Some(Command::Send { event, frame }) => self.send_message(&mut ws, &mut session, event, &frame).await,
                         Some(Command::Join(rooms)) => {
                             // A command queued for an earlier connection may be stale: only
-                            // rooms still asked for (the re-join carried them already, or a
-                            // leave since took them back).
-                            let rooms = self.still(rooms, true);
+                            // rooms still asked for (a leave since took them back) and not
+                            // carried by this connection's re-join.
+                            let rooms: Vec<String> = self
+                                .still(rooms, true)
+                                .into_iter()
+                                .filter(|r| !rejoined.remove(r))
+                                .collect();
                             let recover = self.recover_for(&rooms);
                             if rooms.is_empty() {
                                 Ok(())
@@ -350,6 +357,9 @@ impl Task {
                         }
                         Some(Command::Leave(rooms)) => {
                             let rooms = self.still(rooms, false);
+                            for r in &rooms {
+                                rejoined.remove(r);
+                            }
                             if rooms.is_empty() {
                                 Ok(())
                             } else {
