@@ -74,6 +74,13 @@ impl Registry {
         target: &BusTarget,
         exclude: &[String],
     ) -> Vec<Arc<ClientHandle>> {
+        let resolved;
+        let exclude = if exclude.is_empty() || self.aliases.is_empty() {
+            exclude
+        } else {
+            resolved = self.resolve_aliases(exclude);
+            &resolved[..]
+        };
         let excluded = |id: &str| exclude.iter().any(|e| e == id);
         match target {
             BusTarget::Broadcast => self
@@ -126,14 +133,28 @@ impl Registry {
         };
         let recipients = if exclude.is_empty() {
             self.room_recipients(room)
-        } else {
+        } else if self.aliases.is_empty() {
             self.members(self.rooms.get(room), exclude).into()
+        } else {
+            let exclude = self.resolve_aliases(exclude);
+            self.members(self.rooms.get(room), &exclude).into()
         };
         RoomSnapshot {
             generation: self.generations.get(room).copied().unwrap_or(0),
             recipients,
             holders,
         }
+    }
+
+    /// An exclusion list with aliases replaced by the ids of their clients.
+    fn resolve_aliases(&self, exclude: &[String]) -> Vec<String> {
+        exclude
+            .iter()
+            .map(|e| match self.aliases.get(e.as_str()) {
+                Some(id) => id.to_string(),
+                None => e.clone(),
+            })
+            .collect()
     }
 
     /// The handle of an authenticated client, named by its id or its alias.

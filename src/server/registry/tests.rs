@@ -219,6 +219,12 @@ fn an_alias_names_its_client_until_it_goes() {
         reg.recipients(&BusTarget::Room("sid-a".into()), &[]).len(),
         1
     );
+    // An exclusion may name the client by its alias.
+    reg.join("b", ["r".into()], 256, &mut out);
+    reg.join("a", ["r".into()], 256, &mut out);
+    let others = reg.recipients(&BusTarget::Room("r".into()), &["sid-a".into()]);
+    assert_eq!(others.len(), 1);
+    assert_eq!(&*others[0].id, "b");
     // Nobody else joins the alias's room; its client cannot leave it.
     assert!(reg.join("b", ["sid-a".into()], 256, &mut out).is_empty());
     assert!(reg.leave("a", ["sid-a".into()], &mut out).is_empty());
