@@ -469,19 +469,7 @@ async fn a_live_server_is_never_silent_for_the_timeout() {
         panic!("expected Connected");
     };
     // Eight timeouts' worth of quiet from the application's side, with no disconnect.
-    let disconnect = tokio::time::timeout(Duration::from_millis(3200), async {
-        loop {
-            match events.recv().await {
-                Some(ev @ Event::Disconnected { .. }) | Some(ev @ Event::Connected { .. }) => {
-                    return Some(ev);
-                }
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    })
-    .await;
-    assert!(disconnect.is_err(), "{disconnect:?}");
+    stays_connected(&mut events, Duration::from_millis(3200)).await;
     client.send("echo", &json!(1)).await.expect("send");
     assert_eq!(next_message(&mut events).await.data["got"], json!(1));
     client.close();
@@ -512,19 +500,7 @@ async fn hardened_heartbeats_keep_an_idle_session_alive() {
         panic!("expected Connected");
     };
     // Four server timeouts of application silence, with no disconnect.
-    let disconnect = tokio::time::timeout(Duration::from_millis(2000), async {
-        loop {
-            match events.recv().await {
-                Some(ev @ Event::Disconnected { .. }) | Some(ev @ Event::Connected { .. }) => {
-                    return Some(ev);
-                }
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    })
-    .await;
-    assert!(disconnect.is_err(), "{disconnect:?}");
+    stays_connected(&mut events, Duration::from_millis(2000)).await;
     client.send("echo", &json!(1)).await.expect("send");
     assert_eq!(
         next_message(&mut events).await.data,
@@ -596,4 +572,21 @@ async fn a_send_over_the_announced_limit_is_refused_before_it_is_sent() {
     assert_eq!(m.data["got"].as_str().map(str::len), Some(1000));
     client.close();
     ts.stop().await;
+}
+
+/// Asserts that no disconnect (nor reconnect) is reported for `quiet`.
+async fn stays_connected(events: &mut sealwire::client::Events, quiet: Duration) {
+    let disconnect = tokio::time::timeout(quiet, async {
+        loop {
+            match events.recv().await {
+                Some(ev @ Event::Disconnected { .. }) | Some(ev @ Event::Connected { .. }) => {
+                    return Some(ev);
+                }
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    })
+    .await;
+    assert!(disconnect.is_err(), "{disconnect:?}");
 }

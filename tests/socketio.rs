@@ -3129,6 +3129,42 @@ async fn cross_origin_polling_gets_cors_headers() {
     server.stop().await;
 }
 
+/// A raw engine.io WebSocket session on `/io` (no socket.io client), past its open packet.
+async fn raw_session(
+    addr: std::net::SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::StreamExt;
+    let url = format!("ws://{addr}/io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("session");
+    let _open = ws.next().await; // engine.io's open packet
+    ws
+}
+
+/// Whether the server ends a raw session within [`RECV_TIMEOUT`] (its pings answered
+/// meanwhile).
+async fn session_ends(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Result<bool, tokio::time::error::Elapsed> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(RECV_TIMEOUT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                    let _ = ws.send(Message::text("3")).await;
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+}
+
 /// `max_message_bytes` bounds what a Socket.IO client sends over WebSocket as over polling
 /// (and as on `/ws`): a bigger message ends the session and is not handled; one within the
 /// bound is.
@@ -3139,11 +3175,7 @@ async fn inbound_websocket_messages_are_bounded_by_max_message_bytes() {
     let mut config = base_config();
     config.max_message_bytes = 4096;
     let server = start_sio(builder(config), SocketIoConfig::default()).await;
-    let url = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("session");
-    let _open = ws.next().await;
+    let mut ws = raw_session(server.addr).await;
     ws.send(Message::text(r#"40{"token":"big"}"#))
         .await
         .expect("connect");
@@ -3175,18 +3207,7 @@ async fn inbound_websocket_messages_are_bounded_by_max_message_bytes() {
     // Over it: the session ends.
     let over = format!(r#"42["note","{}"]"#, "x".repeat(100_000));
     let _ = ws.send(Message::text(over)).await;
-    let ended = tokio::time::timeout(RECV_TIMEOUT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                    let _ = ws.send(Message::text("3")).await;
-                }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return true,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
+    let ended = session_ends(&mut ws).await;
     assert_eq!(ended, Ok(true), "an oversized message ends the session");
     wait_for(|| server.server.clients().is_empty()).await;
     server.stop().await;
@@ -3202,42 +3223,24 @@ async fn binary_attachments_are_bounded_before_authentication() {
     let mut config = base_config();
     config.max_message_bytes = 4096;
     let server = start_sio(builder(config), SocketIoConfig::default()).await;
-    let url = format!("ws://{}/io/?EIO=4&transport=websocket", server.addr);
     let placeholder = r#"["x",{"_placeholder":true,"num":0}]"#;
     let frame_of = |n: u64| format!("45{n}-{placeholder}");
     // Too many announced, or more bytes than a message: the session ends.
     let cases: [(String, usize); 2] = [(frame_of(1_000_000_000), 0), (frame_of(2), 2)];
     for (header, chunks) in cases {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .expect("session");
-        let _open = ws.next().await; // engine.io's open packet
+        let mut ws = raw_session(server.addr).await;
         ws.send(Message::text(header.clone()))
             .await
             .expect("header");
         for _ in 0..chunks {
             let _ = ws.send(Message::binary(vec![0u8; 3000])).await;
         }
-        let ended = tokio::time::timeout(RECV_TIMEOUT, async {
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                        let _ = ws.send(Message::text("3")).await;
-                    }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return true,
-                    Some(Ok(_)) => {}
-                }
-            }
-        })
-        .await;
+        let ended = session_ends(&mut ws).await;
         assert_eq!(ended, Ok(true), "{header} with {chunks} attachments");
     }
     // Within the bounds, the session goes on: a connected socket's event with one small
     // attachment, then its authentication.
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("session");
-    let _open = ws.next().await;
+    let mut ws = raw_session(server.addr).await;
     ws.send(Message::text(r#"40{"token":"bin"}"#))
         .await
         .expect("connect");

@@ -227,15 +227,14 @@ impl Task {
         self.shared.remember_limit(&info);
         let _ = self.info.send(Some(info));
         let rooms: Vec<String> = self.shared.rooms().iter().cloned().collect();
-        if !rooms.is_empty()
-            && let Err(e) = send_rooms(
-                &mut ws,
-                &mut session,
-                event::JOIN,
-                rooms.clone(),
-                self.recover_for(&rooms),
-            )
-            .await
+        if let Err(e) = send_rooms(
+            &mut ws,
+            &mut session,
+            event::JOIN,
+            rooms.clone(),
+            self.recover_for(&rooms),
+        )
+        .await
         {
             return e;
         }
@@ -349,22 +348,14 @@ impl Task {
                                 .filter(|r| !rejoined.remove(r))
                                 .collect();
                             let recover = self.recover_for(&rooms);
-                            if rooms.is_empty() {
-                                Ok(())
-                            } else {
-                                send_rooms(&mut ws, &mut session, event::JOIN, rooms, recover).await
-                            }
+                            send_rooms(&mut ws, &mut session, event::JOIN, rooms, recover).await
                         }
                         Some(Command::Leave(rooms)) => {
                             let rooms = self.still(rooms, false);
                             for r in &rooms {
                                 rejoined.remove(r);
                             }
-                            if rooms.is_empty() {
-                                Ok(())
-                            } else {
-                                send_rooms(&mut ws, &mut session, event::LEAVE, rooms, None).await
-                            }
+                            send_rooms(&mut ws, &mut session, event::LEAVE, rooms, None).await
                         }
                     };
                     if let Err(reason) = result {
@@ -476,6 +467,10 @@ async fn send_rooms(
     rooms: Vec<String>,
     recover: Option<RecoverRequest>,
 ) -> Result<(), DisconnectReason> {
+    // Nothing to ask for (no rooms to re-join, a queued change that no longer applies).
+    if rooms.is_empty() {
+        return Ok(());
+    }
     let mut payload = serde_json::to_value(RoomsPayload { rooms })
         .map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
     if let (Some(recover), Some(fields)) = (recover, payload.as_object_mut()) {

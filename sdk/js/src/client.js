@@ -315,17 +315,17 @@ export class SealwireClient {
   /**
    * Sends an application event, encrypted whenever the session is. Queued (in order) while
    * the client is reconnecting. Resolves once the frame is handed to the socket. Rejects
-   * with `too-large` (nothing sent, the connection unharmed) when the frame could exceed
-   * `maxMessageBytes`, the server's `--max-message-bytes`, past which the server would
-   * close the connection and the message would be lost.
+   * with `too-large` (nothing sent, the connection unharmed) when the frame could exceed the
+   * server's limit (`maxMessageBytes()`), past which the server would close the connection
+   * and the message would be lost.
    */
   send(event, data = null) {
     if (typeof event !== "string" || event.length === 0 || [...event].length > MAX_EVENT_CHARS || RESERVED.has(event)) {
       return Promise.reject(new SealwireError("invalid-event", `invalid event name ${JSON.stringify(event)}`));
     }
     const envelope = JSON.stringify({ event, data });
-    const bound = this.frameBound(envelope);
     const limit = this.maxMessageBytes();
+    const bound = this.frameBound(envelope, limit);
     if (bound > limit) {
       return Promise.reject(new SealwireError("too-large", `message of up to ${bound} bytes on the wire (max ${limit})`));
     }
@@ -341,10 +341,10 @@ export class SealwireClient {
   /** At most how many bytes `envelope` takes on the wire, sealed when the session is (or,
    * between connections, will be) encrypted: base64 of the ciphertext and tag, and the
    * record's fields and framing. */
-  frameBound(envelope) {
+  frameBound(envelope, limit) {
     // UTF-8 takes at most 3 bytes per UTF-16 unit; count exactly only near the limit.
     const rough = envelope.length * 3;
-    const bytes = rough * 2 < this.maxMessageBytes() ? rough : new TextEncoder().encode(envelope).length;
+    const bytes = rough * 2 < limit ? rough : new TextEncoder().encode(envelope).length;
     const encrypted = this.conn?.ready ? this.conn.session !== null : this.options.encryption !== "off";
     return encrypted ? 4 * Math.ceil((bytes + 16) / 3) + 128 : bytes + 32;
   }

@@ -4,11 +4,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
-
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
@@ -145,9 +142,7 @@ impl Inner {
                         continue;
                     }
                     _ = ping.tick() => {
-                        let cmd = redis::cmd("PING");
-                        let r = timed(self.response_timeout, cmd.query_async::<String>(c)).await;
-                        match r {
+                        match self.ping(c).await {
                             Ok(_) => alive_at = Instant::now(),
                             Err(e) => {
                                 self.set_down(&self.pub_up, format!("publisher: ping failed: {e}"));
@@ -171,14 +166,13 @@ impl Inner {
                 }
                 continue;
             }
-            if alive_at.elapsed() >= CHECK_AFTER_IDLE {
-                let cmd = redis::cmd("PING");
-                if let Err(e) = timed(self.response_timeout, cmd.query_async::<String>(c)).await {
-                    // Nothing was written: the batch waits for the next connection.
-                    self.set_down(&self.pub_up, format!("publisher: connection lost: {e}"));
-                    conn = None;
-                    continue;
-                }
+            if alive_at.elapsed() >= CHECK_AFTER_IDLE
+                && let Err(e) = self.ping(c).await
+            {
+                // Nothing was written: the batch waits for the next connection.
+                self.set_down(&self.pub_up, format!("publisher: connection lost: {e}"));
+                conn = None;
+                continue;
             }
             let mut pipe = redis::pipe();
             let mut n = 0u64;
@@ -235,7 +229,16 @@ impl Inner {
         }
     }
 
-    pub(super) fn count_failed(&self, n: usize) {
+    /// One `PING` round trip on the publisher's connection.
+    async fn ping(&self, c: &mut MultiplexedConnection) -> Result<String, String> {
+        timed(
+            self.response_timeout,
+            redis::cmd("PING").query_async::<String>(c),
+        )
+        .await
+    }
+
+    fn count_failed(&self, n: usize) {
         let total = self
             .stats
             .dropped_failed

@@ -9,6 +9,7 @@
 //! every such change clears it), so a burst to one target takes the list with one
 //! reference-count increment per publication.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -74,13 +75,8 @@ impl Registry {
         target: &BusTarget,
         exclude: &[String],
     ) -> Vec<Arc<ClientHandle>> {
-        let resolved;
-        let exclude = if exclude.is_empty() || self.aliases.is_empty() {
-            exclude
-        } else {
-            resolved = self.resolve_aliases(exclude);
-            &resolved[..]
-        };
+        let exclude = self.exclusions(exclude);
+        let exclude = &exclude[..];
         let excluded = |id: &str| exclude.iter().any(|e| e == id);
         match target {
             BusTarget::Broadcast => self
@@ -133,11 +129,9 @@ impl Registry {
         };
         let recipients = if exclude.is_empty() {
             self.room_recipients(room)
-        } else if self.aliases.is_empty() {
-            self.members(self.rooms.get(room), exclude).into()
         } else {
-            let exclude = self.resolve_aliases(exclude);
-            self.members(self.rooms.get(room), &exclude).into()
+            self.members(self.rooms.get(room), &self.exclusions(exclude))
+                .into()
         };
         RoomSnapshot {
             generation: self.generations.get(room).copied().unwrap_or(0),
@@ -146,8 +140,12 @@ impl Registry {
         }
     }
 
-    /// An exclusion list with aliases replaced by the ids of their clients.
-    fn resolve_aliases(&self, exclude: &[String]) -> Vec<String> {
+    /// An exclusion list with aliases replaced by the ids of their clients (borrowed as it is
+    /// while no client has an alias).
+    fn exclusions<'a>(&self, exclude: &'a [String]) -> Cow<'a, [String]> {
+        if exclude.is_empty() || self.aliases.is_empty() {
+            return Cow::Borrowed(exclude);
+        }
         exclude
             .iter()
             .map(|e| match self.aliases.get(e.as_str()) {
