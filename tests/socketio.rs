@@ -371,6 +371,8 @@ async fn authenticate_answers_ping_then_authenticated_and_joins_the_default_room
     assert_eq!(payload["userId"], "alice");
     assert!(payload["time"].as_str().is_some_and(|t| t.ends_with('Z')));
     assert!(payload.get("serverPublicKey").is_none());
+    // The server's message limit, as in `/ws`'s `connected`.
+    assert_eq!(payload["maxMessageBytes"], 128 * 1024);
     server.wait_authenticated(1).await;
     // As on IGNIS, the socket is in the room of its `socket.id` too.
     let sid = h.socket_id("a");
