@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::proxy::TcpProxy;
 use common::redis::RedisServer;
 use common::sdk::{event_where, next_message};
+use common::slow_pubsub::SlowPubSub;
 use common::*;
 use sealwire::bus::{RedisBus, RedisBusConfig};
 use sealwire::client::{Client, Event, ReconnectPolicy};
@@ -34,18 +35,21 @@ fn instance(redis: &RedisServer, size: usize, key: Option<&BusKey>) -> ServerBui
 }
 
 /// [`instance`] with `c`'s history budget.
-fn instance_with(redis: &RedisServer, mut c: ServerConfig, key: Option<&BusKey>) -> ServerBuilder {
+fn instance_with(redis: &RedisServer, c: ServerConfig, key: Option<&BusKey>) -> ServerBuilder {
+    let bus = RedisBusConfig::new(redis.url())
+        .backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .ping_interval(Duration::from_millis(300))
+        .response_timeout(Duration::from_secs(2))
+        .bus_key(key.map(BusKey::duplicate));
+    instance_on(bus, c)
+}
+
+/// [`instance_with`] on the bus `bus`.
+fn instance_on(bus: RedisBusConfig, mut c: ServerConfig) -> ServerBuilder {
     let size = c.history.size;
     c.history.rooms = vec!["orders:*".to_owned()];
     c.history.users = true;
-    let bus = RedisBus::new(
-        RedisBusConfig::new(redis.url())
-            .backoff(Duration::from_millis(20), Duration::from_millis(300))
-            .ping_interval(Duration::from_millis(300))
-            .response_timeout(Duration::from_secs(2))
-            .bus_key(key.map(BusKey::duplicate)),
-    )
-    .expect("bus");
+    let bus = RedisBus::new(bus).expect("bus");
     let store = bus.history_store(size, c.history.ttl).expect("store");
     builder(c)
         .validate_rooms(GlobRooms::new(["orders:*"]).expect("glob"))
@@ -65,6 +69,13 @@ async fn publish(s: &TestServer, n: u64) -> Option<u64> {
 /// A client of `s` (compatibility profile, encrypted) that joins the room and asks for
 /// positions, recovering from `position` when given. Returns it and the room's verdict.
 async fn joined(s: &TestServer, position: Option<Value>) -> (WsClient, Vec<Value>, Value) {
+    let mut c = authenticated(s).await;
+    let (replayed, room) = join(&mut c, position).await;
+    (c, replayed, room)
+}
+
+/// A client of `s` (compatibility profile, encrypted) that asked for positions, in no room.
+async fn authenticated(s: &TestServer) -> WsClient {
     let mut c = s.client().await;
     let hs = ClientHandshake::new(HandshakeConfig::default(), &mut rand::rng());
     let data = json!({"token": "quinn", "recover": {}, "publicKey": hs.public_key_base64()});
@@ -82,8 +93,7 @@ async fn joined(s: &TestServer, position: Option<Value>) -> (WsClient, Vec<Value
         .expect("session"),
     );
     assert_eq!(c.recv_msg().await["event"], "recovered");
-    let (replayed, room) = join(&mut c, position).await;
-    (c, replayed, room)
+    c
 }
 
 /// `c` joins the room, recovering from `position` when given: what was replayed and the
@@ -92,6 +102,11 @@ async fn join(c: &mut WsClient, position: Option<Value>) -> (Vec<Value>, Value) 
     let recover = position.map_or_else(|| json!({}), |p| json!({ STREAM: p }));
     c.emit("join", json!({"rooms": [ROOM], "recover": recover}))
         .await;
+    until_recovered(c).await
+}
+
+/// What `c` gets until its `recovered` (the room's verdict).
+async fn until_recovered(c: &mut WsClient) -> (Vec<Value>, Value) {
     let mut replayed = Vec::new();
     loop {
         let m = c.recv_msg().await;
@@ -185,6 +200,126 @@ async fn a_client_cut_mid_stream_recovers_all_500_from_the_other_instance() {
     take(next_message(&mut events).await, &mut got);
     assert_eq!(got.last(), Some(&501));
     client.close();
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A client that enters a room without a position is told where the stream stands only once
+/// it has every publication made since it became a member: here its instance's pub/sub
+/// replies come 800 ms late, so one made while the instance waits for its subscription to the
+/// room is still on the bus when the join is answered. It comes with the answer (from the
+/// stream), and its late live copy is not delivered again.
+#[tokio::test]
+async fn a_fresh_join_is_answered_with_no_offset_it_has_not_delivered() {
+    let redis = RedisServer::start().await;
+    let slow = SlowPubSub::start(
+        format!("127.0.0.1:{}", redis.port).parse().expect("addr"),
+        Duration::from_millis(800),
+    )
+    .await;
+    let late = RedisBusConfig::new(slow.url())
+        .backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .ping_interval(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(5));
+    let mut c = base_config();
+    c.history.size = 100;
+    let a = start_with(instance_on(late, c)).await;
+    let b = start_with(instance(&redis, 100, None)).await;
+    assert_eq!(
+        publish(&b, 1).await,
+        Some(1),
+        "before the client is a member"
+    );
+
+    let mut client = authenticated(&a).await;
+    client
+        .emit("join", json!({"rooms": [ROOM], "recover": {}}))
+        .await;
+    // The instance is subscribing to the room (its first member): Redis has the subscription,
+    // the instance has no confirmation yet.
+    let channel = sealwire::protocol::BusTarget::Room(ROOM.to_owned()).channel();
+    redis.wait_numsub(&channel, 1).await;
+    assert_eq!(publish(&b, 2).await, Some(2), "after it is a member");
+    let (before, room) = until_recovered(&mut client).await;
+    assert_eq!(room["offset"], 2, "{room}");
+    let got: Vec<&Value> = before.iter().map(|m| &m["data"]["n"]).collect();
+    assert_eq!(
+        got,
+        [&json!(2)],
+        "every offset up to the one reported, first"
+    );
+    assert_eq!(room["replayed"], 1, "{room}");
+    assert!(
+        room.get("recovered").is_none(),
+        "no position was given: {room}"
+    );
+    // Live delivery goes on, without the late copy of 2.
+    publish(&b, 3).await;
+    let next = client.recv_msg().await;
+    assert_eq!(next["data"]["n"], 3, "{next}");
+    assert_eq!(next["offset"], 3, "{next}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The same at authentication, for the client's user stream: a publication to the user made
+/// while the instance waits for its subscription comes before `recovered`, once.
+#[tokio::test]
+async fn a_first_connection_is_answered_with_no_offset_it_has_not_delivered() {
+    let redis = RedisServer::start().await;
+    let slow = SlowPubSub::start(
+        format!("127.0.0.1:{}", redis.port).parse().expect("addr"),
+        Duration::from_millis(800),
+    )
+    .await;
+    let late = RedisBusConfig::new(slow.url())
+        .backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .ping_interval(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(5));
+    let a = start_with(instance_on(late, base_config())).await;
+    let b = start_with(instance(&redis, 100, None)).await;
+    let server = b.server.clone();
+    let to_quinn = |n: u64| {
+        let server = server.clone();
+        async move {
+            server
+                .to_user("quinn")
+                .emit("note", &json!({ "n": n }))
+                .await
+                .expect("publish")
+                .offset
+        }
+    };
+    assert_eq!(to_quinn(1).await, Some(1), "before the client is connected");
+
+    let mut c = a.client().await;
+    c.send_json(&json!({"event": "authenticate", "data": {"token": "quinn", "recover": {}}}))
+        .await;
+    let channel = sealwire::protocol::BusTarget::User("quinn".to_owned()).channel();
+    redis.wait_numsub(&channel, 1).await;
+    assert_eq!(to_quinn(2).await, Some(2), "after it is connected");
+    assert_eq!(c.recv_json().await["event"], "connected");
+    let first = c.recv_json().await;
+    assert_eq!(first["event"], "note", "the publication first: {first}");
+    assert_eq!(
+        (&first["data"]["n"], &first["offset"]),
+        (&json!(2), &json!(2))
+    );
+    let answer = c.recv_json().await;
+    assert_eq!(answer["event"], "recovered", "{answer}");
+    let user = answer["data"]["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["stream"] == "user:quinn"))
+        .cloned()
+        .expect("the user stream");
+    assert_eq!(
+        (&user["offset"], &user["replayed"]),
+        (&json!(2), &json!(1)),
+        "{answer}"
+    );
+    assert_eq!(to_quinn(3).await, Some(3));
+    let next = c.recv_json().await;
+    assert_eq!(next["data"]["n"], 3, "not the late copy of 2: {next}");
     a.stop().await;
     b.stop().await;
 }

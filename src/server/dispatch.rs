@@ -326,6 +326,15 @@ where
         // Only names the client asked for (each once): a validator cannot widen the request.
         let mut asked: HashSet<String> = requested.into_iter().collect();
         let allowed: Vec<String> = allowed.into_iter().filter(|r| asked.remove(r)).collect();
+        // Read only for a client that wants positions (a registry lookup).
+        let entering = if recover.is_some() || self.positions().is_some() {
+            self.not_in(&allowed)
+        } else {
+            Vec::new()
+        };
+        let entered = self
+            .entry_positions(None, &entering, recover.as_ref())
+            .await;
         let id = &self.handle.id;
         let joined = self
             .server
@@ -351,7 +360,24 @@ where
             .cloned()
             .collect();
         // A recovery's exit (the client stopped reading) reaches the loop as a close request.
-        let _ = self.recover(recover, &answered, &continuing, false).await;
+        let _ = self
+            .recover(recover, &answered, &continuing, false, entered)
+            .await;
+    }
+
+    /// The rooms of `rooms` the client is not in.
+    fn not_in(&self, rooms: &[String]) -> Vec<String> {
+        let current: HashSet<String> = self
+            .server
+            .client_rooms(&self.handle.id)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        rooms
+            .iter()
+            .filter(|r| !current.contains(*r))
+            .cloned()
+            .collect()
     }
 
     async fn on_leave(&mut self, data: Option<Value>) {

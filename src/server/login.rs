@@ -289,6 +289,9 @@ where
         let mut rooms = Vec::with_capacity(1 + defaults.len());
         rooms.push(String::from(&*self.handle.id));
         rooms.extend(defaults.iter().cloned());
+        let entered = self
+            .entry_positions(Some(&info.user_id), defaults, recover.as_ref())
+            .await;
         let id = &self.handle.id;
         let registered = Arc::clone(&info);
         self.server.0.update_registry(|registry, changes| {
@@ -360,7 +363,7 @@ where
                 .into_iter()
                 .filter(|room| room != own)
                 .collect();
-            if let Some(exit) = self.recover(recover, &rooms, &[], true).await {
+            if let Some(exit) = self.recover(recover, &rooms, &[], true, entered).await {
                 return Some(exit);
             }
         }

@@ -28,16 +28,45 @@ pub(super) fn recover_request(payload: &Value) -> Option<RecoverRequest> {
 }
 
 impl<S: FrameSocket> Connection<S> {
+    /// Where the streams of `rooms` (and with `user` of that user's stream and the broadcast
+    /// stream) stand *before* the client enters them: read for a client that wants positions,
+    /// from a shared store, for the streams it gives no position for. Its recovery then
+    /// replays what is kept after these positions ([`Connection::recover`]), so a publication
+    /// made after it became a member but not delivered to this instance yet (still on the
+    /// bus, or published before the instance's subscription was confirmed) is neither skipped
+    /// by the position the client is told nor lost if the connection drops first.
+    pub(super) fn entry_positions(
+        &self,
+        user: Option<&str>,
+        rooms: &[String],
+        request: Option<&RecoverRequest>,
+    ) -> impl Future<Output = Entered> + Send + use<S> {
+        let wants = request.is_some() || self.positions().is_some();
+        let server = self.server.clone();
+        let streams: Vec<String> = match server.0.history.as_ref() {
+            Some(history) if wants => history
+                .streams_of(user, rooms)
+                .into_iter()
+                .filter(|s| !request.is_some_and(|r| r.contains_key(s)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        async move { entry_positions(&server, streams).await }
+    }
+
     /// Replays what the client missed on its streams and answers `recovered`. `rooms` are
     /// the rooms answered for (just entered, or among them `continuing`: rooms the client was
     /// in already, whose live delivery went on); `own` adds the client's user and broadcast
-    /// streams (at authentication). Does nothing for a client that never asked for positions.
+    /// streams (at authentication); `entered` holds where the streams the client just entered
+    /// stood before it did ([`Connection::entry_positions`]). Does nothing for a client that
+    /// never asked for positions.
     pub(super) async fn recover(
         &mut self,
         request: Option<RecoverRequest>,
         rooms: &[String],
         continuing: &[String],
         own: bool,
+        entered: Entered,
     ) -> Option<Exit> {
         if request.is_none() && self.positions().is_none() {
             return None;
@@ -61,14 +90,21 @@ impl<S: FrameSocket> Connection<S> {
                 // recovery allowance holds; the others are answered without their replay.
                 // Nothing is read while the shared store is out of reach: nothing is taken.
                 let shared_down = history.shared().is_some() && !server.bus_status().connected;
+                let entered: Entered = entered
+                    .into_iter()
+                    .filter(|(s, _)| wanted.contains(s) && !request.contains_key(s))
+                    .collect();
                 let asked = wanted.iter().filter(|s| request.contains_key(*s)).count();
                 let reads = Reads {
                     left: if shared_down {
                         0
                     } else {
-                        self.take_recoveries(asked)
+                        self.take_recoveries(
+                            asked + entered.values().filter(|at| !at.is_unheld()).count(),
+                        )
                     },
                     continuing: history.streams_of(None, continuing).into_iter().collect(),
+                    entered,
                     shared_down,
                 };
                 let client = &self.handle.id;
@@ -148,6 +184,24 @@ fn bounded(request: RecoverRequest, wanted: &[String], most: usize) -> RecoverRe
     kept
 }
 
+/// [`Connection::entry_positions`] of `streams`.
+async fn entry_positions(server: &super::Server, streams: Vec<String>) -> Entered {
+    let Some(history) = server.0.history.as_ref() else {
+        return Entered::new();
+    };
+    // In memory a publication is kept and queued in one step: a position read after the
+    // client entered is exact.
+    if streams.is_empty() || history.shared().is_none() || !server.bus_status().connected {
+        return Entered::new();
+    }
+    let positions =
+        futures_util::future::join_all(streams.iter().map(|s| history.position(s))).await;
+    streams.into_iter().zip(positions).collect()
+}
+
+/// Per stream, where it stood before the client entered it ([`Connection::entry_positions`]).
+pub(super) type Entered = std::collections::HashMap<String, crate::protocol::Position>;
+
 /// A stream that cannot be recovered here (not kept, or not one the client is in).
 fn gap(stream: &str) -> StreamState {
     StreamState {
@@ -172,6 +226,8 @@ type Plan = (
 struct Reads {
     left: usize,
     continuing: HashSet<String>,
+    /// Where streams the client just entered stood before it did.
+    entered: Entered,
     /// The shared store is out of reach: nothing is read.
     shared_down: bool,
 }
@@ -221,10 +277,21 @@ async fn plan(
         if asked.is_some() && reads.left == 0 && reads.continuing.contains(&stream) {
             continue;
         }
-        let Some(since) = asked.filter(|_| reads.left > 0) else {
-            // Not asked for (the client learns where the stream stands), or over the
+        // A stream just entered without a position is read from where it stood on entry.
+        let entry = asked
+            .is_none()
+            .then(|| reads.entered.get(&stream))
+            .flatten();
+        // An unheld entry position (no stream made, or no store) has nothing to read from.
+        let from = asked.or(entry.filter(|at| !at.is_unheld()));
+        let Some(since) = from.filter(|_| reads.left > 0) else {
+            // Not asked for (the client learns where the stream stands: where it stood on
+            // entry, when known, which never skips a publication made since), or over the
             // allowance (it learns that too, and that it missed what came before).
-            let here = history.position(&stream).await;
+            let here = match entry {
+                Some(at) => at.clone(),
+                None => history.position(&stream).await,
+            };
             states.push(StreamState {
                 stream,
                 epoch: here.epoch,
@@ -246,13 +313,15 @@ async fn plan(
                 replay.extend(frames);
                 (true, n)
             }
+            // From an entry position: the stream started again since (the client learns
+            // where it stands now), or the store could not be read.
             Err(_) => (false, 0),
         };
         states.push(StreamState {
             stream,
             epoch: here.epoch,
             offset: here.offset,
-            recovered: Some(recovered),
+            recovered: asked.map(|_| recovered),
             replayed,
         });
     }

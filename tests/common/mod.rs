@@ -8,6 +8,7 @@ pub mod proxy;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod relay;
+pub mod slow_pubsub;
 
 use sealwire::publish::Publish;
 use std::net::SocketAddr;
