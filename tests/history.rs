@@ -620,7 +620,7 @@ async fn the_rust_sdk_reports_a_stream_it_was_not_tracked_in() {
 
 /// A `recover` that is not an object of positions counts as `{}` in `authenticate` as in
 /// `join`: the client is admitted (its token is read as usual) and gets positions, with
-/// nothing recovered.
+/// nothing recovered. A malformed position is one that matches nothing.
 #[tokio::test]
 async fn a_malformed_recover_in_authenticate_is_an_empty_one() {
     let s = server(config(8)).await;
@@ -640,6 +640,25 @@ async fn a_malformed_recover_in_authenticate_is_an_empty_one() {
         let own = stream(&streams, &format!("user:{user}"));
         assert!(own["recovered"].is_null(), "{recover}: {streams:?}");
         assert!(own["epoch"].is_string(), "{recover}: {streams:?}");
+    }
+    // A malformed position for a stream the client is in matches nothing: that stream is
+    // answered `recovered: false` (the client named it), and the others' positions still count.
+    for (i, position) in [json!(5), json!({"offset": -1, "epoch": "e"}), json!(null)]
+        .into_iter()
+        .enumerate()
+    {
+        let user = format!("m{i}");
+        let recover =
+            json!({ format!("user:{user}"): position, "broadcast": {"offset": 0, "epoch": "old"} });
+        let mut c = connect(&s, &user, recover.clone(), false).await;
+        let (_, streams) = until_recovered(&mut c).await;
+        let own = stream(&streams, &format!("user:{user}"));
+        assert_eq!(own["recovered"], false, "{recover}: {streams:?}");
+        assert_eq!(
+            stream(&streams, "broadcast")["recovered"],
+            false,
+            "{streams:?}"
+        );
     }
     s.stop().await;
 }

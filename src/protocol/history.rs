@@ -169,6 +169,24 @@ impl Position {
 /// Present (even empty) means the client wants positions on its messages.
 pub type RecoverRequest = BTreeMap<String, Position>;
 
+/// Reads a `recover` field: a value that is not an object counts as `{}`, and an entry that
+/// is not a position (`{offset, epoch}`, a whole offset that fits 64 bits, a string epoch)
+/// as the [unheld](Position::unheld) position, which matches no stream: the stream is
+/// answered `recovered: false`, not taken for one the client gave no position for.
+#[must_use]
+pub fn recover_request_of(raw: &serde_json::Value) -> RecoverRequest {
+    let serde_json::Value::Object(entries) = raw else {
+        return RecoverRequest::new();
+    };
+    entries
+        .iter()
+        .map(|(stream, at)| {
+            let at = Position::deserialize(at).unwrap_or_else(|_| Position::unheld());
+            (stream.clone(), at)
+        })
+        .collect()
+}
+
 /// One stream in a `recovered` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -253,5 +271,31 @@ mod tests {
         let req: RecoverRequest =
             serde_json::from_str(r#"{"room:a":{"offset":7,"epoch":"e1"}}"#).expect("parses");
         assert_eq!(req["room:a"].offset, 7);
+    }
+
+    #[test]
+    fn a_malformed_position_is_one_that_matches_nothing() {
+        let raw = serde_json::json!({
+            "room:a": {"offset": 7, "epoch": "e1"},
+            "room:b": {"offset": -1, "epoch": "e1"},
+            "room:c": {"offset": 1.5, "epoch": "e1"},
+            "room:d": {"offset": "7", "epoch": "e1"},
+            "room:e": null,
+            "room:f": {"offset": 18_446_744_073_709_551_615_u64, "epoch": 3},
+        });
+        let req = recover_request_of(&raw);
+        assert_eq!(req.len(), 6, "every stream named is answered");
+        assert_eq!(
+            req["room:a"],
+            Position {
+                offset: 7,
+                epoch: "e1".into()
+            }
+        );
+        for s in ["room:b", "room:c", "room:d", "room:e", "room:f"] {
+            assert!(req[s].is_unheld(), "{s}");
+        }
+        assert!(recover_request_of(&serde_json::json!([1, 2])).is_empty());
+        assert!(recover_request_of(&serde_json::json!("x")).is_empty());
     }
 }

@@ -186,13 +186,13 @@ pub struct RefreshPayload {
     pub token: Option<String>,
 }
 
-/// A present `recover`, as positions; anything that is not an object of positions is `{}`.
+/// A present `recover`, as positions ([`super::history::recover_request_of`]).
 fn lenient_recover<'de, D>(d: D) -> Result<Option<super::RecoverRequest>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
     let raw = Value::deserialize(d)?;
-    Ok(Some(serde_json::from_value(raw).unwrap_or_default()))
+    Ok(Some(super::history::recover_request_of(&raw)))
 }
 
 /// How a bearer token shows in `Debug`: whether there is one, never what it is (an

@@ -16,7 +16,8 @@ pub use bus::{BusEnvelope, BusEnvelopeError, BusTarget, channel};
 pub use close::CloseCode;
 pub use history::{
     BROADCAST_STREAM, HistoryConfig, KeepRules, Position, ROOM_STREAM_PREFIX, RecoverRequest,
-    RecoveredPayload, StreamState, USER_STREAM_PREFIX, is_room_stream, stream_of, target_of,
+    RecoveredPayload, StreamState, USER_STREAM_PREFIX, is_room_stream, recover_request_of,
+    stream_of, target_of,
 };
 pub use message::{
     AuthenticatePayload, ConnectedPayload, EncryptedPayload, ErrorPayload, HelloPayload, Inbound,

@@ -21,10 +21,11 @@ use crate::protocol::{
 };
 
 /// The `recover` field of an `authenticate`/`join` payload: `None` when absent; a malformed
-/// one still asks for positions, with nothing to recover.
+/// one still asks for positions ([`crate::protocol::recover_request_of`]).
 pub(super) fn recover_request(payload: &Value) -> Option<RecoverRequest> {
-    let raw = payload.get("recover")?;
-    Some(serde_json::from_value(raw.clone()).unwrap_or_default())
+    payload
+        .get("recover")
+        .map(crate::protocol::recover_request_of)
 }
 
 impl<S: FrameSocket> Connection<S> {
