@@ -868,6 +868,100 @@ async fn kept_publications_reach_local_clients_while_the_subscription_is_down() 
     a.stop().await;
 }
 
+/// A client that stays connected while its instance's subscription is down gets what was
+/// kept meanwhile once the subscription is back, in order and once, before anything newer:
+/// here Redis restarts (without persistence, so the stream starts a new epoch) and the other
+/// instance publishes before this one has resubscribed. Before, the client went on from the
+/// next live message and never learnt of the ones it missed.
+#[tokio::test]
+async fn a_connected_client_gets_what_its_instance_missed_while_redis_restarted() {
+    let mut redis = RedisServer::start().await;
+    let slow_back = RedisBusConfig::new(redis.url())
+        .backoff(Duration::from_secs(2), Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2));
+    let mut c = base_config();
+    c.history.size = 100;
+    let a = start_with(instance_on(slow_back, c)).await;
+    let b = start_with(instance(&redis, 100, None)).await;
+    let (mut client, _, room) = joined(&a, None).await;
+    assert_eq!(publish(&b, 1).await, Some(1));
+    assert_eq!(client.recv_msg().await["data"]["n"], 1);
+
+    redis.restart().await;
+    wait_for(|| b.server.bus_status().connected).await;
+    for n in 2..=4 {
+        assert_eq!(publish(&b, n).await, Some(n - 1), "a new epoch");
+    }
+    assert!(
+        !a.server.bus_status().connected,
+        "published while a's subscription is down"
+    );
+    wait_for(|| a.server.bus_status().connected).await;
+    assert_eq!(publish(&b, 5).await, Some(4));
+    let mut epoch = None;
+    for n in 2..=5 {
+        let m = client.recv_msg().await;
+        assert_eq!(
+            (m["data"]["n"].as_u64(), m["offset"].as_u64()),
+            (Some(n), Some(n - 1)),
+            "{m}"
+        );
+        assert_ne!(m["epoch"], room["epoch"], "the new epoch: {m}");
+        assert_eq!(*epoch.get_or_insert(m["epoch"].clone()), m["epoch"]);
+    }
+    client.expect_silence(Duration::from_millis(300)).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The same when only this instance's pub/sub connection drops (Redis keeps its streams):
+/// what the other instance kept meanwhile arrives, in the same epoch, once.
+#[tokio::test]
+async fn a_connected_client_gets_what_its_instance_missed_while_its_subscription_was_down() {
+    let redis = RedisServer::start().await;
+    let slow_back = RedisBusConfig::new(redis.url())
+        .backoff(Duration::from_secs(2), Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2));
+    let mut c = base_config();
+    c.history.size = 100;
+    let a = start_with(instance_on(slow_back, c)).await;
+    let (mut client, _, room) = joined(&a, None).await;
+    // b publishes, and holds no subscription of its own that a kill would take.
+    let b = start_with(instance(&redis, 100, None)).await;
+    assert_eq!(publish(&b, 1).await, Some(1));
+    assert_eq!(client.recv_msg().await["data"]["n"], 1);
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: i64 = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .expect("kill the subscriptions");
+    wait_for(|| !a.server.bus_status().connected).await;
+    for n in 2..=4 {
+        assert_eq!(publish(&b, n).await, Some(n));
+    }
+    wait_for(|| a.server.bus_status().connected).await;
+    assert_eq!(publish(&b, 5).await, Some(5));
+    for n in 2..=5 {
+        let m = client.recv_msg().await;
+        assert_eq!(
+            (m["data"]["n"].as_u64(), m["offset"].as_u64()),
+            (Some(n), Some(n)),
+            "{m}"
+        );
+        assert_eq!(m["epoch"], room["epoch"]);
+    }
+    client.expect_silence(Duration::from_millis(300)).await;
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Counts the entries the server's reads take out of Redis (the real store underneath).
 struct Counting {
     inner: sealwire::bus::RedisHistory,

@@ -17,6 +17,7 @@ pub struct BusInbox {
     /// Delivers; true when the server's publishing turn is over ([`BusInbox::deliver_paced`]).
     deliver: Arc<dyn Fn(BusEnvelope) -> bool + Send + Sync>,
     interests: Arc<dyn Fn() -> Vec<crate::protocol::BusTarget> + Send + Sync>,
+    resubscribed: Option<Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
 }
 
 impl std::fmt::Debug for BusInbox {
@@ -49,6 +50,27 @@ impl BusInbox {
         Self {
             deliver: Arc::new(deliver),
             interests: Arc::new(interests),
+            resubscribed: None,
+        }
+    }
+
+    /// Runs `catch_up` when the bus reports its subscription back ([`BusInbox::resubscribed`]).
+    pub(crate) fn on_resubscribed(
+        mut self,
+        catch_up: impl Fn() -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    ) -> Self {
+        self.resubscribed = Some(Arc::new(catch_up));
+        self
+    }
+
+    /// For a bus whose subscription was down (a lost connection, a restarted Redis) and is
+    /// back: call this before delivering anything that arrives on the new subscription. The
+    /// server then delivers the kept publications (history in a shared store) it missed
+    /// meanwhile, so they reach its clients in order, before what is newer. Resolves once
+    /// that is done.
+    pub async fn resubscribed(&self) {
+        if let Some(catch_up) = &self.resubscribed {
+            catch_up().await;
         }
     }
 

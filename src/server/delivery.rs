@@ -226,7 +226,12 @@ impl Server {
     /// Queues `frame` for every local recipient of `target`; returns how many it was queued
     /// for. A room with room keys seals it once for the members holding its key
     /// ([`super::room_keys`]).
-    fn fan_out(&self, target: &BusTarget, frame: &Arc<Frame>, exclude: &[String]) -> usize {
+    pub(super) fn fan_out(
+        &self,
+        target: &BusTarget,
+        frame: &Arc<Frame>,
+        exclude: &[String],
+    ) -> usize {
         if let (Some(keys), BusTarget::Room(room)) = (&self.0.room_keys, target)
             && keys.covers(room)
         {
@@ -314,6 +319,12 @@ impl Server {
             (Some(stream), Some(at)) => (frame.at(&stream, &at, &env.exclude), Some((stream, at))),
             _ => (frame, None),
         };
+        // The live copy of what a catch-up delivered already ([`Server::catch_up`]).
+        if let (Some(history), Some((stream, at))) = (&self.0.history, &delivered)
+            && !history.tails().arrived(stream, at)
+        {
+            return 0;
+        }
         let queued = self.fan_out(&env.target, &frame, &env.exclude);
         if let (Some(history), Some((stream, at))) = (&self.0.history, delivered) {
             history.echoes().delivered(&stream, &at);

@@ -7,6 +7,7 @@ mod auth;
 mod auth_request;
 mod builder;
 mod bus;
+mod catch_up;
 mod config;
 mod connection;
 mod delivery;
@@ -186,6 +187,7 @@ impl Server {
         }
         let weak = Arc::downgrade(&self.0);
         let weak2 = weak.clone();
+        let weak3 = weak.clone();
         let inbox = BusInbox::paced(
             move |env| {
                 weak.upgrade()
@@ -197,7 +199,15 @@ impl Server {
                     .map(|s| s.registry().interests())
                     .unwrap_or_default()
             },
-        );
+        )
+        .on_resubscribed(move || {
+            let server = weak3.upgrade().map(Server);
+            Box::pin(async move {
+                if let Some(server) = server {
+                    server.catch_up().await;
+                }
+            })
+        });
         self.0.bus.start(inbox).await?;
         let me = self.clone();
         self.0.tracker.spawn(async move { me.sweep_loop().await });

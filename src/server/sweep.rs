@@ -1,6 +1,6 @@
 //! The periodic sweep: every `heartbeat_interval` it closes authenticated clients idle for
-//! longer than `heartbeat_timeout` (4002), pings the others, and lets history and room keys
-//! drop what nobody holds any more.
+//! longer than `heartbeat_timeout` (4002), pings the others, and lets history (streams, the
+//! tails a catch-up reads from) and room keys drop what nobody holds any more.
 
 use super::Server;
 
@@ -19,6 +19,11 @@ impl Server {
             }
             if let Some(history) = &self.0.history {
                 history.sweep();
+                // A stream nobody here receives needs no catch-up.
+                history.tails().retain(|stream| {
+                    crate::protocol::target_of(stream)
+                        .is_some_and(|t| !self.0.registry().recipients(&t, &[]).is_empty())
+                });
             }
             if let Some(keys) = &self.0.room_keys {
                 keys.wipe_unheld(|room| {

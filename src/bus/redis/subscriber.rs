@@ -17,6 +17,10 @@ use crate::crypto::backplane::{Opener, is_sealed};
 use crate::protocol::{BusEnvelope, channel};
 use crate::server::BusInbox;
 
+/// How long a subscription that came back waits for the server to catch up on what it
+/// missed ([`BusInbox::resubscribed`]) before it delivers what arrives on it.
+const CATCH_UP_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connected, fully subscribed pub/sub connection (or why it is not).
 pub(super) type Subscribed = Result<(PubSubSink, PubSubStream, HashSet<String>), String>;
 
@@ -62,10 +66,24 @@ impl Inner {
     ) {
         let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
         let mut current = first;
+        let mut resumed = false;
         loop {
             match current {
                 Ok((sink, stream, actual)) => {
                     backoff.reset();
+                    // What was published while the subscription was down: the server
+                    // delivers what it kept before anything newer (what arrives meanwhile
+                    // waits in the connection).
+                    if resumed
+                        && tokio::time::timeout(CATCH_UP_WITHIN, inbox.resubscribed())
+                            .await
+                            .is_err()
+                    {
+                        tracing::warn!(
+                            "catching up after the subscription came back took too long; going on"
+                        );
+                    }
+                    resumed = true;
                     let why = self.pump(sink, stream, actual, &inbox, &mut opener).await;
                     match why {
                         None => return,

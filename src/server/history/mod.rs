@@ -12,6 +12,7 @@ mod budget;
 mod echo;
 mod memory;
 mod store;
+mod tails;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use budget::Budget;
 pub(crate) use echo::Echoes;
 pub(crate) use memory::History;
 pub use store::{HistoryError, HistoryStore, KeptPage};
+pub(crate) use tails::Tails;
 
 use super::outbox::Frame;
 pub use crate::protocol::HistoryConfig;
@@ -60,6 +62,8 @@ pub(crate) struct Keeper {
     unheld: AtomicU64,
     /// Kept publications of this instance on their way back from the shared store.
     echoes: Echoes,
+    /// Per stream of the shared store, the last kept publication delivered here.
+    tails: Tails,
 }
 
 impl Keeper {
@@ -88,6 +92,7 @@ impl Keeper {
             store,
             unheld: AtomicU64::new(0),
             echoes: Echoes::default(),
+            tails: Tails::default(),
         }))
     }
 
@@ -110,6 +115,11 @@ impl Keeper {
     /// This instance's kept publications on their way back from the shared store.
     pub(crate) fn echoes(&self) -> &Echoes {
         &self.echoes
+    }
+
+    /// Per stream of the shared store, the last kept publication delivered here.
+    pub(crate) fn tails(&self) -> &Tails {
+        &self.tails
     }
 
     /// The stream `target` publishes to, if it keeps history.

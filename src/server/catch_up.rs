@@ -1,0 +1,118 @@
+//! Catching up after the bus subscription was down. Kept publications made meanwhile never
+//! reached this instance live, and its clients that stayed connected would otherwise move on
+//! past them without knowing (their next positioned message names a later offset). So before
+//! the bus delivers anything that arrives on its new subscription, the instance reads what
+//! it missed from the shared store and delivers it, in offset order
+//! ([`super::history::Tails`] keeps where each stream stands here and skips the live copies).
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+
+use super::Server;
+use super::history::{Gap, Keeper};
+use super::outbox::Frame;
+use crate::protocol::{BusTarget, Position, target_of};
+
+/// How many streams are read from the store at once.
+const READS_AT_ONCE: usize = 8;
+
+impl Server {
+    /// Delivers, from the shared store, every kept publication of a stream with recipients
+    /// here that came after the last one delivered here: what a subscription that was down
+    /// missed. A stream that started again meanwhile (Redis lost it) is delivered from the
+    /// start of its new epoch. A stream whose missed publications are no longer all kept, or
+    /// that cannot be read, is left as it is: its clients find the gap when they next recover.
+    ///
+    /// A bus calls it ([`super::BusInbox::resubscribed`]) once its subscription is back and
+    /// before it delivers what arrives on it, so nothing newer overtakes what is caught up.
+    pub(crate) async fn catch_up(&self) {
+        let Some(history) = &self.0.history else {
+            return;
+        };
+        if history.shared().is_none() {
+            return;
+        }
+        let streams: Vec<(String, BusTarget, Position)> = history
+            .tails()
+            .snapshot()
+            .into_iter()
+            .filter_map(|(stream, last)| {
+                let target = target_of(&stream)?;
+                let here = !self.0.registry().recipients(&target, &[]).is_empty();
+                here.then_some((stream, target, last))
+            })
+            .collect();
+        if streams.is_empty() {
+            return;
+        }
+        let mut reads = futures_util::stream::iter(streams)
+            .map(|(stream, target, last)| async move {
+                let missed = missed(history, &stream, &last).await;
+                (stream, target, missed)
+            })
+            .buffer_unordered(READS_AT_ONCE);
+        let mut delivered = 0usize;
+        while let Some((stream, target, missed)) = reads.next().await {
+            delivered += self.deliver_missed(history, &stream, &target, &missed);
+        }
+        if delivered > 0 {
+            tracing::info!(
+                delivered,
+                "caught up on kept publications missed while the bus subscription was down"
+            );
+        }
+    }
+
+    /// Delivers the caught-up publications of one stream; returns how many.
+    fn deliver_missed(
+        &self,
+        history: &Keeper,
+        stream: &str,
+        target: &BusTarget,
+        missed: &[Arc<Frame>],
+    ) -> usize {
+        let echoes = history.echoes();
+        let mut last = None;
+        let mut delivered = 0;
+        for frame in missed {
+            let Some(p) = &frame.position else {
+                continue;
+            };
+            let at = Position {
+                offset: p.offset,
+                epoch: p.epoch.to_string(),
+            };
+            // This instance's own publications that it delivered itself already (their echo
+            // came too late, or their append was unconfirmed).
+            let here_already = echoes.was_delivered_ahead(stream, &at)
+                || echoes.is_late_copy(stream, &frame.event, frame.data.get());
+            if !here_already {
+                self.fan_out(target, frame, &p.exclude);
+                delivered += 1;
+            }
+            echoes.delivered(stream, &at);
+            last = Some(at);
+        }
+        if let Some(at) = last {
+            history.tails().caught_up(stream, &at);
+        }
+        delivered
+    }
+}
+
+/// What `stream` kept after `last`: from the start of its new epoch when it started again.
+async fn missed(history: &Keeper, stream: &str, last: &Position) -> Vec<Arc<Frame>> {
+    let (frames, here) = history.since(stream, last).await;
+    match frames {
+        Ok(frames) => frames,
+        Err(Gap::Epoch) if !here.is_unheld() && here.epoch != last.epoch => {
+            let start = Position {
+                offset: 0,
+                epoch: here.epoch,
+            };
+            history.since(stream, &start).await.0.unwrap_or_default()
+        }
+        Err(_) => Vec::new(),
+    }
+}
