@@ -1212,10 +1212,12 @@ async fn redis_emitter_messages_reach_socketio_and_websocket_clients_on_every_in
             .unwrap_or_default()
             .contains(&"team".to_owned())
     );
-    // Broadcast with an exception; several rooms deliver once per client.
+    // Broadcast with an exception; several rooms deliver once per client. A room that names
+    // no room (`to(null)`, `to(undefined)`: a stale socket.id) reaches nobody.
     redis_emit(
         redis.port,
         json!([
+            {"op": "emit", "to": [null], "event": "to-nobody", "args": [1]},
             {"op": "emit", "except": [a_id], "event": "all-but-a", "args": ["x"]},
             {"op": "emit", "to": ["team", "io-default"], "event": "once", "args": [null]},
         ]),

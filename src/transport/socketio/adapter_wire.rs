@@ -66,11 +66,24 @@ pub(super) fn decode_broadcast(bytes: &[u8]) -> Option<Broadcast> {
         1 => data.swap_remove(0),
         _ => Value::Array(data),
     };
+    // Rooms that name no room (`to(undefined)`, a stale `socket.id`, a number) reach nobody,
+    // as on a Socket.IO server: never everyone, which is what an empty list means.
+    let rooms = match opts.get("rooms") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(raw)) => {
+            let rooms = strings(opts.get("rooms"));
+            if rooms.is_empty() && !raw.is_empty() {
+                return None;
+            }
+            rooms
+        }
+        Some(_) => return None,
+    };
     Some(Broadcast {
         uid,
         event,
         data,
-        rooms: strings(opts.get("rooms")),
+        rooms,
         except: strings(opts.get("except")),
     })
 }
@@ -232,6 +245,44 @@ mod tests {
         ))
         .expect("decoded");
         assert_eq!(bin.data, json!([1, 2]));
+    }
+
+    /// A message with its rooms as given (any MessagePack value).
+    fn to_rooms(rooms: M) -> Vec<u8> {
+        encode(&M::Array(vec![
+            M::from("emitter"),
+            map(vec![
+                ("type", M::from(2)),
+                ("data", M::Array(vec![M::from("t"), M::from(1)])),
+                ("nsp", M::from("/")),
+            ]),
+            map(vec![("rooms", rooms), ("except", M::Array(vec![]))]),
+        ]))
+    }
+
+    #[test]
+    fn rooms_that_name_no_room_reach_nobody_not_everyone() {
+        // `to(undefined)` (a stale socket.id), `to(null)`, `to(123)`, `{}`, `true`, a string.
+        for rooms in [
+            M::Array(vec![M::Nil]),
+            M::Array(vec![M::from(123)]),
+            M::Array(vec![map(vec![])]),
+            M::Array(vec![M::Boolean(true)]),
+            M::from("public"),
+            M::from(7),
+        ] {
+            assert!(
+                decode_broadcast(&to_rooms(rooms.clone())).is_none(),
+                "{rooms}"
+            );
+        }
+        // The rooms that are named still count; no rooms at all is a broadcast.
+        let some = decode_broadcast(&to_rooms(M::Array(vec![M::Nil, M::from("r")]))).expect("r");
+        assert_eq!(some.rooms, vec!["r".to_owned()]);
+        for everyone in [M::Array(vec![]), M::Nil] {
+            let b = decode_broadcast(&to_rooms(everyone)).expect("broadcast");
+            assert!(b.rooms.is_empty());
+        }
     }
 
     #[test]
