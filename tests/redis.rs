@@ -870,6 +870,25 @@ async fn tls_and_acl_credentials_in_the_url() {
         .await
         .unwrap();
     assert_eq!(c.recv_msg().await, json!({"event": "over-tls", "data": 1}));
+    // The Socket.IO adapter channels (`@socket.io/redis-emitter` workers) over the same TLS.
+    #[cfg(feature = "socketio")]
+    {
+        sealwire::transport::socketio::spawn_redis_emitter_bridge_with_ca(
+            &a.server,
+            &url,
+            sealwire::transport::socketio::DEFAULT_KEY,
+            redis.tls_ca.as_deref(),
+        )
+        .expect("bridge");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while redis.numpat().await == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the bridge subscribes over TLS"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     // A wrong password fails clearly, without printing the password.
     let wrong = url.replace("s3cret-pass", "wrong-pass");

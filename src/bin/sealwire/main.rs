@@ -228,9 +228,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = builder.build().context("invalid configuration")?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let tls = TlsConfig::load(cert, key).context("cannot start TLS")?;
-        reload_on_sighup(tls.clone())?;
         http.tls = Some(tls);
     }
+    reload_on_sighup(http.tls.clone())?;
     let scheme = if http.tls.is_some() { "wss" } else { "ws" };
 
     let bind = if args.reuse_port {
@@ -253,10 +253,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http.routes = Some(sealwire::transport::socketio::router(server.clone(), sio));
         #[cfg(feature = "redis")]
         if let Some(url) = sio_redis_url.filter(|_| !args.socketio_redis_key.is_empty()) {
-            sealwire::transport::socketio::spawn_redis_emitter_bridge(
+            let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
+            sealwire::transport::socketio::spawn_redis_emitter_bridge_with_ca(
                 &server,
                 &url,
                 &args.socketio_redis_key,
+                ca.as_deref(),
             )
             .context("invalid --redis-url")?;
         }
@@ -285,8 +287,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn parse_bus_key(
     text: Option<&str>,
 ) -> anyhow::Result<Option<sealwire::crypto::backplane::BusKey>> {
-    match text.filter(|t| !t.is_empty()) {
+    match text {
         None => Ok(None),
+        // An empty key (an unset variable in a template, say) must not mean "no encryption".
+        Some("") => Err(anyhow::anyhow!(
+            "--bus-key is empty: give a key (`sealwire gen-bus-key`) or leave the option out"
+        )),
         Some(t) => sealwire::crypto::backplane::BusKey::from_base64(t)
             .map(Some)
             .map_err(|_| {
@@ -352,23 +358,30 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads the TLS certificate and key on every SIGHUP (unix). The handler is installed
-/// before the server announces itself, so a SIGHUP never finds the default action (exit).
+/// Reloads the TLS certificate and key on every SIGHUP (unix); without TLS there is nothing
+/// to reload, and a SIGHUP (`systemctl reload`, a closed terminal) is logged and ignored. The
+/// handler is installed before the server announces itself, so a SIGHUP never finds the
+/// default action (exit).
 #[cfg(unix)]
-fn reload_on_sighup(tls: TlsConfig) -> anyhow::Result<()> {
+fn reload_on_sighup(tls: Option<TlsConfig>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the TLS certificate");
-            tls.reload_logged();
+            match &tls {
+                Some(tls) => {
+                    tracing::info!("SIGHUP: reloading the TLS certificate");
+                    tls.reload_logged();
+                }
+                None => tracing::info!("SIGHUP: nothing to reload (no TLS); still serving"),
+            }
         }
     });
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn reload_on_sighup(_tls: TlsConfig) -> anyhow::Result<()> {
+fn reload_on_sighup(_tls: Option<TlsConfig>) -> anyhow::Result<()> {
     Ok(())
 }
 

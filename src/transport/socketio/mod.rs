@@ -50,7 +50,9 @@ use opening::Setup;
 
 pub use config::SocketIoConfig;
 #[cfg(feature = "redis")]
-pub use redis_emitter::{DEFAULT_KEY, spawn_redis_emitter_bridge};
+pub use redis_emitter::{
+    DEFAULT_KEY, spawn_redis_emitter_bridge, spawn_redis_emitter_bridge_with_ca,
+};
 
 use crate::server::Server;
 

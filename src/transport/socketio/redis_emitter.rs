@@ -45,7 +45,21 @@ pub fn spawn_redis_emitter_bridge(
     redis_url: &str,
     key: &str,
 ) -> Result<(), redis::RedisError> {
-    let client = redis::Client::open(redis_url)?;
+    spawn_redis_emitter_bridge_with_ca(server, redis_url, key, None)
+}
+
+/// [`spawn_redis_emitter_bridge`] for a `rediss://` server whose certificate is signed by
+/// `ca_pem` (PEM; replaces the bundled web roots as for the bus, `--redis-ca-file`).
+///
+/// # Errors
+/// A `redis_url` the Redis client does not accept.
+pub fn spawn_redis_emitter_bridge_with_ca(
+    server: &Server,
+    redis_url: &str,
+    key: &str,
+    ca_pem: Option<&[u8]>,
+) -> Result<(), redis::RedisError> {
+    let client = crate::bus::open_client(redis_url, ca_pem)?;
     let key = key.to_owned();
     let task_server = server.clone();
     server.spawn_tracked(async move {
