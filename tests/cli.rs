@@ -87,10 +87,14 @@ impl Running {
     }
 
     fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    fn signal(&self, name: &str) {
         let pid = self.child.id().expect("running");
         // The shell's built-in `kill`: no extra package needed.
         let status = std::process::Command::new("sh")
-            .args(["-c", &format!("kill -TERM {pid}")])
+            .args(["-c", &format!("kill -{name} {pid}")])
             .status()
             .expect("run kill");
         assert!(status.success());
@@ -955,4 +959,130 @@ async fn out_of_range_settings_are_refused() {
         let err = serve_fails(&all).await;
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// A SIGHUP (`systemctl reload`, a closed terminal) has nothing to reload without TLS: the
+/// server goes on serving, and still stops cleanly on SIGTERM.
+#[tokio::test]
+async fn sighup_without_tls_does_not_stop_the_server() {
+    let running = serve(&["--dev", "--listen", "127.0.0.1:0"]).await;
+    let health = format!("http://{}/socket/health", running.addr());
+    running.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = reqwest::get(&health)
+        .await
+        .expect("still serving after SIGHUP");
+    assert!(r.status().is_success(), "{}", r.status());
+    running.terminate();
+    assert!(running.wait().await.success());
+}
+
+/// An empty bus key (an unset variable in a template) is refused, not taken for "no
+/// encryption".
+#[tokio::test]
+async fn an_empty_bus_key_is_refused() {
+    let err = serve_fails(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        "redis://127.0.0.1:1",
+        "--bus-key",
+        "",
+    ])
+    .await;
+    assert!(err.contains("--bus-key is empty"), "{err}");
+}
+
+/// Values that would silently switch a check off or break a door are refused at startup.
+#[tokio::test]
+async fn values_that_would_switch_a_check_off_are_refused() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--jwt-secret", SECRET, "--jwt-issuer", ""],
+            "--jwt-issuer",
+        ),
+        (
+            &["--jwt-secret", SECRET, "--jwt-audience", ""],
+            "--jwt-audience",
+        ),
+        (&["--dev", "--jwt-issuer", "idp"], "cannot be used with"),
+        (
+            &["--dev", "--socketio-auth-timeout-ms", "0"],
+            "0 is not in 1..",
+        ),
+        (
+            &["--dev", "--history-ttl", "0"],
+            "0 is not in 1..=315360000",
+        ),
+        (
+            &["--dev", "--history-ttl", "18446744073709551615"],
+            "--history-ttl",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let err = serve_fails(&args).await;
+        assert!(err.contains(expected), "{flags:?}: {err}");
+    }
+}
+
+/// Comma-separated lists read `a, b` as `a` and `b`.
+#[tokio::test]
+async fn comma_separated_lists_are_trimmed() {
+    let running = serve(&[
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--default-rooms",
+        "ws-default, ws-notification",
+    ])
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", running.addr()))
+        .await
+        .expect("connect");
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        r#"{"event":"authenticate","data":{"token":"tim"}}"#,
+    ))
+    .await
+    .expect("send");
+    let connected = ws.next().await.expect("frame").expect("frame");
+    assert!(connected.to_text().expect("text").contains("connected"));
+    let api = reqwest::Client::new();
+    let token = running.admin_token.clone().expect("dev admin token");
+    let clients: serde_json::Value = api
+        .get(format!("http://{}/socket/clients", running.addr()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("clients")
+        .json()
+        .await
+        .expect("json");
+    let rooms = &clients["details"][0]["rooms"];
+    assert!(
+        rooms
+            .as_array()
+            .is_some_and(|r| r.contains(&serde_json::json!("ws-notification"))),
+        "{clients}"
+    );
+    running.terminate();
+    assert!(running.wait().await.success());
+}
+
+/// The demo page connects to the server's `--path`.
+#[tokio::test]
+async fn the_demo_page_connects_to_the_servers_path() {
+    let running = serve(&["--dev", "--listen", "127.0.0.1:0", "--path", "/rt"]).await;
+    let page = reqwest::get(format!("http://{}/", running.addr()))
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains(r#"const WS_PATH = "/rt";"#), "{page}");
+    running.terminate();
+    assert!(running.wait().await.success());
 }

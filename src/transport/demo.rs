@@ -24,11 +24,24 @@ const SDK: [(&str, &str); 8] = [
     ("helper.js", include_str!("../../sdk/js/src/helper.js")),
 ];
 
+/// The line of the page that names the WebSocket path.
+const PATH_LINE: &str = "const WS_PATH = \"/ws\";";
+
 /// `GET /` (the page) and `GET /sdk/{file}` (the browser SDK), to merge into the server's
-/// router in development.
+/// router in development; the page connects to `/ws`.
 pub fn routes() -> Router {
+    routes_at("/ws")
+}
+
+/// [`routes`] for a server whose WebSocket path is `ws_path` (`--path`).
+pub fn routes_at(ws_path: &str) -> Router {
+    // A JSON string, with `<` escaped so that no path can end the script element.
+    let quoted = serde_json::to_string(ws_path)
+        .unwrap_or_else(|_| "\"/ws\"".to_owned())
+        .replace('<', "\\u003c");
+    let page = PAGE.replacen(PATH_LINE, &format!("const WS_PATH = {quoted};"), 1);
     Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
+        .route("/", get(|| async move { Html(page) }))
         .route("/sdk/{file}", get(module))
 }
 
@@ -48,6 +61,17 @@ async fn module(Path(file): Path<String>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_names_the_servers_path() {
+        assert!(PAGE.contains(PATH_LINE), "the line the server fills in");
+        let quoted = serde_json::to_string("/rt</script>")
+            .expect("json")
+            .replace('<', "\\u003c");
+        assert_eq!(quoted, r#""/rt\u003c/script>""#);
+    }
+
     /// Every module of the SDK is served (the entry point imports them all).
     #[test]
     fn every_sdk_module_is_served() {

@@ -93,7 +93,7 @@ pub(crate) struct EmitArgs {
     #[command(flatten)]
     pub(crate) target: EmitTarget,
     /// Client ids to skip (room and broadcast only; comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = trimmed)]
     pub(crate) exclude: Vec<String>,
     /// Event name clients receive.
     #[arg(long)]
@@ -111,7 +111,7 @@ pub(crate) struct EmitArgs {
 pub(crate) struct HistoryArgs {
     /// Rooms that keep message history for recovery on reconnect, as glob patterns
     /// (comma-separated, e.g. `orders:*`). None by default: history off.
-    #[arg(long, env = "SEALWIRE_HISTORY_ROOMS", value_delimiter = ',')]
+    #[arg(long, env = "SEALWIRE_HISTORY_ROOMS", value_delimiter = ',', value_parser = trimmed)]
     pub(crate) history_rooms: Vec<String>,
     /// Keep message history for every user's stream.
     #[arg(long, env = "SEALWIRE_HISTORY_USERS")]
@@ -122,8 +122,9 @@ pub(crate) struct HistoryArgs {
     /// Publications kept per stream with history.
     #[arg(long, env = "SEALWIRE_HISTORY_SIZE", default_value_t = 1000)]
     pub(crate) history_size: usize,
-    /// Seconds a publication is kept in history.
-    #[arg(long, env = "SEALWIRE_HISTORY_TTL", default_value_t = 300)]
+    /// Seconds a publication is kept in history (1 to 315360000, ten years).
+    #[arg(long, env = "SEALWIRE_HISTORY_TTL", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
     pub(crate) history_ttl: u64,
     /// Room streams the server makes for clients that ask where a room they joined stands,
     /// before it answers them without a position (in memory: streams held; with Redis: room
@@ -206,7 +207,8 @@ pub(crate) struct ServeArgs {
     #[arg(
         long,
         env = "SEALWIRE_SOCKETIO_AUTH_TIMEOUT_MS",
-        default_value_t = 10_000
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub(crate) socketio_auth_timeout_ms: u64,
     /// Key of the Socket.IO Redis adapter channels (`{key}#/#...`) on --redis-url whose
@@ -235,11 +237,12 @@ pub(crate) struct ServeArgs {
         long,
         env = "SEALWIRE_DEFAULT_ROOMS",
         value_delimiter = ',',
+        value_parser = trimmed,
         default_value = "ws-default,ws-notification"
     )]
     pub(crate) default_rooms: Vec<String>,
     /// Glob patterns of rooms clients may join themselves (comma-separated); none: no joins.
-    #[arg(long, env = "SEALWIRE_ALLOW_ROOMS", value_delimiter = ',')]
+    #[arg(long, env = "SEALWIRE_ALLOW_ROOMS", value_delimiter = ',', value_parser = trimmed)]
     pub(crate) allow_rooms: Vec<String>,
     /// Most concurrent WebSocket connections; further upgrades get HTTP 503. Defaults to the
     /// soft RLIMIT_NOFILE less 256 (at least 64).
@@ -269,7 +272,7 @@ pub(crate) struct ServeArgs {
     /// Rooms that use room keys (hardened clients that opt in get one key per room epoch,
     /// and each publication is sealed once for all of them), as glob patterns
     /// (comma-separated, e.g. `orders:*`). None by default.
-    #[arg(long, env = "SEALWIRE_ROOM_KEYS", value_delimiter = ',')]
+    #[arg(long, env = "SEALWIRE_ROOM_KEYS", value_delimiter = ',', value_parser = trimmed)]
     pub(crate) room_keys: Vec<String>,
     /// Records sealed under one room epoch key before a new epoch starts (at most 2^32).
     #[arg(long, env = "SEALWIRE_ROOM_KEY_MESSAGES", default_value_t = 1_000_000,
@@ -289,14 +292,16 @@ pub(crate) struct ServeArgs {
     /// loopback address. The start fails if the set cannot be loaded.
     #[arg(long, env = "SEALWIRE_JWKS_URL")]
     pub(crate) jwks_url: Option<String>,
-    /// Required `iss` claim of client JWTs (unset: not checked).
-    #[arg(long, env = "SEALWIRE_JWT_ISSUER")]
+    /// Required `iss` claim of client JWTs (unset: not checked; empty is refused).
+    #[arg(long, env = "SEALWIRE_JWT_ISSUER", conflicts_with = "dev",
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub(crate) jwt_issuer: Option<String>,
-    /// Required `aud` claim of client JWTs (unset: not checked).
-    #[arg(long, env = "SEALWIRE_JWT_AUDIENCE")]
+    /// Required `aud` claim of client JWTs (unset: not checked; empty is refused).
+    #[arg(long, env = "SEALWIRE_JWT_AUDIENCE", conflicts_with = "dev",
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub(crate) jwt_audience: Option<String>,
     /// Clock leeway for JWT `exp`/`nbf`, in seconds; a session lasts until `exp` plus this.
-    #[arg(long, env = "SEALWIRE_JWT_LEEWAY_SECS", default_value_t = JwtAuth::DEFAULT_LEEWAY_SECS,
+    #[arg(long, env = "SEALWIRE_JWT_LEEWAY_SECS", default_value_t = JwtAuth::DEFAULT_LEEWAY_SECS, conflicts_with = "dev",
           value_parser = clap::value_parser!(u64).range(..=86_400))]
     pub(crate) jwt_leeway_secs: u64,
     /// Development mode: any non-empty token is the user id (loopback addresses only).
@@ -313,4 +318,9 @@ pub(crate) struct ServeArgs {
     #[cfg(feature = "redis")]
     #[arg(long, env = "SEALWIRE_REDIS_FAIL_FAST")]
     pub(crate) redis_fail_fast: bool,
+}
+
+/// One element of a comma-separated list, without the spaces around it (`a, b`).
+fn trimmed(s: &str) -> Result<String, std::convert::Infallible> {
+    Ok(s.trim().to_owned())
 }

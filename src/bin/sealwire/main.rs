@@ -264,7 +264,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     if args.dev {
-        let demo = sealwire::transport::demo::routes();
+        let demo = sealwire::transport::demo::routes_at(&http.path);
         http.routes = Some(match http.routes.take() {
             Some(routes) => routes.merge(demo),
             None => demo,
@@ -330,6 +330,12 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
     };
     if !args.exclude.is_empty() && matches!(target, BusTarget::Client(_) | BusTarget::User(_)) {
         bail!("--exclude applies to --room and --broadcast only");
+    }
+    let h = &args.history;
+    if h.history_size == 0
+        && (!h.history_rooms.is_empty() || h.history_users || h.history_broadcast)
+    {
+        bail!("--history-size must be at least 1 where history is kept");
     }
     let key = parse_bus_key(args.redis.bus_key.as_deref())?;
     let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
