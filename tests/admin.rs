@@ -422,7 +422,12 @@ async fn send_endpoints_reach_the_right_clients() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].is_string());
     // A missing or empty topic: 400 in the IGNIS examples' words.
-    for bad in [json!({"data": 1}), json!({"topic": "", "data": 1})] {
+    for bad in [
+        json!({"data": 1}),
+        json!({"topic": "", "data": 1}),
+        json!({"topic": null, "data": 1}),
+        json!({"topic": 5, "data": 1}),
+    ] {
         let (status, body) = admin.post("/socket/room/r/send", &bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(body["error"], "Topic is required", "{body}");
@@ -455,8 +460,25 @@ async fn join_and_leave_endpoints() {
     let (status, body) = admin.post(&path, &json!({"rooms": ["ws:nope"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].is_string());
-
+    // No rooms: 400 in the IGNIS examples' words, for a join and a leave.
     let leave = format!("/socket/client/{}/leave", c.id());
+    for bad in [
+        json!({}),
+        json!({"rooms": []}),
+        json!({"rooms": null}),
+        json!({"rooms": "vip"}),
+    ] {
+        for p in [&path, &leave] {
+            let (status, body) = admin.post(p, &bad).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(body["error"], "Rooms array is required", "{body}");
+        }
+    }
+    // Another client's id names its room: refused.
+    let (other, _) = s.plain("olga").await;
+    let (status, body) = admin.post(&path, &json!({"rooms": [other.id()]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
     let (status, body) = admin
         .post(&leave, &json!({"rooms": ["vip", "never"]}))
         .await;

@@ -862,6 +862,21 @@ async fn the_socket_id_names_the_client_like_its_id() {
         server.server.join(&other_id, std::slice::from_ref(&sid)),
         Some(vec![])
     );
+    // The admin API says so (as for a client id).
+    let refused = post(
+        format!("/socket/client/{other_id}/join"),
+        json!({"rooms": [sid.clone()]}),
+    )
+    .await
+    .expect("join");
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("names another client")),
+        "{body}"
+    );
     assert_eq!(
         server.server.leave(&sid, std::slice::from_ref(&sid)),
         Some(vec![])

@@ -364,6 +364,13 @@ impl Server {
         })
     }
 
+    /// The id of the client `name` names (its id, or a Socket.IO socket's `socket.id`) on
+    /// this instance, if any.
+    #[must_use]
+    pub fn client_named(&self, name: &str) -> Option<String> {
+        self.0.registry().canonical(name).map(|id| id.to_string())
+    }
+
     /// Removes a client (named as for [`Server::join`]) from rooms, except the rooms of its
     /// own id and alias. Returns the rooms left, or `None` for an unknown client.
     #[must_use]

@@ -245,9 +245,10 @@ async fn client_rooms(
 
 #[derive(Deserialize)]
 struct TopicBody {
-    /// Missing or empty: 400 `Topic is required`, the IGNIS examples' words.
+    /// Missing, `null`, empty or not a string: 400 `Topic is required`, the IGNIS examples'
+    /// words.
     #[serde(default)]
-    topic: String,
+    topic: Value,
     #[serde(default)]
     data: Value,
 }
@@ -263,10 +264,11 @@ async fn send_to(
     body: &Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: TopicBody = parse(body)?;
-    if b.topic.is_empty() {
-        return Err(bad_request("Topic is required".to_owned()));
-    }
-    let receipt = server.to(target.clone()).emit(&b.topic, &b.data).await?;
+    let topic = match &b.topic {
+        Value::String(t) if !t.is_empty() => t,
+        _ => return Err(bad_request("Topic is required".to_owned())),
+    };
+    let receipt = server.to(target.clone()).emit(topic, &b.data).await?;
     let message = match &target {
         BusTarget::Broadcast => format!("Broadcast sent to {} clients", receipt.local_recipients),
         BusTarget::Room(r) => format!("Message sent to room: {r}"),
@@ -326,36 +328,65 @@ async fn user_send(
 
 #[derive(Deserialize)]
 struct RoomsBody {
-    rooms: Vec<String>,
+    /// Missing, `null`, empty or not an array: 400 `Rooms array is required`, the IGNIS
+    /// examples' words.
+    #[serde(default)]
+    rooms: Value,
 }
 
-/// The rooms of a join or leave body: at most `max_rooms_per_client` of them (a client can
-/// never be in more), every one a valid room name, each kept once. A join also refuses names
-/// shaped like a client id: those rooms belong to the client whose id they carry.
-fn rooms_body(server: &Server, body: &Bytes, join: bool) -> Result<Vec<String>, ApiError> {
+/// The rooms of a join or leave body for client `id`: at most `max_rooms_per_client` of them
+/// (a client can never be in more), every one a valid room name, each kept once. A join also
+/// refuses names shaped like a client id, and the id or `socket.id` of another client here:
+/// those rooms belong to the client they name.
+fn rooms_body(
+    server: &Server,
+    id: &str,
+    body: &Bytes,
+    join: bool,
+) -> Result<Vec<String>, ApiError> {
     let b: RoomsBody = parse(body)?;
+    let required = || bad_request("Rooms array is required".to_owned());
+    let rooms: Vec<String> = match b.rooms {
+        Value::Array(rooms) if !rooms.is_empty() => rooms
+            .into_iter()
+            .map(|r| match r {
+                Value::String(r) => Ok(r),
+                other => Err(bad_request(format!(
+                    "invalid room name {other}: not a string"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(required()),
+    };
     let max = server.config().max_rooms_per_client;
-    if b.rooms.len() > max {
+    if rooms.len() > max {
         return Err(bad_request(format!(
             "Too many rooms: {} (max {max})",
-            b.rooms.len()
+            rooms.len()
         )));
     }
-    for room in &b.rooms {
+    for room in &rooms {
         check_room(room)?;
     }
-    if join
-        && let Some(bad) = b
-            .rooms
-            .iter()
-            .find(|r| RoomName::check_joinable(r).is_err())
-    {
+    if join && let Some(bad) = rooms.iter().find(|r| RoomName::check_joinable(r).is_err()) {
         return Err(bad_request(format!(
             "invalid room name {bad:?}: names shaped like a client id (a UUID) are reserved"
         )));
     }
-    let mut seen = HashSet::with_capacity(b.rooms.len());
-    Ok(b.rooms
+    if join {
+        let own = server.client_named(id);
+        if let Some(bad) = rooms.iter().find(|r| {
+            server
+                .client_named(r)
+                .is_some_and(|named| Some(&named) != own.as_ref())
+        }) {
+            return Err(bad_request(format!(
+                "invalid room name {bad:?}: it names another client"
+            )));
+        }
+    }
+    let mut seen = HashSet::with_capacity(rooms.len());
+    Ok(rooms
         .into_iter()
         .filter(|r| seen.insert(r.clone()))
         .collect())
@@ -366,7 +397,7 @@ async fn client_join(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = rooms_body(&server, &body, true)?;
+    let rooms = rooms_body(&server, &id, &body, true)?;
     let joined = server
         .join(&id, &rooms)
         .ok_or_else(|| client_not_found(&id))?;
@@ -385,7 +416,7 @@ async fn client_leave(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = rooms_body(&server, &body, false)?;
+    let rooms = rooms_body(&server, &id, &body, false)?;
     let left = server
         .leave(&id, &rooms)
         .ok_or_else(|| client_not_found(&id))?;

@@ -54,8 +54,9 @@ pub(crate) enum Command {
 #[cfg(feature = "redis")]
 #[derive(Args)]
 pub(crate) struct RedisArgs {
-    /// Redis URL for multi-instance scale-out (redis:// or rediss://, ACL user:password in the
-    /// URL). Without it the server runs single-instance.
+    /// Redis URL (redis:// or rediss://, ACL user:password in the URL): for `serve`,
+    /// multi-instance scale-out (without it the server runs single-instance); required by
+    /// `emit`.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     /// PEM file of the CA(s) to trust for rediss:// instead of the bundled web roots.
@@ -114,10 +115,10 @@ pub(crate) struct HistoryArgs {
     #[arg(long, env = "SEALWIRE_HISTORY_ROOMS", value_delimiter = ',', value_parser = trimmed)]
     pub(crate) history_rooms: Vec<String>,
     /// Keep message history for every user's stream.
-    #[arg(long, env = "SEALWIRE_HISTORY_USERS")]
+    #[arg(long, env = "SEALWIRE_HISTORY_USERS", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) history_users: bool,
     /// Keep message history for broadcasts.
-    #[arg(long, env = "SEALWIRE_HISTORY_BROADCAST")]
+    #[arg(long, env = "SEALWIRE_HISTORY_BROADCAST", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) history_broadcast: bool,
     /// Publications kept per stream with history.
     #[arg(long, env = "SEALWIRE_HISTORY_SIZE", default_value_t = 1000)]
@@ -155,7 +156,7 @@ pub(crate) struct ServeArgs {
     pub(crate) listen: SocketAddr,
     /// Share the listen address with other sealwire processes on this host (SO_REUSEPORT);
     /// give them all the same Redis bus.
-    #[arg(long, env = "SEALWIRE_REUSE_PORT")]
+    #[arg(long, env = "SEALWIRE_REUSE_PORT", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) reuse_port: bool,
     /// PEM certificate chain (server certificate first) for built-in TLS: serve `wss://` and
     /// `https://` on the listen address. Needs --tls-key. Reloaded on SIGHUP and when the
@@ -179,16 +180,17 @@ pub(crate) struct ServeArgs {
     #[arg(
         long,
         env = "SEALWIRE_REQUIRE_ENCRYPTION",
-        conflicts_with = "refuse_compat"
+        conflicts_with = "refuse_compat",
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) require_encryption: bool,
     /// Refuse plaintext application events from encrypted clients of every profile, not only
     /// the hardened one (IGNIS compatibility-profile clients then cannot join rooms).
-    #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTED_INBOUND")]
+    #[arg(long, env = "SEALWIRE_REQUIRE_ENCRYPTED_INBOUND", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) require_encrypted_inbound: bool,
     /// Shorthand for `--encryption hardened-only`: every client must use `sealwire-v2`, whose
     /// credentials never cross in the clear (IGNIS compatibility and plaintext clients: 4004).
-    #[arg(long, env = "SEALWIRE_REFUSE_COMPAT")]
+    #[arg(long, env = "SEALWIRE_REFUSE_COMPAT", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) refuse_compat: bool,
     /// File holding the server identity key (64 hex characters: a P-256 scalar) that signs
     /// hardened-profile handshakes; its public key is logged at start for clients to pin.
@@ -316,9 +318,12 @@ pub(crate) struct ServeArgs {
     pub(crate) redis_mode: sealwire::bus::SubscriptionMode,
     /// Exit with an error if Redis is unreachable at start instead of retrying with backoff.
     #[cfg(feature = "redis")]
-    #[arg(long, env = "SEALWIRE_REDIS_FAIL_FAST")]
+    #[arg(long, env = "SEALWIRE_REDIS_FAIL_FAST", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) redis_fail_fast: bool,
 }
+
+// Boolean flags with an environment variable read `1`/`0`, `yes`/`no`, `on`/`off` and
+// `true`/`false` from it (`SEALWIRE_REUSE_PORT=1`): `BoolishValueParser`.
 
 /// One element of a comma-separated list, without the spaces around it (`a, b`).
 fn trimmed(s: &str) -> Result<String, std::convert::Infallible> {

@@ -16,9 +16,9 @@ use crate::server::Server;
 struct BatchItem {
     #[serde(default)]
     destination: Option<String>,
-    /// Missing or empty: 400 `message N: Topic is required`.
+    /// Missing, `null`, empty or not a string: 400 `message N: Topic is required`.
     #[serde(default)]
-    topic: String,
+    topic: Value,
     #[serde(default)]
     data: Value,
 }
@@ -57,11 +57,12 @@ pub(super) async fn batch(
     let mut bytes = 0usize;
     let mut prepared = Vec::with_capacity(b.messages.len());
     for (i, m) in b.messages.into_iter().enumerate() {
-        if m.topic.is_empty() {
-            return Err(bad_request(format!("message {i}: Topic is required")));
-        }
+        let topic = match m.topic {
+            Value::String(t) if !t.is_empty() => t,
+            _ => return Err(bad_request(format!("message {i}: Topic is required"))),
+        };
         let data = serde_json::value::to_raw_value(&m.data).map_err(SendError::from)?;
-        let event = EventName::new(m.topic)
+        let event = EventName::new(topic)
             .map_err(|e| bad_request(format!("message {i}: {}", SendError::from(e))))?;
         // A destination is a client id (always a valid room name) or a room.
         if let Some(d) = &m.destination {
