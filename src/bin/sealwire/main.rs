@@ -241,6 +241,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
+    // Started (the bus connected, when there is one) before it says it listens: until then
+    // connections would wait unanswered.
+    server.start().await.context("server failed")?;
     println!("sealwire listening on {scheme}://{local}{}", http.path);
     #[cfg(feature = "socketio")]
     if args.socketio_path != "off" {
