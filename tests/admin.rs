@@ -95,6 +95,11 @@ async fn every_call_but_health_needs_the_admin_token() {
         .await
         .expect("request");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The scheme it wants is named (RFC 6750).
+    assert_eq!(
+        r.headers().get("www-authenticate").map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
     s.stop().await;
 }
 

@@ -1086,3 +1086,41 @@ async fn the_demo_page_connects_to_the_servers_path() {
     running.terminate();
     assert!(running.wait().await.success());
 }
+
+/// `--redis-ca-file` is checked at startup: it needs a `rediss://` URL and a PEM certificate.
+#[tokio::test]
+async fn a_redis_ca_file_that_cannot_apply_is_refused() {
+    let dir = std::env::temp_dir().join(format!("sealwire-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").expect("write");
+    let file = not_pem.to_str().expect("utf-8");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--redis-ca-file", file], "--redis-url"),
+        (
+            &[
+                "--redis-url",
+                "redis://127.0.0.1:1",
+                "--redis-ca-file",
+                file,
+            ],
+            "rediss://",
+        ),
+        (
+            &[
+                "--redis-url",
+                "rediss://127.0.0.1:1",
+                "--redis-ca-file",
+                file,
+            ],
+            "no PEM certificate",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["--dev", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let err = serve_fails(&args).await;
+        assert!(err.contains(expected), "{flags:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -149,19 +149,18 @@ pub(super) async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    match token.check(req.headers()) {
-        Ok(()) => next.run(req).await,
-        Err(TokenRefusal::Disabled) => ApiError(
-            StatusCode::UNAUTHORIZED,
-            "admin API disabled: no admin token configured".into(),
-        )
-        .into_response(),
-        Err(TokenRefusal::Invalid) => ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid admin token".into(),
-        )
-        .into_response(),
-    }
+    let why = match token.check(req.headers()) {
+        Ok(()) => return next.run(req).await,
+        Err(TokenRefusal::Disabled) => "admin API disabled: no admin token configured",
+        Err(TokenRefusal::Invalid) => "missing or invalid admin token",
+    };
+    // RFC 6750: a 401 names the scheme it wants.
+    let mut refused = ApiError(StatusCode::UNAUTHORIZED, why.into()).into_response();
+    refused.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    refused
 }
 
 /// `GET /socket/health`: open to anyone, for load balancers. Without the admin token it tells

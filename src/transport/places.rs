@@ -18,10 +18,24 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// What a connection over its address's cap is sent before it is closed.
 pub(super) const OVER_CAP_RESPONSE: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
-content-type: text/plain\r\ncontent-length: 37\r\nconnection: close\r\n\r\n\
-Too many connections from one address";
+content-type: application/json\r\ncontent-length: 115\r\nconnection: close\r\n\r\n\
+{\"error\":\"Too many connections from one address\",\"success\":false,\"message\":\"Too many connections from one address\"}";
 
 /// A connection's place: released when dropped.
+#[cfg(test)]
+#[test]
+fn the_over_cap_answer_is_the_apis_json_error_shape() {
+    let text = std::str::from_utf8(OVER_CAP_RESPONSE).expect("ascii");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_str(body).expect("json");
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"], v["message"]);
+}
+
 #[derive(Debug)]
 pub(super) struct Place {
     _listener: OwnedSemaphorePermit,

@@ -59,8 +59,9 @@ pub(crate) struct RedisArgs {
     /// `emit`.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
-    /// PEM file of the CA(s) to trust for rediss:// instead of the bundled web roots.
-    #[arg(long, env = "SEALWIRE_REDIS_CA_FILE")]
+    /// PEM file of the CA(s) to trust for rediss:// instead of the bundled web roots (needs a
+    /// rediss:// --redis-url).
+    #[arg(long, env = "SEALWIRE_REDIS_CA_FILE", requires = "redis_url")]
     pub(crate) redis_ca_file: Option<std::path::PathBuf>,
     /// Backplane key: base64 of 32 bytes. Seals every envelope's data on Redis with
     /// AES-256-GCM (not IGNIS-compatible; every server and emitter needs the same key).

@@ -177,7 +177,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             StartupPolicy::Wait
         };
-        let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
+        let ca = read_ca(args.redis.redis_ca_file.as_deref(), &url)?;
         let bus = RedisBus::new(
             RedisBusConfig::new(url)
                 .tls_ca_pem(ca)
@@ -256,7 +256,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http.routes = Some(sealwire::transport::socketio::router(server.clone(), sio));
         #[cfg(feature = "redis")]
         if let Some(url) = sio_redis_url.filter(|_| !args.socketio_redis_key.is_empty()) {
-            let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
+            let ca = read_ca(args.redis.redis_ca_file.as_deref(), &url)?;
             sealwire::transport::socketio::spawn_redis_emitter_bridge_with_ca(
                 &server,
                 &url,
@@ -307,11 +307,25 @@ fn parse_bus_key(
 }
 
 #[cfg(feature = "redis")]
-fn read_ca(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
-    path.map(|p| {
-        std::fs::read(p).with_context(|| format!("cannot read --redis-ca-file {}", p.display()))
-    })
-    .transpose()
+fn read_ca(path: Option<&std::path::Path>, url: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(p) = path else {
+        return Ok(None);
+    };
+    if !url.starts_with("rediss://") {
+        bail!("--redis-ca-file is for TLS: give a rediss:// --redis-url");
+    }
+    let pem =
+        std::fs::read(p).with_context(|| format!("cannot read --redis-ca-file {}", p.display()))?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        bail!(
+            "--redis-ca-file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            p.display()
+        );
+    }
+    Ok(Some(pem))
 }
 
 #[cfg(feature = "redis")]
@@ -341,7 +355,7 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
         bail!("--history-size must be at least 1 where history is kept");
     }
     let key = parse_bus_key(args.redis.bus_key.as_deref())?;
-    let ca = read_ca(args.redis.redis_ca_file.as_deref())?;
+    let ca = read_ca(args.redis.redis_ca_file.as_deref(), &url)?;
     let config = EmitterConfig::new(url)
         .bus_key(key)
         .tls_ca_pem(ca)
