@@ -486,6 +486,13 @@ async fn join_and_leave_are_validated_and_malformed_payloads_are_ignored() {
         h.emit("a", "leave", json!([bad])).await;
     }
     h.emit("a", "join", json!([])).await;
+    // A binary attachment beside the rooms (a Buffer) does not make the payload malformed.
+    h.emit(
+        "a",
+        "join",
+        json!([{"rooms": ["public-bin"], "extra": {"$bytes": [1, 2]}}]),
+    )
+    .await;
     h.sync("a").await;
     // As on /ws, each malformed payload is answered with an error event and changes nothing.
     let errors = h.seen["a"]
@@ -495,6 +502,7 @@ async fn join_and_leave_are_validated_and_malformed_payloads_are_ignored() {
     assert_eq!(errors, 9, "{:?}", h.seen["a"]);
     let rooms = rooms_of(&server, &id);
     assert!(rooms.contains(&"public-x".to_owned()), "{rooms:?}");
+    assert!(rooms.contains(&"public-bin".to_owned()), "{rooms:?}");
     assert!(
         !rooms.iter().any(|r| r == "private-y" || r == "public-z"),
         "{rooms:?}"
@@ -509,7 +517,12 @@ async fn join_and_leave_are_validated_and_malformed_payloads_are_ignored() {
     )
     .await;
     h.sync("a").await;
-    let mut want = vec![id.clone(), sid, "io-notification".to_owned()];
+    let mut want = vec![
+        id.clone(),
+        sid,
+        "io-notification".to_owned(),
+        "public-bin".to_owned(),
+    ];
     want.sort();
     assert_eq!(rooms_of(&server, &id), want);
     server.server.deliver_to_client(&id, "still", &1);

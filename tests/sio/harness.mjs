@@ -38,6 +38,15 @@ const sockets = new Map();
 
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 const b64 = (bytes) => Buffer.from(bytes).toString("base64");
+// `{"$bytes": [1, 2]}` anywhere in an emitted argument becomes a Buffer (a binary attachment).
+const withBuffers = (v) => {
+  if (Array.isArray(v)) return v.map(withBuffers);
+  if (v && typeof v === "object") {
+    if (Array.isArray(v.$bytes)) return Buffer.from(v.$bytes);
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withBuffers(x)]));
+  }
+  return v;
+};
 const unb64 = (s) => new Uint8Array(Buffer.from(s, "base64"));
 
 async function keyPair() {
@@ -224,7 +233,7 @@ rl.on("line", async (line) => {
       await connect(cmd);
       break;
     case "emit":
-      s?.socket.emit(cmd.event, ...(cmd.args ?? []));
+      s?.socket.emit(cmd.event, ...(cmd.args ?? []).map(withBuffers));
       break;
     case "emit_sealed": {
       // Sends {"event","data"} sealed with the session key as `encrypted {iv, ct}`.

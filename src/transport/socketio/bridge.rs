@@ -50,7 +50,7 @@ use super::farewell::disconnect;
 use super::opening::{Doorstep, Refusal, Setup};
 use super::outlet::{Live, emit_now};
 use super::socket::BridgeSocket;
-use super::{keepalive, tunnel};
+use super::{keepalive, lenient::Lenient, tunnel};
 use crate::protocol::{CloseCode, event, now_iso8601};
 use crate::server::{ConnectionSlot, Incoming, Server, UpgradeHead};
 use crate::transport::closable::CloseHandle;
@@ -170,11 +170,12 @@ pub(super) fn connect(
     // (those that come before the socket is connected wait at the doorstep).
     socket.on_fallback(
         move |socketioxide::extract::Event(name): socketioxide::extract::Event,
-              socketioxide::extract::TryData::<Value>(data)| {
+              socketioxide::extract::TryData::<Lenient>(data)| {
             let bridge = &on_event;
-            bridge.doorstep.receive((name, data.ok()), |(name, data)| {
-                bridge.on_event(&name, data)
-            });
+            let data = data.ok().map(Lenient::into_inner);
+            bridge
+                .doorstep
+                .receive((name, data), |(name, data)| bridge.on_event(&name, data));
             std::future::ready(())
         },
     );

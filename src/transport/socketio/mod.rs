@@ -29,6 +29,7 @@ mod credentials;
 mod departed;
 mod farewell;
 mod keepalive;
+mod lenient;
 mod opening;
 mod outlet;
 mod raw_json;
