@@ -92,6 +92,14 @@ impl Translator {
         match msg {
             Outgoing::Text(text) => self.text(text.as_str()),
             Outgoing::Close(CloseCode::GoingAway) => Action::GoAway,
+            // A plaintext socket whose session ran out learns why (as IGNIS words a refusal);
+            // an encrypted one gets no plaintext event, ever.
+            Outgoing::Close(CloseCode::SessionExpired) if self.authenticated => {
+                Action::Disconnect {
+                    unauthenticated: (!self.encrypted)
+                        .then(|| CloseCode::SessionExpired.reason().to_owned()),
+                }
+            }
             Outgoing::Close(_) => Action::Disconnect {
                 unauthenticated: if self.authenticated {
                     None
@@ -272,6 +280,36 @@ mod tests {
             emitted(t.translate(&frame)),
             Some(("a\"b".into(), r#"{"k" : 1.50, "s":"\u00e9"}"#.into()))
         );
+    }
+
+    #[test]
+    fn an_expired_plaintext_session_is_told_why() {
+        let mut t = Translator::default();
+        authenticated(&mut t);
+        match t.translate(&Outgoing::Close(CloseCode::SessionExpired)) {
+            Action::Disconnect { unauthenticated } => {
+                assert_eq!(unauthenticated.as_deref(), Some("Session expired"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Other closes of an authenticated socket: no event.
+        assert!(matches!(
+            t.translate(&Outgoing::Close(CloseCode::SlowConsumer)),
+            Action::Disconnect {
+                unauthenticated: None
+            }
+        ));
+        // An encrypted socket gets no plaintext event.
+        let mut sealed = Translator::default();
+        let connected =
+            json!({"id": "c", "userId": "u", "time": "t", "serverPublicKey": "k", "salt": "s"});
+        sealed.translate(&text(&json!({"event": "connected", "data": connected})));
+        assert!(matches!(
+            sealed.translate(&Outgoing::Close(CloseCode::SessionExpired)),
+            Action::Disconnect {
+                unauthenticated: None
+            }
+        ));
     }
 
     #[test]
