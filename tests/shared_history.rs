@@ -262,6 +262,50 @@ async fn a_fresh_join_is_answered_with_no_offset_it_has_not_delivered() {
     b.stop().await;
 }
 
+/// A user that reconnects at once (its instance unsubscribes from the user's channel as the
+/// last session ends, and subscribes again for the new one) is answered only once the new
+/// subscription is in place: here the unsubscription's reply is 800 ms late, and a recovery
+/// that took the old confirmation for the new one answered while the instance received
+/// nothing, so what was published right after its answer was lost.
+#[tokio::test]
+async fn a_session_that_replaces_the_last_one_is_answered_once_subscribed_again() {
+    let redis = RedisServer::start().await;
+    let slow = SlowPubSub::start(
+        format!("127.0.0.1:{}", redis.port).parse().expect("addr"),
+        Duration::from_millis(800),
+    )
+    .await;
+    let late = RedisBusConfig::new(slow.url())
+        .backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .ping_interval(Duration::from_secs(5))
+        .response_timeout(Duration::from_secs(5));
+    let a = start_with(instance_on(late, base_config())).await;
+    let b = start_with(instance(&redis, 100, None)).await;
+    let channel = sealwire::protocol::BusTarget::User("quinn".to_owned()).channel();
+    let first = authenticated(&a).await;
+    redis.wait_numsub(&channel, 1).await;
+    drop(first);
+    // Redis has the unsubscription; the instance has not heard back yet.
+    redis.wait_numsub(&channel, 0).await;
+    let mut again = a.client().await;
+    again
+        .send_json(&json!({"event": "authenticate", "data": {"token": "quinn", "recover": {}}}))
+        .await;
+    assert_eq!(again.recv_json().await["event"], "connected");
+    assert_eq!(again.recv_json().await["event"], "recovered");
+    let sent = b
+        .server
+        .to_user("quinn")
+        .emit("note", &json!({"n": 1}))
+        .await
+        .expect("publish");
+    let m = again.recv_json().await;
+    assert_eq!(m["data"]["n"], 1, "{m}");
+    assert_eq!(m["offset"].as_u64(), sent.offset, "{m}");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// The same at authentication, for the client's user stream: a publication to the user made
 /// while the instance waits for its subscription comes before `recovered`, once.
 #[tokio::test]

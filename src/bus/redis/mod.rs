@@ -77,8 +77,7 @@ struct Inner {
     interest: Mutex<InterestState>,
     interest_changed: Notify,
     /// Raised by the subscriber when its connection fails: the publisher's connection to the
-    /// same Redis is most likely dead too, so it reconnects before the next publish rather
-    /// than losing that publish on a dead socket.
+    /// same Redis is most likely dead too, so it reconnects before the next publish.
     publisher_reset: Notify,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -407,8 +406,12 @@ impl Bus for RedisBus {
             st.counts.remove(&ch);
         }
         if before != after {
-            st.dirty.insert(ch);
+            st.dirty.insert(ch.clone());
             drop(st);
+            // Unconfirmed until applied: an UNSUBSCRIBE of a loss just before may be on its way.
+            if after {
+                lock(&self.0.confirmed).remove(&ch);
+            }
             self.0.interest_changed.notify_one();
         }
     }
