@@ -479,6 +479,13 @@ async fn join_and_leave_endpoints() {
             assert_eq!(body["error"], "Rooms array is required", "{body}");
         }
     }
+    // A body that is not an object is named as such, not by an internal type name.
+    let (status, body) = admin.post(&path, &json!(null)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"], "invalid JSON body: invalid type: null, expected an object",
+        "{body}"
+    );
     // Another client's id names its room: refused.
     let (other, _) = s.plain("olga").await;
     let (status, body) = admin.post(&path, &json!({"rooms": [other.id()]})).await;

@@ -141,7 +141,17 @@ fn bad_request(msg: impl Into<String>) -> ApiError {
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        // serde names the body's Rust type for a body of the wrong kind (`null`, `[]`): say
+        // what was expected instead.
+        let e = e.to_string();
+        match e.split_once(", expected struct ") {
+            Some((what, _)) => {
+                bad_request(format!("invalid JSON body: {what}, expected an object"))
+            }
+            None => bad_request(format!("invalid JSON body: {e}")),
+        }
+    })
 }
 
 pub(super) async fn require_token(

@@ -194,7 +194,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             builder = builder.history_store(store);
         }
         builder = builder.bus(bus);
-    } else if args.redis.bus_key.is_some_and(|k| !k.is_empty()) {
+    } else if args.redis.bus_key.is_some() {
         bail!("--bus-key needs --redis-url");
     }
     let mut rules = JwtRules::default().leeway(args.jwt_leeway_secs);
