@@ -1006,6 +1006,65 @@ async fn a_connected_client_gets_what_its_instance_missed_while_its_subscription
     b.stop().await;
 }
 
+/// When the store no longer keeps all that an instance missed while its subscription was
+/// down (more than `--history-size`), a client that asked for positions is told, as a
+/// recovery would tell it: `recovered` with `recovered: false` and where the stream stands,
+/// then live delivery goes on.
+#[tokio::test]
+async fn a_catch_up_the_store_cannot_fill_is_reported_to_the_client() {
+    let redis = RedisServer::start().await;
+    let slow_back = RedisBusConfig::new(redis.url())
+        .backoff(Duration::from_secs(2), Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2));
+    let mut c = base_config();
+    c.history.size = 2;
+    let a = start_with(instance_on(slow_back, c)).await;
+    let (mut client, _, room) = joined(&a, None).await;
+    let b = start_with(instance(&redis, 2, None)).await;
+    assert_eq!(publish(&b, 1).await, Some(1));
+    assert_eq!(client.recv_msg().await["data"]["n"], 1);
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: i64 = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .expect("kill the subscriptions");
+    wait_for(|| !a.server.bus_status().connected).await;
+    for n in 2..=5 {
+        assert_eq!(publish(&b, n).await, Some(n));
+    }
+    wait_for(|| a.server.bus_status().connected).await;
+    let notice = client.recv_msg().await;
+    assert_eq!(notice["event"], "recovered", "{notice}");
+    let state = &notice["data"]["streams"][0];
+    assert_eq!(
+        (
+            &state["stream"],
+            &state["recovered"],
+            &state["offset"],
+            &state["epoch"]
+        ),
+        (&json!(STREAM), &json!(false), &json!(5), &room["epoch"]),
+        "{notice}"
+    );
+    assert_eq!(publish(&b, 6).await, Some(6));
+    let m = client.recv_msg().await;
+    assert_eq!(
+        (&m["data"]["n"], &m["offset"]),
+        (&json!(6), &json!(6)),
+        "{m}"
+    );
+    client.expect_silence(Duration::from_millis(300)).await;
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Counts the entries the server's reads take out of Redis (the real store underneath).
 struct Counting {
     inner: sealwire::bus::RedisHistory,

@@ -4,6 +4,9 @@
 //! the bus delivers anything that arrives on its new subscription, the instance reads what
 //! it missed from the shared store and delivers it, in offset order
 //! ([`super::history::Tails`] keeps where each stream stands here and skips the live copies).
+//! Where the store no longer keeps all of it, the clients that asked for positions get
+//! `recovered` with `recovered: false` for the stream instead (what a recovery would tell
+//! them), so that none of them goes on as if it had missed nothing.
 
 use std::sync::Arc;
 
@@ -54,7 +57,20 @@ impl Server {
             .buffer_unordered(READS_AT_ONCE);
         let mut delivered = 0usize;
         while let Some((stream, target, missed)) = reads.next().await {
-            delivered += self.deliver_missed(history, &stream, &target, &missed);
+            match missed {
+                Missed::Kept(missed) => {
+                    delivered += self.deliver_missed(history, &stream, &target, &missed);
+                }
+                Missed::Gap(here) => {
+                    tracing::warn!(
+                        stream,
+                        "publications missed while the bus subscription was down are no longer all kept; its clients are told"
+                    );
+                    self.fan_out(&target, &Frame::gap_notice(&stream, &here), &[]);
+                    history.tails().caught_up(&stream, &here);
+                }
+                Missed::Unknown => {}
+            }
         }
         if delivered > 0 {
             tracing::info!(
@@ -101,18 +117,33 @@ impl Server {
     }
 }
 
+/// What a stream's catch-up found.
+enum Missed {
+    /// Every publication after the last one delivered here, in offset order.
+    Kept(Vec<Arc<Frame>>),
+    /// Some are no longer kept (trimmed, expired): where the stream stands.
+    Gap(Position),
+    /// The store could not be read.
+    Unknown,
+}
+
 /// What `stream` kept after `last`: from the start of its new epoch when it started again.
-async fn missed(history: &Keeper, stream: &str, last: &Position) -> Vec<Arc<Frame>> {
+async fn missed(history: &Keeper, stream: &str, last: &Position) -> Missed {
     let (frames, here) = history.since(stream, last).await;
-    match frames {
-        Ok(frames) => frames,
+    let (frames, here) = match frames {
         Err(Gap::Epoch) if !here.is_unheld() && here.epoch != last.epoch => {
             let start = Position {
                 offset: 0,
                 epoch: here.epoch,
             };
-            history.since(stream, &start).await.0.unwrap_or_default()
+            history.since(stream, &start).await
         }
-        Err(_) => Vec::new(),
+        other => (other, here),
+    };
+    match frames {
+        Ok(frames) => Missed::Kept(frames),
+        Err(Gap::Unavailable) => Missed::Unknown,
+        Err(_) if here.is_unheld() => Missed::Unknown,
+        Err(_) => Missed::Gap(here),
     }
 }

@@ -76,6 +76,9 @@ where
     /// the plaintext to seal for it (only for a client with a session). `None` means "do
     /// not send".
     pub(super) fn prepare<'f>(&self, frame: &'f Frame) -> Option<Prepared<'f>> {
+        if frame.positions_only && self.positions().is_none() {
+            return None;
+        }
         let json = match (self.positions(), &frame.position) {
             (Some(floors), Some(p)) => {
                 if floors
@@ -89,7 +92,8 @@ where
             _ => &frame.json,
         };
         let transformed = match (&self.server.0.hooks.transformer, &self.info) {
-            (Some(t), Some(info)) => t
+            // A server notice is not the application's to change.
+            (Some(t), Some(info)) if !frame.positions_only => t
                 .transform(info, &frame.event, &frame.data)
                 .map(|(event, data)| frame_json(&event, data.get())),
             _ => None,

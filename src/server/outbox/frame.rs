@@ -22,6 +22,9 @@ pub(crate) struct Frame {
     /// The publication sealed once under its room's current epoch key, for the members
     /// holding that key ([`crate::server::room_keys`]).
     pub(crate) room: Option<RoomRecord>,
+    /// Only for the clients that asked for positions (a server notice such as
+    /// [`Frame::gap_notice`]); the others do not get it.
+    pub(crate) positions_only: bool,
 }
 
 /// A room record: the publication (its positioned JSON when it has a position) sealed once
@@ -69,6 +72,33 @@ impl Frame {
             json: json.into(),
             position: None,
             room: None,
+            positions_only: false,
+        })
+    }
+
+    /// `recovered` for `stream`, `recovered: false` at `here`: the clients that asked for
+    /// positions learn that the server could not deliver some of the stream's publications
+    /// (and where it stands now), as a recovery would have told them.
+    pub(crate) fn gap_notice(stream: &str, here: &crate::protocol::Position) -> Arc<Self> {
+        let streams = crate::protocol::RecoveredPayload {
+            streams: vec![crate::protocol::StreamState {
+                stream: stream.to_owned(),
+                epoch: here.epoch.clone(),
+                offset: here.offset,
+                recovered: Some(false),
+                replayed: 0,
+            }],
+        };
+        let data =
+            serde_json::value::to_raw_value(&streams).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        let event = crate::protocol::event::RECOVERED;
+        Arc::new(Self {
+            event: event.into(),
+            json: frame_json(event, data.get()).into(),
+            data,
+            position: None,
+            room: None,
+            positions_only: true,
         })
     }
 
@@ -80,6 +110,7 @@ impl Frame {
             json: self.json.clone(),
             position: self.position.clone(),
             room: Some(record),
+            positions_only: self.positions_only,
         })
     }
 
@@ -128,6 +159,7 @@ impl Frame {
                 exclude: exclude.into(),
             }),
             room: None,
+            positions_only: self.positions_only,
         })
     }
 }
