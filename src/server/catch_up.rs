@@ -24,8 +24,9 @@ impl Server {
     /// Delivers, from the shared store, every kept publication of a stream with recipients
     /// here that came after the last one delivered here: what a subscription that was down
     /// missed. A stream that started again meanwhile (Redis lost it) is delivered from the
-    /// start of its new epoch. A stream whose missed publications are no longer all kept, or
-    /// that cannot be read, is left as it is: its clients find the gap when they next recover.
+    /// start of its new epoch. For a stream whose missed publications are no longer all kept,
+    /// its clients that asked for positions are told so ([`Frame::gap_notice`]); one that
+    /// cannot be read is left as it is.
     ///
     /// A bus calls it ([`super::BusInbox::resubscribed`]) once its subscription is back and
     /// before it delivers what arrives on it, so nothing newer overtakes what is caught up.
