@@ -127,6 +127,19 @@ async fn serve_fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs `sealwire serve --listen 127.0.0.1:0 <base> <flags>` for each case, expecting a
+/// startup error that mentions `expected` (never a panic).
+async fn refused_with(base: &[&str], cases: &[(&[&str], &str)]) {
+    for (flags, expected) in cases {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(base);
+        args.extend_from_slice(flags);
+        let err = serve_fails(&args).await;
+        assert!(err.contains(expected), "{flags:?}: {err}");
+        assert!(!err.contains("panicked"), "{flags:?}: {err}");
+    }
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -290,13 +303,7 @@ async fn paths_that_cannot_route_as_themselves_are_refused_at_startup() {
         ),
         (&["--socketio-path", "/socket/io"], "admin API"),
     ];
-    for (flags, expected) in cases {
-        let mut args = vec!["--dev", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(flags);
-        let err = serve_fails(&args).await;
-        assert!(err.contains(expected), "{flags:?}: {err}");
-        assert!(!err.contains("panicked"), "{flags:?}: {err}");
-    }
+    refused_with(&["--dev"], cases).await;
     // Apart from each other and the server's routes: both serve.
     let run = serve(&[
         "--dev",
@@ -1020,12 +1027,7 @@ async fn values_that_would_switch_a_check_off_are_refused() {
             "--history-ttl",
         ),
     ];
-    for (flags, expected) in cases {
-        let mut args = vec!["--listen", "127.0.0.1:0"];
-        args.extend_from_slice(flags);
-        let err = serve_fails(&args).await;
-        assert!(err.contains(expected), "{flags:?}: {err}");
-    }
+    refused_with(&[], cases).await;
 }
 
 /// Comma-separated lists read `a, b` as `a` and `b`.
@@ -1116,11 +1118,6 @@ async fn a_redis_ca_file_that_cannot_apply_is_refused() {
             "no PEM certificate",
         ),
     ];
-    for (flags, expected) in cases {
-        let mut args = vec!["--dev", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(flags);
-        let err = serve_fails(&args).await;
-        assert!(err.contains(expected), "{flags:?}: {err}");
-    }
+    refused_with(&["--dev"], cases).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

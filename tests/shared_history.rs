@@ -57,6 +57,42 @@ fn instance_on(bus: RedisBusConfig, mut c: ServerConfig) -> ServerBuilder {
         .history_store(store)
 }
 
+/// A bus for an instance behind a proxy that delays Redis's pub/sub replies by 800 ms (its
+/// subscriptions are confirmed, and its bus messages arrive, late); keep the proxy alive.
+async fn behind_slow_pubsub(redis: &RedisServer) -> (SlowPubSub, RedisBusConfig) {
+    let addr = format!("127.0.0.1:{}", redis.port).parse().expect("addr");
+    let slow = SlowPubSub::start(addr, Duration::from_millis(800)).await;
+    let bus = RedisBusConfig::new(slow.url())
+        .backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .ping_interval(Duration::from_secs(5))
+        .response_timeout(Duration::from_secs(5));
+    (slow, bus)
+}
+
+/// A bus that takes 2 s to come back after losing Redis, so that publications are made while
+/// it is away.
+fn slow_to_come_back(redis: &RedisServer) -> RedisBusConfig {
+    RedisBusConfig::new(redis.url())
+        .backoff(Duration::from_secs(2), Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+}
+
+/// Drops every pub/sub connection Redis holds (`CLIENT KILL TYPE pubsub`).
+async fn kill_subscriptions(redis: &RedisServer) {
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: i64 = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .expect("kill the subscriptions");
+}
+
 async fn publish(s: &TestServer, n: u64) -> Option<u64> {
     s.server
         .to_room(ROOM)
@@ -212,15 +248,7 @@ async fn a_client_cut_mid_stream_recovers_all_500_from_the_other_instance() {
 #[tokio::test]
 async fn a_fresh_join_is_answered_with_no_offset_it_has_not_delivered() {
     let redis = RedisServer::start().await;
-    let slow = SlowPubSub::start(
-        format!("127.0.0.1:{}", redis.port).parse().expect("addr"),
-        Duration::from_millis(800),
-    )
-    .await;
-    let late = RedisBusConfig::new(slow.url())
-        .backoff(Duration::from_millis(20), Duration::from_millis(300))
-        .ping_interval(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(5));
+    let (_slow, late) = behind_slow_pubsub(&redis).await;
     let mut c = base_config();
     c.history.size = 100;
     let a = start_with(instance_on(late, c)).await;
@@ -270,15 +298,7 @@ async fn a_fresh_join_is_answered_with_no_offset_it_has_not_delivered() {
 #[tokio::test]
 async fn a_session_that_replaces_the_last_one_is_answered_once_subscribed_again() {
     let redis = RedisServer::start().await;
-    let slow = SlowPubSub::start(
-        format!("127.0.0.1:{}", redis.port).parse().expect("addr"),
-        Duration::from_millis(800),
-    )
-    .await;
-    let late = RedisBusConfig::new(slow.url())
-        .backoff(Duration::from_millis(20), Duration::from_millis(300))
-        .ping_interval(Duration::from_secs(5))
-        .response_timeout(Duration::from_secs(5));
+    let (_slow, late) = behind_slow_pubsub(&redis).await;
     let a = start_with(instance_on(late, base_config())).await;
     let b = start_with(instance(&redis, 100, None)).await;
     let channel = sealwire::protocol::BusTarget::User("quinn".to_owned()).channel();
@@ -311,15 +331,7 @@ async fn a_session_that_replaces_the_last_one_is_answered_once_subscribed_again(
 #[tokio::test]
 async fn a_first_connection_is_answered_with_no_offset_it_has_not_delivered() {
     let redis = RedisServer::start().await;
-    let slow = SlowPubSub::start(
-        format!("127.0.0.1:{}", redis.port).parse().expect("addr"),
-        Duration::from_millis(800),
-    )
-    .await;
-    let late = RedisBusConfig::new(slow.url())
-        .backoff(Duration::from_millis(20), Duration::from_millis(300))
-        .ping_interval(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(5));
+    let (_slow, late) = behind_slow_pubsub(&redis).await;
     let a = start_with(instance_on(late, base_config())).await;
     let b = start_with(instance(&redis, 100, None)).await;
     let server = b.server.clone();
@@ -877,18 +889,7 @@ async fn kept_publications_reach_local_clients_while_the_subscription_is_down() 
     let epoch = room["epoch"].clone();
     assert_eq!(publish(&a, 1).await, Some(1));
     assert_eq!(client.recv_msg().await["data"]["n"], 1);
-    let mut admin = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let _: i64 = ::redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut admin)
-        .await
-        .expect("kill the subscription");
+    kill_subscriptions(&redis).await;
     wait_for(|| !a.server.bus_status().connected).await;
     for n in 2..=4 {
         assert_eq!(
@@ -920,9 +921,7 @@ async fn kept_publications_reach_local_clients_while_the_subscription_is_down() 
 #[tokio::test]
 async fn a_connected_client_gets_what_its_instance_missed_while_redis_restarted() {
     let mut redis = RedisServer::start().await;
-    let slow_back = RedisBusConfig::new(redis.url())
-        .backoff(Duration::from_secs(2), Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2));
+    let slow_back = slow_to_come_back(&redis);
     let mut c = base_config();
     c.history.size = 100;
     let a = start_with(instance_on(slow_back, c)).await;
@@ -963,9 +962,7 @@ async fn a_connected_client_gets_what_its_instance_missed_while_redis_restarted(
 #[tokio::test]
 async fn a_connected_client_gets_what_its_instance_missed_while_its_subscription_was_down() {
     let redis = RedisServer::start().await;
-    let slow_back = RedisBusConfig::new(redis.url())
-        .backoff(Duration::from_secs(2), Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2));
+    let slow_back = slow_to_come_back(&redis);
     let mut c = base_config();
     c.history.size = 100;
     let a = start_with(instance_on(slow_back, c)).await;
@@ -974,18 +971,7 @@ async fn a_connected_client_gets_what_its_instance_missed_while_its_subscription
     let b = start_with(instance(&redis, 100, None)).await;
     assert_eq!(publish(&b, 1).await, Some(1));
     assert_eq!(client.recv_msg().await["data"]["n"], 1);
-    let mut admin = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let _: i64 = ::redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut admin)
-        .await
-        .expect("kill the subscriptions");
+    kill_subscriptions(&redis).await;
     wait_for(|| !a.server.bus_status().connected).await;
     for n in 2..=4 {
         assert_eq!(publish(&b, n).await, Some(n));
@@ -1013,9 +999,7 @@ async fn a_connected_client_gets_what_its_instance_missed_while_its_subscription
 #[tokio::test]
 async fn a_catch_up_the_store_cannot_fill_is_reported_to_the_client() {
     let redis = RedisServer::start().await;
-    let slow_back = RedisBusConfig::new(redis.url())
-        .backoff(Duration::from_secs(2), Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2));
+    let slow_back = slow_to_come_back(&redis);
     let mut c = base_config();
     c.history.size = 2;
     let a = start_with(instance_on(slow_back, c)).await;
@@ -1023,18 +1007,7 @@ async fn a_catch_up_the_store_cannot_fill_is_reported_to_the_client() {
     let b = start_with(instance(&redis, 2, None)).await;
     assert_eq!(publish(&b, 1).await, Some(1));
     assert_eq!(client.recv_msg().await["data"]["n"], 1);
-    let mut admin = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let _: i64 = ::redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut admin)
-        .await
-        .expect("kill the subscriptions");
+    kill_subscriptions(&redis).await;
     wait_for(|| !a.server.bus_status().connected).await;
     for n in 2..=5 {
         assert_eq!(publish(&b, n).await, Some(n));

@@ -347,12 +347,7 @@ where
         // Recovery answers for every room asked for that the client is in now: the rooms it
         // just entered, and those it was in already (a repeated join is answered with where
         // the stream stands, not as a room it is not in).
-        let now_in: HashSet<String> = self
-            .server
-            .client_rooms(&self.handle.id)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let now_in = self.rooms_now();
         let answered: Vec<String> = allowed.into_iter().filter(|r| now_in.contains(r)).collect();
         let continuing: Vec<String> = answered
             .iter()
@@ -365,14 +360,18 @@ where
             .await;
     }
 
-    /// The rooms of `rooms` the client is not in.
-    fn not_in(&self, rooms: &[String]) -> Vec<String> {
-        let current: HashSet<String> = self
-            .server
+    /// The rooms the client is in.
+    fn rooms_now(&self) -> HashSet<String> {
+        self.server
             .client_rooms(&self.handle.id)
             .unwrap_or_default()
             .into_iter()
-            .collect();
+            .collect()
+    }
+
+    /// The rooms of `rooms` the client is not in.
+    fn not_in(&self, rooms: &[String]) -> Vec<String> {
+        let current = self.rooms_now();
         rooms
             .iter()
             .filter(|r| !current.contains(*r))

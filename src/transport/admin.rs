@@ -354,7 +354,6 @@ fn rooms_body(
     join: bool,
 ) -> Result<Vec<String>, ApiError> {
     let b: RoomsBody = parse(body)?;
-    let required = || bad_request("Rooms array is required".to_owned());
     let rooms: Vec<String> = match b.rooms {
         Value::Array(rooms) if !rooms.is_empty() => rooms
             .into_iter()
@@ -365,7 +364,7 @@ fn rooms_body(
                 ))),
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(required()),
+        _ => return Err(bad_request("Rooms array is required".to_owned())),
     };
     let max = server.config().max_rooms_per_client;
     if rooms.len() > max {
