@@ -3174,6 +3174,28 @@ async fn raw_session(
     ws
 }
 
+/// The first packet a raw session gets after its `CONNECT` (engine.io's pings answered):
+/// the acknowledgement, or the refusal.
+async fn connect_ack(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match ws.next().await {
+            // engine.io may ping first.
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.expect("pong");
+            }
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(_)) => {}
+            other => panic!("session ended: {other:?}"),
+        }
+    }
+}
+
 /// Whether the server ends a raw session within [`RECV_TIMEOUT`] (its pings answered
 /// meanwhile).
 async fn session_ends(
@@ -3211,6 +3233,8 @@ async fn inbound_websocket_messages_are_bounded_by_max_message_bytes() {
     ws.send(Message::text(r#"40{"token":"big"}"#))
         .await
         .expect("connect");
+    // Events only once the socket is connected (before, the session is closed: §13).
+    connect_ack(&mut ws).await;
     // Just within the bound: handled (an event nobody listens to, then the authentication).
     let fits = format!(r#"42["note","{}"]"#, "x".repeat(4000));
     assert!(fits.len() <= 4096);
@@ -3276,17 +3300,7 @@ async fn binary_attachments_are_bounded_before_authentication() {
     ws.send(Message::text(r#"40{"token":"bin"}"#))
         .await
         .expect("connect");
-    let acked = loop {
-        match ws.next().await {
-            // engine.io may ping first.
-            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                ws.send(Message::text("3")).await.expect("pong");
-            }
-            Some(Ok(Message::Text(t))) => break t.to_string(),
-            Some(Ok(_)) => {}
-            other => panic!("session ended: {other:?}"),
-        }
-    };
+    let acked = connect_ack(&mut ws).await;
     assert!(acked.starts_with("40"), "connected: {acked}");
     ws.send(Message::text(frame_of(1))).await.expect("header");
     ws.send(Message::binary(vec![1u8; 16]))
