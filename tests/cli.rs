@@ -750,6 +750,107 @@ async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
 
 /// `serve --history-rooms`: the admin API reports each publication's offset and serves the
 /// stream's history, and a client that reconnects with its position gets what it missed.
+/// `RUST_LOG=trace` does not make the WebSocket or Socket.IO libraries log what crossed the
+/// wire: a compatibility client's plaintext token, a plaintext message and a Socket.IO `auth`
+/// payload stay out of the logs, while sealwire's own debug logging still runs.
+#[tokio::test]
+async fn trace_logging_keeps_tokens_and_payloads_out_of_the_logs() {
+    let mut child = sealwire()
+        .env("RUST_LOG", "trace")
+        .args(["serve", "--jwt-secret", SECRET, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sealwire");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), out.next_line())
+            .await
+            .expect("listening in time")
+            .expect("read")
+            .expect("sealwire exited early");
+        if let Some(url) = line.strip_prefix("sealwire listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    let ws_token = jwt(&json!({"sub": "user-ws", "exp": now() + 600}));
+    let mut plain = WsClient::connect(&url).await;
+    plain
+        .send_json(&json!({"event": "authenticate", "data": {"token": ws_token}}))
+        .await;
+    assert_eq!(plain.recv_json().await["event"], "connected");
+    plain
+        .send_json(&json!({"event": "note", "data": "a-plaintext-payload-4711"}))
+        .await;
+    let sio_token = jwt(&json!({"sub": "user-io", "exp": now() + 600}));
+    let base = url.replace("ws://", "http://").replace("/ws", "");
+    let http = reqwest::Client::new();
+    let open = http
+        .get(format!("{base}/io/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .expect("handshake")
+        .text()
+        .await
+        .expect("body");
+    let open: serde_json::Value =
+        serde_json::from_str(open.trim_start_matches('0')).expect("engine.io open");
+    let sid = open["sid"].as_str().expect("sid");
+    let connect = http
+        .post(format!("{base}/io/?EIO=4&transport=polling&sid={sid}"))
+        .body(format!("40{}", json!({"token": sio_token})))
+        .send()
+        .await
+        .expect("connect");
+    assert!(connect.status().is_success(), "{}", connect.status());
+    let mut answer = String::new();
+    for _ in 0..4 {
+        if answer.contains("42[\"authenticated\"") {
+            break;
+        }
+        if answer.contains("40{") && !answer.contains("42[\"ping\"") {
+            // Acknowledged: `authenticate` runs with the `auth` payload as IGNIS clients send it.
+            let sent = http
+                .post(format!("{base}/io/?EIO=4&transport=polling&sid={sid}"))
+                .body(r#"42["authenticate"]"#)
+                .send()
+                .await
+                .expect("authenticate");
+            assert!(sent.status().is_success(), "{}", sent.status());
+        }
+        let poll = http
+            .get(format!("{base}/io/?EIO=4&transport=polling&sid={sid}"))
+            .send()
+            .await
+            .expect("poll");
+        answer.push_str(&poll.text().await.expect("body"));
+    }
+    assert!(answer.contains("42[\"authenticated\""), "{answer}");
+    drop(plain);
+    let pid = child.id().expect("running");
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .expect("kill");
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.contains("DEBUG sealwire"),
+        "sealwire's own debug logs run: {logs}"
+    );
+    for secret in [
+        ws_token.as_str(),
+        sio_token.as_str(),
+        "a-plaintext-payload-4711",
+    ] {
+        let signature = secret.rsplit('.').next().unwrap_or(secret);
+        assert!(!logs.contains(signature), "{secret} was logged: {logs}");
+    }
+}
+
 #[tokio::test]
 async fn history_flags_serve_recovery_and_the_history_endpoint() {
     let run = serve(&[

@@ -10,6 +10,8 @@ use sealwire::server::{
     ServerConfig,
 };
 use sealwire::transport::{HttpConfig, TlsConfig, serve_with_shutdown};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod args;
 mod signals;
@@ -28,8 +30,17 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr);
     let json = matches!(cli.log_format, LogFormat::Json);
     match cli.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(dependencies_at_info())
+            .init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(false)
+            .finish()
+            .with(dependencies_at_info())
+            .init(),
     }
     let result = run(cli.command).await;
     if json && let Err(e) = &result {
@@ -37,6 +48,16 @@ async fn main() -> anyhow::Result<()> {
         tracing::error!(error = format!("{e:#}"), "fatal");
     }
     result
+}
+
+/// Caps the dependencies' logs at `info`, whatever `RUST_LOG` asks: at `debug` and `trace`
+/// the WebSocket and Socket.IO libraries log whole frames and handshake payloads (a
+/// compatibility client's bearer token, plaintext messages). sealwire's own targets keep every
+/// level; they never log a token, key or payload.
+fn dependencies_at_info<S: tracing::Subscriber>() -> impl tracing_subscriber::Layer<S> {
+    tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() <= tracing::Level::INFO || meta.target().starts_with("sealwire")
+    })
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
