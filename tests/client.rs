@@ -375,6 +375,110 @@ async fn hardened_profile_with_pinned_server_key() {
     ts.stop().await;
 }
 
+/// A server that answers every `authenticate` with `connected` and closes at once (1012),
+/// until connection number `stays_from` (0-based), which it keeps open. Returns its URL and
+/// a counter of the connections it answered.
+async fn flapping_server(stays_from: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use futures_util::{SinkExt, StreamExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        for n in 0.. {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+            let auth = ws.next().await.expect("frame").expect("ok");
+            assert!(auth.to_text().expect("text").contains("authenticate"));
+            let connected = json!({"event": "connected", "data": {
+                "id": format!("c{n}"), "userId": "u", "time": "2026-01-01T00:00:00Z"}});
+            ws.send(WsMessage::text(connected.to_string()))
+                .await
+                .expect("send");
+            count.fetch_add(1, Ordering::SeqCst);
+            if n >= stays_from {
+                held.push(ws);
+            } else {
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: 1012.into(),
+                        reason: "Service restart".into(),
+                    }))
+                    .await;
+            }
+        }
+    });
+    (url, answered)
+}
+
+/// The `retry_in` of every `Disconnected` until `until` says stop (at most ten).
+async fn retries_until(
+    events: &mut sealwire::client::Events,
+    until: impl Fn(&[Option<Duration>]) -> bool,
+) -> Vec<Option<Duration>> {
+    let mut seen = Vec::new();
+    while !until(&seen) {
+        assert!(seen.len() < 10, "still reconnecting: {seen:?}");
+        if let Event::Disconnected { retry_in, .. } =
+            event_where(events, |e| matches!(e, Event::Disconnected { .. })).await
+        {
+            seen.push(retry_in);
+        }
+    }
+    seen
+}
+
+/// Sessions that end right after `connected` count as failed attempts: the delays grow and
+/// `max_attempts` stops the client, instead of a reconnect loop at the first delay that sends
+/// the token every time. With `min_uptime` zero every `connected` starts the count again.
+#[tokio::test]
+async fn sessions_ending_right_after_connected_back_off_and_meet_max_attempts() {
+    use std::sync::atomic::Ordering;
+    let mut policy = ReconnectPolicy::default()
+        .initial_delay(Duration::from_millis(10))
+        .max_delay(Duration::from_secs(1))
+        .max_attempts(Some(3));
+    policy.multiplier = 2.0;
+    policy.jitter = 0.0;
+    let (url, answered) = flapping_server(usize::MAX).await;
+    let (_client, mut events) = Client::builder(url)
+        .token("u")
+        .encryption(Encryption::Off)
+        .reconnect(policy.clone())
+        .connect()
+        .await
+        .expect("connect");
+    let retries = retries_until(&mut events, |r| r.last() == Some(&None)).await;
+    let ms = |n| Some(Duration::from_millis(n));
+    assert_eq!(retries, vec![ms(10), ms(20), ms(40), None]);
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        4,
+        "the first and three retries"
+    );
+
+    let (url, answered) = flapping_server(4).await;
+    let (_client, mut events) = Client::builder(url)
+        .token("u")
+        .encryption(Encryption::Off)
+        .reconnect(policy.min_uptime(Duration::ZERO))
+        .connect()
+        .await
+        .expect("connect");
+    let retries = retries_until(&mut events, |r| r.len() == 4).await;
+    assert_eq!(retries, vec![ms(10); 4]);
+    wait_for(|| answered.load(Ordering::SeqCst) == 5).await;
+}
+
 /// A server that accepts and authenticates, then goes silent without closing the TCP
 /// connection (a hung process, a dropped path): the client notices within `server_timeout`,
 /// reports a network disconnect and reconnects.

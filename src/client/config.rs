@@ -66,6 +66,11 @@ pub struct ReconnectPolicy {
     pub jitter: f64,
     /// Give up after this many consecutive failed attempts. Defaults to `None` (never).
     pub max_attempts: Option<u32>,
+    /// How long a connection must last after `connected` to count as a success, which starts
+    /// the attempt count again. Defaults to 5 s. One that ends sooner (a server or a path that
+    /// ends sessions right after they start) counts as a failed attempt, so delays keep growing
+    /// and `max_attempts` applies.
+    pub min_uptime: Duration,
 }
 
 impl Default for ReconnectPolicy {
@@ -77,6 +82,7 @@ impl Default for ReconnectPolicy {
             multiplier: 2.0,
             jitter: 0.5,
             max_attempts: None,
+            min_uptime: Duration::from_secs(5),
         }
     }
 }
@@ -109,6 +115,13 @@ impl ReconnectPolicy {
     #[must_use]
     pub fn max_attempts(mut self, n: Option<u32>) -> Self {
         self.max_attempts = n;
+        self
+    }
+
+    /// Sets `min_uptime`.
+    #[must_use]
+    pub fn min_uptime(mut self, d: Duration) -> Self {
+        self.min_uptime = d;
         self
     }
 

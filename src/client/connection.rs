@@ -172,10 +172,15 @@ impl Task {
     /// Drives connections until the client is closed or a disconnect is final.
     pub(crate) async fn run(mut self, first: Live) {
         let mut live = first;
+        // Consecutive failed attempts; a connection that lasted `min_uptime` starts it again.
+        let mut attempt = 0u32;
         loop {
+            let since = tokio::time::Instant::now();
             let mut reason = self.drive(live).await;
             let _ = self.info.send(None);
-            let mut attempt = 0u32;
+            if since.elapsed() >= self.config.reconnect.min_uptime {
+                attempt = 0;
+            }
             live = loop {
                 let retry_in = if reason.is_retryable() {
                     attempt += 1;

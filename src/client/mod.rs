@@ -52,7 +52,9 @@
 //! After a disconnect the task reconnects with jittered exponential backoff
 //! ([`ReconnectPolicy`]): a new WebSocket, a new handshake (fresh keys), authentication with
 //! the same token (or a fresh one from the provider), then every room the application joined
-//! is joined again. Messages sent
+//! is joined again. A connection that ends within [`ReconnectPolicy::min_uptime`] of its
+//! `connected` counts as a failed attempt, so a server or a path that ends sessions as soon
+//! as they start meets growing delays and `max_attempts`. Messages sent
 //! meanwhile wait in the command queue; one that was being written when the connection
 //! broke is reported as [`Event::SendFailed`] rather than sent twice. Authentication failures (4003) and encryption
 //! failures (4004) are final: retrying them with the same credentials cannot succeed. A

@@ -118,6 +118,7 @@ const DEFAULTS = {
     multiplier: 2,
     jitter: 0.5,
     maxAttempts: Infinity,
+    minUptime: 5_000,
   },
 };
 
@@ -894,7 +895,10 @@ export class SealwireClient {
     }
     conn.ready = true;
     conn.phase = "ready";
-    this.attempt = 0;
+    // The attempt count starts again only once this connection has lasted `minUptime`: one
+    // that a server or the path ends right after `connected` counts as a failed attempt, so
+    // its reconnects back off and stop at `maxAttempts` instead of looping at the first delay.
+    conn.establishedAt = Date.now();
     // Re-joins first, then the queue, in order behind them.
     if (this.rooms.size > 0) {
       const data = this.joinData([...this.rooms]);
@@ -1061,6 +1065,9 @@ export class SealwireClient {
     if (this.stopped || !why.retryable) {
       this.stop(this.stopped ? reason("client-closed") : why);
       return;
+    }
+    if (conn.establishedAt !== undefined && Date.now() - conn.establishedAt >= this.options.reconnect.minUptime) {
+      this.attempt = 0;
     }
     this.attempt += 1;
     const delay = backoffDelay(this.options.reconnect, this.attempt);

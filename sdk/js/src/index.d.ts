@@ -14,8 +14,13 @@ export interface ReconnectPolicy {
   multiplier?: number;
   /** Fraction of the delay removed at random, 0..1 (default 0.5). */
   jitter?: number;
-  /** Attempts before giving up (default Infinity). */
+  /** Consecutive failed attempts before giving up (default Infinity). */
   maxAttempts?: number;
+  /**
+   * How long in ms a connection must last after `connected` to count as a success (default
+   * 5000): one that ends sooner counts as a failed attempt, so backoff and `maxAttempts` apply.
+   */
+  minUptime?: number;
 }
 
 /** `websocket` (default): the server's `/ws`; `socket.io`: its Socket.IO endpoint, hardened only. */

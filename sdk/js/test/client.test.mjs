@@ -214,6 +214,39 @@ test("unauthenticated closes never stop a hardened client: a 4003 without a seal
   assert.deepEqual([d.reason.kind, d.reason.code, d.reason.retryable], ["closed", 4003, true]);
 });
 
+test("sessions that end right after connected count as failed attempts: backoff grows and maxAttempts stops them", async (t) => {
+  // Every session ends as soon as it is connected (a path that breaks each one, or a server
+  // closing at once): with the default minUptime none lasts long enough to count as a success.
+  const flapping = fakeNetwork(async (sock) => {
+    const id = `c-${flapping.sockets.length}`;
+    const { hs } = await acceptHello(sock, { id });
+    sock.push(await hs.seal({ event: "connected", data: { id, userId: "a", time: T0 } }));
+    sock.close(1012, "Service restart");
+  });
+  const policy = { enabled: true, initialDelay: 1, maxDelay: 1000, multiplier: 2, jitter: 0, maxAttempts: 3 };
+  const { c, events } = client(t, flapping, { reconnect: policy });
+  await c.connect();
+  await until(() => events.some((e) => e.type === "disconnected" && e.retryIn === null), "the client to give up");
+  assert.equal(flapping.sockets.length, 4, "the first connection and three retries");
+  const delays = events.filter((e) => e.type === "disconnected").map((e) => e.retryIn);
+  assert.deepEqual(delays, [1, 2, 4, null], "each retry waits longer, and the fourth is not made");
+  assert.equal(events.filter((e) => e.type === "connected").length, 4);
+
+  // With minUptime 0 every connected counts as a success, as before: the count starts again
+  // each time, so the same three allowed attempts carry it to the fifth connection, which lasts.
+  const fifthStays = fakeNetwork(async (sock) => {
+    const id = `c-${fifthStays.sockets.length}`;
+    const { hs } = await acceptHello(sock, { id });
+    sock.push(await hs.seal({ event: "connected", data: { id, userId: "a", time: T0 } }));
+    if (fifthStays.sockets.length < 5) sock.close(1012, "Service restart");
+  });
+  const again = client(t, fifthStays, { reconnect: { ...policy, minUptime: 0 } });
+  await again.c.connect();
+  await until(() => again.events.filter((e) => e.type === "connected").length === 5, "the fifth connection");
+  const retries = again.events.filter((e) => e.type === "disconnected").map((e) => e.retryIn);
+  assert.deepEqual(retries, [1, 1, 1, 1]);
+});
+
 test("only a sealed refusal of the credentials makes a 4003 final, not any sealed error", async (t) => {
   // During login: the server could not open the sealed authenticate (altered on its way), and
   // the 4004 that follows is rewritten to 4003.
