@@ -249,15 +249,16 @@ async fn clients_list_and_client_rooms() {
     let (status, body) = admin.get("/socket/clients").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["count"], 3);
-    // The ids, as IGNIS lists them; the rest in `details`.
-    let ids: Vec<&str> = body["clients"]
+    // The clients as PRODUCT.md lists them; their ids alone in `clientIds`, as IGNIS has them.
+    let ids: Vec<&str> = body["clientIds"]
         .as_array()
-        .expect("clients")
+        .expect("clientIds")
         .iter()
         .map(|c| c.as_str().expect("an id"))
         .collect();
     assert!(ids.contains(&p.id().as_str()) && ids.len() == 3, "{body}");
-    let list = body["details"].as_array().expect("details");
+    let list = body["clients"].as_array().expect("clients");
+    assert_eq!(list.len(), 3, "{body}");
     let find = |id: &str| {
         list.iter()
             .find(|c| c["id"] == id)

@@ -1164,7 +1164,7 @@ async fn comma_separated_lists_are_trimmed() {
         .json()
         .await
         .expect("json");
-    let rooms = &clients["details"][0]["rooms"];
+    let rooms = &clients["clients"][0]["rooms"];
     assert!(
         rooms
             .as_array()

@@ -771,9 +771,9 @@ async fn socketio_clients_are_clients_of_the_admin_api() {
         .json()
         .await
         .expect("json");
-    let listed = clients["details"]
+    let listed = clients["clients"]
         .as_array()
-        .expect("details")
+        .expect("clients")
         .iter()
         .find(|c| c["id"] == id.as_str())
         .cloned()

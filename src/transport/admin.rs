@@ -218,15 +218,16 @@ async fn info(State(server): State<Server>) -> Json<Value> {
     }))
 }
 
-/// `{count, clients: [id], details: [{id, userId, state, encrypted, rooms}]}`: the ids as
-/// both IGNIS examples list them, the rest beside them.
+/// `{count, clients: [{id, userId, state, encrypted, rooms, socketId?}], clientIds: [id]}`:
+/// the clients as `PRODUCT.md` lists them, and their ids alone as the IGNIS examples'
+/// `clientIds`.
 async fn clients(State(server): State<Server>) -> Json<Value> {
     let all = server.clients();
     let ids: Vec<&str> = all.iter().map(|c| &*c.id).collect();
-    let details: Vec<Value> = all
+    let clients: Vec<Value> = all
         .iter()
         .map(|c| {
-            let mut detail = json!({
+            let mut client = json!({
                 "id": c.id,
                 "userId": c.user_id,
                 "state": c.state.as_str(),
@@ -234,12 +235,12 @@ async fn clients(State(server): State<Server>) -> Json<Value> {
                 "rooms": c.rooms,
             });
             if let Some(sid) = &c.alias {
-                detail["socketId"] = sid.as_str().into();
+                client["socketId"] = sid.as_str().into();
             }
-            detail
+            client
         })
         .collect();
-    Json(json!({ "count": ids.len(), "clients": ids, "details": details }))
+    Json(json!({ "count": ids.len(), "clients": clients, "clientIds": ids }))
 }
 
 async fn client_rooms(

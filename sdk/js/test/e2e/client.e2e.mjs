@@ -569,7 +569,7 @@ async function cut(gate, rec, id) {
   await rec.next((e) => e.type === "disconnected", "the cut");
   for (let i = 0; i < 100; i++) {
     const clients = (await admin(ADMIN, "GET", "/socket/clients")).body.clients ?? [];
-    if (!clients.includes(id)) return;
+    if (!clients.some((c) => c.id === id)) return;
     await new Promise((r) => setTimeout(r, 20));
   }
 }
