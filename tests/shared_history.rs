@@ -765,6 +765,53 @@ async fn recovering_while_redis_is_down_is_answered_as_a_gap() {
     a.stop().await;
 }
 
+/// Redis gone: a publisher is not held back by the history it cannot keep. Once an append has
+/// found Redis unreachable, the next ones are not tried until the bus is back: each
+/// publication is delivered live at once (no offset), and a recovery is answered at once.
+/// Before, every publication waited for a reconnection attempt (about 150 ms each, 150 s for
+/// a batch of 1,000).
+#[tokio::test]
+async fn publications_while_redis_is_gone_are_not_held_back() {
+    let mut redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 100, None)).await;
+    let (mut c, _, room) = joined(&a, None).await;
+    let epoch = room["epoch"].clone();
+    redis.kill();
+    wait_for(|| !a.server.bus_status().connected).await;
+    // A failure guard with a wide margin, not a speed target.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        for n in 1..=300 {
+            assert_eq!(publish(&a, n).await, None, "not kept while Redis is gone");
+        }
+    })
+    .await
+    .expect("300 publications are not held back by the outage");
+    for n in 1..=300 {
+        assert_eq!(c.recv_msg().await["data"]["n"], n, "served live, in order");
+    }
+    let (_, replayed, answer) = tokio::time::timeout(
+        Duration::from_secs(10),
+        joined(&a, Some(json!({"offset": 0, "epoch": epoch}))),
+    )
+    .await
+    .expect("a recovery is answered while Redis is gone");
+    assert_eq!(answer["recovered"], false, "{answer}");
+    assert!(replayed.is_empty(), "{replayed:?}");
+    // Back: kept again once the bus has reconnected.
+    redis.restart().await;
+    wait_for(|| a.server.bus_status().connected).await;
+    let mut n = 301;
+    loop {
+        if publish(&a, n).await.is_some() {
+            break;
+        }
+        n += 1;
+        assert!(n < 1000, "never kept again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+}
+
 /// Joins cannot make Redis hold streams without bound: an instance creates at most
 /// `max_streams` room streams by lookup per TTL, and past that a lookup of a room stream Redis
 /// does not hold is answered without a position and writes nothing (a user's stream is still

@@ -991,6 +991,131 @@ async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
     b.stop().await;
 }
 
+/// The room of a Socket.IO socket's `socket.id` is its client's alone on every instance: a
+/// client of another instance cannot join it (neither by a `join` nor through the admin API),
+/// so neither an IGNIS `send(socket.id)` made there nor an emitter's `to(socket.id)` reaches
+/// anyone else. In both subscription modes, with rooms open to every name.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_socket_id_room_cannot_be_joined_on_another_instance() {
+    use common::redis::RedisServer;
+    use sealwire::bus::{RedisBus, RedisBusConfig, SubscriptionMode};
+    use sealwire::compat::IgnisSend as _;
+    use sealwire::publish::Publish as _;
+
+    let mut redis = RedisServer::start().await;
+    for mode in [SubscriptionMode::Interest, SubscriptionMode::Pattern] {
+        let node = |redis: &RedisServer| {
+            let bus = RedisBus::new(
+                RedisBusConfig::new(redis.url())
+                    .mode(mode)
+                    .backoff(Duration::from_millis(20), Duration::from_millis(300)),
+            )
+            .expect("bus");
+            start_sio(
+                builder(base_config())
+                    .validate_rooms(GlobRooms::new(["*"]).expect("glob"))
+                    .bus(bus),
+                SocketIoConfig::default(),
+            )
+        };
+        let (a, b) = (node(&redis).await, node(&redis).await);
+        let mut h = Harness::start(&b).await;
+        h.login("v", "victim").await;
+        let sid = h.socket_id("v");
+        let key = format!("sealwire:socket-id:{sid}");
+        let mut conn = redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        for _ in 0..100 {
+            if ::redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async::<bool>(&mut conn)
+                .await
+                .expect("exists")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // On instance A, a client asks for the socket's room and an ordinary one.
+        let (mut attacker, connected) = a.plain("mallory").await;
+        let attacker_id = connected["data"]["id"].as_str().expect("id").to_owned();
+        attacker
+            .send_json(&json!({"event": "join", "data": {"rooms": [sid, "ordinary"]}}))
+            .await;
+        wait_for(|| {
+            a.server
+                .client_rooms(&attacker_id)
+                .is_some_and(|r| r.contains(&"ordinary".to_owned()))
+        })
+        .await;
+        let rooms = a.server.client_rooms(&attacker_id).expect("rooms");
+        assert!(!rooms.contains(&sid), "{mode:?}: joined {sid}: {rooms:?}");
+        let refused = reqwest::Client::new()
+            .post(a.http(&format!("/socket/client/{attacker_id}/join")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"rooms": [sid]}))
+            .send()
+            .await
+            .expect("admin join");
+        assert_eq!(refused.status(), 400, "{mode:?}");
+        // Addressed to the socket from A, and through the emitter: the socket only.
+        a.server
+            .send(Some(&sid), "to-sid", &json!("from A"))
+            .await
+            .expect("send");
+        assert_eq!(h.event("v", "to-sid").await, json!("from A"), "{mode:?}");
+        let emitter =
+            sealwire::emitter::Emitter::connect(sealwire::emitter::EmitterConfig::new(redis.url()))
+                .await
+                .expect("emitter");
+        emitter
+            .to_room(&sid)
+            .emit("to-sid-room", &json!("emitter"))
+            .await
+            .expect("emit");
+        assert_eq!(
+            h.event("v", "to-sid-room").await,
+            json!("emitter"),
+            "{mode:?}"
+        );
+        emitter.shutdown().await;
+        a.server
+            .send(Some("ordinary"), "marker", &json!(null))
+            .await
+            .expect("marker");
+        let next = attacker.recv_json().await;
+        assert_eq!(next["event"], "marker", "{mode:?}: {next}");
+        // A Redis restarted without its data gets the name again once the bus is back.
+        drop(conn);
+        redis.restart().await;
+        let mut conn = redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let mut back = false;
+        for _ in 0..250 {
+            back = ::redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap_or(false);
+            if back {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(back, "{mode:?}: the socket id is not written again");
+        h.stop().await;
+        a.stop().await;
+        b.stop().await;
+    }
+}
+
 /// Spawns `sealwire serve --dev --listen 127.0.0.1:0 <args>`; returns the process and the
 /// Socket.IO base URL (`http://host:port`) it printed.
 async fn sealwire_serve(args: &[&str], sio_path: &str) -> (tokio::process::Child, String) {

@@ -26,7 +26,7 @@ pub use message::{
 };
 pub use names::{
     DEFAULT_ROOM, DEFAULT_ROOMS, EventName, MAX_NAME_CHARS, NOTIFICATION_ROOM, NameError,
-    RESERVED_PREFIX, RoomName, is_client_id_shaped,
+    RESERVED_PREFIX, RoomName, is_client_id_shaped, is_socket_id_shaped,
 };
 pub use send::SendError;
 pub use text::Text;

@@ -303,9 +303,46 @@ pub fn is_client_id_shaped(name: &str) -> bool {
     uuid::Uuid::try_parse(name).is_ok()
 }
 
+/// Whether `name` has the shape of a Socket.IO `socket.id`: 16 characters of the URL-safe
+/// base64 alphabet (`A-Z a-z 0-9 - _`). A socket's `socket.id` is another name of its
+/// client, and the room of that name is the client's alone on every instance (see
+/// `Bus::names_in_use`); only names of this shape can be one.
+#[must_use]
+pub fn is_socket_id_shaped(name: &str) -> bool {
+    name.len() == 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_id_shapes() {
+        for sid in [
+            "SPwsz1QaUyyzBleE",
+            "tcyqDdYxuHZo7Pvr",
+            "pc6wEl-yYTOgzwWW",
+            "a_b-c_d-e_f-g_h-",
+        ] {
+            assert!(is_socket_id_shaped(sid), "{sid}");
+        }
+        for other in [
+            "SPwsz1QaUyyzBle",
+            "SPwsz1QaUyyzBleEx",
+            "SPwsz1QaUyyzBle.",
+            "room:lobby",
+            "",
+        ] {
+            assert!(!is_socket_id_shaped(other), "{other}");
+        }
+        assert!(
+            !is_socket_id_shaped("éééééééé"),
+            "16 bytes, not 16 characters of the alphabet"
+        );
+    }
 
     #[test]
     fn event_names() {

@@ -4,12 +4,13 @@
 //! `crate::bus`. A bus is fire-and-forget: `publish` never blocks the caller, and delivery is
 //! at-most-once.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::hooks::BoxFuture;
 use super::registry::Interest;
-use crate::protocol::{BusEnvelope, BusTarget};
+use crate::protocol::{BusEnvelope, BusTarget, is_socket_id_shaped};
 
 /// Receives envelopes from other instances. Handed to the bus by [`Bus::start`].
 #[derive(Clone)]
@@ -218,6 +219,25 @@ pub trait Bus: Send + Sync + 'static {
         Box::pin(std::future::ready(true))
     }
 
+    /// Which of `names` a client of any instance on the bus holds as a name of its own: a
+    /// Socket.IO `socket.id` ([`is_socket_id_shaped`]), whose room is that client's alone.
+    /// Before a client joins rooms of that shape the server asks, and leaves out what this
+    /// returns (all of them on an error), so that no client anywhere can join the room that
+    /// `to(socket.id)` and `send(socket.id)` address.
+    ///
+    /// A bus learns the names its own instance holds from [`Bus::interest`]: a gained or lost
+    /// [`BusTarget::Client`] whose name is socket-id shaped (client ids never are). The
+    /// default knows no other instance and answers none.
+    ///
+    /// # Errors
+    /// [`BusError`] when the backend cannot answer.
+    fn names_in_use(
+        &self,
+        _names: Vec<String>,
+    ) -> BoxFuture<'_, Result<HashSet<String>, BusError>> {
+        Box::pin(std::future::ready(Ok(HashSet::new())))
+    }
+
     /// Current health.
     fn status(&self) -> BusStatus;
 
@@ -257,6 +277,8 @@ pub struct LocalBus {
 #[derive(Default)]
 struct Hub {
     members: Mutex<Vec<Arc<BusInbox>>>,
+    /// The socket ids the members' clients hold ([`Bus::names_in_use`]).
+    names: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for LocalBus {
@@ -326,6 +348,24 @@ impl Bus for LocalBus {
         }
     }
 
+    fn interest(&self, change: &Interest) {
+        match change {
+            Interest::Gained(BusTarget::Client(name)) if is_socket_id_shaped(name) => {
+                lock(&self.hub.names).insert(name.clone());
+            }
+            Interest::Lost(BusTarget::Client(name)) if is_socket_id_shaped(name) => {
+                lock(&self.hub.names).remove(name);
+            }
+            _ => {}
+        }
+    }
+
+    fn names_in_use(&self, names: Vec<String>) -> BoxFuture<'_, Result<HashSet<String>, BusError>> {
+        let held = lock(&self.hub.names);
+        let in_use = names.into_iter().filter(|n| held.contains(n)).collect();
+        Box::pin(std::future::ready(Ok(in_use)))
+    }
+
     fn status(&self) -> BusStatus {
         BusStatus {
             kind: "local",
@@ -344,108 +384,4 @@ impl Bus for LocalBus {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-    use crate::protocol::BusTarget;
-
-    fn envelope(from: &str) -> BusEnvelope {
-        BusEnvelope {
-            server_id: from.to_owned(),
-            target: BusTarget::Broadcast,
-            event: "e".to_owned(),
-            data: serde_json::value::to_raw_value(&1).expect("raw"),
-            exclude: Vec::new(),
-            kept: None,
-        }
-    }
-
-    fn counting_inbox() -> (BusInbox, Arc<AtomicUsize>) {
-        let n = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::clone(&n);
-        let inbox = BusInbox::new(
-            move |_| {
-                seen.fetch_add(1, Ordering::SeqCst);
-            },
-            Vec::new,
-        );
-        (inbox, n)
-    }
-
-    /// On a current-thread runtime a spawned task runs only when the delivering task yields.
-    #[tokio::test(flavor = "current_thread")]
-    async fn paced_delivery_yields_only_when_the_turn_is_over() {
-        for over in [false, true] {
-            let inbox = BusInbox::paced(move |_| over, Vec::new);
-            let ran = Arc::new(AtomicUsize::new(0));
-            let flag = Arc::clone(&ran);
-            let other = tokio::spawn(async move {
-                flag.fetch_add(1, Ordering::SeqCst);
-            });
-            inbox.deliver_paced(envelope("other")).await;
-            assert_eq!(
-                ran.load(Ordering::SeqCst),
-                usize::from(over),
-                "over: {over}"
-            );
-            other.await.expect("task");
-        }
-    }
-
-    #[tokio::test]
-    async fn clones_are_separate_members_of_one_hub() {
-        let hub = LocalBus::new();
-        let (one, two) = (hub.clone(), hub.clone());
-        let (inbox1, got1) = counting_inbox();
-        let (inbox2, got2) = counting_inbox();
-        one.start(inbox1).await.expect("start one");
-        two.start(inbox2).await.expect("start two");
-
-        one.publish(envelope("one"));
-        assert_eq!(
-            (got1.load(Ordering::SeqCst), got2.load(Ordering::SeqCst)),
-            (0, 1)
-        );
-        two.publish(envelope("two"));
-        assert_eq!(
-            (got1.load(Ordering::SeqCst), got2.load(Ordering::SeqCst)),
-            (1, 1)
-        );
-
-        // One member leaving does not unregister the other.
-        one.shutdown().await;
-        hub.publish(envelope("outsider"));
-        assert_eq!(
-            (got1.load(Ordering::SeqCst), got2.load(Ordering::SeqCst)),
-            (1, 2)
-        );
-    }
-
-    #[tokio::test]
-    async fn one_handle_cannot_serve_two_running_servers() {
-        let bus = LocalBus::new();
-        let (inbox1, _) = counting_inbox();
-        let (inbox2, _) = counting_inbox();
-        bus.start(inbox1).await.expect("first start");
-        assert!(bus.start(inbox2).await.is_err());
-        bus.shutdown().await;
-        let (inbox3, _) = counting_inbox();
-        bus.start(inbox3).await.expect("start after shutdown");
-    }
-
-    #[test]
-    fn bus_errors_name_the_backend_and_address() {
-        let e = BusError::AuthRefused {
-            backend: "Redis",
-            url: "redis://***@db:6379".to_owned(),
-            reason: "WRONGPASS".to_owned(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "cannot reach Redis at redis://***@db:6379: WRONGPASS (Redis refused the credentials in the URL; retrying cannot help)"
-        );
-        let e = BusError::Closed { backend: "Redis" };
-        assert_eq!(e.to_string(), "shut down while waiting for Redis");
-    }
-}
+mod tests;

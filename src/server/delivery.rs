@@ -5,6 +5,7 @@
 //! (refcounted); each encrypted recipient's connection task seals its own copy, so a large room
 //! costs the sender O(recipients) queue pushes and no crypto.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -103,7 +104,7 @@ impl Server {
         let in_flight = history.echoes().watch(&stream);
         match store.append(&stream, envelope).await {
             Ok(position) => {
-                self.0.metrics.appended(true);
+                let _ = self.0.metrics.appended(true);
                 // They receive it from the bus, with its position.
                 let local = self.0.registry().recipients(&target, &exclude).len();
                 if local > 0 && !in_flight.delivered(&position, ECHO_WAIT).await {
@@ -118,8 +119,11 @@ impl Server {
                 Ok(receipt)
             }
             Err(e) => {
-                tracing::warn!(stream, error = %e, "publication not kept in history; delivered live only");
-                self.0.metrics.appended(false);
+                // One line per outage, not per publication: the 1st, 2nd, 4th, 8th, ...
+                let failed = self.0.metrics.appended(false);
+                if failed.is_power_of_two() {
+                    tracing::warn!(stream, error = %e, failed, "publication not kept in history; delivered live only");
+                }
                 match e {
                     // Redis may still run the append, and publish it to every instance: here
                     // it goes to local recipients now, and its late copy is not delivered
@@ -362,6 +366,28 @@ impl Server {
             let id = reg.canonical(client_id)?;
             Some(reg.join(&id, valid, max, changes))
         })
+    }
+
+    /// The names of `rooms` that a client holds as a name of its own on any instance (a
+    /// Socket.IO `socket.id`, whose room is that client's alone), as the bus reports them
+    /// ([`Bus::names_in_use`](super::Bus::names_in_use)); every socket-id shaped name when the
+    /// bus cannot answer. Names of other shapes are never held.
+    pub(crate) async fn names_in_use(&self, rooms: &[String]) -> HashSet<String> {
+        let asked: Vec<String> = rooms
+            .iter()
+            .filter(|r| crate::protocol::is_socket_id_shaped(r))
+            .cloned()
+            .collect();
+        if asked.is_empty() {
+            return HashSet::new();
+        }
+        match self.0.bus.names_in_use(asked.clone()).await {
+            Ok(in_use) => in_use,
+            Err(e) => {
+                tracing::debug!(error = %e, "socket-id shaped room names refused: the bus cannot say whose they are");
+                asked.into_iter().collect()
+            }
+        }
     }
 
     /// The id of the client `name` names (its id, or a Socket.IO socket's `socket.id`) on

@@ -319,6 +319,12 @@ where
             tracing::debug!(client = %self.handle.id, "join refused: no room validator");
             return;
         };
+        // The room of a client's `socket.id` is that client's alone, on every instance.
+        let in_use = self.server.names_in_use(&requested).await;
+        let requested: Vec<String> = requested
+            .into_iter()
+            .filter(|r| !in_use.contains(r))
+            .collect();
         if requested.is_empty() {
             return;
         }

@@ -343,16 +343,19 @@ impl Metrics {
         self.replayed.inc_by(replayed as u64);
     }
 
-    /// A publication was appended to the shared history store (`kept`), or could not be.
     /// A room key epoch started and was handed to `grants` members.
     pub(crate) fn room_key_epoch(&self, grants: usize) {
         self.room_key_epochs.inc();
         self.room_key_grants.inc_by(grants as u64);
     }
 
-    pub(crate) fn appended(&self, kept: bool) {
+    /// A publication was appended to the shared history store (`kept`), or could not be.
+    /// Returns how many appends with that result there have been.
+    pub(crate) fn appended(&self, kept: bool) -> u64 {
         let result = if kept { "kept" } else { "failed" };
-        self.appends.with_label_values(&[result]).inc();
+        let counter = self.appends.with_label_values(&[result]);
+        counter.inc();
+        counter.get()
     }
 
     /// The server closed a connection with `code`; `authenticated` tells whether the client

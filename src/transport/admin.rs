@@ -407,6 +407,17 @@ async fn client_join(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let rooms = rooms_body(&server, &id, &body, true)?;
+    // A name another instance's client holds (its `socket.id`); the client's own is local.
+    let own = server.client_named(&id);
+    let in_use = server.names_in_use(&rooms).await;
+    if let Some(bad) = rooms
+        .iter()
+        .find(|r| in_use.contains(*r) && server.client_named(r) != own)
+    {
+        return Err(bad_request(format!(
+            "invalid room name {bad:?}: it names another client"
+        )));
+    }
     let joined = server
         .join(&id, &rooms)
         .ok_or_else(|| client_not_found(&id))?;

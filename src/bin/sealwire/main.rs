@@ -1,6 +1,5 @@
 //! The `sealwire` command: `serve` runs the server, `emit` publishes through Redis.
 
-use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -10,10 +9,9 @@ use sealwire::server::{
     ServerConfig,
 };
 use sealwire::transport::{HttpConfig, TlsConfig, serve_with_shutdown};
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod args;
+mod logs;
 mod signals;
 
 #[cfg(feature = "redis")]
@@ -23,41 +21,14 @@ use args::{Cli, Command, LogFormat, ServeArgs};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let json = matches!(cli.log_format, LogFormat::Json);
-    match cli.log_format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::stderr().is_terminal())
-            .finish()
-            .with(dependencies_at_info())
-            .init(),
-        LogFormat::Json => logs
-            .json()
-            .with_current_span(false)
-            .finish()
-            .with(dependencies_at_info())
-            .init(),
-    }
+    logs::init(cli.log_format);
     let result = run(cli.command).await;
     if json && let Err(e) = &result {
         // A JSON log pipeline gets the fatal error as one of its lines too.
         tracing::error!(error = format!("{e:#}"), "fatal");
     }
     result
-}
-
-/// Caps the dependencies' logs at `info`, whatever `RUST_LOG` asks: at `debug` and `trace`
-/// the WebSocket and Socket.IO libraries log whole frames and handshake payloads (a
-/// compatibility client's bearer token, plaintext messages). sealwire's own targets keep every
-/// level; they never log a token, key or payload.
-fn dependencies_at_info<S: tracing::Subscriber>() -> impl tracing_subscriber::Layer<S> {
-    tracing_subscriber::filter::filter_fn(|meta| {
-        *meta.level() <= tracing::Level::INFO || meta.target().starts_with("sealwire")
-    })
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

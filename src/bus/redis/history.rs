@@ -16,6 +16,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::lock;
+use super::reach::Reachability;
 use super::streams::{self, RawPage};
 use crate::crypto::backplane::{BusKey, KeptOpener, MAX_SKEW_MS, Sealer, is_sealed};
 use crate::protocol::{BusEnvelope, Position, target_of};
@@ -42,6 +43,8 @@ struct Inner {
     /// connection after.
     recoveries: Arc<AtomicU64>,
     checked: AtomicU64,
+    /// Whether to try Redis at all.
+    reach: Reachability,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -65,8 +68,9 @@ impl RedisHistory {
         timeouts: (Duration, Duration),
         (size, ttl): (usize, Duration),
         key: Option<&BusKey>,
-        recoveries: Arc<AtomicU64>,
+        bus: Arc<super::Inner>,
     ) -> redis::RedisResult<Self> {
+        let recoveries = Arc::clone(&bus.recoveries);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeouts.0))
             .set_response_timeout(Some(timeouts.1))
@@ -83,6 +87,7 @@ impl RedisHistory {
             tainted: Mutex::new(HashSet::new()),
             checked: AtomicU64::new(recoveries.load(Ordering::Acquire)),
             recoveries,
+            reach: Reachability::new(bus),
         })))
     }
 
@@ -146,6 +151,7 @@ impl HistoryStore for RedisHistory {
             if let Some(sealer) = &inner.sealer {
                 lock(sealer).seal(&mut envelope).map_err(unavailable)?;
             }
+            inner.reach.check()?;
             let reset = lock(&inner.tainted).remove(&stream);
             let mut conn = self.connection().await;
             let r = streams::append(
@@ -159,6 +165,7 @@ impl HistoryStore for RedisHistory {
             .await;
             r.map(|(position, _)| position).map_err(|e| {
                 lock(&inner.tainted).insert(stream.clone());
+                inner.reach.failed(&e);
                 failed(&e)
             })
         })
@@ -200,6 +207,7 @@ impl RedisHistory {
         let epoch = epoch.map(str::to_owned);
         Box::pin(async move {
             let inner = &self.0;
+            inner.reach.check()?;
             let mut conn = self.connection().await;
             let read = async |conn: &mut ConnectionManager| {
                 streams::read(
@@ -217,7 +225,10 @@ impl RedisHistory {
                 Err(e) if e.is_connection_dropped() && !e.is_timeout() => read(&mut conn).await,
                 page => page,
             }
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| {
+                inner.reach.failed(&e);
+                failed(&e)
+            })?;
             Ok(self.open(&stream, page))
         })
     }

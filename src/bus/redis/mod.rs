@@ -14,9 +14,12 @@
 //! `connect`, `publisher`, `subscriber` and `interest` submodules hold the rest.
 
 mod connect;
+mod health;
 mod history;
 mod interest;
 mod publisher;
+mod reach;
+mod socket_ids;
 pub(crate) mod streams;
 mod subscriber;
 
@@ -35,9 +38,11 @@ use crate::protocol::{BusEnvelope, BusTarget};
 use crate::server::{BoxFuture, Bus, BusError, BusInbox, BusStats, BusStatus, Interest};
 pub(crate) use connect::{connect_publisher, open_client, redact_url};
 use connect::{connect_subscriber, refused_credentials, refused_database};
+use health::{Health, Stats};
 pub use history::RedisHistory;
 use interest::InterestState;
 use publisher::Queued;
+use socket_ids::SocketIds;
 
 /// Channels per SUBSCRIBE/UNSUBSCRIBE command when many change at once.
 const SUBSCRIBE_CHUNK: usize = 512;
@@ -92,6 +97,8 @@ struct Inner {
     confirmed_changed: Notify,
     /// How far the publisher has got through the queue ([`Bus::flushed`]).
     handoff: publisher::Handoff,
+    /// The socket ids held here, reserved in Redis ([`Bus::names_in_use`]).
+    socket_ids: SocketIds,
 }
 
 struct StartParts {
@@ -99,22 +106,6 @@ struct StartParts {
     sealer: Option<Sealer>,
     /// The bus key for the opener, which is created when the bus starts.
     opener_key: Option<BusKey>,
-}
-
-#[derive(Default)]
-struct Health {
-    last_error: Option<String>,
-    down_since: Option<Instant>,
-}
-
-#[derive(Default)]
-struct Stats {
-    published: AtomicU64,
-    dropped_full: AtomicU64,
-    dropped_failed: AtomicU64,
-    received: AtomicU64,
-    rejected: AtomicU64,
-    reconnects: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,6 +131,9 @@ impl RedisBus {
             None => (None, None),
         };
         let history_key = opener_key.as_ref().map(BusKey::duplicate);
+        let timeouts = (config.connect_timeout, config.response_timeout);
+        let socket_ids = SocketIds::new(client.clone(), timeouts)
+            .map_err(|e| BusError::Config(format!("socket id keys: {e}")))?;
         Ok(Self(Arc::new(Inner {
             client,
             url_redacted,
@@ -175,6 +169,7 @@ impl RedisBus {
             confirmed: Mutex::new(HashSet::new()),
             confirmed_changed: Notify::new(),
             handoff: publisher::Handoff::default(),
+            socket_ids,
         })))
     }
 
@@ -216,7 +211,7 @@ impl RedisBus {
             (self.0.connect_timeout, self.0.response_timeout),
             (size, ttl),
             self.0.history_key.as_ref(),
-            Arc::clone(&self.0.recoveries),
+            Arc::clone(&self.0),
         )
         .map_err(|e| BusError::Config(format!("history store: {e}")))
     }
@@ -234,40 +229,10 @@ impl RedisBus {
 }
 
 impl Inner {
-    fn set_down(&self, which: &AtomicBool, error: String) {
-        let was_up = which.swap(false, Ordering::AcqRel);
-        let mut h = lock(&self.health);
-        if was_up {
-            tracing::warn!(url = %self.url_redacted, error = %error, "Redis connection lost; cross-instance delivery paused");
-        }
-        h.down_since.get_or_insert_with(Instant::now);
-        h.last_error = Some(error);
-    }
-
-    fn set_up(&self, which: &AtomicBool, what: &str) {
-        which.store(true, Ordering::Release);
-        if self.sub_up.load(Ordering::Acquire) && self.pub_up.load(Ordering::Acquire) {
-            let mut h = lock(&self.health);
-            if let Some(since) = h.down_since.take() {
-                tracing::info!(url = %self.url_redacted, what, outage_ms = since.elapsed().as_millis() as u64, "Redis connected");
-                self.recoveries.fetch_add(1, Ordering::AcqRel);
-            }
-            h.last_error = None;
-        }
-    }
-
     async fn sleep_or_cancel(&self, d: Duration) -> bool {
         tokio::select! {
             () = self.cancel.cancelled() => false,
             () = tokio::time::sleep(d) => true,
-        }
-    }
-
-    fn publish_state(&self) -> &'static str {
-        if self.pub_up.load(Ordering::Acquire) {
-            "up"
-        } else {
-            "down"
         }
     }
 }
@@ -350,6 +315,7 @@ impl Bus for RedisBus {
             let opener = opener_key.map(Opener::new);
             // Subscribe before returning so that nothing published after start is missed.
             let first = me.subscribe_all(sub).await;
+            inner.tasks.spawn(Arc::clone(&me).keep_socket_ids());
             inner.tasks.spawn(me.subscriber(first, inbox, opener));
             tracing::info!(url = %inner.url_redacted, mode = inner.mode.as_str(), encrypted = inner.encrypted, "Redis bus started");
             Ok(())
@@ -386,6 +352,7 @@ impl Bus for RedisBus {
     }
 
     fn interest(&self, change: &Interest) {
+        self.0.socket_ids.note(change);
         if self.0.mode != SubscriptionMode::Interest {
             return;
         }
@@ -416,6 +383,20 @@ impl Bus for RedisBus {
         }
     }
 
+    fn names_in_use(&self, names: Vec<String>) -> BoxFuture<'_, Result<HashSet<String>, BusError>> {
+        Box::pin(async move {
+            self.0
+                .socket_ids
+                .in_use(names)
+                .await
+                .map_err(|e| BusError::Unreachable {
+                    backend: "Redis",
+                    url: self.0.url_redacted.clone(),
+                    reason: e.to_string(),
+                })
+        })
+    }
+
     fn stats(&self) -> Option<BusStats> {
         let s = &self.0.stats;
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -429,44 +410,7 @@ impl Bus for RedisBus {
     }
 
     fn status(&self) -> BusStatus {
-        let i = &self.0;
-        let connected = i.sub_up.load(Ordering::Acquire) && i.pub_up.load(Ordering::Acquire);
-        let h = lock(&i.health);
-        let mut detail = format!(
-            "mode={}; encrypted={}; published={}; received={}; dropped={}; reconnects={}",
-            i.mode.as_str(),
-            i.encrypted,
-            i.stats.published.load(Ordering::Relaxed),
-            i.stats.received.load(Ordering::Relaxed),
-            i.stats.dropped_full.load(Ordering::Relaxed)
-                + i.stats.dropped_failed.load(Ordering::Relaxed),
-            i.stats.reconnects.load(Ordering::Relaxed),
-        );
-        if i.mode == SubscriptionMode::Interest {
-            detail.push_str(&format!("; subscriptions={}", self.interest_count() + 1));
-        }
-        if i.stats.rejected.load(Ordering::Relaxed) > 0 {
-            detail.push_str(&format!(
-                "; rejected={}",
-                i.stats.rejected.load(Ordering::Relaxed)
-            ));
-        }
-        if let Some(since) = h.down_since {
-            detail.push_str(&format!(
-                "; down for {} ms (publisher {})",
-                since.elapsed().as_millis(),
-                i.publish_state()
-            ));
-        }
-        if let Some(e) = &h.last_error {
-            detail.push_str("; last error: ");
-            detail.push_str(e);
-        }
-        BusStatus {
-            kind: "redis",
-            connected,
-            detail: Some(detail),
-        }
+        self.0.status(self.interest_count())
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

@@ -1,0 +1,179 @@
+//! The Socket.IO `socket.id`s this instance's clients hold, reserved in Redis so that every
+//! instance can answer [`Bus::names_in_use`](crate::server::Bus::names_in_use).
+//!
+//! A held name is the key `sealwire:socket-id:{name}`, which lives [`TTL`] and is written
+//! again every [`REFRESH`] while the name is held, and deleted when it goes: the names of an
+//! instance that died expire on their own, and all are written again when Redis comes back
+//! from an outage (it may have restarted without them). One task writes (pipelined, retried
+//! with backoff while Redis is away); a check reads the keys on a connection of its own.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Notify;
+
+use super::{Inner, lock};
+use crate::bus::config::Backoff;
+use crate::protocol::{BusTarget, is_socket_id_shaped};
+use crate::server::Interest;
+
+/// Where a held name is kept.
+pub(crate) const KEY_PREFIX: &str = "sealwire:socket-id:";
+/// How long a held name's key lives without being written again.
+const TTL: Duration = Duration::from_secs(30 * 60);
+/// How often the held names' keys are written again.
+const REFRESH: Duration = Duration::from_secs(10 * 60);
+
+fn key(name: &str) -> String {
+    format!("{KEY_PREFIX}{name}")
+}
+
+/// The names held here, and the writes Redis has not confirmed yet.
+pub(super) struct SocketIds {
+    conn: ConnectionManager,
+    pending: Mutex<Pending>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    held: HashSet<String>,
+    set: HashSet<String>,
+    delete: HashSet<String>,
+}
+
+impl SocketIds {
+    /// Connects lazily to `client`, with the bus's timeouts.
+    pub(super) fn new(
+        client: redis::Client,
+        (connect, response): (Duration, Duration),
+    ) -> redis::RedisResult<Self> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(Some(response))
+            .set_number_of_retries(1);
+        Ok(Self {
+            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            pending: Mutex::new(Pending::default()),
+            changed: Notify::new(),
+        })
+    }
+
+    /// Takes note of a client name gained or lost here (socket-id shaped ones only).
+    pub(super) fn note(&self, change: &Interest) {
+        let (Interest::Gained(BusTarget::Client(name)) | Interest::Lost(BusTarget::Client(name))) =
+            change
+        else {
+            return;
+        };
+        if !is_socket_id_shaped(name) {
+            return;
+        }
+        let mut p = lock(&self.pending);
+        if matches!(change, Interest::Gained(_)) {
+            p.held.insert(name.clone());
+            p.delete.remove(name);
+            p.set.insert(name.clone());
+        } else {
+            p.held.remove(name);
+            p.set.remove(name);
+            p.delete.insert(name.clone());
+        }
+        drop(p);
+        self.changed.notify_one();
+    }
+
+    /// Writes every held name again: Redis came back, maybe restarted without them.
+    pub(super) fn rewrite_all(&self) {
+        let mut p = lock(&self.pending);
+        p.set = p.held.clone();
+        drop(p);
+        self.changed.notify_one();
+    }
+
+    /// Which of `names` some instance holds (its key exists).
+    pub(super) async fn in_use(&self, names: Vec<String>) -> redis::RedisResult<HashSet<String>> {
+        if names.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut pipe = redis::pipe();
+        for name in &names {
+            pipe.exists(key(name));
+        }
+        let exists: Vec<bool> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(names
+            .into_iter()
+            .zip(exists)
+            .filter_map(|(name, held)| held.then_some(name))
+            .collect())
+    }
+
+    /// The writes to make now (every held name again on a refresh).
+    fn take(&self, refresh: bool) -> (Vec<String>, Vec<String>) {
+        let mut p = lock(&self.pending);
+        if refresh {
+            p.set = p.held.clone();
+        }
+        let set = std::mem::take(&mut p.set).into_iter().collect();
+        let delete = std::mem::take(&mut p.delete).into_iter().collect();
+        (set, delete)
+    }
+
+    /// Writes that failed, to be tried again (unless the name changed hands meanwhile).
+    fn put_back(&self, set: Vec<String>, delete: Vec<String>) {
+        let mut p = lock(&self.pending);
+        for name in set {
+            if p.held.contains(&name) {
+                p.set.insert(name);
+            }
+        }
+        for name in delete {
+            if !p.held.contains(&name) {
+                p.delete.insert(name);
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Keeps the held names' keys in Redis until the bus shuts down.
+    pub(super) async fn keep_socket_ids(self: Arc<Self>) {
+        let ids = &self.socket_ids;
+        let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
+        let mut next_refresh = tokio::time::Instant::now() + REFRESH;
+        loop {
+            let refresh = tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = ids.changed.notified() => false,
+                () = tokio::time::sleep_until(next_refresh) => true,
+            };
+            if refresh {
+                next_refresh = tokio::time::Instant::now() + REFRESH;
+            }
+            let (set, delete) = ids.take(refresh);
+            if set.is_empty() && delete.is_empty() {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for name in &set {
+                pipe.set_ex(key(name), 1, TTL.as_secs()).ignore();
+            }
+            for name in &delete {
+                pipe.del(key(name)).ignore();
+            }
+            match pipe.query_async::<()>(&mut ids.conn.clone()).await {
+                Ok(()) => backoff.reset(),
+                Err(e) => {
+                    tracing::debug!(error = %e, names = set.len() + delete.len(), "socket ids not written to Redis; retrying");
+                    ids.put_back(set, delete);
+                    if !self.sleep_or_cancel(backoff.next_delay()).await {
+                        return;
+                    }
+                    ids.changed.notify_one();
+                }
+            }
+        }
+    }
+}
