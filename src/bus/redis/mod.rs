@@ -132,8 +132,7 @@ impl RedisBus {
         };
         let history_key = opener_key.as_ref().map(BusKey::duplicate);
         let timeouts = (config.connect_timeout, config.response_timeout);
-        let socket_ids = SocketIds::new(client.clone(), timeouts)
-            .map_err(|e| BusError::Config(format!("socket id keys: {e}")))?;
+        let socket_ids = SocketIds::new(client.clone(), timeouts);
         Ok(Self(Arc::new(Inner {
             client,
             url_redacted,

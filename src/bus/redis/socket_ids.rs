@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
 
 use super::{Inner, lock};
 use crate::bus::config::Backoff;
@@ -32,7 +32,10 @@ fn key(name: &str) -> String {
 
 /// The names held here, and the writes Redis has not confirmed yet.
 pub(super) struct SocketIds {
-    conn: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Made on first use (making one needs the runtime, which the bus's constructor does not).
+    conn: OnceCell<ConnectionManager>,
     pending: Mutex<Pending>,
     changed: Notify,
 }
@@ -45,20 +48,28 @@ struct Pending {
 }
 
 impl SocketIds {
-    /// Connects lazily to `client`, with the bus's timeouts.
-    pub(super) fn new(
-        client: redis::Client,
-        (connect, response): (Duration, Duration),
-    ) -> redis::RedisResult<Self> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect))
-            .set_response_timeout(Some(response))
-            .set_number_of_retries(1);
-        Ok(Self {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+    /// Connects to `client` on first use, with the bus's timeouts.
+    pub(super) fn new(client: redis::Client, (connect, response): (Duration, Duration)) -> Self {
+        Self {
+            client,
+            config: ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(connect))
+                .set_response_timeout(Some(response))
+                .set_number_of_retries(1),
+            conn: OnceCell::new(),
             pending: Mutex::new(Pending::default()),
             changed: Notify::new(),
-        })
+        }
+    }
+
+    /// The connection (it reconnects by itself after a failure).
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        self.conn
+            .get_or_try_init(|| async {
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            })
+            .await
+            .cloned()
     }
 
     /// Takes note of a client name gained or lost here (socket-id shaped ones only).
@@ -102,7 +113,7 @@ impl SocketIds {
         for name in &names {
             pipe.exists(key(name));
         }
-        let exists: Vec<bool> = pipe.query_async(&mut self.conn.clone()).await?;
+        let exists: Vec<bool> = pipe.query_async(&mut self.connection().await?).await?;
         Ok(names
             .into_iter()
             .zip(exists)
@@ -163,7 +174,11 @@ impl Inner {
             for name in &delete {
                 pipe.del(key(name)).ignore();
             }
-            match pipe.query_async::<()>(&mut ids.conn.clone()).await {
+            let written = match ids.connection().await {
+                Ok(mut conn) => pipe.query_async::<()>(&mut conn).await,
+                Err(e) => Err(e),
+            };
+            match written {
                 Ok(()) => backoff.reset(),
                 Err(e) => {
                     tracing::debug!(error = %e, names = set.len() + delete.len(), "socket ids not written to Redis; retrying");
