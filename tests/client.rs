@@ -375,6 +375,44 @@ async fn hardened_profile_with_pinned_server_key() {
     ts.stop().await;
 }
 
+/// A message the client cannot parse (JSON nested deeper than serde_json's 128 levels, which
+/// a worker can publish through Redis) inside a record that opened is skipped and reported as
+/// unparseable: the hardened session stays up and the next message arrives. Before, it was
+/// taken for an undecryptable record, and the client dropped the connection and reconnected.
+#[tokio::test]
+async fn an_unparseable_message_in_a_sealed_record_does_not_end_the_session() {
+    let ts = start_with(echo_builder()).await;
+    let (_client, mut events) = Client::builder(ts.ws_url())
+        .token("alice")
+        .connect()
+        .await
+        .expect("connect");
+    let info = match next_event(&mut events).await {
+        Event::Connected { info, .. } => info,
+        other => panic!("expected Connected, got {other:?}"),
+    };
+    assert!(info.encrypted);
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    for (event, data) in [("deep", deep), ("after", json!("still here"))] {
+        ts.server
+            .to_user("alice")
+            .emit(event, &data)
+            .await
+            .expect("send");
+    }
+    let ev = event_where(&mut events, |e| !matches!(e, Event::Message(_))).await;
+    assert!(
+        matches!(&ev, Event::ServerError { message } if message.contains("unparseable")),
+        "{ev:?}"
+    );
+    let m = next_message(&mut events).await;
+    assert_eq!((m.event.as_str(), m.data), ("after", json!("still here")));
+    stays_connected(&mut events, Duration::from_millis(300)).await;
+}
+
 /// A server that answers every `authenticate` with `connected` and closes at once (1012),
 /// until connection number `stays_from` (0-based), which it keeps open. Returns its URL and
 /// a counter of the connections it answered.

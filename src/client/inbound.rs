@@ -38,14 +38,26 @@ impl Task {
         let name = msg.event.clone()?;
         match (name.as_str(), session) {
             (event::ENCRYPTED, Some(session)) => {
-                let inner = msg
+                // The plaintext (a room key grant's secret, say) is wiped once parsed.
+                let Some(plaintext) = msg
                     .data
                     .and_then(|d| serde_json::from_value::<EncryptedPayload>(d).ok())
-                    // The plaintext (a room key grant's secret, say) is wiped once parsed.
                     .and_then(|p| session.open(&p).ok().map(Zeroizing::new))
-                    .and_then(|pt| serde_json::from_slice::<Inbound>(&pt).ok())
-                    .filter(|i| i.event.is_some());
-                match inner {
+                else {
+                    return Some(Event::DecryptFailed {
+                        frame_len: text.len(),
+                    });
+                };
+                // A record that opened is the server's own: what it holds may still be more
+                // than this client can parse (JSON nested deeper than 128 levels, which a
+                // worker can publish), and is then skipped like any unparseable frame; the
+                // session is intact.
+                let Ok(inner) = serde_json::from_slice::<Inbound>(&plaintext) else {
+                    return Some(Event::ServerError {
+                        message: UNPARSEABLE.into(),
+                    });
+                };
+                match Some(inner).filter(|i| i.event.is_some()) {
                     Some(mut inner) if inner.event.as_deref() == Some(event::ROOM_KEY) => {
                         match grant(room_keys.as_mut(), inner.data.as_mut()) {
                             Some(()) => None,
