@@ -318,6 +318,28 @@ async fn keepalive_pings_do_not_reconnect_a_healthy_bus() {
     b.stop().await;
 }
 
+/// A hung Redis (stopped, not gone: it still completes TCP handshakes) counts as one outage:
+/// a connection counts as made only once Redis answers on it, so the bus's reconnections
+/// are one per connection (publisher and subscriber) however many attempts the hang took.
+#[tokio::test]
+async fn a_hung_redis_counts_one_reconnection_per_connection() {
+    let redis = RedisServer::start().await;
+    let config = bus_config(&redis, SubscriptionMode::Interest)
+        .ping_interval(Duration::from_millis(100))
+        .response_timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300));
+    let a = node_with(config).await;
+    redis.pause();
+    wait_for(|| !a.server.bus_status().connected).await;
+    // Several attempts at the backoff's pace (20-300 ms) while Redis does not answer.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.resume();
+    wait_for(|| a.server.bus_status().connected).await;
+    let stats = a.server.bus_stats().expect("the Redis bus keeps stats");
+    assert!(stats.reconnects <= 2, "one per connection: {stats:?}");
+    a.stop().await;
+}
+
 /// Domain code written once against `Publish` runs unchanged on a server handle and on an
 /// emitter, directly or through an `EventService` over `dyn Publish`.
 async fn notify_order(p: &impl Publish, id: u64) -> sealwire::Receipt {

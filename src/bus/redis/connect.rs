@@ -47,7 +47,16 @@ pub(crate) async fn connect_publisher(
     response: Duration,
 ) -> redis::RedisResult<MultiplexedConnection> {
     let config = conn_config(connect, response);
-    let fut = client.get_multiplexed_async_connection_with_config(&config);
+    let fut = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        // A connection is not an answer: a hung Redis (stopped, or behind a dead path)
+        // still completes the TCP handshake, and one that wants a password accepts the
+        // connection and refuses the first command (NOAUTH).
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok(conn)
+    };
     match tokio::time::timeout(connect + response, fut).await {
         Ok(r) => r,
         Err(_) => Err(redis::RedisError::from(std::io::Error::new(

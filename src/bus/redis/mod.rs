@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -81,9 +81,10 @@ struct Inner {
     stats: Stats,
     interest: Mutex<InterestState>,
     interest_changed: Notify,
-    /// Raised by the subscriber when its connection fails: the publisher's connection to the
-    /// same Redis is most likely dead too, so it reconnects before the next publish.
-    publisher_reset: Notify,
+    /// Counts the subscriber's connection failures: the publisher's connection to the
+    /// same Redis is most likely dead too, so it reconnects before the next publish (unless
+    /// it connected since).
+    publisher_reset: watch::Sender<u64>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     encrypted: bool,
@@ -159,7 +160,7 @@ impl RedisBus {
             stats: Stats::default(),
             interest: Mutex::new(InterestState::default()),
             interest_changed: Notify::new(),
-            publisher_reset: Notify::new(),
+            publisher_reset: watch::Sender::new(0),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             encrypted,
@@ -254,15 +255,12 @@ impl Bus for RedisBus {
             let (sub, publ) = loop {
                 let attempt = async {
                     let s = connect_subscriber(&inner.client, inner.connect_timeout).await?;
-                    let mut p = connect_publisher(
+                    let p = connect_publisher(
                         &inner.client,
                         inner.connect_timeout,
                         inner.response_timeout,
                     )
                     .await?;
-                    // Connecting is not logging in: without a password Redis accepts the
-                    // connection and refuses the first command (NOAUTH).
-                    redis::cmd("PING").query_async::<()>(&mut p).await?;
                     Ok::<_, redis::RedisError>((s, p))
                 };
                 match attempt.await {

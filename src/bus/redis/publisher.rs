@@ -85,6 +85,9 @@ impl Inner {
         mut sealer: Option<Sealer>,
     ) {
         let mut conn = Some(first);
+        // The subscriber's failures: a new connection has seen those before it.
+        let mut reset = self.publisher_reset.subscribe();
+        reset.borrow_and_update();
         let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
         let mut pending: VecDeque<Queued> = VecDeque::new();
         let mut closing = false;
@@ -117,6 +120,8 @@ impl Inner {
                         // Reconnections, not attempts: an outage counts once.
                         self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                         backoff.reset();
+                        // A failure of the subscriber's before now is not this connection's.
+                        reset.borrow_and_update();
                         conn = Some(c);
                         alive_at = Instant::now();
                         self.set_up(&self.pub_up, "publisher");
@@ -136,7 +141,7 @@ impl Inner {
                         Some(q) => pending.push_back(q),
                         None => closing = true,
                     },
-                    () = self.publisher_reset.notified() => {
+                    Ok(()) = reset.changed() => {
                         self.set_down(&self.pub_up, "publisher: connection lost".to_owned());
                         conn = None;
                         continue;

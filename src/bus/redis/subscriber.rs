@@ -90,7 +90,7 @@ impl Inner {
                         Some(e) => {
                             self.set_down(&self.sub_up, format!("subscriber: {e}"));
                             self.confirm(None);
-                            self.publisher_reset.notify_one();
+                            self.publisher_reset.send_modify(|n| *n += 1);
                         }
                     }
                 }
