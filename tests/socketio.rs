@@ -2669,7 +2669,9 @@ async fn a_burst_larger_than_the_engine_io_buffer_reaches_a_reading_client() {
 
 /// A client that stops reading is still closed as a slow consumer: once engine.io's buffer
 /// and the socket's held message are full, the backlog fills the connection's outbox, whose
-/// bound closes it, and the server lets go of it.
+/// bound closes it, and the server lets go of it. Its transport ends, without a namespace
+/// disconnect (`41`), which a plain socket.io-client would take as final: it reconnects, as
+/// after a shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socketio_client_that_stops_reading_is_closed_as_a_slow_consumer() {
     let mut config = base_config();
@@ -2697,7 +2699,17 @@ async fn a_socketio_client_that_stops_reading_is_closed_as_a_slow_consumer() {
         tokio::task::yield_now().await;
     }
     wait_for(|| server.server.clients().is_empty()).await;
-    drop(ws);
+    let mut ws = ws;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(frame)) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = frame {
+                assert!(!t.starts_with("41"), "a namespace disconnect: {t}");
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the transport ends");
     server.stop().await;
 }
 

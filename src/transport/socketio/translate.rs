@@ -37,8 +37,9 @@ pub(super) enum Action<'a> {
         /// Why a client that never authenticated was refused.
         unauthenticated: Option<String>,
     },
-    /// The server shuts down (1001): end the socket's transport rather than disconnect it
-    /// from the namespace, which a plain socket.io-client would take as final.
+    /// The server shuts down (1001), or the client fell behind (4005): end the socket's
+    /// transport rather than disconnect it from the namespace, which a plain socket.io-client
+    /// would take as final.
     GoAway,
     /// Nothing to emit.
     Skip,
@@ -91,7 +92,8 @@ impl Translator {
     pub(super) fn translate<'a>(&mut self, msg: &'a Outgoing) -> Action<'a> {
         match msg {
             Outgoing::Text(text) => self.text(text.as_str()),
-            Outgoing::Close(CloseCode::GoingAway) => Action::GoAway,
+            // The client is to come back: a shutdown, or a client that fell behind.
+            Outgoing::Close(CloseCode::GoingAway | CloseCode::SlowConsumer) => Action::GoAway,
             // A plaintext socket whose session ran out learns why (as IGNIS words a refusal);
             // an encrypted one gets no plaintext event, ever.
             Outgoing::Close(CloseCode::SessionExpired) if self.authenticated => {
@@ -294,10 +296,15 @@ mod tests {
         }
         // Other closes of an authenticated socket: no event.
         assert!(matches!(
-            t.translate(&Outgoing::Close(CloseCode::SlowConsumer)),
+            t.translate(&Outgoing::Close(CloseCode::HeartbeatTimeout)),
             Action::Disconnect {
                 unauthenticated: None
             }
+        ));
+        // A slow consumer is to come back, as after a shutdown: its transport ends.
+        assert!(matches!(
+            t.translate(&Outgoing::Close(CloseCode::SlowConsumer)),
+            Action::GoAway
         ));
         // An encrypted socket gets no plaintext event.
         let mut sealed = Translator::default();
