@@ -66,17 +66,12 @@ impl Task {
                             }),
                         }
                     }
-                    Some(inner) => Some(
-                        self.track(&inner)
-                            .or_else(|| {
-                                lifecycle_event(
-                                    inner.event.as_deref()?,
-                                    inner.data.as_ref(),
-                                    lifetime,
-                                )
-                            })
-                            .unwrap_or_else(|| app_event(inner, true, raw)),
-                    ),
+                    Some(inner) => self
+                        .track(&inner)
+                        .or_else(|| {
+                            lifecycle_event(inner.event.as_deref()?, inner.data.as_ref(), lifetime)
+                        })
+                        .or_else(|| app_event(inner, true, raw)),
                     None => Some(Event::DecryptFailed {
                         frame_len: text.len(),
                     }),
@@ -84,10 +79,7 @@ impl Task {
             }
             (event::ROOM_ENCRYPTED, Some(_)) => {
                 match open_room(room_keys.as_mut(), msg.data.as_ref()) {
-                    Some(inner) => Some(
-                        self.track(&inner)
-                            .unwrap_or_else(|| app_event(inner, true, raw)),
-                    ),
+                    Some(inner) => self.track(&inner).or_else(|| app_event(inner, true, raw)),
                     None => Some(Event::DecryptFailed {
                         frame_len: text.len(),
                     }),
@@ -97,11 +89,10 @@ impl Task {
                 frame_len: text.len(),
             }),
             (_, Some(_)) => Some(Event::PlaintextRejected { event: name }),
-            (_, None) => Some(
-                self.track(&msg)
-                    .or_else(|| lifecycle_event(&name, msg.data.as_ref(), lifetime))
-                    .unwrap_or_else(|| app_event(msg, false, raw)),
-            ),
+            (_, None) => self
+                .track(&msg)
+                .or_else(|| lifecycle_event(&name, msg.data.as_ref(), lifetime))
+                .or_else(|| app_event(msg, false, raw)),
         }
     }
 }
@@ -120,15 +111,13 @@ impl Task {
     ) -> Option<Event> {
         session.as_ref()?;
         let inner = open_binary_room(keyring.and_then(Option::as_mut), bytes);
-        Some(match inner {
+        match inner {
             // The raw frame is text only: a binary record carries none.
-            Some(inner) => self
-                .track(&inner)
-                .unwrap_or_else(|| app_event(inner, true, None)),
-            None => Event::DecryptFailed {
+            Some(inner) => self.track(&inner).or_else(|| app_event(inner, true, None)),
+            None => Some(Event::DecryptFailed {
                 frame_len: bytes.len(),
-            },
-        })
+            }),
+        }
     }
 }
 
@@ -210,19 +199,26 @@ fn lifecycle_event(name: &str, data: Option<&Value>, lifetime: &mut Lifetime) ->
     }
 }
 
-fn app_event(inbound: Inbound, encrypted: bool, raw: Option<String>) -> Event {
+/// The application's event for a frame the protocol did not take; `None` for one of the
+/// protocol's own events out of place (a second `connected`, a `recovered` this client did
+/// not ask for): a server never lets an application send those, so they are no message.
+fn app_event(inbound: Inbound, encrypted: bool, raw: Option<String>) -> Option<Event> {
     let event = inbound.event.unwrap_or_default();
     if event == event::ERROR {
         let message = error_message(inbound.data.as_ref()).unwrap_or_default();
-        return Event::ServerError { message };
+        return Some(Event::ServerError { message });
     }
-    Event::Message(Message {
+    if event::RESERVED_OUTBOUND.contains(&event.as_str()) {
+        tracing::debug!(event, "protocol event out of place; ignored");
+        return None;
+    }
+    Some(Event::Message(Message {
         event,
         data: inbound.data.unwrap_or(Value::Null),
         encrypted,
         raw,
         position: inbound.stream.zip(inbound.offset),
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@ use crate::protocol::parse_iso8601;
 const REFRESH_AT: f64 = 0.8;
 /// After a failed refresh, try again only if at least this much of the session is left.
 pub(super) const MIN_RETRY_LEFT: Duration = Duration::from_secs(1);
+/// The soonest a refresh follows the answer to the last one: a server that grants sessions
+/// with no time left cannot make the client ask its token provider in a loop.
+const MIN_REFRESH_DELAY: Duration = Duration::from_secs(1);
 
 /// How long a session has left: `expiresAt − time`, both read from the server's clock
 /// (`None`: it does not expire, or a timestamp does not parse).
@@ -53,7 +56,7 @@ impl Lifetime {
         self.deadline = left.and_then(|l| now.checked_add(l));
         self.refresh_at = left
             .filter(|_| self.refreshes)
-            .and_then(|l| now.checked_add(l.mul_f64(REFRESH_AT)));
+            .and_then(|l| now.checked_add(l.mul_f64(REFRESH_AT).max(MIN_REFRESH_DELAY)));
     }
 
     /// A refresh failed (the token provider, or the server's `Refresh failed`): tries again
@@ -105,6 +108,17 @@ mod tests {
         assert_eq!(
             session_left("not a time", Some("2026-01-01T00:00:00.000Z")),
             None
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_granted_with_no_time_left_is_not_refreshed_in_a_loop() {
+        let mut lifetime = Lifetime::new(Some(Duration::from_secs(10)), true);
+        due(&mut lifetime).await;
+        lifetime.renewed(Some(Duration::ZERO));
+        assert_eq!(
+            lifetime.next_refresh(),
+            Some(Instant::now() + MIN_REFRESH_DELAY)
         );
     }
 

@@ -48,6 +48,18 @@ const RESERVED = new Set([
   ROOM_KEY_EVENT,
   ROOM_ENCRYPTED_EVENT,
 ]);
+/** The protocol's own events from the server: never an application's message (a server
+ * does not let an application send one), so one out of place is ignored. */
+const PROTOCOL_OUTBOUND = new Set([
+  "authenticate",
+  "connected",
+  "encrypted",
+  "hello",
+  "refreshed",
+  "recovered",
+  ROOM_KEY_EVENT,
+  ROOM_ENCRYPTED_EVENT,
+]);
 /** The server's answer to a refused `refresh` (docs/PROTOCOL.md section 11). */
 const REFRESH_FAILED = "Refresh failed";
 /** After a failed automatic refresh, try again only if at least this much lifetime is left. */
@@ -934,7 +946,10 @@ export class SealwireClient {
     conn.deadline = lifetime === null ? null : Date.now() + lifetime;
     // A fixed token cannot renew anything: only a provider gives fresh ones.
     if (lifetime === null || !this.options.autoRefresh || typeof this.options.token !== "function") return;
-    this.armRefresh(conn, Date.now() + Math.floor(lifetime * this.options.refreshAt));
+    // Never sooner than a second after the last answer: a server that grants sessions with no
+    // time left cannot make the client ask its token provider in a loop.
+    const delay = Math.max(MIN_RETRY_LIFETIME_MS, Math.floor(lifetime * this.options.refreshAt));
+    this.armRefresh(conn, Date.now() + delay);
   }
 
   /** Runs `autoRefresh` at `due` (ms since the epoch), in steps a timer can take. */
@@ -1029,6 +1044,8 @@ export class SealwireClient {
       this.emit("recovered", { streams });
       return;
     }
+    // A second `connected`, a `recovered` this client did not ask for: no application data.
+    if (PROTOCOL_OUTBOUND.has(frame.event)) return;
     const message = { event: frame.event, data: frame.data ?? null, encrypted };
     if (this.options.recover && typeof frame.stream === "string") {
       this.advance(frame.stream, frame.offset, frame.epoch);

@@ -429,6 +429,53 @@ test("refresh: scheduled at 80% of expiresAt − time from the server's clock, s
   c.close();
 });
 
+test("refresh: a server that grants no time left cannot make the client refresh in a loop", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.parse("2001-01-01T00:00:00Z") });
+  let calls = 0;
+  const provider = async () => `token-${++calls}`;
+  const net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0, expiresAt: plus(T0, 10_000) } }));
+    for (;;) {
+      const m = await hs.open(JSON.parse(await sock.recv()).data);
+      // Every refresh granted with expiresAt == time: nothing left.
+      if (m.event === "refresh") sock.push(await hs.seal({ event: "refreshed", data: { userId: "u", time: T0, expiresAt: T0 } }));
+    }
+  });
+  const { c, events } = client(t, net, { token: provider, heartbeatInterval: 1e9 });
+  await c.connect();
+  t.mock.timers.tick(8_000);
+  await until(() => events.filter((e) => e.type === "refreshed").length === 1, "the first refresh");
+  // The next one waits a second, however little the grant left.
+  t.mock.timers.tick(999);
+  await until(() => true);
+  assert.equal(events.filter((e) => e.type === "refreshed").length, 1);
+  t.mock.timers.tick(1);
+  await until(() => events.filter((e) => e.type === "refreshed").length === 2, "one more, a second later");
+  assert.equal(calls, 3, "connect and two refreshes");
+  c.close();
+  await until(() => events.some((e) => e.type === "disconnected"), "closed");
+});
+
+test("the protocol's own events out of place are no application messages", async (t) => {
+  const net = fakeNetwork(async (sock) => {
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "alice", time: T0 } }));
+    // A second connected naming another user, a recovered this client did not ask for.
+    sock.push(await hs.seal({ event: "connected", data: { id: "x", userId: "mallory", time: T0 } }));
+    sock.push(await hs.seal({ event: "recovered", data: "garbage" }));
+    sock.push(await hs.seal({ event: "news", data: 1 }));
+  });
+  const { c, events } = client(t, net, { heartbeatInterval: 1e9 });
+  await c.connect();
+  await until(() => events.some((e) => e.type === "message"), "the application's message");
+  assert.deepEqual(events.filter((e) => e.type === "message").map((e) => e.event), ["news"]);
+  assert.equal(events.filter((e) => e.type === "connected").length, 1);
+  assert.equal(c.connection.userId, "alice");
+  c.close();
+  await until(() => events.some((e) => e.type === "disconnected"), "closed");
+});
+
 test("refresh: a session of months is refreshed on time, past the longest timer delay", async (t) => {
   // setTimeout fires at once for delays above 2^31 − 1 ms (24.8 days): the refresh is armed in
   // steps instead.
