@@ -991,6 +991,37 @@ async fn sends_from_another_instance_reach_socketio_clients_through_redis() {
     b.stop().await;
 }
 
+/// A Socket.IO socket on `addr` whose connect is acknowledged and which sends nothing more
+/// (no `authenticate`); returns its connection and its `socket.id`.
+async fn unauthenticated_socket(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://{addr}/io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("upgrade");
+    ws.send(Message::text("40")).await.expect("connect");
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the acknowledgement in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = frame
+            && let Some(ack) = t.strip_prefix("40")
+        {
+            let ack: Value = serde_json::from_str(ack).expect("ack");
+            let sid = ack["sid"].as_str().expect("sid").to_owned();
+            return (ws, sid);
+        }
+    }
+}
+
 /// The room of a Socket.IO socket's `socket.id` is its client's alone on every instance: a
 /// client of another instance cannot join it (neither by a `join` nor through the admin API),
 /// so neither an IGNIS `send(socket.id)` made there nor an emitter's `to(socket.id)` reaches
@@ -1003,13 +1034,39 @@ async fn a_socket_id_room_cannot_be_joined_on_another_instance() {
     use sealwire::compat::IgnisSend as _;
     use sealwire::publish::Publish as _;
 
+    // For this long after Redis started, every socket-id shaped name counts as held: the
+    // checks below run once Redis is older, and one right after a restart.
+    const GRACE: Duration = Duration::from_secs(3);
     let mut redis = RedisServer::start().await;
     for mode in [SubscriptionMode::Interest, SubscriptionMode::Pattern] {
+        let mut info = redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        loop {
+            let server: String = ::redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut info)
+                .await
+                .expect("info");
+            let uptime = server
+                .lines()
+                .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .expect("uptime");
+            if uptime > GRACE.as_secs() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        drop(info);
         let node = |redis: &RedisServer| {
             let bus = RedisBus::new(
                 RedisBusConfig::new(redis.url())
                     .mode(mode)
-                    .backoff(Duration::from_millis(20), Duration::from_millis(300)),
+                    .backoff(Duration::from_millis(20), Duration::from_millis(300))
+                    .restart_grace(GRACE),
             )
             .expect("bus");
             start_sio(
@@ -1089,9 +1146,36 @@ async fn a_socket_id_room_cannot_be_joined_on_another_instance() {
             .expect("marker");
         let next = attacker.recv_json().await;
         assert_eq!(next["event"], "marker", "{mode:?}: {next}");
-        // A Redis restarted without its data gets the name again once the bus is back.
+        // A socket connected but not yet authenticated: its `socket.id` is reserved before
+        // the acknowledgement tells the client what it is.
+        let (mut pending, pending_sid) = unauthenticated_socket(b.addr).await;
+        let early = reqwest::Client::new()
+            .post(a.http(&format!("/socket/client/{attacker_id}/join")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"rooms": [pending_sid]}))
+            .send()
+            .await
+            .expect("admin join");
+        assert_eq!(early.status(), 400, "{mode:?}: before authenticate");
+        let _ = pending.close(None).await;
+        // A Redis restarted without its data gets the name again once the bus is back; until
+        // every instance has had the time to write its names again, every socket-id shaped
+        // name counts as held.
         drop(conn);
         redis.restart().await;
+        wait_for(|| a.server.bus_status().connected).await;
+        let after_restart = reqwest::Client::new()
+            .post(a.http(&format!("/socket/client/{attacker_id}/join")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"rooms": ["Zz0123456789-_aB"]}))
+            .send()
+            .await
+            .expect("admin join");
+        assert_eq!(
+            after_restart.status(),
+            400,
+            "{mode:?}: just after a restart"
+        );
         let mut conn = redis
             .client()
             .get_multiplexed_async_connection()

@@ -97,6 +97,12 @@ pub struct RedisBusConfig {
     /// Backplane encryption key; `None` (the default) publishes plaintext, IGNIS-compatible
     /// envelopes.
     pub bus_key: Option<BusKey>,
+    /// For how long after Redis (re)started every Socket.IO `socket.id`-shaped room name
+    /// counts as another client's ([`Bus::names_in_use`](crate::server::Bus::names_in_use)):
+    /// a Redis that restarted without its data lost the names, and each instance writes its
+    /// own again once it has reconnected. Longer than `backoff_max` plus a reconnection.
+    /// Defaults to 30 s.
+    pub restart_grace: Duration,
 }
 
 impl Default for RedisBusConfig {
@@ -114,6 +120,7 @@ impl Default for RedisBusConfig {
             publish_queue: 65_536,
             publish_max_age: Duration::from_secs(5),
             bus_key: None,
+            restart_grace: Duration::from_secs(30),
         }
     }
 }
@@ -175,6 +182,13 @@ impl RedisBusConfig {
     #[must_use]
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval;
+        self
+    }
+
+    /// Sets [`RedisBusConfig::restart_grace`].
+    #[must_use]
+    pub fn restart_grace(mut self, grace: Duration) -> Self {
+        self.restart_grace = grace;
         self
     }
 

@@ -238,6 +238,21 @@ pub trait Bus: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(HashSet::new())))
     }
 
+    /// Reserves `name`, the `socket.id` of a Socket.IO socket of this instance, for every
+    /// instance: once this resolves, [`Bus::names_in_use`] answers it on each, until
+    /// [`Bus::release_name`]. The Socket.IO door waits for it before it acknowledges the
+    /// socket's connect, so the name is reserved before anyone but the server knows it. The
+    /// default (a single instance) has nothing to do.
+    ///
+    /// # Errors
+    /// [`BusError`] when the backend cannot take it now (it is then written when it can).
+    fn reserve_name(&self, _name: &str) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Gives up a name [`Bus::reserve_name`] reserved (its socket is gone).
+    fn release_name(&self, _name: &str) {}
+
     /// Current health.
     fn status(&self) -> BusStatus;
 
@@ -358,6 +373,15 @@ impl Bus for LocalBus {
             }
             _ => {}
         }
+    }
+
+    fn reserve_name(&self, name: &str) -> BoxFuture<'_, Result<(), BusError>> {
+        lock(&self.hub.names).insert(name.to_owned());
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn release_name(&self, name: &str) {
+        lock(&self.hub.names).remove(name);
     }
 
     fn names_in_use(&self, names: Vec<String>) -> BoxFuture<'_, Result<HashSet<String>, BusError>> {

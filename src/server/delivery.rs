@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
@@ -144,6 +145,9 @@ impl Server {
         }
     }
 }
+
+/// The longest a Socket.IO connect waits for its `socket.id` to be reserved on every instance.
+const RESERVE_WITHIN: Duration = Duration::from_secs(2);
 
 impl Server {
     /// Where an IGNIS `send(destination, ..)` routes `destination` from this instance: no
@@ -366,6 +370,33 @@ impl Server {
             let id = reg.canonical(client_id)?;
             Some(reg.join(&id, valid, max, changes))
         })
+    }
+
+    /// Reserves a Socket.IO socket's `socket.id` on every instance ([`Bus::reserve_name`]),
+    /// waiting at most [`RESERVE_WITHIN`]: a bus that cannot take it now writes it when it
+    /// can, and meanwhile other instances refuse socket-id shaped joins anyway (their check
+    /// fails too).
+    ///
+    /// [`Bus::reserve_name`]: super::Bus::reserve_name
+    #[cfg_attr(not(feature = "socketio"), allow(dead_code))] // only the Socket.IO door names one
+    pub(crate) fn reserve_socket_id(
+        &self,
+        sid: &str,
+    ) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let (bus, sid) = (Arc::clone(&self.0.bus), sid.to_owned());
+        async move {
+            match tokio::time::timeout(RESERVE_WITHIN, bus.reserve_name(&sid)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "socket id not reserved yet"),
+                Err(_) => tracing::debug!("socket id not reserved in time"),
+            }
+        }
+    }
+
+    /// Gives up a socket's `socket.id` ([`Self::reserve_socket_id`]): the socket is gone.
+    #[cfg_attr(not(feature = "socketio"), allow(dead_code))]
+    pub(crate) fn release_socket_id(&self, sid: &str) {
+        self.0.bus.release_name(sid);
     }
 
     /// The names of `rooms` that a client holds as a name of its own on any instance (a

@@ -133,7 +133,7 @@ impl RedisBus {
         };
         let history_key = opener_key.as_ref().map(BusKey::duplicate);
         let timeouts = (config.connect_timeout, config.response_timeout);
-        let socket_ids = SocketIds::new(client.clone(), timeouts);
+        let socket_ids = SocketIds::new(client.clone(), timeouts, config.restart_grace);
         Ok(Self(Arc::new(Inner {
             client,
             url_redacted,
@@ -378,6 +378,25 @@ impl Bus for RedisBus {
             }
             self.0.interest_changed.notify_one();
         }
+    }
+
+    fn reserve_name(&self, name: &str) -> BoxFuture<'_, Result<(), BusError>> {
+        let name = name.to_owned();
+        Box::pin(async move {
+            self.0
+                .socket_ids
+                .reserve(&name)
+                .await
+                .map_err(|e| BusError::Unreachable {
+                    backend: "Redis",
+                    url: self.0.url_redacted.clone(),
+                    reason: e.to_string(),
+                })
+        })
+    }
+
+    fn release_name(&self, name: &str) {
+        self.0.socket_ids.release(name);
     }
 
     fn names_in_use(&self, names: Vec<String>) -> BoxFuture<'_, Result<HashSet<String>, BusError>> {

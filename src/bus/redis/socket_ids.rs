@@ -1,8 +1,9 @@
 //! The Socket.IO `socket.id`s this instance's clients hold, reserved in Redis so that every
 //! instance can answer [`Bus::names_in_use`](crate::server::Bus::names_in_use).
 //!
-//! A held name is the key `sealwire:socket-id:{name}`, which lives [`TTL`] and is written
-//! again every [`REFRESH`] while the name is held, and deleted when it goes: the names of an
+//! A held name is the key `sealwire:socket-id:{name}`, written before its socket's connect is
+//! acknowledged ([`SocketIds::reserve`]), which lives [`TTL`] and is written again every
+//! [`REFRESH`] while the name is held, and deleted when it goes: the names of an
 //! instance that died expire on their own, and all are written again when Redis comes back
 //! from an outage (it may have restarted without them). One task writes (pipelined, retried
 //! with backoff while Redis is away); a check reads the keys on a connection of its own.
@@ -36,6 +37,8 @@ pub(super) struct SocketIds {
     config: ConnectionManagerConfig,
     /// Made on first use (making one needs the runtime, which the bus's constructor does not).
     conn: OnceCell<ConnectionManager>,
+    /// [`RedisBusConfig::restart_grace`](crate::bus::RedisBusConfig::restart_grace).
+    restart_grace: Duration,
     pending: Mutex<Pending>,
     changed: Notify,
 }
@@ -49,7 +52,11 @@ struct Pending {
 
 impl SocketIds {
     /// Connects to `client` on first use, with the bus's timeouts.
-    pub(super) fn new(client: redis::Client, (connect, response): (Duration, Duration)) -> Self {
+    pub(super) fn new(
+        client: redis::Client,
+        (connect, response): (Duration, Duration),
+        restart_grace: Duration,
+    ) -> Self {
         Self {
             client,
             config: ConnectionManagerConfig::new()
@@ -57,6 +64,7 @@ impl SocketIds {
                 .set_response_timeout(Some(response))
                 .set_number_of_retries(1),
             conn: OnceCell::new(),
+            restart_grace,
             pending: Mutex::new(Pending::default()),
             changed: Notify::new(),
         }
@@ -70,6 +78,45 @@ impl SocketIds {
             })
             .await
             .cloned()
+    }
+
+    /// Reserves `name` now (a `SET`); on a failure the writer task tries again.
+    pub(super) async fn reserve(&self, name: &str) -> redis::RedisResult<()> {
+        {
+            let mut p = lock(&self.pending);
+            p.held.insert(name.to_owned());
+            p.delete.remove(name);
+        }
+        let written = async {
+            let mut conn = self.connection().await?;
+            redis::cmd("SET")
+                .arg(key(name))
+                .arg(1)
+                .arg("EX")
+                .arg(TTL.as_secs())
+                .query_async::<()>(&mut conn)
+                .await
+        }
+        .await;
+        if written.is_err() {
+            let mut p = lock(&self.pending);
+            if p.held.contains(name) {
+                p.set.insert(name.to_owned());
+            }
+            drop(p);
+            self.changed.notify_one();
+        }
+        written
+    }
+
+    /// Gives `name` up (a `DEL`, by the writer task).
+    pub(super) fn release(&self, name: &str) {
+        let mut p = lock(&self.pending);
+        p.held.remove(name);
+        p.set.remove(name);
+        p.delete.insert(name.to_owned());
+        drop(p);
+        self.changed.notify_one();
     }
 
     /// Takes note of a client name gained or lost here (socket-id shaped ones only).
@@ -104,16 +151,31 @@ impl SocketIds {
         self.changed.notify_one();
     }
 
-    /// Which of `names` some instance holds (its key exists).
+    /// Which of `names` some instance holds (its key exists). All of them while Redis has
+    /// been up for less than `restart_grace`: a Redis that restarted without its data has
+    /// lost the keys, and each instance writes its names again only once it has reconnected.
     pub(super) async fn in_use(&self, names: Vec<String>) -> redis::RedisResult<HashSet<String>> {
         if names.is_empty() {
             return Ok(HashSet::new());
+        }
+        let mut conn = self.connection().await?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
+        let uptime = info
+            .lines()
+            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if Duration::from_secs(uptime) < self.restart_grace {
+            return Ok(names.into_iter().collect());
         }
         let mut pipe = redis::pipe();
         for name in &names {
             pipe.exists(key(name));
         }
-        let exists: Vec<bool> = pipe.query_async(&mut self.connection().await?).await?;
+        let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
         Ok(names
             .into_iter()
             .zip(exists)

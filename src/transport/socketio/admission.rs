@@ -118,6 +118,7 @@ impl Admission {
     /// WebSocket connection ends, or for a polling session until it is forgotten (engine.io
     /// ended it by then), so that sessions left behind cannot exceed the connection limits.
     pub(super) fn left(self: &Arc<Self>, sid: Sid, slot: Option<ConnectionSlot>) {
+        self.server.release_socket_id(sid.as_str());
         let holds = slot.is_some();
         let Some((close, slot)) = self.departed().left(sid, slot, Instant::now()) else {
             if holds {

@@ -42,6 +42,7 @@ mod tunnel;
 use std::sync::Arc;
 
 use axum::Router;
+use futures_util::future::Either;
 use serde_json::Value;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler as _;
@@ -140,15 +141,21 @@ pub fn router(server: Server, config: SocketIoConfig) -> Router {
         // is leaving (`41` just before), having its deferred removal take the new one out of
         // the namespace. Refused with a `connect_error`; a connected socket carries on.
         if io.get_socket(socket.id).is_some() {
-            return std::future::ready(Err(ALREADY_CONNECTED));
+            return Either::Left(std::future::ready(Err(ALREADY_CONNECTED)));
         }
         // A session whose socket left is ending (`departed.rs`): no socket again on it.
         if ns_admission.has_left(socket.id) {
-            return std::future::ready(Err(SESSION_CLOSED));
+            return Either::Left(std::future::ready(Err(SESSION_CLOSED)));
         }
         let setup = bridge::connect(&server, &ns_config, &ns_admission, io, &socket, auth.ok());
         socket.extensions.insert(setup);
-        std::future::ready(Ok(()))
+        // The `socket.id` is reserved on every instance before the acknowledgement tells the
+        // client (and so anyone) what it is: no client anywhere can join its room first.
+        let reserved = server.reserve_socket_id(socket.id.as_str());
+        Either::Right(async move {
+            reserved.await;
+            Ok(())
+        })
     };
     let opened = Arc::clone(&admission);
     let connected = move |socket: SocketRef| {
