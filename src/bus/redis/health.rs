@@ -22,6 +22,9 @@ pub(super) struct Stats {
     pub(super) received: AtomicU64,
     pub(super) rejected: AtomicU64,
     pub(super) reconnects: AtomicU64,
+    /// Round trips Redis answered on the publisher's connection (pings, batches): proof
+    /// that it answers, for the history store's [`super::reach`].
+    pub(super) answered: AtomicU64,
 }
 
 impl Inner {

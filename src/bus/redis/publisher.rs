@@ -206,6 +206,7 @@ impl Inner {
                 Ok(()) => {
                     alive_at = Instant::now();
                     self.stats.published.fetch_add(n, Ordering::Relaxed);
+                    self.stats.answered.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     // The batch may or may not have reached Redis: it is not retried
@@ -236,11 +237,15 @@ impl Inner {
 
     /// One `PING` round trip on the publisher's connection.
     async fn ping(&self, c: &mut MultiplexedConnection) -> Result<String, String> {
-        timed(
+        let pong = timed(
             self.response_timeout,
             redis::cmd("PING").query_async::<String>(c),
         )
-        .await
+        .await;
+        if pong.is_ok() {
+            self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        }
+        pong
     }
 
     fn count_failed(&self, n: usize) {

@@ -1,10 +1,12 @@
 //! Whether the history store tries Redis at all. After one of its commands found Redis
-//! unreachable (a refused connection, no answer in time) while the bus, too, has lost Redis,
-//! it does not try again until the bus is connected again: a publication then goes out live
-//! only at once, and a recovery is answered `recovered: false` at once, instead of each one
-//! waiting out a connect or response timeout while Redis is away or hung. A failure the bus
-//! does not share (the store's connection alone), and a bus whose subscription alone is down
-//! (Redis reachable, the store's commands succeed), hold nothing back.
+//! unreachable (a refused connection, no answer in time), it does not try again until there
+//! is proof that Redis answers: the bus reconnected, or Redis answered the bus's publisher (a
+//! ping, a batch of publications; a publication the store refused goes out through it). A
+//! publication then goes out live only at once, and a recovery is answered
+//! `recovered: false` at once, instead of each one waiting out a connect or response timeout
+//! while Redis is away or hung: only the command that found out waits. A bus whose
+//! subscription alone is down (Redis reachable, the store's commands succeed) holds nothing
+//! back.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,8 +16,9 @@ use crate::server::HistoryError;
 
 pub(super) struct Reachability {
     bus: Arc<Inner>,
-    /// The bus's reconnections when a command last found Redis unreachable.
-    failed: Mutex<Option<u64>>,
+    /// The bus's reconnections and answered round trips when a command last found Redis
+    /// unreachable.
+    failed: Mutex<Option<(u64, u64)>>,
 }
 
 impl Reachability {
@@ -29,12 +32,10 @@ impl Reachability {
     /// `Err` (nothing was sent, so nothing was kept) when Redis is not to be tried now.
     pub(super) fn check(&self) -> Result<(), HistoryError> {
         let mut failed = lock(&self.failed);
-        let Some(reconnects) = *failed else {
+        let Some(then) = *failed else {
             return Ok(());
         };
-        let bus_connected =
-            self.bus.sub_up.load(Ordering::Acquire) && self.bus.pub_up.load(Ordering::Acquire);
-        if !bus_connected && reconnects == self.reconnects() {
+        if then == self.progress() {
             return Err(HistoryError::Refused("Redis is unreachable".to_owned()));
         }
         *failed = None;
@@ -48,11 +49,16 @@ impl Reachability {
             || e.is_connection_dropped()
             || e.is_connection_refusal()
         {
-            *lock(&self.failed) = Some(self.reconnects());
+            *lock(&self.failed) = Some(self.progress());
         }
     }
 
-    fn reconnects(&self) -> u64 {
-        self.bus.stats.reconnects.load(Ordering::Relaxed)
+    /// The bus's reconnections and the round trips Redis answered it.
+    fn progress(&self) -> (u64, u64) {
+        let stats = &self.bus.stats;
+        (
+            stats.reconnects.load(Ordering::Relaxed),
+            stats.answered.load(Ordering::Relaxed),
+        )
     }
 }
