@@ -675,21 +675,12 @@ async fn encryption_hardened_only_admits_only_sealed_logins() {
     assert!(status.success(), "{status:?}");
 }
 
-/// `--log-format json`: every log line is one JSON object, and debug logging of a full
-/// session (authentication, refusal, messages) never writes a token.
-#[tokio::test]
-async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
+/// Spawns `sealwire <args>` with `RUST_LOG=<level>` and its stderr kept; returns it and the
+/// URL it printed once listening.
+async fn logging(level: &str, args: &[&str]) -> (Child, String) {
     let mut child = sealwire()
-        .env("RUST_LOG", "sealwire=debug")
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--jwt-secret",
-            SECRET,
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .env("RUST_LOG", level)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -705,6 +696,40 @@ async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
             break url.trim().to_owned();
         }
     };
+    (child, url)
+}
+
+/// Stops a [`logging`] process with SIGTERM; returns what it logged.
+async fn logs_after_sigterm(child: Child) -> String {
+    let pid = child.id().expect("running");
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .expect("kill");
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `--log-format json`: every log line is one JSON object, and debug logging of a full
+/// session (authentication, refusal, messages) never writes a token.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
+    let (child, url) = logging(
+        "sealwire=debug",
+        &[
+            "--log-format",
+            "json",
+            "serve",
+            "--jwt-secret",
+            SECRET,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
     let good = jwt(&json!({"sub": "user-7", "exp": now() + 600}));
     let expired = jwt(&json!({"sub": "user-8", "exp": now() - 3600}));
     let (client, _events) = sealwire::client::Client::builder(url.as_str())
@@ -718,16 +743,7 @@ async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
         .send_json(&json!({"event": "authenticate", "data": {"token": expired}}))
         .await;
     assert_eq!(refused.expect_close().await, Some(4003));
-    let pid = child.id().expect("running");
-    std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .expect("kill");
-    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    let logs = String::from_utf8_lossy(&output.stderr);
+    let logs = logs_after_sigterm(child).await;
     let mut lines = 0;
     for line in logs.lines() {
         let v: serde_json::Value =
@@ -755,24 +771,11 @@ async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
 /// payload stay out of the logs, while sealwire's own debug logging still runs.
 #[tokio::test]
 async fn trace_logging_keeps_tokens_and_payloads_out_of_the_logs() {
-    let mut child = sealwire()
-        .env("RUST_LOG", "trace")
-        .args(["serve", "--jwt-secret", SECRET, "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sealwire");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), out.next_line())
-            .await
-            .expect("listening in time")
-            .expect("read")
-            .expect("sealwire exited early");
-        if let Some(url) = line.strip_prefix("sealwire listening on ") {
-            break url.trim().to_owned();
-        }
-    };
+    let (child, url) = logging(
+        "trace",
+        &["serve", "--jwt-secret", SECRET, "--listen", "127.0.0.1:0"],
+    )
+    .await;
     let ws_token = jwt(&json!({"sub": "user-ws", "exp": now() + 600}));
     let mut plain = WsClient::connect(&url).await;
     plain
@@ -827,16 +830,7 @@ async fn trace_logging_keeps_tokens_and_payloads_out_of_the_logs() {
     }
     assert!(answer.contains("42[\"authenticated\""), "{answer}");
     drop(plain);
-    let pid = child.id().expect("running");
-    std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .expect("kill");
-    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    let logs = String::from_utf8_lossy(&output.stderr);
+    let logs = logs_after_sigterm(child).await;
     assert!(
         logs.contains("DEBUG sealwire"),
         "sealwire's own debug logs run: {logs}"

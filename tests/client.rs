@@ -413,13 +413,31 @@ async fn an_unparseable_message_in_a_sealed_record_does_not_end_the_session() {
     stays_connected(&mut events, Duration::from_millis(300)).await;
 }
 
+/// Accepts the next connection on `listener`, reads its `authenticate` and answers
+/// `connected` (client id `c<n>`, plaintext); `None` once the listener fails.
+async fn answer_connected(
+    listener: &tokio::net::TcpListener,
+    n: usize,
+) -> Option<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let (tcp, _) = listener.accept().await.ok()?;
+    let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+    let auth = ws.next().await.expect("frame").expect("ok");
+    assert!(auth.to_text().expect("text").contains("authenticate"));
+    let connected = json!({"event": "connected", "data": {
+        "id": format!("c{n}"), "userId": "u", "time": "2026-01-01T00:00:00Z"}});
+    ws.send(WsMessage::text(connected.to_string()))
+        .await
+        .expect("send");
+    Some(ws)
+}
+
 /// A server that answers every `authenticate` with `connected` and closes at once (1012),
 /// until connection number `stays_from` (0-based), which it keeps open. Returns its URL and
 /// a counter of the connections it answered.
 async fn flapping_server(stays_from: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use futures_util::{SinkExt, StreamExt};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio_tungstenite::tungstenite::Message as WsMessage;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -431,17 +449,9 @@ async fn flapping_server(stays_from: usize) -> (String, Arc<std::sync::atomic::A
     tokio::spawn(async move {
         let mut held = Vec::new();
         for n in 0.. {
-            let Ok((tcp, _)) = listener.accept().await else {
+            let Some(mut ws) = answer_connected(&listener, n).await else {
                 return;
             };
-            let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
-            let auth = ws.next().await.expect("frame").expect("ok");
-            assert!(auth.to_text().expect("text").contains("authenticate"));
-            let connected = json!({"event": "connected", "data": {
-                "id": format!("c{n}"), "userId": "u", "time": "2026-01-01T00:00:00Z"}});
-            ws.send(WsMessage::text(connected.to_string()))
-                .await
-                .expect("send");
             count.fetch_add(1, Ordering::SeqCst);
             if n >= stays_from {
                 held.push(ws);
@@ -522,9 +532,6 @@ async fn sessions_ending_right_after_connected_back_off_and_meet_max_attempts() 
 /// reports a network disconnect and reconnects.
 #[tokio::test]
 async fn a_silent_server_is_detected_and_the_client_reconnects() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message as WsMessage;
-
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -533,19 +540,10 @@ async fn a_silent_server_is_detected_and_the_client_reconnects() {
     let silent = tokio::spawn(async move {
         let mut held = Vec::new();
         for n in 0.. {
-            let Ok((tcp, _)) = listener.accept().await else {
+            // `connected`, then never read or write again: no pong ever goes back.
+            let Some(ws) = answer_connected(&listener, n).await else {
                 return;
             };
-            let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
-            // Read `authenticate`, answer `connected`, then never read or write again: no
-            // pong ever goes back.
-            let auth = ws.next().await.expect("frame").expect("ok");
-            assert!(auth.to_text().expect("text").contains("authenticate"));
-            let connected = json!({"event": "connected", "data": {
-                "id": format!("c{n}"), "userId": "u", "time": "2026-01-01T00:00:00Z"}});
-            ws.send(WsMessage::text(connected.to_string()))
-                .await
-                .expect("send");
             held.push(ws);
             let _ = accepted_tx.send(n);
         }

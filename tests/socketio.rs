@@ -1022,6 +1022,59 @@ async fn unauthenticated_socket(
     }
 }
 
+/// `POST /socket/client/{client}/join {rooms}` on `server`; its status.
+async fn admin_join(server: &TestServer, client: &str, rooms: Value) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(server.http(&format!("/socket/client/{client}/join")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "rooms": rooms }))
+        .send()
+        .await
+        .expect("admin join")
+        .status()
+}
+
+/// Whether `key` exists in `redis` within `tries` looks, 20 ms apart.
+#[cfg(feature = "redis")]
+async fn key_appears(redis: &common::redis::RedisServer, key: &str, tries: usize) -> bool {
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    for _ in 0..tries {
+        let exists = ::redis::cmd("EXISTS")
+            .arg(key)
+            .query_async::<bool>(&mut conn)
+            .await
+            .unwrap_or(false);
+        if exists {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// How long `redis` has been up (`INFO server`'s `uptime_in_seconds`).
+#[cfg(feature = "redis")]
+async fn redis_uptime_secs(redis: &common::redis::RedisServer) -> u64 {
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let info: String = ::redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await
+        .expect("info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("uptime")
+}
+
 /// The room of a Socket.IO socket's `socket.id` is its client's alone on every instance: a
 /// client of another instance cannot join it (neither by a `join` nor through the admin API),
 /// so neither an IGNIS `send(socket.id)` made there nor an emitter's `to(socket.id)` reaches
@@ -1039,28 +1092,9 @@ async fn a_socket_id_room_cannot_be_joined_on_another_instance() {
     const GRACE: Duration = Duration::from_secs(3);
     let mut redis = RedisServer::start().await;
     for mode in [SubscriptionMode::Interest, SubscriptionMode::Pattern] {
-        let mut info = redis
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        loop {
-            let server: String = ::redis::cmd("INFO")
-                .arg("server")
-                .query_async(&mut info)
-                .await
-                .expect("info");
-            let uptime = server
-                .lines()
-                .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .expect("uptime");
-            if uptime > GRACE.as_secs() {
-                break;
-            }
+        while redis_uptime_secs(&redis).await <= GRACE.as_secs() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        drop(info);
         let node = |redis: &RedisServer| {
             let bus = RedisBus::new(
                 RedisBusConfig::new(redis.url())
@@ -1081,22 +1115,8 @@ async fn a_socket_id_room_cannot_be_joined_on_another_instance() {
         h.login("v", "victim").await;
         let sid = h.socket_id("v");
         let key = format!("sealwire:socket-id:{sid}");
-        let mut conn = redis
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        for _ in 0..100 {
-            if ::redis::cmd("EXISTS")
-                .arg(&key)
-                .query_async::<bool>(&mut conn)
-                .await
-                .expect("exists")
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Waits for the key (the checks below hold whether it is there yet or not).
+        let _ = key_appears(&redis, &key, 100).await;
         // On instance A, a client asks for the socket's room and an ordinary one.
         let (mut attacker, connected) = a.plain("mallory").await;
         let attacker_id = connected["data"]["id"].as_str().expect("id").to_owned();
@@ -1111,14 +1131,8 @@ async fn a_socket_id_room_cannot_be_joined_on_another_instance() {
         .await;
         let rooms = a.server.client_rooms(&attacker_id).expect("rooms");
         assert!(!rooms.contains(&sid), "{mode:?}: joined {sid}: {rooms:?}");
-        let refused = reqwest::Client::new()
-            .post(a.http(&format!("/socket/client/{attacker_id}/join")))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"rooms": [sid]}))
-            .send()
-            .await
-            .expect("admin join");
-        assert_eq!(refused.status(), 400, "{mode:?}");
+        let refused = admin_join(&a, &attacker_id, json!([sid])).await;
+        assert_eq!(refused, 400, "{mode:?}");
         // Addressed to the socket from A, and through the emitter: the socket only.
         a.server
             .send(Some(&sid), "to-sid", &json!("from A"))
@@ -1149,50 +1163,17 @@ async fn a_socket_id_room_cannot_be_joined_on_another_instance() {
         // A socket connected but not yet authenticated: its `socket.id` is reserved before
         // the acknowledgement tells the client what it is.
         let (mut pending, pending_sid) = unauthenticated_socket(b.addr).await;
-        let early = reqwest::Client::new()
-            .post(a.http(&format!("/socket/client/{attacker_id}/join")))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"rooms": [pending_sid]}))
-            .send()
-            .await
-            .expect("admin join");
-        assert_eq!(early.status(), 400, "{mode:?}: before authenticate");
+        let early = admin_join(&a, &attacker_id, json!([pending_sid])).await;
+        assert_eq!(early, 400, "{mode:?}: before authenticate");
         let _ = pending.close(None).await;
         // A Redis restarted without its data gets the name again once the bus is back; until
         // every instance has had the time to write its names again, every socket-id shaped
         // name counts as held.
-        drop(conn);
         redis.restart().await;
         wait_for(|| a.server.bus_status().connected).await;
-        let after_restart = reqwest::Client::new()
-            .post(a.http(&format!("/socket/client/{attacker_id}/join")))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"rooms": ["Zz0123456789-_aB"]}))
-            .send()
-            .await
-            .expect("admin join");
-        assert_eq!(
-            after_restart.status(),
-            400,
-            "{mode:?}: just after a restart"
-        );
-        let mut conn = redis
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        let mut back = false;
-        for _ in 0..250 {
-            back = ::redis::cmd("EXISTS")
-                .arg(&key)
-                .query_async::<bool>(&mut conn)
-                .await
-                .unwrap_or(false);
-            if back {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let after_restart = admin_join(&a, &attacker_id, json!(["Zz0123456789-_aB"])).await;
+        assert_eq!(after_restart, 400, "{mode:?}: just after a restart");
+        let back = key_appears(&redis, &key, 250).await;
         assert!(back, "{mode:?}: the socket id is not written again");
         h.stop().await;
         a.stop().await;

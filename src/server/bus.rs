@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::hooks::BoxFuture;
 use super::registry::Interest;
-use crate::protocol::{BusEnvelope, BusTarget, is_socket_id_shaped};
+use crate::protocol::{BusEnvelope, BusTarget};
 
 /// Receives envelopes from other instances. Handed to the bus by [`Bus::start`].
 #[derive(Clone)]
@@ -225,9 +225,8 @@ pub trait Bus: Send + Sync + 'static {
     /// returns (all of them on an error), so that no client anywhere can join the room that
     /// `to(socket.id)` and `send(socket.id)` address.
     ///
-    /// A bus learns the names its own instance holds from [`Bus::interest`]: a gained or lost
-    /// [`BusTarget::Client`] whose name is socket-id shaped (client ids never are). The
-    /// default knows no other instance and answers none.
+    /// The names are those instances reserved ([`Bus::reserve_name`]). The default knows no
+    /// other instance and answers none.
     ///
     /// # Errors
     /// [`BusError`] when the backend cannot answer.
@@ -360,18 +359,6 @@ impl Bus for LocalBus {
             .collect();
         for other in others {
             other.deliver(envelope.clone());
-        }
-    }
-
-    fn interest(&self, change: &Interest) {
-        match change {
-            Interest::Gained(BusTarget::Client(name)) if is_socket_id_shaped(name) => {
-                lock(&self.hub.names).insert(name.clone());
-            }
-            Interest::Lost(BusTarget::Client(name)) if is_socket_id_shaped(name) => {
-                lock(&self.hub.names).remove(name);
-            }
-            _ => {}
         }
     }
 

@@ -229,6 +229,15 @@ impl RedisBus {
 }
 
 impl Inner {
+    /// The error of a Redis that could not be reached (or did not answer).
+    fn unreachable(&self, e: &redis::RedisError) -> BusError {
+        BusError::Unreachable {
+            backend: "Redis",
+            url: self.url_redacted.clone(),
+            reason: e.to_string(),
+        }
+    }
+
     async fn sleep_or_cancel(&self, d: Duration) -> bool {
         tokio::select! {
             () = self.cancel.cancelled() => false,
@@ -283,11 +292,7 @@ impl Bus for RedisBus {
                             )));
                         }
                         if inner.startup == StartupPolicy::FailFast {
-                            return Err(BusError::Unreachable {
-                                backend: "Redis",
-                                url: inner.url_redacted.clone(),
-                                reason: e.to_string(),
-                            });
+                            return Err(inner.unreachable(&e));
                         }
                         let delay = backoff.next_delay();
                         tracing::warn!(error = %msg, retry_ms = delay.as_millis() as u64, "Redis not reachable at start; retrying");
@@ -349,7 +354,6 @@ impl Bus for RedisBus {
     }
 
     fn interest(&self, change: &Interest) {
-        self.0.socket_ids.note(change);
         if self.0.mode != SubscriptionMode::Interest {
             return;
         }
@@ -387,11 +391,7 @@ impl Bus for RedisBus {
                 .socket_ids
                 .reserve(&name)
                 .await
-                .map_err(|e| BusError::Unreachable {
-                    backend: "Redis",
-                    url: self.0.url_redacted.clone(),
-                    reason: e.to_string(),
-                })
+                .map_err(|e| self.0.unreachable(&e))
         })
     }
 
@@ -405,11 +405,7 @@ impl Bus for RedisBus {
                 .socket_ids
                 .in_use(names)
                 .await
-                .map_err(|e| BusError::Unreachable {
-                    backend: "Redis",
-                    url: self.0.url_redacted.clone(),
-                    reason: e.to_string(),
-                })
+                .map_err(|e| self.0.unreachable(&e))
         })
     }
 

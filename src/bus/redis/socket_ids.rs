@@ -17,8 +17,6 @@ use tokio::sync::{Notify, OnceCell};
 
 use super::{Inner, lock};
 use crate::bus::config::Backoff;
-use crate::protocol::{BusTarget, is_socket_id_shaped};
-use crate::server::Interest;
 
 /// Where a held name is kept.
 pub(crate) const KEY_PREFIX: &str = "sealwire:socket-id:";
@@ -115,30 +113,6 @@ impl SocketIds {
         p.held.remove(name);
         p.set.remove(name);
         p.delete.insert(name.to_owned());
-        drop(p);
-        self.changed.notify_one();
-    }
-
-    /// Takes note of a client name gained or lost here (socket-id shaped ones only).
-    pub(super) fn note(&self, change: &Interest) {
-        let (Interest::Gained(BusTarget::Client(name)) | Interest::Lost(BusTarget::Client(name))) =
-            change
-        else {
-            return;
-        };
-        if !is_socket_id_shaped(name) {
-            return;
-        }
-        let mut p = lock(&self.pending);
-        if matches!(change, Interest::Gained(_)) {
-            p.held.insert(name.clone());
-            p.delete.remove(name);
-            p.set.insert(name.clone());
-        } else {
-            p.held.remove(name);
-            p.set.remove(name);
-            p.delete.insert(name.clone());
-        }
         drop(p);
         self.changed.notify_one();
     }

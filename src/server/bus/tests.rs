@@ -52,7 +52,8 @@ async fn socket_ids_held_by_one_member_are_in_use_for_all() {
     let two = one.attach();
     let sid = "SPwsz1QaUyyzBleE".to_owned();
     let client_id = "4c31ae3a-cb73-4f6b-aa4f-5ccc4ebecfce".to_owned();
-    one.interest(&Interest::Gained(BusTarget::Client(sid.clone())));
+    one.reserve_name(&sid).await.expect("reserved");
+    // Interests reserve nothing: a client id, a room.
     one.interest(&Interest::Gained(BusTarget::Client(client_id.clone())));
     one.interest(&Interest::Gained(BusTarget::Room(
         "lobby-room-name1".to_owned(),
@@ -60,7 +61,7 @@ async fn socket_ids_held_by_one_member_are_in_use_for_all() {
     let asked = vec![sid.clone(), client_id, "lobby-room-name1".to_owned()];
     let in_use = two.names_in_use(asked.clone()).await.expect("answer");
     assert_eq!(in_use, HashSet::from([sid.clone()]));
-    one.interest(&Interest::Lost(BusTarget::Client(sid)));
+    one.release_name(&sid);
     assert!(two.names_in_use(asked).await.expect("answer").is_empty());
 }
 
