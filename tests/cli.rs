@@ -696,6 +696,8 @@ async fn logging(level: &str, args: &[&str]) -> (Child, String) {
             break url.trim().to_owned();
         }
     };
+    // What it prints next must find a reader: a closed stdout would end it.
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
     (child, url)
 }
 

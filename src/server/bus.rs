@@ -220,7 +220,9 @@ pub trait Bus: Send + Sync + 'static {
     }
 
     /// Which of `names` a client of any instance on the bus holds as a name of its own: a
-    /// Socket.IO `socket.id` ([`is_socket_id_shaped`](crate::protocol::is_socket_id_shaped)), whose room is that client's alone.
+    /// Socket.IO `socket.id`
+    /// ([`is_socket_id_shaped`](crate::protocol::is_socket_id_shaped)), whose room is that
+    /// client's alone.
     /// Before a client joins rooms of that shape the server asks, and leaves out what this
     /// returns (all of them on an error), so that no client anywhere can join the room that
     /// `to(socket.id)` and `send(socket.id)` address.
