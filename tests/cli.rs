@@ -208,6 +208,54 @@ async fn dev_mode_serves_and_sigterm_closes_clients_with_1001() {
     assert!(status.success(), "{status:?}");
 }
 
+/// `sealwire serve --dev | head -1`: a stdout whose reader went away before the server said
+/// anything must not end the server (its announcements are best effort).
+#[tokio::test]
+async fn a_closed_stdout_does_not_end_the_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = sealwire()
+        .args(["serve", "--dev", "--listen", &listen])
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sealwire");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&listen).await.is_err() {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "sealwire exited"
+        );
+        assert!(tokio::time::Instant::now() < deadline, "never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = WsClient::connect(&format!("ws://{listen}/ws")).await;
+    let connected = client.authenticate("reader-gone").await;
+    assert_eq!(connected["data"]["userId"], "reader-gone");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "sealwire exited"
+    );
+
+    let pid = child.id().expect("running");
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .expect("kill");
+    assert_eq!(client.expect_close().await, Some(1001));
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+}
+
 #[tokio::test]
 async fn require_encrypted_inbound_refuses_plaintext_joins_of_compat_clients() {
     let run = serve(&[

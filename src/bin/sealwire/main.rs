@@ -41,13 +41,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
             use base64::Engine as _;
             let mut bytes = [0u8; 32];
             rand::fill(&mut bytes);
-            println!(
-                "{}",
-                base64::engine::general_purpose::STANDARD.encode(bytes)
-            );
-            Ok(())
+            let key = base64::engine::general_purpose::STANDARD.encode(bytes);
+            // A key that could not be written is lost: an error, not a panic.
+            use std::io::Write as _;
+            writeln!(std::io::stdout(), "{key}").context("cannot write the key to stdout")
         }
     }
+}
+
+/// Prints one of the server's announcements. A closed stdout (`serve | head -1`, a log pipe
+/// that went away) must not end a running server, so a failed write is ignored; `println!`
+/// would panic there.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
 }
 
 fn random_token() -> String {
@@ -83,7 +94,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut admin_token = args.admin_token;
     if args.dev && admin_token.is_none() {
         let token = random_token();
-        println!("dev admin token: {token}");
+        say(format_args!("dev admin token: {token}"));
         admin_token = Some(token);
     }
     let mut config = ServerConfig::default();
@@ -236,7 +247,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Started (the bus connected, when there is one) before it says it listens: until then
     // connections would wait unanswered.
     server.start().await.context("server failed")?;
-    println!("sealwire listening on {scheme}://{local}{}", http.path);
+    say(format_args!(
+        "sealwire listening on {scheme}://{local}{}",
+        http.path
+    ));
     #[cfg(feature = "socketio")]
     if args.socketio_path != "off" {
         let sio = sealwire::transport::socketio::SocketIoConfig::default()
@@ -244,7 +258,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .auth_timeout(Duration::from_millis(args.socketio_auth_timeout_ms))
             .allowed_origins(http.allowed_origins.clone());
         let web = if http.tls.is_some() { "https" } else { "http" };
-        println!("socket.io listening on {web}://{local}{}/", sio.path);
+        say(format_args!(
+            "socket.io listening on {web}://{local}{}/",
+            sio.path
+        ));
         http.routes = Some(sealwire::transport::socketio::router(server.clone(), sio));
         #[cfg(feature = "redis")]
         if let Some(url) = sio_redis_url.filter(|_| !args.socketio_redis_key.is_empty()) {
@@ -268,7 +285,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map(|t| format!("#admin={t}"))
             .unwrap_or_default();
         let web = if http.tls.is_some() { "https" } else { "http" };
-        println!("demo page: {web}://{local}/{fragment}");
+        say(format_args!("demo page: {web}://{local}/{fragment}"));
     }
     tracing::info!(%local, server_id = server.id(), tls = http.tls.is_some(), "serving");
     serve_with_shutdown(listener, server, http, signals::shutdown_signal())
@@ -364,12 +381,13 @@ async fn emit(args: EmitArgs) -> anyhow::Result<()> {
         .offset
         .map(|o| format!(", kept at offset {o}"))
         .unwrap_or_default();
-    println!(
+    // Published already: a reader that went away does not make it a failure.
+    say(format_args!(
         "published {} to {} ({} Redis subscriber(s){kept})",
         args.event,
         target.channel(),
         receipt.instances.unwrap_or(0)
-    );
+    ));
     Ok(())
 }
 
