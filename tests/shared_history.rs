@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::hardened::{config_with, identity};
 use common::proxy::TcpProxy;
 use common::redis::RedisServer;
 use common::sdk::{event_where, next_message};
@@ -1130,6 +1131,82 @@ async fn a_catch_up_the_store_cannot_fill_is_reported_to_the_client() {
         "{m}"
     );
     client.expect_silence(Duration::from_millis(300)).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The same in a room with room keys: the notice is a system event, so it reaches a room-key
+/// member in its own session (a room record carries application envelopes only, and the
+/// member would refuse one holding `recovered`), and the room's publications go on as room
+/// records.
+#[tokio::test]
+async fn a_catch_up_gap_reaches_a_room_key_member_in_its_own_session() {
+    let redis = RedisServer::start().await;
+    let slow_back = slow_to_come_back(&redis);
+    let mut c = config_with(Some(identity(7)), HandshakeConfig::default().rekey_after);
+    c.history.size = 2;
+    c.room_keys.rooms = vec!["orders:*".to_owned()];
+    let a = start_with(instance_on(slow_back, c)).await;
+    let b = start_with(instance(&redis, 2, None)).await;
+
+    let mut member = a.client().await;
+    let (hello, hs) = member
+        .hardened_hello(HandshakeConfig::hardened(vec![identity(7).public_key()]))
+        .await;
+    member
+        .confirm_hello(&hello, hs)
+        .await
+        .expect("server hello");
+    member
+        .emit(
+            "authenticate",
+            json!({"token": "quinn", "roomKeys": "sealwire-room-v1", "recover": {}}),
+        )
+        .await;
+    assert_eq!(member.recv_msg().await["event"], "connected");
+    assert_eq!(member.recv_msg().await["event"], "recovered");
+    member
+        .emit("join", json!({"rooms": [ROOM], "recover": {}}))
+        .await;
+    // A room record as it came; anything else must come in the member's own session
+    // (`open` fails the test otherwise) and is opened. The room-key grants are skipped.
+    let mut next = async || loop {
+        let frame = member.recv_json().await;
+        if frame["event"] == "room-encrypted" {
+            return frame;
+        }
+        let m = member.open(frame);
+        if m["event"] != "room-key" {
+            return m;
+        }
+    };
+    let verdict = next().await;
+    assert_eq!(verdict["event"], "recovered", "{verdict}");
+    let epoch = verdict["data"]["streams"][0]["epoch"].clone();
+    assert_eq!(publish(&b, 1).await, Some(1));
+    assert_eq!(next().await["event"], "room-encrypted");
+
+    kill_subscriptions(&redis).await;
+    wait_for(|| !a.server.bus_status().connected).await;
+    for n in 2..=5 {
+        assert_eq!(publish(&b, n).await, Some(n));
+    }
+    wait_for(|| a.server.bus_status().connected).await;
+    let notice = next().await;
+    assert_eq!(notice["event"], "recovered", "{notice}");
+    let state = &notice["data"]["streams"][0];
+    assert_eq!(
+        (
+            &state["stream"],
+            &state["recovered"],
+            &state["offset"],
+            &state["epoch"]
+        ),
+        (&json!(STREAM), &json!(false), &json!(5), &epoch),
+        "{notice}"
+    );
+    assert_eq!(publish(&b, 6).await, Some(6));
+    assert_eq!(next().await["event"], "room-encrypted");
     a.stop().await;
     b.stop().await;
 }

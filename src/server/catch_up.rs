@@ -67,7 +67,8 @@ impl Server {
                         stream,
                         "publications missed while the bus subscription was down are no longer all kept; its clients are told"
                     );
-                    self.fan_out(&target, &Frame::gap_notice(&stream, &here), &[]);
+                    // A system event: in each client's own session, also in a room-key room.
+                    self.fan_out_sessions(&target, &Frame::gap_notice(&stream, &here), &[]);
                     history.tails().caught_up(&stream, &here);
                 }
                 Missed::Unknown => {}

@@ -250,6 +250,18 @@ impl Server {
                 |grants| self.0.metrics.room_key_epoch(grants),
             );
         }
+        self.fan_out_sessions(target, frame, exclude)
+    }
+
+    /// Queues `frame` for every recipient of `target` but `exclude`, each in its own session,
+    /// never as a room record: for the protocol's own events to a room's clients (a room
+    /// record carries only application envelopes). Returns how many took it.
+    pub(super) fn fan_out_sessions(
+        &self,
+        target: &BusTarget,
+        frame: &Arc<Frame>,
+        exclude: &[String],
+    ) -> usize {
         // The shared list (see `registry::recipients`), the lock released before queueing.
         let recipients = self.0.registry().recipients_of(target);
         recipients
