@@ -14,7 +14,7 @@
 //!
 //! # terminal 3: push notifications through the admin API
 //! curl -s -H 'Authorization: Bearer devtoken' -H 'content-type: application/json' \
-//!   -d '{"topic":"hello","data":{"text":"hi alice"}}' http://127.0.0.1:8080/socket/user/alice/send
+//!   -d '{"topic":"greeting","data":{"text":"hi alice"}}' http://127.0.0.1:8080/socket/user/alice/send
 //! curl -s -H 'Authorization: Bearer devtoken' -H 'content-type: application/json' \
 //!   -d '{"topic":"chat","data":{"text":"hi room"}}' http://127.0.0.1:8080/socket/room/chat:lobby/send
 //! ```

@@ -6,7 +6,7 @@
 //! cargo run --example encrypted_client -- ws://127.0.0.1:8080/ws alice news
 //! # terminal 3 (admin token printed by terminal 1):
 //! curl -X POST 127.0.0.1:8080/socket/user/alice/send -H "Authorization: Bearer $TOKEN" \
-//!      -H 'content-type: application/json' -d '{"topic":"hello","data":{"n":1}}'
+//!      -H 'content-type: application/json' -d '{"topic":"greeting","data":{"n":1}}'
 //! ```
 //!
 //! Arguments: `URL TOKEN [ROOM ...]`.

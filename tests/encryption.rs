@@ -54,12 +54,12 @@ async fn handshake_yields_a_working_session() {
 
     s.server
         .to_client(c.id())
-        .emit("hello", &json!({"n": 1}))
+        .emit("greeting", &json!({"n": 1}))
         .await
         .expect("send");
     assert_eq!(
         c.recv_msg().await,
-        json!({"event": "hello", "data": {"n": 1}})
+        json!({"event": "greeting", "data": {"n": 1}})
     );
     assert_eq!(s.server.counts().encrypted, 1);
     // Inbound encrypted events reach the message hook as encrypted.

@@ -333,6 +333,8 @@ async fn send_routes_by_destination() {
     // Reserved and invalid event names are refused.
     assert!(s.server.send(None, "connected", &json!(1)).await.is_err());
     assert!(s.server.send(None, "encrypted", &json!(1)).await.is_err());
+    assert!(s.server.send(None, "error", &json!(1)).await.is_err());
+    assert!(s.server.send(None, "hello", &json!(1)).await.is_err());
     assert!(s.server.send(None, "", &json!(1)).await.is_err());
     s.stop().await;
 }

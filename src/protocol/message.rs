@@ -41,13 +41,15 @@ pub mod event {
     /// `{room, epoch, seq, ct}`, outside any per-client record layer.
     pub const ROOM_ENCRYPTED: &str = "room-encrypted";
 
-    /// Events an application may not send itself: they would impersonate the protocol.
-    /// (`hello` is not among them: it only has a meaning before `connected`, when no
-    /// application message can reach a client.)
-    pub const RESERVED_OUTBOUND: [&str; 7] = [
+    /// Events an application may not send itself: they would impersonate the protocol. An
+    /// `error` from the application would read as the server's own (a `Refresh failed` one
+    /// fails the client's pending refresh), and the SDKs take `hello` for the handshake's.
+    pub const RESERVED_OUTBOUND: [&str; 9] = [
         AUTHENTICATE,
         CONNECTED,
         ENCRYPTED,
+        ERROR,
+        HELLO,
         REFRESHED,
         RECOVERED,
         ROOM_KEY,
