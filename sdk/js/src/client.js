@@ -37,6 +37,7 @@ const RESERVED = new Set([
   "authenticate",
   "connected",
   "encrypted",
+  "error",
   "hello",
   "refresh",
   "refreshed",
@@ -78,11 +79,25 @@ function plainCredentials(ioOptions) {
     if (Object.keys(opts.extraHeaders ?? {}).some((h) => h.toLowerCase() === "authorization")) {
       return `${prefix}extraHeaders.Authorization`;
     }
-    const query = opts.query;
-    const hasToken = typeof query === "string" ? /(^|&)token=/.test(query) : query && Object.hasOwn(query, "token");
-    if (hasToken) return `${prefix}query.token`;
+    if (queryHasToken(opts.query)) return `${prefix}query.token`;
   }
   return null;
+}
+
+/** The query string of `url` ("" when it does not parse). */
+function urlQuery(url) {
+  try {
+    return new URL(url).search;
+  } catch {
+    return "";
+  }
+}
+
+/** Whether a socket.io-client `query` (a string or an object) names `token` as the server reads
+ * it: the string's keys percent-decoded (`%74oken=` is `token=`). */
+function queryHasToken(query) {
+  if (typeof query === "string") return new URLSearchParams(query).has("token");
+  return query !== null && typeof query === "object" && Object.hasOwn(query, "token");
 }
 /** The longest delay `setTimeout` takes (a longer one fires at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -191,7 +206,11 @@ export class SealwireClient {
         transport === "socket.io" ? "url must be an http(s):// or ws(s):// URL" : "url must be a ws:// or wss:// URL",
       );
     }
-    const leak = transport === "socket.io" ? plainCredentials(options.socketIo?.ioOptions) : null;
+    const leak =
+      transport === "socket.io"
+        ? (queryHasToken(urlQuery(options.url)) ? "the url's token parameter" : null) ??
+          plainCredentials(options.socketIo?.ioOptions)
+        : null;
     if (leak) {
       throw new SealwireError(
         "config",
@@ -989,6 +1008,11 @@ export class SealwireClient {
     // Answers come in the order the refreshes were sent: the oldest waiter takes the next one.
     const waiter = {};
     const answer = new Promise((resolve, reject) => Object.assign(waiter, { resolve, reject }));
+    // The answer may be settled (the connection ended, the server refused) while the refresh
+    // is still being sealed and sent, before the caller holds it: marked handled now so that
+    // an early rejection is not an unhandled one (which ends a Node process). The caller
+    // still gets it through the returned promise.
+    answer.catch(() => {});
     conn.refreshWaiters.push(waiter);
     try {
       await this.transmit(conn, JSON.stringify({ event: "refresh", data: { token } }));

@@ -457,6 +457,34 @@ test("refresh: a server that grants no time left cannot make the client refresh 
   await until(() => events.some((e) => e.type === "disconnected"), "closed");
 });
 
+test("refresh: a connection that ends while the refresh waits to be sent rejects it, and nothing goes unhandled", async (t) => {
+  const unhandled = [];
+  const onUnhandled = (err) => unhandled.push(err);
+  process.on("unhandledRejection", onUnhandled);
+  t.after(() => process.off("unhandledRejection", onUnhandled));
+  let server = null;
+  const net = fakeNetwork(async (sock) => {
+    server = sock;
+    const { hs } = await acceptHello(sock, { id: "c-1" });
+    sock.push(await hs.seal({ event: "connected", data: { id: "c-1", userId: "u", time: T0, expiresAt: plus(T0, 60_000) } }));
+  });
+  const { c, events } = client(t, net, { heartbeatInterval: 1e9, autoRefresh: false });
+  await c.connect();
+  // Sends queued ahead of the refresh: it waits behind their sealing.
+  const big = "x".repeat(64 * 1024);
+  const sends = Array.from({ length: 100 }, () => c.send("bulk", big).catch(() => "rejected"));
+  const refreshed = c.refresh();
+  await until(() => c.conn?.refreshWaiters.length === 1, "the refresh waiting for its answer");
+  server.close(1011, "gone");
+  await assert.rejects(refreshed, (err) => err.kind === "disconnected");
+  await Promise.all(sends);
+  await until(() => events.some((e) => e.type === "disconnected"), "disconnected");
+  // Rejections are reported on the turn after the microtasks that could have handled them.
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(unhandled, []);
+});
+
 test("the protocol's own events out of place are no application messages", async (t) => {
   const net = fakeNetwork(async (sock) => {
     const { hs } = await acceptHello(sock, { id: "c-1" });

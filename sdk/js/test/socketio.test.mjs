@@ -257,9 +257,18 @@ test("socket.io: a token in socket.io-client's own options is refused (it would 
     { extraHeaders: { authorization: "x" } },
     { query: { token: TOKEN } },
     { query: `a=1&token=${TOKEN}` },
+    // As the server reads it: percent-decoded, a leading "?" allowed.
+    { query: `%74oken=${TOKEN}` },
+    { query: `?token=${TOKEN}` },
     { transportOptions: { polling: { extraHeaders: { Authorization: "x" } } } },
   ]) {
     assert.throws(make(ioOptions), (e) => e instanceof SealwireError && e.kind === "config", JSON.stringify(ioOptions));
   }
   assert.doesNotThrow(make({ extraHeaders: { "X-Trace": "1" }, query: { room: "a" } }));
+  assert.doesNotThrow(make({ query: "tokens=1&my_token=2" }));
+  // In the URL itself.
+  assert.throws(
+    () => new SealwireClient({ url: `https://h/io?%74oken=${TOKEN}`, transport: "socket.io", io, token: TOKEN }),
+    (e) => e instanceof SealwireError && e.kind === "config" && /url/.test(e.message),
+  );
 });
