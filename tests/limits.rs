@@ -795,7 +795,7 @@ async fn framing_violations_close_1002_and_invalid_utf8_closes_1007() {
 
 /// A client that sends requests and never reads the answers cannot hold its HTTP connection
 /// (and its place under `max_tcp_connections`): once a write has waited `send_timeout` for it
-/// to read, the connection is closed. (Without that, the server would write all 20,000
+/// to read, the connection is closed. (Without that, the server would write all 60,000
 /// answers as the client drains them.)
 #[tokio::test]
 async fn a_client_that_does_not_read_its_answers_is_cut_off() {
@@ -806,11 +806,16 @@ async fn a_client_that_does_not_read_its_answers_is_cut_off() {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("small buffer");
     let mut tcp = socket.connect(s.addr).await.expect("connect");
-    const REQUESTS: usize = 20_000;
+    // Answers of about 200 bytes: 12 MB in all, well past what the kernel's socket buffers
+    // take on both sides (a send buffer grows to `tcp_wmem`'s maximum, 4 MiB by default).
+    const REQUESTS: usize = 60_000;
     let request = b"GET /socket/health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(REQUESTS);
     // The server answers while the requests arrive; it may stop reading them once stalled.
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&request)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Long enough for a slow (debug) build to fill its send buffer (about 3 MB of answers,
+    // some 15,000 of them) and then wait out the send timeout: the client reads nothing until
+    // then. (Reading earlier lets the server make progress, which is the point of the timeout.)
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let mut answers = Vec::new();
     let drained = tokio::time::timeout(Duration::from_secs(20), async {
         let mut buf = vec![0u8; 64 * 1024];
