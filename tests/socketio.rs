@@ -1075,6 +1075,55 @@ async fn redis_uptime_secs(redis: &common::redis::RedisServer) -> u64 {
         .expect("uptime")
 }
 
+/// A departed socket's `socket.id` stays unjoinable (retired for a day), so a send that
+/// still names it reaches nobody: not a client that joins the room of that name once the
+/// socket has gone. One instance, rooms open to every name.
+#[tokio::test]
+async fn a_departed_sockets_id_cannot_be_joined() {
+    use sealwire::compat::IgnisSend as _;
+    let server = start_sio(
+        builder(base_config()).validate_rooms(GlobRooms::new(["*"]).expect("glob")),
+        SocketIoConfig::default(),
+    )
+    .await;
+    let mut h = Harness::start(&server).await;
+    h.login("v", "victim").await;
+    let sid = h.socket_id("v");
+    h.send(json!({"cmd": "close", "name": "v"})).await;
+    let _ = h.disconnected("v", RECV_TIMEOUT).await;
+    wait_for(|| server.server.client_named(&sid).is_none()).await;
+
+    let (mut attacker, connected) = server.plain("mallory").await;
+    let attacker_id = connected["data"]["id"].as_str().expect("id").to_owned();
+    attacker
+        .send_json(&json!({"event": "join", "data": {"rooms": [sid, "ordinary"]}}))
+        .await;
+    wait_for(|| {
+        server
+            .server
+            .client_rooms(&attacker_id)
+            .is_some_and(|r| r.contains(&"ordinary".to_owned()))
+    })
+    .await;
+    let rooms = server.server.client_rooms(&attacker_id).expect("rooms");
+    assert!(!rooms.contains(&sid), "joined {sid}: {rooms:?}");
+    assert_eq!(admin_join(&server, &attacker_id, json!([sid])).await, 400);
+    // A late send to the departed socket, then a marker: the attacker gets the marker only.
+    server
+        .server
+        .send(Some(&sid), "to-sid", &json!("late"))
+        .await
+        .expect("send");
+    server
+        .server
+        .send(Some("ordinary"), "marker", &json!(null))
+        .await
+        .expect("marker");
+    assert_eq!(attacker.recv_json().await["event"], "marker");
+    h.stop().await;
+    server.stop().await;
+}
+
 /// The room of a Socket.IO socket's `socket.id` is its client's alone on every instance: a
 /// client of another instance cannot join it (neither by a `join` nor through the admin API),
 /// so neither an IGNIS `send(socket.id)` made there nor an emitter's `to(socket.id)` reaches
@@ -1175,6 +1224,41 @@ async fn a_socket_id_room_cannot_be_joined_on_another_instance() {
         assert_eq!(after_restart, 400, "{mode:?}: just after a restart");
         let back = key_appears(&redis, &key, 250).await;
         assert!(back, "{mode:?}: the socket id is not written again");
+        // Once the socket has left, its id stays retired: a late send to it reaches nobody
+        // rather than whoever joins the room next.
+        h.send(json!({"cmd": "close", "name": "v"})).await;
+        let _ = h.disconnected("v", RECV_TIMEOUT).await;
+        wait_for(|| b.server.client_named(&sid).is_none()).await;
+        let mut conn = redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let mut retired = false;
+        for _ in 0..250 {
+            let value: Option<String> = ::redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("GET");
+            if value.as_deref() == Some("0") {
+                retired = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(retired, "{mode:?}: the socket id is not marked retired");
+        let ttl: i64 = ::redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("TTL");
+        assert!(ttl > 23 * 3600, "{mode:?}: retired for {ttl} s");
+        while redis_uptime_secs(&redis).await <= GRACE.as_secs() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let after_leaving = admin_join(&a, &attacker_id, json!([sid])).await;
+        assert_eq!(after_leaving, 400, "{mode:?}: after the socket left");
         h.stop().await;
         a.stop().await;
         b.stop().await;

@@ -103,6 +103,11 @@ pub struct RedisBusConfig {
     /// own again once it has reconnected. Longer than `backoff_max` plus a reconnection.
     /// Defaults to 30 s.
     pub restart_grace: Duration,
+    /// For how long a Socket.IO `socket.id` stays unjoinable after its socket left (a retired
+    /// name's key lives this long, about 130 bytes of Redis memory each), so that a late send
+    /// to the departed socket's id reaches nobody. Zero deletes the key at once. Defaults to
+    /// [`RETIRED_NAMES_KEPT_FOR`](crate::server::RETIRED_NAMES_KEPT_FOR) (24 h).
+    pub socket_id_retention: Duration,
 }
 
 impl Default for RedisBusConfig {
@@ -121,6 +126,7 @@ impl Default for RedisBusConfig {
             publish_max_age: Duration::from_secs(5),
             bus_key: None,
             restart_grace: Duration::from_secs(30),
+            socket_id_retention: crate::server::RETIRED_NAMES_KEPT_FOR,
         }
     }
 }
@@ -189,6 +195,13 @@ impl RedisBusConfig {
     #[must_use]
     pub fn restart_grace(mut self, grace: Duration) -> Self {
         self.restart_grace = grace;
+        self
+    }
+
+    /// Sets [`RedisBusConfig::socket_id_retention`].
+    #[must_use]
+    pub fn socket_id_retention(mut self, retention: Duration) -> Self {
+        self.socket_id_retention = retention;
         self
     }
 

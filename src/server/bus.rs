@@ -241,7 +241,7 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Reserves `name`, the `socket.id` of a Socket.IO socket of this instance, for every
     /// instance: once this resolves, [`Bus::names_in_use`] answers it on each, until
-    /// [`Bus::release_name`]. The Socket.IO door waits for it before it acknowledges the
+    /// [`Bus::release_name`] and for a while after (see there). The Socket.IO door waits for it before it acknowledges the
     /// socket's connect, so the name is reserved before anyone but the server knows it. The
     /// default (a single instance) has nothing to do.
     ///
@@ -251,7 +251,9 @@ pub trait Bus: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    /// Gives up a name [`Bus::reserve_name`] reserved (its socket is gone).
+    /// Gives up a name [`Bus::reserve_name`] reserved (its socket is gone). The built-in buses
+    /// keep answering it in use for [`RETIRED_NAMES_KEPT_FOR`] more, so that a send that still
+    /// names the departed socket reaches nobody rather than whoever joins the room next.
     fn release_name(&self, _name: &str) {}
 
     /// Current health.
@@ -293,8 +295,8 @@ pub struct LocalBus {
 #[derive(Default)]
 struct Hub {
     members: Mutex<Vec<Arc<BusInbox>>>,
-    /// The socket ids the members' clients hold ([`Bus::names_in_use`]).
-    names: Mutex<HashSet<String>>,
+    /// The socket ids the members' clients hold, and held lately ([`Bus::names_in_use`]).
+    names: Mutex<names::HeldNames>,
 }
 
 impl std::fmt::Debug for LocalBus {
@@ -365,17 +367,16 @@ impl Bus for LocalBus {
     }
 
     fn reserve_name(&self, name: &str) -> BoxFuture<'_, Result<(), BusError>> {
-        lock(&self.hub.names).insert(name.to_owned());
+        lock(&self.hub.names).hold(name);
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn release_name(&self, name: &str) {
-        lock(&self.hub.names).remove(name);
+        lock(&self.hub.names).retire(name, std::time::Instant::now());
     }
 
     fn names_in_use(&self, names: Vec<String>) -> BoxFuture<'_, Result<HashSet<String>, BusError>> {
-        let held = lock(&self.hub.names);
-        let in_use = names.into_iter().filter(|n| held.contains(n)).collect();
+        let in_use = lock(&self.hub.names).in_use(names, std::time::Instant::now());
         Box::pin(std::future::ready(Ok(in_use)))
     }
 
@@ -395,6 +396,9 @@ impl Bus for LocalBus {
         Box::pin(std::future::ready(()))
     }
 }
+
+mod names;
+pub use names::{RETIRED_NAMES_KEPT_FOR, RETIRED_NAMES_MAX};
 
 #[cfg(test)]
 mod tests;

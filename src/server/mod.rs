@@ -25,6 +25,7 @@ mod registry;
 mod render;
 mod room_keys;
 mod socket;
+mod socket_ids;
 mod sweep;
 mod turns;
 mod write;
@@ -39,7 +40,10 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{DevAuth, JwtAuth, JwtRules};
 pub use builder::ServerBuilder;
-pub use bus::{Bus, BusError, BusInbox, BusStats, BusStatus, LocalBus};
+pub use bus::{
+    Bus, BusError, BusInbox, BusStats, BusStatus, LocalBus, RETIRED_NAMES_KEPT_FOR,
+    RETIRED_NAMES_MAX,
+};
 pub use config::{
     ConfigError, MIN_MAX_CONNECTIONS, RESERVED_FDS, ServerConfig, default_max_connections,
 };

@@ -133,7 +133,11 @@ impl RedisBus {
         };
         let history_key = opener_key.as_ref().map(BusKey::duplicate);
         let timeouts = (config.connect_timeout, config.response_timeout);
-        let socket_ids = SocketIds::new(client.clone(), timeouts, config.restart_grace);
+        let socket_ids = SocketIds::new(
+            client.clone(),
+            timeouts,
+            (config.restart_grace, config.socket_id_retention),
+        );
         Ok(Self(Arc::new(Inner {
             client,
             url_redacted,

@@ -1,12 +1,15 @@
 //! The Socket.IO `socket.id`s this instance's clients hold, reserved in Redis so that every
 //! instance can answer [`Bus::names_in_use`](crate::server::Bus::names_in_use).
 //!
-//! A held name is the key `sealwire:socket-id:{name}`, written before its socket's connect is
-//! acknowledged ([`SocketIds::reserve`]), which lives [`TTL`] and is written again every
-//! [`REFRESH`] while the name is held, and deleted when it goes: the names of an
-//! instance that died expire on their own, and all are written again when Redis comes back
-//! from an outage (it may have restarted without them). One task writes (pipelined, retried
-//! with backoff while Redis is away); a check reads the keys on a connection of its own.
+//! A held name is the key `sealwire:socket-id:{name}` (value `1`), written before its socket's
+//! connect is acknowledged ([`SocketIds::reserve`]), which lives [`TTL`] and is written again
+//! every [`REFRESH`] while the name is held. When the socket goes the key is written as retired
+//! (value `0`) to live the retention
+//! ([`RedisBusConfig::socket_id_retention`](crate::bus::RedisBusConfig::socket_id_retention)),
+//! so that the name stays unjoinable that long. The names of an instance that died expire on
+//! their own, and all are written again when Redis comes back from an outage (it may have
+//! restarted without them). One task writes (pipelined, retried with backoff while Redis is
+//! away); a check reads the keys on a connection of its own.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -37,6 +40,8 @@ pub(super) struct SocketIds {
     conn: OnceCell<ConnectionManager>,
     /// [`RedisBusConfig::restart_grace`](crate::bus::RedisBusConfig::restart_grace).
     restart_grace: Duration,
+    /// [`RedisBusConfig::socket_id_retention`](crate::bus::RedisBusConfig::socket_id_retention).
+    retention: Duration,
     pending: Mutex<Pending>,
     changed: Notify,
 }
@@ -45,15 +50,16 @@ pub(super) struct SocketIds {
 struct Pending {
     held: HashSet<String>,
     set: HashSet<String>,
-    delete: HashSet<String>,
+    retire: HashSet<String>,
 }
 
 impl SocketIds {
-    /// Connects to `client` on first use, with the bus's timeouts.
+    /// Connects to `client` on first use, with the bus's timeouts; `restart_grace` and
+    /// `retention` as configured.
     pub(super) fn new(
         client: redis::Client,
         (connect, response): (Duration, Duration),
-        restart_grace: Duration,
+        (restart_grace, retention): (Duration, Duration),
     ) -> Self {
         Self {
             client,
@@ -63,6 +69,7 @@ impl SocketIds {
                 .set_number_of_retries(1),
             conn: OnceCell::new(),
             restart_grace,
+            retention,
             pending: Mutex::new(Pending::default()),
             changed: Notify::new(),
         }
@@ -83,7 +90,7 @@ impl SocketIds {
         {
             let mut p = lock(&self.pending);
             p.held.insert(name.to_owned());
-            p.delete.remove(name);
+            p.retire.remove(name);
         }
         let written = async {
             let mut conn = self.connection().await?;
@@ -107,12 +114,15 @@ impl SocketIds {
         written
     }
 
-    /// Gives `name` up (a `DEL`, by the writer task).
+    /// Gives `name` up: the writer task marks its key retired, to live the retention (or
+    /// deletes it without one).
     pub(super) fn release(&self, name: &str) {
         let mut p = lock(&self.pending);
-        p.held.remove(name);
+        if !p.held.remove(name) {
+            return;
+        }
         p.set.remove(name);
-        p.delete.insert(name.to_owned());
+        p.retire.insert(name.to_owned());
         drop(p);
         self.changed.notify_one();
     }
@@ -125,7 +135,7 @@ impl SocketIds {
         self.changed.notify_one();
     }
 
-    /// Which of `names` some instance holds (its key exists). All of them while Redis has
+    /// Which of `names` some instance holds or held lately (its key exists). All of them while Redis has
     /// been up for less than `restart_grace`: a Redis that restarted without its data has
     /// lost the keys, and each instance writes its names again only once it has reconnected.
     pub(super) async fn in_use(&self, names: Vec<String>) -> redis::RedisResult<HashSet<String>> {
@@ -164,21 +174,21 @@ impl SocketIds {
             p.set = p.held.clone();
         }
         let set = std::mem::take(&mut p.set).into_iter().collect();
-        let delete = std::mem::take(&mut p.delete).into_iter().collect();
-        (set, delete)
+        let retire = std::mem::take(&mut p.retire).into_iter().collect();
+        (set, retire)
     }
 
     /// Writes that failed, to be tried again (unless the name changed hands meanwhile).
-    fn put_back(&self, set: Vec<String>, delete: Vec<String>) {
+    fn put_back(&self, set: Vec<String>, retire: Vec<String>) {
         let mut p = lock(&self.pending);
         for name in set {
             if p.held.contains(&name) {
                 p.set.insert(name);
             }
         }
-        for name in delete {
+        for name in retire {
             if !p.held.contains(&name) {
-                p.delete.insert(name);
+                p.retire.insert(name);
             }
         }
     }
@@ -199,16 +209,22 @@ impl Inner {
             if refresh {
                 next_refresh = tokio::time::Instant::now() + REFRESH;
             }
-            let (set, delete) = ids.take(refresh);
-            if set.is_empty() && delete.is_empty() {
+            let (set, retire) = ids.take(refresh);
+            if set.is_empty() && retire.is_empty() {
                 continue;
             }
             let mut pipe = redis::pipe();
             for name in &set {
                 pipe.set_ex(key(name), 1, TTL.as_secs()).ignore();
             }
-            for name in &delete {
-                pipe.del(key(name)).ignore();
+            // At least a second: SET EX takes whole seconds, and 0 is an error.
+            let retention = ids.retention.as_secs().max(1);
+            for name in &retire {
+                if ids.retention.is_zero() {
+                    pipe.del(key(name)).ignore();
+                } else {
+                    pipe.set_ex(key(name), 0, retention).ignore();
+                }
             }
             let written = match ids.connection().await {
                 Ok(mut conn) => pipe.query_async::<()>(&mut conn).await,
@@ -217,8 +233,8 @@ impl Inner {
             match written {
                 Ok(()) => backoff.reset(),
                 Err(e) => {
-                    tracing::debug!(error = %e, names = set.len() + delete.len(), "socket ids not written to Redis; retrying");
-                    ids.put_back(set, delete);
+                    tracing::debug!(error = %e, names = set.len() + retire.len(), "socket ids not written to Redis; retrying");
+                    ids.put_back(set, retire);
                     if !self.sleep_or_cancel(backoff.next_delay()).await {
                         return;
                     }
