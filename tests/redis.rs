@@ -1083,3 +1083,55 @@ async fn a_publisher_connection_closed_while_idle_loses_nothing() {
     a.stop().await;
     b.stop().await;
 }
+
+/// In interest mode a client is told it is connected, and an admin join is answered, only once
+/// Redis has the instance's subscriptions for it: what another instance sends to the client,
+/// its user or the room right after is not lost. Behind a proxy that makes the instance's
+/// `SUBSCRIBE`s reach Redis 600 ms late (without the wait, those sends are published before
+/// the subscription exists and reach nobody).
+#[tokio::test]
+async fn sends_right_after_connected_or_an_admin_join_reach_the_client() {
+    use common::slow_pubsub::SlowPubSub;
+    let redis = RedisServer::start().await;
+    let upstream = format!("127.0.0.1:{}", redis.port).parse().expect("addr");
+    let slow = SlowPubSub::slow_requests(upstream, Duration::from_millis(600)).await;
+    let a = node(&redis, SubscriptionMode::Interest).await;
+    let b = node_with(
+        RedisBusConfig::new(slow.url())
+            .mode(SubscriptionMode::Interest)
+            .backoff(Duration::from_millis(20), Duration::from_millis(300))
+            .response_timeout(Duration::from_secs(3)),
+    )
+    .await;
+    let (mut client, connected) = b.plain("alice").await;
+    let id = connected["data"]["id"].as_str().expect("id").to_owned();
+    a.server
+        .to_client(&id)
+        .emit("to-client", &json!(1))
+        .await
+        .expect("send");
+    a.server
+        .to_user("alice")
+        .emit("to-user", &json!(2))
+        .await
+        .expect("send");
+    assert_eq!(client.recv_msg().await["event"], "to-client");
+    assert_eq!(client.recv_msg().await["event"], "to-user");
+
+    let joined = reqwest::Client::new()
+        .post(b.http(&format!("/socket/client/{id}/join")))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(&json!({"rooms": ["desk"]}))
+        .send()
+        .await
+        .expect("join");
+    assert!(joined.status().is_success(), "{}", joined.status());
+    a.server
+        .to_room("desk")
+        .emit("to-room", &json!(3))
+        .await
+        .expect("send");
+    assert_eq!(client.recv_msg().await["event"], "to-room");
+    a.stop().await;
+    b.stop().await;
+}

@@ -347,6 +347,20 @@ impl Server {
         queued
     }
 
+    /// Waits (at most [`SUBSCRIBE_WAIT`] in all) until this instance receives live
+    /// publications to each of `targets` ([`super::Bus::subscribed`]): what another instance
+    /// sends to a client, its user or a room right after it was told it is connected, or
+    /// joined, must not be published before the subscription that carries it exists. At once
+    /// on a bus that needs no subscription (the in-process one, Redis's pattern mode).
+    pub(crate) async fn await_targets(&self, targets: &[BusTarget]) {
+        let bus = &self.0.bus;
+        let waits = targets.iter().map(|t| bus.subscribed(t, SUBSCRIBE_WAIT));
+        let confirmed = futures_util::future::join_all(waits).await;
+        if confirmed.contains(&false) {
+            tracing::debug!("bus subscription not confirmed in time; going on");
+        }
+    }
+
     /// Waits (at most [`SUBSCRIBE_WAIT`]) until this instance receives live publications of
     /// `stream` ([`super::Bus::subscribed`]).
     pub(crate) async fn await_subscription(&self, stream: &str) {

@@ -421,6 +421,13 @@ async fn client_join(
     let joined = server
         .join(&id, &rooms)
         .ok_or_else(|| client_not_found(&id))?;
+    // Answered once sends to the rooms from other instances reach the client.
+    let targets: Vec<_> = joined
+        .iter()
+        .cloned()
+        .map(crate::protocol::BusTarget::Room)
+        .collect();
+    server.await_targets(&targets).await;
     let message = format!("Client {id} joined rooms: {}", joined.join(", "));
     Ok(Json(json!({
         "ok": true,

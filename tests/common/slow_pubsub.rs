@@ -1,7 +1,9 @@
 //! A TCP proxy in front of Redis that delays what Redis sends on pub/sub connections (those
 //! that sent a `SUBSCRIBE` or `PSUBSCRIBE`), by a fixed time, in order: an instance behind it
 //! has its subscriptions confirmed, and its bus messages delivered, late, while its commands
-//! (publications, history reads) go through at once.
+//! (publications, history reads) go through at once. [`SlowPubSub::slow_requests`] delays
+//! the other way instead: what the instance sends on its pub/sub connection (its
+//! `SUBSCRIBE`s reach Redis late).
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::net::SocketAddr;
@@ -23,12 +25,22 @@ pub struct SlowPubSub {
 impl SlowPubSub {
     /// Listens on a free loopback port and forwards every connection to `upstream`.
     pub async fn start(upstream: SocketAddr, delay: Duration) -> Self {
+        Self::proxy(upstream, delay, false).await
+    }
+
+    /// As [`SlowPubSub::start`], delaying what is sent to Redis on pub/sub connections
+    /// (from the first `SUBSCRIBE` on) instead of what Redis sends back.
+    pub async fn slow_requests(upstream: SocketAddr, delay: Duration) -> Self {
+        Self::proxy(upstream, delay, true).await
+    }
+
+    async fn proxy(upstream: SocketAddr, delay: Duration, requests: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let accept = tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
                 if let Ok(up) = TcpStream::connect(upstream).await {
-                    tokio::spawn(link(down, up, delay));
+                    tokio::spawn(link(down, up, delay, requests));
                 }
             }
         });
@@ -47,45 +59,56 @@ impl Drop for SlowPubSub {
     }
 }
 
-async fn link(down: TcpStream, up: TcpStream, delay: Duration) {
-    let (mut down_r, mut down_w) = down.into_split();
-    let (mut up_r, mut up_w) = up.into_split();
+async fn link(down: TcpStream, up: TcpStream, delay: Duration, requests: bool) {
+    let (down_r, down_w) = down.into_split();
+    let (up_r, up_w) = up.into_split();
     let pubsub = Arc::new(AtomicBool::new(false));
-    let marks = Arc::clone(&pubsub);
-    let requests = tokio::spawn(async move {
+    let (to_redis, from_redis) = if requests {
+        (delay, Duration::ZERO)
+    } else {
+        (Duration::ZERO, delay)
+    };
+    let upward = tokio::spawn(pipe(down_r, up_w, to_redis, Arc::clone(&pubsub), true));
+    pipe(up_r, down_w, from_redis, pubsub, false).await;
+    upward.abort();
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read once the connection is a
+/// pub/sub one; the side that carries requests (`marks`) is the one that finds that out.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+    pubsub: Arc<AtomicBool>,
+    marks: bool,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let marking = Arc::clone(&pubsub);
+    let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = down_r.read(&mut buf).await {
+        while let Ok(n) = from.read(&mut buf).await {
             if n == 0 {
                 break;
             }
-            if buf[..n]
-                .windows(b"SUBSCRIBE".len())
-                .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+            if marks
+                && buf[..n]
+                    .windows(b"SUBSCRIBE".len())
+                    .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
             {
-                marks.store(true, Ordering::SeqCst);
+                marking.store(true, Ordering::SeqCst);
             }
-            if up_w.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    });
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let replies = tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = up_r.read(&mut buf).await {
-            if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+            if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
                 break;
             }
         }
     });
     while let Some((at, bytes)) = rx.recv().await {
-        if pubsub.load(Ordering::SeqCst) {
+        if !delay.is_zero() && pubsub.load(Ordering::SeqCst) {
             tokio::time::sleep_until(at + delay).await;
         }
-        if down_w.write_all(&bytes).await.is_err() {
+        if to.write_all(&bytes).await.is_err() {
             break;
         }
     }
-    requests.abort();
-    replies.abort();
+    reader.abort();
 }
