@@ -484,6 +484,12 @@ async fn ignis_interop_on_the_wire() {
             r#"{"serverId":"x","type":"room","target":"elsewhere","event":"chat","data":1}"#,
         )
         .await;
+    // Events an application may not send (reserved, empty): dropped too.
+    for event in ["error", "connected", "room-encrypted", ""] {
+        let envelope =
+            json!({"serverId": "x", "type": "room", "target": "lobby", "event": event, "data": 1});
+        redis.publish("ws:room:lobby", &envelope.to_string()).await;
+    }
     redis
         .publish(
             "ws:broadcast",
@@ -491,6 +497,9 @@ async fn ignis_interop_on_the_wire() {
         )
         .await;
     assert_eq!(c.recv_msg().await, json!({"event": "tick", "data": [1, 2]}));
+    // Each refusal is counted: 2 envelopes, 4 events.
+    let detail = a.server.bus_status().detail.unwrap_or_default();
+    assert!(detail.contains("rejected=6"), "{detail}");
 
     // This server publishes: an IGNIS subscriber sees the exact IGNIS shape.
     let mut raw = redis.subscribe(&["ws:room:lobby", "ws:user:ian"]).await;

@@ -187,6 +187,9 @@ impl Inner {
         if env.target.channel() != msg.get_channel_name() {
             return reject("envelope target does not match its channel");
         }
+        if crate::protocol::EventName::check(&env.event).is_err() {
+            return reject("invalid or reserved event name");
+        }
         match opener {
             Some(opener) => match opener.open(&mut env) {
                 Ok(()) => {}
