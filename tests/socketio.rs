@@ -1075,6 +1075,55 @@ async fn redis_uptime_secs(redis: &common::redis::RedisServer) -> u64 {
         .expect("uptime")
 }
 
+/// A publication from another instance that excludes a socket by its `socket.id` (as a
+/// worker or an IGNIS backend names it) skips that socket, as one that names its client id
+/// does: broadcast, room and user sends, over the bus between two instances.
+#[tokio::test]
+async fn a_socket_excluded_by_its_socket_id_on_another_instance_is_skipped() {
+    use sealwire::publish::Publish as _;
+    let hub = sealwire::server::LocalBus::new();
+    let a = start_with(builder(base_config()).bus(hub.clone())).await;
+    let b = start_sio(
+        builder(base_config())
+            .validate_rooms(public_rooms())
+            .bus(hub.clone()),
+        SocketIoConfig::default(),
+    )
+    .await;
+    let mut h = Harness::start(&b).await;
+    h.login("v", "victim").await;
+    let sid = h.socket_id("v");
+    let except = [sid.clone()];
+    a.server
+        .to_all()
+        .except_all(&except)
+        .emit("skipped", &json!(1))
+        .await
+        .expect("broadcast");
+    a.server
+        .to_user("victim")
+        .except_all(&except)
+        .emit("skipped", &json!(2))
+        .await
+        .expect("user");
+    a.server
+        .to_room("io-default")
+        .except_all(&except)
+        .emit("skipped", &json!(3))
+        .await
+        .expect("room");
+    a.server
+        .to_all()
+        .emit("marker", &json!(null))
+        .await
+        .expect("marker");
+    let next = h.next("v").await;
+    assert_eq!(next["event"], "marker", "{next}");
+    h.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A departed socket's `socket.id` stays unjoinable (retired for a day), so a send that
 /// still names it reaches nobody: not a client that joins the room of that name once the
 /// socket has gone. One instance, rooms open to every name.

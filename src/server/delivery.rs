@@ -257,12 +257,15 @@ impl Server {
         frame: &Arc<Frame>,
         exclude: &[String],
     ) -> usize {
-        // The shared list (see `registry::recipients`), the lock released before queueing.
-        let recipients = self.0.registry().recipients_of(target);
-        recipients
-            .iter()
-            .filter(|r| !exclude.iter().any(|e| **e == *r.id) && r.push(frame))
-            .count()
+        // The shared list (see `registry::recipients`), the lock released before queueing;
+        // with exclusions a list of its own, which also takes a client excluded by an alias
+        // (a Socket.IO `socket.id`, as a worker or another instance may name it).
+        let recipients = if exclude.is_empty() {
+            self.0.registry().recipients_of(target)
+        } else {
+            self.0.registry().recipients(target, exclude).into()
+        };
+        recipients.iter().filter(|r| r.push(frame)).count()
     }
 
     /// Delivers an envelope that arrived from the bus (ignores this server's own). Returns
