@@ -37,9 +37,15 @@ pub(super) struct Queued {
 /// `entered` counts envelopes before they are queued; `finished` counts them as the publisher
 /// is done with them (published, failed or dropped), in queue order. An envelope whose
 /// `publish` returned before [`Handoff::wait`] was called is thus within its target.
+///
+/// A wait that timed out is remembered: until the publisher finishes another envelope (it is
+/// stuck on a hung Redis, say), the next waits return at once rather than each waiting out
+/// its time, since a kept publication behind them fails the same way.
 pub(super) struct Handoff {
     entered: AtomicU64,
     finished: watch::Sender<u64>,
+    /// `finished` + 1 when a wait last timed out (0: none did since the last progress).
+    stalled_at: AtomicU64,
 }
 
 impl Default for Handoff {
@@ -47,6 +53,7 @@ impl Default for Handoff {
         Self {
             entered: AtomicU64::new(0),
             finished: watch::Sender::new(0),
+            stalled_at: AtomicU64::new(0),
         }
     }
 }
@@ -69,11 +76,16 @@ impl Handoff {
     /// after `within`.
     pub(super) async fn wait(&self, within: Duration) {
         let target = self.entered.load(Ordering::SeqCst);
-        if *self.finished.borrow() >= target {
+        let now = *self.finished.borrow();
+        if now >= target || self.stalled_at.load(Ordering::SeqCst) == now + 1 {
             return;
         }
         let mut finished = self.finished.subscribe();
-        let _ = tokio::time::timeout(within, finished.wait_for(|f| *f >= target)).await;
+        let waited = tokio::time::timeout(within, finished.wait_for(|f| *f >= target)).await;
+        if waited.is_err() {
+            let stuck = *self.finished.borrow();
+            self.stalled_at.store(stuck + 1, Ordering::SeqCst);
+        }
     }
 }
 
