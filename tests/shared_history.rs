@@ -819,6 +819,44 @@ async fn publications_while_redis_is_gone_are_not_held_back() {
     a.stop().await;
 }
 
+/// Redis closes connections idle for longer than its `timeout` (as proxies and NATs do): the
+/// store's connection, idle between two publications, is found closed by a ping, not by the
+/// append, so the next publication is kept (and reaches the client with its position) rather
+/// than going out unkept and starting a new epoch.
+#[tokio::test]
+async fn a_connection_redis_closed_while_idle_loses_no_publication() {
+    let redis = RedisServer::start().await;
+    let a = start_with(instance(&redis, 100, None)).await;
+    let (mut client, _, room) = joined(&a, None).await;
+    assert_eq!(publish(&a, 1).await, Some(1));
+    assert_eq!(client.recv_msg().await["offset"], 1);
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("timeout")
+        .arg(1)
+        .query_async(&mut admin)
+        .await
+        .expect("CONFIG SET timeout");
+    for n in 2..=3 {
+        // Idle long enough for Redis to close the store's connection (it checks every
+        // 100 ms or so, past the 1 s timeout).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(publish(&a, n).await, Some(n), "kept after an idle spell");
+        let m = client.recv_msg().await;
+        assert_eq!(
+            (&m["data"]["n"], &m["offset"], &m["epoch"]),
+            (&json!(n), &json!(n), &room["epoch"]),
+            "{m}"
+        );
+    }
+    a.stop().await;
+}
+
 /// Redis hung (stopped, so commands get no answer): only the append that finds out waits for
 /// the response timeout; the next publications go out live at once, without waiting for the
 /// bus to notice (here its checks are 10 s apart, and its publisher waits 4 s for an answer),

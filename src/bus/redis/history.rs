@@ -11,11 +11,12 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::lock;
+use super::publisher::CHECK_AFTER_IDLE;
 use super::reach::Reachability;
 use super::streams::{self, RawPage};
 use crate::crypto::backplane::{BusKey, KeptOpener, MAX_SKEW_MS, Sealer, is_sealed};
@@ -45,6 +46,8 @@ struct Inner {
     checked: AtomicU64,
     /// Whether to try Redis at all.
     reach: Reachability,
+    /// When the connection was last handed out for a command.
+    last_used: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -88,17 +91,26 @@ impl RedisHistory {
             checked: AtomicU64::new(recoveries.load(Ordering::Acquire)),
             recoveries,
             reach: Reachability::new(bus),
+            last_used: Mutex::new(Instant::now()),
         })))
     }
 
-    /// The store's connection, checked first after Redis came back from an outage: the
-    /// connection may be one opened before it, dead since, and a ping (not a publication or a
-    /// read) is what should find that out. The connection manager reconnects on the failure,
-    /// and the second ping waits for the new connection.
+    /// The store's connection, checked first after Redis came back from an outage, and after
+    /// it was idle for a second: the connection may be one opened before the outage, dead
+    /// since, or one Redis (its `timeout`), a proxy or a NAT closed while idle, and a ping (not
+    /// an append, which may or may not have run when it fails, or a read) is what should find
+    /// that out. The connection manager reconnects on the failure, and the second ping waits
+    /// for the new connection.
     async fn connection(&self) -> ConnectionManager {
         let mut conn = self.0.conn.clone();
         let recoveries = self.0.recoveries.load(Ordering::Acquire);
-        if self.0.checked.swap(recoveries, Ordering::AcqRel) != recoveries {
+        let idle = {
+            let mut last = lock(&self.0.last_used);
+            let idle = last.elapsed() >= CHECK_AFTER_IDLE;
+            *last = Instant::now();
+            idle
+        };
+        if self.0.checked.swap(recoveries, Ordering::AcqRel) != recoveries || idle {
             for _ in 0..2 {
                 if redis::cmd("PING")
                     .query_async::<()>(&mut conn)

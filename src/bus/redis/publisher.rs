@@ -23,7 +23,7 @@ const PUBLISH_BATCH: usize = 256;
 /// written on it: Redis's idle `timeout`, a `CLIENT KILL` or a middlebox may have closed it
 /// meanwhile, and a batch written on a dead connection is lost (it is never retried, since it
 /// may have reached Redis). A failed check reconnects with the batch still queued.
-const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+pub(super) const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 pub(super) struct Queued {
     pub(super) env: BusEnvelope,
