@@ -62,6 +62,17 @@ impl Server {
                 Missed::Kept(missed) => {
                     delivered += self.deliver_missed(history, &stream, &target, &missed);
                 }
+                Missed::Restarted(start, missed) => {
+                    // What the old epoch held after the last publication delivered here is
+                    // gone: its clients are told, then get the new epoch from its start.
+                    tracing::warn!(
+                        stream,
+                        "the stream started again while the bus subscription was down; its clients are told they may have missed publications"
+                    );
+                    self.fan_out_sessions(&target, &Frame::gap_notice(&stream, &start), &[]);
+                    history.tails().caught_up(&stream, &start);
+                    delivered += self.deliver_missed(history, &stream, &target, &missed);
+                }
                 Missed::Gap(here) => {
                     tracing::warn!(
                         stream,
@@ -123,6 +134,10 @@ impl Server {
 enum Missed {
     /// Every publication after the last one delivered here, in offset order.
     Kept(Vec<Arc<Frame>>),
+    /// The stream started a new epoch (Redis lost it, or an append it could not confirm
+    /// started one): whatever the old one held after the last publication delivered here is
+    /// unknown. The start of the new epoch, and its publications in offset order.
+    Restarted(Position, Vec<Arc<Frame>>),
     /// Some are no longer kept (trimmed, expired): where the stream stands.
     Gap(Position),
     /// The store could not be read.
@@ -132,17 +147,20 @@ enum Missed {
 /// What `stream` kept after `last`: from the start of its new epoch when it started again.
 async fn missed(history: &Keeper, stream: &str, last: &Position) -> Missed {
     let (frames, here) = history.since(stream, last).await;
-    let (frames, here) = match frames {
+    match frames {
         Err(Gap::Epoch) if !here.is_unheld() && here.epoch != last.epoch => {
             let start = Position {
                 offset: 0,
                 epoch: here.epoch,
             };
-            history.since(stream, &start).await
+            let (frames, here) = history.since(stream, &start).await;
+            match frames {
+                Ok(frames) => Missed::Restarted(start, frames),
+                Err(Gap::Unavailable) => Missed::Unknown,
+                Err(_) if here.is_unheld() => Missed::Unknown,
+                Err(_) => Missed::Gap(here),
+            }
         }
-        other => (other, here),
-    };
-    match frames {
         Ok(frames) => Missed::Kept(frames),
         Err(Gap::Unavailable) => Missed::Unknown,
         Err(_) if here.is_unheld() => Missed::Unknown,
