@@ -487,6 +487,19 @@ async fn join_and_leave_endpoints() {
         body["error"], "invalid JSON body: invalid type: null, expected an object",
         "{body}"
     );
+    // Nor an array, which would otherwise be read field by field (`[topic, data]`).
+    let send = format!("/socket/client/{}/send", c.id());
+    for (p, bad) in [
+        (&path, json!([["vip"]])),
+        (&send, json!(["array-topic", {"n": 1}])),
+    ] {
+        let (status, body) = admin.post(p, &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            body["error"], "invalid JSON body: invalid type: sequence, expected an object",
+            "{body}"
+        );
+    }
     // Another client's id names its room: refused.
     let (other, _) = s.plain("olga").await;
     let (status, body) = admin.post(&path, &json!({"rooms": [other.id()]})).await;

@@ -854,6 +854,9 @@ async fn a_connection_redis_closed_while_idle_loses_no_publication() {
             "{m}"
         );
     }
+    // Kept publications count as published on the bus (the append script publishes them).
+    let detail = a.server.bus_status().detail.unwrap_or_default();
+    assert!(detail.contains("published=3;"), "{detail}");
     a.stop().await;
 }
 

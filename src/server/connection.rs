@@ -121,7 +121,7 @@ where
     if server.0.shutdown.is_cancelled() {
         handle.close(CloseCode::GoingAway);
     }
-    tracing::debug!(client = %id, ?remote, "connection opened");
+    tracing::debug!(client = %id, remote = remote.map(tracing::field::display), "connection opened");
     let conn = Connection {
         guard: Deregister {
             server: server.clone(),

@@ -418,7 +418,12 @@ where
                 return;
             }
             outcome => {
-                tracing::debug!(client = %self.handle.id, ok = outcome.is_ok(), "refresh refused");
+                let reason = match outcome {
+                    Ok(None) => "credentials refused",
+                    Ok(Some(_)) => "token expired",
+                    Err(_) => "authenticate hook failed",
+                };
+                tracing::debug!(client = %self.handle.id, reason, "refresh refused");
                 self.send_error(err::REFRESH_FAILED).await;
                 return;
             }

@@ -141,6 +141,12 @@ fn bad_request(msg: impl Into<String>) -> ApiError {
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    // serde reads a struct from an array too (`[topic, data]`): every body here is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(bad_request(
+            "invalid JSON body: invalid type: sequence, expected an object",
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         // serde names the body's Rust type for a body of the wrong kind (`null`, `[]`): say
         // what was expected instead.

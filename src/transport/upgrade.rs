@@ -78,7 +78,7 @@ pub(crate) fn upgrade<B>(
     let accept = match decide(&view, &ws.allowed_origins) {
         Ok(accept) => accept.accept_key,
         Err(refusal) => {
-            tracing::debug!(%refusal, ?remote, "upgrade refused");
+            tracing::debug!(%refusal, remote = remote.map(tracing::field::display), "upgrade refused");
             return refusal_response(refusal);
         }
     };

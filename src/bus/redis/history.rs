@@ -48,6 +48,9 @@ struct Inner {
     reach: Reachability,
     /// When the connection was last handed out for a command.
     last_used: Mutex<Instant>,
+    /// The bus, whose `published` count takes the kept publications (the append script
+    /// publishes them).
+    bus: Arc<super::Inner>,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -90,8 +93,9 @@ impl RedisHistory {
             tainted: Mutex::new(HashSet::new()),
             checked: AtomicU64::new(recoveries.load(Ordering::Acquire)),
             recoveries,
-            reach: Reachability::new(bus),
+            reach: Reachability::new(Arc::clone(&bus)),
             last_used: Mutex::new(Instant::now()),
+            bus,
         })))
     }
 
@@ -175,6 +179,9 @@ impl HistoryStore for RedisHistory {
                 reset,
             )
             .await;
+            if r.is_ok() {
+                inner.bus.stats.published.fetch_add(1, Ordering::Relaxed);
+            }
             r.map(|(position, _)| position).map_err(|e| {
                 lock(&inner.tainted).insert(stream.clone());
                 inner.reach.failed(&e);
