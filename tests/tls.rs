@@ -331,10 +331,27 @@ fn loading_fails_on_missing_files_and_keys_of_other_certificates() {
     let err = TlsConfig::load(&missing, &files.key).expect_err("missing certificate");
     assert!(err.to_string().contains("missing.pem"), "{err}");
 
+    let (cert, key) = ca.server_pair();
     let (_, other_key) = ca.server_pair();
     replace(&files.key, &other_key);
     let err = TlsConfig::load(&files.cert, &files.key).expect_err("mismatched key");
     assert!(err.to_string().contains("does not fit"), "{err}");
+
+    // Files that are not what they should be are described, not dumped as bytes.
+    replace(&files.key, &key);
+    replace(&files.cert, &cert[..cert.len() / 2]);
+    let err = TlsConfig::load(&files.cert, &files.key).expect_err("truncated certificate");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    replace(&files.cert, &cert);
+    replace(
+        &files.key,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    let err = TlsConfig::load(&files.cert, &files.key).expect_err("encrypted key");
+    assert!(
+        err.to_string().contains("encrypted key is not supported"),
+        "{err}"
+    );
 }
 
 fn sealwire() -> tokio::process::Command {

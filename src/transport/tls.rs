@@ -192,22 +192,62 @@ fn load_pair(
     let key_pem = zeroize::Zeroizing::new(read(key_path, "key")?);
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("TLS certificate file {}: {e}", cert_path.display())))?;
+        .map_err(|e| {
+            invalid(format!(
+                "TLS certificate file {}: {}",
+                cert_path.display(),
+                pem_error(&e, "certificate")
+            ))
+        })?;
     if certs.is_empty() {
         return Err(invalid(format!(
             "TLS certificate file {}: no PEM certificate found",
             cert_path.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| invalid(format!("TLS key file {}: {e}", key_path.display())))?;
-    CertifiedKey::from_der(certs, key, provider).map_err(|e| {
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         invalid(format!(
+            "TLS key file {}: {}",
+            key_path.display(),
+            pem_error(&e, "private key")
+        ))
+    })?;
+    CertifiedKey::from_der(certs, key, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => invalid(format!(
             "TLS key {} does not fit certificate {}: {e}",
             key_path.display(),
             cert_path.display()
-        ))
+        )),
+        // The certificate itself could not be read to compare it with the key.
+        other => {
+            let why = other.to_string();
+            let hint = if why.contains("UnsupportedCertVersion") {
+                " (not an X.509 v3 certificate: make it with v3 extensions, as `openssl req -x509` does)"
+            } else {
+                ""
+            };
+            invalid(format!(
+                "TLS certificate file {}: cannot be used: {why}{hint}",
+                cert_path.display()
+            ))
+        }
     })
+}
+
+/// What a PEM error means for a file that should hold a `what`.
+fn pem_error(e: &rustls_pki_types::pem::Error, what: &str) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => {
+            "malformed PEM: a section has no END line (a truncated file?)".to_owned()
+        }
+        Error::IllegalSectionStart { .. } => "malformed PEM: an invalid BEGIN line".to_owned(),
+        Error::Base64Decode(_) => "malformed PEM: a section is not valid base64".to_owned(),
+        Error::NoItemsFound => format!(
+            "no {what} found (PEM: a certificate, or a PKCS#8, PKCS#1 or SEC1 key; an encrypted key is not supported)"
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn read(path: &Path, what: &str) -> io::Result<Vec<u8>> {
