@@ -819,6 +819,75 @@ async fn publications_while_redis_is_gone_are_not_held_back() {
     a.stop().await;
 }
 
+/// An instance that could not keep a publication (it went out live only) starts the stream
+/// again as soon as Redis takes the command, not at its own next append: otherwise the other
+/// instance's appends continue the old epoch, and a client that was away during the lost one
+/// recovers there with `recovered: true`.
+#[tokio::test]
+async fn a_publication_one_instance_could_not_keep_restarts_the_stream_for_all() {
+    use common::redis::dead_port;
+    let redis = RedisServer::start().await;
+    let upstream = format!("127.0.0.1:{}", redis.port).parse().expect("addr");
+    let proxy = TcpProxy::start(upstream).await;
+    let via_proxy = RedisBusConfig::new(format!("redis://{}", proxy.addr))
+        .backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .ping_interval(Duration::from_millis(300))
+        .response_timeout(Duration::from_secs(2));
+    let mut c = base_config();
+    c.history.size = 100;
+    let a = start_with(instance_on(via_proxy, c)).await;
+    let b = start_with(instance(&redis, 100, None)).await;
+    let (mut client, _, room) = joined(&b, None).await;
+    assert_eq!(publish(&a, 1).await, Some(1));
+    let m = client.recv_msg().await;
+    assert_eq!(
+        (&m["data"]["n"], &m["offset"]),
+        (&json!(1), &json!(1)),
+        "{m}"
+    );
+    drop(client);
+
+    // A loses Redis; what it publishes now is not kept (and reaches nobody: the client left).
+    proxy.retarget(format!("127.0.0.1:{}", dead_port()).parse().expect("addr"));
+    proxy.cut();
+    wait_for(|| !a.server.bus_status().connected).await;
+    assert_eq!(publish(&a, 2).await, None, "not kept");
+    proxy.retarget(upstream);
+    wait_for(|| a.server.bus_status().connected).await;
+    // The stream starts again once Redis takes A's command.
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let meta = format!("sealwire:history:m:{STREAM}");
+    let old = room["epoch"].as_str().expect("epoch").to_owned();
+    let mut restarted = false;
+    for _ in 0..250 {
+        let epoch: Option<String> = ::redis::cmd("HGET")
+            .arg(&meta)
+            .arg("epoch")
+            .query_async(&mut conn)
+            .await
+            .expect("HGET");
+        if epoch.is_some_and(|e| e != old) {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(restarted, "the stream did not start a new epoch");
+    assert_eq!(publish(&b, 3).await, Some(1), "kept in the new epoch");
+
+    // The client comes back to B from where it stood: it missed 2, and is told so.
+    let (mut back, replayed, verdict) = joined(&b, Some(json!({"offset": 1, "epoch": old}))).await;
+    assert_eq!(verdict["recovered"], false, "{verdict}");
+    assert!(replayed.is_empty(), "{replayed:?}");
+    back.expect_silence(Duration::from_millis(200)).await;
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Redis closes connections idle for longer than its `timeout` (as proxies and NATs do): the
 /// store's connection, idle between two publications, is found closed by a ping, not by the
 /// append, so the next publication is kept (and reaches the client with its position) rather

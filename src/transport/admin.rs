@@ -3,7 +3,6 @@
 //! `{"error": ".."}` with a 4xx status, refusals before a handler runs included
 //! ([`rejections`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -18,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 mod batch;
+mod membership;
 mod rejections;
 pub(super) use rejections::api_root_not_found;
 
@@ -40,8 +40,14 @@ pub(crate) fn routes(token: Option<&str>) -> Router<Server> {
         .route("/socket/room/{room}/send", post(room_send))
         .route("/socket/client/{client_id}/send", post(client_send))
         .route("/socket/user/{user_id}/send", post(user_send))
-        .route("/socket/client/{client_id}/join", post(client_join))
-        .route("/socket/client/{client_id}/leave", post(client_leave))
+        .route(
+            "/socket/client/{client_id}/join",
+            post(membership::client_join),
+        )
+        .route(
+            "/socket/client/{client_id}/leave",
+            post(membership::client_leave),
+        )
         .route("/socket/batch", post(batch::batch))
         .route("/socket/history/{stream}", get(history))
         // Any other path under the API's prefix: its JSON 404 (after the token check, so
@@ -340,127 +346,6 @@ async fn user_send(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     send_to(&server, BusTarget::User(id), &body).await
-}
-
-#[derive(Deserialize)]
-struct RoomsBody {
-    /// Missing, `null`, empty or not an array: 400 `Rooms array is required`, the IGNIS
-    /// examples' words.
-    #[serde(default)]
-    rooms: Value,
-}
-
-/// The rooms of a join or leave body for client `id`: at most `max_rooms_per_client` of them
-/// (a client can never be in more), every one a valid room name, each kept once. A join also
-/// refuses names shaped like a client id, and the id or `socket.id` of another client here:
-/// those rooms belong to the client they name.
-fn rooms_body(
-    server: &Server,
-    id: &str,
-    body: &Bytes,
-    join: bool,
-) -> Result<Vec<String>, ApiError> {
-    let b: RoomsBody = parse(body)?;
-    let rooms: Vec<String> = match b.rooms {
-        Value::Array(rooms) if !rooms.is_empty() => rooms
-            .into_iter()
-            .map(|r| match r {
-                Value::String(r) => Ok(r),
-                other => Err(bad_request(format!(
-                    "invalid room name {other}: not a string"
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
-        _ => return Err(bad_request("Rooms array is required".to_owned())),
-    };
-    let max = server.config().max_rooms_per_client;
-    if rooms.len() > max {
-        return Err(bad_request(format!(
-            "Too many rooms: {} (max {max})",
-            rooms.len()
-        )));
-    }
-    for room in &rooms {
-        check_room(room)?;
-    }
-    if join && let Some(bad) = rooms.iter().find(|r| RoomName::check_joinable(r).is_err()) {
-        return Err(bad_request(format!(
-            "invalid room name {bad:?}: names shaped like a client id (a UUID) are reserved"
-        )));
-    }
-    if join {
-        let own = server.client_named(id);
-        if let Some(bad) = rooms.iter().find(|r| {
-            server
-                .client_named(r)
-                .is_some_and(|named| Some(&named) != own.as_ref())
-        }) {
-            return Err(bad_request(format!(
-                "invalid room name {bad:?}: it names another client"
-            )));
-        }
-    }
-    let mut seen = HashSet::with_capacity(rooms.len());
-    Ok(rooms
-        .into_iter()
-        .filter(|r| seen.insert(r.clone()))
-        .collect())
-}
-
-async fn client_join(
-    State(server): State<Server>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let rooms = rooms_body(&server, &id, &body, true)?;
-    // A name another instance's client holds (its `socket.id`); the client's own is local.
-    let own = server.client_named(&id);
-    let in_use = server.names_in_use(&rooms).await;
-    if let Some(bad) = rooms
-        .iter()
-        .find(|r| in_use.contains(*r) && server.client_named(r) != own)
-    {
-        return Err(bad_request(format!(
-            "invalid room name {bad:?}: it names another client"
-        )));
-    }
-    let joined = server
-        .join(&id, &rooms)
-        .ok_or_else(|| client_not_found(&id))?;
-    // Answered once sends to the rooms from other instances reach the client.
-    let targets: Vec<_> = joined
-        .iter()
-        .cloned()
-        .map(crate::protocol::BusTarget::Room)
-        .collect();
-    server.await_targets(&targets).await;
-    let message = format!("Client {id} joined rooms: {}", joined.join(", "));
-    Ok(Json(json!({
-        "ok": true,
-        "success": true,
-        "message": message,
-        "joined": joined,
-        "rooms": server.client_rooms(&id).unwrap_or_default(),
-    })))
-}
-
-async fn client_leave(
-    State(server): State<Server>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let rooms = rooms_body(&server, &id, &body, false)?;
-    let left = server
-        .leave(&id, &rooms)
-        .ok_or_else(|| client_not_found(&id))?;
-    let message = format!("Client {id} left rooms: {}", left.join(", "));
-    Ok(Json(json!({
-        "ok": true,
-        "success": true,
-        "message": message,
-        "left": left,
-        "rooms": server.client_rooms(&id).unwrap_or_default(),
-    })))
 }
 
 #[derive(Deserialize)]

@@ -4,12 +4,15 @@
 //! Appends go through one multiplexed connection, so concurrent publications are pipelined.
 //! With a bus key, each entry is the sealed envelope: Redis keeps no plaintext, and entries
 //! read back are opened by a [`KeptOpener`] (authentic, within the age bound, each once).
-//! An append that fails may or may not have been kept: the stream is marked, and this
-//! instance's next append to it starts a new epoch, so no client is told it recovered across
-//! what may be missing.
+//! An append that fails may or may not have been kept, and its publication goes out live
+//! only: the stream is marked, and it starts a new epoch as soon as Redis takes the command
+//! (a task tries until it does), or at this instance's next append to it if that comes first.
+//! So no client is told it recovered across what may be missing, on any instance: until the
+//! new epoch, another instance's appends continue the old one, and a recovery there that
+//! spans the lost publication is the one case still answered `true`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +22,7 @@ use super::lock;
 use super::publisher::CHECK_AFTER_IDLE;
 use super::reach::Reachability;
 use super::streams::{self, RawPage};
+use crate::bus::config::Backoff;
 use crate::crypto::backplane::{BusKey, KeptOpener, MAX_SKEW_MS, Sealer, is_sealed};
 use crate::protocol::{BusEnvelope, Position, target_of};
 use crate::server::{BoxFuture, HistoryError, HistoryStore, KeptPage};
@@ -51,6 +55,9 @@ struct Inner {
     /// The bus, whose `published` count takes the kept publications (the append script
     /// publishes them).
     bus: Arc<super::Inner>,
+    restart: redis::Script,
+    /// Whether the task that starts new epochs for the marked streams runs.
+    restarting: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -96,6 +103,8 @@ impl RedisHistory {
             reach: Reachability::new(Arc::clone(&bus)),
             last_used: Mutex::new(Instant::now()),
             bus,
+            restart: streams::restart_script(),
+            restarting: AtomicBool::new(false),
         })))
     }
 
@@ -126,6 +135,59 @@ impl RedisHistory {
             }
         }
         conn
+    }
+}
+
+impl RedisHistory {
+    /// Starts the task that gives every marked stream a new epoch, unless it runs.
+    fn restart_marked(&self) {
+        if self.0.restarting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move { store.restart_until_done().await });
+    }
+
+    /// Takes the marked streams and starts a new epoch for each (a stream whose next append
+    /// here came first was taken by it), trying again with backoff while Redis does not take
+    /// them; ends once none is left, or with the bus.
+    async fn restart_until_done(&self) {
+        let inner = &self.0;
+        let mut backoff = Backoff::new(inner.bus.backoff.0, inner.bus.backoff.1);
+        loop {
+            let marked: Vec<String> = lock(&inner.tainted).drain().collect();
+            if marked.is_empty() {
+                inner.restarting.store(false, Ordering::Release);
+                // One marked after the drain and before the flag went down has no task yet.
+                if lock(&inner.tainted).is_empty() || inner.restarting.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+                continue;
+            }
+            let mut failed = Vec::new();
+            if inner.reach.check().is_ok() {
+                let mut conn = self.connection().await;
+                for stream in marked {
+                    if let Err(e) = streams::restart(&mut conn, &inner.restart, &stream).await {
+                        tracing::debug!(stream, error = %e, "new history epoch not started yet");
+                        inner.reach.failed(&e);
+                        failed.push(stream);
+                    }
+                }
+            } else {
+                failed = marked;
+            }
+            if failed.is_empty() {
+                backoff.reset();
+                continue;
+            }
+            lock(&inner.tainted).extend(failed);
+            if !inner.bus.sleep_or_cancel(backoff.next_delay()).await {
+                inner.restarting.store(false, Ordering::Release);
+                return;
+            }
+        }
     }
 }
 
@@ -185,6 +247,7 @@ impl HistoryStore for RedisHistory {
             r.map(|(position, _)| position).map_err(|e| {
                 lock(&inner.tainted).insert(stream.clone());
                 inner.reach.failed(&e);
+                self.restart_marked();
                 failed(&e)
             })
         })

@@ -101,6 +101,41 @@ end
 return {epoch, top, now, entries, created}
 ";
 
+/// KEYS: hash, entries. ARGV: a fresh epoch. Starts a new epoch for a stream Redis holds
+/// (its entries dropped, its TTL kept); a stream it does not hold starts one anyway at its
+/// next append or read. Returns 1.
+const RESTART: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'top', 0)
+  redis.call('DEL', KEYS[2])
+end
+return 1
+";
+
+/// The restart script.
+#[must_use]
+pub(crate) fn restart_script() -> redis::Script {
+    redis::Script::new(RESTART)
+}
+
+/// Starts a new epoch for `stream` (see [`restart_script`]).
+///
+/// # Errors
+/// The script failed.
+pub(crate) async fn restart<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    script: &redis::Script,
+    stream: &str,
+) -> redis::RedisResult<()> {
+    script
+        .key(meta_key(stream))
+        .key(entries_key(stream))
+        .arg(fresh_epoch())
+        .invoke_async::<i64>(conn)
+        .await
+        .map(drop)
+}
+
 /// The append script.
 #[must_use]
 pub(crate) fn append_script() -> redis::Script {

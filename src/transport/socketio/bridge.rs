@@ -128,10 +128,7 @@ pub(super) fn connect(
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     if !origin_allowed(&parts.headers, &config.allowed_origins) {
-        tracing::debug!(
-            remote = remote.map(tracing::field::display),
-            "socket.io connection refused (origin)"
-        );
+        tracing::debug!(?remote, "socket.io connection refused (origin)");
         admission.left(socket.id, None);
         return Setup::Refused(Refusal::Quiet);
     }
@@ -142,11 +139,7 @@ pub(super) fn connect(
     let slot = match admission.take(remote.map(|a| a.ip())) {
         Ok(slot) => slot,
         Err(refused) => {
-            tracing::debug!(
-                remote = remote.map(tracing::field::display),
-                ?refused,
-                "socket.io connection over the limits"
-            );
+            tracing::debug!(?remote, ?refused, "socket.io connection over the limits");
             admission.left(socket.id, None);
             return Setup::Refused(Refusal::Unauthenticated("Connection limit reached"));
         }
