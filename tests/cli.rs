@@ -806,6 +806,12 @@ async fn json_logs_are_one_object_per_line_and_carry_no_tokens() {
     }
     assert!(lines >= 3, "debug logs were written: {logs}");
     assert!(logs.contains("authenticated"), "{logs}");
+    // The refusal says why, not what the token held.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("JWT not accepted") && l.contains(r#""reason":"expired""#)),
+        "{logs}"
+    );
     for token in [&good, &expired] {
         assert!(!logs.contains(token.as_str()), "a token was logged");
         // Not even its signature part.

@@ -101,8 +101,15 @@ impl JwtRules {
         key: &jsonwebtoken::DecodingKey,
         alg: jsonwebtoken::Algorithm,
     ) -> Option<Identity> {
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(alg)).ok()?;
+        let data = match jsonwebtoken::decode::<Claims>(token, key, &self.validation(alg)) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::debug!(reason = rejection(&e), "JWT not accepted");
+                return None;
+            }
+        };
         if data.claims.sub.is_empty() {
+            tracing::debug!(reason = "empty sub", "JWT not accepted");
             return None;
         }
         // Within the leeway either side: not expired, and not before `nbf` (a number, when
@@ -115,12 +122,16 @@ impl JwtRules {
         }
         let end = (data.claims.exp + leeway).min(LAST_NUMERIC_DATE);
         if end < now {
+            tracing::debug!(reason = "expired", "JWT not accepted");
             return None;
         }
         match data.claims.rest.get("nbf") {
             None => {}
             Some(nbf) if nbf.as_f64().is_some_and(|nbf| nbf <= now + leeway) => {}
-            Some(_) => return None,
+            Some(_) => {
+                tracing::debug!(reason = "not valid yet (nbf)", "JWT not accepted");
+                return None;
+            }
         }
         let expires_at = Duration::try_from_secs_f64(end)
             .ok()
@@ -130,6 +141,24 @@ impl JwtRules {
             metadata: Value::Object(data.claims.rest),
             expires_at: Some(expires_at),
         })
+    }
+}
+
+/// Why a token was not accepted, for the debug log: the kind of failure only, never the
+/// token's contents.
+fn rejection(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::ExpiredSignature => "expired",
+        ErrorKind::ImmatureSignature => "not valid yet (nbf)",
+        ErrorKind::InvalidIssuer => "wrong issuer",
+        ErrorKind::InvalidAudience => "wrong audience",
+        ErrorKind::InvalidSubject => "wrong subject",
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm not allowed",
+        ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
+        ErrorKind::InvalidClaimFormat(_) => "a claim has the wrong type",
+        _ => "malformed token",
     }
 }
 
