@@ -172,10 +172,16 @@ pub(super) async fn require_token(
     next: Next,
 ) -> Response {
     let why = match token.check(req.headers()) {
-        Ok(()) => return next.run(req).await,
+        Ok(()) => {
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let answer = next.run(req).await;
+            tracing::debug!(%method, path, status = answer.status().as_u16(), "admin call");
+            return answer;
+        }
         Err(TokenRefusal::Disabled) => "admin API disabled: no admin token configured",
         Err(TokenRefusal::Invalid) => "missing or invalid admin token",
     };
+    tracing::debug!(method = %req.method(), path = req.uri().path(), why, "admin call refused");
     // RFC 6750: a 401 names the scheme it wants.
     let mut refused = ApiError(StatusCode::UNAUTHORIZED, why.into()).into_response();
     refused.headers_mut().insert(
