@@ -114,7 +114,11 @@ impl RedisHistory {
     /// an append, which may or may not have run when it fails, or a read) is what should find
     /// that out. The connection manager reconnects on the failure, and the second ping waits
     /// for the new connection.
-    async fn connection(&self) -> ConnectionManager {
+    ///
+    /// # Errors
+    /// The check failed (nothing else was sent): no answer in time (a hung Redis, which the
+    /// command would wait out as long again), or two failures in a row.
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
         let mut conn = self.0.conn.clone();
         let recoveries = self.0.recoveries.load(Ordering::Acquire);
         let idle = {
@@ -124,17 +128,22 @@ impl RedisHistory {
             idle
         };
         if self.0.checked.swap(recoveries, Ordering::AcqRel) != recoveries || idle {
+            let mut failure = None;
             for _ in 0..2 {
-                if redis::cmd("PING")
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .is_ok()
-                {
-                    break;
+                match redis::cmd("PING").query_async::<()>(&mut conn).await {
+                    Ok(()) => {
+                        failure = None;
+                        break;
+                    }
+                    Err(e) if e.is_timeout() => return Err(e),
+                    Err(e) => failure = Some(e),
                 }
             }
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
-        conn
+        Ok(conn)
     }
 }
 
@@ -153,12 +162,15 @@ impl RedisHistory {
     /// them; ends once none is left, or with the bus.
     async fn restart_until_done(&self) {
         let inner = &self.0;
-        let mut backoff = Backoff::new(inner.bus.backoff.0, inner.bus.backoff.1);
+        // Retried often (a check of `reach` or one small script each time): until it runs,
+        // another instance's recovery across the lost publication could be answered `true`.
+        let most = inner.bus.backoff.1.min(RESTART_RETRY_AT_MOST);
+        let mut backoff = Backoff::new(inner.bus.backoff.0.min(most), most);
         loop {
-            let marked: Vec<String> = lock(&inner.tainted).drain().collect();
+            let marked: Vec<String> = lock(&inner.tainted).iter().cloned().collect();
             if marked.is_empty() {
                 inner.restarting.store(false, Ordering::Release);
-                // One marked after the drain and before the flag went down has no task yet.
+                // One marked after the look and before the flag went down has no task yet.
                 if lock(&inner.tainted).is_empty() || inner.restarting.swap(true, Ordering::AcqRel)
                 {
                     return;
@@ -166,19 +178,28 @@ impl RedisHistory {
                 continue;
             }
             let mut failed = Vec::new();
-            if inner.reach.check().is_ok() {
-                let mut conn = self.connection().await;
+            // Nothing is taken off the marks unless Redis is reached.
+            let conn = match inner.reach.check() {
+                Ok(()) => self.connection().await.map_err(|e| inner.reach.failed(&e)),
+                Err(_) => Err(()),
+            };
+            let reached = conn.is_ok();
+            if let Ok(mut conn) = conn {
                 for stream in marked {
+                    // Taken just before the script goes out, on the connection appends use
+                    // (Redis runs them in order): an append that took it first started the
+                    // new epoch itself, and one after this runs in the new epoch.
+                    if !lock(&inner.tainted).remove(&stream) {
+                        continue;
+                    }
                     if let Err(e) = streams::restart(&mut conn, &inner.restart, &stream).await {
                         tracing::debug!(stream, error = %e, "new history epoch not started yet");
                         inner.reach.failed(&e);
                         failed.push(stream);
                     }
                 }
-            } else {
-                failed = marked;
             }
-            if failed.is_empty() {
+            if reached && failed.is_empty() {
                 backoff.reset();
                 continue;
             }
@@ -190,6 +211,9 @@ impl RedisHistory {
         }
     }
 }
+
+/// The longest wait between two attempts to start new epochs for marked streams.
+const RESTART_RETRY_AT_MOST: Duration = Duration::from_millis(250);
 
 fn unavailable(e: impl std::fmt::Display) -> HistoryError {
     HistoryError::Refused(e.to_string())
@@ -231,7 +255,16 @@ impl HistoryStore for RedisHistory {
             }
             inner.reach.check()?;
             let reset = lock(&inner.tainted).remove(&stream);
-            let mut conn = self.connection().await;
+            let mut conn = match self.connection().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Not kept, and nothing was sent: the stream starts a new epoch.
+                    lock(&inner.tainted).insert(stream.clone());
+                    inner.reach.failed(&e);
+                    self.restart_marked();
+                    return Err(unavailable(e));
+                }
+            };
             let r = streams::append(
                 &mut conn,
                 &inner.append,
@@ -290,7 +323,10 @@ impl RedisHistory {
         Box::pin(async move {
             let inner = &self.0;
             inner.reach.check()?;
-            let mut conn = self.connection().await;
+            let mut conn = self.connection().await.map_err(|e| {
+                inner.reach.failed(&e);
+                unavailable(e)
+            })?;
             let read = async |conn: &mut ConnectionManager| {
                 streams::read(
                     conn,

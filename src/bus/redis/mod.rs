@@ -353,6 +353,12 @@ impl Bus for RedisBus {
     }
 
     fn subscribed(&self, target: &BusTarget, within: Duration) -> BoxFuture<'_, bool> {
+        // With the subscriber down, no confirmation comes before it reconnects: a connection
+        // or a join does not wait out `within` for it (the catch-up after the reconnection
+        // covers what kept streams missed).
+        if !self.0.sub_up.load(Ordering::Acquire) {
+            return Box::pin(std::future::ready(false));
+        }
         let channel = target.channel();
         Box::pin(async move { self.0.wait_confirmed(&channel, within).await })
     }
