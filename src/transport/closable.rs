@@ -228,6 +228,11 @@ impl<I: AsyncWrite + Unpin> Closable<I> {
                     {
                         self.stalled = false;
                         self.shared.write_waiting.store(false, Ordering::Release);
+                        // The connection is over, its reading half too: an owner that only
+                        // ends its writer on the error (engine.io's) would otherwise keep the
+                        // connection open, reading from a client that sends nothing.
+                        self.shared.closed.store(true, Ordering::Release);
+                        self.shared.reader.wake();
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "the client did not read in time",
@@ -338,6 +343,9 @@ mod tests {
         let err = stream.write_all(&[1u8; 64]).await.expect_err("stalled");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed().as_secs(), 30);
+        // And the connection is over: its reads see the end (the client sent nothing).
+        let mut buf = [0u8; 8];
+        assert_eq!(stream.read(&mut buf).await.expect("end"), 0);
     }
 
     #[tokio::test(start_paused = true)]
