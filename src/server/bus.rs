@@ -211,6 +211,13 @@ pub trait Bus: Send + Sync + 'static {
     /// The server gained or lost local members for a target (interest-based subscriptions).
     fn interest(&self, _change: &Interest) {}
 
+    /// Whether [`Bus::subscribed`] may ever have to wait (the backend confirms subscriptions
+    /// one by one). The default (an in-process bus, a pattern subscription) does not, and the
+    /// server then skips the waits on its connection path.
+    fn confirms_subscriptions(&self) -> bool {
+        false
+    }
+
     /// Resolves once publications to `target` reach this instance (the subscription that
     /// carries them is confirmed by the backend), or after `within`; says which. A recovering
     /// client's history is read only then, so that nothing published meanwhile falls between

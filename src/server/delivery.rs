@@ -357,11 +357,27 @@ impl Server {
     /// on a bus that needs no subscription (the in-process one, Redis's pattern mode).
     pub(crate) async fn await_targets(&self, targets: &[BusTarget]) {
         let bus = &self.0.bus;
+        if !bus.confirms_subscriptions() {
+            return;
+        }
         let waits = targets.iter().map(|t| bus.subscribed(t, SUBSCRIBE_WAIT));
         let confirmed = futures_util::future::join_all(waits).await;
         if confirmed.contains(&false) {
             tracing::debug!("bus subscription not confirmed in time; going on");
         }
+    }
+
+    /// [`Self::await_targets`] for a client being admitted: its user, its id and its rooms.
+    /// Nothing is built on a bus that confirms no subscriptions (the connection path).
+    pub(crate) async fn await_client_targets(&self, user: &str, id: &str, rooms: &[String]) {
+        if !self.0.bus.confirms_subscriptions() {
+            return;
+        }
+        let mut targets = Vec::with_capacity(2 + rooms.len());
+        targets.push(BusTarget::User(user.to_owned()));
+        targets.push(BusTarget::Client(id.to_owned()));
+        targets.extend(rooms.iter().cloned().map(BusTarget::Room));
+        self.await_targets(&targets).await;
     }
 
     /// Waits (at most [`SUBSCRIBE_WAIT`]) until this instance receives live publications of

@@ -31,7 +31,7 @@ use super::registry::ClientState;
 use super::socket::FrameSocket;
 use crate::crypto::{Profile, ServerHello, Session, hardened, room};
 use crate::protocol::{
-    AuthenticatePayload, BusTarget, CloseCode, ConnectedPayload, RecoverRequest, RefreshedPayload,
+    AuthenticatePayload, CloseCode, ConnectedPayload, RecoverRequest, RefreshedPayload,
     error_message as err, event, frame_json, iso8601, now_iso8601,
 };
 
@@ -299,11 +299,9 @@ where
         });
         // Told it is connected only once sends from other instances to it, its user and its
         // rooms reach this one (interest-based subscriptions are confirmed by Redis).
-        let mut targets = Vec::with_capacity(2 + rooms.len());
-        targets.push(BusTarget::User(info.user_id.clone()));
-        targets.push(BusTarget::Client(info.id.clone()));
-        targets.extend(rooms.iter().cloned().map(BusTarget::Room));
-        self.server.await_targets(&targets).await;
+        self.server
+            .await_client_targets(&info.user_id, &info.id, &rooms)
+            .await;
         self.state = ClientState::Authenticated;
         self.socket.admitted(&info.id);
         self.handle.set_deadline(info.expires_at.map(instant_of));

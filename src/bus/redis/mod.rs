@@ -352,6 +352,10 @@ impl Bus for RedisBus {
         Box::pin(self.0.handoff.wait(within))
     }
 
+    fn confirms_subscriptions(&self) -> bool {
+        self.0.mode == SubscriptionMode::Interest
+    }
+
     fn subscribed(&self, target: &BusTarget, within: Duration) -> BoxFuture<'_, bool> {
         // With the subscriber down, no confirmation comes before it reconnects: a connection
         // or a join does not wait out `within` for it (the catch-up after the reconnection
